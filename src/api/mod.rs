@@ -1,0 +1,9 @@
+//! Wire types of the front end (OpenAI now; Anthropic Messages alongside) and
+//! `ApiError`, the one error type a client ever sees. No I/O here.
+
+pub mod error;
+pub mod openai;
+pub mod usage;
+
+pub use error::ApiError;
+pub use usage::Usage;

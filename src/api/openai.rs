@@ -1,0 +1,602 @@
+//! Front-end wire types for the OpenAI API. A body is parsed once, only as deep as
+//! routing and billing need: top-level fields stay raw JSON (`RawObject`) and are
+//! forwarded byte for byte; the few fields the gateway reads are checked and typed
+//! here, so a wrong-typed field is a 400 that names it.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::error::ApiError;
+
+/// Fields the gateway consumes itself and never forwards upstream.
+pub const GATEWAY_FIELDS: &[&str] = &["bazaar", "models", "provider"];
+
+/// A JSON object's top-level fields, in the client's order, values left as raw JSON.
+#[derive(Debug, Clone, Default)]
+pub struct RawObject {
+    fields: Vec<(String, Box<RawValue>)>,
+}
+
+impl RawObject {
+    /// Parses a body that must be a JSON object; the error says what is wrong with it.
+    pub fn parse(body: &[u8]) -> Result<RawObject, ApiError> {
+        let text = std::str::from_utf8(body)
+            .map_err(|_| ApiError::bad_request("The request body is not valid UTF-8."))?;
+        if text.trim_start().is_empty() {
+            return Err(ApiError::bad_request(
+                "The request body is empty; expected a JSON object.",
+            ));
+        }
+        serde_json::from_str::<RawObject>(text).map_err(|e| {
+            ApiError::bad_request(format!("The request body is not a valid JSON object: {e}."))
+        })
+    }
+
+    /// The raw value of `key`, if present (the last one wins on duplicates).
+    pub fn get(&self, key: &str) -> Option<&RawValue> {
+        self.fields
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// Iterates the fields in the client's order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &RawValue)> {
+        self.fields.iter().map(|(k, v)| (k.as_str(), v.as_ref()))
+    }
+
+    /// Reads `key` as `T`; absent or `null` is `None`, a wrong type is a 400 naming the field.
+    pub fn typed<'a, T: Deserialize<'a>>(
+        &'a self,
+        key: &str,
+        expected: &str,
+    ) -> Result<Option<T>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(raw) if raw.get() == "null" => Ok(None),
+            Some(raw) => serde_json::from_str(raw.get())
+                .map(Some)
+                .map_err(|_| ApiError::invalid(key, format!("`{key}` must be {expected}."))),
+        }
+    }
+
+    /// Writes the object back out with `model` set to `model`, gateway-only fields
+    /// dropped, and `extra` fields appended or replacing ones of the same name.
+    pub fn write_with(&self, out: &mut Vec<u8>, model: &str, extra: &[(&str, &RawValue)]) {
+        out.push(b'{');
+        let mut first = true;
+        let mut sep = |out: &mut Vec<u8>| {
+            if !std::mem::take(&mut first) {
+                out.push(b',');
+            }
+        };
+        let mut model_written = false;
+        for (key, value) in &self.fields {
+            if GATEWAY_FIELDS.contains(&key.as_str()) || extra.iter().any(|(k, _)| k == key) {
+                continue;
+            }
+            sep(out);
+            write_json_string(out, key);
+            out.push(b':');
+            if key == "model" {
+                if model_written {
+                    // A duplicate `model` key: keep only one, ours.
+                    out.pop();
+                    out.pop();
+                    continue;
+                }
+                write_json_string(out, model);
+                model_written = true;
+            } else {
+                out.extend_from_slice(value.get().as_bytes());
+            }
+        }
+        for (key, value) in extra {
+            sep(out);
+            write_json_string(out, key);
+            out.push(b':');
+            out.extend_from_slice(value.get().as_bytes());
+        }
+        out.push(b'}');
+    }
+}
+
+fn write_json_string(out: &mut Vec<u8>, s: &str) {
+    // Serialising a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+impl<'de> Deserialize<'de> for RawObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = RawObject;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawObject, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
+                    fields.push((k, v));
+                }
+                Ok(RawObject { fields })
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+/// What a chat request asks of a backend beyond plain text; the router filters on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    pub tools: bool,
+    pub vision: bool,
+    pub json_object: bool,
+    pub json_schema: bool,
+    pub reasoning: bool,
+}
+
+/// `POST /v1/chat/completions`: the raw body plus the fields the gateway reads.
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    pub fields: RawObject,
+    pub model: String,
+    pub stream: bool,
+    /// The client set `stream_options.include_usage`; otherwise the usage chunk is hidden.
+    pub client_wants_usage: bool,
+    /// `max_completion_tokens`, else `max_tokens`.
+    pub max_tokens: Option<u64>,
+    pub n: u64,
+    pub needs: Needs,
+    /// Characters of text in the prompt: the input to token estimates.
+    pub prompt_chars: usize,
+    /// Text of the prompt's first user turn or system turn, truncated: for task classification and affinity.
+    pub prompt_head: String,
+    pub user: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct MessageView<'a> {
+    #[serde(borrow, default)]
+    role: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tool_calls: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct PartView<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct ResponseFormat<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+}
+
+const ROLES: &[&str] = &[
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
+const PROMPT_HEAD_CHARS: usize = 2048;
+
+impl ChatRequest {
+    /// Parses and checks a chat body; every error names the offending field.
+    pub fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
+        let fields = RawObject::parse(body)?;
+        let model = required_model(&fields)?;
+        let stream = fields
+            .typed::<bool>("stream", "a boolean")?
+            .unwrap_or(false);
+        let client_wants_usage = fields
+            .typed::<StreamOptions>("stream_options", "an object")?
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false);
+        let max_tokens =
+            match fields.typed::<u64>("max_completion_tokens", "a non-negative integer")? {
+                Some(v) => Some(v),
+                None => fields.typed::<u64>("max_tokens", "a non-negative integer")?,
+            };
+        let n = fields.typed::<u64>("n", "a positive integer")?.unwrap_or(1);
+        if n == 0 {
+            return Err(ApiError::invalid("n", "`n` must be a positive integer."));
+        }
+        for key in [
+            "temperature",
+            "top_p",
+            "presence_penalty",
+            "frequency_penalty",
+        ] {
+            fields.typed::<f64>(key, "a number")?;
+        }
+        let user = fields.typed::<String>("user", "a string")?;
+
+        let mut needs = Needs::default();
+        if let Some(tools) = fields.get("tools") {
+            let list: Vec<&RawValue> = serde_json::from_str(tools.get())
+                .map_err(|_| ApiError::invalid("tools", "`tools` must be an array."))?;
+            needs.tools = !list.is_empty();
+        }
+        if let Some(format) = fields.typed::<ResponseFormat>(
+            "response_format",
+            "an object with a `type` of text, json_object or json_schema",
+        )? {
+            match format.kind.as_ref() {
+                "text" => {}
+                "json_object" => needs.json_object = true,
+                "json_schema" => needs.json_schema = true,
+                other => {
+                    return Err(ApiError::invalid(
+                        "response_format.type",
+                        format!("`response_format.type` must be text, json_object or json_schema, not `{other}`."),
+                    ))
+                }
+            }
+        }
+        needs.reasoning =
+            fields.get("reasoning_effort").is_some() || fields.get("reasoning").is_some();
+
+        let messages = fields
+            .get("messages")
+            .ok_or_else(|| ApiError::invalid("messages", "`messages` is required."))?;
+        let messages: Vec<MessageView> = serde_json::from_str(messages.get()).map_err(|_| {
+            ApiError::invalid(
+                "messages",
+                "`messages` must be an array of message objects, each with a `role`.",
+            )
+        })?;
+        if messages.is_empty() {
+            return Err(ApiError::invalid(
+                "messages",
+                "`messages` must not be empty.",
+            ));
+        }
+        let mut prompt_chars = 0;
+        let mut prompt_head = String::new();
+        for (i, message) in messages.iter().enumerate() {
+            let role = message.role.as_deref().ok_or_else(|| {
+                ApiError::invalid(
+                    format!("messages[{i}].role"),
+                    format!("`messages[{i}].role` is required."),
+                )
+            })?;
+            if !ROLES.contains(&role) {
+                return Err(ApiError::invalid(
+                    format!("messages[{i}].role"),
+                    format!(
+                        "`messages[{i}].role` must be one of {}; got `{role}`.",
+                        ROLES.join(", ")
+                    ),
+                ));
+            }
+            if let Some(calls) = message.tool_calls {
+                prompt_chars += calls.get().len();
+            }
+            let Some(content) = message.content else {
+                continue;
+            };
+            let param = || format!("messages[{i}].content");
+            match content.get().as_bytes().first() {
+                Some(b'"') => {
+                    let text: Cow<str> = serde_json::from_str(content.get())
+                        .map_err(|_| ApiError::invalid(param(), "invalid string"))?;
+                    prompt_chars += text.chars().count();
+                    take_head(&mut prompt_head, role, &text);
+                }
+                Some(b'[') => {
+                    let parts: Vec<PartView> =
+                        serde_json::from_str(content.get()).map_err(|_| {
+                            ApiError::invalid(
+                                param(),
+                                format!("`{}` parts must be objects with a `type`.", param()),
+                            )
+                        })?;
+                    for part in parts {
+                        match part.kind.as_ref() {
+                            "text" | "input_text" => {
+                                let text = part.text.unwrap_or_default();
+                                prompt_chars += text.chars().count();
+                                take_head(&mut prompt_head, role, &text);
+                            }
+                            "image_url" | "input_image" | "image" => {
+                                needs.vision = true;
+                                // A rough image cost in characters (~765 tokens for a 1024² tile).
+                                prompt_chars += 3000;
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                Some(b'n') => {}
+                _ => {
+                    return Err(ApiError::invalid(
+                        param(),
+                        format!(
+                            "`{}` must be a string, an array of content parts, or null.",
+                            param()
+                        ),
+                    ))
+                }
+            }
+        }
+        if let Some(tools) = fields.get("tools") {
+            prompt_chars += tools.get().len();
+        }
+        Ok(ChatRequest {
+            fields,
+            model,
+            stream,
+            client_wants_usage,
+            max_tokens,
+            n,
+            needs,
+            prompt_chars,
+            prompt_head,
+            user,
+        })
+    }
+
+    /// A rough prompt token count (4 characters a token) for routing and budget reservation.
+    pub fn estimated_prompt_tokens(&self) -> u64 {
+        (self.prompt_chars as u64).div_ceil(4) + 4
+    }
+}
+
+fn take_head(head: &mut String, role: &str, text: &str) {
+    if head.len() >= PROMPT_HEAD_CHARS
+        || !(role == "user" || role == "system" || role == "developer")
+    {
+        return;
+    }
+    for c in text.chars() {
+        if head.len() >= PROMPT_HEAD_CHARS {
+            break;
+        }
+        head.push(c);
+    }
+}
+
+fn required_model(fields: &RawObject) -> Result<String, ApiError> {
+    match fields.typed::<String>("model", "a string")? {
+        Some(m) if !m.trim().is_empty() => Ok(m),
+        _ => Err(ApiError::invalid("model", "`model` is required.")),
+    }
+}
+
+/// `POST /v1/embeddings` and `POST /v1/completions`: a raw body with a model and a text input.
+#[derive(Debug, Clone)]
+pub struct PassthroughRequest {
+    pub fields: RawObject,
+    pub model: String,
+    pub stream: bool,
+    pub client_wants_usage: bool,
+    pub max_tokens: Option<u64>,
+    pub prompt_chars: usize,
+}
+
+impl PassthroughRequest {
+    /// Parses `POST /v1/embeddings`: `input` is a string, an array of strings, or token arrays.
+    pub fn parse_embeddings(body: &[u8]) -> Result<PassthroughRequest, ApiError> {
+        let fields = RawObject::parse(body)?;
+        let model = required_model(&fields)?;
+        let input = fields
+            .get("input")
+            .ok_or_else(|| ApiError::invalid("input", "`input` is required."))?;
+        let prompt_chars = text_input_chars(input, "input")?;
+        if let Some(format) = fields.typed::<String>("encoding_format", "a string")? {
+            if format != "float" && format != "base64" {
+                return Err(ApiError::invalid(
+                    "encoding_format",
+                    format!("`encoding_format` must be float or base64, not `{format}`."),
+                ));
+            }
+        }
+        fields.typed::<u64>("dimensions", "a positive integer")?;
+        Ok(PassthroughRequest {
+            fields,
+            model,
+            stream: false,
+            client_wants_usage: false,
+            max_tokens: Some(0),
+            prompt_chars,
+        })
+    }
+
+    /// Parses legacy `POST /v1/completions`: `prompt` is a string or an array of strings or tokens.
+    pub fn parse_completions(body: &[u8]) -> Result<PassthroughRequest, ApiError> {
+        let fields = RawObject::parse(body)?;
+        let model = required_model(&fields)?;
+        let prompt_chars = match fields.get("prompt") {
+            Some(prompt) => text_input_chars(prompt, "prompt")?,
+            None => return Err(ApiError::invalid("prompt", "`prompt` is required.")),
+        };
+        let stream = fields
+            .typed::<bool>("stream", "a boolean")?
+            .unwrap_or(false);
+        let client_wants_usage = fields
+            .typed::<StreamOptions>("stream_options", "an object")?
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false);
+        let max_tokens = fields.typed::<u64>("max_tokens", "a non-negative integer")?;
+        Ok(PassthroughRequest {
+            fields,
+            model,
+            stream,
+            client_wants_usage,
+            max_tokens,
+            prompt_chars,
+        })
+    }
+
+    /// A rough prompt token count (4 characters a token).
+    pub fn estimated_prompt_tokens(&self) -> u64 {
+        (self.prompt_chars as u64).div_ceil(4)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TextInput<'a> {
+    One(#[serde(borrow)] Cow<'a, str>),
+    Many(#[serde(borrow)] Vec<Cow<'a, str>>),
+    Tokens(Vec<u64>),
+    TokenBatches(Vec<Vec<u64>>),
+}
+
+fn text_input_chars(raw: &RawValue, field: &str) -> Result<usize, ApiError> {
+    let input: TextInput = serde_json::from_str(raw.get()).map_err(|_| {
+        ApiError::invalid(
+            field,
+            format!(
+                "`{field}` must be a string, an array of strings, or an array of token arrays."
+            ),
+        )
+    })?;
+    Ok(match input {
+        TextInput::One(s) => s.chars().count(),
+        TextInput::Many(v) => v.iter().map(|s| s.chars().count()).sum(),
+        TextInput::Tokens(t) => t.len() * 4,
+        TextInput::TokenBatches(b) => b.iter().map(|t| t.len() * 4).sum(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rewrite(body: &str, model: &str) -> String {
+        let obj = RawObject::parse(body.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        obj.write_with(&mut out, model, &[]);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn rewrite_keeps_unknown_fields_and_order() {
+        let body = r#"{"model":"fast","messages":[{"role":"user","content":"hi"}],"x_custom":{"a":[1,2]},"seed":7}"#;
+        assert_eq!(
+            rewrite(body, "up/model"),
+            r#"{"model":"up/model","messages":[{"role":"user","content":"hi"}],"x_custom":{"a":[1,2]},"seed":7}"#
+        );
+    }
+
+    #[test]
+    fn rewrite_drops_gateway_fields() {
+        let body = r#"{"model":"m","bazaar":{"policy":"cheapest"},"models":["a"],"provider":{"only":["x"]},"messages":[]}"#;
+        assert_eq!(rewrite(body, "m"), r#"{"model":"m","messages":[]}"#);
+    }
+
+    #[test]
+    fn extra_fields_replace_existing() {
+        let obj =
+            RawObject::parse(br#"{"model":"m","stream_options":{"include_usage":false}}"#).unwrap();
+        let extra = RawValue::from_string(r#"{"include_usage":true}"#.into()).unwrap();
+        let mut out = Vec::new();
+        obj.write_with(&mut out, "m", &[("stream_options", &extra)]);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"model":"m","stream_options":{"include_usage":true}}"#
+        );
+    }
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        let cases = [
+            (r#"{"model":3,"messages":[]}"#, "model"),
+            (r#"{"model":"m","messages":{}}"#, "messages"),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":"ten"}"#,
+                "max_tokens",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"}"#,
+                "stream",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#,
+                "temperature",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"robot","content":"x"}]}"#,
+                "messages[0].role",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":5}]}"#,
+                "messages[0].content",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":0}"#,
+                "n",
+            ),
+        ];
+        for (body, param) in cases {
+            match ChatRequest::parse(body.as_bytes()) {
+                Err(ApiError::InvalidRequest { param: Some(p), .. }) => {
+                    assert_eq!(p, param, "{body}")
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn needs_are_detected() {
+        let body = br#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"what is this"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AA"}}]}],
+            "tools":[{"type":"function","function":{"name":"f","parameters":{}}}],
+            "response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{}}},
+            "stream":true,"stream_options":{"include_usage":true},"max_tokens":10}"#;
+        let req = ChatRequest::parse(body).unwrap();
+        assert!(req.needs.tools && req.needs.vision && req.needs.json_schema);
+        assert!(req.stream && req.client_wants_usage);
+        assert_eq!(req.max_tokens, Some(10));
+        assert_eq!(req.prompt_head, "what is this");
+    }
+
+    #[test]
+    fn hostile_bodies_are_rejected_cleanly() {
+        let deep = "[".repeat(100_000);
+        let bodies: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b"{\"model\":".to_vec(),
+            b"[1,2,3]".to_vec(),
+            vec![0xff, 0xfe, 0x7b],
+            format!("{{\"model\":\"m\",\"messages\":{deep}").into_bytes(),
+        ];
+        for body in bodies {
+            assert!(ChatRequest::parse(&body).is_err());
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn unknown_fields_round_trip(key in "[a-z_]{1,12}", n in any::<i64>(), s in "\\PC{0,20}") {
+            prop_assume!(!GATEWAY_FIELDS.contains(&key.as_str()) && key != "model");
+            let value = serde_json::json!({"model": "m", &key: {"n": n, "s": s}});
+            let text = serde_json::to_string(&value).unwrap();
+            let out = rewrite(&text, "m");
+            let back: serde_json::Value = serde_json::from_str(&out).unwrap();
+            prop_assert_eq!(back, value);
+        }
+    }
+}

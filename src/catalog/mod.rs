@@ -1,0 +1,6 @@
+//! The model catalog: what each model is, who serves it, what it costs and can do.
+//! Depends on nothing else in the crate; router and billing read it.
+
+pub mod entry;
+
+pub use entry::Tier;

@@ -1,0 +1,593 @@
+//! The resolved runtime `Config`: durations parsed, `env:` secrets read, presets
+//! expanded, cross-references checked. `resolve` reports every problem at once,
+//! each with its TOML path. The environment is read here and nowhere else.
+
+pub mod raw;
+pub mod secret;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+pub use raw::RawConfig;
+pub use secret::Secret;
+
+use crate::billing::keys::{hash_key, KeyHash};
+use crate::catalog::Tier;
+use crate::providers::openai::presets::{self, AuthStyle, Quirks};
+
+/// One problem in a config, with the TOML path it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem found in a config, in file order.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "{n} problem{} in the config:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The wire format a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireFormat {
+    OpenAi,
+}
+
+impl WireFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WireFormat::OpenAi => "openai",
+        }
+    }
+}
+
+/// Timeouts for one provider's calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP + TLS connect.
+    pub connect: Duration,
+    /// From sending the request to the response headers (streams: to the first event).
+    pub first_byte: Duration,
+    /// The whole call, stream included.
+    pub total: Duration,
+    /// Longest silence between two stream chunks.
+    pub idle: Duration,
+}
+
+/// A provider as the gateway uses it.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub id: String,
+    pub wire: WireFormat,
+    /// Without a trailing slash; paths such as `/chat/completions` are appended.
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    pub auth: AuthStyle,
+    pub tier: Tier,
+    pub headers: Vec<(String, Secret)>,
+    pub timeouts: Timeouts,
+    pub quirks: Quirks,
+}
+
+/// One way to serve a public model: which provider, under which upstream id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelTarget {
+    /// Index into `Config::providers`.
+    pub provider: usize,
+    pub upstream: String,
+}
+
+/// A gateway key clients may present.
+#[derive(Debug, Clone)]
+pub struct KeyConfig {
+    pub name: String,
+    pub team: Option<String>,
+    pub hash: KeyHash,
+}
+
+/// Front-end server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub max_body_bytes: usize,
+    pub master_key: Option<KeyHash>,
+    pub drain_timeout: Duration,
+}
+
+/// The complete runtime configuration; swapped whole on reload.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub providers: Vec<ProviderConfig>,
+    /// Public model id → the targets that serve it, in config order.
+    pub models: BTreeMap<String, Vec<ModelTarget>>,
+    pub keys: HashMap<KeyHash, KeyConfig>,
+}
+
+/// Reads the process environment; the one place that does.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+impl Config {
+    /// Parses TOML text and resolves it against `env`.
+    pub fn from_toml(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+            problems: vec![toml_problem(&e)],
+        })?;
+        Config::resolve(&raw, env)
+    }
+
+    /// Reads and resolves the file at `path`.
+    pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            problems: vec![ConfigProblem {
+                path: path.display().to_string(),
+                message: format!("cannot read the file: {e}"),
+            }],
+        })?;
+        Config::from_toml(&text, env)
+    }
+
+    /// The embedded default: every preset whose key is in the environment, the
+    /// master key from `BAZAAR_MASTER_KEY`.
+    pub fn embedded_default(env: &dyn Fn(&str) -> Option<String>) -> RawConfig {
+        let mut raw = RawConfig::default();
+        if env("BAZAAR_MASTER_KEY").is_some() {
+            raw.server.master_key = Some("env:BAZAAR_MASTER_KEY".into());
+        }
+        if let Some(listen) = env("BAZAAR_LISTEN") {
+            raw.server.listen = listen;
+        }
+        for preset in presets::PRESETS {
+            let Some(var) = preset.key_env else { continue };
+            if env(var).is_none() {
+                continue;
+            }
+            raw.providers.insert(
+                preset.id.to_string(),
+                raw::RawProvider {
+                    api_key: Some(format!("env:{var}")),
+                    models: default_models(preset.id),
+                    ..Default::default()
+                },
+            );
+        }
+        raw
+    }
+
+    /// Turns the TOML as written into the runtime form, collecting every problem.
+    pub fn resolve(
+        raw: &RawConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let mut problem =
+            |path: String, message: String| problems.push(ConfigProblem { path, message });
+
+        let master_key = raw.server.master_key.as_deref().and_then(|v| {
+            secret::resolve(v, env)
+                .map_err(|m| problem("server.master_key".into(), m))
+                .ok()
+                .map(|s| hash_key(s.expose()))
+        });
+        if raw.server.listen.parse::<std::net::SocketAddr>().is_err() {
+            problem(
+                "server.listen".into(),
+                format!(
+                    "`{}` is not an address such as 127.0.0.1:8080",
+                    raw.server.listen
+                ),
+            );
+        }
+        if raw.server.max_body_bytes < 1024 {
+            problem(
+                "server.max_body_bytes".into(),
+                "must be at least 1024".into(),
+            );
+        }
+        let drain_timeout = duration(
+            &raw.server.drain_timeout,
+            "server.drain_timeout",
+            &mut problem,
+        );
+
+        let mut providers = Vec::new();
+        let mut models: BTreeMap<String, Vec<ModelTarget>> = BTreeMap::new();
+        for (id, p) in &raw.providers {
+            let path = format!("providers.{id}");
+            if id.is_empty()
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+            {
+                problem(
+                    path.clone(),
+                    "provider ids are lowercase letters, digits, `-` and `_`".into(),
+                );
+            }
+            let wire = match p.kind.as_deref().unwrap_or("openai") {
+                "openai" => Some(WireFormat::OpenAi),
+                other => {
+                    problem(
+                        format!("{path}.kind"),
+                        format!("unknown wire format `{other}`; expected openai"),
+                    );
+                    None
+                }
+            };
+            let preset_id = p.preset.as_deref().unwrap_or(id);
+            let preset = presets::find(preset_id);
+            if p.preset.is_some() && preset.is_none() {
+                let known: Vec<_> = presets::PRESETS.iter().map(|p| p.id).collect();
+                problem(
+                    format!("{path}.preset"),
+                    format!("unknown preset `{preset_id}`; known: {}", known.join(", ")),
+                );
+            }
+            let base_url = match (&p.base_url, preset) {
+                (Some(url), _) => url.trim_end_matches('/').to_string(),
+                (None, Some(preset)) => preset.base_url.to_string(),
+                (None, None) => {
+                    problem(
+                        format!("{path}.base_url"),
+                        "is required (no preset named this provider)".into(),
+                    );
+                    String::new()
+                }
+            };
+            if !base_url.is_empty()
+                && reqwest::Url::parse(&base_url)
+                    .map(|u| !u.scheme().starts_with("http"))
+                    .unwrap_or(true)
+            {
+                problem(
+                    format!("{path}.base_url"),
+                    format!("`{base_url}` is not an http(s) URL"),
+                );
+            }
+            let tier = match (&p.tier, preset) {
+                (Some(t), _) => t
+                    .parse()
+                    .map_err(|m| problem(format!("{path}.tier"), m))
+                    .ok(),
+                (None, Some(preset)) => Some(preset.tier),
+                (None, None) => {
+                    problem(
+                        format!("{path}.tier"),
+                        "is required: frontier, open-hosted or local".into(),
+                    );
+                    None
+                }
+            };
+            let api_key = p.api_key.as_deref().and_then(|v| {
+                secret::resolve(v, env)
+                    .map_err(|m| problem(format!("{path}.api_key"), m))
+                    .ok()
+            });
+            let auth = preset.map(|pr| pr.auth).unwrap_or(AuthStyle::Bearer);
+            if api_key.is_none()
+                && p.api_key.is_none()
+                && auth != AuthStyle::None
+                && !is_loopback(&base_url)
+            {
+                problem(
+                    format!("{path}.api_key"),
+                    "is required for a remote provider (use env:NAME)".into(),
+                );
+            }
+            let mut headers = Vec::new();
+            for (name, value) in &p.headers {
+                let hpath = format!("{path}.headers.{name}");
+                if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    problem(hpath.clone(), "is not a valid header name".into());
+                }
+                let lower = name.to_ascii_lowercase();
+                if lower == "host" || lower == "content-length" || lower == "transfer-encoding" {
+                    problem(
+                        hpath.clone(),
+                        "is set by the gateway and cannot be overridden".into(),
+                    );
+                }
+                if let Ok(v) = secret::resolve(value, env).map_err(|m| problem(hpath.clone(), m)) {
+                    if http::HeaderValue::from_str(v.expose()).is_err() {
+                        problem(hpath, "is not a valid header value".into());
+                    }
+                    headers.push((name.clone(), v));
+                }
+            }
+            let t = &p.timeouts;
+            let timeouts = Timeouts {
+                connect: duration(
+                    &t.connect,
+                    &format!("{path}.timeouts.connect"),
+                    &mut problem,
+                ),
+                first_byte: duration(
+                    &t.first_byte,
+                    &format!("{path}.timeouts.first_byte"),
+                    &mut problem,
+                ),
+                total: duration(&t.total, &format!("{path}.timeouts.total"), &mut problem),
+                idle: duration(&t.idle, &format!("{path}.timeouts.idle"), &mut problem),
+            };
+            let index = providers.len();
+            for (i, m) in p.models.iter().enumerate() {
+                if m.trim().is_empty() {
+                    problem(format!("{path}.models[{i}]"), "is empty".into());
+                    continue;
+                }
+                models.entry(m.clone()).or_default().push(ModelTarget {
+                    provider: index,
+                    upstream: m.clone(),
+                });
+            }
+            if let (Some(wire), Some(tier)) = (wire, tier) {
+                providers.push(ProviderConfig {
+                    id: id.clone(),
+                    wire,
+                    base_url,
+                    api_key,
+                    auth,
+                    tier,
+                    headers,
+                    timeouts,
+                    quirks: preset.map(|p| p.quirks).unwrap_or_default(),
+                });
+            }
+        }
+        for (i, m) in raw.models.iter().enumerate() {
+            let path = format!("models[{i}]");
+            if m.id.trim().is_empty() {
+                problem(format!("{path}.id"), "is empty".into());
+            }
+            match providers.iter().position(|p| p.id == m.provider) {
+                Some(provider) => {
+                    let upstream = m.upstream.clone().unwrap_or_else(|| m.id.clone());
+                    let targets = models.entry(m.id.clone()).or_default();
+                    if targets
+                        .iter()
+                        .any(|t| t.provider == provider && t.upstream == upstream)
+                    {
+                        problem(
+                            path,
+                            format!("`{}` on `{}` is declared twice", m.id, m.provider),
+                        );
+                    } else {
+                        targets.push(ModelTarget { provider, upstream });
+                    }
+                }
+                None if raw.providers.contains_key(&m.provider) => {}
+                None => problem(
+                    format!("{path}.provider"),
+                    format!(
+                        "unknown provider `{}`; declare it under [providers.{}]",
+                        m.provider, m.provider
+                    ),
+                ),
+            }
+        }
+
+        let mut keys = HashMap::new();
+        for (i, k) in raw.keys.iter().enumerate() {
+            let path = format!("keys[{i}]");
+            if k.name.trim().is_empty() {
+                problem(format!("{path}.name"), "is empty".into());
+            }
+            match secret::resolve(&k.key, env) {
+                Ok(secret) => {
+                    let hash = hash_key(secret.expose());
+                    if keys.contains_key(&hash) || Some(hash) == master_key {
+                        problem(
+                            format!("{path}.key"),
+                            "the same key is declared twice".into(),
+                        );
+                    }
+                    keys.insert(
+                        hash,
+                        KeyConfig {
+                            name: k.name.clone(),
+                            team: k.team.clone(),
+                            hash,
+                        },
+                    );
+                }
+                Err(m) => problem(format!("{path}.key"), m),
+            }
+        }
+
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        Ok(Config {
+            server: ServerConfig {
+                listen: raw.server.listen.clone(),
+                max_body_bytes: raw.server.max_body_bytes,
+                master_key,
+                drain_timeout,
+            },
+            providers,
+            models,
+            keys,
+        })
+    }
+}
+
+fn is_loopback(url: &str) -> bool {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| h == "localhost" || h == "127.0.0.1" || h == "[::1]")
+        })
+        .unwrap_or(false)
+}
+
+fn duration(text: &str, path: &str, problem: &mut impl FnMut(String, String)) -> Duration {
+    match humantime::parse_duration(text) {
+        Ok(d) if !d.is_zero() => d,
+        Ok(_) => {
+            problem(path.to_string(), "must be greater than zero".into());
+            Duration::from_secs(1)
+        }
+        Err(e) => {
+            problem(
+                path.to_string(),
+                format!("`{text}` is not a duration such as 500ms or 30s ({e})"),
+            );
+            Duration::from_secs(1)
+        }
+    }
+}
+
+fn toml_problem(e: &toml::de::Error) -> ConfigProblem {
+    ConfigProblem {
+        path: "bazaar.toml".into(),
+        message: e.to_string().trim_end().replace('\n', "\n    "),
+    }
+}
+
+/// Models the embedded default config serves for a preset found in the environment.
+fn default_models(preset: &str) -> Vec<String> {
+    let ids: &[&str] = match preset {
+        "openai" => &[
+            "gpt-4o",
+            "gpt-4o-mini",
+            "gpt-4.1",
+            "gpt-4.1-mini",
+            "gpt-4.1-nano",
+            "text-embedding-3-small",
+            "text-embedding-3-large",
+        ],
+        "deepseek" => &["deepseek-chat", "deepseek-reasoner"],
+        "groq" => &["llama-3.3-70b-versatile", "llama-3.1-8b-instant"],
+        "mistral" => &["mistral-large-latest", "mistral-small-latest"],
+        _ => &[],
+    };
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "OPENAI_API_KEY" => Some("sk-test".into()),
+            "APP_KEY" => Some("bzr-app".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn resolves_a_small_config() {
+        let cfg = Config::from_toml(
+            r#"
+            [providers.openai]
+            api_key = "env:OPENAI_API_KEY"
+            models = ["gpt-4o-mini"]
+
+            [providers.local]
+            base_url = "http://127.0.0.1:11434/v1/"
+            tier = "local"
+
+            [[models]]
+            id = "qwen"
+            provider = "local"
+            upstream = "qwen3:8b"
+
+            [[keys]]
+            name = "app"
+            key = "env:APP_KEY"
+            "#,
+            &env,
+        )
+        .unwrap();
+        assert_eq!(cfg.providers.len(), 2);
+        let local = &cfg.providers[cfg.models["qwen"][0].provider];
+        assert_eq!(local.base_url, "http://127.0.0.1:11434/v1");
+        assert_eq!(local.tier, Tier::Local);
+        assert_eq!(cfg.models["gpt-4o-mini"][0].upstream, "gpt-4o-mini");
+        assert_eq!(cfg.keys.len(), 1);
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_path() {
+        let err = Config::from_toml(
+            r#"
+            [server]
+            listen = "nowhere"
+            [providers.acme]
+            api_key = "env:ACME_KEY"
+            [providers.acme.timeouts]
+            connect = "soon"
+            [[models]]
+            id = "x"
+            provider = "ghost"
+            [[keys]]
+            name = "k"
+            key = "env:NOPE"
+            "#,
+            &env,
+        )
+        .unwrap_err();
+        let paths: Vec<_> = err.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "server.listen",
+                "providers.acme.base_url",
+                "providers.acme.tier",
+                "providers.acme.api_key",
+                "providers.acme.timeouts.connect",
+                "models[0].provider",
+                "keys[0].key"
+            ]
+        );
+        assert!(err
+            .to_string()
+            .contains("providers.acme.api_key: env var ACME_KEY is not set"));
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let err =
+            Config::from_toml("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n", &env).unwrap_err();
+        assert!(err.to_string().contains("unknown field `lisen`"), "{err}");
+    }
+
+    #[test]
+    fn default_picks_up_env_keys() {
+        let raw = Config::embedded_default(&env);
+        let cfg = Config::resolve(&raw, &env).unwrap();
+        assert_eq!(cfg.providers[0].id, "openai");
+        assert!(cfg.models.contains_key("gpt-4o-mini"));
+    }
+}

@@ -1,0 +1,63 @@
+//! bazaar: an OpenAI-compatible LLM routing gateway.
+//!
+//! The data path of one call: server (auth, limits, parse) → router (candidates →
+//! filter → score) → provider adapter (translate, send, stream back) → billing
+//! (usage → cost → ledger) → client.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod billing;
+pub mod catalog;
+pub mod config;
+pub mod providers;
+pub mod router;
+pub mod server;
+pub mod telemetry;
+
+use std::future::{Future, IntoFuture};
+use std::sync::Arc;
+
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+
+pub use server::{AppState, Runtime};
+
+/// Serves the gateway on an already-bound listener until `shutdown` resolves, then
+/// drains: /readyz turns unready, no new connections are taken, calls in flight get
+/// up to the config's drain timeout, and background tasks (the ledger writer) finish.
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = listener.tap_io(|tcp| {
+        // Without TCP_NODELAY, Nagle's algorithm adds ~40 ms to small replies.
+        let _ = tcp.set_nodelay(true);
+    });
+    let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
+    let drain_state = state.clone();
+    let app = server::router(state.clone());
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        drain_state.set_ready(false);
+        tracing::info!("Shutdown requested; draining in-flight calls.");
+        let _ = began_tx.send(());
+    });
+    let drain = state.runtime().config.server.drain_timeout;
+    let deadline = async move {
+        if began_rx.await.is_ok() {
+            tokio::time::sleep(drain).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server.into_future() => result?,
+        _ = deadline => tracing::warn!(drain_ms = drain.as_millis() as u64, "Drain deadline passed; closing the remaining connections."),
+    }
+    state.tasks.close();
+    state.tasks.wait().await;
+    tracing::info!("Stopped.");
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! The `bazaar` command: serve, check. The only place that uses anyhow.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use bazaar::config::{process_env, Config};
+use bazaar::{AppState, Runtime};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "bazaar",
+    version,
+    about = "An OpenAI-compatible LLM routing gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (on the embedded default config when no file is given).
+    Serve {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Override `server.listen`.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Validate a config file and report every problem with its TOML path.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let log_filter = process_env("BAZAAR_LOG").unwrap_or_else(|| "info".into());
+    let json_logs = process_env("BAZAAR_LOG_FORMAT").as_deref() != Some("text");
+    match cli.command {
+        Command::Check { config } => match Config::load(&config, &process_env) {
+            Ok(cfg) => {
+                println!(
+                    "{}: ok ({} providers, {} models, {} keys)",
+                    config.display(),
+                    cfg.providers.len(),
+                    cfg.models.len(),
+                    cfg.keys.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprint!("{}: {e}", config.display());
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve { config, listen } => {
+            bazaar::telemetry::logging::init(&log_filter, json_logs);
+            match run_serve(config, listen) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("bazaar: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn run_serve(path: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> {
+    let mut config = match &path {
+        Some(p) => Config::load(p, &process_env)?,
+        None => {
+            let raw = Config::embedded_default(&process_env);
+            Config::resolve(&raw, &process_env)?
+        }
+    };
+    if let Some(listen) = listen {
+        config.server.listen = listen;
+    }
+    if config.server.master_key.is_none() && config.keys.is_empty() {
+        let key = format!("bzr-{:032x}", rand::random::<u128>());
+        config.server.master_key = Some(bazaar::billing::keys::hash_key(&key));
+        // Shown once on stdout (never in the logs), like a notebook token.
+        println!("No gateway key is configured; this run accepts: {key}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let addr = config.server.listen.clone();
+        let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        tracing::info!(listen = %listener.local_addr()?, providers = config.providers.len(), models = config.models.len(), "Listening.");
+        let state = AppState::new(Runtime::build(config)?);
+        bazaar::serve(state, listener, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,339 @@
+//! Provider adapters: one module per wire format behind the `Adapter` trait, and the
+//! `Provider` enum that dispatches to them (chosen at config load). Adapters translate
+//! requests, replies, stream events, usage and errors; they never route, price or retry.
+
+pub mod openai;
+pub mod sse;
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use tokio::time::Instant;
+
+use crate::api::openai::{ChatRequest, PassthroughRequest};
+use crate::api::{ApiError, Usage};
+use crate::catalog::Tier;
+use crate::config::{ProviderConfig, WireFormat};
+
+/// What one upstream attempt needs beyond the request.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    /// The provider's own id for the model.
+    pub upstream_model: &'a str,
+    pub request_id: &'a str,
+    /// The call must be over by then, whatever the provider's own timeouts say.
+    pub deadline: Instant,
+}
+
+/// Facts about the upstream reply that routing learns from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpstreamMeta {
+    /// From `x-ratelimit-remaining-requests`.
+    pub remaining_requests: Option<u64>,
+    /// From `x-ratelimit-remaining-tokens`.
+    pub remaining_tokens: Option<u64>,
+}
+
+/// A complete (non-streamed) reply, already in the OpenAI shape of its endpoint.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub body: Bytes,
+    /// As the backend reported it; `None` when it reported none.
+    pub usage: Option<Usage>,
+    pub meta: UpstreamMeta,
+}
+
+/// One stream chunk in the OpenAI shape (the JSON after `data: `).
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    pub data: Bytes,
+    /// Usage carried by this chunk, if any.
+    pub usage: Option<Usage>,
+    /// The chunk carries usage and no choices: the one a client that did not ask for usage must not see.
+    pub usage_only: bool,
+}
+
+/// A stream of chunks; ends after the upstream's last event, or with an error.
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Chunk, UpstreamError>> + Send>>;
+
+/// A streamed reply whose headers have arrived.
+pub struct StreamReply {
+    pub chunks: ChunkStream,
+    pub meta: UpstreamMeta,
+}
+
+/// An upstream failure, recording whose fault it was and whether another backend may succeed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("could not reach provider `{provider}`: {detail}")]
+    Connect { provider: String, detail: String },
+    #[error("provider `{provider}` did not answer within {}ms ({phase})", after.as_millis())]
+    Timeout {
+        provider: String,
+        phase: &'static str,
+        after: Duration,
+    },
+    #[error("provider `{provider}` returned {status}: {message}")]
+    Status {
+        provider: String,
+        status: u16,
+        message: String,
+        code: Option<String>,
+        param: Option<String>,
+        retry_after: Option<Duration>,
+    },
+    #[error("provider `{provider}` sent a malformed reply: {detail}")]
+    Protocol { provider: String, detail: String },
+    #[error("provider `{provider}` cannot express `{field}`: {detail}")]
+    Unsupported {
+        provider: String,
+        field: String,
+        detail: String,
+    },
+}
+
+impl UpstreamError {
+    /// True when another backend (or a later attempt) may succeed where this one failed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            UpstreamError::Connect { .. }
+            | UpstreamError::Timeout { .. }
+            | UpstreamError::Protocol { .. } => true,
+            UpstreamError::Status { status, .. } => {
+                *status == 429 || *status == 408 || *status >= 500
+            }
+            UpstreamError::Unsupported { .. } => false,
+        }
+    }
+
+    /// How long the upstream asked us to wait before trying it again.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            UpstreamError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The error label for metrics and the ledger (a closed set).
+    pub fn label(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect { .. } => "connect",
+            UpstreamError::Timeout { .. } => "timeout",
+            UpstreamError::Status { status: 429, .. } => "rate_limited",
+            UpstreamError::Status { status, .. } if *status >= 500 => "upstream_5xx",
+            UpstreamError::Status { .. } => "upstream_4xx",
+            UpstreamError::Protocol { .. } => "protocol",
+            UpstreamError::Unsupported { .. } => "unsupported",
+        }
+    }
+
+    /// What the client sees when this was the most telling failure of the call.
+    pub fn into_api_error(self) -> ApiError {
+        let message = self.to_string();
+        match self {
+            UpstreamError::Connect { .. } | UpstreamError::Protocol { .. } => ApiError::BadGateway(message),
+            UpstreamError::Timeout { .. } => ApiError::GatewayTimeout(message),
+            UpstreamError::Unsupported { field, .. } => ApiError::InvalidRequest {
+                message,
+                param: Some(field),
+                code: Some("unsupported_by_backend"),
+            },
+            UpstreamError::Status { status: 429, retry_after, .. } => ApiError::RateLimited { message, retry_after },
+            // The provider refused the gateway's own credentials: not the client's fault.
+            UpstreamError::Status { status: 401 | 403, provider, .. } => ApiError::BadGateway(format!(
+                "provider `{provider}` rejected the gateway's credentials; an operator must check its api_key"
+            )),
+            UpstreamError::Status { status, message: upstream_message, code, param, .. } if (400..500).contains(&status) => {
+                ApiError::UpstreamRejected {
+                    status: http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST),
+                    message: upstream_message,
+                    code,
+                    param,
+                }
+            }
+            UpstreamError::Status { .. } => ApiError::BadGateway(message),
+        }
+    }
+
+    /// How telling this failure is when several attempts failed: the client gets the highest.
+    pub fn rank(&self) -> u8 {
+        match self {
+            UpstreamError::Unsupported { .. } => 6,
+            UpstreamError::Status { status, .. }
+                if (400..500).contains(status) && *status != 429 =>
+            {
+                5
+            }
+            UpstreamError::Status { status: 429, .. } => 4,
+            UpstreamError::Timeout { .. } => 3,
+            UpstreamError::Status { .. } => 2,
+            UpstreamError::Protocol { .. } => 1,
+            UpstreamError::Connect { .. } => 0,
+        }
+    }
+}
+
+/// The calls every wire format answers. Inputs are the front-end request in OpenAI's
+/// shape and the attempt; outputs are in OpenAI's shape too.
+pub trait Adapter {
+    fn wire(&self) -> WireFormat;
+    fn config(&self) -> &ProviderConfig;
+    fn chat(
+        &self,
+        req: &ChatRequest,
+        at: Attempt<'_>,
+    ) -> impl std::future::Future<Output = Result<Reply, UpstreamError>> + Send;
+    fn chat_stream(
+        &self,
+        req: &ChatRequest,
+        at: Attempt<'_>,
+    ) -> impl std::future::Future<Output = Result<StreamReply, UpstreamError>> + Send;
+    fn embeddings(
+        &self,
+        req: &PassthroughRequest,
+        at: Attempt<'_>,
+    ) -> impl std::future::Future<Output = Result<Reply, UpstreamError>> + Send;
+    fn completions(
+        &self,
+        req: &PassthroughRequest,
+        at: Attempt<'_>,
+    ) -> impl std::future::Future<Output = Result<Reply, UpstreamError>> + Send;
+    fn completions_stream(
+        &self,
+        req: &PassthroughRequest,
+        at: Attempt<'_>,
+    ) -> impl std::future::Future<Output = Result<StreamReply, UpstreamError>> + Send;
+}
+
+/// A configured provider: one variant per wire format.
+#[derive(Debug)]
+pub enum Provider {
+    OpenAi(openai::OpenAiAdapter),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $a:ident => $e:expr) => {
+        match $self {
+            Provider::OpenAi($a) => $e,
+        }
+    };
+}
+
+impl Provider {
+    /// Builds the adapter (and its HTTP client) for a resolved provider config.
+    pub fn build(config: &ProviderConfig) -> Result<Provider, String> {
+        match config.wire {
+            WireFormat::OpenAi => openai::OpenAiAdapter::new(config.clone()).map(Provider::OpenAi),
+        }
+    }
+
+    pub fn config(&self) -> &ProviderConfig {
+        dispatch!(self, a => a.config())
+    }
+
+    pub fn id(&self) -> &str {
+        &self.config().id
+    }
+
+    pub fn tier(&self) -> Tier {
+        self.config().tier
+    }
+
+    pub async fn chat(&self, req: &ChatRequest, at: Attempt<'_>) -> Result<Reply, UpstreamError> {
+        dispatch!(self, a => a.chat(req, at).await)
+    }
+
+    pub async fn chat_stream(
+        &self,
+        req: &ChatRequest,
+        at: Attempt<'_>,
+    ) -> Result<StreamReply, UpstreamError> {
+        dispatch!(self, a => a.chat_stream(req, at).await)
+    }
+
+    pub async fn embeddings(
+        &self,
+        req: &PassthroughRequest,
+        at: Attempt<'_>,
+    ) -> Result<Reply, UpstreamError> {
+        dispatch!(self, a => a.embeddings(req, at).await)
+    }
+
+    pub async fn completions(
+        &self,
+        req: &PassthroughRequest,
+        at: Attempt<'_>,
+    ) -> Result<Reply, UpstreamError> {
+        dispatch!(self, a => a.completions(req, at).await)
+    }
+
+    pub async fn completions_stream(
+        &self,
+        req: &PassthroughRequest,
+        at: Attempt<'_>,
+    ) -> Result<StreamReply, UpstreamError> {
+        dispatch!(self, a => a.completions_stream(req, at).await)
+    }
+}
+
+/// Parses a `Retry-After` header: delta-seconds (fractions tolerated) or an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(3600.0)));
+    }
+    let when = httpdate_to_unix(value)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    Some(Duration::from_secs(when.saturating_sub(now).min(3600)))
+}
+
+fn httpdate_to_unix(value: &str) -> Option<u64> {
+    chrono::DateTime::parse_from_rfc2822(value)
+        .ok()
+        .and_then(|d| u64::try_from(d.timestamp()).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after("0.5"), Some(Duration::from_millis(500)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn retryable_classes() {
+        let status = |status| UpstreamError::Status {
+            provider: "p".into(),
+            status,
+            message: String::new(),
+            code: None,
+            param: None,
+            retry_after: None,
+        };
+        assert!(status(500).is_retryable());
+        assert!(status(429).is_retryable());
+        assert!(!status(400).is_retryable());
+        assert_eq!(
+            status(401).into_api_error().status(),
+            http::StatusCode::BAD_GATEWAY
+        );
+        assert_eq!(
+            status(422).into_api_error().status(),
+            http::StatusCode::UNPROCESSABLE_ENTITY
+        );
+    }
+}

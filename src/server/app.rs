@@ -1,0 +1,93 @@
+//! Every route in one function, and the request middleware: request id in and out,
+//! one span per request, and the one place errors are logged.
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use http::HeaderValue;
+use tracing::Instrument;
+
+use super::state::AppState;
+use super::{chat, embeddings, health, models, RequestId};
+use crate::api::error::LoggedError;
+use crate::api::ApiError;
+
+/// The complete HTTP app.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat::completions))
+        .route("/v1/completions", post(embeddings::completions))
+        .route("/v1/embeddings", post(embeddings::embeddings))
+        .route("/v1/models", get(models::list))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(request_context))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> Response {
+    ApiError::NotFound {
+        message: format!(
+            "Unknown path `{}`.",
+            req.uri().path().chars().take(200).collect::<String>()
+        ),
+        param: None,
+        code: Some("unknown_url"),
+    }
+    .into_response()
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    ApiError::InvalidRequest {
+        message: format!(
+            "Method {} is not allowed on `{}`.",
+            req.method(),
+            req.uri().path()
+        ),
+        param: None,
+        code: Some("method_not_allowed"),
+    }
+    .into_response()
+}
+
+fn valid_request_id(v: &HeaderValue) -> Option<&str> {
+    let s = v.to_str().ok()?;
+    (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then_some(s)
+}
+
+/// A fresh 128-bit request id in hex.
+pub fn new_request_id() -> Arc<str> {
+    format!("{:032x}", rand::random::<u128>()).into()
+}
+
+async fn request_context(mut req: Request, next: Next) -> Response {
+    let id: Arc<str> = match req.headers().get("x-request-id").and_then(valid_request_id) {
+        Some(s) => s.into(),
+        None => new_request_id(),
+    };
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let mut response = next.run(req).instrument(span.clone()).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    let status = response.status().as_u16();
+    let _enter = span.enter();
+    if let Some(LoggedError(e)) = response.extensions().get::<LoggedError>() {
+        if status >= 500 {
+            tracing::warn!(status, error_type = e.error_type(), "Request failed: {e}");
+        } else {
+            tracing::debug!(status, error_type = e.error_type(), "Request refused: {e}");
+        }
+    } else {
+        tracing::debug!(status, "Request answered.");
+    }
+    response
+}

@@ -1,0 +1,64 @@
+//! Who is calling: the gateway key from `Authorization: Bearer`, `x-api-key`
+//! (Anthropic SDKs) or `api-key` (Azure clients), compared by hash only.
+
+use http::HeaderMap;
+
+use crate::api::ApiError;
+use crate::billing::keys::{hash_key, KeyHash};
+use crate::config::Config;
+
+/// The authenticated caller of one request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The key's name (never the key).
+    pub name: String,
+    pub team: Option<String>,
+    /// The master key: may see everything and call the admin API.
+    pub admin: bool,
+    pub key_hash: KeyHash,
+}
+
+/// The key a request presents, if any.
+pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let v = v.trim();
+        let token = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .unwrap_or(v);
+        return Some(token.trim()).filter(|t| !t.is_empty());
+    }
+    ["x-api-key", "api-key"]
+        .iter()
+        .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Resolves the caller from the request's key; 401 when missing or unknown.
+pub fn authenticate(headers: &HeaderMap, config: &Config) -> Result<Caller, ApiError> {
+    let key = presented_key(headers).ok_or_else(|| {
+        ApiError::Unauthorized("Missing gateway key: send `Authorization: Bearer <key>`.".into())
+    })?;
+    let hash = hash_key(key);
+    if config.server.master_key == Some(hash) {
+        return Ok(Caller {
+            name: "master".into(),
+            team: None,
+            admin: true,
+            key_hash: hash,
+        });
+    }
+    match config.keys.get(&hash) {
+        Some(k) => Ok(Caller {
+            name: k.name.clone(),
+            team: k.team.clone(),
+            admin: false,
+            key_hash: hash,
+        }),
+        None => Err(ApiError::Unauthorized("Invalid gateway key.".into())),
+    }
+}

@@ -1,0 +1,67 @@
+//! Our own JSON body extractor: content type checked, size limited by the current
+//! config, and every rejection an OpenAI-shaped 400 (or 413), never axum's plain 4xx.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, Request};
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use super::state::AppState;
+use crate::api::ApiError;
+
+/// The raw bytes of a JSON request body.
+pub struct JsonBody(pub Bytes);
+
+impl FromRequest<Arc<AppState>> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<JsonBody, ApiError> {
+        let limit = state.runtime().config.server.max_body_bytes;
+        let content_type = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        match content_type {
+            Some(ct)
+                if ct
+                    .trim()
+                    .to_ascii_lowercase()
+                    .starts_with("application/json") => {}
+            Some(ct) => {
+                return Err(ApiError::invalid(
+                    "Content-Type",
+                    format!(
+                        "Expected `Content-Type: application/json`, got `{}`.",
+                        ct.chars().take(100).collect::<String>()
+                    ),
+                ))
+            }
+            None => {
+                return Err(ApiError::invalid(
+                    "Content-Type",
+                    "Expected `Content-Type: application/json`.",
+                ))
+            }
+        }
+        let declared = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(too_large(limit));
+        }
+        match Limited::new(req.into_body(), limit).collect().await {
+            Ok(collected) => Ok(JsonBody(collected.to_bytes())),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit)),
+            Err(_) => Err(ApiError::bad_request("The request body could not be read.")),
+        }
+    }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "The request body is larger than this gateway's limit of {limit} bytes."
+    ))
+}

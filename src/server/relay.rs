@@ -1,0 +1,159 @@
+//! Sending a served reply back to the client: the JSON body as the upstream wrote it,
+//! or an SSE stream forwarded chunk by chunk as it arrives (no buffering), with the
+//! routing headers. A stream that fails after its first byte ends with an error event.
+
+use std::convert::Infallible;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::StreamExt;
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+
+use crate::api::{ApiError, Usage};
+use crate::providers::{Chunk, ChunkStream, UpstreamError};
+
+/// Routing outcome headers every served response carries.
+#[derive(Debug, Clone)]
+pub struct RouteHeaders {
+    /// `provider/upstream-model`.
+    pub backend: String,
+    pub route: String,
+}
+
+impl RouteHeaders {
+    fn apply(&self, response: &mut Response) {
+        let headers = response.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&self.backend) {
+            headers.insert("x-bazaar-backend", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&self.route) {
+            headers.insert("x-bazaar-route", v);
+        }
+    }
+}
+
+/// A complete JSON reply.
+pub fn json(body: Bytes, route: &RouteHeaders) -> Response {
+    let mut response = Response::new(Body::from(body));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    route.apply(&mut response);
+    response
+}
+
+/// How a stream ended, handed to the `on_end` callback exactly once.
+#[derive(Debug, Clone, Default)]
+pub struct StreamEnd {
+    /// The last usage the backend reported.
+    pub usage: Option<Usage>,
+    /// Chunks forwarded to the client.
+    pub chunks: u64,
+    /// The upstream failed after the first byte.
+    pub error: Option<UpstreamError>,
+    /// The client went away before the end.
+    pub client_gone: bool,
+}
+
+struct Relay<F: FnOnce(StreamEnd)> {
+    first: Option<Chunk>,
+    rest: ChunkStream,
+    client_wants_usage: bool,
+    end: StreamEnd,
+    on_end: Option<F>,
+    finished: bool,
+}
+
+impl<F: FnOnce(StreamEnd)> Relay<F> {
+    fn finish(&mut self) {
+        if let Some(on_end) = self.on_end.take() {
+            on_end(std::mem::take(&mut self.end));
+        }
+    }
+}
+
+impl<F: FnOnce(StreamEnd)> Drop for Relay<F> {
+    fn drop(&mut self) {
+        // Dropped before the end: the client disconnected (the upstream call is dropped with us).
+        if self.on_end.is_some() {
+            self.end.client_gone = !self.finished;
+            self.finish();
+        }
+    }
+}
+
+fn frame(data: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(data.len() + 8);
+    out.put_slice(b"data: ");
+    out.put_slice(data);
+    out.put_slice(b"\n\n");
+    out.freeze()
+}
+
+/// An SSE response that starts with `first` and forwards `rest` as it arrives. Usage-only
+/// chunks reach only clients that asked for usage; `on_end` runs once however it ends.
+pub fn sse<F>(
+    first: Chunk,
+    rest: ChunkStream,
+    client_wants_usage: bool,
+    route: &RouteHeaders,
+    on_end: F,
+) -> Response
+where
+    F: FnOnce(StreamEnd) + Send + 'static,
+{
+    let relay = Relay {
+        first: Some(first),
+        rest,
+        client_wants_usage,
+        end: StreamEnd::default(),
+        on_end: Some(on_end),
+        finished: false,
+    };
+    let stream = futures_util::stream::unfold(relay, |mut r| async move {
+        loop {
+            if r.finished {
+                return None;
+            }
+            let next = match r.first.take() {
+                Some(chunk) => Some(Ok(chunk)),
+                None => r.rest.next().await,
+            };
+            match next {
+                Some(Ok(chunk)) => {
+                    if chunk.usage.is_some() {
+                        r.end.usage = chunk.usage;
+                    }
+                    if chunk.usage_only && !r.client_wants_usage {
+                        continue;
+                    }
+                    r.end.chunks += 1;
+                    return Some((Ok::<Bytes, Infallible>(frame(&chunk.data)), r));
+                }
+                Some(Err(e)) => {
+                    let api = e.clone().into_api_error();
+                    r.end.error = Some(e);
+                    r.finished = true;
+                    r.finish();
+                    return Some((Ok(frame(&error_event(&api))), r));
+                }
+                None => {
+                    r.finished = true;
+                    r.finish();
+                    return Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), r));
+                }
+            }
+        }
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    route.apply(&mut response);
+    response
+}
+
+fn error_event(error: &ApiError) -> Vec<u8> {
+    error.to_json()
+}

@@ -1,0 +1,78 @@
+//! Shared state of the running gateway: the current `Runtime` (config plus the
+//! providers built from it, swapped whole on reload), readiness and the task tracker.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, ConfigError, ConfigProblem};
+use crate::providers::Provider;
+
+/// One complete, consistent configuration and the adapters built from it. A call
+/// keeps the `Arc<Runtime>` it started with, so a reload never changes it mid-flight.
+#[derive(Debug)]
+pub struct Runtime {
+    pub config: Config,
+    /// Same order as `config.providers`.
+    pub providers: Vec<Provider>,
+}
+
+impl Runtime {
+    /// Builds every provider's adapter; fails with the providers that could not be built.
+    pub fn build(config: Config) -> Result<Runtime, ConfigError> {
+        let mut providers = Vec::with_capacity(config.providers.len());
+        let mut problems = Vec::new();
+        for p in &config.providers {
+            match Provider::build(p) {
+                Ok(provider) => providers.push(provider),
+                Err(message) => problems.push(ConfigProblem {
+                    path: format!("providers.{}", p.id),
+                    message,
+                }),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        Ok(Runtime { config, providers })
+    }
+}
+
+/// Everything handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    runtime: ArcSwap<Runtime>,
+    ready: AtomicBool,
+    /// Every background task; shutdown waits on it.
+    pub tasks: TaskTracker,
+}
+
+impl AppState {
+    pub fn new(runtime: Runtime) -> Arc<AppState> {
+        Arc::new(AppState {
+            runtime: ArcSwap::from_pointee(runtime),
+            ready: AtomicBool::new(true),
+            tasks: TaskTracker::new(),
+        })
+    }
+
+    /// The runtime a new call should use.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Swaps in a new runtime; calls in flight keep the old one.
+    pub fn replace_runtime(&self, runtime: Runtime) {
+        self.runtime.store(Arc::new(runtime));
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+}

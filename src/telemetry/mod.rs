@@ -1,0 +1,3 @@
+//! Logs (and, alongside, metrics): structured JSON lines with the request id.
+
+pub mod logging;
