@@ -1,4 +1,6 @@
-//! One catalog entry's parts: tier, prices, limits and capabilities.
+//! One catalog entry's parts: tier, prices, limits, capabilities, quality priors.
+//! Money is integers: prices in micro-dollars per million tokens (exact for any price
+//! quoted to six decimals), so a call's cost in nano-dollars is exact integer arithmetic.
 
 use std::fmt;
 use std::str::FromStr;
@@ -43,6 +45,61 @@ impl FromStr for Tier {
             .find(|t| t.as_str() == s)
             .ok_or_else(|| format!("unknown tier `{s}`; expected frontier, open-hosted or local"))
     }
+}
+
+/// Prices in micro-dollars per million tokens ($2.50/Mtok = 2_500_000). `None` is
+/// "unknown", never zero: an unknown price must not be billed as free.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Price {
+    pub input: Option<u64>,
+    /// Cached-input reads; falls back to `input` when unknown.
+    #[serde(default)]
+    pub cached_input: Option<u64>,
+    /// Cache writes; falls back to `input` when unknown.
+    #[serde(default)]
+    pub cache_write: Option<u64>,
+    pub output: Option<u64>,
+    /// Reasoning tokens; falls back to `output` when unknown.
+    #[serde(default)]
+    pub reasoning: Option<u64>,
+}
+
+impl Price {
+    /// A price known in full, with cached/write/reasoning at the input/output rates.
+    pub const fn flat(input: u64, output: u64) -> Price {
+        Price {
+            input: Some(input),
+            cached_input: None,
+            cache_write: None,
+            output: Some(output),
+            reasoning: None,
+        }
+    }
+
+    /// Free (a local backend with no configured running cost).
+    pub const FREE: Price = Price::flat(0, 0);
+}
+
+/// What a model can take in and do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    #[serde(default)]
+    pub tools: bool,
+    #[serde(default)]
+    pub vision: bool,
+    #[serde(default)]
+    pub json_schema: bool,
+    #[serde(default)]
+    pub reasoning: bool,
+    #[serde(default)]
+    pub embeddings: bool,
+}
+
+/// Size limits in tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub context: Option<u64>,
+    pub max_output: Option<u64>,
 }
 
 #[cfg(test)]

@@ -3,4 +3,4 @@
 
 pub mod entry;
 
-pub use entry::Tier;
+pub use entry::{Capabilities, Limits, Price, Tier};
