@@ -36,6 +36,7 @@ enum Command {
     },
 }
 
+#[allow(clippy::print_stdout, clippy::print_stderr)]
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let log_filter = process_env("BAZAAR_LOG").unwrap_or_else(|| "info".into());
@@ -70,6 +71,7 @@ fn main() -> ExitCode {
     }
 }
 
+#[allow(clippy::print_stdout)]
 fn run_serve(path: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> {
     let mut config = match &path {
         Some(p) => Config::load(p, &process_env)?,

@@ -34,7 +34,7 @@ impl fmt::Display for Secret {
 /// anything else is the literal value.
 pub fn resolve(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Secret, String> {
     match value.strip_prefix("env:") {
-        Some(name) if name.is_empty() => Err("`env:` needs a variable name".into()),
+        Some("") => Err("`env:` needs a variable name".into()),
         Some(name) => match lookup(name) {
             Some(v) if !v.is_empty() => Ok(Secret(v)),
             Some(_) => Err(format!("env var {name} is empty")),

@@ -40,10 +40,7 @@ impl SseDecoder {
         }
         self.after_cr = false;
         self.buf.extend_from_slice(input);
-        loop {
-            let Some(end) = self.buf.iter().position(|&b| b == b'\n' || b == b'\r') else {
-                break;
-            };
+        while let Some(end) = self.buf.iter().position(|&b| b == b'\n' || b == b'\r') {
             let is_cr = self.buf[end] == b'\r';
             let line = self.buf.split_to(end);
             let mut skip = 1;

@@ -1,0 +1,210 @@
+//! `MockUpstream`: an in-process OpenAI-compatible server on 127.0.0.1:0. By default it
+//! answers like the simulated backend; a test can script the next replies (status,
+//! delay, raw body, a stream cut after N events) and read back every request it received.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::Router;
+use bazaar::demo::sim::{self, SimSpec};
+use futures_util::StreamExt;
+use tokio::sync::Notify;
+use tower::ServiceExt;
+
+/// One scripted reply, used once, in order.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Reply with this status and JSON body.
+    Status(u16, String),
+    /// Reply with this status, body and extra headers.
+    Raw {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+    /// Wait, then answer normally.
+    Delay(Duration),
+    /// Answer normally but end the body after `n` SSE events (no `[DONE]`).
+    CutAfter(usize),
+    /// Send the response headers, then hang forever (an idle stream).
+    Hang,
+}
+
+/// A request the mock received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: http::HeaderMap,
+    pub body: serde_json::Value,
+}
+
+struct Shared {
+    script: Mutex<VecDeque<Step>>,
+    received: Mutex<Vec<Received>>,
+    arrived: Notify,
+    /// Reply bodies that ended, whether sent in full or dropped by the peer.
+    bodies_closed: std::sync::atomic::AtomicUsize,
+    closed: Notify,
+    sim: Router,
+}
+
+/// Counts a reply body as closed when dropped.
+struct CloseGuard(Arc<Shared>);
+
+impl Drop for CloseGuard {
+    fn drop(&mut self) {
+        self.0
+            .bodies_closed
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.closed.notify_waiters();
+    }
+}
+
+/// A running mock; stops when dropped.
+pub struct MockUpstream {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl MockUpstream {
+    /// Starts a mock with the default simulated behaviour.
+    pub async fn start() -> MockUpstream {
+        MockUpstream::with_spec(SimSpec::default()).await
+    }
+
+    /// Starts a mock whose normal replies follow `spec`.
+    pub async fn with_spec(spec: SimSpec) -> MockUpstream {
+        let shared = Arc::new(Shared {
+            script: Mutex::new(VecDeque::new()),
+            received: Mutex::new(Vec::new()),
+            arrived: Notify::new(),
+            bodies_closed: Default::default(),
+            closed: Notify::new(),
+            sim: sim::router(spec),
+        });
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        MockUpstream {
+            addr,
+            shared,
+            _stop: stop,
+        }
+    }
+
+    /// The base URL a provider config points at (`…/v1`).
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Queues scripted replies for the next requests.
+    pub fn script(&self, steps: impl IntoIterator<Item = Step>) {
+        self.shared.script.lock().unwrap().extend(steps);
+    }
+
+    /// Every request received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.shared.received.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` reply bodies have ended (sent in full or dropped).
+    pub async fn wait_closed(&self, n: usize) {
+        loop {
+            let notified = self.shared.closed.notified();
+            if self
+                .shared
+                .bodies_closed
+                .load(std::sync::atomic::Ordering::SeqCst)
+                >= n
+            {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    shared.received.lock().unwrap().push(Received {
+        path: parts.uri.path().to_string(),
+        headers: parts.headers.clone(),
+        body: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    });
+    shared.arrived.notify_waiters();
+    let step = shared.script.lock().unwrap().pop_front();
+    let normal = |parts: http::request::Parts, bytes: Bytes| {
+        let sim = shared.sim.clone();
+        async move {
+            sim.oneshot(Request::from_parts(parts, Body::from(bytes)))
+                .await
+                .unwrap()
+        }
+    };
+    let guard = CloseGuard(shared.clone());
+    let response = match step {
+        None => normal(parts, bytes).await,
+        Some(Step::Status(status, body)) => Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap(),
+        Some(Step::Raw {
+            status,
+            headers,
+            body,
+        }) => {
+            let mut b = Response::builder().status(status);
+            for (k, v) in headers {
+                b = b.header(k, v);
+            }
+            b.body(Body::from(body)).unwrap()
+        }
+        Some(Step::Delay(d)) => {
+            tokio::time::sleep(d).await;
+            normal(parts, bytes).await
+        }
+        Some(Step::CutAfter(n)) => {
+            let response = normal(parts, bytes).await;
+            let (parts, body) = response.into_parts();
+            let all = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+            let text = String::from_utf8_lossy(&all);
+            let kept: String = text.split_inclusive("\n\n").take(n).collect();
+            Response::from_parts(parts, Body::from(kept))
+        }
+        Some(Step::Hang) => {
+            let stream = futures_util::stream::pending::<Result<Bytes, std::convert::Infallible>>();
+            let first = futures_util::stream::once(async {
+                Ok::<_, std::convert::Infallible>(Bytes::from_static(b": waiting\n\n"))
+            });
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Body::from_stream(first.chain(stream)))
+                .unwrap()
+        }
+    };
+    let (parts, body) = response.into_parts();
+    let guarded = body.into_data_stream().map(move |frame| {
+        let _keep = &guard;
+        frame
+    });
+    Response::from_parts(parts, Body::from_stream(guarded))
+}

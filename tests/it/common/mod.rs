@@ -1,0 +1,148 @@
+//! Shared test harness: `TestGateway` runs the real server through `bazaar::serve` on
+//! 127.0.0.1:0; `MockUpstream` plays the providers.
+
+pub mod mock;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bazaar::config::Config;
+use bazaar::{AppState, Runtime};
+pub use mock::{MockUpstream, Step};
+
+/// The gateway key every test config declares.
+pub const KEY: &str = "bzr-test-key";
+/// The master key every test config declares.
+pub const MASTER: &str = "bzr-test-master";
+
+/// A running gateway; shuts down when dropped.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    pub client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// A config with one OpenAI-compatible provider `mock` serving `gpt-4o-mini` and `text-embedding-3-small`.
+pub fn single_provider_config(mock: &MockUpstream) -> String {
+    format!(
+        r#"
+        [server]
+        master_key = "{MASTER}"
+        drain_timeout = "5s"
+
+        [providers.mock]
+        base_url = "{}"
+        api_key = "sk-upstream-secret-123"
+        tier = "frontier"
+        models = ["gpt-4o-mini", "text-embedding-3-small", "gpt-3.5-turbo-instruct"]
+        [providers.mock.timeouts]
+        first_byte = "2s"
+        idle = "1s"
+        total = "10s"
+
+        [[keys]]
+        name = "app"
+        key = "{KEY}"
+        team = "web"
+        "#,
+        mock.base_url()
+    )
+}
+
+impl TestGateway {
+    /// Starts a gateway on `toml`.
+    pub async fn start(toml: &str) -> TestGateway {
+        let env = |_: &str| None;
+        let config = Config::from_toml(toml, &env).unwrap_or_else(|e| panic!("{e}"));
+        TestGateway::start_config(config).await
+    }
+
+    /// Starts a gateway on a resolved config.
+    pub async fn start_config(config: Config) -> TestGateway {
+        let state = AppState::new(Runtime::build(config).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let done = tokio::spawn(bazaar::serve(state.clone(), listener, async move {
+            let _ = stopped.await;
+        }));
+        TestGateway {
+            addr,
+            state,
+            client: reqwest::Client::new(),
+            stop: Some(stop),
+            done: Some(done),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// POSTs JSON with the test key.
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Sends SIGTERM's equivalent and waits for the drain to finish.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.done.take() {
+            Some(done) => done.await.unwrap(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Reads an SSE body into its `data:` payloads (including `[DONE]`).
+pub async fn sse_events(response: reqwest::Response) -> Vec<String> {
+    let text = response.text().await.unwrap();
+    text.split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Asserts an OpenAI-shaped error body with `status`, returning the `error` object.
+pub async fn expect_error(response: reqwest::Response, status: u16) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    assert!(
+        response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().starts_with("application/json"))
+            .unwrap_or(false),
+        "error content-type"
+    );
+    assert!(response.headers().contains_key("x-request-id"));
+    let body: serde_json::Value = response.json().await.unwrap();
+    let error = body
+        .get("error")
+        .unwrap_or_else(|| panic!("no error object in {body}"))
+        .clone();
+    assert!(error["message"].is_string(), "{body}");
+    assert!(error["type"].is_string(), "{body}");
+    assert!(
+        error.get("code").is_some() && error.get("param").is_some(),
+        "{body}"
+    );
+    error
+}

@@ -1,0 +1,17 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods
+)]
+
+//! Integration tests: the real gateway on an ephemeral port against mock upstreams.
+//! One binary, one module per feature.
+
+mod common;
+
+mod chat;
+mod errors;
+mod hostile;
