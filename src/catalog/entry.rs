@@ -113,3 +113,46 @@ mod tests {
         }
     }
 }
+
+/// Parses a dollar amount written in decimal ("2.5", "0.075", "3") into integer
+/// micro-dollars, exactly; more than six decimals, a sign or junk is `None`.
+pub fn parse_usd_micros(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    if (whole.is_empty() && frac.is_empty()) || frac.len() > 6 {
+        return None;
+    }
+    if !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let mut frac_micros: u64 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().ok()?
+    };
+    for _ in frac.len()..6 {
+        frac_micros *= 10;
+    }
+    whole.checked_mul(1_000_000)?.checked_add(frac_micros)
+}
+
+#[cfg(test)]
+mod money_tests {
+    use super::*;
+
+    #[test]
+    fn parses_decimal_dollars_exactly() {
+        assert_eq!(parse_usd_micros("2.5"), Some(2_500_000));
+        assert_eq!(parse_usd_micros("0.075"), Some(75_000));
+        assert_eq!(parse_usd_micros("3"), Some(3_000_000));
+        assert_eq!(parse_usd_micros(".1"), Some(100_000));
+        assert_eq!(parse_usd_micros("0.0000001"), None);
+        assert_eq!(parse_usd_micros("-1"), None);
+        assert_eq!(parse_usd_micros("1e3"), None);
+    }
+}

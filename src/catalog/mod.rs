@@ -3,4 +3,4 @@
 
 pub mod entry;
 
-pub use entry::{Capabilities, Limits, Price, Tier};
+pub use entry::{parse_usd_micros, Capabilities, Limits, Price, Tier};

@@ -16,6 +16,8 @@ pub use secret::Secret;
 use crate::billing::keys::{hash_key, KeyHash};
 use crate::catalog::Tier;
 use crate::providers::openai::presets::{self, AuthStyle, Quirks};
+use crate::router::breaker::BreakerSettings;
+use crate::router::policy::{Policy, Weights};
 
 /// One problem in a config, with the TOML path it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +111,31 @@ pub struct KeyConfig {
     pub hash: KeyHash,
 }
 
+/// A named route: candidate models and how to choose among them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteConfig {
+    pub name: String,
+    /// Empty means every chat model the gateway serves.
+    pub models: Vec<String>,
+    pub policy: Policy,
+    pub weights: Weights,
+    pub quality_floor: Option<f64>,
+    /// Empty means all tiers.
+    pub tiers: Vec<Tier>,
+    pub reference: Option<String>,
+}
+
+/// Router settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouterConfig {
+    pub policy: Policy,
+    pub weights: Weights,
+    pub max_attempts: u32,
+    pub expected_output_tokens: u64,
+    pub affinity_ttl: Duration,
+    pub breaker: BreakerSettings,
+}
+
 /// Front-end server settings.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -126,6 +153,9 @@ pub struct Config {
     /// Public model id → the targets that serve it, in config order.
     pub models: BTreeMap<String, Vec<ModelTarget>>,
     pub keys: HashMap<KeyHash, KeyConfig>,
+    pub router: RouterConfig,
+    /// Named routes, including the built-in `auto`, `cheap` and `fast` unless redefined.
+    pub routes: BTreeMap<String, RouteConfig>,
 }
 
 /// Reads the process environment; the one place that does.
@@ -424,6 +454,107 @@ impl Config {
             }
         }
 
+        let r = &raw.router;
+        let policy = r
+            .policy
+            .parse()
+            .map_err(|m| problem("router.policy".into(), m))
+            .unwrap_or(Policy::Balanced);
+        let router = RouterConfig {
+            policy,
+            weights: weights(r.weights.as_ref(), "router.weights", &mut problem),
+            max_attempts: if r.max_attempts == 0 {
+                problem("router.max_attempts".into(), "must be at least 1".into());
+                1
+            } else {
+                r.max_attempts
+            },
+            expected_output_tokens: r.expected_output_tokens,
+            affinity_ttl: duration(&r.affinity_ttl, "router.affinity_ttl", &mut problem),
+            breaker: BreakerSettings {
+                threshold: r.breaker.threshold.max(1),
+                cooldown: duration(&r.breaker.cooldown, "router.breaker.cooldown", &mut problem),
+                max_cooldown: duration(
+                    &r.breaker.max_cooldown,
+                    "router.breaker.max_cooldown",
+                    &mut problem,
+                ),
+            },
+        };
+        let mut routes = builtin_routes(&router);
+        for (name, route) in &raw.routes {
+            let path = format!("routes.{name}");
+            if models.contains_key(name) {
+                problem(
+                    path.clone(),
+                    format!("`{name}` is also a model id; a route needs a name of its own"),
+                );
+            }
+            for (i, m) in route.models.iter().enumerate() {
+                if !models.contains_key(m) {
+                    problem(
+                        format!("{path}.models[{i}]"),
+                        format!("unknown model `{m}`"),
+                    );
+                }
+            }
+            let policy = match &route.policy {
+                Some(p) => p
+                    .parse()
+                    .map_err(|m| problem(format!("{path}.policy"), m))
+                    .unwrap_or(router.policy),
+                None => router.policy,
+            };
+            let mut tiers = Vec::new();
+            for (i, t) in route.tiers.iter().enumerate() {
+                match t.parse() {
+                    Ok(t) => tiers.push(t),
+                    Err(m) => problem(format!("{path}.tiers[{i}]"), m),
+                }
+            }
+            if let Some(floor) = route.quality_floor {
+                if !(0.0..=100.0).contains(&floor) {
+                    problem(
+                        format!("{path}.quality_floor"),
+                        "must be between 0 and 100".into(),
+                    );
+                }
+            }
+            if policy == Policy::CheapestAboveQuality && route.quality_floor.is_none() {
+                problem(
+                    format!("{path}.quality_floor"),
+                    "is required by policy cheapest-above-quality".into(),
+                );
+            }
+            if let Some(reference) = &route.reference {
+                if !models.contains_key(reference) {
+                    problem(
+                        format!("{path}.reference"),
+                        format!("unknown model `{reference}`"),
+                    );
+                }
+            }
+            routes.insert(
+                name.clone(),
+                RouteConfig {
+                    name: name.clone(),
+                    models: route.models.clone(),
+                    policy,
+                    weights: match &route.weights {
+                        Some(_) => weights(
+                            route.weights.as_ref(),
+                            &format!("{path}.weights"),
+                            &mut problem,
+                        ),
+                        None => router.weights,
+                    },
+                    quality_floor: route.quality_floor,
+                    tiers,
+                    reference: route.reference.clone(),
+                },
+            );
+        }
+
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
@@ -437,7 +568,65 @@ impl Config {
             providers,
             models,
             keys,
+            router,
+            routes,
         })
+    }
+
+    /// The route called `name`, if `name` is not a concrete model.
+    pub fn route(&self, name: &str) -> Option<&RouteConfig> {
+        if self.models.contains_key(name) {
+            return None;
+        }
+        self.routes.get(name)
+    }
+}
+
+/// `auto` (balanced), `cheap` (cheapest) and `fast` (fastest) over every chat model.
+fn builtin_routes(router: &RouterConfig) -> BTreeMap<String, RouteConfig> {
+    [
+        ("auto", Policy::Balanced),
+        ("cheap", Policy::Cheapest),
+        ("fast", Policy::Fastest),
+    ]
+    .into_iter()
+    .map(|(name, policy)| {
+        (
+            name.to_string(),
+            RouteConfig {
+                name: name.to_string(),
+                models: Vec::new(),
+                policy,
+                weights: router.weights,
+                quality_floor: None,
+                tiers: Vec::new(),
+                reference: None,
+            },
+        )
+    })
+    .collect()
+}
+
+fn weights(
+    raw: Option<&raw::RawWeights>,
+    path: &str,
+    problem: &mut impl FnMut(String, String),
+) -> Weights {
+    let Some(w) = raw else {
+        return Weights::default();
+    };
+    let all = [w.cost, w.latency, w.quality];
+    if all.iter().any(|v| !v.is_finite() || *v < 0.0) || all.iter().all(|v| *v == 0.0) {
+        problem(
+            path.to_string(),
+            "weights must be non-negative and not all zero".into(),
+        );
+        return Weights::default();
+    }
+    Weights {
+        cost: w.cost,
+        latency: w.latency,
+        quality: w.quality,
     }
 }
 

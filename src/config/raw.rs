@@ -16,6 +16,121 @@ pub struct RawConfig {
     pub models: Vec<RawModel>,
     #[serde(default)]
     pub keys: Vec<RawKey>,
+    #[serde(default)]
+    pub router: RawRouter,
+    /// Named routes clients may send as `model`.
+    #[serde(default)]
+    pub routes: BTreeMap<String, RawRoute>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouter {
+    /// Policy for concrete models served by several providers.
+    #[serde(default = "default_policy")]
+    pub policy: String,
+    /// Most backends one call may try.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Output tokens assumed when estimating cost and latency and `max_tokens` is absent.
+    #[serde(default = "default_expected_output")]
+    pub expected_output_tokens: u64,
+    /// How long a session sticks to the backend that served it.
+    #[serde(default = "default_affinity_ttl")]
+    pub affinity_ttl: String,
+    #[serde(default)]
+    pub weights: Option<RawWeights>,
+    #[serde(default)]
+    pub breaker: RawBreaker,
+}
+
+impl Default for RawRouter {
+    fn default() -> Self {
+        RawRouter {
+            policy: default_policy(),
+            max_attempts: default_max_attempts(),
+            expected_output_tokens: default_expected_output(),
+            affinity_ttl: default_affinity_ttl(),
+            weights: None,
+            breaker: RawBreaker::default(),
+        }
+    }
+}
+
+fn default_policy() -> String {
+    "balanced".into()
+}
+fn default_max_attempts() -> u32 {
+    3
+}
+fn default_expected_output() -> u64 {
+    256
+}
+fn default_affinity_ttl() -> String {
+    "10m".into()
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWeights {
+    #[serde(default)]
+    pub cost: f64,
+    #[serde(default)]
+    pub latency: f64,
+    #[serde(default)]
+    pub quality: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    #[serde(default = "default_breaker_threshold")]
+    pub threshold: u32,
+    #[serde(default = "default_breaker_cooldown")]
+    pub cooldown: String,
+    #[serde(default = "default_breaker_max_cooldown")]
+    pub max_cooldown: String,
+}
+
+impl Default for RawBreaker {
+    fn default() -> Self {
+        RawBreaker {
+            threshold: default_breaker_threshold(),
+            cooldown: default_breaker_cooldown(),
+            max_cooldown: default_breaker_max_cooldown(),
+        }
+    }
+}
+
+fn default_breaker_threshold() -> u32 {
+    5
+}
+fn default_breaker_cooldown() -> String {
+    "10s".into()
+}
+fn default_breaker_max_cooldown() -> String {
+    "5m".into()
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Candidate models; empty means every chat model the gateway serves.
+    #[serde(default)]
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub policy: Option<String>,
+    #[serde(default)]
+    pub weights: Option<RawWeights>,
+    /// Minimum quality (0–100) for `cheapest-above-quality`.
+    #[serde(default)]
+    pub quality_floor: Option<f64>,
+    /// Allowed tiers; empty means all.
+    #[serde(default)]
+    pub tiers: Vec<String>,
+    /// The frontier model the savings baseline prices this route's calls at.
+    #[serde(default)]
+    pub reference: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,7 +1,19 @@
-//! The per-call router: which backends may serve a request, in which order.
-//! It reads the config and catalog; it never sends a request or touches billing.
+//! The per-call router: candidates → filters → scores → an ordered plan, and the
+//! fallback loop that walks it. It reads config, catalog and live stats; it never
+//! builds a request body (adapters do) and never touches billing.
 
+pub mod affinity;
+pub mod breaker;
+pub mod candidates;
+pub mod classify;
+pub mod explain;
 pub mod fallback;
+pub mod filter;
 pub mod plan;
+pub mod policy;
+pub mod prefs;
+pub mod score;
+pub mod stats;
 
-pub use plan::{plan, Candidate, RoutePlan};
+pub use candidates::Candidate;
+pub use plan::{build_plan, CallShape, RoutePlan, RouterState};

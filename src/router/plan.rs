@@ -1,17 +1,52 @@
-//! `RoutePlan`: the ordered candidates for one call, built from the requested model.
+//! `build_plan`: from the requested model or route to an ordered list of candidates,
+//! with every rejected candidate's reason and every survivor's score terms. Reads the
+//! config and live stats; sends nothing.
 
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::affinity::{session_key, Affinity};
+use super::candidates::{self, Candidate};
+use super::classify::{classify, Task};
+use super::filter::{self, CallerLimits, Facts, FilterReason};
+use super::policy::Policy;
+use super::prefs::Prefs;
+use super::score::{self, Terms};
+use super::stats::Stats;
+use crate::api::openai::Needs;
 use crate::api::ApiError;
+use crate::catalog::{Price, Tier};
 use crate::config::Config;
 
-/// One backend that may serve the call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
-    /// The public model id (a catalog id or config id).
-    pub model: String,
-    /// Index into `Config::providers` (and the runtime's provider list).
-    pub provider: usize,
-    /// The provider's own id for the model.
-    pub upstream: String,
+/// What routing needs to know about one call.
+#[derive(Debug, Clone, Copy)]
+pub struct CallShape<'a> {
+    pub model: &'a str,
+    pub needs: Needs,
+    pub prompt_tokens: u64,
+    pub max_tokens: Option<u64>,
+    pub prompt_head: &'a str,
+    pub user: Option<&'a str>,
+}
+
+/// A survivor with its score terms.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    pub candidate: Candidate,
+    pub facts: Facts,
+    pub terms: Terms,
+    pub utility: f64,
+    /// This backend served the session's last call.
+    pub sticky: bool,
+}
+
+/// A rejected candidate and why.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub candidate: Candidate,
+    pub tier: Tier,
+    pub reason: FilterReason,
 }
 
 /// The candidates of one call, best first; the fallback loop walks them in order.
@@ -19,24 +54,338 @@ pub struct Candidate {
 pub struct RoutePlan {
     /// The route label: the route name, or the model id for a concrete model.
     pub route: String,
+    pub policy: Policy,
+    pub task: Task,
     pub candidates: Vec<Candidate>,
+    /// Same order as `candidates`.
+    pub scored: Vec<Scored>,
+    pub rejected: Vec<Rejected>,
+    pub session: Option<u64>,
+    /// The model the savings baseline is priced at.
+    pub reference: Option<String>,
 }
 
-/// Builds the plan for `model`: every target that serves it, in config order.
-pub fn plan(config: &Config, model: &str) -> Result<RoutePlan, ApiError> {
-    let targets = config
-        .models
-        .get(model)
-        .ok_or_else(|| ApiError::model_not_found(model))?;
-    Ok(RoutePlan {
-        route: model.to_string(),
-        candidates: targets
-            .iter()
-            .map(|t| Candidate {
-                model: model.to_string(),
-                provider: t.provider,
-                upstream: t.upstream.clone(),
-            })
+/// The live state routing reads: stats and session affinity.
+#[derive(Debug, Default)]
+pub struct RouterState {
+    pub stats: Stats,
+    pub affinity: Affinity,
+}
+
+/// Time-to-first-token and throughput priors by tier, used until a backend has stats.
+fn priors(tier: Tier) -> (f64, f64) {
+    match tier {
+        Tier::Frontier => (600.0, 80.0),
+        Tier::OpenHosted => (400.0, 120.0),
+        Tier::Local => (250.0, 40.0),
+    }
+}
+
+/// Builds the plan for one call, or says why no backend can serve it.
+pub fn build_plan(
+    config: &Config,
+    state: &RouterState,
+    call: &CallShape<'_>,
+    prefs: &Prefs,
+    caller: &CallerLimits,
+    now: Instant,
+) -> Result<RoutePlan, ApiError> {
+    let route = config.route(call.model);
+    let (policy, weights, floor, route_tiers, reference) = match route {
+        Some(r) => (
+            r.policy,
+            r.weights,
+            r.quality_floor,
+            Some(r.tiers.as_slice()).filter(|t| !t.is_empty()),
+            r.reference.clone(),
+        ),
+        None => (
+            config.router.policy,
+            config.router.weights,
+            None,
+            None,
+            None,
+        ),
+    };
+    let policy = prefs.policy.unwrap_or(policy);
+    let floor = prefs.quality_floor.or(floor);
+    if policy == Policy::CheapestAboveQuality && floor.is_none() {
+        return Err(ApiError::invalid("bazaar.quality_floor", "Policy cheapest-above-quality needs a quality floor (`bazaar.quality_floor` or the route's)."));
+    }
+
+    let mut all = match route {
+        Some(r) if r.models.is_empty() => config
+            .models
+            .keys()
+            .filter(|m| candidates::is_chat_model(config, m))
+            .flat_map(|m| candidates::for_model(config, m))
             .collect(),
+        Some(r) => r
+            .models
+            .iter()
+            .flat_map(|m| candidates::for_model(config, m))
+            .collect(),
+        None => {
+            let own = candidates::for_model(config, call.model);
+            if own.is_empty() {
+                return Err(ApiError::model_not_found(call.model));
+            }
+            own
+        }
+    };
+    let primary = all.len();
+    for (i, m) in prefs.models.iter().enumerate() {
+        if m == call.model {
+            continue;
+        }
+        let extra = candidates::for_model(config, m);
+        if extra.is_empty() {
+            return Err(ApiError::NotFound {
+                message: format!("`models[{i}]`: the model `{m}` is not served by this gateway."),
+                param: Some(format!("models[{i}]")),
+                code: Some("model_not_found"),
+            });
+        }
+        all.extend(extra);
+    }
+
+    let task = classify(call.prompt_head, call.prompt_tokens);
+    let session = session_key(prefs.session.as_deref(), call.user, call.prompt_head);
+    let sticky_backend = session.and_then(|k| state.affinity.get(k, now));
+    let needed_context = call.prompt_tokens + call.max_tokens.unwrap_or(0);
+    let expected_output = call
+        .max_tokens
+        .unwrap_or(config.router.expected_output_tokens)
+        .min(config.router.expected_output_tokens.max(1));
+
+    let mut survivors: Vec<(Candidate, Facts, bool, bool)> = Vec::new();
+    let mut rejected = Vec::new();
+    for (i, candidate) in all.into_iter().enumerate() {
+        let facts = candidates::facts(config, &candidate);
+        let provider_id = config
+            .providers
+            .get(candidate.provider)
+            .map(|p| p.id.as_str())
+            .unwrap_or("");
+        let mut verdict = filter::check(
+            &facts,
+            provider_id,
+            &call.needs,
+            needed_context,
+            prefs,
+            route_tiers,
+            caller,
+        );
+        let backend = format!("{provider_id}/{}", candidate.upstream);
+        let snapshot = state
+            .stats
+            .backend(provider_id, &candidate.upstream)
+            .snapshot(now);
+        if verdict.is_ok() {
+            let retry_in = match snapshot.breaker {
+                Some(super::breaker::BreakerState::Open { retry_in }) => Some(retry_in),
+                _ => None,
+            };
+            verdict = filter::check_health(retry_in, snapshot.held_for);
+        }
+        if verdict.is_ok() {
+            if let Some(floor) = floor.filter(|_| policy == Policy::CheapestAboveQuality) {
+                let q = quality_for(&facts, task);
+                if q < floor {
+                    verdict = Err(FilterReason::BelowQualityFloor { quality: q, floor });
+                }
+            }
+        }
+        match verdict {
+            Ok(()) => {
+                let sticky = sticky_backend.as_deref() == Some(backend.as_str());
+                survivors.push((candidate, facts, sticky, i < primary));
+            }
+            Err(reason) => rejected.push(Rejected {
+                candidate,
+                tier: facts.tier,
+                reason,
+            }),
+        }
+    }
+    if survivors.is_empty() {
+        return Err(no_candidate(call.model, &rejected, config));
+    }
+
+    let terms: Vec<Terms> = survivors
+        .iter()
+        .map(|(c, f, sticky, _)| {
+            let provider_id = config
+                .providers
+                .get(c.provider)
+                .map(|p| p.id.as_str())
+                .unwrap_or("");
+            let snap = state.stats.backend(provider_id, &c.upstream).snapshot(now);
+            let (ttft_prior, tps_prior) = priors(f.tier);
+            let ttft = snap.ttft_ms.unwrap_or(ttft_prior);
+            let tps = snap
+                .tokens_per_sec
+                .filter(|t| *t > 0.0)
+                .unwrap_or(tps_prior);
+            let load = 1.0 + snap.in_flight.max(0) as f64 / 8.0;
+            let cached = if *sticky {
+                (call.prompt_head.len() as u64 / 4).min(call.prompt_tokens)
+            } else {
+                0
+            };
+            Terms {
+                cost_nanos: expected_cost(&f.price, call.prompt_tokens, cached, expected_output),
+                latency_ms: (ttft + expected_output as f64 * 1000.0 / tps) * load,
+                quality: quality_for(f, task),
+                in_flight: snap.in_flight,
+            }
+        })
+        .collect();
+    let utilities = score::utilities(&terms, &weights);
+    let mut order = score::order(policy, &terms, &weights, |n| {
+        rand::random_range(0..n.max(1))
+    });
+    // Fallback models (`models`) come after the requested one, whatever their score.
+    order.sort_by_key(|&i| !survivors[i].3);
+    // Provider order the caller asked for first; a sticky backend before the rest.
+    if !prefs.order.is_empty() {
+        let rank = |i: usize| {
+            let id = config
+                .providers
+                .get(survivors[i].0.provider)
+                .map(|p| p.id.as_str())
+                .unwrap_or("");
+            prefs
+                .order
+                .iter()
+                .position(|p| p == id)
+                .unwrap_or(usize::MAX)
+        };
+        order.sort_by_key(|&i| (!survivors[i].3, rank(i)));
+    } else if let Some(pos) = order.iter().position(|&i| survivors[i].2) {
+        let i = order.remove(pos);
+        order.insert(0, i);
+    }
+    let mut limit = config.router.max_attempts as usize;
+    if !prefs.allow_fallbacks {
+        limit = 1;
+    }
+    let scored: Vec<Scored> = order
+        .iter()
+        .map(|&i| Scored {
+            candidate: survivors[i].0.clone(),
+            facts: survivors[i].1.clone(),
+            terms: terms[i],
+            utility: utilities[i],
+            sticky: survivors[i].2,
+        })
+        .collect();
+    let candidates = scored
+        .iter()
+        .take(limit)
+        .map(|s| s.candidate.clone())
+        .collect();
+    Ok(RoutePlan {
+        route: route
+            .map(|r| r.name.clone())
+            .unwrap_or_else(|| call.model.to_string()),
+        policy,
+        task,
+        candidates,
+        scored,
+        rejected,
+        session,
+        reference,
     })
+}
+
+/// The quality prior for `task`, 0–100; 50 (neutral) when the catalog has none.
+pub fn quality_for(facts: &Facts, task: Task) -> f64 {
+    let q = &facts.quality;
+    let value = match task {
+        Task::Code => q.coding.or(q.general),
+        Task::Math => q.math.or(q.reasoning).or(q.general),
+        Task::General | Task::LongContext => q.general,
+    };
+    value.unwrap_or(50.0)
+}
+
+/// The expected cost in nano-dollars: uncached input, cached prefix and expected output
+/// at their prices; `None` when a needed price is unknown.
+pub fn expected_cost(
+    price: &Price,
+    prompt_tokens: u64,
+    cached_tokens: u64,
+    output_tokens: u64,
+) -> Option<u64> {
+    let input = price.input?;
+    let output = price.output?;
+    let cached_price = price.cached_input.unwrap_or(input);
+    let fresh = prompt_tokens.saturating_sub(cached_tokens) as u128;
+    let total = fresh * input as u128
+        + cached_tokens as u128 * cached_price as u128
+        + output_tokens as u128 * output as u128;
+    u64::try_from(total / 1000).ok()
+}
+
+fn no_candidate(model: &str, rejected: &[Rejected], config: &Config) -> ApiError {
+    let reasons: Vec<String> = rejected
+        .iter()
+        .map(|r| {
+            let provider = config
+                .providers
+                .get(r.candidate.provider)
+                .map(|p| p.id.as_str())
+                .unwrap_or("?");
+            format!("{provider}/{}: {}", r.candidate.upstream, r.reason)
+        })
+        .collect();
+    let all_unhealthy = !rejected.is_empty()
+        && rejected.iter().all(|r| {
+            matches!(
+                r.reason,
+                FilterReason::CircuitOpen { .. } | FilterReason::RateLimited { .. }
+            )
+        });
+    let message = format!("No backend can serve `{model}`: {}.", reasons.join("; "));
+    if all_unhealthy {
+        let retry = rejected
+            .iter()
+            .filter_map(|r| match r.reason {
+                FilterReason::CircuitOpen { retry_in_ms }
+                | FilterReason::RateLimited { retry_in_ms } => Some(retry_in_ms),
+                _ => None,
+            })
+            .min()
+            .map(Duration::from_millis);
+        return ApiError::Unavailable {
+            message,
+            retry_after: retry,
+        };
+    }
+    ApiError::InvalidRequest {
+        message,
+        param: Some("model".into()),
+        code: Some("no_candidate"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_cost_is_exact_and_counts_cache() {
+        let p = Price {
+            input: Some(2_500_000),
+            cached_input: Some(1_250_000),
+            cache_write: None,
+            output: Some(10_000_000),
+            reasoning: None,
+        };
+        // 1000 input at $2.50/M = 2.5 m$ = 2_500_000 n$; 100 output at $10/M = 1_000_000 n$.
+        assert_eq!(expected_cost(&p, 1000, 0, 100), Some(3_500_000));
+        assert_eq!(expected_cost(&p, 1000, 1000, 100), Some(2_250_000));
+        assert_eq!(expected_cost(&Price::default(), 1000, 0, 100), None);
+    }
 }

@@ -23,6 +23,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/completions", post(embeddings::completions))
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/models", get(models::list))
+        .route("/v1/route/explain", post(chat::explain))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)

@@ -1,23 +1,25 @@
-//! `POST /v1/chat/completions`: authenticate, parse once, plan, walk the plan until a
-//! backend answers, then relay the reply or the stream.
+//! `POST /v1/chat/completions` and `POST /v1/route/explain`: authenticate, parse once,
+//! plan, walk the plan until a backend answers, then relay the reply or the stream.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
+use axum::{Extension, Json};
 use http::HeaderMap;
 use tokio::time::Instant;
 
-use super::auth::authenticate;
+use super::auth::{authenticate, Caller};
 use super::body::JsonBody;
 use super::relay::{self, RouteHeaders};
-use super::state::AppState;
+use super::state::{AppState, Runtime};
 use super::RequestId;
 use crate::api::openai::ChatRequest;
 use crate::api::ApiError;
 use crate::providers::{Attempt, Chunk, StreamReply, UpstreamError};
-use crate::router::{self, fallback};
+use crate::router::filter::CallerLimits;
+use crate::router::prefs::Prefs;
+use crate::router::{self, explain, fallback, CallShape, RoutePlan};
 
 pub async fn completions(
     State(state): State<Arc<AppState>>,
@@ -31,39 +33,115 @@ pub async fn completions(
     }
 }
 
-async fn handle(
+/// `POST /v1/route/explain`: the plan a chat request would get, without calling any backend.
+pub async fn explain(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Response {
+    let result = (|| {
+        let runtime = state.runtime();
+        let caller = authenticate(&headers, &runtime.config)?;
+        let req = ChatRequest::parse(&body)?;
+        let plan = plan_chat(&runtime, &state, &req, &headers, &caller)?;
+        Ok::<_, ApiError>(
+            Json(explain::explain(
+                &plan,
+                &runtime.config,
+                req.estimated_prompt_tokens(),
+            ))
+            .into_response(),
+        )
+    })();
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Builds the routing plan of a chat request.
+pub fn plan_chat(
+    runtime: &Runtime,
     state: &AppState,
+    req: &ChatRequest,
+    headers: &HeaderMap,
+    _caller: &Caller,
+) -> Result<RoutePlan, ApiError> {
+    let provider_ids: Vec<&str> = runtime
+        .config
+        .providers
+        .iter()
+        .map(|p| p.id.as_str())
+        .collect();
+    let prefs = Prefs::parse(&req.fields, headers, &provider_ids)?;
+    let call = CallShape {
+        model: &req.model,
+        needs: req.needs,
+        prompt_tokens: req.estimated_prompt_tokens(),
+        max_tokens: req.max_tokens,
+        prompt_head: &req.prompt_head,
+        user: req.user.as_deref(),
+    };
+    router::build_plan(
+        &runtime.config,
+        &state.router,
+        &call,
+        &prefs,
+        &CallerLimits::default(),
+        Instant::now(),
+    )
+}
+
+async fn handle(
+    state: &Arc<AppState>,
     request_id: &RequestId,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let runtime = state.runtime();
-    let _caller = authenticate(headers, &runtime.config)?;
+    let caller = authenticate(headers, &runtime.config)?;
     let req = ChatRequest::parse(body)?;
-    let plan = router::plan(&runtime.config, &req.model)?;
+    let plan = plan_chat(&runtime, state, &req, headers, &caller)?;
     let deadline = Instant::now() + max_total(&runtime, &plan);
     let (req, request_id) = (&req, &*request_id.0);
+    let settings = &runtime.config.router;
 
     if !req.stream {
-        let served = fallback::run(&plan, &runtime.providers, |candidate, provider| {
-            provider.chat(
-                req,
-                Attempt {
-                    upstream_model: &candidate.upstream,
-                    request_id,
-                    deadline,
-                },
-            )
-        })
+        let served = fallback::run(
+            &plan,
+            &runtime.providers,
+            &state.router,
+            &settings.breaker,
+            deadline,
+            |candidate, provider| {
+                provider.chat(
+                    req,
+                    Attempt {
+                        upstream_model: &candidate.upstream,
+                        request_id,
+                        deadline,
+                    },
+                )
+            },
+        )
         .await
         .map_err(|e| e.error)?;
         let route = route_headers(&runtime, &plan.route, served.candidate);
-        return Ok(relay::json(served.value.body, &route));
+        let reply = served.value;
+        served.attempt.finish(
+            &state.router,
+            &settings.breaker,
+            settings.affinity_ttl,
+            reply.usage.map(|u| u.completion_tokens()),
+            Some(reply.meta),
+            None,
+        );
+        return Ok(relay::json(reply.body, &route));
     }
 
     let served = fallback::run(
         &plan,
         &runtime.providers,
+        &state.router,
+        &settings.breaker,
+        deadline,
         |candidate, provider| async move {
             let reply = provider
                 .chat_stream(
@@ -82,12 +160,16 @@ async fn handle(
     .map_err(|e| e.error)?;
     let route = route_headers(&runtime, &plan.route, served.candidate);
     let (first, reply) = served.value;
+    let attempt = served.attempt;
+    let meta = reply.meta;
+    let state = state.clone();
+    let settings = settings.clone();
     Ok(relay::sse(
         first,
         reply.chunks,
         req.client_wants_usage,
         &route,
-        |end| {
+        move |end| {
             if let Some(e) = &end.error {
                 tracing::warn!(
                     error = e.label(),
@@ -95,6 +177,15 @@ async fn handle(
                     "Stream failed after its first byte: {e}"
                 );
             }
+            let output = end.usage.map(|u| u.completion_tokens());
+            attempt.finish(
+                &state.router,
+                &settings.breaker,
+                settings.affinity_ttl,
+                output,
+                Some(meta),
+                end.error.as_ref(),
+            );
         },
     ))
 }
@@ -116,7 +207,7 @@ pub async fn first_chunk(
 }
 
 /// The longest total timeout among the plan's providers: the call's overall deadline.
-pub fn max_total(runtime: &super::state::Runtime, plan: &router::RoutePlan) -> std::time::Duration {
+pub fn max_total(runtime: &Runtime, plan: &RoutePlan) -> std::time::Duration {
     plan.candidates
         .iter()
         .filter_map(|c| runtime.config.providers.get(c.provider))
@@ -127,7 +218,7 @@ pub fn max_total(runtime: &super::state::Runtime, plan: &router::RoutePlan) -> s
 
 /// The `x-bazaar-*` headers for the candidate that served the call.
 pub fn route_headers(
-    runtime: &super::state::Runtime,
+    runtime: &Runtime,
     route: &str,
     candidate: &router::Candidate,
 ) -> RouteHeaders {

@@ -9,6 +9,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ConfigError, ConfigProblem};
 use crate::providers::Provider;
+use crate::router::RouterState;
 
 /// One complete, consistent configuration and the adapters built from it. A call
 /// keeps the `Arc<Runtime>` it started with, so a reload never changes it mid-flight.
@@ -47,6 +48,8 @@ pub struct AppState {
     ready: AtomicBool,
     /// Every background task; shutdown waits on it.
     pub tasks: TaskTracker,
+    /// Live routing stats and session affinity; they outlive reloads.
+    pub router: RouterState,
 }
 
 impl AppState {
@@ -55,6 +58,7 @@ impl AppState {
             runtime: ArcSwap::from_pointee(runtime),
             ready: AtomicBool::new(true),
             tasks: TaskTracker::new(),
+            router: RouterState::default(),
         })
     }
 

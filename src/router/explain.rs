@@ -1,0 +1,123 @@
+//! Renders a plan for `POST /v1/route/explain`: every candidate with its filter verdict
+//! or score terms, and the one that would be chosen. Pure; calls no backend.
+
+use serde::Serialize;
+
+use super::plan::RoutePlan;
+use crate::config::Config;
+
+/// The explain response body.
+#[derive(Debug, Serialize)]
+pub struct Explanation {
+    pub route: String,
+    pub policy: String,
+    pub task: String,
+    pub estimated_prompt_tokens: u64,
+    /// `provider/upstream` of the backend that would be tried first.
+    pub chosen: Option<String>,
+    pub candidates: Vec<ExplainedCandidate>,
+}
+
+/// One candidate's verdict.
+#[derive(Debug, Serialize)]
+pub struct ExplainedCandidate {
+    pub model: String,
+    pub provider: String,
+    pub upstream: String,
+    pub tier: String,
+    /// `chosen`, `fallback` (tried in order if the first fails), `eligible` (beyond the attempt limit) or `rejected`.
+    pub verdict: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rank: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_cost_usd: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_latency_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub utility: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<i64>,
+    pub sticky: bool,
+}
+
+/// Nano-dollars as a USD decimal string with nine places.
+pub fn usd(nanos: u64) -> String {
+    format!("{}.{:09}", nanos / 1_000_000_000, nanos % 1_000_000_000)
+}
+
+/// Explains `plan` in terms a user can read.
+pub fn explain(plan: &RoutePlan, config: &Config, prompt_tokens: u64) -> Explanation {
+    let provider = |i: usize| {
+        config
+            .providers
+            .get(i)
+            .map(|p| p.id.clone())
+            .unwrap_or_default()
+    };
+    let mut candidates = Vec::new();
+    for (rank, s) in plan.scored.iter().enumerate() {
+        let verdict = match rank {
+            0 => "chosen",
+            r if r < plan.candidates.len() => "fallback",
+            _ => "eligible",
+        };
+        candidates.push(ExplainedCandidate {
+            model: s.candidate.model.clone(),
+            provider: provider(s.candidate.provider),
+            upstream: s.candidate.upstream.clone(),
+            tier: s.facts.tier.to_string(),
+            verdict,
+            rank: Some(rank + 1),
+            reason: None,
+            expected_cost_usd: s.terms.cost_nanos.map(usd),
+            expected_latency_ms: Some((s.terms.latency_ms * 10.0).round() / 10.0),
+            quality: Some(s.terms.quality),
+            utility: Some((s.utility * 1000.0).round() / 1000.0),
+            in_flight: Some(s.terms.in_flight),
+            sticky: s.sticky,
+        });
+    }
+    for r in &plan.rejected {
+        candidates.push(ExplainedCandidate {
+            model: r.candidate.model.clone(),
+            provider: provider(r.candidate.provider),
+            upstream: r.candidate.upstream.clone(),
+            tier: r.tier.to_string(),
+            verdict: "rejected",
+            rank: None,
+            reason: Some(r.reason.to_string()),
+            expected_cost_usd: None,
+            expected_latency_ms: None,
+            quality: None,
+            utility: None,
+            in_flight: None,
+            sticky: false,
+        });
+    }
+    Explanation {
+        route: plan.route.clone(),
+        policy: plan.policy.to_string(),
+        task: plan.task.to_string(),
+        estimated_prompt_tokens: prompt_tokens,
+        chosen: plan
+            .candidates
+            .first()
+            .map(|c| format!("{}/{}", provider(c.provider), c.upstream)),
+        candidates,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usd_formats_nanos() {
+        assert_eq!(usd(1_234_567_890), "1.234567890");
+        assert_eq!(usd(5), "0.000000005");
+    }
+}

@@ -1,0 +1,228 @@
+//! Scoring: the expected cost, latency and quality of sending this request to each
+//! candidate, and the ordering each policy derives from them. Pure functions; scores
+//! compare only within one plan.
+
+use std::cmp::Ordering;
+
+use super::policy::{Policy, Weights};
+
+/// The terms a policy weighs for one candidate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Terms {
+    /// Expected cost of this request in nano-dollars; `None` when the price is unknown.
+    pub cost_nanos: Option<u64>,
+    /// Expected latency of the whole reply, in milliseconds.
+    pub latency_ms: f64,
+    /// Quality prior for the request's task, 0–100.
+    pub quality: f64,
+    /// Calls in flight on this backend (for power-of-two-choices).
+    pub in_flight: i64,
+}
+
+impl Terms {
+    fn cost(&self) -> f64 {
+        self.cost_nanos.map(|c| c as f64).unwrap_or(f64::INFINITY)
+    }
+}
+
+/// True when `a` is at least as good as `b` on every term `policy` weighs and better on one.
+pub fn dominates(policy: Policy, a: &Terms, b: &Terms) -> bool {
+    let (ac, bc) = (a.cost(), b.cost());
+    let terms: &[(f64, f64)] = match policy {
+        // Lower is better for cost and latency; quality is negated so lower is better too.
+        Policy::Cheapest | Policy::CheapestAboveQuality => &[(ac, bc)],
+        Policy::Fastest => &[(a.latency_ms, b.latency_ms)],
+        Policy::Quality => &[(-a.quality, -b.quality)],
+        Policy::Balanced => &[
+            (ac, bc),
+            (a.latency_ms, b.latency_ms),
+            (-a.quality, -b.quality),
+        ],
+    };
+    terms.iter().all(|(x, y)| x <= y) && terms.iter().any(|(x, y)| x < y)
+}
+
+/// The balanced utility of each candidate: quality minus cost minus latency, each
+/// min–max normalised over `all` and weighted. Unknown costs count as the worst.
+pub fn utilities(all: &[Terms], w: &Weights) -> Vec<f64> {
+    let norm = |values: Vec<f64>| -> Vec<f64> {
+        let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        let min = finite.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        values
+            .into_iter()
+            .map(|v| {
+                if !v.is_finite() {
+                    1.0
+                } else if max > min {
+                    (v - min) / (max - min)
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    };
+    let cost = norm(all.iter().map(Terms::cost).collect());
+    let latency = norm(all.iter().map(|t| t.latency_ms).collect());
+    let quality = norm(all.iter().map(|t| t.quality).collect());
+    (0..all.len())
+        .map(|i| w.quality * quality[i] - w.cost * cost[i] - w.latency * latency[i])
+        .collect()
+}
+
+fn cmp_f64(a: f64, b: f64) -> Ordering {
+    a.partial_cmp(&b).unwrap_or(Ordering::Equal)
+}
+
+/// The order in which to try the candidates under `policy`, best first. Exact ties on
+/// the policy's terms (and, for `balanced`, utilities within 1% that no other such
+/// candidate dominates) are broken by power-of-two-choices on in-flight load, with
+/// `coin` (0 or 1) as the random draw, so tests can pin it.
+pub fn order(
+    policy: Policy,
+    all: &[Terms],
+    w: &Weights,
+    coin: impl FnMut(usize) -> usize,
+) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..all.len()).collect();
+    let utility = utilities(all, w);
+    let key = |i: usize| -> Vec<f64> {
+        let t = &all[i];
+        match policy {
+            Policy::Cheapest | Policy::CheapestAboveQuality => {
+                vec![t.cost(), t.latency_ms, -t.quality]
+            }
+            Policy::Fastest => vec![t.latency_ms, t.cost(), -t.quality],
+            Policy::Quality => vec![-t.quality, t.cost(), t.latency_ms],
+            Policy::Balanced => vec![-utility[i], t.cost(), t.latency_ms],
+        }
+    };
+    idx.sort_by(|&a, &b| {
+        key(a)
+            .iter()
+            .zip(key(b).iter())
+            .map(|(x, y)| cmp_f64(*x, *y))
+            .find(|o| o.is_ne())
+            .unwrap_or(Ordering::Equal)
+    });
+    if idx.len() < 2 {
+        return idx;
+    }
+    // The near-equal leaders: same primary term (balanced: within 1% of the utility range).
+    let best = idx[0];
+    let leaders: Vec<usize> = idx
+        .iter()
+        .copied()
+        .take_while(|&i| match policy {
+            Policy::Balanced => {
+                utility[best] - utility[i] <= 0.01 * (w.cost + w.latency + w.quality)
+            }
+            _ => cmp_f64(key(i)[0], key(best)[0]).is_eq(),
+        })
+        .filter(|&i| {
+            !idx.iter()
+                .any(|&j| j != i && dominates(policy, &all[j], &all[i]))
+        })
+        .collect();
+    if leaders.len() >= 2 {
+        let pick = power_of_two(&leaders, all, coin);
+        idx.retain(|&i| i != pick);
+        idx.insert(0, pick);
+    }
+    idx
+}
+
+/// Power-of-two-choices: draw two distinct leaders, keep the one with fewer calls in flight.
+fn power_of_two(leaders: &[usize], all: &[Terms], mut draw: impl FnMut(usize) -> usize) -> usize {
+    let a = leaders[draw(leaders.len()) % leaders.len()];
+    let mut b = leaders[draw(leaders.len()) % leaders.len()];
+    if a == b {
+        b = leaders[(leaders.iter().position(|&x| x == a).unwrap_or(0) + 1) % leaders.len()];
+    }
+    if all[b].in_flight < all[a].in_flight {
+        b
+    } else {
+        a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn t(cost: u64, latency: f64, quality: f64) -> Terms {
+        Terms {
+            cost_nanos: Some(cost),
+            latency_ms: latency,
+            quality,
+            in_flight: 0,
+        }
+    }
+
+    #[test]
+    fn each_policy_picks_its_best() {
+        let all = [t(100, 900.0, 90.0), t(10, 400.0, 60.0), t(50, 150.0, 70.0)];
+        let w = Weights::default();
+        assert_eq!(order(Policy::Cheapest, &all, &w, |_| 0)[0], 1);
+        assert_eq!(order(Policy::Fastest, &all, &w, |_| 0)[0], 2);
+        assert_eq!(order(Policy::Quality, &all, &w, |_| 0)[0], 0);
+        let ordered = order(Policy::Balanced, &all, &w, |_| 0);
+        assert_eq!(ordered.len(), 3);
+    }
+
+    #[test]
+    fn unknown_cost_ranks_last_for_cheapest() {
+        let mut unknown = t(0, 1.0, 99.0);
+        unknown.cost_nanos = None;
+        let all = [unknown, t(1_000_000, 500.0, 50.0)];
+        assert_eq!(
+            order(Policy::Cheapest, &all, &Weights::default(), |_| 0),
+            [1, 0]
+        );
+    }
+
+    #[test]
+    fn equal_candidates_balance_on_load() {
+        let mut a = t(10, 100.0, 50.0);
+        let mut b = t(10, 100.0, 50.0);
+        a.in_flight = 5;
+        b.in_flight = 1;
+        let mut draws = [0usize, 1].into_iter();
+        assert_eq!(
+            order(Policy::Cheapest, &[a, b], &Weights::default(), |_| draws
+                .next()
+                .unwrap_or(0))[0],
+            1
+        );
+    }
+
+    fn terms() -> impl Strategy<Value = Terms> {
+        (
+            proptest::option::weighted(0.9, 0u64..1_000_000),
+            1.0f64..10_000.0,
+            0.0f64..100.0,
+            0i64..10,
+        )
+            .prop_map(|(cost_nanos, latency_ms, quality, in_flight)| Terms {
+                cost_nanos,
+                latency_ms,
+                quality,
+                in_flight,
+            })
+    }
+
+    proptest! {
+        /// A policy never picks a candidate that another dominates on every term it weighs.
+        #[test]
+        fn never_picks_a_dominated_candidate(all in proptest::collection::vec(terms(), 1..12), seed in any::<u64>()) {
+            let mut state = seed;
+            for policy in Policy::ALL {
+                let chosen = order(policy, &all, &Weights::default(), |n| { state = state.wrapping_mul(6364136223846793005).wrapping_add(1); (state >> 33) as usize % n.max(1) })[0];
+                for other in &all {
+                    prop_assert!(!dominates(policy, other, &all[chosen]), "{policy} chose {:?} dominated by {:?}", all[chosen], other);
+                }
+            }
+        }
+    }
+}
