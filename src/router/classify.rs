@@ -38,7 +38,7 @@ const CODE_MARKERS: &[&str] = &[
     "```",
     "def ",
     "fn ",
-    "function ",
+    "function",
     "class ",
     "import ",
     "#include",

@@ -212,20 +212,35 @@ pub fn build_plan(
         return Err(no_candidate(call.model, &rejected, config));
     }
 
-    let terms: Vec<Terms> = survivors
+    let snapshots: Vec<_> = survivors
         .iter()
-        .map(|(c, f, sticky, _)| {
+        .map(|(c, ..)| {
             let provider_id = config
                 .providers
                 .get(c.provider)
                 .map(|p| p.id.as_str())
                 .unwrap_or("");
-            let snap = state.stats.backend(provider_id, &c.upstream).snapshot(now);
+            state.stats.backend(provider_id, &c.upstream).snapshot(now)
+        })
+        .collect();
+    // A backend not measured yet is assumed as fast as the best measured one, so it
+    // gets tried (and measured) instead of losing to a prior forever.
+    let best_ttft = snapshots.iter().filter_map(|s| s.ttft_ms).reduce(f64::min);
+    let best_tps = snapshots
+        .iter()
+        .filter_map(|s| s.tokens_per_sec)
+        .filter(|t| *t > 0.0)
+        .reduce(f64::max);
+    let terms: Vec<Terms> = survivors
+        .iter()
+        .zip(&snapshots)
+        .map(|((_, f, sticky, _), snap)| {
             let (ttft_prior, tps_prior) = priors(f.tier);
-            let ttft = snap.ttft_ms.unwrap_or(ttft_prior);
+            let ttft = snap.ttft_ms.or(best_ttft).unwrap_or(ttft_prior);
             let tps = snap
                 .tokens_per_sec
                 .filter(|t| *t > 0.0)
+                .or(best_tps)
                 .unwrap_or(tps_prior);
             let load = 1.0 + snap.in_flight.max(0) as f64 / 8.0;
             let cached = if *sticky {

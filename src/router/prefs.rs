@@ -186,17 +186,18 @@ impl Prefs {
                     .map_err(|m: String| ApiError::invalid("bazaar.policy", m))?,
             );
         } else if let Some(sort) = provider.sort {
-            prefs.policy =
-                Some(match sort.as_str() {
-                    "price" => Policy::Cheapest,
-                    "throughput" | "latency" => Policy::Fastest,
-                    other => return Err(ApiError::invalid(
+            prefs.policy = Some(match sort.as_str() {
+                "price" => Policy::Cheapest,
+                "throughput" | "latency" => Policy::Fastest,
+                other => {
+                    return Err(ApiError::invalid(
                         "provider.sort",
                         format!(
                             "`provider.sort` must be price, throughput or latency, not `{other}`."
                         ),
-                    )),
-                });
+                    ))
+                }
+            });
         }
         if let Some(h) = header(headers, "x-bazaar-max-price") {
             let micros = parse_usd_micros(h).ok_or_else(|| {

@@ -15,3 +15,4 @@ mod common;
 mod chat;
 mod errors;
 mod hostile;
+mod routing;
