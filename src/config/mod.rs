@@ -8,6 +8,7 @@ pub mod secret;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use raw::RawConfig;
@@ -17,6 +18,8 @@ use crate::billing::keys::{hash_key, KeyHash};
 use crate::catalog::Tier;
 use crate::providers::openai::presets::{self, AuthStyle, Quirks};
 use crate::router::breaker::BreakerSettings;
+use crate::router::candidates;
+use crate::router::filter::Facts;
 use crate::router::policy::{Policy, Weights};
 
 /// One problem in a config, with the TOML path it is about.
@@ -96,11 +99,16 @@ pub struct ProviderConfig {
 }
 
 /// One way to serve a public model: which provider, under which upstream id.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelTarget {
     /// Index into `Config::providers`.
     pub provider: usize,
-    pub upstream: String,
+    /// Shared so that routing copies it without allocating.
+    pub upstream: Arc<str>,
+    /// The public model id (shared, as above).
+    pub model: Arc<str>,
+    /// What routing knows about this model on this provider, resolved once at load.
+    pub facts: Arc<Facts>,
 }
 
 /// A gateway key clients may present.
@@ -377,7 +385,9 @@ impl Config {
                 }
                 models.entry(m.clone()).or_default().push(ModelTarget {
                     provider: index,
-                    upstream: m.clone(),
+                    upstream: m.as_str().into(),
+                    model: m.as_str().into(),
+                    facts: Arc::new(candidates::default_facts(tier.unwrap_or(Tier::Frontier))),
                 });
             }
             if let (Some(wire), Some(tier)) = (wire, tier) {
@@ -405,14 +415,19 @@ impl Config {
                     let targets = models.entry(m.id.clone()).or_default();
                     if targets
                         .iter()
-                        .any(|t| t.provider == provider && t.upstream == upstream)
+                        .any(|t| t.provider == provider && *t.upstream == *upstream)
                     {
                         problem(
                             path,
                             format!("`{}` on `{}` is declared twice", m.id, m.provider),
                         );
                     } else {
-                        targets.push(ModelTarget { provider, upstream });
+                        targets.push(ModelTarget {
+                            provider,
+                            upstream: upstream.into(),
+                            model: m.id.as_str().into(),
+                            facts: Arc::new(candidates::default_facts(providers[provider].tier)),
+                        });
                     }
                 }
                 None if raw.providers.contains_key(&m.provider) => {}
@@ -724,7 +739,7 @@ mod tests {
         let local = &cfg.providers[cfg.models["qwen"][0].provider];
         assert_eq!(local.base_url, "http://127.0.0.1:11434/v1");
         assert_eq!(local.tier, Tier::Local);
-        assert_eq!(cfg.models["gpt-4o-mini"][0].upstream, "gpt-4o-mini");
+        assert_eq!(&*cfg.models["gpt-4o-mini"][0].upstream, "gpt-4o-mini");
         assert_eq!(cfg.keys.len(), 1);
     }
 

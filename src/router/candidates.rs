@@ -1,19 +1,23 @@
 //! Candidates: the (model, provider) pairs a call may go to, with the facts the router
 //! knows about each, from the catalog and config.
 
+use std::sync::Arc;
+
 use super::filter::{Facts, Quality};
 use crate::catalog::{Limits, Price, Tier};
 use crate::config::Config;
 
 /// One backend that may serve the call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
     /// The public model id (a catalog id or config id).
-    pub model: String,
+    pub model: Arc<str>,
     /// Index into `Config::providers` (and the runtime's provider list).
     pub provider: usize,
     /// The provider's own id for the model.
-    pub upstream: String,
+    pub upstream: Arc<str>,
+    /// What the router knows about it (resolved at config load).
+    pub facts: Arc<Facts>,
 }
 
 /// Every target serving `model`, in config order.
@@ -25,9 +29,10 @@ pub fn for_model(config: &Config, model: &str) -> Vec<Candidate> {
             targets
                 .iter()
                 .map(|t| Candidate {
-                    model: model.to_string(),
+                    model: t.model.clone(),
                     provider: t.provider,
                     upstream: t.upstream.clone(),
+                    facts: t.facts.clone(),
                 })
                 .collect()
         })
@@ -40,13 +45,9 @@ pub fn is_chat_model(config: &Config, model: &str) -> bool {
     !model.contains("embedding") && !model.contains("embed-")
 }
 
-/// What the router knows about a candidate.
-pub fn facts(config: &Config, candidate: &Candidate) -> Facts {
-    let tier = config
-        .providers
-        .get(candidate.provider)
-        .map(|p| p.tier)
-        .unwrap_or(Tier::Frontier);
+/// Facts for a model the catalog does not know: the provider's tier, free on a local
+/// server, otherwise an unknown price; capabilities and limits unknown.
+pub fn default_facts(tier: Tier) -> Facts {
     Facts {
         tier,
         // A local server costs nothing per token; elsewhere an unknown price stays unknown.

@@ -66,10 +66,10 @@ pub fn explain(plan: &RoutePlan, config: &Config, prompt_tokens: u64) -> Explana
             _ => "eligible",
         };
         candidates.push(ExplainedCandidate {
-            model: s.candidate.model.clone(),
+            model: s.candidate.model.to_string(),
             provider: provider(s.candidate.provider),
-            upstream: s.candidate.upstream.clone(),
-            tier: s.facts.tier.to_string(),
+            upstream: s.candidate.upstream.to_string(),
+            tier: s.candidate.facts.tier.to_string(),
             verdict,
             rank: Some(rank + 1),
             reason: None,
@@ -83,9 +83,9 @@ pub fn explain(plan: &RoutePlan, config: &Config, prompt_tokens: u64) -> Explana
     }
     for r in &plan.rejected {
         candidates.push(ExplainedCandidate {
-            model: r.candidate.model.clone(),
+            model: r.candidate.model.to_string(),
             provider: provider(r.candidate.provider),
-            upstream: r.candidate.upstream.clone(),
+            upstream: r.candidate.upstream.to_string(),
             tier: r.tier.to_string(),
             verdict: "rejected",
             rank: None,

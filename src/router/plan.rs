@@ -13,7 +13,7 @@ use super::filter::{self, CallerLimits, Facts, FilterReason};
 use super::policy::Policy;
 use super::prefs::Prefs;
 use super::score::{self, Terms};
-use super::stats::Stats;
+use super::stats::{Snapshot, Stats};
 use crate::api::openai::Needs;
 use crate::api::ApiError;
 use crate::catalog::{Price, Tier};
@@ -34,11 +34,19 @@ pub struct CallShape<'a> {
 #[derive(Debug, Clone)]
 pub struct Scored {
     pub candidate: Candidate,
-    pub facts: Facts,
     pub terms: Terms,
     pub utility: f64,
     /// This backend served the session's last call.
     pub sticky: bool,
+}
+
+/// A candidate that passed the filters, before scoring.
+struct Survivor {
+    candidate: Candidate,
+    snapshot: Snapshot,
+    sticky: bool,
+    /// Serves the requested model or route (not a `models` fallback).
+    primary: bool,
 }
 
 /// A rejected candidate and why.
@@ -158,17 +166,17 @@ pub fn build_plan(
         .unwrap_or(config.router.expected_output_tokens)
         .min(config.router.expected_output_tokens.max(1));
 
-    let mut survivors: Vec<(Candidate, Facts, bool, bool)> = Vec::new();
+    let mut survivors: Vec<Survivor> = Vec::with_capacity(all.len());
     let mut rejected = Vec::new();
     for (i, candidate) in all.into_iter().enumerate() {
-        let facts = candidates::facts(config, &candidate);
+        let facts = &*candidate.facts;
         let provider_id = config
             .providers
             .get(candidate.provider)
             .map(|p| p.id.as_str())
             .unwrap_or("");
         let mut verdict = filter::check(
-            &facts,
+            facts,
             provider_id,
             &call.needs,
             needed_context,
@@ -176,7 +184,6 @@ pub fn build_plan(
             route_tiers,
             caller,
         );
-        let backend = format!("{provider_id}/{}", candidate.upstream);
         let snapshot = state
             .stats
             .backend(provider_id, &candidate.upstream)
@@ -190,7 +197,7 @@ pub fn build_plan(
         }
         if verdict.is_ok() {
             if let Some(floor) = floor.filter(|_| policy == Policy::CheapestAboveQuality) {
-                let q = quality_for(&facts, task);
+                let q = quality_for(facts, task);
                 if q < floor {
                     verdict = Err(FilterReason::BelowQualityFloor { quality: q, floor });
                 }
@@ -198,61 +205,70 @@ pub fn build_plan(
         }
         match verdict {
             Ok(()) => {
-                let sticky = sticky_backend.as_deref() == Some(backend.as_str());
-                survivors.push((candidate, facts, sticky, i < primary));
+                let sticky = sticky_backend.as_deref().is_some_and(|b| {
+                    b.strip_prefix(provider_id)
+                        .and_then(|rest| rest.strip_prefix('/'))
+                        == Some(&*candidate.upstream)
+                });
+                survivors.push(Survivor {
+                    candidate,
+                    snapshot,
+                    sticky,
+                    primary: i < primary,
+                });
             }
-            Err(reason) => rejected.push(Rejected {
-                candidate,
-                tier: facts.tier,
-                reason,
-            }),
+            Err(reason) => {
+                let tier = facts.tier;
+                rejected.push(Rejected {
+                    candidate,
+                    tier,
+                    reason,
+                })
+            }
         }
     }
     if survivors.is_empty() {
         return Err(no_candidate(call.model, &rejected, config));
     }
 
-    let snapshots: Vec<_> = survivors
-        .iter()
-        .map(|(c, ..)| {
-            let provider_id = config
-                .providers
-                .get(c.provider)
-                .map(|p| p.id.as_str())
-                .unwrap_or("");
-            state.stats.backend(provider_id, &c.upstream).snapshot(now)
-        })
-        .collect();
     // A backend not measured yet is assumed as fast as the best measured one, so it
     // gets tried (and measured) instead of losing to a prior forever.
-    let best_ttft = snapshots.iter().filter_map(|s| s.ttft_ms).reduce(f64::min);
-    let best_tps = snapshots
+    let best_ttft = survivors
         .iter()
-        .filter_map(|s| s.tokens_per_sec)
+        .filter_map(|s| s.snapshot.ttft_ms)
+        .reduce(f64::min);
+    let best_tps = survivors
+        .iter()
+        .filter_map(|s| s.snapshot.tokens_per_sec)
         .filter(|t| *t > 0.0)
         .reduce(f64::max);
     let terms: Vec<Terms> = survivors
         .iter()
-        .zip(&snapshots)
-        .map(|((_, f, sticky, _), snap)| {
-            let (ttft_prior, tps_prior) = priors(f.tier);
-            let ttft = snap.ttft_ms.or(best_ttft).unwrap_or(ttft_prior);
-            let tps = snap
+        .map(|s| {
+            let (ttft_prior, tps_prior) = priors(s.candidate.facts.tier);
+            let ttft = s.snapshot.ttft_ms.or(best_ttft).unwrap_or(ttft_prior);
+            let tps = s
+                .snapshot
                 .tokens_per_sec
                 .filter(|t| *t > 0.0)
                 .or(best_tps)
                 .unwrap_or(tps_prior);
-            let load = 1.0 + snap.in_flight.max(0) as f64 / 8.0;
-            let cached = if *sticky {
+            let load = 1.0 + s.snapshot.in_flight.max(0) as f64 / 8.0;
+            let cached = if s.sticky {
                 (call.prompt_head.len() as u64 / 4).min(call.prompt_tokens)
             } else {
                 0
             };
             Terms {
-                cost_nanos: expected_cost(&f.price, call.prompt_tokens, cached, expected_output),
+                cost_nanos: expected_cost(
+                    &s.candidate.facts.price,
+                    call.prompt_tokens,
+                    cached,
+                    expected_output,
+                ),
                 latency_ms: (ttft + expected_output as f64 * 1000.0 / tps) * load,
-                quality: quality_for(f, task),
-                in_flight: snap.in_flight,
+                quality: quality_for(&s.candidate.facts, task),
+                in_flight: s.snapshot.in_flight,
             }
         })
         .collect();
@@ -261,13 +277,13 @@ pub fn build_plan(
         rand::random_range(0..n.max(1))
     });
     // Fallback models (`models`) come after the requested one, whatever their score.
-    order.sort_by_key(|&i| !survivors[i].3);
+    order.sort_by_key(|&i| !survivors[i].primary);
     // Provider order the caller asked for first; a sticky backend before the rest.
     if !prefs.order.is_empty() {
         let rank = |i: usize| {
             let id = config
                 .providers
-                .get(survivors[i].0.provider)
+                .get(survivors[i].candidate.provider)
                 .map(|p| p.id.as_str())
                 .unwrap_or("");
             prefs
@@ -276,8 +292,8 @@ pub fn build_plan(
                 .position(|p| p == id)
                 .unwrap_or(usize::MAX)
         };
-        order.sort_by_key(|&i| (!survivors[i].3, rank(i)));
-    } else if let Some(pos) = order.iter().position(|&i| survivors[i].2) {
+        order.sort_by_key(|&i| (!survivors[i].primary, rank(i)));
+    } else if let Some(pos) = order.iter().position(|&i| survivors[i].sticky) {
         let i = order.remove(pos);
         order.insert(0, i);
     }
@@ -285,14 +301,17 @@ pub fn build_plan(
     if !prefs.allow_fallbacks {
         limit = 1;
     }
+    let mut slots: Vec<Option<Survivor>> = survivors.into_iter().map(Some).collect();
     let scored: Vec<Scored> = order
         .iter()
-        .map(|&i| Scored {
-            candidate: survivors[i].0.clone(),
-            facts: survivors[i].1.clone(),
-            terms: terms[i],
-            utility: utilities[i],
-            sticky: survivors[i].2,
+        .filter_map(|&i| {
+            let s = slots[i].take()?;
+            Some(Scored {
+                candidate: s.candidate,
+                terms: terms[i],
+                utility: utilities[i],
+                sticky: s.sticky,
+            })
         })
         .collect();
     let candidates = scored

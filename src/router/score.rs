@@ -108,7 +108,8 @@ pub fn order(
     if idx.len() < 2 {
         return idx;
     }
-    // The near-equal leaders: same primary term (balanced: within 1% of the utility range).
+    // The near-equal leaders: same primary term (balanced: within 1% of the weight sum).
+    // Any candidate dominating a leader is itself a leader, so dominance is checked among them.
     let best = idx[0];
     let leaders: Vec<usize> = idx
         .iter()
@@ -119,25 +120,49 @@ pub fn order(
             }
             _ => cmp_f64(key(i)[0], key(best)[0]).is_eq(),
         })
-        .filter(|&i| {
-            !idx.iter()
-                .any(|&j| j != i && dominates(policy, &all[j], &all[i]))
-        })
         .collect();
     if leaders.len() >= 2 {
-        let pick = power_of_two(&leaders, all, coin);
+        let pick = power_of_two(policy, &leaders, all, coin);
         idx.retain(|&i| i != pick);
         idx.insert(0, pick);
     }
     idx
 }
 
-/// Power-of-two-choices: draw two distinct leaders, keep the one with fewer calls in flight.
-fn power_of_two(leaders: &[usize], all: &[Terms], mut draw: impl FnMut(usize) -> usize) -> usize {
-    let a = leaders[draw(leaders.len()) % leaders.len()];
-    let mut b = leaders[draw(leaders.len()) % leaders.len()];
+/// Walks from `i` to a leader nobody dominates (dominance is acyclic, so this ends).
+fn undominated(policy: Policy, mut i: usize, leaders: &[usize], all: &[Terms]) -> usize {
+    while let Some(&j) = leaders
+        .iter()
+        .find(|&&j| dominates(policy, &all[j], &all[i]))
+    {
+        i = j;
+    }
+    i
+}
+
+/// Power-of-two-choices: draw two leaders (moved up to one nobody dominates), keep the
+/// one with fewer calls in flight.
+fn power_of_two(
+    policy: Policy,
+    leaders: &[usize],
+    all: &[Terms],
+    mut draw: impl FnMut(usize) -> usize,
+) -> usize {
+    let a = undominated(
+        policy,
+        leaders[draw(leaders.len()) % leaders.len()],
+        leaders,
+        all,
+    );
+    let mut b = undominated(
+        policy,
+        leaders[draw(leaders.len()) % leaders.len()],
+        leaders,
+        all,
+    );
     if a == b {
-        b = leaders[(leaders.iter().position(|&x| x == a).unwrap_or(0) + 1) % leaders.len()];
+        let next = leaders[(leaders.iter().position(|&x| x == a).unwrap_or(0) + 1) % leaders.len()];
+        b = undominated(policy, next, leaders, all);
     }
     if all[b].in_flight < all[a].in_flight {
         b

@@ -2,7 +2,7 @@
 //! token, total latency and output tokens/s, error rate, in-flight calls, rate-limit
 //! headroom, a `Retry-After` hold, and the circuit breaker. Shared across reloads.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -166,40 +166,43 @@ impl Drop for InFlight {
     }
 }
 
-/// Stats of every backend seen, keyed by `provider/upstream-model`.
+/// Stats of every backend seen, by provider id then upstream model id.
 #[derive(Debug, Default)]
 pub struct Stats {
-    backends: RwLock<HashMap<String, Arc<BackendStats>>>,
+    // Looked up for every candidate of every call: a fast non-cryptographic hash
+    // (keys are config-defined ids, not attacker-chosen).
+    backends: RwLock<FxHashMap<String, FxHashMap<String, Arc<BackendStats>>>>,
 }
 
 impl Stats {
-    /// The stats of `provider/upstream`, created on first use.
+    /// The stats of `provider`/`upstream`, created on first use. The common case is
+    /// a read lock and two lookups by `&str`, with no allocation.
     pub fn backend(&self, provider: &str, upstream: &str) -> Arc<BackendStats> {
-        let key = format!("{provider}/{upstream}");
-        if let Some(b) = self
-            .backends
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
+        let map = self.backends.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = map.get(provider).and_then(|m| m.get(upstream)) {
             return b.clone();
         }
-        self.backends
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key)
+        drop(map);
+        let mut map = self.backends.write().unwrap_or_else(|p| p.into_inner());
+        map.entry(provider.to_string())
+            .or_default()
+            .entry(upstream.to_string())
             .or_default()
             .clone()
     }
 
-    /// Every backend's snapshot, for metrics.
-    pub fn all(&self, now: Instant) -> Vec<(String, Snapshot)> {
+    /// Every backend's snapshot as (`provider`, `upstream`, snapshot), sorted, for metrics.
+    pub fn all(&self, now: Instant) -> Vec<(String, String, Snapshot)> {
         let map = self.backends.read().unwrap_or_else(|p| p.into_inner());
         let mut out: Vec<_> = map
             .iter()
-            .map(|(k, v)| (k.clone(), v.snapshot(now)))
+            .flat_map(|(p, models)| {
+                models
+                    .iter()
+                    .map(move |(m, v)| (p.clone(), m.clone(), v.snapshot(now)))
+            })
             .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         out
     }
 }
