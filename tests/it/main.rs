@@ -13,6 +13,7 @@
 mod common;
 
 mod chat;
+mod config_examples;
 mod errors;
 mod hostile;
 mod routing;
