@@ -42,6 +42,7 @@ pub async fn serve(
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         drain_state.set_ready(false);
+        drain_state.shutdown.cancel();
         tracing::info!("Shutdown requested; draining in-flight calls.");
         let _ = began_tx.send(());
     });

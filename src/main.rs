@@ -97,9 +97,46 @@ fn run_serve(path: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()
         let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(listen = %listener.local_addr()?, providers = config.providers.len(), models = config.models.len(), "Listening.");
         let state = AppState::new(Runtime::build(config)?);
+        if let Some(path) = path {
+            let (hup_tx, hup_rx) = tokio::sync::mpsc::channel(1);
+            let watcher_state = state.clone();
+            state.tasks.spawn(bazaar::config::reload::watch(
+                path,
+                process_env,
+                std::time::Duration::from_secs(2),
+                hup_rx,
+                state.shutdown.clone(),
+                move |loaded| {
+                    watcher_state.reload(loaded);
+                    std::future::ready(())
+                },
+            ));
+            state.tasks.spawn(forward_sighup(hup_tx, state.shutdown.clone()));
+        }
         bazaar::serve(state, listener, shutdown_signal()).await?;
         Ok(())
     })
+}
+
+/// Turns each SIGHUP into a reload request until shutdown.
+async fn forward_sighup(
+    tx: tokio::sync::mpsc::Sender<()>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            got = hup.recv() => {
+                if got.is_none() || tx.try_send(()).is_err() && tx.is_closed() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -3,6 +3,7 @@
 //! each with its TOML path. The environment is read here and nowhere else.
 
 pub mod raw;
+pub mod reload;
 pub mod secret;
 
 use std::collections::{BTreeMap, HashMap};

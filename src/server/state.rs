@@ -1,10 +1,11 @@
 //! Shared state of the running gateway: the current `Runtime` (config plus the
 //! providers built from it, swapped whole on reload), readiness and the task tracker.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ConfigError, ConfigProblem};
@@ -50,6 +51,10 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// Live routing stats and session affinity; they outlive reloads.
     pub router: RouterState,
+    /// Cancelled when draining begins: background loops stop, the ledger flushes.
+    pub shutdown: CancellationToken,
+    reloads_applied: AtomicU64,
+    reloads_rejected: AtomicU64,
 }
 
 impl AppState {
@@ -59,6 +64,9 @@ impl AppState {
             ready: AtomicBool::new(true),
             tasks: TaskTracker::new(),
             router: RouterState::default(),
+            shutdown: CancellationToken::new(),
+            reloads_applied: AtomicU64::new(0),
+            reloads_rejected: AtomicU64::new(0),
         })
     }
 
@@ -70,6 +78,46 @@ impl AppState {
     /// Swaps in a new runtime; calls in flight keep the old one.
     pub fn replace_runtime(&self, runtime: Runtime) {
         self.runtime.store(Arc::new(runtime));
+    }
+
+    /// Applies a reloaded config: built in full and swapped atomically, or refused with
+    /// the old config kept. Returns whether it was applied.
+    pub fn reload(&self, loaded: Result<Config, ConfigError>) -> bool {
+        let current = self.runtime();
+        let result = loaded.and_then(|config| {
+            if config.server.listen != current.config.server.listen {
+                tracing::warn!(old = %current.config.server.listen, new = %config.server.listen, "server.listen changed; it takes effect at the next restart.");
+            }
+            Runtime::build(config)
+        });
+        match result {
+            Ok(runtime) => {
+                tracing::info!(
+                    providers = runtime.providers.len(),
+                    models = runtime.config.models.len(),
+                    "Config reloaded."
+                );
+                self.replace_runtime(runtime);
+                self.reloads_applied.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(
+                    problems = e.problems.len(),
+                    "Config reload refused; keeping the running config. {e}"
+                );
+                self.reloads_rejected.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Reloads applied and refused since start.
+    pub fn reload_counts(&self) -> (u64, u64) {
+        (
+            self.reloads_applied.load(Ordering::Relaxed),
+            self.reloads_rejected.load(Ordering::Relaxed),
+        )
     }
 
     pub fn is_ready(&self) -> bool {

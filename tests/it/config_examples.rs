@@ -13,14 +13,29 @@ fn example_configs_are_valid() {
         }
         let text = std::fs::read_to_string(&path).unwrap();
         let env = |name: &str| Some(format!("test-value-for-{name}"));
-        bazaar::config::Config::from_toml(&text, &env).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        bazaar::config::Config::from_toml(&text, &env)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_bazaar"));
         cmd.arg("check").arg("--config").arg(&path);
-        for var in ["OPENAI_API_KEY", "TOGETHER_API_KEY", "GROQ_API_KEY", "BAZAAR_MASTER_KEY", "BAZAAR_APP_KEY", "BAZAAR_WEB_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"] {
+        for var in [
+            "OPENAI_API_KEY",
+            "TOGETHER_API_KEY",
+            "GROQ_API_KEY",
+            "BAZAAR_MASTER_KEY",
+            "BAZAAR_APP_KEY",
+            "BAZAAR_WEB_KEY",
+            "ANTHROPIC_API_KEY",
+            "GEMINI_API_KEY",
+        ] {
             cmd.env(var, format!("value-of-{var}"));
         }
         let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         checked += 1;
     }
     assert!(checked >= 2);
@@ -36,10 +51,20 @@ fn check_reports_every_problem_with_its_path() {
         "[providers.x]\nbase_url = \"ftp://nowhere\"\ntier = \"cheap\"\n[routes.r]\npolicy = \"random\"\nmodels = [\"ghost\"]\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_bazaar")).arg("check").arg("--config").arg(&path).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bazaar"))
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let text = String::from_utf8_lossy(&out.stderr);
-    for needle in ["providers.x.base_url", "providers.x.tier", "routes.r.models[0]", "routes.r.policy"] {
+    for needle in [
+        "providers.x.base_url",
+        "providers.x.tier",
+        "routes.r.models[0]",
+        "routes.r.policy",
+    ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
     std::fs::remove_dir_all(&dir).ok();

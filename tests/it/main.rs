@@ -16,4 +16,5 @@ mod chat;
 mod config_examples;
 mod errors;
 mod hostile;
+mod reload;
 mod routing;

@@ -1,0 +1,57 @@
+//! Hot reload: the config file is re-read when it changes on disk or on SIGHUP,
+//! validated in full, and handed to `apply`, which swaps it in atomically. A file that
+//! fails validation changes nothing: the old config stays, and the reason is logged.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Config, ConfigError};
+
+/// What a change of file looks like from outside: modification time and size.
+fn fingerprint(path: &PathBuf) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// Watches `path` every `interval` and on each message of `hup` until `stop`; each
+/// change is passed to `apply` (which may still refuse it). The file's state is taken
+/// when `watch` is called, so a change made before the future first runs still counts.
+pub fn watch<F, Fut>(
+    path: PathBuf,
+    env: fn(&str) -> Option<String>,
+    interval: Duration,
+    mut hup: mpsc::Receiver<()>,
+    stop: CancellationToken,
+    mut apply: F,
+) -> impl Future<Output = ()>
+where
+    F: FnMut(Result<Config, ConfigError>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut last = fingerprint(&path);
+    async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            let forced = tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = ticker.tick() => false,
+                msg = hup.recv() => match msg {
+                    Some(()) => true,
+                    None => false,
+                },
+            };
+            let now = fingerprint(&path);
+            if !forced && now == last {
+                continue;
+            }
+            last = now;
+            tracing::debug!(forced, "Config file changed; reloading.");
+            apply(Config::load(&path, &env)).await;
+        }
+    }
+}
