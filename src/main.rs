@@ -34,6 +34,32 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Inspect or import the model catalog.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CatalogCommand {
+    /// Print what bazaar believes: every model and offer, or one model with every figure's source.
+    Show {
+        model: Option<String>,
+        /// Show the catalog as this config resolves it (built-in + `catalog.file` + overrides).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Convert a LiteLLM or OpenRouter price list into a catalog file for `catalog.file`.
+    Import {
+        file: PathBuf,
+        /// `litellm` or `openrouter`; detected when omitted.
+        #[arg(long)]
+        format: Option<String>,
+        /// Where to write the catalog JSON (default: stdout).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[allow(clippy::print_stdout, clippy::print_stderr)]
@@ -58,6 +84,16 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Catalog { command } => match run_catalog(command) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("bazaar catalog: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Serve { config, listen } => {
             bazaar::telemetry::logging::init(&log_filter, json_logs);
             match run_serve(config, listen) {
@@ -66,6 +102,43 @@ fn main() -> ExitCode {
                     eprintln!("bazaar: {e:#}");
                     ExitCode::FAILURE
                 }
+            }
+        }
+    }
+}
+
+fn run_catalog(command: CatalogCommand) -> anyhow::Result<String> {
+    match command {
+        CatalogCommand::Show { model, config } => {
+            let catalog = match config {
+                Some(path) => Config::load(&path, &process_env)?.catalog,
+                None => std::sync::Arc::new(bazaar::catalog::builtin::builtin().clone()),
+            };
+            bazaar::catalog::show(&catalog, model.as_deref()).map_err(anyhow::Error::msg)
+        }
+        CatalogCommand::Import { file, format, out } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let format = format
+                .map(|f| f.parse())
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let catalog =
+                bazaar::catalog::import::import(&text, format, &file.display().to_string())
+                    .map_err(anyhow::Error::msg)?;
+            let json = serde_json::to_string_pretty(&catalog)?;
+            let offers: usize = catalog.models.values().map(|m| m.offers.len()).sum();
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, json + "\n")
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    Ok(format!(
+                        "wrote {}: {} models, {offers} offers\n",
+                        path.display(),
+                        catalog.models.len()
+                    ))
+                }
+                None => Ok(json + "\n"),
             }
         }
     }

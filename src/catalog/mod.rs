@@ -1,6 +1,215 @@
-//! The model catalog: what each model is, who serves it, what it costs and can do.
-//! Depends on nothing else in the crate; router and billing read it.
+//! The model catalog: what each model is, who serves it under which id, what it costs
+//! and can do, and how good it is per task. A built-in catalog ships in the binary
+//! (`builtin.rs`); config overrides and imports merge into it. Depends on nothing
+//! else in the crate; the router and billing read it.
 
+pub mod builtin;
 pub mod entry;
+pub mod import;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 
 pub use entry::{parse_usd_micros, Capabilities, Limits, Price, Tier};
+
+/// Quality priors (0–100) per task category; absent where no score exists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct QualityPriors {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub general: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coding: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub math: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<f64>,
+}
+
+/// One provider's offer of a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Offer {
+    /// A provider id or preset id (`groq`, `ollama`, …).
+    pub provider: String,
+    /// The provider's own id for the model.
+    pub upstream: String,
+    pub tier: Tier,
+    /// `None`: the price is unknown (never billed as free).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<Price>,
+    #[serde(default)]
+    pub limits: Limits,
+    /// `None`: what it can do is unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Capabilities>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trains_on_prompts: Option<bool>,
+    /// Where each figure came from (`"price.input": "models.dev 2026-07-02"`).
+    #[serde(default)]
+    pub sources: BTreeMap<String, String>,
+}
+
+/// What a model is for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    #[default]
+    Chat,
+    Embedding,
+}
+
+/// One model and every offer of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelEntry {
+    #[serde(default)]
+    pub kind: ModelKind,
+    /// Other ids clients may use for it (`qwen3:8b` for `qwen3-8b`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    pub offers: Vec<Offer>,
+    #[serde(default)]
+    pub quality: QualityPriors,
+    #[serde(default)]
+    pub sources: BTreeMap<String, String>,
+}
+
+impl ModelEntry {
+    /// The capabilities of the first offer that states them (model-level facts).
+    pub fn capabilities(&self) -> Option<Capabilities> {
+        self.offers.iter().find_map(|o| o.capabilities)
+    }
+}
+
+/// The whole catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Catalog {
+    /// Recorded on every ledger row: which catalog priced it.
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+    #[serde(default)]
+    pub sources: BTreeMap<String, String>,
+    pub models: BTreeMap<String, ModelEntry>,
+}
+
+impl Catalog {
+    /// Parses a catalog in bazaar's JSON format.
+    pub fn from_json(text: &str) -> Result<Catalog, String> {
+        serde_json::from_str(text).map_err(|e| format!("not a bazaar catalog: {e}"))
+    }
+
+    /// The model called `id`, or the model that has `id` as an alias.
+    pub fn model(&self, id: &str) -> Option<(&str, &ModelEntry)> {
+        if let Some((k, m)) = self.models.get_key_value(id) {
+            return Some((k.as_str(), m));
+        }
+        self.models
+            .iter()
+            .find(|(_, m)| m.aliases.iter().any(|a| a == id))
+            .map(|(k, m)| (k.as_str(), m))
+    }
+
+    /// The offer of `provider` serving `upstream`, with its model id and entry.
+    pub fn offer_by_upstream(
+        &self,
+        provider: &str,
+        upstream: &str,
+    ) -> Option<(&str, &ModelEntry, &Offer)> {
+        self.models.iter().find_map(|(id, m)| {
+            m.offers
+                .iter()
+                .find(|o| o.provider == provider && o.upstream == upstream)
+                .map(|o| (id.as_str(), m, o))
+        })
+    }
+
+    /// Every (model id, entry, offer) a provider serves.
+    pub fn offers_by_provider<'a>(
+        &'a self,
+        provider: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a ModelEntry, &'a Offer)> + 'a {
+        self.models.iter().flat_map(move |(id, m)| {
+            m.offers
+                .iter()
+                .filter(move |o| o.provider == provider)
+                .map(move |o| (id.as_str(), m, o))
+        })
+    }
+
+    /// Merges `other` in: its models replace same-id models, its offers are added.
+    pub fn merge(&mut self, other: Catalog) {
+        for (id, entry) in other.models {
+            match self.models.get_mut(&id) {
+                Some(existing) => {
+                    for offer in entry.offers {
+                        existing.offers.retain(|o| {
+                            !(o.provider == offer.provider && o.upstream == offer.upstream)
+                        });
+                        existing.offers.push(offer);
+                    }
+                    if entry.quality != QualityPriors::default() {
+                        existing.quality = entry.quality;
+                    }
+                }
+                None => {
+                    self.models.insert(id, entry);
+                }
+            }
+        }
+        self.version = format!("{}+{}", self.version, other.version);
+    }
+}
+
+/// A table of the catalog (or of one model with every figure and its source) for `bazaar catalog show`.
+pub fn show(catalog: &Catalog, model: Option<&str>) -> Result<String, String> {
+    use std::fmt::Write;
+    let usd = |m: Option<u64>| {
+        m.map(|v| format!("{}.{:06}", v / 1_000_000, v % 1_000_000))
+            .unwrap_or_else(|| "unknown".into())
+    };
+    let mut out = String::new();
+    match model {
+        None => {
+            let _ = writeln!(
+                out,
+                "catalog {} ({} models)",
+                catalog.version,
+                catalog.models.len()
+            );
+            let _ = writeln!(
+                out,
+                "{:<24} {:<12} {:<11} {:>12} {:>12} {:>9}  upstream",
+                "model", "provider", "tier", "in $/Mtok", "out $/Mtok", "context"
+            );
+            for (id, m) in &catalog.models {
+                for o in &m.offers {
+                    let p = o.price.unwrap_or_default();
+                    let ctx = o
+                        .limits
+                        .context
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| "?".into());
+                    let _ = writeln!(
+                        out,
+                        "{id:<24} {:<12} {:<11} {:>12} {:>12} {ctx:>9}  {}",
+                        o.provider,
+                        o.tier.as_str(),
+                        usd(p.input),
+                        usd(p.output),
+                        o.upstream
+                    );
+                }
+            }
+        }
+        Some(id) => {
+            let (id, m) = catalog
+                .model(id)
+                .ok_or_else(|| format!("`{id}` is not in the catalog"))?;
+            let json = serde_json::to_string_pretty(m).map_err(|e| e.to_string())?;
+            let _ = writeln!(out, "{id} (catalog {}):\n{json}", catalog.version);
+        }
+    }
+    Ok(out)
+}

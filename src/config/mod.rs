@@ -17,10 +17,11 @@ pub use secret::Secret;
 
 use crate::billing::keys::{hash_key, KeyHash};
 use crate::catalog::Tier;
+use crate::catalog::{builtin, import, Catalog};
 use crate::providers::openai::presets::{self, AuthStyle, Quirks};
 use crate::router::breaker::BreakerSettings;
 use crate::router::candidates;
-use crate::router::filter::Facts;
+use crate::router::filter::{Facts, Quality};
 use crate::router::policy::{Policy, Weights};
 
 /// One problem in a config, with the TOML path it is about.
@@ -97,6 +98,10 @@ pub struct ProviderConfig {
     pub headers: Vec<(String, Secret)>,
     pub timeouts: Timeouts,
     pub quirks: Quirks,
+    /// The id the catalog knows this provider by: its preset, else its own id.
+    pub catalog_key: String,
+    /// A local server's running cost in micro-dollars per hour.
+    pub cost_per_hour_micros: Option<u64>,
 }
 
 /// One way to serve a public model: which provider, under which upstream id.
@@ -165,6 +170,10 @@ pub struct Config {
     pub router: RouterConfig,
     /// Named routes, including the built-in `auto`, `cheap` and `fast` unless redefined.
     pub routes: BTreeMap<String, RouteConfig>,
+    /// The built-in catalog with `catalog.file` merged in.
+    pub catalog: Arc<Catalog>,
+    /// Other names clients may use for a served model (`qwen3:8b` → `qwen3-8b`).
+    pub aliases: BTreeMap<String, String>,
 }
 
 /// Reads the process environment; the one place that does.
@@ -215,7 +224,7 @@ impl Config {
                 preset.id.to_string(),
                 raw::RawProvider {
                     api_key: Some(format!("env:{var}")),
-                    models: default_models(preset.id),
+                    catalog: true,
                     ..Default::default()
                 },
             );
@@ -258,6 +267,21 @@ impl Config {
             "server.drain_timeout",
             &mut problem,
         );
+
+        let mut catalog = builtin::builtin().clone();
+        if let Some(file) = &raw.catalog.file {
+            match std::fs::read_to_string(file) {
+                Ok(text) => {
+                    let parsed =
+                        Catalog::from_json(&text).or_else(|_| import::import(&text, None, file));
+                    match parsed {
+                        Ok(extra) => catalog.merge(extra),
+                        Err(m) => problem("catalog.file".into(), format!("`{file}`: {m}")),
+                    }
+                }
+                Err(e) => problem("catalog.file".into(), format!("cannot read `{file}`: {e}")),
+            }
+        }
 
         let mut providers = Vec::new();
         let mut models: BTreeMap<String, Vec<ModelTarget>> = BTreeMap::new();
@@ -379,18 +403,45 @@ impl Config {
                 idle: duration(&t.idle, &format!("{path}.timeouts.idle"), &mut problem),
             };
             let index = providers.len();
+            let catalog_key = preset
+                .map(|p| p.id.to_string())
+                .unwrap_or_else(|| id.clone());
+            let provider_tier = tier.unwrap_or(Tier::Frontier);
             for (i, m) in p.models.iter().enumerate() {
                 if m.trim().is_empty() {
                     problem(format!("{path}.models[{i}]"), "is empty".into());
                     continue;
                 }
-                models.entry(m.clone()).or_default().push(ModelTarget {
-                    provider: index,
-                    upstream: m.as_str().into(),
-                    model: m.as_str().into(),
-                    facts: Arc::new(candidates::default_facts(tier.unwrap_or(Tier::Frontier))),
-                });
+                // A listed id may be a catalog id (served under the provider's own upstream id) or an upstream id.
+                let (public, upstream) = match catalog.model(m).and_then(|(cid, entry)| {
+                    entry
+                        .offers
+                        .iter()
+                        .find(|o| o.provider == catalog_key)
+                        .map(|o| (cid.to_string(), o.upstream.clone()))
+                }) {
+                    Some(found) => found,
+                    None => (m.clone(), m.clone()),
+                };
+                let facts = target_facts(&catalog, &catalog_key, &public, &upstream, provider_tier);
+                add_target(&mut models, &public, index, &upstream, facts);
             }
+            if p.catalog {
+                for (cid, entry, offer) in catalog.offers_by_provider(&catalog_key) {
+                    let facts = candidates::facts_from(Some(offer), Some(entry), provider_tier);
+                    add_target(&mut models, cid, index, &offer.upstream, facts);
+                }
+            }
+            let cost_per_hour_micros = p.cost_per_hour.as_ref().and_then(|c| {
+                let micros = c.micros();
+                if micros.is_none() {
+                    problem(
+                        format!("{path}.cost_per_hour"),
+                        "must be a non-negative USD amount".into(),
+                    );
+                }
+                micros
+            });
             if let (Some(wire), Some(tier)) = (wire, tier) {
                 providers.push(ProviderConfig {
                     id: id.clone(),
@@ -402,6 +453,8 @@ impl Config {
                     headers,
                     timeouts,
                     quirks: preset.map(|p| p.quirks).unwrap_or_default(),
+                    catalog_key,
+                    cost_per_hour_micros,
                 });
             }
         }
@@ -413,22 +466,35 @@ impl Config {
             match providers.iter().position(|p| p.id == m.provider) {
                 Some(provider) => {
                     let upstream = m.upstream.clone().unwrap_or_else(|| m.id.clone());
+                    let cfg = &providers[provider];
+                    let mut facts =
+                        target_facts(&catalog, &cfg.catalog_key, &m.id, &upstream, cfg.tier);
+                    apply_overrides(&mut facts, m, &path, &mut problem);
                     let targets = models.entry(m.id.clone()).or_default();
-                    if targets
-                        .iter()
-                        .any(|t| t.provider == provider && *t.upstream == *upstream)
+                    match targets
+                        .iter_mut()
+                        .find(|t| t.provider == provider && *t.upstream == *upstream)
                     {
-                        problem(
+                        // A catalog model the provider already serves: the entry overrides its facts.
+                        Some(existing)
+                            if !raw.models[..i].iter().any(|o| {
+                                o.id == m.id
+                                    && o.provider == m.provider
+                                    && o.upstream.as_deref().unwrap_or(&o.id) == upstream
+                            }) =>
+                        {
+                            existing.facts = Arc::new(facts);
+                        }
+                        Some(_) => problem(
                             path,
                             format!("`{}` on `{}` is declared twice", m.id, m.provider),
-                        );
-                    } else {
-                        targets.push(ModelTarget {
+                        ),
+                        None => targets.push(ModelTarget {
                             provider,
                             upstream: upstream.into(),
                             model: m.id.as_str().into(),
-                            facts: Arc::new(candidates::default_facts(providers[provider].tier)),
-                        });
+                            facts: Arc::new(facts),
+                        }),
                     }
                 }
                 None if raw.providers.contains_key(&m.provider) => {}
@@ -470,6 +536,17 @@ impl Config {
             }
         }
 
+        let mut aliases = BTreeMap::new();
+        for id in models.keys() {
+            if let Some((_, entry)) = catalog.model(id) {
+                for alias in &entry.aliases {
+                    if !models.contains_key(alias) {
+                        aliases.insert(alias.clone(), id.clone());
+                    }
+                }
+            }
+        }
+
         let r = &raw.router;
         let policy = r
             .policy
@@ -506,7 +583,12 @@ impl Config {
                     format!("`{name}` is also a model id; a route needs a name of its own"),
                 );
             }
-            for (i, m) in route.models.iter().enumerate() {
+            let route_models: Vec<String> = route
+                .models
+                .iter()
+                .map(|m| aliases.get(m).cloned().unwrap_or_else(|| m.clone()))
+                .collect();
+            for (i, m) in route_models.iter().enumerate() {
                 if !models.contains_key(m) {
                     problem(
                         format!("{path}.models[{i}]"),
@@ -543,7 +625,7 @@ impl Config {
                 );
             }
             if let Some(reference) = &route.reference {
-                if !models.contains_key(reference) {
+                if !models.contains_key(reference) && !aliases.contains_key(reference) {
                     problem(
                         format!("{path}.reference"),
                         format!("unknown model `{reference}`"),
@@ -554,7 +636,7 @@ impl Config {
                 name.clone(),
                 RouteConfig {
                     name: name.clone(),
-                    models: route.models.clone(),
+                    models: route_models,
                     policy,
                     weights: match &route.weights {
                         Some(_) => weights(
@@ -586,7 +668,17 @@ impl Config {
             keys,
             router,
             routes,
+            catalog: Arc::new(catalog),
+            aliases,
         })
+    }
+
+    /// The served model id `name` stands for: itself, or the model it is an alias of.
+    pub fn canonical<'a>(&'a self, name: &'a str) -> &'a str {
+        if self.models.contains_key(name) {
+            return name;
+        }
+        self.aliases.get(name).map(String::as_str).unwrap_or(name)
     }
 
     /// The route called `name`, if `name` is not a concrete model.
@@ -680,24 +772,109 @@ fn toml_problem(e: &toml::de::Error) -> ConfigProblem {
     }
 }
 
-/// Models the embedded default config serves for a preset found in the environment.
-fn default_models(preset: &str) -> Vec<String> {
-    let ids: &[&str] = match preset {
-        "openai" => &[
-            "gpt-4o",
-            "gpt-4o-mini",
-            "gpt-4.1",
-            "gpt-4.1-mini",
-            "gpt-4.1-nano",
-            "text-embedding-3-small",
-            "text-embedding-3-large",
-        ],
-        "deepseek" => &["deepseek-chat", "deepseek-reasoner"],
-        "groq" => &["llama-3.3-70b-versatile", "llama-3.1-8b-instant"],
-        "mistral" => &["mistral-large-latest", "mistral-small-latest"],
-        _ => &[],
+/// Adds a target unless the same provider already serves that upstream id for `model`.
+fn add_target(
+    models: &mut BTreeMap<String, Vec<ModelTarget>>,
+    model: &str,
+    provider: usize,
+    upstream: &str,
+    facts: Facts,
+) {
+    let targets = models.entry(model.to_string()).or_default();
+    if targets
+        .iter()
+        .any(|t| t.provider == provider && &*t.upstream == upstream)
+    {
+        return;
+    }
+    targets.push(ModelTarget {
+        provider,
+        upstream: upstream.into(),
+        model: model.into(),
+        facts: Arc::new(facts),
+    });
+}
+
+/// Facts for `model` served as `upstream` by the provider the catalog knows as `key`:
+/// the exact offer if the catalog has it, else the model's own facts with an unknown
+/// price (free on a local server), else nothing known.
+fn target_facts(catalog: &Catalog, key: &str, model: &str, upstream: &str, tier: Tier) -> Facts {
+    if let Some((_, entry, offer)) = catalog.offer_by_upstream(key, upstream) {
+        return candidates::facts_from(Some(offer), Some(entry), tier);
+    }
+    let entry = catalog.model(model).map(|(_, e)| e);
+    candidates::facts_from(None, entry, tier)
+}
+
+/// Applies a `[[models]]` entry's overrides to its facts.
+fn apply_overrides(
+    facts: &mut Facts,
+    m: &raw::RawModel,
+    path: &str,
+    problem: &mut impl FnMut(String, String),
+) {
+    let mut price = |field: &str, raw: &Option<raw::RawPrice>, slot: &mut Option<u64>| {
+        if let Some(p) = raw {
+            match p.micros() {
+                Some(v) => *slot = Some(v),
+                None => problem(
+                    format!("{path}.{field}"),
+                    "must be a non-negative USD amount per million tokens with at most 6 decimals"
+                        .into(),
+                ),
+            }
+        }
     };
-    ids.iter().map(|s| s.to_string()).collect()
+    price("input_price", &m.input_price, &mut facts.price.input);
+    price(
+        "cached_input_price",
+        &m.cached_input_price,
+        &mut facts.price.cached_input,
+    );
+    price(
+        "cache_write_price",
+        &m.cache_write_price,
+        &mut facts.price.cache_write,
+    );
+    price("output_price", &m.output_price, &mut facts.price.output);
+    price(
+        "reasoning_price",
+        &m.reasoning_price,
+        &mut facts.price.reasoning,
+    );
+    if m.context.is_some() {
+        facts.limits.context = m.context;
+    }
+    if m.max_output.is_some() {
+        facts.limits.max_output = m.max_output;
+    }
+    if m.tools.is_some() || m.vision.is_some() || m.json_schema.is_some() || m.reasoning.is_some() {
+        let caps = facts.capabilities.get_or_insert_with(Default::default);
+        caps.tools = m.tools.unwrap_or(caps.tools);
+        caps.vision = m.vision.unwrap_or(caps.vision);
+        caps.json_schema = m.json_schema.unwrap_or(caps.json_schema);
+        caps.reasoning = m.reasoning.unwrap_or(caps.reasoning);
+    }
+    if let Some(q) = m.quality {
+        if !(0.0..=100.0).contains(&q) {
+            problem(
+                format!("{path}.quality"),
+                "must be between 0 and 100".into(),
+            );
+        }
+        facts.quality = Quality {
+            general: Some(q),
+            coding: Some(q),
+            math: Some(q),
+            reasoning: Some(q),
+        };
+    }
+    if m.quantization.is_some() {
+        facts.quantization = m.quantization.clone();
+    }
+    if m.trains_on_prompts.is_some() {
+        facts.trains_on_prompts = m.trains_on_prompts;
+    }
 }
 
 #[cfg(test)]
@@ -795,5 +972,68 @@ mod tests {
         let cfg = Config::resolve(&raw, &env).unwrap();
         assert_eq!(cfg.providers[0].id, "openai");
         assert!(cfg.models.contains_key("gpt-4o-mini"));
+    }
+
+    #[test]
+    fn preset_providers_serve_their_catalog_models_with_catalog_facts() {
+        let env = |name: &str| (name == "GROQ_API_KEY").then(|| "gsk".to_string());
+        let cfg = Config::from_toml(
+            r#"
+            [providers.groq]
+            api_key = "env:GROQ_API_KEY"
+            [providers.ollama]
+            [[models]]
+            id = "llama-3.3-70b"
+            provider = "groq"
+            upstream = "llama-3.3-70b-versatile"
+            input_price = "0.5"
+            "#,
+            &env,
+        )
+        .unwrap();
+        let llama = &cfg.models["llama-3.3-70b"][0];
+        assert_eq!(&*llama.upstream, "llama-3.3-70b-versatile");
+        // The [[models]] entry overrides the catalog's input price and keeps the rest.
+        assert_eq!(llama.facts.price.input, Some(500_000));
+        assert!(llama.facts.price.output.is_some());
+        assert!(llama.facts.capabilities.unwrap().tools);
+        assert_eq!(llama.facts.tier, Tier::OpenHosted);
+        // Local catalog models are free and reachable by their Ollama tag.
+        assert_eq!(cfg.canonical("qwen3:8b"), "qwen3-8b");
+        let qwen = &cfg.models["qwen3-8b"][0];
+        assert_eq!(&*qwen.upstream, "qwen3:8b");
+        assert_eq!(qwen.facts.price.output, Some(0));
+        assert!(cfg.catalog.version.starts_with("2026-"));
+    }
+
+    #[test]
+    fn catalog_file_and_bad_overrides_are_checked() {
+        let err = Config::from_toml(
+            r#"
+            [catalog]
+            file = "/nonexistent/catalog.json"
+            [providers.x]
+            base_url = "http://127.0.0.1:1/v1"
+            tier = "local"
+            cost_per_hour = "-3"
+            [[models]]
+            id = "m"
+            provider = "x"
+            input_price = "1.0000001"
+            quality = 140
+            "#,
+            &env,
+        )
+        .unwrap_err();
+        let paths: Vec<_> = err.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "catalog.file",
+                "providers.x.cost_per_hour",
+                "models[0].input_price",
+                "models[0].quality"
+            ]
+        );
     }
 }

@@ -21,6 +21,8 @@ pub struct RawConfig {
     /// Named routes clients may send as `model`.
     #[serde(default)]
     pub routes: BTreeMap<String, RawRoute>,
+    #[serde(default)]
+    pub catalog: RawCatalog,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -195,6 +197,17 @@ pub struct RawProvider {
     pub models: Vec<String>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
+    /// Serve every catalog model this provider (its preset) offers, under the catalog's ids.
+    #[serde(default = "default_true")]
+    pub catalog: bool,
+    /// A local server's running cost in USD per hour; its per-token price is this
+    /// divided by its measured throughput. Unset: free.
+    #[serde(default)]
+    pub cost_per_hour: Option<RawPrice>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -244,6 +257,67 @@ pub struct RawModel {
     /// The provider's own id for it; defaults to `id`.
     #[serde(default)]
     pub upstream: Option<String>,
+    /// Overrides of what the catalog says (or facts for a model it does not know).
+    /// Prices are USD per million tokens, as a number or a decimal string.
+    #[serde(default)]
+    pub input_price: Option<RawPrice>,
+    #[serde(default)]
+    pub cached_input_price: Option<RawPrice>,
+    #[serde(default)]
+    pub cache_write_price: Option<RawPrice>,
+    #[serde(default)]
+    pub output_price: Option<RawPrice>,
+    #[serde(default)]
+    pub reasoning_price: Option<RawPrice>,
+    #[serde(default)]
+    pub context: Option<u64>,
+    #[serde(default)]
+    pub max_output: Option<u64>,
+    #[serde(default)]
+    pub tools: Option<bool>,
+    #[serde(default)]
+    pub vision: Option<bool>,
+    #[serde(default)]
+    pub json_schema: Option<bool>,
+    #[serde(default)]
+    pub reasoning: Option<bool>,
+    /// Quality prior 0–100 for every task category.
+    #[serde(default)]
+    pub quality: Option<f64>,
+    #[serde(default)]
+    pub quantization: Option<String>,
+    #[serde(default)]
+    pub trains_on_prompts: Option<bool>,
+}
+
+/// A dollar amount as written: `2.5` or `"2.5"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawPrice {
+    Number(f64),
+    Text(String),
+}
+
+impl RawPrice {
+    /// The amount in micro-dollars, exactly as written (a number goes through its shortest decimal text).
+    pub fn micros(&self) -> Option<u64> {
+        match self {
+            RawPrice::Number(f) if f.is_finite() && *f >= 0.0 => {
+                crate::catalog::parse_usd_micros(&format!("{f}"))
+            }
+            RawPrice::Number(_) => None,
+            RawPrice::Text(t) => crate::catalog::parse_usd_micros(t),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCatalog {
+    /// A catalog to merge over the built-in one: bazaar's format, or a LiteLLM or
+    /// OpenRouter price list.
+    #[serde(default)]
+    pub file: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

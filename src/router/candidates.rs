@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::filter::{Facts, Quality};
-use crate::catalog::{Limits, Price, Tier};
+use crate::catalog::{ModelEntry, ModelKind, Offer, Price, Tier};
 use crate::config::Config;
 
 /// One backend that may serve the call.
@@ -41,25 +41,51 @@ pub fn for_model(config: &Config, model: &str) -> Vec<Candidate> {
 
 /// True for models that serve chat (embedding models are left out of routes).
 pub fn is_chat_model(config: &Config, model: &str) -> bool {
-    let _ = config;
-    !model.contains("embedding") && !model.contains("embed-")
+    match config.catalog.model(model) {
+        Some((_, entry)) => entry.kind == ModelKind::Chat,
+        None => !model.contains("embedding") && !model.contains("embed-"),
+    }
 }
 
-/// Facts for a model the catalog does not know: the provider's tier, free on a local
-/// server, otherwise an unknown price; capabilities and limits unknown.
-pub fn default_facts(tier: Tier) -> Facts {
-    Facts {
-        tier,
-        // A local server costs nothing per token; elsewhere an unknown price stays unknown.
-        price: if tier == Tier::Local {
-            Price::FREE
-        } else {
-            Price::default()
+/// Facts from the catalog: the exact offer when known, else the model's own
+/// capabilities, limits and quality with an unknown price (free on a local server).
+pub fn facts_from(offer: Option<&Offer>, entry: Option<&ModelEntry>, tier: Tier) -> Facts {
+    let quality = entry
+        .map(|e| Quality {
+            general: e.quality.general,
+            coding: e.quality.coding,
+            math: e.quality.math,
+            reasoning: e.quality.reasoning,
+        })
+        .unwrap_or_default();
+    let free_if_local = if tier == Tier::Local {
+        Price::FREE
+    } else {
+        Price::default()
+    };
+    match offer {
+        Some(o) => Facts {
+            tier,
+            price: o.price.unwrap_or(free_if_local),
+            capabilities: o
+                .capabilities
+                .or_else(|| entry.and_then(ModelEntry::capabilities)),
+            limits: o.limits,
+            quality,
+            trains_on_prompts: o.trains_on_prompts,
+            quantization: o.quantization.clone(),
         },
-        capabilities: None,
-        limits: Limits::default(),
-        quality: Quality::default(),
-        trains_on_prompts: None,
-        quantization: None,
+        None => Facts {
+            tier,
+            price: free_if_local,
+            capabilities: entry.and_then(ModelEntry::capabilities),
+            limits: entry
+                .and_then(|e| e.offers.first())
+                .map(|o| o.limits)
+                .unwrap_or_default(),
+            quality,
+            trains_on_prompts: None,
+            quantization: None,
+        },
     }
 }

@@ -98,7 +98,8 @@ pub fn build_plan(
     caller: &CallerLimits,
     now: Instant,
 ) -> Result<RoutePlan, ApiError> {
-    let route = config.route(call.model);
+    let requested = config.canonical(call.model);
+    let route = config.route(requested);
     let (policy, weights, floor, route_tiers, reference) = match route {
         Some(r) => (
             r.policy,
@@ -134,7 +135,7 @@ pub fn build_plan(
             .flat_map(|m| candidates::for_model(config, m))
             .collect(),
         None => {
-            let own = candidates::for_model(config, call.model);
+            let own = candidates::for_model(config, requested);
             if own.is_empty() {
                 return Err(ApiError::model_not_found(call.model));
             }
@@ -146,7 +147,7 @@ pub fn build_plan(
         if m == call.model {
             continue;
         }
-        let extra = candidates::for_model(config, m);
+        let extra = candidates::for_model(config, config.canonical(m));
         if extra.is_empty() {
             return Err(ApiError::NotFound {
                 message: format!("`models[{i}]`: the model `{m}` is not served by this gateway."),
@@ -322,7 +323,7 @@ pub fn build_plan(
     Ok(RoutePlan {
         route: route
             .map(|r| r.name.clone())
-            .unwrap_or_else(|| call.model.to_string()),
+            .unwrap_or_else(|| requested.to_string()),
         policy,
         task,
         candidates,
@@ -330,6 +331,25 @@ pub fn build_plan(
         rejected,
         session,
         reference,
+    })
+}
+
+/// A local server with a running cost: that cost spread over its measured output
+/// rate (prompt tokens free). `None` when it has no cost configured.
+pub fn local_price(config: &Config, candidate: &Candidate, tokens_per_sec: f64) -> Option<Price> {
+    let provider = config.providers.get(candidate.provider)?;
+    let per_hour = provider.cost_per_hour_micros?;
+    if provider.tier != Tier::Local || tokens_per_sec <= 0.0 {
+        return None;
+    }
+    // micro-dollars per hour / tokens per hour × 1e6 tokens = micro-dollars per Mtok.
+    let per_mtok = (per_hour as f64 / (tokens_per_sec * 3600.0) * 1e6).round() as u64;
+    Some(Price {
+        input: Some(0),
+        cached_input: Some(0),
+        cache_write: Some(0),
+        output: Some(per_mtok),
+        reasoning: Some(per_mtok),
     })
 }
 

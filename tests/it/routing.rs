@@ -257,3 +257,155 @@ async fn bad_routing_controls_are_clear_errors() {
     )
     .await;
 }
+
+/// Three backends for one route: `cheap` (local-priced, low quality, no tools), `mid`
+/// and `premium` (expensive, best quality), with prices and facts set in config.
+async fn three_priced() -> (Vec<MockUpstream>, TestGateway) {
+    let mocks = vec![
+        MockUpstream::with_spec(SimSpec {
+            ttft: Duration::from_millis(30),
+            ..Default::default()
+        })
+        .await,
+        MockUpstream::with_spec(SimSpec {
+            ttft: Duration::from_millis(1),
+            ..Default::default()
+        })
+        .await,
+        MockUpstream::with_spec(SimSpec {
+            ttft: Duration::from_millis(15),
+            ..Default::default()
+        })
+        .await,
+    ];
+    let toml = format!(
+        r#"
+        [providers.cheap]
+        base_url = "{}"
+        tier = "open-hosted"
+        [providers.mid]
+        base_url = "{}"
+        tier = "open-hosted"
+        [providers.premium]
+        base_url = "{}"
+        tier = "frontier"
+        [[models]]
+        id = "small"
+        provider = "cheap"
+        input_price = 0.05
+        output_price = "0.10"
+        quality = 40
+        tools = false
+        context = 4096
+        [[models]]
+        id = "medium"
+        provider = "mid"
+        input_price = 0.6
+        output_price = 0.8
+        quality = 65
+        tools = true
+        [[models]]
+        id = "large"
+        provider = "premium"
+        input_price = 2.5
+        output_price = 10
+        quality = 90
+        tools = true
+        [routes.r]
+        models = ["small", "medium", "large"]
+        [[keys]]
+        name = "app"
+        key = "{KEY}"
+        "#,
+        mocks[0].base_url(),
+        mocks[1].base_url(),
+        mocks[2].base_url()
+    );
+    let gw = TestGateway::start(&toml).await;
+    (mocks, gw)
+}
+
+async fn split(
+    gw: &TestGateway,
+    body: serde_json::Value,
+    n: usize,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        *counts
+            .entry(backend_of(gw, body.clone()).await)
+            .or_insert(0) += 1;
+    }
+    counts
+}
+
+fn with_policy(policy: &str) -> serde_json::Value {
+    json!({"model": "r", "max_tokens": 5, "messages": [{"role": "user", "content": "hello there"}], "bazaar": {"policy": policy}})
+}
+
+#[tokio::test]
+async fn each_policy_produces_its_traffic_split() {
+    let (_mocks, gw) = three_priced().await;
+    let all = |backend: &str| {
+        [(backend.to_string(), 10)]
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    assert_eq!(
+        split(&gw, with_policy("cheapest"), 10).await,
+        all("cheap/small")
+    );
+    assert_eq!(
+        split(&gw, with_policy("quality"), 10).await,
+        all("premium/large")
+    );
+    // Balanced with default weights: medium is nearly as good as large at a quarter of the price.
+    assert_eq!(
+        split(&gw, with_policy("balanced"), 10).await,
+        all("mid/medium")
+    );
+    let mut floor = with_policy("cheapest-above-quality");
+    floor["bazaar"]["quality_floor"] = json!(60);
+    assert_eq!(split(&gw, floor, 10).await, all("mid/medium"));
+    // Every backend has been measured by now; the fastest takes the traffic.
+    assert_eq!(
+        split(&gw, with_policy("fastest"), 10).await,
+        all("mid/medium")
+    );
+}
+
+#[tokio::test]
+async fn hard_constraints_filter_before_scoring() {
+    let (_mocks, gw) = three_priced().await;
+    // Tools: the cheap model has none, so the cheapest survivor is medium.
+    let mut tools = with_policy("cheapest");
+    tools["tools"] =
+        json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]);
+    assert_eq!(backend_of(&gw, tools).await, "mid/medium");
+    // A prompt larger than small's 4k window.
+    let mut long = with_policy("cheapest");
+    long["messages"][0]["content"] = json!("word ".repeat(5000));
+    assert_eq!(backend_of(&gw, long).await, "mid/medium");
+    // A price ceiling keeps the quality policy off the premium model.
+    let mut capped = with_policy("quality");
+    capped["provider"] = json!({"max_price": {"prompt": 1, "completion": 1}});
+    assert_eq!(backend_of(&gw, capped).await, "mid/medium");
+    // Explain shows every verdict with its reason and the cost terms.
+    let mut explain = with_policy("cheapest");
+    explain["tools"] = json!([{"type": "function", "function": {"name": "f"}}]);
+    let v: serde_json::Value = gw
+        .post("/v1/route/explain", explain)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cands = v["candidates"].as_array().unwrap();
+    let small = cands.iter().find(|c| c["model"] == "small").unwrap();
+    assert_eq!(small["reason"], "does not support tools");
+    let medium = cands.iter().find(|c| c["model"] == "medium").unwrap();
+    assert_eq!(medium["verdict"], "chosen");
+    assert!(medium["expected_cost_usd"]
+        .as_str()
+        .unwrap()
+        .starts_with("0.0000"));
+}

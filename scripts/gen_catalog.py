@@ -1,0 +1,282 @@
+#!/usr/bin/env python3
+"""Builds config/catalog.json, bazaar's built-in model catalog, from the public
+reference data in ../shared/reference (or the directory given as the first argument).
+
+Sources, in order of preference for each figure:
+  * models.dev (2026-07-02): prices (USD per 1M tokens), context and output limits,
+    capability flags (tool_call, attachment/image input, structured_output, reasoning).
+  * LiteLLM 1.110.2 model_prices_and_context_window.json: fills prices, limits and
+    flags models.dev lacks (cache-write prices in particular).
+  * LMArena text leaderboard (2025-08-04): `quality.general` = clamp((arena_score - 1000) / 5, 0, 100),
+    so 1500 maps to 100 and 1000 to 0.
+  * Aider polyglot (2026-05): `quality.coding` = pass_rate_2 (percent of 225 exercises solved).
+  * `quality.math` and `quality.reasoning` are derived, not measured: the mean of general
+    and coding where both exist (reasoning models gain nothing extra); absent otherwise.
+Missing figures stay absent ("unknown"): a price is never invented as 0, except on
+local servers, whose marginal price is 0 by definition.
+
+Every figure records its source in the entry's `sources`. Output is deterministic
+(sorted keys); `version` is the reference date plus a hash of the content.
+"""
+
+import csv
+import hashlib
+import json
+import os
+import re
+import sys
+from decimal import Decimal
+
+REF = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference")
+OUT = os.path.join(os.path.dirname(__file__), "..", "config", "catalog.json")
+
+MDEV = "models.dev 2026-07-02"
+LITELLM = "litellm 1.110.2"
+ARENA = "lmarena 2025-08-04"
+AIDER = "aider polyglot 2026-05"
+
+# bazaar provider id -> (models.dev provider key, litellm key prefix, tier)
+PROVIDERS = {
+    "openai": ("openai", "", "frontier"),
+    "anthropic": ("anthropic", "", "frontier"),
+    "gemini": ("google", "gemini/", "frontier"),
+    "xai": ("xai", "xai/", "frontier"),
+    "together": ("togetherai", "together_ai/", "open-hosted"),
+    "groq": ("groq", "groq/", "open-hosted"),
+    "deepinfra": ("deepinfra", "deepinfra/", "open-hosted"),
+    "fireworks": ("fireworks-ai", "fireworks_ai/", "open-hosted"),
+    "cerebras": ("cerebras", "cerebras/", "open-hosted"),
+    "deepseek": ("deepseek", "deepseek/", "open-hosted"),
+    "mistral": ("mistral", "mistral/", "open-hosted"),
+    "moonshot": ("moonshotai", "moonshot/", "open-hosted"),
+    "zhipu": ("zai", "zai/", "open-hosted"),
+    "dashscope": ("alibaba", "dashscope/", "open-hosted"),
+    "ollama": (None, None, "local"),
+    "vllm": (None, None, "local"),
+}
+
+# Whether a provider's API terms let it train on prompts (as published by each
+# provider for paid API use); None where bazaar has no clear statement.
+TRAINS_ON_PROMPTS = {
+    "openai": False, "anthropic": False, "gemini": False, "xai": False,
+    "together": False, "groq": False, "deepinfra": False, "fireworks": False, "cerebras": False,
+    "mistral": False, "deepseek": True, "moonshot": None, "zhipu": None, "dashscope": None,
+    "ollama": False, "vllm": False,
+}
+
+# id, kind, aliases, arena names, aider names, offers [(provider, upstream id)]
+CURATED = [
+    ("gpt-4o", "chat", [], ["GPT-4o-2024-08-06"], ["gpt-4o-2024-08-06"], [("openai", "gpt-4o")]),
+    ("gpt-4o-mini", "chat", [], ["GPT-4o-mini-2024-07-18"], ["gpt-4o-mini-2024-07-18"], [("openai", "gpt-4o-mini")]),
+    ("gpt-4.1", "chat", [], ["GPT-4.1-2025-04-14"], ["gpt-4.1"], [("openai", "gpt-4.1")]),
+    ("gpt-4.1-mini", "chat", [], ["GPT-4.1-mini-2025-04-14"], ["gpt-4.1-mini"], [("openai", "gpt-4.1-mini")]),
+    ("gpt-4.1-nano", "chat", [], ["GPT-4.1-nano-2025-04-14"], ["gpt-4.1-nano"], [("openai", "gpt-4.1-nano")]),
+    ("o3", "chat", [], ["o3-2025-04-16"], ["o3 (high)"], [("openai", "o3")]),
+    ("o4-mini", "chat", [], ["o4-mini-2025-04-16"], ["o4-mini (high)"], [("openai", "o4-mini")]),
+    ("gpt-5", "chat", [], [], ["gpt-5 (medium)"], [("openai", "gpt-5")]),
+    ("gpt-5-mini", "chat", [], [], [], [("openai", "gpt-5-mini")]),
+    ("text-embedding-3-small", "embedding", [], [], [], [("openai", "text-embedding-3-small")]),
+    ("text-embedding-3-large", "embedding", [], [], [], [("openai", "text-embedding-3-large")]),
+    ("claude-sonnet-4-5", "chat", [], [], [], [("anthropic", "claude-sonnet-4-5")]),
+    ("claude-sonnet-4", "chat", [], ["Claude Sonnet 4 (20250514)"], ["claude-sonnet-4-20250514 (no thinking)"], [("anthropic", "claude-sonnet-4-20250514")]),
+    ("claude-opus-4", "chat", [], ["Claude Opus 4 (20250514)"], ["claude-opus-4-20250514 (no think)"], [("anthropic", "claude-opus-4-20250514")]),
+    ("claude-haiku-4-5", "chat", [], [], [], [("anthropic", "claude-haiku-4-5")]),
+    ("claude-3-7-sonnet", "chat", [], ["Claude 3.7 Sonnet"], ["claude-3-7-sonnet-20250219 (no thinking)"], [("anthropic", "claude-3-7-sonnet-20250219")]),
+    ("gemini-2.5-pro", "chat", [], ["Gemini-2.5-Pro"], ["gemini-2.5-pro-preview-06-05 (default think)"], [("gemini", "gemini-2.5-pro")]),
+    ("gemini-2.5-flash", "chat", [], ["Gemini-2.5-Flash"], ["gemini-2.5-flash-preview-05-20 (no think)"], [("gemini", "gemini-2.5-flash")]),
+    ("gemini-2.5-flash-lite", "chat", [], [], [], [("gemini", "gemini-2.5-flash-lite")]),
+    ("gemini-2.0-flash", "chat", [], ["Gemini-2.0-Flash-001"], ["gemini-2.0-flash-exp"], [("gemini", "gemini-2.0-flash")]),
+    ("grok-4.3", "chat", [], [], [], [("xai", "grok-4.3")]),
+    ("llama-3.3-70b", "chat", [], ["Llama-3.3-70B-Instruct"], [],
+     [("together", "meta-llama/Llama-3.3-70B-Instruct-Turbo"), ("groq", "llama-3.3-70b-versatile"), ("deepinfra", "meta-llama/Llama-3.3-70B-Instruct-Turbo")]),
+    ("llama-3.1-8b", "chat", ["llama3.1:8b"], ["Meta-Llama-3.1-8B-Instruct"], [],
+     [("groq", "llama-3.1-8b-instant"), ("ollama", "llama3.1:8b"), ("vllm", "meta-llama/Llama-3.1-8B-Instruct")]),
+    ("llama-4-scout", "chat", [], ["Llama-4-Scout-17B-16E-Instruct"], [],
+     [("groq", "meta-llama/llama-4-scout-17b-16e-instruct"), ("deepinfra", "meta-llama/Llama-4-Scout-17B-16E-Instruct")]),
+    ("llama-4-maverick", "chat", [], ["Llama-4-Maverick-17B-128E-Instruct"], ["Llama 4 Maverick"],
+     [("deepinfra", "meta-llama/Llama-4-Maverick-17B-128E-Instruct-FP8")]),
+    ("gpt-oss-120b", "chat", [], [], ["gpt-oss-120b (high)"],
+     [("groq", "openai/gpt-oss-120b"), ("together", "openai/gpt-oss-120b"), ("deepinfra", "openai/gpt-oss-120b"),
+      ("fireworks", "accounts/fireworks/models/gpt-oss-120b"), ("cerebras", "gpt-oss-120b")]),
+    ("gpt-oss-20b", "chat", ["gpt-oss:20b"], [], [],
+     [("groq", "openai/gpt-oss-20b"), ("together", "openai/gpt-oss-20b"), ("deepinfra", "openai/gpt-oss-20b"),
+      ("fireworks", "accounts/fireworks/models/gpt-oss-20b"), ("ollama", "gpt-oss:20b"), ("vllm", "openai/gpt-oss-20b")]),
+    ("deepseek-v3", "chat", ["deepseek-chat"], ["DeepSeek-V3-0324"], ["DeepSeek V3 (0324)"],
+     [("deepseek", "deepseek-chat"), ("together", "deepseek-ai/DeepSeek-V3")]),
+    ("deepseek-r1", "chat", ["deepseek-reasoner"], ["DeepSeek-R1-0528"], ["DeepSeek R1 (0528)"],
+     [("deepseek", "deepseek-reasoner"), ("together", "deepseek-ai/DeepSeek-R1"), ("deepinfra", "deepseek-ai/DeepSeek-R1-0528")]),
+    ("qwen3-8b", "chat", ["qwen3:8b"], [], [], [("dashscope", "qwen3-8b"), ("ollama", "qwen3:8b"), ("vllm", "Qwen/Qwen3-8B")]),
+    ("qwen3-32b", "chat", ["qwen3:32b"], ["Qwen3-32B"], ["Qwen3 32B"], [("groq", "qwen/qwen3-32b"), ("dashscope", "qwen3-32b"), ("ollama", "qwen3:32b")]),
+    ("qwen3-235b-a22b", "chat", [], ["Qwen3-235B-A22B-Instruct-2507"], ["Qwen3 235B A22B diff, no think, Alibaba API"],
+     [("together", "Qwen/Qwen3-235B-A22B-Instruct-2507-tput"), ("dashscope", "qwen3-235b-a22b")]),
+    ("qwen3-coder-480b", "chat", [], ["Qwen3-Coder-480B-A35B-Instruct"], [],
+     [("together", "Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8"), ("deepinfra", "Qwen/Qwen3-Coder-480B-A35B-Instruct-Turbo"),
+      ("dashscope", "qwen3-coder-480b-a35b-instruct")]),
+    ("kimi-k2", "chat", [], ["kimi-k2-0711-preview"], ["Kimi K2"], [("moonshot", "kimi-k2-0711-preview")]),
+    ("kimi-k2.5", "chat", [], [], [], [("moonshot", "kimi-k2.5"), ("together", "moonshotai/Kimi-K2.5"), ("deepinfra", "moonshotai/Kimi-K2.5")]),
+    ("glm-4.5", "chat", [], ["GLM-4.5"], [], [("zhipu", "glm-4.5")]),
+    ("glm-4.6", "chat", [], [], [], [("zhipu", "glm-4.6"), ("deepinfra", "zai-org/GLM-4.6")]),
+    ("mistral-large", "chat", [], ["Mistral-Large-2411"], [], [("mistral", "mistral-large-latest")]),
+    ("mistral-small", "chat", [], ["Mistral-Small-2506"], [], [("mistral", "mistral-small-latest")]),
+    ("codestral", "chat", [], [], ["Codestral 25.01"], [("mistral", "codestral-latest")]),
+    ("gemma-3-12b", "chat", ["gemma3:12b"], ["Gemma-3-12B-it"], [], [("ollama", "gemma3:12b"), ("vllm", "google/gemma-3-12b-it")]),
+    ("gemma-3-27b", "chat", ["gemma3:27b"], ["Gemma-3-27B-it"], ["gemma-3-27b-it"], [("ollama", "gemma3:27b"), ("vllm", "google/gemma-3-27b-it")]),
+]
+
+QUANT = [(re.compile(r"fp8", re.I), "fp8"), (re.compile(r"-Turbo$"), "fp8")]
+
+
+def micros(usd_per_mtok):
+    """USD per million tokens -> integer micro-dollars per million tokens, exactly."""
+    if usd_per_mtok is None:
+        return None
+    return int((Decimal(str(usd_per_mtok)) * 1_000_000).to_integral_value())
+
+
+def per_token_to_mtok(v):
+    return None if v is None else Decimal(str(v)) * 1_000_000
+
+
+def load():
+    mdev = json.load(open(os.path.join(REF, "models_dev_selected_providers.json")))["providers"]
+    litellm = json.load(open(os.path.join(REF, "litellm_model_prices_and_context_window.json")))
+    arena = {r["model"]: int(r["arena_score"]) for r in csv.DictReader(open(os.path.join(REF, "lmarena_text_2025-08-04.csv")))}
+    aider = {}
+    current = {}
+    for line in open(os.path.join(REF, "aider_polyglot_leaderboard.yml")):
+        if line.startswith("- "):
+            current = {}
+            line = "  " + line[2:]
+        m = re.match(r"^  (\w+): (.*)$", line.rstrip("\n"))
+        if m:
+            current[m.group(1)] = m.group(2).strip()
+            if "model" in current and "pass_rate_2" in current:
+                aider.setdefault(current["model"], float(current["pass_rate_2"]))
+    return mdev, litellm, arena, aider
+
+
+def offer(provider, upstream, mdev, litellm):
+    mkey, lprefix, tier = PROVIDERS[provider]
+    out = {"provider": provider, "upstream": upstream, "tier": tier, "sources": {}}
+    quant = next((q for rx, q in QUANT if rx.search(upstream)), None)
+    if quant:
+        out["quantization"] = quant
+        out["sources"]["quantization"] = "upstream id suffix"
+    tp = TRAINS_ON_PROMPTS.get(provider)
+    if tp is not None:
+        out["trains_on_prompts"] = tp
+        out["sources"]["trains_on_prompts"] = "provider API terms (paid use), as summarised by bazaar"
+    if tier == "local":
+        out["price"] = {"input": 0, "output": 0}
+        out["sources"]["price"] = "local server: zero marginal cost"
+        return out, None
+    m = (mdev.get(mkey) or {}).get("models", {}).get(upstream) or {}
+    lentry = litellm.get(lprefix + upstream) or litellm.get(upstream) or {}
+    price = {}
+    cost = m.get("cost") or {}
+    for field, key in [("input", "input"), ("cached_input", "cache_read"), ("cache_write", "cache_write"), ("output", "output"), ("reasoning", "reasoning")]:
+        if cost.get(key) is not None:
+            price[field] = micros(cost[key])
+            out["sources"][f"price.{field}"] = MDEV
+    for field, key in [("input", "input_cost_per_token"), ("cached_input", "cache_read_input_token_cost"),
+                       ("cache_write", "cache_creation_input_token_cost"), ("output", "output_cost_per_token")]:
+        if field not in price and lentry.get(key) is not None:
+            price[field] = micros(per_token_to_mtok(lentry[key]))
+            out["sources"][f"price.{field}"] = LITELLM
+    if price:
+        out["price"] = price
+    limits = {}
+    lim = m.get("limit") or {}
+    if lim.get("context"):
+        limits["context"] = lim["context"]
+        out["sources"]["limits.context"] = MDEV
+    elif lentry.get("max_input_tokens"):
+        limits["context"] = lentry["max_input_tokens"]
+        out["sources"]["limits.context"] = LITELLM
+    if lim.get("output"):
+        limits["max_output"] = lim["output"]
+        out["sources"]["limits.max_output"] = MDEV
+    elif lentry.get("max_output_tokens"):
+        limits["max_output"] = lentry["max_output_tokens"]
+        out["sources"]["limits.max_output"] = LITELLM
+    if limits:
+        out["limits"] = limits
+    caps = None
+    if m and "tool_call" in m:
+        inputs = (m.get("modalities") or {}).get("input") or []
+        caps = {"tools": bool(m.get("tool_call")), "vision": "image" in inputs or bool(m.get("attachment") and "image" in inputs),
+                "json_schema": bool(m.get("structured_output", m.get("tool_call"))), "reasoning": bool(m.get("reasoning"))}
+        out["sources"]["capabilities"] = MDEV
+    elif lentry.get("mode") == "chat":
+        caps = {"tools": bool(lentry.get("supports_function_calling")), "vision": bool(lentry.get("supports_vision")),
+                "json_schema": bool(lentry.get("supports_response_schema")), "reasoning": bool(lentry.get("supports_reasoning"))}
+        out["sources"]["capabilities"] = LITELLM
+    if caps:
+        out["capabilities"] = caps
+    if not m and not lentry:
+        out["sources"]["note"] = "no price list lists this offer: price unknown"
+    return out, caps
+
+
+def main():
+    mdev, litellm, arena, aider = load()
+    models = {}
+    for mid, kind, aliases, arena_names, aider_names, offers in CURATED:
+        entry = {"kind": kind, "offers": [], "sources": {}}
+        if aliases:
+            entry["aliases"] = aliases
+        model_caps = None
+        for provider, upstream in offers:
+            o, caps = offer(provider, upstream, mdev, litellm)
+            entry["offers"].append(o)
+            model_caps = model_caps or caps
+        # Local offers take capabilities and limits from a hosted offer of the same weights.
+        for o in entry["offers"]:
+            if o["tier"] == "local":
+                hosted = next((h for h in entry["offers"] if h["tier"] != "local" and "limits" in h), None)
+                if model_caps:
+                    o["capabilities"] = model_caps
+                    o["sources"]["capabilities"] = "same weights as the hosted offers"
+                if hosted:
+                    o["limits"] = hosted["limits"]
+                    o["sources"]["limits"] = f"same weights as {hosted['provider']}/{hosted['upstream']}"
+        if kind == "embedding":
+            for o in entry["offers"]:
+                o["capabilities"] = {"tools": False, "vision": False, "json_schema": False, "reasoning": False, "embeddings": True}
+        quality = {}
+        for name in arena_names:
+            if name in arena:
+                quality["general"] = round(max(0.0, min(100.0, (arena[name] - 1000) / 5)), 1)
+                entry["sources"]["quality.general"] = f"{ARENA}: {name} = {arena[name]}"
+                break
+        for name in aider_names:
+            if name in aider:
+                quality["coding"] = round(aider[name], 1)
+                entry["sources"]["quality.coding"] = f"{AIDER}: {name} pass_rate_2 = {aider[name]}"
+                break
+        if "general" in quality and "coding" in quality:
+            derived = round((quality["general"] + quality["coding"]) / 2, 1)
+            quality["math"] = derived
+            quality["reasoning"] = derived
+            entry["sources"]["quality.math"] = entry["sources"]["quality.reasoning"] = "derived: mean of general and coding"
+        if quality:
+            entry["quality"] = quality
+        models[mid] = entry
+    body = json.dumps(models, sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(body.encode()).hexdigest()[:8]
+    catalog = {
+        "version": f"2026-07-02+{digest}",
+        "notes": __doc__.strip(),
+        "sources": {"models.dev": MDEV + " (MIT)", "litellm": LITELLM + " (MIT)", "lmarena": ARENA, "aider": AIDER + " (Apache-2.0)"},
+        "models": models,
+    }
+    with open(OUT, "w") as f:
+        json.dump(catalog, f, indent=1, sort_keys=True)
+        f.write("\n")
+    offers = sum(len(m["offers"]) for m in models.values())
+    unpriced = [f"{mid}@{o['provider']}" for mid, m in models.items() for o in m["offers"] if "price" not in o]
+    print(f"wrote {OUT}: {len(models)} models, {offers} offers; unpriced offers: {', '.join(unpriced) or 'none'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,340 @@
+//! Imports price lists in LiteLLM's (`model_prices_and_context_window.json`) and
+//! OpenRouter's (`GET /api/v1/models`) JSON formats into a bazaar catalog. Prices
+//! are converted from per-token decimals to integer micro-dollars per million tokens
+//! through their decimal text, never through float arithmetic.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::{
+    parse_usd_micros, Capabilities, Catalog, Limits, ModelEntry, ModelKind, Offer, Price,
+    QualityPriors, Tier,
+};
+
+/// The two formats `bazaar catalog import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    LiteLlm,
+    OpenRouter,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Format, String> {
+        match s {
+            "litellm" => Ok(Format::LiteLlm),
+            "openrouter" => Ok(Format::OpenRouter),
+            other => Err(format!(
+                "unknown format `{other}`; expected litellm or openrouter"
+            )),
+        }
+    }
+}
+
+/// Guesses the format: OpenRouter's list has a top-level `data` array.
+pub fn detect(value: &Value) -> Format {
+    if value.get("data").is_some_and(Value::is_array) {
+        Format::OpenRouter
+    } else {
+        Format::LiteLlm
+    }
+}
+
+/// A per-token USD price (number or decimal string) as micro-dollars per million tokens.
+pub fn per_token_micros(value: &Value) -> Option<u64> {
+    let text = match value {
+        Value::String(s) => s.trim().to_string(),
+        Value::Number(n) => match n.as_f64() {
+            // Display of f64 is the shortest text that round-trips, without an exponent.
+            Some(f) if f.is_finite() && f >= 0.0 => format!("{f}"),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    parse_usd_micros(&shift_decimal(&text, 6)?)
+}
+
+/// Multiplies a plain decimal text by 10^places by moving its point.
+fn shift_decimal(text: &str, places: usize) -> Option<String> {
+    if text.starts_with('-') || text.contains(['e', 'E']) {
+        return None;
+    }
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    let mut frac = frac.to_string();
+    while frac.len() < places {
+        frac.push('0');
+    }
+    let (moved, rest) = frac.split_at(places);
+    let whole = format!("{whole}{moved}");
+    let whole = whole.trim_start_matches('0');
+    let whole = if whole.is_empty() { "0" } else { whole };
+    Some(if rest.trim_end_matches('0').is_empty() {
+        whole.to_string()
+    } else {
+        format!("{whole}.{}", rest.trim_end_matches('0'))
+    })
+}
+
+/// LiteLLM's provider names → bazaar provider (preset) ids, with each one's tier.
+fn litellm_provider(name: &str) -> Option<(&'static str, Tier)> {
+    Some(match name {
+        "openai" => ("openai", Tier::Frontier),
+        "anthropic" => ("anthropic", Tier::Frontier),
+        "gemini" => ("gemini", Tier::Frontier),
+        "xai" => ("xai", Tier::Frontier),
+        "together_ai" => ("together", Tier::OpenHosted),
+        "groq" => ("groq", Tier::OpenHosted),
+        "deepinfra" => ("deepinfra", Tier::OpenHosted),
+        "fireworks_ai" => ("fireworks", Tier::OpenHosted),
+        "deepseek" => ("deepseek", Tier::OpenHosted),
+        "mistral" => ("mistral", Tier::OpenHosted),
+        "moonshot" => ("moonshot", Tier::OpenHosted),
+        "dashscope" => ("dashscope", Tier::OpenHosted),
+        "cerebras" => ("cerebras", Tier::OpenHosted),
+        "openrouter" => ("openrouter", Tier::OpenHosted),
+        "ollama" | "ollama_chat" => ("ollama", Tier::Local),
+        _ => return None,
+    })
+}
+
+/// Reads either format into a catalog whose version names the file's origin.
+pub fn import(text: &str, format: Option<Format>, origin: &str) -> Result<Catalog, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let format = format.unwrap_or_else(|| detect(&value));
+    let models = match format {
+        Format::LiteLlm => litellm(&value, origin)?,
+        Format::OpenRouter => openrouter(&value, origin)?,
+    };
+    Ok(Catalog {
+        version: format!("import:{origin}"),
+        notes: None,
+        sources: BTreeMap::new(),
+        models,
+    })
+}
+
+fn litellm(value: &Value, origin: &str) -> Result<BTreeMap<String, ModelEntry>, String> {
+    let map = value
+        .as_object()
+        .ok_or("a LiteLLM price list is a JSON object")?;
+    let mut models = BTreeMap::new();
+    for (key, entry) in map {
+        if key == "sample_spec" {
+            continue;
+        }
+        let Some(provider_name) = entry.get("litellm_provider").and_then(Value::as_str) else {
+            continue;
+        };
+        let Some((provider, tier)) = litellm_provider(provider_name) else {
+            continue;
+        };
+        let kind = match entry.get("mode").and_then(Value::as_str) {
+            Some("chat") => ModelKind::Chat,
+            Some("embedding") => ModelKind::Embedding,
+            _ => continue,
+        };
+        let upstream = key
+            .split_once('/')
+            .filter(|(p, _)| litellm_provider(p).is_some() || *p == provider_name)
+            .map(|(_, m)| m)
+            .unwrap_or(key);
+        let flag = |k: &str| entry.get(k).and_then(Value::as_bool).unwrap_or(false);
+        let source = format!("litellm import ({origin})");
+        let price = Price {
+            input: entry.get("input_cost_per_token").and_then(per_token_micros),
+            cached_input: entry
+                .get("cache_read_input_token_cost")
+                .and_then(per_token_micros),
+            cache_write: entry
+                .get("cache_creation_input_token_cost")
+                .and_then(per_token_micros),
+            output: entry
+                .get("output_cost_per_token")
+                .and_then(per_token_micros),
+            reasoning: entry
+                .get("output_cost_per_reasoning_token")
+                .and_then(per_token_micros),
+        };
+        let offer = Offer {
+            provider: provider.to_string(),
+            upstream: upstream.to_string(),
+            tier,
+            price: (price != Price::default()).then_some(price),
+            limits: Limits {
+                context: entry.get("max_input_tokens").and_then(Value::as_u64),
+                max_output: entry.get("max_output_tokens").and_then(Value::as_u64),
+            },
+            capabilities: Some(Capabilities {
+                tools: flag("supports_function_calling"),
+                vision: flag("supports_vision"),
+                json_schema: flag("supports_response_schema"),
+                reasoning: flag("supports_reasoning"),
+                embeddings: kind == ModelKind::Embedding,
+            }),
+            quantization: None,
+            trains_on_prompts: None,
+            sources: [
+                ("price".to_string(), source.clone()),
+                ("limits".into(), source.clone()),
+                ("capabilities".into(), source),
+            ]
+            .into(),
+        };
+        push_offer(&mut models, upstream, kind, offer);
+    }
+    Ok(models)
+}
+
+fn openrouter(value: &Value, origin: &str) -> Result<BTreeMap<String, ModelEntry>, String> {
+    let data = value
+        .get("data")
+        .and_then(Value::as_array)
+        .ok_or("an OpenRouter model list has a `data` array")?;
+    let mut models = BTreeMap::new();
+    for m in data {
+        let Some(id) = m.get("id").and_then(Value::as_str) else {
+            continue;
+        };
+        let pricing = m.get("pricing").cloned().unwrap_or(Value::Null);
+        let price = Price {
+            input: pricing.get("prompt").and_then(per_token_micros),
+            cached_input: pricing.get("input_cache_read").and_then(per_token_micros),
+            cache_write: pricing.get("input_cache_write").and_then(per_token_micros),
+            output: pricing.get("completion").and_then(per_token_micros),
+            reasoning: pricing
+                .get("internal_reasoning")
+                .and_then(per_token_micros)
+                .filter(|p| *p > 0),
+        };
+        let params: Vec<&str> = m
+            .get("supported_parameters")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let inputs: Vec<&str> = m
+            .pointer("/architecture/input_modalities")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let source = format!("openrouter import ({origin})");
+        let offer = Offer {
+            provider: "openrouter".into(),
+            upstream: id.to_string(),
+            tier: Tier::OpenHosted,
+            price: (price != Price::default()).then_some(price),
+            limits: Limits {
+                context: m.get("context_length").and_then(Value::as_u64),
+                max_output: m
+                    .pointer("/top_provider/max_completion_tokens")
+                    .and_then(Value::as_u64),
+            },
+            capabilities: Some(Capabilities {
+                tools: params.contains(&"tools"),
+                vision: inputs.contains(&"image"),
+                json_schema: params.contains(&"structured_outputs")
+                    || params.contains(&"response_format"),
+                reasoning: params.contains(&"reasoning"),
+                embeddings: false,
+            }),
+            quantization: None,
+            trains_on_prompts: None,
+            sources: [
+                ("price".to_string(), source.clone()),
+                ("limits".into(), source.clone()),
+                ("capabilities".into(), source),
+            ]
+            .into(),
+        };
+        push_offer(&mut models, id, ModelKind::Chat, offer);
+    }
+    Ok(models)
+}
+
+fn push_offer(models: &mut BTreeMap<String, ModelEntry>, id: &str, kind: ModelKind, offer: Offer) {
+    models
+        .entry(id.to_string())
+        .or_insert_with(|| ModelEntry {
+            kind,
+            aliases: Vec::new(),
+            offers: Vec::new(),
+            quality: QualityPriors::default(),
+            sources: BTreeMap::new(),
+        })
+        .offers
+        .push(offer);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_token_prices_convert_exactly() {
+        assert_eq!(
+            per_token_micros(&serde_json::json!("0.0000025")),
+            Some(2_500_000)
+        );
+        assert_eq!(
+            per_token_micros(&serde_json::json!(2.5e-6)),
+            Some(2_500_000)
+        );
+        assert_eq!(per_token_micros(&serde_json::json!(1.5e-7)), Some(150_000));
+        assert_eq!(per_token_micros(&serde_json::json!("0")), Some(0));
+        assert_eq!(per_token_micros(&serde_json::json!("-1")), None);
+    }
+
+    #[test]
+    fn reads_openrouter_lists() {
+        let text = r#"{"data":[{"id":"meta-llama/llama-3.3-70b-instruct","context_length":131072,
+            "pricing":{"prompt":"0.00000013","completion":"0.0000004","input_cache_read":"0"},
+            "top_provider":{"max_completion_tokens":16384},
+            "architecture":{"input_modalities":["text"]},
+            "supported_parameters":["tools","response_format","temperature"]}]}"#;
+        let c = import(text, None, "fixture").unwrap();
+        let (_, m, o) = c
+            .offer_by_upstream("openrouter", "meta-llama/llama-3.3-70b-instruct")
+            .unwrap();
+        assert_eq!(m.kind, ModelKind::Chat);
+        let p = o.price.unwrap();
+        assert_eq!(
+            (p.input, p.output, p.cached_input),
+            (Some(130_000), Some(400_000), Some(0))
+        );
+        assert_eq!(o.limits.context, Some(131_072));
+        assert!(o.capabilities.unwrap().tools && !o.capabilities.unwrap().vision);
+    }
+
+    #[test]
+    fn reads_litellm_lists() {
+        let text = r#"{"sample_spec":{},
+            "groq/llama-3.3-70b-versatile":{"litellm_provider":"groq","mode":"chat","input_cost_per_token":5.9e-7,
+              "output_cost_per_token":7.9e-7,"max_input_tokens":128000,"max_output_tokens":32768,"supports_function_calling":true},
+            "text-embedding-3-small":{"litellm_provider":"openai","mode":"embedding","input_cost_per_token":2e-8,"output_cost_per_token":0},
+            "some/image-model":{"litellm_provider":"openai","mode":"image_generation"}}"#;
+        let c = import(text, Some(Format::LiteLlm), "fixture").unwrap();
+        assert_eq!(c.models.len(), 2);
+        let (_, _, o) = c
+            .offer_by_upstream("groq", "llama-3.3-70b-versatile")
+            .unwrap();
+        assert_eq!(o.price.unwrap().input, Some(590_000));
+        assert_eq!(o.tier, Tier::OpenHosted);
+        let (_, m, _) = c
+            .offer_by_upstream("openai", "text-embedding-3-small")
+            .unwrap();
+        assert_eq!(m.kind, ModelKind::Embedding);
+    }
+
+    #[test]
+    fn imports_the_reference_litellm_list_when_present() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/reference/litellm_model_prices_and_context_window.json"
+        );
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return;
+        };
+        let c = import(&text, None, "reference").unwrap();
+        assert!(c.models.len() > 500, "{}", c.models.len());
+    }
+}
