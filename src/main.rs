@@ -34,6 +34,21 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Run a simulated OpenAI-compatible backend (for tests, benches and demos).
+    #[command(hide = true)]
+    Sim {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+        /// Delay before the first byte of each reply.
+        #[arg(long, default_value_t = 0)]
+        ttft_ms: u64,
+        /// Output tokens per second (0: all at once).
+        #[arg(long, default_value_t = 0.0)]
+        tokens_per_sec: f64,
+        /// Answer 401 unless this key is presented.
+        #[arg(long)]
+        require_key: Option<String>,
+    },
     /// Inspect or import the model catalog.
     Catalog {
         #[command(subcommand)]
@@ -94,6 +109,26 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Sim {
+            listen,
+            ttft_ms,
+            tokens_per_sec,
+            require_key,
+        } => {
+            let spec = bazaar::demo::sim::SimSpec {
+                ttft: std::time::Duration::from_millis(ttft_ms),
+                tokens_per_sec,
+                require_key,
+                ..Default::default()
+            };
+            match run_sim(&listen, spec) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("bazaar sim: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve { config, listen } => {
             bazaar::telemetry::logging::init(&log_filter, json_logs);
             match run_serve(config, listen) {
@@ -105,6 +140,28 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+#[allow(clippy::print_stdout)]
+fn run_sim(listen: &str, spec: bazaar::demo::sim::SimSpec) -> anyhow::Result<()> {
+    use axum::serve::ListenerExt;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        // The one line a parent process reads to learn the port.
+        println!("listening on {}", listener.local_addr()?);
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, bazaar::demo::sim::router(spec))
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        Ok(())
+    })
 }
 
 fn run_catalog(command: CatalogCommand) -> anyhow::Result<String> {

@@ -24,6 +24,8 @@ pub struct SimSpec {
     pub tokens_per_sec: f64,
     /// The words of every reply (truncated to `max_tokens`).
     pub reply: String,
+    /// When set, requests must carry `Authorization: Bearer <key>` (else 401, as OpenAI answers).
+    pub require_key: Option<String>,
 }
 
 impl Default for SimSpec {
@@ -32,6 +34,7 @@ impl Default for SimSpec {
             ttft: Duration::ZERO,
             tokens_per_sec: 0.0,
             reply: "Hello! This is a simulated reply from the bazaar test backend.".into(),
+            require_key: None,
         }
     }
 }
@@ -44,7 +47,31 @@ pub fn router(spec: SimSpec) -> Router {
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
+        .layer(axum::middleware::from_fn_with_state(
+            spec.clone(),
+            check_key,
+        ))
         .with_state(spec)
+}
+
+async fn check_key(
+    State(spec): State<Arc<SimSpec>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(key) = &spec.require_key {
+        let presented = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if presented != Some(key.as_str()) {
+            let shown: String = presented.unwrap_or("").chars().take(6).collect();
+            let body = json!({"error": {"message": format!("Incorrect API key provided: {shown}***. You can find your API key at https://platform.openai.com/account/api-keys."), "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}});
+            return (http::StatusCode::UNAUTHORIZED, Json(body)).into_response();
+        }
+    }
+    next.run(req).await
 }
 
 #[derive(Deserialize, Default)]
