@@ -188,7 +188,7 @@ async fn chat(State(spec): State<Arc<SimSpec>>, body: Bytes) -> Response {
     let id = format!("chatcmpl-sim{:x}", rand::random::<u64>());
     let tool = req.tool_name();
     if !req.stream {
-        tokio::time::sleep(spec.ttft + stream_time(&spec, completion)).await;
+        pause(spec.ttft + stream_time(&spec, completion)).await;
         let choices: Vec<Value> = (0..n)
             .map(|i| match &tool {
                 Some(name) => json!({
@@ -242,6 +242,13 @@ async fn chat(State(spec): State<Arc<SimSpec>>, body: Bytes) -> Response {
     sse_body(spec, events)
 }
 
+/// Sleeps unless `d` is zero: a zero sleep still waits for the timer's next tick (~1 ms).
+async fn pause(d: Duration) {
+    if !d.is_zero() {
+        tokio::time::sleep(d).await;
+    }
+}
+
 fn stream_time(spec: &SimSpec, tokens: u64) -> Duration {
     if spec.tokens_per_sec > 0.0 {
         Duration::from_secs_f64(tokens as f64 / spec.tokens_per_sec)
@@ -289,7 +296,7 @@ async fn completions(State(spec): State<Arc<SimSpec>>, body: Bytes) -> Response 
     let prompt = req.prompt_tokens();
     let id = format!("cmpl-sim{:x}", rand::random::<u64>());
     if !req.stream {
-        tokio::time::sleep(spec.ttft + stream_time(&spec, completion)).await;
+        pause(spec.ttft + stream_time(&spec, completion)).await;
         return Json(json!({
             "id": id, "object": "text_completion", "created": now(), "model": req.model,
             "choices": [{"text": words.concat(), "index": 0, "logprobs": null, "finish_reason": "stop"}],
@@ -320,7 +327,7 @@ async fn embeddings(State(spec): State<Arc<SimSpec>>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(e) => return *e,
     };
-    tokio::time::sleep(spec.ttft).await;
+    pause(spec.ttft).await;
     let inputs = match &req.input {
         Some(Value::Array(items)) if items.iter().all(|i| !i.is_number()) => items.len(),
         _ => 1,

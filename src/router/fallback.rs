@@ -1,6 +1,7 @@
 //! The fallback loop: walk a plan's candidates until one answers, before any byte
 //! reaches the client. Retryable failures (connect, timeout, 5xx, 429) move on to the
-//! next candidate after a short jittered backoff, within the call's deadline; a 429's
+//! next candidate (after a short jittered backoff when it is on a provider that already
+//! failed in this call), within the call's deadline; a 429's
 //! `Retry-After` holds that backend back; the breaker learns from every attempt.
 
 use std::future::Future;
@@ -134,8 +135,14 @@ where
             skipped_open += 1;
             continue;
         }
-        if !failures.is_empty() {
-            let wait = backoff(failures.len() as u32, rand::random::<f64>());
+        // Back off before going back to a provider that just failed (it may be
+        // overloaded); a different provider is tried at once.
+        let same_provider_failures = failures
+            .iter()
+            .filter(|(c, _)| c.provider == candidate.provider)
+            .count() as u32;
+        if same_provider_failures > 0 {
+            let wait = backoff(same_provider_failures, rand::random::<f64>());
             tokio::time::sleep_until((Instant::now() + wait).min(deadline)).await;
         }
         let in_flight = stats.start();

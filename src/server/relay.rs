@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use axum::body::Body;
 use axum::response::Response;
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 
 use crate::api::{ApiError, Usage};
@@ -83,12 +83,11 @@ impl<F: FnOnce(StreamEnd)> Drop for Relay<F> {
     }
 }
 
-fn frame(data: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(data.len() + 8);
+fn put_frame(out: &mut BytesMut, data: &[u8]) {
+    out.reserve(data.len() + 8);
     out.put_slice(b"data: ");
     out.put_slice(data);
     out.put_slice(b"\n\n");
-    out.freeze()
 }
 
 /// An SSE response that starts with `first` and forwards `rest` as it arrives. Usage-only
@@ -112,39 +111,49 @@ where
         finished: false,
     };
     let stream = futures_util::stream::unfold(relay, |mut r| async move {
+        if r.finished {
+            return None;
+        }
+        // Wait for the next chunk, then take whatever else has already arrived without
+        // waiting, so one upstream read becomes one write (nothing is held back).
+        let mut out = BytesMut::new();
+        let mut next = match r.first.take() {
+            Some(chunk) => Some(Ok(chunk)),
+            None => r.rest.next().await,
+        };
         loop {
-            if r.finished {
-                return None;
-            }
-            let next = match r.first.take() {
-                Some(chunk) => Some(Ok(chunk)),
-                None => r.rest.next().await,
-            };
             match next {
                 Some(Ok(chunk)) => {
                     if chunk.usage.is_some() {
                         r.end.usage = chunk.usage;
                     }
-                    if chunk.usage_only && !r.client_wants_usage {
-                        continue;
+                    if !(chunk.usage_only && !r.client_wants_usage) {
+                        r.end.chunks += 1;
+                        put_frame(&mut out, &chunk.data);
                     }
-                    r.end.chunks += 1;
-                    return Some((Ok::<Bytes, Infallible>(frame(&chunk.data)), r));
                 }
                 Some(Err(e)) => {
                     let api = e.clone().into_api_error();
                     r.end.error = Some(e);
+                    put_frame(&mut out, &error_event(&api));
                     r.finished = true;
                     r.finish();
-                    return Some((Ok(frame(&error_event(&api))), r));
+                    break;
                 }
                 None => {
+                    out.put_slice(b"data: [DONE]\n\n");
                     r.finished = true;
                     r.finish();
-                    return Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), r));
+                    break;
                 }
             }
+            next = match r.rest.next().now_or_never() {
+                Some(item) => item,
+                None if out.is_empty() => r.rest.next().await,
+                None => break,
+            };
         }
+        Some((Ok::<Bytes, Infallible>(out.freeze()), r))
     });
     let mut response = Response::new(Body::from_stream(stream));
     let headers = response.headers_mut();

@@ -31,6 +31,10 @@ pub struct OpenAiAdapter {
     config: ProviderConfig,
     client: reqwest::Client,
     headers: HeaderMap,
+    /// Endpoint URLs parsed once, not per call.
+    chat_url: reqwest::Url,
+    completions_url: reqwest::Url,
+    embeddings_url: reqwest::Url,
 }
 
 impl OpenAiAdapter {
@@ -59,7 +63,14 @@ impl OpenAiAdapter {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
+        let url = |path: &str| {
+            reqwest::Url::parse(&format!("{}{path}", config.base_url))
+                .map_err(|e| format!("providers.{}.base_url: {e}", config.id))
+        };
         Ok(OpenAiAdapter {
+            chat_url: url("/chat/completions")?,
+            completions_url: url("/completions")?,
+            embeddings_url: url("/embeddings")?,
             config,
             client,
             headers,
@@ -68,14 +79,13 @@ impl OpenAiAdapter {
 
     async fn send(
         &self,
-        path: &str,
+        url: &reqwest::Url,
         body: Vec<u8>,
         at: Attempt<'_>,
     ) -> Result<(reqwest::Response, UpstreamMeta), UpstreamError> {
-        let url = format!("{}{}", self.config.base_url, path);
         let request = self
             .client
-            .post(url)
+            .post(url.clone())
             .headers(self.headers.clone())
             .header("x-request-id", at.request_id)
             .body(body);
@@ -84,11 +94,11 @@ impl OpenAiAdapter {
 
     async fn complete(
         &self,
-        path: &str,
+        url: &reqwest::Url,
         body: Vec<u8>,
         at: Attempt<'_>,
     ) -> Result<Reply, UpstreamError> {
-        let (response, meta) = self.send(path, body, at).await?;
+        let (response, meta) = self.send(url, body, at).await?;
         let body = read_body(&self.config, response, at).await?;
         let usage = parse_usage(&self.config.id, &body)?;
         Ok(Reply { body, usage, meta })
@@ -96,11 +106,11 @@ impl OpenAiAdapter {
 
     async fn stream(
         &self,
-        path: &str,
+        url: &reqwest::Url,
         body: Vec<u8>,
         at: Attempt<'_>,
     ) -> Result<StreamReply, UpstreamError> {
-        let (response, meta) = self.send(path, body, at).await?;
+        let (response, meta) = self.send(url, body, at).await?;
         Ok(StreamReply {
             chunks: event_stream(&self.config, response, at.deadline, |provider, event| {
                 openai_chunk(provider, event)
@@ -484,7 +494,7 @@ impl Adapter for OpenAiAdapter {
     async fn chat(&self, req: &ChatRequest, at: Attempt<'_>) -> Result<Reply, UpstreamError> {
         let mut body = Vec::with_capacity(256);
         req.fields.write_with(&mut body, at.upstream_model, &[]);
-        self.complete("/chat/completions", body, at).await
+        self.complete(&self.chat_url, body, at).await
     }
 
     async fn chat_stream(
@@ -493,7 +503,7 @@ impl Adapter for OpenAiAdapter {
         at: Attempt<'_>,
     ) -> Result<StreamReply, UpstreamError> {
         let body = self.stream_body(&req.fields, at.upstream_model);
-        self.stream("/chat/completions", body, at).await
+        self.stream(&self.chat_url, body, at).await
     }
 
     async fn embeddings(
@@ -503,7 +513,7 @@ impl Adapter for OpenAiAdapter {
     ) -> Result<Reply, UpstreamError> {
         let mut body = Vec::with_capacity(256);
         req.fields.write_with(&mut body, at.upstream_model, &[]);
-        self.complete("/embeddings", body, at).await
+        self.complete(&self.embeddings_url, body, at).await
     }
 
     async fn completions(
@@ -513,7 +523,7 @@ impl Adapter for OpenAiAdapter {
     ) -> Result<Reply, UpstreamError> {
         let mut body = Vec::with_capacity(256);
         req.fields.write_with(&mut body, at.upstream_model, &[]);
-        self.complete("/completions", body, at).await
+        self.complete(&self.completions_url, body, at).await
     }
 
     async fn completions_stream(
@@ -522,7 +532,7 @@ impl Adapter for OpenAiAdapter {
         at: Attempt<'_>,
     ) -> Result<StreamReply, UpstreamError> {
         let body = self.stream_body(&req.fields, at.upstream_model);
-        self.stream("/completions", body, at).await
+        self.stream(&self.completions_url, body, at).await
     }
 }
 
