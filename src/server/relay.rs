@@ -127,7 +127,7 @@ where
                     if chunk.usage.is_some() {
                         r.end.usage = chunk.usage;
                     }
-                    if !(chunk.usage_only && !r.client_wants_usage) {
+                    if !chunk.usage_only || r.client_wants_usage {
                         r.end.chunks += 1;
                         put_frame(&mut out, &chunk.data);
                     }
