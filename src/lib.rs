@@ -25,8 +25,9 @@ use tokio::net::TcpListener;
 pub use server::{AppState, Runtime};
 
 /// Serves the gateway on an already-bound listener until `shutdown` resolves, then
-/// drains: /readyz turns unready, no new connections are taken, calls in flight get
-/// up to the config's drain timeout, and background tasks (the ledger writer) finish.
+/// drains: /readyz turns unready at once, connections are still accepted for
+/// `server.shutdown_grace`, then no new connections are taken, calls in flight get up
+/// to `server.drain_timeout`, and background tasks (the ledger writer) finish.
 pub async fn serve(
     state: Arc<AppState>,
     listener: TcpListener,
@@ -43,7 +44,15 @@ pub async fn serve(
         shutdown.await;
         drain_state.set_ready(false);
         drain_state.shutdown.cancel();
-        tracing::info!("Shutdown requested; draining in-flight calls.");
+        let grace = drain_state.runtime().config.server.shutdown_grace;
+        if !grace.is_zero() {
+            tracing::info!(
+                grace_ms = grace.as_millis() as u64,
+                "Shutdown requested; unready, still accepting during the grace period."
+            );
+            tokio::time::sleep(grace).await;
+        }
+        tracing::info!("Draining in-flight calls; no new connections.");
         let _ = began_tx.send(());
     });
     let drain = state.runtime().config.server.drain_timeout;

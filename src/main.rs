@@ -49,6 +49,11 @@ enum Command {
         #[arg(long)]
         require_key: Option<String>,
     },
+    /// Exit 0 if the URL answers 200 (a container HEALTHCHECK or exec probe without curl).
+    Probe {
+        #[arg(default_value = "http://127.0.0.1:8080/readyz")]
+        url: String,
+    },
     /// Inspect or import the model catalog.
     Catalog {
         #[command(subcommand)]
@@ -97,6 +102,13 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprint!("{}: {e}", config.display());
                 ExitCode::from(2)
+            }
+        },
+        Command::Probe { url } => match probe(&url) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bazaar probe: {e:#}");
+                ExitCode::FAILURE
             }
         },
         Command::Catalog { command } => match run_catalog(command) {
@@ -164,6 +176,25 @@ fn run_sim(listen: &str, spec: bazaar::demo::sim::SimSpec) -> anyhow::Result<()>
     })
 }
 
+fn probe(url: &str) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(3))
+            .build()?;
+        let status = client
+            .get(url)
+            .send()
+            .await
+            .with_context(|| format!("{url} did not answer"))?
+            .status();
+        anyhow::ensure!(status.is_success(), "{url} answered {status}");
+        Ok(())
+    })
+}
+
 fn run_catalog(command: CatalogCommand) -> anyhow::Result<String> {
     match command {
         CatalogCommand::Show { model, config } => {
@@ -219,9 +250,15 @@ fn run_serve(path: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()
         // Shown once on stdout (never in the logs), like a notebook token.
         println!("No gateway key is configured; this run accepts: {key}");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // Default: one worker per core. Fewer workers mean fewer cross-thread wake-ups.
+    if let Some(n) = process_env("BAZAAR_WORKER_THREADS")
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
+        builder.worker_threads(n);
+    }
+    let runtime = builder.enable_all().build()?;
     runtime.block_on(async move {
         let addr = config.server.listen.clone();
         let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;

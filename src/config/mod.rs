@@ -157,6 +157,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     pub master_key: Option<KeyHash>,
     pub drain_timeout: Duration,
+    /// Unready but still accepting, before the drain starts.
+    pub shutdown_grace: Duration,
 }
 
 /// The complete runtime configuration; swapped whole on reload.
@@ -262,6 +264,19 @@ impl Config {
                 "must be at least 1024".into(),
             );
         }
+        let shutdown_grace = match humantime::parse_duration(&raw.server.shutdown_grace) {
+            Ok(d) => d,
+            Err(e) => {
+                problem(
+                    "server.shutdown_grace".into(),
+                    format!(
+                        "`{}` is not a duration such as 5s ({e})",
+                        raw.server.shutdown_grace
+                    ),
+                );
+                Duration::ZERO
+            }
+        };
         let drain_timeout = duration(
             &raw.server.drain_timeout,
             "server.drain_timeout",
@@ -662,6 +677,7 @@ impl Config {
                 max_body_bytes: raw.server.max_body_bytes,
                 master_key,
                 drain_timeout,
+                shutdown_grace,
             },
             providers,
             models,

@@ -149,6 +149,10 @@ pub struct RawServer {
     /// How long in-flight calls may take to finish after SIGTERM.
     #[serde(default = "default_drain")]
     pub drain_timeout: String,
+    /// After SIGTERM, how long to keep accepting connections while /readyz reports
+    /// unready, so load balancers stop routing here first.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace: String,
 }
 
 impl Default for RawServer {
@@ -158,6 +162,7 @@ impl Default for RawServer {
             max_body_bytes: default_max_body_bytes(),
             master_key: None,
             drain_timeout: default_drain(),
+            shutdown_grace: default_grace(),
         }
     }
 }
@@ -170,6 +175,9 @@ fn default_max_body_bytes() -> usize {
 }
 fn default_drain() -> String {
     "30s".into()
+}
+fn default_grace() -> String {
+    "0s".into()
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -16,5 +16,6 @@ mod chat;
 mod config_examples;
 mod errors;
 mod hostile;
+mod lifecycle;
 mod reload;
 mod routing;
