@@ -24,6 +24,19 @@ use tokio::net::TcpListener;
 
 pub use server::{AppState, Runtime};
 
+/// Connects the ledger named by the config and starts its writer on the state's task
+/// tracker, so `serve` waits for its final flush.
+pub async fn start_billing(
+    state: &Arc<AppState>,
+    clock: billing::Clock,
+) -> Result<(), billing::ledger::LedgerError> {
+    let config = state.runtime().config.ledger.clone();
+    let (billing, writer) = billing::start(&config, clock, state.stopped.clone()).await?;
+    state.tasks.spawn(writer);
+    let _ = state.billing.set(billing);
+    Ok(())
+}
+
 /// Serves the gateway on an already-bound listener until `shutdown` resolves, then
 /// drains: /readyz turns unready at once, connections are still accepted for
 /// `server.shutdown_grace`, then no new connections are taken, calls in flight get up
@@ -67,6 +80,7 @@ pub async fn serve(
         result = server.into_future() => result?,
         _ = deadline => tracing::warn!(drain_ms = drain.as_millis() as u64, "Drain deadline passed; closing the remaining connections."),
     }
+    state.stopped.cancel();
     state.tasks.close();
     state.tasks.wait().await;
     tracing::info!("Stopped.");

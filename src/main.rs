@@ -263,7 +263,11 @@ fn run_serve(path: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()
         let addr = config.server.listen.clone();
         let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(listen = %listener.local_addr()?, providers = config.providers.len(), models = config.models.len(), "Listening.");
+        let ledger_url = bazaar::config::redact_url(&config.ledger.url);
         let state = AppState::new(Runtime::build(config)?);
+        bazaar::start_billing(&state, bazaar::billing::system_clock())
+            .await
+            .with_context(|| format!("cannot open the ledger at {ledger_url}"))?;
         if let Some(path) = path {
             let (hup_tx, hup_rx) = tokio::sync::mpsc::channel(1);
             let watcher_state = state.clone();

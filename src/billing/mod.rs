@@ -1,4 +1,69 @@
-//! Metering: usage → cost, gateway keys, budgets, limits and the ledger.
-//! Never on the request path's critical section beyond in-memory work.
+//! Metering: usage → cost, gateway keys, budgets, limits and the ledger. Per call the
+//! request path only does in-memory work (a hash lookup, atomic counters, a channel
+//! send); the database is written in batches off the request path.
 
+pub mod cost;
 pub mod keys;
+pub mod ledger;
+pub mod meter;
+
+use std::sync::Arc;
+
+use ledger::writer::{self, LedgerSink, WriterSettings};
+use ledger::{Ledger, LedgerError};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::LedgerConfig;
+
+/// Wall-clock milliseconds since the Unix epoch; injected so tests control ledger time.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    })
+}
+
+/// The running billing side: the ledger for queries and the sink for new rows.
+pub struct Billing {
+    pub ledger: Ledger,
+    pub sink: LedgerSink,
+    pub clock: Clock,
+}
+
+impl std::fmt::Debug for Billing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Billing")
+            .field("ledger", &self.ledger.backend)
+            .finish()
+    }
+}
+
+/// Connects the ledger and returns billing plus the writer task to spawn; the writer
+/// flushes and ends when `stop` is cancelled.
+pub async fn start(
+    config: &LedgerConfig,
+    clock: Clock,
+    stop: CancellationToken,
+) -> Result<(Billing, impl std::future::Future<Output = ()>), LedgerError> {
+    let ledger = Ledger::connect(&config.url).await?;
+    let settings = WriterSettings {
+        queue: config.queue,
+        batch: config.batch,
+        flush_every: config.flush_every,
+        spill_file: config.spill_file.clone(),
+    };
+    let (sink, task) = writer::start(ledger.clone(), settings, stop);
+    Ok((
+        Billing {
+            ledger,
+            sink,
+            clock,
+        },
+        task,
+    ))
+}

@@ -8,7 +8,7 @@ pub mod secret;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -123,6 +123,66 @@ pub struct KeyConfig {
     pub name: String,
     pub team: Option<String>,
     pub hash: KeyHash,
+    /// Markup in basis points on this key's costs.
+    pub markup_bp: u32,
+    pub limits: Limits,
+    /// Allowed models or routes; empty: all.
+    pub models: Vec<String>,
+    /// Allowed tiers; empty: all.
+    pub tiers: Vec<Tier>,
+}
+
+/// A budget: at most `limit_nanos` per UTC calendar `period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub limit_nanos: u64,
+    pub period: Period,
+}
+
+/// A UTC calendar period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    Day,
+    Week,
+    Month,
+}
+
+/// Budget and rate limits of a key or team.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub budget: Option<Budget>,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u32>,
+}
+
+/// A team: the limits all its keys share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamConfig {
+    pub name: String,
+    pub limits: Limits,
+}
+
+/// Parses `"50/month"`: USD (exact) per day, week or month.
+pub fn parse_budget(text: &str) -> Result<Budget, String> {
+    let (amount, period) = text
+        .split_once('/')
+        .ok_or_else(|| format!("`{text}` is not a budget such as 50/month"))?;
+    let micros = crate::catalog::parse_usd_micros(amount.trim())
+        .ok_or_else(|| format!("`{amount}` is not a USD amount"))?;
+    let period = match period.trim() {
+        "day" => Period::Day,
+        "week" => Period::Week,
+        "month" => Period::Month,
+        other => {
+            return Err(format!(
+                "unknown period `{other}`; expected day, week or month"
+            ))
+        }
+    };
+    Ok(Budget {
+        limit_nanos: micros * 1000,
+        period,
+    })
 }
 
 /// A named route: candidate models and how to choose among them.
@@ -139,6 +199,16 @@ pub struct RouteConfig {
     pub reference: Option<String>,
 }
 
+/// Where and how the ledger is written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerConfig {
+    pub url: String,
+    pub queue: usize,
+    pub batch: usize,
+    pub flush_every: Duration,
+    pub spill_file: PathBuf,
+}
+
 /// Router settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouterConfig {
@@ -148,6 +218,8 @@ pub struct RouterConfig {
     pub expected_output_tokens: u64,
     pub affinity_ttl: Duration,
     pub breaker: BreakerSettings,
+    /// The default savings reference (a catalog model id).
+    pub reference: String,
 }
 
 /// Front-end server settings.
@@ -169,6 +241,7 @@ pub struct Config {
     /// Public model id → the targets that serve it, in config order.
     pub models: BTreeMap<String, Vec<ModelTarget>>,
     pub keys: HashMap<KeyHash, KeyConfig>,
+    pub teams: BTreeMap<String, TeamConfig>,
     pub router: RouterConfig,
     /// Named routes, including the built-in `auto`, `cheap` and `fast` unless redefined.
     pub routes: BTreeMap<String, RouteConfig>,
@@ -176,6 +249,7 @@ pub struct Config {
     pub catalog: Arc<Catalog>,
     /// Other names clients may use for a served model (`qwen3:8b` → `qwen3-8b`).
     pub aliases: BTreeMap<String, String>,
+    pub ledger: LedgerConfig,
 }
 
 /// Reads the process environment; the one place that does.
@@ -198,6 +272,19 @@ impl Config {
 
     /// Reads and resolves the file at `path`.
     pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mut config = Config::load_unrebased(path, env)?;
+        config.rebase_paths(
+            path.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+        );
+        Ok(config)
+    }
+
+    fn load_unrebased(
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             problems: vec![ConfigProblem {
                 path: path.display().to_string(),
@@ -538,16 +625,77 @@ impl Config {
                             "the same key is declared twice".into(),
                         );
                     }
+                    let mut tiers = Vec::new();
+                    for (j, t) in k.tiers.iter().enumerate() {
+                        match t.parse() {
+                            Ok(t) => tiers.push(t),
+                            Err(m) => problem(format!("{path}.tiers[{j}]"), m),
+                        }
+                    }
+                    let markup_bp = match k.markup_percent {
+                        Some(p) if p.is_finite() && (0.0..=1000.0).contains(&p) => {
+                            (p * 100.0).round() as u32
+                        }
+                        Some(_) => {
+                            problem(
+                                format!("{path}.markup_percent"),
+                                "must be between 0 and 1000".into(),
+                            );
+                            0
+                        }
+                        None => 0,
+                    };
+                    let budget = k.budget.as_deref().and_then(|b| {
+                        parse_budget(b)
+                            .map_err(|m| problem(format!("{path}.budget"), m))
+                            .ok()
+                    });
                     keys.insert(
                         hash,
                         KeyConfig {
                             name: k.name.clone(),
                             team: k.team.clone(),
                             hash,
+                            markup_bp,
+                            limits: Limits {
+                                budget,
+                                rpm: k.rpm,
+                                tpm: k.tpm,
+                            },
+                            models: k.models.clone(),
+                            tiers,
                         },
                     );
                 }
                 Err(m) => problem(format!("{path}.key"), m),
+            }
+        }
+
+        let mut teams = BTreeMap::new();
+        for (i, t) in raw.teams.iter().enumerate() {
+            let budget = t.budget.as_deref().and_then(|b| {
+                parse_budget(b)
+                    .map_err(|m| problem(format!("teams[{i}].budget"), m))
+                    .ok()
+            });
+            if teams
+                .insert(
+                    t.name.clone(),
+                    TeamConfig {
+                        name: t.name.clone(),
+                        limits: Limits {
+                            budget,
+                            rpm: t.rpm,
+                            tpm: t.tpm,
+                        },
+                    },
+                )
+                .is_some()
+            {
+                problem(
+                    format!("teams[{i}].name"),
+                    format!("team `{}` is declared twice", t.name),
+                );
             }
         }
 
@@ -588,6 +736,48 @@ impl Config {
                     &mut problem,
                 ),
             },
+            reference: r.reference.clone(),
+        };
+        if catalog.model(&r.reference).is_none() && !models.contains_key(&r.reference) {
+            problem(
+                "router.reference".into(),
+                format!("unknown model `{}`", r.reference),
+            );
+        }
+        let l = &raw.ledger;
+        if !(l.url.starts_with("sqlite:")
+            || l.url.starts_with("postgres:")
+            || l.url.starts_with("postgresql:")
+            || l.url.starts_with("env:"))
+        {
+            problem(
+                "ledger.url".into(),
+                format!(
+                    "`{}` must start with sqlite: or postgres: (or be env:NAME)",
+                    redact_url(&l.url)
+                ),
+            );
+        }
+        if l.queue == 0 || l.batch == 0 {
+            problem("ledger".into(), "queue and batch must be at least 1".into());
+        }
+        let sqlite_path = l
+            .url
+            .strip_prefix("sqlite://")
+            .or_else(|| l.url.strip_prefix("sqlite:"))
+            .map(|p| p.split('?').next().unwrap_or(p).to_string());
+        let ledger = LedgerConfig {
+            url: resolve_env_in_url(&l.url, env).unwrap_or_else(|m| {
+                problem("ledger.url".into(), m);
+                l.url.clone()
+            }),
+            queue: l.queue,
+            batch: l.batch,
+            flush_every: duration(&l.flush_every, "ledger.flush_every", &mut problem),
+            spill_file: PathBuf::from(l.spill_file.clone().unwrap_or_else(|| match &sqlite_path {
+                Some(p) => format!("{p}.spill.jsonl"),
+                None => "bazaar-ledger.spill.jsonl".into(),
+            })),
         };
         let mut routes = builtin_routes(&router);
         for (name, route) in &raw.routes {
@@ -682,11 +872,25 @@ impl Config {
             providers,
             models,
             keys,
+            teams,
             router,
             routes,
             catalog: Arc::new(catalog),
             aliases,
+            ledger,
         })
+    }
+
+    /// Makes relative ledger paths relative to `dir` (the config file's directory).
+    pub fn rebase_paths(&mut self, dir: &Path) {
+        if let Some(rest) = self.ledger.url.strip_prefix("sqlite://") {
+            if !rest.starts_with('/') && !rest.starts_with(':') {
+                self.ledger.url = format!("sqlite://{}", dir.join(rest).display());
+            }
+        }
+        if self.ledger.spill_file.is_relative() {
+            self.ledger.spill_file = dir.join(&self.ledger.spill_file);
+        }
     }
 
     /// The served model id `name` stands for: itself, or the model it is an alias of.
@@ -751,6 +955,24 @@ fn weights(
         cost: w.cost,
         latency: w.latency,
         quality: w.quality,
+    }
+}
+
+/// A database URL may carry its password as `env:NAME` in place of the whole URL.
+fn resolve_env_in_url(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    match url.strip_prefix("env:") {
+        Some(_) => secret::resolve(url, env).map(|s| s.expose().to_string()),
+        None => Ok(url.to_string()),
+    }
+}
+
+/// A URL with any password replaced, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_string(),
     }
 }
 

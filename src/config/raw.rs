@@ -17,12 +17,60 @@ pub struct RawConfig {
     #[serde(default)]
     pub keys: Vec<RawKey>,
     #[serde(default)]
+    pub teams: Vec<RawTeam>,
+    #[serde(default)]
     pub router: RawRouter,
     /// Named routes clients may send as `model`.
     #[serde(default)]
     pub routes: BTreeMap<String, RawRoute>,
     #[serde(default)]
     pub catalog: RawCatalog,
+    #[serde(default)]
+    pub ledger: RawLedger,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLedger {
+    /// `sqlite://path` (relative paths are beside the config file) or `postgres://…`.
+    #[serde(default = "default_ledger_url")]
+    pub url: String,
+    /// Rows that may wait in memory for the database.
+    #[serde(default = "default_ledger_queue")]
+    pub queue: usize,
+    /// Rows written per statement batch.
+    #[serde(default = "default_ledger_batch")]
+    pub batch: usize,
+    #[serde(default = "default_ledger_flush")]
+    pub flush_every: String,
+    /// Where rows go when the database cannot take them; replayed later. Default: beside the SQLite file, or the config.
+    #[serde(default)]
+    pub spill_file: Option<String>,
+}
+
+impl Default for RawLedger {
+    fn default() -> Self {
+        RawLedger {
+            url: default_ledger_url(),
+            queue: default_ledger_queue(),
+            batch: default_ledger_batch(),
+            flush_every: default_ledger_flush(),
+            spill_file: None,
+        }
+    }
+}
+
+fn default_ledger_url() -> String {
+    "sqlite://bazaar-ledger.sqlite".into()
+}
+fn default_ledger_queue() -> usize {
+    10_000
+}
+fn default_ledger_batch() -> usize {
+    500
+}
+fn default_ledger_flush() -> String {
+    "200ms".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -44,6 +92,13 @@ pub struct RawRouter {
     pub weights: Option<RawWeights>,
     #[serde(default)]
     pub breaker: RawBreaker,
+    /// The frontier model savings are measured against when a route names none.
+    #[serde(default = "default_reference")]
+    pub reference: String,
+}
+
+fn default_reference() -> String {
+    "gpt-4o".into()
 }
 
 impl Default for RawRouter {
@@ -55,6 +110,7 @@ impl Default for RawRouter {
             affinity_ttl: default_affinity_ttl(),
             weights: None,
             breaker: RawBreaker::default(),
+            reference: default_reference(),
         }
     }
 }
@@ -337,4 +393,34 @@ pub struct RawKey {
     pub key: String,
     #[serde(default)]
     pub team: Option<String>,
+    /// Spend limit per UTC calendar period: `"50/month"`, `"5/day"`, `"20/week"` (USD).
+    #[serde(default)]
+    pub budget: Option<String>,
+    /// Requests per minute.
+    #[serde(default)]
+    pub rpm: Option<u32>,
+    /// Tokens (prompt estimate + max output) per minute.
+    #[serde(default)]
+    pub tpm: Option<u32>,
+    /// Models (or routes) this key may use; empty: all.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Tiers this key may use; empty: all.
+    #[serde(default)]
+    pub tiers: Vec<String>,
+    /// A visible markup on this key's costs, in percent.
+    #[serde(default)]
+    pub markup_percent: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTeam {
+    pub name: String,
+    #[serde(default)]
+    pub budget: Option<String>,
+    #[serde(default)]
+    pub rpm: Option<u32>,
+    #[serde(default)]
+    pub tpm: Option<u32>,
 }

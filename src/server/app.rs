@@ -12,7 +12,7 @@ use http::HeaderValue;
 use tracing::Instrument;
 
 use super::state::AppState;
-use super::{chat, embeddings, health, models, RequestId};
+use super::{chat, embeddings, health, models, spend, RequestId};
 use crate::api::error::LoggedError;
 use crate::api::ApiError;
 
@@ -24,6 +24,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/models", get(models::list))
         .route("/v1/route/explain", post(chat::explain))
+        .route("/v1/spend", get(spend::spend))
+        .route("/v1/spend/calls", get(spend::calls))
+        .route("/v1/spend/export", get(spend::export))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)

@@ -5,7 +5,7 @@ use http::HeaderMap;
 
 use crate::api::ApiError;
 use crate::billing::keys::{hash_key, KeyHash};
-use crate::config::Config;
+use crate::config::{Config, KeyConfig};
 
 /// The authenticated caller of one request.
 #[derive(Debug, Clone)]
@@ -16,6 +16,25 @@ pub struct Caller {
     /// The master key: may see everything and call the admin API.
     pub admin: bool,
     pub key_hash: KeyHash,
+    /// Markup in basis points added to this caller's costs (visible in the ledger).
+    pub markup_bp: u32,
+    /// The key's settings (limits, allowed models and tiers); `None` for the master key.
+    pub key: Option<KeyConfig>,
+}
+
+impl Caller {
+    /// 403 unless this caller may use `model` (a model id or route name).
+    pub fn check_model(&self, model: &str) -> Result<(), ApiError> {
+        match &self.key {
+            Some(k) if !k.models.is_empty() && !k.models.iter().any(|m| m == model) => {
+                Err(ApiError::Forbidden(format!(
+                    "This key may not use `{model}`; it may use: {}.",
+                    k.models.join(", ")
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The key a request presents, if any.
@@ -50,6 +69,8 @@ pub fn authenticate(headers: &HeaderMap, config: &Config) -> Result<Caller, ApiE
             team: None,
             admin: true,
             key_hash: hash,
+            markup_bp: 0,
+            key: None,
         });
     }
     match config.keys.get(&hash) {
@@ -58,6 +79,8 @@ pub fn authenticate(headers: &HeaderMap, config: &Config) -> Result<Caller, ApiE
             team: k.team.clone(),
             admin: false,
             key_hash: hash,
+            markup_bp: k.markup_bp,
+            key: Some(k.clone()),
         }),
         None => Err(ApiError::Unauthorized("Invalid gateway key.".into())),
     }

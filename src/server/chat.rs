@@ -11,15 +11,19 @@ use tokio::time::Instant;
 
 use super::auth::{authenticate, Caller};
 use super::body::JsonBody;
+use super::meter::{cost_header, served_by, Metered};
 use super::relay::{self, RouteHeaders};
 use super::state::{AppState, Runtime};
 use super::RequestId;
 use crate::api::openai::ChatRequest;
 use crate::api::ApiError;
+use crate::billing::cost::cost_nanos;
+use crate::billing::meter::{content_chars, with_usage_cost, Ending};
 use crate::providers::{Attempt, Chunk, StreamReply, UpstreamError};
 use crate::router::filter::CallerLimits;
 use crate::router::prefs::Prefs;
 use crate::router::{self, explain, fallback, CallShape, RoutePlan};
+use bytes::Bytes;
 
 pub async fn completions(
     State(state): State<Arc<AppState>>,
@@ -98,9 +102,46 @@ async fn handle(
     let runtime = state.runtime();
     let caller = authenticate(headers, &runtime.config)?;
     let req = ChatRequest::parse(body)?;
-    let plan = plan_chat(&runtime, state, &req, headers, &caller)?;
-    let deadline = Instant::now() + max_total(&runtime, &plan);
-    let (req, request_id) = (&req, &*request_id.0);
+    let metered = Metered::new(
+        state,
+        &runtime,
+        &caller,
+        &request_id.0,
+        "chat",
+        &req.model,
+        req.estimated_prompt_tokens(),
+    );
+    let result = serve_chat(
+        state, &runtime, &caller, &metered, request_id, headers, &req,
+    )
+    .await;
+    if let Err(e) = &result {
+        // Refused or failed calls are ledger rows too (tokens 0, nothing charged).
+        metered.finish(
+            None,
+            Ending {
+                status: e.status().as_u16(),
+                error_type: Some(e.error_type()),
+                ..Default::default()
+            },
+        );
+    }
+    result
+}
+
+async fn serve_chat(
+    state: &Arc<AppState>,
+    runtime: &Arc<Runtime>,
+    caller: &Caller,
+    metered: &Metered,
+    request_id: &RequestId,
+    headers: &HeaderMap,
+    req: &ChatRequest,
+) -> Result<Response, ApiError> {
+    caller.check_model(&req.model)?;
+    let plan = plan_chat(runtime, state, req, headers, caller)?;
+    let deadline = Instant::now() + max_total(runtime, &plan);
+    let request_id = &*request_id.0;
     let settings = &runtime.config.router;
 
     if !req.stream {
@@ -123,8 +164,9 @@ async fn handle(
         )
         .await
         .map_err(|e| e.error)?;
-        let route = route_headers(&runtime, &plan.route, served.candidate);
+        let route = route_headers(runtime, &plan.route, served.candidate);
         let reply = served.value;
+        let ttft = served.attempt.first_byte;
         served.attempt.finish(
             &state.router,
             &settings.breaker,
@@ -133,7 +175,24 @@ async fn handle(
             Some(reply.meta),
             None,
         );
-        return Ok(relay::json(reply.body, &route));
+        let by = served_by(state, runtime, &plan.route, served.candidate);
+        let ending = Ending {
+            usage: reply.usage,
+            output_chars: reply_chars(&reply.body),
+            status: 200,
+            ttft: Some(ttft),
+            fallbacks: served.failed_attempts,
+            ..Default::default()
+        };
+        let cost = metered.finish(Some(&by), ending);
+        let body = with_usage_cost(&reply.body, cost)
+            .map(Bytes::from)
+            .unwrap_or(reply.body);
+        let mut response = relay::json(body, &route);
+        response
+            .headers_mut()
+            .insert("x-bazaar-cost-usd", cost_header(cost));
+        return Ok(response);
     }
 
     let served = fallback::run(
@@ -158,16 +217,21 @@ async fn handle(
     )
     .await
     .map_err(|e| e.error)?;
-    let route = route_headers(&runtime, &plan.route, served.candidate);
+    let route = route_headers(runtime, &plan.route, served.candidate);
     let (first, reply) = served.value;
     let attempt = served.attempt;
+    let ttft = attempt.first_byte;
+    let fallbacks = served.failed_attempts;
     let meta = reply.meta;
-    let state = state.clone();
-    let settings = settings.clone();
+    let by = served_by(state, runtime, &plan.route, served.candidate);
+    let (price, markup) = (by.price, caller.markup_bp);
+    let usage_cost: relay::UsageCost = Box::new(move |u| cost_nanos(u, &price, markup));
+    let (state, settings, meter) = (state.clone(), settings.clone(), metered.clone_for_stream());
     Ok(relay::sse(
         first,
         reply.chunks,
         req.client_wants_usage,
+        usage_cost,
         &route,
         move |end| {
             if let Some(e) = &end.error {
@@ -186,8 +250,31 @@ async fn handle(
                 Some(meta),
                 end.error.as_ref(),
             );
+            // A cut or abandoned stream is billed for what was sent, estimated when the backend never reported usage.
+            let (status, error_type) = match (&end.error, end.client_gone) {
+                (Some(e), _) => (502, Some(e.label())),
+                (None, true) => (499, Some("client_closed")),
+                (None, false) => (200, None),
+            };
+            meter.finish(
+                Some(&by),
+                Ending {
+                    usage: end.usage,
+                    output_chars: end.output_chars,
+                    status,
+                    error_type,
+                    ttft: Some(ttft),
+                    fallbacks,
+                    ..Default::default()
+                },
+            );
         },
     ))
+}
+
+/// Characters of text content in a complete reply (for estimates when usage is missing).
+fn reply_chars(body: &[u8]) -> usize {
+    content_chars(body)
 }
 
 /// Waits for the first chunk, so a stream that fails before any byte can still fall back.

@@ -9,18 +9,22 @@ use axum::Extension;
 use http::HeaderMap;
 use tokio::time::Instant;
 
-use super::auth::authenticate;
+use super::auth::{authenticate, Caller};
 use super::body::JsonBody;
 use super::chat::{first_chunk, max_total, route_headers};
+use super::meter::{cost_header, served_by, Metered};
 use super::relay;
 use super::state::{AppState, Runtime};
 use super::RequestId;
 use crate::api::openai::PassthroughRequest;
 use crate::api::ApiError;
+use crate::billing::cost::cost_nanos;
+use crate::billing::meter::{content_chars, with_usage_cost, Ending};
 use crate::providers::Attempt;
 use crate::router::filter::CallerLimits;
 use crate::router::prefs::Prefs;
 use crate::router::{self, fallback, CallShape, RoutePlan};
+use bytes::Bytes;
 
 /// A plan for a pass-through call: the model's own providers, ordered by the default policy.
 fn plan_passthrough(
@@ -61,47 +65,9 @@ pub async fn embeddings(
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Response {
-    let result = async {
-        let runtime = state.runtime();
-        authenticate(&headers, &runtime.config)?;
-        let req = PassthroughRequest::parse_embeddings(&body)?;
-        let plan = plan_passthrough(&runtime, &state, &req)?;
-        let deadline = Instant::now() + max_total(&runtime, &plan);
-        let (req, request_id) = (&req, &*request_id.0);
-        let settings = &runtime.config.router;
-        let served = fallback::run(
-            &plan,
-            &runtime.providers,
-            &state.router,
-            &settings.breaker,
-            deadline,
-            |c, p| {
-                p.embeddings(
-                    req,
-                    Attempt {
-                        upstream_model: &c.upstream,
-                        request_id,
-                        deadline,
-                    },
-                )
-            },
-        )
+    handle(&state, &request_id, &headers, &body, Kind::Embeddings)
         .await
-        .map_err(|e| e.error)?;
-        let route = route_headers(&runtime, &plan.route, served.candidate);
-        let reply = served.value;
-        served.attempt.finish(
-            &state.router,
-            &settings.breaker,
-            settings.affinity_ttl,
-            None,
-            Some(reply.meta),
-            None,
-        );
-        Ok::<_, ApiError>(relay::json(reply.body, &route))
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 pub async fn completions(
@@ -110,47 +76,81 @@ pub async fn completions(
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Response {
-    let result = async {
-        let runtime = state.runtime();
-        authenticate(&headers, &runtime.config)?;
-        let req = PassthroughRequest::parse_completions(&body)?;
-        let plan = plan_passthrough(&runtime, &state, &req)?;
-        let deadline = Instant::now() + max_total(&runtime, &plan);
-        let (req, request_id) = (&req, &*request_id.0);
-        let settings = &runtime.config.router;
-        if !req.stream {
-            let served = fallback::run(
-                &plan,
-                &runtime.providers,
-                &state.router,
-                &settings.breaker,
-                deadline,
-                |c, p| {
-                    p.completions(
-                        req,
-                        Attempt {
-                            upstream_model: &c.upstream,
-                            request_id,
-                            deadline,
-                        },
-                    )
-                },
-            )
-            .await
-            .map_err(|e| e.error)?;
-            let route = route_headers(&runtime, &plan.route, served.candidate);
-            let reply = served.value;
-            let output = reply.usage.map(|u| u.completion_tokens());
-            served.attempt.finish(
-                &state.router,
-                &settings.breaker,
-                settings.affinity_ttl,
-                output,
-                Some(reply.meta),
-                None,
-            );
-            return Ok::<_, ApiError>(relay::json(reply.body, &route));
-        }
+    handle(&state, &request_id, &headers, &body, Kind::Completions)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Embeddings,
+    Completions,
+}
+
+async fn handle(
+    state: &Arc<AppState>,
+    request_id: &RequestId,
+    headers: &HeaderMap,
+    body: &[u8],
+    kind: Kind,
+) -> Result<Response, ApiError> {
+    let runtime = state.runtime();
+    let caller = authenticate(headers, &runtime.config)?;
+    let req = match kind {
+        Kind::Embeddings => PassthroughRequest::parse_embeddings(body)?,
+        Kind::Completions => PassthroughRequest::parse_completions(body)?,
+    };
+    let endpoint = if kind == Kind::Embeddings {
+        "embeddings"
+    } else {
+        "completions"
+    };
+    let metered = Metered::new(
+        state,
+        &runtime,
+        &caller,
+        &request_id.0,
+        endpoint,
+        &req.model,
+        req.estimated_prompt_tokens(),
+    );
+    let result = serve(
+        state,
+        &runtime,
+        &caller,
+        &metered,
+        &request_id.0,
+        &req,
+        kind,
+    )
+    .await;
+    if let Err(e) = &result {
+        metered.finish(
+            None,
+            Ending {
+                status: e.status().as_u16(),
+                error_type: Some(e.error_type()),
+                ..Default::default()
+            },
+        );
+    }
+    result
+}
+
+async fn serve(
+    state: &Arc<AppState>,
+    runtime: &Arc<Runtime>,
+    caller: &Caller,
+    metered: &Metered,
+    request_id: &str,
+    req: &PassthroughRequest,
+    kind: Kind,
+) -> Result<Response, ApiError> {
+    caller.check_model(&req.model)?;
+    let plan = plan_passthrough(runtime, state, req)?;
+    let deadline = Instant::now() + max_total(runtime, &plan);
+    let settings = &runtime.config.router;
+    if !req.stream {
         let served = fallback::run(
             &plan,
             &runtime.providers,
@@ -158,43 +158,117 @@ pub async fn completions(
             &settings.breaker,
             deadline,
             |c, p| async move {
-                let reply = p
-                    .completions_stream(
-                        req,
-                        Attempt {
-                            upstream_model: &c.upstream,
-                            request_id,
-                            deadline,
-                        },
-                    )
-                    .await?;
-                first_chunk(reply, p.id()).await
+                let at = Attempt {
+                    upstream_model: &c.upstream,
+                    request_id,
+                    deadline,
+                };
+                match kind {
+                    Kind::Embeddings => p.embeddings(req, at).await,
+                    Kind::Completions => p.completions(req, at).await,
+                }
             },
         )
         .await
         .map_err(|e| e.error)?;
-        let route = route_headers(&runtime, &plan.route, served.candidate);
-        let (first, reply) = served.value;
-        let (attempt, meta, state, settings) =
-            (served.attempt, reply.meta, state.clone(), settings.clone());
-        Ok(relay::sse(
-            first,
-            reply.chunks,
-            req.client_wants_usage,
-            &route,
-            move |end| {
-                let output = end.usage.map(|u| u.completion_tokens());
-                attempt.finish(
-                    &state.router,
-                    &settings.breaker,
-                    settings.affinity_ttl,
-                    output,
-                    Some(meta),
-                    end.error.as_ref(),
-                );
-            },
-        ))
+        let route = route_headers(runtime, &plan.route, served.candidate);
+        let reply = served.value;
+        let ttft = served.attempt.first_byte;
+        served.attempt.finish(
+            &state.router,
+            &settings.breaker,
+            settings.affinity_ttl,
+            reply.usage.map(|u| u.completion_tokens()),
+            Some(reply.meta),
+            None,
+        );
+        let by = served_by(state, runtime, &plan.route, served.candidate);
+        let output_chars = if kind == Kind::Completions {
+            content_chars(&reply.body)
+        } else {
+            0
+        };
+        let ending = Ending {
+            usage: reply.usage,
+            output_chars,
+            status: 200,
+            ttft: Some(ttft),
+            fallbacks: served.failed_attempts,
+            ..Default::default()
+        };
+        let cost = metered.finish(Some(&by), ending);
+        let body = with_usage_cost(&reply.body, cost)
+            .map(Bytes::from)
+            .unwrap_or(reply.body);
+        let mut response = relay::json(body, &route);
+        response
+            .headers_mut()
+            .insert("x-bazaar-cost-usd", cost_header(cost));
+        return Ok(response);
     }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    let served = fallback::run(
+        &plan,
+        &runtime.providers,
+        &state.router,
+        &settings.breaker,
+        deadline,
+        |c, p| async move {
+            let reply = p
+                .completions_stream(
+                    req,
+                    Attempt {
+                        upstream_model: &c.upstream,
+                        request_id,
+                        deadline,
+                    },
+                )
+                .await?;
+            first_chunk(reply, p.id()).await
+        },
+    )
+    .await
+    .map_err(|e| e.error)?;
+    let route = route_headers(runtime, &plan.route, served.candidate);
+    let (first, reply) = served.value;
+    let (attempt, meta, fallbacks) = (served.attempt, reply.meta, served.failed_attempts);
+    let ttft = attempt.first_byte;
+    let by = served_by(state, runtime, &plan.route, served.candidate);
+    let (price, markup) = (by.price, caller.markup_bp);
+    let usage_cost: relay::UsageCost = Box::new(move |u| cost_nanos(u, &price, markup));
+    let (state, settings, meter) = (state.clone(), settings.clone(), metered.clone_for_stream());
+    Ok(relay::sse(
+        first,
+        reply.chunks,
+        req.client_wants_usage,
+        usage_cost,
+        &route,
+        move |end| {
+            let output = end.usage.map(|u| u.completion_tokens());
+            attempt.finish(
+                &state.router,
+                &settings.breaker,
+                settings.affinity_ttl,
+                output,
+                Some(meta),
+                end.error.as_ref(),
+            );
+            let (status, error_type) = match (&end.error, end.client_gone) {
+                (Some(e), _) => (502, Some(e.label())),
+                (None, true) => (499, Some("client_closed")),
+                (None, false) => (200, None),
+            };
+            meter.finish(
+                Some(&by),
+                Ending {
+                    usage: end.usage,
+                    output_chars: end.output_chars,
+                    status,
+                    error_type,
+                    ttft: Some(ttft),
+                    fallbacks,
+                    ..Default::default()
+                },
+            );
+        },
+    ))
 }

@@ -7,8 +7,10 @@ pub mod body;
 pub mod chat;
 pub mod embeddings;
 pub mod health;
+pub mod meter;
 pub mod models;
 pub mod relay;
+pub mod spend;
 pub mod state;
 
 use std::sync::Arc;

@@ -11,6 +11,7 @@ use futures_util::{FutureExt, StreamExt};
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 
 use crate::api::{ApiError, Usage};
+use crate::billing::meter::{content_chars, with_usage_cost};
 use crate::providers::{Chunk, ChunkStream, UpstreamError};
 
 /// Routing outcome headers every served response carries.
@@ -54,12 +55,18 @@ pub struct StreamEnd {
     pub error: Option<UpstreamError>,
     /// The client went away before the end.
     pub client_gone: bool,
+    /// Characters of text content forwarded (for estimating usage the backend did not report).
+    pub output_chars: usize,
 }
+
+/// Prices a usage report, for the `usage.cost` field of the final usage chunk.
+pub type UsageCost = Box<dyn Fn(&Usage) -> Option<u64> + Send>;
 
 struct Relay<F: FnOnce(StreamEnd)> {
     first: Option<Chunk>,
     rest: ChunkStream,
     client_wants_usage: bool,
+    usage_cost: UsageCost,
     end: StreamEnd,
     on_end: Option<F>,
     finished: bool,
@@ -96,6 +103,7 @@ pub fn sse<F>(
     first: Chunk,
     rest: ChunkStream,
     client_wants_usage: bool,
+    usage_cost: UsageCost,
     route: &RouteHeaders,
     on_end: F,
 ) -> Response
@@ -106,6 +114,7 @@ where
         first: Some(first),
         rest,
         client_wants_usage,
+        usage_cost,
         end: StreamEnd::default(),
         on_end: Some(on_end),
         finished: false,
@@ -124,12 +133,26 @@ where
         loop {
             match next {
                 Some(Ok(chunk)) => {
-                    if chunk.usage.is_some() {
-                        r.end.usage = chunk.usage;
+                    if !chunk.usage_only {
+                        r.end.output_chars += content_chars(&chunk.data);
                     }
-                    if !chunk.usage_only || r.client_wants_usage {
-                        r.end.chunks += 1;
-                        put_frame(&mut out, &chunk.data);
+                    match chunk.usage {
+                        Some(usage) => {
+                            r.end.usage = Some(usage);
+                            if !chunk.usage_only || r.client_wants_usage {
+                                r.end.chunks += 1;
+                                // The usage chunk carries the call's cost, as OpenRouter's does.
+                                let cost = (r.usage_cost)(&usage);
+                                match with_usage_cost(&chunk.data, cost) {
+                                    Some(data) => put_frame(&mut out, &data),
+                                    None => put_frame(&mut out, &chunk.data),
+                                }
+                            }
+                        }
+                        None => {
+                            r.end.chunks += 1;
+                            put_frame(&mut out, &chunk.data);
+                        }
                     }
                 }
                 Some(Err(e)) => {

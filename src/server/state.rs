@@ -51,8 +51,12 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// Live routing stats and session affinity; they outlive reloads.
     pub router: RouterState,
-    /// Cancelled when draining begins: background loops stop, the ledger flushes.
+    /// Cancelled when draining begins: background loops stop.
     pub shutdown: CancellationToken,
+    /// Cancelled once the HTTP server has stopped: the ledger writer flushes and ends.
+    pub stopped: CancellationToken,
+    /// Set once the ledger is connected (see `bazaar::start_billing`).
+    pub billing: std::sync::OnceLock<crate::billing::Billing>,
     reloads_applied: AtomicU64,
     reloads_rejected: AtomicU64,
 }
@@ -65,6 +69,8 @@ impl AppState {
             tasks: TaskTracker::new(),
             router: RouterState::default(),
             shutdown: CancellationToken::new(),
+            stopped: CancellationToken::new(),
+            billing: std::sync::OnceLock::new(),
             reloads_applied: AtomicU64::new(0),
             reloads_rejected: AtomicU64::new(0),
         })

@@ -12,6 +12,7 @@
 
 mod common;
 
+mod billing;
 mod chat;
 mod config_examples;
 mod errors;

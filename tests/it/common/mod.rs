@@ -59,9 +59,22 @@ impl TestGateway {
         TestGateway::start_config(config).await
     }
 
-    /// Starts a gateway on a resolved config.
-    pub async fn start_config(config: Config) -> TestGateway {
+    /// Starts a gateway on a resolved config, with its ledger in a fresh temporary SQLite file.
+    pub async fn start_config(mut config: Config) -> TestGateway {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        if config.ledger.url == "sqlite://bazaar-ledger.sqlite" {
+            let dir = std::env::temp_dir().join(format!(
+                "bazaar-it-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            config.rebase_paths(&dir);
+        }
         let state = AppState::new(Runtime::build(config).unwrap());
+        bazaar::start_billing(&state, bazaar::billing::system_clock())
+            .await
+            .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

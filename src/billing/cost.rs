@@ -1,0 +1,145 @@
+//! Usage × price = cost, in integer nano-dollars. A bucket with tokens and no known
+//! price makes the whole cost unknown (`None`), never zero. A markup is integer basis
+//! points on top, shown, never hidden.
+
+use crate::api::Usage;
+use crate::catalog::Price;
+
+/// The cost of `usage` at `price` plus `markup_bp` basis points (100 bp = 1%), in
+/// nano-dollars; `None` when a bucket with tokens has no known price.
+pub fn cost_nanos(usage: &Usage, price: &Price, markup_bp: u32) -> Option<u64> {
+    let input = price.input;
+    let output = price.output;
+    let buckets = [
+        (usage.input, input),
+        (usage.cached_input, price.cached_input.or(input)),
+        (usage.cache_write, price.cache_write.or(input)),
+        (usage.output, output),
+        (usage.reasoning, price.reasoning.or(output)),
+    ];
+    // micro-dollars per million tokens × tokens / 1000 = nano-dollars.
+    let mut total: u128 = 0;
+    for (tokens, per_mtok) in buckets {
+        if tokens == 0 {
+            continue;
+        }
+        total += tokens as u128 * per_mtok? as u128;
+    }
+    let base = total.div_ceil(1000);
+    let marked = base * (10_000 + markup_bp as u128) / 10_000;
+    u64::try_from(marked).ok()
+}
+
+/// Nano-dollars as a USD decimal string with nine places (`"0.000123450"`).
+pub fn usd(nanos: u64) -> String {
+    format!("{}.{:09}", nanos / 1_000_000_000, nanos % 1_000_000_000)
+}
+
+/// Nano-dollars as a JSON number of USD, for display fields such as `usage.cost`.
+pub fn usd_number(nanos: u64) -> serde_json::Number {
+    // Display only: the ledger keeps the integer.
+    serde_json::Number::from_f64(nanos as f64 / 1e9).unwrap_or_else(|| serde_json::Number::from(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn u(input: u64, cached: u64, write: u64, output: u64, reasoning: u64) -> Usage {
+        Usage {
+            input,
+            cached_input: cached,
+            cache_write: write,
+            output,
+            reasoning,
+            estimated: false,
+        }
+    }
+
+    #[test]
+    fn golden_costs_per_provider_usage_shape() {
+        // OpenAI gpt-4o: 1,000 prompt tokens of which 400 cached, 200 output.
+        let gpt4o = Price {
+            input: Some(2_500_000),
+            cached_input: Some(1_250_000),
+            cache_write: None,
+            output: Some(10_000_000),
+            reasoning: None,
+        };
+        assert_eq!(
+            cost_nanos(&u(600, 400, 0, 200, 0), &gpt4o, 0),
+            Some(1_500_000 + 500_000 + 2_000_000)
+        );
+        // Anthropic claude-sonnet-4-5: cache reads at $0.30, cache writes at $3.75.
+        let sonnet = Price {
+            input: Some(3_000_000),
+            cached_input: Some(300_000),
+            cache_write: Some(3_750_000),
+            output: Some(15_000_000),
+            reasoning: None,
+        };
+        assert_eq!(
+            cost_nanos(&u(100, 2_000, 1_000, 50, 0), &sonnet, 0),
+            Some(300_000 + 600_000 + 3_750_000 + 750_000)
+        );
+        // Gemini 2.5 flash: thoughts (reasoning) tokens at the output price.
+        let flash = Price {
+            input: Some(300_000),
+            cached_input: Some(30_000),
+            cache_write: None,
+            output: Some(2_500_000),
+            reasoning: None,
+        };
+        assert_eq!(
+            cost_nanos(&u(1_000, 0, 0, 100, 900), &flash, 0),
+            Some(300_000 + 250_000 + 2_250_000)
+        );
+        // o3 reasoning tokens.
+        let o3 = Price {
+            input: Some(2_000_000),
+            cached_input: Some(500_000),
+            cache_write: None,
+            output: Some(8_000_000),
+            reasoning: None,
+        };
+        assert_eq!(
+            cost_nanos(&u(10, 0, 0, 10, 1_000), &o3, 0),
+            Some(20_000 + 80_000 + 8_000_000)
+        );
+        // A 10% markup.
+        assert_eq!(
+            cost_nanos(&u(1_000_000, 0, 0, 0, 0), &gpt4o, 1_000),
+            Some(2_750_000_000)
+        );
+    }
+
+    #[test]
+    fn unknown_price_is_unknown_not_free() {
+        let half = Price {
+            input: Some(1_000_000),
+            cached_input: None,
+            cache_write: None,
+            output: None,
+            reasoning: None,
+        };
+        assert_eq!(cost_nanos(&u(10, 0, 0, 5, 0), &half, 0), None);
+        assert_eq!(cost_nanos(&u(10, 0, 0, 0, 0), &half, 0), Some(10_000));
+        assert_eq!(cost_nanos(&u(0, 0, 0, 0, 0), &Price::default(), 0), Some(0));
+        assert_eq!(usd(1_234_567_890), "1.234567890");
+    }
+
+    proptest! {
+        /// Cost is never negative (unsigned) and never decreases when a token count grows.
+        #[test]
+        fn cost_is_monotonic(base in proptest::array::uniform5(0u64..1_000_000), bucket in 0usize..5, extra in 1u64..1_000_000,
+                             prices in proptest::array::uniform5(0u64..100_000_000), markup in 0u32..5_000) {
+            let price = Price { input: Some(prices[0]), cached_input: Some(prices[1]), cache_write: Some(prices[2]), output: Some(prices[3]), reasoning: Some(prices[4]) };
+            let a = u(base[0], base[1], base[2], base[3], base[4]);
+            let mut more = base;
+            more[bucket] += extra;
+            let b = u(more[0], more[1], more[2], more[3], more[4]);
+            prop_assert!(cost_nanos(&b, &price, markup).unwrap() >= cost_nanos(&a, &price, markup).unwrap());
+        }
+    }
+}

@@ -1,0 +1,550 @@
+//! The spend ledger: one row per call, on SQLite (default) or PostgreSQL, through one
+//! sqlx `Any` code path. Rows arrive through `writer.rs` in batches, never from the
+//! request path directly. Queries here serve the spend API.
+
+pub mod writer;
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+/// A ledger failure.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("ledger spill file: {0}")]
+    Spill(#[from] std::io::Error),
+    #[error("ledger: {0}")]
+    Invalid(String),
+}
+
+/// One call, as billed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerRow {
+    /// Unix milliseconds, from the injected clock.
+    pub ts_ms: i64,
+    pub request_id: String,
+    pub key_name: String,
+    pub team: Option<String>,
+    pub route: String,
+    pub provider: String,
+    pub model: String,
+    pub tier: String,
+    pub endpoint: String,
+    pub input_tokens: i64,
+    pub cached_input_tokens: i64,
+    pub cache_write_tokens: i64,
+    pub output_tokens: i64,
+    pub reasoning_tokens: i64,
+    /// `None`: the price was unknown.
+    pub cost_nanos: Option<i64>,
+    /// The same usage at the route's reference frontier model.
+    pub baseline_cost_nanos: Option<i64>,
+    pub catalog_version: String,
+    pub estimated: bool,
+    pub latency_ms: i64,
+    pub ttft_ms: Option<i64>,
+    pub status: i32,
+    pub error_type: Option<String>,
+    pub fallbacks: i32,
+}
+
+/// Which database the URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A connected ledger database.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    pool: AnyPool,
+    pub backend: Backend,
+}
+
+const COLUMNS: &str = "ts_ms, request_id, key_name, team, route, provider, model, tier, endpoint, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_nanos, baseline_cost_nanos, catalog_version, estimated, latency_ms, ttft_ms, status, error_type, fallbacks";
+const N_COLUMNS: usize = 23;
+
+/// Versioned schema changes, applied once each, in order.
+fn migrations(backend: Backend) -> Vec<(i64, String)> {
+    let id = match backend {
+        Backend::Sqlite => "id INTEGER PRIMARY KEY AUTOINCREMENT",
+        Backend::Postgres => "id BIGSERIAL PRIMARY KEY",
+    };
+    vec![
+        (
+            1,
+            format!(
+                "CREATE TABLE IF NOT EXISTS ledger ({id}, ts_ms BIGINT NOT NULL, request_id TEXT NOT NULL, key_name TEXT NOT NULL, team TEXT,
+                 route TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL, tier TEXT NOT NULL, endpoint TEXT NOT NULL,
+                 input_tokens BIGINT NOT NULL, cached_input_tokens BIGINT NOT NULL, cache_write_tokens BIGINT NOT NULL,
+                 output_tokens BIGINT NOT NULL, reasoning_tokens BIGINT NOT NULL, cost_nanos BIGINT, baseline_cost_nanos BIGINT,
+                 catalog_version TEXT NOT NULL, estimated BIGINT NOT NULL, latency_ms BIGINT NOT NULL, ttft_ms BIGINT,
+                 status BIGINT NOT NULL, error_type TEXT, fallbacks BIGINT NOT NULL)"
+            ),
+        ),
+        (2, "CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts_ms)".into()),
+        (3, "CREATE INDEX IF NOT EXISTS ledger_key_ts ON ledger (key_name, ts_ms)".into()),
+        (4, "CREATE INDEX IF NOT EXISTS ledger_team_ts ON ledger (team, ts_ms)".into()),
+    ]
+}
+
+impl Ledger {
+    /// Connects to `url` (`sqlite://path` or `postgres://…`) and applies migrations.
+    pub async fn connect(url: &str) -> Result<Ledger, LedgerError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(LedgerError::Invalid(
+                "ledger.url must start with sqlite: or postgres:".into(),
+            ));
+        };
+        let url = match backend {
+            // Create the file when missing; WAL lets readers (the spend API) run beside the writer.
+            Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            _ => url.to_string(),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            .connect(&url)
+            .await?;
+        if backend == Backend::Sqlite {
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .execute(&pool)
+                .await?;
+            sqlx::query("PRAGMA synchronous=NORMAL")
+                .execute(&pool)
+                .await?;
+        }
+        let ledger = Ledger { pool, backend };
+        ledger.migrate().await?;
+        Ok(ledger)
+    }
+
+    async fn migrate(&self) -> Result<(), LedgerError> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS bazaar_migrations (version BIGINT PRIMARY KEY)")
+            .execute(&self.pool)
+            .await?;
+        let done: Vec<i64> = sqlx::query("SELECT version FROM bazaar_migrations")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.get::<i64, _>(0))
+            .collect();
+        for (version, sql) in migrations(self.backend) {
+            if done.contains(&version) {
+                continue;
+            }
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(&sql).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO bazaar_migrations (version) VALUES ($1)")
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Inserts rows in one statement per chunk, in one transaction.
+    pub async fn insert(&self, rows: &[LedgerRow]) -> Result<(), LedgerError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        // Postgres allows 65,535 bind parameters per statement; SQLite 32,766.
+        for chunk in rows.chunks(400) {
+            let mut sql = format!("INSERT INTO ledger ({COLUMNS}) VALUES ");
+            for (i, _) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push('(');
+                for c in 0..N_COLUMNS {
+                    if c > 0 {
+                        sql.push(',');
+                    }
+                    sql.push_str(&format!("${}", i * N_COLUMNS + c + 1));
+                }
+                sql.push(')');
+            }
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q
+                    .bind(r.ts_ms)
+                    .bind(r.request_id.clone())
+                    .bind(r.key_name.clone())
+                    .bind(r.team.clone())
+                    .bind(r.route.clone())
+                    .bind(r.provider.clone())
+                    .bind(r.model.clone())
+                    .bind(r.tier.clone())
+                    .bind(r.endpoint.clone())
+                    .bind(r.input_tokens)
+                    .bind(r.cached_input_tokens)
+                    .bind(r.cache_write_tokens)
+                    .bind(r.output_tokens)
+                    .bind(r.reasoning_tokens)
+                    .bind(r.cost_nanos)
+                    .bind(r.baseline_cost_nanos)
+                    .bind(r.catalog_version.clone())
+                    .bind(i64::from(r.estimated))
+                    .bind(r.latency_ms)
+                    .bind(r.ttft_ms)
+                    .bind(i64::from(r.status))
+                    .bind(r.error_type.clone())
+                    .bind(i64::from(r.fallbacks));
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Rows matching `filter`, newest first (the spend API's calls and CSV export).
+    pub async fn calls(
+        &self,
+        filter: &Filter,
+        limit: i64,
+        before_id: Option<i64>,
+    ) -> Result<Vec<(i64, LedgerRow)>, LedgerError> {
+        let (mut sql, mut args) = filter.where_clause();
+        if let Some(before) = before_id {
+            args.push(Arg::Int(before));
+            sql.push_str(&format!(" AND id < ${}", args.len()));
+        }
+        args.push(Arg::Int(limit));
+        let sql = format!(
+            "SELECT id, {COLUMNS} FROM ledger WHERE {sql} ORDER BY ts_ms DESC, id DESC LIMIT ${}",
+            args.len()
+        );
+        let rows = bind_all(sqlx::query(&sql), &args)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get::<i64, _>(0)?, row_from(r, 1)?)))
+            .collect()
+    }
+
+    /// Aggregates per group (and per time bucket when `bucket_ms` is set).
+    pub async fn aggregate(
+        &self,
+        filter: &Filter,
+        group_by: GroupBy,
+        bucket_ms: Option<i64>,
+    ) -> Result<Vec<Aggregate>, LedgerError> {
+        let (where_sql, args) = filter.where_clause();
+        let group = group_by.column();
+        let bucket = match bucket_ms {
+            Some(ms) => format!("(ts_ms - (ts_ms % {ms}))"),
+            None => "0".to_string(),
+        };
+        let sql = format!(
+            "SELECT {bucket} AS bucket, COALESCE({group}, '') AS grp, COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END),
+             SUM(COALESCE(cost_nanos, 0)), SUM(COALESCE(baseline_cost_nanos, COALESCE(cost_nanos, 0))), SUM(CASE WHEN cost_nanos IS NULL AND status < 400 THEN 1 ELSE 0 END),
+             SUM(input_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), SUM(output_tokens), SUM(reasoning_tokens), SUM(fallbacks)
+             FROM ledger WHERE {where_sql} GROUP BY 1, 2 ORDER BY 1, 2"
+        );
+        let rows = bind_all(sqlx::query(&sql), &args)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let n = |i: usize| -> Result<i64, sqlx::Error> {
+                    r.try_get::<Option<i64>, _>(i).map(|v| v.unwrap_or(0))
+                };
+                Ok(Aggregate {
+                    bucket_ms: n(0)?,
+                    group: r.try_get::<String, _>(1)?,
+                    requests: n(2)?,
+                    errors: n(3)?,
+                    cost_nanos: n(4)?,
+                    baseline_cost_nanos: n(5)?,
+                    unpriced: n(6)?,
+                    tokens: [n(7)?, n(8)?, n(9)?, n(10)?, n(11)?],
+                    fallbacks: n(12)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Latencies (ms) and TTFTs of up to `limit` most recent rows per group, for percentiles.
+    pub async fn latencies(
+        &self,
+        filter: &Filter,
+        group_by: GroupBy,
+        limit: i64,
+    ) -> Result<Vec<(String, i64, Option<i64>)>, LedgerError> {
+        let (where_sql, mut args) = filter.where_clause();
+        args.push(Arg::Int(limit));
+        let sql = format!(
+            "SELECT COALESCE({}, ''), latency_ms, ttft_ms FROM ledger WHERE {where_sql} AND status < 400 ORDER BY ts_ms DESC LIMIT ${}",
+            group_by.column(),
+            args.len()
+        );
+        let rows = bind_all(sqlx::query(&sql), &args)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+
+    /// Closes every connection: further writes fail (as if the database were down).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Rows in the ledger (tests and the load check).
+    pub async fn count(&self) -> Result<i64, LedgerError> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM ledger")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get::<i64, _>(0)?)
+    }
+
+    /// Spend of `key_name` (or `team`) since `since_ms`, for budget windows after a restart.
+    pub async fn spent_since(
+        &self,
+        column: GroupBy,
+        value: &str,
+        since_ms: i64,
+    ) -> Result<i64, LedgerError> {
+        let sql = format!(
+            "SELECT SUM(COALESCE(cost_nanos, 0)) FROM ledger WHERE {} = $1 AND ts_ms >= $2",
+            column.column()
+        );
+        let row = sqlx::query(&sql)
+            .bind(value.to_string())
+            .bind(since_ms)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>(0)?.unwrap_or(0))
+    }
+}
+
+fn row_from(r: &AnyRow, o: usize) -> Result<LedgerRow, sqlx::Error> {
+    Ok(LedgerRow {
+        ts_ms: r.try_get(o)?,
+        request_id: r.try_get(o + 1)?,
+        key_name: r.try_get(o + 2)?,
+        team: r.try_get(o + 3)?,
+        route: r.try_get(o + 4)?,
+        provider: r.try_get(o + 5)?,
+        model: r.try_get(o + 6)?,
+        tier: r.try_get(o + 7)?,
+        endpoint: r.try_get(o + 8)?,
+        input_tokens: r.try_get(o + 9)?,
+        cached_input_tokens: r.try_get(o + 10)?,
+        cache_write_tokens: r.try_get(o + 11)?,
+        output_tokens: r.try_get(o + 12)?,
+        reasoning_tokens: r.try_get(o + 13)?,
+        cost_nanos: r.try_get(o + 14)?,
+        baseline_cost_nanos: r.try_get(o + 15)?,
+        catalog_version: r.try_get(o + 16)?,
+        estimated: r.try_get::<i64, _>(o + 17)? != 0,
+        latency_ms: r.try_get(o + 18)?,
+        ttft_ms: r.try_get(o + 19)?,
+        status: r.try_get::<i64, _>(o + 20)? as i32,
+        error_type: r.try_get(o + 21)?,
+        fallbacks: r.try_get::<i64, _>(o + 22)? as i32,
+    })
+}
+
+/// What spend can be grouped by (a closed set: never a client string in SQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    Key,
+    Team,
+    Model,
+    Provider,
+    Tier,
+    Route,
+}
+
+impl GroupBy {
+    pub fn parse(s: &str) -> Option<GroupBy> {
+        Some(match s {
+            "key" => GroupBy::Key,
+            "team" => GroupBy::Team,
+            "model" => GroupBy::Model,
+            "provider" => GroupBy::Provider,
+            "tier" => GroupBy::Tier,
+            "route" => GroupBy::Route,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupBy::Key => "key",
+            GroupBy::Team => "team",
+            GroupBy::Model => "model",
+            GroupBy::Provider => "provider",
+            GroupBy::Tier => "tier",
+            GroupBy::Route => "route",
+        }
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            GroupBy::Key => "key_name",
+            GroupBy::Team => "team",
+            GroupBy::Model => "model",
+            GroupBy::Provider => "provider",
+            GroupBy::Tier => "tier",
+            GroupBy::Route => "route",
+        }
+    }
+}
+
+/// Row filters of the spend API; every value is bound, never spliced into SQL.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub equals: Vec<(GroupBy, String)>,
+    /// `Some(true)`: errors only; `Some(false)`: successes only.
+    pub errors: Option<bool>,
+}
+
+#[derive(Debug, Clone)]
+enum Arg {
+    Int(i64),
+    Text(String),
+}
+
+impl Filter {
+    fn where_clause(&self) -> (String, Vec<Arg>) {
+        let mut args = vec![Arg::Int(self.from_ms), Arg::Int(self.to_ms)];
+        let mut sql = "ts_ms >= $1 AND ts_ms < $2".to_string();
+        for (column, value) in &self.equals {
+            args.push(Arg::Text(value.clone()));
+            sql.push_str(&format!(" AND {} = ${}", column.column(), args.len()));
+        }
+        match self.errors {
+            Some(true) => sql.push_str(" AND status >= 400"),
+            Some(false) => sql.push_str(" AND status < 400"),
+            None => {}
+        }
+        (sql, args)
+    }
+}
+
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    args: &[Arg],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for a in args {
+        q = match a {
+            Arg::Int(v) => q.bind(*v),
+            Arg::Text(v) => q.bind(v.clone()),
+        };
+    }
+    q
+}
+
+/// One group (in one time bucket) of the spend API.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Aggregate {
+    pub bucket_ms: i64,
+    pub group: String,
+    pub requests: i64,
+    pub errors: i64,
+    pub cost_nanos: i64,
+    pub baseline_cost_nanos: i64,
+    pub unpriced: i64,
+    /// input, cached_input, cache_write, output, reasoning.
+    pub tokens: [i64; 5],
+    pub fallbacks: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(ts: i64, key: &str, cost: Option<i64>) -> LedgerRow {
+        LedgerRow {
+            ts_ms: ts,
+            request_id: format!("r{ts}"),
+            key_name: key.into(),
+            team: Some("web".into()),
+            route: "auto".into(),
+            provider: "groq".into(),
+            model: "llama-3.3-70b".into(),
+            tier: "open-hosted".into(),
+            endpoint: "chat".into(),
+            input_tokens: 10,
+            output_tokens: 5,
+            cost_nanos: cost,
+            baseline_cost_nanos: cost.map(|c| c * 10),
+            catalog_version: "v".into(),
+            latency_ms: 100,
+            status: 200,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn sqlite_round_trip_and_aggregates() {
+        let dir = std::env::temp_dir().join(format!("bazaar-ledger-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("l.sqlite").display());
+        let ledger = Ledger::connect(&url).await.unwrap();
+        // Migrations are idempotent.
+        let ledger2 = Ledger::connect(&url).await.unwrap();
+        ledger
+            .insert(&[
+                row(1_000, "a", Some(100)),
+                row(2_000, "b", Some(50)),
+                row(3_600_001, "a", None),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(ledger2.count().await.unwrap(), 3);
+        let f = Filter {
+            from_ms: 0,
+            to_ms: 10_000_000,
+            ..Default::default()
+        };
+        let groups = ledger.aggregate(&f, GroupBy::Key, None).await.unwrap();
+        assert_eq!(groups.len(), 2);
+        assert_eq!(
+            (
+                groups[0].group.as_str(),
+                groups[0].requests,
+                groups[0].cost_nanos,
+                groups[0].unpriced
+            ),
+            ("a", 2, 100, 1)
+        );
+        let buckets = ledger
+            .aggregate(&f, GroupBy::Tier, Some(3_600_000))
+            .await
+            .unwrap();
+        assert_eq!(
+            buckets.iter().map(|b| b.bucket_ms).collect::<Vec<_>>(),
+            [0, 3_600_000]
+        );
+        let calls = ledger
+            .calls(
+                &Filter {
+                    equals: vec![(GroupBy::Key, "a".into())],
+                    ..f.clone()
+                },
+                10,
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].1.ts_ms, 3_600_001);
+        assert_eq!(calls[1].1, row(1_000, "a", Some(100)));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
