@@ -31,7 +31,35 @@ pub async fn start_billing(
     clock: billing::Clock,
 ) -> Result<(), billing::ledger::LedgerError> {
     let config = state.runtime().config.ledger.clone();
-    let (billing, writer) = billing::start(&config, clock, state.stopped.clone()).await?;
+    let (billing, writer) = billing::start(&config, clock.clone(), state.stopped.clone()).await?;
+    // Budgets continue where the ledger says this period's spend stands.
+    let now = clock();
+    let runtime = state.runtime();
+    let keys = runtime.config.keys.values().filter_map(|k| {
+        Some((
+            billing::ledger::GroupBy::Key,
+            k.name.clone(),
+            k.limits.budget?,
+        ))
+    });
+    let teams = runtime.config.teams.values().filter_map(|t| {
+        Some((
+            billing::ledger::GroupBy::Team,
+            t.name.clone(),
+            t.limits.budget?,
+        ))
+    });
+    for (column, name, budget) in keys.chain(teams) {
+        let since = billing::budget::period_start(budget.period, now);
+        let spent = billing.ledger.spent_since(column, &name, since).await?;
+        let scope = format!("{}:{name}", column.as_str());
+        state.budgets.seed(
+            &scope,
+            budget.period,
+            now,
+            u64::try_from(spent).unwrap_or(0),
+        );
+    }
     state.tasks.spawn(writer);
     let _ = state.billing.set(billing);
     Ok(())

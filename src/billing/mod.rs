@@ -67,3 +67,5 @@ pub async fn start(
         task,
     ))
 }
+pub mod budget;
+pub mod limits;

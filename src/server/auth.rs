@@ -6,6 +6,7 @@ use http::HeaderMap;
 use crate::api::ApiError;
 use crate::billing::keys::{hash_key, KeyHash};
 use crate::config::{Config, KeyConfig};
+use crate::router::filter::CallerLimits;
 
 /// The authenticated caller of one request.
 #[derive(Debug, Clone)]
@@ -23,6 +24,17 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The routing restrictions of this caller's key.
+    pub fn limits(&self) -> CallerLimits {
+        CallerLimits {
+            tiers: self
+                .key
+                .as_ref()
+                .map(|k| k.tiers.clone())
+                .filter(|t| !t.is_empty()),
+        }
+    }
+
     /// 403 unless this caller may use `model` (a model id or route name).
     pub fn check_model(&self, model: &str) -> Result<(), ApiError> {
         match &self.key {

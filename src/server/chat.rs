@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::auth::{authenticate, Caller};
 use super::body::JsonBody;
-use super::meter::{cost_header, served_by, Metered};
+use super::meter::{admit, cost_header, served_by, Metered};
 use super::relay::{self, RouteHeaders};
 use super::state::{AppState, Runtime};
 use super::RequestId;
@@ -20,7 +20,6 @@ use crate::api::ApiError;
 use crate::billing::cost::cost_nanos;
 use crate::billing::meter::{content_chars, with_usage_cost, Ending};
 use crate::providers::{Attempt, Chunk, StreamReply, UpstreamError};
-use crate::router::filter::CallerLimits;
 use crate::router::prefs::Prefs;
 use crate::router::{self, explain, fallback, CallShape, RoutePlan};
 use bytes::Bytes;
@@ -66,7 +65,7 @@ pub fn plan_chat(
     state: &AppState,
     req: &ChatRequest,
     headers: &HeaderMap,
-    _caller: &Caller,
+    caller: &Caller,
 ) -> Result<RoutePlan, ApiError> {
     let provider_ids: Vec<&str> = runtime
         .config
@@ -88,7 +87,7 @@ pub fn plan_chat(
         &state.router,
         &call,
         &prefs,
-        &CallerLimits::default(),
+        &caller.limits(),
         Instant::now(),
     )
 }
@@ -140,6 +139,14 @@ async fn serve_chat(
 ) -> Result<Response, ApiError> {
     caller.check_model(&req.model)?;
     let plan = plan_chat(runtime, state, req, headers, caller)?;
+    let admission = admit(
+        state,
+        runtime,
+        caller,
+        &plan,
+        req.estimated_prompt_tokens(),
+        req.max_tokens,
+    )?;
     let deadline = Instant::now() + max_total(runtime, &plan);
     let request_id = &*request_id.0;
     let settings = &runtime.config.router;
@@ -185,6 +192,7 @@ async fn serve_chat(
             ..Default::default()
         };
         let cost = metered.finish(Some(&by), ending);
+        admission.settle(cost);
         let body = with_usage_cost(&reply.body, cost)
             .map(Bytes::from)
             .unwrap_or(reply.body);
@@ -256,7 +264,7 @@ async fn serve_chat(
                 (None, true) => (499, Some("client_closed")),
                 (None, false) => (200, None),
             };
-            meter.finish(
+            let cost = meter.finish(
                 Some(&by),
                 Ending {
                     usage: end.usage,
@@ -268,6 +276,7 @@ async fn serve_chat(
                     ..Default::default()
                 },
             );
+            admission.settle(cost);
         },
     ))
 }

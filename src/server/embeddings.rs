@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::auth::{authenticate, Caller};
 use super::body::JsonBody;
 use super::chat::{first_chunk, max_total, route_headers};
-use super::meter::{cost_header, served_by, Metered};
+use super::meter::{admit, cost_header, served_by, Metered};
 use super::relay;
 use super::state::{AppState, Runtime};
 use super::RequestId;
@@ -148,6 +148,14 @@ async fn serve(
 ) -> Result<Response, ApiError> {
     caller.check_model(&req.model)?;
     let plan = plan_passthrough(runtime, state, req)?;
+    let admission = admit(
+        state,
+        runtime,
+        caller,
+        &plan,
+        req.estimated_prompt_tokens(),
+        req.max_tokens,
+    )?;
     let deadline = Instant::now() + max_total(runtime, &plan);
     let settings = &runtime.config.router;
     if !req.stream {
@@ -197,6 +205,7 @@ async fn serve(
             ..Default::default()
         };
         let cost = metered.finish(Some(&by), ending);
+        admission.settle(cost);
         let body = with_usage_cost(&reply.body, cost)
             .map(Bytes::from)
             .unwrap_or(reply.body);
@@ -257,7 +266,7 @@ async fn serve(
                 (None, true) => (499, Some("client_closed")),
                 (None, false) => (200, None),
             };
-            meter.finish(
+            let cost = meter.finish(
                 Some(&by),
                 Ending {
                     usage: end.usage,
@@ -269,6 +278,7 @@ async fn serve(
                     ..Default::default()
                 },
             );
+            admission.settle(cost);
         },
     ))
 }

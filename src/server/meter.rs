@@ -7,9 +7,13 @@ use tokio::time::Instant;
 
 use super::auth::Caller;
 use super::state::{AppState, Runtime};
-use crate::billing::cost::usd;
+use crate::api::{ApiError, Usage};
+use crate::billing::budget::Reservation;
+use crate::billing::cost::{cost_nanos, usd};
 use crate::billing::meter::{CallMeter, Ending, ServedBy};
 use crate::catalog::Price;
+use crate::config::Limits;
+use crate::router::RoutePlan;
 use crate::router::{plan::local_price, Candidate};
 
 /// A call being metered.
@@ -128,4 +132,102 @@ pub fn cost_header(cost: Option<u64>) -> http::HeaderValue {
             .unwrap_or_else(|_| http::HeaderValue::from_static("unknown")),
         None => http::HeaderValue::from_static("unknown"),
     }
+}
+
+/// What a call holds while it runs: budget reservations, settled when it ends.
+#[derive(Debug, Default)]
+pub struct Admission {
+    reservations: Vec<Reservation>,
+}
+
+impl Admission {
+    /// Settles every reservation to the call's cost; an unknown cost settles at the
+    /// reserved amount (the most the call could have cost).
+    pub fn settle(self, cost: Option<u64>) {
+        for r in self.reservations {
+            match cost {
+                Some(c) => r.settle(c),
+                None => {
+                    let amount = r.amount();
+                    r.settle(amount);
+                }
+            }
+        }
+    }
+}
+
+/// Rate limits (429) and budgets (402) of the caller's key and team, checked before any
+/// backend is called. The budget reservation is the most this call can cost over the
+/// plan's candidates: its prompt estimate plus `max_tokens` (or the model's max output).
+pub fn admit(
+    state: &AppState,
+    runtime: &Runtime,
+    caller: &Caller,
+    plan: &RoutePlan,
+    prompt_tokens: u64,
+    max_tokens: Option<u64>,
+) -> Result<Admission, ApiError> {
+    let Some(key) = &caller.key else {
+        return Ok(Admission::default());
+    };
+    let config = &runtime.config;
+    let team = key.team.as_ref().and_then(|t| config.teams.get(t));
+    let scopes: Vec<(String, Limits)> = std::iter::once((format!("key:{}", key.name), key.limits))
+        .chain(team.map(|t| (format!("team:{}", t.name), t.limits)))
+        .collect();
+    let tokens = prompt_tokens + max_tokens.unwrap_or(config.router.expected_output_tokens);
+    for (scope, limits) in &scopes {
+        let limited = limits
+            .rpm
+            .map(|rpm| state.limits.check_request(scope, rpm))
+            .transpose()
+            .and_then(|_| {
+                limits
+                    .tpm
+                    .map(|tpm| state.limits.check_tokens(scope, tpm, tokens))
+                    .transpose()
+            });
+        if let Err(l) = limited {
+            return Err(ApiError::RateLimited {
+                message: format!("Rate limit reached: {}.", l.what),
+                retry_after: Some(l.retry_after),
+            });
+        }
+    }
+    let worst = plan
+        .candidates
+        .iter()
+        .filter_map(|c| {
+            let out = max_tokens.or(c.facts.limits.max_output).unwrap_or(4_096);
+            let usage = Usage {
+                input: prompt_tokens,
+                output: out,
+                ..Default::default()
+            };
+            cost_nanos(&usage, &c.facts.price, caller.markup_bp)
+        })
+        .max()
+        .unwrap_or(0);
+    let now_ms = state.billing.get().map(|b| (b.clock)()).unwrap_or(0);
+    let mut admission = Admission::default();
+    for (scope, limits) in scopes {
+        let Some(budget) = limits.budget else {
+            continue;
+        };
+        match state.budgets.reserve(&scope, budget, worst, now_ms) {
+            Ok(r) => admission.reservations.push(r),
+            Err(e) => {
+                tracing::debug!(scope = %e.scope, "Budget would be exceeded.");
+                return Err(ApiError::BudgetExhausted(format!(
+                    "Budget exhausted for {}: {} of {} spent this period, {} reserved by calls in flight; this call may cost up to {}.",
+                    e.scope,
+                    usd(e.spent_nanos),
+                    usd(e.limit_nanos),
+                    usd(e.reserved_nanos),
+                    usd(e.needed_nanos)
+                )));
+            }
+        }
+    }
+    Ok(admission)
 }

@@ -57,6 +57,10 @@ pub struct AppState {
     pub stopped: CancellationToken,
     /// Set once the ledger is connected (see `bazaar::start_billing`).
     pub billing: std::sync::OnceLock<crate::billing::Billing>,
+    /// Budget windows of keys and teams (in process).
+    pub budgets: Arc<crate::billing::budget::Budgets>,
+    /// RPM/TPM limiters of keys and teams (in process).
+    pub limits: crate::billing::limits::RateLimits,
     reloads_applied: AtomicU64,
     reloads_rejected: AtomicU64,
 }
@@ -71,6 +75,8 @@ impl AppState {
             shutdown: CancellationToken::new(),
             stopped: CancellationToken::new(),
             billing: std::sync::OnceLock::new(),
+            budgets: Default::default(),
+            limits: Default::default(),
             reloads_applied: AtomicU64::new(0),
             reloads_rejected: AtomicU64::new(0),
         })

@@ -13,6 +13,7 @@
 mod common;
 
 mod billing;
+mod budgets;
 mod chat;
 mod config_examples;
 mod errors;
