@@ -61,6 +61,22 @@ pub async fn start_billing(
         );
     }
     state.tasks.spawn(writer);
+    state.keys.refresh(&billing.ledger).await?;
+    // Keys created or revoked by other replicas (or the CLI) arrive within 10 s.
+    let (refresh_state, ledger) = (state.clone(), billing.ledger.clone());
+    state.tasks.spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                _ = refresh_state.shutdown.cancelled() => return,
+                _ = tick.tick() => {
+                    if let Err(e) = refresh_state.keys.refresh(&ledger).await {
+                        tracing::warn!("Refreshing virtual keys failed: {e}");
+                    }
+                }
+            }
+        }
+    });
     let _ = state.billing.set(billing);
     Ok(())
 }

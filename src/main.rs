@@ -49,6 +49,14 @@ enum Command {
         #[arg(long)]
         require_key: Option<String>,
     },
+    /// Create, list or revoke virtual keys in the ledger database.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+        /// The config naming the ledger database (default: the embedded config).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
     /// Exit 0 if the URL answers 200 (a container HEALTHCHECK or exec probe without curl).
     Probe {
         #[arg(default_value = "http://127.0.0.1:8080/readyz")]
@@ -59,6 +67,40 @@ enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key; it is printed once and stored hashed.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        team: Option<String>,
+        /// `50/month`, `5/day`, `20/week` (USD).
+        #[arg(long)]
+        budget: Option<String>,
+        #[arg(long)]
+        rpm: Option<u32>,
+        #[arg(long)]
+        tpm: Option<u32>,
+        /// Comma-separated models or routes the key may use.
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// Comma-separated tiers the key may use.
+        #[arg(long, value_delimiter = ',')]
+        tiers: Vec<String>,
+        /// Visible markup on this key's costs, in percent.
+        #[arg(long)]
+        markup: Option<f64>,
+        /// Days until the key expires.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// List keys (never the keys themselves).
+    List,
+    /// Revoke a key by id.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -101,6 +143,16 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprint!("{}: {e}", config.display());
+                ExitCode::from(2)
+            }
+        },
+        Command::Keys { command, config } => match run_keys(command, config) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("bazaar keys: {e:#}");
                 ExitCode::from(2)
             }
         },
@@ -173,6 +225,52 @@ fn run_sim(listen: &str, spec: bazaar::demo::sim::SimSpec) -> anyhow::Result<()>
             .with_graceful_shutdown(shutdown_signal())
             .await?;
         Ok(())
+    })
+}
+
+fn run_keys(command: KeysCommand, config: Option<PathBuf>) -> anyhow::Result<String> {
+    use bazaar::billing::keys::{self, NewKey};
+    let config = match &config {
+        Some(p) => Config::load(p, &process_env)?,
+        None => Config::resolve(&Config::embedded_default(&process_env), &process_env)?,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let ledger = bazaar::billing::ledger::Ledger::connect(&config.ledger.url)
+            .await
+            .with_context(|| format!("cannot open the ledger at {}", bazaar::config::redact_url(&config.ledger.url)))?;
+        let now = (bazaar::billing::system_clock())();
+        Ok(match command {
+            KeysCommand::Create { name, team, budget, rpm, tpm, models, tiers, markup, expires_in_days } => {
+                let settings = NewKey {
+                    name,
+                    team,
+                    budget,
+                    rpm,
+                    tpm,
+                    models,
+                    tiers,
+                    markup_percent: markup,
+                    expires_ms: expires_in_days.map(|d| now + i64::from(d) * 86_400_000),
+                };
+                let (id, key) = keys::create(&ledger, &settings, now).await?;
+                format!("{key}\nid: {id} (the key above is shown once; running gateways pick it up within 10 s)\n")
+            }
+            KeysCommand::List => {
+                let mut out = String::new();
+                for k in keys::list(&ledger).await? {
+                    out.push_str(&serde_json::to_string(&k)?);
+                    out.push('\n');
+                }
+                out
+            }
+            KeysCommand::Revoke { id } => {
+                anyhow::ensure!(keys::revoke(&ledger, &id).await?, "no key `{id}`");
+                format!("revoked {id}\n")
+            }
+        })
     })
 }
 

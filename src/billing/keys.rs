@@ -1,6 +1,16 @@
-//! Gateway keys: stored and compared only as SHA-256 hashes.
+//! Gateway keys: stored and compared only as SHA-256 hashes. Virtual keys (`bzr-…`)
+//! are created by the admin API or `bazaar keys create`, live in the ledger database,
+//! and are cached in memory: the request path never queries the database for a key.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use super::ledger::{Ledger, LedgerError};
+use crate::config::{parse_budget, KeyConfig, Limits, TeamConfig};
 
 /// The SHA-256 of a key; the only form in which a key is kept.
 pub type KeyHash = [u8; 32];
@@ -8,4 +18,327 @@ pub type KeyHash = [u8; 32];
 /// Hashes a presented or configured key.
 pub fn hash_key(key: &str) -> KeyHash {
     Sha256::digest(key.as_bytes()).into()
+}
+
+fn hex(hash: &KeyHash) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<KeyHash> {
+    let bytes: Vec<u8> = (0..text.len())
+        .step_by(2)
+        .filter_map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect();
+    bytes.try_into().ok()
+}
+
+/// A new key's settings, as the admin API and the CLI take them.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    pub name: String,
+    #[serde(default)]
+    pub team: Option<String>,
+    /// `"50/month"`.
+    #[serde(default)]
+    pub budget: Option<String>,
+    #[serde(default)]
+    pub rpm: Option<u32>,
+    #[serde(default)]
+    pub tpm: Option<u32>,
+    #[serde(default)]
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub tiers: Vec<String>,
+    #[serde(default)]
+    pub markup_percent: Option<f64>,
+    /// Unix milliseconds after which the key stops working.
+    #[serde(default)]
+    pub expires_ms: Option<i64>,
+}
+
+/// A stored key as listed (never the key itself).
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    pub id: String,
+    #[serde(flatten)]
+    pub settings: NewKey,
+    pub revoked: bool,
+    pub created_ms: i64,
+}
+
+/// A team's settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTeam {
+    pub name: String,
+    #[serde(default)]
+    pub budget: Option<String>,
+    #[serde(default)]
+    pub rpm: Option<u32>,
+    #[serde(default)]
+    pub tpm: Option<u32>,
+}
+
+impl NewKey {
+    /// Checks the settings and turns them into the runtime form.
+    pub fn to_config(&self, hash: KeyHash) -> Result<KeyConfig, String> {
+        if self.name.trim().is_empty() {
+            return Err("`name` is required".into());
+        }
+        let budget = self.budget.as_deref().map(parse_budget).transpose()?;
+        let tiers = self
+            .tiers
+            .iter()
+            .map(|t| t.parse())
+            .collect::<Result<Vec<_>, _>>()?;
+        let markup_bp = match self.markup_percent {
+            Some(p) if p.is_finite() && (0.0..=1000.0).contains(&p) => (p * 100.0).round() as u32,
+            Some(_) => return Err("`markup_percent` must be between 0 and 1000".into()),
+            None => 0,
+        };
+        Ok(KeyConfig {
+            name: self.name.clone(),
+            team: self.team.clone(),
+            hash,
+            markup_bp,
+            limits: Limits {
+                budget,
+                rpm: self.rpm,
+                tpm: self.tpm,
+            },
+            models: self.models.clone(),
+            tiers,
+        })
+    }
+}
+
+impl NewTeam {
+    pub fn to_config(&self) -> Result<TeamConfig, String> {
+        if self.name.trim().is_empty() {
+            return Err("`name` is required".into());
+        }
+        let budget = self.budget.as_deref().map(parse_budget).transpose()?;
+        Ok(TeamConfig {
+            name: self.name.clone(),
+            limits: Limits {
+                budget,
+                rpm: self.rpm,
+                tpm: self.tpm,
+            },
+        })
+    }
+}
+
+/// Virtual keys and teams in the database, and their in-memory cache.
+#[derive(Debug, Default)]
+pub struct KeyStore {
+    keys: RwLock<HashMap<KeyHash, (KeyConfig, Option<i64>)>>,
+    teams: RwLock<HashMap<String, TeamConfig>>,
+}
+
+impl KeyStore {
+    /// The live key with this hash (not revoked, not expired at `now_ms`).
+    pub fn lookup(&self, hash: &KeyHash, now_ms: i64) -> Option<KeyConfig> {
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        let (key, expires) = keys.get(hash)?;
+        if expires.is_some_and(|e| e <= now_ms) {
+            return None;
+        }
+        Some(key.clone())
+    }
+
+    /// A team defined through the admin API.
+    pub fn team(&self, name: &str) -> Option<TeamConfig> {
+        self.teams
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Reloads the cache from the database (at start, after changes, and periodically).
+    pub async fn refresh(&self, ledger: &Ledger) -> Result<(), LedgerError> {
+        let rows = sqlx::query("SELECT hash, name, team, budget, rpm, tpm, models, tiers, markup_bp, expires_ms FROM virtual_keys WHERE revoked = 0")
+            .fetch_all(ledger.pool())
+            .await?;
+        let mut keys = HashMap::new();
+        for r in rows {
+            let Some(hash) = unhex(&r.try_get::<String, _>(0)?) else {
+                continue;
+            };
+            let settings = NewKey {
+                name: r.try_get(1)?,
+                team: r.try_get(2)?,
+                budget: r.try_get(3)?,
+                rpm: r.try_get::<Option<i64>, _>(4)?.map(|v| v as u32),
+                tpm: r.try_get::<Option<i64>, _>(5)?.map(|v| v as u32),
+                models: split(&r.try_get::<String, _>(6)?),
+                tiers: split(&r.try_get::<String, _>(7)?),
+                markup_percent: Some(r.try_get::<i64, _>(8)? as f64 / 100.0),
+                expires_ms: r.try_get(9)?,
+            };
+            match settings.to_config(hash) {
+                Ok(k) => {
+                    keys.insert(hash, (k, settings.expires_ms));
+                }
+                Err(e) => {
+                    tracing::warn!(name = %settings.name, "A stored key's settings are invalid and it is ignored: {e}")
+                }
+            }
+        }
+        let rows = sqlx::query("SELECT name, budget, rpm, tpm FROM teams")
+            .fetch_all(ledger.pool())
+            .await?;
+        let mut teams = HashMap::new();
+        for r in rows {
+            let t = NewTeam {
+                name: r.try_get(0)?,
+                budget: r.try_get(1)?,
+                rpm: r.try_get::<Option<i64>, _>(2)?.map(|v| v as u32),
+                tpm: r.try_get::<Option<i64>, _>(3)?.map(|v| v as u32),
+            };
+            if let Ok(team) = t.to_config() {
+                teams.insert(team.name.clone(), team);
+            }
+        }
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
+        *self.teams.write().unwrap_or_else(|p| p.into_inner()) = teams;
+        Ok(())
+    }
+}
+
+fn split(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Creates a key; returns its id and the key itself (shown once, stored only hashed).
+pub async fn create(
+    ledger: &Ledger,
+    settings: &NewKey,
+    now_ms: i64,
+) -> Result<(String, String), LedgerError> {
+    let key = format!("bzr-{:032x}", rand::random::<u128>());
+    let hash = hash_key(&key);
+    settings.to_config(hash).map_err(LedgerError::Invalid)?;
+    let id = format!("key_{:016x}", rand::random::<u64>());
+    let markup_bp = settings
+        .markup_percent
+        .map(|p| (p * 100.0).round() as i64)
+        .unwrap_or(0);
+    sqlx::query("INSERT INTO virtual_keys (id, hash, name, team, budget, rpm, tpm, models, tiers, markup_bp, expires_ms, revoked, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12)")
+        .bind(id.clone())
+        .bind(hex(&hash))
+        .bind(settings.name.clone())
+        .bind(settings.team.clone())
+        .bind(settings.budget.clone())
+        .bind(settings.rpm.map(i64::from))
+        .bind(settings.tpm.map(i64::from))
+        .bind(settings.models.join(","))
+        .bind(settings.tiers.join(","))
+        .bind(markup_bp)
+        .bind(settings.expires_ms)
+        .bind(now_ms)
+        .execute(ledger.pool())
+        .await?;
+    Ok((id, key))
+}
+
+/// Every stored key (revoked ones included), newest first.
+pub async fn list(ledger: &Ledger) -> Result<Vec<KeyInfo>, LedgerError> {
+    let rows = sqlx::query("SELECT id, name, team, budget, rpm, tpm, models, tiers, markup_bp, expires_ms, revoked, created_ms FROM virtual_keys ORDER BY created_ms DESC")
+        .fetch_all(ledger.pool())
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(KeyInfo {
+                id: r.try_get(0)?,
+                settings: NewKey {
+                    name: r.try_get(1)?,
+                    team: r.try_get(2)?,
+                    budget: r.try_get(3)?,
+                    rpm: r.try_get::<Option<i64>, _>(4)?.map(|v| v as u32),
+                    tpm: r.try_get::<Option<i64>, _>(5)?.map(|v| v as u32),
+                    models: split(&r.try_get::<String, _>(6)?),
+                    tiers: split(&r.try_get::<String, _>(7)?),
+                    markup_percent: Some(r.try_get::<i64, _>(8)? as f64 / 100.0),
+                    expires_ms: r.try_get(9)?,
+                },
+                revoked: r.try_get::<i64, _>(10)? != 0,
+                created_ms: r.try_get(11)?,
+            })
+        })
+        .collect()
+}
+
+/// Revokes a key; false when no such key exists.
+pub async fn revoke(ledger: &Ledger, id: &str) -> Result<bool, LedgerError> {
+    let done = sqlx::query("UPDATE virtual_keys SET revoked = 1 WHERE id = $1")
+        .bind(id.to_string())
+        .execute(ledger.pool())
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Creates or replaces a team.
+pub async fn upsert_team(ledger: &Ledger, team: &NewTeam, now_ms: i64) -> Result<(), LedgerError> {
+    team.to_config().map_err(LedgerError::Invalid)?;
+    let mut tx = ledger.pool().begin().await?;
+    sqlx::query("DELETE FROM teams WHERE name = $1")
+        .bind(team.name.clone())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO teams (name, budget, rpm, tpm, created_ms) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(team.name.clone())
+    .bind(team.budget.clone())
+    .bind(team.rpm.map(i64::from))
+    .bind(team.tpm.map(i64::from))
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Every team defined through the admin API.
+pub async fn list_teams(ledger: &Ledger) -> Result<Vec<NewTeam>, LedgerError> {
+    let rows = sqlx::query("SELECT name, budget, rpm, tpm FROM teams ORDER BY name")
+        .fetch_all(ledger.pool())
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(NewTeam {
+                name: r.try_get(0)?,
+                budget: r.try_get(1)?,
+                rpm: r.try_get::<Option<i64>, _>(2)?.map(|v| v as u32),
+                tpm: r.try_get::<Option<i64>, _>(3)?.map(|v| v as u32),
+            })
+        })
+        .collect()
+}
+
+/// Deletes a team; false when it did not exist.
+pub async fn delete_team(ledger: &Ledger, name: &str) -> Result<bool, LedgerError> {
+    let done = sqlx::query("DELETE FROM teams WHERE name = $1")
+        .bind(name.to_string())
+        .execute(ledger.pool())
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips() {
+        let h = hash_key("bzr-x");
+        assert_eq!(unhex(&hex(&h)), Some(h));
+    }
 }

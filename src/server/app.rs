@@ -6,13 +6,13 @@ use std::sync::Arc;
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use http::HeaderValue;
 use tracing::Instrument;
 
 use super::state::AppState;
-use super::{chat, embeddings, health, models, spend, RequestId};
+use super::{admin, chat, embeddings, health, models, spend, RequestId};
 use crate::api::error::LoggedError;
 use crate::api::ApiError;
 
@@ -27,6 +27,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/spend", get(spend::spend))
         .route("/v1/spend/calls", get(spend::calls))
         .route("/v1/spend/export", get(spend::export))
+        .route("/admin/keys", post(admin::create_key).get(admin::list_keys))
+        .route("/admin/keys/{id}", delete(admin::revoke_key))
+        .route(
+            "/admin/teams",
+            post(admin::upsert_team).get(admin::list_teams),
+        )
+        .route("/admin/teams/{name}", delete(admin::delete_team))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)

@@ -4,7 +4,7 @@
 use http::HeaderMap;
 
 use crate::api::ApiError;
-use crate::billing::keys::{hash_key, KeyHash};
+use crate::billing::keys::{hash_key, KeyHash, KeyStore};
 use crate::config::{Config, KeyConfig};
 use crate::router::filter::CallerLimits;
 
@@ -69,8 +69,14 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Resolves the caller from the request's key; 401 when missing or unknown.
-pub fn authenticate(headers: &HeaderMap, config: &Config) -> Result<Caller, ApiError> {
+/// Resolves the caller from the request's key (config keys, then virtual keys); 401
+/// when missing, unknown, revoked or expired.
+pub fn authenticate(
+    headers: &HeaderMap,
+    config: &Config,
+    store: &KeyStore,
+    now_ms: i64,
+) -> Result<Caller, ApiError> {
     let key = presented_key(headers).ok_or_else(|| {
         ApiError::Unauthorized("Missing gateway key: send `Authorization: Bearer <key>`.".into())
     })?;
@@ -94,6 +100,16 @@ pub fn authenticate(headers: &HeaderMap, config: &Config) -> Result<Caller, ApiE
             markup_bp: k.markup_bp,
             key: Some(k.clone()),
         }),
-        None => Err(ApiError::Unauthorized("Invalid gateway key.".into())),
+        None => match store.lookup(&hash, now_ms) {
+            Some(k) => Ok(Caller {
+                name: k.name.clone(),
+                team: k.team.clone(),
+                admin: false,
+                key_hash: hash,
+                markup_bp: k.markup_bp,
+                key: Some(k),
+            }),
+            None => Err(ApiError::Unauthorized("Invalid gateway key.".into())),
+        },
     }
 }

@@ -9,7 +9,7 @@ use axum::{Extension, Json};
 use http::HeaderMap;
 use tokio::time::Instant;
 
-use super::auth::{authenticate, Caller};
+use super::auth::Caller;
 use super::body::JsonBody;
 use super::meter::{admit, cost_header, served_by, Metered};
 use super::relay::{self, RouteHeaders};
@@ -44,7 +44,7 @@ pub async fn explain(
 ) -> Response {
     let result = (|| {
         let runtime = state.runtime();
-        let caller = authenticate(&headers, &runtime.config)?;
+        let caller = state.authenticate(&headers, &runtime)?;
         let req = ChatRequest::parse(&body)?;
         let plan = plan_chat(&runtime, &state, &req, &headers, &caller)?;
         Ok::<_, ApiError>(
@@ -99,7 +99,7 @@ async fn handle(
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let runtime = state.runtime();
-    let caller = authenticate(headers, &runtime.config)?;
+    let caller = state.authenticate(headers, &runtime)?;
     let req = ChatRequest::parse(body)?;
     let metered = Metered::new(
         state,

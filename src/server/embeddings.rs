@@ -9,7 +9,7 @@ use axum::Extension;
 use http::HeaderMap;
 use tokio::time::Instant;
 
-use super::auth::{authenticate, Caller};
+use super::auth::Caller;
 use super::body::JsonBody;
 use super::chat::{first_chunk, max_total, route_headers};
 use super::meter::{admit, cost_header, served_by, Metered};
@@ -95,7 +95,7 @@ async fn handle(
     kind: Kind,
 ) -> Result<Response, ApiError> {
     let runtime = state.runtime();
-    let caller = authenticate(headers, &runtime.config)?;
+    let caller = state.authenticate(headers, &runtime)?;
     let req = match kind {
         Kind::Embeddings => PassthroughRequest::parse_embeddings(body)?,
         Kind::Completions => PassthroughRequest::parse_completions(body)?,

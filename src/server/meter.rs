@@ -171,9 +171,15 @@ pub fn admit(
         return Ok(Admission::default());
     };
     let config = &runtime.config;
-    let team = key.team.as_ref().and_then(|t| config.teams.get(t));
+    let team = key
+        .team
+        .as_ref()
+        .and_then(|t| config.teams.get(t).cloned().or_else(|| state.keys.team(t)));
     let scopes: Vec<(String, Limits)> = std::iter::once((format!("key:{}", key.name), key.limits))
-        .chain(team.map(|t| (format!("team:{}", t.name), t.limits)))
+        .chain(
+            team.as_ref()
+                .map(|t| (format!("team:{}", t.name), t.limits)),
+        )
         .collect();
     let tokens = prompt_tokens + max_tokens.unwrap_or(config.router.expected_output_tokens);
     for (scope, limits) in &scopes {

@@ -1,6 +1,7 @@
 //! The axum front end: routes, auth, body limits, health, request ids and shutdown.
 //! Handlers parse and authenticate, then hand the call to the router and adapters.
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod body;

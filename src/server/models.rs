@@ -8,7 +8,6 @@ use axum::Json;
 use http::HeaderMap;
 use serde::Serialize;
 
-use super::auth::authenticate;
 use super::state::AppState;
 
 #[derive(Serialize)]
@@ -27,7 +26,7 @@ struct ModelObject<'a> {
 
 pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let runtime = state.runtime();
-    if let Err(e) = authenticate(&headers, &runtime.config) {
+    if let Err(e) = state.authenticate(&headers, &runtime) {
         return e.into_response();
     }
     let data = runtime

@@ -12,7 +12,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::{authenticate, Caller};
+use super::auth::Caller;
 use super::state::AppState;
 use crate::api::ApiError;
 use crate::billing::cost::usd;
@@ -151,7 +151,7 @@ pub async fn spend(
 ) -> Response {
     let result = async {
         let runtime = state.runtime();
-        let caller = authenticate(&headers, &runtime.config)?;
+        let caller = state.authenticate(&headers, &runtime)?;
         let Query(q) = query.map_err(|e| ApiError::bad_request(format!("Invalid query string: {e}")))?;
         let billing = billing(&state)?;
         let filter = q.filter(&caller, (billing.clock)())?;
@@ -258,7 +258,7 @@ pub async fn calls(
 ) -> Response {
     let result = async {
         let runtime = state.runtime();
-        let caller = authenticate(&headers, &runtime.config)?;
+        let caller = state.authenticate(&headers, &runtime)?;
         let Query(q) =
             query.map_err(|e| ApiError::bad_request(format!("Invalid query string: {e}")))?;
         let billing = billing(&state)?;
@@ -294,7 +294,7 @@ pub async fn export(
 ) -> Response {
     let result = async {
         let runtime = state.runtime();
-        let caller = authenticate(&headers, &runtime.config)?;
+        let caller = state.authenticate(&headers, &runtime)?;
         let Query(q) = query.map_err(|e| ApiError::bad_request(format!("Invalid query string: {e}")))?;
         if q.format.as_deref().unwrap_or("csv") != "csv" {
             return Err(ApiError::invalid("format", "`format` must be csv"));

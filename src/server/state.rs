@@ -61,6 +61,8 @@ pub struct AppState {
     pub budgets: Arc<crate::billing::budget::Budgets>,
     /// RPM/TPM limiters of keys and teams (in process).
     pub limits: crate::billing::limits::RateLimits,
+    /// Virtual keys and teams from the database, cached.
+    pub keys: crate::billing::keys::KeyStore,
     reloads_applied: AtomicU64,
     reloads_rejected: AtomicU64,
 }
@@ -77,6 +79,7 @@ impl AppState {
             billing: std::sync::OnceLock::new(),
             budgets: Default::default(),
             limits: Default::default(),
+            keys: Default::default(),
             reloads_applied: AtomicU64::new(0),
             reloads_rejected: AtomicU64::new(0),
         })
@@ -122,6 +125,20 @@ impl AppState {
                 false
             }
         }
+    }
+
+    /// The caller of a request, by its key.
+    pub fn authenticate(
+        &self,
+        headers: &http::HeaderMap,
+        runtime: &Runtime,
+    ) -> Result<super::auth::Caller, crate::api::ApiError> {
+        super::auth::authenticate(headers, &runtime.config, &self.keys, self.now_ms())
+    }
+
+    /// Wall-clock milliseconds from the billing clock (0 before billing starts).
+    pub fn now_ms(&self) -> i64 {
+        self.billing.get().map(|b| (b.clock)()).unwrap_or(0)
     }
 
     /// Reloads applied and refused since start.

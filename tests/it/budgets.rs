@@ -121,3 +121,89 @@ async fn key_model_and_tier_allow_lists() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn virtual_keys_from_the_admin_api() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&config(&mock, "")).await;
+    // Only the master key may use the admin API.
+    let resp = gw
+        .client
+        .post(gw.url("/admin/keys"))
+        .bearer_auth(KEY)
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, 403).await;
+    let resp = gw
+        .client
+        .post(gw.url("/admin/keys"))
+        .bearer_auth(MASTER)
+        .json(&json!({"name": "partner", "team": "ext", "budget": "0.00001/month", "models": ["m"], "markup_percent": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let created: serde_json::Value = resp.json().await.unwrap();
+    let key = created["key"].as_str().unwrap().to_string();
+    assert!(key.starts_with("bzr-"));
+    let id = created["id"].as_str().unwrap().to_string();
+
+    // The new key works at once, within its budget (one 5-token call at $1/M plus 5% fits; a second does not).
+    let use_key = |body: serde_json::Value| {
+        gw.client
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+    };
+    assert_eq!(use_key(call()).await.unwrap().status(), 200);
+    assert_eq!(use_key(call()).await.unwrap().status(), 402);
+    let list: serde_json::Value = gw
+        .client
+        .get(gw.url("/admin/keys"))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["keys"][0]["name"], "partner");
+    assert!(
+        !list.to_string().contains(&key),
+        "a listed key never shows the key"
+    );
+
+    let resp = gw
+        .client
+        .delete(gw.url(&format!("/admin/keys/{id}")))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    expect_error(use_key(call()).await.unwrap(), 401).await;
+    let resp = gw
+        .client
+        .delete(gw.url("/admin/keys/key_nope"))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, 404).await;
+
+    // Teams: limits shared by their keys.
+    let resp = gw
+        .client
+        .post(gw.url("/admin/teams"))
+        .bearer_auth(MASTER)
+        .json(&json!({"name": "web", "rpm": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_eq!(gw.post("/v1/chat/completions", call()).await.status(), 200);
+    expect_error(gw.post("/v1/chat/completions", call()).await, 429).await;
+}

@@ -88,6 +88,17 @@ fn migrations(backend: Backend) -> Vec<(i64, String)> {
         (2, "CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts_ms)".into()),
         (3, "CREATE INDEX IF NOT EXISTS ledger_key_ts ON ledger (key_name, ts_ms)".into()),
         (4, "CREATE INDEX IF NOT EXISTS ledger_team_ts ON ledger (team, ts_ms)".into()),
+        (
+            5,
+            "CREATE TABLE IF NOT EXISTS virtual_keys (id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, name TEXT NOT NULL, team TEXT,
+             budget TEXT, rpm BIGINT, tpm BIGINT, models TEXT NOT NULL, tiers TEXT NOT NULL, markup_bp BIGINT NOT NULL,
+             expires_ms BIGINT, revoked BIGINT NOT NULL, created_ms BIGINT NOT NULL)"
+                .into(),
+        ),
+        (
+            6,
+            "CREATE TABLE IF NOT EXISTS teams (name TEXT PRIMARY KEY, budget TEXT, rpm BIGINT, tpm BIGINT, created_ms BIGINT NOT NULL)".into(),
+        ),
     ]
 }
 
@@ -293,6 +304,11 @@ impl Ledger {
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
             .collect()
+    }
+
+    /// The pool, for the key store's queries.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     /// Closes every connection: further writes fail (as if the database were down).
