@@ -337,3 +337,61 @@ async fn shutdown_mid_load_keeps_one_row_per_answered_call() {
         .len() as i64;
     assert_eq!(ok_rows, answered, "one ledger row per answered call");
 }
+
+/// The same metering against a real PostgreSQL (CI starts one; `scripts/test` exports its URL).
+#[tokio::test]
+async fn postgres_ledger_records_and_serves_spend() {
+    let Some(url) = bazaar::config::process_env("BAZAAR_TEST_POSTGRES_URL") else {
+        eprintln!("postgres_ledger_records_and_serves_spend: skipped, BAZAAR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let mock = MockUpstream::start().await;
+    let key_name = format!("pg-{:x}", rand_suffix());
+    let toml = priced_config(&mock).replace("name = \"app\"", &format!("name = \"{key_name}\""))
+        + &format!("\n[ledger]\nurl = \"{url}\"\n");
+    let gw = TestGateway::start(&toml).await;
+    for stream in [false, true] {
+        let resp = gw.post("/v1/chat/completions", chat(stream)).await;
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
+    }
+    let mut spend = serde_json::Value::Null;
+    for _ in 0..500 {
+        spend = gw
+            .client
+            .get(gw.url(&format!("/v1/spend?key={key_name}&group_by=key")))
+            .bearer_auth(MASTER)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if spend["totals"]["requests"] == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(spend["totals"]["requests"], 2, "{spend}");
+    let groups = spend["groups"].as_array().unwrap();
+    assert_eq!(groups[0]["group"], key_name.as_str());
+    assert!(spend["totals"]["cost_nanos"].as_i64().unwrap() > 0);
+    let csv = gw
+        .client
+        .get(gw.url(&format!("/v1/spend/export?format=csv&key={key_name}")))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(csv.lines().count(), 3);
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}

@@ -252,13 +252,13 @@ impl Ledger {
         let (where_sql, args) = filter.where_clause();
         let group = group_by.column();
         let bucket = match bucket_ms {
-            Some(ms) => format!("(ts_ms - (ts_ms % {ms}))"),
-            None => "0".to_string(),
+            Some(ms) => format!("CAST(ts_ms - (ts_ms % {ms}) AS BIGINT)"),
+            None => "CAST(0 AS BIGINT)".to_string(),
         };
         let sql = format!(
-            "SELECT {bucket} AS bucket, COALESCE({group}, '') AS grp, COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END),
-             SUM(COALESCE(cost_nanos, 0)), SUM(COALESCE(baseline_cost_nanos, COALESCE(cost_nanos, 0))), SUM(CASE WHEN cost_nanos IS NULL AND status < 400 THEN 1 ELSE 0 END),
-             SUM(input_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), SUM(output_tokens), SUM(reasoning_tokens), SUM(fallbacks)
+            "SELECT {bucket} AS bucket, COALESCE({group}, '') AS grp, COUNT(*), CAST(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS BIGINT),
+             CAST(SUM(COALESCE(cost_nanos, 0)) AS BIGINT), CAST(SUM(COALESCE(baseline_cost_nanos, COALESCE(cost_nanos, 0))) AS BIGINT), CAST(SUM(CASE WHEN cost_nanos IS NULL AND status < 400 THEN 1 ELSE 0 END) AS BIGINT),
+             CAST(SUM(input_tokens) AS BIGINT), CAST(SUM(cached_input_tokens) AS BIGINT), CAST(SUM(cache_write_tokens) AS BIGINT), CAST(SUM(output_tokens) AS BIGINT), CAST(SUM(reasoning_tokens) AS BIGINT), CAST(SUM(fallbacks) AS BIGINT)
              FROM ledger WHERE {where_sql} GROUP BY 1, 2 ORDER BY 1, 2"
         );
         let rows = bind_all(sqlx::query(&sql), &args)
@@ -332,7 +332,7 @@ impl Ledger {
         since_ms: i64,
     ) -> Result<i64, LedgerError> {
         let sql = format!(
-            "SELECT SUM(COALESCE(cost_nanos, 0)) FROM ledger WHERE {} = $1 AND ts_ms >= $2",
+            "SELECT CAST(SUM(COALESCE(cost_nanos, 0)) AS BIGINT) FROM ledger WHERE {} = $1 AND ts_ms >= $2",
             column.column()
         );
         let row = sqlx::query(&sql)
