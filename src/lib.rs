@@ -61,6 +61,26 @@ pub async fn start_billing(
         );
     }
     state.tasks.spawn(writer);
+    if let Some(url) = runtime.config.redis.clone() {
+        // Until Redis answers, each key's on_shared_state_error policy applies; keep trying.
+        let connect_state = state.clone();
+        state.tasks.spawn(async move {
+            loop {
+                match billing::shared::SharedState::connect(&url).await {
+                    Ok(shared) => {
+                        let _ = connect_state.shared.set(shared);
+                        tracing::info!("Connected to the shared state.");
+                        return;
+                    }
+                    Err(e) => tracing::warn!(url = %config::redact_url(&url), "Shared state unreachable; retrying in 2s: {e}"),
+                }
+                tokio::select! {
+                    _ = connect_state.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                }
+            }
+        });
+    }
     state.keys.refresh(&billing.ledger).await?;
     // Keys created or revoked by other replicas (or the CLI) arrive within 10 s.
     let (refresh_state, ledger) = (state.clone(), billing.ledger.clone());

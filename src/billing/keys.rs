@@ -109,6 +109,7 @@ impl NewKey {
             },
             models: self.models.clone(),
             tiers,
+            fail_open: false,
         })
     }
 }

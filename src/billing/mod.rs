@@ -69,3 +69,4 @@ pub async fn start(
 }
 pub mod budget;
 pub mod limits;
+pub mod shared;

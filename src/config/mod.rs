@@ -130,6 +130,8 @@ pub struct KeyConfig {
     pub models: Vec<String>,
     /// Allowed tiers; empty: all.
     pub tiers: Vec<Tier>,
+    /// Admit calls unchecked when the shared state is unreachable (else refuse them).
+    pub fail_open: bool,
 }
 
 /// A budget: at most `limit_nanos` per UTC calendar `period`.
@@ -250,6 +252,8 @@ pub struct Config {
     /// Other names clients may use for a served model (`qwen3:8b` → `qwen3-8b`).
     pub aliases: BTreeMap<String, String>,
     pub ledger: LedgerConfig,
+    /// Redis URL for limits and budgets shared across replicas; `None`: in process.
+    pub redis: Option<String>,
 }
 
 /// Reads the process environment; the one place that does.
@@ -664,6 +668,17 @@ impl Config {
                             },
                             models: k.models.clone(),
                             tiers,
+                            fail_open: match k.on_shared_state_error.as_deref() {
+                                None | Some("closed") => false,
+                                Some("open") => true,
+                                Some(other) => {
+                                    problem(
+                                        format!("{path}.on_shared_state_error"),
+                                        format!("`{other}` must be open or closed"),
+                                    );
+                                    false
+                                }
+                            },
                         },
                     );
                 }
@@ -671,6 +686,21 @@ impl Config {
             }
         }
 
+        let redis = raw.state.redis.as_deref().and_then(|r| {
+            resolve_env_in_url(r, env)
+                .map_err(|m| problem("state.redis".into(), m))
+                .ok()
+                .filter(|u| {
+                    let ok = u.starts_with("redis://") || u.starts_with("rediss://");
+                    if !ok {
+                        problem(
+                            "state.redis".into(),
+                            format!("`{}` must start with redis:// or rediss://", redact_url(u)),
+                        );
+                    }
+                    ok
+                })
+        });
         let mut teams = BTreeMap::new();
         for (i, t) in raw.teams.iter().enumerate() {
             let budget = t.budget.as_deref().and_then(|b| {
@@ -878,6 +908,7 @@ impl Config {
             catalog: Arc::new(catalog),
             aliases,
             ledger,
+            redis,
         })
     }
 

@@ -27,6 +27,17 @@ pub struct RawConfig {
     pub catalog: RawCatalog,
     #[serde(default)]
     pub ledger: RawLedger,
+    #[serde(default)]
+    pub state: RawState,
+}
+
+/// Shared state for several replicas.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    /// `redis://host:6379/` (or `env:NAME`): limits and budgets shared by every replica.
+    #[serde(default)]
+    pub redis: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -411,6 +422,10 @@ pub struct RawKey {
     /// A visible markup on this key's costs, in percent.
     #[serde(default)]
     pub markup_percent: Option<f64>,
+    /// When the shared state (Redis) cannot be reached: `closed` refuses the call (503),
+    /// `open` admits it unchecked.
+    #[serde(default)]
+    pub on_shared_state_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

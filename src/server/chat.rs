@@ -146,7 +146,8 @@ async fn serve_chat(
         &plan,
         req.estimated_prompt_tokens(),
         req.max_tokens,
-    )?;
+    )
+    .await?;
     let deadline = Instant::now() + max_total(runtime, &plan);
     let request_id = &*request_id.0;
     let settings = &runtime.config.router;

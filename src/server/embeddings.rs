@@ -155,7 +155,8 @@ async fn serve(
         &plan,
         req.estimated_prompt_tokens(),
         req.max_tokens,
-    )?;
+    )
+    .await?;
     let deadline = Instant::now() + max_total(runtime, &plan);
     let settings = &runtime.config.router;
     if !req.stream {

@@ -11,10 +11,12 @@ use crate::api::{ApiError, Usage};
 use crate::billing::budget::Reservation;
 use crate::billing::cost::{cost_nanos, usd};
 use crate::billing::meter::{CallMeter, Ending, ServedBy};
+use crate::billing::shared::{SharedState, Verdict};
 use crate::catalog::Price;
 use crate::config::Limits;
 use crate::router::RoutePlan;
 use crate::router::{plan::local_price, Candidate};
+use tokio_util::task::TaskTracker;
 
 /// A call being metered.
 pub struct Metered {
@@ -134,32 +136,101 @@ pub fn cost_header(cost: Option<u64>) -> http::HeaderValue {
     }
 }
 
+/// Money a call holds in one scope while it runs.
+#[derive(Debug)]
+enum Held {
+    Local(Option<Reservation>),
+    Shared {
+        shared: SharedState,
+        key: String,
+        amount: u64,
+        tasks: TaskTracker,
+        settled: bool,
+    },
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // An unsettled shared reservation (the call failed) is released.
+        if let Held::Shared {
+            shared,
+            key,
+            amount,
+            tasks,
+            settled: false,
+        } = self
+        {
+            let (shared, key, amount) = (shared.clone(), std::mem::take(key), *amount);
+            tasks.spawn(async move {
+                if let Err(e) = shared.settle(&key, amount, 0).await {
+                    tracing::warn!("Releasing a shared budget reservation failed: {e}");
+                }
+            });
+        }
+    }
+}
+
 /// What a call holds while it runs: budget reservations, settled when it ends.
 #[derive(Debug, Default)]
 pub struct Admission {
-    reservations: Vec<Reservation>,
+    held: Vec<Held>,
 }
 
 impl Admission {
     /// Settles every reservation to the call's cost; an unknown cost settles at the
     /// reserved amount (the most the call could have cost).
     pub fn settle(self, cost: Option<u64>) {
-        for r in self.reservations {
-            match cost {
-                Some(c) => r.settle(c),
-                None => {
-                    let amount = r.amount();
-                    r.settle(amount);
+        for mut held in self.held {
+            match &mut held {
+                Held::Local(r) => {
+                    if let Some(r) = r.take() {
+                        let actual = cost.unwrap_or_else(|| r.amount());
+                        r.settle(actual);
+                    }
+                }
+                Held::Shared {
+                    shared,
+                    key,
+                    amount,
+                    tasks,
+                    settled,
+                } => {
+                    let (shared, key, amount) = (shared.clone(), key.clone(), *amount);
+                    let actual = cost.unwrap_or(amount);
+                    tasks.spawn(async move {
+                        if let Err(e) = shared.settle(&key, amount, actual).await {
+                            tracing::warn!("Settling a shared budget reservation failed: {e}");
+                        }
+                    });
+                    *settled = true;
                 }
             }
         }
     }
 }
 
+fn limited(what: String, retry_after: std::time::Duration) -> ApiError {
+    ApiError::RateLimited {
+        message: format!("Rate limit reached: {what}."),
+        retry_after: Some(retry_after),
+    }
+}
+
+fn over_budget(scope: &str, limit: u64, spent: u64, reserved: u64, needed: u64) -> ApiError {
+    ApiError::BudgetExhausted(format!(
+        "Budget exhausted for {scope}: {} of {} spent this period, {} reserved by calls in flight; this call may cost up to {}.",
+        usd(spent),
+        usd(limit),
+        usd(reserved),
+        usd(needed)
+    ))
+}
+
 /// Rate limits (429) and budgets (402) of the caller's key and team, checked before any
-/// backend is called. The budget reservation is the most this call can cost over the
-/// plan's candidates: its prompt estimate plus `max_tokens` (or the model's max output).
-pub fn admit(
+/// backend is called, in process or through Redis when `state.redis` is set. The budget
+/// reservation is the most this call can cost over the plan's candidates: its prompt
+/// estimate plus `max_tokens` (or the model's max output).
+pub async fn admit(
     state: &AppState,
     runtime: &Runtime,
     caller: &Caller,
@@ -181,25 +252,10 @@ pub fn admit(
                 .map(|t| (format!("team:{}", t.name), t.limits)),
         )
         .collect();
-    let tokens = prompt_tokens + max_tokens.unwrap_or(config.router.expected_output_tokens);
-    for (scope, limits) in &scopes {
-        let limited = limits
-            .rpm
-            .map(|rpm| state.limits.check_request(scope, rpm))
-            .transpose()
-            .and_then(|_| {
-                limits
-                    .tpm
-                    .map(|tpm| state.limits.check_tokens(scope, tpm, tokens))
-                    .transpose()
-            });
-        if let Err(l) = limited {
-            return Err(ApiError::RateLimited {
-                message: format!("Rate limit reached: {}.", l.what),
-                retry_after: Some(l.retry_after),
-            });
-        }
+    if scopes.iter().all(|(_, l)| *l == Limits::default()) {
+        return Ok(Admission::default());
     }
+    let tokens = prompt_tokens + max_tokens.unwrap_or(config.router.expected_output_tokens);
     let worst = plan
         .candidates
         .iter()
@@ -214,26 +270,137 @@ pub fn admit(
         })
         .max()
         .unwrap_or(0);
-    let now_ms = state.billing.get().map(|b| (b.clock)()).unwrap_or(0);
+    let now_ms = state.now_ms();
     let mut admission = Admission::default();
+
+    if config.redis.is_some() {
+        let checked = match state.shared.get() {
+            Some(shared) => {
+                admit_shared(
+                    state,
+                    shared,
+                    &scopes,
+                    tokens,
+                    worst,
+                    now_ms,
+                    &mut admission,
+                )
+                .await
+            }
+            None => Err(SharedError::Unreachable("not connected yet".into())),
+        };
+        return match checked {
+            Ok(()) => Ok(admission),
+            Err(SharedError::Refused(e)) => Err(e),
+            Err(SharedError::Unreachable(e)) if key.fail_open => {
+                tracing::warn!(key = %key.name, "Shared state unreachable; admitting unchecked (fail-open): {e}");
+                Ok(Admission::default())
+            }
+            Err(SharedError::Unreachable(e)) => {
+                tracing::warn!(key = %key.name, "Shared state unreachable; refusing (fail-closed): {e}");
+                Err(ApiError::Unavailable {
+                    message: "limits cannot be checked right now; try again".into(),
+                    retry_after: Some(std::time::Duration::from_secs(1)),
+                })
+            }
+        };
+    }
+
+    for (scope, limits) in &scopes {
+        if let Some(rpm) = limits.rpm {
+            state
+                .limits
+                .check_request(scope, rpm)
+                .map_err(|l| limited(l.what, l.retry_after))?;
+        }
+        if let Some(tpm) = limits.tpm {
+            state
+                .limits
+                .check_tokens(scope, tpm, tokens)
+                .map_err(|l| limited(l.what, l.retry_after))?;
+        }
+    }
     for (scope, limits) in scopes {
         let Some(budget) = limits.budget else {
             continue;
         };
         match state.budgets.reserve(&scope, budget, worst, now_ms) {
-            Ok(r) => admission.reservations.push(r),
+            Ok(r) => admission.held.push(Held::Local(Some(r))),
             Err(e) => {
-                tracing::debug!(scope = %e.scope, "Budget would be exceeded.");
-                return Err(ApiError::BudgetExhausted(format!(
-                    "Budget exhausted for {}: {} of {} spent this period, {} reserved by calls in flight; this call may cost up to {}.",
-                    e.scope,
-                    usd(e.spent_nanos),
-                    usd(e.limit_nanos),
-                    usd(e.reserved_nanos),
-                    usd(e.needed_nanos)
-                )));
+                return Err(over_budget(
+                    &e.scope,
+                    e.limit_nanos,
+                    e.spent_nanos,
+                    e.reserved_nanos,
+                    e.needed_nanos,
+                ))
             }
         }
     }
     Ok(admission)
+}
+
+enum SharedError {
+    Refused(ApiError),
+    Unreachable(String),
+}
+
+async fn admit_shared(
+    state: &AppState,
+    shared: &SharedState,
+    scopes: &[(String, Limits)],
+    tokens: u64,
+    worst: u64,
+    now_ms: i64,
+    admission: &mut Admission,
+) -> Result<(), SharedError> {
+    for (scope, limits) in scopes {
+        for (what, limit, n) in [("rpm", limits.rpm, 1), ("tpm", limits.tpm, tokens)] {
+            let Some(limit) = limit else { continue };
+            let verdict = shared
+                .per_minute(scope, what, limit, n, now_ms)
+                .await
+                .map_err(|e| SharedError::Unreachable(e.to_string()))?;
+            if let Verdict::Limited(after) = verdict {
+                let label = if what == "rpm" {
+                    "requests per minute"
+                } else {
+                    "tokens per minute"
+                };
+                return Err(SharedError::Refused(limited(
+                    format!("{scope} {label} ({limit})"),
+                    after,
+                )));
+            }
+        }
+    }
+    for (scope, limits) in scopes {
+        let Some(budget) = limits.budget else {
+            continue;
+        };
+        let seed = state.budgets.spent(scope);
+        let (verdict, key) = shared
+            .reserve(scope, budget, worst, seed, now_ms)
+            .await
+            .map_err(|e| SharedError::Unreachable(e.to_string()))?;
+        match verdict {
+            Verdict::OverBudget(spent, reserved) => {
+                return Err(SharedError::Refused(over_budget(
+                    scope,
+                    budget.limit_nanos,
+                    spent,
+                    reserved,
+                    worst,
+                )))
+            }
+            _ => admission.held.push(Held::Shared {
+                shared: shared.clone(),
+                key,
+                amount: worst,
+                tasks: state.tasks.clone(),
+                settled: false,
+            }),
+        }
+    }
+    Ok(())
 }

@@ -63,6 +63,8 @@ pub struct AppState {
     pub limits: crate::billing::limits::RateLimits,
     /// Virtual keys and teams from the database, cached.
     pub keys: crate::billing::keys::KeyStore,
+    /// Redis for limits and budgets shared across replicas, when configured.
+    pub shared: std::sync::OnceLock<crate::billing::shared::SharedState>,
     reloads_applied: AtomicU64,
     reloads_rejected: AtomicU64,
 }
@@ -80,6 +82,7 @@ impl AppState {
             budgets: Default::default(),
             limits: Default::default(),
             keys: Default::default(),
+            shared: std::sync::OnceLock::new(),
             reloads_applied: AtomicU64::new(0),
             reloads_rejected: AtomicU64::new(0),
         })

@@ -207,3 +207,30 @@ async fn virtual_keys_from_the_admin_api() {
     assert_eq!(gw.post("/v1/chat/completions", call()).await.status(), 200);
     expect_error(gw.post("/v1/chat/completions", call()).await, 429).await;
 }
+
+#[tokio::test]
+async fn unreachable_shared_state_applies_each_keys_policy() {
+    let mock = MockUpstream::start().await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let toml = config(&mock, "rpm = 100").replace("[server]", &format!("[state]\nredis = \"redis://127.0.0.1:{dead}/\"\n[server]"))
+        + "\n[[keys]]\nname = \"lenient\"\nkey = \"bzr-lenient\"\nrpm = 100\non_shared_state_error = \"open\"\n";
+    let gw = TestGateway::start(&toml).await;
+    let e = expect_error(gw.post("/v1/chat/completions", call()).await, 503).await;
+    assert!(e["message"]
+        .as_str()
+        .unwrap()
+        .contains("limits cannot be checked"));
+    let resp = gw
+        .client
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth("bzr-lenient")
+        .json(&call())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "fail-open admits the call unchecked");
+}

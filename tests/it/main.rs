@@ -20,4 +20,5 @@ mod errors;
 mod hostile;
 mod lifecycle;
 mod reload;
+mod replicas;
 mod routing;

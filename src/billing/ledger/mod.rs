@@ -138,11 +138,19 @@ impl Ledger {
     }
 
     async fn migrate(&self) -> Result<(), LedgerError> {
+        // Several replicas may start at once: on PostgreSQL the whole migration runs
+        // under an advisory lock, in one transaction.
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT CAST(pg_advisory_xact_lock(7242651) AS TEXT)")
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query("CREATE TABLE IF NOT EXISTS bazaar_migrations (version BIGINT PRIMARY KEY)")
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         let done: Vec<i64> = sqlx::query("SELECT version FROM bazaar_migrations")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await?
             .iter()
             .map(|r| r.get::<i64, _>(0))
@@ -151,14 +159,13 @@ impl Ledger {
             if done.contains(&version) {
                 continue;
             }
-            let mut tx = self.pool.begin().await?;
             sqlx::query(&sql).execute(&mut *tx).await?;
             sqlx::query("INSERT INTO bazaar_migrations (version) VALUES ($1)")
                 .bind(version)
                 .execute(&mut *tx)
                 .await?;
-            tx.commit().await?;
         }
+        tx.commit().await?;
         Ok(())
     }
 
