@@ -31,7 +31,13 @@ pub async fn start_billing(
     clock: billing::Clock,
 ) -> Result<(), billing::ledger::LedgerError> {
     let config = state.runtime().config.ledger.clone();
-    let (billing, writer) = billing::start(&config, clock.clone(), state.stopped.clone()).await?;
+    let (billing, writer) = billing::start(
+        &config,
+        clock.clone(),
+        state.stopped.clone(),
+        Some(state.router.metrics.ledger_write_duration.clone()),
+    )
+    .await?;
     // Budgets continue where the ledger says this period's spend stands.
     let now = clock();
     let runtime = state.runtime();

@@ -49,6 +49,7 @@ pub async fn start(
     config: &LedgerConfig,
     clock: Clock,
     stop: CancellationToken,
+    write_seconds: Option<prometheus::HistogramVec>,
 ) -> Result<(Billing, impl std::future::Future<Output = ()>), LedgerError> {
     let ledger = Ledger::connect(&config.url).await?;
     let settings = WriterSettings {
@@ -56,6 +57,7 @@ pub async fn start(
         batch: config.batch,
         flush_every: config.flush_every,
         spill_file: config.spill_file.clone(),
+        write_seconds,
     };
     let (sink, task) = writer::start(ledger.clone(), settings, stop);
     Ok((

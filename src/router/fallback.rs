@@ -45,6 +45,8 @@ pub struct AttemptRecord {
     /// `provider/upstream`.
     pub backend: String,
     session: Option<u64>,
+    /// Metric labels: provider, catalog model id, tier.
+    labels: [String; 3],
 }
 
 impl AttemptRecord {
@@ -72,6 +74,32 @@ impl AttemptRecord {
         };
         let transition = self.stats.record(outcome, meta, now, breaker);
         log_transition(&self.backend, transition);
+        let labels = [
+            self.labels[0].as_str(),
+            self.labels[1].as_str(),
+            self.labels[2].as_str(),
+        ];
+        match failure {
+            None => {
+                router
+                    .metrics
+                    .upstream_duration
+                    .with_label_values(&labels)
+                    .observe(total.as_secs_f64());
+                router
+                    .metrics
+                    .upstream_ttft
+                    .with_label_values(&labels)
+                    .observe(self.first_byte.as_secs_f64());
+            }
+            Some(e) => {
+                router
+                    .metrics
+                    .upstream_failures
+                    .with_label_values(&[labels[0], labels[1], e.label()])
+                    .inc();
+            }
+        }
         if failure.is_none() {
             if let Some(session) = self.session {
                 router
@@ -160,6 +188,11 @@ where
                         first_byte: started.elapsed(),
                         backend: format!("{}/{}", provider.id(), candidate.upstream),
                         session: plan.session,
+                        labels: [
+                            provider.id().to_string(),
+                            candidate.model.to_string(),
+                            candidate.facts.tier.as_str().to_string(),
+                        ],
                     },
                 });
             }
@@ -174,6 +207,11 @@ where
                     breaker,
                 );
                 let backend = format!("{}/{}", provider.id(), candidate.upstream);
+                router
+                    .metrics
+                    .upstream_failures
+                    .with_label_values(&[provider.id(), &candidate.model, e.label()])
+                    .inc();
                 tracing::warn!(backend = %backend, error = e.label(), retryable = e.is_retryable(), "Upstream attempt failed: {e}");
                 log_transition(&backend, transition);
                 let stop = !e.is_retryable();

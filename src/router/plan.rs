@@ -73,11 +73,13 @@ pub struct RoutePlan {
     pub reference: Option<String>,
 }
 
-/// The live state routing reads: stats and session affinity.
+/// The live state routing reads: stats and session affinity (and the metrics its
+/// fallback loop reports to).
 #[derive(Debug, Default)]
 pub struct RouterState {
     pub stats: Stats,
     pub affinity: Affinity,
+    pub metrics: crate::telemetry::metrics::Metrics,
 }
 
 /// Time-to-first-token and throughput priors by tier, used until a backend has stats.

@@ -38,8 +38,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(health::readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .route("/metrics", get(metrics))
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .layer(middleware::from_fn(request_context))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_context,
+        ))
         .with_state(state)
 }
 
@@ -78,7 +82,43 @@ pub fn new_request_id() -> Arc<str> {
     format!("{:032x}", rand::random::<u128>()).into()
 }
 
-async fn request_context(mut req: Request, next: Next) -> Response {
+/// `GET /metrics`: the Prometheus exposition, with gauges read at scrape time.
+async fn metrics(axum::extract::State(state): axum::extract::State<Arc<AppState>>) -> Response {
+    let m = &state.router.metrics;
+    let now = tokio::time::Instant::now();
+    for (provider, model, snap) in state.router.stats.all(now) {
+        if let Some(b) = snap.breaker {
+            m.breaker_state
+                .with_label_values(&[provider.as_str(), model.as_str()])
+                .set(b.gauge());
+        }
+        m.upstream_in_flight
+            .with_label_values(&[provider.as_str(), model.as_str()])
+            .set(snap.in_flight);
+    }
+    if let Some(b) = state.billing.get() {
+        m.ledger_queue_depth.set(b.sink.queued() as i64);
+        m.ledger_spilled_rows.set(b.sink.spilled() as i64);
+    }
+    let mut response = m.render().into_response();
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+async fn request_context(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let started = tokio::time::Instant::now();
+    let endpoint = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
     let id: Arc<str> = match req.headers().get("x-request-id").and_then(valid_request_id) {
         Some(s) => s.into(),
         None => new_request_id(),
@@ -90,6 +130,28 @@ async fn request_context(mut req: Request, next: Next) -> Response {
         response.headers_mut().insert("x-request-id", v);
     }
     let status = response.status().as_u16();
+    let class = match status {
+        200..=299 => "2xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    };
+    if endpoint != "/metrics" {
+        state
+            .router
+            .metrics
+            .request_duration
+            .with_label_values(&[endpoint.as_str(), class])
+            .observe(started.elapsed().as_secs_f64());
+    }
+    if let Some(LoggedError(e)) = response.extensions().get::<LoggedError>() {
+        state
+            .router
+            .metrics
+            .errors
+            .with_label_values(&[e.error_type()])
+            .inc();
+    }
     let _enter = span.enter();
     if let Some(LoggedError(e)) = response.extensions().get::<LoggedError>() {
         if status >= 500 {

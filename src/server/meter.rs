@@ -68,6 +68,45 @@ impl Metered {
     pub fn finish(&self, served: Option<&ServedBy>, mut ending: Ending) -> Option<u64> {
         ending.latency = self.started.elapsed();
         let (row, cost) = self.meter.row(served, &ending, &self.catalog_version);
+        let metrics = &self.state.router.metrics;
+        if served.is_some() {
+            let labels = [
+                row.provider.as_str(),
+                row.model.as_str(),
+                row.tier.as_str(),
+                row.route.as_str(),
+            ];
+            for (bucket, n) in [
+                ("input", row.input_tokens),
+                ("cached_input", row.cached_input_tokens),
+                ("cache_write", row.cache_write_tokens),
+                ("output", row.output_tokens),
+                ("reasoning", row.reasoning_tokens),
+            ] {
+                if n > 0 {
+                    metrics
+                        .tokens
+                        .with_label_values(&[labels[0], labels[1], labels[2], labels[3], bucket])
+                        .inc_by(n as u64);
+                }
+            }
+            match cost {
+                Some(c) => metrics
+                    .cost_usd
+                    .with_label_values(&labels)
+                    .inc_by(c as f64 / 1e9),
+                None => metrics
+                    .unpriced
+                    .with_label_values(&[labels[0], labels[1]])
+                    .inc(),
+            }
+            if let (Some(base), Some(c)) = (row.baseline_cost_nanos, cost) {
+                metrics.savings_usd.add((base - c as i64) as f64 / 1e9);
+            }
+            if ending.fallbacks > 0 {
+                metrics.fallbacks.with_label_values(&[labels[3]]).inc();
+            }
+        }
         if cost.is_none() {
             tracing::warn!(provider = %row.provider, model = %row.model, "No price is known for this backend; the call is recorded with an unknown cost.");
         }

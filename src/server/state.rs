@@ -117,6 +117,11 @@ impl AppState {
                 );
                 self.replace_runtime(runtime);
                 self.reloads_applied.fetch_add(1, Ordering::Relaxed);
+                self.router
+                    .metrics
+                    .config_reloads
+                    .with_label_values(&["applied"])
+                    .inc();
                 true
             }
             Err(e) => {
@@ -125,6 +130,11 @@ impl AppState {
                     "Config reload refused; keeping the running config. {e}"
                 );
                 self.reloads_rejected.fetch_add(1, Ordering::Relaxed);
+                self.router
+                    .metrics
+                    .config_reloads
+                    .with_label_values(&["refused"])
+                    .inc();
                 false
             }
         }

@@ -305,3 +305,117 @@ async fn shutdown_lets_an_inflight_stream_finish() {
     assert!(!state.is_ready(), "readiness turns off at once");
     shutdown.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn metrics_exposition_after_scripted_calls() {
+    let (mock, gw) = setup().await;
+    gw.post(
+        "/v1/chat/completions",
+        json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await
+    .bytes()
+    .await
+    .unwrap();
+    mock.script([Step::Status(500, "{}".into())]);
+    gw.post(
+        "/v1/chat/completions",
+        json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await
+    .bytes()
+    .await
+    .unwrap();
+    gw.post(
+        "/v1/chat/completions",
+        json!({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await
+    .bytes()
+    .await
+    .unwrap();
+    let text = gw
+        .client
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // Parse the exposition: `name{labels} value` lines.
+    let sample = |name: &str, labels: &[(&str, &str)]| -> Option<f64> {
+        text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, rest) = series.split_once('{').unwrap_or((series, "}"));
+            (n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+            .then(|| value.parse().ok())
+            .flatten()
+        })
+    };
+    assert_eq!(
+        sample(
+            "bazaar_request_duration_seconds_count",
+            &[
+                ("endpoint", "/v1/chat/completions"),
+                ("status_class", "2xx")
+            ]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            "bazaar_request_duration_seconds_count",
+            &[
+                ("endpoint", "/v1/chat/completions"),
+                ("status_class", "5xx")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample("bazaar_errors_total", &[("error_type", "not_found_error")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            "bazaar_upstream_failures_total",
+            &[("provider", "mock"), ("error", "upstream_5xx")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            "bazaar_upstream_duration_seconds_count",
+            &[
+                ("provider", "mock"),
+                ("model", "gpt-4o-mini"),
+                ("tier", "frontier")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert!(
+        sample(
+            "bazaar_tokens_total",
+            &[("bucket", "output"), ("route", "gpt-4o-mini")]
+        )
+        .unwrap()
+            > 0.0
+    );
+    assert!(
+        sample("bazaar_unpriced_calls_total", &[("provider", "mock")]).is_some(),
+        "the mock model has no price"
+    );
+    assert_eq!(
+        sample("bazaar_breaker_state", &[("provider", "mock")]),
+        Some(0.0)
+    );
+    assert!(sample("bazaar_ledger_queue_depth", &[]).is_some());
+    // No key material or client strings in labels.
+    assert!(!text.contains(KEY) && !text.contains("nope"));
+}

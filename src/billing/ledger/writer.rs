@@ -22,6 +22,8 @@ pub struct WriterSettings {
     pub batch: usize,
     pub flush_every: Duration,
     pub spill_file: PathBuf,
+    /// Observes each batch write's duration, labelled `ok` or `error`.
+    pub write_seconds: Option<prometheus::HistogramVec>,
 }
 
 /// The request path's side: `record` never waits for the database.
@@ -157,14 +159,14 @@ async fn run(
                         }
                     }
                     if batch.len() >= settings.batch {
-                        flush(&ledger, &spill, &mut batch, false).await;
+                        flush(&ledger, &spill, &mut batch, false, settings.write_seconds.as_ref()).await;
                     }
                 }
                 None => break,
             },
             _ = ticker.tick() => {
                 if !batch.is_empty() {
-                    flush(&ledger, &spill, &mut batch, false).await;
+                    flush(&ledger, &spill, &mut batch, false, settings.write_seconds.as_ref()).await;
                 }
                 if spill.path.exists() {
                     replay(&ledger, &spill).await;
@@ -178,7 +180,14 @@ async fn run(
     while let Some(row) = rx.recv().await {
         batch.push(row);
     }
-    flush(&ledger, &spill, &mut batch, true).await;
+    flush(
+        &ledger,
+        &spill,
+        &mut batch,
+        true,
+        settings.write_seconds.as_ref(),
+    )
+    .await;
     tracing::info!(
         spilled = spill.rows.load(Ordering::Relaxed),
         "Ledger flushed."
@@ -187,10 +196,22 @@ async fn run(
 
 /// Writes a batch, retrying with backoff; on persistent failure (or when stopping) the
 /// batch is spilled so the rows survive.
-async fn flush(ledger: &Ledger, spill: &Spill, batch: &mut Vec<LedgerRow>, stopping: bool) {
+async fn flush(
+    ledger: &Ledger,
+    spill: &Spill,
+    batch: &mut Vec<LedgerRow>,
+    stopping: bool,
+    observe: Option<&prometheus::HistogramVec>,
+) {
     let attempts = if stopping { 2 } else { 4 };
     for attempt in 0..attempts {
-        match ledger.insert(batch).await {
+        let started = tokio::time::Instant::now();
+        let result = ledger.insert(batch).await;
+        if let Some(h) = observe {
+            h.with_label_values(&[if result.is_ok() { "ok" } else { "error" }])
+                .observe(started.elapsed().as_secs_f64());
+        }
+        match result {
             Ok(()) => {
                 tracing::debug!(rows = batch.len(), "Ledger batch written.");
                 batch.clear();
@@ -277,6 +298,7 @@ mod tests {
             batch: 10,
             flush_every: Duration::from_millis(10),
             spill_file: spill_file.clone(),
+            write_seconds: None,
         };
 
         // The database goes away while the gateway runs.

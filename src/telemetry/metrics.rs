@@ -1,0 +1,228 @@
+//! One `Metrics` struct, registered once on its own registry and held in app state.
+//! Names carry units; labels come from closed sets only (provider and model ids from the
+//! config and catalog, tiers, route names, endpoints, status classes, error types) —
+//! never key ids or raw client strings.
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+/// Every metric bazaar exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Front-end requests by endpoint and status class (the histogram's count is the request count).
+    pub request_duration: HistogramVec,
+    /// Failures the client saw, by `error.type`.
+    pub errors: IntCounterVec,
+    /// Successful upstream calls, by backend, whole duration.
+    pub upstream_duration: HistogramVec,
+    /// Time to first byte (reply or first stream chunk) of successful upstream calls.
+    pub upstream_ttft: HistogramVec,
+    /// Failed upstream attempts by backend and failure class.
+    pub upstream_failures: IntCounterVec,
+    /// Calls answered by a later candidate after earlier ones failed.
+    pub fallbacks: IntCounterVec,
+    pub tokens: IntCounterVec,
+    pub cost_usd: prometheus::CounterVec,
+    /// Calls whose price was unknown.
+    pub unpriced: IntCounterVec,
+    pub breaker_state: IntGaugeVec,
+    pub upstream_in_flight: IntGaugeVec,
+    pub ledger_queue_depth: IntGauge,
+    pub ledger_spilled_rows: IntGauge,
+    pub ledger_write_duration: HistogramVec,
+    pub config_reloads: IntCounterVec,
+    pub savings_usd: Gauge,
+    pub up: GaugeVec,
+}
+
+const BACKEND: &[&str] = &["provider", "model", "tier"];
+const CALL: &[&str] = &["provider", "model", "tier", "route"];
+
+impl Metrics {
+    /// Builds and registers every metric (infallible with these static definitions).
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let latency_buckets = vec![
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+        ];
+        let m = Metrics {
+            request_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "bazaar_request_duration_seconds",
+                    "Front-end request duration, by endpoint and status class.",
+                )
+                .buckets(latency_buckets.clone()),
+                &["endpoint", "status_class"],
+            )
+            .unwrap_or_else(|_| unreachable_metric()),
+            errors: IntCounterVec::new(
+                Opts::new(
+                    "bazaar_errors_total",
+                    "Errors returned to clients, by OpenAI error type.",
+                ),
+                &["error_type"],
+            )
+            .unwrap_or_else(|_| unreachable_metric()),
+            upstream_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "bazaar_upstream_duration_seconds",
+                    "Successful upstream calls, whole duration.",
+                )
+                .buckets(latency_buckets.clone()),
+                BACKEND,
+            )
+            .unwrap_or_else(|_| unreachable_metric()),
+            upstream_ttft: HistogramVec::new(
+                HistogramOpts::new(
+                    "bazaar_upstream_ttft_seconds",
+                    "Time to the first byte of a successful upstream reply or stream.",
+                )
+                .buckets(latency_buckets.clone()),
+                BACKEND,
+            )
+            .unwrap_or_else(|_| unreachable_metric()),
+            upstream_failures: IntCounterVec::new(
+                Opts::new(
+                    "bazaar_upstream_failures_total",
+                    "Failed upstream attempts, by class.",
+                ),
+                &["provider", "model", "error"],
+            )
+            .unwrap_or_else(|_| unreachable_metric()),
+            fallbacks: IntCounterVec::new(
+                Opts::new(
+                    "bazaar_fallbacks_total",
+                    "Calls answered after earlier candidates failed.",
+                ),
+                &["route"],
+            )
+            .unwrap_or_else(|_| unreachable_metric()),
+            tokens: IntCounterVec::new(
+                Opts::new("bazaar_tokens_total", "Tokens billed, by bucket."),
+                &["provider", "model", "tier", "route", "bucket"],
+            )
+            .unwrap_or_else(|_| unreachable_metric()),
+            cost_usd: prometheus::CounterVec::new(
+                Opts::new("bazaar_cost_usd_total", "Cost billed, in USD."),
+                CALL,
+            )
+            .unwrap_or_else(|_| unreachable_metric()),
+            unpriced: IntCounterVec::new(
+                Opts::new(
+                    "bazaar_unpriced_calls_total",
+                    "Calls whose backend price is unknown.",
+                ),
+                &["provider", "model"],
+            )
+            .unwrap_or_else(|_| unreachable_metric()),
+            breaker_state: IntGaugeVec::new(
+                Opts::new(
+                    "bazaar_breaker_state",
+                    "Circuit state per backend: 0 closed, 1 half-open, 2 open.",
+                ),
+                &["provider", "model"],
+            )
+            .unwrap_or_else(|_| unreachable_metric()),
+            upstream_in_flight: IntGaugeVec::new(
+                Opts::new("bazaar_upstream_in_flight", "Calls in flight per backend."),
+                &["provider", "model"],
+            )
+            .unwrap_or_else(|_| unreachable_metric()),
+            ledger_queue_depth: IntGauge::new(
+                "bazaar_ledger_queue_depth",
+                "Ledger rows waiting to be written.",
+            )
+            .unwrap_or_else(|_| unreachable_metric()),
+            ledger_spilled_rows: IntGauge::new(
+                "bazaar_ledger_spilled_rows",
+                "Ledger rows written to the spill file since start.",
+            )
+            .unwrap_or_else(|_| unreachable_metric()),
+            ledger_write_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "bazaar_ledger_write_duration_seconds",
+                    "Ledger batch writes.",
+                )
+                .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
+                &["result"],
+            )
+            .unwrap_or_else(|_| unreachable_metric()),
+            config_reloads: IntCounterVec::new(
+                Opts::new(
+                    "bazaar_config_reloads_total",
+                    "Config reloads, applied or refused.",
+                ),
+                &["result"],
+            )
+            .unwrap_or_else(|_| unreachable_metric()),
+            savings_usd: Gauge::new(
+                "bazaar_savings_usd",
+                "Savings against the reference frontier models since start, in USD.",
+            )
+            .unwrap_or_else(|_| unreachable_metric()),
+            up: GaugeVec::new(
+                Opts::new(
+                    "bazaar_build_info",
+                    "Always 1; the version label says which build.",
+                ),
+                &["version"],
+            )
+            .unwrap_or_else(|_| unreachable_metric()),
+            registry,
+        };
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(m.request_duration.clone()),
+            Box::new(m.errors.clone()),
+            Box::new(m.upstream_duration.clone()),
+            Box::new(m.upstream_ttft.clone()),
+            Box::new(m.upstream_failures.clone()),
+            Box::new(m.fallbacks.clone()),
+            Box::new(m.tokens.clone()),
+            Box::new(m.cost_usd.clone()),
+            Box::new(m.unpriced.clone()),
+            Box::new(m.breaker_state.clone()),
+            Box::new(m.upstream_in_flight.clone()),
+            Box::new(m.ledger_queue_depth.clone()),
+            Box::new(m.ledger_spilled_rows.clone()),
+            Box::new(m.ledger_write_duration.clone()),
+            Box::new(m.config_reloads.clone()),
+            Box::new(m.savings_usd.clone()),
+            Box::new(m.up.clone()),
+        ];
+        for c in collectors {
+            if let Err(e) = m.registry.register(c) {
+                tracing::error!("A metric could not be registered: {e}");
+            }
+        }
+        m.up.with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1.0);
+        m
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!("Encoding metrics failed: {e}");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Metric definitions are static and valid; this is never reached.
+#[cold]
+fn unreachable_metric<T>() -> T {
+    #[allow(clippy::panic)]
+    {
+        panic!("a static metric definition is invalid")
+    }
+}
