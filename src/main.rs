@@ -34,6 +34,17 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// The gateway in front of simulated frontier, open-hosted and local backends: no keys needed.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Send simulated traffic for a minute so the dashboard fills.
+        #[arg(long)]
+        traffic: bool,
+        /// The demo ledger (default: bazaar-demo.sqlite in the current directory).
+        #[arg(long, default_value = "sqlite://bazaar-demo.sqlite")]
+        ledger: String,
+    },
     /// Run a simulated OpenAI-compatible backend (for tests, benches and demos).
     #[command(hide = true)]
     Sim {
@@ -173,6 +184,20 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Demo {
+            listen,
+            traffic,
+            ledger,
+        } => {
+            bazaar::telemetry::logging::init(&log_filter, json_logs);
+            match run_demo(&listen, traffic, &ledger) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("bazaar demo: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Sim {
             listen,
             ttft_ms,
@@ -204,6 +229,35 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+#[allow(clippy::print_stdout)]
+fn run_demo(listen: &str, traffic: bool, ledger: &str) -> anyhow::Result<()> {
+    use bazaar::demo::run::{self, DEMO_KEY, DEMO_MASTER_KEY};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let toml = run::start_backends(listen, ledger, stop.clone()).await?;
+        let mut config = Config::from_toml(&toml, &process_env)?;
+        config.rebase_paths(std::path::Path::new("."));
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        let state = AppState::new(Runtime::build(config)?);
+        bazaar::start_billing(&state, bazaar::billing::system_clock()).await?;
+        println!("bazaar demo: simulated backends of three tiers behind http://{addr}/v1");
+        println!("  client key: {DEMO_KEY}   dashboard: http://{addr}/dashboard (key {DEMO_MASTER_KEY})");
+        println!("  try: curl http://{addr}/v1/chat/completions -H 'Authorization: Bearer {DEMO_KEY}' -H 'Content-Type: application/json' -d '{{\"model\":\"auto\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'");
+        if traffic {
+            println!("  sending simulated traffic for a minute");
+            state.tasks.spawn(run::traffic(format!("http://{addr}"), std::time::Duration::from_secs(60), 600, state.shutdown.clone()));
+        }
+        let result = bazaar::serve(state, listener, shutdown_signal()).await;
+        stop.cancel();
+        result?;
+        Ok(())
+    })
 }
 
 #[allow(clippy::print_stdout)]
