@@ -10,6 +10,7 @@ pub mod api;
 pub mod billing;
 pub mod catalog;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod providers;
 pub mod router;

@@ -39,6 +39,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route("/metrics", get(metrics))
+        .route("/dashboard", get(crate::dashboard::index))
+        .route("/dashboard/{file}", get(crate::dashboard::file))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(
             state.clone(),
