@@ -123,6 +123,7 @@
     $("app").hidden = !has;
     $("logout").hidden = !has;
     $("key").hidden = has;
+    document.querySelector("#login button[type=submit]").hidden = has;
     if (has) load();
   }
 
