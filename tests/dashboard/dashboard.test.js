@@ -81,7 +81,7 @@ async function open(key) {
   await page.goto(`${base}/dashboard`);
   await page.fill("#key", key);
   await page.click("#login button[type=submit]");
-  await page.waitForFunction(() => document.querySelector("#total-requests").textContent !== "–");
+  await page.waitForSelector("body[data-loaded='1']");
   return page;
 }
 
@@ -107,14 +107,15 @@ test("totals, savings and chart series match the seeded ledger", async () => {
 test("grouping and date range switch the view", async () => {
   const page = await open(MASTER);
   await page.selectOption("#group_by", "provider");
-  await page.waitForFunction(() => document.querySelector("#groups tbody tr td")?.textContent === "openai");
+  await page.waitForSelector("body[data-loaded='1']");
+  assert.equal(await page.textContent("#groups tbody tr td"), "openai");
   const chart = await page.evaluate(() => window.__bazaarChart);
   assert.deepEqual(chart.groups, ["groq", "ollama", "openai", "together"]);
   // Widen the range to include the call from ten days ago.
   const from = new Date(now - 12 * DAY).toISOString().slice(0, 10);
   await page.fill("#from", from);
   await page.dispatchEvent("#from", "change");
-  await page.waitForFunction((n) => document.querySelector("#total-requests").textContent === String(n), SEED.length);
+  await page.waitForFunction((n) => document.body.dataset.loaded === "1" && document.querySelector("#total-requests").textContent === String(n), SEED.length);
   assert.equal(await page.textContent("#total-cost"), usd(sum(SEED, 5)));
   const rows = await page.$$eval("#calls tbody tr", (trs) => trs.length);
   assert.equal(rows, SEED.length);

@@ -73,6 +73,7 @@
   }
 
   async function load() {
+    document.body.dataset.loaded = "0";
     $("message").textContent = "";
     const groupBy = $("group_by").value;
     const granularity = $("granularity").value;
@@ -98,6 +99,8 @@
     } catch (e) {
       $("message").textContent = "Could not load spend: " + e.message;
     }
+    // Tests (and anything scripting the page) wait on this.
+    document.body.dataset.loaded = "1";
   }
 
   async function loadCalls() {
