@@ -21,7 +21,9 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
     // The page needs nothing from other origins.
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:"),
+        HeaderValue::from_static(
+            "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:",
+        ),
     );
     response
 }

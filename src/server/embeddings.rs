@@ -11,20 +11,18 @@ use tokio::time::Instant;
 
 use super::auth::Caller;
 use super::body::JsonBody;
-use super::chat::{first_chunk, max_total, route_headers};
-use super::meter::{admit, cost_header, served_by, Metered};
-use super::relay;
+use super::chat::{first_chunk, max_total};
+use super::meter::{admit, Metered};
+use super::respond;
 use super::state::{AppState, Runtime};
 use super::RequestId;
 use crate::api::openai::PassthroughRequest;
 use crate::api::ApiError;
-use crate::billing::cost::cost_nanos;
-use crate::billing::meter::{content_chars, with_usage_cost, Ending};
+use crate::billing::meter::Ending;
 use crate::providers::Attempt;
 use crate::router::filter::CallerLimits;
 use crate::router::prefs::Prefs;
 use crate::router::{self, fallback, CallShape, RoutePlan};
-use bytes::Bytes;
 
 /// A plan for a pass-through call: the model's own providers, ordered by the default policy.
 fn plan_passthrough(
@@ -180,41 +178,9 @@ async fn serve(
         )
         .await
         .map_err(|e| e.error)?;
-        let route = route_headers(runtime, &plan.route, served.candidate);
-        let reply = served.value;
-        let ttft = served.attempt.first_byte;
-        served.attempt.finish(
-            &state.router,
-            &settings.breaker,
-            settings.affinity_ttl,
-            reply.usage.map(|u| u.completion_tokens()),
-            Some(reply.meta),
-            None,
-        );
-        let by = served_by(state, runtime, &plan.route, served.candidate);
-        let output_chars = if kind == Kind::Completions {
-            content_chars(&reply.body)
-        } else {
-            0
-        };
-        let ending = Ending {
-            usage: reply.usage,
-            output_chars,
-            status: 200,
-            ttft: Some(ttft),
-            fallbacks: served.failed_attempts,
-            ..Default::default()
-        };
-        let cost = metered.finish(Some(&by), ending);
-        admission.settle(cost);
-        let body = with_usage_cost(&reply.body, cost)
-            .map(Bytes::from)
-            .unwrap_or(reply.body);
-        let mut response = relay::json(body, &route);
-        response
-            .headers_mut()
-            .insert("x-bazaar-cost-usd", cost_header(cost));
-        return Ok(response);
+        return Ok(respond::reply(
+            state, runtime, &plan, metered, admission, served,
+        ));
     }
     let served = fallback::run(
         &plan,
@@ -238,48 +204,13 @@ async fn serve(
     )
     .await
     .map_err(|e| e.error)?;
-    let route = route_headers(runtime, &plan.route, served.candidate);
-    let (first, reply) = served.value;
-    let (attempt, meta, fallbacks) = (served.attempt, reply.meta, served.failed_attempts);
-    let ttft = attempt.first_byte;
-    let by = served_by(state, runtime, &plan.route, served.candidate);
-    let (price, markup) = (by.price, caller.markup_bp);
-    let usage_cost: relay::UsageCost = Box::new(move |u| cost_nanos(u, &price, markup));
-    let (state, settings, meter) = (state.clone(), settings.clone(), metered.clone_for_stream());
-    Ok(relay::sse(
-        first,
-        reply.chunks,
+    Ok(respond::stream(
+        state,
+        runtime,
+        &plan,
+        metered,
+        admission,
         req.client_wants_usage,
-        usage_cost,
-        &route,
-        move |end| {
-            let output = end.usage.map(|u| u.completion_tokens());
-            attempt.finish(
-                &state.router,
-                &settings.breaker,
-                settings.affinity_ttl,
-                output,
-                Some(meta),
-                end.error.as_ref(),
-            );
-            let (status, error_type) = match (&end.error, end.client_gone) {
-                (Some(e), _) => (502, Some(e.label())),
-                (None, true) => (499, Some("client_closed")),
-                (None, false) => (200, None),
-            };
-            let cost = meter.finish(
-                Some(&by),
-                Ending {
-                    usage: end.usage,
-                    output_chars: end.output_chars,
-                    status,
-                    error_type,
-                    ttft: Some(ttft),
-                    fallbacks,
-                    ..Default::default()
-                },
-            );
-            admission.settle(cost);
-        },
+        served,
     ))
 }

@@ -11,6 +11,7 @@ pub mod health;
 pub mod meter;
 pub mod models;
 pub mod relay;
+pub mod respond;
 pub mod spend;
 pub mod state;
 
