@@ -76,6 +76,9 @@ fn main() {
             );
             sqlx::query(&sql).execute(ledger.pool()).await.unwrap();
             println!("seeded {} rows in {:.1}s", rows - have, t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            ledger.rebuild_rollup().await.unwrap();
+            println!("built the hourly rollup in {:.1}s", t.elapsed().as_secs_f64());
             let _ = row(0, start);
         }
         let end = start + rows * 250;

@@ -67,6 +67,12 @@ pub struct Ledger {
 const COLUMNS: &str = "ts_ms, request_id, key_name, team, route, provider, model, tier, endpoint, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_nanos, baseline_cost_nanos, catalog_version, estimated, latency_ms, ttft_ms, status, error_type, fallbacks";
 const N_COLUMNS: usize = 23;
 
+const ROLLUP_COLUMNS: &str = "requests, errors, cost_nanos, baseline_cost_nanos, unpriced, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, fallbacks";
+const ROLLUP_DEFS: &str = "requests BIGINT NOT NULL, errors BIGINT NOT NULL, cost_nanos BIGINT NOT NULL, baseline_cost_nanos BIGINT NOT NULL, unpriced BIGINT NOT NULL, input_tokens BIGINT NOT NULL, cached_input_tokens BIGINT NOT NULL, cache_write_tokens BIGINT NOT NULL, output_tokens BIGINT NOT NULL, reasoning_tokens BIGINT NOT NULL, fallbacks BIGINT NOT NULL";
+const ROLLUP_SUMS: &str = "COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), SUM(COALESCE(cost_nanos, 0)), SUM(COALESCE(baseline_cost_nanos, COALESCE(cost_nanos, 0))), SUM(CASE WHEN cost_nanos IS NULL AND status < 400 THEN 1 ELSE 0 END), SUM(input_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), SUM(output_tokens), SUM(reasoning_tokens), SUM(fallbacks)";
+const ROLLUP_SUMS_CAST: &str = "COUNT(*), CAST(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS BIGINT), CAST(SUM(COALESCE(cost_nanos, 0)) AS BIGINT), CAST(SUM(COALESCE(baseline_cost_nanos, COALESCE(cost_nanos, 0))) AS BIGINT), CAST(SUM(CASE WHEN cost_nanos IS NULL AND status < 400 THEN 1 ELSE 0 END) AS BIGINT), CAST(SUM(input_tokens) AS BIGINT), CAST(SUM(cached_input_tokens) AS BIGINT), CAST(SUM(cache_write_tokens) AS BIGINT), CAST(SUM(output_tokens) AS BIGINT), CAST(SUM(reasoning_tokens) AS BIGINT), CAST(SUM(fallbacks) AS BIGINT)";
+const HOUR_MS: i64 = 3_600_000;
+
 /// Versioned schema changes, applied once each, in order.
 fn migrations(backend: Backend) -> Vec<(i64, String)> {
     let id = match backend {
@@ -98,6 +104,20 @@ fn migrations(backend: Backend) -> Vec<(i64, String)> {
         (
             6,
             "CREATE TABLE IF NOT EXISTS teams (name TEXT PRIMARY KEY, budget TEXT, rpm BIGINT, tpm BIGINT, created_ms BIGINT NOT NULL)".into(),
+        ),
+        // Hourly rollup the spend API aggregates from: one row per hour and dimension
+        // combination instead of one per call, so spend queries stay fast at any size.
+        (
+            7,
+            format!("CREATE TABLE IF NOT EXISTS ledger_hourly (hour_ms BIGINT NOT NULL, key_name TEXT NOT NULL, team TEXT NOT NULL,
+             route TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL, tier TEXT NOT NULL, {ROLLUP_DEFS},
+             PRIMARY KEY (hour_ms, key_name, team, route, provider, model, tier))"),
+        ),
+        (
+            8,
+            format!("INSERT INTO ledger_hourly (hour_ms, key_name, team, route, provider, model, tier, {ROLLUP_COLUMNS})
+             SELECT ts_ms - (ts_ms % 3600000), key_name, COALESCE(team, ''), route, provider, model, tier, {ROLLUP_SUMS}
+             FROM ledger GROUP BY 1, 2, 3, 4, 5, 6, 7"),
         ),
     ]
 }
@@ -220,6 +240,42 @@ impl Ledger {
             }
             q.execute(&mut *tx).await?;
         }
+        for ((hour, key, team, route, provider, model, tier), a) in rollup(rows) {
+            let set: Vec<String> = ROLLUP_COLUMNS
+                .split(", ")
+                .map(|c| format!("{c} = ledger_hourly.{c} + excluded.{c}"))
+                .collect();
+            let sql = format!(
+                "INSERT INTO ledger_hourly (hour_ms, key_name, team, route, provider, model, tier, {ROLLUP_COLUMNS})
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+                 ON CONFLICT (hour_ms, key_name, team, route, provider, model, tier) DO UPDATE SET {}",
+                set.join(", ")
+            );
+            let mut q = sqlx::query(&sql)
+                .bind(hour)
+                .bind(key)
+                .bind(team)
+                .bind(route)
+                .bind(provider)
+                .bind(model)
+                .bind(tier);
+            for v in [
+                a.requests,
+                a.errors,
+                a.cost_nanos,
+                a.baseline_cost_nanos,
+                a.unpriced,
+                a.tokens[0],
+                a.tokens[1],
+                a.tokens[2],
+                a.tokens[3],
+                a.tokens[4],
+                a.fallbacks,
+            ] {
+                q = q.bind(v);
+            }
+            q.execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -256,18 +312,28 @@ impl Ledger {
         group_by: GroupBy,
         bucket_ms: Option<i64>,
     ) -> Result<Vec<Aggregate>, LedgerError> {
-        let (where_sql, args) = filter.where_clause();
         let group = group_by.column();
-        let bucket = match bucket_ms {
-            Some(ms) => format!("CAST(ts_ms - (ts_ms % {ms}) AS BIGINT)"),
+        let sums: Vec<String> = ROLLUP_COLUMNS
+            .split(", ")
+            .map(|c| format!("CAST(SUM({c}) AS BIGINT)"))
+            .collect();
+        let (source, time, bucket, where_sql, args) = if filter.errors.is_none() {
+            // The hourly rollup: whole hours, from the hour `from` falls in.
+            let rounded = Filter {
+                from_ms: filter.from_ms - filter.from_ms.rem_euclid(HOUR_MS),
+                ..filter.clone()
+            };
+            let (w, args) = rounded.where_on("hour_ms");
+            ("ledger_hourly", "hour_ms", sums.join(", "), w, args)
+        } else {
+            let (w, args) = filter.where_on("ts_ms");
+            ("ledger", "ts_ms", ROLLUP_SUMS_CAST.to_string(), w, args)
+        };
+        let bucket_expr = match bucket_ms {
+            Some(ms) => format!("CAST({time} - ({time} % {ms}) AS BIGINT)"),
             None => "CAST(0 AS BIGINT)".to_string(),
         };
-        let sql = format!(
-            "SELECT {bucket} AS bucket, COALESCE({group}, '') AS grp, COUNT(*), CAST(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS BIGINT),
-             CAST(SUM(COALESCE(cost_nanos, 0)) AS BIGINT), CAST(SUM(COALESCE(baseline_cost_nanos, COALESCE(cost_nanos, 0))) AS BIGINT), CAST(SUM(CASE WHEN cost_nanos IS NULL AND status < 400 THEN 1 ELSE 0 END) AS BIGINT),
-             CAST(SUM(input_tokens) AS BIGINT), CAST(SUM(cached_input_tokens) AS BIGINT), CAST(SUM(cache_write_tokens) AS BIGINT), CAST(SUM(output_tokens) AS BIGINT), CAST(SUM(reasoning_tokens) AS BIGINT), CAST(SUM(fallbacks) AS BIGINT)
-             FROM ledger WHERE {where_sql} GROUP BY 1, 2 ORDER BY 1, 2"
-        );
+        let sql = format!("SELECT {bucket_expr} AS bucket, COALESCE({group}, '') AS grp, {bucket} FROM {source} WHERE {where_sql} GROUP BY 1, 2 ORDER BY 1, 2");
         let rows = bind_all(sqlx::query(&sql), &args)
             .fetch_all(&self.pool)
             .await?;
@@ -316,6 +382,21 @@ impl Ledger {
     /// The pool, for the key store's queries.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Recomputes the hourly rollup from the rows (after rows were written around `insert`).
+    pub async fn rebuild_rollup(&self) -> Result<(), LedgerError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM ledger_hourly")
+            .execute(&mut *tx)
+            .await?;
+        let (_, sql) = migrations(self.backend)
+            .into_iter()
+            .find(|(v, _)| *v == 8)
+            .unwrap_or_default();
+        sqlx::query(&sql).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Closes every connection: further writes fail (as if the database were down).
@@ -444,8 +525,12 @@ enum Arg {
 
 impl Filter {
     fn where_clause(&self) -> (String, Vec<Arg>) {
+        self.where_on("ts_ms")
+    }
+
+    fn where_on(&self, time: &str) -> (String, Vec<Arg>) {
         let mut args = vec![Arg::Int(self.from_ms), Arg::Int(self.to_ms)];
-        let mut sql = "ts_ms >= $1 AND ts_ms < $2".to_string();
+        let mut sql = format!("{time} >= $1 AND {time} < $2");
         for (column, value) in &self.equals {
             args.push(Arg::Text(value.clone()));
             sql.push_str(&format!(" AND {} = ${}", column.column(), args.len()));
@@ -470,6 +555,43 @@ fn bind_all<'q>(
         };
     }
     q
+}
+
+type RollupKey = (i64, String, String, String, String, String, String);
+
+/// A batch's rows summed per hour and dimensions (team `None` as `''`).
+fn rollup(rows: &[LedgerRow]) -> std::collections::BTreeMap<RollupKey, Aggregate> {
+    let mut out: std::collections::BTreeMap<RollupKey, Aggregate> =
+        std::collections::BTreeMap::new();
+    for r in rows {
+        let key = (
+            r.ts_ms - r.ts_ms.rem_euclid(HOUR_MS),
+            r.key_name.clone(),
+            r.team.clone().unwrap_or_default(),
+            r.route.clone(),
+            r.provider.clone(),
+            r.model.clone(),
+            r.tier.clone(),
+        );
+        let a = out.entry(key).or_default();
+        a.requests += 1;
+        a.errors += i64::from(r.status >= 400);
+        a.cost_nanos += r.cost_nanos.unwrap_or(0);
+        a.baseline_cost_nanos += r.baseline_cost_nanos.or(r.cost_nanos).unwrap_or(0);
+        a.unpriced += i64::from(r.cost_nanos.is_none() && r.status < 400);
+        let t = [
+            r.input_tokens,
+            r.cached_input_tokens,
+            r.cache_write_tokens,
+            r.output_tokens,
+            r.reasoning_tokens,
+        ];
+        for i in 0..5 {
+            a.tokens[i] += t[i];
+        }
+        a.fallbacks += i64::from(r.fallbacks);
+    }
+    out
 }
 
 /// One group (in one time bucket) of the spend API.
