@@ -586,8 +586,8 @@ fn rollup(rows: &[LedgerRow]) -> std::collections::BTreeMap<RollupKey, Aggregate
             r.output_tokens,
             r.reasoning_tokens,
         ];
-        for i in 0..5 {
-            a.tokens[i] += t[i];
+        for (sum, n) in a.tokens.iter_mut().zip(t) {
+            *sum += n;
         }
         a.fallbacks += i64::from(r.fallbacks);
     }
