@@ -18,7 +18,7 @@ pub use secret::Secret;
 use crate::billing::keys::{hash_key, KeyHash};
 use crate::catalog::Tier;
 use crate::catalog::{builtin, import, Catalog};
-use crate::providers::openai::presets::{self, AuthStyle, Quirks};
+use crate::providers::presets::{self, AuthStyle, Quirks};
 use crate::router::breaker::BreakerSettings;
 use crate::router::candidates;
 use crate::router::filter::{Facts, Quality};
@@ -58,19 +58,32 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// The wire format a provider speaks.
+/// The wire format a provider speaks: one adapter module each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WireFormat {
+    /// OpenAI Chat Completions, spoken by OpenAI, Azure OpenAI and every compatible host.
     OpenAi,
+    /// Anthropic Messages.
+    Anthropic,
+    /// Google Gemini `generateContent`.
+    Gemini,
 }
 
 impl WireFormat {
+    /// The `kind` config value and metric label.
     pub fn as_str(self) -> &'static str {
         match self {
             WireFormat::OpenAi => "openai",
+            WireFormat::Anthropic => "anthropic",
+            WireFormat::Gemini => "gemini",
         }
     }
 }
+
+/// The Azure OpenAI `api-version` used when config names none (the latest GA inference API).
+pub const AZURE_API_VERSION: &str = "2024-10-21";
+/// The `anthropic-version` header used when config names none.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// Timeouts for one provider's calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +111,9 @@ pub struct ProviderConfig {
     pub headers: Vec<(String, Secret)>,
     pub timeouts: Timeouts,
     pub quirks: Quirks,
+    /// Azure's `api-version` query parameter, or Anthropic's `anthropic-version` header;
+    /// `None` for other wire formats.
+    pub api_version: Option<String>,
     /// The id the catalog knows this provider by: its preset, else its own id.
     pub catalog_key: String,
     /// A local server's running cost in micro-dollars per hour.
@@ -310,7 +326,8 @@ impl Config {
         }
         for preset in presets::PRESETS {
             let Some(var) = preset.key_env else { continue };
-            if env(var).is_none() {
+            // A preset without a base URL (Azure) needs more than a key: config only.
+            if env(var).is_none() || preset.base_url.is_empty() {
                 continue;
             }
             raw.providers.insert(
@@ -403,27 +420,95 @@ impl Config {
                     "provider ids are lowercase letters, digits, `-` and `_`".into(),
                 );
             }
-            let wire = match p.kind.as_deref().unwrap_or("openai") {
-                "openai" => Some(WireFormat::OpenAi),
-                other => {
+            // `kind` is the wire format; `azure` is shorthand for OpenAI's with the azure preset.
+            let kind = match p.kind.as_deref() {
+                None => None,
+                Some("openai") => Some(WireFormat::OpenAi),
+                Some("anthropic") => Some(WireFormat::Anthropic),
+                Some("gemini") => Some(WireFormat::Gemini),
+                Some("azure") => Some(WireFormat::OpenAi),
+                Some(other) => {
                     problem(
                         format!("{path}.kind"),
-                        format!("unknown wire format `{other}`; expected openai"),
+                        format!(
+                            "unknown wire format `{other}`; expected openai, anthropic, gemini or azure"
+                        ),
                     );
                     None
                 }
             };
-            let preset_id = p.preset.as_deref().unwrap_or(id);
-            let preset = presets::find(preset_id);
-            if p.preset.is_some() && preset.is_none() {
-                let known: Vec<_> = presets::PRESETS.iter().map(|p| p.id).collect();
-                problem(
-                    format!("{path}.preset"),
-                    format!("unknown preset `{preset_id}`; known: {}", known.join(", ")),
-                );
-            }
+            let kind_failed = p.kind.is_some() && kind.is_none();
+            let preset = match (p.preset.as_deref(), p.kind.as_deref()) {
+                (Some(named), _) => {
+                    let found = presets::find(named);
+                    match found {
+                        None => {
+                            let known: Vec<_> = presets::PRESETS.iter().map(|p| p.id).collect();
+                            problem(
+                                format!("{path}.preset"),
+                                format!("unknown preset `{named}`; known: {}", known.join(", ")),
+                            );
+                        }
+                        Some(found) if kind.is_some_and(|k| k != found.wire) => problem(
+                            format!("{path}.preset"),
+                            format!(
+                                "preset `{named}` speaks the {} wire format, not `{}`",
+                                found.wire.as_str(),
+                                p.kind.as_deref().unwrap_or_default()
+                            ),
+                        ),
+                        Some(_) => {}
+                    }
+                    found
+                }
+                (None, Some("azure")) => presets::find("azure"),
+                // A provider named after a preset uses it, unless its `kind` says otherwise.
+                (None, _) => match presets::find(id) {
+                    Some(found) if kind.is_none_or(|k| k == found.wire) => Some(found),
+                    _ => match kind {
+                        Some(k) if k != WireFormat::OpenAi => Some(presets::default_for(k)),
+                        _ => None,
+                    },
+                },
+            };
+            let wire = if kind_failed {
+                None
+            } else {
+                Some(
+                    kind.or(preset.map(|p| p.wire))
+                        .unwrap_or(WireFormat::OpenAi),
+                )
+            };
+            let quirks = preset.map(|p| p.quirks).unwrap_or_default();
+            let api_version = match (&p.api_version, wire) {
+                (Some(v), Some(WireFormat::Anthropic)) => Some(v.clone()),
+                (Some(v), Some(WireFormat::OpenAi)) if quirks.azure_deployments => Some(v.clone()),
+                (Some(_), Some(_)) => {
+                    problem(
+                        format!("{path}.api_version"),
+                        "applies to Azure OpenAI (`api-version`) and Anthropic (`anthropic-version`) only"
+                            .into(),
+                    );
+                    None
+                }
+                (None, Some(WireFormat::OpenAi)) if quirks.azure_deployments => {
+                    Some(AZURE_API_VERSION.to_string())
+                }
+                (None, Some(WireFormat::Anthropic)) => Some(ANTHROPIC_VERSION.to_string()),
+                _ => None,
+            };
             let base_url = match (&p.base_url, preset) {
                 (Some(url), _) => url.trim_end_matches('/').to_string(),
+                (None, Some(preset)) if preset.base_url.is_empty() => {
+                    problem(
+                        format!("{path}.base_url"),
+                        format!(
+                            "is required by preset `{}`: the resource endpoint, e.g. https://NAME.openai.azure.com",
+                            preset.id
+                        ),
+                    );
+                    String::new()
+                }
                 (None, Some(preset)) => preset.base_url.to_string(),
                 (None, None) => {
                     problem(
@@ -558,7 +643,8 @@ impl Config {
                     tier,
                     headers,
                     timeouts,
-                    quirks: preset.map(|p| p.quirks).unwrap_or_default(),
+                    quirks,
+                    api_version,
                     catalog_key,
                     cost_per_hour_micros,
                 });
@@ -1302,6 +1388,132 @@ mod tests {
                 "providers.x.cost_per_hour",
                 "models[0].input_price",
                 "models[0].quality"
+            ]
+        );
+    }
+
+    #[test]
+    fn wire_formats_and_their_presets() {
+        let env = |name: &str| {
+            matches!(name, "ANTHROPIC_API_KEY" | "GEMINI_API_KEY" | "AZ_KEY")
+                .then(|| "k".to_string())
+        };
+        let cfg = Config::from_toml(
+            r#"
+            [providers.anthropic]
+            api_key = "env:ANTHROPIC_API_KEY"
+            [providers.claude]
+            kind = "anthropic"
+            api_key = "env:ANTHROPIC_API_KEY"
+            api_version = "2023-01-01"
+            [providers.gemini]
+            api_key = "env:GEMINI_API_KEY"
+            [providers.az]
+            kind = "azure"
+            base_url = "https://res.openai.azure.com/"
+            api_key = "env:AZ_KEY"
+            [[models]]
+            id = "gpt-4o"
+            provider = "az"
+            upstream = "my-gpt4o-deployment"
+            "#,
+            &env,
+        )
+        .unwrap();
+        let by_id = |id: &str| cfg.providers.iter().find(|p| p.id == id).unwrap();
+        let a = by_id("anthropic");
+        assert_eq!(a.wire, WireFormat::Anthropic);
+        assert_eq!(a.base_url, "https://api.anthropic.com/v1");
+        assert_eq!(a.auth, AuthStyle::Header("x-api-key"));
+        assert_eq!(a.api_version.as_deref(), Some(ANTHROPIC_VERSION));
+        let c = by_id("claude");
+        assert_eq!(
+            (c.wire, c.catalog_key.as_str()),
+            (WireFormat::Anthropic, "anthropic")
+        );
+        assert_eq!(c.api_version.as_deref(), Some("2023-01-01"));
+        assert!(cfg.models.contains_key("claude-sonnet-4-5"));
+        let g = by_id("gemini");
+        assert_eq!(g.wire, WireFormat::Gemini);
+        assert_eq!(g.auth, AuthStyle::Header("x-goog-api-key"));
+        assert!(cfg.models.contains_key("gemini-2.5-flash"));
+        let az = by_id("az");
+        assert_eq!(az.wire, WireFormat::OpenAi);
+        assert!(az.quirks.azure_deployments);
+        assert_eq!(az.base_url, "https://res.openai.azure.com");
+        assert_eq!(az.auth, AuthStyle::Header("api-key"));
+        assert_eq!(az.api_version.as_deref(), Some(AZURE_API_VERSION));
+        assert_eq!(
+            &*cfg.models["gpt-4o"]
+                .iter()
+                .find(|t| cfg.providers[t.provider].id == "az")
+                .unwrap()
+                .upstream,
+            "my-gpt4o-deployment"
+        );
+    }
+
+    #[test]
+    fn wire_format_mistakes_are_reported() {
+        let err = Config::from_toml(
+            r#"
+            [providers.a]
+            kind = "soap"
+            base_url = "http://127.0.0.1:1"
+            tier = "local"
+            [providers.b]
+            kind = "anthropic"
+            preset = "groq"
+            api_key = "x"
+            [providers.c]
+            preset = "azure"
+            api_key = "x"
+            [providers.d]
+            base_url = "http://127.0.0.1:2/v1"
+            tier = "local"
+            api_version = "2024-10-21"
+            "#,
+            &env,
+        )
+        .unwrap_err();
+        let paths: Vec<_> = err.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "providers.a.kind",
+                "providers.b.preset",
+                "providers.c.base_url",
+                "providers.d.api_version"
+            ]
+        );
+        assert!(
+            err.to_string()
+                .contains("expected openai, anthropic, gemini or azure"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn default_picks_up_anthropic_and_gemini_keys() {
+        let env = |name: &str| {
+            matches!(
+                name,
+                "ANTHROPIC_API_KEY" | "GEMINI_API_KEY" | "AZURE_OPENAI_API_KEY"
+            )
+            .then(|| "k".to_string())
+        };
+        let raw = Config::embedded_default(&env);
+        let cfg = Config::resolve(&raw, &env).unwrap();
+        let wires: Vec<_> = cfg
+            .providers
+            .iter()
+            .map(|p| (p.id.as_str(), p.wire))
+            .collect();
+        assert_eq!(
+            wires,
+            [
+                ("anthropic", WireFormat::Anthropic),
+                ("gemini", WireFormat::Gemini)
             ]
         );
     }

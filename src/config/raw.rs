@@ -250,7 +250,8 @@ fn default_grace() -> String {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
-    /// Wire format: `openai` (default).
+    /// Wire format: `openai` (default), `anthropic`, `gemini`, or `azure` (OpenAI's
+    /// with the azure preset).
     #[serde(default)]
     pub kind: Option<String>,
     /// A preset from `providers/openai/presets.rs`; defaults to the provider's id when one matches.
@@ -258,6 +259,9 @@ pub struct RawProvider {
     pub preset: Option<String>,
     #[serde(default)]
     pub base_url: Option<String>,
+    /// Azure OpenAI's `api-version`, or Anthropic's `anthropic-version` header.
+    #[serde(default)]
+    pub api_version: Option<String>,
     /// The provider's key: `env:NAME` or a literal.
     #[serde(default)]
     pub api_key: Option<String>,

@@ -2,7 +2,13 @@
 //! `Provider` enum that dispatches to them (chosen at config load). Adapters translate
 //! requests, replies, stream events, usage and errors; they never route, price or retry.
 
+pub mod anthropic;
+pub mod chat;
+pub mod gemini;
+pub mod http;
 pub mod openai;
+pub mod presets;
+pub mod shape;
 pub mod sse;
 
 use std::pin::Pin;
@@ -141,13 +147,15 @@ impl UpstreamError {
                 code: Some("unsupported_by_backend"),
             },
             UpstreamError::Status { status: 429, retry_after, .. } => ApiError::RateLimited { message, retry_after },
+            // Overloaded (Anthropic's 529, Gemini's and others' 503): try again shortly.
+            UpstreamError::Status { status: 503 | 529, retry_after, .. } => ApiError::Unavailable { message, retry_after },
             // The provider refused the gateway's own credentials: not the client's fault.
             UpstreamError::Status { status: 401 | 403, provider, .. } => ApiError::BadGateway(format!(
                 "provider `{provider}` rejected the gateway's credentials; an operator must check its api_key"
             )),
             UpstreamError::Status { status, message: upstream_message, code, param, .. } if (400..500).contains(&status) => {
                 ApiError::UpstreamRejected {
-                    status: http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST),
+                    status: ::http::StatusCode::from_u16(status).unwrap_or(::http::StatusCode::BAD_REQUEST),
                     message: upstream_message,
                     code,
                     param,
@@ -211,12 +219,16 @@ pub trait Adapter {
 #[derive(Debug)]
 pub enum Provider {
     OpenAi(openai::OpenAiAdapter),
+    Anthropic(anthropic::AnthropicAdapter),
+    Gemini(gemini::GeminiAdapter),
 }
 
 macro_rules! dispatch {
     ($self:ident, $a:ident => $e:expr) => {
         match $self {
             Provider::OpenAi($a) => $e,
+            Provider::Anthropic($a) => $e,
+            Provider::Gemini($a) => $e,
         }
     };
 }
@@ -226,11 +238,20 @@ impl Provider {
     pub fn build(config: &ProviderConfig) -> Result<Provider, String> {
         match config.wire {
             WireFormat::OpenAi => openai::OpenAiAdapter::new(config.clone()).map(Provider::OpenAi),
+            WireFormat::Anthropic => {
+                anthropic::AnthropicAdapter::new(config.clone()).map(Provider::Anthropic)
+            }
+            WireFormat::Gemini => gemini::GeminiAdapter::new(config.clone()).map(Provider::Gemini),
         }
     }
 
     pub fn config(&self) -> &ProviderConfig {
         dispatch!(self, a => a.config())
+    }
+
+    /// The wire format this provider speaks.
+    pub fn wire(&self) -> WireFormat {
+        dispatch!(self, a => a.wire())
     }
 
     pub fn id(&self) -> &str {
@@ -329,11 +350,11 @@ mod tests {
         assert!(!status(400).is_retryable());
         assert_eq!(
             status(401).into_api_error().status(),
-            http::StatusCode::BAD_GATEWAY
+            ::http::StatusCode::BAD_GATEWAY
         );
         assert_eq!(
             status(422).into_api_error().status(),
-            http::StatusCode::UNPROCESSABLE_ENTITY
+            ::http::StatusCode::UNPROCESSABLE_ENTITY
         );
     }
 }

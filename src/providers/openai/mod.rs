@@ -1,29 +1,24 @@
-//! The OpenAI wire format, spoken by OpenAI and every OpenAI-compatible host. The
-//! front end already speaks it, so translation is a minimal rewrite: `model` set to
-//! the upstream id, `stream_options.include_usage` asked for, gateway fields dropped.
-//! Replies and stream chunks are forwarded as the upstream's bytes.
-
-pub mod presets;
-
-use std::collections::VecDeque;
+//! The OpenAI wire format, spoken by OpenAI, Azure OpenAI and every OpenAI-compatible
+//! host. The front end already speaks it, so translation is a minimal rewrite: `model`
+//! set to the upstream id, `stream_options.include_usage` asked for, gateway fields
+//! dropped, a preset's quirks applied. Replies and chunks are forwarded as the upstream's bytes.
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
-use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use http::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::time::{timeout_at, Instant};
 
-use super::sse::{SseDecoder, SseEvent};
-use super::{
-    parse_retry_after, Adapter, Attempt, Chunk, ChunkStream, Reply, StreamReply, UpstreamError,
-    UpstreamMeta,
+use super::chat::unsupported;
+use super::http::{
+    self as wire, base_headers, event_stream, read_body, ErrorReply, StreamTranslator,
 };
-use crate::api::openai::{ChatRequest, PassthroughRequest, RawObject};
+use super::presets::Quirks;
+use super::sse::SseEvent;
+use super::{Adapter, Attempt, Chunk, Reply, StreamReply, UpstreamError, UpstreamMeta};
+use crate::api::openai::{ChatRequest, PassthroughRequest, RawObject, GATEWAY_FIELDS};
 use crate::api::usage::OpenAiUsage;
 use crate::api::Usage;
 use crate::config::{ProviderConfig, WireFormat};
-use presets::AuthStyle;
 
 /// An OpenAI-compatible provider with its own connection pool.
 #[derive(Debug)]
@@ -31,7 +26,7 @@ pub struct OpenAiAdapter {
     config: ProviderConfig,
     client: reqwest::Client,
     headers: HeaderMap,
-    /// Endpoint URLs parsed once, not per call.
+    /// Endpoint URLs parsed once, not per call (Azure's depend on the deployment).
     chat_url: reqwest::Url,
     completions_url: reqwest::Url,
     embeddings_url: reqwest::Url,
@@ -39,30 +34,8 @@ pub struct OpenAiAdapter {
 
 impl OpenAiAdapter {
     pub fn new(config: ProviderConfig) -> Result<OpenAiAdapter, String> {
-        let client = http_client(&config)?;
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(key) = &config.api_key {
-            let (name, value) = match config.auth {
-                AuthStyle::Bearer | AuthStyle::None => {
-                    (AUTHORIZATION, format!("Bearer {}", key.expose()))
-                }
-                AuthStyle::Header(name) => {
-                    (HeaderName::from_static(name), key.expose().to_string())
-                }
-            };
-            let mut value = HeaderValue::from_str(&value).map_err(|_| {
-                format!("providers.{}.api_key: not a valid header value", config.id)
-            })?;
-            value.set_sensitive(true);
-            headers.insert(name, value);
-        }
-        for (name, value) in &config.headers {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
-            let mut value = HeaderValue::from_str(value.expose()).map_err(|e| e.to_string())?;
-            value.set_sensitive(true);
-            headers.insert(name, value);
-        }
+        let client = wire::http_client(&config)?;
+        let headers = base_headers(&config, &[])?;
         let url = |path: &str| {
             reqwest::Url::parse(&format!("{}{path}", config.base_url))
                 .map_err(|e| format!("providers.{}.base_url: {e}", config.id))
@@ -77,193 +50,199 @@ impl OpenAiAdapter {
         })
     }
 
+    /// The URL of endpoint `path` (`/chat/completions`) for `model`: the base URL plus
+    /// the path, or Azure's deployment URL with its `api-version`.
+    fn url(&self, path: &str, model: &str) -> Result<reqwest::Url, UpstreamError> {
+        let base = &self.config.base_url;
+        let azure = match (
+            &self.config.api_version,
+            self.config.quirks.azure_deployments,
+        ) {
+            (Some(v), true) if v == "v1" => format!("{base}/openai/v1{path}"),
+            (Some(v), true) => format!("{base}/openai/deployments/{model}{path}?api-version={v}"),
+            _ => {
+                return Ok(match path {
+                    "/chat/completions" => self.chat_url.clone(),
+                    "/completions" => self.completions_url.clone(),
+                    _ => self.embeddings_url.clone(),
+                })
+            }
+        };
+        reqwest::Url::parse(&azure).map_err(|e| {
+            unsupported(
+                &self.config.id,
+                "model",
+                format!("`{model}` does not make a valid Azure deployment URL ({e})"),
+            )
+        })
+    }
+
     async fn send(
         &self,
-        url: &reqwest::Url,
+        path: &str,
         body: Vec<u8>,
         at: Attempt<'_>,
     ) -> Result<(reqwest::Response, UpstreamMeta), UpstreamError> {
         let request = self
             .client
-            .post(url.clone())
+            .post(self.url(path, at.upstream_model)?)
             .headers(self.headers.clone())
             .header("x-request-id", at.request_id)
             .body(body);
-        send(&self.config, request, at).await
+        wire::send(&self.config, request, at, classify).await
     }
 
     async fn complete(
         &self,
-        url: &reqwest::Url,
+        path: &str,
         body: Vec<u8>,
         at: Attempt<'_>,
     ) -> Result<Reply, UpstreamError> {
-        let (response, meta) = self.send(url, body, at).await?;
+        let (response, meta) = self.send(path, body, at).await?;
         let body = read_body(&self.config, response, at).await?;
-        let usage = parse_usage(&self.config.id, &body)?;
+        let usage = parse_usage(&self.config.id, &body, &self.config.quirks)?;
         Ok(Reply { body, usage, meta })
     }
 
     async fn stream(
         &self,
-        url: &reqwest::Url,
+        path: &str,
         body: Vec<u8>,
         at: Attempt<'_>,
     ) -> Result<StreamReply, UpstreamError> {
-        let (response, meta) = self.send(url, body, at).await?;
+        let (response, meta) = self.send(path, body, at).await?;
+        let translator = OpenAiStream {
+            provider: self.config.id.clone(),
+            reasoning_apart: self.config.quirks.reasoning_outside_completion,
+        };
         Ok(StreamReply {
-            chunks: event_stream(&self.config, response, at.deadline, |provider, event| {
-                openai_chunk(provider, event)
-            }),
+            chunks: event_stream(&self.config, response, at.deadline, translator),
             meta,
         })
     }
 
-    fn stream_body(&self, fields: &RawObject, model: &str) -> Vec<u8> {
+    /// The upstream body: the client's fields with the preset's quirks applied, and
+    /// `stream_options.include_usage` asked for when streaming (unless the host refuses it).
+    fn body(
+        &self,
+        fields: &RawObject,
+        model: &str,
+        stream: bool,
+    ) -> Result<Vec<u8>, UpstreamError> {
+        let quirks = &self.config.quirks;
+        check_quirks(&self.config.id, quirks, fields)?;
         let mut out = Vec::with_capacity(256);
-        if self.config.quirks.no_stream_usage {
-            fields.write_with(&mut out, model, &[]);
-            return out;
+        let options;
+        let mut extra: Vec<(&str, &RawValue)> = Vec::new();
+        if stream && !quirks.no_stream_usage {
+            options = with_usage(fields.get("stream_options"));
+            extra.push(("stream_options", &options));
         }
-        let options = with_usage(fields.get("stream_options"));
-        fields.write_with(&mut out, model, &[("stream_options", &options)]);
-        out
+        if quirks.no_stream_usage && fields.get("stream_options").is_some() {
+            write_renamed(
+                &mut out,
+                fields,
+                model,
+                &extra,
+                quirks.renames,
+                &["stream_options"],
+            );
+        } else if quirks.renames.is_empty() {
+            fields.write_with(&mut out, model, &extra);
+        } else {
+            write_renamed(&mut out, fields, model, &extra, quirks.renames, &[]);
+        }
+        Ok(out)
     }
 }
 
-/// Builds the HTTP client for one provider: its connect timeout, TCP_NODELAY, a warm pool.
-pub fn http_client(config: &ProviderConfig) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .connect_timeout(config.timeouts.connect)
-        .tcp_nodelay(true)
-        .pool_idle_timeout(std::time::Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .user_agent(concat!("bazaar/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| format!("providers.{}: cannot build an HTTP client: {e}", config.id))
+/// Refuses what the preset says the host cannot express, naming field and host.
+fn check_quirks(provider: &str, quirks: &Quirks, fields: &RawObject) -> Result<(), UpstreamError> {
+    if quirks.single_choice {
+        if let Some(n) = fields.get("n") {
+            if serde_json::from_str::<u64>(n.get()).unwrap_or(1) > 1 {
+                return Err(unsupported(
+                    provider,
+                    "n",
+                    "this host returns one choice per call; n must be 1",
+                ));
+            }
+        }
+    }
+    for field in quirks.unsupported {
+        if let Some(v) = fields.get(field) {
+            if !super::chat::is_off(v) {
+                return Err(unsupported(provider, *field, "this host refuses it"));
+            }
+        }
+    }
+    Ok(())
 }
 
-/// Sends a request with the first-byte timeout and classifies the outcome; non-2xx becomes `Status`.
-pub async fn send(
-    config: &ProviderConfig,
-    request: reqwest::RequestBuilder,
-    at: Attempt<'_>,
-) -> Result<(reqwest::Response, UpstreamMeta), UpstreamError> {
-    let first_byte = Instant::now() + config.timeouts.first_byte;
-    let deadline = first_byte.min(at.deadline);
-    let response = match timeout_at(deadline, request.send()).await {
-        Err(_) => return Err(timeout(config, "first byte", deadline)),
-        Ok(Err(e)) => return Err(transport_error(config, &e)),
-        Ok(Ok(r)) => r,
-    };
-    let meta = meta(response.headers());
-    if response.status().is_success() {
-        return Ok((response, meta));
+/// Writes `fields` like `RawObject::write_with`, renaming fields per `renames` (unless the
+/// client also sent the target name) and leaving out `drop`.
+fn write_renamed(
+    out: &mut Vec<u8>,
+    fields: &RawObject,
+    model: &str,
+    extra: &[(&str, &RawValue)],
+    renames: &[(&str, &str)],
+    drop: &[&str],
+) {
+    out.push(b'{');
+    let mut first = true;
+    let mut model_written = false;
+    for (key, value) in fields.iter() {
+        if GATEWAY_FIELDS.contains(&key)
+            || drop.contains(&key)
+            || extra.iter().any(|(k, _)| *k == key)
+            || (key == "model" && model_written)
+        {
+            continue;
+        }
+        let name = match renames.iter().find(|(from, _)| *from == key) {
+            Some((_, to)) if fields.get(to).is_some() => continue,
+            Some((_, to)) => *to,
+            None => key,
+        };
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+        write_json_string(out, name);
+        out.push(b':');
+        if key == "model" {
+            write_json_string(out, model);
+            model_written = true;
+        } else {
+            out.extend_from_slice(value.get().as_bytes());
+        }
     }
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get(http::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after);
-    let body = timeout_at(
-        deadline.max(Instant::now() + std::time::Duration::from_secs(1)),
-        response.bytes(),
-    )
-    .await
-    .ok()
-    .and_then(Result::ok)
-    .unwrap_or_default();
-    let (message, code, param) = error_fields(&body);
-    Err(UpstreamError::Status {
-        provider: config.id.clone(),
-        status,
-        message: message.unwrap_or_else(|| format!("HTTP {status} with no error message")),
+    for (key, value) in extra {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+        write_json_string(out, key);
+        out.push(b':');
+        out.extend_from_slice(value.get().as_bytes());
+    }
+    out.push(b'}');
+}
+
+fn write_json_string(out: &mut Vec<u8>, s: &str) {
+    // Serialising a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Classifies a non-2xx OpenAI-style reply: the upstream's message, code and param.
+pub fn classify(provider: &str, reply: ErrorReply<'_>) -> UpstreamError {
+    let (message, code, param) = error_fields(reply.body);
+    UpstreamError::Status {
+        provider: provider.to_string(),
+        status: reply.status,
+        message: message.unwrap_or_else(|| format!("HTTP {} with no error message", reply.status)),
         code,
         param,
-        retry_after,
-    })
-}
-
-/// Reads a whole reply body before the attempt's deadline or the provider's total timeout.
-pub async fn read_body(
-    config: &ProviderConfig,
-    response: reqwest::Response,
-    at: Attempt<'_>,
-) -> Result<Bytes, UpstreamError> {
-    let deadline = at.deadline.min(Instant::now() + config.timeouts.total);
-    match timeout_at(deadline, response.bytes()).await {
-        Err(_) => Err(timeout(config, "body", deadline)),
-        Ok(Err(e)) => Err(transport_error(config, &e)),
-        Ok(Ok(body)) => Ok(body),
-    }
-}
-
-fn timeout(config: &ProviderConfig, phase: &'static str, _deadline: Instant) -> UpstreamError {
-    let after = match phase {
-        "first byte" => config.timeouts.first_byte,
-        "idle" => config.timeouts.idle,
-        _ => config.timeouts.total,
-    };
-    UpstreamError::Timeout {
-        provider: config.id.clone(),
-        phase,
-        after,
-    }
-}
-
-/// Classifies a transport error without echoing URLs or headers.
-pub fn transport_error(config: &ProviderConfig, e: &reqwest::Error) -> UpstreamError {
-    if e.is_timeout() {
-        return UpstreamError::Timeout {
-            provider: config.id.clone(),
-            phase: "connect",
-            after: config.timeouts.connect,
-        };
-    }
-    let detail = if e.is_connect() {
-        "connection failed"
-    } else if e.is_body() || e.is_decode() {
-        "the connection broke while reading the reply"
-    } else {
-        "the request could not be sent"
-    };
-    // The source chain (e.g. "Connection refused") helps operators and carries no secret.
-    let mut cause = String::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        cause = s.to_string();
-        source = s.source();
-    }
-    let detail = if cause.is_empty() {
-        detail.to_string()
-    } else {
-        format!("{detail} ({cause})")
-    };
-    if e.is_connect() {
-        UpstreamError::Connect {
-            provider: config.id.clone(),
-            detail,
-        }
-    } else {
-        UpstreamError::Protocol {
-            provider: config.id.clone(),
-            detail,
-        }
-    }
-}
-
-/// Reads `x-ratelimit-remaining-*` headers (OpenAI, Groq, Together and others send them).
-pub fn meta(headers: &HeaderMap) -> UpstreamMeta {
-    let num = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok())
-    };
-    UpstreamMeta {
-        remaining_requests: num("x-ratelimit-remaining-requests"),
-        remaining_tokens: num("x-ratelimit-remaining-tokens"),
+        retry_after: reply.retry_after,
     }
 }
 
@@ -325,26 +304,55 @@ struct UsageOnly {
 }
 
 /// Usage from a complete OpenAI reply; `None` when the backend reported none.
-pub fn parse_usage(provider: &str, body: &[u8]) -> Result<Option<Usage>, UpstreamError> {
+pub fn parse_usage(
+    provider: &str,
+    body: &[u8],
+    quirks: &Quirks,
+) -> Result<Option<Usage>, UpstreamError> {
     let parsed: UsageOnly = serde_json::from_slice(body).map_err(|e| UpstreamError::Protocol {
         provider: provider.to_string(),
         detail: format!("the reply is not JSON ({e})"),
     })?;
-    Ok(parsed.usage.map(|u| Usage::from_openai(&u)))
+    Ok(parsed
+        .usage
+        .map(|u| read_usage(&u, quirks.reasoning_outside_completion)))
+}
+
+fn read_usage(raw: &OpenAiUsage, reasoning_apart: bool) -> Usage {
+    if reasoning_apart {
+        Usage::from_openai_reasoning_apart(raw)
+    } else {
+        Usage::from_openai(raw)
+    }
 }
 
 #[derive(Deserialize)]
 struct ChunkPeek<'a> {
-    #[serde(default, borrow)]
-    choices: Option<Vec<&'a RawValue>>,
+    #[serde(default)]
+    choices: Option<Vec<ChoicePeek>>,
     #[serde(default)]
     usage: Option<OpenAiUsage>,
     #[serde(default, borrow)]
     error: Option<&'a RawValue>,
 }
 
+#[derive(Deserialize)]
+struct ChoicePeek {
+    /// Kimi reports stream usage inside the last choice.
+    #[serde(default)]
+    usage: Option<OpenAiUsage>,
+}
+
 /// Turns one upstream SSE event into zero or one chunk; `Ok(None)` also for `[DONE]`.
 pub fn openai_chunk(provider: &str, event: SseEvent) -> Result<Option<Chunk>, UpstreamError> {
+    openai_chunk_with(provider, event, false)
+}
+
+fn openai_chunk_with(
+    provider: &str,
+    event: SseEvent,
+    reasoning_apart: bool,
+) -> Result<Option<Chunk>, UpstreamError> {
     let data = event.data;
     if data == "[DONE]" {
         return Ok(None);
@@ -376,97 +384,42 @@ pub fn openai_chunk(provider: &str, event: SseEvent) -> Result<Option<Chunk>, Up
             retry_after: None,
         });
     }
-    let usage = peek.usage.map(|u| Usage::from_openai(&u));
-    let usage_only = usage.is_some() && peek.choices.as_ref().is_none_or(|c| c.is_empty());
+    let no_choices = peek.choices.as_ref().is_none_or(|c| c.is_empty());
+    let raw_usage = peek
+        .usage
+        .or_else(|| peek.choices.into_iter().flatten().find_map(|c| c.usage));
+    let usage = raw_usage.map(|u| read_usage(&u, reasoning_apart));
     Ok(Some(Chunk {
         data: Bytes::from(data),
         usage,
-        usage_only,
+        usage_only: usage.is_some() && no_choices,
     }))
 }
 
-/// A stream of chunks from an SSE response: idle timeout between events, the call's
-/// deadline overall, an error if the stream ends without its terminator.
-pub fn event_stream<F>(
-    config: &ProviderConfig,
-    response: reqwest::Response,
-    deadline: Instant,
-    translate: F,
-) -> ChunkStream
-where
-    F: FnMut(&str, SseEvent) -> Result<Option<Chunk>, UpstreamError> + Send + 'static,
-{
-    struct State<S, F> {
-        body: S,
-        decoder: SseDecoder,
-        pending: VecDeque<SseEvent>,
-        scratch: Vec<SseEvent>,
-        config: ProviderConfig,
-        deadline: Instant,
-        translate: F,
-        done: bool,
-    }
-    let state = State {
-        body: response.bytes_stream(),
-        decoder: SseDecoder::new(),
-        pending: VecDeque::new(),
-        scratch: Vec::new(),
-        config: config.clone(),
-        deadline: deadline.min(Instant::now() + config.timeouts.total),
-        translate,
-        done: false,
-    };
-    let stream = futures_util::stream::unfold(state, |mut s| async move {
-        loop {
-            if s.done {
-                return None;
-            }
-            if let Some(event) = s.pending.pop_front() {
-                let is_done = event.data == "[DONE]";
-                match (s.translate)(&s.config.id, event) {
-                    Ok(Some(chunk)) => return Some((Ok(chunk), s)),
-                    Ok(None) if is_done => return None,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        s.done = true;
-                        return Some((Err(e), s));
-                    }
-                }
-            }
-            let idle = Instant::now() + s.config.timeouts.idle;
-            let (limit, phase) = if idle < s.deadline {
-                (idle, "idle")
-            } else {
-                (s.deadline, "total")
-            };
-            match timeout_at(limit, s.body.next()).await {
-                Err(_) => {
-                    s.done = true;
-                    return Some((Err(timeout(&s.config, phase, limit)), s));
-                }
-                Ok(Some(Ok(bytes))) => {
-                    s.decoder.push(&bytes, &mut s.scratch);
-                    s.pending.extend(s.scratch.drain(..));
-                }
-                Ok(Some(Err(e))) => {
-                    s.done = true;
-                    return Some((Err(transport_error(&s.config, &e)), s));
-                }
-                Ok(None) => {
-                    s.done = true;
-                    s.decoder.finish();
-                    return Some((
-                        Err(UpstreamError::Protocol {
-                            provider: s.config.id.clone(),
-                            detail: "the stream ended before its last event".into(),
-                        }),
-                        s,
-                    ));
-                }
-            }
+/// The OpenAI stream translator: chunks pass through; `[DONE]` is the last event.
+#[derive(Debug)]
+pub struct OpenAiStream {
+    provider: String,
+    reasoning_apart: bool,
+}
+
+impl StreamTranslator for OpenAiStream {
+    fn event(&mut self, event: SseEvent, out: &mut Vec<Chunk>) -> Result<bool, UpstreamError> {
+        if event.data == "[DONE]" {
+            return Ok(true);
         }
-    });
-    Box::pin(stream) as std::pin::Pin<Box<dyn Stream<Item = _> + Send>>
+        if let Some(chunk) = openai_chunk_with(&self.provider, event, self.reasoning_apart)? {
+            out.push(chunk);
+        }
+        Ok(false)
+    }
+
+    fn end(&mut self, _out: &mut Vec<Chunk>) -> Result<(), UpstreamError> {
+        Err(UpstreamError::Protocol {
+            provider: self.provider.clone(),
+            detail: "the stream ended before its last event".into(),
+        })
+    }
 }
 
 /// `stream_options` with `include_usage: true`, keeping any other option the client set.
@@ -492,9 +445,8 @@ impl Adapter for OpenAiAdapter {
     }
 
     async fn chat(&self, req: &ChatRequest, at: Attempt<'_>) -> Result<Reply, UpstreamError> {
-        let mut body = Vec::with_capacity(256);
-        req.fields.write_with(&mut body, at.upstream_model, &[]);
-        self.complete(&self.chat_url, body, at).await
+        let body = self.body(&req.fields, at.upstream_model, false)?;
+        self.complete("/chat/completions", body, at).await
     }
 
     async fn chat_stream(
@@ -502,8 +454,8 @@ impl Adapter for OpenAiAdapter {
         req: &ChatRequest,
         at: Attempt<'_>,
     ) -> Result<StreamReply, UpstreamError> {
-        let body = self.stream_body(&req.fields, at.upstream_model);
-        self.stream(&self.chat_url, body, at).await
+        let body = self.body(&req.fields, at.upstream_model, true)?;
+        self.stream("/chat/completions", body, at).await
     }
 
     async fn embeddings(
@@ -511,9 +463,8 @@ impl Adapter for OpenAiAdapter {
         req: &PassthroughRequest,
         at: Attempt<'_>,
     ) -> Result<Reply, UpstreamError> {
-        let mut body = Vec::with_capacity(256);
-        req.fields.write_with(&mut body, at.upstream_model, &[]);
-        self.complete(&self.embeddings_url, body, at).await
+        let body = self.body(&req.fields, at.upstream_model, false)?;
+        self.complete("/embeddings", body, at).await
     }
 
     async fn completions(
@@ -521,9 +472,8 @@ impl Adapter for OpenAiAdapter {
         req: &PassthroughRequest,
         at: Attempt<'_>,
     ) -> Result<Reply, UpstreamError> {
-        let mut body = Vec::with_capacity(256);
-        req.fields.write_with(&mut body, at.upstream_model, &[]);
-        self.complete(&self.completions_url, body, at).await
+        let body = self.body(&req.fields, at.upstream_model, false)?;
+        self.complete("/completions", body, at).await
     }
 
     async fn completions_stream(
@@ -531,8 +481,8 @@ impl Adapter for OpenAiAdapter {
         req: &PassthroughRequest,
         at: Attempt<'_>,
     ) -> Result<StreamReply, UpstreamError> {
-        let body = self.stream_body(&req.fields, at.upstream_model);
-        self.stream(&self.completions_url, body, at).await
+        let body = self.body(&req.fields, at.upstream_model, true)?;
+        self.stream("/completions", body, at).await
     }
 }
 

@@ -1,0 +1,134 @@
+//! The Anthropic Messages wire format: `POST {base}/messages` with `x-api-key` and
+//! `anthropic-version`. Translation is pure and lives in `request` (OpenAI chat → Messages),
+//! `response` (reply and errors) and `stream` (events → chunks); this file only sends.
+//! Anthropic serves neither embeddings nor legacy completions: those are refused.
+
+pub mod request;
+pub mod response;
+pub mod stream;
+
+use http::header::{HeaderMap, HeaderValue};
+
+use super::chat::unsupported;
+use super::http::{self as wire, base_headers, event_stream, read_body};
+use super::shape::unix_now;
+use super::{Adapter, Attempt, Reply, StreamReply, UpstreamError, UpstreamMeta};
+use crate::api::openai::{ChatRequest, PassthroughRequest};
+use crate::config::{ProviderConfig, WireFormat, ANTHROPIC_VERSION};
+
+/// An Anthropic provider with its own connection pool.
+#[derive(Debug)]
+pub struct AnthropicAdapter {
+    config: ProviderConfig,
+    client: reqwest::Client,
+    headers: HeaderMap,
+    url: String,
+}
+
+impl AnthropicAdapter {
+    /// Builds the client and the fixed headers (key, `anthropic-version`).
+    pub fn new(config: ProviderConfig) -> Result<AnthropicAdapter, String> {
+        let client = wire::http_client(&config)?;
+        let mut headers = base_headers(&config, &[])?;
+        let version = config.api_version.as_deref().unwrap_or(ANTHROPIC_VERSION);
+        let version = HeaderValue::from_str(version).map_err(|_| {
+            format!(
+                "providers.{}.api_version: not a valid header value",
+                config.id
+            )
+        })?;
+        // An operator's own `anthropic-version` header wins over the config field.
+        if !headers.contains_key("anthropic-version") {
+            headers.insert("anthropic-version", version);
+        }
+        let url = format!("{}/messages", config.base_url);
+        Ok(AnthropicAdapter {
+            config,
+            client,
+            headers,
+            url,
+        })
+    }
+
+    /// Sends a Messages body as it is; non-2xx replies are classified as Anthropic errors.
+    pub async fn send(
+        &self,
+        body: Vec<u8>,
+        at: Attempt<'_>,
+    ) -> Result<(reqwest::Response, UpstreamMeta), UpstreamError> {
+        let request = self
+            .client
+            .post(&self.url)
+            .headers(self.headers.clone())
+            .header("x-request-id", at.request_id)
+            .body(body);
+        wire::send(&self.config, request, at, response::classify).await
+    }
+}
+
+impl Adapter for AnthropicAdapter {
+    fn wire(&self) -> WireFormat {
+        WireFormat::Anthropic
+    }
+
+    fn config(&self) -> &ProviderConfig {
+        &self.config
+    }
+
+    async fn chat(&self, req: &ChatRequest, at: Attempt<'_>) -> Result<Reply, UpstreamError> {
+        let built = request::build(req, at.upstream_model, false, &self.config.id)?;
+        let (response, meta) = self.send(built.body, at).await?;
+        let body = read_body(&self.config, response, at).await?;
+        response::parse_reply(&self.config.id, &body, unix_now(), built.json_mode, meta)
+    }
+
+    async fn chat_stream(
+        &self,
+        req: &ChatRequest,
+        at: Attempt<'_>,
+    ) -> Result<StreamReply, UpstreamError> {
+        let built = request::build(req, at.upstream_model, true, &self.config.id)?;
+        let (response, meta) = self.send(built.body, at).await?;
+        let translator = stream::AnthropicStream::new(&self.config.id, unix_now(), built.json_mode);
+        Ok(StreamReply {
+            chunks: event_stream(&self.config, response, at.deadline, translator),
+            meta,
+        })
+    }
+
+    async fn embeddings(
+        &self,
+        _req: &PassthroughRequest,
+        _at: Attempt<'_>,
+    ) -> Result<Reply, UpstreamError> {
+        Err(unsupported(
+            &self.config.id,
+            "model",
+            "Anthropic serves no embeddings endpoint",
+        ))
+    }
+
+    async fn completions(
+        &self,
+        _req: &PassthroughRequest,
+        _at: Attempt<'_>,
+    ) -> Result<Reply, UpstreamError> {
+        Err(unsupported(
+            &self.config.id,
+            "prompt",
+            "Anthropic serves no legacy completions endpoint; use chat",
+        ))
+    }
+
+    async fn completions_stream(
+        &self,
+        _req: &PassthroughRequest,
+        _at: Attempt<'_>,
+    ) -> Result<StreamReply, UpstreamError> {
+        Err(unsupported(
+            &self.config.id,
+            "prompt",
+            "Anthropic serves no legacy completions endpoint; use chat",
+        ))
+    }
+}

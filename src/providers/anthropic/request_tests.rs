@@ -1,0 +1,244 @@
+use serde_json::{json, Value};
+
+use super::*;
+
+fn build_json(req: Value) -> Result<(Value, bool), UpstreamError> {
+    let req = ChatRequest::parse(req.to_string().as_bytes()).unwrap();
+    let built = build(&req, "claude-up", req.stream, "anthropic")?;
+    Ok((
+        serde_json::from_slice(&built.body).unwrap(),
+        built.json_mode,
+    ))
+}
+
+fn refused(req: Value) -> (String, String) {
+    match build_json(req) {
+        Err(UpstreamError::Unsupported {
+            provider,
+            field,
+            detail,
+        }) => {
+            assert_eq!(provider, "anthropic");
+            (field, detail)
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn system_multi_turn_and_defaults() {
+    let (body, json_mode) = build_json(json!({
+        "model": "claude", "stream": true, "temperature": 0.5, "top_p": 0.9, "stop": "END",
+        "user": "u-7", "seed": 3, "stream_options": {"include_usage": true},
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello."},
+            {"role": "user", "content": "Bye"}
+        ]
+    }))
+    .unwrap();
+    assert!(!json_mode);
+    assert_eq!(
+        body,
+        json!({
+            "model": "claude-up", "max_tokens": DEFAULT_MAX_TOKENS, "system": "Be brief.",
+            "messages": [
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello."},
+                {"role": "user", "content": "Bye"}
+            ],
+            "temperature": 0.5, "top_p": 0.9, "stop_sequences": ["END"], "stream": true,
+            "metadata": {"user_id": "u-7"}
+        })
+    );
+}
+
+#[test]
+fn images_documents_and_cache_control() {
+    let (body, _) = build_json(json!({
+        "model": "claude", "max_completion_tokens": 100,
+        "messages": [
+            {"role": "developer", "content": [{"type": "text", "text": "Long rules", "cache_control": {"type": "ephemeral"}}]},
+            {"role": "user", "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg", "detail": "high"}},
+                {"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0="}}
+            ]}
+        ]
+    }))
+    .unwrap();
+    assert_eq!(body["max_tokens"], 100);
+    assert_eq!(
+        body["system"],
+        json!([{"type": "text", "text": "Long rules", "cache_control": {"type": "ephemeral"}}])
+    );
+    assert_eq!(
+        body["messages"][0]["content"],
+        json!([
+            {"type": "text", "text": "What is this?"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+            {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
+            {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="}, "title": "a.pdf"}
+        ])
+    );
+}
+
+#[test]
+fn tools_round_trip_as_tool_use_and_tool_result() {
+    let (body, _) = build_json(json!({
+        "model": "claude",
+        "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": {"type": "object", "properties": {"location": {"type": "string"}}}}}],
+        "tool_choice": "required", "parallel_tool_calls": false,
+        "messages": [
+            {"role": "user", "content": "Weather in Paris and Rome?"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"location\":\"Paris\"}"}},
+                {"id": "toolu_2", "type": "function", "function": {"name": "get_weather", "arguments": "{\"location\":\"Rome\"}"}}
+            ]},
+            {"role": "tool", "tool_call_id": "toolu_1", "content": "18C"},
+            {"role": "tool", "tool_call_id": "toolu_2", "content": "24C"},
+            {"role": "user", "content": "Thanks"}
+        ]
+    }))
+    .unwrap();
+    assert_eq!(
+        body["tools"],
+        json!([{"name": "get_weather", "description": "Weather", "input_schema": {"type": "object", "properties": {"location": {"type": "string"}}}}])
+    );
+    assert_eq!(
+        body["tool_choice"],
+        json!({"type": "any", "disable_parallel_tool_use": true})
+    );
+    assert_eq!(
+        body["messages"][1],
+        json!({"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"location": "Paris"}},
+            {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {"location": "Rome"}}
+        ]})
+    );
+    // Both results and the next user text merge into one user turn, results first.
+    assert_eq!(
+        body["messages"][2],
+        json!({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C"},
+            {"type": "tool_result", "tool_use_id": "toolu_2", "content": "24C"},
+            {"type": "text", "text": "Thanks"}
+        ]})
+    );
+    assert_eq!(body["messages"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn named_tool_choice_and_thinking() {
+    let (body, _) = build_json(json!({
+        "model": "claude", "reasoning_effort": "low",
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+        "tool_choice": {"type": "function", "function": {"name": "f"}},
+        "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": "ok", "reasoning_content": "hmm",
+             "thinking_blocks": [{"type": "thinking", "thinking": "hmm", "signature": "sig"}, {"type": "redacted_thinking", "data": "opaque"}]},
+            {"role": "user", "content": "again"}
+        ]
+    }))
+    .unwrap();
+    assert_eq!(body["tool_choice"], json!({"type": "tool", "name": "f"}));
+    assert_eq!(
+        body["tools"][0]["input_schema"],
+        json!({"type": "object", "properties": {}})
+    );
+    assert_eq!(
+        body["thinking"],
+        json!({"type": "enabled", "budget_tokens": 1024})
+    );
+    assert_eq!(body["max_tokens"], 1024 + DEFAULT_MAX_TOKENS);
+    assert_eq!(
+        body["messages"][1]["content"],
+        json!([
+            {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+            {"type": "redacted_thinking", "data": "opaque"},
+            {"type": "text", "text": "ok"}
+        ])
+    );
+}
+
+#[test]
+fn response_format_is_a_forced_tool() {
+    let (body, json_mode) = build_json(json!({
+        "model": "claude",
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "properties": {"a": {"type": "integer"}}}}},
+        "messages": [{"role": "user", "content": "give json"}]
+    }))
+    .unwrap();
+    assert!(json_mode);
+    assert_eq!(body["tools"][0]["name"], JSON_TOOL);
+    assert_eq!(
+        body["tools"][0]["input_schema"]["properties"]["a"]["type"],
+        "integer"
+    );
+    assert_eq!(
+        body["tool_choice"],
+        json!({"type": "tool", "name": JSON_TOOL})
+    );
+}
+
+#[test]
+fn what_anthropic_cannot_express_is_refused_with_its_field() {
+    let base = |extra: Value| {
+        let mut v = json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}]});
+        for (k, val) in extra.as_object().unwrap() {
+            v[k] = val.clone();
+        }
+        v
+    };
+    assert_eq!(refused(base(json!({"n": 2}))).0, "n");
+    assert_eq!(refused(base(json!({"temperature": 1.5}))).0, "temperature");
+    assert_eq!(refused(base(json!({"logprobs": true}))).0, "logprobs");
+    assert_eq!(
+        refused(base(json!({"frequency_penalty": 0.5}))).0,
+        "frequency_penalty"
+    );
+    assert_eq!(
+        refused(base(json!({"modalities": ["text", "audio"]}))).0,
+        "modalities"
+    );
+    assert_eq!(refused(base(json!({"x_vendor": 1}))).0, "x_vendor");
+    assert_eq!(
+        refused(base(
+            json!({"tools": [{"type": "custom", "custom": {"name": "x"}}]})
+        ))
+        .0,
+        "tools[0].type"
+    );
+    let (field, detail) = refused(
+        json!({"model": "claude", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "listen"},
+            {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}
+        ]}]}),
+    );
+    assert_eq!(field, "messages[0].content[1].type");
+    assert!(detail.contains("input_audio"), "{detail}");
+    assert_eq!(
+        refused(
+            json!({"model": "claude", "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "ftp://example.com/x.png"}}
+            ]}]})
+        )
+        .0,
+        "messages[0].content[0]"
+    );
+    assert_eq!(
+        refused(json!({"model": "claude", "messages": [
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "t", "type": "function", "function": {"name": "f", "arguments": "[1]"}}]}
+        ]}))
+        .0,
+        "messages[0].tool_calls[0].function.arguments"
+    );
+    // Off values of unexpressible fields are fine: leaving them out says the same.
+    assert!(build_json(base(
+        json!({"n": 1, "logprobs": false, "presence_penalty": 0})
+    ))
+    .is_ok());
+}
