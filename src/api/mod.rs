@@ -1,6 +1,7 @@
-//! Wire types of the front end (OpenAI now; Anthropic Messages alongside) and
+//! Wire types of the front end (OpenAI, and Anthropic Messages translated to it) and
 //! `ApiError`, the one error type a client ever sees. No I/O here.
 
+pub mod anthropic;
 pub mod error;
 pub mod openai;
 pub mod usage;

@@ -12,7 +12,7 @@ use http::HeaderValue;
 use tracing::Instrument;
 
 use super::state::AppState;
-use super::{admin, chat, embeddings, health, models, spend, RequestId};
+use super::{admin, chat, embeddings, health, messages, models, spend, RequestId};
 use crate::api::error::LoggedError;
 use crate::api::ApiError;
 
@@ -20,6 +20,7 @@ use crate::api::ApiError;
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat::completions))
+        .route("/v1/messages", post(messages::create))
         .route("/v1/completions", post(embeddings::completions))
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/models", get(models::list))

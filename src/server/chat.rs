@@ -1,7 +1,12 @@
 //! `POST /v1/chat/completions` and `POST /v1/route/explain`: authenticate, parse once,
 //! plan, walk the plan until a backend answers, then relay the reply or the stream.
+//! `serve` is that walk for any front end; a `ChatShape` says how its endpoint calls a
+//! candidate and frames what comes back (OpenAI's here, Anthropic's in `messages`).
 
+use std::future::Future;
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -12,14 +17,14 @@ use tokio::time::Instant;
 use super::auth::Caller;
 use super::body::JsonBody;
 use super::meter::{admit, Metered};
-use super::relay::RouteHeaders;
+use super::relay::{self, RouteHeaders};
 use super::respond;
 use super::state::{AppState, Runtime};
 use super::RequestId;
 use crate::api::openai::ChatRequest;
 use crate::api::ApiError;
 use crate::billing::meter::Ending;
-use crate::providers::{Attempt, Chunk, StreamReply, UpstreamError};
+use crate::providers::{Attempt, Chunk, Provider, Reply, StreamReply, UpstreamError};
 use crate::router::prefs::Prefs;
 use crate::router::{self, explain, fallback, CallShape, RoutePlan};
 
@@ -91,6 +96,67 @@ pub fn plan_chat(
     )
 }
 
+/// How one front end calls a candidate and shapes what it answers. The rest of a chat
+/// call (metering, plan, budget, fallback, live stats, ledger) is `serve`, shared.
+pub trait ChatShape: Sync {
+    type Framer: relay::Framer;
+
+    /// A complete reply from `provider`, its body already in the front end's shape.
+    fn call<'a>(
+        &'a self,
+        provider: &'a Provider,
+        at: Attempt<'a>,
+    ) -> impl Future<Output = Result<Reply, UpstreamError>> + Send + 'a;
+
+    /// A stream from `provider`, whose chunks `framer` will write.
+    fn call_stream<'a>(
+        &'a self,
+        provider: &'a Provider,
+        at: Attempt<'a>,
+    ) -> impl Future<Output = Result<StreamReply, UpstreamError>> + Send + 'a;
+
+    /// The client's body for a served reply, with the call's cost where the shape has room.
+    fn reply_body(&self, body: Bytes, cost: Option<u64>) -> Bytes;
+
+    /// The framer for a stream `provider` served.
+    fn framer(&self, provider: &Provider) -> Self::Framer;
+}
+
+/// The OpenAI front end: requests and replies pass through in OpenAI's shape.
+struct OpenAiShape<'r> {
+    req: &'r ChatRequest,
+}
+
+impl ChatShape for OpenAiShape<'_> {
+    type Framer = relay::OpenAiFramer;
+
+    fn call<'a>(
+        &'a self,
+        provider: &'a Provider,
+        at: Attempt<'a>,
+    ) -> impl Future<Output = Result<Reply, UpstreamError>> + Send + 'a {
+        provider.chat(self.req, at)
+    }
+
+    fn call_stream<'a>(
+        &'a self,
+        provider: &'a Provider,
+        at: Attempt<'a>,
+    ) -> impl Future<Output = Result<StreamReply, UpstreamError>> + Send + 'a {
+        provider.chat_stream(self.req, at)
+    }
+
+    fn reply_body(&self, body: Bytes, cost: Option<u64>) -> Bytes {
+        respond::openai_body(body, cost)
+    }
+
+    fn framer(&self, _provider: &Provider) -> relay::OpenAiFramer {
+        relay::OpenAiFramer {
+            client_wants_usage: self.req.client_wants_usage,
+        }
+    }
+}
+
 async fn handle(
     state: &Arc<AppState>,
     request_id: &RequestId,
@@ -100,17 +166,37 @@ async fn handle(
     let runtime = state.runtime();
     let caller = state.authenticate(headers, &runtime)?;
     let req = ChatRequest::parse(body)?;
+    let shape = OpenAiShape { req: &req };
+    metered(
+        state, &runtime, &caller, request_id, headers, &req, "chat", &shape,
+    )
+    .await
+}
+
+/// Serves a parsed chat call through `shape` and records it in the ledger, refused and
+/// failed calls included.
+#[allow(clippy::too_many_arguments)]
+pub async fn metered<S: ChatShape>(
+    state: &Arc<AppState>,
+    runtime: &Arc<Runtime>,
+    caller: &Caller,
+    request_id: &RequestId,
+    headers: &HeaderMap,
+    req: &ChatRequest,
+    endpoint: &'static str,
+    shape: &S,
+) -> Result<Response, ApiError> {
     let metered = Metered::new(
         state,
-        &runtime,
-        &caller,
+        runtime,
+        caller,
         &request_id.0,
-        "chat",
+        endpoint,
         &req.model,
         req.estimated_prompt_tokens(),
     );
-    let result = serve_chat(
-        state, &runtime, &caller, &metered, request_id, headers, &req,
+    let result = serve(
+        state, runtime, caller, &metered, request_id, headers, req, shape,
     )
     .await;
     if let Err(e) = &result {
@@ -127,7 +213,9 @@ async fn handle(
     result
 }
 
-async fn serve_chat(
+/// Plans, admits and walks the plan for `req`, answering through `shape`.
+#[allow(clippy::too_many_arguments)]
+async fn serve<S: ChatShape>(
     state: &Arc<AppState>,
     runtime: &Arc<Runtime>,
     caller: &Caller,
@@ -135,6 +223,7 @@ async fn serve_chat(
     request_id: &RequestId,
     headers: &HeaderMap,
     req: &ChatRequest,
+    shape: &S,
 ) -> Result<Response, ApiError> {
     caller.check_model(&req.model)?;
     let plan = plan_chat(runtime, state, req, headers, caller)?;
@@ -159,8 +248,8 @@ async fn serve_chat(
             &settings.breaker,
             deadline,
             |candidate, provider| {
-                provider.chat(
-                    req,
+                shape.call(
+                    provider,
                     Attempt {
                         upstream_model: &candidate.upstream,
                         request_id,
@@ -172,7 +261,13 @@ async fn serve_chat(
         .await
         .map_err(|e| e.error)?;
         return Ok(respond::reply(
-            state, runtime, &plan, metered, admission, served,
+            state,
+            runtime,
+            &plan,
+            metered,
+            admission,
+            served,
+            |body, cost| shape.reply_body(body, cost),
         ));
     }
     let served = fallback::run(
@@ -182,9 +277,9 @@ async fn serve_chat(
         &settings.breaker,
         deadline,
         |candidate, provider| async move {
-            let reply = provider
-                .chat_stream(
-                    req,
+            let reply = shape
+                .call_stream(
+                    provider,
                     Attempt {
                         upstream_model: &candidate.upstream,
                         request_id,
@@ -192,19 +287,14 @@ async fn serve_chat(
                     },
                 )
                 .await?;
-            first_chunk(reply, provider.id()).await
+            let (first, reply) = first_chunk(reply, provider.id()).await?;
+            Ok((first, reply, shape.framer(provider)))
         },
     )
     .await
     .map_err(|e| e.error)?;
     Ok(respond::stream(
-        state,
-        runtime,
-        &plan,
-        metered,
-        admission,
-        req.client_wants_usage,
-        served,
+        state, runtime, &plan, metered, admission, served,
     ))
 }
 

@@ -13,6 +13,7 @@ use super::auth::Caller;
 use super::body::JsonBody;
 use super::chat::{first_chunk, max_total};
 use super::meter::{admit, Metered};
+use super::relay;
 use super::respond;
 use super::state::{AppState, Runtime};
 use super::RequestId;
@@ -179,7 +180,13 @@ async fn serve(
         .await
         .map_err(|e| e.error)?;
         return Ok(respond::reply(
-            state, runtime, &plan, metered, admission, served,
+            state,
+            runtime,
+            &plan,
+            metered,
+            admission,
+            served,
+            respond::openai_body,
         ));
     }
     let served = fallback::run(
@@ -199,18 +206,16 @@ async fn serve(
                     },
                 )
                 .await?;
-            first_chunk(reply, p.id()).await
+            let (first, reply) = first_chunk(reply, p.id()).await?;
+            let framer = relay::OpenAiFramer {
+                client_wants_usage: req.client_wants_usage,
+            };
+            Ok((first, reply, framer))
         },
     )
     .await
     .map_err(|e| e.error)?;
     Ok(respond::stream(
-        state,
-        runtime,
-        &plan,
-        metered,
-        admission,
-        req.client_wants_usage,
-        served,
+        state, runtime, &plan, metered, admission, served,
     ))
 }

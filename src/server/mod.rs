@@ -8,6 +8,7 @@ pub mod body;
 pub mod chat;
 pub mod embeddings;
 pub mod health;
+pub mod messages;
 pub mod meter;
 pub mod models;
 pub mod relay;

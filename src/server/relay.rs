@@ -1,6 +1,8 @@
 //! Sending a served reply back to the client: the JSON body as the upstream wrote it,
 //! or an SSE stream forwarded chunk by chunk as it arrives (no buffering), with the
 //! routing headers. A stream that fails after its first byte ends with an error event.
+//! How chunks become SSE bytes is the front end's `Framer` (OpenAI's here; Anthropic's
+//! in `messages`); usage, accounting and the end callback are the same for both.
 
 use std::convert::Infallible;
 
@@ -62,17 +64,60 @@ pub struct StreamEnd {
 /// Prices a usage report, for the `usage.cost` field of the final usage chunk.
 pub type UsageCost = Box<dyn Fn(&Usage) -> Option<u64> + Send>;
 
-struct Relay<F: FnOnce(StreamEnd)> {
+/// Writes one front end's SSE frames for a stream of chunks.
+pub trait Framer: Send + 'static {
+    /// Writes `chunk`; `cost` is the call's cost when the chunk carries usage. Returns
+    /// false when the chunk was withheld from the client.
+    fn chunk(&mut self, chunk: &Chunk, cost: Option<u64>, out: &mut BytesMut) -> bool;
+    /// Writes the error that ends a stream after its first byte.
+    fn error(&mut self, error: &ApiError, out: &mut BytesMut);
+    /// Writes whatever closes a complete stream.
+    fn end(&mut self, out: &mut BytesMut);
+}
+
+/// OpenAI's framing: `data:` frames, the usage-only chunk only for clients that asked
+/// (with the call's cost in it, as OpenRouter does), an error object, then `[DONE]`.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenAiFramer {
+    pub client_wants_usage: bool,
+}
+
+impl Framer for OpenAiFramer {
+    fn chunk(&mut self, chunk: &Chunk, cost: Option<u64>, out: &mut BytesMut) -> bool {
+        if chunk.usage.is_none() {
+            put_frame(out, &chunk.data);
+            return true;
+        }
+        if chunk.usage_only && !self.client_wants_usage {
+            return false;
+        }
+        match with_usage_cost(&chunk.data, cost) {
+            Some(data) => put_frame(out, &data),
+            None => put_frame(out, &chunk.data),
+        }
+        true
+    }
+
+    fn error(&mut self, error: &ApiError, out: &mut BytesMut) {
+        put_frame(out, &error_event(error));
+    }
+
+    fn end(&mut self, out: &mut BytesMut) {
+        out.put_slice(b"data: [DONE]\n\n");
+    }
+}
+
+struct Relay<F: FnOnce(StreamEnd), R: Framer> {
     first: Option<Chunk>,
     rest: ChunkStream,
-    client_wants_usage: bool,
+    framer: R,
     usage_cost: UsageCost,
     end: StreamEnd,
     on_end: Option<F>,
     finished: bool,
 }
 
-impl<F: FnOnce(StreamEnd)> Relay<F> {
+impl<F: FnOnce(StreamEnd), R: Framer> Relay<F, R> {
     fn finish(&mut self) {
         if let Some(on_end) = self.on_end.take() {
             on_end(std::mem::take(&mut self.end));
@@ -80,7 +125,7 @@ impl<F: FnOnce(StreamEnd)> Relay<F> {
     }
 }
 
-impl<F: FnOnce(StreamEnd)> Drop for Relay<F> {
+impl<F: FnOnce(StreamEnd), R: Framer> Drop for Relay<F, R> {
     fn drop(&mut self) {
         // Dropped before the end: the client disconnected (the upstream call is dropped with us).
         if self.on_end.is_some() {
@@ -97,23 +142,24 @@ fn put_frame(out: &mut BytesMut, data: &[u8]) {
     out.put_slice(b"\n\n");
 }
 
-/// An SSE response that starts with `first` and forwards `rest` as it arrives. Usage-only
-/// chunks reach only clients that asked for usage; `on_end` runs once however it ends.
-pub fn sse<F>(
+/// An SSE response that starts with `first` and forwards `rest` as it arrives, framed by
+/// `framer`; `on_end` runs once however it ends.
+pub fn sse<F, R>(
     first: Chunk,
     rest: ChunkStream,
-    client_wants_usage: bool,
+    framer: R,
     usage_cost: UsageCost,
     route: &RouteHeaders,
     on_end: F,
 ) -> Response
 where
     F: FnOnce(StreamEnd) + Send + 'static,
+    R: Framer,
 {
     let relay = Relay {
         first: Some(first),
         rest,
-        client_wants_usage,
+        framer,
         usage_cost,
         end: StreamEnd::default(),
         on_end: Some(on_end),
@@ -136,35 +182,24 @@ where
                     if !chunk.usage_only {
                         r.end.output_chars += content_chars(&chunk.data);
                     }
-                    match chunk.usage {
-                        Some(usage) => {
-                            r.end.usage = Some(usage);
-                            if !chunk.usage_only || r.client_wants_usage {
-                                r.end.chunks += 1;
-                                // The usage chunk carries the call's cost, as OpenRouter's does.
-                                let cost = (r.usage_cost)(&usage);
-                                match with_usage_cost(&chunk.data, cost) {
-                                    Some(data) => put_frame(&mut out, &data),
-                                    None => put_frame(&mut out, &chunk.data),
-                                }
-                            }
-                        }
-                        None => {
-                            r.end.chunks += 1;
-                            put_frame(&mut out, &chunk.data);
-                        }
+                    let cost = chunk.usage.and_then(|usage| {
+                        r.end.usage = Some(usage);
+                        (r.usage_cost)(&usage)
+                    });
+                    if r.framer.chunk(&chunk, cost, &mut out) {
+                        r.end.chunks += 1;
                     }
                 }
                 Some(Err(e)) => {
                     let api = e.clone().into_api_error();
                     r.end.error = Some(e);
-                    put_frame(&mut out, &error_event(&api));
+                    r.framer.error(&api, &mut out);
                     r.finished = true;
                     r.finish();
                     break;
                 }
                 None => {
-                    out.put_slice(b"data: [DONE]\n\n");
+                    r.framer.end(&mut out);
                     r.finished = true;
                     r.finish();
                     break;

@@ -18,7 +18,8 @@ use crate::providers::{Chunk, Reply, StreamReply};
 use crate::router::fallback::Served;
 use crate::router::RoutePlan;
 
-/// Bills a complete reply and returns it with `usage.cost` and `x-bazaar-cost-usd`.
+/// Bills a complete reply and returns it with `x-bazaar-cost-usd`; `body` writes the
+/// client's body from the reply's and the cost (OpenAI's adds `usage.cost`).
 pub fn reply(
     state: &Arc<AppState>,
     runtime: &Runtime,
@@ -26,6 +27,7 @@ pub fn reply(
     metered: &Metered,
     admission: Admission,
     served: Served<'_, Reply>,
+    body: impl FnOnce(Bytes, Option<u64>) -> Bytes,
 ) -> Response {
     let settings = &runtime.config.router;
     let route = route_headers(runtime, &plan.route, served.candidate);
@@ -50,29 +52,32 @@ pub fn reply(
     };
     let cost = metered.finish(Some(&by), ending);
     admission.settle(cost);
-    let body = with_usage_cost(&reply.body, cost)
-        .map(Bytes::from)
-        .unwrap_or(reply.body);
-    let mut response = relay::json(body, &route);
+    let mut response = relay::json(body(reply.body, cost), &route);
     response
         .headers_mut()
         .insert("x-bazaar-cost-usd", cost_header(cost));
     response
 }
 
-/// Relays a stream whose first chunk has arrived; the call is billed when the stream
-/// ends — completed, cut by the upstream (estimated) or abandoned by the client.
-pub fn stream(
+/// The OpenAI body of a reply: with `usage.cost`, as OpenRouter's.
+pub fn openai_body(body: Bytes, cost: Option<u64>) -> Bytes {
+    with_usage_cost(&body, cost)
+        .map(Bytes::from)
+        .unwrap_or(body)
+}
+
+/// Relays a stream whose first chunk has arrived, framed by `framer`; the call is billed
+/// when the stream ends — completed, cut by the upstream (estimated) or abandoned.
+pub fn stream<R: relay::Framer>(
     state: &Arc<AppState>,
     runtime: &Runtime,
     plan: &RoutePlan,
     metered: &Metered,
     admission: Admission,
-    client_wants_usage: bool,
-    served: Served<'_, (Chunk, StreamReply)>,
+    served: Served<'_, (Chunk, StreamReply, R)>,
 ) -> Response {
     let route = route_headers(runtime, &plan.route, served.candidate);
-    let (first, reply) = served.value;
+    let (first, reply, framer) = served.value;
     let attempt = served.attempt;
     let (ttft, fallbacks, meta) = (attempt.first_byte, served.failed_attempts, reply.meta);
     let by = served_by(state, runtime, &plan.route, served.candidate);
@@ -86,7 +91,7 @@ pub fn stream(
     relay::sse(
         first,
         reply.chunks,
-        client_wants_usage,
+        framer,
         usage_cost,
         &route,
         move |end| {

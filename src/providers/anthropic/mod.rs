@@ -3,6 +3,7 @@
 //! `response` (reply and errors) and `stream` (events → chunks); this file only sends.
 //! Anthropic serves neither embeddings nor legacy completions: those are refused.
 
+pub mod native;
 pub mod request;
 pub mod response;
 pub mod stream;
@@ -13,7 +14,7 @@ use super::chat::unsupported;
 use super::http::{self as wire, base_headers, event_stream, read_body};
 use super::shape::unix_now;
 use super::{Adapter, Attempt, Reply, StreamReply, UpstreamError, UpstreamMeta};
-use crate::api::openai::{ChatRequest, PassthroughRequest};
+use crate::api::openai::{ChatRequest, PassthroughRequest, RawObject};
 use crate::config::{ProviderConfig, WireFormat, ANTHROPIC_VERSION};
 
 /// An Anthropic provider with its own connection pool.
@@ -63,6 +64,59 @@ impl AnthropicAdapter {
             .header("x-request-id", at.request_id)
             .body(body);
         wire::send(&self.config, request, at, response::classify).await
+    }
+
+    /// Sends a client's own Messages body (`model` rewritten, gateway fields dropped) and
+    /// returns the reply untranslated: the `/v1/messages` pass-through. The client's
+    /// `anthropic-beta` header, if any, goes along.
+    pub async fn messages(
+        &self,
+        native: &RawObject,
+        at: Attempt<'_>,
+        beta: Option<&HeaderValue>,
+    ) -> Result<Reply, UpstreamError> {
+        let (response, meta) = self.send_native(native, at, beta).await?;
+        let body = read_body(&self.config, response, at).await?;
+        let usage = native::reply_usage(&self.config.id, &body)?;
+        Ok(Reply { body, usage, meta })
+    }
+
+    /// The streamed `messages`: each chunk is one Anthropic SSE frame, passed through.
+    pub async fn messages_stream(
+        &self,
+        native: &RawObject,
+        at: Attempt<'_>,
+        beta: Option<&HeaderValue>,
+    ) -> Result<StreamReply, UpstreamError> {
+        let (response, meta) = self.send_native(native, at, beta).await?;
+        Ok(StreamReply {
+            chunks: event_stream(
+                &self.config,
+                response,
+                at.deadline,
+                native::NativeStream::new(&self.config.id),
+            ),
+            meta,
+        })
+    }
+
+    async fn send_native(
+        &self,
+        native: &RawObject,
+        at: Attempt<'_>,
+        beta: Option<&HeaderValue>,
+    ) -> Result<(reqwest::Response, UpstreamMeta), UpstreamError> {
+        let mut body = Vec::with_capacity(512);
+        native.write_with(&mut body, at.upstream_model, &[]);
+        let mut request = self
+            .client
+            .post(&self.url)
+            .headers(self.headers.clone())
+            .header("x-request-id", at.request_id);
+        if let Some(beta) = beta {
+            request = request.header("anthropic-beta", beta.clone());
+        }
+        wire::send(&self.config, request.body(body), at, response::classify).await
     }
 }
 

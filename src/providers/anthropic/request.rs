@@ -35,10 +35,11 @@ struct Body<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     system: Option<Content<'a>>,
     messages: Vec<Message<'a>>,
+    // Numbers are forwarded as the client wrote them (no float round trip).
     #[serde(skip_serializing_if = "Option::is_none")]
-    temperature: Option<f64>,
+    temperature: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    top_p: Option<f64>,
+    top_p: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     top_k: Option<u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -228,16 +229,17 @@ pub fn build(
         match key {
             "model" | "messages" | "stream" | "max_tokens" | "max_completion_tokens" => {}
             "temperature" => {
-                body.temperature = chat::number(raw, provider, key)?;
-                if body.temperature.is_some_and(|t| t > 1.0) {
+                let t = chat::number(raw, provider, key)?;
+                if t.is_some_and(|t| t > 1.0) {
                     return Err(unsupported(
                         provider,
                         key,
                         "Anthropic accepts a temperature between 0 and 1",
                     ));
                 }
+                body.temperature = t.map(|_| raw);
             }
-            "top_p" => body.top_p = chat::number(raw, provider, key)?,
+            "top_p" => body.top_p = chat::number(raw, provider, key)?.map(|_| raw),
             "top_k" => body.top_k = chat::integer(raw, provider, key)?,
             "n" => {
                 if chat::integer(raw, provider, key)?.unwrap_or(1) > 1 {

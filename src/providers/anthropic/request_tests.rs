@@ -242,3 +242,137 @@ fn what_anthropic_cannot_express_is_refused_with_its_field() {
     ))
     .is_ok());
 }
+
+mod round_trip {
+    //! OpenAI → Anthropic (this adapter) → OpenAI (the `/v1/messages` front end) keeps
+    //! every field both formats can express.
+
+    use proptest::prelude::*;
+    use serde_json::{json, Map, Value};
+
+    use super::*;
+    use crate::api::anthropic::to_openai;
+    use crate::api::openai::RawObject;
+
+    fn text() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9 ,.!?é\"\\\\]{1,24}"
+    }
+
+    fn args() -> impl Strategy<Value = String> {
+        (text(), any::<i32>()).prop_map(|(s, n)| json!({"q": s, "n": n}).to_string())
+    }
+
+    fn user() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            text().prop_map(|t| json!({"role": "user", "content": t})),
+            (text(), "[A-Za-z0-9+/]{4,16}").prop_map(|(t, b64)| json!({"role": "user", "content": [
+                {"type": "text", "text": t},
+                {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{b64}")}}
+            ]})),
+        ]
+    }
+
+    /// An assistant turn with text, or with tool calls followed by their results.
+    fn assistant() -> impl Strategy<Value = Vec<Value>> {
+        prop_oneof![
+            text().prop_map(|t| vec![json!({"role": "assistant", "content": t})]),
+            (proptest::collection::vec(("[a-z_]{1,10}", args(), text()), 1..3)).prop_map(|calls| {
+                let tool_calls: Vec<Value> = calls
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (name, args, _))| json!({"id": format!("toolu_{i}"), "type": "function", "function": {"name": name, "arguments": args}}))
+                    .collect();
+                let mut out = vec![json!({"role": "assistant", "tool_calls": tool_calls})];
+                for (i, (_, _, result)) in calls.iter().enumerate() {
+                    out.push(json!({"role": "tool", "tool_call_id": format!("toolu_{i}"), "content": result}));
+                }
+                out
+            }),
+        ]
+    }
+
+    fn request() -> impl Strategy<Value = Value> {
+        (
+            proptest::option::of(text()),
+            proptest::collection::vec((user(), assistant()), 1..4),
+            user(),
+            (
+                proptest::option::of(0.0f64..=1.0),
+                proptest::option::of(0.0f64..=1.0),
+                proptest::option::of(1u64..8192),
+                proptest::option::of(proptest::collection::vec(text(), 1..3)),
+                proptest::option::of(text()),
+                any::<bool>(),
+            ),
+            proptest::option::of((
+                proptest::collection::vec(("[a-z_]{1,10}", text()), 1..3),
+                prop_oneof![Just("auto"), Just("none"), Just("required"), Just("named")],
+                any::<bool>(),
+            )),
+        )
+            .prop_map(|(system, turns, last, (temp, top_p, max, stop, user_id, stream), tools)| {
+                let mut messages = Vec::new();
+                if let Some(s) = system {
+                    messages.push(json!({"role": "system", "content": s}));
+                }
+                for (u, a) in turns {
+                    messages.push(u);
+                    messages.extend(a);
+                }
+                messages.push(last);
+                let mut req = Map::new();
+                req.insert("model".into(), json!("claude-up"));
+                req.insert("messages".into(), Value::Array(messages));
+                req.insert("max_tokens".into(), json!(max.unwrap_or(DEFAULT_MAX_TOKENS)));
+                let mut put = |k: &str, v: Option<Value>| {
+                    if let Some(v) = v {
+                        req.insert(k.into(), v);
+                    }
+                };
+                put("temperature", temp.map(Value::from));
+                put("top_p", top_p.map(Value::from));
+                put("stop", stop.map(Value::from));
+                put("user", user_id.map(Value::from));
+                put("stream", stream.then_some(Value::Bool(true)));
+                if let Some((decls, choice, parallel)) = tools {
+                    let list: Vec<Value> = decls
+                        .iter()
+                        .map(|(name, desc)| json!({"type": "function", "function": {"name": name, "description": desc, "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}))
+                        .collect();
+                    let choice = match choice {
+                        "named" => json!({"type": "function", "function": {"name": decls[0].0}}),
+                        other => json!(other),
+                    };
+                    put("tools", Some(Value::Array(list)));
+                    put("tool_choice", Some(choice.clone()));
+                    if !parallel && choice != json!("none") {
+                        put("parallel_tool_calls", Some(Value::Bool(false)));
+                    }
+                }
+                Value::Object(req)
+            })
+    }
+
+    /// Removes differences that say the same thing: a null `content` and an absent one.
+    fn normalise(mut v: Value) -> Value {
+        for m in v["messages"].as_array_mut().into_iter().flatten() {
+            if m.get("content") == Some(&Value::Null) {
+                m.as_object_mut().map(|o| o.remove("content"));
+            }
+        }
+        v
+    }
+
+    proptest! {
+        #[test]
+        fn openai_to_anthropic_to_openai_keeps_what_both_express(req in request()) {
+            let parsed = ChatRequest::parse(req.to_string().as_bytes()).unwrap();
+            let built = build(&parsed, "claude-up", parsed.stream, "anthropic").unwrap();
+            let anthropic = RawObject::parse(&built.body).unwrap();
+            let back: Value = serde_json::from_slice(&to_openai(&anthropic).unwrap()).unwrap();
+            // Compare against the request as parsed from its text, as `back` was.
+            let sent: Value = serde_json::from_str(&req.to_string()).unwrap();
+            prop_assert_eq!(normalise(back), normalise(sent));
+        }
+    }
+}

@@ -1,0 +1,673 @@
+//! Front-end wire types for Anthropic's Messages API (`POST /v1/messages`) and their
+//! translation to and from the gateway's OpenAI lingua franca: the request here, the
+//! reply in `reply`, the stream in `stream`. Pure: no I/O. Fields the OpenAI shape
+//! cannot carry are refused with a 400 naming them, never dropped, except the few
+//! listed in `docs/adapters.md` that carry no meaning for the output.
+
+pub mod reply;
+pub mod stream;
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::openai::{ChatRequest, RawObject};
+use super::ApiError;
+
+/// A `/v1/messages` request: the client's body as written (kept for Anthropic backends,
+/// which get it with only `model` rewritten) and its OpenAI translation for routing and
+/// for every other backend.
+#[derive(Debug, Clone)]
+pub struct MessagesRequest {
+    pub native: RawObject,
+    pub chat: ChatRequest,
+    pub stream: bool,
+}
+
+/// Top-level Messages fields that carry no meaning for the output on other backends.
+const IGNORED: &[&str] = &["service_tier", "bazaar", "models", "provider"];
+
+fn field_error(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+    ApiError::invalid(field, message)
+}
+
+fn not_translatable(field: impl Into<String>, what: &str) -> ApiError {
+    let field = field.into();
+    ApiError::InvalidRequest {
+        message: format!(
+            "`{field}`: {what} cannot be translated for non-Anthropic backends; route this request to an Anthropic model."
+        ),
+        param: Some(field),
+        code: Some("unsupported_by_backend"),
+    }
+}
+
+#[derive(Deserialize)]
+struct MessageIn<'a> {
+    #[serde(borrow)]
+    role: Cow<'a, str>,
+    #[serde(borrow)]
+    content: &'a RawValue,
+}
+
+/// One Messages content block, as far as translation reads it.
+#[derive(Deserialize)]
+struct BlockIn<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    source: Option<SourceIn<'a>>,
+    #[serde(borrow, default)]
+    title: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tool_use_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    thinking: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    signature: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct SourceIn<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    media_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    data: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    url: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ToolIn<'a> {
+    #[serde(borrow, rename = "type", default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    name: &'a RawValue,
+    #[serde(borrow, default)]
+    description: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    input_schema: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ToolChoiceIn<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    name: Option<&'a RawValue>,
+    #[serde(default)]
+    disable_parallel_tool_use: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct ThinkingIn<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(default)]
+    budget_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct MetadataIn<'a> {
+    #[serde(borrow, default)]
+    user_id: Option<&'a RawValue>,
+}
+
+/// OpenAI's `reasoning_effort` for an Anthropic thinking budget.
+pub fn effort_for_budget(budget: u64) -> &'static str {
+    match budget {
+        0..2048 => "low",
+        2048..8192 => "medium",
+        _ => "high",
+    }
+}
+
+// The OpenAI body being written. Values that need no change are raw slices of the input.
+#[derive(Serialize, Default)]
+struct ChatOut<'a> {
+    model: Option<&'a RawValue>,
+    messages: Vec<MessageOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_k: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<ToolOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parallel_tool_calls: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_effort: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct MessageOut<'a> {
+    role: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<ContentOut<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<ToolCallOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    thinking_blocks: Vec<ThinkingOut<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ContentOut<'a> {
+    Raw(&'a RawValue),
+    Str(&'static str),
+    Parts(Vec<PartOut<'a>>),
+}
+
+// `cache_control` breakpoints are not carried into the OpenAI shape: they are hints
+// Anthropic backends get from the client's own body, and strict OpenAI-compatible hosts
+// refuse unknown keys in content parts.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum PartOut<'a> {
+    Text { text: &'a RawValue },
+    ImageUrl { image_url: ImageUrlOut<'a> },
+    File { file: FileOut<'a> },
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ImageUrlOut<'a> {
+    Data { url: String },
+    Url { url: &'a RawValue },
+}
+
+#[derive(Serialize)]
+struct FileOut<'a> {
+    file_data: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    filename: Option<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+struct ToolCallOut<'a> {
+    id: &'a RawValue,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionOut<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionOut<'a> {
+    name: &'a RawValue,
+    arguments: &'a str,
+}
+
+#[derive(Serialize)]
+struct ThinkingOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+struct ToolOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: ToolFunctionOut<'a>,
+}
+
+#[derive(Serialize)]
+struct ToolFunctionOut<'a> {
+    name: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<&'a RawValue>,
+}
+
+impl MessagesRequest {
+    /// Parses a Messages body and translates it; every error names the field.
+    pub fn parse(body: &[u8]) -> Result<MessagesRequest, ApiError> {
+        let native = RawObject::parse(body)?;
+        let openai = to_openai(&native)?;
+        let chat = ChatRequest::parse(&openai)?;
+        let stream = chat.stream;
+        Ok(MessagesRequest {
+            native,
+            chat,
+            stream,
+        })
+    }
+}
+
+/// Translates a Messages body (already split into fields) to an OpenAI chat body.
+pub fn to_openai(fields: &RawObject) -> Result<Vec<u8>, ApiError> {
+    let mut out = ChatOut::default();
+    let mut system: Option<MessageOut> = None;
+    let mut has_max_tokens = false;
+    let mut parallel = true;
+    for (key, raw) in fields.iter() {
+        match key {
+            "model" => out.model = Some(raw),
+            "max_tokens" => {
+                out.max_tokens = Some(raw);
+                has_max_tokens = true;
+            }
+            "stream" => {
+                out.stream = Some(
+                    serde_json::from_str(raw.get())
+                        .map_err(|_| field_error(key, "`stream` must be a boolean."))?,
+                )
+            }
+            "temperature" => out.temperature = Some(raw),
+            "top_p" => out.top_p = Some(raw),
+            "top_k" => out.top_k = Some(raw),
+            "stop_sequences" => out.stop = Some(raw),
+            "metadata" => {
+                let m: MetadataIn = serde_json::from_str(raw.get())
+                    .map_err(|_| field_error(key, "`metadata` must be an object."))?;
+                out.user = m.user_id.filter(|u| u.get() != "null");
+            }
+            "system" => system = Some(system_message(raw)?),
+            "messages" => out.messages = messages(raw)?,
+            "tools" => out.tools = tools(raw)?,
+            "tool_choice" => {
+                let c: ToolChoiceIn = serde_json::from_str(raw.get()).map_err(|_| {
+                    field_error(key, "`tool_choice` must be an object with a `type`.")
+                })?;
+                parallel = !c.disable_parallel_tool_use.unwrap_or(false);
+                out.tool_choice = Some(match c.kind.as_ref() {
+                    "auto" => serde_json::Value::from("auto"),
+                    "any" => serde_json::Value::from("required"),
+                    "none" => serde_json::Value::from("none"),
+                    "tool" => {
+                        let name = c.name.ok_or_else(|| {
+                            field_error("tool_choice.name", "`tool_choice.name` is required.")
+                        })?;
+                        let name: String = serde_json::from_str(name.get()).map_err(|_| {
+                            field_error("tool_choice.name", "`tool_choice.name` must be a string.")
+                        })?;
+                        serde_json::json!({"type": "function", "function": {"name": name}})
+                    }
+                    other => {
+                        return Err(field_error(
+                            "tool_choice.type",
+                            format!(
+                            "`tool_choice.type` must be auto, any, tool or none, not `{other}`."
+                        ),
+                        ))
+                    }
+                });
+            }
+            "thinking" => {
+                let t: ThinkingIn = serde_json::from_str(raw.get())
+                    .map_err(|_| field_error(key, "`thinking` must be an object with a `type`."))?;
+                if t.kind == "enabled" {
+                    out.reasoning_effort = Some(effort_for_budget(t.budget_tokens.unwrap_or(1024)));
+                }
+            }
+            k if IGNORED.contains(&k) => {}
+            other => return Err(not_translatable(other, "this field")),
+        }
+    }
+    if !has_max_tokens {
+        return Err(field_error("max_tokens", "`max_tokens` is required."));
+    }
+    if !parallel {
+        out.parallel_tool_calls = Some(false);
+    }
+    if let Some(system) = system {
+        out.messages.insert(0, system);
+    }
+    serde_json::to_vec(&out)
+        .map_err(|e| ApiError::bad_request(format!("The request cannot be translated: {e}.")))
+}
+
+fn system_message(raw: &RawValue) -> Result<MessageOut<'_>, ApiError> {
+    let content = match raw.get().as_bytes().first() {
+        Some(b'"') => ContentOut::Raw(raw),
+        Some(b'[') => {
+            let blocks: Vec<BlockIn> = serde_json::from_str(raw.get()).map_err(|_| {
+                field_error(
+                    "system",
+                    "`system` must be a string or an array of text blocks.",
+                )
+            })?;
+            let mut parts = Vec::with_capacity(blocks.len());
+            for (i, b) in blocks.into_iter().enumerate() {
+                if b.kind != "text" {
+                    return Err(field_error(
+                        format!("system[{i}].type"),
+                        "`system` blocks must be text.",
+                    ));
+                }
+                parts.push(PartOut::Text {
+                    text: required(b.text, &format!("system[{i}].text"))?,
+                });
+            }
+            simplest(parts)
+        }
+        _ => {
+            return Err(field_error(
+                "system",
+                "`system` must be a string or an array of text blocks.",
+            ))
+        }
+    };
+    Ok(MessageOut {
+        role: "system",
+        content: Some(content),
+        tool_calls: Vec::new(),
+        tool_call_id: None,
+        reasoning_content: None,
+        thinking_blocks: Vec::new(),
+    })
+}
+
+/// Parts as OpenAI content: a lone text part as a plain string, the simplest form.
+fn simplest(mut parts: Vec<PartOut<'_>>) -> ContentOut<'_> {
+    match parts.pop() {
+        Some(PartOut::Text { text }) if parts.is_empty() => ContentOut::Raw(text),
+        Some(last) => {
+            parts.push(last);
+            ContentOut::Parts(parts)
+        }
+        None => ContentOut::Parts(parts),
+    }
+}
+
+fn required<'a>(v: Option<&'a RawValue>, field: &str) -> Result<&'a RawValue, ApiError> {
+    v.ok_or_else(|| field_error(field, format!("`{field}` is required.")))
+}
+
+fn plain<'a>(role: &'static str, content: Option<ContentOut<'a>>) -> MessageOut<'a> {
+    MessageOut {
+        role,
+        content,
+        tool_calls: Vec::new(),
+        tool_call_id: None,
+        reasoning_content: None,
+        thinking_blocks: Vec::new(),
+    }
+}
+
+fn messages(raw: &RawValue) -> Result<Vec<MessageOut<'_>>, ApiError> {
+    let list: Vec<MessageIn> = serde_json::from_str(raw.get()).map_err(|_| {
+        field_error(
+            "messages",
+            "`messages` must be an array of objects with `role` and `content`.",
+        )
+    })?;
+    if list.is_empty() {
+        return Err(field_error("messages", "`messages` must not be empty."));
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for (i, m) in list.into_iter().enumerate() {
+        let path = format!("messages[{i}]");
+        let role = match m.role.as_ref() {
+            "user" => "user",
+            "assistant" => "assistant",
+            other => {
+                return Err(field_error(
+                    format!("{path}.role"),
+                    format!("`{path}.role` must be user or assistant, not `{other}`."),
+                ))
+            }
+        };
+        if m.content.get().starts_with('"') {
+            out.push(plain(role, Some(ContentOut::Raw(m.content))));
+            continue;
+        }
+        let blocks: Vec<BlockIn> = serde_json::from_str(m.content.get()).map_err(|_| {
+            field_error(
+                format!("{path}.content"),
+                format!("`{path}.content` must be a string or an array of content blocks."),
+            )
+        })?;
+        if role == "user" {
+            user_blocks(blocks, &path, &mut out)?;
+        } else {
+            out.push(assistant_blocks(blocks, &path)?);
+        }
+    }
+    Ok(out)
+}
+
+/// A user turn: tool results become `tool` messages (first, as OpenAI wants them right
+/// after the assistant's calls), the rest one user message.
+fn user_blocks<'a>(
+    blocks: Vec<BlockIn<'a>>,
+    path: &str,
+    out: &mut Vec<MessageOut<'a>>,
+) -> Result<(), ApiError> {
+    let mut parts = Vec::new();
+    for (j, b) in blocks.into_iter().enumerate() {
+        let field = format!("{path}.content[{j}]");
+        match b.kind.as_ref() {
+            "tool_result" => {
+                let id = required(b.tool_use_id, &format!("{field}.tool_use_id"))?;
+                let content = match b.content {
+                    None => None,
+                    Some(c) if c.get().starts_with('"') => Some(ContentOut::Raw(c)),
+                    Some(c) => {
+                        let inner: Vec<BlockIn> = serde_json::from_str(c.get()).map_err(|_| {
+                            field_error(format!("{field}.content"), "must be a string or blocks")
+                        })?;
+                        let mut texts = Vec::with_capacity(inner.len());
+                        for (k, ib) in inner.into_iter().enumerate() {
+                            if ib.kind != "text" {
+                                return Err(not_translatable(
+                                    format!("{field}.content[{k}]"),
+                                    "a non-text tool result",
+                                ));
+                            }
+                            texts.push(PartOut::Text {
+                                text: required(ib.text, &format!("{field}.content[{k}].text"))?,
+                            });
+                        }
+                        Some(ContentOut::Parts(texts))
+                    }
+                };
+                let mut m = plain("tool", content.or(Some(ContentOut::Str(""))));
+                m.tool_call_id = Some(id);
+                out.push(m);
+            }
+            _ => parts.push(part(b, &field)?),
+        }
+    }
+    if !parts.is_empty() {
+        out.push(plain("user", Some(simplest(parts))));
+    }
+    Ok(())
+}
+
+fn part<'a>(b: BlockIn<'a>, field: &str) -> Result<PartOut<'a>, ApiError> {
+    match b.kind.as_ref() {
+        "text" => Ok(PartOut::Text {
+            text: required(b.text, &format!("{field}.text"))?,
+        }),
+        "image" => {
+            let source = b
+                .source
+                .ok_or_else(|| field_error(format!("{field}.source"), "is required"))?;
+            let image_url = match source.kind.as_ref() {
+                "base64" => ImageUrlOut::Data {
+                    url: format!(
+                        "data:{};base64,{}",
+                        source.media_type.as_deref().unwrap_or("image/png"),
+                        source.data.as_deref().unwrap_or_default()
+                    ),
+                },
+                "url" => ImageUrlOut::Url {
+                    url: required(source.url, &format!("{field}.source.url"))?,
+                },
+                _ => {
+                    return Err(not_translatable(
+                        format!("{field}.source"),
+                        "this image source",
+                    ))
+                }
+            };
+            Ok(PartOut::ImageUrl { image_url })
+        }
+        "document" => {
+            let source = b
+                .source
+                .ok_or_else(|| field_error(format!("{field}.source"), "is required"))?;
+            match source.kind.as_ref() {
+                "base64" => Ok(PartOut::File {
+                    file: FileOut {
+                        file_data: format!(
+                            "data:{};base64,{}",
+                            source.media_type.as_deref().unwrap_or("application/pdf"),
+                            source.data.as_deref().unwrap_or_default()
+                        ),
+                        filename: b.title,
+                    },
+                }),
+                _ => Err(not_translatable(
+                    format!("{field}.source"),
+                    "a document that is not inline base64",
+                )),
+            }
+        }
+        other => Err(not_translatable(
+            format!("{field}.type"),
+            &format!("a `{other}` block in a user turn"),
+        )),
+    }
+}
+
+fn assistant_blocks<'a>(blocks: Vec<BlockIn<'a>>, path: &str) -> Result<MessageOut<'a>, ApiError> {
+    let mut texts: Vec<PartOut<'a>> = Vec::new();
+    let mut m = plain("assistant", None);
+    let mut reasoning = String::new();
+    for (j, b) in blocks.into_iter().enumerate() {
+        let field = format!("{path}.content[{j}]");
+        match b.kind.as_ref() {
+            "text" => texts.push(PartOut::Text {
+                text: required(b.text, &format!("{field}.text"))?,
+            }),
+            "tool_use" => {
+                let input = b.input.map(RawValue::get).unwrap_or("{}");
+                m.tool_calls.push(ToolCallOut {
+                    id: required(b.id, &format!("{field}.id"))?,
+                    kind: "function",
+                    function: FunctionOut {
+                        name: required(b.name, &format!("{field}.name"))?,
+                        arguments: input,
+                    },
+                });
+            }
+            "thinking" => {
+                if let Some(t) = b.thinking {
+                    let text: Cow<str> = serde_json::from_str(t.get()).unwrap_or_default();
+                    reasoning.push_str(&text);
+                }
+                m.thinking_blocks.push(ThinkingOut {
+                    kind: "thinking",
+                    thinking: b.thinking,
+                    signature: b.signature,
+                    data: None,
+                });
+            }
+            "redacted_thinking" => m.thinking_blocks.push(ThinkingOut {
+                kind: "redacted_thinking",
+                thinking: None,
+                signature: None,
+                data: b.data,
+            }),
+            other => {
+                return Err(not_translatable(
+                    format!("{field}.type"),
+                    &format!("a `{other}` block in an assistant turn"),
+                ))
+            }
+        }
+    }
+    if !reasoning.is_empty() {
+        m.reasoning_content = Some(reasoning);
+    }
+    m.content = (!texts.is_empty()).then(|| simplest(texts));
+    Ok(m)
+}
+
+fn tools(raw: &RawValue) -> Result<Vec<ToolOut<'_>>, ApiError> {
+    let list: Vec<ToolIn> = serde_json::from_str(raw.get())
+        .map_err(|_| field_error("tools", "`tools` must be an array of tools with a `name`."))?;
+    list.into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            if let Some(kind) = t.kind.as_deref().filter(|k| *k != "custom") {
+                return Err(not_translatable(
+                    format!("tools[{i}].type"),
+                    &format!("the server tool `{kind}`"),
+                ));
+            }
+            Ok(ToolOut {
+                kind: "function",
+                function: ToolFunctionOut {
+                    name: t.name,
+                    description: t.description,
+                    parameters: t.input_schema,
+                },
+            })
+        })
+        .collect()
+}
+
+/// The Messages error body: `{"type":"error","error":{"type","message"}}`, its type
+/// chosen from the status as Anthropic's API does.
+pub fn error_body(status: u16, message: &str) -> Vec<u8> {
+    let kind = match status {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        504 => "timeout_error",
+        _ => "api_error",
+    };
+    serde_json::to_vec(&serde_json::json!({
+        "type": "error",
+        "error": {"type": kind, "message": message}
+    }))
+    .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,358 @@
+//! OpenAI `chat.completion.chunk`s → Anthropic's stream events: `message_start`, then
+//! one `content_block_start` / `…_delta` / `…_stop` run per block (thinking, text, each
+//! tool call, in the order they arrive), then `message_delta` with the stop reason and
+//! usage, and `message_stop`. A small state machine; it writes SSE frames, nothing else.
+
+use std::borrow::Cow;
+
+use bytes::{BufMut, BytesMut};
+use serde::{Deserialize, Serialize};
+
+use super::reply::stop_reason;
+use crate::api::Usage;
+
+/// An optional string borrowed from the input when it has no escapes (serde borrows a
+/// bare `Cow<str>` field, but not one inside an `Option`).
+fn opt_cow<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+    Option::<Borrowed<'a>>::deserialize(d).map(|o| o.map(|b| b.0))
+}
+
+#[derive(Deserialize)]
+struct ChunkIn<'a> {
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    choices: Vec<ChoiceIn<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceIn<'a> {
+    #[serde(default)]
+    index: u32,
+    #[serde(borrow, default)]
+    delta: Option<DeltaIn<'a>>,
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct DeltaIn<'a> {
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow, default, alias = "reasoning", deserialize_with = "opt_cow")]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tool_calls: Vec<ToolDeltaIn<'a>>,
+    #[serde(borrow, default)]
+    thinking_blocks: Vec<ThinkingDeltaIn<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ToolDeltaIn<'a> {
+    #[serde(default)]
+    index: u32,
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    function: Option<FunctionDeltaIn<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionDeltaIn<'a> {
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
+    arguments: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ThinkingDeltaIn<'a> {
+    #[serde(borrow, rename = "type", default)]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
+    signature: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
+    data: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Open {
+    None,
+    Text,
+    Thinking,
+    /// A tool-use block for this OpenAI tool-call index.
+    Tool(u32),
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type")]
+enum DeltaOut<'a> {
+    #[serde(rename = "text_delta")]
+    Text { text: &'a str },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: &'a str },
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a str },
+    #[serde(rename = "signature_delta")]
+    Signature { signature: &'a str },
+}
+
+#[derive(Serialize)]
+struct BlockDelta<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    index: u32,
+    delta: DeltaOut<'a>,
+}
+
+/// Writes one Messages stream from a run of OpenAI chunks.
+#[derive(Debug)]
+pub struct EventWriter {
+    started: bool,
+    id: String,
+    model: String,
+    open: Open,
+    /// Index of the next content block.
+    next: u32,
+    /// OpenAI tool-call indices that already had their block.
+    tools_seen: Vec<u32>,
+    finish: Option<&'static str>,
+    usage: Option<Usage>,
+    done: bool,
+}
+
+fn frame(out: &mut BytesMut, event: &str, data: &impl Serialize) {
+    out.put_slice(b"event: ");
+    out.put_slice(event.as_bytes());
+    out.put_slice(b"\ndata: ");
+    // Serialising into memory cannot fail for these shapes.
+    let _ = serde_json::to_writer((&mut *out).writer(), data);
+    out.put_slice(b"\n\n");
+}
+
+impl EventWriter {
+    /// A writer naming `model` in `message_start` until a chunk names the upstream's.
+    pub fn new(model: &str) -> EventWriter {
+        EventWriter {
+            started: false,
+            id: String::new(),
+            model: model.to_string(),
+            open: Open::None,
+            next: 0,
+            tools_seen: Vec::new(),
+            finish: None,
+            usage: None,
+            done: false,
+        }
+    }
+
+    fn start(&mut self, out: &mut BytesMut) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        if self.id.is_empty() {
+            self.id = "msg_bazaar".into();
+        }
+        frame(
+            out,
+            "message_start",
+            &serde_json::json!({
+                "type": "message_start",
+                "message": {
+                    "id": self.id, "type": "message", "role": "assistant", "model": self.model,
+                    "content": [], "stop_reason": null, "stop_sequence": null,
+                    "usage": {"input_tokens": 0, "output_tokens": 0}
+                }
+            }),
+        );
+    }
+
+    fn close(&mut self, out: &mut BytesMut) {
+        if self.open != Open::None {
+            frame(
+                out,
+                "content_block_stop",
+                &serde_json::json!({"type": "content_block_stop", "index": self.next - 1}),
+            );
+            self.open = Open::None;
+        }
+    }
+
+    fn open_block(&mut self, out: &mut BytesMut, open: Open, block: serde_json::Value) {
+        self.close(out);
+        frame(
+            out,
+            "content_block_start",
+            &serde_json::json!({"type": "content_block_start", "index": self.next, "content_block": block}),
+        );
+        self.next += 1;
+        self.open = open;
+    }
+
+    fn delta(&self, out: &mut BytesMut, delta: DeltaOut<'_>) {
+        frame(
+            out,
+            "content_block_delta",
+            &BlockDelta {
+                kind: "content_block_delta",
+                index: self.next - 1,
+                delta,
+            },
+        );
+    }
+
+    /// Translates one OpenAI chunk (its JSON, and the usage it carries if any).
+    pub fn chunk(
+        &mut self,
+        data: &[u8],
+        usage: Option<Usage>,
+        out: &mut BytesMut,
+    ) -> Result<(), String> {
+        if self.done {
+            return Ok(());
+        }
+        if usage.is_some() {
+            self.usage = usage;
+        }
+        let chunk: ChunkIn =
+            serde_json::from_slice(data).map_err(|e| format!("a chunk is not JSON ({e})"))?;
+        if !self.started {
+            if let Some(id) = &chunk.id {
+                self.id = id.to_string();
+            }
+            if let Some(model) = chunk.model.as_deref().filter(|m| !m.is_empty()) {
+                self.model = model.to_string();
+            }
+        }
+        self.start(out);
+        // A Messages reply has one choice; an Anthropic client cannot have asked for more.
+        let Some(choice) = chunk.choices.into_iter().find(|c| c.index == 0) else {
+            return Ok(());
+        };
+        if let Some(delta) = choice.delta {
+            if let Some(text) = delta.reasoning_content.as_deref().filter(|t| !t.is_empty()) {
+                if self.open != Open::Thinking {
+                    self.open_block(
+                        out,
+                        Open::Thinking,
+                        serde_json::json!({"type": "thinking", "thinking": "", "signature": ""}),
+                    );
+                }
+                self.delta(out, DeltaOut::Thinking { thinking: text });
+            }
+            for block in &delta.thinking_blocks {
+                match (block.kind.as_ref(), &block.signature, &block.data) {
+                    ("redacted_thinking", _, Some(data)) => {
+                        self.open_block(
+                            out,
+                            Open::Text,
+                            serde_json::json!({"type": "redacted_thinking", "data": data}),
+                        );
+                        self.close(out);
+                    }
+                    (_, Some(signature), _) => {
+                        if self.open != Open::Thinking {
+                            self.open_block(
+                                out,
+                                Open::Thinking,
+                                serde_json::json!({"type": "thinking", "thinking": "", "signature": ""}),
+                            );
+                        }
+                        self.delta(out, DeltaOut::Signature { signature });
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(text) = delta.content.as_deref().filter(|t| !t.is_empty()) {
+                if self.open != Open::Text {
+                    self.open_block(
+                        out,
+                        Open::Text,
+                        serde_json::json!({"type": "text", "text": ""}),
+                    );
+                }
+                self.delta(out, DeltaOut::Text { text });
+            }
+            for call in &delta.tool_calls {
+                if self.open != Open::Tool(call.index) {
+                    if self.tools_seen.contains(&call.index) {
+                        return Err(format!(
+                            "arguments for tool call {} arrived after another call began",
+                            call.index
+                        ));
+                    }
+                    self.tools_seen.push(call.index);
+                    let id = call
+                        .id
+                        .as_deref()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| format!("toolu_{}", call.index));
+                    let name = call
+                        .function
+                        .as_ref()
+                        .and_then(|f| f.name.as_deref())
+                        .unwrap_or_default();
+                    self.open_block(
+                        out,
+                        Open::Tool(call.index),
+                        serde_json::json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
+                    );
+                }
+                if let Some(args) = call
+                    .function
+                    .as_ref()
+                    .and_then(|f| f.arguments.as_deref())
+                    .filter(|a| !a.is_empty())
+                {
+                    self.delta(out, DeltaOut::InputJson { partial_json: args });
+                }
+            }
+        }
+        if let Some(finish) = choice.finish_reason.as_deref() {
+            self.finish = Some(stop_reason(finish));
+            self.close(out);
+        }
+        Ok(())
+    }
+
+    /// Ends the message: closes the open block, then `message_delta` (stop reason, usage)
+    /// and `message_stop`. Runs once.
+    pub fn finish(&mut self, out: &mut BytesMut) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        self.start(out);
+        self.close(out);
+        let usage = self.usage.unwrap_or_default().to_anthropic();
+        frame(
+            out,
+            "message_delta",
+            &serde_json::json!({
+                "type": "message_delta",
+                "delta": {"stop_reason": self.finish.unwrap_or("end_turn"), "stop_sequence": null},
+                "usage": usage
+            }),
+        );
+        frame(
+            out,
+            "message_stop",
+            &serde_json::json!({"type": "message_stop"}),
+        );
+    }
+
+    /// An `error` event: the stream failed after its first byte. Nothing follows it.
+    pub fn error(&mut self, body: &[u8], out: &mut BytesMut) {
+        self.done = true;
+        out.put_slice(b"event: error\ndata: ");
+        out.put_slice(body);
+        out.put_slice(b"\n\n");
+    }
+}
