@@ -97,12 +97,17 @@ const NONE: Quirks = Quirks {
 
 /// Every known host.
 pub const PRESETS: &[Preset] = &[
+    // OpenAI refuses request fields it does not know; `top_k` is the one other hosts
+    // (and translated Anthropic requests) commonly carry.
     hosted(
         "openai",
         "https://api.openai.com/v1",
         Tier::Frontier,
         "OPENAI_API_KEY",
-        NONE,
+        Quirks {
+            unsupported: &["top_k"],
+            ..NONE
+        },
     ),
     // Azure OpenAI: the resource endpoint (https://NAME.openai.azure.com) comes from
     // config; the key travels in `api-key`; the deployment name is the upstream model.
@@ -115,6 +120,7 @@ pub const PRESETS: &[Preset] = &[
         key_env: Some("AZURE_OPENAI_API_KEY"),
         quirks: Quirks {
             azure_deployments: true,
+            unsupported: &["top_k"],
             ..NONE
         },
     },

@@ -167,7 +167,9 @@ where
         // overloaded); a different provider is tried at once.
         let same_provider_failures = failures
             .iter()
-            .filter(|(c, _)| c.provider == candidate.provider)
+            .filter(|(c, e)| {
+                c.provider == candidate.provider && !matches!(e, UpstreamError::Unsupported { .. })
+            })
             .count() as u32;
         if same_provider_failures > 0 {
             let wait = backoff(same_provider_failures, rand::random::<f64>());
@@ -195,6 +197,13 @@ where
                         ],
                     },
                 });
+            }
+            // The request asks what this backend's wire format cannot express: not the
+            // backend's failure (the breaker does not hear of it), and another may serve it.
+            Err(e @ UpstreamError::Unsupported { .. }) => {
+                drop(in_flight);
+                tracing::debug!(backend = %format!("{}/{}", provider.id(), candidate.upstream), "Backend cannot express the request: {e}");
+                failures.push((candidate.clone(), e));
             }
             Err(e) => {
                 drop(in_flight);

@@ -68,6 +68,20 @@ struct MessagesShape<'r> {
     beta: Option<HeaderValue>,
 }
 
+impl MessagesShape<'_> {
+    /// Refuses a non-Anthropic backend when the request holds what only Anthropic takes.
+    fn translatable(&self, provider: &Provider) -> Result<(), UpstreamError> {
+        match &self.req.native_only {
+            Some(only) => Err(UpstreamError::Unsupported {
+                provider: provider.id().to_string(),
+                field: only.field.clone(),
+                detail: only.detail.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
 impl ChatShape for MessagesShape<'_> {
     type Framer = MessagesFramer;
 
@@ -81,6 +95,7 @@ impl ChatShape for MessagesShape<'_> {
                 .messages(&self.req.native, at, self.beta.as_ref())
                 .await;
         }
+        self.translatable(provider)?;
         let reply = provider.chat(&self.req.chat, at).await?;
         let body = reply::from_openai(&reply.body, reply.usage).map_err(|detail| {
             UpstreamError::Protocol {
@@ -105,7 +120,10 @@ impl ChatShape for MessagesShape<'_> {
                     .messages_stream(&self.req.native, at, self.beta.as_ref())
                     .await
             }
-            other => other.chat_stream(&self.req.chat, at).await,
+            other => {
+                self.translatable(other)?;
+                other.chat_stream(&self.req.chat, at).await
+            }
         }
     }
 

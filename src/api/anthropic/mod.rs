@@ -23,6 +23,26 @@ pub struct MessagesRequest {
     pub native: RawObject,
     pub chat: ChatRequest,
     pub stream: bool,
+    /// The first part of the request only an Anthropic backend can take (a server tool,
+    /// an MCP server, …): other backends refuse the call naming it.
+    pub native_only: Option<NativeOnly>,
+}
+
+/// A field the OpenAI translation cannot carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeOnly {
+    pub field: String,
+    pub detail: String,
+}
+
+/// Records the first field only Anthropic backends can take.
+fn note(only: &mut Option<NativeOnly>, field: impl Into<String>, what: &str) {
+    if only.is_none() {
+        *only = Some(NativeOnly {
+            field: field.into(),
+            detail: format!("{what} has no equivalent outside the Anthropic Messages API"),
+        });
+    }
 }
 
 /// Top-level Messages fields that carry no meaning for the output on other backends.
@@ -30,17 +50,6 @@ const IGNORED: &[&str] = &["service_tier", "bazaar", "models", "provider"];
 
 fn field_error(field: impl Into<String>, message: impl Into<String>) -> ApiError {
     ApiError::invalid(field, message)
-}
-
-fn not_translatable(field: impl Into<String>, what: &str) -> ApiError {
-    let field = field.into();
-    ApiError::InvalidRequest {
-        message: format!(
-            "`{field}`: {what} cannot be translated for non-Anthropic backends; route this request to an Anthropic model."
-        ),
-        param: Some(field),
-        code: Some("unsupported_by_backend"),
-    }
 }
 
 #[derive(Deserialize)]
@@ -260,19 +269,22 @@ impl MessagesRequest {
     /// Parses a Messages body and translates it; every error names the field.
     pub fn parse(body: &[u8]) -> Result<MessagesRequest, ApiError> {
         let native = RawObject::parse(body)?;
-        let openai = to_openai(&native)?;
+        let (openai, native_only) = to_openai(&native)?;
         let chat = ChatRequest::parse(&openai)?;
         let stream = chat.stream;
         Ok(MessagesRequest {
             native,
             chat,
             stream,
+            native_only,
         })
     }
 }
 
-/// Translates a Messages body (already split into fields) to an OpenAI chat body.
-pub fn to_openai(fields: &RawObject) -> Result<Vec<u8>, ApiError> {
+/// Translates a Messages body (already split into fields) to an OpenAI chat body, with
+/// the first part of it only Anthropic backends can take (left out of the translation).
+pub fn to_openai(fields: &RawObject) -> Result<(Vec<u8>, Option<NativeOnly>), ApiError> {
+    let mut only = None;
     let mut out = ChatOut::default();
     let mut system: Option<MessageOut> = None;
     let mut has_max_tokens = false;
@@ -300,8 +312,8 @@ pub fn to_openai(fields: &RawObject) -> Result<Vec<u8>, ApiError> {
                 out.user = m.user_id.filter(|u| u.get() != "null");
             }
             "system" => system = Some(system_message(raw)?),
-            "messages" => out.messages = messages(raw)?,
-            "tools" => out.tools = tools(raw)?,
+            "messages" => out.messages = messages(raw, &mut only)?,
+            "tools" => out.tools = tools(raw, &mut only)?,
             "tool_choice" => {
                 let c: ToolChoiceIn = serde_json::from_str(raw.get()).map_err(|_| {
                     field_error(key, "`tool_choice` must be an object with a `type`.")
@@ -338,7 +350,7 @@ pub fn to_openai(fields: &RawObject) -> Result<Vec<u8>, ApiError> {
                 }
             }
             k if IGNORED.contains(&k) => {}
-            other => return Err(not_translatable(other, "this field")),
+            other => note(&mut only, other, &format!("`{other}`")),
         }
     }
     if !has_max_tokens {
@@ -350,8 +362,9 @@ pub fn to_openai(fields: &RawObject) -> Result<Vec<u8>, ApiError> {
     if let Some(system) = system {
         out.messages.insert(0, system);
     }
-    serde_json::to_vec(&out)
-        .map_err(|e| ApiError::bad_request(format!("The request cannot be translated: {e}.")))
+    let body = serde_json::to_vec(&out)
+        .map_err(|e| ApiError::bad_request(format!("The request cannot be translated: {e}.")))?;
+    Ok((body, only))
 }
 
 fn system_message(raw: &RawValue) -> Result<MessageOut<'_>, ApiError> {
@@ -422,7 +435,10 @@ fn plain<'a>(role: &'static str, content: Option<ContentOut<'a>>) -> MessageOut<
     }
 }
 
-fn messages(raw: &RawValue) -> Result<Vec<MessageOut<'_>>, ApiError> {
+fn messages<'a>(
+    raw: &'a RawValue,
+    only: &mut Option<NativeOnly>,
+) -> Result<Vec<MessageOut<'a>>, ApiError> {
     let list: Vec<MessageIn> = serde_json::from_str(raw.get()).map_err(|_| {
         field_error(
             "messages",
@@ -456,9 +472,9 @@ fn messages(raw: &RawValue) -> Result<Vec<MessageOut<'_>>, ApiError> {
             )
         })?;
         if role == "user" {
-            user_blocks(blocks, &path, &mut out)?;
+            user_blocks(blocks, &path, &mut out, only)?;
         } else {
-            out.push(assistant_blocks(blocks, &path)?);
+            out.push(assistant_blocks(blocks, &path, only)?);
         }
     }
     Ok(out)
@@ -470,6 +486,7 @@ fn user_blocks<'a>(
     blocks: Vec<BlockIn<'a>>,
     path: &str,
     out: &mut Vec<MessageOut<'a>>,
+    only: &mut Option<NativeOnly>,
 ) -> Result<(), ApiError> {
     let mut parts = Vec::new();
     for (j, b) in blocks.into_iter().enumerate() {
@@ -487,10 +504,12 @@ fn user_blocks<'a>(
                         let mut texts = Vec::with_capacity(inner.len());
                         for (k, ib) in inner.into_iter().enumerate() {
                             if ib.kind != "text" {
-                                return Err(not_translatable(
+                                note(
+                                    only,
                                     format!("{field}.content[{k}]"),
                                     "a non-text tool result",
-                                ));
+                                );
+                                continue;
                             }
                             texts.push(PartOut::Text {
                                 text: required(ib.text, &format!("{field}.content[{k}].text"))?,
@@ -503,7 +522,11 @@ fn user_blocks<'a>(
                 m.tool_call_id = Some(id);
                 out.push(m);
             }
-            _ => parts.push(part(b, &field)?),
+            _ => {
+                if let Some(p) = part(b, &field, only)? {
+                    parts.push(p);
+                }
+            }
         }
     }
     if !parts.is_empty() {
@@ -512,11 +535,20 @@ fn user_blocks<'a>(
     Ok(())
 }
 
-fn part<'a>(b: BlockIn<'a>, field: &str) -> Result<PartOut<'a>, ApiError> {
+/// A user block as an OpenAI part; `None` (noted) for blocks only Anthropic takes.
+fn part<'a>(
+    b: BlockIn<'a>,
+    field: &str,
+    only: &mut Option<NativeOnly>,
+) -> Result<Option<PartOut<'a>>, ApiError> {
+    let untranslatable = |only: &mut Option<NativeOnly>, field: String, what: &str| {
+        note(only, field, what);
+        Ok(None)
+    };
     match b.kind.as_ref() {
-        "text" => Ok(PartOut::Text {
+        "text" => Ok(Some(PartOut::Text {
             text: required(b.text, &format!("{field}.text"))?,
-        }),
+        })),
         "image" => {
             let source = b
                 .source
@@ -532,21 +564,16 @@ fn part<'a>(b: BlockIn<'a>, field: &str) -> Result<PartOut<'a>, ApiError> {
                 "url" => ImageUrlOut::Url {
                     url: required(source.url, &format!("{field}.source.url"))?,
                 },
-                _ => {
-                    return Err(not_translatable(
-                        format!("{field}.source"),
-                        "this image source",
-                    ))
-                }
+                _ => return untranslatable(only, format!("{field}.source"), "this image source"),
             };
-            Ok(PartOut::ImageUrl { image_url })
+            Ok(Some(PartOut::ImageUrl { image_url }))
         }
         "document" => {
             let source = b
                 .source
                 .ok_or_else(|| field_error(format!("{field}.source"), "is required"))?;
             match source.kind.as_ref() {
-                "base64" => Ok(PartOut::File {
+                "base64" => Ok(Some(PartOut::File {
                     file: FileOut {
                         file_data: format!(
                             "data:{};base64,{}",
@@ -555,21 +582,27 @@ fn part<'a>(b: BlockIn<'a>, field: &str) -> Result<PartOut<'a>, ApiError> {
                         ),
                         filename: b.title,
                     },
-                }),
-                _ => Err(not_translatable(
+                })),
+                _ => untranslatable(
+                    only,
                     format!("{field}.source"),
                     "a document that is not inline base64",
-                )),
+                ),
             }
         }
-        other => Err(not_translatable(
+        other => untranslatable(
+            only,
             format!("{field}.type"),
             &format!("a `{other}` block in a user turn"),
-        )),
+        ),
     }
 }
 
-fn assistant_blocks<'a>(blocks: Vec<BlockIn<'a>>, path: &str) -> Result<MessageOut<'a>, ApiError> {
+fn assistant_blocks<'a>(
+    blocks: Vec<BlockIn<'a>>,
+    path: &str,
+    only: &mut Option<NativeOnly>,
+) -> Result<MessageOut<'a>, ApiError> {
     let mut texts: Vec<PartOut<'a>> = Vec::new();
     let mut m = plain("assistant", None);
     let mut reasoning = String::new();
@@ -608,12 +641,11 @@ fn assistant_blocks<'a>(blocks: Vec<BlockIn<'a>>, path: &str) -> Result<MessageO
                 signature: None,
                 data: b.data,
             }),
-            other => {
-                return Err(not_translatable(
-                    format!("{field}.type"),
-                    &format!("a `{other}` block in an assistant turn"),
-                ))
-            }
+            other => note(
+                only,
+                format!("{field}.type"),
+                &format!("a `{other}` block in an assistant turn"),
+            ),
         }
     }
     if !reasoning.is_empty() {
@@ -623,28 +655,32 @@ fn assistant_blocks<'a>(blocks: Vec<BlockIn<'a>>, path: &str) -> Result<MessageO
     Ok(m)
 }
 
-fn tools(raw: &RawValue) -> Result<Vec<ToolOut<'_>>, ApiError> {
+fn tools<'a>(
+    raw: &'a RawValue,
+    only: &mut Option<NativeOnly>,
+) -> Result<Vec<ToolOut<'a>>, ApiError> {
     let list: Vec<ToolIn> = serde_json::from_str(raw.get())
         .map_err(|_| field_error("tools", "`tools` must be an array of tools with a `name`."))?;
-    list.into_iter()
-        .enumerate()
-        .map(|(i, t)| {
-            if let Some(kind) = t.kind.as_deref().filter(|k| *k != "custom") {
-                return Err(not_translatable(
-                    format!("tools[{i}].type"),
-                    &format!("the server tool `{kind}`"),
-                ));
-            }
-            Ok(ToolOut {
-                kind: "function",
-                function: ToolFunctionOut {
-                    name: t.name,
-                    description: t.description,
-                    parameters: t.input_schema,
-                },
-            })
-        })
-        .collect()
+    let mut out = Vec::with_capacity(list.len());
+    for (i, t) in list.into_iter().enumerate() {
+        if let Some(kind) = t.kind.as_deref().filter(|k| *k != "custom") {
+            note(
+                only,
+                format!("tools[{i}].type"),
+                &format!("the server tool `{kind}`"),
+            );
+            continue;
+        }
+        out.push(ToolOut {
+            kind: "function",
+            function: ToolFunctionOut {
+                name: t.name,
+                description: t.description,
+                parameters: t.input_schema,
+            },
+        });
+    }
+    Ok(out)
 }
 
 /// The Messages error body: `{"type":"error","error":{"type","message"}}`, its type

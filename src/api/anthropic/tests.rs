@@ -7,7 +7,18 @@ use crate::api::Usage;
 
 fn openai_of(body: Value) -> Result<Value, ApiError> {
     let fields = RawObject::parse(body.to_string().as_bytes())?;
-    Ok(serde_json::from_slice(&to_openai(&fields)?).unwrap())
+    let (openai, only) = to_openai(&fields)?;
+    assert_eq!(only, None);
+    Ok(serde_json::from_slice(&openai).unwrap())
+}
+
+fn native_only(body: Value) -> String {
+    let fields = RawObject::parse(body.to_string().as_bytes()).unwrap();
+    to_openai(&fields)
+        .unwrap()
+        .1
+        .expect("a native-only field")
+        .field
 }
 
 #[test]
@@ -67,7 +78,7 @@ fn messages_request_becomes_an_openai_chat_request() {
 }
 
 #[test]
-fn what_cannot_be_translated_is_a_400_naming_the_field() {
+fn what_only_anthropic_takes_is_noted_and_malformed_input_is_a_400() {
     let base = |extra: Value| {
         let mut v = json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
         for (k, val) in extra.as_object().unwrap() {
@@ -75,25 +86,25 @@ fn what_cannot_be_translated_is_a_400_naming_the_field() {
         }
         v
     };
-    let param = |body: Value| match openai_of(body) {
-        Err(ApiError::InvalidRequest { param, .. }) => param.unwrap_or_default(),
-        other => panic!("{other:?}"),
-    };
-    assert_eq!(param(base(json!({"mcp_servers": []}))), "mcp_servers");
+    assert_eq!(native_only(base(json!({"mcp_servers": []}))), "mcp_servers");
     assert_eq!(
-        param(base(
+        native_only(base(
             json!({"tools": [{"type": "web_search_20250305", "name": "web_search"}]})
         )),
         "tools[0].type"
     );
     assert_eq!(
-        param(
+        native_only(
             json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": [
                 {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "x"}}]}
             ]}]})
         ),
         "messages[0].content[0].content[0]"
     );
+    let param = |body: Value| match openai_of(body) {
+        Err(ApiError::InvalidRequest { param, .. }) => param.unwrap_or_default(),
+        other => panic!("{other:?}"),
+    };
     assert_eq!(
         param(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]})),
         "max_tokens"

@@ -369,7 +369,9 @@ mod round_trip {
             let parsed = ChatRequest::parse(req.to_string().as_bytes()).unwrap();
             let built = build(&parsed, "claude-up", parsed.stream, "anthropic").unwrap();
             let anthropic = RawObject::parse(&built.body).unwrap();
-            let back: Value = serde_json::from_slice(&to_openai(&anthropic).unwrap()).unwrap();
+            let (back, only) = to_openai(&anthropic).unwrap();
+            prop_assert!(only.is_none());
+            let back: Value = serde_json::from_slice(&back).unwrap();
             // Compare against the request as parsed from its text, as `back` was.
             let sent: Value = serde_json::from_str(&req.to_string()).unwrap();
             prop_assert_eq!(normalise(back), normalise(sent));

@@ -489,6 +489,97 @@ impl Adapter for OpenAiAdapter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+
+    fn adapter(preset: &str, extra: &str) -> OpenAiAdapter {
+        let toml = format!(
+            "[providers.p]\npreset = \"{preset}\"\nbase_url = \"https://host.example/v1\"\napi_key = \"k\"\ncatalog = false\n{extra}"
+        );
+        let cfg = Config::from_toml(&toml, &|_| None).unwrap();
+        OpenAiAdapter::new(cfg.providers[0].clone()).unwrap()
+    }
+
+    fn body_of(
+        a: &OpenAiAdapter,
+        req: &str,
+        stream: bool,
+    ) -> Result<serde_json::Value, UpstreamError> {
+        let fields = RawObject::parse(req.as_bytes()).unwrap();
+        a.body(&fields, "up", stream)
+            .map(|b| serde_json::from_slice(&b).unwrap())
+    }
+
+    #[test]
+    fn preset_quirks_shape_the_upstream_body() {
+        let req = r#"{"model":"m","messages":[],"max_completion_tokens":9,"seed":3,"stream":true,"stream_options":{"include_usage":true}}"#;
+        let mistral = body_of(&adapter("mistral", ""), req, true).unwrap();
+        assert_eq!(
+            mistral,
+            serde_json::json!({"model":"up","messages":[],"max_tokens":9,"random_seed":3,"stream":true})
+        );
+        let openai = body_of(&adapter("openai", ""), req, true).unwrap();
+        assert_eq!(openai["max_completion_tokens"], 9);
+        assert_eq!(openai["stream_options"]["include_usage"], true);
+        // A client that sent both names keeps its own `max_tokens`.
+        let both = r#"{"model":"m","messages":[],"max_completion_tokens":9,"max_tokens":5}"#;
+        let ds = body_of(&adapter("deepseek", ""), both, false).unwrap();
+        assert_eq!(
+            ds,
+            serde_json::json!({"model":"up","messages":[],"max_tokens":5})
+        );
+
+        let groq = adapter("groq", "");
+        let refused = |a: &OpenAiAdapter, req: &str| match body_of(a, req, false) {
+            Err(UpstreamError::Unsupported {
+                field, provider, ..
+            }) => (field, provider),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(refused(&groq, r#"{"model":"m","n":2}"#).0, "n");
+        assert_eq!(
+            refused(&groq, r#"{"model":"m","logprobs":true}"#).0,
+            "logprobs"
+        );
+        assert!(body_of(&groq, r#"{"model":"m","n":1,"logprobs":false}"#, false).is_ok());
+        assert_eq!(
+            refused(&adapter("openai", ""), r#"{"model":"m","top_k":3}"#),
+            ("top_k".into(), "p".into())
+        );
+    }
+
+    #[test]
+    fn azure_urls_name_the_deployment_and_api_version() {
+        let a = adapter("azure", "");
+        assert_eq!(
+            a.url("/chat/completions", "gpt4o-prod").unwrap().as_str(),
+            "https://host.example/v1/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21"
+        );
+        let v1 = adapter("azure", "api_version = \"v1\"");
+        assert_eq!(
+            v1.url("/embeddings", "e").unwrap().as_str(),
+            "https://host.example/v1/openai/v1/embeddings"
+        );
+        assert_eq!(
+            adapter("together", "")
+                .url("/chat/completions", "x")
+                .unwrap()
+                .as_str(),
+            "https://host.example/v1/chat/completions"
+        );
+    }
+
+    #[test]
+    fn kimi_usage_inside_the_last_choice_is_read() {
+        let c = openai_chunk(
+            "p",
+            event(r#"{"id":"x","choices":[{"index":0,"delta":{},"finish_reason":"stop","usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10,"cached_tokens":4}}]}"#),
+        )
+        .unwrap()
+        .unwrap();
+        let u = c.usage.unwrap();
+        assert_eq!((u.input, u.cached_input, u.output), (3, 4, 3));
+        assert!(!c.usage_only);
+    }
 
     fn event(data: &str) -> SseEvent {
         SseEvent {

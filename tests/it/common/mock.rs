@@ -1,6 +1,9 @@
-//! `MockUpstream`: an in-process OpenAI-compatible server on 127.0.0.1:0. By default it
-//! answers like the simulated backend; a test can script the next replies (status,
-//! delay, raw body, a stream cut after N events) and read back every request it received.
+//! `MockUpstream`: an in-process server on 127.0.0.1:0 that speaks the OpenAI, Azure,
+//! Anthropic and Gemini wire formats. OpenAI-style paths answer like the simulated
+//! backend; Anthropic (`…/messages`) and Gemini (`…:generateContent`) paths replay the
+//! recorded-shape fixtures in `tests/fixtures/`. A test can script the next replies
+//! (status, delay, raw body, a fixture, a stream cut after N events) and read back every
+//! request it received.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -33,12 +36,100 @@ pub enum Step {
     CutAfter(usize),
     /// Send the response headers, then hang forever (an idle stream).
     Hang,
+    /// Reply with a file from `tests/fixtures/` (`.sse` as an event stream).
+    Fixture {
+        status: u16,
+        file: &'static str,
+        headers: Vec<(String, String)>,
+    },
+}
+
+impl Step {
+    /// A fixture reply with `status` and no extra headers.
+    pub fn fixture(status: u16, file: &'static str) -> Step {
+        Step::Fixture {
+            status,
+            file,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// The text of `tests/fixtures/{file}`.
+pub fn fixture_text(file: &str) -> String {
+    let path = format!("{}/tests/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn fixture_response(status: u16, file: &str, headers: Vec<(String, String)>) -> Response {
+    let content_type = if file.ends_with(".sse") {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
+    let mut b = Response::builder()
+        .status(status)
+        .header("content-type", content_type);
+    for (k, v) in headers {
+        b = b.header(k, v);
+    }
+    b.body(Body::from(fixture_text(file))).unwrap()
+}
+
+/// The fixture a wire format's normal reply replays, chosen by path and request body;
+/// `None` for OpenAI-style paths, which the simulated backend answers.
+fn wire_fixture(path: &str, body: &serde_json::Value) -> Option<&'static str> {
+    let tools = body.get("tools").is_some_and(|t| !t.is_null());
+    let stream = body.get("stream") == Some(&serde_json::Value::Bool(true));
+    if path.ends_with("/messages") {
+        return Some(match (stream, tools) {
+            (true, true) => "anthropic/stream_tool_use.sse",
+            (true, false) => "anthropic/stream_text.sse",
+            (false, true) => "anthropic/reply_tool_use.json",
+            (false, false) => "anthropic/reply_text.json",
+        });
+    }
+    if path.ends_with(":batchEmbedContents") {
+        return Some("gemini/embed_reply.json");
+    }
+    if path.ends_with(":streamGenerateContent") {
+        return Some(if tools {
+            "gemini/stream_function_call.sse"
+        } else {
+            "gemini/stream_text.sse"
+        });
+    }
+    if path.ends_with(":generateContent") {
+        return Some(if tools {
+            "gemini/reply_function_call.json"
+        } else {
+            "gemini/reply_text.json"
+        });
+    }
+    None
+}
+
+/// Rewrites an OpenAI-style path under any prefix (Azure's `/openai/deployments/…`) to
+/// the simulated backend's `/v1/…`.
+fn sim_parts(mut parts: http::request::Parts) -> http::request::Parts {
+    let path = parts.uri.path();
+    for endpoint in ["/chat/completions", "/completions", "/embeddings"] {
+        if path.ends_with(endpoint) {
+            if path != format!("/v1{endpoint}") {
+                parts.uri = format!("/v1{endpoint}").parse().unwrap();
+            }
+            break;
+        }
+    }
+    parts
 }
 
 /// A request the mock received.
 #[derive(Debug, Clone)]
 pub struct Received {
     pub path: String,
+    /// The query string, empty when there is none.
+    pub query: String,
     pub headers: http::HeaderMap,
     pub body: serde_json::Value,
 }
@@ -112,6 +203,16 @@ impl MockUpstream {
         format!("http://{}/v1", self.addr)
     }
 
+    /// The base URL of the mock as a Gemini endpoint (`…/v1beta`).
+    pub fn gemini_base_url(&self) -> String {
+        format!("http://{}/v1beta", self.addr)
+    }
+
+    /// The mock's root, as an Azure resource endpoint.
+    pub fn root_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
     /// Queues scripted replies for the next requests.
     pub fn script(&self, steps: impl IntoIterator<Item = Step>) {
         self.shared.script.lock().unwrap().extend(steps);
@@ -146,6 +247,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         .unwrap_or_default();
     shared.received.lock().unwrap().push(Received {
         path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or_default().to_string(),
         headers: parts.headers.clone(),
         body: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
     });
@@ -154,7 +256,12 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let normal = |parts: http::request::Parts, bytes: Bytes| {
         let sim = shared.sim.clone();
         async move {
-            sim.oneshot(Request::from_parts(parts, Body::from(bytes)))
+            let body: serde_json::Value =
+                serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+            if let Some(file) = wire_fixture(parts.uri.path(), &body) {
+                return fixture_response(200, file, Vec::new());
+            }
+            sim.oneshot(Request::from_parts(sim_parts(parts), Body::from(bytes)))
                 .await
                 .unwrap()
         }
@@ -190,6 +297,11 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             let kept: String = text.split_inclusive("\n\n").take(n).collect();
             Response::from_parts(parts, Body::from(kept))
         }
+        Some(Step::Fixture {
+            status,
+            file,
+            headers,
+        }) => fixture_response(status, file, headers),
         Some(Step::Hang) => {
             let stream = futures_util::stream::pending::<Result<Bytes, std::convert::Infallible>>();
             let first = futures_util::stream::once(async {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bazaar::config::Config;
 use bazaar::{AppState, Runtime};
-pub use mock::{MockUpstream, Step};
+pub use mock::{fixture_text, MockUpstream, Received, Step};
 
 /// The gateway key every test config declares.
 pub const KEY: &str = "bzr-test-key";
