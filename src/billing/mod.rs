@@ -52,6 +52,14 @@ pub async fn start(
     write_seconds: Option<prometheus::HistogramVec>,
 ) -> Result<(Billing, impl std::future::Future<Output = ()>), LedgerError> {
     let ledger = Ledger::connect(&config.url).await?;
+    // Rows spilled by an earlier run go in first, so budgets seeded from the ledger count them.
+    match writer::replay(&ledger, &writer::Spill::new(config.spill_file.clone())).await {
+        Ok(0) => {}
+        Ok(rows) => tracing::info!(rows, "Spilled ledger rows replayed."),
+        Err(e) => {
+            tracing::warn!("Replaying spilled ledger rows failed; the writer will retry: {e}")
+        }
+    }
     let settings = WriterSettings {
         queue: config.queue,
         batch: config.batch,
