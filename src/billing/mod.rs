@@ -6,6 +6,7 @@ pub mod cost;
 pub mod keys;
 pub mod ledger;
 pub mod meter;
+pub mod tokens;
 
 use std::sync::Arc;
 

@@ -18,6 +18,7 @@ mod chat;
 mod config_examples;
 mod errors;
 mod hostile;
+mod ledger;
 mod lifecycle;
 mod reload;
 mod replicas;
