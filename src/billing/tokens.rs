@@ -1,18 +1,19 @@
 //! Counting tokens a backend did not report. When a stream is cut, times out or is
 //! abandoned (or a reply carries no usage), the text actually sent is counted with
-//! tiktoken's `o200k_base` BPE — exact for current OpenAI models, an approximation for
-//! other families — and the row is flagged `estimated`. Never used when usage arrived.
+//! tiktoken's `cl100k_base` BPE — close to the newer `o200k_base` on English (which is
+//! more compact on other scripts) at half its memory, an approximation for other model
+//! families — and the row is flagged `estimated`. Never used when usage arrived.
 
 use std::sync::OnceLock;
 
 use tiktoken_rs::CoreBPE;
 
-/// Loaded on first use only (it takes tens of megabytes), so a gateway whose backends
-/// always report usage never pays for it.
+/// Loaded on first use only (≈ 28 MB and ≈ 75 ms, once, in a release build), so a
+/// gateway whose backends always report usage never pays for it.
 static BPE: OnceLock<Option<CoreBPE>> = OnceLock::new();
 
 fn bpe() -> Option<&'static CoreBPE> {
-    BPE.get_or_init(|| match tiktoken_rs::o200k_base() {
+    BPE.get_or_init(|| match tiktoken_rs::cl100k_base() {
         Ok(bpe) => Some(bpe),
         Err(e) => {
             tracing::warn!(

@@ -59,6 +59,28 @@ async fn backends(tag: &str) -> Vec<(&'static str, String, std::path::PathBuf)> 
     out
 }
 
+/// Drops the PostgreSQL databases `backends` made (left in place when a test fails).
+async fn clean_up(backends: &[(&'static str, String, std::path::PathBuf)]) {
+    for (backend, url, dir) in backends {
+        if let Some(parent) = dir.parent() {
+            std::fs::remove_dir_all(parent).ok();
+        }
+        if *backend != "postgres" {
+            continue;
+        }
+        let Some(admin_url) = bazaar::config::process_env("BAZAAR_TEST_POSTGRES_URL") else {
+            continue;
+        };
+        let name = url.rsplit('/').next().unwrap();
+        let admin = sqlx::AnyPool::connect(&admin_url).await.unwrap();
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+    }
+}
+
 fn row(i: i64) -> LedgerRow {
     LedgerRow {
         ts_ms: 1_790_000_000_000 + i * 600_000, // every 10 minutes
@@ -97,7 +119,8 @@ fn everything() -> Filter {
 
 #[tokio::test]
 async fn rows_rollups_and_paging_agree_on_every_backend() {
-    for (backend, url, _) in backends("rows").await {
+    let all = backends("rows").await;
+    for (backend, url, _) in all.clone() {
         let ledger = Ledger::connect(&url).await.unwrap();
         Ledger::connect(&url).await.unwrap(); // migrations are idempotent
         let rows: Vec<LedgerRow> = (0..100).map(row).collect();
@@ -184,11 +207,13 @@ async fn rows_rollups_and_paging_agree_on_every_backend() {
         );
         ledger.close().await;
     }
+    clean_up(&all).await;
 }
 
 #[tokio::test]
 async fn an_outage_is_spilled_and_replayed_exactly_once_on_every_backend() {
-    for (backend, url, dir) in backends("outage").await {
+    let all = backends("outage").await;
+    for (backend, url, dir) in all.clone() {
         let settings = WriterSettings {
             queue: 4,
             batch: 8,
@@ -227,6 +252,7 @@ async fn an_outage_is_spilled_and_replayed_exactly_once_on_every_backend() {
         assert_eq!(up.count().await.unwrap(), 301, "{backend}");
         up.close().await;
     }
+    clean_up(&all).await;
 }
 
 fn priced(mock: &MockUpstream, ledger_url: &str) -> String {
@@ -257,7 +283,8 @@ fn priced(mock: &MockUpstream, ledger_url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_row_per_answered_call_across_a_shutdown_on_every_backend() {
-    for (backend, url, _) in backends("load").await {
+    let all = backends("load").await;
+    for (backend, url, _) in all.clone() {
         let mock = MockUpstream::with_spec(bazaar::demo::sim::SimSpec {
             ttft: Duration::from_millis(5),
             tokens_per_sec: 400.0,
@@ -313,6 +340,7 @@ async fn one_row_per_answered_call_across_a_shutdown_on_every_backend() {
         assert_eq!(costs.len(), 1, "{backend}: {costs:?}");
         ledger.close().await;
     }
+    clean_up(&all).await;
 }
 
 /// A client that goes away mid-stream is billed for the tokens it was sent, counted

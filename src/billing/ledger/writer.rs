@@ -365,7 +365,11 @@ impl Writer {
                 }
                 self.degraded = false;
             }
-            Err(e) => tracing::warn!("Replaying spilled ledger rows failed: {e}"),
+            Err(e) => {
+                // The database is failing: keep spilling and probing until a replay succeeds.
+                self.degraded = true;
+                tracing::warn!("Replaying spilled ledger rows failed: {e}");
+            }
         }
     }
 }
