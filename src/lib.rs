@@ -39,34 +39,7 @@ pub async fn start_billing(
         Some(state.router.metrics.ledger_write_duration.clone()),
     )
     .await?;
-    // Budgets continue where the ledger says this period's spend stands.
-    let now = clock();
     let runtime = state.runtime();
-    let keys = runtime.config.keys.values().filter_map(|k| {
-        Some((
-            billing::ledger::GroupBy::Key,
-            k.name.clone(),
-            k.limits.budget?,
-        ))
-    });
-    let teams = runtime.config.teams.values().filter_map(|t| {
-        Some((
-            billing::ledger::GroupBy::Team,
-            t.name.clone(),
-            t.limits.budget?,
-        ))
-    });
-    for (column, name, budget) in keys.chain(teams) {
-        let since = billing::budget::period_start(budget.period, now);
-        let spent = billing.ledger.spent_since(column, &name, since).await?;
-        let scope = format!("{}:{name}", column.as_str());
-        state.budgets.seed(
-            &scope,
-            budget.period,
-            now,
-            u64::try_from(spent).unwrap_or(0),
-        );
-    }
     state.tasks.spawn(writer);
     if let Some(url) = runtime.config.redis.clone() {
         // Until Redis answers, each key's on_shared_state_error policy applies; keep trying.
@@ -89,6 +62,23 @@ pub async fn start_billing(
         });
     }
     state.keys.refresh(&billing.ledger).await?;
+    // Budgets continue where the ledger says this period's spend stands.
+    let keys = runtime.config.keys.values().filter_map(|k| {
+        Some((
+            billing::ledger::GroupBy::Key,
+            k.name.clone(),
+            k.limits.budget?,
+        ))
+    });
+    let teams = runtime.config.teams.values().filter_map(|t| {
+        Some((
+            billing::ledger::GroupBy::Team,
+            t.name.clone(),
+            t.limits.budget?,
+        ))
+    });
+    let scopes: Vec<_> = keys.chain(teams).chain(state.keys.budgeted()).collect();
+    billing::seed_budgets(&state.budgets, &billing.ledger, scopes, clock()).await?;
     // Keys created or revoked by other replicas (or the CLI) arrive within 10 s.
     let (refresh_state, ledger) = (state.clone(), billing.ledger.clone());
     state.tasks.spawn(async move {

@@ -309,7 +309,7 @@ fn run_keys(command: KeysCommand, config: Option<PathBuf>) -> anyhow::Result<Str
                     markup_percent: markup,
                     expires_ms: expires_in_days.map(|d| now + i64::from(d) * 86_400_000),
                 };
-                let (id, key) = keys::create(&ledger, &settings, now).await?;
+                let (id, key) = keys::create_for(&config, &ledger, &settings, now).await?;
                 format!("{key}\nid: {id} (the key above is shown once; running gateways pick it up within 10 s)\n")
             }
             KeysCommand::List => {

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use super::ledger::{Ledger, LedgerError};
-use crate::config::{parse_budget, KeyConfig, Limits, TeamConfig};
+use super::ledger::{GroupBy, Ledger, LedgerError};
+use crate::config::{parse_budget, Budget, KeyConfig, Limits, TeamConfig};
 
 /// The SHA-256 of a key; the only form in which a key is kept.
 pub type KeyHash = [u8; 32];
@@ -158,6 +158,20 @@ impl KeyStore {
             .cloned()
     }
 
+    /// Every virtual key and team with a budget, as (scope kind, name, budget).
+    pub fn budgeted(&self) -> Vec<(GroupBy, String, Budget)> {
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        let teams = self.teams.read().unwrap_or_else(|p| p.into_inner());
+        keys.values()
+            .filter_map(|(k, _)| Some((GroupBy::Key, k.name.clone(), k.limits.budget?)))
+            .chain(
+                teams
+                    .values()
+                    .filter_map(|t| Some((GroupBy::Team, t.name.clone(), t.limits.budget?))),
+            )
+            .collect()
+    }
+
     /// Reloads the cache from the database (at start, after changes, and periodically).
     pub async fn refresh(&self, ledger: &Ledger) -> Result<(), LedgerError> {
         let rows = sqlx::query("SELECT hash, name, team, budget, rpm, tpm, models, tiers, markup_bp, expires_ms FROM virtual_keys WHERE revoked = 0")
@@ -218,6 +232,8 @@ fn split(text: &str) -> Vec<String> {
 }
 
 /// Creates a key; returns its id and the key itself (shown once, stored only hashed).
+/// Refused when a live virtual key already has the name (callers also refuse the names
+/// of config keys, which this store does not know).
 pub async fn create(
     ledger: &Ledger,
     settings: &NewKey,
@@ -226,6 +242,18 @@ pub async fn create(
     let key = format!("bzr-{:032x}", rand::random::<u128>());
     let hash = hash_key(&key);
     settings.to_config(hash).map_err(LedgerError::Invalid)?;
+    // The name is the key's identity in the ledger, its budget and its spend view: two
+    // live keys with one name would share all three.
+    let taken = sqlx::query("SELECT id FROM virtual_keys WHERE name = $1 AND revoked = 0")
+        .bind(settings.name.clone())
+        .fetch_optional(ledger.pool())
+        .await?;
+    if taken.is_some() {
+        return Err(LedgerError::Invalid(format!(
+            "a live key named `{}` exists; revoke it first or choose another name",
+            settings.name
+        )));
+    }
     let id = format!("key_{:016x}", rand::random::<u64>());
     let markup_bp = settings
         .markup_percent
@@ -247,6 +275,23 @@ pub async fn create(
         .execute(ledger.pool())
         .await?;
     Ok((id, key))
+}
+
+/// `create`, also refusing the names of the config's own keys (and `master`, the
+/// master key's name in the ledger): a virtual key must not share their spend or budget.
+pub async fn create_for(
+    config: &crate::config::Config,
+    ledger: &Ledger,
+    settings: &NewKey,
+    now_ms: i64,
+) -> Result<(String, String), LedgerError> {
+    let name = settings.name.trim();
+    if name == "master" || config.keys.values().any(|k| k.name == name) {
+        return Err(LedgerError::Invalid(format!(
+            "`{name}` is the name of a key in the config; choose another name"
+        )));
+    }
+    create(ledger, settings, now_ms).await
 }
 
 /// Every stored key (revoked ones included), newest first.

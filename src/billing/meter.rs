@@ -1,6 +1,6 @@
 //! One call's metering: from how it ended to its ledger row and cost. When the backend
-//! reported no usage (or a stream was cut), tokens are estimated from the text and the
-//! row is marked `estimated`.
+//! reported no usage (or a stream was cut), the output actually sent is counted with a
+//! tokenizer, the prompt is estimated from the request, and the row is marked `estimated`.
 
 use std::time::Duration;
 
@@ -42,19 +42,14 @@ pub struct ServedBy {
 #[derive(Debug, Clone, Default)]
 pub struct Ending {
     pub usage: Option<Usage>,
-    /// Characters of output text sent, for estimating when `usage` is `None`.
-    pub output_chars: usize,
+    /// Output text sent (content, tool-call arguments, reasoning), counted when `usage`
+    /// is `None`; may be left empty when `usage` is known.
+    pub output_text: String,
     pub status: u16,
     pub error_type: Option<&'static str>,
     pub latency: Duration,
     pub ttft: Option<Duration>,
     pub fallbacks: u32,
-}
-
-/// A rough token count from characters (4 characters a token), used only when the backend
-/// reported none; rows priced from it are marked `estimated`.
-pub fn estimate_tokens(chars: usize) -> u64 {
-    (chars as u64).div_ceil(4)
 }
 
 impl CallMeter {
@@ -63,9 +58,9 @@ impl CallMeter {
     pub fn usage_for(&self, ending: &Ending) -> Usage {
         match ending.usage {
             Some(u) => u,
-            None if ending.status < 400 || ending.output_chars > 0 => Usage {
+            None if ending.status < 400 || !ending.output_text.is_empty() => Usage {
                 input: self.prompt_tokens_estimate,
-                output: estimate_tokens(ending.output_chars),
+                output: super::tokens::count(&ending.output_text),
                 estimated: true,
                 ..Default::default()
             },
@@ -142,11 +137,17 @@ pub fn with_usage_cost(body: &[u8], cost: Option<u64>) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// The characters of text content in one OpenAI chunk (`choices[].delta.content` or `text`),
-/// found without parsing the whole chunk.
-pub fn content_chars(chunk: &[u8]) -> usize {
-    let mut total = 0;
-    for key in [&b"\"content\":"[..], &b"\"text\":"[..]] {
+/// Appends the output text of one OpenAI body or chunk (`content`, `text`, tool-call
+/// `arguments`, `reasoning_content`, `refusal` strings) to `out`, found without parsing
+/// the whole body.
+pub fn push_output_text(chunk: &[u8], out: &mut String) {
+    for key in [
+        &b"\"content\":"[..],
+        &b"\"text\":"[..],
+        &b"\"arguments\":"[..],
+        &b"\"reasoning_content\":"[..],
+        &b"\"refusal\":"[..],
+    ] {
         let mut rest = chunk;
         while let Some(at) = memchr::memmem::find(rest, key) {
             rest = &rest[at + key.len()..];
@@ -161,12 +162,18 @@ pub fn content_chars(chunk: &[u8]) -> usize {
                     .into_iter::<std::borrow::Cow<str>>()
                     .next()
                 {
-                    total += s.chars().count();
+                    out.push_str(&s);
                 }
             }
         }
     }
-    total
+}
+
+/// The output text of one OpenAI body or chunk (see `push_output_text`).
+pub fn output_text(chunk: &[u8]) -> String {
+    let mut out = String::new();
+    push_output_text(chunk, &mut out);
+    out
 }
 
 #[cfg(test)]
@@ -185,18 +192,24 @@ mod tests {
     }
 
     #[test]
-    fn content_is_counted_from_chunks() {
+    fn output_text_is_taken_from_chunks() {
         assert_eq!(
-            content_chars(br#"{"choices":[{"index":0,"delta":{"content":"h\u00e9llo"}}]}"#),
-            5
+            output_text(br#"{"choices":[{"index":0,"delta":{"content":"h\u00e9llo"}}]}"#),
+            "héllo"
         );
         assert_eq!(
-            content_chars(br#"{"choices":[{"index":0,"delta":{"content":null}}]}"#),
-            0
+            output_text(br#"{"choices":[{"index":0,"delta":{"content":null}}]}"#),
+            ""
         );
         assert_eq!(
-            content_chars(br#"{"choices":[{"text":"abc","index":0}]}"#),
-            3
+            output_text(br#"{"choices":[{"text":"abc","index":0}]}"#),
+            "abc"
+        );
+        assert_eq!(
+            output_text(
+                br#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\":"}}]}}]}"#
+            ),
+            "{\"city\":"
         );
     }
 
@@ -219,10 +232,11 @@ mod tests {
             price: Price::flat(1_000_000, 2_000_000),
             reference_price: Some(Price::flat(10_000_000, 20_000_000)),
         };
+        // Ten tokens of output were sent before the stream was cut.
         let ending = Ending {
             usage: None,
-            output_chars: 40,
-            status: 200,
+            output_text: " hello".repeat(10),
+            status: 502,
             ..Default::default()
         };
         let (row, cost) = meter.row(Some(&served), &ending, "v1");

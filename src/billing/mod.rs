@@ -6,6 +6,7 @@ pub mod cost;
 pub mod keys;
 pub mod ledger;
 pub mod meter;
+pub mod tokens;
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use ledger::writer::{self, LedgerSink, WriterSettings};
 use ledger::{Ledger, LedgerError};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::LedgerConfig;
+use crate::config::{Budget, LedgerConfig};
 
 /// Wall-clock milliseconds since the Unix epoch; injected so tests control ledger time.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -52,6 +53,14 @@ pub async fn start(
     write_seconds: Option<prometheus::HistogramVec>,
 ) -> Result<(Billing, impl std::future::Future<Output = ()>), LedgerError> {
     let ledger = Ledger::connect(&config.url).await?;
+    // Rows spilled by an earlier run go in first, so budgets seeded from the ledger count them.
+    match writer::replay(&ledger, &writer::Spill::new(config.spill_file.clone())).await {
+        Ok(0) => {}
+        Ok(rows) => tracing::info!(rows, "Spilled ledger rows replayed."),
+        Err(e) => {
+            tracing::warn!("Replaying spilled ledger rows failed; the writer will retry: {e}")
+        }
+    }
     let settings = WriterSettings {
         queue: config.queue,
         batch: config.batch,
@@ -72,3 +81,26 @@ pub async fn start(
 pub mod budget;
 pub mod limits;
 pub mod shared;
+
+/// Seeds each budgeted scope's current window with its spend so far from the ledger, so
+/// a restart does not reset budgets. `scopes` are (kind, name, budget) of config and
+/// virtual keys and teams alike.
+pub async fn seed_budgets(
+    budgets: &budget::Budgets,
+    ledger: &Ledger,
+    scopes: impl IntoIterator<Item = (ledger::GroupBy, String, Budget)>,
+    now_ms: i64,
+) -> Result<(), LedgerError> {
+    for (column, name, budget) in scopes {
+        let since = budget::period_start(budget.period, now_ms);
+        let spent = ledger.spent_since(column, &name, since).await?;
+        let scope = format!("{}:{name}", column.as_str());
+        budgets.seed(
+            &scope,
+            budget.period,
+            now_ms,
+            u64::try_from(spent).unwrap_or(0),
+        );
+    }
+    Ok(())
+}

@@ -64,9 +64,10 @@ pub async fn create_key(
     let result = async {
         let ledger = admin(&state, &headers)?;
         let settings: NewKey = parse(&body)?;
-        let (id, key) = keys::create(ledger, &settings, state.now_ms())
-            .await
-            .map_err(store_error)?;
+        let (id, key) =
+            keys::create_for(&state.runtime().config, ledger, &settings, state.now_ms())
+                .await
+                .map_err(store_error)?;
         refreshed(&state, ledger).await?;
         Ok::<_, ApiError>(
             (

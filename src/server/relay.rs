@@ -13,7 +13,7 @@ use futures_util::{FutureExt, StreamExt};
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 
 use crate::api::{ApiError, Usage};
-use crate::billing::meter::{content_chars, with_usage_cost};
+use crate::billing::meter::{push_output_text, with_usage_cost};
 use crate::providers::{Chunk, ChunkStream, UpstreamError};
 
 /// Routing outcome headers every served response carries.
@@ -57,8 +57,8 @@ pub struct StreamEnd {
     pub error: Option<UpstreamError>,
     /// The client went away before the end.
     pub client_gone: bool,
-    /// Characters of text content forwarded (for estimating usage the backend did not report).
-    pub output_chars: usize,
+    /// Output text forwarded (for counting usage the backend did not report).
+    pub output_text: String,
 }
 
 /// Prices a usage report, for the `usage.cost` field of the final usage chunk.
@@ -180,7 +180,7 @@ where
             match next {
                 Some(Ok(chunk)) => {
                     if !chunk.usage_only {
-                        r.end.output_chars += content_chars(&chunk.data);
+                        push_output_text(&chunk.data, &mut r.end.output_text);
                     }
                     let cost = chunk.usage.and_then(|usage| {
                         r.end.usage = Some(usage);

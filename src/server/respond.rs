@@ -13,7 +13,7 @@ use super::meter::{cost_header, served_by, Admission, Metered};
 use super::relay;
 use super::state::{AppState, Runtime};
 use crate::billing::cost::cost_nanos;
-use crate::billing::meter::{content_chars, with_usage_cost, Ending};
+use crate::billing::meter::{output_text, with_usage_cost, Ending};
 use crate::providers::{Chunk, Reply, StreamReply};
 use crate::router::fallback::Served;
 use crate::router::RoutePlan;
@@ -44,7 +44,11 @@ pub fn reply(
     let by = served_by(state, runtime, &plan.route, served.candidate);
     let ending = Ending {
         usage: reply.usage,
-        output_chars: content_chars(&reply.body),
+        // Counted only when the backend reported no usage.
+        output_text: match reply.usage {
+            Some(_) => String::new(),
+            None => output_text(&reply.body),
+        },
         status: 200,
         ttft: Some(ttft),
         fallbacks: served.failed_attempts,
@@ -118,7 +122,7 @@ pub fn stream<R: relay::Framer>(
             };
             let ending = Ending {
                 usage: end.usage,
-                output_chars: end.output_chars,
+                output_text: end.output_text,
                 status,
                 error_type,
                 ttft: Some(ttft),

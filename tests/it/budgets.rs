@@ -234,3 +234,86 @@ async fn unreachable_shared_state_applies_each_keys_policy() {
         .unwrap();
     assert_eq!(resp.status(), 200, "fail-open admits the call unchecked");
 }
+
+/// A restart must not reset budgets: virtual keys' and admin-defined teams' windows are
+/// seeded from the ledger like the config's own.
+#[tokio::test]
+async fn virtual_key_and_team_budgets_survive_a_restart() {
+    let mock = MockUpstream::start().await;
+    let dir = std::env::temp_dir().join(format!("bazaar-it-restart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = config(&mock, "")
+        + &format!(
+            "\n[ledger]\nurl = \"sqlite://{}\"\n",
+            dir.join("ledger.sqlite").display()
+        );
+    let admin = |gw: &TestGateway, path: &str, body: serde_json::Value| {
+        gw.client
+            .post(gw.url(path))
+            .bearer_auth(MASTER)
+            .json(&body)
+            .send()
+    };
+    let gw = TestGateway::start(&toml).await;
+    // One 5-token call ($0.000005) fits each budget; a second does not.
+    let created: serde_json::Value = admin(
+        &gw,
+        "/admin/keys",
+        json!({"name": "partner", "team": "ext", "budget": "0.000005/month"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let partner = created["key"].as_str().unwrap().to_string();
+    assert_eq!(
+        admin(
+            &gw,
+            "/admin/teams",
+            json!({"name": "web", "budget": "0.000005/day"})
+        )
+        .await
+        .unwrap()
+        .status(),
+        201
+    );
+    let call_as = |gw: &TestGateway, key: &str| {
+        gw.client
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&call())
+            .send()
+    };
+    assert_eq!(call_as(&gw, &partner).await.unwrap().status(), 200);
+    assert_eq!(call_as(&gw, KEY).await.unwrap().status(), 200);
+    gw.shutdown().await.unwrap();
+
+    let gw = TestGateway::start(&toml).await;
+    expect_error(call_as(&gw, &partner).await.unwrap(), 402).await;
+    let e = expect_error(call_as(&gw, KEY).await.unwrap(), 402).await;
+    assert!(e["message"].as_str().unwrap().contains("team:web"), "{e}");
+    assert_eq!(mock.received().len(), 2, "refused calls reach no backend");
+    gw.shutdown().await.unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The key name is the identity of spend and budgets, so it cannot be shared.
+#[tokio::test]
+async fn key_names_are_unique() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&config(&mock, "")).await;
+    let create = |name: &str| {
+        gw.client
+            .post(gw.url("/admin/keys"))
+            .bearer_auth(MASTER)
+            .json(&json!({ "name": name }))
+            .send()
+    };
+    assert_eq!(create("partner").await.unwrap().status(), 201);
+    let e = expect_error(create("partner").await.unwrap(), 400).await;
+    assert!(e["message"].as_str().unwrap().contains("live key"), "{e}");
+    // The config's key `app`, and the master key's ledger name.
+    expect_error(create("app").await.unwrap(), 400).await;
+    expect_error(create("master").await.unwrap(), 400).await;
+}

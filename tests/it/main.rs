@@ -19,6 +19,7 @@ mod config_examples;
 mod conformance;
 mod errors;
 mod hostile;
+mod ledger;
 mod lifecycle;
 mod messages;
 mod reload;

@@ -119,6 +119,12 @@ fn migrations(backend: Backend) -> Vec<(i64, String)> {
              SELECT ts_ms - (ts_ms % 3600000), key_name, COALESCE(team, ''), route, provider, model, tier, {ROLLUP_SUMS}
              FROM ledger GROUP BY 1, 2, 3, 4, 5, 6, 7"),
         ),
+        // One marker per replayed chunk of a spill file, written in the chunk's own
+        // transaction: a replay interrupted after its commit is not applied twice.
+        (
+            9,
+            "CREATE TABLE IF NOT EXISTS ledger_replays (marker TEXT PRIMARY KEY, rows BIGINT NOT NULL)".into(),
+        ),
     ]
 }
 
@@ -142,6 +148,9 @@ impl Ledger {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            // A database that is down should fail a write in seconds, not sqlx's default
+            // 30 s, so the writer turns to the spill file while the queue still has room.
+            .acquire_timeout(std::time::Duration::from_secs(3))
             .connect(&url)
             .await?;
         if backend == Backend::Sqlite {
@@ -195,91 +204,32 @@ impl Ledger {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        // Postgres allows 65,535 bind parameters per statement; SQLite 32,766.
-        for chunk in rows.chunks(400) {
-            let mut sql = format!("INSERT INTO ledger ({COLUMNS}) VALUES ");
-            for (i, _) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push('(');
-                for c in 0..N_COLUMNS {
-                    if c > 0 {
-                        sql.push(',');
-                    }
-                    sql.push_str(&format!("${}", i * N_COLUMNS + c + 1));
-                }
-                sql.push(')');
-            }
-            let mut q = sqlx::query(&sql);
-            for r in chunk {
-                q = q
-                    .bind(r.ts_ms)
-                    .bind(r.request_id.clone())
-                    .bind(r.key_name.clone())
-                    .bind(r.team.clone())
-                    .bind(r.route.clone())
-                    .bind(r.provider.clone())
-                    .bind(r.model.clone())
-                    .bind(r.tier.clone())
-                    .bind(r.endpoint.clone())
-                    .bind(r.input_tokens)
-                    .bind(r.cached_input_tokens)
-                    .bind(r.cache_write_tokens)
-                    .bind(r.output_tokens)
-                    .bind(r.reasoning_tokens)
-                    .bind(r.cost_nanos)
-                    .bind(r.baseline_cost_nanos)
-                    .bind(r.catalog_version.clone())
-                    .bind(i64::from(r.estimated))
-                    .bind(r.latency_ms)
-                    .bind(r.ttft_ms)
-                    .bind(i64::from(r.status))
-                    .bind(r.error_type.clone())
-                    .bind(i64::from(r.fallbacks));
-            }
-            q.execute(&mut *tx).await?;
-        }
-        for ((hour, key, team, route, provider, model, tier), a) in rollup(rows) {
-            let set: Vec<String> = ROLLUP_COLUMNS
-                .split(", ")
-                .map(|c| format!("{c} = ledger_hourly.{c} + excluded.{c}"))
-                .collect();
-            let sql = format!(
-                "INSERT INTO ledger_hourly (hour_ms, key_name, team, route, provider, model, tier, {ROLLUP_COLUMNS})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-                 ON CONFLICT (hour_ms, key_name, team, route, provider, model, tier) DO UPDATE SET {}",
-                set.join(", ")
-            );
-            let mut q = sqlx::query(&sql)
-                .bind(hour)
-                .bind(key)
-                .bind(team)
-                .bind(route)
-                .bind(provider)
-                .bind(model)
-                .bind(tier);
-            for v in [
-                a.requests,
-                a.errors,
-                a.cost_nanos,
-                a.baseline_cost_nanos,
-                a.unpriced,
-                a.tokens[0],
-                a.tokens[1],
-                a.tokens[2],
-                a.tokens[3],
-                a.tokens[4],
-                a.fallbacks,
-            ] {
-                q = q.bind(v);
-            }
-            q.execute(&mut *tx).await?;
-        }
+        insert_rows(&mut tx, rows).await?;
         tx.commit().await?;
         Ok(())
     }
 
+    /// Inserts rows once per `marker`: the rows and the marker commit together, and a
+    /// marker already present means the rows are already in (returns `false`).
+    pub async fn insert_once(&self, marker: &str, rows: &[LedgerRow]) -> Result<bool, LedgerError> {
+        let mut tx = self.pool.begin().await?;
+        let seen = sqlx::query("SELECT rows FROM ledger_replays WHERE marker = $1")
+            .bind(marker.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if seen.is_some() {
+            return Ok(false);
+        }
+        // A concurrent replayer of the same marker fails on the primary key and rolls back.
+        sqlx::query("INSERT INTO ledger_replays (marker, rows) VALUES ($1, $2)")
+            .bind(marker.to_string())
+            .bind(rows.len() as i64)
+            .execute(&mut *tx)
+            .await?;
+        insert_rows(&mut tx, rows).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
     /// Rows matching `filter`, newest first (the spend API's calls and CSV export).
     pub async fn calls(
         &self,
@@ -430,6 +380,95 @@ impl Ledger {
             .await?;
         Ok(row.try_get::<Option<i64>, _>(0)?.unwrap_or(0))
     }
+}
+
+/// Inserts rows and adds them to the hourly rollup, inside the caller's transaction.
+async fn insert_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[LedgerRow],
+) -> Result<(), LedgerError> {
+    // Postgres allows 65,535 bind parameters per statement; SQLite 32,766.
+    for chunk in rows.chunks(400) {
+        let mut sql = format!("INSERT INTO ledger ({COLUMNS}) VALUES ");
+        for (i, _) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push('(');
+            for c in 0..N_COLUMNS {
+                if c > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!("${}", i * N_COLUMNS + c + 1));
+            }
+            sql.push(')');
+        }
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            q = q
+                .bind(r.ts_ms)
+                .bind(r.request_id.clone())
+                .bind(r.key_name.clone())
+                .bind(r.team.clone())
+                .bind(r.route.clone())
+                .bind(r.provider.clone())
+                .bind(r.model.clone())
+                .bind(r.tier.clone())
+                .bind(r.endpoint.clone())
+                .bind(r.input_tokens)
+                .bind(r.cached_input_tokens)
+                .bind(r.cache_write_tokens)
+                .bind(r.output_tokens)
+                .bind(r.reasoning_tokens)
+                .bind(r.cost_nanos)
+                .bind(r.baseline_cost_nanos)
+                .bind(r.catalog_version.clone())
+                .bind(i64::from(r.estimated))
+                .bind(r.latency_ms)
+                .bind(r.ttft_ms)
+                .bind(i64::from(r.status))
+                .bind(r.error_type.clone())
+                .bind(i64::from(r.fallbacks));
+        }
+        q.execute(&mut **tx).await?;
+    }
+    for ((hour, key, team, route, provider, model, tier), a) in rollup(rows) {
+        let set: Vec<String> = ROLLUP_COLUMNS
+            .split(", ")
+            .map(|c| format!("{c} = ledger_hourly.{c} + excluded.{c}"))
+            .collect();
+        let sql = format!(
+            "INSERT INTO ledger_hourly (hour_ms, key_name, team, route, provider, model, tier, {ROLLUP_COLUMNS})
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+             ON CONFLICT (hour_ms, key_name, team, route, provider, model, tier) DO UPDATE SET {}",
+            set.join(", ")
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(hour)
+            .bind(key)
+            .bind(team)
+            .bind(route)
+            .bind(provider)
+            .bind(model)
+            .bind(tier);
+        for v in [
+            a.requests,
+            a.errors,
+            a.cost_nanos,
+            a.baseline_cost_nanos,
+            a.unpriced,
+            a.tokens[0],
+            a.tokens[1],
+            a.tokens[2],
+            a.tokens[3],
+            a.tokens[4],
+            a.fallbacks,
+        ] {
+            q = q.bind(v);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 fn row_from(r: &AnyRow, o: usize) -> Result<LedgerRow, sqlx::Error> {

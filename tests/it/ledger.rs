@@ -1,0 +1,398 @@
+//! The ledger suite, run against SQLite and against a real PostgreSQL (from
+//! `BAZAAR_TEST_POSTGRES_URL`; each test makes its own database there, and says so
+//! when it skips PostgreSQL): rows, rollups and paging, an outage spilled to disk and
+//! replayed exactly once, and one row per answered call across a shutdown under load.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bazaar::billing::ledger::writer::{self, Spill, WriterSettings};
+use bazaar::billing::ledger::{Filter, GroupBy, Ledger, LedgerRow};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::common::*;
+
+fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("bazaar_it_{tag}_{}_{nanos:x}", std::process::id())
+}
+
+/// (label, ledger URL, a scratch directory) for each backend this run can reach.
+async fn backends(tag: &str) -> Vec<(&'static str, String, std::path::PathBuf)> {
+    let dir = std::env::temp_dir().join(unique(tag));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut out = vec![(
+        "sqlite",
+        format!("sqlite://{}", dir.join("ledger.sqlite").display()),
+        dir.join("sqlite"),
+    )];
+    match bazaar::config::process_env("BAZAAR_TEST_POSTGRES_URL") {
+        Some(url) => {
+            let name = unique(tag);
+            sqlx::any::install_default_drivers();
+            let admin = sqlx::AnyPool::connect(&url).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&admin)
+                .await
+                .unwrap();
+            admin.close().await;
+            let (scheme, rest) = url.split_once("://").unwrap();
+            let server = rest.split(['/', '?']).next().unwrap();
+            out.push((
+                "postgres",
+                format!("{scheme}://{server}/{name}"),
+                dir.join("postgres"),
+            ));
+        }
+        None => eprintln!(
+            "ledger::{tag}: PostgreSQL skipped, BAZAAR_TEST_POSTGRES_URL is not set (SQLite only)"
+        ),
+    }
+    for (_, _, d) in &out {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    out
+}
+
+/// Drops the PostgreSQL databases `backends` made (left in place when a test fails).
+async fn clean_up(backends: &[(&'static str, String, std::path::PathBuf)]) {
+    for (backend, url, dir) in backends {
+        if let Some(parent) = dir.parent() {
+            std::fs::remove_dir_all(parent).ok();
+        }
+        if *backend != "postgres" {
+            continue;
+        }
+        let Some(admin_url) = bazaar::config::process_env("BAZAAR_TEST_POSTGRES_URL") else {
+            continue;
+        };
+        let name = url.rsplit('/').next().unwrap();
+        let admin = sqlx::AnyPool::connect(&admin_url).await.unwrap();
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+    }
+}
+
+fn row(i: i64) -> LedgerRow {
+    LedgerRow {
+        ts_ms: 1_790_000_000_000 + i * 600_000, // every 10 minutes
+        request_id: format!("r{i}"),
+        key_name: ["app", "other"][(i % 2) as usize].into(),
+        team: Some("web".into()),
+        route: "auto".into(),
+        provider: ["groq", "openai"][(i % 2) as usize].into(),
+        model: "m".into(),
+        tier: ["open-hosted", "frontier"][(i % 2) as usize].into(),
+        endpoint: "chat".into(),
+        input_tokens: 10 + i,
+        cached_input_tokens: i % 3,
+        cache_write_tokens: i % 5,
+        output_tokens: 20,
+        reasoning_tokens: i % 7,
+        cost_nanos: (i % 10 != 9).then_some(1_000 + i),
+        baseline_cost_nanos: Some(10_000 + i),
+        catalog_version: "test".into(),
+        estimated: i % 4 == 0,
+        latency_ms: 100 + i,
+        ttft_ms: Some(50),
+        status: if i % 8 == 7 { 502 } else { 200 },
+        error_type: (i % 8 == 7).then(|| "upstream_error".into()),
+        fallbacks: (i % 6 == 0) as i32,
+    }
+}
+
+fn everything() -> Filter {
+    Filter {
+        from_ms: 0,
+        to_ms: i64::MAX,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn rows_rollups_and_paging_agree_on_every_backend() {
+    let all = backends("rows").await;
+    for (backend, url, _) in all.clone() {
+        let ledger = Ledger::connect(&url).await.unwrap();
+        Ledger::connect(&url).await.unwrap(); // migrations are idempotent
+        let rows: Vec<LedgerRow> = (0..100).map(row).collect();
+        ledger.insert(&rows[..60]).await.unwrap();
+        ledger.insert(&rows[60..]).await.unwrap();
+        assert_eq!(ledger.count().await.unwrap(), 100, "{backend}");
+
+        // Every field round-trips; newest first; paging by id.
+        let page1 = ledger.calls(&everything(), 30, None).await.unwrap();
+        assert_eq!(page1[0].1, rows[99], "{backend}");
+        let page2 = ledger
+            .calls(&everything(), 1_000, Some(page1[29].0))
+            .await
+            .unwrap();
+        assert_eq!(page1.len() + page2.len(), 100, "{backend}");
+        assert_eq!(page2.last().unwrap().1, rows[0], "{backend}");
+
+        // The rollup (maintained per batch) agrees with the rows, per group and per hour.
+        let groups = ledger
+            .aggregate(&everything(), GroupBy::Key, None)
+            .await
+            .unwrap();
+        for g in &groups {
+            let mine: Vec<&LedgerRow> = rows.iter().filter(|r| r.key_name == g.group).collect();
+            assert_eq!(g.requests, mine.len() as i64, "{backend}");
+            assert_eq!(
+                g.cost_nanos,
+                mine.iter().filter_map(|r| r.cost_nanos).sum::<i64>(),
+                "{backend}"
+            );
+            assert_eq!(
+                g.unpriced,
+                mine.iter()
+                    .filter(|r| r.cost_nanos.is_none() && r.status < 400)
+                    .count() as i64,
+                "{backend}"
+            );
+            assert_eq!(
+                g.errors,
+                mine.iter().filter(|r| r.status >= 400).count() as i64
+            );
+            assert_eq!(
+                g.tokens[4],
+                mine.iter().map(|r| r.reasoning_tokens).sum::<i64>()
+            );
+        }
+        let hourly = ledger
+            .aggregate(&everything(), GroupBy::Tier, Some(3_600_000))
+            .await
+            .unwrap();
+        assert_eq!(hourly.iter().map(|a| a.requests).sum::<i64>(), 100);
+        assert!(hourly.windows(2).all(|w| w[0].bucket_ms <= w[1].bucket_ms));
+        // Rebuilt from the rows, the rollup is the same.
+        ledger.rebuild_rollup().await.unwrap();
+        assert_eq!(
+            ledger
+                .aggregate(&everything(), GroupBy::Tier, Some(3_600_000))
+                .await
+                .unwrap(),
+            hourly,
+            "{backend}"
+        );
+        // Errors only (read from the rows), and a budget window's spend.
+        let errors = Filter {
+            errors: Some(true),
+            ..everything()
+        };
+        assert_eq!(
+            ledger.calls(&errors, 1_000, None).await.unwrap().len(),
+            rows.iter().filter(|r| r.status >= 400).count()
+        );
+        let since = rows[50].ts_ms;
+        assert_eq!(
+            ledger
+                .spent_since(GroupBy::Key, "app", since)
+                .await
+                .unwrap(),
+            rows[50..]
+                .iter()
+                .filter(|r| r.key_name == "app")
+                .filter_map(|r| r.cost_nanos)
+                .sum::<i64>(),
+            "{backend}"
+        );
+        ledger.close().await;
+    }
+    clean_up(&all).await;
+}
+
+#[tokio::test]
+async fn an_outage_is_spilled_and_replayed_exactly_once_on_every_backend() {
+    let all = backends("outage").await;
+    for (backend, url, dir) in all.clone() {
+        let settings = WriterSettings {
+            queue: 4,
+            batch: 8,
+            flush_every: Duration::from_millis(5),
+            spill_file: dir.join("spill.jsonl"),
+            write_seconds: None,
+        };
+        // The database goes away under a running writer.
+        let down = Ledger::connect(&url).await.unwrap();
+        down.close().await;
+        let stop = CancellationToken::new();
+        let (sink, task) = writer::start(down, settings.clone(), stop.clone());
+        let task = tokio::spawn(task);
+        for i in 0..300 {
+            sink.record(row(i));
+            if i % 16 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        stop.cancel();
+        task.await.unwrap();
+        assert_eq!(sink.spilled(), 300, "{backend}: every row is on disk");
+
+        // Back up: a new writer replays the spill first, then writes new rows.
+        let up = Ledger::connect(&url).await.unwrap();
+        let stop = CancellationToken::new();
+        let (sink, task) = writer::start(up.clone(), settings.clone(), stop.clone());
+        let task = tokio::spawn(task);
+        sink.record(row(300));
+        stop.cancel();
+        task.await.unwrap();
+        assert_eq!(up.count().await.unwrap(), 301, "{backend}");
+        // Nothing is left to replay, and a second replay adds nothing.
+        let spill = Spill::new(settings.spill_file.clone());
+        assert_eq!(writer::replay(&up, &spill).await.unwrap(), 0);
+        assert_eq!(up.count().await.unwrap(), 301, "{backend}");
+        up.close().await;
+    }
+    clean_up(&all).await;
+}
+
+fn priced(mock: &MockUpstream, ledger_url: &str) -> String {
+    format!(
+        r#"
+        [server]
+        master_key = "{MASTER}"
+        drain_timeout = "10s"
+        [providers.mock]
+        base_url = "{}"
+        tier = "open-hosted"
+        [[models]]
+        id = "m"
+        provider = "mock"
+        input_price = 1
+        output_price = 2
+        [[keys]]
+        name = "app"
+        key = "{KEY}"
+        team = "web"
+        budget = "100/day"
+        [ledger]
+        url = "{ledger_url}"
+        "#,
+        mock.base_url()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_row_per_answered_call_across_a_shutdown_on_every_backend() {
+    let all = backends("load").await;
+    for (backend, url, _) in all.clone() {
+        let mock = MockUpstream::with_spec(bazaar::demo::sim::SimSpec {
+            ttft: Duration::from_millis(5),
+            tokens_per_sec: 400.0,
+            ..Default::default()
+        })
+        .await;
+        let gw = TestGateway::start(&priced(&mock, &url)).await;
+        let done = Arc::new(AtomicI64::new(0));
+        let mut tasks = Vec::new();
+        for i in 0..60 {
+            let (client, target, done) = (
+                gw.client.clone(),
+                gw.url("/v1/chat/completions"),
+                done.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                if i >= 30 {
+                    tokio::time::sleep(Duration::from_millis(i as u64 - 30)).await;
+                }
+                let body = json!({"model": "m", "stream": i % 2 == 0, "messages": [{"role": "user", "content": "hello there"}]});
+                let resp = client.post(target).bearer_auth(KEY).json(&body).send().await;
+                let answered = match resp {
+                    Ok(r) if r.status() == 200 => r.bytes().await.is_ok() as i64,
+                    _ => 0,
+                };
+                done.fetch_add(1, Ordering::SeqCst);
+                answered
+            }));
+        }
+        while done.load(Ordering::SeqCst) < 10 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        gw.shutdown().await.unwrap();
+        let mut answered = 0;
+        for t in tasks {
+            answered += t.await.unwrap();
+        }
+        let ledger = Ledger::connect(&url).await.unwrap();
+        let ok = Filter {
+            errors: Some(false),
+            ..everything()
+        };
+        let rows = ledger.calls(&ok, 10_000, None).await.unwrap();
+        assert!(answered >= 10, "{backend}: {answered}");
+        assert_eq!(
+            rows.len() as i64,
+            answered,
+            "{backend}: one ledger row per answered call"
+        );
+        // Streamed and plain calls of the same request cost the same.
+        let costs: std::collections::BTreeSet<Option<i64>> =
+            rows.iter().map(|(_, r)| r.cost_nanos).collect();
+        assert_eq!(costs.len(), 1, "{backend}: {costs:?}");
+        ledger.close().await;
+    }
+    clean_up(&all).await;
+}
+
+/// A client that goes away mid-stream is billed for the tokens it was sent, counted
+/// with the tokenizer, and its budget is charged that estimate.
+#[tokio::test]
+async fn a_client_disconnect_is_billed_for_what_was_sent() {
+    let mock = MockUpstream::with_spec(bazaar::demo::sim::SimSpec {
+        tokens_per_sec: 50.0,
+        reply: "word ".repeat(200),
+        ..Default::default()
+    })
+    .await;
+    let dir = std::env::temp_dir().join(unique("gone"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("ledger.sqlite").display());
+    let gw = TestGateway::start(&priced(&mock, &url)).await;
+    let mut resp = gw
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    let mut got = 0;
+    while got < 3 {
+        resp.chunk().await.unwrap().unwrap();
+        got += 1;
+    }
+    drop(resp);
+    let billing = gw.state.billing.get().unwrap();
+    let mut rows = Vec::new();
+    for _ in 0..500 {
+        rows = billing.ledger.calls(&everything(), 10, None).await.unwrap();
+        if !rows.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let row = &rows[0].1;
+    assert_eq!((row.status, row.estimated), (499, true), "{row:?}");
+    assert_eq!(row.error_type.as_deref(), Some("client_closed"));
+    assert!(
+        (1..200).contains(&row.output_tokens),
+        "only what was sent: {row:?}"
+    );
+    let cost = row.cost_nanos.unwrap() as u64;
+    assert_eq!(
+        cost,
+        (row.input_tokens * 1_000 + row.output_tokens * 2_000) as u64
+    );
+    assert_eq!(
+        gw.state.budgets.spent("key:app"),
+        cost,
+        "settled at the estimate"
+    );
+}
