@@ -6,19 +6,13 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::ledger::{GroupBy, Ledger, LedgerError};
+/// Re-exported from `config::secret`, where key hashing lives; kept so
+/// `billing::keys::{hash_key, KeyHash}` still name them.
+pub use crate::config::secret::{hash_key, KeyHash};
 use crate::config::{parse_budget, Budget, KeyConfig, Limits, TeamConfig};
-
-/// The SHA-256 of a key; the only form in which a key is kept.
-pub type KeyHash = [u8; 32];
-
-/// Hashes a presented or configured key.
-pub fn hash_key(key: &str) -> KeyHash {
-    Sha256::digest(key.as_bytes()).into()
-}
 
 fn hex(hash: &KeyHash) -> String {
     hash.iter().map(|b| format!("{b:02x}")).collect()

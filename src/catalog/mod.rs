@@ -5,6 +5,7 @@
 
 pub mod builtin;
 pub mod entry;
+pub mod facts;
 pub mod import;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use entry::{parse_usd_micros, Capabilities, Limits, Price, Tier};
+pub use facts::Facts;
 
 /// Quality priors (0–100) per task category; absent where no score exists.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]

@@ -2,8 +2,10 @@
 //! expanded, cross-references checked. `resolve` reports every problem at once,
 //! each with its TOML path. The environment is read here and nowhere else.
 
+pub mod presets;
 pub mod raw;
 pub mod reload;
+pub mod routes;
 pub mod secret;
 
 use std::collections::{BTreeMap, HashMap};
@@ -13,16 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use raw::RawConfig;
-pub use secret::Secret;
+pub use routes::{BreakerSettings, Policy, Weights};
+pub use secret::{KeyHash, Secret};
 
-use crate::billing::keys::{hash_key, KeyHash};
-use crate::catalog::Tier;
-use crate::catalog::{builtin, import, Catalog};
-use crate::providers::presets::{self, AuthStyle, Quirks};
-use crate::router::breaker::BreakerSettings;
-use crate::router::candidates;
-use crate::router::filter::{Facts, Quality};
-use crate::router::policy::{Policy, Weights};
+use crate::catalog::{builtin, import, Catalog, Facts, QualityPriors, Tier};
+use presets::{AuthStyle, Quirks};
+use secret::hash_key;
 
 /// One problem in a config, with the TOML path it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -619,7 +617,7 @@ impl Config {
             }
             if p.catalog {
                 for (cid, entry, offer) in catalog.offers_by_provider(&catalog_key) {
-                    let facts = candidates::facts_from(Some(offer), Some(entry), provider_tier);
+                    let facts = Facts::from_catalog(Some(offer), Some(entry), provider_tier);
                     add_target(&mut models, cid, index, &offer.upstream, facts);
                 }
             }
@@ -1155,10 +1153,10 @@ fn add_target(
 /// price (free on a local server), else nothing known.
 fn target_facts(catalog: &Catalog, key: &str, model: &str, upstream: &str, tier: Tier) -> Facts {
     if let Some((_, entry, offer)) = catalog.offer_by_upstream(key, upstream) {
-        return candidates::facts_from(Some(offer), Some(entry), tier);
+        return Facts::from_catalog(Some(offer), Some(entry), tier);
     }
     let entry = catalog.model(model).map(|(_, e)| e);
-    candidates::facts_from(None, entry, tier)
+    Facts::from_catalog(None, entry, tier)
 }
 
 /// Applies a `[[models]]` entry's overrides to its facts.
@@ -1217,7 +1215,7 @@ fn apply_overrides(
                 "must be between 0 and 100".into(),
             );
         }
-        facts.quality = Quality {
+        facts.quality = QualityPriors {
             general: Some(q),
             coding: Some(q),
             math: Some(q),

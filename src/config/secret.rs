@@ -1,7 +1,18 @@
-//! `Secret`: a credential read from config or the environment. Debug and Display
-//! redact it, so a secret cannot reach a log line or an error message by accident.
+//! `Secret`: a credential read from config or the environment, and `KeyHash`, the only
+//! form in which a gateway key is kept. Debug and Display redact a secret, so it cannot
+//! reach a log line or an error message by accident; nothing here stores or logs one.
 
 use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+/// The SHA-256 of a gateway key; the only form in which a key is kept or compared.
+pub type KeyHash = [u8; 32];
+
+/// Hashes a presented or configured gateway key.
+pub fn hash_key(key: &str) -> KeyHash {
+    Sha256::digest(key.as_bytes()).into()
+}
 
 /// A credential. Only `expose()` reveals it, at the point it is put on the wire.
 #[derive(Clone, PartialEq, Eq)]
@@ -15,6 +26,11 @@ impl Secret {
     /// The credential itself, for an outgoing header or a hash; never for logs.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// The hash a gateway key is stored and looked up by.
+    pub fn hash(&self) -> KeyHash {
+        hash_key(&self.0)
     }
 }
 
@@ -63,5 +79,16 @@ mod tests {
             "env var MISSING is not set"
         );
         assert_eq!(resolve("literal", &env).unwrap().expose(), "literal");
+    }
+
+    #[test]
+    fn a_key_hashes_to_its_sha256() {
+        let h = Secret::new("abc").hash();
+        assert_eq!(h, hash_key("abc"));
+        assert_eq!(
+            h[..4],
+            [0xba, 0x78, 0x16, 0xbf],
+            "SHA-256(\"abc\") starts ba7816bf"
+        );
     }
 }

@@ -6,25 +6,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Breaker settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BreakerSettings {
-    /// Consecutive failures that open the breaker.
-    pub threshold: u32,
-    /// First cool-down; doubles on each consecutive re-open up to `max_cooldown`.
-    pub cooldown: Duration,
-    pub max_cooldown: Duration,
-}
-
-impl Default for BreakerSettings {
-    fn default() -> Self {
-        BreakerSettings {
-            threshold: 5,
-            cooldown: Duration::from_secs(10),
-            max_cooldown: Duration::from_secs(300),
-        }
-    }
-}
+/// Re-exported from `config::routes`, where the breaker's settings (config data) live;
+/// kept so `router::breaker::BreakerSettings` still names them.
+pub use crate::config::routes::BreakerSettings;
 
 /// The state a breaker is in, for metrics and explain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

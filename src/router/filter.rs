@@ -8,31 +8,9 @@ use serde::Serialize;
 
 use super::prefs::Prefs;
 use crate::api::openai::Needs;
-use crate::catalog::{Capabilities, Limits, Price, Tier};
-
-/// What the router knows about one candidate (from the catalog and config).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Facts {
-    pub tier: Tier,
-    pub price: Price,
-    /// `None` when nothing is known: capability filters then let it through.
-    pub capabilities: Option<Capabilities>,
-    pub limits: Limits,
-    /// Quality priors 0–100 by task; absent when unknown.
-    pub quality: Quality,
-    /// `Some(true)` when the provider may train on prompts.
-    pub trains_on_prompts: Option<bool>,
-    pub quantization: Option<String>,
-}
-
-/// Quality priors by task category, 0–100.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Quality {
-    pub general: Option<f64>,
-    pub coding: Option<f64>,
-    pub math: Option<f64>,
-    pub reasoning: Option<f64>,
-}
+/// Re-exported from `catalog`, where facts about a model live; kept so `router::filter::Facts` still names it.
+pub use crate::catalog::Facts;
+use crate::catalog::{Capabilities, Tier};
 
 /// Why a candidate was rejected; rendered in errors and `/v1/route/explain`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -270,6 +248,7 @@ pub fn check_health(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::{Limits, Price, QualityPriors};
     use proptest::prelude::*;
 
     fn facts(caps: Capabilities) -> Facts {
@@ -281,7 +260,7 @@ mod tests {
                 context: Some(8_000),
                 max_output: Some(4_000),
             },
-            quality: Quality::default(),
+            quality: QualityPriors::default(),
             trains_on_prompts: Some(true),
             quantization: Some("fp8".into()),
         }
