@@ -8,6 +8,64 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+/// Every error label the gateway writes, to metrics (`error_type`, `error`) and to the
+/// ledger's `error_type` alike: a closed set, so a new label is a new variant here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorLabel {
+    // What a client was told (OpenAI's `error.type`): `ApiError::label`.
+    InvalidRequest,
+    Authentication,
+    InsufficientQuota,
+    Permission,
+    NotFound,
+    RateLimit,
+    Upstream,
+    ServiceUnavailable,
+    Timeout,
+    Server,
+    // How one upstream attempt failed: `UpstreamError::label`.
+    Connect,
+    UpstreamTimeout,
+    UpstreamRateLimited,
+    Upstream5xx,
+    Upstream4xx,
+    Protocol,
+    Unsupported,
+    /// The client went away before a stream ended.
+    ClientClosed,
+}
+
+impl ErrorLabel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorLabel::InvalidRequest => "invalid_request_error",
+            ErrorLabel::Authentication => "authentication_error",
+            ErrorLabel::InsufficientQuota => "insufficient_quota",
+            ErrorLabel::Permission => "permission_error",
+            ErrorLabel::NotFound => "not_found_error",
+            ErrorLabel::RateLimit => "rate_limit_error",
+            ErrorLabel::Upstream => "upstream_error",
+            ErrorLabel::ServiceUnavailable => "service_unavailable",
+            ErrorLabel::Timeout => "timeout_error",
+            ErrorLabel::Server => "server_error",
+            ErrorLabel::Connect => "connect",
+            ErrorLabel::UpstreamTimeout => "timeout",
+            ErrorLabel::UpstreamRateLimited => "rate_limited",
+            ErrorLabel::Upstream5xx => "upstream_5xx",
+            ErrorLabel::Upstream4xx => "upstream_4xx",
+            ErrorLabel::Protocol => "protocol",
+            ErrorLabel::Unsupported => "unsupported",
+            ErrorLabel::ClientClosed => "client_closed",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A failure as the client sees it. Messages never carry secrets or raw upstream bodies.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
@@ -114,22 +172,27 @@ impl ApiError {
         }
     }
 
-    /// The OpenAI `error.type`; also the `error_type` metric label (a closed set).
-    pub fn error_type(&self) -> &'static str {
+    /// The label of what the client was told; exhaustive so a new variant must pick one.
+    pub fn label(&self) -> ErrorLabel {
         match self {
-            ApiError::InvalidRequest { .. } => "invalid_request_error",
-            ApiError::Unauthorized(_) => "authentication_error",
-            ApiError::BudgetExhausted(_) => "insufficient_quota",
-            ApiError::Forbidden(_) => "permission_error",
-            ApiError::NotFound { .. } => "not_found_error",
-            ApiError::PayloadTooLarge(_) => "invalid_request_error",
-            ApiError::RateLimited { .. } => "rate_limit_error",
-            ApiError::UpstreamRejected { .. } => "upstream_error",
-            ApiError::BadGateway(_) => "upstream_error",
-            ApiError::Unavailable { .. } => "service_unavailable",
-            ApiError::GatewayTimeout(_) => "timeout_error",
-            ApiError::Internal(_) => "server_error",
+            ApiError::InvalidRequest { .. } => ErrorLabel::InvalidRequest,
+            ApiError::Unauthorized(_) => ErrorLabel::Authentication,
+            ApiError::BudgetExhausted(_) => ErrorLabel::InsufficientQuota,
+            ApiError::Forbidden(_) => ErrorLabel::Permission,
+            ApiError::NotFound { .. } => ErrorLabel::NotFound,
+            ApiError::PayloadTooLarge(_) => ErrorLabel::InvalidRequest,
+            ApiError::RateLimited { .. } => ErrorLabel::RateLimit,
+            ApiError::UpstreamRejected { .. } => ErrorLabel::Upstream,
+            ApiError::BadGateway(_) => ErrorLabel::Upstream,
+            ApiError::Unavailable { .. } => ErrorLabel::ServiceUnavailable,
+            ApiError::GatewayTimeout(_) => ErrorLabel::Timeout,
+            ApiError::Internal(_) => ErrorLabel::Server,
         }
+    }
+
+    /// The OpenAI `error.type`; also the `error_type` metric label.
+    pub fn error_type(&self) -> &'static str {
+        self.label().as_str()
     }
 
     fn code(&self) -> Option<&str> {

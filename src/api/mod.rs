@@ -6,5 +6,5 @@ pub mod error;
 pub mod openai;
 pub mod usage;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorLabel};
 pub use usage::Usage;

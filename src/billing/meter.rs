@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use super::cost::{cost_nanos, usd_number};
 use super::ledger::LedgerRow;
 use crate::api::openai::RawObject;
-use crate::api::Usage;
+use crate::api::{ErrorLabel, Usage};
 use crate::catalog::{Price, Tier};
 
 /// Who and what a call is, known before any backend is called.
@@ -46,7 +46,7 @@ pub struct Ending {
     /// is `None`; may be left empty when `usage` is known.
     pub output_text: String,
     pub status: u16,
-    pub error_type: Option<&'static str>,
+    pub error_type: Option<ErrorLabel>,
     pub latency: Duration,
     pub ttft: Option<Duration>,
     pub fallbacks: u32,
@@ -107,7 +107,7 @@ impl CallMeter {
             latency_ms: ending.latency.as_millis() as i64,
             ttft_ms: ending.ttft.map(|d| d.as_millis() as i64),
             status: i32::from(ending.status),
-            error_type: ending.error_type.map(str::to_string),
+            error_type: ending.error_type.map(|l| l.as_str().to_string()),
             fallbacks: ending.fallbacks as i32,
         };
         (row, cost)

@@ -41,11 +41,7 @@ pub fn unsupported(
     field: impl Into<String>,
     detail: impl Into<String>,
 ) -> UpstreamError {
-    UpstreamError::Unsupported {
-        provider: provider.to_string(),
-        field: field.into(),
-        detail: detail.into(),
-    }
+    UpstreamError::unsupported(provider, field.into(), detail.into())
 }
 
 /// One chat message. Unknown message fields are refused by the parser, naming them.
@@ -352,6 +348,7 @@ pub fn is_off(raw: &RawValue) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::UpstreamKind;
 
     #[test]
     fn reads_messages_and_refuses_unknown_fields() {
@@ -376,9 +373,9 @@ mod tests {
         let raw =
             RawValue::from_string(r#"[{"role":"user","content":"x","weird":1}]"#.into()).unwrap();
         match messages(&raw, "p").unwrap_err() {
-            UpstreamError::Unsupported { field, detail, .. } => {
-                assert_eq!(field, "messages[0]");
-                assert!(detail.contains("weird"), "{detail}");
+            e if e.kind == UpstreamKind::Unsupported => {
+                assert_eq!(e.param.as_deref(), Some("messages[0]"));
+                assert!(e.message.contains("weird"), "{}", e.message);
             }
             other => panic!("{other:?}"),
         }

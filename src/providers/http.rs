@@ -13,11 +13,13 @@ use tokio::time::{timeout_at, Instant};
 
 use super::presets::AuthStyle;
 use super::sse::{SseDecoder, SseEvent};
-use super::{parse_retry_after, Attempt, Chunk, ChunkStream, UpstreamError, UpstreamMeta};
+use super::{
+    parse_retry_after, Attempt, BuildError, Chunk, ChunkStream, UpstreamError, UpstreamMeta,
+};
 use crate::config::ProviderConfig;
 
 /// Builds the HTTP client for one provider: its connect timeout, TCP_NODELAY, a warm pool.
-pub fn http_client(config: &ProviderConfig) -> Result<reqwest::Client, String> {
+pub fn http_client(config: &ProviderConfig) -> Result<reqwest::Client, BuildError> {
     reqwest::Client::builder()
         .connect_timeout(config.timeouts.connect)
         .tcp_nodelay(true)
@@ -25,7 +27,7 @@ pub fn http_client(config: &ProviderConfig) -> Result<reqwest::Client, String> {
         .pool_max_idle_per_host(256)
         .user_agent(concat!("bazaar/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| format!("providers.{}: cannot build an HTTP client: {e}", config.id))
+        .map_err(BuildError::Client)
 }
 
 /// The headers sent on every call: JSON content type, the key in the provider's auth
@@ -33,7 +35,7 @@ pub fn http_client(config: &ProviderConfig) -> Result<reqwest::Client, String> {
 pub fn base_headers(
     config: &ProviderConfig,
     fixed: &[(&'static str, &'static str)],
-) -> Result<HeaderMap, String> {
+) -> Result<HeaderMap, BuildError> {
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     for (name, value) in fixed {
@@ -50,13 +52,16 @@ pub fn base_headers(
             AuthStyle::Header(name) => (HeaderName::from_static(name), key.expose().to_string()),
         };
         let mut value = HeaderValue::from_str(&value)
-            .map_err(|_| format!("providers.{}.api_key: not a valid header value", config.id))?;
+            .map_err(|_| BuildError::field("api_key", "not a valid header value"))?;
         value.set_sensitive(true);
         headers.insert(name, value);
     }
     for (name, value) in &config.headers {
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
-        let mut value = HeaderValue::from_str(value.expose()).map_err(|e| e.to_string())?;
+        let field = || format!("headers.{name}");
+        let name =
+            HeaderName::from_bytes(name.as_bytes()).map_err(|e| BuildError::field(field(), e))?;
+        let mut value =
+            HeaderValue::from_str(value.expose()).map_err(|e| BuildError::field(field(), e))?;
         value.set_sensitive(true);
         headers.insert(name, value);
     }
@@ -137,21 +142,13 @@ fn timeout(config: &ProviderConfig, phase: &'static str) -> UpstreamError {
         "idle" => config.timeouts.idle,
         _ => config.timeouts.total,
     };
-    UpstreamError::Timeout {
-        provider: config.id.clone(),
-        phase,
-        after,
-    }
+    UpstreamError::timeout(&config.id, phase, after)
 }
 
 /// Classifies a transport error without echoing URLs or headers.
 pub fn transport_error(config: &ProviderConfig, e: &reqwest::Error) -> UpstreamError {
     if e.is_timeout() {
-        return UpstreamError::Timeout {
-            provider: config.id.clone(),
-            phase: "connect",
-            after: config.timeouts.connect,
-        };
+        return UpstreamError::timeout(&config.id, "connect", config.timeouts.connect);
     }
     let detail = if e.is_connect() {
         "connection failed"
@@ -173,15 +170,9 @@ pub fn transport_error(config: &ProviderConfig, e: &reqwest::Error) -> UpstreamE
         format!("{detail} ({cause})")
     };
     if e.is_connect() {
-        UpstreamError::Connect {
-            provider: config.id.clone(),
-            detail,
-        }
+        UpstreamError::connect(&config.id, detail)
     } else {
-        UpstreamError::Protocol {
-            provider: config.id.clone(),
-            detail,
-        }
+        UpstreamError::protocol(&config.id, detail)
     }
 }
 

@@ -4,12 +4,15 @@
 
 pub mod anthropic;
 pub mod chat;
+pub mod error;
 pub mod gemini;
 pub mod http;
 pub mod openai;
 pub mod presets;
 pub mod shape;
 pub mod sse;
+
+pub use error::{client_error, BuildError, Fault, StatusReply, UpstreamError, UpstreamKind};
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -19,7 +22,7 @@ use futures_util::Stream;
 use tokio::time::Instant;
 
 use crate::api::openai::{ChatRequest, PassthroughRequest};
-use crate::api::{ApiError, Usage};
+use crate::api::Usage;
 use crate::catalog::Tier;
 use crate::config::{ProviderConfig, WireFormat};
 
@@ -68,119 +71,6 @@ pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Chunk, UpstreamError>> +
 pub struct StreamReply {
     pub chunks: ChunkStream,
     pub meta: UpstreamMeta,
-}
-
-/// An upstream failure, recording whose fault it was and whether another backend may succeed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum UpstreamError {
-    #[error("could not reach provider `{provider}`: {detail}")]
-    Connect { provider: String, detail: String },
-    #[error("provider `{provider}` did not answer within {}ms ({phase})", after.as_millis())]
-    Timeout {
-        provider: String,
-        phase: &'static str,
-        after: Duration,
-    },
-    #[error("provider `{provider}` returned {status}: {message}")]
-    Status {
-        provider: String,
-        status: u16,
-        message: String,
-        code: Option<String>,
-        param: Option<String>,
-        retry_after: Option<Duration>,
-    },
-    #[error("provider `{provider}` sent a malformed reply: {detail}")]
-    Protocol { provider: String, detail: String },
-    #[error("provider `{provider}` cannot express `{field}`: {detail}")]
-    Unsupported {
-        provider: String,
-        field: String,
-        detail: String,
-    },
-}
-
-impl UpstreamError {
-    /// True when another backend (or a later attempt) may succeed where this one failed.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            UpstreamError::Connect { .. }
-            | UpstreamError::Timeout { .. }
-            | UpstreamError::Protocol { .. } => true,
-            UpstreamError::Status { status, .. } => {
-                *status == 429 || *status == 408 || *status >= 500
-            }
-            UpstreamError::Unsupported { .. } => false,
-        }
-    }
-
-    /// How long the upstream asked us to wait before trying it again.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            UpstreamError::Status { retry_after, .. } => *retry_after,
-            _ => None,
-        }
-    }
-
-    /// The error label for metrics and the ledger (a closed set).
-    pub fn label(&self) -> &'static str {
-        match self {
-            UpstreamError::Connect { .. } => "connect",
-            UpstreamError::Timeout { .. } => "timeout",
-            UpstreamError::Status { status: 429, .. } => "rate_limited",
-            UpstreamError::Status { status, .. } if *status >= 500 => "upstream_5xx",
-            UpstreamError::Status { .. } => "upstream_4xx",
-            UpstreamError::Protocol { .. } => "protocol",
-            UpstreamError::Unsupported { .. } => "unsupported",
-        }
-    }
-
-    /// What the client sees when this was the most telling failure of the call.
-    pub fn into_api_error(self) -> ApiError {
-        let message = self.to_string();
-        match self {
-            UpstreamError::Connect { .. } | UpstreamError::Protocol { .. } => ApiError::BadGateway(message),
-            UpstreamError::Timeout { .. } => ApiError::GatewayTimeout(message),
-            UpstreamError::Unsupported { field, .. } => ApiError::InvalidRequest {
-                message,
-                param: Some(field),
-                code: Some("unsupported_by_backend"),
-            },
-            UpstreamError::Status { status: 429, retry_after, .. } => ApiError::RateLimited { message, retry_after },
-            // Overloaded (Anthropic's 529, Gemini's and others' 503): try again shortly.
-            UpstreamError::Status { status: 503 | 529, retry_after, .. } => ApiError::Unavailable { message, retry_after },
-            // The provider refused the gateway's own credentials: not the client's fault.
-            UpstreamError::Status { status: 401 | 403, provider, .. } => ApiError::BadGateway(format!(
-                "provider `{provider}` rejected the gateway's credentials; an operator must check its api_key"
-            )),
-            UpstreamError::Status { status, message: upstream_message, code, param, .. } if (400..500).contains(&status) => {
-                ApiError::UpstreamRejected {
-                    status: ::http::StatusCode::from_u16(status).unwrap_or(::http::StatusCode::BAD_REQUEST),
-                    message: upstream_message,
-                    code,
-                    param,
-                }
-            }
-            UpstreamError::Status { .. } => ApiError::BadGateway(message),
-        }
-    }
-
-    /// How telling this failure is when several attempts failed: the client gets the highest.
-    pub fn rank(&self) -> u8 {
-        match self {
-            UpstreamError::Unsupported { .. } => 6,
-            UpstreamError::Status { status, .. }
-                if (400..500).contains(status) && *status != 429 =>
-            {
-                5
-            }
-            UpstreamError::Status { status: 429, .. } => 4,
-            UpstreamError::Timeout { .. } => 3,
-            UpstreamError::Status { .. } => 2,
-            UpstreamError::Protocol { .. } => 1,
-            UpstreamError::Connect { .. } => 0,
-        }
-    }
 }
 
 /// The calls every wire format answers. Inputs are the front-end request in OpenAI's
@@ -238,7 +128,7 @@ macro_rules! dispatch {
 
 impl Provider {
     /// Builds the adapter (and its HTTP client) for a resolved provider config.
-    pub fn build(config: &ProviderConfig) -> Result<Provider, String> {
+    pub fn build(config: &ProviderConfig) -> Result<Provider, BuildError> {
         match config.wire {
             WireFormat::OpenAi => openai::OpenAiAdapter::new(config.clone()).map(Provider::OpenAi),
             WireFormat::Anthropic => {
@@ -336,28 +226,5 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
-    }
-
-    #[test]
-    fn retryable_classes() {
-        let status = |status| UpstreamError::Status {
-            provider: "p".into(),
-            status,
-            message: String::new(),
-            code: None,
-            param: None,
-            retry_after: None,
-        };
-        assert!(status(500).is_retryable());
-        assert!(status(429).is_retryable());
-        assert!(!status(400).is_retryable());
-        assert_eq!(
-            status(401).into_api_error().status(),
-            ::http::StatusCode::BAD_GATEWAY
-        );
-        assert_eq!(
-            status(422).into_api_error().status(),
-            ::http::StatusCode::UNPROCESSABLE_ENTITY
-        );
     }
 }

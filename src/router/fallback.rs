@@ -15,7 +15,7 @@ use super::plan::RouterState;
 use super::stats::{BackendStats, InFlight, Outcome};
 use super::{Candidate, RoutePlan};
 use crate::api::ApiError;
-use crate::providers::{Provider, UpstreamError, UpstreamMeta};
+use crate::providers::{client_error, Provider, UpstreamError, UpstreamKind, UpstreamMeta};
 
 /// The outcome of a successful walk: the value, who served it, and how many attempts failed first.
 #[derive(Debug)]
@@ -96,7 +96,7 @@ impl AttemptRecord {
                 router
                     .metrics
                     .upstream_failures
-                    .with_label_values(&[labels[0], labels[1], e.label()])
+                    .with_label_values(&[labels[0], labels[1], e.label().as_str()])
                     .inc();
             }
         }
@@ -168,7 +168,7 @@ where
         let same_provider_failures = failures
             .iter()
             .filter(|(c, e)| {
-                c.provider == candidate.provider && !matches!(e, UpstreamError::Unsupported { .. })
+                c.provider == candidate.provider && e.kind != UpstreamKind::Unsupported
             })
             .count() as u32;
         if same_provider_failures > 0 {
@@ -200,7 +200,7 @@ where
             }
             // The request asks what this backend's wire format cannot express: not the
             // backend's failure (the breaker does not hear of it), and another may serve it.
-            Err(e @ UpstreamError::Unsupported { .. }) => {
+            Err(e) if e.kind == UpstreamKind::Unsupported => {
                 drop(in_flight);
                 tracing::debug!(backend = %format!("{}/{}", provider.id(), candidate.upstream), "Backend cannot express the request: {e}");
                 failures.push((candidate.clone(), e));
@@ -219,9 +219,9 @@ where
                 router
                     .metrics
                     .upstream_failures
-                    .with_label_values(&[provider.id(), &candidate.model, e.label()])
+                    .with_label_values(&[provider.id(), &candidate.model, e.label().as_str()])
                     .inc();
-                tracing::warn!(backend = %backend, error = e.label(), retryable = e.is_retryable(), "Upstream attempt failed: {e}");
+                tracing::warn!(backend = %backend, error = %e.label(), retryable = e.is_retryable(), "Upstream attempt failed: {e}");
                 log_transition(&backend, transition);
                 let stop = !e.is_retryable();
                 failures.push((candidate.clone(), e));
@@ -231,18 +231,8 @@ where
             }
         }
     }
-    let error = failures
-        .iter()
-        .max_by_key(|(_, e)| e.rank())
-        .map(|(_, e)| match e {
-            // Every backend said 429: the soonest Retry-After is the client's.
-            UpstreamError::Status { status: 429, .. } => ApiError::RateLimited {
-                message: e.to_string(),
-                retry_after: failures.iter().filter_map(|(_, e)| e.retry_after()).min(),
-            },
-            _ => e.clone().into_api_error(),
-        })
-        .unwrap_or_else(|| ApiError::Unavailable {
+    let error =
+        client_error(failures.iter().map(|(_, e)| e)).unwrap_or_else(|| ApiError::Unavailable {
             message: if skipped_open > 0 {
                 format!(
                     "every backend for `{}` has an open circuit; try again shortly",

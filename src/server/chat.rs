@@ -205,7 +205,7 @@ pub async fn metered<S: ChatShape>(
             None,
             Ending {
                 status: e.status().as_u16(),
-                error_type: Some(e.error_type()),
+                error_type: Some(e.label()),
                 ..Default::default()
             },
         );
@@ -307,10 +307,10 @@ pub async fn first_chunk(
     match reply.chunks.next().await {
         Some(Ok(chunk)) => Ok((chunk, reply)),
         Some(Err(e)) => Err(e),
-        None => Err(UpstreamError::Protocol {
-            provider: provider.to_string(),
-            detail: "the stream ended before its first chunk".into(),
-        }),
+        None => Err(UpstreamError::protocol(
+            provider,
+            "the stream ended before its first chunk",
+        )),
     }
 }
 

@@ -128,7 +128,7 @@ async fn handle(
             None,
             Ending {
                 status: e.status().as_u16(),
-                error_type: Some(e.error_type()),
+                error_type: Some(e.label()),
                 ..Default::default()
             },
         );

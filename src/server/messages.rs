@@ -72,11 +72,11 @@ impl MessagesShape<'_> {
     /// Refuses a non-Anthropic backend when the request holds what only Anthropic takes.
     fn translatable(&self, provider: &Provider) -> Result<(), UpstreamError> {
         match &self.req.native_only {
-            Some(only) => Err(UpstreamError::Unsupported {
-                provider: provider.id().to_string(),
-                field: only.field.clone(),
-                detail: only.detail.clone(),
-            }),
+            Some(only) => Err(UpstreamError::unsupported(
+                provider.id(),
+                only.field.clone(),
+                only.detail.clone(),
+            )),
             None => Ok(()),
         }
     }
@@ -97,12 +97,8 @@ impl ChatShape for MessagesShape<'_> {
         }
         self.translatable(provider)?;
         let reply = provider.chat(&self.req.chat, at).await?;
-        let body = reply::from_openai(&reply.body, reply.usage).map_err(|detail| {
-            UpstreamError::Protocol {
-                provider: provider.id().to_string(),
-                detail,
-            }
-        })?;
+        let body = reply::from_openai(&reply.body, reply.usage)
+            .map_err(|detail| UpstreamError::protocol(provider.id(), detail))?;
         Ok(Reply {
             body: Bytes::from(body),
             ..reply

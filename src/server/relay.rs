@@ -191,7 +191,7 @@ where
                     }
                 }
                 Some(Err(e)) => {
-                    let api = e.clone().into_api_error();
+                    let api = e.to_api_error();
                     r.end.error = Some(e);
                     r.framer.error(&api, &mut out);
                     r.finished = true;

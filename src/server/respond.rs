@@ -12,6 +12,7 @@ use super::chat::route_headers;
 use super::meter::{cost_header, served_by, Admission, Metered};
 use super::relay;
 use super::state::{AppState, Runtime};
+use crate::api::ErrorLabel;
 use crate::billing::cost::cost_nanos;
 use crate::billing::meter::{output_text, with_usage_cost, Ending};
 use crate::providers::{Chunk, Reply, StreamReply};
@@ -101,7 +102,7 @@ pub fn stream<R: relay::Framer>(
         move |end| {
             if let Some(e) = &end.error {
                 tracing::warn!(
-                    error = e.label(),
+                    error = %e.label(),
                     chunks = end.chunks,
                     "Stream failed after its first byte: {e}"
                 );
@@ -117,7 +118,7 @@ pub fn stream<R: relay::Framer>(
             );
             let (status, error_type) = match (&end.error, end.client_gone) {
                 (Some(e), _) => (502, Some(e.label())),
-                (None, true) => (499, Some("client_closed")),
+                (None, true) => (499, Some(ErrorLabel::ClientClosed)),
                 (None, false) => (200, None),
             };
             let ending = Ending {

@@ -29,9 +29,9 @@ impl Runtime {
         for p in &config.providers {
             match Provider::build(p) {
                 Ok(provider) => providers.push(provider),
-                Err(message) => problems.push(ConfigProblem {
+                Err(e) => problems.push(ConfigProblem {
                     path: format!("providers.{}", p.id),
-                    message,
+                    message: e.to_string(),
                 }),
             }
         }

@@ -13,7 +13,7 @@ use http::header::{HeaderMap, HeaderValue};
 use super::chat::unsupported;
 use super::http::{self as wire, base_headers, event_stream, read_body};
 use super::shape::unix_now;
-use super::{Adapter, Attempt, Reply, StreamReply, UpstreamError, UpstreamMeta};
+use super::{Adapter, Attempt, BuildError, Reply, StreamReply, UpstreamError, UpstreamMeta};
 use crate::api::openai::{ChatRequest, PassthroughRequest, RawObject};
 use crate::config::{ProviderConfig, WireFormat, ANTHROPIC_VERSION};
 
@@ -28,16 +28,12 @@ pub struct AnthropicAdapter {
 
 impl AnthropicAdapter {
     /// Builds the client and the fixed headers (key, `anthropic-version`).
-    pub fn new(config: ProviderConfig) -> Result<AnthropicAdapter, String> {
+    pub fn new(config: ProviderConfig) -> Result<AnthropicAdapter, BuildError> {
         let client = wire::http_client(&config)?;
         let mut headers = base_headers(&config, &[])?;
         let version = config.api_version.as_deref().unwrap_or(ANTHROPIC_VERSION);
-        let version = HeaderValue::from_str(version).map_err(|_| {
-            format!(
-                "providers.{}.api_version: not a valid header value",
-                config.id
-            )
-        })?;
+        let version = HeaderValue::from_str(version)
+            .map_err(|_| BuildError::field("api_version", "not a valid header value"))?;
         // An operator's own `anthropic-version` header wins over the config field.
         if !headers.contains_key("anthropic-version") {
             headers.insert("anthropic-version", version);

@@ -39,10 +39,8 @@ pub fn reply_usage(provider: &str, body: &[u8]) -> Result<Option<Usage>, Upstrea
         #[serde(default)]
         usage: Option<AnthropicUsage>,
     }
-    let parsed: UsageOnly = serde_json::from_slice(body).map_err(|e| UpstreamError::Protocol {
-        provider: provider.to_string(),
-        detail: format!("the reply is not JSON ({e})"),
-    })?;
+    let parsed: UsageOnly = serde_json::from_slice(body)
+        .map_err(|e| UpstreamError::protocol(provider, format!("the reply is not JSON ({e})")))?;
     Ok(parsed.usage.as_ref().map(Usage::from_anthropic))
 }
 
@@ -65,11 +63,9 @@ impl NativeStream {
 
 impl StreamTranslator for NativeStream {
     fn event(&mut self, event: SseEvent, out: &mut Vec<Chunk>) -> Result<bool, UpstreamError> {
-        let peek: Peek =
-            serde_json::from_str(&event.data).map_err(|e| UpstreamError::Protocol {
-                provider: self.provider.clone(),
-                detail: format!("a stream event is not JSON ({e})"),
-            })?;
+        let peek: Peek = serde_json::from_str(&event.data).map_err(|e| {
+            UpstreamError::protocol(&self.provider, format!("a stream event is not JSON ({e})"))
+        })?;
         let mut usage = None;
         match peek.kind.as_ref() {
             "error" => {
@@ -113,10 +109,10 @@ impl StreamTranslator for NativeStream {
     }
 
     fn end(&mut self, _out: &mut Vec<Chunk>) -> Result<(), UpstreamError> {
-        Err(UpstreamError::Protocol {
-            provider: self.provider.clone(),
-            detail: "the stream ended before message_stop".into(),
-        })
+        Err(UpstreamError::protocol(
+            &self.provider,
+            "the stream ended before message_stop",
+        ))
     }
 }
 
@@ -149,7 +145,7 @@ mod tests {
         );
         assert!(matches!(
             err,
-            Some(UpstreamError::Status { status: 529, .. })
+            Some(ref e) if e.status == Some(529)
         ));
     }
 }

@@ -1,6 +1,7 @@
 use serde_json::{json, Value};
 
 use super::*;
+use crate::providers::UpstreamKind;
 
 fn build_json(req: Value) -> Result<(Value, bool), UpstreamError> {
     let req = ChatRequest::parse(req.to_string().as_bytes()).unwrap();
@@ -13,13 +14,14 @@ fn build_json(req: Value) -> Result<(Value, bool), UpstreamError> {
 
 fn refused(req: Value) -> (String, String) {
     match build_json(req) {
-        Err(UpstreamError::Unsupported {
-            provider,
-            field,
-            detail,
-        }) => {
-            assert_eq!(provider, "anthropic");
-            (field, detail)
+        Err(
+            e @ UpstreamError {
+                kind: UpstreamKind::Unsupported,
+                ..
+            },
+        ) => {
+            assert_eq!(e.provider, "anthropic");
+            (e.param.unwrap_or_default(), e.message)
         }
         other => panic!("expected a refusal, got {other:?}"),
     }

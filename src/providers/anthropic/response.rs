@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 
 use super::super::http::ErrorReply;
 use super::super::shape::{self, Choice, FunctionCall, Message, ThinkingBlock, ToolCall};
-use super::super::{Reply, UpstreamError, UpstreamMeta};
+use super::super::{Reply, StatusReply, UpstreamError, UpstreamMeta};
 use super::request::JSON_TOOL;
 use crate::api::usage::AnthropicUsage;
 use crate::api::Usage;
@@ -64,10 +64,7 @@ pub fn finish_reason(stop: &str, json_mode: bool) -> &'static str {
 }
 
 fn protocol(provider: &str, detail: String) -> UpstreamError {
-    UpstreamError::Protocol {
-        provider: provider.to_string(),
-        detail,
-    }
+    UpstreamError::protocol(provider, detail)
 }
 
 /// Translates a complete Messages reply; `created` stamps the OpenAI body.
@@ -215,24 +212,28 @@ pub fn classify(provider: &str, reply: ErrorReply<'_>) -> UpstreamError {
         Some(e) => (truncate(&e.error.message), Some(e.error.kind.to_string())),
         None => (format!("HTTP {} with no error message", reply.status), None),
     };
-    UpstreamError::Status {
-        provider: provider.to_string(),
-        status: reply.status,
-        message,
-        code,
-        param: None,
-        retry_after: reply.retry_after,
-    }
+    UpstreamError::status(
+        provider,
+        StatusReply {
+            status: reply.status,
+            message,
+            code,
+            param: None,
+            retry_after: reply.retry_after,
+        },
+    )
 }
 
 /// An `error` event in a stream (e.g. `overloaded_error` after the first byte).
 pub fn stream_error(provider: &str, error: &ErrorBody<'_>) -> UpstreamError {
-    UpstreamError::Status {
-        provider: provider.to_string(),
-        status: status_of(&error.kind),
-        message: truncate(&error.message),
-        code: Some(error.kind.to_string()),
-        param: None,
-        retry_after: None,
-    }
+    UpstreamError::status(
+        provider,
+        StatusReply {
+            status: status_of(&error.kind),
+            message: truncate(&error.message),
+            code: Some(error.kind.to_string()),
+            param: None,
+            retry_after: None,
+        },
+    )
 }

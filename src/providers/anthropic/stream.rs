@@ -93,10 +93,7 @@ impl AnthropicStream {
     }
 
     fn protocol(&self, detail: String) -> UpstreamError {
-        UpstreamError::Protocol {
-            provider: self.provider.clone(),
-            detail,
-        }
+        UpstreamError::protocol(&self.provider, detail)
     }
 
     fn push(&self, out: &mut Vec<Chunk>, delta: Delta<'_>) {

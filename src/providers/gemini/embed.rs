@@ -148,9 +148,11 @@ pub fn parse_reply(
     base64: bool,
     meta: UpstreamMeta,
 ) -> Result<Reply, UpstreamError> {
-    let reply: BatchReply = serde_json::from_slice(body).map_err(|e| UpstreamError::Protocol {
-        provider: provider.to_string(),
-        detail: format!("the embeddings reply cannot be read ({e})"),
+    let reply: BatchReply = serde_json::from_slice(body).map_err(|e| {
+        UpstreamError::protocol(
+            provider,
+            format!("the embeddings reply cannot be read ({e})"),
+        )
     })?;
     let data = reply
         .embeddings

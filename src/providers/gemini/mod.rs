@@ -14,7 +14,7 @@ use http::header::HeaderMap;
 use super::chat::unsupported;
 use super::http::{self as wire, base_headers, event_stream, read_body};
 use super::shape::unix_now;
-use super::{Adapter, Attempt, Reply, StreamReply, UpstreamError, UpstreamMeta};
+use super::{Adapter, Attempt, BuildError, Reply, StreamReply, UpstreamError, UpstreamMeta};
 use crate::api::openai::{ChatRequest, PassthroughRequest};
 use crate::config::{ProviderConfig, WireFormat};
 
@@ -32,7 +32,7 @@ fn model_path(model: &str) -> &str {
 }
 
 impl GeminiAdapter {
-    pub fn new(config: ProviderConfig) -> Result<GeminiAdapter, String> {
+    pub fn new(config: ProviderConfig) -> Result<GeminiAdapter, BuildError> {
         let client = wire::http_client(&config)?;
         let headers = base_headers(&config, &[])?;
         Ok(GeminiAdapter {

@@ -1,6 +1,7 @@
 use serde_json::{json, Value};
 
 use super::*;
+use crate::providers::UpstreamKind;
 
 fn build_json(req: Value) -> Result<Value, UpstreamError> {
     let req = ChatRequest::parse(req.to_string().as_bytes()).unwrap();
@@ -10,7 +11,7 @@ fn build_json(req: Value) -> Result<Value, UpstreamError> {
 
 fn refused(req: Value) -> String {
     match build_json(req) {
-        Err(UpstreamError::Unsupported { field, .. }) => field,
+        Err(e) if e.kind == UpstreamKind::Unsupported => e.param.unwrap_or_default(),
         other => panic!("expected a refusal, got {other:?}"),
     }
 }

@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 
 use super::super::http::ErrorReply;
 use super::super::shape::{self, Choice, FunctionCall, Message, ToolCall};
-use super::super::{Reply, UpstreamError, UpstreamMeta};
+use super::super::{Reply, StatusReply, UpstreamError, UpstreamMeta};
 use super::signature;
 use crate::api::Usage;
 
@@ -139,21 +139,20 @@ pub fn finish_reason(reason: &str, called_tools: bool) -> &'static str {
 /// The error for a prompt or reply Gemini's safety filters blocked: a 400 with code
 /// `content_filter`, which the client sees as such (another backend is not tried).
 pub fn blocked(provider: &str, what: &str, reason: &str) -> UpstreamError {
-    UpstreamError::Status {
-        provider: provider.to_string(),
-        status: 400,
-        message: format!("Gemini blocked the {what} ({reason})"),
-        code: Some("content_filter".into()),
-        param: None,
-        retry_after: None,
-    }
+    UpstreamError::status(
+        provider,
+        StatusReply {
+            status: 400,
+            message: format!("Gemini blocked the {what} ({reason})"),
+            code: Some("content_filter".into()),
+            param: None,
+            retry_after: None,
+        },
+    )
 }
 
 fn protocol(provider: &str, detail: String) -> UpstreamError {
-    UpstreamError::Protocol {
-        provider: provider.to_string(),
-        detail,
-    }
+    UpstreamError::protocol(provider, detail)
 }
 
 /// The id of the `n`th tool call a translator generates (Gemini sends none).
@@ -326,14 +325,16 @@ pub fn classify(provider: &str, reply: ErrorReply<'_>) -> UpstreamError {
         }
         None => (format!("HTTP {} with no error message", reply.status), None),
     };
-    UpstreamError::Status {
-        provider: provider.to_string(),
-        status,
-        message,
-        code,
-        param: None,
-        retry_after,
-    }
+    UpstreamError::status(
+        provider,
+        StatusReply {
+            status,
+            message,
+            code,
+            param: None,
+            retry_after,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -373,10 +374,7 @@ mod tests {
                 body: br#"[{"error":{"code":400,"message":"API key not valid.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID"}]}}]"#,
             },
         );
-        assert!(
-            matches!(e, UpstreamError::Status { status: 401, .. }),
-            "{e:?}"
-        );
+        assert!(e.status == Some(401), "{e:?}");
         let e = classify(
             "g",
             ErrorReply {

@@ -59,11 +59,12 @@ impl GeminiStream {
 
 impl StreamTranslator for GeminiStream {
     fn event(&mut self, event: SseEvent, out: &mut Vec<Chunk>) -> Result<bool, UpstreamError> {
-        let r: ResponseIn =
-            serde_json::from_str(&event.data).map_err(|e| UpstreamError::Protocol {
-                provider: self.provider.clone(),
-                detail: format!("a stream event is not a GenerateContentResponse ({e})"),
-            })?;
+        let r: ResponseIn = serde_json::from_str(&event.data).map_err(|e| {
+            UpstreamError::protocol(
+                &self.provider,
+                format!("a stream event is not a GenerateContentResponse ({e})"),
+            )
+        })?;
         if let Some(reason) = r
             .prompt_feedback
             .as_ref()
@@ -164,10 +165,10 @@ impl StreamTranslator for GeminiStream {
 
     fn end(&mut self, out: &mut Vec<Chunk>) -> Result<(), UpstreamError> {
         if self.candidates.is_empty() || !self.candidates.iter().all(|c| c.finished) {
-            return Err(UpstreamError::Protocol {
-                provider: self.provider.clone(),
-                detail: "the stream ended before a finish reason".into(),
-            });
+            return Err(UpstreamError::protocol(
+                &self.provider,
+                "the stream ended before a finish reason",
+            ));
         }
         if let Some(u) = self.usage {
             out.push(self.header.usage(u.to_usage()));

@@ -14,7 +14,10 @@ use super::http::{
 };
 use super::presets::Quirks;
 use super::sse::SseEvent;
-use super::{Adapter, Attempt, Chunk, Reply, StreamReply, UpstreamError, UpstreamMeta};
+use super::{
+    Adapter, Attempt, BuildError, Chunk, Reply, StatusReply, StreamReply, UpstreamError,
+    UpstreamMeta,
+};
 use crate::api::openai::{ChatRequest, PassthroughRequest, RawObject, GATEWAY_FIELDS};
 use crate::api::usage::OpenAiUsage;
 use crate::api::Usage;
@@ -33,12 +36,12 @@ pub struct OpenAiAdapter {
 }
 
 impl OpenAiAdapter {
-    pub fn new(config: ProviderConfig) -> Result<OpenAiAdapter, String> {
+    pub fn new(config: ProviderConfig) -> Result<OpenAiAdapter, BuildError> {
         let client = wire::http_client(&config)?;
         let headers = base_headers(&config, &[])?;
         let url = |path: &str| {
             reqwest::Url::parse(&format!("{}{path}", config.base_url))
-                .map_err(|e| format!("providers.{}.base_url: {e}", config.id))
+                .map_err(|e| BuildError::field("base_url", e))
         };
         Ok(OpenAiAdapter {
             chat_url: url("/chat/completions")?,
@@ -236,14 +239,17 @@ fn write_json_string(out: &mut Vec<u8>, s: &str) {
 /// Classifies a non-2xx OpenAI-style reply: the upstream's message, code and param.
 pub fn classify(provider: &str, reply: ErrorReply<'_>) -> UpstreamError {
     let (message, code, param) = error_fields(reply.body);
-    UpstreamError::Status {
-        provider: provider.to_string(),
-        status: reply.status,
-        message: message.unwrap_or_else(|| format!("HTTP {} with no error message", reply.status)),
-        code,
-        param,
-        retry_after: reply.retry_after,
-    }
+    UpstreamError::status(
+        provider,
+        StatusReply {
+            status: reply.status,
+            message: message
+                .unwrap_or_else(|| format!("HTTP {} with no error message", reply.status)),
+            code,
+            param,
+            retry_after: reply.retry_after,
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -309,10 +315,8 @@ pub fn parse_usage(
     body: &[u8],
     quirks: &Quirks,
 ) -> Result<Option<Usage>, UpstreamError> {
-    let parsed: UsageOnly = serde_json::from_slice(body).map_err(|e| UpstreamError::Protocol {
-        provider: provider.to_string(),
-        detail: format!("the reply is not JSON ({e})"),
-    })?;
+    let parsed: UsageOnly = serde_json::from_slice(body)
+        .map_err(|e| UpstreamError::protocol(provider, format!("the reply is not JSON ({e})")))?;
     Ok(parsed
         .usage
         .map(|u| read_usage(&u, quirks.reasoning_outside_completion)))
@@ -368,21 +372,22 @@ fn openai_chunk_with(
             usage_only: false,
         }));
     }
-    let peek: ChunkPeek = serde_json::from_str(&data).map_err(|e| UpstreamError::Protocol {
-        provider: provider.to_string(),
-        detail: format!("a stream event is not JSON ({e})"),
+    let peek: ChunkPeek = serde_json::from_str(&data).map_err(|e| {
+        UpstreamError::protocol(provider, format!("a stream event is not JSON ({e})"))
     })?;
     if let Some(error) = peek.error {
         let (message, code, param) =
             error_fields(format!("{{\"error\":{}}}", error.get()).as_bytes());
-        return Err(UpstreamError::Status {
-            provider: provider.to_string(),
-            status: 502,
-            message: message.unwrap_or_else(|| "error event in the stream".into()),
-            code,
-            param,
-            retry_after: None,
-        });
+        return Err(UpstreamError::status(
+            provider,
+            StatusReply {
+                status: 502,
+                message: message.unwrap_or_else(|| "error event in the stream".into()),
+                code,
+                param,
+                retry_after: None,
+            },
+        ));
     }
     let no_choices = peek.choices.as_ref().is_none_or(|c| c.is_empty());
     let raw_usage = peek
@@ -415,10 +420,10 @@ impl StreamTranslator for OpenAiStream {
     }
 
     fn end(&mut self, _out: &mut Vec<Chunk>) -> Result<(), UpstreamError> {
-        Err(UpstreamError::Protocol {
-            provider: self.provider.clone(),
-            detail: "the stream ended before its last event".into(),
-        })
+        Err(UpstreamError::protocol(
+            &self.provider,
+            "the stream ended before its last event",
+        ))
     }
 }
 
@@ -490,6 +495,7 @@ impl Adapter for OpenAiAdapter {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::providers::UpstreamKind;
 
     fn adapter(preset: &str, extra: &str) -> OpenAiAdapter {
         let toml = format!(
@@ -530,9 +536,9 @@ mod tests {
 
         let groq = adapter("groq", "");
         let refused = |a: &OpenAiAdapter, req: &str| match body_of(a, req, false) {
-            Err(UpstreamError::Unsupported {
-                field, provider, ..
-            }) => (field, provider),
+            Err(e) if e.kind == UpstreamKind::Unsupported => {
+                (e.param.unwrap_or_default(), e.provider)
+            }
             other => panic!("{other:?}"),
         };
         assert_eq!(refused(&groq, r#"{"model":"m","n":2}"#).0, "n");
@@ -612,9 +618,7 @@ mod tests {
             event(r#"{"error":{"message":"overloaded","type":"server_error"}}"#),
         )
         .unwrap_err();
-        assert!(
-            matches!(err, UpstreamError::Status { ref message, .. } if message == "overloaded")
-        );
+        assert!(err.status.is_some() && err.message == "overloaded");
     }
 
     #[test]
