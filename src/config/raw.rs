@@ -254,7 +254,7 @@ pub struct RawProvider {
     /// with the azure preset).
     #[serde(default)]
     pub kind: Option<String>,
-    /// A preset from `providers/openai/presets.rs`; defaults to the provider's id when one matches.
+    /// A preset from `config/presets.rs`; defaults to the provider's id when one matches.
     #[serde(default)]
     pub preset: Option<String>,
     #[serde(default)]

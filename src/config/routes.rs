@@ -1,10 +1,17 @@
-//! Routing settings as config states them: the policy that orders candidates, the
-//! weights of the balanced utility and the circuit breaker's thresholds. Plain data:
-//! the router reads these and owns what they mean at call time; nothing here routes.
+//! The `[router]` and `[routes.*]` sections: the policy that orders candidates, the
+//! weights of the balanced utility, the circuit breaker's thresholds and the named
+//! routes (`auto`, `cheap`, `fast` built in). Plain data: the router reads these and
+//! owns what they mean at call time; nothing here routes a call.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
+
+use super::models::Models;
+use super::problems::Problems;
+use super::raw::{RawRoute, RawRouter, RawWeights};
+use crate::catalog::{Catalog, Tier};
 
 /// How to order the candidates that passed the filters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -100,6 +107,191 @@ impl Default for BreakerSettings {
     }
 }
 
+/// Router settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouterConfig {
+    pub policy: Policy,
+    pub weights: Weights,
+    pub max_attempts: u32,
+    pub expected_output_tokens: u64,
+    pub affinity_ttl: Duration,
+    pub breaker: BreakerSettings,
+    /// The default savings reference (a catalog model id).
+    pub reference: String,
+}
+
+/// A named route: candidate models and how to choose among them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteConfig {
+    pub name: String,
+    /// Empty means every chat model the gateway serves.
+    pub models: Vec<String>,
+    pub policy: Policy,
+    pub weights: Weights,
+    pub quality_floor: Option<f64>,
+    /// Empty means all tiers.
+    pub tiers: Vec<Tier>,
+    pub reference: Option<String>,
+}
+
+/// Resolves `[router]`; its savings reference must be a catalog or served model.
+pub(super) fn resolve_router(
+    r: &RawRouter,
+    catalog: &Catalog,
+    models: &Models,
+    problems: &mut Problems,
+) -> RouterConfig {
+    let policy = r
+        .policy
+        .parse()
+        .map_err(|m| problems.add("router.policy", m))
+        .unwrap_or(Policy::Balanced);
+    let router = RouterConfig {
+        policy,
+        weights: weights(r.weights.as_ref(), "router.weights", problems),
+        max_attempts: if r.max_attempts == 0 {
+            problems.add("router.max_attempts", "must be at least 1");
+            1
+        } else {
+            r.max_attempts
+        },
+        expected_output_tokens: r.expected_output_tokens,
+        affinity_ttl: problems.duration(&r.affinity_ttl, "router.affinity_ttl"),
+        breaker: BreakerSettings {
+            threshold: r.breaker.threshold.max(1),
+            cooldown: problems.duration(&r.breaker.cooldown, "router.breaker.cooldown"),
+            max_cooldown: problems.duration(&r.breaker.max_cooldown, "router.breaker.max_cooldown"),
+        },
+        reference: r.reference.clone(),
+    };
+    if catalog.model(&r.reference).is_none() && !models.contains_key(&r.reference) {
+        problems.add(
+            "router.reference",
+            format!("unknown model `{}`", r.reference),
+        );
+    }
+    router
+}
+
+/// Resolves `[routes.*]` over the built-in routes; a route's models may be aliases.
+pub(super) fn resolve_routes(
+    raw: &BTreeMap<String, RawRoute>,
+    router: &RouterConfig,
+    models: &Models,
+    aliases: &BTreeMap<String, String>,
+    problems: &mut Problems,
+) -> BTreeMap<String, RouteConfig> {
+    let mut routes = builtin_routes(router);
+    for (name, route) in raw {
+        let path = format!("routes.{name}");
+        if models.contains_key(name) {
+            problems.add(
+                path.clone(),
+                format!("`{name}` is also a model id; a route needs a name of its own"),
+            );
+        }
+        let route_models: Vec<String> = route
+            .models
+            .iter()
+            .map(|m| aliases.get(m).cloned().unwrap_or_else(|| m.clone()))
+            .collect();
+        for (i, m) in route_models.iter().enumerate() {
+            if !models.contains_key(m) {
+                problems.add(
+                    format!("{path}.models[{i}]"),
+                    format!("unknown model `{m}`"),
+                );
+            }
+        }
+        let policy = match &route.policy {
+            Some(p) => p
+                .parse()
+                .map_err(|m| problems.add(format!("{path}.policy"), m))
+                .unwrap_or(router.policy),
+            None => router.policy,
+        };
+        let tiers = problems.tiers(&route.tiers, &format!("{path}.tiers"));
+        if let Some(floor) = route.quality_floor {
+            if !(0.0..=100.0).contains(&floor) {
+                problems.add(format!("{path}.quality_floor"), "must be between 0 and 100");
+            }
+        }
+        if policy == Policy::CheapestAboveQuality && route.quality_floor.is_none() {
+            problems.add(
+                format!("{path}.quality_floor"),
+                "is required by policy cheapest-above-quality",
+            );
+        }
+        if let Some(reference) = &route.reference {
+            if !models.contains_key(reference) && !aliases.contains_key(reference) {
+                problems.add(
+                    format!("{path}.reference"),
+                    format!("unknown model `{reference}`"),
+                );
+            }
+        }
+        let weights = match &route.weights {
+            Some(w) => weights(Some(w), &format!("{path}.weights"), problems),
+            None => router.weights,
+        };
+        routes.insert(
+            name.clone(),
+            RouteConfig {
+                name: name.clone(),
+                models: route_models,
+                policy,
+                weights,
+                quality_floor: route.quality_floor,
+                tiers,
+                reference: route.reference.clone(),
+            },
+        );
+    }
+    routes
+}
+
+/// `auto` (balanced), `cheap` (cheapest) and `fast` (fastest) over every chat model.
+fn builtin_routes(router: &RouterConfig) -> BTreeMap<String, RouteConfig> {
+    [
+        ("auto", Policy::Balanced),
+        ("cheap", Policy::Cheapest),
+        ("fast", Policy::Fastest),
+    ]
+    .into_iter()
+    .map(|(name, policy)| {
+        (
+            name.to_string(),
+            RouteConfig {
+                name: name.to_string(),
+                models: Vec::new(),
+                policy,
+                weights: router.weights,
+                quality_floor: None,
+                tiers: Vec::new(),
+                reference: None,
+            },
+        )
+    })
+    .collect()
+}
+
+/// The weights as written; the defaults (with a problem) when negative or all zero.
+fn weights(raw: Option<&RawWeights>, path: &str, problems: &mut Problems) -> Weights {
+    let Some(w) = raw else {
+        return Weights::default();
+    };
+    let all = [w.cost, w.latency, w.quality];
+    if all.iter().any(|v| !v.is_finite() || *v < 0.0) || all.iter().all(|v| *v == 0.0) {
+        problems.add(path, "weights must be non-negative and not all zero");
+        return Weights::default();
+    }
+    Weights {
+        cost: w.cost,
+        latency: w.latency,
+        quality: w.quality,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +302,100 @@ mod tests {
             assert_eq!(p.to_string().parse::<Policy>().unwrap(), p);
         }
         assert!("random".parse::<Policy>().is_err());
+    }
+
+    fn router() -> RouterConfig {
+        let mut p = Problems::default();
+        let r = resolve_router(
+            &RawRouter::default(),
+            crate::catalog::builtin::builtin(),
+            &Models::new(),
+            &mut p,
+        );
+        p.finish(r).unwrap()
+    }
+
+    #[test]
+    fn router_defaults_resolve() {
+        let r = router();
+        assert_eq!(r.policy, Policy::Balanced);
+        assert_eq!(r.weights, Weights::default());
+        assert_eq!(r.breaker, BreakerSettings::default());
+        assert_eq!(r.max_attempts, 3);
+    }
+
+    #[test]
+    fn router_mistakes_are_reported() {
+        let raw = RawRouter {
+            policy: "random".into(),
+            max_attempts: 0,
+            weights: Some(RawWeights {
+                cost: 0.0,
+                latency: 0.0,
+                quality: 0.0,
+            }),
+            reference: "nope".into(),
+            ..Default::default()
+        };
+        let mut p = Problems::default();
+        let r = resolve_router(
+            &raw,
+            crate::catalog::builtin::builtin(),
+            &Models::new(),
+            &mut p,
+        );
+        assert_eq!((r.policy, r.max_attempts), (Policy::Balanced, 1));
+        let err = p.finish(()).unwrap_err();
+        assert_eq!(
+            err.paths(),
+            [
+                "router.policy",
+                "router.weights",
+                "router.max_attempts",
+                "router.reference"
+            ]
+        );
+    }
+
+    #[test]
+    fn routes_add_to_the_builtin_ones_and_are_checked() {
+        let mut models = Models::new();
+        models.insert("qwen3-8b".into(), Vec::new());
+        let aliases = BTreeMap::from([("qwen3:8b".to_string(), "qwen3-8b".to_string())]);
+        let raw = BTreeMap::from([
+            (
+                "local".to_string(),
+                RawRoute {
+                    models: vec!["qwen3:8b".into()],
+                    policy: Some("cheapest".into()),
+                    tiers: vec!["local".into()],
+                    ..Default::default()
+                },
+            ),
+            (
+                "qwen3-8b".to_string(),
+                RawRoute {
+                    models: vec!["ghost".into()],
+                    policy: Some("cheapest-above-quality".into()),
+                    quality_floor: None,
+                    ..Default::default()
+                },
+            ),
+        ]);
+        let mut p = Problems::default();
+        let routes = resolve_routes(&raw, &router(), &models, &aliases, &mut p);
+        assert_eq!(routes["local"].models, ["qwen3-8b"]);
+        assert_eq!(routes["local"].tiers, [Tier::Local]);
+        assert_eq!(routes["auto"].policy, Policy::Balanced);
+        assert_eq!(routes["fast"].policy, Policy::Fastest);
+        let err = p.finish(()).unwrap_err();
+        assert_eq!(
+            err.paths(),
+            [
+                "routes.qwen3-8b",
+                "routes.qwen3-8b.models[0]",
+                "routes.qwen3-8b.quality_floor"
+            ]
+        );
     }
 }

@@ -60,6 +60,25 @@ pub fn resolve(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<S
     }
 }
 
+/// A database or Redis URL, which may be `env:NAME` as a whole so that its password
+/// stays out of the file.
+pub fn resolve_url(url: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    match url.strip_prefix("env:") {
+        Some(_) => resolve(url, lookup).map(|s| s.0),
+        None => Ok(url.to_string()),
+    }
+}
+
+/// A URL with any password replaced, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +98,16 @@ mod tests {
             "env var MISSING is not set"
         );
         assert_eq!(resolve("literal", &env).unwrap().expose(), "literal");
+    }
+
+    #[test]
+    fn urls_come_from_env_and_hide_their_password() {
+        let env = |name: &str| (name == "DB").then(|| "postgres://u:pw@db/x".to_string());
+        assert_eq!(resolve_url("env:DB", &env).unwrap(), "postgres://u:pw@db/x");
+        assert_eq!(resolve_url("sqlite://a.db", &env).unwrap(), "sqlite://a.db");
+        assert!(resolve_url("env:NONE", &env).is_err());
+        assert_eq!(redact_url("postgres://u:pw@db/x"), "postgres://***@db/x");
+        assert_eq!(redact_url("redis://cache:6379/"), "redis://cache:6379/");
     }
 
     #[test]
