@@ -398,7 +398,7 @@ fn run_serve(path: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()
     }
     if config.server.master_key.is_none() && config.keys.is_empty() {
         let key = format!("bzr-{:032x}", rand::random::<u128>());
-        config.server.master_key = Some(bazaar::billing::keys::hash_key(&key));
+        config.server.master_key = Some(bazaar::config::secret::hash_key(&key));
         // Shown once on stdout (never in the logs), like a notebook token.
         println!("No gateway key is configured; this run accepts: {key}");
     }

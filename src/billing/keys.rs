@@ -12,7 +12,7 @@ use super::ledger::{GroupBy, Ledger, LedgerError};
 /// Re-exported from `config::secret`, where key hashing lives; kept so
 /// `billing::keys::{hash_key, KeyHash}` still name them.
 pub use crate::config::secret::{hash_key, KeyHash};
-use crate::config::{parse_budget, Budget, KeyConfig, Limits, TeamConfig};
+use crate::config::{Budget, KeyConfig, KeySettings, Problems, TeamConfig, TeamSettings};
 
 fn hex(hash: &KeyHash) -> String {
     hash.iter().map(|b| format!("{b:02x}")).collect()
@@ -75,53 +75,46 @@ pub struct NewTeam {
 }
 
 impl NewKey {
-    /// Checks the settings and turns them into the runtime form.
-    pub fn to_config(&self, hash: KeyHash) -> Result<KeyConfig, String> {
-        if self.name.trim().is_empty() {
-            return Err("`name` is required".into());
+    /// The settings as the one key resolver takes them. A virtual key has no
+    /// `on_shared_state_error` of its own: it gets the documented default, `closed`.
+    pub fn settings(&self) -> KeySettings<'_> {
+        KeySettings {
+            name: &self.name,
+            team: self.team.as_deref(),
+            budget: self.budget.as_deref(),
+            rpm: self.rpm,
+            tpm: self.tpm,
+            models: &self.models,
+            tiers: &self.tiers,
+            markup_percent: self.markup_percent,
+            on_shared_state_error: None,
         }
-        let budget = self.budget.as_deref().map(parse_budget).transpose()?;
-        let tiers = self
-            .tiers
-            .iter()
-            .map(|t| t.parse())
-            .collect::<Result<Vec<_>, _>>()?;
-        let markup_bp = match self.markup_percent {
-            Some(p) if p.is_finite() && (0.0..=1000.0).contains(&p) => (p * 100.0).round() as u32,
-            Some(_) => return Err("`markup_percent` must be between 0 and 1000".into()),
-            None => 0,
-        };
-        Ok(KeyConfig {
-            name: self.name.clone(),
-            team: self.team.clone(),
-            hash,
-            markup_bp,
-            limits: Limits {
-                budget,
-                rpm: self.rpm,
-                tpm: self.tpm,
-            },
-            models: self.models.clone(),
-            tiers,
-            fail_open: false,
-        })
+    }
+
+    /// Checks the settings with the rules of a `[[keys]]` entry and turns them into the
+    /// runtime form; every problem is in the error, `field: message; …`.
+    pub fn to_config(&self, hash: KeyHash) -> Result<KeyConfig, String> {
+        let mut problems = Problems::default();
+        let key = self.settings().resolve(hash, "", &mut problems);
+        problems.finish(key).map_err(|e| e.one_line())
     }
 }
 
 impl NewTeam {
+    /// Checks the settings with the rules of a `[[teams]]` entry (and a name is required).
     pub fn to_config(&self) -> Result<TeamConfig, String> {
+        let mut problems = Problems::default();
         if self.name.trim().is_empty() {
-            return Err("`name` is required".into());
+            problems.add("name", "is empty");
         }
-        let budget = self.budget.as_deref().map(parse_budget).transpose()?;
-        Ok(TeamConfig {
-            name: self.name.clone(),
-            limits: Limits {
-                budget,
-                rpm: self.rpm,
-                tpm: self.tpm,
-            },
-        })
+        let settings = TeamSettings {
+            name: &self.name,
+            budget: self.budget.as_deref(),
+            rpm: self.rpm,
+            tpm: self.tpm,
+        };
+        let team = settings.resolve("", &mut problems);
+        problems.finish(team).map_err(|e| e.one_line())
     }
 }
 
@@ -235,7 +228,7 @@ pub async fn create(
 ) -> Result<(String, String), LedgerError> {
     let key = format!("bzr-{:032x}", rand::random::<u128>());
     let hash = hash_key(&key);
-    settings.to_config(hash).map_err(LedgerError::Invalid)?;
+    let resolved = settings.to_config(hash).map_err(LedgerError::Invalid)?;
     // The name is the key's identity in the ledger, its budget and its spend view: two
     // live keys with one name would share all three.
     let taken = sqlx::query("SELECT id FROM virtual_keys WHERE name = $1 AND revoked = 0")
@@ -249,10 +242,6 @@ pub async fn create(
         )));
     }
     let id = format!("key_{:016x}", rand::random::<u64>());
-    let markup_bp = settings
-        .markup_percent
-        .map(|p| (p * 100.0).round() as i64)
-        .unwrap_or(0);
     sqlx::query("INSERT INTO virtual_keys (id, hash, name, team, budget, rpm, tpm, models, tiers, markup_bp, expires_ms, revoked, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12)")
         .bind(id.clone())
         .bind(hex(&hash))
@@ -263,7 +252,7 @@ pub async fn create(
         .bind(settings.tpm.map(i64::from))
         .bind(settings.models.join(","))
         .bind(settings.tiers.join(","))
-        .bind(markup_bp)
+        .bind(i64::from(resolved.markup_bp))
         .bind(settings.expires_ms)
         .bind(now_ms)
         .execute(ledger.pool())
@@ -375,6 +364,43 @@ pub async fn delete_team(ledger: &Ledger, name: &str) -> Result<bool, LedgerErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_virtual_key_follows_the_config_key_rules() {
+        let settings = NewKey {
+            name: "partner".into(),
+            budget: Some("50/month".into()),
+            tiers: vec!["local".into()],
+            markup_percent: Some(10.0),
+            ..Default::default()
+        };
+        let key = settings.to_config([1; 32]).unwrap();
+        assert_eq!(key.markup_bp, 1000);
+        assert_eq!(key.tiers, [crate::catalog::Tier::Local]);
+        assert!(key.limits.budget.is_some());
+        // Closed while the shared state is unreachable: the default a config key has too.
+        assert!(!key.fail_open);
+        let bad = NewKey {
+            name: "".into(),
+            budget: Some("lots".into()),
+            markup_percent: Some(5000.0),
+            ..Default::default()
+        };
+        assert_eq!(
+            bad.to_config([1; 32]).unwrap_err(),
+            "name: is empty; markup_percent: must be between 0 and 1000; \
+             budget: `lots` is not a budget such as 50/month"
+        );
+        let team = NewTeam {
+            name: " ".into(),
+            budget: Some("5/year".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            team.to_config().unwrap_err(),
+            "name: is empty; budget: unknown period `year`; expected day, week or month"
+        );
+    }
 
     #[test]
     fn hex_round_trips() {
