@@ -1,4 +1,7 @@
-//! The `bazaar` command: serve, check. The only place that uses anyhow.
+//! The `bazaar` command: `serve`, `demo`, `check`, `keys`, `catalog`, `probe`, and the
+//! hidden `sim` backend for tests and benches. A thin shell over the library: it parses
+//! flags, loads config and wires signals (SIGTERM drains, SIGHUP reloads); it holds no
+//! gateway logic. The only place that uses anyhow.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

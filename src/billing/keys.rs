@@ -1,6 +1,7 @@
-//! Gateway keys: stored and compared only as SHA-256 hashes. Virtual keys (`bzr-…`)
-//! are created by the admin API or `bazaar keys create`, live in the ledger database,
-//! and are cached in memory: the request path never queries the database for a key.
+//! Virtual keys (`bzr-…`) and teams made at run time: created by the admin API or
+//! `bazaar keys create`, stored only as SHA-256 hashes in the ledger database, and
+//! cached in memory, so the request path never queries the database for a key. Their
+//! settings are checked by config's one key resolver; this module has no rules of its own.
 
 use std::collections::HashMap;
 use std::sync::RwLock;

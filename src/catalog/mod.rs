@@ -1,7 +1,8 @@
 //! The model catalog: what each model is, who serves it under which id, what it costs
 //! and can do, and how good it is per task. A built-in catalog ships in the binary
-//! (`builtin.rs`); config overrides and imports merge into it. Depends on nothing
-//! else in the crate; the router and billing read it.
+//! (`builtin.rs`); config overrides and imports merge into it, and `facts.rs` folds an
+//! entry into what routing needs. Depends on nothing else in the crate; config, the
+//! router and billing read it.
 
 pub mod builtin;
 pub mod entry;

@@ -1,6 +1,7 @@
 //! A circuit breaker per backend: after `threshold` consecutive failures it opens for
 //! a cool-down (doubling on each re-open, capped), then lets one probe through
-//! (half-open); the probe's success closes it, its failure re-opens it.
+//! (half-open); the probe's success closes it, its failure re-opens it. Its settings are
+//! config data (`config::routes`); it keeps state per backend and never picks one.
 
 use std::time::Duration;
 

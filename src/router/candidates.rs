@@ -1,5 +1,6 @@
-//! Candidates: the (model, provider) pairs a call may go to, with the facts the router
-//! knows about each, from the catalog and config.
+//! Candidates: the (model, provider) pairs a call may go to, each with the facts
+//! (`catalog::Facts`) config resolved at load. It only lists them; filters and scores
+//! decide, and nothing here reads the request.
 
 use std::sync::Arc;
 

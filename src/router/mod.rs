@@ -1,6 +1,7 @@
 //! The per-call router: candidates → filters → scores → an ordered plan, and the
-//! fallback loop that walks it. It reads config, catalog and live stats; it never
-//! builds a request body (adapters do) and never touches billing.
+//! fallback loop that walks it. It reads config (policy, weights, breaker settings),
+//! catalog facts and live stats. It never builds a request body (adapters do) and
+//! imports nothing from billing: it estimates a call's cost only to rank candidates.
 
 pub mod affinity;
 pub mod breaker;
