@@ -1,11 +1,88 @@
 //! `Usage`: token counts of one call, normalised across wire formats into disjoint
 //! buckets so that pricing is a plain sum of bucket × price. Adapters fill it from
-//! what the backend reported; billing prices it. No prices here.
+//! what the backend reported (a stream's running report says which buckets it has not
+//! covered yet); billing prices it. No prices here.
 
 use serde::{Deserialize, Serialize};
 
+/// A set of the five usage buckets, as a bitset: the buckets a running report has not
+/// covered yet, or the buckets the gateway counted itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Buckets(u8);
+
+impl Buckets {
+    pub const NONE: Buckets = Buckets(0);
+    pub const INPUT: Buckets = Buckets(1);
+    pub const CACHED_INPUT: Buckets = Buckets(1 << 1);
+    pub const CACHE_WRITE: Buckets = Buckets(1 << 2);
+    pub const OUTPUT: Buckets = Buckets(1 << 3);
+    pub const REASONING: Buckets = Buckets(1 << 4);
+    /// The prompt side: input, cached input and cache writes.
+    pub const PROMPT: Buckets = Buckets(0b00111);
+    /// The completion side: output and reasoning.
+    pub const COMPLETION: Buckets = Buckets(0b11000);
+    pub const ALL: Buckets = Buckets(0b11111);
+    /// Each bucket's name, in bit order (the ledger's column names without `_tokens`).
+    pub const NAMES: [&'static str; 5] = [
+        "input",
+        "cached_input",
+        "cache_write",
+        "output",
+        "reasoning",
+    ];
+
+    /// The set as bits (bit 0 `input` … bit 4 `reasoning`).
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// The set of `bits`; bits above the five buckets are ignored.
+    pub const fn from_bits(bits: u8) -> Buckets {
+        Buckets(bits & Buckets::ALL.0)
+    }
+
+    pub const fn union(self, other: Buckets) -> Buckets {
+        Buckets(self.0 | other.0)
+    }
+
+    pub const fn minus(self, other: Buckets) -> Buckets {
+        Buckets(self.0 & !other.0)
+    }
+
+    /// True when every bucket of `other` is in the set.
+    pub const fn contains(self, other: Buckets) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// True when some bucket of `other` is in the set.
+    pub const fn intersects(self, other: Buckets) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The names of the buckets in the set, in bit order.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        Buckets::NAMES
+            .into_iter()
+            .enumerate()
+            .filter(move |(i, _)| self.0 & (1 << i) != 0)
+            .map(|(_, name)| name)
+    }
+}
+
+impl std::ops::BitOr for Buckets {
+    type Output = Buckets;
+    fn bitor(self, other: Buckets) -> Buckets {
+        self.union(other)
+    }
+}
+
 /// Token counts in disjoint buckets: `input` excludes cached and cache-write tokens,
-/// `output` excludes reasoning tokens. `estimated` is set when the gateway counted them.
+/// `output` excludes reasoning tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     pub input: u64,
@@ -13,11 +90,27 @@ pub struct Usage {
     pub cache_write: u64,
     pub output: u64,
     pub reasoning: u64,
+    /// Buckets whose count is not the backend's. In an adapter's running report of a
+    /// stream: the buckets the backend has not reported yet (their counts are zero so
+    /// far). In billed usage: the buckets the gateway counted itself.
     #[serde(default)]
-    pub estimated: bool,
+    pub estimated: Buckets,
 }
 
 impl Usage {
+    /// True when every bucket is the backend's own count.
+    pub fn is_reported(&self) -> bool {
+        self.estimated.is_empty()
+    }
+
+    /// The same counts with `buckets` marked as not reported yet.
+    pub fn lacking(self, buckets: Buckets) -> Usage {
+        Usage {
+            estimated: self.estimated | buckets,
+            ..self
+        }
+    }
+
     /// All prompt-side tokens, as OpenAI's `prompt_tokens` counts them.
     pub fn prompt_tokens(&self) -> u64 {
         self.input + self.cached_input + self.cache_write
@@ -75,7 +168,7 @@ impl Usage {
             cache_write,
             output,
             reasoning,
-            estimated: false,
+            estimated: Buckets::NONE,
         }
     }
 
@@ -179,8 +272,23 @@ impl Usage {
             cache_write: raw.cache_creation_input_tokens.unwrap_or(0),
             output: raw.output_tokens.unwrap_or(0),
             reasoning: 0,
-            estimated: false,
+            estimated: Buckets::NONE,
         }
+    }
+
+    /// The running usage of an Anthropic stream after `message_start`: the prompt side
+    /// (input, cache reads, cache writes) as it will be billed; the `output_tokens` there
+    /// is a placeholder, so the completion side is not reported until `message_delta`.
+    pub fn from_anthropic_start(raw: &AnthropicUsage) -> Usage {
+        let prompt = match raw.input_tokens {
+            Some(_) => Buckets::NONE,
+            None => Buckets::PROMPT,
+        };
+        Usage {
+            output: 0,
+            ..Usage::from_anthropic(raw)
+        }
+        .lacking(prompt | Buckets::COMPLETION)
     }
 
     /// Writes this usage as Anthropic's `usage` (reasoning counts as output there).
@@ -237,7 +345,7 @@ mod tests {
             cache_write: 7,
             output: 2,
             reasoning: 0,
-            estimated: false,
+            estimated: Buckets::NONE,
         };
         assert_eq!(Usage::from_openai(&written.to_openai()), written);
     }

@@ -53,7 +53,7 @@ mod tests {
             cache_write: write,
             output,
             reasoning,
-            estimated: false,
+            estimated: Default::default(),
         }
     }
 

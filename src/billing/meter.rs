@@ -1,14 +1,16 @@
-//! One call's metering: from how it ended to its ledger row and cost. When the backend
-//! reported no usage (or a stream was cut), the output actually sent is counted with a
-//! tokenizer, the prompt is estimated from the request, and the row is marked `estimated`.
+//! One call's metering: from how it ended to its ledger row and cost. Every bucket the
+//! backend reported is billed as reported; a bucket it did not report (no usage at all,
+//! or a stream cut before its report was complete) is estimated — the prompt from the
+//! request, output and reasoning by counting the text sent — and the row names those.
 
 use std::time::Duration;
 
 use serde_json::value::RawValue;
 
 use super::cost::{cost_nanos, usd_number};
-use super::ledger::LedgerRow;
+use super::ledger::{Estimated, LedgerRow};
 use crate::api::openai::RawObject;
+use crate::api::usage::Buckets;
 use crate::api::{ErrorLabel, Usage};
 use crate::catalog::{Price, Tier};
 
@@ -41,10 +43,14 @@ pub struct ServedBy {
 /// How a call ended.
 #[derive(Debug, Clone, Default)]
 pub struct Ending {
+    /// The backend's report: complete, or a stream's running report whose `estimated`
+    /// buckets it had not reported yet; `None` when it reported nothing.
     pub usage: Option<Usage>,
-    /// Output text sent (content, tool-call arguments, reasoning), counted when `usage`
-    /// is `None`; may be left empty when `usage` is known.
-    pub output_text: String,
+    /// Text sent (content, tool-call arguments, reasoning), counted for the buckets the
+    /// backend did not report; may be left empty when `usage` is complete.
+    pub sent: SentText,
+    /// A backend answered (a reply, or a stream's first chunk): it took the prompt.
+    pub answered: bool,
     pub status: u16,
     pub error_type: Option<ErrorLabel>,
     pub latency: Duration,
@@ -53,19 +59,38 @@ pub struct Ending {
 }
 
 impl CallMeter {
-    /// The usage to bill: the backend's, or an estimate for a call that produced output
-    /// or succeeded without a report.
+    /// The usage to bill: every bucket the backend reported, as reported; the others
+    /// estimated (the prompt from the request, output and reasoning from the text sent)
+    /// and named in `estimated`. A call no backend answered, that sent nothing and
+    /// failed, has none.
     pub fn usage_for(&self, ending: &Ending) -> Usage {
-        match ending.usage {
+        let reported = match ending.usage {
+            Some(u) if u.is_reported() => return u,
             Some(u) => u,
-            None if ending.status < 400 || !ending.output_text.is_empty() => Usage {
-                input: self.prompt_tokens_estimate,
-                output: super::tokens::count(&ending.output_text),
-                estimated: true,
-                ..Default::default()
-            },
-            None => Usage::default(),
+            None if ending.answered || ending.status < 400 || !ending.sent.is_empty() => {
+                Usage::default().lacking(Buckets::ALL)
+            }
+            None => return Usage::default(),
+        };
+        let lacking = reported.estimated;
+        let mut usage = reported;
+        // The prompt side is reported whole or not at all; its estimate is all input.
+        if lacking.contains(Buckets::INPUT) {
+            usage.input = self.prompt_tokens_estimate;
         }
+        if lacking.contains(Buckets::CACHED_INPUT) {
+            usage.cached_input = 0;
+        }
+        if lacking.contains(Buckets::CACHE_WRITE) {
+            usage.cache_write = 0;
+        }
+        if lacking.contains(Buckets::OUTPUT) {
+            usage.output = super::tokens::count(&ending.sent.output);
+        }
+        if lacking.contains(Buckets::REASONING) {
+            usage.reasoning = super::tokens::count(&ending.sent.reasoning);
+        }
+        usage
     }
 
     /// The ledger row for this call and its cost in nano-dollars (`None`: price unknown).
@@ -103,7 +128,7 @@ impl CallMeter {
             cost_nanos: cost.map(|c| c as i64),
             baseline_cost_nanos: baseline.map(|c| c as i64).or(cost.map(|c| c as i64)),
             catalog_version: catalog_version.to_string(),
-            estimated: usage.estimated,
+            estimated: Estimated::new(usage.estimated),
             latency_ms: ending.latency.as_millis() as i64,
             ttft_ms: ending.ttft.map(|d| d.as_millis() as i64),
             status: i32::from(ending.status),
@@ -137,43 +162,98 @@ pub fn with_usage_cost(body: &[u8], cost: Option<u64>) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Appends the output text of one OpenAI body or chunk (`content`, `text`, tool-call
-/// `arguments`, `reasoning_content`, `refusal` strings) to `out`, found without parsing
-/// the whole body.
-pub fn push_output_text(chunk: &[u8], out: &mut String) {
-    for key in [
-        &b"\"content\":"[..],
-        &b"\"text\":"[..],
-        &b"\"arguments\":"[..],
-        &b"\"reasoning_content\":"[..],
-        &b"\"refusal\":"[..],
-    ] {
-        let mut rest = chunk;
-        while let Some(at) = memchr::memmem::find(rest, key) {
-            rest = &rest[at + key.len()..];
-            let trimmed = rest
-                .iter()
-                .position(|b| !b.is_ascii_whitespace())
-                .map(|i| &rest[i..])
-                .unwrap_or(&[]);
-            if trimmed.first() == Some(&b'"') {
-                let text = std::str::from_utf8(trimmed).unwrap_or("");
-                if let Some(Ok(s)) = serde_json::Deserializer::from_str(text)
+/// The wire shape of bodies and chunks whose text is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextShape {
+    /// OpenAI's: `content`, `text`, tool-call `arguments`, `refusal` are output;
+    /// `reasoning_content` is reasoning.
+    OpenAi,
+    /// Anthropic Messages: `text`, tool-use `input` (or its `partial_json` fragments) are
+    /// output; `thinking` is reasoning.
+    Anthropic,
+}
+
+/// Text sent to the client, by the bucket it would be billed in, for counting what the
+/// backend did not report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SentText {
+    pub output: String,
+    pub reasoning: String,
+}
+
+impl SentText {
+    /// The text of one whole body.
+    pub fn of(shape: TextShape, body: &[u8]) -> SentText {
+        let mut sent = SentText::default();
+        sent.push(shape, body);
+        sent
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.output.is_empty() && self.reasoning.is_empty()
+    }
+
+    /// Appends the text of one body or chunk in `shape`, found without parsing the
+    /// whole of it.
+    pub fn push(&mut self, shape: TextShape, chunk: &[u8]) {
+        let (output, reasoning): (&[&[u8]], &[&[u8]]) = match shape {
+            TextShape::OpenAi => (
+                &[
+                    b"\"content\":",
+                    b"\"text\":",
+                    b"\"arguments\":",
+                    b"\"refusal\":",
+                ],
+                &[b"\"reasoning_content\":"],
+            ),
+            TextShape::Anthropic => (
+                &[b"\"text\":", b"\"partial_json\":", b"\"input\":"],
+                &[b"\"thinking\":"],
+            ),
+        };
+        for key in output {
+            push_values(chunk, key, &mut self.output);
+        }
+        for key in reasoning {
+            push_values(chunk, key, &mut self.reasoning);
+        }
+    }
+}
+
+/// Appends every value of `key` in `chunk`: a string's text, or an object's JSON (a
+/// tool-use `input`); other values are skipped.
+fn push_values(chunk: &[u8], key: &[u8], out: &mut String) {
+    let mut rest = chunk;
+    while let Some(at) = memchr::memmem::find(rest, key) {
+        rest = &rest[at + key.len()..];
+        let trimmed = rest
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .map(|i| &rest[i..])
+            .unwrap_or(&[]);
+        match trimmed.first() {
+            Some(b'"') => {
+                if let Some(Ok(s)) = serde_json::Deserializer::from_slice(trimmed)
                     .into_iter::<std::borrow::Cow<str>>()
                     .next()
                 {
                     out.push_str(&s);
                 }
             }
+            Some(b'{') => {
+                // A tool-use block opens with `"input":{}`; its arguments follow as fragments.
+                if let Some(Ok(v)) = serde_json::Deserializer::from_slice(trimmed)
+                    .into_iter::<&RawValue>()
+                    .next()
+                {
+                    if v.get() != "{}" {
+                        out.push_str(v.get());
+                    }
+                }
+            }
+            _ => {}
         }
     }
-}
-
-/// The output text of one OpenAI body or chunk (see `push_output_text`).
-pub fn output_text(chunk: &[u8]) -> String {
-    let mut out = String::new();
-    push_output_text(chunk, &mut out);
-    out
 }
 
 #[cfg(test)]
@@ -191,31 +271,84 @@ mod tests {
         assert!(with_usage_cost(br#"{"id":"x"}"#, Some(1)).is_none());
     }
 
+    fn text(shape: TextShape, chunk: &[u8]) -> SentText {
+        SentText::of(shape, chunk)
+    }
+
+    fn output(s: &str) -> SentText {
+        SentText {
+            output: s.into(),
+            reasoning: String::new(),
+        }
+    }
+
     #[test]
-    fn output_text_is_taken_from_chunks() {
+    fn sent_text_is_taken_from_openai_chunks() {
+        let openai = TextShape::OpenAi;
         assert_eq!(
-            output_text(br#"{"choices":[{"index":0,"delta":{"content":"h\u00e9llo"}}]}"#),
-            "héllo"
+            text(
+                openai,
+                br#"{"choices":[{"index":0,"delta":{"content":"h\u00e9llo"}}]}"#
+            ),
+            output("héllo")
+        );
+        assert!(text(
+            openai,
+            br#"{"choices":[{"index":0,"delta":{"content":null}}]}"#
+        )
+        .is_empty());
+        assert_eq!(
+            text(openai, br#"{"choices":[{"text":"abc","index":0}]}"#),
+            output("abc")
         );
         assert_eq!(
-            output_text(br#"{"choices":[{"index":0,"delta":{"content":null}}]}"#),
-            ""
-        );
-        assert_eq!(
-            output_text(br#"{"choices":[{"text":"abc","index":0}]}"#),
-            "abc"
-        );
-        assert_eq!(
-            output_text(
+            text(
+                openai,
                 br#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\":"}}]}}]}"#
             ),
-            "{\"city\":"
+            output("{\"city\":")
+        );
+        let reasoning = text(
+            openai,
+            br#"{"choices":[{"index":0,"delta":{"reasoning_content":"think","content":"say"}}]}"#,
+        );
+        assert_eq!(
+            (&*reasoning.output, &*reasoning.reasoning),
+            ("say", "think")
         );
     }
 
     #[test]
-    fn missing_usage_is_estimated_and_flagged() {
-        let meter = CallMeter {
+    fn sent_text_is_taken_from_anthropic_events_and_replies() {
+        let anthropic = TextShape::Anthropic;
+        let thinking = text(
+            anthropic,
+            b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"Six times\"}}\n\n",
+        );
+        assert_eq!((&*thinking.output, &*thinking.reasoning), ("", "Six times"));
+        let start = text(
+            anthropic,
+            br#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"t","name":"f","input":{}}}"#,
+        );
+        assert!(start.is_empty(), "{start:?}");
+        assert_eq!(
+            text(
+                anthropic,
+                br#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"city\":"}}"#
+            ),
+            output("{\"city\":")
+        );
+        let reply = text(
+            anthropic,
+            br#"{"id":"m","type":"message","content":[{"type":"thinking","thinking":"hm","signature":"s"},{"type":"text","text":"Hi"},{"type":"tool_use","id":"t","name":"f","input":{"city":"Paris"}}],"usage":{"input_tokens":1,"output_tokens":2}}"#,
+        );
+        assert_eq!(reply.output, r#"Hi{"city":"Paris"}"#);
+        assert_eq!(reply.reasoning, "hm");
+    }
+
+    /// A call whose prompt is estimated at 100 tokens.
+    fn meter() -> CallMeter {
+        CallMeter {
             ts_ms: 0,
             request_id: "r".into(),
             key_name: "k".into(),
@@ -224,7 +357,12 @@ mod tests {
             route: "m".into(),
             markup_bp: 0,
             prompt_tokens_estimate: 100,
-        };
+        }
+    }
+
+    #[test]
+    fn missing_usage_is_estimated_and_flagged() {
+        let meter = meter();
         let served = ServedBy {
             provider: "p".into(),
             model: "m".into(),
@@ -235,14 +373,68 @@ mod tests {
         // Ten tokens of output were sent before the stream was cut.
         let ending = Ending {
             usage: None,
-            output_text: " hello".repeat(10),
+            sent: output(&" hello".repeat(10)),
+            answered: true,
             status: 502,
             ..Default::default()
         };
         let (row, cost) = meter.row(Some(&served), &ending, "v1");
-        assert!(row.estimated);
+        assert_eq!(row.estimated.buckets(), Buckets::ALL);
         assert_eq!((row.input_tokens, row.output_tokens), (100, 10));
         assert_eq!(cost, Some(100_000 + 20_000));
         assert_eq!(row.baseline_cost_nanos, Some(1_000_000 + 200_000));
+        // A call no backend answered, that sent nothing, has no usage.
+        let refused = Ending {
+            status: 502,
+            ..Default::default()
+        };
+        assert_eq!(meter.usage_for(&refused), Usage::default());
+    }
+
+    #[test]
+    fn reported_buckets_are_billed_as_reported_and_the_rest_estimated() {
+        let meter = meter();
+        // Anthropic's message_start said 25 input, 400 cache reads, 100 cache writes;
+        // the stream was cut before message_delta reported the output.
+        let running = Usage {
+            input: 25,
+            cached_input: 400,
+            cache_write: 100,
+            ..Default::default()
+        }
+        .lacking(Buckets::COMPLETION);
+        let ending = Ending {
+            usage: Some(running),
+            sent: SentText {
+                output: " hello".repeat(10),
+                reasoning: " think".repeat(4),
+            },
+            answered: true,
+            status: 502,
+            ..Default::default()
+        };
+        let u = meter.usage_for(&ending);
+        assert_eq!(
+            (
+                u.input,
+                u.cached_input,
+                u.cache_write,
+                u.output,
+                u.reasoning
+            ),
+            (25, 400, 100, 10, 4)
+        );
+        assert_eq!(u.estimated, Buckets::COMPLETION);
+        // A complete report is taken whole, whatever text was sent.
+        let complete = Usage {
+            input: 3,
+            output: 2,
+            ..Default::default()
+        };
+        let ending = Ending {
+            usage: Some(complete),
+            ..ending
+        };
+        assert_eq!(meter.usage_for(&ending), complete);
     }
 }

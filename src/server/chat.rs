@@ -23,7 +23,7 @@ use super::state::{AppState, Runtime};
 use super::RequestId;
 use crate::api::openai::ChatRequest;
 use crate::api::ApiError;
-use crate::billing::meter::Ending;
+use crate::billing::meter::{Ending, TextShape};
 use crate::providers::{Attempt, Chunk, Provider, Reply, StreamReply, UpstreamError};
 use crate::router::prefs::Prefs;
 use crate::router::{self, explain, fallback, CallShape, RoutePlan};
@@ -120,6 +120,11 @@ pub trait ChatShape: Sync {
 
     /// The framer for a stream `provider` served.
     fn framer(&self, provider: &Provider) -> Self::Framer;
+
+    /// The shape of a reply's body as `call` returns it, for counting its text.
+    fn text_shape(&self) -> TextShape {
+        TextShape::OpenAi
+    }
 }
 
 /// The OpenAI front end: requests and replies pass through in OpenAI's shape.
@@ -267,6 +272,7 @@ async fn serve<S: ChatShape>(
             metered,
             admission,
             served,
+            shape.text_shape(),
             |body, cost| shape.reply_body(body, cost),
         ));
     }

@@ -19,7 +19,7 @@ use super::state::{AppState, Runtime};
 use super::RequestId;
 use crate::api::openai::PassthroughRequest;
 use crate::api::ApiError;
-use crate::billing::meter::Ending;
+use crate::billing::meter::{Ending, TextShape};
 use crate::providers::Attempt;
 use crate::router::filter::CallerLimits;
 use crate::router::prefs::Prefs;
@@ -186,6 +186,7 @@ async fn serve(
             metered,
             admission,
             served,
+            TextShape::OpenAi,
             respond::openai_body,
         ));
     }

@@ -21,6 +21,7 @@ use super::RequestId;
 use crate::api::anthropic::stream::EventWriter;
 use crate::api::anthropic::{error_body, reply, MessagesRequest};
 use crate::api::ApiError;
+use crate::billing::meter::TextShape;
 use crate::providers::{Attempt, Chunk, Provider, Reply, StreamReply, UpstreamError};
 
 pub async fn create(
@@ -127,6 +128,10 @@ impl ChatShape for MessagesShape<'_> {
         body
     }
 
+    fn text_shape(&self) -> TextShape {
+        TextShape::Anthropic
+    }
+
     fn framer(&self, provider: &Provider) -> MessagesFramer {
         match provider {
             Provider::Anthropic(_) => MessagesFramer::Native,
@@ -177,6 +182,13 @@ impl Framer for MessagesFramer {
     fn end(&mut self, out: &mut BytesMut) {
         if let MessagesFramer::Translated(writer) = self {
             writer.finish(out);
+        }
+    }
+
+    fn text_shape(&self) -> TextShape {
+        match self {
+            MessagesFramer::Native => TextShape::Anthropic,
+            MessagesFramer::Translated(_) => TextShape::OpenAi,
         }
     }
 }

@@ -13,7 +13,7 @@ use futures_util::{FutureExt, StreamExt};
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 
 use crate::api::{ApiError, Usage};
-use crate::billing::meter::{push_output_text, with_usage_cost};
+use crate::billing::meter::{with_usage_cost, SentText, TextShape};
 use crate::providers::{Chunk, ChunkStream, UpstreamError};
 
 /// Routing outcome headers every served response carries.
@@ -49,7 +49,7 @@ pub fn json(body: Bytes, route: &RouteHeaders) -> Response {
 /// How a stream ended, handed to the `on_end` callback exactly once.
 #[derive(Debug, Clone, Default)]
 pub struct StreamEnd {
-    /// The last usage the backend reported.
+    /// The last usage the backend reported: complete, or a running report (see `Usage`).
     pub usage: Option<Usage>,
     /// Chunks forwarded to the client.
     pub chunks: u64,
@@ -57,8 +57,8 @@ pub struct StreamEnd {
     pub error: Option<UpstreamError>,
     /// The client went away before the end.
     pub client_gone: bool,
-    /// Output text forwarded (for counting usage the backend did not report).
-    pub output_text: String,
+    /// Text forwarded (for counting the buckets the backend did not report).
+    pub sent: SentText,
 }
 
 /// Prices a usage report, for the `usage.cost` field of the final usage chunk.
@@ -73,6 +73,10 @@ pub trait Framer: Send + 'static {
     fn error(&mut self, error: &ApiError, out: &mut BytesMut);
     /// Writes whatever closes a complete stream.
     fn end(&mut self, out: &mut BytesMut);
+    /// The shape of the chunks' data, for counting the text they carry.
+    fn text_shape(&self) -> TextShape {
+        TextShape::OpenAi
+    }
 }
 
 /// OpenAI's framing: `data:` frames, the usage-only chunk only for clients that asked
@@ -84,7 +88,8 @@ pub struct OpenAiFramer {
 
 impl Framer for OpenAiFramer {
     fn chunk(&mut self, chunk: &Chunk, cost: Option<u64>, out: &mut BytesMut) -> bool {
-        if chunk.usage.is_none() {
+        // A running report (a stream's usage so far) rides on a content chunk as it is.
+        if !chunk.usage.is_some_and(|u| u.is_reported()) {
             put_frame(out, &chunk.data);
             return true;
         }
@@ -180,12 +185,15 @@ where
             match next {
                 Some(Ok(chunk)) => {
                     if !chunk.usage_only {
-                        push_output_text(&chunk.data, &mut r.end.output_text);
+                        r.end.sent.push(r.framer.text_shape(), &chunk.data);
                     }
-                    let cost = chunk.usage.and_then(|usage| {
-                        r.end.usage = Some(usage);
-                        (r.usage_cost)(&usage)
-                    });
+                    if chunk.usage.is_some() {
+                        r.end.usage = chunk.usage;
+                    }
+                    let cost = chunk
+                        .usage
+                        .filter(Usage::is_reported)
+                        .and_then(|usage| (r.usage_cost)(&usage));
                     if r.framer.chunk(&chunk, cost, &mut out) {
                         r.end.chunks += 1;
                     }

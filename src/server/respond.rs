@@ -14,13 +14,15 @@ use super::relay;
 use super::state::{AppState, Runtime};
 use crate::api::ErrorLabel;
 use crate::billing::cost::cost_nanos;
-use crate::billing::meter::{output_text, with_usage_cost, Ending};
+use crate::billing::meter::{with_usage_cost, Ending, SentText, TextShape};
 use crate::providers::{Chunk, Reply, StreamReply};
 use crate::router::fallback::Served;
 use crate::router::RoutePlan;
 
 /// Bills a complete reply and returns it with `x-bazaar-cost-usd`; `body` writes the
-/// client's body from the reply's and the cost (OpenAI's adds `usage.cost`).
+/// client's body from the reply's and the cost (OpenAI's adds `usage.cost`); the reply's
+/// text, in `text_shape`, is counted if the backend reported no usage.
+#[allow(clippy::too_many_arguments)]
 pub fn reply(
     state: &Arc<AppState>,
     runtime: &Runtime,
@@ -28,6 +30,7 @@ pub fn reply(
     metered: &Metered,
     admission: Admission,
     served: Served<'_, Reply>,
+    text_shape: TextShape,
     body: impl FnOnce(Bytes, Option<u64>) -> Bytes,
 ) -> Response {
     let settings = &runtime.config.router;
@@ -46,10 +49,11 @@ pub fn reply(
     let ending = Ending {
         usage: reply.usage,
         // Counted only when the backend reported no usage.
-        output_text: match reply.usage {
-            Some(_) => String::new(),
-            None => output_text(&reply.body),
+        sent: match reply.usage {
+            Some(_) => SentText::default(),
+            None => SentText::of(text_shape, &reply.body),
         },
+        answered: true,
         status: 200,
         ttft: Some(ttft),
         fallbacks: served.failed_attempts,
@@ -107,7 +111,10 @@ pub fn stream<R: relay::Framer>(
                     "Stream failed after its first byte: {e}"
                 );
             }
-            let output = end.usage.map(|u| u.completion_tokens());
+            let output = end
+                .usage
+                .filter(|u| u.is_reported())
+                .map(|u| u.completion_tokens());
             attempt.finish(
                 &state.router,
                 &settings.breaker,
@@ -123,7 +130,8 @@ pub fn stream<R: relay::Framer>(
             };
             let ending = Ending {
                 usage: end.usage,
-                output_text: end.output_text,
+                sent: end.sent,
+                answered: true,
                 status,
                 error_type,
                 ttft: Some(ttft),

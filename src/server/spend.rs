@@ -244,7 +244,8 @@ fn call_json(id: i64, r: &LedgerRow) -> Value {
         "route": r.route, "provider": r.provider, "model": r.model, "tier": r.tier, "endpoint": r.endpoint,
         "tokens": tokens([r.input_tokens, r.cached_input_tokens, r.cache_write_tokens, r.output_tokens, r.reasoning_tokens]),
         "cost_nanos": r.cost_nanos, "cost_usd": r.cost_nanos.map(|c| usd(c.max(0) as u64)),
-        "baseline_cost_nanos": r.baseline_cost_nanos, "estimated": r.estimated,
+        "baseline_cost_nanos": r.baseline_cost_nanos, "estimated": r.estimated.any(),
+        "estimated_buckets": r.estimated.buckets().names().collect::<Vec<_>>(),
         "latency_ms": r.latency_ms, "ttft_ms": r.ttft_ms, "status": r.status, "error_type": r.error_type,
         "fallbacks": r.fallbacks, "catalog_version": r.catalog_version,
     })
@@ -302,7 +303,7 @@ pub async fn export(
         let billing = billing(&state)?;
         let filter = q.filter(&caller, (billing.clock)())?;
         let rows = billing.ledger.calls(&filter, q.limit.unwrap_or(1_000_000).clamp(1, 1_000_000), q.before).await.map_err(db_error)?;
-        let mut out = String::from("id,time,request_id,key,team,route,provider,model,tier,endpoint,input_tokens,cached_input_tokens,cache_write_tokens,output_tokens,reasoning_tokens,cost_nanos,cost_usd,baseline_cost_nanos,estimated,latency_ms,ttft_ms,status,error_type,fallbacks,catalog_version\n");
+        let mut out = String::from("id,time,request_id,key,team,route,provider,model,tier,endpoint,input_tokens,cached_input_tokens,cache_write_tokens,output_tokens,reasoning_tokens,cost_nanos,cost_usd,baseline_cost_nanos,estimated,latency_ms,ttft_ms,status,error_type,fallbacks,catalog_version,estimated_buckets\n");
         for (id, r) in &rows {
             let fields = [
                 id.to_string(), rfc3339(r.ts_ms), r.request_id.clone(), r.key_name.clone(), r.team.clone().unwrap_or_default(),
@@ -310,9 +311,10 @@ pub async fn export(
                 r.input_tokens.to_string(), r.cached_input_tokens.to_string(), r.cache_write_tokens.to_string(),
                 r.output_tokens.to_string(), r.reasoning_tokens.to_string(),
                 r.cost_nanos.map(|c| c.to_string()).unwrap_or_default(), r.cost_nanos.map(|c| usd(c.max(0) as u64)).unwrap_or_default(),
-                r.baseline_cost_nanos.map(|c| c.to_string()).unwrap_or_default(), r.estimated.to_string(),
+                r.baseline_cost_nanos.map(|c| c.to_string()).unwrap_or_default(), r.estimated.any().to_string(),
                 r.latency_ms.to_string(), r.ttft_ms.map(|t| t.to_string()).unwrap_or_default(), r.status.to_string(),
                 r.error_type.clone().unwrap_or_default(), r.fallbacks.to_string(), r.catalog_version.clone(),
+                r.estimated.buckets().names().collect::<Vec<_>>().join(" "),
             ];
             for (i, f) in fields.iter().enumerate() {
                 if i > 0 {

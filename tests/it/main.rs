@@ -22,6 +22,7 @@ mod hostile;
 mod ledger;
 mod lifecycle;
 mod messages;
+mod metering;
 mod reload;
 mod replicas;
 mod routing;

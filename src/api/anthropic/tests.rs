@@ -133,7 +133,7 @@ fn replies_become_messages() {
         cache_write: 0,
         output: 7,
         reasoning: 3,
-        estimated: false,
+        estimated: Default::default(),
     };
     let out: Value = serde_json::from_slice(
         &reply::from_openai(body.to_string().as_bytes(), Some(usage)).unwrap(),

@@ -2,7 +2,10 @@
 //! sqlx `Any` code path. Rows arrive through `writer.rs` in batches, never from the
 //! request path directly. Queries here serve the spend API.
 
+pub mod estimated;
 pub mod writer;
+
+pub use estimated::Estimated;
 
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -42,7 +45,8 @@ pub struct LedgerRow {
     /// The same usage at the route's reference frontier model.
     pub baseline_cost_nanos: Option<i64>,
     pub catalog_version: String,
-    pub estimated: bool,
+    /// The buckets the gateway counted itself (the backend did not report them).
+    pub estimated: Estimated,
     pub latency_ms: i64,
     pub ttft_ms: Option<i64>,
     pub status: i32,
@@ -490,7 +494,7 @@ fn row_from(r: &AnyRow, o: usize) -> Result<LedgerRow, sqlx::Error> {
         cost_nanos: r.try_get(o + 14)?,
         baseline_cost_nanos: r.try_get(o + 15)?,
         catalog_version: r.try_get(o + 16)?,
-        estimated: r.try_get::<i64, _>(o + 17)? != 0,
+        estimated: Estimated::from_column(r.try_get::<i64, _>(o + 17)?),
         latency_ms: r.try_get(o + 18)?,
         ttft_ms: r.try_get(o + 19)?,
         status: r.try_get::<i64, _>(o + 20)? as i32,

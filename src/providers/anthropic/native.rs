@@ -45,7 +45,8 @@ pub fn reply_usage(provider: &str, body: &[u8]) -> Result<Option<Usage>, Upstrea
 }
 
 /// Passes each event through as an SSE frame (`event:` and `data:` lines), reading usage
-/// from `message_start` and `message_delta` and turning `error` events into errors.
+/// from `message_start` (the prompt side, a running report) and `message_delta` (the
+/// whole report) and turning `error` events into errors.
 #[derive(Debug)]
 pub struct NativeStream {
     provider: String,
@@ -78,6 +79,7 @@ impl StreamTranslator for NativeStream {
             "message_start" => {
                 if let Some(u) = peek.message.and_then(|m| m.usage) {
                     self.usage.merge(&u);
+                    usage = Some(Usage::from_anthropic_start(&self.usage));
                 }
             }
             "message_delta" => {

@@ -1,7 +1,9 @@
 //! Anthropic stream events → OpenAI `chat.completion.chunk`s: a small state machine over
 //! `message_start`, `content_block_start/delta/stop`, `message_delta`, `message_stop`,
 //! `ping` and `error`. Tool-use blocks get OpenAI tool-call indices in order of appearance;
-//! `input_json_delta` fragments are forwarded as argument fragments, unchanged.
+//! `input_json_delta` fragments are forwarded as argument fragments, unchanged. Usage
+//! rides on chunks as it is reported: the prompt side from `message_start`, the whole
+//! report from `message_delta`, so a stream cut in between is billed from what was said.
 
 use std::borrow::Cow;
 
@@ -129,6 +131,10 @@ impl StreamTranslator for AnthropicStream {
                         ..Delta::default()
                     },
                 );
+                // The prompt side is reported now: a stream cut later is billed from it.
+                if let Some(chunk) = out.last_mut() {
+                    chunk.usage = Some(Usage::from_anthropic_start(&self.usage));
+                }
             }
             "content_block_start" => {
                 let (Some(index), Some(block)) = (e.index, e.content_block) else {
@@ -283,6 +289,7 @@ impl StreamTranslator for AnthropicStream {
                 }
             }
             "message_delta" => {
+                let reported = e.usage.is_some();
                 if let Some(u) = e.usage {
                     self.usage.merge(&u);
                 }
@@ -291,7 +298,12 @@ impl StreamTranslator for AnthropicStream {
                     .as_ref()
                     .and_then(|d| d.stop_reason.as_deref())
                     .map(|s| finish_reason(s, self.json_mode));
-                out.push(self.header.delta(0, &Delta::default(), finish));
+                let mut chunk = self.header.delta(0, &Delta::default(), finish);
+                // `output_tokens` here is the final count: the report is complete.
+                if reported {
+                    chunk.usage = Some(Usage::from_anthropic(&self.usage));
+                }
+                out.push(chunk);
             }
             "message_stop" => {
                 out.push(self.header.usage(Usage::from_anthropic(&self.usage)));

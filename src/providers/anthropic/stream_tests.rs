@@ -68,6 +68,34 @@ fn text_stream_becomes_openai_chunks_with_usage_last() {
 }
 
 #[test]
+fn usage_rides_on_chunks_as_it_is_reported() {
+    use crate::api::usage::Buckets;
+    // Cut after message_start: the prompt side is reported, the completion side is not.
+    let cut = &TEXT[..TEXT.find("event: content_block_start").unwrap()];
+    let (_, chunks, err) = run(cut);
+    assert!(err.is_some());
+    let running = chunks.iter().rev().find_map(|c| c.usage).unwrap();
+    assert_eq!(
+        (
+            running.input,
+            running.cached_input,
+            running.cache_write,
+            running.output
+        ),
+        (25, 400, 100, 0),
+        "message_start's output_tokens is a placeholder, not a count"
+    );
+    assert_eq!(running.estimated, Buckets::COMPLETION);
+    assert!(!chunks[0].usage_only, "it rides on the role chunk");
+    // Cut after message_delta, before message_stop: the report is complete.
+    let cut = &TEXT[..TEXT.find("event: message_stop").unwrap()];
+    let (_, chunks, _) = run(cut);
+    let complete = chunks.iter().rev().find_map(|c| c.usage).unwrap();
+    assert!(complete.is_reported());
+    assert_eq!(complete.output, 11);
+}
+
+#[test]
 fn tool_argument_deltas_reassemble() {
     let (values, _, err) = run(TOOLS);
     assert!(err.is_none());

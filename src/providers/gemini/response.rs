@@ -14,6 +14,7 @@ use super::super::http::ErrorReply;
 use super::super::shape::{self, Choice, FunctionCall, Message, ToolCall};
 use super::super::{Reply, StatusReply, UpstreamError, UpstreamMeta};
 use super::signature;
+use crate::api::usage::Buckets;
 use crate::api::Usage;
 
 /// One `GenerateContentResponse` (a whole reply, or one stream event).
@@ -80,34 +81,53 @@ pub struct FeedbackIn<'a> {
 }
 
 /// Gemini's `usageMetadata`: `promptTokenCount` includes the cached tokens;
-/// `candidatesTokenCount` excludes the thoughts, counted apart.
+/// `candidatesTokenCount` excludes the thoughts, counted apart. Gemini leaves out a
+/// count that is zero, and a stream's chunks carry the counts so far as they go.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageMetadata {
     #[serde(default)]
-    pub prompt_token_count: u64,
+    pub prompt_token_count: Option<u64>,
     #[serde(default)]
-    pub cached_content_token_count: u64,
+    pub cached_content_token_count: Option<u64>,
     #[serde(default)]
-    pub candidates_token_count: u64,
+    pub candidates_token_count: Option<u64>,
     #[serde(default)]
-    pub thoughts_token_count: u64,
+    pub thoughts_token_count: Option<u64>,
     #[serde(default)]
-    pub tool_use_prompt_token_count: u64,
+    pub tool_use_prompt_token_count: Option<u64>,
 }
 
 impl UsageMetadata {
-    /// The normalised, disjoint buckets.
+    /// The normalised, disjoint buckets of a complete report (a count left out is zero).
     pub fn to_usage(&self) -> Usage {
-        let cached = self.cached_content_token_count.min(self.prompt_token_count);
+        let prompt = self.prompt_token_count.unwrap_or(0);
+        let cached = self.cached_content_token_count.unwrap_or(0).min(prompt);
         Usage {
-            input: self.prompt_token_count - cached + self.tool_use_prompt_token_count,
+            input: prompt - cached + self.tool_use_prompt_token_count.unwrap_or(0),
             cached_input: cached,
             cache_write: 0,
-            output: self.candidates_token_count,
-            reasoning: self.thoughts_token_count,
-            estimated: false,
+            output: self.candidates_token_count.unwrap_or(0),
+            reasoning: self.thoughts_token_count.unwrap_or(0),
+            estimated: Buckets::NONE,
         }
+    }
+
+    /// The running usage of a stream that has not ended: a bucket whose count this
+    /// report leaves out is not reported yet (it may be zero, or still to come). The
+    /// prompt count covers the whole prompt side; Gemini has no cache writes.
+    pub fn running(&self) -> Usage {
+        let mut lacking = Buckets::NONE;
+        if self.prompt_token_count.is_none() {
+            lacking = lacking | Buckets::PROMPT;
+        }
+        if self.candidates_token_count.is_none() {
+            lacking = lacking | Buckets::OUTPUT;
+        }
+        if self.thoughts_token_count.is_none() {
+            lacking = lacking | Buckets::REASONING;
+        }
+        self.to_usage().lacking(lacking)
     }
 }
 
@@ -352,6 +372,14 @@ mod tests {
             (n.input, n.cached_input, n.output, n.reasoning),
             (45, 60, 20, 30)
         );
+        assert_eq!(u.running(), n, "a report with every count is complete");
+        let so_far: UsageMetadata = serde_json::from_str(
+            r#"{"promptTokenCount":100,"cachedContentTokenCount":60,"thoughtsTokenCount":30}"#,
+        )
+        .unwrap();
+        let r = so_far.running();
+        assert_eq!((r.input, r.cached_input, r.reasoning), (40, 60, 30));
+        assert_eq!(r.estimated, Buckets::OUTPUT, "candidates not reported yet");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! `GenerateContentResponse` holding the next parts of each candidate; function calls
 //! arrive whole and are forwarded as one tool-call delta. There is no terminator: the
 //! stream is complete when the body ends after a finish reason, and the last
-//! `usageMetadata` seen becomes the usage chunk.
+//! `usageMetadata` seen becomes the usage chunk. Until then each event's counts ride,
+//! as a running report, on the last chunk it yields, so a cut stream is billed from them.
 
 use super::super::http::StreamTranslator;
 use super::super::shape::{ChunkHeader, Delta, FunctionDelta, ToolCallDelta};
@@ -28,6 +29,8 @@ pub struct GeminiStream {
     calls: u64,
     candidates: Vec<CandidateState>,
     usage: Option<UsageMetadata>,
+    /// A running report not yet attached to a chunk (its event yielded none).
+    unsent: bool,
 }
 
 impl GeminiStream {
@@ -45,6 +48,7 @@ impl GeminiStream {
             calls: 0,
             candidates: Vec::new(),
             usage: None,
+            unsent: false,
         }
     }
 
@@ -84,7 +88,9 @@ impl StreamTranslator for GeminiStream {
         }
         if r.usage_metadata.is_some() {
             self.usage = r.usage_metadata;
+            self.unsent = true;
         }
+        let first = out.len();
         for (i, c) in r.candidates.iter().enumerate() {
             let index = c.index.unwrap_or(i as u32);
             let parts = c
@@ -159,6 +165,11 @@ impl StreamTranslator for GeminiStream {
                 let finish = finish_reason(reason, state.tools > 0);
                 out.push(self.header.delta(index, &Delta::default(), Some(finish)));
             }
+        }
+        if let (true, Some(usage), Some(last)) = (self.unsent, self.usage, out[first..].last_mut())
+        {
+            last.usage = Some(usage.running());
+            self.unsent = false;
         }
         Ok(false)
     }

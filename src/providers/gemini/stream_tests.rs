@@ -90,6 +90,27 @@ fn usage_absent_and_cut_streams() {
 }
 
 #[test]
+fn each_event_s_counts_ride_on_its_last_chunk() {
+    use crate::api::usage::Buckets;
+    let cut = &TEXT[..TEXT.rfind("data:").unwrap()];
+    let (_, chunks, err) = run(cut);
+    assert!(err.is_some());
+    let running = chunks.iter().rev().find_map(|c| c.usage).unwrap();
+    assert!(!chunks.last().unwrap().usage_only);
+    assert_eq!(running.input, 7);
+    assert_eq!(
+        running.estimated,
+        Buckets::OUTPUT | Buckets::REASONING,
+        "only promptTokenCount so far"
+    );
+    let thoughts = "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"Hm\", \"thought\": true}],\"role\": \"model\"},\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 7,\"thoughtsTokenCount\": 888}}\n\n";
+    let (_, chunks, _) = run(thoughts);
+    let running = chunks.iter().rev().find_map(|c| c.usage).unwrap();
+    assert_eq!((running.input, running.reasoning), (7, 888));
+    assert_eq!(running.estimated, Buckets::OUTPUT);
+}
+
+#[test]
 fn a_blocked_prompt_is_an_error() {
     let blocked = format!(
         "data: {}\n\n",

@@ -36,6 +36,12 @@ pub enum Step {
     CutAfter(usize),
     /// Send the response headers, then hang forever (an idle stream).
     Hang,
+    /// Reply with the first `events` SSE events of a `.sse` fixture, then end the body
+    /// (a stream cut by the upstream).
+    FixtureCut { file: &'static str, events: usize },
+    /// Send the first `events` SSE events of a `.sse` fixture, then keep the body open
+    /// and silent (an upstream still generating when the client goes away).
+    FixtureThenHang { file: &'static str, events: usize },
     /// Reply with a file from `tests/fixtures/` (`.sse` as an event stream).
     Fixture {
         status: u16,
@@ -240,6 +246,11 @@ impl MockUpstream {
     }
 }
 
+/// The first `n` SSE events of a transcript, each with its blank line.
+fn first_events(text: &str, n: usize) -> String {
+    text.split_inclusive("\n\n").take(n).collect()
+}
+
 async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, usize::MAX)
@@ -293,8 +304,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             let response = normal(parts, bytes).await;
             let (parts, body) = response.into_parts();
             let all = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-            let text = String::from_utf8_lossy(&all);
-            let kept: String = text.split_inclusive("\n\n").take(n).collect();
+            let kept = first_events(&String::from_utf8_lossy(&all), n);
             Response::from_parts(parts, Body::from(kept))
         }
         Some(Step::Fixture {
@@ -302,6 +312,23 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             file,
             headers,
         }) => fixture_response(status, file, headers),
+        Some(Step::FixtureCut { file, events }) => {
+            let kept = first_events(&fixture_text(file), events);
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Body::from(kept))
+                .unwrap()
+        }
+        Some(Step::FixtureThenHang { file, events }) => {
+            let kept = Bytes::from(first_events(&fixture_text(file), events));
+            let first =
+                futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(kept) });
+            let stream = futures_util::stream::pending::<Result<Bytes, std::convert::Infallible>>();
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Body::from_stream(first.chain(stream)))
+                .unwrap()
+        }
         Some(Step::Hang) => {
             let stream = futures_util::stream::pending::<Result<Bytes, std::convert::Infallible>>();
             let first = futures_util::stream::once(async {

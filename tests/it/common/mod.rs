@@ -105,6 +105,19 @@ impl TestGateway {
             .unwrap()
     }
 
+    /// GETs `path` with `key` and reads the JSON body.
+    pub async fn get_json(&self, path: &str, key: &str) -> serde_json::Value {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Sends SIGTERM's equivalent and waits for the drain to finish.
     pub async fn shutdown(mut self) -> std::io::Result<()> {
         if let Some(stop) = self.stop.take() {
