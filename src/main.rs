@@ -26,6 +26,8 @@ struct Cli {
 enum Command {
     /// Run the gateway (on the embedded default config when no file is given).
     Serve {
+        /// The config file (TOML). Without one: the embedded default, serving every
+        /// provider whose key is in the environment (`OPENAI_API_KEY`, …).
         #[arg(long, short)]
         config: Option<PathBuf>,
         /// Override `server.listen`.
@@ -34,6 +36,7 @@ enum Command {
     },
     /// Validate a config file and report every problem with its TOML path.
     Check {
+        /// The config file (TOML) to validate.
         #[arg(long, short)]
         config: PathBuf,
     },

@@ -12,6 +12,7 @@ const APP_CSS: &str = include_str!("assets/app.css");
 const UPLOT_JS: &str = include_str!("assets/uplot.min.js");
 const UPLOT_CSS: &str = include_str!("assets/uplot.min.css");
 const UPLOT_LICENSE: &str = include_str!("assets/uplot.LICENSE");
+const FAVICON: &str = include_str!("assets/favicon.svg");
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
     let mut response = body.into_response();
@@ -41,6 +42,13 @@ pub async fn file(Path(name): Path<String>) -> Response {
         "uplot.min.js" => asset(UPLOT_JS, "text/javascript; charset=utf-8"),
         "uplot.min.css" => asset(UPLOT_CSS, "text/css; charset=utf-8"),
         "uplot.LICENSE" => asset(UPLOT_LICENSE, "text/plain; charset=utf-8"),
+        "favicon.svg" => favicon().await,
         _ => (StatusCode::NOT_FOUND, "not found").into_response(),
     }
+}
+
+/// `GET /favicon.ico`: the dashboard's icon (SVG, which browsers take at this path too),
+/// so a browser's automatic request does not end in a 404.
+pub async fn favicon() -> Response {
+    asset(FAVICON, "image/svg+xml")
 }

@@ -42,6 +42,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/dashboard", get(crate::dashboard::index))
         .route("/dashboard/{file}", get(crate::dashboard::file))
+        .route("/favicon.ico", get(crate::dashboard::favicon))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(
             state.clone(),

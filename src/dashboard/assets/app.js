@@ -43,33 +43,50 @@
     }));
   }
 
-  function drawChart(series, groupBy, granularity) {
-    const buckets = [...new Set(series.map((s) => s.bucket))].sort();
-    const groups = [...new Set(series.map((s) => s.group))].sort();
-    const xs = buckets.map((b) => Date.parse(b) / 1000);
+  // Every bucket start (unix seconds) of the queried range, so sparse data draws as a
+  // line through zeros and the x axis spans the range asked for, whatever the data holds.
+  function bucketStarts(fromIso, toIso, step) {
+    const from = Math.floor(Date.parse(fromIso) / 1000 / step) * step;
+    const to = Date.parse(toIso) / 1000;
+    const xs = [];
+    for (let x = from; x < to; x += step) xs.push(x);
+    return xs.length ? xs : [from];
+  }
+
+  function drawChart(spend, granularity) {
+    const step = granularity === "hour" ? 3600 : 86400;
+    const xs = bucketStarts(spend.from, spend.to, step);
+    const index = new Map(xs.map((x, j) => [x, j]));
+    const groups = [...new Set(spend.series.map((s) => s.group))].sort();
     // Stacked: each group's line is the running sum of the groups before it.
-    const cum = buckets.map(() => 0);
+    const cum = xs.map(() => 0);
     const data = [xs];
     const lines = [];
     groups.forEach((g, i) => {
-      const ys = buckets.map((b, j) => {
-        const point = series.find((s) => s.bucket === b && s.group === g);
-        cum[j] += point ? Number(point.cost_nanos) / NANO : 0;
-        return cum[j];
-      });
-      data.push(ys);
+      const own = xs.map(() => 0);
+      for (const s of spend.series) {
+        const j = index.get(Date.parse(s.bucket) / 1000);
+        if (s.group === g && j !== undefined) own[j] += Number(s.cost_nanos) / NANO;
+      }
+      data.push(own.map((v, j) => (cum[j] += v)));
       lines.push({ label: g || "(none)", stroke: palette[i % palette.length], fill: palette[i % palette.length] + "55", width: 2, value: (u, v) => v == null ? "–" : "$" + v.toFixed(6) });
     });
-    window.__bazaarChart = { groups, buckets, data };
+    // One bucket: centre it rather than let the scale invent a range around one instant.
+    const range = xs.length > 1 ? [xs[0], xs[xs.length - 1]] : [xs[0] - step / 2, xs[0] + step / 2];
+    const label = (v) => v == null ? "–" : new Date(v * 1000).toISOString().slice(0, granularity === "hour" ? 16 : 10).replace("T", " ");
     const el = $("chart");
     if (chart) chart.destroy();
     el.replaceChildren();
     chart = new uPlot({
       width: Math.max(400, el.clientWidth - 8), height: 260,
-      series: [{ value: (u, v) => new Date(v * 1000).toISOString().slice(0, granularity === "hour" ? 13 : 10) }].concat(lines.reverse()),
-      axes: [{ stroke: "#8b93a7" }, { stroke: "#8b93a7", values: (u, vals) => vals.map((v) => "$" + v.toFixed(4)) }],
-      scales: { x: { time: true } },
+      // Buckets are UTC hours and days: label the axis in UTC too.
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
+      series: [{ label: "Time (UTC)", value: (u, v) => label(v) }].concat(lines.reverse()),
+      axes: [{ stroke: "#8b93a7" }, { stroke: "#8b93a7", size: 70, values: (u, vals) => vals.map((v) => "$" + v.toFixed(4)) }],
+      scales: { x: { time: true, range: () => range } },
     }, [data[0]].concat(data.slice(1).reverse()), el);
+    // Tests (and anything scripting the page) read what was drawn here.
+    window.__bazaarChart = { groups, granularity, buckets: xs.map((x) => new Date(x * 1000).toISOString().replace(".000", "")), data, plot: chart };
   }
 
   async function load() {
@@ -89,7 +106,7 @@
       $("error-rate").textContent = t.requests ? (100 * t.errors / t.requests).toFixed(1) + "% errors" : "";
       rows($("groups").tBodies[0], spend.groups.map((g) => [g.group || "(none)", fmt(g.requests), usd(g.cost_nanos), usd(g.baseline_cost_nanos), t.cost_nanos ? (100 * g.cost_nanos / t.cost_nanos).toFixed(1) + "%" : "–"]));
       rows($("tokens").tBodies[0], Object.entries(t.tokens).map(([k, v]) => [k, fmt(v)]));
-      drawChart(spend.series, groupBy, granularity);
+      drawChart(spend, granularity);
       const tiers = await (await api("/v1/spend?" + query({ group_by: "tier" }))).json();
       rows($("tiers").tBodies[0], tiers.groups.map((g) => [g.group, fmt(g.requests), tiers.totals.requests ? (100 * g.requests / tiers.totals.requests).toFixed(1) + "%" : "–"]));
       const prov = await (await api("/v1/spend?" + query({ group_by: "provider" }))).json();
