@@ -210,6 +210,7 @@ async fn models_lists_what_config_serves() {
         .as_array()
         .unwrap()
         .iter()
+        .filter(|m| m["bazaar"]["kind"] == "model")
         .map(|m| m["id"].as_str().unwrap())
         .collect();
     assert_eq!(

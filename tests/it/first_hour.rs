@@ -46,3 +46,48 @@ async fn issue_14_favicon_is_served() {
         .unwrap()
         .contains(r#"rel="icon" type="image/svg+xml" href="/dashboard/favicon.svg""#));
 }
+
+#[tokio::test]
+async fn issue_14_models_lists_routes_marked_as_routes() {
+    let mock = MockUpstream::start().await;
+    let toml = single_provider_config(&mock)
+        + r#"
+        [routes.support]
+        models = ["gpt-4o-mini"]
+        policy = "cheapest"
+        "#;
+    let gw = TestGateway::start(&toml).await;
+    let resp = gw
+        .client
+        .get(gw.url("/v1/models"))
+        .bearer_auth(crate::common::KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["object"], "list");
+    let data = v["data"].as_array().unwrap();
+    let entry = |id: &str| {
+        data.iter()
+            .find(|m| m["id"] == id)
+            .unwrap_or_else(|| panic!("{id} missing from {v}"))
+    };
+    for (route, policy) in [
+        ("auto", "balanced"),
+        ("cheap", "cheapest"),
+        ("fast", "fastest"),
+        ("support", "cheapest"),
+    ] {
+        let m = entry(route);
+        assert_eq!(m["bazaar"]["kind"], "route", "{m}");
+        assert_eq!(m["bazaar"]["policy"], policy, "{m}");
+        assert_eq!(m["owned_by"], "bazaar");
+    }
+    assert_eq!(entry("gpt-4o-mini")["bazaar"]["kind"], "model");
+    // Every entry keeps the fields OpenAI's Model object requires.
+    for m in data {
+        assert_eq!(m["object"], "model", "{m}");
+        assert!(m["id"].is_string() && m["owned_by"].is_string() && m["created"].is_i64());
+    }
+}

@@ -38,6 +38,7 @@ async fn model_ids(gw: &TestGateway) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
+        .filter(|m| m["bazaar"]["kind"] == "model")
         .map(|m| m["id"].as_str().unwrap().to_string())
         .collect()
 }

@@ -112,7 +112,9 @@ def test_legacy_completions(client):
 def test_models(client):
     raw = client.models.with_raw_response.list()
     validate("ListModelsResponse", json.loads(raw.text))
-    assert {m.id for m in raw.parse()} >= {"gpt-4o-mini", "text-embedding-3-small"}
+    assert {m.id for m in raw.parse()} >= {"gpt-4o-mini", "text-embedding-3-small", "auto", "cheap", "fast"}
+    kinds = {m["id"]: m["bazaar"]["kind"] for m in json.loads(raw.text)["data"]}
+    assert kinds["auto"] == "route" and kinds["gpt-4o-mini"] == "model"
 
 
 def test_error_classes(gateway, client):
