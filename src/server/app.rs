@@ -1,6 +1,7 @@
 //! Every route in one function, and the request middleware: request id in and out,
 //! one span per request, and the one place errors are logged.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::Request;
@@ -90,14 +91,32 @@ pub fn new_request_id() -> Arc<str> {
 async fn metrics(axum::extract::State(state): axum::extract::State<Arc<AppState>>) -> Response {
     let m = &state.router.metrics;
     let now = tokio::time::Instant::now();
-    for (provider, model, snap) in state.router.stats.all(now) {
+    // Live stats are kept per upstream id; metrics are labelled with the public model
+    // id, like every other `model` label.
+    let runtime = state.runtime();
+    let config = &runtime.config;
+    let public: HashMap<(&str, &str), &str> = config
+        .models
+        .iter()
+        .flat_map(|(id, targets)| {
+            targets.iter().filter_map(move |t| {
+                let provider = config.providers.get(t.provider)?;
+                Some(((provider.id.as_str(), &*t.upstream), id.as_str()))
+            })
+        })
+        .collect();
+    for (provider, upstream, snap) in state.router.stats.all(now) {
+        // A backend the current config no longer serves has no public id to report.
+        let Some(model) = public.get(&(provider.as_str(), upstream.as_str())) else {
+            continue;
+        };
         if let Some(b) = snap.breaker {
             m.breaker_state
-                .with_label_values(&[provider.as_str(), model.as_str()])
+                .with_label_values(&[provider.as_str(), model])
                 .set(b.gauge());
         }
         m.upstream_in_flight
-            .with_label_values(&[provider.as_str(), model.as_str()])
+            .with_label_values(&[provider.as_str(), model])
             .set(snap.in_flight);
     }
     if let Some(b) = state.billing.get() {

@@ -71,11 +71,13 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(runtime: Runtime) -> Arc<AppState> {
+        let router = RouterState::default();
+        router.metrics.declare(&runtime.config);
         Arc::new(AppState {
             runtime: ArcSwap::from_pointee(runtime),
             ready: AtomicBool::new(true),
             tasks: TaskTracker::new(),
-            router: RouterState::default(),
+            router,
             shutdown: CancellationToken::new(),
             stopped: CancellationToken::new(),
             billing: std::sync::OnceLock::new(),
@@ -115,6 +117,7 @@ impl AppState {
                     models = runtime.config.models.len(),
                     "Config reloaded."
                 );
+                self.router.metrics.declare(&runtime.config);
                 self.replace_runtime(runtime);
                 self.reloads_applied.fetch_add(1, Ordering::Relaxed);
                 self.router

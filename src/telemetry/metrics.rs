@@ -1,8 +1,12 @@
 //! One `Metrics` struct, registered once on its own registry and held in app state.
 //! Names carry units; labels come from closed sets only (provider and model ids from the
 //! config and catalog, tiers, route names, endpoints, status classes, error types) —
-//! never key ids or raw client strings.
+//! never key ids or raw client strings. `model` is always the public catalog id the
+//! client asks for, never a provider's upstream id. Every family is in the exposition
+//! from the first scrape, its series at zero (`declare`).
 
+use crate::api::error::ErrorLabel;
+use crate::config::Config;
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
@@ -40,6 +44,45 @@ pub struct Metrics {
 
 const BACKEND: &[&str] = &["provider", "model", "tier"];
 const CALL: &[&str] = &["provider", "model", "tier", "route"];
+
+/// The `error_type` label's values: what `ApiError::label` can say to a client.
+const ERROR_TYPES: &[ErrorLabel] = &[
+    ErrorLabel::InvalidRequest,
+    ErrorLabel::Authentication,
+    ErrorLabel::InsufficientQuota,
+    ErrorLabel::Permission,
+    ErrorLabel::NotFound,
+    ErrorLabel::RateLimit,
+    ErrorLabel::Upstream,
+    ErrorLabel::ServiceUnavailable,
+    ErrorLabel::Timeout,
+    ErrorLabel::Server,
+];
+/// The `error` label of upstream failures: what `UpstreamError::label` can say.
+const UPSTREAM_FAILURES: &[ErrorLabel] = &[
+    ErrorLabel::Connect,
+    ErrorLabel::UpstreamTimeout,
+    ErrorLabel::UpstreamRateLimited,
+    ErrorLabel::Upstream5xx,
+    ErrorLabel::Upstream4xx,
+    ErrorLabel::Protocol,
+    ErrorLabel::Unsupported,
+];
+/// The token buckets of `bazaar_tokens_total`.
+const TOKEN_BUCKETS: &[&str] = &[
+    "input",
+    "cached_input",
+    "cache_write",
+    "output",
+    "reasoning",
+];
+/// The endpoints that call backends: their request histograms exist from the start.
+const CALL_ENDPOINTS: &[&str] = &[
+    "/v1/chat/completions",
+    "/v1/messages",
+    "/v1/embeddings",
+    "/v1/completions",
+];
 
 impl Metrics {
     /// Builds and registers every metric (infallible with these static definitions).
@@ -200,6 +243,71 @@ impl Metrics {
         m.up.with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1.0);
         m
+    }
+
+    /// Creates every series whose labels the config determines, at zero, so every family
+    /// is exported from the first scrape and counters exist before their first event
+    /// (`rate()` and alert rules need the series). Called at start and after each reload:
+    /// new backends and routes get their series; those of removed ones keep their values.
+    pub fn declare(&self, config: &Config) {
+        for error_type in ERROR_TYPES {
+            self.errors.with_label_values(&[error_type.as_str()]);
+        }
+        for result in ["applied", "refused"] {
+            self.config_reloads.with_label_values(&[result]);
+        }
+        for result in ["ok", "error"] {
+            self.ledger_write_duration.with_label_values(&[result]);
+        }
+        for endpoint in CALL_ENDPOINTS {
+            for class in ["2xx", "4xx", "5xx"] {
+                self.request_duration.with_label_values(&[endpoint, class]);
+            }
+        }
+        for route in config.routes.keys() {
+            self.fallbacks.with_label_values(&[route]);
+        }
+        for (model, targets) in &config.models {
+            // A direct call is labelled with the model id as its route.
+            let routes: Vec<&str> = std::iter::once(model.as_str())
+                .chain(
+                    config
+                        .routes
+                        .values()
+                        .filter(|r| {
+                            r.models.is_empty()
+                                || r.models.iter().any(|m| config.canonical(m) == model)
+                        })
+                        .map(|r| r.name.as_str()),
+                )
+                .collect();
+            for target in targets {
+                let Some(provider) = config.providers.get(target.provider) else {
+                    continue;
+                };
+                let (provider, tier) = (provider.id.as_str(), target.facts.tier.as_str());
+                self.upstream_duration
+                    .with_label_values(&[provider, model, tier]);
+                self.upstream_ttft
+                    .with_label_values(&[provider, model, tier]);
+                for failure in UPSTREAM_FAILURES {
+                    self.upstream_failures
+                        .with_label_values(&[provider, model, failure.as_str()]);
+                }
+                self.breaker_state.with_label_values(&[provider, model]);
+                self.upstream_in_flight
+                    .with_label_values(&[provider, model]);
+                self.unpriced.with_label_values(&[provider, model]);
+                for route in &routes {
+                    self.cost_usd
+                        .with_label_values(&[provider, model, tier, route]);
+                    for bucket in TOKEN_BUCKETS {
+                        self.tokens
+                            .with_label_values(&[provider, model, tier, route, bucket]);
+                    }
+                }
+            }
+        }
     }
 
     /// The Prometheus text exposition.

@@ -385,7 +385,11 @@ async fn metrics_exposition_after_scripted_calls() {
     assert_eq!(
         sample(
             "bazaar_upstream_failures_total",
-            &[("provider", "mock"), ("error", "upstream_5xx")]
+            &[
+                ("provider", "mock"),
+                ("model", "gpt-4o-mini"),
+                ("error", "upstream_5xx")
+            ]
         ),
         Some(1.0)
     );

@@ -91,3 +91,152 @@ async fn issue_14_models_lists_routes_marked_as_routes() {
         assert!(m["id"].is_string() && m["owned_by"].is_string() && m["created"].is_i64());
     }
 }
+
+/// The metric families the docs list (docs/operations.md's table), so docs and code agree.
+fn documented_families() -> Vec<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut families = Vec::new();
+    for line in text.lines().filter(|l| l.starts_with("| `bazaar_")) {
+        let first_cell = line.split('|').nth(1).unwrap();
+        families.extend(
+            first_cell
+                .split('`')
+                .filter(|s| s.starts_with("bazaar_"))
+                .map(str::to_string),
+        );
+    }
+    families
+}
+
+/// A scrape as (family, labels, value) samples; histograms by their `_count` series.
+fn samples(text: &str) -> Vec<(String, String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let family = name
+                .strip_suffix("_count")
+                .filter(|_| !l.contains("_bucket"))
+                .unwrap_or(name);
+            Some((family.to_string(), labels.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn issue_14_every_documented_metric_family_is_exported_at_start() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&single_provider_config(&mock)).await;
+    let text = gw
+        .client
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let families = documented_families();
+    assert!(families.len() >= 17, "{families:?}");
+    let scraped = samples(&text);
+    for family in &families {
+        assert!(
+            scraped.iter().any(|(f, _, _)| f == family),
+            "{family} is not exported at start:\n{text}"
+        );
+    }
+    // Counters are there at zero before anything happened.
+    let zero = |family: &str, labels: &[&str]| {
+        scraped.iter().any(|(f, l, v)| {
+            f == family && labels.iter().all(|label| l.contains(label)) && *v == 0.0
+        })
+    };
+    assert!(zero(
+        "bazaar_errors_total",
+        &[r#"error_type="rate_limit_error""#]
+    ));
+    assert!(zero("bazaar_fallbacks_total", &[r#"route="auto""#]));
+    let backend = [r#"provider="mock""#, r#"model="gpt-4o-mini""#];
+    assert!(zero(
+        "bazaar_upstream_failures_total",
+        &[backend[0], backend[1], r#"error="timeout""#]
+    ));
+    assert!(zero(
+        "bazaar_cost_usd_total",
+        &[backend[0], backend[1], r#"route="auto""#]
+    ));
+    assert!(zero(
+        "bazaar_tokens_total",
+        &[
+            backend[0],
+            backend[1],
+            r#"route="gpt-4o-mini""#,
+            r#"bucket="output""#
+        ]
+    ));
+    assert!(zero("bazaar_breaker_state", &backend));
+}
+
+#[tokio::test]
+async fn issue_14_metrics_label_model_with_the_public_id() {
+    let mock = MockUpstream::start().await;
+    let toml = format!(
+        r#"
+        [server]
+        master_key = "{}"
+        [providers.mock]
+        base_url = "{}"
+        api_key = "sk-upstream"
+        tier = "frontier"
+        [[models]]
+        id = "gpt-4o-mini"
+        provider = "mock"
+        upstream = "gpt-4o-mini-2024-07-18"
+        [[keys]]
+        name = "app"
+        key = "{}"
+        "#,
+        crate::common::MASTER,
+        mock.base_url(),
+        crate::common::KEY
+    );
+    let gw = TestGateway::start(&toml).await;
+    let resp = gw
+        .post(
+            "/v1/chat/completions",
+            serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(mock.received()[0].body["model"], "gpt-4o-mini-2024-07-18");
+    let text = gw
+        .client
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !text.contains("gpt-4o-mini-2024-07-18"),
+        "an upstream id is used as a label:\n{text}"
+    );
+    for family in [
+        "bazaar_breaker_state",
+        "bazaar_upstream_in_flight",
+        "bazaar_upstream_duration_seconds_count",
+        "bazaar_cost_usd_total",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(family) && l.contains(r#"model="gpt-4o-mini""#)),
+            "{family} has no series for the public id:\n{text}"
+        );
+    }
+}
