@@ -387,3 +387,21 @@ async fn what_only_anthropic_takes_goes_to_anthropic_or_is_refused() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn issue_14_translated_replies_carry_msg_ids() {
+    for kind in ["openai", "gemini"] {
+        let (_mock, gw) = setup(kind).await;
+        let resp = messages(&gw, hello(false)).await;
+        assert_eq!(resp.status(), 200, "{kind}");
+        let body: Value = resp.json().await.unwrap();
+        let id = body["id"].as_str().unwrap();
+        assert!(id.starts_with("msg_") && id.len() > 4, "{kind}: {id}");
+        assert!(!id.contains("chatcmpl"), "{kind}: {id}");
+
+        let events = anthropic_events(messages(&gw, hello(true)).await).await;
+        assert_eq!(events[0].0, "message_start", "{kind}");
+        let id = events[0].1["message"]["id"].as_str().unwrap();
+        assert!(id.starts_with("msg_") && id.len() > 4, "{kind}: {id}");
+    }
+}

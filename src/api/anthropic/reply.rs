@@ -93,7 +93,7 @@ enum BlockOut<'a> {
 
 #[derive(Serialize)]
 struct MessageOut<'a> {
-    id: &'a str,
+    id: String,
     #[serde(rename = "type")]
     kind: &'static str,
     role: &'static str,
@@ -150,6 +150,26 @@ pub fn tool_input(arguments: &str) -> Box<RawValue> {
     }
 }
 
+/// The Messages id for a reply whose OpenAI id is `upstream`: Anthropic clients expect
+/// `msg_…`. The upstream's id is kept in it (letters and digits, without OpenAI's
+/// `chatcmpl-` prefix) so a reply can still be traced; a missing one gets a random id.
+pub fn message_id(upstream: &str) -> String {
+    if upstream.starts_with("msg_") {
+        return upstream.to_string();
+    }
+    let kept: String = upstream
+        .strip_prefix("chatcmpl-")
+        .unwrap_or(upstream)
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    if kept.is_empty() {
+        format!("msg_{:024x}", rand::random::<u128>() >> 32)
+    } else {
+        format!("msg_{kept}")
+    }
+}
+
 /// Translates an OpenAI reply body to a Messages reply; `usage` is the normalised usage
 /// the backend reported (zeros when it reported none).
 pub fn from_openai(body: &[u8], usage: Option<Usage>) -> Result<Vec<u8>, String> {
@@ -199,7 +219,7 @@ pub fn from_openai(body: &[u8], usage: Option<Usage>) -> Result<Vec<u8>, String>
         });
     }
     let out = MessageOut {
-        id: &reply.id,
+        id: message_id(&reply.id),
         kind: "message",
         role: "assistant",
         model: &reply.model,

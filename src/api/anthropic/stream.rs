@@ -157,9 +157,7 @@ impl EventWriter {
             return;
         }
         self.started = true;
-        if self.id.is_empty() {
-            self.id = "msg_bazaar".into();
-        }
+        self.id = super::reply::message_id(&self.id);
         frame(
             out,
             "message_start",

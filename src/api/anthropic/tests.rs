@@ -142,7 +142,7 @@ fn replies_become_messages() {
     assert_eq!(
         out,
         json!({
-            "id": "chatcmpl-1", "type": "message", "role": "assistant", "model": "gpt-4o-mini",
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "gpt-4o-mini",
             "content": [
                 {"type": "thinking", "thinking": "hmm", "signature": ""},
                 {"type": "text", "text": "Checking."},
@@ -242,7 +242,7 @@ fn chunks_become_the_messages_event_sequence() {
             "message_stop"
         ]
     );
-    assert_eq!(ev[0].1["message"]["id"], "chatcmpl-9");
+    assert_eq!(ev[0].1["message"]["id"], "msg_9");
     assert_eq!(ev[0].1["message"]["model"], "gpt-x");
     assert_eq!(ev[1].1["content_block"]["type"], "thinking");
     assert_eq!(
@@ -279,4 +279,18 @@ fn interleaved_tool_arguments_are_an_error() {
     assert!(w
         .chunk(call(0, None, "}").as_bytes(), None, &mut out)
         .is_err());
+}
+
+#[test]
+fn issue_14_message_ids_are_msg_ids() {
+    use super::reply::message_id;
+    assert_eq!(message_id("chatcmpl-AbC123"), "msg_AbC123");
+    assert_eq!(
+        message_id("msg_01XFDUDYJgAACzvnptvVoYEL"),
+        "msg_01XFDUDYJgAACzvnptvVoYEL"
+    );
+    assert_eq!(message_id("gen-1712-x_y"), "msg_gen1712xy");
+    let fresh = message_id("");
+    assert!(fresh.starts_with("msg_") && fresh.len() == 28, "{fresh}");
+    assert_ne!(fresh, message_id(""));
 }
