@@ -47,9 +47,10 @@ enum Command {
         /// Send simulated traffic for a minute so the dashboard fills.
         #[arg(long)]
         traffic: bool,
-        /// The demo ledger (default: bazaar-demo.sqlite in the current directory).
-        #[arg(long, default_value = "sqlite://bazaar-demo.sqlite")]
-        ledger: String,
+        /// The demo ledger, e.g. `sqlite://demo.sqlite` to keep one across runs
+        /// (default: a fresh SQLite file under the system's temporary directory).
+        #[arg(long)]
+        ledger: Option<String>,
     },
     /// Run a simulated OpenAI-compatible backend (for tests, benches and demos).
     #[command(hide = true)]
@@ -196,7 +197,7 @@ fn main() -> ExitCode {
             ledger,
         } => {
             bazaar::telemetry::logging::init(&log_filter, json_logs);
-            match run_demo(&listen, traffic, &ledger) {
+            match run_demo(&listen, traffic, ledger) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("bazaar demo: {e:#}");
@@ -238,14 +239,29 @@ fn main() -> ExitCode {
 }
 
 #[allow(clippy::print_stdout)]
-fn run_demo(listen: &str, traffic: bool, ledger: &str) -> anyhow::Result<()> {
+fn run_demo(listen: &str, traffic: bool, ledger: Option<String>) -> anyhow::Result<()> {
     use bazaar::demo::run::{self, DEMO_KEY, DEMO_MASTER_KEY};
+    const TRAFFIC_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+    let (ledger, ledger_shown) = match ledger {
+        Some(url) => (url.clone(), url),
+        None => {
+            let (url, file) =
+                run::fresh_ledger().context("cannot create the demo's ledger directory")?;
+            (
+                url,
+                format!(
+                    "{} (fresh for this run; --ledger sqlite://FILE keeps one)",
+                    file.display()
+                ),
+            )
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
         let stop = tokio_util::sync::CancellationToken::new();
-        let toml = run::start_backends(listen, ledger, stop.clone()).await?;
+        let toml = run::start_backends(listen, &ledger, stop.clone()).await?;
         let mut config = Config::from_toml(&toml, &process_env)?;
         config.rebase_paths(std::path::Path::new("."));
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
@@ -254,11 +270,23 @@ fn run_demo(listen: &str, traffic: bool, ledger: &str) -> anyhow::Result<()> {
         bazaar::start_billing(&state, bazaar::billing::system_clock()).await?;
         println!("bazaar demo: simulated backends of three tiers behind http://{addr}/v1");
         println!("  client key: {DEMO_KEY}   dashboard: http://{addr}/dashboard (key {DEMO_MASTER_KEY})");
+        println!("  ledger: {ledger_shown}");
         println!("  try: curl http://{addr}/v1/chat/completions -H 'Authorization: Bearer {DEMO_KEY}' -H 'Content-Type: application/json' -d '{{\"model\":\"auto\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'");
         if traffic {
-            println!("  sending simulated traffic for a minute");
-            state.tasks.spawn(run::traffic(format!("http://{addr}"), std::time::Duration::from_secs(60), 600, state.shutdown.clone()));
+            let ends = chrono::Utc::now() + TRAFFIC_FOR;
+            println!(
+                "  sending simulated traffic until {} UTC (one host is overloaded now and then, so some calls fall back or fail; a trial key runs out of budget)",
+                ends.format("%H:%M:%S")
+            );
+            let (base, shutdown) = (format!("http://{addr}"), state.shutdown.clone());
+            state.tasks.spawn(async move {
+                let sent = run::traffic(base, TRAFFIC_FOR, 600, shutdown.clone()).await;
+                if !shutdown.is_cancelled() {
+                    println!("  simulated traffic done: {sent} calls; the gateway keeps serving");
+                }
+            });
         }
+        println!("  Ctrl-C stops the demo");
         let result = bazaar::serve(state, listener, shutdown_signal()).await;
         stop.cancel();
         result?;

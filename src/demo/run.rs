@@ -1,7 +1,9 @@
 //! `bazaar demo`: the gateway in front of simulated backends of all three tiers —
-//! a frontier model, one open-weight model on two hosts, a local model — priced like the
-//! real ones (from the catalog) with realistic latency and token rates, a demo key, and
-//! an optional traffic generator so the dashboard fills within a minute.
+//! a frontier model and an embedding model, one open-weight model on two hosts (one of
+//! them overloaded now and then, so calls fall back), a local model — priced like the
+//! real ones (from the catalog) with realistic latency and token rates, demo keys (one
+//! with a budget it soon spends, so some calls are refused), and an optional traffic
+//! generator so every view of the dashboard fills within a minute.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,6 +18,10 @@ use super::sim::{self, SimSpec};
 pub const DEMO_KEY: &str = "bzr-demo";
 /// The demo's master key (dashboard: everything).
 pub const DEMO_MASTER_KEY: &str = "bzr-demo-master";
+/// A trial key whose small daily budget the traffic soon spends: its later calls get 402.
+const TRIAL_KEY: &str = "bzr-demo-trial";
+/// The embedding model the demo serves.
+const EMBEDDING_MODEL: &str = "text-embedding-3-small";
 
 /// One simulated backend: provider preset, served models, behaviour.
 struct Backend {
@@ -23,32 +29,38 @@ struct Backend {
     models: &'static [&'static str],
     ttft_ms: u64,
     tokens_per_sec: f64,
+    /// Every n-th chat call is a 503 (0: never), so the router falls back.
+    fail_every: u64,
 }
 
 const BACKENDS: &[Backend] = &[
     Backend {
         provider: "openai",
-        models: &["gpt-4o", "gpt-4o-mini"],
+        models: &["gpt-4o", "gpt-4o-mini", EMBEDDING_MODEL],
         ttft_ms: 450,
         tokens_per_sec: 90.0,
+        fail_every: 0,
     },
     Backend {
         provider: "groq",
         models: &["llama-3.3-70b"],
         ttft_ms: 120,
         tokens_per_sec: 280.0,
+        fail_every: 3,
     },
     Backend {
         provider: "together",
         models: &["llama-3.3-70b"],
         ttft_ms: 300,
         tokens_per_sec: 110.0,
+        fail_every: 0,
     },
     Backend {
         provider: "ollama",
         models: &["qwen3-8b"],
         ttft_ms: 180,
         tokens_per_sec: 45.0,
+        fail_every: 0,
     },
 ];
 
@@ -59,7 +71,7 @@ pub async fn start_backends(
     stop: CancellationToken,
 ) -> std::io::Result<String> {
     let mut toml = format!(
-        "[server]\nlisten = \"{listen}\"\nmaster_key = \"{DEMO_MASTER_KEY}\"\n\n[ledger]\nurl = \"{ledger_url}\"\n\n[[keys]]\nname = \"demo\"\nkey = \"{DEMO_KEY}\"\nteam = \"demo-team\"\n\n[[keys]]\nname = \"demo-batch\"\nkey = \"bzr-demo-batch\"\nteam = \"batch\"\n\n[routes.support]\nmodels = [\"llama-3.3-70b\", \"qwen3-8b\", \"gpt-4o-mini\"]\npolicy = \"cheapest-above-quality\"\nquality_floor = 50\nreference = \"gpt-4o\"\n"
+        "[server]\nlisten = \"{listen}\"\nmaster_key = \"{DEMO_MASTER_KEY}\"\n\n[ledger]\nurl = \"{ledger_url}\"\n\n[[keys]]\nname = \"demo\"\nkey = \"{DEMO_KEY}\"\nteam = \"demo-team\"\n\n[[keys]]\nname = \"demo-batch\"\nkey = \"bzr-demo-batch\"\nteam = \"batch\"\n\n[[keys]]\nname = \"demo-trial\"\nkey = \"{TRIAL_KEY}\"\nteam = \"batch\"\nbudget = \"0.0005/day\"\n\n[routes.support]\nmodels = [\"llama-3.3-70b\", \"qwen3-8b\", \"gpt-4o-mini\"]\npolicy = \"cheapest-above-quality\"\nquality_floor = 50\nreference = \"gpt-4o\"\n"
     );
     for b in BACKENDS {
         let spec = SimSpec {
@@ -67,6 +79,7 @@ pub async fn start_backends(
             tokens_per_sec: b.tokens_per_sec,
             reply: "Routing picks the backend that serves each call best: price, latency and quality, weighed per request, with fallback when a provider fails.".into(),
             require_key: None,
+            fail_every: b.fail_every,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr: SocketAddr = listener.local_addr()?;
@@ -91,13 +104,16 @@ pub async fn start_backends(
 }
 
 /// Sends varied requests through the gateway at `base_url` for about `duration`
-/// (bounded: at most `max_requests`), until `stop`.
+/// (bounded: at most `max_requests`), until `stop`; returns how many it sent. Most are
+/// chat calls on the demo keys; some are embeddings, some use the trial key (whose
+/// budget runs out, so those become 402s), and some go to `llama-3.3-70b` on the
+/// overloaded host only, without fallback (so some fail).
 pub async fn traffic(
     base_url: String,
     duration: Duration,
     max_requests: usize,
     stop: CancellationToken,
-) {
+) -> usize {
     let client = reqwest::Client::new();
     let models = [
         "auto",
@@ -120,23 +136,38 @@ pub async fn traffic(
     let gap = duration
         .checked_div(max_requests.max(1) as u32)
         .unwrap_or(Duration::from_millis(100));
+    let mut sent = 0;
     for i in 0..max_requests {
         if stop.is_cancelled() || started.elapsed() > duration {
-            return;
+            break;
         }
-        let key = if i % 4 == 3 {
-            "bzr-demo-batch"
-        } else {
-            DEMO_KEY
+        let key = match i % 8 {
+            3 => "bzr-demo-batch",
+            5 => TRIAL_KEY,
+            _ => DEMO_KEY,
         };
-        let body = json!({
-            "model": models[i % models.len()],
-            "max_tokens": 40 + (i % 5) * 30,
-            "stream": i % 3 == 0,
-            "messages": [{"role": "user", "content": prompts[i % prompts.len()]}],
-        });
+        let prompt = prompts[i % prompts.len()];
+        let (path, body) = if i % 11 == 7 {
+            (
+                "/v1/embeddings",
+                json!({"model": EMBEDDING_MODEL, "input": [prompt]}),
+            )
+        } else {
+            let mut body = json!({
+                "model": models[i % models.len()],
+                "max_tokens": 40 + (i % 5) * 30,
+                "stream": i % 3 == 0,
+                "messages": [{"role": "user", "content": prompt}],
+            });
+            if i % 13 == 6 {
+                // OpenRouter's provider controls: this host or nothing.
+                body["model"] = json!("llama-3.3-70b");
+                body["provider"] = json!({"only": ["groq"], "allow_fallbacks": false});
+            }
+            ("/v1/chat/completions", body)
+        };
         let request = client
-            .post(format!("{base_url}/v1/chat/completions"))
+            .post(format!("{base_url}{path}"))
             .bearer_auth(key)
             .header("content-type", "application/json")
             .body(body.to_string())
@@ -147,9 +178,21 @@ pub async fn traffic(
                 let _ = resp.bytes().await;
             }
         });
+        sent += 1;
         tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => break,
             _ = tokio::time::sleep(gap) => {}
         }
     }
+    sent
+}
+
+/// The demo's ledger when none is given: a fresh SQLite file in a new directory under the
+/// system's temporary directory, so each run starts empty and nothing is written where
+/// the demo was started.
+pub fn fresh_ledger() -> std::io::Result<(String, std::path::PathBuf)> {
+    let dir = std::env::temp_dir().join(format!("bazaar-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("ledger.sqlite");
+    Ok((format!("sqlite://{}", file.display()), file))
 }

@@ -3,6 +3,7 @@
 //! first token and token rate. `bazaar demo`, the load bench and the SDK suites run
 //! against it; it never calls the network.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ pub struct SimSpec {
     pub reply: String,
     /// When set, requests must carry `Authorization: Bearer <key>` (else 401, as OpenAI answers).
     pub require_key: Option<String>,
+    /// Every n-th chat call is answered 503 (overloaded), as a busy host does; 0: never.
+    pub fail_every: u64,
 }
 
 impl Default for SimSpec {
@@ -35,15 +38,23 @@ impl Default for SimSpec {
             tokens_per_sec: 0.0,
             reply: "Hello! This is a simulated reply from the bazaar test backend.".into(),
             require_key: None,
+            fail_every: 0,
         }
     }
 }
 
 /// An axum router answering the OpenAI API under `/v1`.
 pub fn router(spec: SimSpec) -> Router {
+    let failing = Arc::new(Failing {
+        every: spec.fail_every,
+        calls: AtomicU64::new(0),
+    });
     let spec = Arc::new(spec);
     Router::new()
-        .route("/v1/chat/completions", post(chat))
+        .route(
+            "/v1/chat/completions",
+            post(chat).layer(axum::middleware::from_fn_with_state(failing, fail_some)),
+        )
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
@@ -52,6 +63,25 @@ pub fn router(spec: SimSpec) -> Router {
             check_key,
         ))
         .with_state(spec)
+}
+
+/// Counts chat calls to fail every `every`-th one.
+struct Failing {
+    every: u64,
+    calls: AtomicU64,
+}
+
+async fn fail_some(
+    State(failing): State<Arc<Failing>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let n = failing.calls.fetch_add(1, Ordering::Relaxed) + 1;
+    if failing.every > 0 && n % failing.every == 0 {
+        let body = json!({"error": {"message": "The server is overloaded. Please try again later.", "type": "server_error", "param": null, "code": null}});
+        return (http::StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
+    next.run(req).await
 }
 
 async fn check_key(

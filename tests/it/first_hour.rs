@@ -92,6 +92,11 @@ async fn issue_14_models_lists_routes_marked_as_routes() {
     }
 }
 
+async fn scrape(gw: &TestGateway) -> String {
+    let resp = gw.client.get(gw.url("/metrics")).send().await.unwrap();
+    resp.text().await.unwrap()
+}
+
 /// The metric families the docs list (docs/operations.md's table), so docs and code agree.
 fn documented_families() -> Vec<String> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md");
@@ -132,15 +137,7 @@ fn samples(text: &str) -> Vec<(String, String, f64)> {
 async fn issue_14_every_documented_metric_family_is_exported_at_start() {
     let mock = MockUpstream::start().await;
     let gw = TestGateway::start(&single_provider_config(&mock)).await;
-    let text = gw
-        .client
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(&gw).await;
     let families = documented_families();
     assert!(families.len() >= 17, "{families:?}");
     let scraped = samples(&text);
@@ -214,15 +211,7 @@ async fn issue_14_metrics_label_model_with_the_public_id() {
         .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(mock.received()[0].body["model"], "gpt-4o-mini-2024-07-18");
-    let text = gw
-        .client
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(&gw).await;
     assert!(
         !text.contains("gpt-4o-mini-2024-07-18"),
         "an upstream id is used as a label:\n{text}"
@@ -239,4 +228,54 @@ async fn issue_14_metrics_label_model_with_the_public_id() {
             "{family} has no series for the public id:\n{text}"
         );
     }
+}
+
+#[tokio::test]
+async fn issue_14_demo_serves_embeddings_and_its_traffic_shows_fallbacks_and_errors() {
+    use bazaar::demo::run::{self, DEMO_KEY, DEMO_MASTER_KEY};
+    let stop = tokio_util::sync::CancellationToken::new();
+    let dir = std::env::temp_dir().join(format!("bazaar-it-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ledger = format!("sqlite://{}", dir.join("demo.sqlite").display());
+    let toml = run::start_backends("127.0.0.1:0", &ledger, stop.clone())
+        .await
+        .unwrap();
+    let config = bazaar::config::Config::from_toml(&toml, &|_: &str| None).unwrap();
+    let gw = TestGateway::start_config(config).await;
+
+    let resp = gw
+        .client
+        .post(gw.url("/v1/embeddings"))
+        .bearer_auth(DEMO_KEY)
+        .json(&serde_json::json!({"model": "text-embedding-3-small", "input": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    let sent = run::traffic(
+        gw.url(""),
+        std::time::Duration::from_secs(3),
+        120,
+        stop.clone(),
+    )
+    .await;
+    assert!(sent > 50, "{sent}");
+    crate::billing::wait_rows(&gw, sent as i64 + 1).await;
+    let url = gw.url("/v1/spend?group_by=provider");
+    let resp = gw.client.get(url).bearer_auth(DEMO_MASTER_KEY).send();
+    let spend: serde_json::Value = resp.await.unwrap().json().await.unwrap();
+    let fallbacks: i64 = spend["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["fallbacks"].as_i64().unwrap_or(0))
+        .sum();
+    assert!(fallbacks > 0, "no fallback in the demo's traffic: {spend}");
+    assert!(
+        spend["totals"]["errors"].as_i64().unwrap() > 0,
+        "no error in the demo's traffic: {spend}"
+    );
+    stop.cancel();
+    std::fs::remove_dir_all(&dir).ok();
 }
