@@ -95,6 +95,16 @@ pub async fn start_billing(
         }
     });
     let _ = state.billing.set(billing);
+    // Stored responses live in the ledger's database, in their own table.
+    let (store, store_writer) = server::responses_store::start(
+        &config.url,
+        clock,
+        server::responses_store::DEFAULT_TTL,
+        state.stopped.clone(),
+    )
+    .await?;
+    state.tasks.spawn(store_writer);
+    let _ = state.responses.set(store);
     Ok(())
 }
 

@@ -2,8 +2,10 @@
 //! `ApiError`, the one error type a client ever sees. No I/O here.
 
 pub mod anthropic;
+pub mod chat_view;
 pub mod error;
 pub mod openai;
+pub mod responses;
 pub mod usage;
 
 pub use error::{ApiError, ErrorLabel};

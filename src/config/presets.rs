@@ -38,6 +38,9 @@ pub struct Quirks {
     /// Azure OpenAI: `{base}/openai/deployments/{deployment}/…?api-version=…`, where the
     /// deployment is the upstream model id.
     pub azure_deployments: bool,
+    /// Serves OpenAI's Responses API at `{base}/responses`: `/v1/responses` calls are
+    /// forwarded as the client wrote them (model rewritten) instead of translated to chat.
+    pub serves_responses: bool,
 }
 
 /// One known host.
@@ -94,6 +97,7 @@ const NONE: Quirks = Quirks {
     unsupported: &[],
     reasoning_outside_completion: false,
     azure_deployments: false,
+    serves_responses: false,
 };
 
 /// Every known host.
@@ -107,6 +111,7 @@ pub const PRESETS: &[Preset] = &[
         "OPENAI_API_KEY",
         Quirks {
             unsupported: &["top_k"],
+            serves_responses: true,
             ..NONE
         },
     ),

@@ -2,7 +2,7 @@
 //! the bytes were split. Handles `\n`, `\r\n` and `\r` line ends, multi-line `data`,
 //! comments and `event:` names, per the WHATWG EventSource parsing rules.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// One complete event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -104,6 +104,18 @@ impl SseDecoder {
             _ => {}
         }
     }
+}
+
+/// One SSE frame, `event:` and `data:` lines, as a wire format that names its events
+/// sends it (Anthropic's, Responses'): how native streams are passed through.
+pub fn named_frame(name: &str, data: &str) -> Bytes {
+    let mut frame = BytesMut::with_capacity(data.len() + name.len() + 16);
+    frame.put_slice(b"event: ");
+    frame.put_slice(name.as_bytes());
+    frame.put_slice(b"\ndata: ");
+    frame.put_slice(data.as_bytes());
+    frame.put_slice(b"\n\n");
+    frame.freeze()
 }
 
 /// Decodes a whole transcript at once (tests and fixtures).

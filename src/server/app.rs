@@ -13,7 +13,7 @@ use http::HeaderValue;
 use tracing::Instrument;
 
 use super::state::AppState;
-use super::{admin, chat, embeddings, health, messages, models, spend, RequestId};
+use super::{admin, chat, embeddings, health, messages, models, responses, spend, RequestId};
 use crate::api::error::LoggedError;
 use crate::api::ApiError;
 
@@ -22,6 +22,11 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat::completions))
         .route("/v1/messages", post(messages::create))
+        .route("/v1/responses", post(responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::get).delete(responses::delete),
+        )
         .route("/v1/completions", post(embeddings::completions))
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/models", get(models::list))

@@ -19,7 +19,7 @@ use super::relay::Framer;
 use super::state::AppState;
 use super::RequestId;
 use crate::api::anthropic::stream::EventWriter;
-use crate::api::anthropic::{error_body, reply, MessagesRequest};
+use crate::api::anthropic::{error_body, reply, MessagesRequest, NativeOnly};
 use crate::api::ApiError;
 use crate::billing::meter::TextShape;
 use crate::providers::{Attempt, Chunk, Provider, Reply, StreamReply, UpstreamError};
@@ -72,14 +72,20 @@ struct MessagesShape<'r> {
 impl MessagesShape<'_> {
     /// Refuses a non-Anthropic backend when the request holds what only Anthropic takes.
     fn translatable(&self, provider: &Provider) -> Result<(), UpstreamError> {
-        match &self.req.native_only {
-            Some(only) => Err(UpstreamError::unsupported(
-                provider.id(),
-                only.field.clone(),
-                only.detail.clone(),
-            )),
-            None => Ok(()),
-        }
+        translatable(self.req.native_only.as_ref(), provider)
+    }
+}
+
+/// Refuses a translated call to `provider` when the request holds a field (`only`) that
+/// only its own wire format's backends take.
+pub fn translatable(only: Option<&NativeOnly>, provider: &Provider) -> Result<(), UpstreamError> {
+    match only {
+        Some(only) => Err(UpstreamError::unsupported(
+            provider.id(),
+            only.field.clone(),
+            only.detail.clone(),
+        )),
+        None => Ok(()),
     }
 }
 

@@ -13,6 +13,8 @@ pub mod meter;
 pub mod models;
 pub mod relay;
 pub mod respond;
+pub mod responses;
+pub mod responses_store;
 pub mod spend;
 pub mod state;
 

@@ -65,6 +65,8 @@ pub struct AppState {
     pub keys: crate::billing::keys::KeyStore,
     /// Redis for limits and budgets shared across replicas, when configured.
     pub shared: std::sync::OnceLock<crate::billing::shared::SharedState>,
+    /// Stored responses (`previous_response_id`), beside the ledger once it is connected.
+    pub responses: std::sync::OnceLock<Arc<super::responses_store::ResponseStore>>,
     reloads_applied: AtomicU64,
     reloads_rejected: AtomicU64,
 }
@@ -85,6 +87,7 @@ impl AppState {
             limits: Default::default(),
             keys: Default::default(),
             shared: std::sync::OnceLock::new(),
+            responses: std::sync::OnceLock::new(),
             reloads_applied: AtomicU64::new(0),
             reloads_rejected: AtomicU64::new(0),
         })

@@ -26,4 +26,5 @@ mod messages;
 mod metering;
 mod reload;
 mod replicas;
+mod responses;
 mod routing;

@@ -4,71 +4,12 @@
 
 use std::borrow::Cow;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::api::chat_view::{text_of, ReplyIn};
 use crate::api::usage::AnthropicUsage;
 use crate::api::Usage;
-
-#[derive(Deserialize)]
-struct ReplyIn<'a> {
-    #[serde(borrow, default)]
-    id: Cow<'a, str>,
-    #[serde(borrow, default)]
-    model: Cow<'a, str>,
-    #[serde(borrow, default)]
-    choices: Vec<ChoiceIn<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ChoiceIn<'a> {
-    #[serde(borrow, default)]
-    message: Option<MessageIn<'a>>,
-    #[serde(borrow, default)]
-    finish_reason: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct MessageIn<'a> {
-    #[serde(borrow, default)]
-    content: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    refusal: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    reasoning_content: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    tool_calls: Vec<ToolCallIn<'a>>,
-    #[serde(borrow, default)]
-    thinking_blocks: Vec<ThinkingIn<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ToolCallIn<'a> {
-    #[serde(borrow, default)]
-    id: Cow<'a, str>,
-    #[serde(borrow)]
-    function: FunctionIn<'a>,
-}
-
-#[derive(Deserialize)]
-struct FunctionIn<'a> {
-    #[serde(borrow, default)]
-    name: Cow<'a, str>,
-    #[serde(borrow, default)]
-    arguments: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-struct ThinkingIn<'a> {
-    #[serde(borrow, rename = "type", default)]
-    kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    thinking: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    signature: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    data: Option<&'a RawValue>,
-}
 
 /// A content block of a Messages reply.
 #[derive(Serialize)]
@@ -111,26 +52,6 @@ pub fn stop_reason(finish: &str) -> &'static str {
         "tool_calls" | "function_call" => "tool_use",
         "content_filter" => "refusal",
         _ => "end_turn",
-    }
-}
-
-fn text_of(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
-    let raw = raw?;
-    match raw.get().as_bytes().first() {
-        Some(b'"') => serde_json::from_str::<String>(raw.get())
-            .ok()
-            .map(Cow::Owned),
-        // An array of text parts: join their text.
-        Some(b'[') => {
-            #[derive(Deserialize)]
-            struct Part {
-                #[serde(default)]
-                text: String,
-            }
-            let parts: Vec<Part> = serde_json::from_str(raw.get()).ok()?;
-            Some(Cow::Owned(parts.into_iter().map(|p| p.text).collect()))
-        }
-        _ => None,
     }
 }
 

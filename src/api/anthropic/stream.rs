@@ -3,83 +3,12 @@
 //! tool call, in the order they arrive), then `message_delta` with the stop reason and
 //! usage, and `message_stop`. A small state machine; it writes SSE frames, nothing else.
 
-use std::borrow::Cow;
-
 use bytes::{BufMut, BytesMut};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::reply::stop_reason;
+use crate::api::chat_view::ChunkIn;
 use crate::api::Usage;
-
-/// An optional string borrowed from the input when it has no escapes (serde borrows a
-/// bare `Cow<str>` field, but not one inside an `Option`).
-fn opt_cow<'de: 'a, 'a, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Cow<'a, str>>, D::Error> {
-    #[derive(Deserialize)]
-    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
-    Option::<Borrowed<'a>>::deserialize(d).map(|o| o.map(|b| b.0))
-}
-
-#[derive(Deserialize)]
-struct ChunkIn<'a> {
-    #[serde(borrow, default, deserialize_with = "opt_cow")]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "opt_cow")]
-    model: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    choices: Vec<ChoiceIn<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ChoiceIn<'a> {
-    #[serde(default)]
-    index: u32,
-    #[serde(borrow, default)]
-    delta: Option<DeltaIn<'a>>,
-    #[serde(borrow, default, deserialize_with = "opt_cow")]
-    finish_reason: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct DeltaIn<'a> {
-    #[serde(borrow, default, deserialize_with = "opt_cow")]
-    content: Option<Cow<'a, str>>,
-    #[serde(borrow, default, alias = "reasoning", deserialize_with = "opt_cow")]
-    reasoning_content: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    tool_calls: Vec<ToolDeltaIn<'a>>,
-    #[serde(borrow, default)]
-    thinking_blocks: Vec<ThinkingDeltaIn<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ToolDeltaIn<'a> {
-    #[serde(default)]
-    index: u32,
-    #[serde(borrow, default, deserialize_with = "opt_cow")]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    function: Option<FunctionDeltaIn<'a>>,
-}
-
-#[derive(Deserialize)]
-struct FunctionDeltaIn<'a> {
-    #[serde(borrow, default, deserialize_with = "opt_cow")]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "opt_cow")]
-    arguments: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct ThinkingDeltaIn<'a> {
-    #[serde(borrow, rename = "type", default)]
-    kind: Cow<'a, str>,
-    #[serde(borrow, default, deserialize_with = "opt_cow")]
-    signature: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "opt_cow")]
-    data: Option<Cow<'a, str>>,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Open {

@@ -4,7 +4,6 @@
 
 use std::borrow::Cow;
 
-use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 
 use super::response::{stream_error, ErrorBody};
@@ -95,15 +94,9 @@ impl StreamTranslator for NativeStream {
         } else {
             event.event.as_str()
         };
-        let mut frame = BytesMut::with_capacity(event.data.len() + name.len() + 16);
-        frame.put_slice(b"event: ");
-        frame.put_slice(name.as_bytes());
-        frame.put_slice(b"\ndata: ");
-        frame.put_slice(event.data.as_bytes());
-        frame.put_slice(b"\n\n");
         let last = peek.kind == "message_stop";
         out.push(Chunk {
-            data: Bytes::from(frame),
+            data: crate::providers::sse::named_frame(name, &event.data),
             usage,
             usage_only: false,
         });

@@ -3,6 +3,8 @@
 //! set to the upstream id, `stream_options.include_usage` asked for, gateway fields
 //! dropped, a preset's quirks applied. Replies and chunks are forwarded as the upstream's bytes.
 
+pub mod responses;
+
 use bytes::Bytes;
 use http::header::HeaderMap;
 use serde::Deserialize;
@@ -33,6 +35,7 @@ pub struct OpenAiAdapter {
     chat_url: reqwest::Url,
     completions_url: reqwest::Url,
     embeddings_url: reqwest::Url,
+    responses_url: reqwest::Url,
 }
 
 impl OpenAiAdapter {
@@ -47,6 +50,7 @@ impl OpenAiAdapter {
             chat_url: url("/chat/completions")?,
             completions_url: url("/completions")?,
             embeddings_url: url("/embeddings")?,
+            responses_url: url("/responses")?,
             config,
             client,
             headers,
@@ -67,6 +71,7 @@ impl OpenAiAdapter {
                 return Ok(match path {
                     "/chat/completions" => self.chat_url.clone(),
                     "/completions" => self.completions_url.clone(),
+                    "/responses" => self.responses_url.clone(),
                     _ => self.embeddings_url.clone(),
                 })
             }
@@ -120,6 +125,40 @@ impl OpenAiAdapter {
         };
         Ok(StreamReply {
             chunks: event_stream(&self.config, response, at.deadline, translator),
+            meta,
+        })
+    }
+
+    /// Whether this host serves OpenAI's Responses API (its preset says so).
+    pub fn serves_responses(&self) -> bool {
+        self.config.quirks.serves_responses
+    }
+
+    /// `POST /responses` with a body the Responses front end wrote (model already set);
+    /// the reply is the upstream's response object, read for its usage.
+    pub async fn responses(&self, body: Vec<u8>, at: Attempt<'_>) -> Result<Reply, UpstreamError> {
+        let (response, meta) = self.send("/responses", body, at).await?;
+        let body = read_body(&self.config, response, at).await?;
+        let usage = crate::api::responses::reply::read_native(&body)
+            .map_err(|detail| UpstreamError::protocol(&self.config.id, detail))?
+            .usage;
+        Ok(Reply { body, usage, meta })
+    }
+
+    /// A streamed `POST /responses`: the upstream's events, passed through.
+    pub async fn responses_stream(
+        &self,
+        body: Vec<u8>,
+        at: Attempt<'_>,
+    ) -> Result<StreamReply, UpstreamError> {
+        let (response, meta) = self.send("/responses", body, at).await?;
+        Ok(StreamReply {
+            chunks: event_stream(
+                &self.config,
+                response,
+                at.deadline,
+                responses::ResponsesStream::new(&self.config.id),
+            ),
             meta,
         })
     }

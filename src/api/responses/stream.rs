@@ -1,0 +1,575 @@
+//! OpenAI `chat.completion.chunk`s → Responses stream events: `response.created` and
+//! `response.in_progress`, then per output item (reasoning, message, each function call,
+//! in the order they arrive) `response.output_item.added`, its part and delta events and
+//! their `…done` events, then `response.completed` (or `response.incomplete`) with the
+//! whole response and its usage; a failure is `response.failed`. A small state machine;
+//! it writes SSE frames, nothing else.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+use serde::Serialize;
+
+use super::reply::{
+    join_arrays, FailedWith, Finished, OutputContent, OutputItem, ResponseOut, Status, SummaryText,
+};
+use super::{new_id, Echo};
+use crate::api::chat_view::{ChunkIn, ToolDeltaIn};
+use crate::api::Usage;
+
+/// The item being streamed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Open {
+    None,
+    Reasoning,
+    Text,
+    /// A function call for this chat tool-call index.
+    Tool(u32),
+}
+
+// The frequent events, written from borrowed structs.
+#[derive(Serialize)]
+struct TextDelta<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    sequence_number: u64,
+    item_id: &'a str,
+    output_index: usize,
+    content_index: u32,
+    delta: &'a str,
+    logprobs: [(); 0],
+}
+
+#[derive(Serialize)]
+struct ItemDelta<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    sequence_number: u64,
+    item_id: &'a str,
+    output_index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary_index: Option<u32>,
+    delta: &'a str,
+}
+
+#[derive(Serialize)]
+struct ItemEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    sequence_number: u64,
+    output_index: usize,
+    item: &'a OutputItem,
+}
+
+#[derive(Serialize)]
+struct ResponseEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    sequence_number: u64,
+    response: ResponseOut<'a>,
+}
+
+/// Writes one Responses stream from a run of chat chunks.
+#[derive(Debug)]
+pub struct StreamWriter {
+    id: String,
+    created_at: u64,
+    model: String,
+    echo: Arc<Echo>,
+    seq: u64,
+    started: bool,
+    open: Open,
+    output: Vec<OutputItem>,
+    /// Chat tool-call index → output index of its item.
+    tools: Vec<(u32, usize)>,
+    finish: Option<Status>,
+    usage: Option<Usage>,
+    done: bool,
+    finished: Option<Finished>,
+    items: Option<Arc<str>>,
+}
+
+fn frame(out: &mut BytesMut, kind: &str, data: &impl Serialize) {
+    out.put_slice(b"event: ");
+    out.put_slice(kind.as_bytes());
+    out.put_slice(b"\ndata: ");
+    // Serialising these shapes into memory cannot fail.
+    let _ = serde_json::to_writer((&mut *out).writer(), data);
+    out.put_slice(b"\n\n");
+}
+
+impl StreamWriter {
+    /// A writer for response `id`, naming `model` until a chunk names the upstream's.
+    /// With `items` (the conversation so far), the finished response is kept for storing.
+    pub fn new(id: String, model: &str, echo: Arc<Echo>, items: Option<Arc<str>>) -> StreamWriter {
+        StreamWriter {
+            id,
+            created_at: super::reply::unix_now(),
+            model: model.to_string(),
+            echo,
+            seq: 0,
+            started: false,
+            open: Open::None,
+            output: Vec::new(),
+            tools: Vec::new(),
+            finish: None,
+            usage: None,
+            done: false,
+            finished: None,
+            items,
+        }
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        let s = self.seq;
+        self.seq += 1;
+        s
+    }
+
+    fn response_event(
+        &mut self,
+        out: &mut BytesMut,
+        kind: &'static str,
+        status: Status,
+        error: Option<&FailedWith>,
+    ) {
+        let seq = self.next_seq();
+        let usage = if matches!(status, Status::InProgress) {
+            None
+        } else {
+            self.usage
+        };
+        let response = ResponseOut::new(
+            &self.id,
+            self.created_at,
+            &self.model,
+            &self.echo,
+            status,
+            &self.output,
+            usage,
+            error,
+        );
+        frame(
+            out,
+            kind,
+            &ResponseEvent {
+                kind,
+                sequence_number: seq,
+                response,
+            },
+        );
+    }
+
+    fn start(&mut self, out: &mut BytesMut) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        self.response_event(out, "response.created", Status::InProgress, None);
+        self.response_event(out, "response.in_progress", Status::InProgress, None);
+    }
+
+    fn item_event(&mut self, out: &mut BytesMut, kind: &'static str, index: usize) {
+        let seq = self.next_seq();
+        if let Some(item) = self.output.get(index) {
+            frame(
+                out,
+                kind,
+                &ItemEvent {
+                    kind,
+                    sequence_number: seq,
+                    output_index: index,
+                    item,
+                },
+            );
+        }
+    }
+
+    fn item_id(&self, index: usize) -> &str {
+        match self.output.get(index) {
+            Some(
+                OutputItem::Reasoning { id, .. }
+                | OutputItem::Message { id, .. }
+                | OutputItem::FunctionCall { id, .. },
+            ) => id,
+            None => "",
+        }
+    }
+
+    /// Closes the open item with its `…done` events.
+    fn close(&mut self, out: &mut BytesMut) {
+        let index = self.output.len().saturating_sub(1);
+        match std::mem::replace(&mut self.open, Open::None) {
+            Open::None => return,
+            Open::Reasoning => {
+                let (s1, s2) = (self.next_seq(), self.next_seq());
+                let id = self.item_id(index).to_string();
+                if let Some(OutputItem::Reasoning { summary, .. }) = self.output.get(index) {
+                    let text = summary.first().map(|s| s.text.as_str()).unwrap_or("");
+                    frame(
+                        out,
+                        "response.reasoning_summary_text.done",
+                        &serde_json::json!({
+                        "type": "response.reasoning_summary_text.done", "sequence_number": s1,
+                        "item_id": id, "output_index": index, "summary_index": 0, "text": text}),
+                    );
+                    frame(
+                        out,
+                        "response.reasoning_summary_part.done",
+                        &serde_json::json!({
+                        "type": "response.reasoning_summary_part.done", "sequence_number": s2,
+                        "item_id": id, "output_index": index, "summary_index": 0,
+                        "part": {"type": "summary_text", "text": text}}),
+                    );
+                }
+            }
+            Open::Text => {
+                let id = self.item_id(index).to_string();
+                let content = match self.output.get_mut(index) {
+                    Some(OutputItem::Message {
+                        status, content, ..
+                    }) => {
+                        *status = "completed";
+                        content.clone()
+                    }
+                    _ => Vec::new(),
+                };
+                for (ci, part) in content.iter().enumerate() {
+                    let seq = self.next_seq();
+                    match part {
+                        OutputContent::OutputText { text, .. } => frame(
+                            out,
+                            "response.output_text.done",
+                            &serde_json::json!({
+                            "type": "response.output_text.done", "sequence_number": seq,
+                            "item_id": id, "output_index": index, "content_index": ci,
+                            "text": text, "logprobs": []}),
+                        ),
+                        OutputContent::Refusal { refusal } => frame(
+                            out,
+                            "response.refusal.done",
+                            &serde_json::json!({
+                            "type": "response.refusal.done", "sequence_number": seq,
+                            "item_id": id, "output_index": index, "content_index": ci,
+                            "refusal": refusal}),
+                        ),
+                    }
+                    let seq = self.next_seq();
+                    frame(
+                        out,
+                        "response.content_part.done",
+                        &serde_json::json!({
+                        "type": "response.content_part.done", "sequence_number": seq,
+                        "item_id": id, "output_index": index, "content_index": ci, "part": part}),
+                    );
+                }
+            }
+            Open::Tool(_) => {
+                let s1 = self.next_seq();
+                if let Some(OutputItem::FunctionCall {
+                    id,
+                    name,
+                    arguments,
+                    status,
+                    ..
+                }) = self.output.get_mut(index)
+                {
+                    *status = "completed";
+                    frame(
+                        out,
+                        "response.function_call_arguments.done",
+                        &serde_json::json!({
+                        "type": "response.function_call_arguments.done", "sequence_number": s1,
+                        "item_id": id, "output_index": index, "name": name, "arguments": arguments}),
+                    );
+                }
+            }
+        }
+        self.item_event(out, "response.output_item.done", index);
+    }
+
+    fn open_item(&mut self, out: &mut BytesMut, open: Open, item: OutputItem) -> usize {
+        self.close(out);
+        self.output.push(item);
+        self.open = open;
+        let index = self.output.len() - 1;
+        self.item_event(out, "response.output_item.added", index);
+        index
+    }
+
+    fn reasoning(&mut self, out: &mut BytesMut, delta: &str) {
+        if self.open != Open::Reasoning {
+            let index = self.open_item(
+                out,
+                Open::Reasoning,
+                OutputItem::Reasoning {
+                    id: new_id("rs"),
+                    summary: Vec::new(),
+                },
+            );
+            let seq = self.next_seq();
+            frame(
+                out,
+                "response.reasoning_summary_part.added",
+                &serde_json::json!({
+                "type": "response.reasoning_summary_part.added", "sequence_number": seq,
+                "item_id": self.item_id(index), "output_index": index, "summary_index": 0,
+                "part": {"type": "summary_text", "text": ""}}),
+            );
+            if let Some(OutputItem::Reasoning { summary, .. }) = self.output.get_mut(index) {
+                summary.push(SummaryText {
+                    kind: "summary_text",
+                    text: String::new(),
+                });
+            }
+        }
+        let index = self.output.len() - 1;
+        let seq = self.next_seq();
+        if let Some(OutputItem::Reasoning { id, summary }) = self.output.get_mut(index) {
+            if let Some(s) = summary.first_mut() {
+                s.text.push_str(delta);
+            }
+            frame(
+                out,
+                "response.reasoning_summary_text.delta",
+                &ItemDelta {
+                    kind: "response.reasoning_summary_text.delta",
+                    sequence_number: seq,
+                    item_id: id,
+                    output_index: index,
+                    summary_index: Some(0),
+                    delta,
+                },
+            );
+        }
+    }
+
+    fn text(&mut self, out: &mut BytesMut, delta: &str, refusal: bool) {
+        if self.open != Open::Text {
+            let index = self.open_item(
+                out,
+                Open::Text,
+                OutputItem::Message {
+                    id: new_id("msg"),
+                    status: "in_progress",
+                    role: "assistant",
+                    content: Vec::new(),
+                },
+            );
+            let _ = index;
+        }
+        let index = self.output.len() - 1;
+        let Some(OutputItem::Message { content, .. }) = self.output.get_mut(index) else {
+            return;
+        };
+        let wanted_refusal = refusal;
+        let needs_part = match content.last() {
+            Some(OutputContent::Refusal { .. }) => !wanted_refusal,
+            Some(OutputContent::OutputText { .. }) => wanted_refusal,
+            None => true,
+        };
+        if needs_part {
+            content.push(if refusal {
+                OutputContent::Refusal {
+                    refusal: String::new(),
+                }
+            } else {
+                OutputContent::text(String::new())
+            });
+            let ci = content.len() - 1;
+            let part = content[ci].clone();
+            let seq = self.next_seq();
+            frame(
+                out,
+                "response.content_part.added",
+                &serde_json::json!({
+                "type": "response.content_part.added", "sequence_number": seq,
+                "item_id": self.item_id(index), "output_index": index, "content_index": ci, "part": part}),
+            );
+        }
+        let seq = self.next_seq();
+        let Some(OutputItem::Message { id, content, .. }) = self.output.get_mut(index) else {
+            return;
+        };
+        let ci = content.len() - 1;
+        match content.last_mut() {
+            Some(OutputContent::OutputText { text, .. }) => {
+                text.push_str(delta);
+                frame(
+                    out,
+                    "response.output_text.delta",
+                    &TextDelta {
+                        kind: "response.output_text.delta",
+                        sequence_number: seq,
+                        item_id: id,
+                        output_index: index,
+                        content_index: ci as u32,
+                        delta,
+                        logprobs: [],
+                    },
+                );
+            }
+            Some(OutputContent::Refusal { refusal }) => {
+                refusal.push_str(delta);
+                frame(
+                    out,
+                    "response.refusal.delta",
+                    &serde_json::json!({
+                    "type": "response.refusal.delta", "sequence_number": seq, "item_id": id,
+                    "output_index": index, "content_index": ci, "delta": delta}),
+                );
+            }
+            None => {}
+        }
+    }
+
+    fn tool(&mut self, out: &mut BytesMut, t: &ToolDeltaIn<'_>) {
+        let function = t.function.as_ref();
+        let args = function.and_then(|f| f.arguments.as_deref()).unwrap_or("");
+        let index = match self.tools.iter().find(|(i, _)| *i == t.index) {
+            Some((_, at)) => *at,
+            None => {
+                let item = OutputItem::FunctionCall {
+                    id: new_id("fc"),
+                    call_id: t
+                        .id
+                        .as_deref()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| new_id("call")),
+                    name: function
+                        .and_then(|f| f.name.as_deref())
+                        .unwrap_or_default()
+                        .to_string(),
+                    arguments: String::new(),
+                    status: "in_progress",
+                };
+                let at = self.open_item(out, Open::Tool(t.index), item);
+                self.tools.push((t.index, at));
+                at
+            }
+        };
+        if args.is_empty() {
+            return;
+        }
+        let live = self.open == Open::Tool(t.index);
+        let seq = if live { self.next_seq() } else { 0 };
+        if let Some(OutputItem::FunctionCall { id, arguments, .. }) = self.output.get_mut(index) {
+            arguments.push_str(args);
+            // Arguments for a call already closed (interleaved calls) join its item only.
+            if live {
+                frame(
+                    out,
+                    "response.function_call_arguments.delta",
+                    &ItemDelta {
+                        kind: "response.function_call_arguments.delta",
+                        sequence_number: seq,
+                        item_id: id,
+                        output_index: index,
+                        summary_index: None,
+                        delta: args,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Translates one chat chunk (the JSON after `data: `), with the usage it carries.
+    pub fn chunk(
+        &mut self,
+        data: &[u8],
+        usage: Option<Usage>,
+        out: &mut BytesMut,
+    ) -> Result<(), String> {
+        if self.done {
+            return Ok(());
+        }
+        let chunk: ChunkIn =
+            serde_json::from_slice(data).map_err(|e| format!("a chunk is not JSON ({e})"))?;
+        if let Some(model) = chunk.model.filter(|m| !m.is_empty()) {
+            if !self.started {
+                self.model = model.into_owned();
+            }
+        }
+        self.start(out);
+        if usage.is_some() {
+            self.usage = usage;
+        }
+        for choice in chunk.choices.iter().filter(|c| c.index == 0) {
+            if let Some(delta) = &choice.delta {
+                if let Some(r) = delta.reasoning_content.as_deref().filter(|s| !s.is_empty()) {
+                    self.reasoning(out, r);
+                }
+                if let Some(c) = delta.content.as_deref().filter(|s| !s.is_empty()) {
+                    self.text(out, c, false);
+                }
+                if let Some(c) = delta.refusal.as_deref().filter(|s| !s.is_empty()) {
+                    self.text(out, c, true);
+                }
+                for t in &delta.tool_calls {
+                    self.tool(out, t);
+                }
+            }
+            if let Some(f) = &choice.finish_reason {
+                self.finish = Some(Status::from_finish(Some(f)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes a complete stream: the open item's `…done` events, then
+    /// `response.completed` (or `response.incomplete`) with the whole response.
+    pub fn finish(&mut self, out: &mut BytesMut) {
+        if self.done {
+            return;
+        }
+        self.start(out);
+        self.close(out);
+        let status = self.finish.unwrap_or(Status::Completed);
+        let kind = match status {
+            Status::Incomplete(_) => "response.incomplete",
+            _ => "response.completed",
+        };
+        self.response_event(out, kind, status, None);
+        self.done = true;
+        if let Some(items) = self.items.take() {
+            let output = serde_json::to_string(&self.output).unwrap_or_else(|_| "[]".into());
+            let response = ResponseOut::new(
+                &self.id,
+                self.created_at,
+                &self.model,
+                &self.echo,
+                status,
+                &self.output,
+                self.usage,
+                None,
+            );
+            self.finished = Some(Finished {
+                id: self.id.clone(),
+                response: serde_json::to_vec(&response).unwrap_or_default(),
+                items: join_arrays(&items, &output),
+            });
+        }
+    }
+
+    /// Ends the stream with `response.failed` carrying `message`.
+    pub fn fail(&mut self, message: &str, out: &mut BytesMut) {
+        if self.done {
+            return;
+        }
+        self.start(out);
+        let error = FailedWith {
+            code: "server_error",
+            message: message.to_string(),
+        };
+        self.response_event(out, "response.failed", Status::Failed, Some(&error));
+        self.done = true;
+    }
+
+    /// The finished response and its conversation, once, for storing.
+    pub fn take_finished(&mut self) -> Option<Finished> {
+        self.finished.take()
+    }
+}
+
+#[cfg(test)]
+mod tests;

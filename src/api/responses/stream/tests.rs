@@ -1,0 +1,163 @@
+use super::*;
+
+fn echo() -> Arc<Echo> {
+    let req =
+        super::super::ResponsesRequest::parse(br#"{"model":"m","input":"hi"}"#, None).unwrap();
+    req.echo
+}
+
+/// The events of a transcript: (event name, data).
+fn events(out: &BytesMut) -> Vec<(String, serde_json::Value)> {
+    let text = std::str::from_utf8(out).unwrap();
+    text.split("\n\n")
+        .filter(|f| !f.is_empty())
+        .map(|f| {
+            let (event, data) = f.split_once('\n').unwrap();
+            let name = event.strip_prefix("event: ").unwrap().to_string();
+            let data: serde_json::Value =
+                serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
+            assert_eq!(data["type"], name.as_str());
+            (name, data)
+        })
+        .collect()
+}
+
+fn run(chunks: &[&str], usage: Option<Usage>) -> (Vec<(String, serde_json::Value)>, StreamWriter) {
+    let mut w = StreamWriter::new(
+        "resp_1".into(),
+        "m",
+        echo(),
+        Some("[{\"role\":\"user\",\"content\":\"hi\"}]".into()),
+    );
+    let mut out = BytesMut::new();
+    for (i, c) in chunks.iter().enumerate() {
+        let u = if i + 1 == chunks.len() { usage } else { None };
+        w.chunk(c.as_bytes(), u, &mut out).unwrap();
+    }
+    w.finish(&mut out);
+    (events(&out), w)
+}
+
+#[test]
+fn text_stream_has_the_documented_sequence() {
+    let (ev, mut w) = run(
+        &[
+            r#"{"id":"c","model":"up","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hel"}}]}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":"stop"}]}"#,
+            r#"{"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#,
+        ],
+        Some(Usage {
+            input: 3,
+            output: 2,
+            ..Usage::default()
+        }),
+    );
+    let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+    );
+    for (i, (_, data)) in ev.iter().enumerate() {
+        assert_eq!(data["sequence_number"], i as u64);
+    }
+    assert_eq!(ev[0].1["response"]["model"], "up");
+    assert_eq!(ev[0].1["response"]["status"], "in_progress");
+    assert_eq!(ev[6].1["text"], "Hello");
+    let done = &ev[9].1["response"];
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["output"][0]["content"][0]["text"], "Hello");
+    assert_eq!(done["usage"]["input_tokens"], 3);
+    assert_eq!(done["usage"]["total_tokens"], 5);
+    let finished = w.take_finished().unwrap();
+    let items: serde_json::Value = serde_json::from_str(&finished.items).unwrap();
+    assert_eq!(items.as_array().unwrap().len(), 2);
+    assert_eq!(items[1]["type"], "message");
+}
+
+#[test]
+fn tool_calls_and_reasoning_become_items() {
+    let (ev, _) = run(
+        &[
+            r#"{"choices":[{"index":0,"delta":{"reasoning_content":"plan"}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":""}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"a\":"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"1}"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_2","function":{"name":"g","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#,
+        ],
+        None,
+    );
+    let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.reasoning_summary_part.added",
+            "response.reasoning_summary_text.delta",
+            "response.reasoning_summary_text.done",
+            "response.reasoning_summary_part.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+    );
+    assert_eq!(ev[11].1["arguments"], "{\"a\":1}");
+    assert_eq!(ev[11].1["name"], "f");
+    let out = &ev[17].1["response"]["output"];
+    assert_eq!(out[1]["type"], "function_call");
+    assert_eq!(out[1]["call_id"], "call_1");
+    assert_eq!(out[1]["status"], "completed");
+    assert_eq!(out[2]["call_id"], "call_2");
+}
+
+#[test]
+fn length_is_incomplete_and_a_failure_is_response_failed() {
+    let (ev, _) = run(
+        &[r#"{"choices":[{"index":0,"delta":{"content":"x"},"finish_reason":"length"}]}"#],
+        None,
+    );
+    let last = &ev.last().unwrap().1;
+    assert_eq!(last["type"], "response.incomplete");
+    assert_eq!(
+        last["response"]["incomplete_details"]["reason"],
+        "max_output_tokens"
+    );
+
+    let mut w = StreamWriter::new("resp_2".into(), "m", echo(), None);
+    let mut out = BytesMut::new();
+    w.chunk(
+        br#"{"choices":[{"index":0,"delta":{"content":"x"}}]}"#,
+        None,
+        &mut out,
+    )
+    .unwrap();
+    w.fail("provider `p` sent a malformed reply", &mut out);
+    w.finish(&mut out);
+    let ev = events(&out);
+    let last = &ev.last().unwrap().1;
+    assert_eq!(last["type"], "response.failed");
+    assert_eq!(last["response"]["status"], "failed");
+    assert_eq!(last["response"]["error"]["code"], "server_error");
+    assert!(w.take_finished().is_none());
+}

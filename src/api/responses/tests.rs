@@ -1,0 +1,213 @@
+use super::*;
+use proptest::prelude::*;
+
+fn chat_json(req: &ResponsesRequest) -> serde_json::Value {
+    let mut out = Vec::new();
+    req.chat.fields.write_with(&mut out, &req.chat.model, &[]);
+    serde_json::from_slice(&out).unwrap()
+}
+
+fn chat_of(body: &str) -> serde_json::Value {
+    chat_json(&ResponsesRequest::parse(body.as_bytes(), None).unwrap())
+}
+
+fn param_of(body: &str) -> String {
+    match ResponsesRequest::parse(body.as_bytes(), None) {
+        Err(ApiError::InvalidRequest { param: Some(p), .. }) => p,
+        other => panic!("{body}: {other:?}"),
+    }
+}
+
+#[test]
+fn string_input_and_instructions_become_messages() {
+    let chat = chat_of(
+        r#"{"model":"m","input":"hi","instructions":"be brief","max_output_tokens":50,"temperature":0.3,"top_p":0.9,"metadata":{"k":"v"},"store":false}"#,
+    );
+    assert_eq!(
+        chat,
+        serde_json::json!({"model":"m","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi"}],
+            "max_completion_tokens":50,"temperature":0.3,"top_p":0.9})
+    );
+}
+
+#[test]
+fn items_become_a_tool_loop() {
+    let body = r#"{"model":"m","input":[
+        {"role":"developer","content":"rules"},
+        {"type":"message","role":"user","content":[{"type":"input_text","text":"look"},{"type":"input_image","image_url":"data:image/png;base64,AA","detail":"low"}]},
+        {"type":"reasoning","id":"rs_1","summary":[]},
+        {"type":"message","role":"assistant","id":"msg_1","status":"completed","content":[{"type":"output_text","text":"Checking.","annotations":[]}]},
+        {"type":"function_call","call_id":"call_1","name":"f","arguments":"{\"a\":1}"},
+        {"type":"function_call","call_id":"call_2","name":"g","arguments":"{}"},
+        {"type":"function_call_output","call_id":"call_1","output":"one"},
+        {"type":"function_call_output","call_id":"call_2","output":[{"type":"input_text","text":"two"}]}
+    ],
+    "tools":[{"type":"function","name":"f","description":"F","parameters":{"type":"object"},"strict":true}],
+    "tool_choice":{"type":"function","name":"f"},"parallel_tool_calls":false,
+    "text":{"format":{"type":"json_schema","name":"out","schema":{"type":"object"},"strict":true}},
+    "reasoning":{"effort":"low","summary":"auto"},"stream":true}"#;
+    let req = ResponsesRequest::parse(body.as_bytes(), None).unwrap();
+    assert!(req.stream && req.store && req.native_only.is_none());
+    assert!(
+        req.chat.needs.tools
+            && req.chat.needs.vision
+            && req.chat.needs.json_schema
+            && req.chat.needs.reasoning
+    );
+    let chat = chat_of(body);
+    assert_eq!(
+        chat["messages"],
+        serde_json::json!([
+            {"role":"system","content":"rules"},
+            {"role":"user","content":[{"type":"text","text":"look"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AA","detail":"low"}}]},
+            {"role":"assistant","content":"Checking.","tool_calls":[
+                {"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}},
+                {"id":"call_2","type":"function","function":{"name":"g","arguments":"{}"}}]},
+            {"role":"tool","content":"one","tool_call_id":"call_1"},
+            {"role":"tool","content":"two","tool_call_id":"call_2"}
+        ])
+    );
+    assert_eq!(
+        chat["tools"],
+        serde_json::json!([{"type":"function","function":{"name":"f","description":"F","parameters":{"type":"object"},"strict":true}}])
+    );
+    assert_eq!(
+        chat["tool_choice"],
+        serde_json::json!({"type":"function","function":{"name":"f"}})
+    );
+    assert_eq!(chat["parallel_tool_calls"], false);
+    assert_eq!(
+        chat["response_format"],
+        serde_json::json!({"type":"json_schema","json_schema":{"name":"out","schema":{"type":"object"},"strict":true}})
+    );
+    assert_eq!(chat["reasoning_effort"], "low");
+    assert_eq!(chat["stream"], true);
+}
+
+#[test]
+fn history_comes_before_the_new_input() {
+    let history = RawValue::from_string(
+        r#"[{"role":"user","content":"first"},{"type":"message","role":"assistant","content":[{"type":"output_text","text":"ok"}]}]"#.into(),
+    )
+    .unwrap();
+    let body = r#"{"model":"m","input":"second","previous_response_id":"resp_1"}"#;
+    let req = ResponsesRequest::parse(body.as_bytes(), Some(&history)).unwrap();
+    assert_eq!(req.previous_response_id.as_deref(), Some("resp_1"));
+    let items: serde_json::Value = serde_json::from_str(req.items.get()).unwrap();
+    assert_eq!(items.as_array().unwrap().len(), 3);
+    let chat: serde_json::Value = chat_json(&req);
+    assert_eq!(
+        chat["messages"],
+        serde_json::json!([{"role":"user","content":"first"},{"role":"assistant","content":"ok"},{"role":"user","content":"second"}])
+    );
+    // A native backend gets the whole conversation and no previous_response_id.
+    let native: serde_json::Value = serde_json::from_slice(&req.native_body("up")).unwrap();
+    assert_eq!(native["model"], "up");
+    assert!(native.get("previous_response_id").is_none());
+    assert_eq!(native["input"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn native_body_keeps_unknown_fields_and_drops_gateway_ones() {
+    let req = ResponsesRequest::parse(
+        br#"{"model":"m","input":"hi","x_new":{"a":1},"bazaar":{"policy":"cheapest"},"include":["reasoning.encrypted_content"]}"#,
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        String::from_utf8(req.native_body("up")).unwrap(),
+        r#"{"model":"up","input":"hi","x_new":{"a":1},"include":["reasoning.encrypted_content"]}"#
+    );
+    assert_eq!(req.native_only.unwrap().field, "x_new");
+}
+
+#[test]
+fn unsupported_features_name_the_field() {
+    let cases = [
+        (
+            r#"{"model":"m","input":"x","tools":[{"type":"web_search"}]}"#,
+            "tools[0].type",
+        ),
+        (
+            r#"{"model":"m","input":"x","tools":[{"type":"function","name":"f"},{"type":"file_search","vector_store_ids":[]}]}"#,
+            "tools[1].type",
+        ),
+        (
+            r#"{"model":"m","input":"x","background":true}"#,
+            "background",
+        ),
+        (
+            r#"{"model":"m","input":"x","conversation":"conv_1"}"#,
+            "conversation",
+        ),
+        (
+            r#"{"model":"m","input":[{"type":"web_search_call","id":"ws"}]}"#,
+            "input[0].type",
+        ),
+        (
+            r#"{"model":"m","input":[{"role":"user","content":"a"},{"type":"teleport"}]}"#,
+            "input[1].type",
+        ),
+        (
+            r#"{"model":"m","input":[{"role":"user","content":[{"type":"input_audio"}]}]}"#,
+            "input[0].content[0].type",
+        ),
+        (
+            r#"{"model":"m","input":[{"role":"robot","content":"a"}]}"#,
+            "input[0].role",
+        ),
+        (
+            r#"{"model":"m","input":[{"type":"function_call","name":"f","arguments":"{}"}]}"#,
+            "input[0].call_id",
+        ),
+        (
+            r#"{"model":"m","input":"x","tool_choice":{"type":"web_search_preview"}}"#,
+            "tool_choice.type",
+        ),
+        (
+            r#"{"model":"m","input":"x","text":{"format":{"type":"yaml"}}}"#,
+            "text.format.type",
+        ),
+        (r#"{"model":"m","input":"x","metadata":[1]}"#, "metadata"),
+        (r#"{"model":"m","input":5}"#, "input"),
+        (r#"{"model":"m"}"#, "input"),
+        (r#"{"input":"x"}"#, "model"),
+    ];
+    for (body, param) in cases {
+        assert_eq!(param_of(body), param, "{body}");
+    }
+    let message =
+        match ResponsesRequest::parse(br#"{"model":"m","input":[{"type":"teleport"}]}"#, None) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("accepted"),
+        };
+    assert!(message.contains("teleport"), "{message}");
+}
+
+#[test]
+fn background_false_and_hints_are_accepted() {
+    let req = ResponsesRequest::parse(
+        br#"{"model":"m","input":"x","background":false,"store":false,"truncation":"auto","include":[],"prompt_cache_key":"k","service_tier":"auto"}"#,
+        None,
+    )
+    .unwrap();
+    assert!(!req.store && req.native_only.is_none());
+}
+
+proptest! {
+    #[test]
+    fn text_input_survives_translation(text in "\\PC{0,40}") {
+        let body = serde_json::json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_text", "text": text}]}]});
+        let req = ResponsesRequest::parse(body.to_string().as_bytes(), None).unwrap();
+        let chat: serde_json::Value = chat_json(&req);
+        prop_assert_eq!(&chat["messages"][0]["content"], &serde_json::Value::String(text));
+    }
+
+    #[test]
+    fn unknown_fields_reach_native_backends(key in "x_[a-z_]{1,12}", n in any::<i64>()) {
+        let body = serde_json::json!({"model": "m", "input": "hi", &key: {"n": n}});
+        let req = ResponsesRequest::parse(body.to_string().as_bytes(), None).unwrap();
+        let native: serde_json::Value = serde_json::from_slice(&req.native_body("m")).unwrap();
+        prop_assert_eq!(native, body);
+    }
+}

@@ -1,0 +1,469 @@
+//! `POST /v1/responses`, `GET` and `DELETE /v1/responses/{id}`: OpenAI's Responses API
+//! in front of every backend, on the shared chat flow (routing, fallback, budgets,
+//! metering, ledger). A backend whose preset serves Responses gets the client's body
+//! (model rewritten, `previous_response_id` resolved); every other backend gets its
+//! Chat Completions translation, whose reply and chunks are translated back. Stored
+//! conversations are read only when the request names a `previous_response_id`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use bytes::{BufMut, Bytes, BytesMut};
+use http::HeaderMap;
+use serde_json::value::RawValue;
+
+use super::auth::Caller;
+use super::body::JsonBody;
+use super::chat::{self, ChatShape};
+use super::meter::Metered;
+use super::relay::Framer;
+use super::responses_store::ResponseStore;
+use super::state::{AppState, Runtime};
+use super::RequestId;
+use crate::api::openai::RawObject;
+use crate::api::responses::reply::{self, FailedWith, ResponseOut, Status};
+use crate::api::responses::stream::StreamWriter;
+use crate::api::responses::{new_id, ResponsesRequest};
+use crate::api::ApiError;
+use crate::billing::meter::Ending;
+use crate::providers::{Attempt, Chunk, Provider, Reply, StreamReply, UpstreamError};
+
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Response {
+    match handle(&state, &request_id, &headers, &body).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn not_found(id: &str, param: Option<&str>) -> ApiError {
+    ApiError::NotFound {
+        message: format!(
+            "Response with id '{}' not found.",
+            id.chars().take(200).collect::<String>()
+        ),
+        param: param.map(str::to_string),
+        code: None,
+    }
+}
+
+fn store_down(e: sqlx::Error) -> ApiError {
+    tracing::warn!("Reading stored responses failed: {e}");
+    ApiError::Unavailable {
+        message: "Stored responses cannot be read right now; try again shortly.".into(),
+        retry_after: None,
+    }
+}
+
+async fn handle(
+    state: &Arc<AppState>,
+    request_id: &RequestId,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let runtime = state.runtime();
+    let caller = state.authenticate(headers, &runtime)?;
+    let store = state.responses.get().cloned();
+    let req = match parse(store.as_deref(), &caller, body).await {
+        Ok(req) => req,
+        Err((model, e)) => {
+            // Refused before routing: still one ledger row, as every call.
+            refused(state, &runtime, &caller, request_id, &model, &e);
+            return Err(e);
+        }
+    };
+    let shape = ResponsesShape {
+        id: new_id("resp"),
+        store: store.filter(|_| req.store),
+        key_name: caller.name.clone(),
+        req: &req,
+    };
+    chat::metered(
+        state,
+        &runtime,
+        &caller,
+        request_id,
+        headers,
+        &req.chat,
+        "responses",
+        &shape,
+    )
+    .await
+}
+
+/// Parses the body, loading the stored conversation it continues; on failure, the
+/// model it named (for the ledger) and the error.
+async fn parse(
+    store: Option<&ResponseStore>,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<ResponsesRequest, (String, ApiError)> {
+    let fields = RawObject::parse(body).map_err(|e| (String::new(), e))?;
+    let model = fields
+        .typed::<String>("model", "a string")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let fail = |e| (model.clone(), e);
+    let previous = ResponsesRequest::previous_id(&fields).map_err(fail)?;
+    let history = match (&previous, store) {
+        (None, _) => None,
+        (Some(id), None) => return Err(fail(not_found(id, Some("previous_response_id")))),
+        (Some(id), Some(store)) => match store.load(&caller.name, id).await {
+            Ok(Some(stored)) => Some(stored),
+            Ok(None) => return Err(fail(not_found(id, Some("previous_response_id")))),
+            Err(e) => return Err(fail(store_down(e))),
+        },
+    };
+    let history = match &history {
+        Some(h) => Some(serde_json::from_str::<&RawValue>(&h.items).map_err(|e| {
+            fail(ApiError::bad_request(format!(
+                "The stored conversation is unreadable: {e}."
+            )))
+        })?),
+        None => None,
+    };
+    ResponsesRequest::from_fields(fields, history).map_err(fail)
+}
+
+fn refused(
+    state: &Arc<AppState>,
+    runtime: &Runtime,
+    caller: &Caller,
+    request_id: &RequestId,
+    model: &str,
+    e: &ApiError,
+) {
+    let metered = Metered::new(state, runtime, caller, &request_id.0, "responses", model, 0);
+    metered.finish(
+        None,
+        Ending {
+            status: e.status().as_u16(),
+            error_type: Some(e.error_type()),
+            ..Default::default()
+        },
+    );
+}
+
+/// `GET /v1/responses/{id}`: a stored response, to the key that created it.
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let result = async {
+        let runtime = state.runtime();
+        let caller = state.authenticate(&headers, &runtime)?;
+        let store = state.responses.get().ok_or_else(|| not_found(&id, None))?;
+        let stored = store
+            .load(&caller.name, &id)
+            .await
+            .map_err(store_down)?
+            .ok_or_else(|| not_found(&id, None))?;
+        Ok::<_, ApiError>(json(Bytes::from(stored.response.clone())))
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `DELETE /v1/responses/{id}`: forgets a stored response of the caller's key.
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let result = async {
+        let runtime = state.runtime();
+        let caller = state.authenticate(&headers, &runtime)?;
+        let store = state.responses.get().ok_or_else(|| not_found(&id, None))?;
+        if !store.delete(&caller.name, &id).await.map_err(store_down)? {
+            return Err(not_found(&id, None));
+        }
+        let body = serde_json::json!({"id": id, "object": "response.deleted", "deleted": true});
+        Ok::<_, ApiError>(json(Bytes::from(body.to_string())))
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn json(body: Bytes) -> Response {
+    let mut response = Response::new(axum::body::Body::from(body));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+struct ResponsesShape<'r> {
+    req: &'r ResponsesRequest,
+    /// The id of a translated response (a native backend names its own).
+    id: String,
+    key_name: String,
+    /// Where the response is kept, when the client asked to store it.
+    store: Option<Arc<ResponseStore>>,
+}
+
+/// The OpenAI adapter of `provider` if it serves Responses itself.
+fn native(provider: &Provider) -> Option<&crate::providers::openai::OpenAiAdapter> {
+    match provider {
+        Provider::OpenAi(a) if a.serves_responses() => Some(a),
+        _ => None,
+    }
+}
+
+impl ResponsesShape<'_> {
+    fn translatable(&self, provider: &Provider) -> Result<(), UpstreamError> {
+        super::messages::translatable(self.req.native_only.as_ref(), provider)
+    }
+
+    fn keep(&self, id: String, response: Vec<u8>, output: &str) {
+        if let Some(store) = &self.store {
+            let items = reply::join_arrays(self.req.items.get(), output);
+            store.save(&self.key_name, id, response, items);
+        }
+    }
+
+    fn keeper(&self) -> Option<Keeper> {
+        self.store.as_ref().map(|store| Keeper {
+            store: store.clone(),
+            key_name: self.key_name.clone(),
+        })
+    }
+}
+
+impl ChatShape for ResponsesShape<'_> {
+    type Framer = ResponsesFramer;
+
+    async fn call<'a>(
+        &'a self,
+        provider: &'a Provider,
+        at: Attempt<'a>,
+    ) -> Result<Reply, UpstreamError> {
+        let protocol = |detail: String| UpstreamError::protocol(provider.id(), detail);
+        if let Some(openai) = native(provider) {
+            let reply = openai
+                .responses(self.req.native_body(at.upstream_model), at)
+                .await?;
+            if self.store.is_some() {
+                let read = reply::read_native(&reply.body).map_err(protocol)?;
+                self.keep(read.id, reply.body.to_vec(), &read.output);
+            }
+            return Ok(reply);
+        }
+        self.translatable(provider)?;
+        let reply = provider.chat(&self.req.chat, at).await?;
+        let t = reply::from_chat(&reply.body).map_err(protocol)?;
+        let model = if t.model.is_empty() {
+            self.req.chat.model.as_str()
+        } else {
+            t.model.as_str()
+        };
+        let created = reply::unix_now();
+        let body = ResponseOut::new(
+            &self.id,
+            created,
+            model,
+            &self.req.echo,
+            t.status,
+            &t.output,
+            reply.usage,
+            None,
+        );
+        let body = serde_json::to_vec(&body).map_err(|e| protocol(e.to_string()))?;
+        if self.store.is_some() {
+            let output = serde_json::to_string(&t.output).map_err(|e| protocol(e.to_string()))?;
+            self.keep(self.id.clone(), body.clone(), &output);
+        }
+        Ok(Reply {
+            body: Bytes::from(body),
+            ..reply
+        })
+    }
+
+    async fn call_stream<'a>(
+        &'a self,
+        provider: &'a Provider,
+        at: Attempt<'a>,
+    ) -> Result<StreamReply, UpstreamError> {
+        if let Some(openai) = native(provider) {
+            return openai
+                .responses_stream(self.req.native_body(at.upstream_model), at)
+                .await;
+        }
+        self.translatable(provider)?;
+        provider.chat_stream(&self.req.chat, at).await
+    }
+
+    fn reply_body(&self, body: Bytes, _cost: Option<u64>) -> Bytes {
+        body
+    }
+
+    fn framer(&self, provider: &Provider) -> ResponsesFramer {
+        let items: Option<Arc<str>> = self.store.as_ref().map(|_| Arc::from(self.req.items.get()));
+        if native(provider).is_some() {
+            return ResponsesFramer::Native(Box::new(NativeFramer {
+                keeper: self.keeper(),
+                items,
+                model: self.req.chat.model.clone(),
+                echo: self.req.echo.clone(),
+                events: 0,
+                id: None,
+            }));
+        }
+        ResponsesFramer::Translated(
+            Box::new(StreamWriter::new(
+                self.id.clone(),
+                &self.req.chat.model,
+                self.req.echo.clone(),
+                items,
+            )),
+            self.keeper(),
+        )
+    }
+}
+
+/// Saves finished streams for the key that made them.
+struct Keeper {
+    store: Arc<ResponseStore>,
+    key_name: String,
+}
+
+/// A native backend's stream: its frames as they are, read for the finished response
+/// (to store it) and its id (for a `response.failed` of our own if it is cut).
+struct NativeFramer {
+    keeper: Option<Keeper>,
+    items: Option<Arc<str>>,
+    model: String,
+    echo: Arc<crate::api::responses::Echo>,
+    /// Frames forwarded: the upstream numbers its events from 0, so the next number.
+    events: u64,
+    id: Option<String>,
+}
+
+/// Responses' stream framing: frames from a backend serving Responses pass through;
+/// chat chunks from any other backend are rewritten as Responses events.
+enum ResponsesFramer {
+    Native(Box<NativeFramer>),
+    Translated(Box<StreamWriter>, Option<Keeper>),
+}
+
+/// The JSON of a `data:` line of one SSE frame.
+fn frame_data(frame: &[u8]) -> Option<&[u8]> {
+    let at = memchr::memmem::find(frame, b"data: ")?;
+    let rest = &frame[at + 6..];
+    let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+impl NativeFramer {
+    fn observe(&mut self, chunk: &Chunk) {
+        self.events += 1;
+        let first = self.id.is_none();
+        // Only the first event (for the id) and the last (usage, to store) are parsed.
+        if !first && chunk.usage.is_none() {
+            return;
+        }
+        #[derive(serde::Deserialize)]
+        struct Event<'a> {
+            #[serde(borrow)]
+            response: Option<&'a RawValue>,
+        }
+        let Some(event) = frame_data(&chunk.data)
+            .and_then(|d| serde_json::from_slice::<Event>(d).ok())
+            .and_then(|e| e.response)
+        else {
+            return;
+        };
+        let Ok(read) = reply::read_native(event.get().as_bytes()) else {
+            return;
+        };
+        if first {
+            self.id = Some(read.id.clone());
+        }
+        if chunk.usage.is_some() {
+            if let (Some(keeper), Some(items)) = (&self.keeper, self.items.take()) {
+                let items = reply::join_arrays(&items, &read.output);
+                keeper.store.save(
+                    &keeper.key_name,
+                    read.id,
+                    event.get().as_bytes().to_vec(),
+                    items,
+                );
+            }
+        }
+    }
+
+    fn fail(&mut self, message: &str, out: &mut BytesMut) {
+        let id = self.id.clone().unwrap_or_else(|| new_id("resp"));
+        let error = FailedWith {
+            code: "server_error",
+            message: message.to_string(),
+        };
+        let response = ResponseOut::new(
+            &id,
+            reply::unix_now(),
+            &self.model,
+            &self.echo,
+            Status::Failed,
+            &[],
+            None,
+            Some(&error),
+        );
+        let event = serde_json::json!({
+            "type": "response.failed",
+            "sequence_number": self.events,
+            "response": response,
+        });
+        out.put_slice(b"event: response.failed\ndata: ");
+        let _ = serde_json::to_writer((&mut *out).writer(), &event);
+        out.put_slice(b"\n\n");
+    }
+}
+
+impl Framer for ResponsesFramer {
+    fn chunk(&mut self, chunk: &Chunk, _cost: Option<u64>, out: &mut BytesMut) -> bool {
+        match self {
+            ResponsesFramer::Native(native) => {
+                native.observe(chunk);
+                out.put_slice(&chunk.data);
+                true
+            }
+            ResponsesFramer::Translated(writer, _) => {
+                let before = out.len();
+                if let Err(detail) = writer.chunk(&chunk.data, chunk.usage, out) {
+                    writer.fail(
+                        &format!("The backend's stream cannot be translated: {detail}."),
+                        out,
+                    );
+                }
+                out.len() > before
+            }
+        }
+    }
+
+    fn error(&mut self, error: &ApiError, out: &mut BytesMut) {
+        let message = error.to_string();
+        match self {
+            ResponsesFramer::Native(native) => native.fail(&message, out),
+            ResponsesFramer::Translated(writer, _) => writer.fail(&message, out),
+        }
+    }
+
+    fn end(&mut self, out: &mut BytesMut) {
+        if let ResponsesFramer::Translated(writer, keeper) = self {
+            writer.finish(out);
+            if let (Some(keeper), Some(done)) = (keeper.as_ref(), writer.take_finished()) {
+                keeper
+                    .store
+                    .save(&keeper.key_name, done.id, done.response, done.items);
+            }
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! Stored responses for `previous_response_id` and `GET`/`DELETE /v1/responses/{id}`:
+//! each response object with the conversation items it ends (input so far, then its
+//! output), owned by the key that created it, kept for a TTL, in the ledger's database
+//! (its own table and migration). Saving is an in-memory insert and a channel send; a
+//! writer task persists in batches, off the request path. Reads look in memory first, so
+//! a response can be continued the moment its reply is out.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Row};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::billing::Clock;
+
+/// How long a stored response is kept: 30 days, as OpenAI keeps them.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Stored responses queued for the database at most; beyond, new ones are kept in
+/// memory only until the queue drains (a warning says so).
+const QUEUE: usize = 4096;
+const BATCH: usize = 256;
+/// Expired rows are deleted this often.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
+
+/// Our migration, recorded in the ledger's `bazaar_migrations` under its own number.
+const MIGRATION: i64 = 1001;
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS stored_responses (id TEXT PRIMARY KEY, key_name TEXT NOT NULL,
+     created_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL, response TEXT NOT NULL, items TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS stored_responses_expires ON stored_responses (expires_ms)",
+];
+
+/// One stored response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub id: String,
+    /// The name of the key that created it: the only one that may read or delete it.
+    pub key_name: String,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+    /// The response object as the client got it.
+    pub response: String,
+    /// The conversation's items, a JSON array: what `previous_response_id` continues.
+    pub items: String,
+}
+
+/// The store: a pool on the ledger's database, the not-yet-written responses, and the
+/// writer's queue.
+pub struct ResponseStore {
+    pool: AnyPool,
+    pending: Mutex<HashMap<String, Arc<Stored>>>,
+    queue: mpsc::Sender<Arc<Stored>>,
+    clock: Clock,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for ResponseStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseStore")
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+/// Connects to the ledger's database (`url`), applies the store's migration, and returns
+/// the store and its writer task (which flushes and ends when `stop` is cancelled).
+pub async fn start(
+    url: &str,
+    clock: Clock,
+    ttl: Duration,
+    stop: CancellationToken,
+) -> Result<(Arc<ResponseStore>, impl std::future::Future<Output = ()>), sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    let sqlite = url.starts_with("sqlite:");
+    let url = if sqlite && !url.contains('?') {
+        format!("{url}?mode=rwc")
+    } else {
+        url.to_string()
+    };
+    let pool = AnyPoolOptions::new()
+        .max_connections(if sqlite { 2 } else { 4 })
+        .acquire_timeout(Duration::from_secs(3))
+        .connect(&url)
+        .await?;
+    migrate(&pool, sqlite).await?;
+    let (queue, rx) = mpsc::channel(QUEUE);
+    let store = Arc::new(ResponseStore {
+        pool,
+        pending: Mutex::new(HashMap::new()),
+        queue,
+        clock,
+        ttl,
+    });
+    let task = writer(store.clone(), rx, stop);
+    Ok((store, task))
+}
+
+async fn migrate(pool: &AnyPool, sqlite: bool) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    if !sqlite {
+        sqlx::query("SELECT CAST(pg_advisory_xact_lock(7242652) AS TEXT)")
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("CREATE TABLE IF NOT EXISTS bazaar_migrations (version BIGINT PRIMARY KEY)")
+        .execute(&mut *tx)
+        .await?;
+    let done = sqlx::query("SELECT version FROM bazaar_migrations WHERE version = $1")
+        .bind(MIGRATION)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if done.is_none() {
+        for sql in SCHEMA {
+            sqlx::query(sql).execute(&mut *tx).await?;
+        }
+        sqlx::query("INSERT INTO bazaar_migrations (version) VALUES ($1)")
+            .bind(MIGRATION)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
+}
+
+impl ResponseStore {
+    fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Stored>>> {
+        // A poisoned lock only means a panic elsewhere mid-insert; the map is still usable.
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps `response` (with its conversation `items`) for `key_name`. In memory at
+    /// once; written to the database by the writer task.
+    pub fn save(&self, key_name: &str, id: String, response: Vec<u8>, items: String) {
+        let now = self.now();
+        let stored = Arc::new(Stored {
+            id: id.clone(),
+            key_name: key_name.to_string(),
+            created_ms: now,
+            expires_ms: now.saturating_add(self.ttl.as_millis() as i64),
+            response: String::from_utf8(response).unwrap_or_default(),
+            items,
+        });
+        self.pending().insert(id.clone(), stored.clone());
+        if self.queue.try_send(stored).is_err() {
+            self.pending().remove(&id);
+            tracing::warn!(
+                response_id = %id,
+                "The stored-response queue is full; this response cannot be continued."
+            );
+        }
+    }
+
+    /// The response `id` if `key_name` owns it and it has not expired; `None` otherwise
+    /// (another key's response is indistinguishable from a missing one).
+    pub async fn load(&self, key_name: &str, id: &str) -> Result<Option<Arc<Stored>>, sqlx::Error> {
+        let now = self.now();
+        let fresh = |s: &Stored| s.key_name == key_name && s.expires_ms > now;
+        if let Some(s) = self.pending().get(id) {
+            return Ok(fresh(s).then(|| s.clone()));
+        }
+        let row = sqlx::query(
+            "SELECT id, key_name, created_ms, expires_ms, response, items FROM stored_responses WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let stored = Stored {
+            id: row.try_get(0)?,
+            key_name: row.try_get(1)?,
+            created_ms: row.try_get(2)?,
+            expires_ms: row.try_get(3)?,
+            response: row.try_get(4)?,
+            items: row.try_get(5)?,
+        };
+        Ok(fresh(&stored).then(|| Arc::new(stored)))
+    }
+
+    /// Deletes response `id` if `key_name` owns it; returns whether it existed.
+    pub async fn delete(&self, key_name: &str, id: &str) -> Result<bool, sqlx::Error> {
+        let Some(found) = self.load(key_name, id).await? else {
+            return Ok(false);
+        };
+        self.pending().remove(&found.id);
+        sqlx::query("DELETE FROM stored_responses WHERE id = $1 AND key_name = $2")
+            .bind(id.to_string())
+            .bind(key_name.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(true)
+    }
+
+    async fn write(&self, batch: &[Arc<Stored>]) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        for s in batch {
+            sqlx::query(
+                "INSERT INTO stored_responses (id, key_name, created_ms, expires_ms, response, items)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(s.id.clone())
+            .bind(s.key_name.clone())
+            .bind(s.created_ms)
+            .bind(s.expires_ms)
+            .bind(s.response.clone())
+            .bind(s.items.clone())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        let mut deleted = Vec::new();
+        {
+            let mut pending = self.pending();
+            for s in batch {
+                match pending.get(&s.id) {
+                    Some(p) if Arc::ptr_eq(p, s) => {
+                        pending.remove(&s.id);
+                    }
+                    Some(_) => {}
+                    // Deleted while it was queued: do not let the write bring it back.
+                    None => deleted.push(s.id.clone()),
+                }
+            }
+        }
+        for id in deleted {
+            sqlx::query("DELETE FROM stored_responses WHERE id = $1")
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn purge(&self) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query("DELETE FROM stored_responses WHERE expires_ms <= $1")
+            .bind(self.now())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// Writes queued responses in batches and deletes expired ones now and then; on `stop`,
+/// writes what is queued and ends.
+async fn writer(
+    store: Arc<ResponseStore>,
+    mut rx: mpsc::Receiver<Arc<Stored>>,
+    stop: CancellationToken,
+) {
+    let mut purge = tokio::time::interval(PURGE_EVERY);
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut batch, BATCH) => {
+                if n == 0 {
+                    return;
+                }
+                write_batch(&store, &mut batch).await;
+            }
+            _ = purge.tick() => {
+                match store.purge().await {
+                    Ok(0) => {}
+                    Ok(rows) => tracing::debug!(rows, "Expired stored responses deleted."),
+                    Err(e) => tracing::warn!("Deleting expired stored responses failed: {e}"),
+                }
+            }
+            _ = stop.cancelled() => {
+                rx.close();
+                while rx.recv_many(&mut batch, BATCH).await > 0 {
+                    write_batch(&store, &mut batch).await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+async fn write_batch(store: &ResponseStore, batch: &mut Vec<Arc<Stored>>) {
+    // A failed write keeps the batch in memory (still readable) and tries once more.
+    for attempt in 0..2 {
+        match store.write(batch).await {
+            Ok(()) => break,
+            Err(e) if attempt == 0 => {
+                tracing::warn!(
+                    rows = batch.len(),
+                    "Writing stored responses failed; retrying: {e}"
+                )
+            }
+            Err(e) => {
+                tracing::warn!(
+                    rows = batch.len(),
+                    "Writing stored responses failed; they stay in memory until restart: {e}"
+                )
+            }
+        }
+    }
+    batch.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    async fn store(
+        now: Arc<AtomicI64>,
+    ) -> (
+        Arc<ResponseStore>,
+        CancellationToken,
+        tokio::task::JoinHandle<()>,
+        tempdir::Dir,
+    ) {
+        let dir = tempdir::Dir::new();
+        let url = format!("sqlite://{}", dir.path.join("ledger.db").display());
+        let stop = CancellationToken::new();
+        let clock: Clock = Arc::new(move || now.load(Ordering::SeqCst));
+        let (store, task) = start(&url, clock, Duration::from_secs(60), stop.clone())
+            .await
+            .unwrap();
+        #[allow(clippy::disallowed_methods)]
+        let handle = tokio::spawn(task);
+        (store, stop, handle, dir)
+    }
+
+    mod tempdir {
+        pub struct Dir {
+            pub path: std::path::PathBuf,
+        }
+        impl Dir {
+            pub fn new() -> Dir {
+                let path = std::env::temp_dir()
+                    .join(format!("bazaar-responses-{:x}", rand::random::<u64>()));
+                std::fs::create_dir_all(&path).unwrap();
+                Dir { path }
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.path);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn saved_responses_are_owned_expire_and_survive_the_writer() {
+        let now = Arc::new(AtomicI64::new(1_000));
+        let (s, stop, handle, _dir) = store(now.clone()).await;
+        s.save("alice", "resp_1".into(), b"{}".to_vec(), "[1]".into());
+        // Readable at once, before the writer ran.
+        assert_eq!(
+            s.load("alice", "resp_1").await.unwrap().unwrap().items,
+            "[1]"
+        );
+        assert!(s.load("bob", "resp_1").await.unwrap().is_none());
+        assert!(s.load("alice", "resp_2").await.unwrap().is_none());
+        stop.cancel();
+        handle.await.unwrap();
+        assert!(s.pending().is_empty());
+        // From the database now.
+        assert_eq!(
+            s.load("alice", "resp_1").await.unwrap().unwrap().items,
+            "[1]"
+        );
+        assert!(!s.delete("bob", "resp_1").await.unwrap());
+        now.store(1_000 + 61_000, Ordering::SeqCst);
+        assert!(s.load("alice", "resp_1").await.unwrap().is_none());
+        assert_eq!(s.purge().await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn deleted_responses_are_gone_even_if_queued() {
+        let now = Arc::new(AtomicI64::new(1_000));
+        let (s, stop, handle, _dir) = store(now).await;
+        s.save("alice", "resp_1".into(), b"{}".to_vec(), "[]".into());
+        assert!(s.delete("alice", "resp_1").await.unwrap());
+        assert!(!s.delete("alice", "resp_1").await.unwrap());
+        stop.cancel();
+        handle.await.unwrap();
+        assert!(s.load("alice", "resp_1").await.unwrap().is_none());
+    }
+}

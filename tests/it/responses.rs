@@ -1,0 +1,485 @@
+//! `POST /v1/responses` end to end: a backend whose preset serves Responses gets the
+//! client's body (model rewritten); OpenAI-compatible and Anthropic backends get the chat
+//! translation and their replies and streams come back as Responses; stored
+//! conversations continue with `previous_response_id`, per key; every call is a ledger row.
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+use bazaar::billing::ledger::{Filter, LedgerRow};
+
+const OTHER_KEY: &str = "bzr-other-key";
+
+/// A gateway whose model `m` is served by the mock as a provider of `kind`: `openai`
+/// (the preset, which serves Responses itself), `compatible` (any OpenAI-compatible
+/// host), `anthropic`.
+async fn setup(kind: &str) -> (MockUpstream, TestGateway) {
+    let mock = MockUpstream::start().await;
+    let line = match kind {
+        "openai" => "preset = \"openai\"".to_string(),
+        "compatible" => "kind = \"openai\"".to_string(),
+        other => format!("kind = \"{other}\""),
+    };
+    let toml = format!(
+        r#"
+        [router.breaker]
+        threshold = 1000
+        [providers.up]
+        {line}
+        base_url = "{}"
+        api_key = "sk-upstream"
+        tier = "frontier"
+        catalog = false
+        [providers.up.timeouts]
+        first_byte = "2s"
+        idle = "1s"
+        total = "10s"
+        [[models]]
+        id = "m"
+        provider = "up"
+        upstream = "up-model"
+        [[keys]]
+        name = "app"
+        key = "{KEY}"
+        [[keys]]
+        name = "other"
+        key = "{OTHER_KEY}"
+        "#,
+        mock.base_url()
+    );
+    let gw = TestGateway::start(&toml).await;
+    (mock, gw)
+}
+
+async fn post_as(gw: &TestGateway, key: &str, body: Value) -> reqwest::Response {
+    gw.client
+        .post(gw.url("/v1/responses"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn events(resp: reqwest::Response) -> Vec<(String, Value)> {
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let text = resp.text().await.unwrap();
+    text.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let (name, data) = e.split_once('\n').unwrap();
+            let name = name.strip_prefix("event: ").unwrap().to_string();
+            let data: Value = serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
+            assert_eq!(data["type"], name.as_str(), "{e}");
+            (name, data)
+        })
+        .collect()
+}
+
+/// The ledger's `/v1/responses` rows, after a shutdown flushed them.
+async fn ledger_rows(gw: TestGateway) -> Vec<LedgerRow> {
+    let state = gw.state.clone();
+    gw.shutdown().await.unwrap();
+    let filter = Filter {
+        from_ms: 0,
+        to_ms: i64::MAX,
+        ..Default::default()
+    };
+    let mut rows: Vec<LedgerRow> = state
+        .billing
+        .get()
+        .unwrap()
+        .ledger
+        .calls(&filter, 100, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, r)| r)
+        .filter(|r| r.endpoint == "responses")
+        .collect();
+    rows.reverse();
+    rows
+}
+
+fn output_text(v: &Value) -> String {
+    v["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["type"] == "message")
+        .flat_map(|i| i["content"].as_array().unwrap().clone())
+        .filter_map(|c| c["text"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn chat_backends_get_the_translation_and_answer_as_responses() {
+    let (mock, gw) = setup("compatible").await;
+    let resp = gw
+        .post(
+            "/v1/responses",
+            json!({"model": "m", "instructions": "Be brief.", "input": "Say hello",
+                   "max_output_tokens": 64, "metadata": {"ticket": "42"}}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-bazaar-backend"], "up/up-model");
+    assert!(resp.headers().contains_key("x-bazaar-cost-usd"));
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["object"], "response");
+    assert!(v["id"].as_str().unwrap().starts_with("resp_"));
+    assert_eq!(v["status"], "completed");
+    assert_eq!(v["instructions"], "Be brief.");
+    assert_eq!(v["metadata"], json!({"ticket": "42"}));
+    assert_eq!(v["max_output_tokens"], 64);
+    assert!(!output_text(&v).is_empty(), "{v}");
+    assert!(v["usage"]["input_tokens"].as_u64().unwrap() > 0);
+    let got = mock.received().pop().unwrap();
+    assert_eq!(got.path, "/v1/chat/completions");
+    assert_eq!(got.body["model"], "up-model");
+    assert_eq!(
+        got.body["messages"],
+        json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello"}])
+    );
+    assert_eq!(got.body["max_completion_tokens"], 64);
+
+    let ev = events(
+        gw.post(
+            "/v1/responses",
+            json!({"model": "m", "input": "Say hello", "stream": true}),
+        )
+        .await,
+    )
+    .await;
+    let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        &names[..4],
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added"
+        ]
+    );
+    assert!(names.contains(&"response.output_text.delta"));
+    assert_eq!(names.last(), Some(&"response.completed"));
+    let done = &ev.last().unwrap().1["response"];
+    assert!(
+        done["usage"]["output_tokens"].as_u64().unwrap() > 0,
+        "{done}"
+    );
+    let deltas: String = ev
+        .iter()
+        .filter(|(n, _)| n == "response.output_text.delta")
+        .map(|(_, d)| d["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(deltas, output_text(done));
+    let rows = ledger_rows(gw).await;
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter().all(|r| r.status == 200 && r.output_tokens > 0),
+        "{rows:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_anthropic_backend_answers_function_calls_as_items() {
+    let (mock, gw) = setup("anthropic").await;
+    let tools = json!([{"type": "function", "name": "get_weather", "description": "Weather",
+                        "parameters": {"type": "object", "properties": {"location": {"type": "string"}}}}]);
+    let v: Value = gw
+        .post(
+            "/v1/responses",
+            json!({"model": "m", "input": "Weather in Paris?", "tools": tools}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let call = v["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["type"] == "function_call")
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(call["status"], "completed");
+    assert!(call["call_id"].is_string() && call["arguments"].is_string());
+    let got = mock.received().pop().unwrap();
+    assert_eq!(got.path, "/v1/messages");
+    assert_eq!(got.body["tools"][0]["name"], "get_weather");
+
+    let ev = events(
+        gw.post(
+            "/v1/responses",
+            json!({"model": "m", "input": "Weather in Paris?", "tools": tools, "stream": true}),
+        )
+        .await,
+    )
+    .await;
+    let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        names.contains(&"response.function_call_arguments.delta"),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"response.function_call_arguments.done"),
+        "{names:?}"
+    );
+    assert_eq!(names.last(), Some(&"response.completed"));
+    for (i, (_, d)) in ev.iter().enumerate() {
+        assert_eq!(d["sequence_number"], i as u64);
+    }
+}
+
+#[tokio::test]
+async fn an_openai_backend_gets_the_clients_body_with_the_model_rewritten() {
+    let (mock, gw) = setup("openai").await;
+    mock.script([
+        Step::fixture(200, "openai/responses_reply.json"),
+        Step::fixture(200, "openai/responses_stream.sse"),
+        Step::fixture(200, "openai/responses_reply.json"),
+    ]);
+    let body = json!({"model": "m", "input": [{"role": "user", "content": "hi"}],
+                      "include": ["reasoning.encrypted_content"], "x_future": 1, "bazaar": {"policy": "cheapest"}});
+    let resp = gw.post("/v1/responses", body).await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        v,
+        serde_json::from_str::<Value>(&fixture_text("openai/responses_reply.json")).unwrap()
+    );
+    let got = mock.received().pop().unwrap();
+    assert_eq!(got.path, "/v1/responses");
+    assert_eq!(
+        got.body,
+        json!({"model": "up-model", "input": [{"role": "user", "content": "hi"}],
+               "include": ["reasoning.encrypted_content"], "x_future": 1})
+    );
+    let resp = gw
+        .post(
+            "/v1/responses",
+            json!({"model": "m", "input": "hi", "stream": true}),
+        )
+        .await;
+    let text = resp.text().await.unwrap();
+    assert_eq!(text, fixture_text("openai/responses_stream.sse"));
+    // The stored native response continues like any other.
+    let resp = gw
+        .post(
+            "/v1/responses",
+            json!({"model": "m", "input": "again", "previous_response_id": "resp_68b0c0ffee"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let got = mock.received().pop().unwrap();
+    assert_eq!(
+        got.body["input"].as_array().unwrap().len(),
+        3,
+        "{}",
+        got.body
+    );
+    assert_eq!(got.body["input"][1]["type"], "message");
+    assert!(got.body.get("previous_response_id").is_none());
+    let rows = ledger_rows(gw).await;
+    assert_eq!(rows.len(), 3);
+    assert_eq!((rows[0].input_tokens, rows[0].output_tokens), (12, 7));
+}
+
+#[tokio::test]
+async fn previous_response_id_continues_the_conversation_of_its_key_only() {
+    let (mock, gw) = setup("compatible").await;
+    let first: Value = gw
+        .post(
+            "/v1/responses",
+            json!({"model": "m", "input": "My name is Ada.", "instructions": "Be brief."}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = first["id"].as_str().unwrap().to_string();
+    let answer = output_text(&first);
+    let resp = gw
+        .post("/v1/responses", json!({"model": "m", "input": "What is my name?", "previous_response_id": id, "stream": true}))
+        .await;
+    let ev = events(resp).await;
+    let second = ev.last().unwrap().1["response"].clone();
+    assert_eq!(second["previous_response_id"], id.as_str());
+    let got = mock.received().pop().unwrap();
+    // Instructions are not carried over; the turns are.
+    assert_eq!(
+        got.body["messages"],
+        json!([{"role": "user", "content": "My name is Ada."}, {"role": "assistant", "content": answer},
+               {"role": "user", "content": "What is my name?"}])
+    );
+    // A stream's response continues too.
+    let second_id = second["id"].as_str().unwrap();
+    let resp = gw
+        .post("/v1/responses", json!({"model": "m", "input": "Thanks", "previous_response_id": second_id, "store": false}))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let third: Value = resp.json().await.unwrap();
+    assert_eq!(
+        mock.received().pop().unwrap().body["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+
+    // Another key, a missing id: 404 in OpenAI's shape, naming the field.
+    let e = expect_error(
+        post_as(
+            &gw,
+            OTHER_KEY,
+            json!({"model": "m", "input": "hi", "previous_response_id": id}),
+        )
+        .await,
+        404,
+    )
+    .await;
+    assert_eq!(e["param"], "previous_response_id");
+    assert!(e["message"].as_str().unwrap().contains(&id));
+    expect_error(
+        gw.post(
+            "/v1/responses",
+            json!({"model": "m", "input": "hi", "previous_response_id": "resp_nope"}),
+        )
+        .await,
+        404,
+    )
+    .await;
+
+    // GET and DELETE, per key; `store: false` keeps nothing.
+    let get = |key: &'static str, id: String| {
+        let gw = &gw;
+        async move {
+            gw.client
+                .get(gw.url(&format!("/v1/responses/{id}")))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let got: Value = get(KEY, id.clone()).await.json().await.unwrap();
+    assert_eq!(got, first);
+    expect_error(get(OTHER_KEY, id.clone()).await, 404).await;
+    expect_error(
+        get(KEY, third["id"].as_str().unwrap().to_string()).await,
+        404,
+    )
+    .await;
+    let del = gw
+        .client
+        .delete(gw.url(&format!("/v1/responses/{id}")))
+        .bearer_auth(OTHER_KEY)
+        .send()
+        .await
+        .unwrap();
+    expect_error(del, 404).await;
+    let del: Value = gw
+        .client
+        .delete(gw.url(&format!("/v1/responses/{id}")))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        del,
+        json!({"id": id, "object": "response.deleted", "deleted": true})
+    );
+    expect_error(get(KEY, id.clone()).await, 404).await;
+    let rows = ledger_rows(gw).await;
+    assert_eq!(
+        rows.iter().filter(|r| r.status == 404).count(),
+        2,
+        "{rows:?}"
+    );
+    assert_eq!(
+        rows.iter().filter(|r| r.status == 200).count(),
+        3,
+        "{rows:?}"
+    );
+}
+
+#[tokio::test]
+async fn unsupported_features_and_unknown_items_are_400s_naming_them() {
+    let (mock, gw) = setup("compatible").await;
+    let cases = [
+        (
+            json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}),
+            "tools[0].type",
+            "web_search",
+        ),
+        (
+            json!({"model": "m", "input": "x", "tools": [{"type": "file_search", "vector_store_ids": ["vs"]}]}),
+            "tools[0].type",
+            "file_search",
+        ),
+        (
+            json!({"model": "m", "input": "x", "background": true}),
+            "background",
+            "background",
+        ),
+        (
+            json!({"model": "m", "input": [{"type": "hologram", "id": "h"}]}),
+            "input[0].type",
+            "hologram",
+        ),
+    ];
+    for (body, param, named) in cases {
+        let e = expect_error(gw.post("/v1/responses", body.clone()).await, 400).await;
+        assert_eq!(e["param"], param, "{body}");
+        assert!(e["message"].as_str().unwrap().contains(named), "{e}");
+    }
+    assert!(mock.received().is_empty());
+    let rows = ledger_rows(gw).await;
+    assert_eq!(rows.len(), 4);
+    assert!(
+        rows.iter().all(|r| r.status == 400 && r.route == "m"),
+        "{rows:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_cut_upstream_ends_with_response_failed() {
+    for kind in ["compatible", "openai"] {
+        let (mock, gw) = setup(kind).await;
+        if kind == "openai" {
+            mock.script([Step::Raw {
+                status: 200,
+                headers: vec![("content-type".into(), "text/event-stream".into())],
+                body: fixture_text("openai/responses_stream.sse")
+                    .split_inclusive("\n\n")
+                    .take(6)
+                    .collect(),
+            }]);
+        } else {
+            mock.script([Step::CutAfter(3)]);
+        }
+        let ev = events(
+            gw.post(
+                "/v1/responses",
+                json!({"model": "m", "input": "hi", "stream": true}),
+            )
+            .await,
+        )
+        .await;
+        let (name, last) = ev.last().unwrap();
+        assert_eq!(name, "response.failed", "{kind}: {ev:?}");
+        assert_eq!(last["response"]["status"], "failed");
+        assert_eq!(last["response"]["error"]["code"], "server_error");
+        assert!(ev.iter().all(|(n, _)| n != "response.completed"));
+        let rows = ledger_rows(gw).await;
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].status, 502, "{kind}");
+    }
+}
