@@ -145,7 +145,7 @@ fn refused(
         None,
         Ending {
             status: e.status().as_u16(),
-            error_type: Some(e.error_type()),
+            error_type: Some(e.label()),
             ..Default::default()
         },
     );
