@@ -446,6 +446,13 @@ fn run_serve(path: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()
     }
     let runtime = builder.enable_all().build()?;
     runtime.block_on(async move {
+        // SIGHUP's default action ends the process: the handler is in place before the
+        // gateway says it is listening, so a reload asked for from then on is never fatal.
+        let hup = path.as_ref().and_then(|_| {
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .map_err(|e| tracing::warn!("Cannot handle SIGHUP; the config reloads on file changes only: {e}"))
+                .ok()
+        });
         let addr = config.server.listen.clone();
         let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(listen = %listener.local_addr()?, providers = config.providers.len(), models = config.models.len(), "Listening.");
@@ -468,7 +475,9 @@ fn run_serve(path: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()
                     std::future::ready(())
                 },
             ));
-            state.tasks.spawn(forward_sighup(hup_tx, state.shutdown.clone()));
+            if let Some(hup) = hup {
+                state.tasks.spawn(forward_sighup(hup, hup_tx, state.shutdown.clone()));
+            }
         }
         bazaar::serve(state, listener, shutdown_signal()).await?;
         Ok(())
@@ -477,13 +486,10 @@ fn run_serve(path: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()
 
 /// Turns each SIGHUP into a reload request until shutdown.
 async fn forward_sighup(
+    mut hup: tokio::signal::unix::Signal,
     tx: tokio::sync::mpsc::Sender<()>,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
-    };
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,

@@ -325,16 +325,68 @@ mod tests {
         assert_eq!(m.kind, ModelKind::Embedding);
     }
 
+    /// Real LiteLLM entries (a cross-section of the list, kept in the repo): each mapped
+    /// provider's chat and embedding entries become offers, every other entry is skipped.
     #[test]
-    fn imports_the_reference_litellm_list_when_present() {
-        let path = concat!(
+    fn imports_a_real_litellm_sample() {
+        let text = include_str!(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/reference/litellm_model_prices_and_context_window.json"
+            "/tests/fixtures/catalog/litellm_sample.json"
+        ));
+        let c = import(text, None, "sample").unwrap();
+        let mut offers: Vec<(&str, &str)> = c
+            .models
+            .values()
+            .flat_map(|m| m.offers.iter())
+            .map(|o| (o.provider.as_str(), o.upstream.as_str()))
+            .collect();
+        offers.sort();
+        assert_eq!(
+            offers,
+            [
+                ("anthropic", "claude-sonnet-4-5"),
+                ("cerebras", "llama3.1-8b"),
+                ("dashscope", "qwen-turbo"),
+                ("deepinfra", "meta-llama/Meta-Llama-3.1-8B-Instruct"),
+                ("deepseek", "deepseek-chat"),
+                ("deepseek", "deepseek-reasoner"),
+                ("fireworks", "accounts/fireworks/models/deepseek-v3"),
+                ("gemini", "gemini-2.5-flash"),
+                ("gemini", "gemini-embedding-001"),
+                ("groq", "meta-llama/llama-prompt-guard-2-22m"),
+                ("mistral", "mistral-embed"),
+                ("mistral", "mistral-large-latest"),
+                ("moonshot", "kimi-k2.5"),
+                ("ollama", "llama3.1"),
+                ("openai", "gpt-4o"),
+                ("openai", "gpt-4o-mini"),
+                ("openai", "text-embedding-3-small"),
+                ("together", "meta-llama/Llama-3.3-70B-Instruct-Turbo"),
+                ("xai", "grok-4.20-0309-reasoning"),
+            ]
         );
-        let Ok(text) = std::fs::read_to_string(path) else {
-            return;
+        let price = |provider: &str, upstream: &str| {
+            c.offer_by_upstream(provider, upstream)
+                .and_then(|(_, _, o)| o.price)
+                .unwrap()
         };
-        let c = import(&text, None, "reference").unwrap();
-        assert!(c.models.len() > 500, "{}", c.models.len());
+        let gpt = price("openai", "gpt-4o");
+        assert_eq!(
+            (gpt.input, gpt.cached_input, gpt.output),
+            (Some(2_500_000), Some(1_250_000), Some(10_000_000))
+        );
+        let flash = price("gemini", "gemini-2.5-flash");
+        assert_eq!(
+            (flash.input, flash.reasoning),
+            (Some(300_000), Some(2_500_000))
+        );
+        assert_eq!(price("ollama", "llama3.1"), Price::FREE);
+        let (_, embed, _) = c.offer_by_upstream("mistral", "mistral-embed").unwrap();
+        assert_eq!(embed.kind, ModelKind::Embedding);
+        let (_, _, claude) = c
+            .offer_by_upstream("anthropic", "claude-sonnet-4-5")
+            .unwrap();
+        assert_eq!(claude.limits.context, Some(200_000));
+        assert_eq!(claude.tier, Tier::Frontier);
     }
 }

@@ -17,9 +17,10 @@ fn fingerprint(path: &PathBuf) -> Option<(SystemTime, u64)> {
     Some((meta.modified().ok()?, meta.len()))
 }
 
-/// Watches `path` every `interval` and on each message of `hup` until `stop`; each
-/// change is passed to `apply` (which may still refuse it). The file's state is taken
-/// when `watch` is called, so a change made before the future first runs still counts.
+/// Watches `path` every `interval` and on each message of `hup` (SIGHUP, forwarded by
+/// the binary) until `stop`; each change, and each message, is passed to `apply` (which
+/// may still refuse it). The file's state is taken when `watch` is called, so a change
+/// made before the future first runs still counts.
 pub fn watch<F, Fut>(
     path: PathBuf,
     env: fn(&str) -> Option<String>,
@@ -36,13 +37,19 @@ where
     async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        // Once every sender of `hup` is gone, only the file is watched (a closed channel
+        // would otherwise answer every poll at once).
+        let mut hup_open = true;
         loop {
             let forced = tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = ticker.tick() => false,
-                msg = hup.recv() => match msg {
+                msg = hup.recv(), if hup_open => match msg {
                     Some(()) => true,
-                    None => false,
+                    None => {
+                        hup_open = false;
+                        continue;
+                    }
                 },
             };
             let now = fingerprint(&path);
