@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 
 use super::{new_id, Echo};
 use crate::api::chat_view::{text_of, ReplyIn};
+use crate::api::usage::Buckets;
 use crate::api::Usage;
 
 /// Seconds since the Unix epoch, for `created_at`.
@@ -139,7 +140,7 @@ impl ResponsesUsage {
             cache_write: 0,
             output: self.output_tokens - reasoning,
             reasoning,
-            estimated: false,
+            estimated: Buckets::NONE,
         }
     }
 }
@@ -395,7 +396,7 @@ mod tests {
             cache_write: 0,
             output: 7,
             reasoning: 3,
-            estimated: false,
+            estimated: Buckets::NONE,
         };
         let r = ResponsesUsage::from_usage(&u);
         assert_eq!(
