@@ -7,11 +7,22 @@ Sources, in order of preference for each figure:
     capability flags (tool_call, attachment/image input, structured_output, reasoning).
   * LiteLLM 1.110.2 model_prices_and_context_window.json: fills prices, limits and
     flags models.dev lacks (cache-write prices in particular).
-  * LMArena text leaderboard (2025-08-04): `quality.general` = clamp((arena_score - 1000) / 5, 0, 100),
-    so 1500 maps to 100 and 1000 to 0.
-  * Aider polyglot (2026-05): `quality.coding` = pass_rate_2 (percent of 225 exercises solved).
-  * `quality.math` and `quality.reasoning` are derived, not measured: the mean of general
-    and coding where both exist (reasoning models gain nothing extra); absent otherwise.
+  * Quality priors, one 0-100 scale for every category (`general`, `coding`, `math`,
+    `reasoning`), so priors compare across categories and a route's `quality_floor` means
+    the same thing whatever the task:
+      - `general` = clamp((LMArena text score 2025-08-04 - 1000) / 5, 0, 100): 1500 maps
+        to 100, 1000 to 0. This defines the scale.
+      - `coding` = the Aider polyglot pass rate (2026-05, percent of 225 exercises)
+        mapped linearly onto the general scale, fitted on the models both sources score:
+        coding = mean_g + (pass_rate - mean_a) * sd_g / sd_a (same mean and spread as
+        `general` on those models). The fitted figures are printed and kept in the
+        catalog's `calibration`.
+      - Where one source is missing, the other predicts it along the least-squares line
+        of the two calibrated scores on the same models: missing = mean_g + r * (known -
+        mean_g), r being their correlation. Predicted figures are marked "predicted".
+      - `math` and `reasoning` are derived, not measured: the mean of general and coding
+        (reasoning models gain nothing extra).
+    Models neither source scores have no priors ("unknown").
 Missing figures stay absent ("unknown"): a price is never invented as 0, except on
 local servers, whose marginal price is 0 by definition.
 
@@ -24,6 +35,7 @@ import hashlib
 import json
 import os
 import re
+import statistics
 import sys
 from decimal import Decimal
 
@@ -218,9 +230,60 @@ def offer(provider, upstream, mdev, litellm):
     return out, caps
 
 
+def arena_to_general(score):
+    """LMArena text score -> the 0-100 quality scale (1000 -> 0, 1500 -> 100)."""
+    return max(0.0, min(100.0, (score - 1000) / 5))
+
+
+def calibrate(raw_scores):
+    """Fits the Aider -> general-scale map on the models both sources score."""
+    both = [(arena_to_general(s["general"][0]), s["coding"][0]) for s in raw_scores.values() if "general" in s and "coding" in s]
+    g = [b[0] for b in both]
+    a = [b[1] for b in both]
+    r = statistics.correlation(g, a)
+    return {"coding": {
+        "models": len(both),
+        "mean_general": round(statistics.mean(g), 3), "sd_general": round(statistics.pstdev(g), 3),
+        "mean_aider": round(statistics.mean(a), 3), "sd_aider": round(statistics.pstdev(a), 3),
+        "r": round(r, 3),
+        "rule": "coding = mean_general + (aider - mean_aider) * sd_general / sd_aider; a missing score "
+                "= mean_general + r * (the other score - mean_general)",
+    }}
+
+
+def clamp(v):
+    return round(max(0.0, min(100.0, v)), 1)
+
+
+def priors(scores, calibration):
+    """The quality priors of one model on the common 0-100 scale, with their sources."""
+    c = calibration["coding"]
+    quality, sources = {}, {}
+    if "general" in scores:
+        score, source = scores["general"]
+        quality["general"] = clamp(arena_to_general(score))
+        sources["quality.general"] = source
+    if "coding" in scores:
+        rate, source = scores["coding"]
+        quality["coding"] = clamp(c["mean_general"] + (rate - c["mean_aider"]) * c["sd_general"] / c["sd_aider"])
+        sources["quality.coding"] = f"{source}, calibrated to the common scale"
+    if not quality:
+        return quality, sources
+    # One source predicts the other along the fitted line.
+    for missing, known in (("coding", "general"), ("general", "coding")):
+        if missing not in quality:
+            quality[missing] = clamp(c["mean_general"] + c["r"] * (quality[known] - c["mean_general"]))
+            sources[f"quality.{missing}"] = f"predicted from {known} (r = {c['r']} on {c['models']} models)"
+    derived = round((quality["general"] + quality["coding"]) / 2, 1)
+    quality["math"] = quality["reasoning"] = derived
+    sources["quality.math"] = sources["quality.reasoning"] = "derived: mean of general and coding"
+    return quality, sources
+
+
 def main():
     mdev, litellm, arena, aider = load()
     models = {}
+    raw_scores = {}
     for mid, kind, aliases, arena_names, aider_names, offers in CURATED:
         entry = {"kind": kind, "offers": [], "sources": {}}
         if aliases:
@@ -243,31 +306,30 @@ def main():
         if kind == "embedding":
             for o in entry["offers"]:
                 o["capabilities"] = {"tools": False, "vision": False, "json_schema": False, "reasoning": False, "embeddings": True}
-        quality = {}
+        scores = {}
         for name in arena_names:
             if name in arena:
-                quality["general"] = round(max(0.0, min(100.0, (arena[name] - 1000) / 5)), 1)
-                entry["sources"]["quality.general"] = f"{ARENA}: {name} = {arena[name]}"
+                scores["general"] = (arena[name], f"{ARENA}: {name} = {arena[name]}")
                 break
         for name in aider_names:
             if name in aider:
-                quality["coding"] = round(aider[name], 1)
-                entry["sources"]["quality.coding"] = f"{AIDER}: {name} pass_rate_2 = {aider[name]}"
+                scores["coding"] = (aider[name], f"{AIDER}: {name} pass_rate_2 = {aider[name]}")
                 break
-        if "general" in quality and "coding" in quality:
-            derived = round((quality["general"] + quality["coding"]) / 2, 1)
-            quality["math"] = derived
-            quality["reasoning"] = derived
-            entry["sources"]["quality.math"] = entry["sources"]["quality.reasoning"] = "derived: mean of general and coding"
-        if quality:
-            entry["quality"] = quality
+        raw_scores[mid] = scores
         models[mid] = entry
+    calibration = calibrate(raw_scores)
+    for mid, scores in raw_scores.items():
+        quality, sources = priors(scores, calibration)
+        if quality:
+            models[mid]["quality"] = quality
+            models[mid]["sources"].update(sources)
     body = json.dumps(models, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(body.encode()).hexdigest()[:8]
     catalog = {
         "version": f"2026-07-02+{digest}",
         "notes": __doc__.strip(),
         "sources": {"models.dev": MDEV + " (MIT)", "litellm": LITELLM + " (MIT)", "lmarena": ARENA, "aider": AIDER + " (Apache-2.0)"},
+        "calibration": calibration,
         "models": models,
     }
     with open(OUT, "w") as f:
@@ -276,6 +338,9 @@ def main():
     offers = sum(len(m["offers"]) for m in models.values())
     unpriced = [f"{mid}@{o['provider']}" for mid, m in models.items() for o in m["offers"] if "price" not in o]
     print(f"wrote {OUT}: {len(models)} models, {offers} offers; unpriced offers: {', '.join(unpriced) or 'none'}")
+    c = calibration["coding"]
+    print(f"coding calibrated on {c['models']} models: general mean {c['mean_general']}, sd {c['sd_general']}; "
+          f"Aider mean {c['mean_aider']}, sd {c['sd_aider']}; r = {c['r']}")
 
 
 if __name__ == "__main__":

@@ -260,7 +260,8 @@ async fn issue_14_demo_serves_embeddings_and_its_traffic_shows_fallbacks_and_err
         stop.clone(),
     )
     .await;
-    assert!(sent > 50, "{sent}");
+    // The generator paces itself by the clock; a loaded machine sends fewer.
+    assert!(sent >= 24, "{sent}");
     crate::billing::wait_rows(&gw, sent as i64 + 1).await;
     let url = gw.url("/v1/spend?group_by=provider");
     let resp = gw.client.get(url).bearer_auth(DEMO_MASTER_KEY).send();
@@ -278,4 +279,58 @@ async fn issue_14_demo_serves_embeddings_and_its_traffic_shows_fallbacks_and_err
     );
     stop.cancel();
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn issue_14_catalog_priors_share_one_scale() {
+    let catalog = bazaar::catalog::builtin::builtin();
+    let q = |id: &str| catalog.models[id].quality;
+    for (id, entry) in &catalog.models {
+        let p = entry.quality;
+        // A model with any prior has all four, on 0-100.
+        if p.general.is_some() || p.coding.is_some() {
+            for v in [p.general, p.coding, p.math, p.reasoning] {
+                let v = v.unwrap_or_else(|| panic!("{id}: a category is missing: {p:?}"));
+                assert!((0.0..=100.0).contains(&v), "{id}: {p:?}");
+            }
+            let coding_source = &entry.sources["quality.coding"];
+            assert!(
+                coding_source.contains("calibrated") || coding_source.starts_with("predicted"),
+                "{id}: {coding_source}"
+            );
+        }
+    }
+    // Aider pass rates are no longer read as if they were on the general scale:
+    // gpt-4o-mini's 3.6 % is a weak coder on the common scale, not 3.6 against others' 60s.
+    let mini = q("gpt-4o-mini").coding.unwrap();
+    assert!(mini > 50.0 && mini < q("gpt-4o").coding.unwrap(), "{mini}");
+    assert!(q("gemma-3-27b").coding.unwrap() > 50.0);
+    assert!(q("o3").coding.unwrap() > q("gpt-4.1").coding.unwrap());
+}
+
+#[tokio::test]
+async fn issue_14_three_tiers_coding_route_serves_plain_and_code_requests() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/three-tiers.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let env = |name: &str| Some(format!("value-of-{name}"));
+    let config = bazaar::config::Config::from_toml(&text, &env).unwrap();
+    let master = env("BAZAAR_MASTER_KEY").unwrap();
+    let gw = TestGateway::start_config(config).await;
+    for content in [
+        "Hello",
+        "Write a python function that merges two sorted lists",
+    ] {
+        let body = serde_json::json!({"model": "coding", "messages": [{"role": "user", "content": content}]});
+        let resp = gw
+            .client
+            .post(gw.url("/v1/route/explain"))
+            .bearer_auth(&master)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{content}");
+        let plan: serde_json::Value = resp.json().await.unwrap();
+        assert!(plan["chosen"].is_string(), "{content}: {plan}");
+    }
 }
