@@ -32,7 +32,7 @@ pub async fn start_billing(
     clock: billing::Clock,
 ) -> Result<(), billing::ledger::LedgerError> {
     let config = state.runtime().config.ledger.clone();
-    let (billing, writer) = billing::start(
+    let (connected, writer) = billing::start(
         &config,
         clock.clone(),
         state.stopped.clone(),
@@ -48,7 +48,7 @@ pub async fn start_billing(
             loop {
                 match billing::shared::SharedState::connect(&url).await {
                     Ok(shared) => {
-                        let _ = connect_state.shared.set(shared);
+                        connect_state.billing.share(shared);
                         tracing::info!("Connected to the shared state.");
                         return;
                     }
@@ -61,7 +61,7 @@ pub async fn start_billing(
             }
         });
     }
-    state.keys.refresh(&billing.ledger).await?;
+    state.billing.keys.refresh(&connected.ledger).await?;
     // Budgets continue where the ledger says this period's spend stands.
     let keys = runtime.config.keys.values().filter_map(|k| {
         Some((
@@ -77,24 +77,27 @@ pub async fn start_billing(
             t.limits.budget?,
         ))
     });
-    let scopes: Vec<_> = keys.chain(teams).chain(state.keys.budgeted()).collect();
-    billing::seed_budgets(&state.budgets, &billing.ledger, scopes, clock()).await?;
+    let scopes: Vec<_> = keys
+        .chain(teams)
+        .chain(state.billing.keys.budgeted())
+        .collect();
+    billing::seed_budgets(&state.billing.budgets, &connected.ledger, scopes, clock()).await?;
     // Keys created or revoked by other replicas (or the CLI) arrive within 10 s.
-    let (refresh_state, ledger) = (state.clone(), billing.ledger.clone());
+    let (refresh_state, ledger) = (state.clone(), connected.ledger.clone());
     state.tasks.spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
         loop {
             tokio::select! {
                 _ = refresh_state.shutdown.cancelled() => return,
                 _ = tick.tick() => {
-                    if let Err(e) = refresh_state.keys.refresh(&ledger).await {
+                    if let Err(e) = refresh_state.billing.keys.refresh(&ledger).await {
                         tracing::warn!("Refreshing virtual keys failed: {e}");
                     }
                 }
             }
         }
     });
-    let _ = state.billing.set(billing);
+    state.billing.connect(connected);
     // Stored responses live in the ledger's database, in their own table.
     let (store, store_writer) = server::responses_store::start(
         &config.url,

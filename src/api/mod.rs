@@ -6,6 +6,7 @@ pub mod chat_view;
 pub mod error;
 pub mod openai;
 pub mod responses;
+pub mod rewrite;
 pub mod usage;
 
 pub use error::{ApiError, ErrorLabel};

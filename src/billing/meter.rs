@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use serde_json::value::RawValue;
 
-use super::cost::{cost_nanos, usd_number};
+use super::cost::cost_nanos;
 use super::ledger::{Estimated, LedgerRow};
-use crate::api::openai::RawObject;
 use crate::api::usage::Buckets;
 use crate::api::{ErrorLabel, Usage};
 use crate::catalog::{Price, Tier};
+use crate::config::{Config, ProviderConfig};
 
 /// Who and what a call is, known before any backend is called.
 #[derive(Debug, Clone)]
@@ -139,27 +139,44 @@ impl CallMeter {
     }
 }
 
-/// Rewrites an OpenAI body (reply or chunk) so its `usage` object carries `cost` in USD,
-/// as OpenRouter does; `None` when the body has no usage object.
-pub fn with_usage_cost(body: &[u8], cost: Option<u64>) -> Option<Vec<u8>> {
-    let fields = RawObject::parse(body).ok()?;
-    let usage = fields.get("usage")?;
-    let mut map: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(usage.get()).ok()?;
-    map.insert(
-        "cost".into(),
-        cost.map(|c| serde_json::Value::Number(usd_number(c)))
-            .unwrap_or(serde_json::Value::Null),
-    );
-    let raw = serde_json::value::to_raw_value(&map).ok()?;
-    let model: String = fields
-        .typed("model", "a string")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let mut out = Vec::with_capacity(body.len() + 24);
-    fields.write_with(&mut out, &model, &[("usage", &*raw as &RawValue)]);
-    Some(out)
+/// A local server with a running cost: that cost spread over its measured output rate
+/// (prompt tokens free). `None` when it is not local or has no cost configured.
+pub fn local_price(provider: &ProviderConfig, tokens_per_sec: f64) -> Option<Price> {
+    let per_hour = provider.cost_per_hour_micros?;
+    if provider.tier != Tier::Local || tokens_per_sec <= 0.0 {
+        return None;
+    }
+    // micro-dollars per hour / tokens per hour × 1e6 tokens = micro-dollars per Mtok.
+    let per_mtok = (per_hour as f64 / (tokens_per_sec * 3600.0) * 1e6).round() as u64;
+    Some(Price {
+        input: Some(0),
+        cached_input: Some(0),
+        cache_write: Some(0),
+        output: Some(per_mtok),
+        reasoning: Some(per_mtok),
+    })
+}
+
+/// The price of the route's reference frontier model (or the router's default
+/// reference), against which savings are counted.
+pub fn reference_price(config: &Config, route: &str) -> Option<Price> {
+    let reference = config
+        .route(route)
+        .and_then(|r| r.reference.as_deref())
+        .unwrap_or(&config.router.reference);
+    let reference = config.canonical(reference);
+    if let Some(target) = config
+        .models
+        .get(reference)
+        .and_then(|t| t.iter().find(|t| t.facts.price.input.is_some()))
+    {
+        return Some(target.facts.price);
+    }
+    let (_, entry) = config.catalog.model(reference)?;
+    entry
+        .offers
+        .iter()
+        .find_map(|o| o.price.filter(|p| p.input.is_some()))
 }
 
 /// The wire shape of bodies and chunks whose text is counted.
@@ -259,17 +276,6 @@ fn push_values(chunk: &[u8], key: &[u8], out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn usage_cost_is_injected_and_fields_kept() {
-        let body = br#"{"id":"x","model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5},"extra":1}"#;
-        let out = with_usage_cost(body, Some(1_500_000)).unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["usage"]["cost"], 0.0015);
-        assert_eq!(v["usage"]["total_tokens"], 5);
-        assert_eq!(v["extra"], 1);
-        assert!(with_usage_cost(br#"{"id":"x"}"#, Some(1)).is_none());
-    }
 
     fn text(shape: TextShape, chunk: &[u8]) -> SentText {
         SentText::of(shape, chunk)

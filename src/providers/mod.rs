@@ -17,10 +17,12 @@ pub use error::{client_error, BuildError, Fault, StatusReply, UpstreamError, Ups
 use std::pin::Pin;
 use std::time::Duration;
 
+use ::http::HeaderValue;
 use bytes::Bytes;
 use futures_util::Stream;
 use tokio::time::Instant;
 
+use crate::api::anthropic::{MessagesRequest, NativeOnly};
 use crate::api::openai::{ChatRequest, PassthroughRequest};
 use crate::api::Usage;
 use crate::catalog::Tier;
@@ -189,6 +191,65 @@ impl Provider {
         at: Attempt<'_>,
     ) -> Result<StreamReply, UpstreamError> {
         dispatch!(self, a => a.completions_stream(req, at).await)
+    }
+}
+
+/// Anthropic Messages calls (`/v1/messages`), for any backend: an Anthropic backend
+/// answers the client's own body untranslated; every other wire format serves the
+/// request translated to chat, and its reply is translated back (its stream chunks stay
+/// OpenAI's, for the front end to rewrite: see `speaks_messages`).
+impl Provider {
+    /// True when this backend answers a Messages call in Anthropic's own wire format.
+    pub fn speaks_messages(&self) -> bool {
+        matches!(self.wire(), WireFormat::Anthropic)
+    }
+
+    /// A complete Messages reply, in Anthropic's shape.
+    pub async fn messages(
+        &self,
+        req: &MessagesRequest,
+        at: Attempt<'_>,
+        beta: Option<&HeaderValue>,
+    ) -> Result<Reply, UpstreamError> {
+        if let Provider::Anthropic(a) = self {
+            return a.messages(&req.native, at, beta).await;
+        }
+        self.translatable(req.native_only.as_ref())?;
+        let reply = self.chat(&req.chat, at).await?;
+        let body = crate::api::anthropic::reply::from_openai(&reply.body, reply.usage)
+            .map_err(|detail| UpstreamError::protocol(self.id(), detail))?;
+        Ok(Reply {
+            body: Bytes::from(body),
+            ..reply
+        })
+    }
+
+    /// A streamed Messages reply: Anthropic's events from an Anthropic backend, OpenAI
+    /// chunks from any other.
+    pub async fn messages_stream(
+        &self,
+        req: &MessagesRequest,
+        at: Attempt<'_>,
+        beta: Option<&HeaderValue>,
+    ) -> Result<StreamReply, UpstreamError> {
+        if let Provider::Anthropic(a) = self {
+            return a.messages_stream(&req.native, at, beta).await;
+        }
+        self.translatable(req.native_only.as_ref())?;
+        self.chat_stream(&req.chat, at).await
+    }
+
+    /// Refuses a translated call when the request holds a field (`only`) that only its
+    /// own wire format's backends take.
+    pub fn translatable(&self, only: Option<&NativeOnly>) -> Result<(), UpstreamError> {
+        match only {
+            Some(only) => Err(UpstreamError::unsupported(
+                self.id(),
+                only.field.clone(),
+                only.detail.clone(),
+            )),
+            None => Ok(()),
+        }
     }
 }
 

@@ -1,13 +1,18 @@
-//! The fallback loop: walk a plan's candidates until one answers, before any byte
-//! reaches the client. Retryable failures (connect, timeout, 5xx, 429) move on to the
-//! next candidate (after a short jittered backoff when it is on a provider that already
-//! failed in this call), within the call's deadline; a 429's
-//! `Retry-After` holds that backend back; the breaker learns from every attempt.
+//! The attempt loop: walk a plan's candidates until one answers, before any byte
+//! reaches the client, within the call's deadline (the longest total timeout of the
+//! plan's providers). Retryable failures (connect, timeout, 5xx, 429) move on to the next
+//! candidate (after a short jittered backoff when it is on a provider that already failed
+//! in this call); a 429's `Retry-After` holds that backend back; a stream counts as
+//! answered once its first chunk arrives. The live stats and the breaker hear of every
+//! attempt, a stream's when it ends. Nothing here bills or writes a response.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::{Stream, StreamExt};
 use tokio::time::Instant;
 
 use super::breaker::{BreakerSettings, Transition};
@@ -15,16 +20,39 @@ use super::plan::RouterState;
 use super::stats::{BackendStats, InFlight, Outcome};
 use super::{Candidate, RoutePlan};
 use crate::api::ApiError;
-use crate::providers::{client_error, Provider, UpstreamError, UpstreamKind, UpstreamMeta};
+use crate::config::{Config, RouterConfig};
+use crate::providers::{
+    client_error, Attempt, Chunk, ChunkStream, Provider, Reply, StreamReply, UpstreamError,
+    UpstreamKind, UpstreamMeta,
+};
 
-/// The outcome of a successful walk: the value, who served it, and how many attempts failed first.
+/// One walk over a plan: where to send, what to report to, and until when.
+#[derive(Clone, Copy)]
+pub struct Walk<'p> {
+    pub plan: &'p RoutePlan,
+    /// The runtime's adapters, indexed by `Candidate::provider`.
+    pub providers: &'p [Provider],
+    pub router: &'p Arc<RouterState>,
+    pub settings: &'p RouterConfig,
+    /// From `deadline`: the call must be over by then.
+    pub deadline: Instant,
+    pub request_id: &'p str,
+}
+
+/// A successful walk: the value, who served it, and how many attempts failed first.
 #[derive(Debug)]
 pub struct Served<'p, T> {
     pub value: T,
     pub candidate: &'p Candidate,
     pub failed_attempts: u32,
-    /// The winning attempt; report its end with `AttemptRecord::finish`.
-    pub attempt: AttemptRecord,
+    /// From sending the request to the reply (non-streamed) or the first chunk (streamed).
+    pub ttft: Duration,
+}
+
+/// A stream whose first chunk has arrived; the rest reports the attempt when it ends.
+pub struct Streamed {
+    pub first: Chunk,
+    pub rest: ChunkStream,
 }
 
 /// A failed walk: the error for the client and every attempt's failure, in order.
@@ -34,16 +62,156 @@ pub struct Exhausted {
     pub failures: Vec<(Candidate, UpstreamError)>,
 }
 
+/// The call's deadline: the longest total timeout among the plan's providers, from now.
+pub fn deadline(config: &Config, plan: &RoutePlan) -> Instant {
+    let total = plan
+        .candidates
+        .iter()
+        .filter_map(|c| config.providers.get(c.provider))
+        .map(|p| p.timeouts.total)
+        .max()
+        .unwrap_or(Duration::from_secs(600));
+    Instant::now() + total
+}
+
+/// Walks the plan for a complete reply; the answering attempt is reported at once.
+pub async fn reply<'p, F, Fut>(
+    walk: Walk<'p>,
+    mut attempt: F,
+) -> Result<Served<'p, Reply>, Exhausted>
+where
+    F: FnMut(&'p Provider, Attempt<'p>) -> Fut,
+    Fut: Future<Output = Result<Reply, UpstreamError>>,
+{
+    let (served, record) = run(walk, |_, provider, at| attempt(provider, at)).await?;
+    let reply = &served.value;
+    record.finish(
+        walk.router,
+        &walk.settings.breaker,
+        walk.settings.affinity_ttl,
+        reply.usage.map(|u| u.completion_tokens()),
+        Some(reply.meta),
+        None,
+    );
+    Ok(served)
+}
+
+/// Walks the plan for a stream; an attempt answers once its first chunk arrives, so a
+/// stream that fails before any byte still falls back. The attempt is reported when the
+/// rest of the stream ends, fails or is dropped.
+pub async fn stream<'p, F, Fut>(
+    walk: Walk<'p>,
+    mut attempt: F,
+) -> Result<Served<'p, Streamed>, Exhausted>
+where
+    F: FnMut(&'p Provider, Attempt<'p>) -> Fut,
+    Fut: Future<Output = Result<StreamReply, UpstreamError>>,
+{
+    let (served, record) = run(walk, |_, provider, at| {
+        let reply = attempt(provider, at);
+        async move { first_chunk(reply.await?, provider.id()).await }
+    })
+    .await?;
+    let (first, reply) = served.value;
+    let rest = Watched {
+        inner: reply.chunks,
+        record: Some(record),
+        router: walk.router.clone(),
+        breaker: walk.settings.breaker,
+        affinity_ttl: walk.settings.affinity_ttl,
+        meta: reply.meta,
+        output_tokens: first
+            .usage
+            .filter(|u| u.is_reported())
+            .map(|u| u.completion_tokens()),
+    };
+    Ok(Served {
+        value: Streamed {
+            first,
+            rest: Box::pin(rest),
+        },
+        candidate: served.candidate,
+        failed_attempts: served.failed_attempts,
+        ttft: served.ttft,
+    })
+}
+
+/// Waits for the first chunk, so a stream that fails before any byte can still fall back.
+async fn first_chunk(
+    mut reply: StreamReply,
+    provider: &str,
+) -> Result<(Chunk, StreamReply), UpstreamError> {
+    match reply.chunks.next().await {
+        Some(Ok(chunk)) => Ok((chunk, reply)),
+        Some(Err(e)) => Err(e),
+        None => Err(UpstreamError::protocol(
+            provider,
+            "the stream ended before its first chunk",
+        )),
+    }
+}
+
+/// The rest of a stream, reporting its attempt to the live stats once, however it ends
+/// (dropped early: the client went away, which is not the backend's failure).
+struct Watched {
+    inner: ChunkStream,
+    record: Option<AttemptRecord>,
+    router: Arc<RouterState>,
+    breaker: BreakerSettings,
+    affinity_ttl: Duration,
+    meta: UpstreamMeta,
+    output_tokens: Option<u64>,
+}
+
+impl Watched {
+    fn finish(&mut self, failure: Option<&UpstreamError>) {
+        if let Some(record) = self.record.take() {
+            record.finish(
+                &self.router,
+                &self.breaker,
+                self.affinity_ttl,
+                self.output_tokens,
+                Some(self.meta),
+                failure,
+            );
+        }
+    }
+}
+
+impl Stream for Watched {
+    type Item = Result<Chunk, UpstreamError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = std::task::ready!(self.inner.as_mut().poll_next(cx));
+        match &item {
+            Some(Ok(chunk)) => {
+                // A running report (a stream's usage so far) is not the output's count.
+                if let Some(usage) = chunk.usage.filter(|u| u.is_reported()) {
+                    self.output_tokens = Some(usage.completion_tokens());
+                }
+            }
+            Some(Err(e)) => self.finish(Some(e)),
+            None => self.finish(None),
+        }
+        Poll::Ready(item)
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.finish(None);
+    }
+}
+
 /// The attempt that answered: keeps the backend's in-flight count until finished.
 #[derive(Debug)]
-pub struct AttemptRecord {
+struct AttemptRecord {
     stats: Arc<BackendStats>,
     _in_flight: InFlight,
     started: Instant,
-    /// From sending the request to the reply (non-streamed) or the first chunk (streamed).
-    pub first_byte: Duration,
+    first_byte: Duration,
     /// `provider/upstream`.
-    pub backend: String,
+    backend: String,
     session: Option<u64>,
     /// Metric labels: provider, catalog model id, tier.
     labels: [String; 3],
@@ -51,7 +219,7 @@ pub struct AttemptRecord {
 
 impl AttemptRecord {
     /// Reports how the call ended (after the last byte for streams) to the live stats.
-    pub fn finish(
+    fn finish(
         self,
         router: &RouterState,
         breaker: &BreakerSettings,
@@ -59,7 +227,7 @@ impl AttemptRecord {
         output_tokens: Option<u64>,
         meta: Option<UpstreamMeta>,
         failure: Option<&UpstreamError>,
-    ) -> Duration {
+    ) {
         let now = Instant::now();
         let total = now - self.started;
         let outcome = match failure {
@@ -107,7 +275,6 @@ impl AttemptRecord {
                     .set(session, self.backend.clone(), now, affinity_ttl);
             }
         }
-        total
     }
 }
 
@@ -136,19 +303,24 @@ pub fn backoff(n: u32, jitter: f64) -> Duration {
 }
 
 /// Calls `attempt` on each candidate in turn until one succeeds, a failure is not
-/// retryable, or the deadline passes.
-pub async fn run<'p, T, F, Fut>(
-    plan: &'p RoutePlan,
-    providers: &'p [Provider],
-    router: &RouterState,
-    breaker: &BreakerSettings,
-    deadline: Instant,
+/// retryable, or the deadline passes; returns the answer with its unreported attempt.
+async fn run<'p, T, F, Fut>(
+    walk: Walk<'p>,
     mut attempt: F,
-) -> Result<Served<'p, T>, Exhausted>
+) -> Result<(Served<'p, T>, AttemptRecord), Exhausted>
 where
-    F: FnMut(&'p Candidate, &'p Provider) -> Fut,
+    F: FnMut(&'p Candidate, &'p Provider, Attempt<'p>) -> Fut,
     Fut: Future<Output = Result<T, UpstreamError>>,
 {
+    let Walk {
+        plan,
+        providers,
+        router,
+        settings,
+        deadline,
+        request_id,
+    } = walk;
+    let breaker = &settings.breaker;
     let mut failures: Vec<(Candidate, UpstreamError)> = Vec::new();
     let mut skipped_open = 0;
     for candidate in &plan.candidates {
@@ -177,26 +349,34 @@ where
         }
         let in_flight = stats.start();
         let started = Instant::now();
-        match attempt(candidate, provider).await {
+        let at = Attempt {
+            upstream_model: &candidate.upstream,
+            request_id,
+            deadline,
+        };
+        match attempt(candidate, provider, at).await {
             Ok(value) => {
-                return Ok(Served {
+                let first_byte = started.elapsed();
+                let record = AttemptRecord {
+                    stats,
+                    _in_flight: in_flight,
+                    started,
+                    first_byte,
+                    backend: format!("{}/{}", provider.id(), candidate.upstream),
+                    session: plan.session,
+                    labels: [
+                        provider.id().to_string(),
+                        candidate.model.to_string(),
+                        candidate.facts.tier.as_str().to_string(),
+                    ],
+                };
+                let served = Served {
                     value,
                     candidate,
                     failed_attempts: failures.len() as u32,
-                    attempt: AttemptRecord {
-                        stats,
-                        _in_flight: in_flight,
-                        started,
-                        first_byte: started.elapsed(),
-                        backend: format!("{}/{}", provider.id(), candidate.upstream),
-                        session: plan.session,
-                        labels: [
-                            provider.id().to_string(),
-                            candidate.model.to_string(),
-                            candidate.facts.tier.as_str().to_string(),
-                        ],
-                    },
-                });
+                    ttft: first_byte,
+                };
+                return Ok((served, record));
             }
             // The request asks what this backend's wire format cannot express: not the
             // backend's failure (the breaker does not hear of it), and another may serve it.

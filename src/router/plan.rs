@@ -336,25 +336,6 @@ pub fn build_plan(
     })
 }
 
-/// A local server with a running cost: that cost spread over its measured output
-/// rate (prompt tokens free). `None` when it has no cost configured.
-pub fn local_price(config: &Config, candidate: &Candidate, tokens_per_sec: f64) -> Option<Price> {
-    let provider = config.providers.get(candidate.provider)?;
-    let per_hour = provider.cost_per_hour_micros?;
-    if provider.tier != Tier::Local || tokens_per_sec <= 0.0 {
-        return None;
-    }
-    // micro-dollars per hour / tokens per hour × 1e6 tokens = micro-dollars per Mtok.
-    let per_mtok = (per_hour as f64 / (tokens_per_sec * 3600.0) * 1e6).round() as u64;
-    Some(Price {
-        input: Some(0),
-        cached_input: Some(0),
-        cache_write: Some(0),
-        output: Some(per_mtok),
-        reasoning: Some(per_mtok),
-    })
-}
-
 /// The quality prior for `task`, 0–100; 50 (neutral) when the catalog has none.
 pub fn quality_for(facts: &Facts, task: Task) -> f64 {
     let q = &facts.quality;

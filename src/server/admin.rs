@@ -26,7 +26,7 @@ fn admin<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a Ledger, Api
     }
     state
         .billing
-        .get()
+        .connected()
         .map(|b| &b.ledger)
         .ok_or_else(|| ApiError::Unavailable {
             message: "the ledger is not connected".into(),
@@ -48,7 +48,12 @@ fn store_error(e: LedgerError) -> ApiError {
 }
 
 async fn refreshed(state: &AppState, ledger: &Ledger) -> Result<(), ApiError> {
-    state.keys.refresh(ledger).await.map_err(store_error)
+    state
+        .billing
+        .keys
+        .refresh(ledger)
+        .await
+        .map_err(store_error)
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

@@ -124,7 +124,7 @@ async fn metrics(axum::extract::State(state): axum::extract::State<Arc<AppState>
             .with_label_values(&[provider.as_str(), model])
             .set(snap.in_flight);
     }
-    if let Some(b) = state.billing.get() {
+    if let Some(b) = state.billing.connected() {
         m.ledger_queue_depth.set(b.sink.queued() as i64);
         m.ledger_spilled_rows.set(b.sink.spilled() as i64);
     }

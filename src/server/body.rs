@@ -8,10 +8,37 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::state::AppState;
+use super::RequestId;
 use crate::api::ApiError;
 
 /// The raw bytes of a JSON request body.
 pub struct JsonBody(pub Bytes);
+
+/// What a call endpoint receives: the request's id, its headers and its JSON body.
+pub struct Incoming {
+    pub request_id: RequestId,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl FromRequest<Arc<AppState>> for Incoming {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Incoming, ApiError> {
+        let request_id = req
+            .extensions()
+            .get::<RequestId>()
+            .cloned()
+            .ok_or_else(|| ApiError::Internal("the request has no id".into()))?;
+        let headers = req.headers().clone();
+        let JsonBody(body) = JsonBody::from_request(req, state).await?;
+        Ok(Incoming {
+            request_id,
+            headers,
+            body,
+        })
+    }
+}
 
 impl FromRequest<Arc<AppState>> for JsonBody {
     type Rejection = ApiError;

@@ -4,55 +4,36 @@
 //! OpenAI-compatible and Gemini backends, whose replies and chunks are translated back;
 //! an Anthropic backend gets the client's own body and answers it untranslated.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use bytes::{BufMut, Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue};
+use http::HeaderValue;
 
-use super::body::JsonBody;
-use super::chat::{self, ChatShape};
+use super::body::Incoming;
+use super::call::{self, Asked, Planning, Shape};
+use super::chat;
 use super::relay::Framer;
 use super::state::AppState;
-use super::RequestId;
 use crate::api::anthropic::stream::EventWriter;
-use crate::api::anthropic::{error_body, reply, MessagesRequest, NativeOnly};
+use crate::api::anthropic::{error_body, MessagesRequest};
 use crate::api::ApiError;
 use crate::billing::meter::TextShape;
 use crate::providers::{Attempt, Chunk, Provider, Reply, StreamReply, UpstreamError};
+use crate::router::RoutePlan;
 
-pub async fn create(
-    State(state): State<Arc<AppState>>,
-    Extension(request_id): Extension<RequestId>,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody,
-) -> Response {
-    match handle(&state, &request_id, &headers, &body).await {
-        Ok(response) => response,
-        Err(e) => anthropic_error(e),
-    }
-}
-
-async fn handle(
-    state: &Arc<AppState>,
-    request_id: &RequestId,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Response, ApiError> {
-    let runtime = state.runtime();
-    let caller = state.authenticate(headers, &runtime)?;
-    let req = MessagesRequest::parse(body)?;
-    let shape = MessagesShape {
-        req: &req,
-        beta: headers.get("anthropic-beta").cloned(),
+pub async fn create(State(state): State<Arc<AppState>>, incoming: Incoming) -> Response {
+    let beta = incoming.headers.get("anthropic-beta").cloned();
+    let parse = |body: &[u8]| {
+        let req = MessagesRequest::parse(body)?;
+        Ok(MessagesShape { req, beta })
     };
-    chat::metered(
-        state, &runtime, &caller, request_id, headers, &req.chat, "messages", &shape,
-    )
-    .await
+    call::handle(&state, &incoming, parse)
+        .await
+        .unwrap_or_else(anthropic_error)
 }
 
 /// An `ApiError` with its status and headers, in Anthropic's error shape (the SDK reads
@@ -64,70 +45,36 @@ pub fn anthropic_error(error: ApiError) -> Response {
     response
 }
 
-struct MessagesShape<'r> {
-    req: &'r MessagesRequest,
+struct MessagesShape {
+    req: MessagesRequest,
     beta: Option<HeaderValue>,
 }
 
-impl MessagesShape<'_> {
-    /// Refuses a non-Anthropic backend when the request holds what only Anthropic takes.
-    fn translatable(&self, provider: &Provider) -> Result<(), UpstreamError> {
-        translatable(self.req.native_only.as_ref(), provider)
-    }
-}
-
-/// Refuses a translated call to `provider` when the request holds a field (`only`) that
-/// only its own wire format's backends take.
-pub fn translatable(only: Option<&NativeOnly>, provider: &Provider) -> Result<(), UpstreamError> {
-    match only {
-        Some(only) => Err(UpstreamError::unsupported(
-            provider.id(),
-            only.field.clone(),
-            only.detail.clone(),
-        )),
-        None => Ok(()),
-    }
-}
-
-impl ChatShape for MessagesShape<'_> {
+impl Shape for MessagesShape {
     type Framer = MessagesFramer;
 
-    async fn call<'a>(
-        &'a self,
-        provider: &'a Provider,
-        at: Attempt<'a>,
-    ) -> Result<Reply, UpstreamError> {
-        if let Provider::Anthropic(anthropic) = provider {
-            return anthropic
-                .messages(&self.req.native, at, self.beta.as_ref())
-                .await;
-        }
-        self.translatable(provider)?;
-        let reply = provider.chat(&self.req.chat, at).await?;
-        let body = reply::from_openai(&reply.body, reply.usage)
-            .map_err(|detail| UpstreamError::protocol(provider.id(), detail))?;
-        Ok(Reply {
-            body: Bytes::from(body),
-            ..reply
-        })
+    fn asked(&self) -> Asked<'_> {
+        Asked::chat(&self.req.chat, "messages")
     }
 
-    async fn call_stream<'a>(
+    fn plan(&self, cx: Planning<'_>) -> Result<RoutePlan, ApiError> {
+        chat::plan_chat(cx.runtime, cx.state, &self.req.chat, cx.headers, cx.caller)
+    }
+
+    fn call<'a>(
         &'a self,
         provider: &'a Provider,
         at: Attempt<'a>,
-    ) -> Result<StreamReply, UpstreamError> {
-        match provider {
-            Provider::Anthropic(anthropic) => {
-                anthropic
-                    .messages_stream(&self.req.native, at, self.beta.as_ref())
-                    .await
-            }
-            other => {
-                self.translatable(other)?;
-                other.chat_stream(&self.req.chat, at).await
-            }
-        }
+    ) -> impl Future<Output = Result<Reply, UpstreamError>> + Send + 'a {
+        provider.messages(&self.req, at, self.beta.as_ref())
+    }
+
+    fn call_stream<'a>(
+        &'a self,
+        provider: &'a Provider,
+        at: Attempt<'a>,
+    ) -> impl Future<Output = Result<StreamReply, UpstreamError>> + Send + 'a {
+        provider.messages_stream(&self.req, at, self.beta.as_ref())
     }
 
     fn reply_body(&self, body: Bytes, _cost: Option<u64>) -> Bytes {
@@ -139,9 +86,10 @@ impl ChatShape for MessagesShape<'_> {
     }
 
     fn framer(&self, provider: &Provider) -> MessagesFramer {
-        match provider {
-            Provider::Anthropic(_) => MessagesFramer::Native,
-            _ => MessagesFramer::Translated(Box::new(EventWriter::new(&self.req.chat.model))),
+        if provider.speaks_messages() {
+            MessagesFramer::Native
+        } else {
+            MessagesFramer::Translated(Box::new(EventWriter::new(&self.req.chat.model)))
         }
     }
 }

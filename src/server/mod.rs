@@ -1,18 +1,18 @@
-//! The axum front end: routes, auth, body limits, health, request ids and shutdown.
-//! Handlers parse and authenticate, then hand the call to the router and adapters.
+//! The axum front end: routes, auth, body limits, health, request ids, and the one walk
+//! every call takes (`call`). Handlers authenticate and parse, then hand the call to
+//! `call::serve`; draining on shutdown is `bazaar::serve`'s (lib.rs), not this module's.
 
 pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod body;
+pub mod call;
 pub mod chat;
 pub mod embeddings;
 pub mod health;
 pub mod messages;
-pub mod meter;
 pub mod models;
 pub mod relay;
-pub mod respond;
 pub mod responses;
 pub mod responses_store;
 pub mod spend;

@@ -12,8 +12,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{FutureExt, StreamExt};
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 
+use crate::api::rewrite::with_usage_cost;
 use crate::api::{ApiError, Usage};
-use crate::billing::meter::{with_usage_cost, SentText, TextShape};
+use crate::billing::cost::usd_number;
+use crate::billing::meter::{SentText, TextShape};
 use crate::providers::{Chunk, ChunkStream, UpstreamError};
 
 /// Routing outcome headers every served response carries.
@@ -86,6 +88,12 @@ pub struct OpenAiFramer {
     pub client_wants_usage: bool,
 }
 
+impl OpenAiFramer {
+    pub fn new(client_wants_usage: bool) -> OpenAiFramer {
+        OpenAiFramer { client_wants_usage }
+    }
+}
+
 impl Framer for OpenAiFramer {
     fn chunk(&mut self, chunk: &Chunk, cost: Option<u64>, out: &mut BytesMut) -> bool {
         // A running report (a stream's usage so far) rides on a content chunk as it is.
@@ -96,7 +104,7 @@ impl Framer for OpenAiFramer {
         if chunk.usage_only && !self.client_wants_usage {
             return false;
         }
-        match with_usage_cost(&chunk.data, cost) {
+        match with_usage_cost(&chunk.data, cost.map(usd_number)) {
             Some(data) => put_frame(out, &data),
             None => put_frame(out, &chunk.data),
         }

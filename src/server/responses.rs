@@ -16,8 +16,8 @@ use serde_json::value::RawValue;
 
 use super::auth::Caller;
 use super::body::JsonBody;
-use super::chat::{self, ChatShape};
-use super::meter::Metered;
+use super::call::{self, Asked, Planning, Shape};
+use super::chat;
 use super::relay::Framer;
 use super::responses_store::ResponseStore;
 use super::state::{AppState, Runtime};
@@ -27,8 +27,10 @@ use crate::api::responses::reply::{self, FailedWith, ResponseOut, Status};
 use crate::api::responses::stream::StreamWriter;
 use crate::api::responses::{new_id, ResponsesRequest};
 use crate::api::ApiError;
-use crate::billing::meter::Ending;
+use crate::billing::admission::Outcome;
+use crate::billing::meter::CallMeter;
 use crate::providers::{Attempt, Chunk, Provider, Reply, StreamReply, UpstreamError};
+use crate::router::RoutePlan;
 
 pub async fn create(
     State(state): State<Arc<AppState>>,
@@ -84,17 +86,7 @@ async fn handle(
         key_name: caller.name.clone(),
         req: &req,
     };
-    chat::metered(
-        state,
-        &runtime,
-        &caller,
-        request_id,
-        headers,
-        &req.chat,
-        "responses",
-        &shape,
-    )
-    .await
+    call::serve(state, &runtime, caller, request_id, headers, &shape).await
 }
 
 /// Parses the body, loading the stored conversation it continues; on failure, the
@@ -140,15 +132,18 @@ fn refused(
     model: &str,
     e: &ApiError,
 ) {
-    let metered = Metered::new(state, runtime, caller, &request_id.0, "responses", model, 0);
-    metered.finish(
-        None,
-        Ending {
-            status: e.status().as_u16(),
-            error_type: Some(e.label()),
-            ..Default::default()
-        },
-    );
+    let meter = CallMeter {
+        ts_ms: 0,
+        request_id: request_id.0.to_string(),
+        key_name: caller.name.clone(),
+        team: caller.team.clone(),
+        endpoint: "responses",
+        route: model.to_string(),
+        markup_bp: caller.markup_bp,
+        prompt_tokens_estimate: 0,
+    };
+    let admission = state.billing.open(meter, &runtime.config.catalog.version);
+    admission.finish(Outcome::Failed(e));
 }
 
 /// `GET /v1/responses/{id}`: a stored response, to the key that created it.
@@ -220,7 +215,7 @@ fn native(provider: &Provider) -> Option<&crate::providers::openai::OpenAiAdapte
 
 impl ResponsesShape<'_> {
     fn translatable(&self, provider: &Provider) -> Result<(), UpstreamError> {
-        super::messages::translatable(self.req.native_only.as_ref(), provider)
+        provider.translatable(self.req.native_only.as_ref())
     }
 
     fn keep(&self, id: String, response: Vec<u8>, output: &str) {
@@ -238,8 +233,16 @@ impl ResponsesShape<'_> {
     }
 }
 
-impl ChatShape for ResponsesShape<'_> {
+impl Shape for ResponsesShape<'_> {
     type Framer = ResponsesFramer;
+
+    fn asked(&self) -> Asked<'_> {
+        Asked::chat(&self.req.chat, "responses")
+    }
+
+    fn plan(&self, cx: Planning<'_>) -> Result<RoutePlan, ApiError> {
+        chat::plan_chat(cx.runtime, cx.state, &self.req.chat, cx.headers, cx.caller)
+    }
 
     async fn call<'a>(
         &'a self,

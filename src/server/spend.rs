@@ -128,11 +128,14 @@ fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
     Some(sorted[((sorted.len() - 1) as f64 * p).round() as usize])
 }
 
-fn billing(state: &AppState) -> Result<&crate::billing::Billing, ApiError> {
-    state.billing.get().ok_or_else(|| ApiError::Unavailable {
-        message: "the ledger is not connected".into(),
-        retry_after: None,
-    })
+fn billing(state: &AppState) -> Result<&crate::billing::Connected, ApiError> {
+    state
+        .billing
+        .connected()
+        .ok_or_else(|| ApiError::Unavailable {
+            message: "the ledger is not connected".into(),
+            retry_after: None,
+        })
 }
 
 fn db_error(e: impl std::fmt::Display) -> ApiError {

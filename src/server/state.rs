@@ -1,5 +1,6 @@
 //! Shared state of the running gateway: the current `Runtime` (config plus the
-//! providers built from it, swapped whole on reload), readiness and the task tracker.
+//! providers built from it, swapped whole on reload), readiness, the task tracker, the
+//! router's live state and the billing handle.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::billing::Billing;
 use crate::config::{Config, ConfigError, ConfigProblem};
 use crate::providers::Provider;
 use crate::router::RouterState;
@@ -50,21 +52,13 @@ pub struct AppState {
     /// Every background task; shutdown waits on it.
     pub tasks: TaskTracker,
     /// Live routing stats and session affinity; they outlive reloads.
-    pub router: RouterState,
+    pub router: Arc<RouterState>,
     /// Cancelled when draining begins: background loops stop.
     pub shutdown: CancellationToken,
     /// Cancelled once the HTTP server has stopped: the ledger writer flushes and ends.
     pub stopped: CancellationToken,
-    /// Set once the ledger is connected (see `bazaar::start_billing`).
-    pub billing: std::sync::OnceLock<crate::billing::Billing>,
-    /// Budget windows of keys and teams (in process).
-    pub budgets: Arc<crate::billing::budget::Budgets>,
-    /// RPM/TPM limiters of keys and teams (in process).
-    pub limits: crate::billing::limits::RateLimits,
-    /// Virtual keys and teams from the database, cached.
-    pub keys: crate::billing::keys::KeyStore,
-    /// Redis for limits and budgets shared across replicas, when configured.
-    pub shared: std::sync::OnceLock<crate::billing::shared::SharedState>,
+    /// Keys, limits, budgets and the ledger (connected by `bazaar::start_billing`).
+    pub billing: Arc<Billing>,
     /// Stored responses (`previous_response_id`), beside the ledger once it is connected.
     pub responses: std::sync::OnceLock<Arc<super::responses_store::ResponseStore>>,
     reloads_applied: AtomicU64,
@@ -73,20 +67,18 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(runtime: Runtime) -> Arc<AppState> {
-        let router = RouterState::default();
+        let router = Arc::new(RouterState::default());
         router.metrics.declare(&runtime.config);
+        let tasks = TaskTracker::new();
+        let billing = Arc::new(Billing::new(router.metrics.clone(), tasks.clone()));
         Arc::new(AppState {
             runtime: ArcSwap::from_pointee(runtime),
             ready: AtomicBool::new(true),
-            tasks: TaskTracker::new(),
+            tasks,
             router,
             shutdown: CancellationToken::new(),
             stopped: CancellationToken::new(),
-            billing: std::sync::OnceLock::new(),
-            budgets: Default::default(),
-            limits: Default::default(),
-            keys: Default::default(),
-            shared: std::sync::OnceLock::new(),
+            billing,
             responses: std::sync::OnceLock::new(),
             reloads_applied: AtomicU64::new(0),
             reloads_rejected: AtomicU64::new(0),
@@ -152,12 +144,12 @@ impl AppState {
         headers: &http::HeaderMap,
         runtime: &Runtime,
     ) -> Result<super::auth::Caller, crate::api::ApiError> {
-        super::auth::authenticate(headers, &runtime.config, &self.keys, self.now_ms())
+        super::auth::authenticate(headers, &runtime.config, &self.billing.keys, self.now_ms())
     }
 
     /// Wall-clock milliseconds from the billing clock (0 before billing starts).
     pub fn now_ms(&self) -> i64 {
-        self.billing.get().map(|b| (b.clock)()).unwrap_or(0)
+        self.billing.now_ms()
     }
 
     /// Reloads applied and refused since start.

@@ -46,7 +46,7 @@ fn priced_config(mock: &MockUpstream) -> String {
 
 /// Waits until the ledger holds `n` rows (the writer flushes every 200 ms).
 pub async fn wait_rows(gw: &TestGateway, n: i64) -> i64 {
-    let ledger = &gw.state.billing.get().unwrap().ledger;
+    let ledger = &gw.state.billing.connected().unwrap().ledger;
     let mut count = 0;
     for _ in 0..500 {
         count = ledger.count().await.unwrap();

@@ -374,7 +374,7 @@ async fn a_client_disconnect_is_billed_for_what_was_sent() {
         got += 1;
     }
     drop(resp);
-    let billing = gw.state.billing.get().unwrap();
+    let billing = gw.state.billing.connected().unwrap();
     let mut rows = Vec::new();
     for _ in 0..500 {
         rows = billing.ledger.calls(&everything(), 10, None).await.unwrap();
@@ -396,7 +396,7 @@ async fn a_client_disconnect_is_billed_for_what_was_sent() {
         (row.input_tokens * 1_000 + row.output_tokens * 2_000) as u64
     );
     assert_eq!(
-        gw.state.budgets.spent("key:app"),
+        gw.state.billing.budgets.spent("key:app"),
         cost,
         "settled at the estimate"
     );

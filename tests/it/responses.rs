@@ -91,7 +91,7 @@ async fn ledger_rows(gw: TestGateway) -> Vec<LedgerRow> {
     };
     let mut rows: Vec<LedgerRow> = state
         .billing
-        .get()
+        .connected()
         .unwrap()
         .ledger
         .calls(&filter, 100, None)

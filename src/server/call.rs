@@ -1,0 +1,347 @@
+//! One call, walked the same way for every endpoint (chat, completions, embeddings,
+//! messages): the handler authenticates and parses; `serve` checks the key may use the
+//! model, plans, admits the call through billing, lets the router walk the plan, and
+//! writes the reply or the stream. A front end is a `Shape` — how it plans, calls one
+//! candidate and frames what comes back — so `/v1/responses` would be one more shape.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::response::Response;
+use bytes::Bytes;
+use http::HeaderMap;
+use tokio::time::Instant;
+
+use super::auth::Caller;
+use super::body::Incoming;
+use super::relay::{self, Framer, RouteHeaders};
+use super::state::{AppState, Runtime};
+use super::RequestId;
+use crate::api::openai::ChatRequest;
+use crate::api::rewrite::with_usage_cost;
+use crate::api::ApiError;
+use crate::billing::admission::{Admission, Ask, Offer, Outcome};
+use crate::billing::cost::{usd, usd_number};
+use crate::billing::meter::{
+    local_price, reference_price, CallMeter, Ending, SentText, ServedBy, TextShape,
+};
+use crate::providers::{Attempt, Provider, Reply, StreamReply, UpstreamError};
+use crate::router::fallback::{self, Walk};
+use crate::router::{Candidate, RoutePlan};
+
+/// What the walk needs to know of a parsed request, whatever its front end.
+#[derive(Debug, Clone, Copy)]
+pub struct Asked<'a> {
+    /// The endpoint label of the ledger row.
+    pub endpoint: &'static str,
+    /// The model or route the client asked for.
+    pub model: &'a str,
+    /// The prompt's estimated size in tokens.
+    pub prompt_tokens: u64,
+    /// The output cap the client set, if any.
+    pub max_tokens: Option<u64>,
+    /// The client asked for a stream.
+    pub stream: bool,
+}
+
+impl<'a> Asked<'a> {
+    /// A chat request, as `endpoint` received it.
+    pub fn chat(req: &'a ChatRequest, endpoint: &'static str) -> Asked<'a> {
+        Asked {
+            endpoint,
+            model: &req.model,
+            prompt_tokens: req.estimated_prompt_tokens(),
+            max_tokens: req.max_tokens,
+            stream: req.stream,
+        }
+    }
+}
+
+/// What planning may read: the gateway, the call's runtime, its caller and headers.
+#[derive(Clone, Copy)]
+pub struct Planning<'a> {
+    pub state: &'a AppState,
+    pub runtime: &'a Runtime,
+    pub caller: &'a Caller,
+    pub headers: &'a HeaderMap,
+}
+
+/// How one front end plans, calls a candidate and shapes what it answers.
+pub trait Shape: Sync {
+    type Framer: Framer;
+
+    /// The request, as the walk needs it.
+    fn asked(&self) -> Asked<'_>;
+
+    /// The routing plan of this request.
+    fn plan(&self, cx: Planning<'_>) -> Result<RoutePlan, ApiError>;
+
+    /// A complete reply from `provider`, its body already in the front end's shape.
+    fn call<'a>(
+        &'a self,
+        provider: &'a Provider,
+        at: Attempt<'a>,
+    ) -> impl Future<Output = Result<Reply, UpstreamError>> + Send + 'a;
+
+    /// A stream from `provider`, whose chunks `framer` will write.
+    fn call_stream<'a>(
+        &'a self,
+        provider: &'a Provider,
+        at: Attempt<'a>,
+    ) -> impl Future<Output = Result<StreamReply, UpstreamError>> + Send + 'a;
+
+    /// The client's body for a served reply, with the call's cost where the shape has
+    /// room (OpenAI's `usage.cost`, as OpenRouter's, unless a shape says otherwise).
+    fn reply_body(&self, body: Bytes, cost: Option<u64>) -> Bytes {
+        with_usage_cost(&body, cost.map(usd_number))
+            .map(Bytes::from)
+            .unwrap_or(body)
+    }
+
+    /// The framer for a stream `provider` serves.
+    fn framer(&self, provider: &Provider) -> Self::Framer;
+
+    /// The shape of a reply's body as `call` returns it, for counting its text.
+    fn text_shape(&self) -> TextShape {
+        TextShape::OpenAi
+    }
+}
+
+/// One request on its way, created once: who calls, the plan, when it must be over, and
+/// what billing holds for it.
+pub struct Call {
+    pub caller: Caller,
+    pub plan: RoutePlan,
+    pub deadline: Instant,
+    pub admission: Admission,
+}
+
+/// A request from its raw body: authenticates the caller (401 comes before any parsing
+/// error), parses the body into its front end's shape, and serves it.
+pub async fn handle<S: Shape>(
+    state: &Arc<AppState>,
+    incoming: &Incoming,
+    parse: impl FnOnce(&[u8]) -> Result<S, ApiError>,
+) -> Result<Response, ApiError> {
+    let runtime = state.runtime();
+    let caller = state.authenticate(&incoming.headers, &runtime)?;
+    let shape = parse(&incoming.body)?;
+    let (request_id, headers) = (&incoming.request_id, &incoming.headers);
+    serve(state, &runtime, caller, request_id, headers, &shape).await
+}
+
+/// Serves one parsed request through `shape`; every outcome, refusals included, is one
+/// ledger row.
+pub async fn serve<S: Shape>(
+    state: &Arc<AppState>,
+    runtime: &Arc<Runtime>,
+    caller: Caller,
+    request_id: &RequestId,
+    headers: &HeaderMap,
+    shape: &S,
+) -> Result<Response, ApiError> {
+    let asked = shape.asked();
+    let mut admission = state.billing.open(
+        CallMeter {
+            ts_ms: 0,
+            request_id: request_id.0.to_string(),
+            key_name: caller.name.clone(),
+            team: caller.team.clone(),
+            endpoint: asked.endpoint,
+            route: asked.model.to_string(),
+            markup_bp: caller.markup_bp,
+            prompt_tokens_estimate: asked.prompt_tokens,
+        },
+        &runtime.config.catalog.version,
+    );
+    let cx = Planning {
+        state,
+        runtime,
+        caller: &caller,
+        headers,
+    };
+    let plan = match admit(cx, shape, &mut admission).await {
+        Ok(plan) => plan,
+        Err(e) => {
+            admission.finish(Outcome::Failed(&e));
+            return Err(e);
+        }
+    };
+    let call = Call {
+        deadline: fallback::deadline(&runtime.config, &plan),
+        caller,
+        plan,
+        admission,
+    };
+    walk(state, runtime, call, &request_id.0, shape).await
+}
+
+/// Everything before the first attempt: the key's model check, the plan, admission.
+async fn admit<S: Shape>(
+    cx: Planning<'_>,
+    shape: &S,
+    admission: &mut Admission,
+) -> Result<RoutePlan, ApiError> {
+    let asked = shape.asked();
+    cx.caller.check_model(asked.model)?;
+    let plan = shape.plan(cx)?;
+    let ask = Ask {
+        key: cx.caller.key.as_ref(),
+        config: &cx.runtime.config,
+        prompt_tokens: asked.prompt_tokens,
+        max_tokens: asked.max_tokens,
+    };
+    let offers = plan.candidates.iter().map(|c| Offer {
+        price: c.facts.price,
+        max_output: c.facts.limits.max_output,
+    });
+    admission.admit(ask, offers).await?;
+    Ok(plan)
+}
+
+/// Lets the router walk the call's plan, then bills and writes what came back.
+async fn walk<S: Shape>(
+    state: &Arc<AppState>,
+    runtime: &Arc<Runtime>,
+    call: Call,
+    request_id: &str,
+    shape: &S,
+) -> Result<Response, ApiError> {
+    let Call {
+        plan,
+        deadline,
+        admission,
+        ..
+    } = call;
+    let walk = Walk {
+        plan: &plan,
+        providers: &runtime.providers,
+        router: &state.router,
+        settings: &runtime.config.router,
+        deadline,
+        request_id,
+    };
+    if !shape.asked().stream {
+        let served = match fallback::reply(walk, |p, at| shape.call(p, at)).await {
+            Ok(served) => served,
+            Err(exhausted) => {
+                admission.finish(Outcome::Failed(&exhausted.error));
+                return Err(exhausted.error);
+            }
+        };
+        let route = route_headers(runtime, &plan.route, served.candidate);
+        let reply = served.value;
+        let ending = Ending {
+            usage: reply.usage,
+            // Counted only when the backend reported no usage.
+            sent: match reply.usage {
+                Some(_) => SentText::default(),
+                None => SentText::of(shape.text_shape(), &reply.body),
+            },
+            answered: true,
+            status: 200,
+            ttft: Some(served.ttft),
+            fallbacks: served.failed_attempts,
+            ..Default::default()
+        };
+        let by = served_by(state, runtime, &plan.route, served.candidate);
+        let cost = admission.finish(Outcome::Served { by, ending });
+        let mut response = relay::json(shape.reply_body(reply.body, cost), &route);
+        response
+            .headers_mut()
+            .insert("x-bazaar-cost-usd", cost_header(cost));
+        return Ok(response);
+    }
+    let served = match fallback::stream(walk, |p, at| shape.call_stream(p, at)).await {
+        Ok(served) => served,
+        Err(exhausted) => {
+            admission.finish(Outcome::Failed(&exhausted.error));
+            return Err(exhausted.error);
+        }
+    };
+    let route = route_headers(runtime, &plan.route, served.candidate);
+    let by = served_by(state, runtime, &plan.route, served.candidate);
+    let usage_cost: relay::UsageCost = Box::new(admission.pricer(by.price));
+    let framer = shape.framer(&runtime.providers[served.candidate.provider]);
+    let (ttft, fallbacks) = (served.ttft, served.failed_attempts);
+    let streamed = served.value;
+    Ok(relay::sse(
+        streamed.first,
+        streamed.rest,
+        framer,
+        usage_cost,
+        &route,
+        move |end| {
+            if let Some(e) = &end.error {
+                tracing::warn!(
+                    error = %e.label(),
+                    chunks = end.chunks,
+                    "Stream failed after its first byte: {e}"
+                );
+            }
+            let (status, error_type) = match (&end.error, end.client_gone) {
+                (Some(e), _) => (502, Some(e.label())),
+                (None, true) => (499, Some(crate::api::ErrorLabel::ClientClosed)),
+                (None, false) => (200, None),
+            };
+            let ending = Ending {
+                usage: end.usage,
+                sent: end.sent,
+                answered: true,
+                status,
+                error_type,
+                ttft: Some(ttft),
+                fallbacks,
+                ..Default::default()
+            };
+            admission.finish(Outcome::Served { by, ending });
+        },
+    ))
+}
+
+/// Who served a call and at what price (a local server with a running cost is priced at
+/// its measured throughput), with the savings reference's price.
+fn served_by(state: &AppState, runtime: &Runtime, route: &str, candidate: &Candidate) -> ServedBy {
+    let config = &runtime.config;
+    let provider = config.providers.get(candidate.provider);
+    let provider_id = provider.map(|p| p.id.as_str()).unwrap_or("");
+    let tps = state
+        .router
+        .stats
+        .backend(provider_id, &candidate.upstream)
+        .snapshot(Instant::now())
+        .tokens_per_sec
+        .unwrap_or(0.0);
+    ServedBy {
+        provider: provider_id.to_string(),
+        model: candidate.model.to_string(),
+        tier: candidate.facts.tier,
+        price: provider
+            .and_then(|p| local_price(p, tps))
+            .unwrap_or(candidate.facts.price),
+        reference_price: reference_price(config, route),
+    }
+}
+
+/// The `x-bazaar-*` headers for the candidate that served the call.
+fn route_headers(runtime: &Runtime, route: &str, candidate: &Candidate) -> RouteHeaders {
+    let provider = runtime
+        .config
+        .providers
+        .get(candidate.provider)
+        .map(|p| p.id.as_str())
+        .unwrap_or("");
+    RouteHeaders {
+        backend: format!("{provider}/{}", candidate.upstream),
+        route: route.to_string(),
+    }
+}
+
+/// The `x-bazaar-cost-usd` header value: nine decimals, or `unknown`.
+fn cost_header(cost: Option<u64>) -> http::HeaderValue {
+    match cost {
+        Some(c) => http::HeaderValue::from_str(&usd(c))
+            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown")),
+        None => http::HeaderValue::from_static("unknown"),
+    }
+}
