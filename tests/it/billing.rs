@@ -341,8 +341,10 @@ async fn shutdown_mid_load_keeps_one_row_per_answered_call() {
 /// The same metering against a real PostgreSQL (CI starts one; `scripts/test` exports its URL).
 #[tokio::test]
 async fn postgres_ledger_records_and_serves_spend() {
-    let Some(url) = bazaar::config::process_env("BAZAAR_TEST_POSTGRES_URL") else {
-        eprintln!("postgres_ledger_records_and_serves_spend: skipped, BAZAAR_TEST_POSTGRES_URL is not set");
+    let Some(url) = test_service(
+        "BAZAAR_TEST_POSTGRES_URL",
+        "postgres_ledger_records_and_serves_spend",
+    ) else {
         return;
     };
     let mock = MockUpstream::start().await;

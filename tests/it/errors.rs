@@ -239,7 +239,8 @@ async fn fallback_to_the_next_provider_on_5xx_and_429() {
             json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
         )
         .await;
-    assert!(resp.headers().contains_key("retry-after"));
+    // Every backend said 429: the client waits the sooner of the two, not the later.
+    assert_eq!(resp.headers()["retry-after"], "3");
     expect_error(resp, 429).await;
 }
 
@@ -254,8 +255,7 @@ async fn unknown_path_and_wrong_method_are_json() {
         .send()
         .await
         .unwrap();
-    let status = resp.status().as_u16();
-    assert!(status == 400 || status == 405);
+    assert_eq!(resp.status(), 400);
     let v: serde_json::Value = resp.json().await.unwrap();
     assert!(v["error"]["message"].is_string());
 }

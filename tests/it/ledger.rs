@@ -32,27 +32,25 @@ async fn backends(tag: &str) -> Vec<(&'static str, String, std::path::PathBuf)> 
         format!("sqlite://{}", dir.join("ledger.sqlite").display()),
         dir.join("sqlite"),
     )];
-    match bazaar::config::process_env("BAZAAR_TEST_POSTGRES_URL") {
-        Some(url) => {
-            let name = unique(tag);
-            sqlx::any::install_default_drivers();
-            let admin = sqlx::AnyPool::connect(&url).await.unwrap();
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&admin)
-                .await
-                .unwrap();
-            admin.close().await;
-            let (scheme, rest) = url.split_once("://").unwrap();
-            let server = rest.split(['/', '?']).next().unwrap();
-            out.push((
-                "postgres",
-                format!("{scheme}://{server}/{name}"),
-                dir.join("postgres"),
-            ));
-        }
-        None => eprintln!(
-            "ledger::{tag}: PostgreSQL skipped, BAZAAR_TEST_POSTGRES_URL is not set (SQLite only)"
-        ),
+    if let Some(url) = test_service(
+        "BAZAAR_TEST_POSTGRES_URL",
+        &format!("ledger::{tag} (PostgreSQL)"),
+    ) {
+        let name = unique(tag);
+        sqlx::any::install_default_drivers();
+        let admin = sqlx::AnyPool::connect(&url).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let (scheme, rest) = url.split_once("://").unwrap();
+        let server = rest.split(['/', '?']).next().unwrap();
+        out.push((
+            "postgres",
+            format!("{scheme}://{server}/{name}"),
+            dir.join("postgres"),
+        ));
     }
     for (_, _, d) in &out {
         std::fs::create_dir_all(d).unwrap();

@@ -7,7 +7,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bazaar::billing::ledger::{Filter, GroupBy, Ledger};
-use bazaar::config::process_env;
 use serde_json::json;
 
 struct Proc(Child);
@@ -32,11 +31,11 @@ fn free_port() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_share_limits_and_ledger() {
+    let test = "three_replicas_share_limits_and_ledger";
     let (Some(redis), Some(pg)) = (
-        process_env("BAZAAR_TEST_REDIS_URL"),
-        process_env("BAZAAR_TEST_POSTGRES_URL"),
+        crate::common::test_service("BAZAAR_TEST_REDIS_URL", test),
+        crate::common::test_service("BAZAAR_TEST_POSTGRES_URL", test),
     ) else {
-        eprintln!("three_replicas_share_limits_and_ledger: skipped, BAZAAR_TEST_REDIS_URL and BAZAAR_TEST_POSTGRES_URL are not both set");
         return;
     };
     let bin = env!("CARGO_BIN_EXE_bazaar");

@@ -172,3 +172,19 @@ pub async fn expect_error(response: reqwest::Response, status: u16) -> serde_jso
     );
     error
 }
+
+/// The URL of an external test service (`BAZAAR_TEST_POSTGRES_URL`, `BAZAAR_TEST_REDIS_URL`,
+/// set by `scripts/services.sh`). In CI (`CI` set) a missing one fails the test, so the
+/// suite cannot pass by skipping; elsewhere it returns `None` after saying loudly what
+/// `test` skips.
+pub fn test_service(var: &str, test: &str) -> Option<String> {
+    if let Some(url) = bazaar::config::process_env(var) {
+        return Some(url);
+    }
+    assert!(
+        bazaar::config::process_env("CI").is_none(),
+        "{test}: {var} must be set in CI (start it with scripts/services.sh)"
+    );
+    eprintln!("SKIPPED {test}: {var} is not set (scripts/services.sh starts it)");
+    None
+}
