@@ -1,10 +1,16 @@
 //! Load benchmark: the same requests sent directly to a fast mock upstream, through an
-//! nginx `proxy_pass` hop (the floor), and through bazaar, in one run. Prints added
-//! latency (p50/p99; for streams the added time to first chunk), requests/s, CPU time
-//! per 1,000 requests of the proxy process and its RSS, then the budget verdicts.
+//! nginx `proxy_pass` hop (the floor), and through bazaar with its default config (the
+//! SQLite ledger on), in one run. Per scenario it prints added latency (p50/p99; for
+//! streams the added time to first chunk), requests/s, CPU time per 1,000 requests of
+//! the proxy process, its peak RSS during the scenario, the ledger rows written and
+//! spilled, and the load average; then the budget verdicts. Scenarios: chat, streamed
+//! chat, embeddings, a route whose first candidate is down (fallback), a route of 50
+//! candidates (router cost) and an Anthropic backend (translation cost; its mock runs
+//! in this process).
 //!
-//! Run: `cargo bench --bench load` (add `-- --quick` for a short run). nginx is used
-//! when `/usr/sbin/nginx` exists (Debian's `nginx` package).
+//! Run: `cargo bench --bench load` (add `-- --quick` for a short run, `--requests N`
+//! per scenario, `--only chat` for the cases whose name starts with `chat`). nginx is used when `/usr/sbin/nginx`
+//! exists (Debian's `nginx` package).
 
 #![allow(
     clippy::unwrap_used,
@@ -17,19 +23,30 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const KEY: &str = "bzr-bench-key";
+/// Models of the 50-candidate route (`route-50`), all served by the mock.
+const ROUTE_50: usize = 50;
 
 struct Proc(Child);
 
-impl Drop for Proc {
-    fn drop(&mut self) {
+impl Proc {
+    /// SIGTERM, then waits for the exit.
+    fn stop(&mut self) {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.0.id().to_string())
             .status();
         let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -39,6 +56,15 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .unwrap_or("?")
+        .to_string()
 }
 
 /// utime + stime of a process and its threads, in seconds.
@@ -68,12 +94,49 @@ fn children_of(pid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// Samples the summed RSS of `pids` every 5 ms until dropped; `peak_kb` is the highest seen.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RssSampler {
+    fn start(pids: Vec<u32>) -> RssSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicU64::new(0));
+        let (s, p) = (stop.clone(), peak.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let rss: u64 = pids.iter().map(|pid| status_kb(*pid, "VmRSS")).sum();
+                p.fetch_max(rss, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        RssSampler {
+            stop,
+            peak,
+            thread: Some(thread),
+        }
+    }
+
+    fn peak_kb(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Case {
     Chat,
     Stream,
     Embeddings,
     RouteWithFallback,
+    Route50,
+    Anthropic,
 }
 
 impl Case {
@@ -83,18 +146,26 @@ impl Case {
             Case::Stream => "chat stream",
             Case::Embeddings => "embeddings",
             Case::RouteWithFallback => "route+fallback",
+            Case::Route50 => "route 50 cand.",
+            Case::Anthropic => "anthropic",
         }
     }
-    fn path(self) -> &'static str {
+    /// The path a target is called on: direct and nginx calls of the Anthropic case speak
+    /// Anthropic's wire format to its mock; bazaar is called in OpenAI's and translates.
+    fn path(self, target: Target) -> &'static str {
         match self {
             Case::Embeddings => "/v1/embeddings",
+            Case::Anthropic if target != Target::Bazaar => "/v1/messages",
             _ => "/v1/chat/completions",
         }
     }
-    fn body(self, direct: bool) -> String {
+    fn body(self, target: Target) -> String {
+        let via_bazaar = target == Target::Bazaar;
         let model = match self {
             Case::Embeddings => "text-embedding-3-small",
-            Case::RouteWithFallback if !direct => "fallback-route",
+            Case::RouteWithFallback if via_bazaar => "fallback-route",
+            Case::Route50 if via_bazaar => "route-50",
+            Case::Anthropic => "claude-bench",
             _ => "gpt-4o-mini",
         };
         match self {
@@ -104,9 +175,29 @@ impl Case {
             Case::Stream => format!(
                 r#"{{"model":"{model}","stream":true,"max_tokens":16,"messages":[{{"role":"system","content":"You are terse."}},{{"role":"user","content":"Say hello to the benchmark."}}]}}"#
             ),
+            Case::Anthropic if !via_bazaar => format!(
+                r#"{{"model":"{model}","max_tokens":16,"system":"You are terse.","messages":[{{"role":"user","content":"Say hello to the benchmark."}}]}}"#
+            ),
             _ => format!(
                 r#"{{"model":"{model}","max_tokens":16,"messages":[{{"role":"system","content":"You are terse."}},{{"role":"user","content":"Say hello to the benchmark."}}]}}"#
             ),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Target {
+    Direct,
+    Nginx,
+    Bazaar,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::Direct => "direct",
+            Target::Nginx => "nginx",
+            Target::Bazaar => "bazaar",
         }
     }
 }
@@ -121,12 +212,12 @@ async fn run(
     client: &reqwest::Client,
     base: &str,
     case: Case,
-    direct: bool,
+    target: Target,
     concurrency: usize,
     total: usize,
 ) -> Outcome {
-    let url = format!("{base}{}", case.path());
-    let body = case.body(direct);
+    let url = format!("{base}{}", case.path(target));
+    let body = bytes::Bytes::from(case.body(target));
     let per_worker = total / concurrency;
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -140,6 +231,8 @@ async fn run(
                 let resp = client
                     .post(&url)
                     .bearer_auth(KEY)
+                    .header("x-api-key", KEY)
+                    .header("anthropic-version", "2023-06-01")
                     .header("content-type", "application/json")
                     .body(body.clone())
                     .send()
@@ -189,41 +282,67 @@ fn pct(v: &[Duration], p: f64) -> f64 {
     v[i].as_secs_f64() * 1e6
 }
 
-fn main() {
-    let quick =
-        std::env::args().any(|a| a == "--quick") || std::env::var("BAZAAR_BENCH_QUICK").is_ok();
-    let per_case = if quick { 600 } else { 4000 };
-    let bin = env!("CARGO_BIN_EXE_bazaar");
-    let dir = std::env::temp_dir().join(format!("bazaar-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// A canned Anthropic Messages reply; the mock for the Anthropic case.
+async fn anthropic_messages() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        r#"{"id":"msg_bench","type":"message","role":"assistant","model":"claude-bench","content":[{"type":"text","text":"Hello! This is a simulated reply from the bazaar bench."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":21,"output_tokens":12}}"#,
+    )
+        .into_response()
+}
 
-    // The mock upstream.
-    let mut sim = Command::new(bin)
-        .args(["sim", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(sim.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let sim_addr = line.trim().trim_start_matches("listening on ").to_string();
-    let _sim = Proc(sim);
+/// Starts the Anthropic mock on its own thread (its own single-threaded runtime, like a
+/// separate process) and returns its address.
+fn start_anthropic_mock() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let app =
+                axum::Router::new().route("/v1/messages", axum::routing::post(anthropic_messages));
+            let _ = axum::serve(listener, app).await;
+        });
+    });
+    addr
+}
 
-    // bazaar in front of it; `fallback-route` tries a dead backend first.
-    let gw_port = free_port();
+/// The gateway's config: one OpenAI-compatible mock provider, one key and everything
+/// else at its defaults (so the SQLite ledger is on), plus the routes the cases use.
+fn gateway_config(gw_port: u16, sim_addr: &str, anthropic_addr: &str) -> String {
     let dead_port = free_port();
-    let config = dir.join("bazaar.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
+    let mut models = String::new();
+    let mut route_50 = Vec::new();
+    for i in 0..ROUTE_50 {
+        // Prices and priors differ, so the router really has to score them.
+        models.push_str(&format!(
+            "[[models]]\nid = \"cand-{i:02}\"\nprovider = \"mock\"\ninput_price = {}\noutput_price = {}\nquality = {}\n",
+            0.1 + i as f64 * 0.05,
+            0.2 + i as f64 * 0.1,
+            40 + i % 50
+        ));
+        route_50.push(format!("\"cand-{i:02}\""));
+    }
+    format!(
+        r#"
 [server]
 listen = "127.0.0.1:{gw_port}"
 [providers.mock]
 base_url = "http://{sim_addr}/v1"
 tier = "local"
 models = ["gpt-4o-mini", "text-embedding-3-small"]
+[providers.claude]
+kind = "anthropic"
+base_url = "http://{anthropic_addr}/v1"
+api_key = "bench"
+tier = "frontier"
+catalog = false
 [providers.dead]
 base_url = "http://127.0.0.1:{dead_port}/v1"
 tier = "local"
@@ -241,36 +360,38 @@ provider = "mock"
 input_price = 0
 output_price = 0
 quality = 50
+[[models]]
+id = "claude-bench"
+provider = "claude"
+input_price = 3
+output_price = 15
+quality = 80
+{models}
 [routes.fallback-route]
 models = ["dead-model", "gpt-4o-mini"]
 policy = "quality"
+[routes.route-50]
+models = [{}]
+policy = "balanced"
 [router.breaker]
 threshold = 1000000
 [[keys]]
 name = "bench"
 key = "{KEY}"
-"#
-        ),
+"#,
+        route_50.join(", ")
     )
-    .unwrap();
-    let gateway = Command::new(bin)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("BAZAAR_LOG", "warn")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let gw_pid = gateway.id();
-    let _gateway = Proc(gateway);
+}
 
-    // nginx as the floor.
-    let nginx_port = free_port();
-    let nginx = if std::path::Path::new("/usr/sbin/nginx").exists() {
-        std::fs::create_dir_all(dir.join("logs")).unwrap();
-        std::fs::write(
-            dir.join("nginx.conf"),
-            format!(
-                r#"
+fn nginx_config(
+    dir: &std::path::Path,
+    sim_addr: &str,
+    port: u16,
+    anthropic_addr: &str,
+    anthropic_port: u16,
+) -> String {
+    format!(
+        r#"
 worker_processes 1;
 daemon off;
 pid {dir}/nginx.pid;
@@ -284,8 +405,9 @@ http {{
   uwsgi_temp_path {dir}/uwsgi;
   scgi_temp_path {dir}/scgi;
   upstream mock {{ server {sim_addr}; keepalive 128; }}
+  upstream claude {{ server {anthropic_addr}; keepalive 128; }}
   server {{
-    listen 127.0.0.1:{nginx_port};
+    listen 127.0.0.1:{port};
     location / {{
       proxy_pass http://mock;
       proxy_http_version 1.1;
@@ -293,9 +415,195 @@ http {{
       proxy_buffering off;
     }}
   }}
+  server {{
+    listen 127.0.0.1:{anthropic_port};
+    location / {{
+      proxy_pass http://claude;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }}
+  }}
 }}
 "#,
-                dir = dir.display()
+        dir = dir.display()
+    )
+}
+
+/// The gateway's ledger as the bench sees it: rows in the SQLite file and rows spilled
+/// (the `bazaar_ledger_spilled_rows` gauge).
+struct LedgerProbe {
+    db: sqlx::SqlitePool,
+    metrics_url: String,
+}
+
+impl LedgerProbe {
+    async fn rows(&self) -> i64 {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM ledger")
+            .fetch_one(&self.db)
+            .await
+            .unwrap_or(-1)
+    }
+
+    async fn spilled(&self, client: &reqwest::Client) -> i64 {
+        let text = match client.get(&self.metrics_url).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => return -1,
+        };
+        text.lines()
+            .find(|l| l.starts_with("bazaar_ledger_spilled_rows "))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .map(|v| v as i64)
+            .unwrap_or(-1)
+    }
+
+    /// Rows once the writer has caught up with `expected` (or stopped making progress
+    /// for a second: whatever is missing then was spilled or lost).
+    async fn settled_rows(&self, expected: i64) -> i64 {
+        let mut last = self.rows().await;
+        let mut still = Instant::now();
+        while last < expected && still.elapsed() < Duration::from_secs(1) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let now = self.rows().await;
+            if now != last {
+                still = Instant::now();
+                last = now;
+            }
+        }
+        last
+    }
+}
+
+struct Row {
+    case: Case,
+    conc: usize,
+    target: Target,
+    p50: f64,
+    p99: f64,
+    add50: f64,
+    add99: f64,
+    rps: f64,
+    cpu_per_k: f64,
+    peak_rss_kb: u64,
+    /// Ledger rows written and spilled during the scenario (bazaar only).
+    ledger: Option<(i64, i64)>,
+    errors: usize,
+    load: String,
+}
+
+impl Row {
+    fn print(&self) {
+        let ledger = match self.ledger {
+            Some((w, s)) => format!("{w:>8} {s:>7}"),
+            None => format!("{:>8} {:>7}", "-", "-"),
+        };
+        let rss = if self.peak_rss_kb == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.1}", self.peak_rss_kb as f64 / 1024.0)
+        };
+        println!(
+            "{:<15} {:>4} {:<7} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>9.1} {:>7} {ledger} {:>6} {:>5}",
+            self.case.name(),
+            self.conc,
+            self.target.name(),
+            self.p50,
+            self.p99,
+            self.add50,
+            self.add99,
+            self.rps,
+            self.cpu_per_k,
+            rss,
+            self.errors,
+            self.load
+        );
+    }
+
+    fn json(&self) -> String {
+        let (written, spilled) = self.ledger.unwrap_or((-1, -1));
+        format!(
+            r#"{{"case":"{}","concurrency":{},"target":"{}","p50_us":{:.1},"p99_us":{:.1},"added_p50_us":{:.1},"added_p99_us":{:.1},"rps":{:.1},"cpu_ms_per_1k":{:.2},"peak_rss_kb":{},"ledger_rows_written":{written},"ledger_rows_spilled":{spilled},"errors":{},"loadavg":"{}"}}"#,
+            self.case.name(),
+            self.conc,
+            self.target.name(),
+            self.p50,
+            self.p99,
+            self.add50,
+            self.add99,
+            if self.rps.is_finite() { self.rps } else { 0.0 },
+            if self.cpu_per_k.is_finite() {
+                self.cpu_per_k
+            } else {
+                -1.0
+            },
+            self.peak_rss_kb,
+            self.errors,
+            self.load
+        )
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick") || std::env::var("BAZAAR_BENCH_QUICK").is_ok();
+    let only: Option<String> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
+    let per_case = args
+        .iter()
+        .position(|a| a == "--requests")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(if quick { 600 } else { 4000 });
+    let bin = env!("CARGO_BIN_EXE_bazaar");
+    let dir = std::env::temp_dir().join(format!("bazaar-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // The mock upstreams: bazaar's OpenAI-compatible simulator, and an Anthropic one.
+    let mut sim = Command::new(bin)
+        .args(["sim", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(sim.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let sim_addr = line.trim().trim_start_matches("listening on ").to_string();
+    let _sim = Proc(sim);
+    let anthropic_addr = start_anthropic_mock();
+
+    // bazaar in front of them, with its default config otherwise (the SQLite ledger on,
+    // beside the config file).
+    let gw_port = free_port();
+    let config = dir.join("bazaar.toml");
+    std::fs::write(&config, gateway_config(gw_port, &sim_addr, &anthropic_addr)).unwrap();
+    let mut gateway_cmd = Command::new(bin);
+    gateway_cmd
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("BAZAAR_LOG", "warn")
+        .stderr(Stdio::null());
+    if let Ok(threads) = std::env::var("BAZAAR_WORKER_THREADS") {
+        gateway_cmd.env("BAZAAR_WORKER_THREADS", threads);
+    }
+    let gateway = gateway_cmd.spawn().unwrap();
+    let gw_pid = gateway.id();
+    let mut gateway = Proc(gateway);
+
+    // nginx as the floor: one server per mock.
+    let nginx_port = free_port();
+    let nginx_anthropic_port = free_port();
+    let nginx = if std::path::Path::new("/usr/sbin/nginx").exists() {
+        std::fs::create_dir_all(dir.join("logs")).unwrap();
+        std::fs::write(
+            dir.join("nginx.conf"),
+            nginx_config(
+                &dir,
+                &sim_addr,
+                nginx_port,
+                &anthropic_addr,
+                nginx_anthropic_port,
             ),
         )
         .unwrap();
@@ -318,7 +626,7 @@ http {{
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
+    let sent_to_bazaar = rt.block_on(async {
         let client = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build().unwrap();
         for _ in 0..200 {
             if client.get(format!("http://127.0.0.1:{gw_port}/readyz")).send().await.is_ok() {
@@ -327,6 +635,18 @@ http {{
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         let idle_rss = status_kb(gw_pid, "VmRSS");
+        let probe = LedgerProbe {
+            db: sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(
+                    sqlx::sqlite::SqliteConnectOptions::new()
+                        .filename(dir.join("bazaar-ledger.sqlite"))
+                        .read_only(true),
+                )
+                .await
+                .unwrap(),
+            metrics_url: format!("http://127.0.0.1:{gw_port}/metrics"),
+        };
         // nginx forks its worker after start: wait until it exists.
         let mut nginx_pids: Vec<u32> = Vec::new();
         if let Some(n) = nginx.as_ref() {
@@ -341,69 +661,148 @@ http {{
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        let targets: Vec<(&str, String, Vec<u32>)> = std::iter::once(("direct", format!("http://{sim_addr}"), vec![]))
-            .chain(nginx.as_ref().map(|_| ("nginx", format!("http://127.0.0.1:{nginx_port}"), nginx_pids.clone())))
-            .chain(std::iter::once(("bazaar", format!("http://127.0.0.1:{gw_port}"), vec![gw_pid])))
-            .collect();
+        let mut targets: Vec<Target> = vec![Target::Direct];
+        if nginx.is_some() {
+            targets.push(Target::Nginx);
+        }
+        targets.push(Target::Bazaar);
+        let base = |target: Target, case: Case| match (target, case) {
+            (Target::Direct, Case::Anthropic) => format!("http://{anthropic_addr}"),
+            (Target::Direct, _) => format!("http://{sim_addr}"),
+            (Target::Nginx, Case::Anthropic) => format!("http://127.0.0.1:{nginx_anthropic_port}"),
+            (Target::Nginx, _) => format!("http://127.0.0.1:{nginx_port}"),
+            (Target::Bazaar, _) => format!("http://127.0.0.1:{gw_port}"),
+        };
+        let pids = |target: Target| match target {
+            Target::Direct => vec![],
+            Target::Nginx => nginx_pids.clone(),
+            Target::Bazaar => vec![gw_pid],
+        };
 
-        println!("bazaar load bench ({} requests per case; uptime: {})", per_case, std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
-        println!("{:<15} {:>4} {:<7} {:>9} {:>9} {:>10} {:>10} {:>9} {:>12} {:>7}", "case", "conc", "target", "p50 µs", "p99 µs", "+p50 µs", "+p99 µs", "req/s", "cpu ms/1k", "errors");
+        println!(
+            "bazaar load bench ({per_case} requests per scenario; load average at start: {}; gateway worker threads: {})",
+            loadavg(),
+            std::env::var("BAZAAR_WORKER_THREADS").unwrap_or_else(|_| "default".into())
+        );
+        println!(
+            "{:<15} {:>4} {:<7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8} {:>7} {:>6} {:>5}",
+            "case", "conc", "target", "p50 µs", "p99 µs", "+p50 µs", "+p99 µs", "req/s", "cpu ms/1k", "RSS MB", "ledger", "spilled", "errors", "load"
+        );
         let mut verdicts = Vec::new();
-        let mut rows = Vec::new();
-        for case in [Case::Chat, Case::Stream, Case::Embeddings, Case::RouteWithFallback] {
+        let mut rows: Vec<Row> = Vec::new();
+        let mut sent: i64 = 0;
+        let mut spilled_total = 0;
+        let cases = [Case::Chat, Case::Stream, Case::Embeddings, Case::RouteWithFallback, Case::Route50, Case::Anthropic];
+        for case in cases {
+            if only.as_deref().is_some_and(|o| !case.name().starts_with(o)) {
+                continue;
+            }
             for conc in [1usize, 16, 64] {
                 let mut direct_p = (0.0, 0.0);
                 let mut nginx_stats = None;
-                for (name, base, pids) in &targets {
-                    if case == Case::RouteWithFallback && *name == "nginx" {
+                for &target in &targets {
+                    // Only bazaar knows routes.
+                    if case == Case::RouteWithFallback && target == Target::Nginx {
                         continue;
                     }
+                    let (base, pids) = (base(target, case), pids(target));
                     // Warm the pools.
-                    run(&client, base, case, *name == "direct", conc, conc * 4).await;
+                    let warm = run(&client, &base, case, target, conc, conc * 4).await;
+                    let before = if target == Target::Bazaar {
+                        sent += (warm.latencies.len() + warm.errors) as i64;
+                        Some((probe.settled_rows(sent).await, probe.spilled(&client).await))
+                    } else {
+                        None
+                    };
+                    let sampler = RssSampler::start(pids.clone());
                     let cpu0: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
-                    let out = run(&client, base, case, *name == "direct", conc, per_case).await;
+                    let out = run(&client, &base, case, target, conc, per_case).await;
                     let cpu1: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
+                    let peak_rss_kb = sampler.peak_kb();
                     let n = out.latencies.len().max(1) as f64;
                     let (p50, p99) = (pct(&out.latencies, 0.50), pct(&out.latencies, 0.99));
                     let rps = n / out.elapsed.as_secs_f64();
                     let cpu_per_k = if pids.is_empty() { f64::NAN } else { (cpu1 - cpu0) * 1000.0 / n * 1000.0 };
-                    if *name == "direct" {
+                    if target == Target::Direct {
                         direct_p = (p50, p99);
                     }
-                    let (add50, add99) = if *name == "direct" { (0.0, 0.0) } else { (p50 - direct_p.0, p99 - direct_p.1) };
-                    println!("{:<15} {:>4} {:<7} {:>9.0} {:>9.0} {:>10.0} {:>10.0} {:>9.0} {:>12.1} {:>7}", case.name(), conc, name, p50, p99, add50, add99, rps, cpu_per_k, out.errors);
-                    rows.push(format!(
-                        r#"{{"case":"{}","concurrency":{conc},"target":"{name}","p50_us":{p50:.1},"p99_us":{p99:.1},"added_p50_us":{add50:.1},"added_p99_us":{add99:.1},"rps":{rps:.1},"cpu_ms_per_1k":{cpu_per_k:.2},"errors":{}}}"#,
-                        case.name(),
-                        out.errors
-                    ));
-                    if *name == "nginx" {
+                    let (add50, add99) = if target == Target::Direct { (0.0, 0.0) } else { (p50 - direct_p.0, p99 - direct_p.1) };
+                    let ledger = match before {
+                        Some((rows0, spilled0)) => {
+                            sent += (out.latencies.len() + out.errors) as i64;
+                            let rows1 = probe.settled_rows(sent).await;
+                            let spilled1 = probe.spilled(&client).await;
+                            spilled_total = spilled1;
+                            Some((rows1 - rows0, spilled1 - spilled0))
+                        }
+                        None => None,
+                    };
+                    let row = Row { case, conc, target, p50, p99, add50, add99, rps, cpu_per_k, peak_rss_kb, ledger, errors: out.errors, load: loadavg() };
+                    row.print();
+                    if target == Target::Nginx {
                         nginx_stats = Some((rps, cpu_per_k));
                     }
-                    if *name == "bazaar" && case == Case::Chat && conc == 1 {
+                    if target == Target::Bazaar && case == Case::Chat && conc == 1 {
                         verdicts.push(format!("added p50 at c=1 {add50:.0} µs (budget 100): {}", if add50 <= 100.0 { "within" } else { "OVER" }));
                         verdicts.push(format!("added p99 at c=1 {add99:.0} µs (budget 500): {}", if add99 <= 500.0 { "within" } else { "OVER" }));
                     }
-                    if *name == "bazaar" && case == Case::Chat && conc == 16 {
+                    if target == Target::Bazaar && case == Case::Chat && conc == 16 {
                         if let Some((nrps, ncpu)) = nginx_stats {
                             verdicts.push(format!("CPU/call at c=16 {:.2}x nginx (budget 2x): {}", cpu_per_k / ncpu, if cpu_per_k <= 2.0 * ncpu { "within" } else { "OVER" }));
                             verdicts.push(format!("req/s at c=16 {:.2}x nginx (budget >= 0.5x): {}", rps / nrps, if rps >= 0.5 * nrps { "within" } else { "OVER" }));
                         }
                     }
+                    rows.push(row);
                 }
             }
         }
         let peak = status_kb(gw_pid, "VmHWM");
         verdicts.push(format!("idle RSS {:.1} MB (budget 30 MB): {}", idle_rss as f64 / 1024.0, if idle_rss <= 30 * 1024 { "within" } else { "OVER" }));
-        verdicts.push(format!("peak RSS under load {:.1} MB", peak as f64 / 1024.0));
+        verdicts.push(format!("peak RSS under load {:.1} MB (budget 30 MB): {}", peak as f64 / 1024.0, if peak <= 30 * 1024 { "within" } else { "OVER" }));
+        verdicts.push(format!("ledger rows spilled while the database was up: {spilled_total} (budget 0): {}", if spilled_total == 0 { "within" } else { "OVER" }));
         println!();
         for v in &verdicts {
             println!("  {v}");
         }
-        let json = format!("{{\"rows\":[{}],\"idle_rss_kb\":{idle_rss},\"peak_rss_kb\":{peak}}}\n", rows.join(","));
+        let json = format!(
+            "{{\"rows\":[{}],\"idle_rss_kb\":{idle_rss},\"peak_rss_kb\":{peak},\"ledger_rows_spilled\":{spilled_total}}}\n",
+            rows.iter().map(Row::json).collect::<Vec<_>>().join(",")
+        );
         let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("bench-load.json");
         let _ = std::fs::write(&out, json);
+        probe.db.close().await;
+        sent
     });
     drop(nginx);
+    // SIGTERM: the gateway flushes its ledger; every call sent is a row or a spilled line.
+    gateway.stop();
+    let in_db = rt.block_on(async {
+        let db = sqlx::SqlitePool::connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new().filename(dir.join("bazaar-ledger.sqlite")),
+        )
+        .await
+        .unwrap();
+        let n = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM ledger")
+            .fetch_one(&db)
+            .await
+            .unwrap_or(-1);
+        db.close().await;
+        n
+    });
+    let in_spill: usize = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().contains(".spill.jsonl"))
+                .map(|e| {
+                    std::fs::read_to_string(e.path())
+                        .unwrap_or_default()
+                        .lines()
+                        .count()
+                })
+                .sum()
+        })
+        .unwrap_or(0);
+    println!("  after SIGTERM: {sent_to_bazaar} calls sent to bazaar, {in_db} ledger rows, {in_spill} rows left in spill files");
     let _ = std::fs::remove_dir_all(&dir);
 }

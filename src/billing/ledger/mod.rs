@@ -66,6 +66,7 @@ pub enum Backend {
 pub struct Ledger {
     pool: AnyPool,
     pub backend: Backend,
+    sql: std::sync::Arc<WriteSql>,
 }
 
 const COLUMNS: &str = "ts_ms, request_id, key_name, team, route, provider, model, tier, endpoint, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_nanos, baseline_cost_nanos, catalog_version, estimated, latency_ms, ttft_ms, status, error_type, fallbacks";
@@ -152,6 +153,18 @@ impl Ledger {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            // `synchronous` is per connection: every one of the pool's, not just the first,
+            // commits without an fsync per transaction (WAL keeps that crash-safe).
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        sqlx::query("PRAGMA synchronous=NORMAL")
+                            .execute(conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             // A database that is down should fail a write in seconds, not sqlx's default
             // 30 s, so the writer turns to the spill file while the queue still has room.
             .acquire_timeout(std::time::Duration::from_secs(3))
@@ -161,11 +174,12 @@ impl Ledger {
             sqlx::query("PRAGMA journal_mode=WAL")
                 .execute(&pool)
                 .await?;
-            sqlx::query("PRAGMA synchronous=NORMAL")
-                .execute(&pool)
-                .await?;
         }
-        let ledger = Ledger { pool, backend };
+        let ledger = Ledger {
+            pool,
+            backend,
+            sql: std::sync::Arc::new(WriteSql::new(backend, SQLITE_ROWS_PER_STATEMENT)),
+        };
         ledger.migrate().await?;
         Ok(ledger)
     }
@@ -202,13 +216,19 @@ impl Ledger {
         Ok(())
     }
 
-    /// Inserts rows in one statement per chunk, in one transaction.
+    /// Rows per INSERT statement on SQLite (1: one prepared statement reused per row);
+    /// PostgreSQL always writes a batch as one statement.
+    pub fn set_rows_per_statement(&mut self, rows: usize) {
+        self.sql = std::sync::Arc::new(WriteSql::new(self.backend, rows));
+    }
+
+    /// Inserts rows (and their rollup) in one transaction.
     pub async fn insert(&self, rows: &[LedgerRow]) -> Result<(), LedgerError> {
         if rows.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        insert_rows(&mut tx, rows).await?;
+        insert_rows(&mut tx, self.backend, &self.sql, rows).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -230,7 +250,7 @@ impl Ledger {
             .bind(rows.len() as i64)
             .execute(&mut *tx)
             .await?;
-        insert_rows(&mut tx, rows).await?;
+        insert_rows(&mut tx, self.backend, &self.sql, rows).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -386,95 +406,241 @@ impl Ledger {
     }
 }
 
-/// Inserts rows and adds them to the hourly rollup, inside the caller's transaction.
-async fn insert_rows(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    rows: &[LedgerRow],
-) -> Result<(), LedgerError> {
-    // Postgres allows 65,535 bind parameters per statement; SQLite 32,766.
-    for chunk in rows.chunks(400) {
-        let mut sql = format!("INSERT INTO ledger ({COLUMNS}) VALUES ");
-        for (i, _) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push('(');
-            for c in 0..N_COLUMNS {
-                if c > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!("${}", i * N_COLUMNS + c + 1));
-            }
-            sql.push(')');
-        }
-        let mut q = sqlx::query(&sql);
-        for r in chunk {
-            q = q
-                .bind(r.ts_ms)
-                .bind(r.request_id.clone())
-                .bind(r.key_name.clone())
-                .bind(r.team.clone())
-                .bind(r.route.clone())
-                .bind(r.provider.clone())
-                .bind(r.model.clone())
-                .bind(r.tier.clone())
-                .bind(r.endpoint.clone())
-                .bind(r.input_tokens)
-                .bind(r.cached_input_tokens)
-                .bind(r.cache_write_tokens)
-                .bind(r.output_tokens)
-                .bind(r.reasoning_tokens)
-                .bind(r.cost_nanos)
-                .bind(r.baseline_cost_nanos)
-                .bind(r.catalog_version.clone())
-                .bind(i64::from(r.estimated))
-                .bind(r.latency_ms)
-                .bind(r.ttft_ms)
-                .bind(i64::from(r.status))
-                .bind(r.error_type.clone())
-                .bind(i64::from(r.fallbacks));
-        }
-        q.execute(&mut **tx).await?;
+/// Rows per INSERT statement on SQLite unless [`Ledger::set_rows_per_statement`] says
+/// otherwise; `cargo bench --bench ledger` measures the choices.
+pub const SQLITE_ROWS_PER_STATEMENT: usize = 32;
+
+/// One value of a row as the write statements bind it.
+#[derive(Debug, Clone, Copy)]
+enum Cell<'a> {
+    Int(Option<i64>),
+    Text(Option<&'a str>),
+}
+
+/// A ledger row's cells, in `COLUMNS` order.
+fn row_cells(r: &LedgerRow) -> [Cell<'_>; N_COLUMNS] {
+    use Cell::{Int, Text};
+    [
+        Int(Some(r.ts_ms)),
+        Text(Some(&r.request_id)),
+        Text(Some(&r.key_name)),
+        Text(r.team.as_deref()),
+        Text(Some(&r.route)),
+        Text(Some(&r.provider)),
+        Text(Some(&r.model)),
+        Text(Some(&r.tier)),
+        Text(Some(&r.endpoint)),
+        Int(Some(r.input_tokens)),
+        Int(Some(r.cached_input_tokens)),
+        Int(Some(r.cache_write_tokens)),
+        Int(Some(r.output_tokens)),
+        Int(Some(r.reasoning_tokens)),
+        Int(r.cost_nanos),
+        Int(r.baseline_cost_nanos),
+        Text(Some(&r.catalog_version)),
+        Int(Some(i64::from(r.estimated))),
+        Int(Some(r.latency_ms)),
+        Int(r.ttft_ms),
+        Int(Some(i64::from(r.status))),
+        Text(r.error_type.as_deref()),
+        Int(Some(i64::from(r.fallbacks))),
+    ]
+}
+
+const ROLLUP_KEY_COLUMNS: &str = "hour_ms, key_name, team, route, provider, model, tier";
+const ROLLUP_WIDTH: usize = 18;
+
+/// A rollup group's cells: `ROLLUP_KEY_COLUMNS`, then `ROLLUP_COLUMNS`.
+fn rollup_cells<'a>(k: &RollupKey<'a>, a: &Aggregate) -> [Cell<'a>; ROLLUP_WIDTH] {
+    use Cell::{Int, Text};
+    let (hour, key, team, route, provider, model, tier) = *k;
+    [
+        Int(Some(hour)),
+        Text(Some(key)),
+        Text(Some(team)),
+        Text(Some(route)),
+        Text(Some(provider)),
+        Text(Some(model)),
+        Text(Some(tier)),
+        Int(Some(a.requests)),
+        Int(Some(a.errors)),
+        Int(Some(a.cost_nanos)),
+        Int(Some(a.baseline_cost_nanos)),
+        Int(Some(a.unpriced)),
+        Int(Some(a.tokens[0])),
+        Int(Some(a.tokens[1])),
+        Int(Some(a.tokens[2])),
+        Int(Some(a.tokens[3])),
+        Int(Some(a.tokens[4])),
+        Int(Some(a.fallbacks)),
+    ]
+}
+
+fn bind_cells<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    cells: impl IntoIterator<Item = Cell<'q>>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for cell in cells {
+        q = match cell {
+            Cell::Int(v) => q.bind(v),
+            Cell::Text(v) => q.bind(v),
+        };
     }
-    for ((hour, key, team, route, provider, model, tier), a) in rollup(rows) {
-        let set: Vec<String> = ROLLUP_COLUMNS
+    q
+}
+
+/// One PostgreSQL array literal per column of `rows` (`{1,NULL}`, `{"a\"b",NULL}`), so a
+/// batch binds one parameter per column however many rows it has.
+fn pg_arrays<'a, const W: usize>(rows: impl Iterator<Item = [Cell<'a>; W]>) -> Vec<String> {
+    let mut columns: Vec<String> = (0..W).map(|_| String::from("{")).collect();
+    for cells in rows {
+        for (column, cell) in columns.iter_mut().zip(cells) {
+            if column.len() > 1 {
+                column.push(',');
+            }
+            match cell {
+                Cell::Int(Some(v)) => {
+                    use std::fmt::Write;
+                    let _ = write!(column, "{v}");
+                }
+                Cell::Text(Some(v)) => {
+                    column.push('"');
+                    for c in v.chars() {
+                        if c == '"' || c == '\\' {
+                            column.push('\\');
+                        }
+                        column.push(c);
+                    }
+                    column.push('"');
+                }
+                Cell::Int(None) | Cell::Text(None) => column.push_str("NULL"),
+            }
+        }
+    }
+    for column in &mut columns {
+        column.push('}');
+    }
+    columns
+}
+
+/// The write statements, built once per ledger. Their text does not change with the
+/// batch size, so each is parsed once per connection and then reused from sqlx's
+/// statement cache.
+///
+/// SQLite statements use anonymous `?` placeholders: for numbered ones (`$7`) sqlx's
+/// SQLite driver asks SQLite each parameter's name, a linear scan of the statement's
+/// parameter list, which makes binding quadratic in the parameters per statement.
+#[derive(Debug)]
+struct WriteSql {
+    rows_per_statement: usize,
+    /// SQLite: `rows_per_statement` rows per statement; the rest of a batch goes through `one_row`.
+    many_rows: String,
+    one_row: String,
+    /// PostgreSQL: the whole batch in one statement, one array parameter per column.
+    unnest: String,
+    /// The rollup upsert: one group per statement on SQLite, every group at once on PostgreSQL.
+    rollup: String,
+}
+
+impl WriteSql {
+    fn new(backend: Backend, rows_per_statement: usize) -> WriteSql {
+        let rows_per_statement = rows_per_statement.max(1);
+        let values = |width: usize, rows: usize| {
+            let one = format!("({})", vec!["?"; width].join(","));
+            vec![one; rows].join(",")
+        };
+        let unnest = |cells: &[Cell<'_>]| {
+            let args: Vec<String> = cells
+                .iter()
+                .enumerate()
+                .map(|(i, c)| match c {
+                    Cell::Int(_) => format!("${}::bigint[]", i + 1),
+                    Cell::Text(_) => format!("${}::text[]", i + 1),
+                })
+                .collect();
+            format!("SELECT * FROM UNNEST({})", args.join(", "))
+        };
+        let update: Vec<String> = ROLLUP_COLUMNS
             .split(", ")
             .map(|c| format!("{c} = ledger_hourly.{c} + excluded.{c}"))
             .collect();
-        let sql = format!(
-            "INSERT INTO ledger_hourly (hour_ms, key_name, team, route, provider, model, tier, {ROLLUP_COLUMNS})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-             ON CONFLICT (hour_ms, key_name, team, route, provider, model, tier) DO UPDATE SET {}",
-            set.join(", ")
-        );
-        let mut q = sqlx::query(&sql)
-            .bind(hour)
-            .bind(key)
-            .bind(team)
-            .bind(route)
-            .bind(provider)
-            .bind(model)
-            .bind(tier);
-        for v in [
-            a.requests,
-            a.errors,
-            a.cost_nanos,
-            a.baseline_cost_nanos,
-            a.unpriced,
-            a.tokens[0],
-            a.tokens[1],
-            a.tokens[2],
-            a.tokens[3],
-            a.tokens[4],
-            a.fallbacks,
-        ] {
-            q = q.bind(v);
+        let rollup_source = match backend {
+            Backend::Sqlite => format!("VALUES {}", values(ROLLUP_WIDTH, 1)),
+            Backend::Postgres => unnest(&rollup_cells(
+                &(0, "", "", "", "", "", ""),
+                &Aggregate::default(),
+            )),
+        };
+        WriteSql {
+            rows_per_statement,
+            many_rows: format!(
+                "INSERT INTO ledger ({COLUMNS}) VALUES {}",
+                values(N_COLUMNS, rows_per_statement)
+            ),
+            one_row: format!(
+                "INSERT INTO ledger ({COLUMNS}) VALUES {}",
+                values(N_COLUMNS, 1)
+            ),
+            unnest: format!(
+                "INSERT INTO ledger ({COLUMNS}) {}",
+                unnest(&row_cells(&LedgerRow::default()))
+            ),
+            rollup: format!(
+                "INSERT INTO ledger_hourly ({ROLLUP_KEY_COLUMNS}, {ROLLUP_COLUMNS}) {rollup_source}
+                 ON CONFLICT ({ROLLUP_KEY_COLUMNS}) DO UPDATE SET {}",
+                update.join(", ")
+            ),
         }
-        q.execute(&mut **tx).await?;
+    }
+}
+
+/// Inserts rows and adds them to the hourly rollup, inside the caller's transaction.
+/// The rollup is summed in memory first: one upsert per hour and dimension group.
+async fn insert_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    sql: &WriteSql,
+    rows: &[LedgerRow],
+) -> Result<(), LedgerError> {
+    let groups = rollup(rows);
+    match backend {
+        Backend::Sqlite => {
+            let mut chunks = rows.chunks_exact(sql.rows_per_statement);
+            for chunk in &mut chunks {
+                let q = bind_cells(
+                    sqlx::query(&sql.many_rows),
+                    chunk.iter().flat_map(row_cells),
+                );
+                q.execute(&mut **tx).await?;
+            }
+            for row in chunks.remainder() {
+                let q = bind_cells(sqlx::query(&sql.one_row), row_cells(row));
+                q.execute(&mut **tx).await?;
+            }
+            for (key, a) in &groups {
+                let q = bind_cells(sqlx::query(&sql.rollup), rollup_cells(key, a));
+                q.execute(&mut **tx).await?;
+            }
+        }
+        Backend::Postgres => {
+            let columns = pg_arrays(rows.iter().map(row_cells));
+            bind_cells(
+                sqlx::query(&sql.unnest),
+                columns.iter().map(|c| Cell::Text(Some(c.as_str()))),
+            )
+            .execute(&mut **tx)
+            .await?;
+            let columns = pg_arrays(groups.iter().map(|(k, a)| rollup_cells(k, a)));
+            bind_cells(
+                sqlx::query(&sql.rollup),
+                columns.iter().map(|c| Cell::Text(Some(c.as_str()))),
+            )
+            .execute(&mut **tx)
+            .await?;
+        }
     }
     Ok(())
 }
-
 fn row_from(r: &AnyRow, o: usize) -> Result<LedgerRow, sqlx::Error> {
     Ok(LedgerRow {
         ts_ms: r.try_get(o)?,
@@ -600,21 +766,23 @@ fn bind_all<'q>(
     q
 }
 
-type RollupKey = (i64, String, String, String, String, String, String);
+/// An hour and the dimensions of a rollup row (team `None` as `''`), borrowed from a batch.
+type RollupKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str, &'a str, &'a str);
 
-/// A batch's rows summed per hour and dimensions (team `None` as `''`).
-fn rollup(rows: &[LedgerRow]) -> std::collections::BTreeMap<RollupKey, Aggregate> {
-    let mut out: std::collections::BTreeMap<RollupKey, Aggregate> =
+/// A batch's rows summed per hour and dimensions, in key order (so concurrent writers
+/// on PostgreSQL upsert shared groups in the same order and cannot deadlock).
+fn rollup(rows: &[LedgerRow]) -> std::collections::BTreeMap<RollupKey<'_>, Aggregate> {
+    let mut out: std::collections::BTreeMap<RollupKey<'_>, Aggregate> =
         std::collections::BTreeMap::new();
     for r in rows {
         let key = (
             r.ts_ms - r.ts_ms.rem_euclid(HOUR_MS),
-            r.key_name.clone(),
-            r.team.clone().unwrap_or_default(),
-            r.route.clone(),
-            r.provider.clone(),
-            r.model.clone(),
-            r.tier.clone(),
+            r.key_name.as_str(),
+            r.team.as_deref().unwrap_or_default(),
+            r.route.as_str(),
+            r.provider.as_str(),
+            r.model.as_str(),
+            r.tier.as_str(),
         );
         let a = out.entry(key).or_default();
         a.requests += 1;
@@ -676,6 +844,31 @@ mod tests {
             status: 200,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn pg_array_literals_quote_text_and_spell_nulls() {
+        let rows = [
+            [Cell::Int(Some(-5)), Cell::Text(Some(r#"a"b\c,{d} NULL ü"#))],
+            [Cell::Int(None), Cell::Text(None)],
+            [Cell::Int(Some(7)), Cell::Text(Some(""))],
+        ];
+        assert_eq!(
+            pg_arrays(rows.into_iter()),
+            [r#"{-5,NULL,7}"#, r#"{"a\"b\\c,{d} NULL ü",NULL,""}"#]
+        );
+        assert_eq!(pg_arrays::<2>(std::iter::empty()), ["{}", "{}"]);
+    }
+
+    #[test]
+    fn write_statements_do_not_depend_on_the_batch() {
+        let sql = WriteSql::new(Backend::Sqlite, 32);
+        assert_eq!(sql.many_rows.matches('?').count(), 32 * N_COLUMNS);
+        assert!(!sql.many_rows.contains('$'), "anonymous parameters only");
+        let pg = WriteSql::new(Backend::Postgres, 32);
+        assert!(pg.unnest.contains(&format!("${N_COLUMNS}::bigint[]")));
+        assert!(!pg.unnest.contains(&format!("${}", N_COLUMNS + 1)));
+        assert!(pg.rollup.contains(&format!("${ROLLUP_WIDTH}::bigint[]")));
     }
 
     #[tokio::test]

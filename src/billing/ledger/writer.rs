@@ -1,9 +1,11 @@
 //! Rows leave the request path through a bounded queue; one task writes them in
-//! batches. If the database is down, a batch is retried briefly, then spilled to a
-//! local file (JSON lines, fsynced) and the writer stays in spill mode, draining the
-//! queue to disk, until a replay of the spill into the database succeeds. Replays are
-//! crash-safe and exactly-once (a marker per chunk commits with the chunk). Nothing is
-//! dropped silently: on stop the queue is drained and flushed (or spilled).
+//! batches. Handing a row over is a push under an uncontended lock that wakes the writer
+//! only once a batch is full (otherwise it takes what is queued at its next tick), so a
+//! call does not wake another thread. If the database is down, a batch is retried
+//! briefly, then spilled to a local file (JSON lines, fsynced) and the writer stays in
+//! spill mode, draining the queue to disk, until a replay of the spill into the database
+//! succeeds. Replays are crash-safe and exactly-once (a marker per chunk commits with the
+//! chunk). Nothing is dropped silently: on stop the queue is drained and flushed (or spilled).
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -11,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -37,10 +39,65 @@ pub struct WriterSettings {
 /// The request path's side: `record` never waits for the database.
 #[derive(Debug, Clone)]
 pub struct LedgerSink {
-    tx: mpsc::Sender<LedgerRow>,
+    queue: Arc<Queue>,
     spill: Arc<Spill>,
     /// Rows handed over (queued or spilled).
     pub recorded: Arc<AtomicU64>,
+}
+
+/// Rows waiting for the writer. The writer swaps the whole vector out, so the lock is
+/// held for a push or a swap, never across I/O.
+#[derive(Debug)]
+struct Queue {
+    rows: Mutex<Waiting>,
+    /// Signalled when `wake_at` rows are waiting (a full batch), and on close.
+    ready: Notify,
+    capacity: usize,
+    wake_at: usize,
+}
+
+#[derive(Debug, Default)]
+struct Waiting {
+    rows: Vec<LedgerRow>,
+    /// The writer has stopped taking rows: new ones go to the spill file.
+    closed: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.rows.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `row`; gives it back when the queue is full or closed.
+    fn push(&self, row: LedgerRow) -> Option<LedgerRow> {
+        let mut waiting = self.lock();
+        if waiting.closed || waiting.rows.len() >= self.capacity {
+            return Some(row);
+        }
+        waiting.rows.push(row);
+        let wake = waiting.rows.len() == self.wake_at;
+        drop(waiting);
+        if wake {
+            self.ready.notify_one();
+        }
+        None
+    }
+
+    /// Everything waiting, leaving `spare` (an emptied vector) in its place.
+    fn take(&self, spare: Vec<LedgerRow>) -> Vec<LedgerRow> {
+        std::mem::replace(&mut self.lock().rows, spare)
+    }
+
+    /// Stops taking rows and returns those still waiting.
+    fn close(&self) -> Vec<LedgerRow> {
+        let mut waiting = self.lock();
+        waiting.closed = true;
+        std::mem::take(&mut waiting.rows)
+    }
+
+    fn len(&self) -> usize {
+        self.lock().rows.len()
+    }
 }
 
 /// The spill file and the replay files taken from it
@@ -154,9 +211,7 @@ impl LedgerSink {
     /// or closed (shutdown has passed), the row is appended to the spill file instead.
     pub fn record(&self, row: LedgerRow) {
         self.recorded.fetch_add(1, Ordering::Relaxed);
-        if let Err(mpsc::error::TrySendError::Full(row) | mpsc::error::TrySendError::Closed(row)) =
-            self.tx.try_send(row)
-        {
+        if let Some(row) = self.queue.push(row) {
             if let Err(e) = self.spill.append(std::slice::from_ref(&row)) {
                 tracing::error!(request_id = %row.request_id, "A ledger row could be neither queued nor spilled: {e}");
             }
@@ -165,7 +220,7 @@ impl LedgerSink {
 
     /// Rows waiting in the queue.
     pub fn queued(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
+        self.queue.len()
     }
 
     /// Rows written to the spill file since start.
@@ -180,10 +235,19 @@ pub fn start(
     settings: WriterSettings,
     stop: CancellationToken,
 ) -> (LedgerSink, impl std::future::Future<Output = ()>) {
-    let (tx, rx) = mpsc::channel(settings.queue.max(1));
+    let capacity = settings.queue.max(1);
+    let queue = Arc::new(Queue {
+        rows: Mutex::new(Waiting {
+            rows: Vec::with_capacity(settings.batch.clamp(1, capacity)),
+            closed: false,
+        }),
+        ready: Notify::new(),
+        capacity,
+        wake_at: settings.batch.clamp(1, capacity),
+    });
     let spill = Arc::new(Spill::new(settings.spill_file.clone()));
     let sink = LedgerSink {
-        tx,
+        queue: queue.clone(),
         spill: spill.clone(),
         recorded: Arc::new(AtomicU64::new(0)),
     };
@@ -194,7 +258,7 @@ pub fn start(
         degraded: false,
         batch: Vec::new(),
     };
-    (sink, writer.run(rx, stop))
+    (sink, writer.run(queue, stop))
 }
 
 /// Replays whatever spill and replay files `spill` names into `ledger`; returns the rows
@@ -258,53 +322,50 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(mut self, mut rx: mpsc::Receiver<LedgerRow>, stop: CancellationToken) {
-        self.batch.reserve(self.settings.batch);
+    async fn run(mut self, queue: Arc<Queue>, stop: CancellationToken) {
         self.replay().await;
         let mut ticker = tokio::time::interval(self.settings.flush_every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut next_probe = Instant::now();
+        let mut spare = Vec::with_capacity(queue.wake_at);
         loop {
-            tokio::select! {
+            let tick = tokio::select! {
                 biased;
-                got = rx.recv() => match got {
-                    Some(row) => {
-                        self.batch.push(row);
-                        while self.batch.len() < self.settings.batch {
-                            match rx.try_recv() {
-                                Ok(row) => self.batch.push(row),
-                                Err(_) => break,
-                            }
-                        }
-                        if self.batch.len() >= self.settings.batch {
-                            self.flush().await;
-                        }
-                    }
-                    None => break,
-                },
-                _ = ticker.tick() => {
-                    self.flush().await;
-                    // In spill mode the replay is the probe, at most once a second; otherwise
-                    // rows spilled by a full queue are replayed at the next tick.
-                    let due = !self.degraded || Instant::now() >= next_probe;
-                    if due && (self.degraded || self.spill.has_pending()) {
-                        self.replay().await;
-                        next_probe = Instant::now() + PROBE_EVERY;
-                    }
-                }
                 _ = stop.cancelled() => break,
+                _ = queue.ready.notified() => false,
+                _ = ticker.tick() => true,
+            };
+            // Whatever waits goes out, in batches of at most `batch` rows.
+            let mut rows = queue.take(spare);
+            self.write(&mut rows).await;
+            spare = rows;
+            if tick {
+                // In spill mode the replay is the probe, at most once a second; otherwise
+                // rows spilled by a full queue are replayed at the next tick.
+                let due = !self.degraded || Instant::now() >= next_probe;
+                if due && (self.degraded || self.spill.has_pending()) {
+                    self.replay().await;
+                    next_probe = Instant::now() + PROBE_EVERY;
+                }
             }
         }
-        // Stopping: everything still queued is written (or spilled), nothing dropped.
-        rx.close();
-        while let Some(row) = rx.recv().await {
-            self.batch.push(row);
-        }
-        self.flush().await;
+        // Stopping: everything still queued is written (or spilled), nothing dropped;
+        // rows recorded from now on are spilled by the sink.
+        self.write(&mut queue.close()).await;
         tracing::info!(
             spilled = self.spill.rows.load(Ordering::Relaxed),
             "Ledger flushed."
         );
+    }
+
+    /// Writes `rows` (leaving it empty) in batches of at most `batch` rows.
+    async fn write(&mut self, rows: &mut Vec<LedgerRow>) {
+        let size = self.settings.batch.max(1);
+        while !rows.is_empty() {
+            let n = rows.len().min(size);
+            self.batch.extend(rows.drain(..n));
+            self.flush().await;
+        }
     }
 
     /// Writes the batch, retrying briefly; when the database keeps failing (or the

@@ -1,0 +1,201 @@
+//! Ledger write throughput on SQLite and PostgreSQL, then the spend queries at 10
+//! million rows. For each database: `Ledger::insert` in batches of 500 (the default
+//! batch; on SQLite for each statement shape: one prepared statement reused per row, and
+//! multi-row statements of fixed widths), then the writer end to end (rows handed to
+//! the sink as fast as it takes them, until the last one is committed), with the rows
+//! it spilled (0 while the database is up).
+//!
+//! Run: `cargo bench --bench ledger` (PostgreSQL from `BAZAAR_TEST_POSTGRES_URL`, e.g.
+//! after `source scripts/services.sh; start_postgres`; `BAZAAR_BENCH_WRITE_ROWS` rows
+//! per measurement, default 200,000; `BAZAAR_BENCH_ROWS` for the spend queries' size,
+//! default 10 million; `-- --no-spend` skips those).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::disallowed_types,
+    clippy::disallowed_methods
+)]
+
+#[path = "common/spend.rs"]
+mod spend;
+
+use std::time::{Duration, Instant};
+
+use bazaar::billing::ledger::writer::{self, WriterSettings};
+use bazaar::billing::ledger::{Ledger, LedgerRow, SQLITE_ROWS_PER_STATEMENT};
+use tokio_util::sync::CancellationToken;
+
+/// A call as a gateway of a few teams records it: 8 keys, 4 models on 2 providers, a
+/// call every millisecond, so a 500-row batch folds into ~30 rollup groups.
+fn row(i: i64) -> LedgerRow {
+    let models = ["gpt-4o-mini", "gpt-4o", "llama-3.3-70b", "qwen3-8b"];
+    let m = (i % 4) as usize;
+    LedgerRow {
+        ts_ms: 1_790_000_000_000 + i,
+        request_id: format!("req_{i:016x}"),
+        key_name: format!("key-{}", i % 8),
+        team: (i % 8 != 0).then(|| format!("team-{}", i % 3)),
+        route: if i % 2 == 0 {
+            "auto".into()
+        } else {
+            models[m].into()
+        },
+        provider: ["openai", "groq"][m / 2].into(),
+        model: models[m].into(),
+        tier: ["frontier", "open-hosted"][m / 2].into(),
+        endpoint: "chat".into(),
+        input_tokens: 200 + i % 900,
+        cached_input_tokens: i % 64,
+        output_tokens: 50 + i % 300,
+        reasoning_tokens: 0,
+        cost_nanos: Some(1_000 + i % 100_000),
+        baseline_cost_nanos: Some(50_000 + i % 100_000),
+        catalog_version: "bench".into(),
+        latency_ms: 100 + i % 2000,
+        ttft_ms: Some(50 + i % 500),
+        status: if i % 97 == 0 { 502 } else { 200 },
+        error_type: (i % 97 == 0).then(|| "upstream_error".into()),
+        ..Default::default()
+    }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// `Ledger::insert` of `n` rows (numbered from `from`) in batches of 500; rows/s.
+async fn insert_rate(ledger: &Ledger, from: i64, n: i64) -> f64 {
+    let rows: Vec<LedgerRow> = (from..from + n).map(row).collect();
+    let t = Instant::now();
+    for batch in rows.chunks(500) {
+        ledger.insert(batch).await.unwrap();
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+/// The writer with the default settings, fed `n` rows as fast as its queue takes them;
+/// (rows/s until the last row is committed, rows spilled).
+async fn writer_rate(ledger: &Ledger, from: i64, n: i64, spill: std::path::PathBuf) -> (f64, u64) {
+    let settings = WriterSettings {
+        queue: 10_000,
+        batch: 500,
+        flush_every: Duration::from_millis(200),
+        spill_file: spill,
+        write_seconds: None,
+    };
+    let stop = CancellationToken::new();
+    let (sink, task) = writer::start(ledger.clone(), settings, stop.clone());
+    let task = tokio::spawn(task);
+    let rows: Vec<LedgerRow> = (from..from + n).map(row).collect();
+    let before = ledger.count().await.unwrap();
+    let t = Instant::now();
+    for r in rows {
+        // Never more than the queue holds: a full queue would spill, which is the
+        // overload path, not the throughput this measures.
+        while sink.queued() >= 9_000 {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        sink.record(r);
+    }
+    stop.cancel();
+    task.await.unwrap();
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    assert_eq!(
+        ledger.count().await.unwrap() - before,
+        n - sink.spilled() as i64
+    );
+    (rate, sink.spilled())
+}
+
+async fn bench(label: &str, url: &str, n: i64, dir: &std::path::Path) {
+    let mut ledger = Ledger::connect(url).await.unwrap();
+    let mut next = 0;
+    if label == "sqlite" {
+        let mut widths = vec![1, 8, 16, 32, 64];
+        widths.retain(|w| *w != SQLITE_ROWS_PER_STATEMENT);
+        widths.push(SQLITE_ROWS_PER_STATEMENT);
+        for width in widths {
+            ledger.set_rows_per_statement(width);
+            let rate = insert_rate(&ledger, next, n).await;
+            next += n;
+            let shape = if width == 1 {
+                "prepared statement per row".to_string()
+            } else {
+                format!("{width} rows per statement")
+            };
+            let default = if width == SQLITE_ROWS_PER_STATEMENT {
+                " (default)"
+            } else {
+                ""
+            };
+            println!(
+                "  {label:<8} insert, {shape:<28} {rate:>9.0} rows/s   load {}{default}",
+                loadavg()
+            );
+        }
+        ledger.set_rows_per_statement(SQLITE_ROWS_PER_STATEMENT);
+    } else {
+        let rate = insert_rate(&ledger, next, n).await;
+        next += n;
+        println!(
+            "  {label:<8} insert, {:<28} {rate:>9.0} rows/s   load {}",
+            "UNNEST, one array per column",
+            loadavg()
+        );
+    }
+    let (rate, spilled) =
+        writer_rate(&ledger, next, n, dir.join(format!("{label}.spill.jsonl"))).await;
+    println!("  {label:<8} writer end to end, batches of 500   {rate:>9.0} rows/s   load {}, spilled {spilled}", loadavg());
+    ledger.close().await;
+}
+
+fn main() {
+    let n: i64 = std::env::var("BAZAAR_BENCH_WRITE_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let spend_rows: i64 = std::env::var("BAZAAR_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
+    let dir = std::env::temp_dir().join(format!("bazaar-ledger-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        println!("ledger writes ({n} rows per measurement; load average at start {}):", loadavg());
+        let sqlite = format!("sqlite://{}", dir.join("ledger.sqlite").display());
+        bench("sqlite", &sqlite, n, &dir).await;
+        match std::env::var("BAZAAR_TEST_POSTGRES_URL") {
+            Ok(admin_url) => {
+                sqlx::any::install_default_drivers();
+                let name = format!("bazaar_bench_{}", std::process::id());
+                let admin = sqlx::AnyPool::connect(&admin_url).await.unwrap();
+                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
+                let (scheme, rest) = admin_url.split_once("://").unwrap();
+                let server = rest.split(['/', '?']).next().unwrap();
+                bench("postgres", &format!("{scheme}://{server}/{name}"), n, &dir).await;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&admin)
+                    .await
+                    .unwrap();
+                admin.close().await;
+            }
+            Err(_) => println!("  postgres skipped: BAZAAR_TEST_POSTGRES_URL is not set (source scripts/services.sh; start_postgres)"),
+        }
+        if !std::env::args().any(|a| a == "--no-spend") {
+            println!();
+            spend::time_spend_queries(spend_rows).await;
+        }
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
