@@ -18,6 +18,8 @@
     clippy::disallowed_methods
 )]
 
+#[path = "common/host.rs"]
+mod host;
 #[path = "common/spend.rs"]
 mod spend;
 
@@ -25,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use bazaar::billing::ledger::writer::{self, WriterSettings};
 use bazaar::billing::ledger::{Ledger, LedgerRow, SQLITE_ROWS_PER_STATEMENT};
+use host::loadavg;
 use tokio_util::sync::CancellationToken;
 
 /// A call as a gateway of a few teams records it: 8 keys, 4 models on 2 providers, a
@@ -59,15 +62,6 @@ fn row(i: i64) -> LedgerRow {
         error_type: (i % 97 == 0).then(|| "upstream_error".into()),
         ..Default::default()
     }
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .next()
-        .unwrap_or("?")
-        .to_string()
 }
 
 /// `Ledger::insert` of `n` rows (numbered from `from`) in batches of 500; rows/s.

@@ -21,11 +21,16 @@
     clippy::disallowed_methods
 )]
 
+#[path = "common/host.rs"]
+mod host;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use host::loadavg;
 
 const KEY: &str = "bzr-bench-key";
 /// Models of the 50-candidate route (`route-50`), all served by the mock.
@@ -56,15 +61,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .next()
-        .unwrap_or("?")
-        .to_string()
 }
 
 /// utime + stime of a process and its threads, in seconds.
