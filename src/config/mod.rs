@@ -117,7 +117,7 @@ impl Config {
                 preset.id.to_string(),
                 raw::RawProvider {
                     api_key: Some(format!("env:{var}")),
-                    catalog: true,
+                    catalog: Some(true),
                     ..Default::default()
                 },
             );

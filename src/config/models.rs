@@ -48,8 +48,9 @@ pub(super) fn load_catalog(raw: &RawCatalog, problems: &mut Problems) -> Catalog
 }
 
 /// The provider at `index` as what it serves: each id in its `models` list (a catalog
-/// id served under the provider's own upstream id, or an upstream id), and with
-/// `catalog = true` every catalog offer of the provider its catalog knows it as.
+/// id served under the provider's own upstream id, or an upstream id); when it lists
+/// none (or sets `catalog = true`), every catalog offer of the provider its catalog
+/// knows it as.
 pub(super) struct ProviderModels<'a> {
     pub index: usize,
     pub catalog_key: &'a str,
@@ -84,7 +85,9 @@ impl ProviderModels<'_> {
             let facts = target_facts(catalog, self.catalog_key, &public, &upstream, self.tier);
             add_target(models, &public, self.index, &upstream, facts);
         }
-        if raw.catalog {
+        // A list means exactly those models; the catalog fills in only when none is listed
+        // (or when asked for with `catalog = true`).
+        if raw.catalog.unwrap_or(raw.models.is_empty()) {
             for (cid, entry, offer) in catalog.offers_by_provider(self.catalog_key) {
                 let facts = Facts::from_catalog(Some(offer), Some(entry), self.tier);
                 add_target(models, cid, self.index, &offer.upstream, facts);

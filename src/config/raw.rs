@@ -271,22 +271,20 @@ pub struct RawProvider {
     /// Extra headers sent on every upstream call; values may be `env:NAME`.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// Public model ids this provider serves under the same upstream id.
+    /// The models this provider serves: catalog ids (under the provider's own upstream
+    /// id) or upstream ids. Listing models means exactly these.
     #[serde(default)]
     pub models: Vec<String>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
-    /// Serve every catalog model this provider (its preset) offers, under the catalog's ids.
-    #[serde(default = "default_true")]
-    pub catalog: bool,
+    /// Serve every catalog model this provider (its preset) offers, under the catalog's
+    /// ids. Unset: only when `models` lists none.
+    #[serde(default)]
+    pub catalog: Option<bool>,
     /// A local server's running cost in USD per hour; its per-token price is this
     /// divided by its measured throughput. Unset: free.
     #[serde(default)]
     pub cost_per_hour: Option<RawPrice>,
-}
-
-fn default_true() -> bool {
-    true
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -334,3 +334,37 @@ async fn issue_14_three_tiers_coding_route_serves_plain_and_code_requests() {
         assert!(plan["chosen"].is_string(), "{content}: {plan}");
     }
 }
+
+#[test]
+fn issue_14_listed_preset_models_are_exactly_what_is_served() {
+    let env = |name: &str| Some(format!("value-of-{name}"));
+    let config = bazaar::config::Config::from_toml(
+        r#"
+        [providers.openai]
+        api_key = "env:OPENAI_API_KEY"
+        models = ["gpt-4o-mini", "gpt-4o"]
+        [providers.ollama]
+        models = ["qwen3:8b"]
+        [providers.groq]
+        api_key = "env:GROQ_API_KEY"
+        "#,
+        &env,
+    )
+    .unwrap();
+    let served_by = |provider: &str| -> Vec<&str> {
+        config
+            .models
+            .iter()
+            .filter(|(_, targets)| {
+                targets
+                    .iter()
+                    .any(|t| config.providers[t.provider].id == provider)
+            })
+            .map(|(id, _)| id.as_str())
+            .collect()
+    };
+    assert_eq!(served_by("openai"), ["gpt-4o", "gpt-4o-mini"]);
+    assert_eq!(served_by("ollama"), ["qwen3-8b"]);
+    // A preset that lists nothing still serves its catalog models.
+    assert!(served_by("groq").len() > 2, "{:?}", served_by("groq"));
+}
