@@ -430,6 +430,20 @@ fn run_serve(path: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()
     if let Some(listen) = listen {
         config.server.listen = listen;
     }
+    if config.providers.is_empty() {
+        let vars: Vec<&str> = bazaar::config::presets::PRESETS
+            .iter()
+            .filter(|p| !p.base_url.is_empty())
+            .filter_map(|p| p.key_env)
+            .collect();
+        let found = match &path {
+            Some(p) => format!("{} declares no provider", p.display()),
+            None => format!("none of {} is set", vars.join(", ")),
+        };
+        // On stdout for the person starting it, and in the logs for whoever reads them.
+        println!("No provider is configured ({found}), so every call will fail. Set a provider's key (e.g. OPENAI_API_KEY) and restart, declare providers in a config file (--config), or run `bazaar demo` to try bazaar with simulated backends.");
+        tracing::warn!("No provider is configured ({found}); every call will fail.");
+    }
     if config.server.master_key.is_none() && config.keys.is_empty() {
         let key = format!("bzr-{:032x}", rand::random::<u128>());
         config.server.master_key = Some(bazaar::config::secret::hash_key(&key));

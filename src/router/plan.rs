@@ -384,7 +384,13 @@ fn no_candidate(model: &str, rejected: &[Rejected], config: &Config) -> ApiError
                 FilterReason::CircuitOpen { .. } | FilterReason::RateLimited { .. }
             )
         });
-    let message = format!("No backend can serve `{model}`: {}.", reasons.join("; "));
+    let message = if reasons.is_empty() && config.providers.is_empty() {
+        format!("No backend can serve `{model}`: no provider is configured. Set a provider's key (e.g. OPENAI_API_KEY) or declare providers in the config, or run `bazaar demo` to try bazaar with simulated backends.")
+    } else if reasons.is_empty() {
+        format!("No backend can serve `{model}`: no configured provider serves it or any of the route's models.")
+    } else {
+        format!("No backend can serve `{model}`: {}.", reasons.join("; "))
+    };
     if all_unhealthy {
         let retry = rejected
             .iter()

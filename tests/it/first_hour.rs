@@ -368,3 +368,57 @@ fn issue_14_listed_preset_models_are_exactly_what_is_served() {
     // A preset that lists nothing still serves its catalog models.
     assert!(served_by("groq").len() > 2, "{:?}", served_by("groq"));
 }
+
+#[tokio::test]
+async fn issue_14_no_provider_says_what_to_do_never_an_empty_reason_list() {
+    let toml = format!(
+        "[[keys]]\nname = \"app\"\nkey = \"{}\"\n",
+        crate::common::KEY
+    );
+    let gw = TestGateway::start(&toml).await;
+    let resp = gw
+        .post(
+            "/v1/chat/completions",
+            serde_json::json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert!(resp.status().is_client_error(), "{}", resp.status());
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(!message.contains(": ."), "{message}");
+    assert!(message.contains("no provider is configured"), "{message}");
+    assert!(message.contains("bazaar demo"), "{message}");
+}
+
+#[test]
+fn issue_14_serve_without_provider_keys_says_so_at_start() {
+    use std::io::BufRead;
+    let dir = std::env::temp_dir().join(format!("bazaar-it-nokeys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bazaar"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_clear()
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // The notice comes before the gateway key line; both are printed before listening.
+    let lines: Vec<String> = std::io::BufReader::new(stdout)
+        .lines()
+        .take(2)
+        .map(Result::unwrap)
+        .collect();
+    child.kill().ok();
+    child.wait().ok();
+    std::fs::remove_dir_all(&dir).ok();
+    let notice = lines
+        .iter()
+        .find(|l| l.starts_with("No provider is configured"))
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(
+        notice.contains("OPENAI_API_KEY") && notice.contains("bazaar demo"),
+        "{notice}"
+    );
+}
