@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use super::budget::Reservation;
 use super::cost::{cost_nanos, usd};
-use super::meter::{CallMeter, Ending, ServedBy};
+use super::meter::{Billed, CallMeter, Ending, ServedBy};
 use super::shared::{SharedState, Verdict};
 use super::Billing;
 use crate::api::{ApiError, Usage};
@@ -320,8 +320,9 @@ impl Admission {
 
     /// Ends the call: writes its ledger row and billing metrics and settles what it holds
     /// to its cost (an unknown cost settles at the reserved amount, the most it could
-    /// have cost). Returns the cost in nano-dollars (`None`: price unknown).
-    pub fn finish(self, outcome: Outcome<'_>) -> Option<u64> {
+    /// have cost). Returns what it billed: the usage and the cost in nano-dollars
+    /// (`None`: price unknown), the figures the client is shown.
+    pub fn finish(self, outcome: Outcome<'_>) -> Billed {
         let (served, mut ending) = match outcome {
             Outcome::Served { by, ending } => (Some(by), ending),
             Outcome::Failed(error) => (
@@ -334,9 +335,10 @@ impl Admission {
             ),
         };
         ending.latency = self.started.elapsed();
-        let (row, cost) = self
+        let (row, billed) = self
             .meter
             .row(served.as_ref(), &ending, &self.catalog_version);
+        let cost = billed.cost;
         let metrics = &self.billing.metrics;
         if served.is_some() {
             let labels = [
@@ -383,7 +385,7 @@ impl Admission {
             connected.sink.record(row);
         }
         self.settle(cost);
-        cost
+        billed
     }
 
     fn settle(self, cost: Option<u64>) {

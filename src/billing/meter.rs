@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use serde_json::value::RawValue;
 
-use super::cost::cost_nanos;
+use super::cost::{cost_nanos, usd_number};
 use super::ledger::{Estimated, LedgerRow};
+use crate::api::openai::RawObject;
 use crate::api::usage::Buckets;
 use crate::api::{ErrorLabel, Usage};
 use crate::catalog::{Price, Tier};
@@ -99,7 +100,7 @@ impl CallMeter {
         served: Option<&ServedBy>,
         ending: &Ending,
         catalog_version: &str,
-    ) -> (LedgerRow, Option<u64>) {
+    ) -> (LedgerRow, Billed) {
         let usage = self.usage_for(ending);
         let cost = match served {
             Some(s) => cost_nanos(&usage, &s.price, self.markup_bp),
@@ -135,7 +136,7 @@ impl CallMeter {
             error_type: ending.error_type.map(|l| l.as_str().to_string()),
             fallbacks: ending.fallbacks as i32,
         };
-        (row, cost)
+        (row, Billed { usage, cost })
     }
 }
 
@@ -179,9 +180,70 @@ pub fn reference_price(config: &Config, route: &str) -> Option<Price> {
         .find_map(|o| o.price.filter(|p| p.input.is_some()))
 }
 
+/// What a call was billed: its usage (the `estimated` buckets counted by the gateway)
+/// and its cost in nano-dollars (`None`: the price is unknown). The client is shown the
+/// same figures the ledger records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Billed {
+    pub usage: Usage,
+    pub cost: Option<u64>,
+}
+
+impl Billed {
+    /// The client's `usage` object in `shape`: the backend's own object (`reported`)
+    /// when it reported every bucket, else the billed counts with `estimated: true`;
+    /// either way with `cost` in USD (`null` when unknown). Both extra fields are ones
+    /// OpenAI and Anthropic clients ignore.
+    pub fn usage_json(
+        &self,
+        reported: Option<&RawValue>,
+        shape: BodyShape,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut map: serde_json::Map<String, serde_json::Value> = reported
+            .and_then(|r| serde_json::from_str(r.get()).ok())
+            .unwrap_or_default();
+        if !self.usage.is_reported() || map.is_empty() {
+            let counts = match shape {
+                BodyShape::OpenAi => serde_json::to_value(self.usage.to_openai()),
+                BodyShape::Anthropic => serde_json::to_value(self.usage.to_anthropic()),
+            };
+            if let Ok(serde_json::Value::Object(counts)) = counts {
+                map.extend(counts);
+            }
+        }
+        if !self.usage.is_reported() {
+            map.insert("estimated".into(), serde_json::Value::Bool(true));
+        }
+        map.insert(
+            "cost".into(),
+            self.cost
+                .map(|c| serde_json::Value::Number(usd_number(c)))
+                .unwrap_or(serde_json::Value::Null),
+        );
+        map
+    }
+}
+
+/// Rewrites a reply body in `shape` so its `usage` says what the call was billed (see
+/// `Billed::usage_json`), adding it when the backend reported none; `None` when the
+/// body is not a JSON object.
+pub fn with_billed_usage(body: &[u8], billed: &Billed, shape: BodyShape) -> Option<Vec<u8>> {
+    let fields = RawObject::parse(body).ok()?;
+    let usage = billed.usage_json(fields.get("usage"), shape);
+    let raw = serde_json::value::to_raw_value(&usage).ok()?;
+    let model: String = fields
+        .typed("model", "a string")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let mut out = Vec::with_capacity(body.len() + 64);
+    fields.write_with(&mut out, &model, &[("usage", &*raw as &RawValue)]);
+    Some(out)
+}
+
 /// The wire shape of bodies and chunks whose text is counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TextShape {
+pub enum BodyShape {
     /// OpenAI's: `content`, `text`, tool-call `arguments`, `refusal` are output;
     /// `reasoning_content` is reasoning.
     OpenAi,
@@ -200,7 +262,7 @@ pub struct SentText {
 
 impl SentText {
     /// The text of one whole body.
-    pub fn of(shape: TextShape, body: &[u8]) -> SentText {
+    pub fn of(shape: BodyShape, body: &[u8]) -> SentText {
         let mut sent = SentText::default();
         sent.push(shape, body);
         sent
@@ -212,9 +274,9 @@ impl SentText {
 
     /// Appends the text of one body or chunk in `shape`, found without parsing the
     /// whole of it.
-    pub fn push(&mut self, shape: TextShape, chunk: &[u8]) {
+    pub fn push(&mut self, shape: BodyShape, chunk: &[u8]) {
         let (output, reasoning): (&[&[u8]], &[&[u8]]) = match shape {
-            TextShape::OpenAi => (
+            BodyShape::OpenAi => (
                 &[
                     b"\"content\":",
                     b"\"text\":",
@@ -223,7 +285,7 @@ impl SentText {
                 ],
                 &[b"\"reasoning_content\":"],
             ),
-            TextShape::Anthropic => (
+            BodyShape::Anthropic => (
                 &[b"\"text\":", b"\"partial_json\":", b"\"input\":"],
                 &[b"\"thinking\":"],
             ),
@@ -277,7 +339,62 @@ fn push_values(chunk: &[u8], key: &[u8], out: &mut String) {
 mod tests {
     use super::*;
 
-    fn text(shape: TextShape, chunk: &[u8]) -> SentText {
+    #[test]
+    fn billed_usage_is_written_into_replies_of_both_shapes() {
+        let reported = Billed {
+            usage: Usage {
+                input: 3,
+                output: 2,
+                ..Default::default()
+            },
+            cost: Some(1_500_000),
+        };
+        // A reported usage object is kept whole, with the cost added.
+        let body = br#"{"id":"x","model":"m","usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5,"extra":7}}"#;
+        let out = with_billed_usage(body, &reported, BodyShape::OpenAi).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["usage"]["extra"], 7);
+        assert_eq!(v["usage"]["cost"], 0.0015);
+        assert!(v["usage"].get("estimated").is_none());
+        // No usage reported: the billed counts, marked estimated.
+        let estimated = Billed {
+            usage: Usage {
+                input: 19,
+                output: 15,
+                reasoning: 10,
+                estimated: Buckets::ALL,
+                ..Default::default()
+            },
+            cost: None,
+        };
+        let out =
+            with_billed_usage(br#"{"id":"x","model":"m"}"#, &estimated, BodyShape::OpenAi).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["usage"]["prompt_tokens"], 19);
+        assert_eq!(v["usage"]["completion_tokens"], 25);
+        assert_eq!(
+            v["usage"]["completion_tokens_details"]["reasoning_tokens"],
+            10
+        );
+        assert_eq!(v["usage"]["estimated"], true);
+        assert!(
+            v["usage"]["cost"].is_null(),
+            "an unknown price is null, never 0"
+        );
+        let body = br#"{"id":"m","type":"message","model":"c","usage":{"input_tokens":0,"output_tokens":0}}"#;
+        let out = with_billed_usage(body, &estimated, BodyShape::Anthropic).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            (
+                v["usage"]["input_tokens"].as_u64(),
+                v["usage"]["output_tokens"].as_u64()
+            ),
+            (Some(19), Some(25))
+        );
+        assert_eq!(v["type"], "message");
+    }
+
+    fn text(shape: BodyShape, chunk: &[u8]) -> SentText {
         SentText::of(shape, chunk)
     }
 
@@ -290,7 +407,7 @@ mod tests {
 
     #[test]
     fn sent_text_is_taken_from_openai_chunks() {
-        let openai = TextShape::OpenAi;
+        let openai = BodyShape::OpenAi;
         assert_eq!(
             text(
                 openai,
@@ -326,7 +443,7 @@ mod tests {
 
     #[test]
     fn sent_text_is_taken_from_anthropic_events_and_replies() {
-        let anthropic = TextShape::Anthropic;
+        let anthropic = BodyShape::Anthropic;
         let thinking = text(
             anthropic,
             b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"Six times\"}}\n\n",
@@ -384,7 +501,7 @@ mod tests {
             status: 502,
             ..Default::default()
         };
-        let (row, cost) = meter.row(Some(&served), &ending, "v1");
+        let (row, Billed { cost, .. }) = meter.row(Some(&served), &ending, "v1");
         assert_eq!(row.estimated.buckets(), Buckets::ALL);
         assert_eq!((row.input_tokens, row.output_tokens), (100, 10));
         assert_eq!(cost, Some(100_000 + 20_000));

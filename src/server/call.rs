@@ -18,12 +18,12 @@ use super::relay::{self, Framer, RouteHeaders};
 use super::state::{AppState, Runtime};
 use super::RequestId;
 use crate::api::openai::ChatRequest;
-use crate::api::rewrite::with_usage_cost;
 use crate::api::ApiError;
 use crate::billing::admission::{Admission, Ask, Offer, Outcome};
-use crate::billing::cost::{usd, usd_number};
+use crate::billing::cost::usd;
 use crate::billing::meter::{
-    local_price, reference_price, CallMeter, Ending, SentText, ServedBy, TextShape,
+    local_price, reference_price, with_billed_usage, Billed, BodyShape, CallMeter, Ending,
+    SentText, ServedBy,
 };
 use crate::providers::{Attempt, Provider, Reply, StreamReply, UpstreamError};
 use crate::router::fallback::{self, Walk};
@@ -90,10 +90,11 @@ pub trait Shape: Sync {
         at: Attempt<'a>,
     ) -> impl Future<Output = Result<StreamReply, UpstreamError>> + Send + 'a;
 
-    /// The client's body for a served reply, with the call's cost where the shape has
-    /// room (OpenAI's `usage.cost`, as OpenRouter's, unless a shape says otherwise).
-    fn reply_body(&self, body: Bytes, cost: Option<u64>) -> Bytes {
-        with_usage_cost(&body, cost.map(usd_number))
+    /// The client's body for a served reply, with what the call billed where the shape
+    /// has room: OpenAI's `usage` with `cost`, as OpenRouter's, and the estimated counts
+    /// when the backend reported none, unless a shape says otherwise.
+    fn reply_body(&self, body: Bytes, billed: &Billed) -> Bytes {
+        with_billed_usage(&body, billed, BodyShape::OpenAi)
             .map(Bytes::from)
             .unwrap_or(body)
     }
@@ -102,8 +103,8 @@ pub trait Shape: Sync {
     fn framer(&self, provider: &Provider) -> Self::Framer;
 
     /// The shape of a reply's body as `call` returns it, for counting its text.
-    fn text_shape(&self) -> TextShape {
-        TextShape::OpenAi
+    fn text_shape(&self) -> BodyShape {
+        BodyShape::OpenAi
     }
 }
 
@@ -245,11 +246,11 @@ async fn walk<S: Shape>(
             ..Default::default()
         };
         let by = served_by(state, runtime, &plan.route, served.candidate);
-        let cost = admission.finish(Outcome::Served { by, ending });
-        let mut response = relay::json(shape.reply_body(reply.body, cost), &route);
+        let billed = admission.finish(Outcome::Served { by, ending });
+        let mut response = relay::json(shape.reply_body(reply.body, &billed), &route);
         response
             .headers_mut()
-            .insert("x-bazaar-cost-usd", cost_header(cost));
+            .insert("x-bazaar-cost-usd", cost_header(billed.cost));
         return Ok(response);
     }
     let served = match fallback::stream(walk, |p, at| shape.call_stream(p, at)).await {
@@ -294,7 +295,7 @@ async fn walk<S: Shape>(
                 fallbacks,
                 ..Default::default()
             };
-            admission.finish(Outcome::Served { by, ending });
+            admission.finish(Outcome::Served { by, ending })
         },
     ))
 }

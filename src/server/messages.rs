@@ -21,7 +21,7 @@ use super::state::AppState;
 use crate::api::anthropic::stream::EventWriter;
 use crate::api::anthropic::{error_body, MessagesRequest};
 use crate::api::ApiError;
-use crate::billing::meter::TextShape;
+use crate::billing::meter::{with_billed_usage, Billed, BodyShape};
 use crate::providers::{Attempt, Chunk, Provider, Reply, StreamReply, UpstreamError};
 use crate::router::RoutePlan;
 
@@ -77,12 +77,14 @@ impl Shape for MessagesShape {
         provider.messages_stream(&self.req, at, self.beta.as_ref())
     }
 
-    fn reply_body(&self, body: Bytes, _cost: Option<u64>) -> Bytes {
-        body
+    fn reply_body(&self, body: Bytes, billed: &Billed) -> Bytes {
+        with_billed_usage(&body, billed, BodyShape::Anthropic)
+            .map(Bytes::from)
+            .unwrap_or(body)
     }
 
-    fn text_shape(&self) -> TextShape {
-        TextShape::Anthropic
+    fn text_shape(&self) -> BodyShape {
+        BodyShape::Anthropic
     }
 
     fn framer(&self, provider: &Provider) -> MessagesFramer {
@@ -95,10 +97,21 @@ impl Shape for MessagesShape {
 }
 
 /// Anthropic's stream framing: frames from an Anthropic backend pass through; OpenAI
-/// chunks from any other backend are rewritten as Messages events.
+/// chunks from any other backend are rewritten as Messages events. Either way the
+/// `message_delta` usage carries the call's `cost` (and, when the backend reported no
+/// usage, the estimated counts with `estimated: true`).
 enum MessagesFramer {
     Native,
     Translated(Box<EventWriter>),
+}
+
+/// One SSE frame (`event:` and one `data:` line) with its data's `usage` rewritten to
+/// what the call was billed; `None` when the frame has no JSON object to rewrite.
+fn frame_with_billed_usage(frame: &[u8], billed: &Billed) -> Option<Vec<u8>> {
+    let start = memchr::memmem::find(frame, b"data: ")? + b"data: ".len();
+    let end = start + memchr::memchr(b'\n', &frame[start..])?;
+    let data = with_billed_usage(&frame[start..end], billed, BodyShape::Anthropic)?;
+    Some([&frame[..start], &data, &frame[end..]].concat())
 }
 
 fn put_error(out: &mut BytesMut, body: &[u8]) {
@@ -108,10 +121,18 @@ fn put_error(out: &mut BytesMut, body: &[u8]) {
 }
 
 impl Framer for MessagesFramer {
-    fn chunk(&mut self, chunk: &Chunk, _cost: Option<u64>, out: &mut BytesMut) -> bool {
+    fn chunk(&mut self, chunk: &Chunk, cost: Option<u64>, out: &mut BytesMut) -> bool {
         match self {
             MessagesFramer::Native => {
-                out.put_slice(&chunk.data);
+                // `message_delta`, whose usage is complete, gets the call's cost.
+                let billed = chunk
+                    .usage
+                    .filter(|u| u.is_reported())
+                    .map(|usage| Billed { usage, cost });
+                match billed.and_then(|b| frame_with_billed_usage(&chunk.data, &b)) {
+                    Some(frame) => out.put_slice(&frame),
+                    None => out.put_slice(&chunk.data),
+                }
                 true
             }
             MessagesFramer::Translated(writer) => {
@@ -125,7 +146,7 @@ impl Framer for MessagesFramer {
         }
     }
 
-    fn error(&mut self, error: &ApiError, out: &mut BytesMut) {
+    fn error(&mut self, error: &ApiError, _billed: Option<&Billed>, out: &mut BytesMut) {
         let body = error_body(error.status().as_u16(), &error.to_string());
         match self {
             MessagesFramer::Native => put_error(out, &body),
@@ -133,16 +154,19 @@ impl Framer for MessagesFramer {
         }
     }
 
-    fn end(&mut self, out: &mut BytesMut) {
+    fn end(&mut self, billed: Option<&Billed>, out: &mut BytesMut) {
         if let MessagesFramer::Translated(writer) = self {
-            writer.finish(out);
+            writer.finish(
+                out,
+                billed.map(|b| b.usage_json(None, BodyShape::Anthropic)),
+            );
         }
     }
 
-    fn text_shape(&self) -> TextShape {
+    fn text_shape(&self) -> BodyShape {
         match self {
-            MessagesFramer::Native => TextShape::Anthropic,
-            MessagesFramer::Translated(_) => TextShape::OpenAi,
+            MessagesFramer::Native => BodyShape::Anthropic,
+            MessagesFramer::Translated(_) => BodyShape::OpenAi,
         }
     }
 }

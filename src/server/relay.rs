@@ -11,11 +11,12 @@ use axum::response::Response;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{FutureExt, StreamExt};
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use serde::{Deserialize, Serialize};
 
 use crate::api::rewrite::with_usage_cost;
 use crate::api::{ApiError, Usage};
 use crate::billing::cost::usd_number;
-use crate::billing::meter::{SentText, TextShape};
+use crate::billing::meter::{Billed, BodyShape, SentText};
 use crate::providers::{Chunk, ChunkStream, UpstreamError};
 
 /// Routing outcome headers every served response carries.
@@ -68,34 +69,82 @@ pub type UsageCost = Box<dyn Fn(&Usage) -> Option<u64> + Send>;
 
 /// Writes one front end's SSE frames for a stream of chunks.
 pub trait Framer: Send + 'static {
-    /// Writes `chunk`; `cost` is the call's cost when the chunk carries usage. Returns
-    /// false when the chunk was withheld from the client.
+    /// Writes `chunk`; `cost` is the call's cost when the chunk carries a complete usage
+    /// report. Returns false when the chunk was withheld from the client.
     fn chunk(&mut self, chunk: &Chunk, cost: Option<u64>, out: &mut BytesMut) -> bool;
-    /// Writes the error that ends a stream after its first byte.
-    fn error(&mut self, error: &ApiError, out: &mut BytesMut);
-    /// Writes whatever closes a complete stream.
-    fn end(&mut self, out: &mut BytesMut);
+    /// Writes the error that ends a stream after its first byte; `billed` is what the
+    /// call was billed.
+    fn error(&mut self, error: &ApiError, billed: Option<&Billed>, out: &mut BytesMut);
+    /// Writes whatever closes a complete stream; `billed` is what the call was billed.
+    fn end(&mut self, billed: Option<&Billed>, out: &mut BytesMut);
     /// The shape of the chunks' data, for counting the text they carry.
-    fn text_shape(&self) -> TextShape {
-        TextShape::OpenAi
+    fn text_shape(&self) -> BodyShape {
+        BodyShape::OpenAi
     }
+}
+
+/// The fields a usage chunk written by the gateway repeats from the stream's chunks.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+struct ChunkHead {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    object: String,
+    #[serde(default)]
+    created: u64,
+    #[serde(default)]
+    model: String,
 }
 
 /// OpenAI's framing: `data:` frames, the usage-only chunk only for clients that asked
 /// (with the call's cost in it, as OpenRouter does), an error object, then `[DONE]`.
-#[derive(Debug, Clone, Copy)]
+/// A client that asked for usage gets a usage chunk whatever the backend reported: when
+/// it sent none, or the stream was cut before it, the gateway writes one with what the
+/// call was billed (`usage.estimated: true`).
+#[derive(Debug, Clone)]
 pub struct OpenAiFramer {
-    pub client_wants_usage: bool,
+    client_wants_usage: bool,
+    head: Option<ChunkHead>,
+    usage_sent: bool,
 }
 
 impl OpenAiFramer {
     pub fn new(client_wants_usage: bool) -> OpenAiFramer {
-        OpenAiFramer { client_wants_usage }
+        OpenAiFramer {
+            client_wants_usage,
+            head: None,
+            usage_sent: false,
+        }
+    }
+
+    /// The usage chunk of a client that asked for usage and has not had it.
+    fn billed_usage(&mut self, billed: Option<&Billed>, out: &mut BytesMut) {
+        let Some(billed) = billed.filter(|_| self.client_wants_usage && !self.usage_sent) else {
+            return;
+        };
+        let head = self.head.take().unwrap_or_default();
+        let object = if head.object.is_empty() {
+            "chat.completion.chunk"
+        } else {
+            head.object.as_str()
+        };
+        let chunk = serde_json::json!({
+            "id": head.id, "object": object, "created": head.created, "model": head.model,
+            "choices": [], "usage": billed.usage_json(None, BodyShape::OpenAi),
+        });
+        if let Ok(data) = serde_json::to_vec(&chunk) {
+            put_frame(out, &data);
+            self.usage_sent = true;
+        }
     }
 }
 
 impl Framer for OpenAiFramer {
     fn chunk(&mut self, chunk: &Chunk, cost: Option<u64>, out: &mut BytesMut) -> bool {
+        // Azure's first chunk (prompt filter results) has no id: take the first that has.
+        if self.client_wants_usage && self.head.as_ref().is_none_or(|h| h.id.is_empty()) {
+            self.head = serde_json::from_slice(&chunk.data).ok();
+        }
         // A running report (a stream's usage so far) rides on a content chunk as it is.
         if !chunk.usage.is_some_and(|u| u.is_reported()) {
             put_frame(out, &chunk.data);
@@ -105,22 +154,27 @@ impl Framer for OpenAiFramer {
             return false;
         }
         match with_usage_cost(&chunk.data, cost.map(usd_number)) {
-            Some(data) => put_frame(out, &data),
+            Some(data) => {
+                put_frame(out, &data);
+                self.usage_sent = true;
+            }
             None => put_frame(out, &chunk.data),
         }
         true
     }
 
-    fn error(&mut self, error: &ApiError, out: &mut BytesMut) {
+    fn error(&mut self, error: &ApiError, billed: Option<&Billed>, out: &mut BytesMut) {
+        self.billed_usage(billed, out);
         put_frame(out, &error_event(error));
     }
 
-    fn end(&mut self, out: &mut BytesMut) {
+    fn end(&mut self, billed: Option<&Billed>, out: &mut BytesMut) {
+        self.billed_usage(billed, out);
         out.put_slice(b"data: [DONE]\n\n");
     }
 }
 
-struct Relay<F: FnOnce(StreamEnd), R: Framer> {
+struct Relay<F: FnOnce(StreamEnd) -> Billed, R: Framer> {
     first: Option<Chunk>,
     rest: ChunkStream,
     framer: R,
@@ -130,20 +184,19 @@ struct Relay<F: FnOnce(StreamEnd), R: Framer> {
     finished: bool,
 }
 
-impl<F: FnOnce(StreamEnd), R: Framer> Relay<F, R> {
-    fn finish(&mut self) {
-        if let Some(on_end) = self.on_end.take() {
-            on_end(std::mem::take(&mut self.end));
-        }
+impl<F: FnOnce(StreamEnd) -> Billed, R: Framer> Relay<F, R> {
+    fn finish(&mut self) -> Option<Billed> {
+        let on_end = self.on_end.take()?;
+        Some(on_end(std::mem::take(&mut self.end)))
     }
 }
 
-impl<F: FnOnce(StreamEnd), R: Framer> Drop for Relay<F, R> {
+impl<F: FnOnce(StreamEnd) -> Billed, R: Framer> Drop for Relay<F, R> {
     fn drop(&mut self) {
         // Dropped before the end: the client disconnected (the upstream call is dropped with us).
         if self.on_end.is_some() {
             self.end.client_gone = !self.finished;
-            self.finish();
+            let _billed = self.finish();
         }
     }
 }
@@ -156,7 +209,8 @@ fn put_frame(out: &mut BytesMut, data: &[u8]) {
 }
 
 /// An SSE response that starts with `first` and forwards `rest` as it arrives, framed by
-/// `framer`; `on_end` runs once however it ends.
+/// `framer`; `on_end` runs once however it ends, and returns what the call was billed
+/// (which a framer may write before the stream's last frame).
 pub fn sse<F, R>(
     first: Chunk,
     rest: ChunkStream,
@@ -166,7 +220,7 @@ pub fn sse<F, R>(
     on_end: F,
 ) -> Response
 where
-    F: FnOnce(StreamEnd) + Send + 'static,
+    F: FnOnce(StreamEnd) -> Billed + Send + 'static,
     R: Framer,
 {
     let relay = Relay {
@@ -209,15 +263,15 @@ where
                 Some(Err(e)) => {
                     let api = e.to_api_error();
                     r.end.error = Some(e);
-                    r.framer.error(&api, &mut out);
                     r.finished = true;
-                    r.finish();
+                    let billed = r.finish();
+                    r.framer.error(&api, billed.as_ref(), &mut out);
                     break;
                 }
                 None => {
-                    r.framer.end(&mut out);
                     r.finished = true;
-                    r.finish();
+                    let billed = r.finish();
+                    r.framer.end(billed.as_ref(), &mut out);
                     break;
                 }
             }

@@ -28,7 +28,7 @@ use crate::api::responses::stream::StreamWriter;
 use crate::api::responses::{new_id, ResponsesRequest};
 use crate::api::ApiError;
 use crate::billing::admission::Outcome;
-use crate::billing::meter::CallMeter;
+use crate::billing::meter::{Billed, CallMeter};
 use crate::providers::{Attempt, Chunk, Provider, Reply, StreamReply, UpstreamError};
 use crate::router::RoutePlan;
 
@@ -304,7 +304,7 @@ impl Shape for ResponsesShape<'_> {
         provider.chat_stream(&self.req.chat, at).await
     }
 
-    fn reply_body(&self, body: Bytes, _cost: Option<u64>) -> Bytes {
+    fn reply_body(&self, body: Bytes, _billed: &Billed) -> Bytes {
         body
     }
 
@@ -451,7 +451,7 @@ impl Framer for ResponsesFramer {
         }
     }
 
-    fn error(&mut self, error: &ApiError, out: &mut BytesMut) {
+    fn error(&mut self, error: &ApiError, _billed: Option<&Billed>, out: &mut BytesMut) {
         let message = error.to_string();
         match self {
             ResponsesFramer::Native(native) => native.fail(&message, out),
@@ -459,7 +459,7 @@ impl Framer for ResponsesFramer {
         }
     }
 
-    fn end(&mut self, out: &mut BytesMut) {
+    fn end(&mut self, _billed: Option<&Billed>, out: &mut BytesMut) {
         if let ResponsesFramer::Translated(writer, keeper) = self {
             writer.finish(out);
             if let (Some(keeper), Some(done)) = (keeper.as_ref(), writer.take_finished()) {

@@ -120,10 +120,16 @@ async fn anthropic_backend_gets_the_clients_own_body() {
     let resp = messages(&gw, body.clone()).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-bazaar-backend"], "up/up-model");
-    let reply: Value = resp.json().await.unwrap();
+    let mut reply: Value = resp.json().await.unwrap();
     let recorded: Value =
         serde_json::from_str(&fixture_text("anthropic/reply_tool_use.json")).unwrap();
-    assert_eq!(reply, recorded, "the reply passes through untranslated");
+    // The model here has no price: the cost is unknown, never 0.
+    let cost = reply["usage"].as_object_mut().unwrap().remove("cost");
+    assert_eq!(cost, Some(Value::Null), "usage gains the call's cost");
+    assert_eq!(
+        reply, recorded,
+        "the reply passes through untranslated otherwise"
+    );
     let got = mock.received().pop().unwrap();
     let mut expected = body;
     expected["model"] = json!("up-model");
@@ -139,9 +145,13 @@ async fn anthropic_backend_stream_passes_through() {
     let resp = messages(&gw, hello(true)).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    // Untranslated, but for the call's cost (unknown here) in message_delta's usage.
     assert_eq!(
         resp.text().await.unwrap(),
-        fixture_text("anthropic/stream_text.sse")
+        fixture_text("anthropic/stream_text.sse").replace(
+            r#""usage":{"output_tokens":11}"#,
+            r#""usage":{"cost":null,"output_tokens":11}"#
+        )
     );
 }
 

@@ -248,8 +248,9 @@ struct Case {
 /// What was observed for one case.
 struct Seen {
     header: Option<String>,
-    body_cost: Option<f64>,
-    body_tokens: Option<[u64; 5]>,
+    /// The `usage` object the client got: a reply's; a chat stream's usage chunk; a
+    /// Messages stream's `message_delta`.
+    usage: Option<Value>,
 }
 
 fn request(case: &Case) -> (String, Value) {
@@ -315,28 +316,59 @@ async fn run(gw: &TestGateway, mock: &MockUpstream, i: usize, case: &Case) -> Se
         .map(|v| v.to_str().unwrap().to_string());
     if !case.stream {
         let body: Value = resp.json().await.unwrap();
-        let usage = &body["usage"];
         return Seen {
             header,
-            body_cost: usage["cost"].as_f64(),
-            body_tokens: (case.front == Front::Chat && usage.is_object())
-                .then(|| openai_buckets(usage)),
+            usage: body.get("usage").cloned(),
         };
     }
-    let events = sse_events(resp).await;
-    let usage_chunk = events
-        .iter()
-        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
-        .find(|v| v["usage"].is_object());
-    Seen {
-        header,
-        body_cost: usage_chunk
-            .as_ref()
-            .and_then(|v| v["usage"]["cost"].as_f64()),
-        body_tokens: usage_chunk
-            .as_ref()
-            .filter(|_| case.front == Front::Chat)
-            .map(|v| openai_buckets(&v["usage"])),
+    // Each SSE frame's `data:` line (Anthropic frames start with an `event:` line).
+    let text = resp.text().await.unwrap();
+    let data: Vec<Value> = text
+        .split("\n\n")
+        .filter_map(|frame| frame.lines().find_map(|l| l.strip_prefix("data: ")))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    let usage = match case.front {
+        Front::Chat => data
+            .iter()
+            .rev()
+            .find(|v| v["usage"].is_object())
+            .map(|v| v["usage"].clone()),
+        // As Anthropic's SDK sums it: `message_start`'s usage, updated by `message_delta`'s.
+        Front::Messages => data
+            .iter()
+            .rev()
+            .find(|v| v["type"] == "message_delta")
+            .map(|delta| {
+                let mut usage = data
+                    .iter()
+                    .find(|v| v["type"] == "message_start")
+                    .map(|v| v["message"]["usage"].clone())
+                    .unwrap_or_else(|| json!({}));
+                if let (Some(into), Some(from)) =
+                    (usage.as_object_mut(), delta["usage"].as_object())
+                {
+                    into.extend(from.clone());
+                }
+                usage
+            }),
+    };
+    Seen { header, usage }
+}
+
+/// The five buckets of the `usage` object a front end wrote: OpenAI's, or Anthropic's
+/// (whose output includes reasoning, so the two are compared summed).
+fn body_buckets(front: Front, usage: &Value) -> [u64; 5] {
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    match front {
+        Front::Chat => openai_buckets(usage),
+        Front::Messages => [
+            n(&usage["input_tokens"]),
+            n(&usage["cache_read_input_tokens"]),
+            n(&usage["cache_creation_input_tokens"]),
+            n(&usage["output_tokens"]),
+            0,
+        ],
     }
 }
 
@@ -752,19 +784,35 @@ async fn golden_matrix_header_body_and_ledger_agree_with_the_rule() {
                 format!("{:?} != {}", seen.header, usd(expected)),
             );
         }
-        let reported_in_full = estimated.is_empty();
-        // The body carries the cost wherever OpenAI's shape has a usage object for it.
-        if case.front == Front::Chat && reported_in_full && (case.complete || !case.stream) {
-            check(
-                "body usage.cost",
-                seen.body_cost.map(|c| (c * 1e9).round() as u64) == Some(expected),
-                format!("{:?} != {expected}", seen.body_cost),
-            );
-            check(
-                "body usage tokens",
-                seen.body_tokens == Some(buckets),
-                format!("{:?} != {buckets:?}", seen.body_tokens),
-            );
+        // The client gets the ledger's figures in the body: every reply; a chat stream
+        // that asked for usage, whatever the backend reported; a Messages stream in its
+        // `message_delta`, whenever one was written.
+        let must_have_usage = !case.stream || case.front == Front::Chat || case.complete;
+        match &seen.usage {
+            None => check("body usage", !must_have_usage, "missing".into()),
+            Some(usage) => {
+                let mut want = buckets;
+                if case.front == Front::Messages {
+                    want = [want[0], want[1], want[2], want[3] + want[4], 0];
+                }
+                let got = body_buckets(case.front, usage);
+                check(
+                    "body usage tokens",
+                    got == want,
+                    format!("{got:?} != {want:?}"),
+                );
+                let body_cost = usage["cost"].as_f64().map(|c| (c * 1e9).round() as u64);
+                check(
+                    "body usage.cost",
+                    body_cost == Some(expected),
+                    format!("{body_cost:?} != {expected}"),
+                );
+                check(
+                    "body usage.estimated",
+                    usage["estimated"].as_bool().unwrap_or(false) != estimated.is_empty(),
+                    usage["estimated"].to_string(),
+                );
+            }
         }
     }
     eprintln!("{table}");

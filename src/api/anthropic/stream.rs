@@ -250,15 +250,24 @@ impl EventWriter {
     }
 
     /// Ends the message: closes the open block, then `message_delta` (stop reason, usage)
-    /// and `message_stop`. Runs once.
-    pub fn finish(&mut self, out: &mut BytesMut) {
+    /// and `message_stop`. `usage` is the `usage` object to write (the call's billed
+    /// usage and cost); without it, the last usage the chunks carried. Runs once.
+    pub fn finish(
+        &mut self,
+        out: &mut BytesMut,
+        usage: Option<serde_json::Map<String, serde_json::Value>>,
+    ) {
         if self.done {
             return;
         }
         self.done = true;
         self.start(out);
         self.close(out);
-        let usage = self.usage.unwrap_or_default().to_anthropic();
+        let usage = match usage {
+            Some(usage) => serde_json::Value::Object(usage),
+            None => serde_json::to_value(self.usage.unwrap_or_default().to_anthropic())
+                .unwrap_or_default(),
+        };
         frame(
             out,
             "message_delta",

@@ -217,7 +217,7 @@ fn chunks_become_the_messages_event_sequence() {
     };
     w.chunk(usage_chunk.as_bytes(), Some(usage), &mut out)
         .unwrap();
-    w.finish(&mut out);
+    w.finish(&mut out, None);
     let ev = events(&out);
     let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(

@@ -85,6 +85,10 @@ catalog = false
 id = "claude-mock"
 provider = "claude"
 upstream = "claude-up"
+input_price = 3
+cached_input_price = 0.3
+cache_write_price = 3.75
+output_price = 15
 
 [[models]]
 id = "claude-ratelimited"
@@ -134,6 +138,9 @@ def test_openai_backend_create(client):
     assert message.content[0].text.startswith("Hello")
     assert message.stop_reason == "end_turn"
     assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
+    # The simulated backend has no price: the cost is unknown, never 0.
+    assert raw.headers["x-bazaar-cost-usd"] == "unknown"
+    assert message.usage.cost is None
 
 
 def test_openai_backend_stream(client):
@@ -178,6 +185,10 @@ def test_anthropic_backend_passes_through(client):
     assert message.content[0].text == "Hello! This is a recorded reply."
     assert message.usage.cache_read_input_tokens == 1800
     assert message.usage.cache_creation_input_tokens == 200
+    # 12 input at $3, 1,800 cache reads at $0.30, 200 cache writes at $3.75, 9 output at
+    # $15 per million: the cost is in the header and, as an extra field the SDK keeps, in usage.
+    assert raw.headers["x-bazaar-cost-usd"] == "0.001461000"
+    assert message.usage.cost == pytest.approx(0.001461, abs=1e-12)
     sent = MockAnthropic.received[-1]
     assert sent["body"]["model"] == "claude-up"
     assert sent["body"]["top_k"] == 5
@@ -190,6 +201,14 @@ def test_anthropic_backend_stream_tools_and_thinking(client):
     with client.messages.stream(model="claude-mock", max_tokens=64, messages=HELLO) as stream:
         text = "".join(stream.text_stream)
     assert text == "Hello! This is a recorded stream."
+
+    # message_delta carries the cost: 25 input, 400 cache reads, 100 cache writes, 11 output.
+    with client.messages.stream(model="claude-mock", max_tokens=64, messages=HELLO) as stream:
+        deltas = [event for event in stream if event.type == "message_delta"]
+        final = stream.get_final_message()
+    assert deltas[-1].usage.output_tokens == 11
+    assert deltas[-1].usage.cost == pytest.approx(0.000735, abs=1e-12)
+    assert final.usage.input_tokens == 25 and final.usage.output_tokens == 11
 
     with client.messages.stream(model="claude-mock", max_tokens=64, messages=HELLO, tools=WEATHER) as stream:
         final = stream.get_final_message()
