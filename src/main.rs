@@ -85,6 +85,11 @@ enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+    /// Fit the quality predictor and measure routing quality (docs/routing.md).
+    Router {
+        #[command(subcommand)]
+        command: bazaar::router::predict::cli::RouterCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -188,6 +193,16 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("bazaar catalog: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Router { command } => match bazaar::router::predict::cli::run(command) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("bazaar router: {e}");
                 ExitCode::from(2)
             }
         },

@@ -106,6 +106,40 @@ pub struct RawRouter {
     /// The frontier model savings are measured against when a route names none.
     #[serde(default = "default_reference")]
     pub reference: String,
+    /// The quality predictor (`[router.predictor]`).
+    #[serde(default)]
+    pub predictor: RawPredictor,
+    /// What the gateway keeps to retrain the predictor (`[router.learn]`).
+    #[serde(default)]
+    pub learn: RawLearn,
+}
+
+/// `[router.predictor]`: on by default with the embedded weights.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPredictor {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// A weights file from `bazaar router train`, instead of the embedded weights.
+    #[serde(default)]
+    pub file: Option<String>,
+}
+
+impl Default for RawPredictor {
+    fn default() -> Self {
+        RawPredictor {
+            enabled: true,
+            file: None,
+        }
+    }
+}
+
+/// `[router.learn]`: prompt text is kept in the ledger only when asked.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLearn {
+    #[serde(default)]
+    pub keep_prompts: bool,
 }
 
 fn default_reference() -> String {
@@ -122,6 +156,8 @@ impl Default for RawRouter {
             weights: None,
             breaker: RawBreaker::default(),
             reference: default_reference(),
+            predictor: RawPredictor::default(),
+            learn: RawLearn::default(),
         }
     }
 }

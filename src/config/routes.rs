@@ -118,6 +118,11 @@ pub struct RouterConfig {
     pub breaker: BreakerSettings,
     /// The default savings reference (a catalog model id).
     pub reference: String,
+    /// The quality predictor's weights, or off (`[router.predictor]`); loaded here so a
+    /// weights file that does not load fails the config, and a reload keeps the old one.
+    pub predictor: crate::router::predict::PredictorConfig,
+    /// Keep prompt text in the ledger for retraining (`[router.learn] keep_prompts`).
+    pub keep_prompts: bool,
 }
 
 /// A named route: candidate models and how to choose among them.
@@ -163,6 +168,15 @@ pub(super) fn resolve_router(
             max_cooldown: problems.duration(&r.breaker.max_cooldown, "router.breaker.max_cooldown"),
         },
         reference: r.reference.clone(),
+        predictor: crate::router::predict::PredictorConfig::resolve(
+            r.predictor.enabled,
+            r.predictor.file.as_deref(),
+        )
+        .unwrap_or_else(|m| {
+            problems.add("router.predictor.file", m);
+            crate::router::predict::PredictorConfig::off()
+        }),
+        keep_prompts: r.learn.keep_prompts,
     };
     if catalog.model(&r.reference).is_none() && !models.contains_key(&r.reference) {
         problems.add(

@@ -12,6 +12,7 @@ pub mod fallback;
 pub mod filter;
 pub mod plan;
 pub mod policy;
+pub mod predict;
 pub mod prefs;
 pub mod score;
 pub mod stats;

@@ -11,6 +11,7 @@ use super::candidates::{self, Candidate};
 use super::classify::{classify, Task};
 use super::filter::{self, CallerLimits, Facts, FilterReason};
 use super::policy::Policy;
+use super::predict::{candidate_quality, Prediction};
 use super::prefs::Prefs;
 use super::score::{self, Terms};
 use super::stats::{Snapshot, Stats};
@@ -35,6 +36,8 @@ pub struct CallShape<'a> {
 pub struct Scored {
     pub candidate: Candidate,
     pub terms: Terms,
+    /// The quality prediction behind `terms.quality`.
+    pub prediction: Prediction,
     pub utility: f64,
     /// This backend served the session's last call.
     pub sticky: bool,
@@ -119,6 +122,7 @@ pub fn build_plan(
         ),
     };
     let policy = prefs.policy.unwrap_or(policy);
+    let weights = prefs.weights.unwrap_or(weights);
     let floor = prefs.quality_floor.or(floor);
     if policy == Policy::CheapestAboveQuality && floor.is_none() {
         return Err(ApiError::invalid("bazaar.quality_floor", "Policy cheapest-above-quality needs a quality floor (`bazaar.quality_floor` or the route's)."));
@@ -198,14 +202,6 @@ pub fn build_plan(
             };
             verdict = filter::check_health(retry_in, snapshot.held_for);
         }
-        if verdict.is_ok() {
-            if let Some(floor) = floor.filter(|_| policy == Policy::CheapestAboveQuality) {
-                let q = quality_for(facts, task);
-                if q < floor {
-                    verdict = Err(FilterReason::BelowQualityFloor { quality: q, floor });
-                }
-            }
-        }
         match verdict {
             Ok(()) => {
                 let sticky = sticky_backend.as_deref().is_some_and(|b| {
@@ -245,9 +241,16 @@ pub fn build_plan(
         .filter_map(|s| s.snapshot.tokens_per_sec)
         .filter(|t| *t > 0.0)
         .reduce(f64::max);
+    let weights_q = config.router.predictor.weights.as_deref();
+    let prompt_score = weights_q.map(|w| w.score_prompt(call.prompt_head));
+    let predictions: Vec<Prediction> = survivors
+        .iter()
+        .map(|s| candidate_quality(weights_q, prompt_score.as_ref(), &s.candidate, task))
+        .collect();
     let terms: Vec<Terms> = survivors
         .iter()
-        .map(|s| {
+        .zip(&predictions)
+        .map(|(s, prediction)| {
             let (ttft_prior, tps_prior) = priors(s.candidate.facts.tier);
             let ttft = s.snapshot.ttft_ms.or(best_ttft).unwrap_or(ttft_prior);
             let tps = s
@@ -270,14 +273,16 @@ pub fn build_plan(
                     expected_output,
                 ),
                 latency_ms: (ttft + expected_output as f64 * 1000.0 / tps) * load,
-                quality: quality_for(&s.candidate.facts, task),
+                quality: prediction.quality,
                 in_flight: s.snapshot.in_flight,
             }
         })
         .collect();
     let utilities = score::utilities(&terms, &weights);
-    let mut order = score::order(policy, &terms, &weights, |n| {
-        rand::random_range(0..n.max(1))
+    let floor = floor.filter(|_| policy == Policy::CheapestAboveQuality);
+    let mut draws = prefs.tie_seed.unwrap_or_else(rand::random);
+    let mut order = score::order(policy, &terms, &weights, floor, |n| {
+        (super::predict::splitmix(&mut draws) % n.max(1) as u64) as usize
     });
     // Fallback models (`models`) come after the requested one, whatever their score.
     order.sort_by_key(|&i| !survivors[i].primary);
@@ -312,6 +317,7 @@ pub fn build_plan(
             Some(Scored {
                 candidate: s.candidate,
                 terms: terms[i],
+                prediction: predictions[i],
                 utility: utilities[i],
                 sticky: s.sticky,
             })
@@ -338,13 +344,7 @@ pub fn build_plan(
 
 /// The quality prior for `task`, 0–100; 50 (neutral) when the catalog has none.
 pub fn quality_for(facts: &Facts, task: Task) -> f64 {
-    let q = &facts.quality;
-    let value = match task {
-        Task::Code => q.coding.or(q.general),
-        Task::Math => q.math.or(q.reasoning).or(q.general),
-        Task::General | Task::LongContext => q.general,
-    };
-    value.unwrap_or(50.0)
+    super::predict::prior_for(facts, task).unwrap_or(50.0)
 }
 
 /// The expected cost in nano-dollars: uncached input, cached prefix and expected output

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use http::HeaderMap;
 use serde::Deserialize;
 
-use super::policy::Policy;
+use super::policy::{Policy, Weights};
 use crate::api::openai::RawObject;
 use crate::api::ApiError;
 use crate::catalog::{parse_usd_micros, Tier};
@@ -43,6 +43,11 @@ pub struct Prefs {
     pub session: Option<String>,
     /// Minimum quality (0–100) for `cheapest-above-quality`.
     pub quality_floor: Option<f64>,
+    /// Weights of the `balanced` utility for this request (`bazaar.weights`).
+    pub weights: Option<Weights>,
+    /// Seed of the draw that breaks ties: from the request id, so explaining a request
+    /// with the same `x-request-id` gives the same plan. `None`: a fresh random draw.
+    pub tie_seed: Option<u64>,
 }
 
 impl Default for Prefs {
@@ -61,6 +66,8 @@ impl Default for Prefs {
             models: Vec::new(),
             session: None,
             quality_floor: None,
+            weights: None,
+            tie_seed: None,
         }
     }
 }
@@ -78,6 +85,20 @@ struct BazaarObject {
     session: Option<String>,
     #[serde(default)]
     quality_floor: Option<f64>,
+    #[serde(default)]
+    weights: Option<WeightsObject>,
+}
+
+/// `bazaar.weights`: any of cost, latency, quality; a missing one is 0.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct WeightsObject {
+    #[serde(default)]
+    cost: f64,
+    #[serde(default)]
+    latency: f64,
+    #[serde(default)]
+    quality: f64,
 }
 
 #[derive(Deserialize, Default)]
@@ -167,7 +188,7 @@ impl Prefs {
         let bazaar: BazaarObject = fields
             .typed(
                 "bazaar",
-                "an object with policy, max_price, tiers, session, quality_floor",
+                "an object with policy, max_price, tiers, session, quality_floor, weights",
             )?
             .unwrap_or_default();
         let provider: ProviderObject = fields
@@ -248,6 +269,26 @@ impl Prefs {
             }
             prefs.quality_floor = Some(floor);
         }
+        prefs.tie_seed = header(headers, "x-request-id").map(|id| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            id.hash(&mut h);
+            h.finish()
+        });
+        if let Some(w) = bazaar.weights {
+            let all = [w.cost, w.latency, w.quality];
+            if all.iter().any(|v| !v.is_finite() || *v < 0.0) || all.iter().all(|v| *v == 0.0) {
+                return Err(ApiError::invalid(
+                    "bazaar.weights",
+                    "`bazaar.weights` takes cost, latency and quality as numbers >= 0, not all 0.",
+                ));
+            }
+            prefs.weights = Some(Weights {
+                cost: w.cost,
+                latency: w.latency,
+                quality: w.quality,
+            });
+        }
 
         let mut unknown = Vec::new();
         for (param, list) in [
@@ -327,6 +368,32 @@ mod tests {
             }
         );
         assert!(!p.allow_fallbacks && p.deny_data_collection);
+    }
+
+    #[test]
+    fn fractional_floors_and_request_weights() {
+        let p = parse(
+            r#"{"model":"m","bazaar":{"quality_floor":67.25,"weights":{"cost":2,"quality":1}}}"#,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(p.quality_floor, Some(67.25));
+        assert_eq!(
+            p.weights,
+            Some(Weights {
+                cost: 2.0,
+                latency: 0.0,
+                quality: 1.0
+            })
+        );
+        for bad in [
+            r#"{"bazaar":{"weights":{"cost":-1}}}"#,
+            r#"{"bazaar":{"weights":{}}}"#,
+            r#"{"bazaar":{"weights":{"speed":1}}}"#,
+            r#"{"bazaar":{"quality_floor":100.5}}"#,
+        ] {
+            assert!(parse(bad, &[]).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -74,14 +74,18 @@ fn cmp_f64(a: f64, b: f64) -> Ordering {
     a.partial_cmp(&b).unwrap_or(Ordering::Equal)
 }
 
-/// The order in which to try the candidates under `policy`, best first. Exact ties on
-/// the policy's terms (and, for `balanced`, utilities within 1% that no other such
-/// candidate dominates) are broken by power-of-two-choices on in-flight load, with
-/// `coin` (0 or 1) as the random draw, so tests can pin it.
+/// The order in which to try the candidates under `policy`, best first. Under
+/// `cheapest-above-quality`, the candidates whose quality reaches `floor` come first,
+/// cheapest first; then the rest, best quality first (so when none reaches the floor,
+/// the best predicted one is chosen). Exact ties on the policy's terms (and, for
+/// `balanced`, utilities within 1% that no other such candidate dominates) are broken
+/// by power-of-two-choices on in-flight load, with `coin` (0 or 1) as the random
+/// draw, so tests can pin it.
 pub fn order(
     policy: Policy,
     all: &[Terms],
     w: &Weights,
+    floor: Option<f64>,
     coin: impl FnMut(usize) -> usize,
 ) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..all.len()).collect();
@@ -89,8 +93,13 @@ pub fn order(
     let key = |i: usize| -> Vec<f64> {
         let t = &all[i];
         match policy {
-            Policy::Cheapest | Policy::CheapestAboveQuality => {
-                vec![t.cost(), t.latency_ms, -t.quality]
+            Policy::Cheapest => vec![t.cost(), t.latency_ms, -t.quality],
+            Policy::CheapestAboveQuality => {
+                if floor.is_some_and(|f| t.quality < f) {
+                    vec![1.0, -t.quality, t.cost(), t.latency_ms]
+                } else {
+                    vec![0.0, t.cost(), t.latency_ms, -t.quality]
+                }
             }
             Policy::Fastest => vec![t.latency_ms, t.cost(), -t.quality],
             Policy::Quality => vec![-t.quality, t.cost(), t.latency_ms],
@@ -118,6 +127,8 @@ pub fn order(
             Policy::Balanced => {
                 utility[best] - utility[i] <= 0.01 * (w.cost + w.latency + w.quality)
             }
+            // The floor group, then the group's own primary term.
+            Policy::CheapestAboveQuality => key(i)[..2] == key(best)[..2],
             _ => cmp_f64(key(i)[0], key(best)[0]).is_eq(),
         })
         .collect();
@@ -189,10 +200,10 @@ mod tests {
     fn each_policy_picks_its_best() {
         let all = [t(100, 900.0, 90.0), t(10, 400.0, 60.0), t(50, 150.0, 70.0)];
         let w = Weights::default();
-        assert_eq!(order(Policy::Cheapest, &all, &w, |_| 0)[0], 1);
-        assert_eq!(order(Policy::Fastest, &all, &w, |_| 0)[0], 2);
-        assert_eq!(order(Policy::Quality, &all, &w, |_| 0)[0], 0);
-        let ordered = order(Policy::Balanced, &all, &w, |_| 0);
+        assert_eq!(order(Policy::Cheapest, &all, &w, None, |_| 0)[0], 1);
+        assert_eq!(order(Policy::Fastest, &all, &w, None, |_| 0)[0], 2);
+        assert_eq!(order(Policy::Quality, &all, &w, None, |_| 0)[0], 0);
+        let ordered = order(Policy::Balanced, &all, &w, None, |_| 0);
         assert_eq!(ordered.len(), 3);
     }
 
@@ -202,7 +213,7 @@ mod tests {
         unknown.cost_nanos = None;
         let all = [unknown, t(1_000_000, 500.0, 50.0)];
         assert_eq!(
-            order(Policy::Cheapest, &all, &Weights::default(), |_| 0),
+            order(Policy::Cheapest, &all, &Weights::default(), None, |_| 0),
             [1, 0]
         );
     }
@@ -215,11 +226,22 @@ mod tests {
         b.in_flight = 1;
         let mut draws = [0usize, 1].into_iter();
         assert_eq!(
-            order(Policy::Cheapest, &[a, b], &Weights::default(), |_| draws
-                .next()
-                .unwrap_or(0))[0],
+            order(Policy::Cheapest, &[a, b], &Weights::default(), None, |_| {
+                draws.next().unwrap_or(0)
+            })[0],
             1
         );
+    }
+
+    #[test]
+    fn cheapest_above_quality_falls_back_to_the_best_below_the_floor() {
+        let all = [t(100, 900.0, 90.0), t(10, 400.0, 60.0), t(50, 150.0, 70.0)];
+        let w = Weights::default();
+        let caq = Policy::CheapestAboveQuality;
+        assert_eq!(order(caq, &all, &w, Some(65.0), |_| 0), [2, 0, 1]);
+        assert_eq!(order(caq, &all, &w, Some(59.5), |_| 0)[0], 1);
+        // None reaches 95: the best predicted quality first, then the next best.
+        assert_eq!(order(caq, &all, &w, Some(95.0), |_| 0), [0, 2, 1]);
     }
 
     fn terms() -> impl Strategy<Value = Terms> {
@@ -243,7 +265,7 @@ mod tests {
         fn never_picks_a_dominated_candidate(all in proptest::collection::vec(terms(), 1..12), seed in any::<u64>()) {
             let mut state = seed;
             for policy in Policy::ALL {
-                let chosen = order(policy, &all, &Weights::default(), |n| { state = state.wrapping_mul(6364136223846793005).wrapping_add(1); (state >> 33) as usize % n.max(1) })[0];
+                let chosen = order(policy, &all, &Weights::default(), None, |n| { state = state.wrapping_mul(6364136223846793005).wrapping_add(1); (state >> 33) as usize % n.max(1) })[0];
                 for other in &all {
                     prop_assert!(!dominates(policy, other, &all[chosen]), "{policy} chose {:?} dominated by {:?}", all[chosen], other);
                 }

@@ -152,6 +152,10 @@ async fn request_context(
         None => new_request_id(),
     };
     req.extensions_mut().insert(RequestId(id.clone()));
+    // Handlers see the effective id in the headers too (routing seeds its tie-break draw from it).
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        req.headers_mut().insert("x-request-id", v);
+    }
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
     let mut response = next.run(req).instrument(span.clone()).await;
     if let Ok(v) = HeaderValue::from_str(&id) {

@@ -46,6 +46,7 @@ pub async fn explain(
                 &plan,
                 &runtime.config,
                 req.estimated_prompt_tokens(),
+                &req.prompt_head,
             ))
             .into_response(),
         )

@@ -24,6 +24,7 @@ mod ledger;
 mod lifecycle;
 mod messages;
 mod metering;
+mod predictor;
 mod reload;
 mod replicas;
 mod responses;

@@ -364,8 +364,31 @@ async fn each_policy_produces_its_traffic_split() {
         split(&gw, with_policy("balanced"), 10).await,
         all("mid/medium")
     );
+    // Per-request weights: quality alone picks large.
+    let mut picky = with_policy("balanced");
+    picky["bazaar"]["weights"] = json!({"quality": 1});
+    assert_eq!(split(&gw, picky, 10).await, all("premium/large"));
+    // A floor between small's and medium's predicted quality for this prompt.
+    let v: serde_json::Value = gw
+        .post("/v1/route/explain", with_policy("cheapest"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let quality = |model: &str| {
+        v["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["model"] == model)
+            .unwrap()["quality"]
+            .as_f64()
+            .unwrap()
+    };
+    let (small, medium) = (quality("small"), quality("medium"));
+    assert!(small < medium && medium < quality("large"));
     let mut floor = with_policy("cheapest-above-quality");
-    floor["bazaar"]["quality_floor"] = json!(60);
+    floor["bazaar"]["quality_floor"] = json!((small + medium) / 2.0);
     assert_eq!(split(&gw, floor, 10).await, all("mid/medium"));
     // Every backend has been measured by now; the fastest takes the traffic.
     assert_eq!(

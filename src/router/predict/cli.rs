@@ -1,0 +1,196 @@
+//! `bazaar router …`: fit predictor weights from outcome rows and measure routing
+//! quality on them. Returns the text to print; main.rs prints it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Subcommand;
+
+use super::eval::{self, Options};
+use super::rows;
+use super::train::{self, Settings};
+use super::Weights;
+use crate::config::{process_env, Config};
+
+/// `bazaar router` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RouterCommand {
+    /// Fit predictor weights from outcome rows (CSV `prompt,model,score`, score 0–1).
+    Train {
+        /// The rows.
+        #[arg(long)]
+        data: PathBuf,
+        /// Where to write the weights (load them with `[router.predictor] file`).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        fit: FitArgs,
+    },
+    /// Measure routing quality on outcome rows: K-fold cross-validation grouped by
+    /// prompt, each held-out prompt planned by the gateway's own router.
+    Eval {
+        /// The rows (CSV `prompt,model,score` with optional `cost` in USD and `task`).
+        #[arg(long)]
+        data: PathBuf,
+        /// A config whose route serves exactly the rows' models (ids as in the rows).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The route the requests name.
+        #[arg(long, default_value = "auto")]
+        route: String,
+        #[arg(long, default_value_t = 5)]
+        folds: usize,
+        /// Quality floors swept: `start:end:step`, 0–100.
+        #[arg(long, default_value = "0:100:1")]
+        floors: String,
+        /// Bootstrap resamples for the confidence intervals.
+        #[arg(long, default_value_t = 200)]
+        bootstrap: usize,
+        #[arg(long, default_value_t = 17)]
+        seed: u64,
+        /// Evaluate these weights on every row instead of cross-validating.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Rows added to every training fold, never evaluated.
+        #[arg(long)]
+        train_extra: Option<PathBuf>,
+        #[command(flatten)]
+        fit: FitArgs,
+    },
+}
+
+/// Training settings on the command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FitArgs {
+    /// Hashed feature buckets (a power of two).
+    #[arg(long)]
+    pub buckets: Option<u32>,
+    /// L2 strength on the shared difficulty weights.
+    #[arg(long)]
+    pub l2_shared: Option<f64>,
+    /// L2 strength on each model's own weights.
+    #[arg(long)]
+    pub l2_model: Option<f64>,
+    #[arg(long)]
+    pub iterations: Option<u32>,
+}
+
+impl FitArgs {
+    fn settings(&self) -> Settings {
+        let d = Settings::default();
+        Settings {
+            buckets: self.buckets.unwrap_or(d.buckets),
+            l2_shared: self.l2_shared.unwrap_or(d.l2_shared),
+            l2_model: self.l2_model.unwrap_or(d.l2_model),
+            iterations: self.iterations.unwrap_or(d.iterations),
+        }
+    }
+}
+
+fn read_rows(path: &PathBuf) -> Result<rows::Outcomes, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    rows::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Parses `start:end:step` into the floors it names.
+pub fn parse_floors(spec: &str) -> Result<Vec<f64>, String> {
+    let parts: Vec<f64> = spec
+        .split(':')
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("floors `{spec}`: expected start:end:step"))?;
+    let [start, end, step] = parts[..] else {
+        return Err(format!("floors `{spec}`: expected start:end:step"));
+    };
+    if step.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
+        || end < start
+        || (end - start) / step > 100_000.0
+    {
+        return Err(format!(
+            "floors `{spec}`: expected start <= end and a step > 0"
+        ));
+    }
+    let n = ((end - start) / step + 1e-9).floor() as usize;
+    Ok((0..=n).map(|i| start + i as f64 * step).collect())
+}
+
+/// Runs a `bazaar router` subcommand; the text to print, or what went wrong.
+pub fn run(command: RouterCommand) -> Result<String, String> {
+    match command {
+        RouterCommand::Train { data, out, fit } => {
+            let outcomes = read_rows(&data)?;
+            let settings = fit.settings();
+            let name = data
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let weights = train::fit(
+                &outcomes,
+                None,
+                settings,
+                &format!("fitted on {name}: {} prompts", outcomes.prompts.len()),
+            );
+            let bytes = weights.to_bytes();
+            std::fs::write(&out, &bytes)
+                .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+            Ok(format!(
+                "{}: {} bytes, {} prompts, models {}\n",
+                out.display(),
+                bytes.len(),
+                outcomes.prompts.len(),
+                outcomes.models.join(", ")
+            ))
+        }
+        RouterCommand::Eval {
+            data,
+            config,
+            route,
+            folds,
+            floors,
+            bootstrap,
+            seed,
+            weights,
+            train_extra,
+            fit,
+        } => {
+            let outcomes = read_rows(&data)?;
+            let cfg = Config::load(&config, &process_env)
+                .map_err(|e| format!("{}: {e}", config.display()))?;
+            let fixed = match weights {
+                Some(path) => {
+                    let bytes = std::fs::read(&path)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    Some(Arc::new(
+                        Weights::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?,
+                    ))
+                }
+                None => None,
+            };
+            let options = Options {
+                route,
+                folds,
+                floors: parse_floors(&floors)?,
+                bootstrap,
+                seed,
+                settings: fit.settings(),
+                fixed,
+                extra: train_extra.as_ref().map(read_rows).transpose()?,
+            };
+            let report = eval::evaluate(&outcomes, &cfg, &options)?;
+            Ok(report.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floors_parse() {
+        assert_eq!(parse_floors("0:2:0.5").unwrap(), [0.0, 0.5, 1.0, 1.5, 2.0]);
+        assert!(parse_floors("5:1:1").is_err());
+        assert!(parse_floors("0:1").is_err());
+    }
+}

@@ -1,0 +1,410 @@
+//! The quality predictor: for a prompt x and a candidate model m, q(m, x), the chance
+//! (0–100) that m answers x well. Linear in the prompt's features: a shared difficulty
+//! term for every model plus, for models the weights were fitted on, a per-model term;
+//! a model the weights do not know is placed by its catalog or config `quality` prior
+//! and moved by the prompt's difficulty. Pure, deterministic, no network.
+
+pub mod cli;
+pub mod eval;
+pub mod features;
+pub mod rows;
+pub mod train;
+pub mod weights;
+
+use std::sync::{Arc, OnceLock};
+
+use super::candidates::Candidate;
+use super::classify::Task;
+use super::filter::Facts;
+
+pub use features::Features;
+pub use weights::{Weights, WeightsError};
+
+/// The weights that ship in the binary, fitted on the RouteLLM MMLU and GSM8K rows
+/// (see docs/routing.md for how and with what cross-validated result).
+pub static EMBEDDED: &[u8] = include_bytes!("routellm.bzq");
+
+/// How the router predicts quality; lives in the resolved config so a reload swaps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictorConfig {
+    /// `None`: the predictor is off and quality is the catalog prior (`enabled = false`).
+    pub weights: Option<Arc<Weights>>,
+    /// Where the weights came from (`embedded` or the file path), for explanations.
+    pub source: String,
+}
+
+impl PredictorConfig {
+    /// The embedded weights (what a config without `[router.predictor]` gets).
+    pub fn embedded() -> Result<PredictorConfig, WeightsError> {
+        // Parsed once per process and shared by every config (and reload).
+        static PARSED: OnceLock<Result<Arc<Weights>, WeightsError>> = OnceLock::new();
+        let weights = PARSED
+            .get_or_init(|| Weights::parse(EMBEDDED).map(Arc::new))
+            .clone()?;
+        Ok(PredictorConfig {
+            weights: Some(weights),
+            source: "embedded".into(),
+        })
+    }
+
+    /// `[router.predictor]` resolved: off, the embedded weights, or the weights in `file`
+    /// (refused with the reason when it does not parse or fits another feature layout).
+    pub fn resolve(enabled: bool, file: Option<&str>) -> Result<PredictorConfig, String> {
+        if !enabled {
+            return Ok(PredictorConfig::off());
+        }
+        match file {
+            None => PredictorConfig::embedded().map_err(|e| format!("embedded weights: {e}")),
+            Some(path) => {
+                let bytes =
+                    std::fs::read(path).map_err(|e| format!("cannot read `{path}`: {e}"))?;
+                let weights = Weights::parse(&bytes).map_err(|e| format!("`{path}`: {e}"))?;
+                Ok(PredictorConfig {
+                    weights: Some(Arc::new(weights)),
+                    source: path.to_string(),
+                })
+            }
+        }
+    }
+
+    /// The predictor switched off: quality is the prior.
+    pub fn off() -> PredictorConfig {
+        PredictorConfig {
+            weights: None,
+            source: "off".into(),
+        }
+    }
+}
+
+/// The prompt-side work of one call, done once and shared by every candidate.
+#[derive(Debug, Clone)]
+pub struct PromptScore {
+    pub features: Features,
+    /// The shared difficulty term (centred: 0 on an average training prompt).
+    pub difficulty: f64,
+}
+
+/// One candidate's prediction, with what it came from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prediction {
+    /// The prior the prediction starts from, 0–100.
+    pub prior: f64,
+    /// The predicted chance of a good answer, 0–100.
+    pub quality: f64,
+    /// Index of the weights' own terms for this model, when it has them.
+    pub known: Option<usize>,
+}
+
+/// The catalog or config quality prior of `facts` for `task`, 0–100, when it has one.
+pub fn prior_for(facts: &Facts, task: Task) -> Option<f64> {
+    let q = &facts.quality;
+    match task {
+        Task::Code => q.coding.or(q.general),
+        Task::Math => q.math.or(q.reasoning).or(q.general),
+        Task::General | Task::LongContext => q.general,
+    }
+}
+
+/// The quality of `candidate` for this call: predicted from `prompt` with `weights`
+/// (matching the weights' model ids to the candidate's public id, then its upstream
+/// id), or the prior (50 when it has none) when the predictor is off.
+pub fn candidate_quality(
+    weights: Option<&Weights>,
+    prompt: Option<&PromptScore>,
+    candidate: &Candidate,
+    task: Task,
+) -> Prediction {
+    let prior = prior_for(&candidate.facts, task);
+    match (weights, prompt) {
+        (Some(w), Some(p)) => {
+            let known = w.model_index(&[&candidate.model, &candidate.upstream]);
+            w.predict(p, known, prior)
+        }
+        _ => {
+            let q = prior.unwrap_or(50.0);
+            Prediction {
+                prior: q,
+                quality: q,
+                known: None,
+            }
+        }
+    }
+}
+
+/// splitmix64: the next value of a small seeded generator (reproducible draws).
+pub fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn logit(p: f64) -> f64 {
+    let p = p.clamp(1e-4, 1.0 - 1e-4);
+    (p / (1.0 - p)).ln()
+}
+
+fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+impl Weights {
+    /// Extracts the prompt's features and its shared difficulty.
+    pub fn score_prompt(&self, text: &str) -> PromptScore {
+        let features = features::extract(text, self.buckets);
+        let difficulty = f64::from(self.shared_bias) + self.dot(&self.shared, &features);
+        PromptScore {
+            features,
+            difficulty,
+        }
+    }
+
+    /// The index of the weights' terms for a candidate called `ids` (its public id first,
+    /// then the provider's id), matched exactly.
+    pub fn model_index(&self, ids: &[&str]) -> Option<usize> {
+        ids.iter()
+            .find_map(|id| self.models.iter().position(|m| m.id == *id))
+    }
+
+    /// q(m, x) for the model with terms `known` (if any) and prior `prior` (0–100; for a
+    /// known model without one, the base rate it was fitted at; else 50).
+    pub fn predict(
+        &self,
+        prompt: &PromptScore,
+        known: Option<usize>,
+        prior: Option<f64>,
+    ) -> Prediction {
+        let terms = known.and_then(|i| self.models.get(i));
+        let prior = prior
+            .or_else(|| terms.map(|t| f64::from(t.prior) * 100.0))
+            .unwrap_or(50.0)
+            .clamp(0.0, 100.0);
+        let mut z = logit(prior / 100.0) + prompt.difficulty;
+        if let Some(t) = terms {
+            z += f64::from(t.bias) + self.dot(&t.weights, &prompt.features);
+        }
+        Prediction {
+            prior,
+            quality: 100.0 * sigmoid(z),
+            known: known.filter(|i| *i < self.models.len()),
+        }
+    }
+
+    fn dot(&self, w: &[f32], f: &Features) -> f64 {
+        let mut s = 0.0f32;
+        for (b, v) in &f.hashed {
+            s += w.get(*b as usize).copied().unwrap_or(0.0) * v;
+        }
+        let base = self.buckets as usize;
+        for (i, v) in f.dense.iter().enumerate() {
+            s += w.get(base + i).copied().unwrap_or(0.0) * v;
+        }
+        f64::from(s)
+    }
+
+    /// The features of `text` that moved the prediction for `known` most, as
+    /// `(feature, change in logit)`, largest magnitude first, at most `n`.
+    pub fn top_features(&self, text: &str, known: Option<usize>, n: usize) -> Vec<(String, f64)> {
+        let f = features::extract(text, self.buckets);
+        let terms = known.and_then(|i| self.models.get(i));
+        let weight = |i: usize| {
+            f64::from(self.shared.get(i).copied().unwrap_or(0.0))
+                + terms
+                    .map(|t| f64::from(t.weights.get(i).copied().unwrap_or(0.0)))
+                    .unwrap_or(0.0)
+        };
+        let value: std::collections::HashMap<u32, f32> = f.hashed.iter().copied().collect();
+        let mask = self.buckets.max(1).next_power_of_two() - 1;
+        let mut out: Vec<(String, f64)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        features::grams(text, |h, a, b| {
+            let bucket = (h as u32) & mask;
+            if !seen.insert(bucket) {
+                return;
+            }
+            let v = f64::from(value.get(&bucket).copied().unwrap_or(0.0));
+            let label = match b {
+                Some(b) => format!("\"{a} {b}\""),
+                None => format!("\"{a}\""),
+            };
+            out.push((label, v * weight(bucket as usize)));
+        });
+        for (i, v) in f.dense.iter().enumerate() {
+            if *v != 0.0 {
+                out.push((
+                    features::dense_name(i),
+                    f64::from(*v) * weight(self.buckets as usize + i),
+                ));
+            }
+        }
+        out.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()).then_with(|| a.0.cmp(&b.0)));
+        out.truncate(n);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::openai::ChatRequest;
+    use crate::config::Config;
+    use crate::router::filter::CallerLimits;
+    use crate::router::policy::Policy;
+    use crate::router::prefs::Prefs;
+    use crate::router::{build_plan, CallShape, RouterState};
+    use proptest::prelude::*;
+
+    /// The two RouteLLM models (the embedded weights know them) and a third they do not.
+    fn config(predictor: bool) -> Config {
+        let mut toml = format!(
+            "[router.predictor]\nenabled = {predictor}\n[providers.f]\nbase_url = \"http://127.0.0.1:9/v1\"\ntier = \"frontier\"\n[providers.h]\nbase_url = \"http://127.0.0.1:9/v1\"\ntier = \"open-hosted\"\n"
+        );
+        for (id, p, input, output, q) in [
+            ("gpt-4-1106-preview", "f", 10.0, 30.0, 80.27),
+            ("mixtral-8x7b-instruct", "h", 0.24, 0.24, 68.02),
+            ("other-model", "h", 1.0, 2.0, 72.0),
+        ] {
+            toml.push_str(&format!("[[models]]\nid = \"{id}\"\nprovider = \"{p}\"\ninput_price = {input}\noutput_price = {output}\nquality = {q}\n"));
+        }
+        toml.push_str("[routes.pair]\nmodels = [\"gpt-4-1106-preview\", \"mixtral-8x7b-instruct\"]\npolicy = \"cheapest-above-quality\"\nquality_floor = 50\n");
+        Config::from_toml(&toml, &|_| None).unwrap()
+    }
+
+    const PROMPTS: &[&str] = &[
+        "What is the capital of France?",
+        "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May?",
+        "Find the degree for the given field extension Q(sqrt(2), sqrt(3), sqrt(18)) over Q.\nA. 0\nB. 4\nC. 2\nD. 6\nAnswer:",
+        "Write a short poem about autumn leaves.",
+        "Write a python function that returns the longest palindromic substring of s.",
+    ];
+
+    fn plan(config: &Config, route: &str, prompt: &str, floor: f64) -> crate::router::RoutePlan {
+        let body =
+            serde_json::json!({"model": route, "messages": [{"role": "user", "content": prompt}]});
+        let req = ChatRequest::parse(&serde_json::to_vec(&body).unwrap()).unwrap();
+        let prefs = Prefs {
+            policy: Some(Policy::CheapestAboveQuality),
+            quality_floor: Some(floor),
+            ..Prefs::default()
+        };
+        let call = CallShape {
+            model: &req.model,
+            needs: req.needs,
+            prompt_tokens: req.estimated_prompt_tokens(),
+            max_tokens: req.max_tokens,
+            prompt_head: &req.prompt_head,
+            user: None,
+        };
+        let now = tokio::time::Instant::now();
+        build_plan(
+            config,
+            &RouterState::default(),
+            &call,
+            &prefs,
+            &CallerLimits::default(),
+            now,
+        )
+        .unwrap()
+    }
+
+    proptest! {
+        /// Raising the floor never lowers the share of frontier calls on a fixed set.
+        #[test]
+        fn raising_the_floor_never_lowers_the_frontier_share(a in 0.0f64..100.0, b in 0.0f64..100.0) {
+            let config = config(true);
+            let (low, high) = if a <= b { (a, b) } else { (b, a) };
+            let frontier = |floor: f64| PROMPTS
+                .iter()
+                .filter(|p| &*plan(&config, "pair", p, floor).candidates[0].model == "gpt-4-1106-preview")
+                .count();
+            prop_assert!(frontier(high) >= frontier(low));
+        }
+
+        /// With the predictor off, quality is the prior, as before the predictor existed.
+        #[test]
+        fn predictor_off_routes_on_priors(i in 0usize..5, floor in 0.0f64..100.0) {
+            let config = config(false);
+            let p = plan(&config, "auto", PROMPTS[i], floor);
+            for s in &p.scored {
+                let prior = crate::router::plan::quality_for(&s.candidate.facts, p.task);
+                prop_assert_eq!(s.terms.quality, prior);
+                prop_assert_eq!(s.prediction.known, None);
+            }
+        }
+    }
+
+    #[test]
+    fn a_floor_nobody_reaches_picks_the_best_predicted() {
+        let config = config(true);
+        for prompt in PROMPTS {
+            let p = plan(&config, "pair", prompt, 100.0);
+            let best = p
+                .scored
+                .iter()
+                .map(|s| s.terms.quality)
+                .fold(f64::NEG_INFINITY, f64::max);
+            assert_eq!(p.scored[0].terms.quality, best);
+        }
+    }
+
+    #[test]
+    fn learned_terms_apply_to_known_ids_only() {
+        let config = config(true);
+        let p = plan(&config, "auto", PROMPTS[1], 0.0);
+        for s in &p.scored {
+            let known = s.prediction.known.is_some();
+            assert_eq!(
+                known,
+                &*s.candidate.model != "other-model",
+                "{}",
+                s.candidate.model
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_weights_file_is_refused_with_the_reason() {
+        let path = std::env::temp_dir().join(format!("bazaar-bad-weights-{}", std::process::id()));
+        std::fs::write(&path, b"BZRQ\x01").unwrap();
+        let toml = format!("[router.predictor]\nfile = \"{}\"\n", path.display());
+        let err = Config::from_toml(&toml, &|_| None).unwrap_err().to_string();
+        assert!(
+            err.contains("router.predictor.file") && err.contains("truncated"),
+            "{err}"
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn embedded_weights_load_and_know_the_routellm_models() {
+        let w = Weights::parse(EMBEDDED).unwrap();
+        assert!(w.model_index(&["gpt-4-1106-preview"]).is_some());
+        assert!(w.model_index(&["mixtral-8x7b-instruct"]).is_some());
+        assert!(EMBEDDED.len() <= 2 << 20);
+    }
+
+    #[test]
+    fn unknown_model_sits_at_its_prior_on_an_average_prompt() {
+        let w = Weights::parse(EMBEDDED).unwrap();
+        let mut p = w.score_prompt("hello");
+        p.difficulty = 0.0;
+        let q = w.predict(&p, None, Some(70.0));
+        assert!((q.quality - 70.0).abs() < 1e-6);
+        assert_eq!(q.prior, 70.0);
+    }
+
+    #[test]
+    fn hard_prompts_widen_the_gap_over_chit_chat() {
+        let w = Weights::parse(EMBEDDED).unwrap();
+        let strong = w.model_index(&["gpt-4-1106-preview"]);
+        let weak = w.model_index(&["mixtral-8x7b-instruct"]);
+        let gap = |text: &str| {
+            let p = w.score_prompt(text);
+            w.predict(&p, strong, None).quality - w.predict(&p, weak, None).quality
+        };
+        let math = gap("A train leaves at 3:15 pm at 48 miles per hour and a second one 25 minutes later at 60 miles per hour. How many miles from the station does the second train catch up with the first? Show your work.");
+        let chat = gap("Write a friendly note to thank my neighbour for watering my plants.");
+        assert!(math > chat, "math gap {math} <= chat gap {chat}");
+    }
+}

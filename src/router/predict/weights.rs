@@ -1,0 +1,259 @@
+//! The predictor's weights and their file format: versioned, little-endian, with the
+//! feature layout hash so a file fitted for another layout is refused at load, never
+//! silently misread.
+//!
+//! Layout: `BZRQ`, u32 format version, u64 layout hash, u32 buckets, u32 dense, u32
+//! models, u32 note length + UTF-8 note, f32 shared bias, f32 × (buckets + dense)
+//! shared weights, then per model: u16 id length + UTF-8 id, f32 prior (base rate
+//! 0–1 it was fitted at), f32 bias, f32 × (buckets + dense) weights.
+
+use std::fmt;
+
+use super::features::{self, DENSE};
+
+const MAGIC: &[u8; 4] = b"BZRQ";
+/// The file format version this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+const MAX_MODELS: u32 = 4096;
+const MAX_BUCKETS: u32 = 1 << 22;
+
+/// Why a weights file was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightsError(pub String);
+
+impl fmt::Display for WeightsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for WeightsError {}
+
+/// One model's own terms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelTerms {
+    pub id: String,
+    /// The base rate (0–1) the model scored at in the training rows.
+    pub prior: f32,
+    pub bias: f32,
+    /// `buckets + DENSE` weights.
+    pub weights: Vec<f32>,
+}
+
+/// Fitted predictor weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Weights {
+    pub buckets: u32,
+    /// What they were fitted on and with which settings.
+    pub note: String,
+    pub shared_bias: f32,
+    /// `buckets + DENSE` shared (difficulty) weights.
+    pub shared: Vec<f32>,
+    pub models: Vec<ModelTerms>,
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], WeightsError> {
+        let end = self.at.checked_add(n).filter(|e| *e <= self.bytes.len());
+        match end {
+            Some(end) => {
+                let s = &self.bytes[self.at..end];
+                self.at = end;
+                Ok(s)
+            }
+            None => Err(WeightsError(format!(
+                "truncated at byte {} while reading {what}",
+                self.at
+            ))),
+        }
+    }
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], WeightsError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N, what)?);
+        Ok(out)
+    }
+    fn u16(&mut self, what: &str) -> Result<u16, WeightsError> {
+        Ok(u16::from_le_bytes(self.array(what)?))
+    }
+    fn u32(&mut self, what: &str) -> Result<u32, WeightsError> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+    fn u64(&mut self, what: &str) -> Result<u64, WeightsError> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+    fn f32(&mut self, what: &str) -> Result<f32, WeightsError> {
+        let v = f32::from_le_bytes(self.array(what)?);
+        if v.is_finite() {
+            Ok(v)
+        } else {
+            Err(WeightsError(format!("{what} is not a finite number")))
+        }
+    }
+    fn floats(&mut self, n: usize, what: &str) -> Result<Vec<f32>, WeightsError> {
+        (0..n).map(|_| self.f32(what)).collect()
+    }
+    fn text(&mut self, n: usize, what: &str) -> Result<String, WeightsError> {
+        String::from_utf8(self.take(n, what)?.to_vec())
+            .map_err(|_| WeightsError(format!("{what} is not UTF-8")))
+    }
+}
+
+impl Weights {
+    /// Reads a weights file, refusing (with the reason) one that does not parse or was
+    /// fitted for another feature layout.
+    pub fn parse(bytes: &[u8]) -> Result<Weights, WeightsError> {
+        let mut r = Reader { bytes, at: 0 };
+        if r.take(4, "the magic number")? != MAGIC {
+            return Err(WeightsError(
+                "not a bazaar predictor weights file (bad magic number)".into(),
+            ));
+        }
+        let version = r.u32("the format version")?;
+        if version != FORMAT_VERSION {
+            return Err(WeightsError(format!(
+                "format version {version}; this build reads version {FORMAT_VERSION}"
+            )));
+        }
+        let layout = r.u64("the layout hash")?;
+        let buckets = r.u32("the bucket count")?;
+        if !buckets.is_power_of_two() || buckets > MAX_BUCKETS {
+            return Err(WeightsError(format!(
+                "bucket count {buckets} is not a power of two up to {MAX_BUCKETS}"
+            )));
+        }
+        let dense = r.u32("the dense feature count")?;
+        if dense as usize != DENSE || layout != features::layout_hash(buckets) {
+            return Err(WeightsError(format!(
+                "fitted for another feature layout (hash {layout:016x}, {dense} dense features); this build uses {:016x} with {DENSE}; retrain with `bazaar router train`",
+                features::layout_hash(buckets)
+            )));
+        }
+        let n_models = r.u32("the model count")?;
+        if n_models > MAX_MODELS {
+            return Err(WeightsError(format!(
+                "{n_models} models is more than {MAX_MODELS}"
+            )));
+        }
+        let note_len = r.u32("the note length")? as usize;
+        let note = r.text(note_len, "the note")?;
+        let width = (buckets + dense) as usize;
+        let shared_bias = r.f32("the shared bias")?;
+        let shared = r.floats(width, "the shared weights")?;
+        let mut models: Vec<ModelTerms> = Vec::new();
+        for i in 0..n_models {
+            let len = r.u16("a model id length")? as usize;
+            let id = r.text(len, "a model id")?;
+            if id.is_empty() || models.iter().any(|m| m.id == id) {
+                return Err(WeightsError(format!(
+                    "model {i}: empty or repeated id `{id}`"
+                )));
+            }
+            let prior = r.f32("a model prior")?;
+            if !(0.0..=1.0).contains(&prior) {
+                return Err(WeightsError(format!(
+                    "model `{id}`: prior {prior} is outside 0–1"
+                )));
+            }
+            let bias = r.f32("a model bias")?;
+            let weights = r.floats(width, "a model's weights")?;
+            models.push(ModelTerms {
+                id,
+                prior,
+                bias,
+                weights,
+            });
+        }
+        if r.at != bytes.len() {
+            return Err(WeightsError(format!(
+                "{} bytes after the last model",
+                bytes.len() - r.at
+            )));
+        }
+        Ok(Weights {
+            buckets,
+            note,
+            shared_bias,
+            shared,
+            models,
+        })
+    }
+
+    /// The file's bytes; `parse(to_bytes(w)) == w`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let width = self.buckets as usize + DENSE;
+        let mut out = Vec::with_capacity(64 + 4 * width * (1 + self.models.len()));
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&features::layout_hash(self.buckets).to_le_bytes());
+        out.extend_from_slice(&self.buckets.to_le_bytes());
+        out.extend_from_slice(&(DENSE as u32).to_le_bytes());
+        out.extend_from_slice(&(self.models.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(self.note.len() as u32).to_le_bytes());
+        out.extend_from_slice(self.note.as_bytes());
+        out.extend_from_slice(&self.shared_bias.to_le_bytes());
+        let floats = |out: &mut Vec<u8>, w: &[f32]| {
+            for i in 0..width {
+                out.extend_from_slice(&w.get(i).copied().unwrap_or(0.0).to_le_bytes());
+            }
+        };
+        floats(&mut out, &self.shared);
+        for m in &self.models {
+            let id = &m.id.as_bytes()[..m.id.len().min(u16::MAX as usize)];
+            out.extend_from_slice(&(id.len() as u16).to_le_bytes());
+            out.extend_from_slice(id);
+            out.extend_from_slice(&m.prior.to_le_bytes());
+            out.extend_from_slice(&m.bias.to_le_bytes());
+            floats(&mut out, &m.weights);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> Weights {
+        let width = 16 + DENSE;
+        Weights {
+            buckets: 16,
+            note: "test".into(),
+            shared_bias: -0.25,
+            shared: (0..width).map(|i| i as f32 / 10.0).collect(),
+            models: vec![ModelTerms {
+                id: "m".into(),
+                prior: 0.7,
+                bias: 0.1,
+                weights: vec![0.5; width],
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let w = tiny();
+        assert_eq!(Weights::parse(&w.to_bytes()).unwrap(), w);
+    }
+
+    #[test]
+    fn refuses_bad_files_with_the_reason() {
+        let good = tiny().to_bytes();
+        let err = |b: &[u8]| Weights::parse(b).unwrap_err().0;
+        assert!(err(b"hello").contains("magic"));
+        assert!(err(&good[..good.len() - 3]).contains("truncated"));
+        let mut v = good.clone();
+        v[4] = 9;
+        assert!(err(&v).contains("format version 9"));
+        let mut l = good.clone();
+        l[8] ^= 1;
+        assert!(err(&l).contains("feature layout"));
+        let mut extra = good.clone();
+        extra.push(0);
+        assert!(err(&extra).contains("after the last model"));
+    }
+}
