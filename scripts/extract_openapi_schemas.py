@@ -20,6 +20,8 @@ ROOTS = [
     "CreateEmbeddingResponse",
     "ListModelsResponse",
     "ErrorResponse",
+    "Response",
+    "ResponseStreamEvent",
 ]
 
 

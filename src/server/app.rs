@@ -13,7 +13,9 @@ use http::HeaderValue;
 use tracing::Instrument;
 
 use super::state::AppState;
-use super::{admin, chat, embeddings, health, messages, models, responses, spend, RequestId};
+use super::{
+    admin, chat, count_tokens, embeddings, health, messages, models, responses, spend, RequestId,
+};
 use crate::api::error::LoggedError;
 use crate::api::ApiError;
 
@@ -22,6 +24,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat::completions))
         .route("/v1/messages", post(messages::create))
+        .route(
+            "/v1/messages/count_tokens",
+            post(count_tokens::count_tokens),
+        )
         .route("/v1/responses", post(responses::create))
         .route(
             "/v1/responses/{id}",

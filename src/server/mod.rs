@@ -8,6 +8,7 @@ pub mod auth;
 pub mod body;
 pub mod call;
 pub mod chat;
+pub mod count_tokens;
 pub mod embeddings;
 pub mod health;
 pub mod messages;

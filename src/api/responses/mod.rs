@@ -120,6 +120,22 @@ fn owned(v: Option<&RawValue>, default: &str) -> Box<RawValue> {
     }
 }
 
+/// The tools a response object repeats: function tools with `strict` and `parameters`
+/// present (null when the client left them out), as OpenAI's response object has them.
+fn echo_tools(tools: Option<&RawValue>) -> Box<RawValue> {
+    let Some(mut list) = tools.and_then(|t| {
+        serde_json::from_str::<Vec<serde_json::Map<String, serde_json::Value>>>(t.get()).ok()
+    }) else {
+        return raw("[]");
+    };
+    for tool in &mut list {
+        for key in ["strict", "parameters"] {
+            tool.entry(key).or_insert(serde_json::Value::Null);
+        }
+    }
+    serde_json::value::to_raw_value(&list).unwrap_or_else(|_| raw("[]"))
+}
+
 fn field_error(field: impl Into<String>, message: impl Into<String>) -> ApiError {
     ApiError::invalid(field, message)
 }
@@ -408,7 +424,7 @@ impl ResponsesRequest {
         let echo = std::sync::Arc::new(Echo {
             instructions: owned(native.get("instructions"), "null"),
             metadata: owned(native.get("metadata"), "{}"),
-            tools: owned(native.get("tools"), "[]"),
+            tools: echo_tools(native.get("tools")),
             tool_choice: owned(native.get("tool_choice"), "\"auto\""),
             parallel_tool_calls: native
                 .typed::<bool>("parallel_tool_calls", "a boolean")?

@@ -100,6 +100,8 @@ pub struct ResponsesUsage {
 pub struct InputDetails {
     #[serde(default)]
     pub cached_tokens: u64,
+    #[serde(default)]
+    pub cache_write_tokens: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -115,6 +117,7 @@ impl ResponsesUsage {
             input_tokens: u.prompt_tokens(),
             input_tokens_details: InputDetails {
                 cached_tokens: u.cached_input,
+                cache_write_tokens: u.cache_write,
             },
             output_tokens: u.completion_tokens(),
             output_tokens_details: OutputDetails {
@@ -130,14 +133,18 @@ impl ResponsesUsage {
             .input_tokens_details
             .cached_tokens
             .min(self.input_tokens);
+        let written = self
+            .input_tokens_details
+            .cache_write_tokens
+            .min(self.input_tokens - cached);
         let reasoning = self
             .output_tokens_details
             .reasoning_tokens
             .min(self.output_tokens);
         Usage {
-            input: self.input_tokens - cached,
+            input: self.input_tokens - cached - written,
             cached_input: cached,
-            cache_write: 0,
+            cache_write: written,
             output: self.output_tokens - reasoning,
             reasoning,
             estimated: Buckets::NONE,
@@ -212,8 +219,10 @@ pub struct ResponseOut<'a> {
     pub tools: &'a RawValue,
     pub top_p: &'a RawValue,
     pub truncation: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<ResponsesUsage>,
-    pub user: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<&'a RawValue>,
     pub metadata: &'a RawValue,
 }
 
@@ -256,7 +265,7 @@ impl<'a> ResponseOut<'a> {
             top_p: &echo.top_p,
             truncation: &echo.truncation,
             usage: usage.as_ref().map(ResponsesUsage::from_usage),
-            user: &echo.user,
+            user: Some(&*echo.user).filter(|u| u.get() != "null"),
             metadata: &echo.metadata,
         }
     }

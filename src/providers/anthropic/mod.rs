@@ -96,8 +96,31 @@ impl AnthropicAdapter {
         })
     }
 
+    /// `POST /messages/count_tokens` with a client's own body (`model` rewritten): the
+    /// backend's own count, as its JSON (`{"input_tokens": n}`).
+    pub async fn count_tokens(
+        &self,
+        native: &RawObject,
+        at: Attempt<'_>,
+        beta: Option<&HeaderValue>,
+    ) -> Result<bytes::Bytes, UpstreamError> {
+        let url = format!("{}/count_tokens", self.url);
+        let (response, _) = self.send_native_to(&url, native, at, beta).await?;
+        read_body(&self.config, response, at).await
+    }
+
     async fn send_native(
         &self,
+        native: &RawObject,
+        at: Attempt<'_>,
+        beta: Option<&HeaderValue>,
+    ) -> Result<(reqwest::Response, UpstreamMeta), UpstreamError> {
+        self.send_native_to(&self.url, native, at, beta).await
+    }
+
+    async fn send_native_to(
+        &self,
+        url: &str,
         native: &RawObject,
         at: Attempt<'_>,
         beta: Option<&HeaderValue>,
@@ -106,7 +129,7 @@ impl AnthropicAdapter {
         native.write_with(&mut body, at.upstream_model, &[]);
         let mut request = self
             .client
-            .post(&self.url)
+            .post(url)
             .headers(self.headers.clone())
             .header("x-request-id", at.request_id);
         if let Some(beta) = beta {
