@@ -11,10 +11,9 @@ use axum::Extension;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use serde_json::value::RawValue;
-use tokio::time::Instant;
 
 use super::body::JsonBody;
-use super::chat::{max_total, plan_chat, route_headers};
+use super::chat::plan_chat;
 use super::messages::anthropic_error;
 use super::state::AppState;
 use super::RequestId;
@@ -55,7 +54,7 @@ async fn handle(
     let req = MessagesRequest::parse(&with_max)?;
     caller.check_model(&req.chat.model)?;
     let plan = plan_chat(&runtime, state, &req.chat, headers, &caller)?;
-    let deadline = Instant::now() + max_total(&runtime, &plan);
+    let deadline = crate::router::fallback::deadline(&runtime.config, &plan);
     let beta = headers.get("anthropic-beta");
     if let Some(candidate) = plan.candidates.first() {
         if let Some(Provider::Anthropic(anthropic)) = runtime.providers.get(candidate.provider) {
@@ -66,8 +65,12 @@ async fn handle(
             };
             match anthropic.count_tokens(&native, at, beta).await {
                 Ok(body) => {
-                    let route = route_headers(&runtime, &plan.route, candidate);
-                    return Ok(counted(body, "provider", Some(route.backend)));
+                    let backend = format!(
+                        "{}/{}",
+                        anthropic_id(&runtime, candidate.provider),
+                        candidate.upstream
+                    );
+                    return Ok(counted(body, "provider", Some(backend)));
                 }
                 // The estimate below still answers the client; the backend's refusal is logged.
                 Err(e) => tracing::warn!("The backend's token count failed; estimating: {e}"),
@@ -80,6 +83,14 @@ async fn handle(
         .map_err(|e| ApiError::bad_request(format!("The token count failed: {e}.")))?;
     let body = serde_json::json!({ "input_tokens": tokens }).to_string();
     Ok(counted(Bytes::from(body), "estimated", None))
+}
+
+fn anthropic_id(runtime: &super::state::Runtime, provider: usize) -> &str {
+    runtime
+        .providers
+        .get(provider)
+        .map(|p| p.id())
+        .unwrap_or("")
 }
 
 fn counted(body: Bytes, how: &'static str, backend: Option<String>) -> Response {
