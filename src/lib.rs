@@ -17,11 +17,17 @@ pub mod router;
 pub mod server;
 pub mod telemetry;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
+use axum::body::Body;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tower::ServiceExt;
 
 pub use server::{AppState, Runtime};
 
@@ -115,19 +121,30 @@ pub async fn start_billing(
 /// drains: /readyz turns unready at once, connections are still accepted for
 /// `server.shutdown_grace`, then no new connections are taken, calls in flight get up
 /// to `server.drain_timeout`, and background tasks (the ledger writer) finish.
+///
+/// A connection that does not send a complete request head within
+/// `server.header_read_timeout` (the first one, or the next one on a kept-alive
+/// connection) is closed: a slow client cannot hold a socket open for nothing.
 pub async fn serve(
     state: Arc<AppState>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
-        // Without TCP_NODELAY, Nagle's algorithm adds ~40 ms to small replies.
-        let _ = tcp.set_nodelay(true);
-    });
-    let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
+    let settings = state.runtime().config.server.clone();
+    let app = server::limits::header_block(server::router(state.clone()));
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        // Past hyper's own count it answers a bare 431; ours answers OpenAI's shape first.
+        .max_headers(server::limits::MAX_HEADERS * 4);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
     let drain_state = state.clone();
-    let app = server::router(state.clone());
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let stop_accepting = async move {
         shutdown.await;
         drain_state.set_ready(false);
         drain_state.shutdown.cancel();
@@ -140,23 +157,66 @@ pub async fn serve(
             tokio::time::sleep(grace).await;
         }
         tracing::info!("Draining in-flight calls; no new connections.");
-        let _ = began_tx.send(());
-    });
-    let drain = state.runtime().config.server.drain_timeout;
-    let deadline = async move {
-        if began_rx.await.is_ok() {
-            tokio::time::sleep(drain).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
     };
-    tokio::select! {
-        result = server.into_future() => result?,
-        _ = deadline => tracing::warn!(drain_ms = drain.as_millis() as u64, "Drain deadline passed; closing the remaining connections."),
+    tokio::pin!(stop_accepting);
+    loop {
+        while connections.try_join_next().is_some() {}
+        let tcp = tokio::select! {
+            _ = &mut stop_accepting => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+        };
+        // Without TCP_NODELAY, Nagle's algorithm adds ~40 ms to small replies.
+        let _ = tcp.set_nodelay(true);
+        let (builder, watcher, app) = (builder.clone(), graceful.watcher(), app.clone());
+        let first_byte = settings.header_read_timeout;
+        connections.spawn(async move {
+            // hyper's timer starts when it reads a head; a peer that sends nothing at all
+            // is dropped after the same time.
+            let mut byte = [0u8; 1];
+            match tokio::time::timeout(first_byte, tcp.peek(&mut byte)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+            let service = TowerToHyperService::new(
+                app.map_request(|req: http::Request<hyper::body::Incoming>| req.map(Body::new)),
+            );
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                .into_owned();
+            let _ = watcher.watch(connection).await;
+        });
     }
+    drop(listener);
+    let drain = settings.drain_timeout;
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(drain) => tracing::warn!(drain_ms = drain.as_millis() as u64, "Drain deadline passed; closing the remaining connections."),
+    }
+    // Connections still open past the deadline are closed here.
+    connections.shutdown().await;
     state.stopped.cancel();
     state.tasks.close();
     state.tasks.wait().await;
     tracing::info!("Stopped.");
     Ok(())
+}
+
+/// An accept that failed: a peer that gave up before we took it is nothing; anything
+/// else (out of file descriptors: `EMFILE`) is waited out briefly, as hyper 0.14 did.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::warn!("Accepting a connection failed; pausing accepts for 100 ms: {e}");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
 }

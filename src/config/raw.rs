@@ -256,6 +256,16 @@ pub struct RawServer {
     /// unready, so load balancers stop routing here first.
     #[serde(default = "default_grace")]
     pub shutdown_grace: String,
+    /// A connection that has not sent a complete request head within this time (also
+    /// between requests on a kept-alive connection) is closed.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: String,
+    /// A request body not received in full within this time gets a 400.
+    #[serde(default = "default_body_read_timeout")]
+    pub body_read_timeout: String,
+    /// Request bodies being read at once, across all connections; more wait for a turn.
+    #[serde(default = "default_max_bodies_in_flight")]
+    pub max_bodies_in_flight: usize,
 }
 
 impl Default for RawServer {
@@ -266,6 +276,9 @@ impl Default for RawServer {
             master_key: None,
             drain_timeout: default_drain(),
             shutdown_grace: default_grace(),
+            header_read_timeout: default_header_read_timeout(),
+            body_read_timeout: default_body_read_timeout(),
+            max_bodies_in_flight: default_max_bodies_in_flight(),
         }
     }
 }
@@ -275,6 +288,15 @@ fn default_listen() -> String {
 }
 fn default_max_body_bytes() -> usize {
     8 * 1024 * 1024
+}
+fn default_header_read_timeout() -> String {
+    "10s".into()
+}
+fn default_body_read_timeout() -> String {
+    "30s".into()
+}
+fn default_max_bodies_in_flight() -> usize {
+    64
 }
 fn default_drain() -> String {
     "30s".into()

@@ -17,6 +17,12 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// Unready but still accepting, before the drain starts.
     pub shutdown_grace: Duration,
+    /// Longest wait for a complete request head; the connection is closed after it.
+    pub header_read_timeout: Duration,
+    /// Longest wait for a complete request body.
+    pub body_read_timeout: Duration,
+    /// Request bodies read at once, across all connections.
+    pub max_bodies_in_flight: usize,
 }
 
 /// Resolves `[server]`.
@@ -55,12 +61,21 @@ pub(super) fn resolve(
         }
     };
     let drain_timeout = problems.duration(&raw.drain_timeout, "server.drain_timeout");
+    let header_read_timeout =
+        problems.duration(&raw.header_read_timeout, "server.header_read_timeout");
+    let body_read_timeout = problems.duration(&raw.body_read_timeout, "server.body_read_timeout");
+    if raw.max_bodies_in_flight == 0 {
+        problems.add("server.max_bodies_in_flight", "must be at least 1");
+    }
     ServerConfig {
         listen: raw.listen.clone(),
         max_body_bytes: raw.max_body_bytes,
         master_key,
         drain_timeout,
         shutdown_grace,
+        header_read_timeout,
+        body_read_timeout,
+        max_bodies_in_flight: raw.max_bodies_in_flight,
     }
 }
 
@@ -124,6 +139,9 @@ mod tests {
             master_key: Some("env:UNSET".into()),
             shutdown_grace: "later".into(),
             drain_timeout: "0s".into(),
+            header_read_timeout: "soon".into(),
+            body_read_timeout: "30s".into(),
+            max_bodies_in_flight: 0,
         };
         resolve(&raw, &env, &mut p);
         let err = p.finish(()).unwrap_err();
@@ -134,7 +152,9 @@ mod tests {
                 "server.listen",
                 "server.max_body_bytes",
                 "server.shutdown_grace",
-                "server.drain_timeout"
+                "server.drain_timeout",
+                "server.header_read_timeout",
+                "server.max_bodies_in_flight"
             ]
         );
     }

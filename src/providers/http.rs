@@ -112,14 +112,16 @@ pub async fn send(
     .ok()
     .and_then(Result::ok)
     .unwrap_or_default();
-    Err(classify(
+    let error = classify(
         &config.id,
         ErrorReply {
             status,
             retry_after,
             body: &body,
         },
-    ))
+    );
+    // The body may quote the key we sent: never let it reach a client or a log.
+    Err(error.scrubbed(config))
 }
 
 /// Reads a whole reply body before the attempt's deadline or the provider's total timeout.
@@ -145,7 +147,7 @@ fn timeout(config: &ProviderConfig, phase: &'static str) -> UpstreamError {
     UpstreamError::timeout(&config.id, phase, after)
 }
 
-/// Classifies a transport error without echoing URLs or headers.
+/// Classifies a transport error without echoing URLs, headers or secrets.
 pub fn transport_error(config: &ProviderConfig, e: &reqwest::Error) -> UpstreamError {
     if e.is_timeout() {
         return UpstreamError::timeout(&config.id, "connect", config.timeouts.connect);
@@ -169,11 +171,13 @@ pub fn transport_error(config: &ProviderConfig, e: &reqwest::Error) -> UpstreamE
     } else {
         format!("{detail} ({cause})")
     };
-    if e.is_connect() {
+    let error = if e.is_connect() {
         UpstreamError::connect(&config.id, detail)
     } else {
         UpstreamError::protocol(&config.id, detail)
-    }
+    };
+    // A cause may quote a URL, and Gemini's carry the key in the query.
+    error.scrubbed(config)
 }
 
 /// Reads the remaining-quota headers: OpenAI's `x-ratelimit-remaining-*` (Groq, Together
@@ -291,7 +295,8 @@ pub fn event_stream<T: StreamTranslator>(
             match outcome {
                 Ok(last) => s.finished = last,
                 Err(e) => {
-                    s.ready.push_back(Err(e));
+                    // An error event's message is upstream text, like an error body's.
+                    s.ready.push_back(Err(e.scrubbed(&s.config)));
                     s.finished = true;
                 }
             }

@@ -9,6 +9,7 @@ pub mod gemini;
 pub mod http;
 pub mod openai;
 pub mod presets;
+pub mod scrub;
 pub mod shape;
 pub mod sse;
 

@@ -1,17 +1,21 @@
-//! Our own JSON body extractor: content type checked, size limited by the current
-//! config, and every rejection an OpenAI-shaped 400 (or 413), never axum's plain 4xx.
+//! Our own JSON body extractor: the caller authenticated from the headers before a byte
+//! of the body is read, the content type checked, the size limited by the current
+//! config, the read bounded in time and in how many run at once, and every rejection an
+//! OpenAI-shaped error (401, 400, 413, 503), never axum's plain 4xx.
 
 use std::sync::Arc;
 
 use axum::extract::{FromRequest, Request};
-use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use tokio::time::Instant;
 
 use super::state::AppState;
 use super::RequestId;
 use crate::api::ApiError;
 
-/// The raw bytes of a JSON request body.
+/// The raw bytes of a JSON request body, sent by an authenticated caller.
 pub struct JsonBody(pub Bytes);
 
 /// What a call endpoint receives: the request's id, its headers and its JSON body.
@@ -22,16 +26,17 @@ pub struct Incoming {
 }
 
 impl FromRequest<Arc<AppState>> for Incoming {
-    type Rejection = ApiError;
+    type Rejection = Refused;
 
-    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Incoming, ApiError> {
-        let request_id = req
-            .extensions()
-            .get::<RequestId>()
-            .cloned()
-            .ok_or_else(|| ApiError::Internal("the request has no id".into()))?;
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Incoming, Refused> {
+        let request_id = req.extensions().get::<RequestId>().cloned();
         let headers = req.headers().clone();
+        let anthropic = is_anthropic(&req);
         let JsonBody(body) = JsonBody::from_request(req, state).await?;
+        let request_id = request_id.ok_or_else(|| Refused {
+            error: ApiError::Internal("the request has no id".into()),
+            anthropic,
+        })?;
         Ok(Incoming {
             request_id,
             headers,
@@ -40,51 +45,120 @@ impl FromRequest<Arc<AppState>> for Incoming {
     }
 }
 
-impl FromRequest<Arc<AppState>> for JsonBody {
-    type Rejection = ApiError;
+/// A refused body, answered in the shape of the endpoint's API (Anthropic's on
+/// `/v1/messages`, OpenAI's elsewhere).
+pub struct Refused {
+    error: ApiError,
+    anthropic: bool,
+}
 
-    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<JsonBody, ApiError> {
-        let limit = state.runtime().config.server.max_body_bytes;
-        let content_type = req
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
-        match content_type {
-            Some(ct)
-                if ct
-                    .trim()
-                    .to_ascii_lowercase()
-                    .starts_with("application/json") => {}
-            Some(ct) => {
-                return Err(ApiError::invalid(
-                    "Content-Type",
-                    format!(
-                        "Expected `Content-Type: application/json`, got `{}`.",
-                        ct.chars().take(100).collect::<String>()
-                    ),
-                ))
-            }
-            None => {
-                return Err(ApiError::invalid(
-                    "Content-Type",
-                    "Expected `Content-Type: application/json`.",
-                ))
-            }
-        }
-        let declared = req
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > limit) {
-            return Err(too_large(limit));
-        }
-        match Limited::new(req.into_body(), limit).collect().await {
-            Ok(collected) => Ok(JsonBody(collected.to_bytes())),
-            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit)),
-            Err(_) => Err(ApiError::bad_request("The request body could not be read.")),
+fn is_anthropic(req: &Request) -> bool {
+    req.uri().path() == "/v1/messages"
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        if self.anthropic {
+            super::messages::anthropic_error(self.error)
+        } else {
+            self.error.into_response()
         }
     }
+}
+
+impl FromRequest<Arc<AppState>> for JsonBody {
+    type Rejection = Refused;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<JsonBody, Refused> {
+        let anthropic = is_anthropic(&req);
+        read(req, state)
+            .await
+            .map_err(|error| Refused { error, anthropic })
+    }
+}
+
+async fn read(req: Request, state: &Arc<AppState>) -> Result<JsonBody, ApiError> {
+    let runtime = state.runtime();
+    // Unauthenticated bodies are never read: a stranger cannot make us buffer them.
+    state.authenticate(req.headers(), &runtime)?;
+    let settings = &runtime.config.server;
+    let limit = settings.max_body_bytes;
+    let content_type = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    match content_type {
+        Some(ct)
+            if ct
+                .trim()
+                .to_ascii_lowercase()
+                .starts_with("application/json") => {}
+        Some(ct) => {
+            return Err(ApiError::invalid(
+                "Content-Type",
+                format!(
+                    "Expected `Content-Type: application/json`, got `{}`.",
+                    ct.chars().take(100).collect::<String>()
+                ),
+            ))
+        }
+        None => {
+            return Err(ApiError::invalid(
+                "Content-Type",
+                "Expected `Content-Type: application/json`.",
+            ))
+        }
+    }
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large(limit));
+    }
+    let deadline = Instant::now() + settings.body_read_timeout;
+    let _turn = tokio::time::timeout_at(deadline, state.bodies.acquire())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| ApiError::Unavailable {
+            message: "Too many request bodies are being received right now; try again.".into(),
+            retry_after: Some(std::time::Duration::from_secs(1)),
+        })?;
+    let read = read_body(req.into_body(), limit, declared.unwrap_or(0));
+    match tokio::time::timeout_at(deadline, read).await {
+        Ok(result) => result.map(JsonBody),
+        Err(_) => Err(ApiError::InvalidRequest {
+            message: format!(
+                "The request body was not received within {} s.",
+                settings.body_read_timeout.as_secs_f64()
+            ),
+            param: None,
+            code: Some("body_read_timeout"),
+        }),
+    }
+}
+
+/// Reads a body of at most `limit` bytes into one buffer, sized up front by the declared
+/// length (so a large body is never held twice while it is joined).
+async fn read_body(
+    mut body: axum::body::Body,
+    limit: usize,
+    declared: usize,
+) -> Result<Bytes, ApiError> {
+    let mut buf = BytesMut::with_capacity(declared);
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|_| ApiError::bad_request("The request body could not be read."))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(too_large(limit));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
 }
 
 fn too_large(limit: usize) -> ApiError {

@@ -11,6 +11,7 @@ pub mod chat;
 pub mod count_tokens;
 pub mod embeddings;
 pub mod health;
+pub mod limits;
 pub mod messages;
 pub mod models;
 pub mod relay;

@@ -61,6 +61,8 @@ pub struct AppState {
     pub billing: Arc<Billing>,
     /// Stored responses (`previous_response_id`), beside the ledger once it is connected.
     pub responses: std::sync::OnceLock<Arc<super::responses_store::ResponseStore>>,
+    /// Turns to read a request body (`server.max_bodies_in_flight`, sized at start).
+    pub bodies: tokio::sync::Semaphore,
     reloads_applied: AtomicU64,
     reloads_rejected: AtomicU64,
 }
@@ -71,7 +73,9 @@ impl AppState {
         router.metrics.declare(&runtime.config);
         let tasks = TaskTracker::new();
         let billing = Arc::new(Billing::new(router.metrics.clone(), tasks.clone()));
+        let bodies = tokio::sync::Semaphore::new(runtime.config.server.max_bodies_in_flight);
         Arc::new(AppState {
+            bodies,
             runtime: ArcSwap::from_pointee(runtime),
             ready: AtomicBool::new(true),
             tasks,
