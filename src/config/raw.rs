@@ -142,6 +142,10 @@ pub struct RawLearn {
     pub keep_prompts: bool,
 }
 
+fn default_true() -> bool {
+    true
+}
+
 fn default_reference() -> String {
     "gpt-4o".into()
 }
