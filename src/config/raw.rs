@@ -293,9 +293,6 @@ fn default_listen() -> String {
 fn default_max_body_bytes() -> usize {
     8 * 1024 * 1024
 }
-fn default_true() -> bool {
-    true
-}
 fn default_header_read_timeout() -> String {
     "10s".into()
 }
