@@ -43,7 +43,9 @@ async function hover(page, ms) {
   const { x, y } = await page.evaluate((sec) => {
     const plot = window.__bazaarChart.plot;
     const box = plot.over.getBoundingClientRect();
-    return { x: box.left + plot.valToPos(sec, "x"), y: box.top + box.height / 2 };
+    // A bucket at the axis end sits on the plot's edge: stay a pixel inside it.
+    const pos = Math.min(Math.max(plot.valToPos(sec, "x"), 1), box.width - 2);
+    return { x: box.left + pos, y: box.top + box.height / 2 };
   }, ms / 1000);
   await page.mouse.move(x, y);
   await page.waitForFunction(() => document.querySelector(".u-legend .u-series .u-value")?.textContent !== "–");
