@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::prefs::Prefs;
 use crate::api::openai::Needs;
+use crate::api::ApiError;
 /// Re-exported from `catalog`, where facts about a model live; kept so `router::filter::Facts` still names it.
 pub use crate::catalog::Facts;
 use crate::catalog::{Capabilities, Tier};
@@ -102,6 +103,26 @@ impl fmt::Display for FilterReason {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CallerLimits {
     pub tiers: Option<Vec<Tier>>,
+    /// The model ids and route names the key may name; `None` allows all.
+    pub models: Option<Vec<String>>,
+}
+
+impl CallerLimits {
+    /// 403 unless the caller may name `name` (which resolves to `canonical`): either
+    /// spelling must be on the key's list. `param` is where the request named it
+    /// (`model`, `models[2]`), so the refusal says which name was refused.
+    pub fn check_model(&self, name: &str, canonical: &str, param: &str) -> Result<(), ApiError> {
+        let Some(list) = &self.models else {
+            return Ok(());
+        };
+        if list.iter().any(|m| m == name || m == canonical) {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(format!(
+            "This key may not use `{name}` (`{param}`); it may use: {}.",
+            list.join(", ")
+        )))
+    }
 }
 
 /// Checks every hard constraint; the first failure is the reason.
@@ -299,6 +320,7 @@ mod tests {
         ));
         let key = CallerLimits {
             tiers: Some(vec![Tier::Frontier]),
+            ..Default::default()
         };
         assert!(matches!(
             check(&f, "groq", &none, 10, &p, None, &key),
@@ -339,6 +361,26 @@ mod tests {
             check(&f, "groq", &none, 10, &quant, None, &c),
             Err(FilterReason::QuantizationNotAllowed { .. })
         ));
+    }
+
+    #[test]
+    fn a_model_allow_list_accepts_either_spelling_and_names_the_refused_param() {
+        let open = CallerLimits::default();
+        assert!(open.check_model("anything", "anything", "model").is_ok());
+        let key = CallerLimits {
+            models: Some(vec!["gpt-4o-mini".into(), "fast".into()]),
+            ..Default::default()
+        };
+        assert!(key
+            .check_model("gpt-4o-mini", "gpt-4o-mini", "model")
+            .is_ok());
+        assert!(key.check_model("mini", "gpt-4o-mini", "models[0]").is_ok());
+        assert!(key.check_model("fast", "fast", "model").is_ok());
+        let refused = key.check_model("other", "other", "models[1]").unwrap_err();
+        assert!(
+            matches!(&refused, ApiError::Forbidden(m) if m.contains("`models[1]`")),
+            "{refused:?}"
+        );
     }
 
     proptest! {

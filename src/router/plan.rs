@@ -104,6 +104,13 @@ pub fn build_plan(
     now: Instant,
 ) -> Result<RoutePlan, ApiError> {
     let requested = config.canonical(call.model);
+    // The key's allow-list covers every name the request gives: the model or route it
+    // asks for and each fallback in `models`. Everything the plan may try comes from one
+    // of them, so nothing the key may not use is ever tried.
+    caller.check_model(call.model, requested, "model")?;
+    for (i, m) in prefs.models.iter().enumerate() {
+        caller.check_model(m, config.canonical(m), &format!("models[{i}]"))?;
+    }
     let route = config.route(requested);
     let (policy, weights, floor, route_tiers, reference) = match route {
         Some(r) => (

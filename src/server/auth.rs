@@ -32,19 +32,11 @@ impl Caller {
                 .as_ref()
                 .map(|k| k.tiers.clone())
                 .filter(|t| !t.is_empty()),
-        }
-    }
-
-    /// 403 unless this caller may use `model` (a model id or route name).
-    pub fn check_model(&self, model: &str) -> Result<(), ApiError> {
-        match &self.key {
-            Some(k) if !k.models.is_empty() && !k.models.iter().any(|m| m == model) => {
-                Err(ApiError::Forbidden(format!(
-                    "This key may not use `{model}`; it may use: {}.",
-                    k.models.join(", ")
-                )))
-            }
-            _ => Ok(()),
+            models: self
+                .key
+                .as_ref()
+                .map(|k| k.models.clone())
+                .filter(|m| !m.is_empty()),
         }
     }
 }

@@ -177,14 +177,14 @@ pub async fn serve<S: Shape>(
     walk(state, runtime, call, &request_id.0, shape).await
 }
 
-/// Everything before the first attempt: the key's model check, the plan, admission.
+/// Everything before the first attempt: the plan (with the key's allow-lists), admission.
 async fn admit<S: Shape>(
     cx: Planning<'_>,
     shape: &S,
     admission: &mut Admission,
 ) -> Result<RoutePlan, ApiError> {
     let asked = shape.asked();
-    cx.caller.check_model(asked.model)?;
+    // The plan refuses (403) any model the key may not use, fallbacks included.
     let plan = shape.plan(cx)?;
     let ask = Ask {
         key: cx.caller.key.as_ref(),

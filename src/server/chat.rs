@@ -117,7 +117,7 @@ impl Shape for OpenAiShape {
         match self {
             OpenAiShape::Chat(req) => plan_chat(cx.runtime, cx.state, req, cx.headers, cx.caller),
             OpenAiShape::Completions(req) | OpenAiShape::Embeddings(req) => {
-                plan_passthrough(cx.runtime, cx.state, req)
+                plan_passthrough(cx.runtime, cx.state, req, cx.caller)
             }
         }
     }

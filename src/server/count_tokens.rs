@@ -52,7 +52,6 @@ async fn handle(
     let mut with_max = Vec::with_capacity(body.len() + 16);
     native.write_with(&mut with_max, &model, &[("max_tokens", &one)]);
     let req = MessagesRequest::parse(&with_max)?;
-    caller.check_model(&req.chat.model)?;
     let plan = plan_chat(&runtime, state, &req.chat, headers, &caller)?;
     let deadline = crate::router::fallback::deadline(&runtime.config, &plan);
     let beta = headers.get("anthropic-beta");

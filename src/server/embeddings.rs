@@ -8,13 +8,13 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
+use super::auth::Caller;
 use super::body::Incoming;
 use super::call;
 use super::chat::OpenAiShape;
 use super::state::{AppState, Runtime};
 use crate::api::openai::PassthroughRequest;
 use crate::api::ApiError;
-use crate::router::filter::CallerLimits;
 use crate::router::prefs::Prefs;
 use crate::router::{self, CallShape, RoutePlan};
 
@@ -23,6 +23,7 @@ pub fn plan_passthrough(
     runtime: &Runtime,
     state: &AppState,
     req: &PassthroughRequest,
+    caller: &Caller,
 ) -> Result<RoutePlan, ApiError> {
     if runtime.config.route(&req.model).is_some() {
         return Err(ApiError::invalid(
@@ -46,7 +47,7 @@ pub fn plan_passthrough(
         &state.router,
         &call,
         &Prefs::default(),
-        &CallerLimits::default(),
+        &caller.limits(),
         Instant::now(),
     )
 }

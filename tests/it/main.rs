@@ -20,6 +20,7 @@ mod conformance;
 mod errors;
 mod first_hour;
 mod hostile;
+mod hostile_limits;
 mod ledger;
 mod lifecycle;
 mod messages;

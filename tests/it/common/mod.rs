@@ -96,9 +96,19 @@ impl TestGateway {
 
     /// POSTs JSON with the test key.
     pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.post_as(KEY, path, body).await
+    }
+
+    /// POSTs JSON with `key`.
+    pub async fn post_as(
+        &self,
+        key: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> reqwest::Response {
         self.client
             .post(self.url(path))
-            .bearer_auth(KEY)
+            .bearer_auth(key)
             .json(&body)
             .send()
             .await

@@ -1,0 +1,154 @@
+//! Issue 13, the rules a hostile client tries to get around: allow-lists over every way
+//! a request names a model, absurd numbers, unbounded strings, and what the client is
+//! told when every backend is rate-limited.
+
+use serde_json::json;
+
+use crate::common::*;
+
+/// A key allowed only `cheap` (tier local) and its fallback-happy caller.
+const LIMITED: &str = "bzr-limited-key";
+
+/// Providers `a` (local, serves `cheap`) and `b` (frontier, serves `other` and the
+/// embedding model), a route `fast` over `cheap`, a route `all` over every model, and a
+/// key `LIMITED` whose allow-list is `key_models` and whose tiers are `key_tiers`.
+fn allow_list_config(
+    a: &MockUpstream,
+    b: &MockUpstream,
+    key_models: &str,
+    key_tiers: &str,
+) -> String {
+    format!(
+        r#"
+        [providers.a]
+        base_url = "{}"
+        tier = "local"
+        [providers.b]
+        base_url = "{}"
+        tier = "frontier"
+        [[models]]
+        id = "cheap"
+        provider = "a"
+        [[models]]
+        id = "other"
+        provider = "b"
+        [[models]]
+        id = "text-embedding-3-small"
+        provider = "b"
+        [routes.fast]
+        models = ["cheap"]
+        [routes.all]
+        policy = "cheapest"
+        [[keys]]
+        name = "limited"
+        key = "{LIMITED}"
+        models = {key_models}
+        tiers = {key_tiers}
+        "#,
+        a.base_url(),
+        b.base_url()
+    )
+}
+
+fn chat(model: &str) -> serde_json::Value {
+    json!({"model": model, "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+#[tokio::test]
+async fn issue_13_allow_lists_cover_every_name_a_request_can_give() {
+    let a = MockUpstream::start().await;
+    let b = MockUpstream::start().await;
+    let gw = TestGateway::start(&allow_list_config(&a, &b, r#"["cheap"]"#, "[]")).await;
+    let chat_path = "/v1/chat/completions";
+
+    // The reported bypass: an allowed model, a forbidden fallback, the allowed provider ignored.
+    let mut body = chat("cheap");
+    body["models"] = json!(["other"]);
+    body["provider"] = json!({"ignore": ["a"]});
+    let e = expect_error(gw.post_as(LIMITED, chat_path, body).await, 403).await;
+    assert!(e["message"].as_str().unwrap().contains("models[0]"), "{e}");
+    // The same through provider.order and provider.only.
+    let mut body = chat("cheap");
+    body["models"] = json!(["cheap", "other"]);
+    body["provider"] = json!({"order": ["b", "a"], "only": ["b"]});
+    let e = expect_error(gw.post_as(LIMITED, chat_path, body).await, 403).await;
+    assert!(e["message"].as_str().unwrap().contains("models[1]"), "{e}");
+    // Routes the key was not given, whatever models they cover.
+    for route in ["fast", "all"] {
+        expect_error(gw.post_as(LIMITED, chat_path, chat(route)).await, 403).await;
+    }
+    // The other front ends plan the same way.
+    let messages =
+        json!({"model": "other", "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]});
+    let resp = gw
+        .client
+        .post(gw.url("/v1/messages"))
+        .header("x-api-key", LIMITED)
+        .json(&messages)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let embed = json!({"model": "text-embedding-3-small", "input": "hi"});
+    expect_error(gw.post_as(LIMITED, "/v1/embeddings", embed).await, 403).await;
+    assert!(b.received().is_empty(), "a forbidden backend was called");
+
+    // What the key may use still works, fallbacks to itself included.
+    let mut body = chat("cheap");
+    body["models"] = json!(["cheap"]);
+    let resp = gw.post_as(LIMITED, chat_path, body).await;
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+}
+
+#[tokio::test]
+async fn issue_13_an_allowed_route_cannot_reach_past_itself_or_its_tiers() {
+    let a = MockUpstream::start().await;
+    let b = MockUpstream::start().await;
+    let gw = TestGateway::start(&allow_list_config(
+        &a,
+        &b,
+        r#"["fast", "all"]"#,
+        r#"["local"]"#,
+    ))
+    .await;
+    let chat_path = "/v1/chat/completions";
+    // `fast` is allowed; its fallback to a model outside the list is not.
+    let mut body = chat("fast");
+    body["models"] = json!(["other"]);
+    let e = expect_error(gw.post_as(LIMITED, chat_path, body).await, 403).await;
+    assert!(e["message"].as_str().unwrap().contains("models[0]"), "{e}");
+    // `all` covers every model, but the key's tier list still holds for each candidate.
+    let mut body = chat("all");
+    body["provider"] = json!({"order": ["b"]});
+    body["bazaar"] = json!({"tiers": ["frontier", "local"]});
+    for _ in 0..4 {
+        let resp = gw.post_as(LIMITED, chat_path, body.clone()).await;
+        assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+        assert!(resp.headers()["x-bazaar-backend"]
+            .to_str()
+            .unwrap()
+            .starts_with("a/"));
+    }
+    // With only frontier candidates left, nothing may serve it.
+    body["bazaar"] = json!({"tiers": ["frontier"]});
+    let resp = gw.post_as(LIMITED, chat_path, body).await;
+    assert!(resp.status().is_client_error(), "{}", resp.status());
+    assert!(
+        b.received().is_empty(),
+        "a backend of a forbidden tier was called"
+    );
+}
+
+#[tokio::test]
+async fn issue_13_key_tiers_hold_on_embeddings_too() {
+    let a = MockUpstream::start().await;
+    let b = MockUpstream::start().await;
+    let gw = TestGateway::start(&allow_list_config(&a, &b, "[]", r#"["local"]"#)).await;
+    let embed = json!({"model": "text-embedding-3-small", "input": "hi"});
+    let resp = gw.post_as(LIMITED, "/v1/embeddings", embed).await;
+    assert!(resp.status().is_client_error(), "{}", resp.status());
+    assert!(
+        b.received().is_empty(),
+        "a backend of a forbidden tier was called"
+    );
+}
