@@ -114,6 +114,31 @@ pub async fn traffic(
     max_requests: usize,
     stop: CancellationToken,
 ) -> usize {
+    let gap = duration
+        .checked_div(max_requests.max(1) as u32)
+        .unwrap_or(Duration::from_millis(100));
+    let deadline = tokio::time::Instant::now() + duration;
+    paced(base_url, max_requests, gap, Some(deadline), stop).await
+}
+
+/// The same mix as `traffic`, but exactly `requests` calls `gap` apart however long
+/// that takes (unless `stop`); returns how many it sent.
+pub async fn traffic_count(
+    base_url: String,
+    requests: usize,
+    gap: Duration,
+    stop: CancellationToken,
+) -> usize {
+    paced(base_url, requests, gap, None, stop).await
+}
+
+async fn paced(
+    base_url: String,
+    max_requests: usize,
+    gap: Duration,
+    deadline: Option<tokio::time::Instant>,
+    stop: CancellationToken,
+) -> usize {
     let client = reqwest::Client::new();
     let models = [
         "auto",
@@ -132,13 +157,10 @@ pub async fn traffic(
         "What is the capital of Australia?",
         "Refactor this JavaScript to use async/await: fetch(url).then(r => r.json())",
     ];
-    let started = tokio::time::Instant::now();
-    let gap = duration
-        .checked_div(max_requests.max(1) as u32)
-        .unwrap_or(Duration::from_millis(100));
     let mut sent = 0;
     for i in 0..max_requests {
-        if stop.is_cancelled() || started.elapsed() > duration {
+        let late = deadline.is_some_and(|d| tokio::time::Instant::now() > d);
+        if stop.is_cancelled() || late {
             break;
         }
         let key = match i % 8 {

@@ -3,7 +3,6 @@
 //! when it skips PostgreSQL): rows, rollups and paging, an outage spilled to disk and
 //! replayed exactly once, and one row per answered call across a shutdown under load.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -306,7 +305,9 @@ async fn one_row_per_answered_call_across_a_shutdown_on_every_backend() {
         })
         .await;
         let gw = TestGateway::start(&priced(&mock, &url)).await;
-        let done = Arc::new(AtomicI64::new(0));
+        // Counts the calls that have finished, for the test to wait on.
+        let (done, mut finished) = tokio::sync::watch::channel(0);
+        let done = Arc::new(done);
         let mut tasks = Vec::new();
         for i in 0..60 {
             let (client, target, done) = (
@@ -324,13 +325,12 @@ async fn one_row_per_answered_call_across_a_shutdown_on_every_backend() {
                     Ok(r) if r.status() == 200 => r.bytes().await.is_ok() as i64,
                     _ => 0,
                 };
-                done.fetch_add(1, Ordering::SeqCst);
+                done.send_modify(|n| *n += 1);
                 answered
             }));
         }
-        while done.load(Ordering::SeqCst) < 10 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        // Shut down once some calls have finished and others are still in flight.
+        finished.wait_for(|n| *n >= 10).await.unwrap();
         gw.shutdown().await.unwrap();
         let mut answered = 0;
         for t in tasks {
@@ -383,15 +383,12 @@ async fn a_client_disconnect_is_billed_for_what_was_sent() {
         got += 1;
     }
     drop(resp);
-    let billing = gw.state.billing.connected().unwrap();
-    let mut rows = Vec::new();
-    for _ in 0..500 {
-        rows = billing.ledger.calls(&everything(), 10, None).await.unwrap();
-        if !rows.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let ledger = &gw.state.billing.connected().unwrap().ledger;
+    let rows = once_written(&gw, "the disconnected call", || async {
+        let rows = ledger.calls(&everything(), 10, None).await.unwrap();
+        (!rows.is_empty()).then_some(rows)
+    })
+    .await;
     let row = &rows[0].1;
     assert_eq!((row.status, row.estimated.any()), (499, true), "{row:?}");
     assert_eq!(row.error_type.as_deref(), Some("client_closed"));

@@ -827,19 +827,16 @@ async fn golden_matrix_header_body_and_ledger_agree_with_the_rule() {
 
 /// The ledger row of request `id`, once written.
 async fn row_of(gw: &TestGateway, id: &str) -> Value {
-    for _ in 0..500 {
+    once_written(gw, id, || async {
         let calls = gw.get_json("/v1/spend/calls?limit=1000", MASTER).await;
-        if let Some(row) = calls["calls"]
+        calls["calls"]
             .as_array()
             .unwrap()
             .iter()
             .find(|r| r["request_id"] == id)
-        {
-            return row.clone();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    panic!("no ledger row for {id}");
+            .cloned()
+    })
+    .await
 }
 
 /// A first backend that fails before its first byte is not charged: the call's one row

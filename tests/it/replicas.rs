@@ -4,10 +4,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use bazaar::billing::ledger::{Filter, GroupBy, Ledger};
 use serde_json::json;
+
+use crate::common::ServeProcess;
 
 struct Proc(Child);
 
@@ -19,14 +20,6 @@ impl Drop for Proc {
             .status();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,16 +54,12 @@ async fn three_replicas_share_limits_and_ledger() {
     std::fs::create_dir_all(&dir).unwrap();
     // Each call costs exactly 5 output tokens at $1/M = 5,000 nano-dollars; the budget fits 40.
     let mut gateways = Vec::new();
-    let mut urls = Vec::new();
     for i in 0..3 {
-        let port = free_port();
         let config = dir.join(format!("r{i}.toml"));
         std::fs::write(
             &config,
             format!(
                 r#"
-                [server]
-                listen = "127.0.0.1:{port}"
                 [state]
                 redis = "{redis}"
                 [ledger]
@@ -92,33 +81,13 @@ async fn three_replicas_share_limits_and_ledger() {
             ),
         )
         .unwrap();
-        let child = Command::new(bin)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("BAZAAR_LOG", "warn")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        gateways.push(Proc(child));
-        urls.push(format!("http://127.0.0.1:{port}"));
+        gateways.push(ServeProcess::start(&config));
     }
+    let urls: Vec<String> = gateways.iter().map(|g| g.url("")).collect();
     let client = reqwest::Client::new();
     for url in &urls {
-        let mut ready = false;
-        for _ in 0..400 {
-            if client
-                .get(format!("{url}/readyz"))
-                .send()
-                .await
-                .map(|r| r.status() == 200)
-                .unwrap_or(false)
-            {
-                ready = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        assert!(ready, "{url} never became ready");
+        let ready = client.get(format!("{url}/readyz")).send().await.unwrap();
+        assert_eq!(ready.status(), 200, "{url} is not ready");
     }
 
     let mut tasks = Vec::new();

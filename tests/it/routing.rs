@@ -49,31 +49,60 @@ async fn backend_of(gw: &TestGateway, body: serde_json::Value) -> String {
         .to_string()
 }
 
+/// Teaches the router that `provider`/`model` answers in `latency`: enough samples that
+/// the moving average is the seeded value, whatever real calls measured before.
+fn seed_latency(gw: &TestGateway, provider: &str, model: &str, latency: Duration) {
+    use bazaar::router::breaker::BreakerSettings;
+    use bazaar::router::stats::Outcome;
+    let stats = gw.state.router.stats.backend(provider, model);
+    for _ in 0..100 {
+        let outcome = Outcome::Success {
+            ttft: latency,
+            total: latency,
+            output_tokens: None,
+        };
+        stats.record(
+            outcome,
+            None,
+            tokio::time::Instant::now(),
+            &BreakerSettings::default(),
+        );
+    }
+}
+
 #[tokio::test]
 async fn fastest_policy_learns_which_backend_is_faster() {
-    let a = MockUpstream::with_spec(SimSpec {
-        ttft: Duration::from_millis(2),
-        ..Default::default()
-    })
-    .await;
+    let a = MockUpstream::start().await;
+    // The slow backend's measured latency is at least its delay, however loaded the
+    // machine; the fast one is known to answer in a millisecond.
     let b = MockUpstream::with_spec(SimSpec {
-        ttft: Duration::from_millis(60),
+        ttft: Duration::from_secs(1),
         ..Default::default()
     })
     .await;
     let gw = TestGateway::start(&two_backends(&a, &b, "")).await;
+    seed_latency(&gw, "a", "m", Duration::from_millis(1));
     let mut to_a = 0;
     for _ in 0..30 {
         if backend_of(&gw, chat("fast")).await == "a/m" {
             to_a += 1;
         }
     }
-    // Both get measured early on; after that the fast one takes the traffic.
-    assert!(to_a >= 26, "a got {to_a} of 30");
-    assert!(
-        !b.received().is_empty(),
-        "the slower backend was measured at least once"
+    // The unmeasured backend is assumed as fast as the best one, so it is tried (once);
+    // after its measurement the fast one takes the traffic.
+    assert_eq!(
+        b.received().len(),
+        1,
+        "the slower backend was measured once"
     );
+    assert_eq!(to_a, 29, "a got {to_a} of 30");
+    let learned = gw
+        .state
+        .router
+        .stats
+        .backend("b", "m")
+        .snapshot(tokio::time::Instant::now());
+    assert!(learned.ttft_ms.unwrap() >= 1000.0, "{learned:?}");
 }
 
 #[tokio::test]
@@ -262,21 +291,9 @@ async fn bad_routing_controls_are_clear_errors() {
 /// and `premium` (expensive, best quality), with prices and facts set in config.
 async fn three_priced() -> (Vec<MockUpstream>, TestGateway) {
     let mocks = vec![
-        MockUpstream::with_spec(SimSpec {
-            ttft: Duration::from_millis(30),
-            ..Default::default()
-        })
-        .await,
-        MockUpstream::with_spec(SimSpec {
-            ttft: Duration::from_millis(1),
-            ..Default::default()
-        })
-        .await,
-        MockUpstream::with_spec(SimSpec {
-            ttft: Duration::from_millis(15),
-            ..Default::default()
-        })
-        .await,
+        MockUpstream::start().await,
+        MockUpstream::start().await,
+        MockUpstream::start().await,
     ];
     let toml = format!(
         r#"
@@ -325,11 +342,17 @@ async fn three_priced() -> (Vec<MockUpstream>, TestGateway) {
     (mocks, gw)
 }
 
+/// `n` calls of `body`, counted by the backend that served each, after pinning the
+/// backends' latencies (medium fastest, then large, then small) so that no decision
+/// rests on how fast the mocks happened to answer.
 async fn split(
     gw: &TestGateway,
     body: serde_json::Value,
     n: usize,
 ) -> std::collections::BTreeMap<String, usize> {
+    seed_latency(gw, "cheap", "small", Duration::from_secs(30));
+    seed_latency(gw, "mid", "medium", Duration::from_millis(1));
+    seed_latency(gw, "premium", "large", Duration::from_secs(15));
     let mut counts = std::collections::BTreeMap::new();
     for _ in 0..n {
         *counts
@@ -390,7 +413,7 @@ async fn each_policy_produces_its_traffic_split() {
     let mut floor = with_policy("cheapest-above-quality");
     floor["bazaar"]["quality_floor"] = json!((small + medium) / 2.0);
     assert_eq!(split(&gw, floor, 10).await, all("mid/medium"));
-    // Every backend has been measured by now; the fastest takes the traffic.
+    // The fastest backend takes the traffic.
     assert_eq!(
         split(&gw, with_policy("fastest"), 10).await,
         all("mid/medium")

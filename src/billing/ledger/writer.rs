@@ -43,6 +43,8 @@ pub struct LedgerSink {
     spill: Arc<Spill>,
     /// Rows handed over (queued or spilled).
     pub recorded: Arc<AtomicU64>,
+    /// Rows inserted into the database since start (by batch or by replay).
+    written: tokio::sync::watch::Receiver<u64>,
 }
 
 /// Rows waiting for the writer. The writer swaps the whole vector out, so the lock is
@@ -227,6 +229,15 @@ impl LedgerSink {
     pub fn spilled(&self) -> u64 {
         self.spill.rows.load(Ordering::Relaxed)
     }
+
+    /// Waits until at least `n` rows have been inserted into the database since start
+    /// (written in a batch or replayed from the spill file); returns how many have. Ends
+    /// early, with the count so far, when the writer has stopped.
+    pub async fn written(&self, n: u64) -> u64 {
+        let mut written = self.written.clone();
+        let reached = written.wait_for(|w| *w >= n).await.map(|w| *w);
+        reached.unwrap_or_else(|_| *written.borrow())
+    }
 }
 
 /// Starts the writer task; it stops (after flushing) once `stop` is cancelled.
@@ -246,10 +257,12 @@ pub fn start(
         wake_at: settings.batch.clamp(1, capacity),
     });
     let spill = Arc::new(Spill::new(settings.spill_file.clone()));
+    let (written, written_rx) = tokio::sync::watch::channel(0);
     let sink = LedgerSink {
         queue: queue.clone(),
         spill: spill.clone(),
         recorded: Arc::new(AtomicU64::new(0)),
+        written: written_rx,
     };
     let writer = Writer {
         ledger,
@@ -257,6 +270,7 @@ pub fn start(
         settings,
         degraded: false,
         batch: Vec::new(),
+        written,
     };
     (sink, writer.run(queue, stop))
 }
@@ -319,6 +333,8 @@ struct Writer {
     /// The database failed: batches go straight to the spill file until a replay succeeds.
     degraded: bool,
     batch: Vec<LedgerRow>,
+    /// Rows inserted into the database, for `LedgerSink::written`.
+    written: tokio::sync::watch::Sender<u64>,
 }
 
 impl Writer {
@@ -387,6 +403,8 @@ impl Writer {
                 match result {
                     Ok(()) => {
                         tracing::debug!(rows = self.batch.len(), "Ledger batch written.");
+                        let rows = self.batch.len() as u64;
+                        self.written.send_modify(|w| *w += rows);
                         self.batch.clear();
                         return;
                     }
@@ -420,6 +438,7 @@ impl Writer {
             Ok(rows) => {
                 if rows > 0 {
                     tracing::info!(rows, "Spilled ledger rows replayed.");
+                    self.written.send_modify(|w| *w += rows);
                 }
                 if self.degraded {
                     tracing::info!("Ledger database answers again; writing batches to it.");

@@ -2,6 +2,7 @@
 //! 127.0.0.1:0; `MockUpstream` plays the providers.
 
 pub mod mock;
+pub mod process;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use bazaar::config::Config;
 use bazaar::{AppState, Runtime};
 pub use mock::{fixture_text, MockUpstream, Received, Step};
+pub use process::ServeProcess;
 
 /// The gateway key every test config declares.
 pub const KEY: &str = "bzr-test-key";
@@ -197,4 +199,25 @@ pub fn test_service(var: &str, test: &str) -> Option<String> {
     );
     eprintln!("SKIPPED {test}: {var} is not set (scripts/services.sh starts it)");
     None
+}
+
+/// Runs `find` until it returns something, waiting for the ledger writer to insert
+/// another row between tries, so a test reads the ledger once per batch written rather
+/// than on a timer; fails when no row is written for 10 s.
+pub async fn once_written<T, F>(gw: &TestGateway, what: &str, mut find: impl FnMut() -> F) -> T
+where
+    F: std::future::Future<Output = Option<T>>,
+{
+    let sink = &gw.state.billing.connected().unwrap().sink;
+    loop {
+        // Read the count first: a row written after it wakes the wait below.
+        let written = sink.written(0).await;
+        if let Some(found) = find().await {
+            return found;
+        }
+        let more = sink.written(written + 1);
+        tokio::time::timeout(std::time::Duration::from_secs(10), more)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: not in the ledger, and no row written for 10 s"));
+    }
 }
