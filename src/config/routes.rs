@@ -22,7 +22,8 @@ pub enum Policy {
     Fastest,
     /// Highest quality prior for the request's task; ties by cost.
     Quality,
-    /// Highest weighted utility of quality, cost and latency, each normalised over the candidates.
+    /// Highest weighted utility of quality (points), cost (USD per 1,000 calls) and latency
+    /// (seconds), in absolute units.
     Balanced,
     /// The cheapest candidate whose quality for the task clears the route's floor.
     CheapestAboveQuality,
@@ -69,11 +70,16 @@ impl FromStr for Policy {
     }
 }
 
-/// Weights of the `balanced` utility; only their ratios matter.
+/// Weights of the `balanced` utility, in absolute units: what one unit of each term is
+/// worth. The defaults make one quality point (0–100 scale) worth $1 per 1,000 calls and
+/// two seconds of expected latency worth one point.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Weights {
+    /// Per USD of expected cost per 1,000 calls like this one.
     pub cost: f64,
+    /// Per second of expected latency.
     pub latency: f64,
+    /// Per point of predicted quality (0–100).
     pub quality: f64,
 }
 

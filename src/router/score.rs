@@ -42,31 +42,21 @@ pub fn dominates(policy: Policy, a: &Terms, b: &Terms) -> bool {
     terms.iter().all(|(x, y)| x <= y) && terms.iter().any(|(x, y)| x < y)
 }
 
-/// The balanced utility of each candidate: quality minus cost minus latency, each
-/// min–max normalised over `all` and weighted. Unknown costs count as the worst.
+/// Nano-dollars per call in the `balanced` utility's cost unit, dollars per 1,000 calls.
+const NANOS_PER_USD_PER_1K_CALLS: f64 = 1e6;
+
+/// The balanced utility of each candidate, in absolute units, so the size of a gap
+/// counts: `w.quality × quality (0–100 points) − w.cost × expected cost (USD per 1,000
+/// such calls) − w.latency × expected latency (seconds)`. A candidate's utility depends
+/// on its own terms only, except that an unknown cost counts as the highest known cost
+/// in `all` (0 when none is known).
 pub fn utilities(all: &[Terms], w: &Weights) -> Vec<f64> {
-    let norm = |values: Vec<f64>| -> Vec<f64> {
-        let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-        let min = finite.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        values
-            .into_iter()
-            .map(|v| {
-                if !v.is_finite() {
-                    1.0
-                } else if max > min {
-                    (v - min) / (max - min)
-                } else {
-                    0.0
-                }
-            })
-            .collect()
-    };
-    let cost = norm(all.iter().map(Terms::cost).collect());
-    let latency = norm(all.iter().map(|t| t.latency_ms).collect());
-    let quality = norm(all.iter().map(|t| t.quality).collect());
-    (0..all.len())
-        .map(|i| w.quality * quality[i] - w.cost * cost[i] - w.latency * latency[i])
+    let worst = all.iter().filter_map(|t| t.cost_nanos).max().unwrap_or(0);
+    all.iter()
+        .map(|t| {
+            let cost = t.cost_nanos.unwrap_or(worst) as f64 / NANOS_PER_USD_PER_1K_CALLS;
+            w.quality * t.quality - w.cost * cost - w.latency * t.latency_ms / 1000.0
+        })
         .collect()
 }
 
@@ -257,6 +247,87 @@ mod tests {
                 quality,
                 in_flight,
             })
+    }
+
+    /// The chance (over the power-of-two draw) that `order` puts candidate `i` first
+    /// under `balanced`: every pair of draws is enumerated.
+    fn chance_first(all: &[Terms], w: &Weights, i: usize) -> f64 {
+        let mut n = 0;
+        let first = order(Policy::Balanced, all, w, None, |k| {
+            n = k;
+            0
+        })[0];
+        if n == 0 {
+            return if first == i { 1.0 } else { 0.0 };
+        }
+        let mut hits = 0;
+        for a in 0..n {
+            for b in 0..n {
+                let mut draws = [a, b].into_iter();
+                let pick = order(Policy::Balanced, all, w, None, |_| {
+                    draws.next().unwrap_or(0)
+                })[0];
+                hits += usize::from(pick == i);
+            }
+        }
+        hits as f64 / (n * n) as f64
+    }
+
+    #[test]
+    fn balanced_weighs_gaps_in_absolute_units() {
+        // $0.002 a call ($2 per 1,000 calls) dearer; 1.5 s slower.
+        let cheap = t(1_000_000, 1000.0, 70.0);
+        let w = Weights::default();
+        // A 2-point gap is worth less than $2 per 1,000 calls and 0.75 points of latency.
+        let dear = t(3_000_000, 2500.0, 72.0);
+        assert_eq!(
+            order(Policy::Balanced, &[cheap, dear], &w, None, |_| 0)[0],
+            0
+        );
+        // A 20-point gap is worth it.
+        let better = t(3_000_000, 2500.0, 90.0);
+        assert_eq!(
+            order(Policy::Balanced, &[cheap, better], &w, None, |_| 0)[0],
+            1
+        );
+        let u = utilities(&[cheap, better], &w);
+        assert!((u[0] - (70.0 - 1.0 - 0.5)).abs() < 1e-9, "{u:?}");
+        assert!((u[1] - (90.0 - 3.0 - 1.25)).abs() < 1e-9, "{u:?}");
+    }
+
+    proptest! {
+        /// Doubling a candidate's price never raises its chance of being picked.
+        #[test]
+        fn doubling_a_price_never_raises_the_chance_of_being_picked(
+            all in proptest::collection::vec(terms(), 1..7),
+            pick in any::<proptest::sample::Index>(),
+            cost in 0.0f64..5.0, latency in 0.0f64..5.0, quality in 0.0f64..5.0,
+        ) {
+            prop_assume!(cost + latency + quality > 0.0);
+            let w = Weights { cost, latency, quality };
+            let i = pick.index(all.len());
+            let mut dearer = all.clone();
+            dearer[i].cost_nanos = all[i].cost_nanos.map(|c| c.saturating_mul(2));
+            prop_assert!(chance_first(&dearer, &w, i) <= chance_first(&all, &w, i));
+        }
+
+        /// With cost and latency fixed, a quality gap flips `balanced` to the dearer
+        /// candidate exactly when it outweighs the cost and latency gaps.
+        #[test]
+        fn a_bigger_quality_gap_can_flip_the_choice(
+            cost_gap in 1_000u64..10_000_000,
+            latency_gap in 0.0f64..3000.0,
+            q in 10.0f64..40.0,
+        ) {
+            let w = Weights::default();
+            let cheap = t(1_000, 500.0, q);
+            let price = w.cost * cost_gap as f64 / 1e6 + w.latency * latency_gap / 1000.0;
+            let dear = |gap: f64| t(1_000 + cost_gap, 500.0 + latency_gap, q + gap);
+            let small = price * 0.5;
+            let big = price * 1.5 + 1.0;
+            prop_assert_eq!(order(Policy::Balanced, &[cheap, dear(small)], &w, None, |_| 0)[0], 0);
+            prop_assert_eq!(order(Policy::Balanced, &[cheap, dear(big)], &w, None, |_| 0)[0], 1);
+        }
     }
 
     proptest! {

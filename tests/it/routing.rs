@@ -382,11 +382,18 @@ async fn each_policy_produces_its_traffic_split() {
         split(&gw, with_policy("quality"), 10).await,
         all("premium/large")
     );
-    // Balanced with default weights: medium is nearly as good as large at a quarter of the price.
+    // Balanced weighs absolute units: with the default weights a quality point is worth
+    // $1 per 1,000 calls, and this 3-token prompt costs fractions of a cent per 1,000
+    // calls anywhere, so the 25-point quality gap decides.
     assert_eq!(
         split(&gw, with_policy("balanced"), 10).await,
-        all("mid/medium")
+        all("premium/large")
     );
+    // Valued at $1,000 per 1,000 calls a point, large's $0.05 per 1,000 calls over medium
+    // outweighs its 25 points; medium's $0.005 over small does not.
+    let mut thrifty = with_policy("balanced");
+    thrifty["bazaar"]["weights"] = json!({"quality": 1, "cost": 1000});
+    assert_eq!(split(&gw, thrifty, 10).await, all("mid/medium"));
     // Per-request weights: quality alone picks large.
     let mut picky = with_policy("balanced");
     picky["bazaar"]["weights"] = json!({"quality": 1});
