@@ -162,6 +162,9 @@ fn main() -> ExitCode {
                     cfg.models.len(),
                     cfg.keys.len()
                 );
+                for (route, reason) in bazaar::router::unservable_routes(&cfg) {
+                    println!("warning: route `{route}` cannot serve a plain request: {reason}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -334,7 +337,7 @@ fn run_sim(listen: &str, spec: bazaar::demo::sim::SimSpec) -> anyhow::Result<()>
 fn run_keys(command: KeysCommand, config: Option<PathBuf>) -> anyhow::Result<String> {
     use bazaar::billing::keys::{self, NewKey};
     let config = match &config {
-        Some(p) => Config::load(p, &process_env)?,
+        Some(p) => Config::load_offline(p, &process_env)?,
         None => Config::resolve(&Config::embedded_default(&process_env), &process_env)?,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -400,7 +403,7 @@ fn run_catalog(command: CatalogCommand) -> anyhow::Result<String> {
     match command {
         CatalogCommand::Show { model, config } => {
             let catalog = match config {
-                Some(path) => Config::load(&path, &process_env)?.catalog,
+                Some(path) => Config::load_offline(&path, &process_env)?.catalog,
                 None => std::sync::Arc::new(bazaar::catalog::builtin::builtin().clone()),
             };
             bazaar::catalog::show(&catalog, model.as_deref()).map_err(anyhow::Error::msg)

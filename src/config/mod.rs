@@ -55,6 +55,9 @@ pub struct Config {
     pub redis: Option<String>,
 }
 
+/// What stands in for a provider secret that an offline command does not need.
+const OFFLINE_SECRET: &str = "unset-offline";
+
 /// Reads the process environment; the one place that does.
 #[allow(clippy::disallowed_methods)]
 pub fn process_env(name: &str) -> Option<String> {
@@ -75,26 +78,55 @@ impl Config {
 
     /// Reads and resolves the file at `path`.
     pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let mut config = Config::load_unrebased(path, env)?;
-        config.rebase_paths(
-            path.parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new(".")),
-        );
+        let mut config = Config::resolve(&Config::read_raw(path)?, env)?;
+        config.rebase_paths(Config::dir_of(path));
         Ok(config)
     }
 
-    fn load_unrebased(
+    /// Reads the file at `path` for a command that never calls a provider (`keys`,
+    /// `catalog show`, `router eval`): a provider key or header that names an unset
+    /// environment variable is not a problem there, so those commands run without the
+    /// providers' secrets. Everything else is checked as for `serve`.
+    pub fn load_offline(
         path: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
+        let mut raw = Config::read_raw(path)?;
+        for provider in raw.providers.values_mut() {
+            let values = provider
+                .api_key
+                .iter_mut()
+                .chain(provider.headers.values_mut());
+            for value in values {
+                if value
+                    .strip_prefix("env:")
+                    .is_some_and(|var| !var.is_empty() && env(var).is_none_or(|v| v.is_empty()))
+                {
+                    *value = OFFLINE_SECRET.to_string();
+                }
+            }
+        }
+        let mut config = Config::resolve(&raw, env)?;
+        config.rebase_paths(Config::dir_of(path));
+        Ok(config)
+    }
+
+    fn dir_of(path: &Path) -> &Path {
+        path.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+    }
+
+    fn read_raw(path: &Path) -> Result<RawConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             problems: vec![ConfigProblem {
                 path: path.display().to_string(),
                 message: format!("cannot read the file: {e}"),
             }],
         })?;
-        Config::from_toml(&text, env)
+        toml::from_str(&text).map_err(|e| ConfigError {
+            problems: vec![toml_problem(&e)],
+        })
     }
 
     /// The embedded default: every preset whose key is in the environment, the

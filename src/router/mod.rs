@@ -19,3 +19,33 @@ pub mod stats;
 
 pub use candidates::Candidate;
 pub use plan::{build_plan, CallShape, RoutePlan, RouterState};
+
+use crate::config::Config;
+
+/// The routes that cannot serve a plain one-line chat request as `config` stands —
+/// every candidate filtered out by the route's floor, tiers or models — each with the
+/// router's reason. `bazaar check` warns about them: such a route fails every call.
+pub fn unservable_routes(config: &Config) -> Vec<(String, String)> {
+    let state = RouterState::default();
+    let plain = |model| CallShape {
+        model,
+        needs: Default::default(),
+        prompt_tokens: 8,
+        max_tokens: None,
+        prompt_head: "Hello, how are you?",
+        user: None,
+    };
+    config
+        .routes
+        .keys()
+        .filter(|name| config.route(name).is_some())
+        .filter_map(|name| {
+            let call = plain(name.as_str());
+            let caller = filter::CallerLimits::default();
+            let now = tokio::time::Instant::now();
+            build_plan(config, &state, &call, &Default::default(), &caller, now)
+                .err()
+                .map(|e| (name.clone(), e.to_string()))
+        })
+        .collect()
+}

@@ -418,3 +418,98 @@ fn issue_14_serve_without_provider_keys_says_so_at_start() {
         "{notice}"
     );
 }
+
+#[test]
+fn issue_14_keys_commands_run_without_provider_secrets() {
+    let dir = std::env::temp_dir().join(format!("bazaar-it-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("bazaar.toml");
+    std::fs::write(
+        &config,
+        r#"
+[ledger]
+url = "sqlite://keys.sqlite"
+
+[providers.openai]
+api_key = "env:OPENAI_API_KEY"
+models = ["gpt-4o-mini"]
+
+[providers.anthropic]
+api_key = "env:ANTHROPIC_API_KEY"
+headers = { "x-extra" = "env:EXTRA_HEADER" }
+models = ["claude-haiku-4-5"]
+"#,
+    )
+    .unwrap();
+    let bazaar = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_bazaar"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env_clear()
+            .output()
+            .unwrap()
+    };
+    let created = bazaar(&["keys", "create", "--name", "ci"]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let listed = bazaar(&["keys", "list"]);
+    let out = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(out.contains("\"name\":\"ci\""), "{out}");
+    let shown = bazaar(&["catalog", "show", "gpt-4o-mini"]);
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    // `check` and `serve` still need the secrets: they are what would call the providers.
+    let checked = bazaar(&["check"]);
+    let report = String::from_utf8_lossy(&checked.stdout).to_string()
+        + &String::from_utf8_lossy(&checked.stderr);
+    assert!(!checked.status.success(), "{report}");
+    assert!(report.contains("OPENAI_API_KEY is not set"), "{report}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn issue_14_check_warns_about_a_route_with_no_candidate() {
+    let dir = std::env::temp_dir().join(format!("bazaar-it-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("bazaar.toml");
+    let write = |tier: &str| {
+        let text = format!(
+            "[providers.local]\nbase_url = \"http://127.0.0.1:9/v1\"\ntier = \"local\"\n\
+             models = [\"qwen3-8b\"]\n\n[routes.picky]\ntiers = [\"{tier}\"]\n"
+        );
+        std::fs::write(&config, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_bazaar"))
+            .args(["check", "--config"])
+            .arg(&config)
+            .env_clear()
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let picky = write("frontier");
+    assert!(
+        picky.contains("warning: route `picky` cannot serve a plain request")
+            && picky.contains("tier local not allowed by route"),
+        "{picky}"
+    );
+    let fine = write("local");
+    assert!(!fine.contains("warning"), "{fine}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -155,7 +155,7 @@ pub fn run(command: RouterCommand) -> Result<String, String> {
             fit,
         } => {
             let outcomes = read_rows(&data)?;
-            let cfg = Config::load(&config, &process_env)
+            let cfg = Config::load_offline(&config, &process_env)
                 .map_err(|e| format!("{}: {e}", config.display()))?;
             let fixed = match weights {
                 Some(path) => {
