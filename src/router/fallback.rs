@@ -411,8 +411,21 @@ where
             }
         }
     }
-    let error =
-        client_error(failures.iter().map(|(_, e)| e)).unwrap_or_else(|| ApiError::Unavailable {
+    let error = match client_error(failures.iter().map(|(_, e)| e)) {
+        // Rate-limited everywhere it went: the soonest release counts the backends the
+        // plan left out for an earlier Retry-After too.
+        Some(ApiError::RateLimited {
+            message,
+            retry_after,
+        }) => ApiError::RateLimited {
+            message,
+            retry_after: retry_after
+                .into_iter()
+                .chain(plan.soonest_rate_limit_release())
+                .min(),
+        },
+        Some(error) => error,
+        None => ApiError::Unavailable {
             message: if skipped_open > 0 {
                 format!(
                     "every backend for `{}` has an open circuit; try again shortly",
@@ -422,7 +435,8 @@ where
                 format!("no backend answered `{}` before the deadline", plan.route)
             },
             retry_after: Some(Duration::from_secs(1)),
-        });
+        },
+    };
     Err(Exhausted { error, failures })
 }
 

@@ -31,6 +31,22 @@ pub struct CallShape<'a> {
     pub user: Option<&'a str>,
 }
 
+impl RoutePlan {
+    /// How soon the first backend this plan left out for an upstream's rate limit
+    /// (an earlier `Retry-After`) may be tried again; `None` when none was.
+    pub fn soonest_rate_limit_release(&self) -> Option<Duration> {
+        self.rejected
+            .iter()
+            .filter_map(|r| match r.reason {
+                FilterReason::RateLimited { retry_in_ms } => {
+                    Some(Duration::from_millis(retry_in_ms))
+                }
+                _ => None,
+            })
+            .min()
+    }
+}
+
 /// A survivor with its score terms.
 #[derive(Debug, Clone)]
 pub struct Scored {
@@ -408,6 +424,17 @@ fn no_candidate(model: &str, rejected: &[Rejected], config: &Config) -> ApiError
             })
             .min()
             .map(Duration::from_millis);
+        // Every backend held back by an upstream's rate limit: the client is rate-limited
+        // too, and its SDK backs off on the 429's Retry-After.
+        if rejected
+            .iter()
+            .all(|r| matches!(r.reason, FilterReason::RateLimited { .. }))
+        {
+            return ApiError::RateLimited {
+                message,
+                retry_after: retry,
+            };
+        }
         return ApiError::Unavailable {
             message,
             retry_after: retry,

@@ -152,3 +152,51 @@ async fn issue_13_key_tiers_hold_on_embeddings_too() {
         "a backend of a forbidden tier was called"
     );
 }
+
+/// Two local providers `a` and `b` serving model `m`, and the test key.
+fn two_backends(a: &MockUpstream, b: &MockUpstream) -> String {
+    allow_list_config(a, b, "[]", "[]").replace("id = \"other\"", "id = \"cheap\"")
+        + &format!("[[keys]]\nname = \"app\"\nkey = \"{KEY}\"\n")
+}
+
+fn rate_limited(retry_after_secs: u32) -> Step {
+    Step::Raw {
+        status: 429,
+        headers: vec![("retry-after".into(), retry_after_secs.to_string())],
+        body: json!({"error": {"message": "slow down", "type": "rate_limit_error"}}).to_string(),
+    }
+}
+
+fn retry_after(resp: &reqwest::Response) -> u64 {
+    resp.headers()
+        .get("retry-after")
+        .unwrap_or_else(|| panic!("no Retry-After on {}", resp.status()))
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Issue 13, item 8: when every backend is rate-limited, the client is told so (429, in
+/// OpenAI's shape) with the soonest moment one frees up, both when the upstreams answer
+/// 429 now and when their earlier Retry-After still holds them back.
+#[tokio::test]
+async fn issue_13_every_backend_rate_limited_is_a_429_with_the_soonest_retry_after() {
+    let a = MockUpstream::start().await;
+    let b = MockUpstream::start().await;
+    let gw = TestGateway::start(&two_backends(&a, &b)).await;
+    a.script([rate_limited(40)]);
+    b.script([rate_limited(30)]);
+    let resp = gw.post("/v1/chat/completions", chat("cheap")).await;
+    assert_eq!(retry_after(&resp), 30);
+    let e = expect_error(resp, 429).await;
+    assert_eq!(e["type"], "rate_limit_error", "{e}");
+    assert_eq!((a.received().len(), b.received().len()), (1, 1));
+
+    // Both held back now: refused without calling either, soonest release first.
+    let resp = gw.post("/v1/chat/completions", chat("cheap")).await;
+    let after = retry_after(&resp);
+    assert!((28..=30).contains(&after), "Retry-After {after}");
+    expect_error(resp, 429).await;
+    assert_eq!((a.received().len(), b.received().len()), (1, 1));
+}
