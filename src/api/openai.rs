@@ -15,6 +15,42 @@ use super::error::ApiError;
 /// Fields the gateway consumes itself and never forwards upstream.
 pub const GATEWAY_FIELDS: &[&str] = &["bazaar", "models", "provider"];
 
+/// The deepest a request body's JSON may nest (objects and arrays). Fields the gateway
+/// does not read are forwarded as raw text, which no parser here recurses into; this
+/// bound keeps a value nested a million deep from reaching an upstream's parser.
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// 400 when `text` nests objects and arrays deeper than `MAX_JSON_DEPTH`. A linear scan
+/// of the bytes, outside strings; it does not validate the JSON (the parser does).
+fn check_depth(text: &str) -> Result<(), ApiError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for b in text.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(ApiError::bad_request(format!(
+                        "The request body nests JSON deeper than {MAX_JSON_DEPTH} levels."
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// A JSON object's top-level fields, in the client's order, values left as raw JSON.
 #[derive(Debug, Clone, Default)]
 pub struct RawObject {
@@ -31,6 +67,7 @@ impl RawObject {
                 "The request body is empty; expected a JSON object.",
             ));
         }
+        check_depth(text)?;
         serde_json::from_str::<RawObject>(text).map_err(|e| {
             ApiError::bad_request(format!("The request body is not a valid JSON object: {e}."))
         })
@@ -484,6 +521,23 @@ fn text_input_chars(raw: &RawValue, field: &str) -> Result<usize, ApiError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn nesting_past_the_limit_is_a_400_and_brackets_in_strings_do_not_count() {
+        let nested =
+            |n: usize| format!(r#"{{"model":"m","x":{}{}}}"#, "[".repeat(n), "]".repeat(n));
+        // The body's own object is one level.
+        assert!(RawObject::parse(nested(MAX_JSON_DEPTH - 1).as_bytes()).is_ok());
+        let e = RawObject::parse(nested(MAX_JSON_DEPTH).as_bytes()).unwrap_err();
+        assert_eq!(e.status(), http::StatusCode::BAD_REQUEST);
+        assert!(RawObject::parse(nested(1_000_000).as_bytes()).is_err());
+        let quoted = format!(
+            r#"{{"model":"m","x":"{}\"{}"}}"#,
+            "[".repeat(500),
+            "{".repeat(500)
+        );
+        assert!(RawObject::parse(quoted.as_bytes()).is_ok());
+    }
 
     fn rewrite(body: &str, model: &str) -> String {
         let obj = RawObject::parse(body.as_bytes()).unwrap();

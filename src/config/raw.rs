@@ -253,6 +253,9 @@ pub struct RawServer {
     /// Admin key: may call every endpoint, and the admin API.
     #[serde(default)]
     pub master_key: Option<String>,
+    /// When set, `GET /metrics` needs it (or the master key) as a Bearer key.
+    #[serde(default)]
+    pub metrics_key: Option<String>,
     /// How long in-flight calls may take to finish after SIGTERM.
     #[serde(default = "default_drain")]
     pub drain_timeout: String,
@@ -278,6 +281,7 @@ impl Default for RawServer {
             listen: default_listen(),
             max_body_bytes: default_max_body_bytes(),
             master_key: None,
+            metrics_key: None,
             drain_timeout: default_drain(),
             shutdown_grace: default_grace(),
             header_read_timeout: default_header_read_timeout(),

@@ -14,6 +14,8 @@ pub struct ServerConfig {
     pub listen: String,
     pub max_body_bytes: usize,
     pub master_key: Option<KeyHash>,
+    /// The key `GET /metrics` asks for (the master key also serves); `None`: open.
+    pub metrics_key: Option<KeyHash>,
     pub drain_timeout: Duration,
     /// Unready but still accepting, before the drain starts.
     pub shutdown_grace: Duration,
@@ -34,6 +36,12 @@ pub(super) fn resolve(
     let master_key = raw.master_key.as_deref().and_then(|v| {
         secret::resolve(v, env)
             .map_err(|m| problems.add("server.master_key", m))
+            .ok()
+            .map(|s| s.hash())
+    });
+    let metrics_key = raw.metrics_key.as_deref().and_then(|v| {
+        secret::resolve(v, env)
+            .map_err(|m| problems.add("server.metrics_key", m))
             .ok()
             .map(|s| s.hash())
     });
@@ -71,6 +79,7 @@ pub(super) fn resolve(
         listen: raw.listen.clone(),
         max_body_bytes: raw.max_body_bytes,
         master_key,
+        metrics_key,
         drain_timeout,
         shutdown_grace,
         header_read_timeout,
@@ -137,6 +146,7 @@ mod tests {
             listen: "nowhere".into(),
             max_body_bytes: 10,
             master_key: Some("env:UNSET".into()),
+            metrics_key: Some("env:UNSET_TOO".into()),
             shutdown_grace: "later".into(),
             drain_timeout: "0s".into(),
             header_read_timeout: "soon".into(),
@@ -149,6 +159,7 @@ mod tests {
             err.paths(),
             [
                 "server.master_key",
+                "server.metrics_key",
                 "server.listen",
                 "server.max_body_bytes",
                 "server.shutdown_grace",

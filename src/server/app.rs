@@ -98,13 +98,20 @@ pub fn new_request_id() -> Arc<str> {
     format!("{:032x}", rand::random::<u128>()).into()
 }
 
-/// `GET /metrics`: the Prometheus exposition, with gauges read at scrape time.
-async fn metrics(axum::extract::State(state): axum::extract::State<Arc<AppState>>) -> Response {
+/// `GET /metrics`: the Prometheus exposition, with gauges read at scrape time. With
+/// `[server] metrics_key` set, only that key or the master key may read it.
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    headers: http::HeaderMap,
+) -> Response {
+    let runtime = state.runtime();
+    if let Err(e) = super::auth::check_metrics_key(&headers, &runtime.config) {
+        return e.into_response();
+    }
     let m = &state.router.metrics;
     let now = tokio::time::Instant::now();
     // Live stats are kept per upstream id; metrics are labelled with the public model
     // id, like every other `model` label.
-    let runtime = state.runtime();
     let config = &runtime.config;
     let public: HashMap<(&str, &str), &str> = config
         .models

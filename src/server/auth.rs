@@ -41,24 +41,31 @@ impl Caller {
     }
 }
 
-/// The key a request presents, if any.
-pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        let v = v.trim();
-        let token = v
-            .strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-            .unwrap_or(v);
-        return Some(token.trim()).filter(|t| !t.is_empty());
+/// The key a request presents, if any: `Authorization: Bearer <key>` (the scheme in any
+/// case), else `x-api-key` or `api-key`. An `Authorization` header that is not a Bearer
+/// credential (no scheme, another scheme, no token, not text) is refused, not guessed at.
+pub fn presented_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    if let Some(v) = headers.get(http::header::AUTHORIZATION) {
+        let malformed = || {
+            ApiError::Unauthorized(
+                "Malformed Authorization header: send `Authorization: Bearer <key>`.".into(),
+            )
+        };
+        let v = v.to_str().map_err(|_| malformed())?.trim();
+        let (scheme, token) = v
+            .split_once(|c: char| c.is_ascii_whitespace())
+            .ok_or_else(malformed)?;
+        let token = token.trim();
+        if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+            return Err(malformed());
+        }
+        return Ok(Some(token));
     }
-    ["x-api-key", "api-key"]
+    Ok(["x-api-key", "api-key"]
         .iter()
         .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
         .map(str::trim)
-        .filter(|t| !t.is_empty())
+        .filter(|t| !t.is_empty()))
 }
 
 /// Resolves the caller from the request's key (config keys, then virtual keys); 401
@@ -69,7 +76,7 @@ pub fn authenticate(
     store: &KeyStore,
     now_ms: i64,
 ) -> Result<Caller, ApiError> {
-    let key = presented_key(headers).ok_or_else(|| {
+    let key = presented_key(headers)?.ok_or_else(|| {
         ApiError::Unauthorized("Missing gateway key: send `Authorization: Bearer <key>`.".into())
     })?;
     let hash = hash_key(key);
@@ -103,5 +110,47 @@ pub fn authenticate(
             }),
             None => Err(ApiError::Unauthorized("Invalid gateway key.".into())),
         },
+    }
+}
+
+/// 401 unless the request may read `/metrics`: anyone when `[server] metrics_key` is not
+/// set, else only a caller presenting that key or the master key.
+pub fn check_metrics_key(headers: &HeaderMap, config: &Config) -> Result<(), ApiError> {
+    let Some(wanted) = config.server.metrics_key else {
+        return Ok(());
+    };
+    let hash = presented_key(headers)?.map(hash_key);
+    if hash.is_some_and(|h| h == wanted || config.server.master_key == Some(h)) {
+        return Ok(());
+    }
+    Err(ApiError::Unauthorized(
+        "/metrics needs the metrics key: send `Authorization: Bearer <metrics_key>`.".into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(name: &'static str, value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, http::HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case_and_anything_else_is_refused() {
+        for ok in ["Bearer k1", "bearer k1", "BEARER k1", "  BeArEr   k1  "] {
+            assert_eq!(
+                presented_key(&with("authorization", ok)).unwrap(),
+                Some("k1"),
+                "{ok}"
+            );
+        }
+        for bad in ["k1", "Basic k1", "Bearer", "Bearer   ", "Token k1"] {
+            assert!(presented_key(&with("authorization", bad)).is_err(), "{bad}");
+        }
+        assert_eq!(presented_key(&with("x-api-key", "k2")).unwrap(), Some("k2"));
+        assert_eq!(presented_key(&HeaderMap::new()).unwrap(), None);
     }
 }

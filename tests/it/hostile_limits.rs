@@ -200,3 +200,66 @@ async fn issue_13_every_backend_rate_limited_is_a_429_with_the_soonest_retry_aft
     expect_error(resp, 429).await;
     assert_eq!((a.received().len(), b.received().len()), (1, 1));
 }
+
+/// Issue 13, item 9: `/metrics` behind `[server] metrics_key`, the Bearer scheme in any
+/// case (and no guessing at a header without it), and a deeply nested unknown field
+/// refused instead of forwarded.
+#[tokio::test]
+async fn issue_13_metrics_key_bearer_scheme_and_nesting_depth() {
+    let mock = MockUpstream::start().await;
+    let toml = single_provider_config(&mock).replace(
+        "drain_timeout = \"5s\"",
+        "drain_timeout = \"5s\"\nmetrics_key = \"bzr-scraper\"",
+    );
+    let gw = TestGateway::start(&toml).await;
+    let metrics = |key: Option<&str>| {
+        let req = gw.client.get(gw.url("/metrics"));
+        let req = match key {
+            Some(k) => req.bearer_auth(k),
+            None => req,
+        };
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(metrics(None).await, 401);
+    assert_eq!(metrics(Some(KEY)).await, 401);
+    assert_eq!(metrics(Some("bzr-scraper")).await, 200);
+    assert_eq!(metrics(Some(MASTER)).await, 200);
+
+    let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+    let with_auth = |value: String| {
+        gw.client
+            .post(gw.url("/v1/chat/completions"))
+            .header("authorization", value)
+            .json(&chat)
+            .send()
+    };
+    for ok in [format!("BEARER {KEY}"), format!("bearer {KEY}")] {
+        assert_eq!(with_auth(ok.clone()).await.unwrap().status(), 200, "{ok}");
+    }
+    for bad in [KEY.to_string(), format!("Basic {KEY}")] {
+        expect_error(with_auth(bad).await.unwrap(), 401).await;
+    }
+
+    let received = mock.received().len();
+    let deep = format!(
+        r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"hi"}}],"x_unknown":{}1{}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let resp = gw
+        .client
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .header("content-type", "application/json")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
+    let e = expect_error(resp, 400).await;
+    assert!(e["message"].as_str().unwrap().contains("deeper"), "{e}");
+    assert_eq!(
+        mock.received().len(),
+        received,
+        "the deep body was forwarded"
+    );
+}
