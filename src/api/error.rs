@@ -274,6 +274,25 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A backend's reply or stream chunk that a front-end translation cannot read; the
+/// server reports it as the backend's protocol error (a 502), never as the client's.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplyError {
+    #[error("a chunk is not JSON ({0})")]
+    Chunk(serde_json::Error),
+    #[error("the reply is not a chat completion ({0})")]
+    NotChatCompletion(serde_json::Error),
+    #[error("the reply is not a response object ({0})")]
+    NotResponseObject(serde_json::Error),
+    /// Anthropic's blocks cannot interleave: a tool call's arguments must not resume
+    /// after another block began.
+    #[error("arguments for tool call {0} arrived after another call began")]
+    ToolCallResumed(u64),
+    /// The translated reply could not be written out.
+    #[error("{0}")]
+    Render(serde_json::Error),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

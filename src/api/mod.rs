@@ -9,5 +9,5 @@ pub mod responses;
 pub mod rewrite;
 pub mod usage;
 
-pub use error::{ApiError, ErrorLabel};
+pub use error::{ApiError, ErrorLabel, ReplyError};
 pub use usage::Usage;

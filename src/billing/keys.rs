@@ -13,7 +13,9 @@ use super::ledger::{GroupBy, Ledger, LedgerError};
 /// Re-exported from `config::secret`, where key hashing lives; kept so
 /// `billing::keys::{hash_key, KeyHash}` still name them.
 pub use crate::config::secret::{hash_key, KeyHash};
-use crate::config::{Budget, KeyConfig, KeySettings, Problems, TeamConfig, TeamSettings};
+use crate::config::{
+    Budget, ConfigError, KeyConfig, KeySettings, Problems, TeamConfig, TeamSettings,
+};
 
 fn hex(hash: &KeyHash) -> String {
     hash.iter().map(|b| format!("{b:02x}")).collect()
@@ -93,17 +95,17 @@ impl NewKey {
     }
 
     /// Checks the settings with the rules of a `[[keys]]` entry and turns them into the
-    /// runtime form; every problem is in the error, `field: message; …`.
-    pub fn to_config(&self, hash: KeyHash) -> Result<KeyConfig, String> {
+    /// runtime form; every problem is in the error, each at its field.
+    pub fn to_config(&self, hash: KeyHash) -> Result<KeyConfig, ConfigError> {
         let mut problems = Problems::default();
         let key = self.settings().resolve(hash, "", &mut problems);
-        problems.finish(key).map_err(|e| e.one_line())
+        problems.finish(key)
     }
 }
 
 impl NewTeam {
     /// Checks the settings with the rules of a `[[teams]]` entry (and a name is required).
-    pub fn to_config(&self) -> Result<TeamConfig, String> {
+    pub fn to_config(&self) -> Result<TeamConfig, ConfigError> {
         let mut problems = Problems::default();
         if self.name.trim().is_empty() {
             problems.add("name", "is empty");
@@ -115,7 +117,7 @@ impl NewTeam {
             tpm: self.tpm,
         };
         let team = settings.resolve("", &mut problems);
-        problems.finish(team).map_err(|e| e.one_line())
+        problems.finish(team)
     }
 }
 
@@ -186,7 +188,7 @@ impl KeyStore {
                     keys.insert(hash, (k, settings.expires_ms));
                 }
                 Err(e) => {
-                    tracing::warn!(name = %settings.name, "A stored key's settings are invalid and it is ignored: {e}")
+                    tracing::warn!(name = %settings.name, "A stored key's settings are invalid and it is ignored: {}", e.one_line())
                 }
             }
         }
@@ -211,6 +213,11 @@ impl KeyStore {
     }
 }
 
+/// Settings refused by the config rules, as the admin API reports them: `field: message; …`.
+fn invalid(e: ConfigError) -> LedgerError {
+    LedgerError::Invalid(e.one_line())
+}
+
 fn split(text: &str) -> Vec<String> {
     text.split(',')
         .map(str::trim)
@@ -229,7 +236,7 @@ pub async fn create(
 ) -> Result<(String, String), LedgerError> {
     let key = format!("bzr-{:032x}", rand::random::<u128>());
     let hash = hash_key(&key);
-    let resolved = settings.to_config(hash).map_err(LedgerError::Invalid)?;
+    let resolved = settings.to_config(hash).map_err(invalid)?;
     // The name is the key's identity in the ledger, its budget and its spend view: two
     // live keys with one name would share all three.
     let taken = sqlx::query("SELECT id FROM virtual_keys WHERE name = $1 AND revoked = 0")
@@ -316,7 +323,7 @@ pub async fn revoke(ledger: &Ledger, id: &str) -> Result<bool, LedgerError> {
 
 /// Creates or replaces a team.
 pub async fn upsert_team(ledger: &Ledger, team: &NewTeam, now_ms: i64) -> Result<(), LedgerError> {
-    team.to_config().map_err(LedgerError::Invalid)?;
+    team.to_config().map_err(invalid)?;
     let mut tx = ledger.pool().begin().await?;
     sqlx::query("DELETE FROM teams WHERE name = $1")
         .bind(team.name.clone())
@@ -388,7 +395,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            bad.to_config([1; 32]).unwrap_err(),
+            bad.to_config([1; 32]).unwrap_err().one_line(),
             "name: is empty; markup_percent: must be between 0 and 1000; \
              budget: `lots` is not a budget such as 50/month"
         );
@@ -398,7 +405,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            team.to_config().unwrap_err(),
+            team.to_config().unwrap_err().one_line(),
             "name: is empty; budget: unknown period `year`; expected day, week or month"
         );
     }

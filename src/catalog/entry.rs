@@ -38,12 +38,12 @@ impl fmt::Display for Tier {
 }
 
 impl FromStr for Tier {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Tier, String> {
+    type Err = super::CatalogError;
+    fn from_str(s: &str) -> Result<Tier, super::CatalogError> {
         Tier::ALL
             .into_iter()
             .find(|t| t.as_str() == s)
-            .ok_or_else(|| format!("unknown tier `{s}`; expected frontier, open-hosted or local"))
+            .ok_or_else(|| super::CatalogError::UnknownTier(s.to_string()))
     }
 }
 

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::{
-    parse_usd_micros, Capabilities, Catalog, Limits, ModelEntry, ModelKind, Offer, Price,
-    QualityPriors, Tier,
+    parse_usd_micros, Capabilities, Catalog, CatalogError, Limits, ModelEntry, ModelKind, Offer,
+    Price, QualityPriors, Tier,
 };
 
 /// The two formats `bazaar catalog import` reads.
@@ -20,14 +20,12 @@ pub enum Format {
 }
 
 impl std::str::FromStr for Format {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Format, String> {
+    type Err = CatalogError;
+    fn from_str(s: &str) -> Result<Format, CatalogError> {
         match s {
             "litellm" => Ok(Format::LiteLlm),
             "openrouter" => Ok(Format::OpenRouter),
-            other => Err(format!(
-                "unknown format `{other}`; expected litellm or openrouter"
-            )),
+            other => Err(CatalogError::UnknownFormat(other.to_string())),
         }
     }
 }
@@ -99,8 +97,8 @@ fn litellm_provider(name: &str) -> Option<(&'static str, Tier)> {
 }
 
 /// Reads either format into a catalog whose version names the file's origin.
-pub fn import(text: &str, format: Option<Format>, origin: &str) -> Result<Catalog, String> {
-    let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+pub fn import(text: &str, format: Option<Format>, origin: &str) -> Result<Catalog, CatalogError> {
+    let value: Value = serde_json::from_str(text).map_err(CatalogError::NotJson)?;
     let format = format.unwrap_or_else(|| detect(&value));
     let models = match format {
         Format::LiteLlm => litellm(&value, origin)?,
@@ -114,10 +112,10 @@ pub fn import(text: &str, format: Option<Format>, origin: &str) -> Result<Catalo
     })
 }
 
-fn litellm(value: &Value, origin: &str) -> Result<BTreeMap<String, ModelEntry>, String> {
+fn litellm(value: &Value, origin: &str) -> Result<BTreeMap<String, ModelEntry>, CatalogError> {
     let map = value
         .as_object()
-        .ok_or("a LiteLLM price list is a JSON object")?;
+        .ok_or(CatalogError::Shape("a LiteLLM price list is a JSON object"))?;
     let mut models = BTreeMap::new();
     for (key, entry) in map {
         if key == "sample_spec" {
@@ -186,11 +184,13 @@ fn litellm(value: &Value, origin: &str) -> Result<BTreeMap<String, ModelEntry>, 
     Ok(models)
 }
 
-fn openrouter(value: &Value, origin: &str) -> Result<BTreeMap<String, ModelEntry>, String> {
+fn openrouter(value: &Value, origin: &str) -> Result<BTreeMap<String, ModelEntry>, CatalogError> {
     let data = value
         .get("data")
         .and_then(Value::as_array)
-        .ok_or("an OpenRouter model list has a `data` array")?;
+        .ok_or(CatalogError::Shape(
+            "an OpenRouter model list has a `data` array",
+        ))?;
     let mut models = BTreeMap::new();
     for m in data {
         let Some(id) = m.get("id").and_then(Value::as_str) else {

@@ -16,6 +16,26 @@ use serde::{Deserialize, Serialize};
 pub use entry::{parse_usd_micros, Capabilities, Limits, Price, Tier};
 pub use facts::Facts;
 
+/// What can be wrong with a catalog or a name in it; the message is what a person reads.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("unknown tier `{0}`; expected frontier, open-hosted or local")]
+    UnknownTier(String),
+    #[error("unknown format `{0}`; expected litellm or openrouter")]
+    UnknownFormat(String),
+    #[error("not a bazaar catalog: {0}")]
+    NotACatalog(serde_json::Error),
+    #[error("not JSON: {0}")]
+    NotJson(serde_json::Error),
+    /// An imported price list whose top level is not what its format says.
+    #[error("{0}")]
+    Shape(&'static str),
+    #[error("`{0}` is not in the catalog")]
+    UnknownModel(String),
+    #[error("{0}")]
+    Render(serde_json::Error),
+}
+
 /// Quality priors (0–100) per task category; absent where no score exists.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct QualityPriors {
@@ -99,8 +119,8 @@ pub struct Catalog {
 
 impl Catalog {
     /// Parses a catalog in bazaar's JSON format.
-    pub fn from_json(text: &str) -> Result<Catalog, String> {
-        serde_json::from_str(text).map_err(|e| format!("not a bazaar catalog: {e}"))
+    pub fn from_json(text: &str) -> Result<Catalog, CatalogError> {
+        serde_json::from_str(text).map_err(CatalogError::NotACatalog)
     }
 
     /// The model called `id`, or the model that has `id` as an alias.
@@ -166,7 +186,7 @@ impl Catalog {
 }
 
 /// A table of the catalog (or of one model with every figure and its source) for `bazaar catalog show`.
-pub fn show(catalog: &Catalog, model: Option<&str>) -> Result<String, String> {
+pub fn show(catalog: &Catalog, model: Option<&str>) -> Result<String, CatalogError> {
     use std::fmt::Write;
     let usd = |m: Option<u64>| {
         m.map(|v| format!("{}.{:06}", v / 1_000_000, v % 1_000_000))
@@ -209,8 +229,8 @@ pub fn show(catalog: &Catalog, model: Option<&str>) -> Result<String, String> {
         Some(id) => {
             let (id, m) = catalog
                 .model(id)
-                .ok_or_else(|| format!("`{id}` is not in the catalog"))?;
-            let json = serde_json::to_string_pretty(m).map_err(|e| e.to_string())?;
+                .ok_or_else(|| CatalogError::UnknownModel(id.to_string()))?;
+            let json = serde_json::to_string_pretty(m).map_err(CatalogError::Render)?;
             let _ = writeln!(out, "{id} (catalog {}):\n{json}", catalog.version);
         }
     }

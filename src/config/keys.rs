@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::problems::{under, Problems};
+use super::problems::{under, Problems, ValueError};
 use super::raw::{RawKey, RawTeam};
 use super::secret::{self, KeyHash};
 use crate::catalog::Tier;
@@ -57,21 +57,17 @@ pub struct TeamConfig {
 }
 
 /// Parses `"50/month"`: USD (exact) per day, week or month.
-pub fn parse_budget(text: &str) -> Result<Budget, String> {
+pub fn parse_budget(text: &str) -> Result<Budget, ValueError> {
     let (amount, period) = text
         .split_once('/')
-        .ok_or_else(|| format!("`{text}` is not a budget such as 50/month"))?;
+        .ok_or_else(|| ValueError::NotABudget(text.to_string()))?;
     let micros = crate::catalog::parse_usd_micros(amount.trim())
-        .ok_or_else(|| format!("`{amount}` is not a USD amount"))?;
+        .ok_or_else(|| ValueError::NotUsd(amount.to_string()))?;
     let period = match period.trim() {
         "day" => Period::Day,
         "week" => Period::Week,
         "month" => Period::Month,
-        other => {
-            return Err(format!(
-                "unknown period `{other}`; expected day, week or month"
-            ))
-        }
+        other => return Err(ValueError::UnknownPeriod(other.to_string())),
     };
     Ok(Budget {
         limit_nanos: micros * 1000,

@@ -25,7 +25,7 @@ pub use keys::{
 };
 pub use ledger::LedgerConfig;
 pub use models::{ModelTarget, Models};
-pub use problems::{ConfigError, ConfigProblem, Problems};
+pub use problems::{ConfigError, ConfigProblem, Problems, ValueError};
 pub use providers::{ProviderConfig, Timeouts, WireFormat, ANTHROPIC_VERSION, AZURE_API_VERSION};
 pub use raw::RawConfig;
 pub use routes::{BreakerSettings, Policy, RouteConfig, RouterConfig, Weights};

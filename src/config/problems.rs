@@ -58,6 +58,26 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// A config value that does not mean anything (a bad budget, policy or `env:` secret):
+/// what `Problems` records at the value's path and the admin API returns as a 400.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("`{0}` is not a budget such as 50/month")]
+    NotABudget(String),
+    #[error("`{0}` is not a USD amount")]
+    NotUsd(String),
+    #[error("unknown period `{0}`; expected day, week or month")]
+    UnknownPeriod(String),
+    #[error("unknown policy `{0}`; expected one of {1}")]
+    UnknownPolicy(String, &'static str),
+    #[error("`env:` needs a variable name")]
+    EnvNameMissing,
+    #[error("env var {0} is empty")]
+    EnvEmpty(String),
+    #[error("env var {0} is not set")]
+    EnvUnset(String),
+}
+
 /// The collector each config section resolves into.
 #[derive(Debug, Default)]
 pub struct Problems {
@@ -66,10 +86,10 @@ pub struct Problems {
 
 impl Problems {
     /// Records a problem at `path`.
-    pub fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub fn add(&mut self, path: impl Into<String>, message: impl fmt::Display) {
         self.list.push(ConfigProblem {
             path: path.into(),
-            message: message.into(),
+            message: message.to_string(),
         });
     }
 

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::models::Models;
-use super::problems::Problems;
+use super::problems::{Problems, ValueError};
 use super::raw::{RawRoute, RawRouter, RawWeights};
 use crate::catalog::{Catalog, Tier};
 
@@ -38,6 +38,9 @@ impl Policy {
         Policy::CheapestAboveQuality,
     ];
 
+    /// The names of `ALL`, in order, for messages.
+    pub const NAMES: &'static str = "cheapest, fastest, quality, balanced, cheapest-above-quality";
+
     pub fn as_str(self) -> &'static str {
         match self {
             Policy::Cheapest => "cheapest",
@@ -56,17 +59,12 @@ impl fmt::Display for Policy {
 }
 
 impl FromStr for Policy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Policy, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Policy, ValueError> {
         Policy::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown policy `{s}`; expected one of {}",
-                    Policy::ALL.map(|p| p.as_str()).join(", ")
-                )
-            })
+            .ok_or_else(|| ValueError::UnknownPolicy(s.to_string(), Policy::NAMES))
     }
 }
 
@@ -322,6 +320,7 @@ mod tests {
             assert_eq!(p.to_string().parse::<Policy>().unwrap(), p);
         }
         assert!("random".parse::<Policy>().is_err());
+        assert_eq!(Policy::ALL.map(Policy::as_str).join(", "), Policy::NAMES);
     }
 
     fn router() -> RouterConfig {

@@ -6,6 +6,8 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
+use super::problems::ValueError;
+
 /// The SHA-256 of a gateway key; the only form in which a key is kept or compared.
 pub type KeyHash = [u8; 32];
 
@@ -48,13 +50,13 @@ impl fmt::Display for Secret {
 
 /// Where a secret value in the TOML comes from: `env:NAME` reads the environment,
 /// anything else is the literal value.
-pub fn resolve(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Secret, String> {
+pub fn resolve(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Secret, ValueError> {
     match value.strip_prefix("env:") {
-        Some("") => Err("`env:` needs a variable name".into()),
+        Some("") => Err(ValueError::EnvNameMissing),
         Some(name) => match lookup(name) {
             Some(v) if !v.is_empty() => Ok(Secret(v)),
-            Some(_) => Err(format!("env var {name} is empty")),
-            None => Err(format!("env var {name} is not set")),
+            Some(_) => Err(ValueError::EnvEmpty(name.to_string())),
+            None => Err(ValueError::EnvUnset(name.to_string())),
         },
         None => Ok(Secret(value.to_string())),
     }
@@ -62,7 +64,10 @@ pub fn resolve(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<S
 
 /// A database or Redis URL, which may be `env:NAME` as a whole so that its password
 /// stays out of the file.
-pub fn resolve_url(url: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub fn resolve_url(
+    url: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ValueError> {
     match url.strip_prefix("env:") {
         Some(_) => resolve(url, lookup).map(|s| s.0),
         None => Ok(url.to_string()),
@@ -94,7 +99,7 @@ mod tests {
         let env = |name: &str| (name == "K").then(|| "v".to_string());
         assert_eq!(resolve("env:K", &env).unwrap().expose(), "v");
         assert_eq!(
-            resolve("env:MISSING", &env).unwrap_err(),
+            resolve("env:MISSING", &env).unwrap_err().to_string(),
             "env var MISSING is not set"
         );
         assert_eq!(resolve("literal", &env).unwrap().expose(), "literal");

@@ -171,7 +171,7 @@ fn parse_tiers(list: &[String], param: &str) -> Result<BTreeSet<Tier>, ApiError>
         .map(|t| {
             t.trim()
                 .parse::<Tier>()
-                .map_err(|m| ApiError::invalid(param, m))
+                .map_err(|m| ApiError::invalid(param, m.to_string()))
         })
         .collect()
 }
@@ -202,10 +202,9 @@ impl Prefs {
             .map(str::to_string)
             .or(bazaar.policy);
         if let Some(p) = policy {
-            prefs.policy = Some(
-                p.parse()
-                    .map_err(|m: String| ApiError::invalid("bazaar.policy", m))?,
-            );
+            prefs.policy = Some(p.parse().map_err(|m: crate::config::ValueError| {
+                ApiError::invalid("bazaar.policy", m.to_string())
+            })?);
         } else if let Some(sort) = provider.sort {
             prefs.policy = Some(match sort.as_str() {
                 "price" => Policy::Cheapest,

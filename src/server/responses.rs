@@ -26,7 +26,7 @@ use crate::api::openai::RawObject;
 use crate::api::responses::reply::{self, FailedWith, ResponseOut, Status};
 use crate::api::responses::stream::StreamWriter;
 use crate::api::responses::{new_id, ResponsesRequest};
-use crate::api::ApiError;
+use crate::api::{ApiError, ReplyError};
 use crate::billing::admission::Outcome;
 use crate::billing::meter::{Billed, CallMeter};
 use crate::providers::{Attempt, Chunk, Provider, Reply, StreamReply, UpstreamError};
@@ -249,7 +249,7 @@ impl Shape for ResponsesShape<'_> {
         provider: &'a Provider,
         at: Attempt<'a>,
     ) -> Result<Reply, UpstreamError> {
-        let protocol = |detail: String| UpstreamError::protocol(provider.id(), detail);
+        let protocol = |e: ReplyError| UpstreamError::protocol(provider.id(), e.to_string());
         if let Some(openai) = native(provider) {
             let reply = openai
                 .responses(self.req.native_body(at.upstream_model), at)
@@ -279,9 +279,10 @@ impl Shape for ResponsesShape<'_> {
             reply.usage,
             None,
         );
-        let body = serde_json::to_vec(&body).map_err(|e| protocol(e.to_string()))?;
+        let body = serde_json::to_vec(&body).map_err(|e| protocol(ReplyError::Render(e)))?;
         if self.store.is_some() {
-            let output = serde_json::to_string(&t.output).map_err(|e| protocol(e.to_string()))?;
+            let output =
+                serde_json::to_string(&t.output).map_err(|e| protocol(ReplyError::Render(e)))?;
             self.keep(self.id.clone(), body.clone(), &output);
         }
         Ok(Reply {

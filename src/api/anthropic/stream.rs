@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::reply::stop_reason;
 use crate::api::chat_view::ChunkIn;
-use crate::api::Usage;
+use crate::api::{ReplyError, Usage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Open {
@@ -141,15 +141,14 @@ impl EventWriter {
         data: &[u8],
         usage: Option<Usage>,
         out: &mut BytesMut,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReplyError> {
         if self.done {
             return Ok(());
         }
         if usage.is_some() {
             self.usage = usage;
         }
-        let chunk: ChunkIn =
-            serde_json::from_slice(data).map_err(|e| format!("a chunk is not JSON ({e})"))?;
+        let chunk: ChunkIn = serde_json::from_slice(data).map_err(ReplyError::Chunk)?;
         if !self.started {
             if let Some(id) = &chunk.id {
                 self.id = id.to_string();
@@ -210,10 +209,7 @@ impl EventWriter {
             for call in &delta.tool_calls {
                 if self.open != Open::Tool(call.index) {
                     if self.tools_seen.contains(&call.index) {
-                        return Err(format!(
-                            "arguments for tool call {} arrived after another call began",
-                            call.index
-                        ));
+                        return Err(ReplyError::ToolCallResumed(call.index.into()));
                     }
                     self.tools_seen.push(call.index);
                     let id = call

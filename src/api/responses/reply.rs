@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 use super::{new_id, Echo};
 use crate::api::chat_view::{text_of, ReplyIn};
 use crate::api::usage::Buckets;
-use crate::api::Usage;
+use crate::api::{ReplyError, Usage};
 
 /// Seconds since the Unix epoch, for `created_at`.
 pub fn unix_now() -> u64 {
@@ -280,9 +280,8 @@ pub struct Translated {
 }
 
 /// Reads a `chat.completion` body as Responses output items.
-pub fn from_chat(body: &[u8]) -> Result<Translated, String> {
-    let reply: ReplyIn = serde_json::from_slice(body)
-        .map_err(|e| format!("the reply is not a chat completion ({e})"))?;
+pub fn from_chat(body: &[u8]) -> Result<Translated, ReplyError> {
+    let reply: ReplyIn = serde_json::from_slice(body).map_err(ReplyError::NotChatCompletion)?;
     let choice = reply.choices.into_iter().next();
     let mut output = Vec::new();
     let mut finish = None;
@@ -380,9 +379,8 @@ pub struct NativeReply {
 }
 
 /// Reads a native response object.
-pub fn read_native(body: &[u8]) -> Result<NativeReply, String> {
-    let r: NativeIn = serde_json::from_slice(body)
-        .map_err(|e| format!("the reply is not a response object ({e})"))?;
+pub fn read_native(body: &[u8]) -> Result<NativeReply, ReplyError> {
+    let r: NativeIn = serde_json::from_slice(body).map_err(ReplyError::NotResponseObject)?;
     Ok(NativeReply {
         id: r.id.into_owned(),
         output: r

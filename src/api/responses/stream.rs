@@ -15,7 +15,7 @@ use super::reply::{
 };
 use super::{new_id, Echo};
 use crate::api::chat_view::{ChunkIn, ToolDeltaIn};
-use crate::api::Usage;
+use crate::api::{ReplyError, Usage};
 
 /// The item being streamed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -479,12 +479,11 @@ impl StreamWriter {
         data: &[u8],
         usage: Option<Usage>,
         out: &mut BytesMut,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReplyError> {
         if self.done {
             return Ok(());
         }
-        let chunk: ChunkIn =
-            serde_json::from_slice(data).map_err(|e| format!("a chunk is not JSON ({e})"))?;
+        let chunk: ChunkIn = serde_json::from_slice(data).map_err(ReplyError::Chunk)?;
         if let Some(model) = chunk.model.filter(|m| !m.is_empty()) {
             if !self.started {
                 self.model = model.into_owned();

@@ -140,7 +140,7 @@ impl OpenAiAdapter {
         let (response, meta) = self.send("/responses", body, at).await?;
         let body = read_body(&self.config, response, at).await?;
         let usage = crate::api::responses::reply::read_native(&body)
-            .map_err(|detail| UpstreamError::protocol(&self.config.id, detail))?
+            .map_err(|e| UpstreamError::protocol(&self.config.id, e.to_string()))?
             .usage;
         Ok(Reply { body, usage, meta })
     }
