@@ -61,6 +61,7 @@ fn bench(label: &str, config: &Config, body: &[u8], budget_us: f64) {
         prompt_tokens: req.estimated_prompt_tokens(),
         max_tokens: req.max_tokens,
         prompt_head: &req.prompt_head,
+        predict_view: &req.predict_view,
         user: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::error::ApiError;
+use crate::catalog::predictor::view::ViewBuilder;
 
 /// Fields the gateway consumes itself and never forwards upstream.
 pub const GATEWAY_FIELDS: &[&str] = &["bazaar", "models", "provider"];
@@ -194,6 +195,9 @@ pub struct ChatRequest {
     pub prompt_chars: usize,
     /// Text of the prompt's first user turn or system turn, truncated: for task classification and affinity.
     pub prompt_head: String,
+    /// The bounded view of the conversation the quality predictor reads: system head,
+    /// first user turn head, the last user turn's head and tail.
+    pub predict_view: String,
     pub user: Option<String>,
 }
 
@@ -310,6 +314,7 @@ impl ChatRequest {
         }
         let mut prompt_chars = 0;
         let mut prompt_head = String::new();
+        let mut view = ViewBuilder::default();
         for (i, message) in messages.iter().enumerate() {
             let role = message.role.as_deref().ok_or_else(|| {
                 ApiError::invalid(
@@ -339,6 +344,7 @@ impl ChatRequest {
                         .map_err(|_| ApiError::invalid(param(), "invalid string"))?;
                     prompt_chars += text.chars().count();
                     take_head(&mut prompt_head, role, &text);
+                    add_to_view(&mut view, i, role, &text);
                 }
                 Some(b'[') => {
                     let parts: Vec<PartView> =
@@ -354,6 +360,7 @@ impl ChatRequest {
                                 let text = part.text.unwrap_or_default();
                                 prompt_chars += text.chars().count();
                                 take_head(&mut prompt_head, role, &text);
+                                add_to_view(&mut view, i, role, &text);
                             }
                             "image_url" | "input_image" | "image" => {
                                 needs.vision = true;
@@ -389,6 +396,7 @@ impl ChatRequest {
             needs,
             prompt_chars,
             prompt_head,
+            predict_view: view.view(),
             user,
         })
     }
@@ -396,6 +404,14 @@ impl ChatRequest {
     /// A rough prompt token count (4 characters a token) for routing and budget reservation.
     pub fn estimated_prompt_tokens(&self) -> u64 {
         (self.prompt_chars as u64).div_ceil(4) + 4
+    }
+}
+
+fn add_to_view(view: &mut ViewBuilder, message: usize, role: &str, text: &str) {
+    match role {
+        "system" | "developer" => view.system(text),
+        "user" => view.user(message, text),
+        _ => {}
     }
 }
 

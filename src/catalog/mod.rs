@@ -8,6 +8,7 @@ pub mod builtin;
 pub mod entry;
 pub mod facts;
 pub mod import;
+pub mod predictor;
 
 use std::collections::BTreeMap;
 

@@ -7,6 +7,7 @@
 pub mod keys;
 pub mod ledger;
 pub mod models;
+pub mod predictor;
 pub mod presets;
 pub mod problems;
 pub mod providers;
@@ -25,6 +26,7 @@ pub use keys::{
 };
 pub use ledger::LedgerConfig;
 pub use models::{ModelTarget, Models};
+pub use predictor::PredictorConfig;
 pub use problems::{ConfigError, ConfigProblem, Problems, ValueError};
 pub use providers::{ProviderConfig, Timeouts, WireFormat, ANTHROPIC_VERSION, AZURE_API_VERSION};
 pub use raw::RawConfig;

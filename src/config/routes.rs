@@ -124,7 +124,7 @@ pub struct RouterConfig {
     pub reference: String,
     /// The quality predictor's weights, or off (`[router.predictor]`); loaded here so a
     /// weights file that does not load fails the config, and a reload keeps the old one.
-    pub predictor: crate::router::predict::PredictorConfig,
+    pub predictor: super::PredictorConfig,
     /// Keep prompt text in the ledger for retraining (`[router.learn] keep_prompts`).
     pub keep_prompts: bool,
 }
@@ -172,13 +172,13 @@ pub(super) fn resolve_router(
             max_cooldown: problems.duration(&r.breaker.max_cooldown, "router.breaker.max_cooldown"),
         },
         reference: r.reference.clone(),
-        predictor: crate::router::predict::PredictorConfig::resolve(
+        predictor: super::PredictorConfig::resolve(
             r.predictor.enabled,
             r.predictor.file.as_deref(),
         )
         .unwrap_or_else(|m| {
             problems.add("router.predictor.file", m);
-            crate::router::predict::PredictorConfig::off()
+            super::PredictorConfig::off()
         }),
         keep_prompts: r.learn.keep_prompts,
     };

@@ -33,6 +33,7 @@ pub fn unservable_routes(config: &Config) -> Vec<(String, String)> {
         prompt_tokens: 8,
         max_tokens: None,
         prompt_head: "Hello, how are you?",
+        predict_view: "Hello, how are you?",
         user: None,
     };
     config

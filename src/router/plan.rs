@@ -28,6 +28,8 @@ pub struct CallShape<'a> {
     pub prompt_tokens: u64,
     pub max_tokens: Option<u64>,
     pub prompt_head: &'a str,
+    /// What the quality predictor reads (`ChatRequest::predict_view`).
+    pub predict_view: &'a str,
     pub user: Option<&'a str>,
 }
 
@@ -265,7 +267,7 @@ pub fn build_plan(
         .filter(|t| *t > 0.0)
         .reduce(f64::max);
     let weights_q = config.router.predictor.weights.as_deref();
-    let prompt_score = weights_q.map(|w| w.score_prompt(call.prompt_head));
+    let prompt_score = weights_q.map(|w| w.score_prompt(call.predict_view));
     let predictions: Vec<Prediction> = survivors
         .iter()
         .map(|s| candidate_quality(weights_q, prompt_score.as_ref(), &s.candidate, task))

@@ -46,7 +46,7 @@ pub async fn explain(
                 &plan,
                 &runtime.config,
                 req.estimated_prompt_tokens(),
-                &req.prompt_head,
+                &req.predict_view,
             ))
             .into_response(),
         )
@@ -75,6 +75,7 @@ pub fn plan_chat(
         prompt_tokens: req.estimated_prompt_tokens(),
         max_tokens: req.max_tokens,
         prompt_head: &req.prompt_head,
+        predict_view: &req.predict_view,
         user: req.user.as_deref(),
     };
     router::build_plan(

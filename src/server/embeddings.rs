@@ -40,6 +40,7 @@ pub fn plan_passthrough(
         prompt_tokens: req.estimated_prompt_tokens(),
         max_tokens: req.max_tokens,
         prompt_head: "",
+        predict_view: "",
         user: None,
     };
     router::build_plan(

@@ -23,6 +23,14 @@ pub enum RouterCommand {
         /// Where to write the weights (load them with `[router.predictor] file`).
         #[arg(long)]
         out: PathBuf,
+        /// Choose the settings by K-fold cross-validation grouped by prompt: every
+        /// combination of the (comma-separated) values given is fitted on K-1 folds and
+        /// scored by held-out log-loss; the best is fitted on all rows and written.
+        #[arg(long)]
+        cv: Option<usize>,
+        /// The seed of the cross-validation folds.
+        #[arg(long, default_value_t = 17)]
+        seed: u64,
         #[command(flatten)]
         fit: FitArgs,
     },
@@ -59,30 +67,64 @@ pub enum RouterCommand {
     },
 }
 
-/// Training settings on the command line.
+/// Training settings on the command line; each takes a comma-separated list of values
+/// to choose from with `train --cv`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct FitArgs {
     /// Hashed feature buckets (a power of two).
-    #[arg(long)]
-    pub buckets: Option<u32>,
+    #[arg(long, value_delimiter = ',')]
+    pub buckets: Vec<u32>,
     /// L2 strength on the shared difficulty weights.
-    #[arg(long)]
-    pub l2_shared: Option<f64>,
+    #[arg(long, value_delimiter = ',')]
+    pub l2_shared: Vec<f64>,
     /// L2 strength on each model's own weights.
-    #[arg(long)]
-    pub l2_model: Option<f64>,
-    #[arg(long)]
-    pub iterations: Option<u32>,
+    #[arg(long, value_delimiter = ',')]
+    pub l2_model: Vec<f64>,
+    /// L-BFGS iterations at most.
+    #[arg(long, value_delimiter = ',')]
+    pub iterations: Vec<u32>,
 }
 
 impl FitArgs {
-    fn settings(&self) -> Settings {
+    /// Every combination of the values given (the defaults where none is).
+    fn grid(&self) -> Vec<Settings> {
         let d = Settings::default();
-        Settings {
-            buckets: self.buckets.unwrap_or(d.buckets),
-            l2_shared: self.l2_shared.unwrap_or(d.l2_shared),
-            l2_model: self.l2_model.unwrap_or(d.l2_model),
-            iterations: self.iterations.unwrap_or(d.iterations),
+        let or = |v: &Vec<f64>, x: f64| if v.is_empty() { vec![x] } else { v.clone() };
+        let buckets = if self.buckets.is_empty() {
+            vec![d.buckets]
+        } else {
+            self.buckets.clone()
+        };
+        let iterations = if self.iterations.is_empty() {
+            vec![d.iterations]
+        } else {
+            self.iterations.clone()
+        };
+        let mut out = Vec::new();
+        for &b in &buckets {
+            for &ls in &or(&self.l2_shared, d.l2_shared) {
+                for &lm in &or(&self.l2_model, d.l2_model) {
+                    for &it in &iterations {
+                        out.push(Settings {
+                            buckets: b,
+                            l2_shared: ls,
+                            l2_model: lm,
+                            iterations: it,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The one setting given (several need `train --cv`).
+    fn settings(&self) -> Result<Settings, String> {
+        match &self.grid()[..] {
+            [one] => Ok(*one),
+            _ => Err(
+                "several values for a setting: choose among them with `router train --cv K`".into(),
+            ),
         }
     }
 }
@@ -118,9 +160,35 @@ pub fn parse_floors(spec: &str) -> Result<Vec<f64>, String> {
 /// Runs a `bazaar router` subcommand; the text to print, or what went wrong.
 pub fn run(command: RouterCommand) -> Result<String, String> {
     match command {
-        RouterCommand::Train { data, out, fit } => {
+        RouterCommand::Train {
+            data,
+            out,
+            cv,
+            seed,
+            fit,
+        } => {
             let outcomes = read_rows(&data)?;
-            let settings = fit.settings();
+            let mut report = String::new();
+            let settings = match cv {
+                None => fit.settings()?,
+                Some(k) if k < 2 => return Err("--cv needs at least 2 folds".into()),
+                Some(k) => {
+                    let mut best: Option<(f64, Settings)> = None;
+                    for s in fit.grid() {
+                        let loss = train::cv_log_loss(&outcomes, s, k, seed);
+                        report.push_str(&format!(
+                            "cv {k} folds: {}: log-loss {loss:.5}\n",
+                            s.describe()
+                        ));
+                        if best.is_none_or(|(b, _)| loss < b) {
+                            best = Some((loss, s));
+                        }
+                    }
+                    let (loss, s) = best.ok_or("no settings to choose from")?;
+                    report.push_str(&format!("chosen: {} (log-loss {loss:.5})\n", s.describe()));
+                    s
+                }
+            };
             let name = data
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -135,7 +203,7 @@ pub fn run(command: RouterCommand) -> Result<String, String> {
             std::fs::write(&out, &bytes)
                 .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
             Ok(format!(
-                "{}: {} bytes, {} prompts, models {}\n",
+                "{report}{}: {} bytes, {} prompts, models {}\n",
                 out.display(),
                 bytes.len(),
                 outcomes.prompts.len(),
@@ -173,7 +241,7 @@ pub fn run(command: RouterCommand) -> Result<String, String> {
                 floors: parse_floors(&floors)?,
                 bootstrap,
                 seed,
-                settings: fit.settings(),
+                settings: fit.settings()?,
                 fixed,
                 extra: train_extra.as_ref().map(read_rows).transpose()?,
             };

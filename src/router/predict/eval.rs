@@ -177,7 +177,7 @@ fn chosen(outcomes: &Outcomes, plan: &crate::router::RoutePlan) -> Option<usize>
 }
 
 /// Prompt indices in a seeded shuffle; fold k holds positions ≡ k (mod folds).
-fn folds(n: usize, folds: usize, seed: u64) -> Vec<usize> {
+pub fn folds(n: usize, folds: usize, seed: u64) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..n).collect();
     let mut s = seed;
     for i in (1..n).rev() {
@@ -267,6 +267,7 @@ fn plan_floors(
         prompt_tokens: req.estimated_prompt_tokens(),
         max_tokens: req.max_tokens,
         prompt_head: &req.prompt_head,
+        predict_view: &req.predict_view,
         user: None,
     };
     let caller = CallerLimits::default();

@@ -6,75 +6,15 @@
 
 pub mod cli;
 pub mod eval;
-pub mod features;
 pub mod rows;
 pub mod train;
-pub mod weights;
-
-use std::sync::{Arc, OnceLock};
 
 use super::candidates::Candidate;
 use super::classify::Task;
 use super::filter::Facts;
 
-pub use features::Features;
-pub use weights::{Weights, WeightsError};
-
-/// The weights that ship in the binary, fitted on the RouteLLM MMLU and GSM8K rows
-/// (see docs/routing.md for how and with what cross-validated result).
-pub static EMBEDDED: &[u8] = include_bytes!("routellm.bzq");
-
-/// How the router predicts quality; lives in the resolved config so a reload swaps it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PredictorConfig {
-    /// `None`: the predictor is off and quality is the catalog prior (`enabled = false`).
-    pub weights: Option<Arc<Weights>>,
-    /// Where the weights came from (`embedded` or the file path), for explanations.
-    pub source: String,
-}
-
-impl PredictorConfig {
-    /// The embedded weights (what a config without `[router.predictor]` gets).
-    pub fn embedded() -> Result<PredictorConfig, WeightsError> {
-        // Parsed once per process and shared by every config (and reload).
-        static PARSED: OnceLock<Result<Arc<Weights>, WeightsError>> = OnceLock::new();
-        let weights = PARSED
-            .get_or_init(|| Weights::parse(EMBEDDED).map(Arc::new))
-            .clone()?;
-        Ok(PredictorConfig {
-            weights: Some(weights),
-            source: "embedded".into(),
-        })
-    }
-
-    /// `[router.predictor]` resolved: off, the embedded weights, or the weights in `file`
-    /// (refused with the reason when it does not parse or fits another feature layout).
-    pub fn resolve(enabled: bool, file: Option<&str>) -> Result<PredictorConfig, String> {
-        if !enabled {
-            return Ok(PredictorConfig::off());
-        }
-        match file {
-            None => PredictorConfig::embedded().map_err(|e| format!("embedded weights: {e}")),
-            Some(path) => {
-                let bytes =
-                    std::fs::read(path).map_err(|e| format!("cannot read `{path}`: {e}"))?;
-                let weights = Weights::parse(&bytes).map_err(|e| format!("`{path}`: {e}"))?;
-                Ok(PredictorConfig {
-                    weights: Some(Arc::new(weights)),
-                    source: path.to_string(),
-                })
-            }
-        }
-    }
-
-    /// The predictor switched off: quality is the prior.
-    pub fn off() -> PredictorConfig {
-        PredictorConfig {
-            weights: None,
-            source: "off".into(),
-        }
-    }
-}
+pub use crate::catalog::predictor::{features, weights, Features, Weights, WeightsError, EMBEDDED};
+pub use crate::config::PredictorConfig;
 
 /// The prompt-side work of one call, done once and shared by every candidate.
 #[derive(Debug, Clone)]
@@ -294,6 +234,7 @@ mod tests {
             prompt_tokens: req.estimated_prompt_tokens(),
             max_tokens: req.max_tokens,
             prompt_head: &req.prompt_head,
+            predict_view: &req.predict_view,
             user: None,
         };
         let now = tokio::time::Instant::now();

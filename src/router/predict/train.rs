@@ -6,6 +6,7 @@
 use super::features::{self, Features, DENSE};
 use super::rows::Outcomes;
 use super::weights::{ModelTerms, Weights};
+use crate::catalog::predictor::view;
 
 /// Training settings; the defaults are what cross-validation chose (docs/routing.md).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -219,7 +220,7 @@ pub fn fit(
     let mut pairs = Vec::with_capacity(subset.len());
     for &i in subset {
         let o = &outcomes.prompts[i];
-        feats.push(features::extract(&o.prompt, buckets));
+        feats.push(features::extract(&view::of_prompt(&o.prompt), buckets));
         let observed: Vec<(usize, f64)> = o
             .scores
             .iter()
@@ -288,6 +289,33 @@ pub fn fit(
     }
 }
 
+/// Out-of-fold fit of `settings` on `outcomes`: K-fold cross-validation grouped by
+/// prompt (the folds `bazaar router eval` uses for `seed`); the mean log-loss of the
+/// held-out predictions over every observed (prompt, model) pair. Lower is better.
+pub fn cv_log_loss(outcomes: &Outcomes, settings: Settings, folds: usize, seed: u64) -> f64 {
+    let n = outcomes.prompts.len();
+    let fold = super::eval::folds(n, folds.max(2), seed);
+    let (mut loss, mut pairs) = (0.0f64, 0.0f64);
+    for k in 0..folds.max(2) {
+        let train: Vec<usize> = (0..n).filter(|p| fold[*p] != k).collect();
+        let w = fit(outcomes, Some(&train), settings, "cv");
+        for (p, o) in outcomes.prompts.iter().enumerate() {
+            if fold[p] != k {
+                continue;
+            }
+            let score = w.score_prompt(&view::of_prompt(&o.prompt));
+            for (m, y) in o.scores.iter().enumerate() {
+                let Some(y) = y else { continue };
+                let known = w.model_index(&[&outcomes.models[m]]);
+                let q = (w.predict(&score, known, None).quality / 100.0).clamp(1e-6, 1.0 - 1e-6);
+                loss -= y * q.ln() + (1.0 - y) * (1.0 - q).ln();
+                pairs += 1.0;
+            }
+        }
+    }
+    loss / pairs.max(1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,6 +345,22 @@ mod tests {
         let q = |t: &str| w.predict(&w.score_prompt(t), weak, None).quality;
         assert!(q("solve the equation 99 x + 3 = 7") < 30.0);
         assert!(q("say hello to friend number 99") > 70.0);
+    }
+
+    #[test]
+    fn cross_validation_prefers_a_fit_that_generalises() {
+        let o = toy();
+        let s = |l2: f64| Settings {
+            buckets: 1 << 10,
+            l2_shared: l2,
+            l2_model: l2,
+            iterations: 50,
+        };
+        // Heavy regularisation cannot learn the math/chit-chat split; light can.
+        let light = cv_log_loss(&o, s(1e-4), 4, 1);
+        let heavy = cv_log_loss(&o, s(10.0), 4, 1);
+        assert!(light < heavy, "{light} >= {heavy}");
+        assert_eq!(light, cv_log_loss(&o, s(1e-4), 4, 1));
     }
 
     #[test]
