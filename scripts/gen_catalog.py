@@ -40,9 +40,14 @@ import sys
 from decimal import Decimal
 
 REF = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference")
-OUT = os.path.join(os.path.dirname(__file__), "..", "config", "catalog.json")
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+OUT = os.path.join(ROOT, "config", "catalog.json")
+# Pages that state the catalog's size; the generator writes the figures into them.
+COUNTED = [os.path.join(ROOT, "README.md"), os.path.join(ROOT, "docs", "catalog.md")]
+COUNTS = re.compile(r"\d+ models and \d+ offers")
 
-MDEV = "models.dev 2026-07-02"
+REFERENCE_DATE = "2026-07-02"
+MDEV = f"models.dev {REFERENCE_DATE}"
 LITELLM = "litellm 1.110.2"
 ARENA = "lmarena 2025-08-04"
 AIDER = "aider polyglot 2026-05"
@@ -255,8 +260,19 @@ def clamp(v):
     return round(max(0.0, min(100.0, v)), 1)
 
 
-def priors(scores, calibration):
-    """The quality priors of one model on the common 0-100 scale, with their sources."""
+SIZE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)b(?=$|-)")
+
+
+def family(mid):
+    """`gemma-3-12b` -> (`gemma-3-{}b`, 12.0): the id with its size taken out; None without one."""
+    m = SIZE.search(mid)
+    if not m:
+        return None
+    return mid[:m.start(1)] + "{}" + mid[m.end(1):], float(m.group(1))
+
+
+def measured(scores, calibration):
+    """A model's measured priors on the common 0-100 scale, with their sources."""
     c = calibration["coding"]
     quality, sources = {}, {}
     if "general" in scores:
@@ -267,11 +283,44 @@ def priors(scores, calibration):
         rate, source = scores["coding"]
         quality["coding"] = clamp(c["mean_general"] + (rate - c["mean_aider"]) * c["sd_general"] / c["sd_aider"])
         sources["quality.coding"] = f"{source}, calibrated to the common scale"
+    return quality, sources
+
+
+def sibling(mid, missing, known, measured_all):
+    """The measured sibling (same id, another size) nearest in size that has both
+    `missing` and `known` measured; ties go to the bigger one."""
+    fam = family(mid)
+    if not fam:
+        return None
+    found = []
+    for other, (q, _) in measured_all.items():
+        f = family(other)
+        if other != mid and f and f[0] == fam[0] and missing in q and known in q:
+            found.append((abs(f[1] - fam[1]), -f[1], other))
+    return min(found)[2] if found else None
+
+
+def priors(mid, measured_all, calibration):
+    """The quality priors of one model on the common 0-100 scale, with their sources.
+    A missing category is predicted from a measured sibling of the same family when
+    there is one (the sibling's score moved by r times the difference of the known
+    scores, so a smaller model does not outrank its measured bigger sibling), else
+    from the model's own known score along the all-models line."""
+    c = calibration["coding"]
+    quality, sources = dict(measured_all[mid][0]), dict(measured_all[mid][1])
     if not quality:
         return quality, sources
-    # One source predicts the other along the fitted line.
     for missing, known in (("coding", "general"), ("general", "coding")):
-        if missing not in quality:
+        if missing in quality:
+            continue
+        sib = sibling(mid, missing, known, measured_all)
+        if sib:
+            sq = measured_all[sib][0]
+            quality[missing] = clamp(sq[missing] + c["r"] * (quality[known] - sq[known]))
+            sources[f"quality.{missing}"] = (
+                f"predicted from sibling {sib} ({missing} {sq[missing]} + r {c['r']} x "
+                f"({known} {quality[known]} - {sq[known]}))")
+        else:
             quality[missing] = clamp(c["mean_general"] + c["r"] * (quality[known] - c["mean_general"]))
             sources[f"quality.{missing}"] = f"predicted from {known} (r = {c['r']} on {c['models']} models)"
     derived = round((quality["general"] + quality["coding"]) / 2, 1)
@@ -318,15 +367,17 @@ def main():
         raw_scores[mid] = scores
         models[mid] = entry
     calibration = calibrate(raw_scores)
-    for mid, scores in raw_scores.items():
-        quality, sources = priors(scores, calibration)
+    measured_all = {mid: measured(scores, calibration) for mid, scores in raw_scores.items()}
+    for mid in raw_scores:
+        quality, sources = priors(mid, measured_all, calibration)
         if quality:
             models[mid]["quality"] = quality
             models[mid]["sources"].update(sources)
     body = json.dumps(models, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(body.encode()).hexdigest()[:8]
     catalog = {
-        "version": f"2026-07-02+{digest}",
+        "version": f"{REFERENCE_DATE}+{digest}",
+        "reference_date": REFERENCE_DATE,
         "notes": __doc__.strip(),
         "sources": {"models.dev": MDEV + " (MIT)", "litellm": LITELLM + " (MIT)", "lmarena": ARENA, "aider": AIDER + " (Apache-2.0)"},
         "calibration": calibration,
@@ -338,6 +389,13 @@ def main():
     offers = sum(len(m["offers"]) for m in models.values())
     unpriced = [f"{mid}@{o['provider']}" for mid, m in models.items() for o in m["offers"] if "price" not in o]
     print(f"wrote {OUT}: {len(models)} models, {offers} offers; unpriced offers: {', '.join(unpriced) or 'none'}")
+    for page in COUNTED:
+        text = open(page).read()
+        updated = COUNTS.sub(f"{len(models)} models and {offers} offers", text)
+        if updated != text:
+            with open(page, "w") as f:
+                f.write(updated)
+            print(f"updated the counts in {os.path.relpath(page, ROOT)}")
     c = calibration["coding"]
     print(f"coding calibrated on {c['models']} models: general mean {c['mean_general']}, sd {c['sd_general']}; "
           f"Aider mean {c['mean_aider']}, sd {c['sd_aider']}; r = {c['r']}")

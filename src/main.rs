@@ -419,7 +419,7 @@ fn run_catalog(command: CatalogCommand) -> anyhow::Result<String> {
                 bazaar::catalog::import::import(&text, format, &file.display().to_string())
                     .map_err(anyhow::Error::msg)?;
             let json = serde_json::to_string_pretty(&catalog)?;
-            let offers: usize = catalog.models.values().map(|m| m.offers.len()).sum();
+            let offers = catalog.offer_count();
             match out {
                 Some(path) => {
                     std::fs::write(&path, json + "\n")

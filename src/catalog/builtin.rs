@@ -16,6 +16,7 @@ pub fn builtin() -> &'static Catalog {
             tracing::error!("The built-in catalog does not parse: {e}");
             Catalog {
                 version: "empty".into(),
+                reference_date: None,
                 notes: None,
                 sources: Default::default(),
                 models: Default::default(),
@@ -57,5 +58,23 @@ mod tests {
         assert!(gpt4o.quality.general.is_some());
         assert_eq!(c.model("qwen3:8b").unwrap().0, "qwen3-8b");
         assert!(c.offers_by_provider("groq").count() >= 5);
+        assert_eq!(c.reference_date.as_deref(), c.version.split('+').next());
+    }
+
+    /// The README states the size of the built-in catalog, and `gen_catalog.py` writes it
+    /// there: the figure must be the embedded catalog's.
+    #[test]
+    fn the_readme_states_the_embedded_catalogs_counts() {
+        let readme = include_str!("../../README.md");
+        let c = builtin();
+        let stated = format!("{} models and {} offers", c.models.len(), c.offer_count());
+        assert!(
+            readme.contains(&stated),
+            "README.md does not say `{stated}`; run scripts/gen_catalog.py"
+        );
+        let shown = crate::catalog::show(c, None).unwrap();
+        let first = shown.lines().next().unwrap_or_default();
+        assert!(first.contains(&stated.replace(" and", ",")), "{first}");
+        assert!(first.contains("reference data of 2026-"), "{first}");
     }
 }

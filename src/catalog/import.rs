@@ -106,6 +106,7 @@ pub fn import(text: &str, format: Option<Format>, origin: &str) -> Result<Catalo
     };
     Ok(Catalog {
         version: format!("import:{origin}"),
+        reference_date: None,
         notes: None,
         sources: BTreeMap::new(),
         models,

@@ -111,6 +111,10 @@ impl ModelEntry {
 pub struct Catalog {
     /// Recorded on every ledger row: which catalog priced it.
     pub version: String,
+    /// The date of the reference data the figures come from (`2026-07-02`); absent in
+    /// an imported list that does not state one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_date: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
     #[serde(default)]
@@ -122,6 +126,11 @@ impl Catalog {
     /// Parses a catalog in bazaar's JSON format.
     pub fn from_json(text: &str) -> Result<Catalog, CatalogError> {
         serde_json::from_str(text).map_err(CatalogError::NotACatalog)
+    }
+
+    /// How many offers (model × provider) the catalog holds.
+    pub fn offer_count(&self) -> usize {
+        self.models.values().map(|m| m.offers.len()).sum()
     }
 
     /// The model called `id`, or the model that has `id` as an alias.
@@ -198,9 +207,11 @@ pub fn show(catalog: &Catalog, model: Option<&str>) -> Result<String, CatalogErr
         None => {
             let _ = writeln!(
                 out,
-                "catalog {} ({} models)",
+                "catalog {} (reference data of {}): {} models, {} offers",
                 catalog.version,
-                catalog.models.len()
+                catalog.reference_date.as_deref().unwrap_or("unknown date"),
+                catalog.models.len(),
+                catalog.offer_count()
             );
             let _ = writeln!(
                 out,

@@ -301,6 +301,19 @@ fn issue_14_catalog_priors_share_one_scale() {
     let mini = q("gpt-4o-mini").coding.unwrap();
     assert!(mini > 50.0 && mini < q("gpt-4o").coding.unwrap(), "{mini}");
     assert!(q("gemma-3-27b").coding.unwrap() > 50.0);
+    // A model without a coding score is predicted from its measured sibling, not from the
+    // all-models line: gemma-3-12b must not out-code gemma-3-27b, which Aider measured.
+    assert!(
+        q("gemma-3-12b").coding.unwrap() < q("gemma-3-27b").coding.unwrap(),
+        "{:?} vs {:?}",
+        q("gemma-3-12b"),
+        q("gemma-3-27b")
+    );
+    let source = &catalog.models["gemma-3-12b"].sources["quality.coding"];
+    assert!(
+        source.starts_with("predicted from sibling gemma-3-27b"),
+        "{source}"
+    );
     assert!(q("o3").coding.unwrap() > q("gpt-4.1").coding.unwrap());
 }
 
