@@ -9,8 +9,9 @@
 //! in this process).
 //!
 //! Run: `cargo bench --bench load` (add `-- --quick` for a short run, `--requests N`
-//! per scenario, `--only chat` for the cases whose name starts with `chat`). nginx is used when `/usr/sbin/nginx`
-//! exists (Debian's `nginx` package).
+//! per scenario, `--only chat` for the chat case, `--only route` for the cases whose name starts so, `--concurrency 16`
+//! for one level of concurrency only, `--gateway PATH` to measure another build of the gateway, e.g. an older commit's, against the same mocks).
+//! nginx is used when `/usr/sbin/nginx` exists (Debian's `nginx` package).
 
 #![allow(
     clippy::unwrap_used,
@@ -39,8 +40,11 @@ const ROUTE_50: usize = 50;
 struct Proc(Child);
 
 impl Proc {
-    /// SIGTERM, then waits for the exit.
+    /// SIGTERM, then waits for the exit (once).
     fn stop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(Some(_))) {
+            return;
+        }
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.0.id().to_string())
@@ -318,7 +322,7 @@ fn gateway_config(gw_port: u16, sim_addr: &str, anthropic_addr: &str) -> String 
     for i in 0..ROUTE_50 {
         // Prices and priors differ, so the router really has to score them.
         models.push_str(&format!(
-            "[[models]]\nid = \"cand-{i:02}\"\nprovider = \"mock\"\ninput_price = {}\noutput_price = {}\nquality = {}\n",
+            "[[models]]\nid = \"cand-{i:02}\"\nprovider = \"mock\"\ninput_price = {:.2}\noutput_price = {:.2}\nquality = {}\n",
             0.1 + i as f64 * 0.05,
             0.2 + i as f64 * 0.1,
             40 + i % 50
@@ -551,7 +555,17 @@ fn main() {
         .position(|a| a == "--requests")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(if quick { 600 } else { 4000 });
+    let only_conc: Option<usize> = args
+        .iter()
+        .position(|a| a == "--concurrency")
+        .and_then(|i| args.get(i + 1)?.parse().ok());
     let bin = env!("CARGO_BIN_EXE_bazaar");
+    // The gateway under test; the mocks always come from this build.
+    let gateway_bin: String = args
+        .iter()
+        .position(|a| a == "--gateway")
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| bin.to_string());
     let dir = std::env::temp_dir().join(format!("bazaar-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
 
@@ -574,10 +588,12 @@ fn main() {
     let gw_port = free_port();
     let config = dir.join("bazaar.toml");
     std::fs::write(&config, gateway_config(gw_port, &sim_addr, &anthropic_addr)).unwrap();
-    let mut gateway_cmd = Command::new(bin);
+    let mut gateway_cmd = Command::new(&gateway_bin);
     gateway_cmd
         .args(["serve", "--config"])
         .arg(&config)
+        // Older builds put a relative ledger path in the working directory, not beside the config.
+        .current_dir(&dir)
         .env("BAZAAR_LOG", "warn")
         .stderr(Stdio::null());
     if let Ok(threads) = std::env::var("BAZAAR_WORKER_THREADS") {
@@ -676,7 +692,7 @@ fn main() {
         };
 
         println!(
-            "bazaar load bench ({per_case} requests per scenario; load average at start: {}; gateway worker threads: {})",
+            "bazaar load bench ({per_case} requests per scenario; gateway {gateway_bin}; load average at start: {}; gateway worker threads: {})",
             loadavg(),
             std::env::var("BAZAAR_WORKER_THREADS").unwrap_or_else(|_| "default".into())
         );
@@ -690,10 +706,15 @@ fn main() {
         let mut spilled_total = 0;
         let cases = [Case::Chat, Case::Stream, Case::Embeddings, Case::RouteWithFallback, Case::Route50, Case::Anthropic];
         for case in cases {
-            if only.as_deref().is_some_and(|o| !case.name().starts_with(o)) {
+            // `--only chat` is the chat case alone; `--only route` every case starting so.
+            let exact = only.as_deref().is_some_and(|o| cases.iter().any(|c| c.name() == o));
+            if only.as_deref().is_some_and(|o| if exact { case.name() != o } else { !case.name().starts_with(o) }) {
                 continue;
             }
             for conc in [1usize, 16, 64] {
+                if only_conc.is_some_and(|c| c != conc) {
+                    continue;
+                }
                 let mut direct_p = (0.0, 0.0);
                 let mut nginx_stats = None;
                 for &target in &targets {
