@@ -16,6 +16,14 @@ use crate::catalog::predictor::view::ViewBuilder;
 /// Fields the gateway consumes itself and never forwards upstream.
 pub const GATEWAY_FIELDS: &[&str] = &["bazaar", "models", "provider"];
 
+/// The largest token count a request may ask for (`max_tokens` and its kin): far above
+/// any model's output, and small enough that no reservation, context sum or cost built
+/// from it can overflow.
+pub const MAX_TOKENS_FIELD: u64 = u32::MAX as u64;
+
+/// The most choices (`n`, `best_of`) a request may ask for, as OpenAI allows.
+pub const MAX_CHOICES: u64 = 128;
+
 /// The deepest a request body's JSON may nest (objects and arrays). Fields the gateway
 /// does not read are forwarded as raw text, which no parser here recurses into; this
 /// bound keeps a value nested a million deep from reaching an upstream's parser.
@@ -81,6 +89,31 @@ impl RawObject {
             .rev()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_ref())
+    }
+
+    /// Reads `key` as a token count (absent: `None`); a 400 naming the field when it is
+    /// not a non-negative integer or is over `MAX_TOKENS_FIELD`.
+    pub fn token_count(&self, key: &str) -> Result<Option<u64>, ApiError> {
+        match self.typed::<u64>(key, "a non-negative integer")? {
+            Some(v) if v > MAX_TOKENS_FIELD => Err(ApiError::invalid(
+                key,
+                format!("`{key}` must be at most {MAX_TOKENS_FIELD}."),
+            )),
+            v => Ok(v),
+        }
+    }
+
+    /// Reads `key` as a number of choices, 1 when absent; a 400 naming the field unless
+    /// it is from 1 to `MAX_CHOICES`.
+    pub fn choices(&self, key: &str) -> Result<u64, ApiError> {
+        let n = self.typed::<u64>(key, "a positive integer")?.unwrap_or(1);
+        if n == 0 || n > MAX_CHOICES {
+            return Err(ApiError::invalid(
+                key,
+                format!("`{key}` must be an integer from 1 to {MAX_CHOICES}."),
+            ));
+        }
+        Ok(n)
     }
 
     /// Iterates the fields in the client's order.
@@ -253,15 +286,11 @@ impl ChatRequest {
             .typed::<StreamOptions>("stream_options", "an object")?
             .and_then(|o| o.include_usage)
             .unwrap_or(false);
-        let max_tokens =
-            match fields.typed::<u64>("max_completion_tokens", "a non-negative integer")? {
-                Some(v) => Some(v),
-                None => fields.typed::<u64>("max_tokens", "a non-negative integer")?,
-            };
-        let n = fields.typed::<u64>("n", "a positive integer")?.unwrap_or(1);
-        if n == 0 {
-            return Err(ApiError::invalid("n", "`n` must be a positive integer."));
-        }
+        let max_tokens = match fields.token_count("max_completion_tokens")? {
+            Some(v) => Some(v),
+            None => fields.token_count("max_tokens")?,
+        };
+        let n = fields.choices("n")?;
         for key in [
             "temperature",
             "top_p",
@@ -444,6 +473,8 @@ pub struct PassthroughRequest {
     pub stream: bool,
     pub client_wants_usage: bool,
     pub max_tokens: Option<u64>,
+    /// Choices generated per call (`n`, or `best_of` when larger); 1 for embeddings.
+    pub n: u64,
     pub prompt_chars: usize,
 }
 
@@ -471,6 +502,7 @@ impl PassthroughRequest {
             stream: false,
             client_wants_usage: false,
             max_tokens: Some(0),
+            n: 1,
             prompt_chars,
         })
     }
@@ -490,13 +522,16 @@ impl PassthroughRequest {
             .typed::<StreamOptions>("stream_options", "an object")?
             .and_then(|o| o.include_usage)
             .unwrap_or(false);
-        let max_tokens = fields.typed::<u64>("max_tokens", "a non-negative integer")?;
+        let max_tokens = fields.token_count("max_tokens")?;
+        // `best_of` choices are generated (and billed) even though `n` are returned.
+        let n = fields.choices("n")?.max(fields.choices("best_of")?);
         Ok(PassthroughRequest {
             fields,
             model,
             stream,
             client_wants_usage,
             max_tokens,
+            n,
             prompt_chars,
         })
     }

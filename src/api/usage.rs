@@ -113,12 +113,14 @@ impl Usage {
 
     /// All prompt-side tokens, as OpenAI's `prompt_tokens` counts them.
     pub fn prompt_tokens(&self) -> u64 {
-        self.input + self.cached_input + self.cache_write
+        self.input
+            .saturating_add(self.cached_input)
+            .saturating_add(self.cache_write)
     }
 
     /// All completion-side tokens, as OpenAI's `completion_tokens` counts them.
     pub fn completion_tokens(&self) -> u64 {
-        self.output + self.reasoning
+        self.output.saturating_add(self.reasoning)
     }
 
     /// Reads OpenAI's `usage` object (chat, completions, embeddings), including the
@@ -178,7 +180,10 @@ impl Usage {
         OpenAiUsage {
             prompt_tokens: Some(self.prompt_tokens()),
             completion_tokens: Some(self.completion_tokens()),
-            total_tokens: Some(self.prompt_tokens() + self.completion_tokens()),
+            total_tokens: Some(
+                self.prompt_tokens()
+                    .saturating_add(self.completion_tokens()),
+            ),
             prompt_tokens_details: Some(PromptDetails {
                 cached_tokens: Some(self.cached_input),
             }),

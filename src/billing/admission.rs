@@ -31,6 +31,8 @@ pub struct Ask<'a> {
     pub config: &'a Config,
     pub prompt_tokens: u64,
     pub max_tokens: Option<u64>,
+    /// Choices the call generates (`n`); the output cap holds for each.
+    pub choices: u64,
 }
 
 /// One backend a call may reach: its price and the most output it can produce.
@@ -171,10 +173,13 @@ impl Admission {
         if scopes.iter().all(|(_, l)| *l == Limits::default()) {
             return Ok(());
         }
-        let tokens = ask.prompt_tokens
-            + ask
-                .max_tokens
-                .unwrap_or(config.router.expected_output_tokens);
+        // Checked arithmetic throughout: an absurd count must cost more, never wrap to less.
+        let choices = ask.choices.max(1);
+        let tokens = ask.prompt_tokens.saturating_add(
+            ask.max_tokens
+                .unwrap_or(config.router.expected_output_tokens)
+                .saturating_mul(choices),
+        );
         let worst = offers
             .into_iter()
             .filter_map(|o| {
@@ -183,7 +188,8 @@ impl Admission {
                     output: ask
                         .max_tokens
                         .or(o.max_output)
-                        .unwrap_or(UNCAPPED_OUTPUT_TOKENS),
+                        .unwrap_or(UNCAPPED_OUTPUT_TOKENS)
+                        .saturating_mul(choices),
                     ..Default::default()
                 };
                 cost_nanos(&usage, &o.price, self.meter.markup_bp)

@@ -105,7 +105,7 @@ impl Budgets {
                 needed_nanos: amount,
             });
         }
-        w.reserved += amount;
+        w.reserved = w.reserved.saturating_add(amount);
         Ok(Reservation {
             budgets: self.clone(),
             scope: scope.to_string(),

@@ -6,7 +6,8 @@ use crate::api::Usage;
 use crate::catalog::Price;
 
 /// The cost of `usage` at `price` plus `markup_bp` basis points (100 bp = 1%), in
-/// nano-dollars; `None` when a bucket with tokens has no known price.
+/// nano-dollars; `None` when a bucket with tokens has no known price. A cost too large
+/// to count is `u64::MAX` (more than any budget), never wrapped or dropped.
 pub fn cost_nanos(usage: &Usage, price: &Price, markup_bp: u32) -> Option<u64> {
     let input = price.input;
     let output = price.output;
@@ -23,11 +24,12 @@ pub fn cost_nanos(usage: &Usage, price: &Price, markup_bp: u32) -> Option<u64> {
         if tokens == 0 {
             continue;
         }
-        total += tokens as u128 * per_mtok? as u128;
+        // u64 × u64 fits in u128; only the sum of five can overflow.
+        total = total.saturating_add(tokens as u128 * per_mtok? as u128);
     }
     let base = total.div_ceil(1000);
-    let marked = base * (10_000 + markup_bp as u128) / 10_000;
-    u64::try_from(marked).ok()
+    let marked = base.saturating_mul(10_000 + markup_bp as u128) / 10_000;
+    Some(u64::try_from(marked).unwrap_or(u64::MAX))
 }
 
 /// Nano-dollars as a USD decimal string with nine places (`"0.000123450"`).
@@ -45,6 +47,27 @@ pub fn usd_number(nanos: u64) -> serde_json::Number {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn an_absurd_usage_costs_the_most_not_nothing() {
+        let price = Price {
+            input: Some(u64::MAX),
+            cached_input: None,
+            cache_write: None,
+            output: Some(u64::MAX),
+            reasoning: None,
+        };
+        let max = u(u64::MAX, u64::MAX, u64::MAX, u64::MAX, u64::MAX);
+        assert_eq!(cost_nanos(&max, &price, u32::MAX), Some(u64::MAX));
+        let big = Price {
+            input: Some(1_000_000),
+            ..price
+        };
+        assert_eq!(
+            cost_nanos(&u(u64::MAX, 0, 0, 0, 0), &big, 0),
+            Some(u64::MAX)
+        );
+    }
 
     fn u(input: u64, cached: u64, write: u64, output: u64, reasoning: u64) -> Usage {
         Usage {

@@ -66,6 +66,15 @@ impl CallMeter {
     /// failed, has none.
     pub fn usage_for(&self, ending: &Ending) -> Usage {
         let reported = match ending.usage {
+            // A count no call can reach is the upstream's bug (or its attack on our
+            // arithmetic), not usage: the call is counted as if it reported none.
+            Some(u) if !plausible(&u) => {
+                tracing::warn!(
+                    request_id = %self.request_id,
+                    "The backend reported an impossible token count; the call's usage is estimated instead."
+                );
+                Usage::default().lacking(Buckets::ALL)
+            }
             Some(u) if u.is_reported() => return u,
             Some(u) => u,
             None if ending.answered || ending.status < 400 || !ending.sent.is_empty() => {
@@ -121,13 +130,13 @@ impl CallMeter {
                 .map(|s| s.tier.as_str().to_string())
                 .unwrap_or_default(),
             endpoint: self.endpoint.to_string(),
-            input_tokens: usage.input as i64,
-            cached_input_tokens: usage.cached_input as i64,
-            cache_write_tokens: usage.cache_write as i64,
-            output_tokens: usage.output as i64,
-            reasoning_tokens: usage.reasoning as i64,
-            cost_nanos: cost.map(|c| c as i64),
-            baseline_cost_nanos: baseline.map(|c| c as i64).or(cost.map(|c| c as i64)),
+            input_tokens: column(usage.input),
+            cached_input_tokens: column(usage.cached_input),
+            cache_write_tokens: column(usage.cache_write),
+            output_tokens: column(usage.output),
+            reasoning_tokens: column(usage.reasoning),
+            cost_nanos: cost.map(column),
+            baseline_cost_nanos: baseline.or(cost).map(column),
             catalog_version: catalog_version.to_string(),
             estimated: Estimated::new(usage.estimated),
             latency_ms: ending.latency.as_millis() as i64,
@@ -138,6 +147,28 @@ impl CallMeter {
         };
         (row, Billed { usage, cost })
     }
+}
+
+/// The most tokens one bucket of one call can plausibly hold (about 4.3 billion): far
+/// above any model's context or output, the same bound requests are held to.
+const MAX_PLAUSIBLE_TOKENS: u64 = crate::api::openai::MAX_TOKENS_FIELD;
+
+/// True when every bucket of a backend's report is a count a call could reach.
+fn plausible(usage: &Usage) -> bool {
+    [
+        usage.input,
+        usage.cached_input,
+        usage.cache_write,
+        usage.output,
+        usage.reasoning,
+    ]
+    .iter()
+    .all(|t| *t <= MAX_PLAUSIBLE_TOKENS)
+}
+
+/// A count as a ledger column (signed 64-bit), capped rather than wrapped.
+fn column(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// A local server with a running cost: that cost spread over its measured output rate

@@ -192,7 +192,9 @@ pub fn build_plan(
     let task = classify(call.prompt_head, call.prompt_tokens);
     let session = session_key(prefs.session.as_deref(), call.user, call.prompt_head);
     let sticky_backend = session.and_then(|k| state.affinity.get(k, now));
-    let needed_context = call.prompt_tokens + call.max_tokens.unwrap_or(0);
+    let needed_context = call
+        .prompt_tokens
+        .saturating_add(call.max_tokens.unwrap_or(0));
     let expected_output = call
         .max_tokens
         .unwrap_or(config.router.expected_output_tokens)

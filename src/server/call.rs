@@ -40,6 +40,8 @@ pub struct Asked<'a> {
     pub prompt_tokens: u64,
     /// The output cap the client set, if any.
     pub max_tokens: Option<u64>,
+    /// Choices generated (`n`): each may produce up to `max_tokens`.
+    pub choices: u64,
     /// The client asked for a stream.
     pub stream: bool,
 }
@@ -52,6 +54,7 @@ impl<'a> Asked<'a> {
             model: &req.model,
             prompt_tokens: req.estimated_prompt_tokens(),
             max_tokens: req.max_tokens,
+            choices: req.n,
             stream: req.stream,
         }
     }
@@ -191,6 +194,7 @@ async fn admit<S: Shape>(
         config: &cx.runtime.config,
         prompt_tokens: asked.prompt_tokens,
         max_tokens: asked.max_tokens,
+        choices: asked.choices,
     };
     let offers = plan.candidates.iter().map(|c| Offer {
         price: c.facts.price,

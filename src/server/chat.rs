@@ -110,6 +110,7 @@ impl Shape for OpenAiShape {
             model: &req.model,
             prompt_tokens: req.estimated_prompt_tokens(),
             max_tokens: req.max_tokens,
+            choices: req.n,
             stream: req.stream,
         }
     }

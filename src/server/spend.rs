@@ -41,16 +41,28 @@ pub struct SpendQuery {
     format: Option<String>,
 }
 
+/// The latest time a query may name: the end of year 9999, as RFC 3339 can write it.
+const MAX_TIME_MS: i64 = 253_402_300_799_999;
+
+/// A query time (unix seconds or RFC 3339) in milliseconds; a 400 naming `param` when it
+/// is neither or lies outside 1970-01-01 to 9999-12-31 (so no arithmetic on it wraps).
 fn parse_time(value: &str, param: &str) -> Result<i64, ApiError> {
-    if let Ok(secs) = value.parse::<i64>() {
-        return Ok(secs * 1000);
-    }
-    chrono::DateTime::parse_from_rfc3339(value)
-        .map(|t| t.timestamp_millis())
-        .map_err(|_| {
+    let ms = match value.parse::<i64>() {
+        Ok(secs) => secs.checked_mul(1000),
+        Err(_) => chrono::DateTime::parse_from_rfc3339(value)
+            .map(|t| Some(t.timestamp_millis()))
+            .map_err(|_| {
+                ApiError::invalid(
+                    param,
+                    format!("`{param}` must be RFC 3339 (2026-11-25T00:00:00Z) or unix seconds"),
+                )
+            })?,
+    };
+    ms.filter(|ms| (0..=MAX_TIME_MS).contains(ms))
+        .ok_or_else(|| {
             ApiError::invalid(
                 param,
-                format!("`{param}` must be RFC 3339 (2026-11-25T00:00:00Z) or unix seconds"),
+                format!("`{param}` must lie between 1970-01-01 and 9999-12-31"),
             )
         })
 }
@@ -69,13 +81,13 @@ impl SpendQuery {
             .as_deref()
             .map(|t| parse_time(t, "to"))
             .transpose()?
-            .unwrap_or(now_ms + 1);
+            .unwrap_or(now_ms.saturating_add(1));
         let from_ms = self
             .from
             .as_deref()
             .map(|t| parse_time(t, "from"))
             .transpose()?
-            .unwrap_or(to_ms - 7 * DAY_MS);
+            .unwrap_or(to_ms.saturating_sub(7 * DAY_MS).max(0));
         if from_ms >= to_ms {
             return Err(ApiError::invalid("from", "`from` must be before `to`"));
         }
@@ -173,14 +185,14 @@ pub async fn spend(
         let mut groups: BTreeMap<String, Aggregate> = BTreeMap::new();
         for s in &series {
             let g = groups.entry(s.group.clone()).or_insert_with(|| Aggregate { group: s.group.clone(), ..Default::default() });
-            g.requests += s.requests;
-            g.errors += s.errors;
-            g.cost_nanos += s.cost_nanos;
-            g.baseline_cost_nanos += s.baseline_cost_nanos;
-            g.unpriced += s.unpriced;
-            g.fallbacks += s.fallbacks;
+            g.requests = g.requests.saturating_add(s.requests);
+            g.errors = g.errors.saturating_add(s.errors);
+            g.cost_nanos = g.cost_nanos.saturating_add(s.cost_nanos);
+            g.baseline_cost_nanos = g.baseline_cost_nanos.saturating_add(s.baseline_cost_nanos);
+            g.unpriced = g.unpriced.saturating_add(s.unpriced);
+            g.fallbacks = g.fallbacks.saturating_add(s.fallbacks);
             for i in 0..5 {
-                g.tokens[i] += s.tokens[i];
+                g.tokens[i] = g.tokens[i].saturating_add(s.tokens[i]);
             }
         }
         let mut lat: HashMap<String, (Vec<i64>, Vec<i64>)> = HashMap::new();
@@ -197,13 +209,13 @@ pub async fn spend(
         let groups_json: Vec<Value> = group_values
             .iter()
             .map(|g| {
-                totals.requests += g.requests;
-                totals.errors += g.errors;
-                totals.cost_nanos += g.cost_nanos;
-                totals.baseline_cost_nanos += g.baseline_cost_nanos;
-                totals.unpriced += g.unpriced;
+                totals.requests = totals.requests.saturating_add(g.requests);
+                totals.errors = totals.errors.saturating_add(g.errors);
+                totals.cost_nanos = totals.cost_nanos.saturating_add(g.cost_nanos);
+                totals.baseline_cost_nanos = totals.baseline_cost_nanos.saturating_add(g.baseline_cost_nanos);
+                totals.unpriced = totals.unpriced.saturating_add(g.unpriced);
                 for i in 0..5 {
-                    totals.tokens[i] += g.tokens[i];
+                    totals.tokens[i] = totals.tokens[i].saturating_add(g.tokens[i]);
                 }
                 let (mut l, mut t) = lat.remove(&g.group).unwrap_or_default();
                 l.sort_unstable();
@@ -217,7 +229,7 @@ pub async fn spend(
                 })
             })
             .collect();
-        let savings = (totals.baseline_cost_nanos - totals.cost_nanos).max(0);
+        let savings = totals.baseline_cost_nanos.saturating_sub(totals.cost_nanos).max(0);
         let series_json: Vec<Value> = series
             .iter()
             .map(|s| json!({"bucket": rfc3339(s.bucket_ms), "group": s.group, "requests": s.requests, "errors": s.errors, "cost_nanos": s.cost_nanos, "baseline_cost_nanos": s.baseline_cost_nanos, "tokens": tokens(s.tokens)}))

@@ -5,7 +5,9 @@ use serde_json::json;
 
 use crate::common::*;
 
-fn config(mock: &MockUpstream, key_extra: &str) -> String {
+/// One model `m` at $0 input and $1 per million output tokens, and the test key with
+/// `key_extra`.
+pub fn config(mock: &MockUpstream, key_extra: &str) -> String {
     format!(
         r#"
         [server]

@@ -263,3 +263,96 @@ async fn issue_13_metrics_key_bearer_scheme_and_nesting_depth() {
         "the deep body was forwarded"
     );
 }
+
+/// Issue 13, item 5: numbers that would overflow the gateway's arithmetic are refused
+/// with a 400 naming the field; `n` counts in the reservation; an upstream's impossible
+/// usage is not billed as reported; a spend query's time cannot wrap.
+#[tokio::test]
+async fn issue_13_absurd_numbers_are_refused_or_counted_never_wrapped() {
+    let mock = MockUpstream::start().await;
+    // $0.001 a day: 1,000 output tokens.
+    let gw = TestGateway::start(&crate::budgets::config(&mock, r#"budget = "0.001/day""#)).await;
+    let base = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+    let huge = u64::MAX;
+    let cases = [
+        ("/v1/chat/completions", "max_tokens", json!(huge)),
+        ("/v1/chat/completions", "max_completion_tokens", json!(huge)),
+        ("/v1/chat/completions", "max_tokens", json!(1u64 << 40)),
+        ("/v1/chat/completions", "n", json!(1_000_000)),
+        ("/v1/chat/completions", "n", json!(0)),
+        ("/v1/completions", "max_tokens", json!(huge)),
+        ("/v1/completions", "n", json!(1_000_000)),
+        ("/v1/completions", "best_of", json!(1_000_000)),
+    ];
+    for (path, field, value) in cases {
+        let mut body = base.clone();
+        body[field] = value.clone();
+        if path == "/v1/completions" {
+            body["prompt"] = json!("hi");
+        }
+        let e = expect_error(gw.post(path, body).await, 400).await;
+        assert_eq!(e["param"], field, "{path} {field}={value}: {e}");
+    }
+    let messages =
+        json!({"model": "m", "max_tokens": huge, "messages": [{"role": "user", "content": "hi"}]});
+    let resp = gw
+        .client
+        .post(gw.url("/v1/messages"))
+        .header("x-api-key", KEY)
+        .json(&messages)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(
+        mock.received().is_empty(),
+        "an absurd request reached the upstream"
+    );
+
+    // The largest allowed cap is reserved in full: far over the budget.
+    let mut body = base.clone();
+    body["max_tokens"] = json!(u32::MAX);
+    expect_error(gw.post("/v1/chat/completions", body).await, 402).await;
+    // `n` choices each may use max_tokens: 20 × 100 tokens is over 1,000; 1 × 100 is not.
+    let mut body = base.clone();
+    body["max_tokens"] = json!(100);
+    body["n"] = json!(20);
+    expect_error(gw.post("/v1/chat/completions", body.clone()).await, 402).await;
+    body["n"] = json!(1);
+    assert_eq!(gw.post("/v1/chat/completions", body).await.status(), 200);
+
+    // An upstream reporting an impossible usage is billed on the gateway's own count.
+    mock.script([Step::Status(
+        200,
+        json!({"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi there"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": huge, "completion_tokens": huge, "total_tokens": huge}})
+        .to_string(),
+    )]);
+    let mut body = base.clone();
+    body["max_tokens"] = json!(100);
+    let resp = gw.post("/v1/chat/completions", body).await;
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["usage"]["estimated"], true, "{body}");
+    assert!(
+        body["usage"]["completion_tokens"].as_u64().unwrap() < 100,
+        "{body}"
+    );
+
+    for query in [
+        "from=9223372036854775807",
+        "to=-9223372036854775808",
+        "from=-1",
+    ] {
+        let resp = gw
+            .client
+            .get(gw.url(&format!("/v1/spend?{query}")))
+            .bearer_auth(MASTER)
+            .send()
+            .await
+            .unwrap();
+        let e = expect_error(resp, 400).await;
+        assert_eq!(e["param"], query.split('=').next().unwrap(), "{e}");
+    }
+}

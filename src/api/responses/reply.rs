@@ -123,7 +123,7 @@ impl ResponsesUsage {
             output_tokens_details: OutputDetails {
                 reasoning_tokens: u.reasoning,
             },
-            total_tokens: u.prompt_tokens() + u.completion_tokens(),
+            total_tokens: u.prompt_tokens().saturating_add(u.completion_tokens()),
         }
     }
 
