@@ -7,6 +7,7 @@ pub mod error;
 pub mod openai;
 pub mod responses;
 pub mod rewrite;
+pub mod sse;
 pub mod usage;
 
 pub use error::{ApiError, ErrorLabel, ReplyError};

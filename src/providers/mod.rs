@@ -24,7 +24,7 @@ use futures_util::Stream;
 use tokio::time::Instant;
 
 use crate::api::anthropic::{MessagesRequest, NativeOnly};
-use crate::api::openai::{ChatRequest, PassthroughRequest};
+use crate::api::openai::{ChatRequest, PassthroughRequest, RawObject};
 use crate::api::Usage;
 use crate::catalog::Tier;
 use crate::config::{ProviderConfig, WireFormat};
@@ -225,6 +225,20 @@ impl Provider {
         })
     }
 
+    /// The backend's own count of a Messages body's input tokens (`{"input_tokens": n}`),
+    /// from an Anthropic backend; `None` from any other, which has no such endpoint.
+    pub async fn count_tokens(
+        &self,
+        native: &RawObject,
+        at: Attempt<'_>,
+        beta: Option<&HeaderValue>,
+    ) -> Option<Result<Bytes, UpstreamError>> {
+        match self {
+            Provider::Anthropic(a) => Some(a.count_tokens(native, at, beta).await),
+            _ => None,
+        }
+    }
+
     /// A streamed Messages reply: Anthropic's events from an Anthropic backend, OpenAI
     /// chunks from any other.
     pub async fn messages_stream(
@@ -238,6 +252,46 @@ impl Provider {
         }
         self.translatable(req.native_only.as_ref())?;
         self.chat_stream(&req.chat, at).await
+    }
+}
+
+/// OpenAI Responses calls (`/v1/responses`): a backend whose preset serves the Responses
+/// API answers the request's own body and streams its own events; every other backend
+/// serves the request translated to chat, and the Responses front end (which holds the
+/// echo and the store) translates its reply back.
+impl Provider {
+    /// True when this backend answers a Responses call natively (`serves_responses`).
+    pub fn speaks_responses(&self) -> bool {
+        matches!(self, Provider::OpenAi(a) if a.serves_responses())
+    }
+
+    /// A native Responses reply to `body` (a Responses request with the upstream model
+    /// set); a backend that does not `speaks_responses` refuses it as unsupported.
+    pub async fn responses(&self, body: Vec<u8>, at: Attempt<'_>) -> Result<Reply, UpstreamError> {
+        match self {
+            Provider::OpenAi(a) if a.serves_responses() => a.responses(body, at).await,
+            _ => Err(self.no_responses()),
+        }
+    }
+
+    /// A native Responses stream: the upstream's own events, passed through.
+    pub async fn responses_stream(
+        &self,
+        body: Vec<u8>,
+        at: Attempt<'_>,
+    ) -> Result<StreamReply, UpstreamError> {
+        match self {
+            Provider::OpenAi(a) if a.serves_responses() => a.responses_stream(body, at).await,
+            _ => Err(self.no_responses()),
+        }
+    }
+
+    fn no_responses(&self) -> UpstreamError {
+        UpstreamError::unsupported(
+            self.id(),
+            "input",
+            "this backend does not serve the Responses API; send it as chat",
+        )
     }
 
     /// Refuses a translated call when the request holds a field (`only`) that only its

@@ -7,39 +7,27 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue};
+use http::HeaderValue;
 use serde_json::value::RawValue;
 
-use super::body::JsonBody;
+use super::body::Incoming;
 use super::chat::plan_chat;
 use super::messages::anthropic_error;
 use super::state::AppState;
-use super::RequestId;
 use crate::api::anthropic::MessagesRequest;
 use crate::api::openai::RawObject;
 use crate::api::ApiError;
-use crate::providers::{Attempt, Provider};
+use crate::providers::Attempt;
 
-pub async fn count_tokens(
-    State(state): State<Arc<AppState>>,
-    Extension(request_id): Extension<RequestId>,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody,
-) -> Response {
-    match handle(&state, &request_id, &headers, &body).await {
-        Ok(response) => response,
-        Err(e) => anthropic_error(e),
-    }
+pub async fn count_tokens(State(state): State<Arc<AppState>>, incoming: Incoming) -> Response {
+    handle(&state, &incoming)
+        .await
+        .unwrap_or_else(anthropic_error)
 }
 
-async fn handle(
-    state: &Arc<AppState>,
-    request_id: &RequestId,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Response, ApiError> {
+async fn handle(state: &Arc<AppState>, incoming: &Incoming) -> Result<Response, ApiError> {
+    let (request_id, headers, body) = (&incoming.request_id, &incoming.headers, &incoming.body);
     let runtime = state.runtime();
     let caller = state.authenticate(headers, &runtime)?;
     let native = RawObject::parse(body)?;
@@ -55,25 +43,24 @@ async fn handle(
     let plan = plan_chat(&runtime, state, &req.chat, headers, &caller)?;
     let deadline = crate::router::fallback::deadline(&runtime.config, &plan);
     let beta = headers.get("anthropic-beta");
-    if let Some(candidate) = plan.candidates.first() {
-        if let Some(Provider::Anthropic(anthropic)) = runtime.providers.get(candidate.provider) {
-            let at = Attempt {
-                upstream_model: &candidate.upstream,
-                request_id: &request_id.0,
-                deadline,
-            };
-            match anthropic.count_tokens(&native, at, beta).await {
-                Ok(body) => {
-                    let backend = format!(
-                        "{}/{}",
-                        anthropic_id(&runtime, candidate.provider),
-                        candidate.upstream
-                    );
-                    return Ok(counted(body, "provider", Some(backend)));
-                }
-                // The estimate below still answers the client; the backend's refusal is logged.
-                Err(e) => tracing::warn!("The backend's token count failed; estimating: {e}"),
+    let first = plan.candidates.first().and_then(|candidate| {
+        let provider = runtime.providers.get(candidate.provider)?;
+        Some((candidate, provider))
+    });
+    if let Some((candidate, provider)) = first {
+        let at = Attempt {
+            upstream_model: &candidate.upstream,
+            request_id: &request_id.0,
+            deadline,
+        };
+        match provider.count_tokens(&native, at, beta).await {
+            Some(Ok(body)) => {
+                let backend = format!("{}/{}", provider.id(), candidate.upstream);
+                return Ok(counted(body, "provider", Some(backend)));
             }
+            // The estimate below still answers the client; the backend's refusal is logged.
+            Some(Err(e)) => tracing::warn!("The backend's token count failed; estimating: {e}"),
+            None => {}
         }
     }
     let text = prompt_text(body);
@@ -82,14 +69,6 @@ async fn handle(
         .map_err(|e| ApiError::bad_request(format!("The token count failed: {e}.")))?;
     let body = serde_json::json!({ "input_tokens": tokens }).to_string();
     Ok(counted(Bytes::from(body), "estimated", None))
-}
-
-fn anthropic_id(runtime: &super::state::Runtime, provider: usize) -> &str {
-    runtime
-        .providers
-        .get(provider)
-        .map(|p| p.id())
-        .unwrap_or("")
 }
 
 fn counted(body: Bytes, how: &'static str, backend: Option<String>) -> Response {

@@ -9,13 +9,12 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::HeaderMap;
 use serde_json::value::RawValue;
 
 use super::auth::Caller;
-use super::body::JsonBody;
+use super::body::Incoming;
 use super::call::{self, Asked, Planning, Shape};
 use super::chat;
 use super::relay::Framer;
@@ -32,16 +31,10 @@ use crate::billing::meter::{Billed, CallMeter};
 use crate::providers::{Attempt, Chunk, Provider, Reply, StreamReply, UpstreamError};
 use crate::router::RoutePlan;
 
-pub async fn create(
-    State(state): State<Arc<AppState>>,
-    Extension(request_id): Extension<RequestId>,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody,
-) -> Response {
-    match handle(&state, &request_id, &headers, &body).await {
-        Ok(response) => response,
-        Err(e) => e.into_response(),
-    }
+pub async fn create(State(state): State<Arc<AppState>>, incoming: Incoming) -> Response {
+    handle(&state, &incoming)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 fn not_found(id: &str, param: Option<&str>) -> ApiError {
@@ -63,12 +56,8 @@ fn store_down(e: sqlx::Error) -> ApiError {
     }
 }
 
-async fn handle(
-    state: &Arc<AppState>,
-    request_id: &RequestId,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Response, ApiError> {
+async fn handle(state: &Arc<AppState>, incoming: &Incoming) -> Result<Response, ApiError> {
+    let (request_id, headers, body) = (&incoming.request_id, &incoming.headers, &incoming.body);
     let runtime = state.runtime();
     let caller = state.authenticate(headers, &runtime)?;
     let store = state.responses.get().cloned();
@@ -146,6 +135,19 @@ fn refused(
     admission.finish(Outcome::Failed(e));
 }
 
+/// The caller and the store of responses, for a request about stored response `id`
+/// (a 404 when responses are not kept).
+fn stored_responses<'s>(
+    state: &'s AppState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(Caller, &'s Arc<ResponseStore>), ApiError> {
+    let runtime = state.runtime();
+    let caller = state.authenticate(headers, &runtime)?;
+    let store = state.responses.get().ok_or_else(|| not_found(id, None))?;
+    Ok((caller, store))
+}
+
 /// `GET /v1/responses/{id}`: a stored response, to the key that created it.
 pub async fn get(
     State(state): State<Arc<AppState>>,
@@ -153,9 +155,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Response {
     let result = async {
-        let runtime = state.runtime();
-        let caller = state.authenticate(&headers, &runtime)?;
-        let store = state.responses.get().ok_or_else(|| not_found(&id, None))?;
+        let (caller, store) = stored_responses(&state, &headers, &id)?;
         let stored = store
             .load(&caller.name, &id)
             .await
@@ -174,9 +174,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Response {
     let result = async {
-        let runtime = state.runtime();
-        let caller = state.authenticate(&headers, &runtime)?;
-        let store = state.responses.get().ok_or_else(|| not_found(&id, None))?;
+        let (caller, store) = stored_responses(&state, &headers, &id)?;
         if !store.delete(&caller.name, &id).await.map_err(store_down)? {
             return Err(not_found(&id, None));
         }
@@ -203,14 +201,6 @@ struct ResponsesShape<'r> {
     key_name: String,
     /// Where the response is kept, when the client asked to store it.
     store: Option<Arc<ResponseStore>>,
-}
-
-/// The OpenAI adapter of `provider` if it serves Responses itself.
-fn native(provider: &Provider) -> Option<&crate::providers::openai::OpenAiAdapter> {
-    match provider {
-        Provider::OpenAi(a) if a.serves_responses() => Some(a),
-        _ => None,
-    }
 }
 
 impl ResponsesShape<'_> {
@@ -250,8 +240,8 @@ impl Shape for ResponsesShape<'_> {
         at: Attempt<'a>,
     ) -> Result<Reply, UpstreamError> {
         let protocol = |e: ReplyError| UpstreamError::protocol(provider.id(), e.to_string());
-        if let Some(openai) = native(provider) {
-            let reply = openai
+        if provider.speaks_responses() {
+            let reply = provider
                 .responses(self.req.native_body(at.upstream_model), at)
                 .await?;
             if self.store.is_some() {
@@ -296,8 +286,8 @@ impl Shape for ResponsesShape<'_> {
         provider: &'a Provider,
         at: Attempt<'a>,
     ) -> Result<StreamReply, UpstreamError> {
-        if let Some(openai) = native(provider) {
-            return openai
+        if provider.speaks_responses() {
+            return provider
                 .responses_stream(self.req.native_body(at.upstream_model), at)
                 .await;
         }
@@ -311,7 +301,7 @@ impl Shape for ResponsesShape<'_> {
 
     fn framer(&self, provider: &Provider) -> ResponsesFramer {
         let items: Option<Arc<str>> = self.store.as_ref().map(|_| Arc::from(self.req.items.get()));
-        if native(provider).is_some() {
+        if provider.speaks_responses() {
             return ResponsesFramer::Native(Box::new(NativeFramer {
                 keeper: self.keeper(),
                 items,

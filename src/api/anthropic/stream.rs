@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::reply::stop_reason;
 use crate::api::chat_view::ChunkIn;
+use crate::api::sse::frame;
 use crate::api::{ReplyError, Usage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,15 +55,6 @@ pub struct EventWriter {
     finish: Option<&'static str>,
     usage: Option<Usage>,
     done: bool,
-}
-
-fn frame(out: &mut BytesMut, event: &str, data: &impl Serialize) {
-    out.put_slice(b"event: ");
-    out.put_slice(event.as_bytes());
-    out.put_slice(b"\ndata: ");
-    // Serialising into memory cannot fail for these shapes.
-    let _ = serde_json::to_writer((&mut *out).writer(), data);
-    out.put_slice(b"\n\n");
 }
 
 impl EventWriter {

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use serde::Serialize;
 
 use super::reply::{
@@ -15,6 +15,7 @@ use super::reply::{
 };
 use super::{new_id, Echo};
 use crate::api::chat_view::{ChunkIn, ToolDeltaIn};
+use crate::api::sse::frame;
 use crate::api::{ReplyError, Usage};
 
 /// The item being streamed.
@@ -89,15 +90,6 @@ pub struct StreamWriter {
     items: Option<Arc<str>>,
 }
 
-fn frame(out: &mut BytesMut, kind: &str, data: &impl Serialize) {
-    out.put_slice(b"event: ");
-    out.put_slice(kind.as_bytes());
-    out.put_slice(b"\ndata: ");
-    // Serialising these shapes into memory cannot fail.
-    let _ = serde_json::to_writer((&mut *out).writer(), data);
-    out.put_slice(b"\n\n");
-}
-
 impl StreamWriter {
     /// A writer for response `id`, naming `model` until a chunk names the upstream's.
     /// With `items` (the conversation so far), the finished response is kept for storing.
@@ -126,6 +118,25 @@ impl StreamWriter {
         s
     }
 
+    /// The response as it stands, with `status` (usage only once it is no longer in
+    /// progress) and the error it `failed` with, if any.
+    fn response<'w>(&'w self, status: Status, failed: Option<&'w FailedWith>) -> ResponseOut<'w> {
+        let usage = match status {
+            Status::InProgress => None,
+            _ => self.usage,
+        };
+        ResponseOut::new(
+            &self.id,
+            self.created_at,
+            &self.model,
+            &self.echo,
+            status,
+            &self.output,
+            usage,
+            failed,
+        )
+    }
+
     fn response_event(
         &mut self,
         out: &mut BytesMut,
@@ -134,21 +145,7 @@ impl StreamWriter {
         error: Option<&FailedWith>,
     ) {
         let seq = self.next_seq();
-        let usage = if matches!(status, Status::InProgress) {
-            None
-        } else {
-            self.usage
-        };
-        let response = ResponseOut::new(
-            &self.id,
-            self.created_at,
-            &self.model,
-            &self.echo,
-            status,
-            &self.output,
-            usage,
-            error,
-        );
+        let response = self.response(status, error);
         frame(
             out,
             kind,
@@ -532,16 +529,7 @@ impl StreamWriter {
         self.done = true;
         if let Some(items) = self.items.take() {
             let output = serde_json::to_string(&self.output).unwrap_or_else(|_| "[]".into());
-            let response = ResponseOut::new(
-                &self.id,
-                self.created_at,
-                &self.model,
-                &self.echo,
-                status,
-                &self.output,
-                self.usage,
-                None,
-            );
+            let response = self.response(status, None);
             self.finished = Some(Finished {
                 id: self.id.clone(),
                 response: serde_json::to_vec(&response).unwrap_or_default(),
