@@ -88,8 +88,10 @@ impl Drop for Held {
 }
 
 /// One call's billing record from its start: who it is, what it holds, and the row it
-/// becomes. Finish it exactly once; dropped unfinished, it releases what it holds and
-/// writes no row.
+/// becomes. Finish it exactly once. Dropped unfinished (the request's future was
+/// dropped: its client hung up before the call ended), it still writes the call's row,
+/// status 499 `client_closed` with nothing charged, and releases what it holds; so
+/// every call that reached admission leaves exactly one row.
 #[derive(Debug)]
 pub struct Admission {
     meter: CallMeter,
@@ -97,6 +99,22 @@ pub struct Admission {
     catalog_version: String,
     held: Vec<Held>,
     billing: Arc<Billing>,
+    finished: bool,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.record(
+                None,
+                Ending {
+                    status: 499,
+                    error_type: Some(crate::api::ErrorLabel::ClientClosed),
+                    ..Default::default()
+                },
+            );
+        }
+    }
 }
 
 impl Billing {
@@ -109,6 +127,7 @@ impl Billing {
             catalog_version: catalog_version.to_string(),
             held: Vec::new(),
             billing: self.clone(),
+            finished: false,
         }
     }
 }
@@ -328,8 +347,8 @@ impl Admission {
     /// to its cost (an unknown cost settles at the reserved amount, the most it could
     /// have cost). Returns what it billed: the usage and the cost in nano-dollars
     /// (`None`: price unknown), the figures the client is shown.
-    pub fn finish(self, outcome: Outcome<'_>) -> Billed {
-        let (served, mut ending) = match outcome {
+    pub fn finish(mut self, outcome: Outcome<'_>) -> Billed {
+        let (served, ending) = match outcome {
             Outcome::Served { by, ending } => (Some(by), ending),
             Outcome::Failed(error) => (
                 None,
@@ -340,6 +359,13 @@ impl Admission {
                 },
             ),
         };
+        self.record(served, ending)
+    }
+
+    /// Writes the row and the billing metrics of the call that ended with `ending`, and
+    /// settles what it holds; once.
+    fn record(&mut self, served: Option<ServedBy>, mut ending: Ending) -> Billed {
+        self.finished = true;
         ending.latency = self.started.elapsed();
         let (row, billed) = self
             .meter
@@ -378,7 +404,7 @@ impl Admission {
                     .inc(),
             }
             if let (Some(base), Some(c)) = (row.baseline_cost_nanos, cost) {
-                metrics.savings_usd.add((base - c as i64) as f64 / 1e9);
+                metrics.savings_usd.add((base as f64 - c as f64) / 1e9);
             }
             if ending.fallbacks > 0 {
                 metrics.fallbacks.with_label_values(&[labels[3]]).inc();
@@ -394,8 +420,8 @@ impl Admission {
         billed
     }
 
-    fn settle(self, cost: Option<u64>) {
-        for mut held in self.held {
+    fn settle(&mut self, cost: Option<u64>) {
+        for mut held in std::mem::take(&mut self.held) {
             match &mut held {
                 Held::Local(r) => {
                     if let Some(r) = r.take() {

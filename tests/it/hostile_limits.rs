@@ -2,6 +2,8 @@
 //! a request names a model, absurd numbers, unbounded strings, and what the client is
 //! told when every backend is rate-limited.
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use crate::common::*;
@@ -355,4 +357,37 @@ async fn issue_13_absurd_numbers_are_refused_or_counted_never_wrapped() {
         let e = expect_error(resp, 400).await;
         assert_eq!(e["param"], query.split('=').next().unwrap(), "{e}");
     }
+}
+
+/// Issue 13, item 7: a client that hangs up on a non-streamed call before the upstream
+/// answers leaves the call's row (499 `client_closed`, nothing charged), and the
+/// upstream request is dropped with it.
+#[tokio::test]
+async fn issue_13_an_abandoned_call_is_ledgered_and_its_upstream_cancelled() {
+    let mock = MockUpstream::start().await;
+    let toml = single_provider_config(&mock)
+        .replace("first_byte = \"2s\"", "first_byte = \"60s\"")
+        .replace("idle = \"1s\"", "idle = \"60s\"")
+        .replace("total = \"10s\"", "total = \"60s\"");
+    let gw = TestGateway::start(&toml).await;
+    mock.script([Step::Hang]);
+    let id = "abandoned-call-1";
+    let sent = gw
+        .client
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .header("x-request-id", id)
+        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .send();
+    // Hang up once the upstream has the request.
+    tokio::select! {
+        r = sent => panic!("the call ended before the client left: {r:?}"),
+        _ = mock.wait_received(1) => {}
+    }
+    tokio::time::timeout(Duration::from_secs(5), mock.wait_closed(1))
+        .await
+        .expect("the upstream request is still open after the client left");
+    let row = crate::metering::row_of(&gw, id).await;
+    assert_eq!(row["status"], 499, "{row}");
+    assert_eq!(row["error_type"], "client_closed", "{row}");
 }

@@ -826,7 +826,7 @@ async fn golden_matrix_header_body_and_ledger_agree_with_the_rule() {
 }
 
 /// The ledger row of request `id`, once written.
-async fn row_of(gw: &TestGateway, id: &str) -> Value {
+pub async fn row_of(gw: &TestGateway, id: &str) -> Value {
     once_written(gw, id, || async {
         let calls = gw.get_json("/v1/spend/calls?limit=1000", MASTER).await;
         calls["calls"]

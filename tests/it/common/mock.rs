@@ -244,6 +244,17 @@ impl MockUpstream {
             notified.await;
         }
     }
+
+    /// Waits until at least `n` requests have arrived.
+    pub async fn wait_received(&self, n: usize) {
+        loop {
+            let notified = self.shared.arrived.notified();
+            if self.shared.received.lock().unwrap().len() >= n {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// The first `n` SSE events of a transcript, each with its blank line.
