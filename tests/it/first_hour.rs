@@ -526,3 +526,151 @@ fn issue_14_check_warns_about_a_route_with_no_candidate() {
     assert!(!fine.contains("warning"), "{fine}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The worked example in docs/policies.md is what the binary prints: its table is read
+/// from the doc and compared with `/v1/route/explain`, and each policy's pick is checked.
+#[tokio::test]
+async fn issue_14_policies_worked_example_is_what_explain_prints() {
+    let gw = TestGateway::start(
+        r#"
+[router.predictor]
+enabled = false
+
+[providers.openai]
+api_key = "sk-worked-example"
+models = ["gpt-4o"]
+
+[providers.groq]
+api_key = "gsk-worked-example"
+models = ["llama-3.3-70b"]
+
+[providers.ollama]
+models = ["qwen3:8b"]
+
+[[keys]]
+name = "worked"
+key = "bzr-worked-example"
+"#,
+    )
+    .await;
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/policies.md"),
+    )
+    .unwrap();
+    // | openai/gpt-4o | $0.005065 | 3.8 s | 62.6 |
+    let rows: Vec<Vec<String>> = doc
+        .lines()
+        .filter(|l| {
+            l.starts_with("| openai/") || l.starts_with("| groq/") || l.starts_with("| ollama/")
+        })
+        .map(|l| {
+            l.split('|')
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        rows.len(),
+        3,
+        "the worked example's table is gone: {rows:?}"
+    );
+    // A 1,000-token code prompt: 3,984 characters are 996 tokens, plus 4 for the message.
+    let code = "def merge(a, b):\n    return sorted(a + b)\n";
+    let mut prompt = String::from("Fix this python function:\n");
+    while prompt.len() < 3984 {
+        prompt.push_str(code);
+    }
+    prompt.truncate(3984);
+    let explain = |policy: &str, floor: Option<f64>| {
+        let mut bazaar = serde_json::json!({"policy": policy});
+        if let Some(f) = floor {
+            bazaar["quality_floor"] = f.into();
+        }
+        let body = serde_json::json!({
+            "model": "auto",
+            "messages": [{"role": "user", "content": prompt}],
+            "bazaar": bazaar,
+        });
+        gw.client
+            .post(gw.url("/v1/route/explain"))
+            .bearer_auth("bzr-worked-example")
+            .json(&body)
+            .send()
+    };
+    let plan: serde_json::Value = explain("balanced", None)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(plan["estimated_prompt_tokens"], 1000, "{plan}");
+    assert_eq!(plan["task"], "code", "{plan}");
+    for row in &rows {
+        let provider = row[0].split('/').next().unwrap();
+        let c = plan["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["provider"] == provider)
+            .unwrap_or_else(|| panic!("no {provider} candidate: {plan}"));
+        let cost: f64 = c["expected_cost_usd"].as_str().unwrap().parse().unwrap();
+        let latency_s = c["expected_latency_ms"].as_f64().unwrap() / 1000.0;
+        let quality = c["quality"].as_f64().unwrap();
+        let printed = [
+            format!(
+                "${}",
+                if cost == 0.0 {
+                    "0".into()
+                } else {
+                    format!("{cost:.6}")
+                }
+            ),
+            format!("{latency_s:.1} s"),
+            format!("{quality:.1}"),
+        ];
+        assert_eq!(
+            row[1..],
+            printed,
+            "{provider}: the doc says {row:?}, explain prints {c}"
+        );
+    }
+    for (policy, floor, chosen) in [
+        ("cheapest", None, "ollama/"),
+        ("fastest", None, "groq/"),
+        ("quality", None, "openai/"),
+        ("balanced", None, "groq/"),
+        ("cheapest-above-quality", Some(60.0), "groq/"),
+    ] {
+        let plan: serde_json::Value = explain(policy, floor).await.unwrap().json().await.unwrap();
+        let got = plan["chosen"].as_str().unwrap_or_default();
+        assert!(
+            got.starts_with(chosen),
+            "{policy}: the doc says {chosen}…, explain chose {got}"
+        );
+    }
+    // The explain sample: the doc's curl body, and every figure of the reply it shows.
+    let body = doc
+        .split("-d '")
+        .nth(1)
+        .and_then(|rest| rest.split("'\n").next())
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    let sample = doc
+        .split("```json\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap();
+    let sample: serde_json::Value = serde_json::from_str(sample).unwrap();
+    let resp = gw
+        .client
+        .post(gw.url("/v1/route/explain"))
+        .bearer_auth("bzr-worked-example");
+    let got: serde_json::Value = resp.json(&body).send().await.unwrap().json().await.unwrap();
+    for (key, value) in sample.as_object().unwrap() {
+        assert_eq!(
+            &got[key], value,
+            "{key}: the doc shows {value}, explain prints {got}"
+        );
+    }
+}
