@@ -103,6 +103,11 @@ pub async fn start_billing(
             }
         }
     });
+    let (learn, learn_writer) =
+        billing::ledger::learn::start(&connected.ledger, clock.clone(), state.stopped.clone())
+            .await?;
+    state.tasks.spawn(learn_writer);
+    let _ = state.learn.set(learn);
     state.billing.connect(connected);
     // Stored responses live in the ledger's database, in their own table.
     let (store, store_writer) = server::responses_store::start(

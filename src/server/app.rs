@@ -14,7 +14,8 @@ use tracing::Instrument;
 
 use super::state::AppState;
 use super::{
-    admin, chat, count_tokens, embeddings, health, messages, models, responses, spend, RequestId,
+    admin, chat, count_tokens, embeddings, feedback, health, messages, models, responses, spend,
+    RequestId,
 };
 use crate::api::error::LoggedError;
 use crate::api::ApiError;
@@ -37,6 +38,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/models", get(models::list))
         .route("/v1/route/explain", post(chat::explain))
+        .route("/v1/feedback", post(feedback::create))
         .route("/v1/spend", get(spend::spend))
         .route("/v1/spend/calls", get(spend::calls))
         .route("/v1/spend/export", get(spend::export))

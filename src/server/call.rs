@@ -44,6 +44,8 @@ pub struct Asked<'a> {
     pub choices: u64,
     /// The client asked for a stream.
     pub stream: bool,
+    /// The head of the prompt the router reads (empty where it reads none).
+    pub prompt_head: &'a str,
 }
 
 impl<'a> Asked<'a> {
@@ -56,6 +58,7 @@ impl<'a> Asked<'a> {
             max_tokens: req.max_tokens,
             choices: req.n,
             stream: req.stream,
+            prompt_head: &req.prompt_head,
         }
     }
 }
@@ -171,6 +174,14 @@ pub async fn serve<S: Shape>(
             return Err(e);
         }
     };
+    if let Some(learn) = state.learn.get() {
+        let keep = runtime.config.router.keep_prompts;
+        learn.note_call(
+            &request_id.0,
+            &caller.name,
+            keep.then_some(asked.prompt_head),
+        );
+    }
     let call = Call {
         deadline: fallback::deadline(&runtime.config, &plan),
         caller,

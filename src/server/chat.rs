@@ -112,6 +112,7 @@ impl Shape for OpenAiShape {
             max_tokens: req.max_tokens,
             choices: req.n,
             stream: req.stream,
+            prompt_head: "",
         }
     }
 

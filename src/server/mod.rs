@@ -10,6 +10,7 @@ pub mod call;
 pub mod chat;
 pub mod count_tokens;
 pub mod embeddings;
+pub mod feedback;
 pub mod health;
 pub mod limits;
 pub mod messages;

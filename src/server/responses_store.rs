@@ -100,29 +100,7 @@ pub async fn start(
 }
 
 async fn migrate(pool: &AnyPool, sqlite: bool) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    if !sqlite {
-        sqlx::query("SELECT CAST(pg_advisory_xact_lock(7242652) AS TEXT)")
-            .execute(&mut *tx)
-            .await?;
-    }
-    sqlx::query("CREATE TABLE IF NOT EXISTS bazaar_migrations (version BIGINT PRIMARY KEY)")
-        .execute(&mut *tx)
-        .await?;
-    let done = sqlx::query("SELECT version FROM bazaar_migrations WHERE version = $1")
-        .bind(MIGRATION)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if done.is_none() {
-        for sql in SCHEMA {
-            sqlx::query(sql).execute(&mut *tx).await?;
-        }
-        sqlx::query("INSERT INTO bazaar_migrations (version) VALUES ($1)")
-            .bind(MIGRATION)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await
+    crate::billing::ledger::migrate_once(pool, !sqlite, 7242652, MIGRATION, SCHEMA).await
 }
 
 impl ResponseStore {

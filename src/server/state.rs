@@ -61,6 +61,8 @@ pub struct AppState {
     pub billing: Arc<Billing>,
     /// Stored responses (`previous_response_id`), beside the ledger once it is connected.
     pub responses: std::sync::OnceLock<Arc<super::responses_store::ResponseStore>>,
+    /// Kept prompts and feedback for retraining, beside the ledger once it is connected.
+    pub learn: std::sync::OnceLock<Arc<crate::billing::ledger::learn::LearnStore>>,
     /// Turns to read a request body (`server.max_bodies_in_flight`, sized at start).
     pub bodies: tokio::sync::Semaphore,
     reloads_applied: AtomicU64,
@@ -84,6 +86,7 @@ impl AppState {
             stopped: CancellationToken::new(),
             billing,
             responses: std::sync::OnceLock::new(),
+            learn: std::sync::OnceLock::new(),
             reloads_applied: AtomicU64::new(0),
             reloads_rejected: AtomicU64::new(0),
         })

@@ -18,6 +18,7 @@ mod chat;
 mod config_examples;
 mod conformance;
 mod errors;
+mod feedback;
 mod first_hour;
 mod hostile;
 mod hostile_limits;

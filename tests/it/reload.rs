@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use bazaar::config::{reload, Config};
+use bazaar::config::Config;
 use serde_json::{json, Value};
 
 use crate::common::*;
@@ -55,22 +55,8 @@ async fn reload_swaps_config_and_keeps_it_on_a_bad_file() {
     std::fs::write(&path, config_with(&mock, r#""m1""#)).unwrap();
     let gw = TestGateway::start_config(Config::load(&path, &|_| None).unwrap()).await;
 
-    // The binary forwards SIGHUP on this channel; the test below sends the real signal.
-    let (_hup_tx, hup_rx) = tokio::sync::mpsc::channel(1);
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
-    let state = gw.state.clone();
-    tokio::spawn(reload::watch(
-        path.clone(),
-        |_| None,
-        Duration::from_millis(20),
-        hup_rx,
-        gw.state.shutdown.clone(),
-        move |loaded| {
-            let applied = state.reload(loaded);
-            let _ = done_tx.send(applied);
-            std::future::ready(())
-        },
-    ));
+    // SIGHUP is left to the test below, which sends the real signal to the binary.
+    let mut done_rx = gw.watch_config(&path);
 
     // Load while reloading: every call succeeds.
     let mut load = Vec::new();

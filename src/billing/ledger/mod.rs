@@ -3,6 +3,7 @@
 //! request path directly. Queries here serve the spend API.
 
 pub mod estimated;
+pub mod learn;
 pub mod writer;
 
 pub use estimated::Estimated;
@@ -131,6 +132,42 @@ fn migrations(backend: Backend) -> Vec<(i64, String)> {
             "CREATE TABLE IF NOT EXISTS ledger_replays (marker TEXT PRIMARY KEY, rows BIGINT NOT NULL)".into(),
         ),
     ]
+}
+
+/// Applies a module's own schema change `version` (numbered from 1001, beside the
+/// ledger's own) once, in one transaction; on PostgreSQL under the advisory lock `lock`,
+/// so replicas starting at once do not race.
+pub async fn migrate_once(
+    pool: &AnyPool,
+    postgres: bool,
+    lock: i64,
+    version: i64,
+    schema: &[&str],
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    if postgres {
+        sqlx::query("SELECT CAST(pg_advisory_xact_lock($1) AS TEXT)")
+            .bind(lock)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("CREATE TABLE IF NOT EXISTS bazaar_migrations (version BIGINT PRIMARY KEY)")
+        .execute(&mut *tx)
+        .await?;
+    let done = sqlx::query("SELECT version FROM bazaar_migrations WHERE version = $1")
+        .bind(version)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if done.is_none() {
+        for sql in schema {
+            sqlx::query(sql).execute(&mut *tx).await?;
+        }
+        sqlx::query("INSERT INTO bazaar_migrations (version) VALUES ($1)")
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
 }
 
 impl Ledger {

@@ -7,19 +7,27 @@ use std::sync::Arc;
 use clap::Subcommand;
 
 use super::eval::{self, Options};
-use super::rows;
 use super::train::{self, Settings};
 use super::Weights;
+use super::{ledger_rows, rows};
 use crate::config::{process_env, Config};
 
 /// `bazaar router` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum RouterCommand {
-    /// Fit predictor weights from outcome rows (CSV `prompt,model,score`, score 0–1).
+    /// Fit predictor weights from outcome rows (CSV `prompt,model,score`, score 0–1), or
+    /// from the gateway's own traffic (`--from-ledger`: kept prompts and their feedback).
     Train {
         /// The rows.
-        #[arg(long)]
-        data: PathBuf,
+        #[arg(long, required_unless_present = "from_ledger")]
+        data: Option<PathBuf>,
+        /// Fit on the prompts the ledger kept (`[router.learn] keep_prompts`) joined with
+        /// the scores posted to /v1/feedback, instead of `--data`.
+        #[arg(long, conflicts_with = "data")]
+        from_ledger: bool,
+        /// With `--from-ledger`: the config naming the ledger (default: the embedded one).
+        #[arg(long, short, requires = "from_ledger")]
+        config: Option<PathBuf>,
         /// Where to write the weights (load them with `[router.predictor] file`).
         #[arg(long)]
         out: PathBuf,
@@ -162,12 +170,25 @@ pub fn run(command: RouterCommand) -> Result<String, String> {
     match command {
         RouterCommand::Train {
             data,
+            from_ledger,
+            config,
             out,
             cv,
             seed,
             fit,
         } => {
-            let outcomes = read_rows(&data)?;
+            let (outcomes, name) = match data.filter(|_| !from_ledger) {
+                Some(data) => (
+                    read_rows(&data)?,
+                    data.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                ),
+                None => (
+                    ledger_rows::outcomes(&ledger_rows::read(config.as_deref())?)?,
+                    "the ledger's kept prompts and feedback".to_string(),
+                ),
+            };
             let mut report = String::new();
             let settings = match cv {
                 None => fit.settings()?,
@@ -189,10 +210,6 @@ pub fn run(command: RouterCommand) -> Result<String, String> {
                     s
                 }
             };
-            let name = data
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
             let weights = train::fit(
                 &outcomes,
                 None,

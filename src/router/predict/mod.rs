@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod eval;
+pub mod ledger_rows;
 pub mod rows;
 pub mod train;
 

@@ -92,6 +92,29 @@ impl TestGateway {
         }
     }
 
+    /// Watches the config file at `path` as the binary does (every 20 ms, no SIGHUP),
+    /// reloading this gateway; the receiver gets whether each reload was applied.
+    pub fn watch_config(
+        &self,
+        path: &std::path::Path,
+    ) -> tokio::sync::mpsc::UnboundedReceiver<bool> {
+        let (_no_hup, hup_rx) = tokio::sync::mpsc::channel(1);
+        let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
+        let state = self.state.clone();
+        tokio::spawn(bazaar::config::reload::watch(
+            path.to_path_buf(),
+            |_| None,
+            std::time::Duration::from_millis(20),
+            hup_rx,
+            self.state.shutdown.clone(),
+            move |loaded| {
+                let _ = done_tx.send(state.reload(loaded));
+                std::future::ready(())
+            },
+        ));
+        done_rx
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

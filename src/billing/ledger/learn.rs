@@ -1,0 +1,297 @@
+//! What the gateway keeps to retrain the quality predictor on its own traffic: the prompt
+//! of each call (only with `[router.learn] keep_prompts = true`, cut to
+//! `KEPT_PROMPT_BYTES`) and the scores clients post to `POST /v1/feedback`, both stored
+//! against the call's ledger row (request id and key) in the ledger's database, in their
+//! own tables (migration 1002). Keeping a prompt is an in-memory insert and a channel
+//! send; a writer task persists prompts in batches. Nothing here routes or trains.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use sqlx::{AnyPool, Row};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Backend, Ledger, LedgerError};
+use crate::billing::Clock;
+
+/// Our migration, recorded in the ledger's `bazaar_migrations` under its own number.
+const MIGRATION: i64 = 1002;
+/// Serialises replicas applying it at once on PostgreSQL.
+const MIGRATION_LOCK: i64 = 7242653;
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS ledger_prompts (request_id TEXT NOT NULL, key_name TEXT NOT NULL,
+     ts_ms BIGINT NOT NULL, prompt TEXT NOT NULL, PRIMARY KEY (request_id, key_name))",
+    "CREATE TABLE IF NOT EXISTS ledger_feedback (request_id TEXT NOT NULL, key_name TEXT NOT NULL,
+     ts_ms BIGINT NOT NULL, score DOUBLE PRECISION NOT NULL, PRIMARY KEY (request_id, key_name))",
+    // Feedback finds its call by request id.
+    "CREATE INDEX IF NOT EXISTS ledger_request_id ON ledger (request_id)",
+];
+
+/// The most of a prompt that is kept, in bytes (cut at a character boundary): the same
+/// head of the prompt the router reads to predict quality.
+pub const KEPT_PROMPT_BYTES: usize = 2048;
+
+/// Calls remembered in memory so feedback finds a call whose ledger row is still queued.
+const RECENT: usize = 4096;
+const QUEUE: usize = 4096;
+const BATCH: usize = 256;
+
+/// A kept prompt on its way to the database.
+#[derive(Debug)]
+struct Kept {
+    request_id: String,
+    key_name: String,
+    ts_ms: i64,
+    prompt: String,
+}
+
+/// Recent calls as (request id, key name), oldest first out.
+#[derive(Debug, Default)]
+struct Recent {
+    calls: HashSet<(String, String)>,
+    order: VecDeque<(String, String)>,
+}
+
+/// The store: the ledger's pool, the recent calls, and the prompt writer's queue.
+pub struct LearnStore {
+    pool: AnyPool,
+    recent: Mutex<Recent>,
+    queue: mpsc::Sender<Kept>,
+    clock: Clock,
+    /// Prompts written (or given up on) so far.
+    written: tokio::sync::watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for LearnStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LearnStore").finish_non_exhaustive()
+    }
+}
+
+/// What became of a score posted for a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feedback {
+    /// Stored against the call (a later score for the same call replaces it).
+    Stored,
+    /// No call with that request id was made with that key.
+    NotFound,
+}
+
+/// One training row: a kept prompt, the model that answered it, the score it got (0–1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainingRow {
+    pub prompt: String,
+    pub model: String,
+    pub score: f64,
+}
+
+/// Applies the store's migration on the ledger's database.
+pub async fn migrate(ledger: &Ledger) -> Result<(), sqlx::Error> {
+    let postgres = ledger.backend == Backend::Postgres;
+    super::migrate_once(ledger.pool(), postgres, MIGRATION_LOCK, MIGRATION, SCHEMA).await
+}
+
+/// Starts the store on the connected `ledger` (applying its migration) and returns it with
+/// its writer task, which writes what is queued and ends when `stop` is cancelled.
+pub async fn start(
+    ledger: &Ledger,
+    clock: Clock,
+    stop: CancellationToken,
+) -> Result<(Arc<LearnStore>, impl std::future::Future<Output = ()>), sqlx::Error> {
+    migrate(ledger).await?;
+    let (queue, rx) = mpsc::channel(QUEUE);
+    let store = Arc::new(LearnStore {
+        pool: ledger.pool().clone(),
+        recent: Mutex::new(Recent::default()),
+        queue,
+        clock,
+        written: tokio::sync::watch::Sender::new(0),
+    });
+    Ok((store.clone(), writer(store, rx, stop)))
+}
+
+/// `text` cut to at most `max` bytes at a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+impl LearnStore {
+    fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        // A poisoned lock only means a panic elsewhere mid-insert; the set is still usable.
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Notes a call of `key_name` (so feedback for it is accepted before its ledger row is
+    /// written) and, when `prompt` is given, queues its head for the database. Never waits.
+    pub fn note_call(&self, request_id: &str, key_name: &str, prompt: Option<&str>) {
+        let call = (request_id.to_string(), key_name.to_string());
+        {
+            let mut recent = self.recent();
+            if recent.calls.insert(call.clone()) {
+                recent.order.push_back(call);
+                if recent.order.len() > RECENT {
+                    if let Some(old) = recent.order.pop_front() {
+                        recent.calls.remove(&old);
+                    }
+                }
+            }
+        }
+        let Some(prompt) = prompt.filter(|p| !p.is_empty()) else {
+            return;
+        };
+        let kept = Kept {
+            request_id: request_id.to_string(),
+            key_name: key_name.to_string(),
+            ts_ms: (self.clock)(),
+            prompt: cut(prompt, KEPT_PROMPT_BYTES).to_string(),
+        };
+        if self.queue.try_send(kept).is_err() {
+            tracing::warn!(
+                request_id,
+                "The kept-prompt queue is full; this call's prompt is not kept for retraining."
+            );
+        }
+    }
+
+    /// Whether `key_name` made the call `request_id`.
+    async fn made(&self, request_id: &str, key_name: &str) -> Result<bool, sqlx::Error> {
+        let call = (request_id.to_string(), key_name.to_string());
+        if self.recent().calls.contains(&call) {
+            return Ok(true);
+        }
+        let row =
+            sqlx::query("SELECT 1 FROM ledger WHERE request_id = $1 AND key_name = $2 LIMIT 1")
+                .bind(call.0)
+                .bind(call.1)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.is_some())
+    }
+
+    /// Stores `score` (0–1, checked by the caller) against the call `request_id` if
+    /// `key_name` made it; another key's call is indistinguishable from a missing one.
+    pub async fn record_feedback(
+        &self,
+        request_id: &str,
+        key_name: &str,
+        score: f64,
+    ) -> Result<Feedback, sqlx::Error> {
+        if !self.made(request_id, key_name).await? {
+            return Ok(Feedback::NotFound);
+        }
+        sqlx::query(
+            "INSERT INTO ledger_feedback (request_id, key_name, ts_ms, score) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (request_id, key_name) DO UPDATE SET score = excluded.score, ts_ms = excluded.ts_ms",
+        )
+        .bind(request_id.to_string())
+        .bind(key_name.to_string())
+        .bind((self.clock)())
+        .bind(score)
+        .execute(&self.pool)
+        .await?;
+        Ok(Feedback::Stored)
+    }
+
+    /// Waits until at least `n` kept prompts have been written (or given up on after a
+    /// failed write); returns how many.
+    pub async fn prompts_written(&self, n: u64) -> u64 {
+        let mut written = self.written.subscribe();
+        let reached = written.wait_for(|w| *w >= n).await.map(|w| *w);
+        reached.unwrap_or_else(|_| *written.borrow())
+    }
+
+    async fn write(&self, batch: &[Kept]) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        for k in batch {
+            sqlx::query(
+                "INSERT INTO ledger_prompts (request_id, key_name, ts_ms, prompt) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (request_id, key_name) DO NOTHING",
+            )
+            .bind(k.request_id.clone())
+            .bind(k.key_name.clone())
+            .bind(k.ts_ms)
+            .bind(k.prompt.clone())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+}
+
+/// Writes queued prompts in batches (a failed batch is retried once, then dropped with a
+/// warning: kept prompts are for retraining, not for billing); on `stop`, writes what is
+/// queued and ends.
+async fn writer(store: Arc<LearnStore>, mut rx: mpsc::Receiver<Kept>, stop: CancellationToken) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut stopping = false;
+    loop {
+        let n = tokio::select! {
+            n = rx.recv_many(&mut batch, BATCH) => n,
+            _ = stop.cancelled(), if !stopping => {
+                stopping = true;
+                rx.close();
+                continue;
+            }
+        };
+        if n == 0 {
+            return;
+        }
+        let mut written = store.write(&batch).await;
+        if written.is_err() {
+            written = store.write(&batch).await;
+        }
+        if let Err(e) = written {
+            tracing::warn!(
+                prompts = batch.len(),
+                "Writing kept prompts failed; they are not kept for retraining: {e}"
+            );
+        }
+        store.written.send_modify(|w| *w += batch.len() as u64);
+        batch.clear();
+    }
+}
+
+/// Every call with both a kept prompt and a score, as training rows, oldest feedback
+/// first: the prompt, the catalog model that answered, the score. Calls that failed
+/// (status 400 or more) are left out.
+pub async fn training_rows(ledger: &Ledger) -> Result<Vec<TrainingRow>, LedgerError> {
+    migrate(ledger).await?;
+    let rows = sqlx::query(
+        "SELECT p.prompt, l.model, f.score FROM ledger_feedback f
+         JOIN ledger_prompts p ON p.request_id = f.request_id AND p.key_name = f.key_name
+         JOIN (SELECT DISTINCT request_id, key_name, model FROM ledger WHERE status < 400 AND model <> '') l
+           ON l.request_id = f.request_id AND l.key_name = f.key_name
+         ORDER BY f.ts_ms, f.request_id, f.key_name",
+    )
+    .fetch_all(ledger.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(TrainingRow {
+                prompt: r.try_get(0)?,
+                model: r.try_get(1)?,
+                score: r.try_get(2)?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(LedgerError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompts_are_cut_at_a_character_boundary() {
+        let long = "é".repeat(KEPT_PROMPT_BYTES);
+        let kept = cut(&long, KEPT_PROMPT_BYTES);
+        assert_eq!(kept.len(), KEPT_PROMPT_BYTES);
+        assert_eq!(cut("abcé", 4), "abc");
+        assert_eq!(cut("short", KEPT_PROMPT_BYTES), "short");
+    }
+}
