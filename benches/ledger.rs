@@ -1,7 +1,7 @@
 //! Ledger write throughput on SQLite and PostgreSQL, then the spend queries at 10
 //! million rows. For each database: `Ledger::insert` in batches of 500 (the default
-//! batch; on SQLite for each statement shape: one prepared statement reused per row, and
-//! multi-row statements of fixed widths), then the writer end to end (rows handed to
+//! batch; on SQLite for each statement shape, each on a fresh file: one prepared statement
+//! reused per row, and multi-row statements of fixed widths), then the writer end to end (rows handed to
 //! the sink as fast as it takes them, until the last one is committed), with the rows
 //! it spilled (0 while the database is up).
 //!
@@ -64,14 +64,27 @@ fn row(i: i64) -> LedgerRow {
     }
 }
 
-/// `Ledger::insert` of `n` rows (numbered from `from`) in batches of 500; rows/s.
-async fn insert_rate(ledger: &Ledger, from: i64, n: i64) -> f64 {
+/// utime + stime of this process (every thread, SQLite's included), in seconds: on a
+/// shared machine CPU per row varies far less than rows per wall-clock second.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// `Ledger::insert` of `n` rows (numbered from `from`) in batches of 500; (rows/s, CPU
+/// µs per row).
+async fn insert_rate(ledger: &Ledger, from: i64, n: i64) -> (f64, f64) {
     let rows: Vec<LedgerRow> = (from..from + n).map(row).collect();
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), cpu_seconds());
     for batch in rows.chunks(500) {
         ledger.insert(batch).await.unwrap();
     }
-    n as f64 / t.elapsed().as_secs_f64()
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    (rate, (cpu_seconds() - cpu) * 1e6 / n as f64)
 }
 
 /// The writer with the default settings, fed `n` rows as fast as its queue takes them;
@@ -109,15 +122,19 @@ async fn writer_rate(ledger: &Ledger, from: i64, n: i64, spill: std::path::PathB
 }
 
 async fn bench(label: &str, url: &str, n: i64, dir: &std::path::Path) {
-    let mut ledger = Ledger::connect(url).await.unwrap();
     let mut next = 0;
     if label == "sqlite" {
         let mut widths = vec![1, 8, 16, 32, 64];
         widths.retain(|w| *w != SQLITE_ROWS_PER_STATEMENT);
         widths.push(SQLITE_ROWS_PER_STATEMENT);
         for width in widths {
+            // Each shape on a fresh file: a table grown by the previous shape would
+            // make later shapes look slower.
+            let fresh = format!("{url}-{width}");
+            let mut ledger = Ledger::connect(&fresh).await.unwrap();
             ledger.set_rows_per_statement(width);
-            let rate = insert_rate(&ledger, next, n).await;
+            let (rate, cpu) = insert_rate(&ledger, next, n).await;
+            ledger.close().await;
             next += n;
             let shape = if width == 1 {
                 "prepared statement per row".to_string()
@@ -130,16 +147,17 @@ async fn bench(label: &str, url: &str, n: i64, dir: &std::path::Path) {
                 ""
             };
             println!(
-                "  {label:<8} insert, {shape:<28} {rate:>9.0} rows/s   load {}{default}",
+                "  {label:<8} insert, {shape:<28} {rate:>9.0} rows/s {cpu:>6.1} CPU µs/row   load {}{default}",
                 loadavg()
             );
         }
-        ledger.set_rows_per_statement(SQLITE_ROWS_PER_STATEMENT);
-    } else {
-        let rate = insert_rate(&ledger, next, n).await;
+    }
+    let ledger = Ledger::connect(url).await.unwrap();
+    if label != "sqlite" {
+        let (rate, cpu) = insert_rate(&ledger, next, n).await;
         next += n;
         println!(
-            "  {label:<8} insert, {:<28} {rate:>9.0} rows/s   load {}",
+            "  {label:<8} insert, {:<28} {rate:>9.0} rows/s {cpu:>6.1} CPU µs/row   load {}",
             "UNNEST, one array per column",
             loadavg()
         );

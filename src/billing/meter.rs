@@ -3,6 +3,7 @@
 //! or a stream cut before its report was complete) is estimated — the prompt from the
 //! request, output and reasoning by counting the text sent — and the row names those.
 
+use memchr::memmem::Finder;
 use std::time::Duration;
 
 use serde_json::value::RawValue;
@@ -306,20 +307,9 @@ impl SentText {
     /// Appends the text of one body or chunk in `shape`, found without parsing the
     /// whole of it.
     pub fn push(&mut self, shape: BodyShape, chunk: &[u8]) {
-        let (output, reasoning): (&[&[u8]], &[&[u8]]) = match shape {
-            BodyShape::OpenAi => (
-                &[
-                    b"\"content\":",
-                    b"\"text\":",
-                    b"\"arguments\":",
-                    b"\"refusal\":",
-                ],
-                &[b"\"reasoning_content\":"],
-            ),
-            BodyShape::Anthropic => (
-                &[b"\"text\":", b"\"partial_json\":", b"\"input\":"],
-                &[b"\"thinking\":"],
-            ),
+        let (output, reasoning) = match shape {
+            BodyShape::OpenAi => (&KEYS.openai_output[..], &KEYS.openai_reasoning[..]),
+            BodyShape::Anthropic => (&KEYS.anthropic_output[..], &KEYS.anthropic_reasoning[..]),
         };
         for key in output {
             push_values(chunk, key, &mut self.output);
@@ -330,12 +320,37 @@ impl SentText {
     }
 }
 
+/// The keys whose values `SentText` collects, each searcher built once (building one is
+/// dearer than a search through a small chunk).
+struct TextKeys {
+    openai_output: [Finder<'static>; 4],
+    openai_reasoning: [Finder<'static>; 1],
+    anthropic_output: [Finder<'static>; 3],
+    anthropic_reasoning: [Finder<'static>; 1],
+}
+
+static KEYS: std::sync::LazyLock<TextKeys> = std::sync::LazyLock::new(|| TextKeys {
+    openai_output: [
+        Finder::new(b"\"content\":"),
+        Finder::new(b"\"text\":"),
+        Finder::new(b"\"arguments\":"),
+        Finder::new(b"\"refusal\":"),
+    ],
+    openai_reasoning: [Finder::new(b"\"reasoning_content\":")],
+    anthropic_output: [
+        Finder::new(b"\"text\":"),
+        Finder::new(b"\"partial_json\":"),
+        Finder::new(b"\"input\":"),
+    ],
+    anthropic_reasoning: [Finder::new(b"\"thinking\":")],
+});
+
 /// Appends every value of `key` in `chunk`: a string's text, or an object's JSON (a
 /// tool-use `input`); other values are skipped.
-fn push_values(chunk: &[u8], key: &[u8], out: &mut String) {
+fn push_values(chunk: &[u8], key: &Finder<'static>, out: &mut String) {
     let mut rest = chunk;
-    while let Some(at) = memchr::memmem::find(rest, key) {
-        rest = &rest[at + key.len()..];
+    while let Some(at) = key.find(rest) {
+        rest = &rest[at + key.needle().len()..];
         let trimmed = rest
             .iter()
             .position(|b| !b.is_ascii_whitespace())

@@ -11,18 +11,23 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
-use super::state::AppState;
+use super::auth::Caller;
+use super::state::{AppState, Runtime};
 use super::RequestId;
 use crate::api::ApiError;
 
 /// The raw bytes of a JSON request body, sent by an authenticated caller.
 pub struct JsonBody(pub Bytes);
 
-/// What a call endpoint receives: the request's id, its headers and its JSON body.
+/// What a call endpoint receives: the request's id, its headers, its JSON body, and the
+/// caller the extractor authenticated under `runtime` (handed on, so a key is hashed
+/// and looked up once per call).
 pub struct Incoming {
     pub request_id: RequestId,
     pub headers: http::HeaderMap,
     pub body: Bytes,
+    pub caller: Caller,
+    pub runtime: Arc<Runtime>,
 }
 
 impl FromRequest<Arc<AppState>> for Incoming {
@@ -32,7 +37,9 @@ impl FromRequest<Arc<AppState>> for Incoming {
         let request_id = req.extensions().get::<RequestId>().cloned();
         let headers = req.headers().clone();
         let anthropic = is_anthropic(&req);
-        let JsonBody(body) = JsonBody::from_request(req, state).await?;
+        let (caller, runtime, body) = read(req, state)
+            .await
+            .map_err(|error| Refused { error, anthropic })?;
         let request_id = request_id.ok_or_else(|| Refused {
             error: ApiError::Internal("the request has no id".into()),
             anthropic,
@@ -41,6 +48,8 @@ impl FromRequest<Arc<AppState>> for Incoming {
             request_id,
             headers,
             body,
+            caller,
+            runtime,
         })
     }
 }
@@ -73,14 +82,19 @@ impl FromRequest<Arc<AppState>> for JsonBody {
         let anthropic = is_anthropic(&req);
         read(req, state)
             .await
+            .map(|(_, _, body)| JsonBody(body))
             .map_err(|error| Refused { error, anthropic })
     }
 }
 
-async fn read(req: Request, state: &Arc<AppState>) -> Result<JsonBody, ApiError> {
+/// The caller, the runtime it was authenticated under, and the body.
+async fn read(
+    req: Request,
+    state: &Arc<AppState>,
+) -> Result<(Caller, Arc<Runtime>, Bytes), ApiError> {
     let runtime = state.runtime();
     // Unauthenticated bodies are never read: a stranger cannot make us buffer them.
-    state.authenticate(req.headers(), &runtime)?;
+    let caller = state.authenticate(req.headers(), &runtime)?;
     let settings = &runtime.config.server;
     let limit = settings.max_body_bytes;
     let content_type = req
@@ -128,7 +142,7 @@ async fn read(req: Request, state: &Arc<AppState>) -> Result<JsonBody, ApiError>
         })?;
     let read = read_body(req.into_body(), limit, declared.unwrap_or(0));
     match tokio::time::timeout_at(deadline, read).await {
-        Ok(result) => result.map(JsonBody),
+        Ok(result) => result.map(|body| (caller, runtime.clone(), body)),
         Err(_) => Err(ApiError::InvalidRequest {
             message: format!(
                 "The request body was not received within {} s.",

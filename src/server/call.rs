@@ -123,18 +123,23 @@ pub struct Call {
     pub admission: Admission,
 }
 
-/// A request from its raw body: authenticates the caller (401 comes before any parsing
-/// error), parses the body into its front end's shape, and serves it.
+/// A request from its raw body, its caller already authenticated by the body extractor
+/// (401 comes before any parsing error): parses the body into its front end's shape
+/// and serves it.
 pub async fn handle<S: Shape>(
     state: &Arc<AppState>,
-    incoming: &Incoming,
+    incoming: Incoming,
     parse: impl FnOnce(&[u8]) -> Result<S, ApiError>,
 ) -> Result<Response, ApiError> {
-    let runtime = state.runtime();
-    let caller = state.authenticate(&incoming.headers, &runtime)?;
     let shape = parse(&incoming.body)?;
-    let (request_id, headers) = (&incoming.request_id, &incoming.headers);
-    serve(state, &runtime, caller, request_id, headers, &shape).await
+    let Incoming {
+        request_id,
+        headers,
+        caller,
+        runtime,
+        ..
+    } = incoming;
+    serve(state, &runtime, caller, &request_id, &headers, &shape).await
 }
 
 /// Serves one parsed request through `shape`; every outcome, refusals included, is one

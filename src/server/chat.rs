@@ -25,7 +25,7 @@ use crate::router::{self, explain, CallShape, RoutePlan};
 
 pub async fn completions(State(state): State<Arc<AppState>>, incoming: Incoming) -> Response {
     let parse = |body: &[u8]| Ok(OpenAiShape::Chat(ChatRequest::parse(body)?));
-    call::handle(&state, &incoming, parse)
+    call::handle(&state, incoming, parse)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }

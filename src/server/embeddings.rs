@@ -56,7 +56,7 @@ pub fn plan_passthrough(
 pub async fn embeddings(State(state): State<Arc<AppState>>, incoming: Incoming) -> Response {
     let parse =
         |body: &[u8]| PassthroughRequest::parse_embeddings(body).map(OpenAiShape::Embeddings);
-    call::handle(&state, &incoming, parse)
+    call::handle(&state, incoming, parse)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
@@ -64,7 +64,7 @@ pub async fn embeddings(State(state): State<Arc<AppState>>, incoming: Incoming) 
 pub async fn completions(State(state): State<Arc<AppState>>, incoming: Incoming) -> Response {
     let parse =
         |body: &[u8]| PassthroughRequest::parse_completions(body).map(OpenAiShape::Completions);
-    call::handle(&state, &incoming, parse)
+    call::handle(&state, incoming, parse)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }

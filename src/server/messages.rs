@@ -31,7 +31,7 @@ pub async fn create(State(state): State<Arc<AppState>>, incoming: Incoming) -> R
         let req = MessagesRequest::parse(body)?;
         Ok(MessagesShape { req, beta })
     };
-    call::handle(&state, &incoming, parse)
+    call::handle(&state, incoming, parse)
         .await
         .unwrap_or_else(anthropic_error)
 }

@@ -897,6 +897,55 @@ mod tests {
         assert_eq!(pg_arrays::<2>(std::iter::empty()), ["{}", "{}"]);
     }
 
+    #[tokio::test]
+    async fn every_sqlite_statement_shape_writes_the_same_rows_and_rollup() {
+        let mut seen = Vec::new();
+        for width in [1, 3, 32] {
+            let path = std::env::temp_dir().join(format!(
+                "bazaar-shape-{}-{width}.sqlite",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_file(&path);
+            let mut ledger = Ledger::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap();
+            ledger.set_rows_per_statement(width);
+            let mut rows: Vec<LedgerRow> = (0..7)
+                .map(|i| row(i * 1_000_000, ["a", "b"][i as usize % 2], Some(i * 3)))
+                .collect();
+            rows[2].team = None;
+            rows[3].cost_nanos = None;
+            rows[4].request_id = "quote \" and \\ and ü".into();
+            rows[5].ts_ms = i64::MAX / 2;
+            ledger.insert(&rows).await.unwrap();
+            ledger.insert(&rows[..2]).await.unwrap();
+            let all = Filter {
+                to_ms: i64::MAX,
+                ..Default::default()
+            };
+            let mut back: Vec<LedgerRow> = ledger
+                .calls(&all, 100, None)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(_, r)| r)
+                .collect();
+            back.sort_by_key(|r| (r.ts_ms, r.request_id.clone()));
+            let hourly: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+                "SELECT hour_ms, key_name, requests, cost_nanos FROM ledger_hourly ORDER BY 1, 2",
+            )
+            .fetch_all(ledger.pool())
+            .await
+            .unwrap();
+            seen.push((format!("{back:?}"), hourly));
+            ledger.close().await;
+            let _ = std::fs::remove_file(&path);
+        }
+        assert_eq!(seen[0], seen[1]);
+        assert_eq!(seen[0], seen[2]);
+        assert!(seen[0].0.contains(r#"quote \" and \\ and ü"#));
+    }
+
     #[test]
     fn write_statements_do_not_depend_on_the_batch() {
         let sql = WriteSql::new(Backend::Sqlite, 32);
