@@ -21,6 +21,58 @@ pub const GATEWAY_FIELDS: &[&str] = &["bazaar", "models", "provider"];
 /// from it can overflow.
 pub const MAX_TOKENS_FIELD: u64 = u32::MAX as u64;
 
+/// The longest identifier a request may give (`model`, `user`, a fallback in `models`,
+/// a session id), in bytes: identifiers go into routing keys, ledger rows and error
+/// messages, so they are bounded when parsed.
+pub const MAX_IDENTIFIER_BYTES: usize = 256;
+
+/// `metadata` as OpenAI bounds it: at most 16 pairs, keys of 64 bytes, values of 512.
+const METADATA_PAIRS: usize = 16;
+const METADATA_KEY_BYTES: usize = 64;
+const METADATA_VALUE_BYTES: usize = 512;
+
+/// 400 naming `param` when `value` is longer than `MAX_IDENTIFIER_BYTES` (the message
+/// does not repeat the value).
+pub fn check_identifier(param: &str, value: &str) -> Result<(), ApiError> {
+    if value.len() > MAX_IDENTIFIER_BYTES {
+        return Err(ApiError::invalid(
+            param,
+            format!(
+                "`{param}` is {} bytes long; at most {MAX_IDENTIFIER_BYTES} are allowed.",
+                value.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks `metadata`, when present and an object, against OpenAI's bounds; what it holds
+/// is forwarded, never read.
+fn check_metadata(fields: &RawObject) -> Result<(), ApiError> {
+    let Some(map) = fields.typed::<std::collections::BTreeMap<String, &RawValue>>(
+        "metadata",
+        "an object of strings",
+    )?
+    else {
+        return Ok(());
+    };
+    if map.len() > METADATA_PAIRS {
+        return Err(ApiError::invalid(
+            "metadata",
+            format!("`metadata` may hold at most {METADATA_PAIRS} pairs."),
+        ));
+    }
+    for (key, value) in &map {
+        if key.len() > METADATA_KEY_BYTES || value.get().len() > METADATA_VALUE_BYTES + 2 {
+            return Err(ApiError::invalid(
+                "metadata",
+                format!("`metadata` keys may be {METADATA_KEY_BYTES} bytes long and values {METADATA_VALUE_BYTES}."),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The most choices (`n`, `best_of`) a request may ask for, as OpenAI allows.
 pub const MAX_CHOICES: u64 = 128;
 
@@ -300,6 +352,10 @@ impl ChatRequest {
             fields.typed::<f64>(key, "a number")?;
         }
         let user = fields.typed::<String>("user", "a string")?;
+        if let Some(user) = &user {
+            check_identifier("user", user)?;
+        }
+        check_metadata(&fields)?;
 
         let mut needs = Needs::default();
         if let Some(tools) = fields.get("tools") {
@@ -460,7 +516,10 @@ fn take_head(head: &mut String, role: &str, text: &str) {
 
 fn required_model(fields: &RawObject) -> Result<String, ApiError> {
     match fields.typed::<String>("model", "a string")? {
-        Some(m) if !m.trim().is_empty() => Ok(m),
+        Some(m) if !m.trim().is_empty() => {
+            check_identifier("model", &m)?;
+            Ok(m)
+        }
         _ => Err(ApiError::invalid("model", "`model` is required.")),
     }
 }

@@ -56,6 +56,9 @@ pub struct TeamConfig {
     pub limits: Limits,
 }
 
+/// The longest key or team name, in bytes: names go into every ledger row and label.
+const MAX_NAME_BYTES: usize = 128;
+
 /// Parses `"50/month"`: USD (exact) per day, week or month.
 pub fn parse_budget(text: &str) -> Result<Budget, ValueError> {
     let (amount, period) = text
@@ -99,6 +102,12 @@ impl KeySettings<'_> {
     pub fn resolve(&self, hash: KeyHash, path: &str, problems: &mut Problems) -> KeyConfig {
         if self.name.trim().is_empty() {
             problems.add(under(path, "name"), "is empty");
+        }
+        if self.name.len() > MAX_NAME_BYTES {
+            problems.add(
+                under(path, "name"),
+                format!("is longer than {MAX_NAME_BYTES} bytes"),
+            );
         }
         let tiers = problems.tiers(self.tiers, &under(path, "tiers"));
         let markup_bp = match self.markup_percent {
@@ -154,6 +163,12 @@ pub struct TeamSettings<'a> {
 impl TeamSettings<'_> {
     /// The runtime form of the team; each problem is recorded under `path`.
     pub fn resolve(&self, path: &str, problems: &mut Problems) -> TeamConfig {
+        if self.name.len() > MAX_NAME_BYTES {
+            problems.add(
+                under(path, "name"),
+                format!("is longer than {MAX_NAME_BYTES} bytes"),
+            );
+        }
         let budget = self.budget.and_then(|b| {
             parse_budget(b)
                 .map_err(|m| problems.add(under(path, "budget"), m))

@@ -8,9 +8,12 @@ use http::HeaderMap;
 use serde::Deserialize;
 
 use super::policy::{Policy, Weights};
-use crate::api::openai::RawObject;
+use crate::api::openai::{check_identifier, RawObject};
 use crate::api::ApiError;
 use crate::catalog::{parse_usd_micros, Tier};
+
+/// The most fallback models (`models`) one request may list.
+const MAX_FALLBACK_MODELS: usize = 32;
 
 /// Ceilings on a candidate's price, in micro-dollars per million tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -197,6 +200,15 @@ impl Prefs {
         prefs.models = fields
             .typed::<Vec<String>>("models", "an array of model ids")?
             .unwrap_or_default();
+        if prefs.models.len() > MAX_FALLBACK_MODELS {
+            return Err(ApiError::invalid(
+                "models",
+                format!("`models` may list at most {MAX_FALLBACK_MODELS} models."),
+            ));
+        }
+        for (i, m) in prefs.models.iter().enumerate() {
+            check_identifier(&format!("models[{i}]"), m)?;
+        }
 
         let policy = header(headers, "x-bazaar-policy")
             .map(str::to_string)
@@ -259,6 +271,9 @@ impl Prefs {
         prefs.session = header(headers, "x-bazaar-session")
             .map(str::to_string)
             .or(bazaar.session);
+        if let Some(session) = &prefs.session {
+            check_identifier("bazaar.session", session)?;
+        }
         if let Some(floor) = bazaar.quality_floor {
             if !(0.0..=100.0).contains(&floor) {
                 return Err(ApiError::invalid(

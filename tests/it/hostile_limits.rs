@@ -391,3 +391,58 @@ async fn issue_13_an_abandoned_call_is_ledgered_and_its_upstream_cancelled() {
     assert_eq!(row["status"], 499, "{row}");
     assert_eq!(row["error_type"], "client_closed", "{row}");
 }
+
+/// Issue 13, item 6: identifiers are bounded when parsed; a 7 MB model name is a short
+/// 400 (not echoed back, not stored), and so are long users, fallbacks, sessions,
+/// metadata and key names.
+#[tokio::test]
+async fn issue_13_long_identifiers_are_refused_not_echoed_or_stored() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&single_provider_config(&mock)).await;
+    let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+    let long = "m".repeat(7 * 1024 * 1024);
+    let mut cases = Vec::new();
+    let mut body = chat.clone();
+    body["model"] = json!(long);
+    cases.push(("model", body));
+    let mut body = chat.clone();
+    body["user"] = json!("u".repeat(257));
+    cases.push(("user", body));
+    let mut body = chat.clone();
+    body["models"] = json!(["x".repeat(300)]);
+    cases.push(("models[0]", body));
+    let mut body = chat.clone();
+    body["models"] = json!(vec!["gpt-4o-mini"; 33]);
+    cases.push(("models", body));
+    let mut body = chat.clone();
+    body["bazaar"] = json!({"session": "s".repeat(300)});
+    cases.push(("bazaar.session", body));
+    let mut body = chat.clone();
+    body["metadata"] = (0..17).map(|i| (format!("k{i}"), json!("v"))).collect();
+    cases.push(("metadata", body));
+    let mut body = chat.clone();
+    body["metadata"] = json!({"k": "v".repeat(600)});
+    cases.push(("metadata", body));
+    for (param, body) in cases {
+        let resp = gw.post("/v1/chat/completions", body).await;
+        let e = expect_error(resp, 400).await;
+        assert_eq!(e["param"], param, "{e}");
+        assert!(e["message"].as_str().unwrap().len() < 200, "{param}: {e}");
+    }
+    let embed = json!({"model": long, "input": "hi"});
+    let e = expect_error(gw.post("/v1/embeddings", embed).await, 400).await;
+    assert_eq!(e["param"], "model");
+    assert!(mock.received().is_empty());
+
+    let resp = gw
+        .client
+        .post(gw.url("/admin/keys"))
+        .bearer_auth(MASTER)
+        .json(&json!({"name": "n".repeat(1000)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let text = resp.text().await.unwrap();
+    assert!(text.len() < 500, "{}", &text[..500]);
+}
