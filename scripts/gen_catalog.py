@@ -2,6 +2,16 @@
 """Builds config/catalog.json, bazaar's built-in model catalog, from the public
 reference data in ../shared/reference (or the directory given as the first argument).
 
+What it lists: every chat and embedding model models.dev lists for a provider bazaar has
+a preset for (FIRST_PARTY + HOSTS below), grouped into one model per set of weights
+(the maker's id, else the host's id without its serving suffixes), plus the hand-kept
+CURATED rows whose ids stay stable and whose leaderboard names are matched by hand.
+Dated ids, `-latest` ids priced like the id they stand for, the makers' own ids and
+OpenRouter's vendor/model slugs become aliases; no alias shadows a model id or names
+two models. Left out: image, speech, video, realtime and moderation models,
+Responses-only models, free tiers and unpriced routers. It prints the counts and writes
+them into README.md and docs/catalog.md.
+
 Sources, in order of preference for each figure:
   * models.dev (2026-07-02): prices (USD per 1M tokens), context and output limits,
     capability flags (tool_call, attachment/image input, structured_output, reasoning).
@@ -15,11 +25,15 @@ Sources, in order of preference for each figure:
       - `coding` = the Aider polyglot pass rate (2026-05, percent of 225 exercises)
         mapped linearly onto the general scale, fitted on the models both sources score:
         coding = mean_g + (pass_rate - mean_a) * sd_g / sd_a (same mean and spread as
-        `general` on those models). The fitted figures are printed and kept in the
-        catalog's `calibration`.
-      - Where one source is missing, the other predicts it along the least-squares line
-        of the two calibrated scores on the same models: missing = mean_g + r * (known -
-        mean_g), r being their correlation. Predicted figures are marked "predicted".
+        `general` on those models). The fit uses the hand-matched (curated) models only;
+        names matched automatically (one leaderboard entry for one generated model) are
+        placed on the scale but never move it. The fitted figures are printed and kept
+        in the catalog's `calibration`.
+      - Where one source is missing, a measured sibling (same id, another size) predicts
+        it: sibling's score + r * (known - sibling's known). Without one, the other score
+        predicts it along the least-squares line of the two calibrated scores on the same
+        models: missing = mean_g + r * (known - mean_g), r being their correlation.
+        Predicted figures are marked "predicted" and say from what.
       - `math` and `reasoning` are derived, not measured: the mean of general and coding
         (reasoning models gain nothing extra).
     Models neither source scores have no priors ("unknown").
@@ -68,6 +82,8 @@ PROVIDERS = {
     "moonshot": ("moonshotai", "moonshot/", "open-hosted"),
     "zhipu": ("zai", "zai/", "open-hosted"),
     "dashscope": ("alibaba", "dashscope/", "open-hosted"),
+    "openrouter": ("openrouter", "openrouter/", "open-hosted"),
+    "lmstudio": ("lmstudio", None, "local"),
     "ollama": (None, None, "local"),
     "vllm": (None, None, "local"),
 }
@@ -78,7 +94,7 @@ TRAINS_ON_PROMPTS = {
     "openai": False, "anthropic": False, "gemini": False, "xai": False,
     "together": False, "groq": False, "deepinfra": False, "fireworks": False, "cerebras": False,
     "mistral": False, "deepseek": True, "moonshot": None, "zhipu": None, "dashscope": None,
-    "ollama": False, "vllm": False,
+    "ollama": False, "vllm": False, "lmstudio": False,
 }
 
 # id, kind, aliases, arena names, aider names, offers [(provider, upstream id)]
@@ -172,6 +188,29 @@ def load():
     return mdev, litellm, arena, aider
 
 
+def mdev_model(mdev, mkey, upstream):
+    """models.dev's entry for `upstream` on provider `mkey`, with the fields it inherits
+    from its `base_model` (OpenRouter's entries name the first-party model they resell)."""
+    m = (mdev.get(mkey) or {}).get("models", {}).get(upstream)
+    if not m:
+        return {}
+    base = m.get("base_model", "")
+    bp, _, bm = base.partition("/")
+    inherited = (mdev.get(bp) or {}).get("models", {}).get(bm) or {}
+    return {**inherited, **m}
+
+
+def litellm_entry(litellm, provider, upstream):
+    mkey, lprefix, tier = PROVIDERS[provider]
+    if lprefix is None:
+        return {}
+    bare = litellm.get(upstream) or {}
+    # A bare key counts only when LiteLLM files it under the same provider.
+    if lprefix and bare.get("litellm_provider") != lprefix.rstrip("/"):
+        bare = {}
+    return litellm.get(lprefix + upstream) or bare
+
+
 def offer(provider, upstream, mdev, litellm):
     mkey, lprefix, tier = PROVIDERS[provider]
     out = {"provider": provider, "upstream": upstream, "tier": tier, "sources": {}}
@@ -186,10 +225,11 @@ def offer(provider, upstream, mdev, litellm):
     if tier == "local":
         out["price"] = {"input": 0, "output": 0}
         out["sources"]["price"] = "local server: zero marginal cost"
-        return out, None
-    m = (mdev.get(mkey) or {}).get("models", {}).get(upstream) or {}
-    lentry = litellm.get(lprefix + upstream) or litellm.get(upstream) or {}
-    price = {}
+        if not mkey:
+            return out, None
+    m = mdev_model(mdev, mkey, upstream)
+    lentry = litellm_entry(litellm, provider, upstream)
+    price = dict(out.get("price", {}))
     cost = m.get("cost") or {}
     for field, key in [("input", "input"), ("cached_input", "cache_read"), ("cache_write", "cache_write"), ("output", "output"), ("reasoning", "reasoning")]:
         if cost.get(key) is not None:
@@ -230,9 +270,212 @@ def offer(provider, upstream, mdev, litellm):
         out["sources"]["capabilities"] = LITELLM
     if caps:
         out["capabilities"] = caps
-    if not m and not lentry:
+    if not m and not lentry and tier != "local":
         out["sources"]["note"] = "no price list lists this offer: price unknown"
     return out, caps
+
+
+# Providers whose models.dev listing is generated in full, in order of preference for a
+# model's id: the maker's own API names it first, then the hosts.
+FIRST_PARTY = ["openai", "anthropic", "gemini", "xai", "deepseek", "mistral", "moonshot", "zhipu", "dashscope"]
+HOSTS = ["together", "fireworks", "deepinfra", "groq", "cerebras", "openrouter", "lmstudio"]
+# Not chat: speech, transcription, images, video, realtime sessions, classifiers.
+NOT_CHAT = re.compile(r"tts|whisper|transcribe|realtime|image|video|audio|moderation|prompt-guard|orpheus|imagine", re.I)
+# Suffixes that name how a host serves the weights, not which weights.
+HOST_SUFFIXES = ("-instruct", "-turbo", "-fp8", "-tput", "-versatile", "-instant")
+DATED = re.compile(r"^(.*?)-(\d{4}-\d{2}-\d{2}|\d{8}|\d{4}|latest|0)$")
+
+
+def clean(provider, upstream):
+    """A provider's id as a model name: the last path segment, lowercase, without the
+    host's serving suffixes (`meta-llama/Llama-3.3-70B-Instruct-Turbo` -> `llama-3.3-70b`)."""
+    s = upstream.lower().split("/")[-1]
+    if provider == "fireworks":
+        s = re.sub(r"(\d)p(\d)", r"\1.\2", s)  # Fireworks writes 4.7 as 4p7
+    suffixes = ("-instruct", "-it") + (HOST_SUFFIXES if provider in HOSTS else ())
+    changed = True
+    while changed:
+        changed = False
+        for suffix in suffixes:
+            if s.endswith(suffix) and len(s) > len(suffix):
+                s, changed = s[: -len(suffix)], True
+    if s.startswith("meta-llama-"):
+        s = s[len("meta-"):]
+    return s
+
+
+def key(name):
+    """The grouping key of a model name: versions written with dots or dashes are one."""
+    return name.replace(".", "-")
+
+
+def undated(name):
+    """`gpt-4o-2024-08-06` -> `gpt-4o`, `mistral-large-latest` -> `mistral-large`; None if neither."""
+    m = DATED.match(name)
+    return m.group(1) if m else None
+
+
+def kind_of(upstream):
+    return "embedding" if "embed" in upstream.lower() else "chat"
+
+
+def model_kind(provider, upstream, m, lentry):
+    """`chat`, `embedding`, or None for what a chat gateway cannot serve (or no list prices)."""
+    if upstream.endswith(":free") or NOT_CHAT.search(upstream):
+        return None
+    outputs = (m.get("modalities") or {}).get("output")
+    if outputs is not None and outputs != ["text"] and kind_of(upstream) == "chat":
+        return None
+    if lentry.get("mode") not in (None, "chat", "embedding"):
+        return None  # LiteLLM: a Responses-only or non-chat model
+    if (m.get("limit") or {}).get("context") == 0:
+        return None
+    if not m and not lentry:
+        return None
+    if PROVIDERS[provider][2] != "local" and not (m.get("cost") or lentry.get("input_cost_per_token") is not None):
+        return None  # no price list prices it (OpenRouter's and Groq's own routers)
+    stated = (m.get("cost") or {}).get("input", lentry.get("input_cost_per_token"))
+    if PROVIDERS[provider][2] != "local" and stated == 0:
+        return None  # a free, rate-limited tier (OpenRouter's `free` router, Gemma on Gemini)
+    return kind_of(upstream)
+
+
+def same_offer(a, b):
+    """Two models.dev entries with the same input and output price and context window (a
+    dated id and the id it is an alias of)."""
+    ca, cb = a.get("cost") or {}, b.get("cost") or {}
+    return (ca.get("input"), ca.get("output"), (a.get("limit") or {}).get("context")) == \
+        (cb.get("input"), cb.get("output"), (b.get("limit") or {}).get("context"))
+
+
+def generated_offers(mdev, litellm, pinned):
+    """Every chat and embedding model models.dev lists for the generated providers, as
+    (provider, upstream, kind, name, folded ids), after folding dated and `-latest` ids
+    into the id they stand for when the provider prices them alike."""
+    out = []
+    for provider in FIRST_PARTY + HOSTS:
+        mkey = PROVIDERS[provider][0]
+        listed = {}
+        for upstream in sorted(mdev[mkey]["models"]):
+            m = mdev_model(mdev, mkey, upstream)
+            kind = model_kind(provider, upstream, m, litellm_entry(litellm, provider, upstream))
+            if kind:
+                listed[upstream] = (m, kind)
+        # Ids that differ by a date, `-latest` or `-0` and are priced alike are one
+        # model: the pinned id (or else the undated one, the `-latest` one, the first)
+        # stays the offer and the others become its aliases.
+        family = {}
+        for upstream, (m, kind) in listed.items():
+            family.setdefault((undated(upstream) or upstream, kind), []).append(upstream)
+        folded = {}
+        for ids in family.values():
+            for u in ids:
+                if u in folded:
+                    continue
+                alike = [v for v in ids if v not in folded and same_offer(listed[u][0], listed[v][0])]
+                keep = min(alike, key=lambda v: ((provider, v) not in pinned, undated(v) is not None,
+                                                 not v.endswith("-latest"), v))
+                dated = sorted(v for v in alike if v != keep and re.search(r"\d{4}$", v))
+                if undated(keep) is not None and (provider, keep) not in pinned and not keep.endswith("-latest"):
+                    continue  # one dated snapshot is not an alias of another
+                if keep.endswith("-latest"):
+                    dated = dated[-1:]  # `-latest` stands for the newest snapshot only
+                for v in alike:
+                    if v != keep and (v in dated or not re.search(r"\d{4}$", v)):
+                        folded[v] = keep
+
+        def root(u):
+            return folded.get(u, u)
+        extra = {}
+        for u in folded:
+            extra.setdefault(root(u), []).append(u)
+        for upstream, (m, kind) in listed.items():
+            if root(upstream) != upstream:
+                continue
+            if (provider, upstream) in pinned:
+                out.append((provider, upstream, kind, None, sorted(extra.get(upstream, []))))
+                continue
+            base_model = m.get("base_model", "")
+            name = clean(provider, base_model.split("/")[-1] if provider == "openrouter" and base_model else upstream)
+            if name.endswith("-latest"):
+                name = name[: -len("-latest")]
+            out.append((provider, upstream, kind, name, sorted(extra.get(upstream, []))))
+    return out
+
+
+def assemble(mdev, litellm):
+    """Model id -> (kind, [(provider, upstream)], aliases, arena names, aider names):
+    the curated rows (ids kept stable, quality names matched by hand) plus every
+    generated offer, joined to a model of the same name or grouped by name."""
+    models = {}
+    pinned = {}
+    by_key = {}
+    for mid, kind, aliases, arena_names, aider_names, offers in CURATED:
+        models[mid] = {"kind": kind, "offers": list(offers), "aliases": set(aliases),
+                       "arena": arena_names, "aider": aider_names, "curated": True}
+        by_key.setdefault(key(mid), mid)
+        for provider, upstream in offers:
+            pinned[(provider, upstream)] = mid
+            by_key.setdefault(key(clean(provider, upstream)), mid)
+    rank = {p: i for i, p in enumerate(FIRST_PARTY + HOSTS)}
+    gen = generated_offers(mdev, litellm, pinned)
+    gen.sort(key=lambda g: (rank[g[0]], g[1]))
+    skipped = []
+    for provider, upstream, kind, name, folded in gen:
+        if name is None:
+            mid = pinned[(provider, upstream)]
+        else:
+            mid = by_key.get(key(name))
+            if mid is None:
+                mid = name
+                by_key[key(name)] = mid
+            entry = models.get(mid)
+            if entry is not None and (entry["kind"] != kind or any(p == provider for p, _ in entry["offers"])):
+                # The provider already serves this model under another id: its own model.
+                mid = clean(provider, upstream)
+                if mid in models:
+                    skipped.append(f"{provider}/{upstream}")
+                    continue
+            if mid not in models:
+                models[mid] = {"kind": kind, "offers": [], "aliases": set(), "arena": [], "aider": [], "curated": False}
+            models[mid]["offers"].append((provider, upstream))
+        models[mid]["aliases"].update(folded)
+        if provider in FIRST_PARTY or provider == "openrouter":
+            # Clients send the maker's own ids (`claude-sonnet-4-20250514`,
+            # `mistral-large-latest`) and OpenRouter's vendor/model slugs.
+            models[mid]["aliases"].add(upstream)
+    # No alias may shadow a model id or stand for two models.
+    owners = {}
+    for mid, entry in models.items():
+        for a in entry["aliases"]:
+            owners.setdefault(a, set()).add(mid)
+    for mid, entry in models.items():
+        entry["aliases"] = sorted(a for a in entry["aliases"] if a not in models and owners[a] == {mid} and a != mid)
+    return models, skipped
+
+
+def normal_score_name(name):
+    """A leaderboard's model name as a grouping key (`Llama-3.3-70B-Instruct` -> `llama-3-3-70b`)."""
+    return key(clean("leaderboard", name.replace(" ", "-")))
+
+
+def match_scores(models, table, field):
+    """Leaderboard name for each generated model whose name one entry alone matches (an
+    entry matched by hand to a curated model is not matched again)."""
+    taken = {n for entry in models.values() for n in entry[field]}
+    found = {}
+    for name in table:
+        if "(" in name or name in taken:
+            continue  # an effort or setting variant: not one model's plain score
+        found.setdefault(normal_score_name(name), []).append(name)
+    out = {}
+    for mid, entry in models.items():
+        if entry["curated"] or any(a.endswith("-latest") for a in entry["aliases"]):
+            continue  # a moving `-latest` name is not the model an old leaderboard entry scored
+        names = found.get(key(mid), [])
+        if len(names) == 1:
+            out[mid] = names[0]
+    return out
 
 
 def arena_to_general(score):
@@ -331,9 +574,15 @@ def priors(mid, measured_all, calibration):
 
 def main():
     mdev, litellm, arena, aider = load()
+    assembled, skipped = assemble(mdev, litellm)
+    arena_match = match_scores(assembled, arena, "arena")
+    aider_match = match_scores(assembled, aider, "aider")
     models = {}
     raw_scores = {}
-    for mid, kind, aliases, arena_names, aider_names, offers in CURATED:
+    for mid, a in sorted(assembled.items()):
+        kind, aliases, offers = a["kind"], a["aliases"], a["offers"]
+        arena_names = a["arena"] or ([arena_match[mid]] if mid in arena_match else [])
+        aider_names = a["aider"] or ([aider_match[mid]] if mid in aider_match else [])
         entry = {"kind": kind, "offers": [], "sources": {}}
         if aliases:
             entry["aliases"] = aliases
@@ -366,7 +615,9 @@ def main():
                 break
         raw_scores[mid] = scores
         models[mid] = entry
-    calibration = calibrate(raw_scores)
+    # The scale is fitted on the hand-matched (curated) models only; auto-matched names
+    # are placed on it, never move it.
+    calibration = calibrate({mid: sc for mid, sc in raw_scores.items() if assembled[mid]["curated"]})
     measured_all = {mid: measured(scores, calibration) for mid, scores in raw_scores.items()}
     for mid in raw_scores:
         quality, sources = priors(mid, measured_all, calibration)

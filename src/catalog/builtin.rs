@@ -61,6 +61,60 @@ mod tests {
         assert_eq!(c.reference_date.as_deref(), c.version.split('+').next());
     }
 
+    /// The catalog is the whole reference listing of the preset providers, and its
+    /// aliases (dated ids, `-latest`, OpenRouter slugs, the makers' own ids) never shadow
+    /// a model id nor stand for two models.
+    #[test]
+    fn every_preset_provider_is_listed_and_aliases_shadow_nothing() {
+        let c = builtin();
+        assert!(c.models.len() >= 300, "{}", c.models.len());
+        for provider in [
+            "openai",
+            "anthropic",
+            "gemini",
+            "xai",
+            "together",
+            "groq",
+            "deepinfra",
+            "fireworks",
+            "cerebras",
+            "deepseek",
+            "mistral",
+            "moonshot",
+            "zhipu",
+            "dashscope",
+            "openrouter",
+            "lmstudio",
+            "ollama",
+            "vllm",
+        ] {
+            assert!(c.offers_by_provider(provider).count() > 0, "{provider}");
+        }
+        let mut owner = std::collections::BTreeMap::new();
+        for (id, m) in &c.models {
+            for alias in &m.aliases {
+                assert!(
+                    !c.models.contains_key(alias),
+                    "{alias} ({id}) shadows a model"
+                );
+                let before = owner.insert(alias.as_str(), id.as_str());
+                assert!(before.is_none(), "{alias} names {id} and {before:?}");
+            }
+        }
+        for (name, id) in [
+            ("gpt-4o-2024-08-06", "gpt-4o"),
+            ("mistral-large-latest", "mistral-large"),
+            ("claude-sonnet-4-20250514", "claude-sonnet-4"),
+            ("anthropic/claude-sonnet-4.5", "claude-sonnet-4-5"),
+            ("meta-llama/llama-3.3-70b-instruct", "llama-3.3-70b"),
+            ("gpt-4o-2024-05-13", "gpt-4o-2024-05-13"),
+        ] {
+            assert_eq!(c.model(name).map(|(k, _)| k), Some(id), "{name}");
+        }
+        let embeddings = c.models.values().filter(|m| m.kind == ModelKind::Embedding);
+        assert!(embeddings.count() >= 4);
+    }
+
     /// The README states the size of the built-in catalog, and `gen_catalog.py` writes it
     /// there: the figure must be the embedded catalog's.
     #[test]

@@ -1,6 +1,6 @@
-//! Imports price lists in LiteLLM's (`model_prices_and_context_window.json`) and
-//! OpenRouter's (`GET /api/v1/models`) JSON formats into a bazaar catalog. Prices
-//! are converted from per-token decimals to integer micro-dollars per million tokens
+//! Imports price lists in LiteLLM's (`model_prices_and_context_window.json`),
+//! OpenRouter's (`GET /api/v1/models`) and models.dev's (`api.json`) JSON formats into a
+//! bazaar catalog. Prices are converted to integer micro-dollars per million tokens
 //! through their decimal text, never through float arithmetic.
 
 use std::collections::BTreeMap;
@@ -12,11 +12,13 @@ use super::{
     Price, QualityPriors, Tier,
 };
 
-/// The two formats `bazaar catalog import` reads.
+/// The formats `bazaar catalog import` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     LiteLlm,
     OpenRouter,
+    /// models.dev's `api.json`: providers, each with its models (USD per million tokens).
+    ModelsDev,
 }
 
 impl std::str::FromStr for Format {
@@ -25,18 +27,35 @@ impl std::str::FromStr for Format {
         match s {
             "litellm" => Ok(Format::LiteLlm),
             "openrouter" => Ok(Format::OpenRouter),
+            "models.dev" | "modelsdev" => Ok(Format::ModelsDev),
             other => Err(CatalogError::UnknownFormat(other.to_string())),
         }
     }
 }
 
-/// Guesses the format: OpenRouter's list has a top-level `data` array.
+/// Guesses the format: OpenRouter's list has a top-level `data` array; models.dev's maps
+/// provider ids to objects with a `models` map (or nests that map under `providers`).
 pub fn detect(value: &Value) -> Format {
     if value.get("data").is_some_and(Value::is_array) {
         Format::OpenRouter
+    } else if models_dev_providers(value).is_some() {
+        Format::ModelsDev
     } else {
         Format::LiteLlm
     }
+}
+
+/// models.dev's provider map, from `api.json` or from a `{"providers": …}` extract.
+fn models_dev_providers(value: &Value) -> Option<&serde_json::Map<String, Value>> {
+    let providers = value
+        .get("providers")
+        .and_then(Value::as_object)
+        .or_else(|| value.as_object())?;
+    let looks_right = !providers.is_empty()
+        && providers
+            .values()
+            .all(|p| p.get("models").is_some_and(Value::is_object));
+    looks_right.then_some(providers)
 }
 
 /// A per-token USD price (number or decimal string) as micro-dollars per million tokens.
@@ -103,6 +122,7 @@ pub fn import(text: &str, format: Option<Format>, origin: &str) -> Result<Catalo
     let models = match format {
         Format::LiteLlm => litellm(&value, origin)?,
         Format::OpenRouter => openrouter(&value, origin)?,
+        Format::ModelsDev => models_dev(&value, origin)?,
     };
     Ok(Catalog {
         version: format!("import:{origin}"),
@@ -173,12 +193,7 @@ fn litellm(value: &Value, origin: &str) -> Result<BTreeMap<String, ModelEntry>, 
             }),
             quantization: None,
             trains_on_prompts: None,
-            sources: [
-                ("price".to_string(), source.clone()),
-                ("limits".into(), source.clone()),
-                ("capabilities".into(), source),
-            ]
-            .into(),
+            sources: imported_sources(source),
         };
         push_offer(&mut models, upstream, kind, offer);
     }
@@ -240,16 +255,132 @@ fn openrouter(value: &Value, origin: &str) -> Result<BTreeMap<String, ModelEntry
             }),
             quantization: None,
             trains_on_prompts: None,
-            sources: [
-                ("price".to_string(), source.clone()),
-                ("limits".into(), source.clone()),
-                ("capabilities".into(), source),
-            ]
-            .into(),
+            sources: imported_sources(source),
         };
         push_offer(&mut models, id, ModelKind::Chat, offer);
     }
     Ok(models)
+}
+
+/// models.dev's provider ids → bazaar provider (preset) ids, with each one's tier.
+fn models_dev_provider(name: &str) -> Option<(&'static str, Tier)> {
+    Some(match name {
+        "openai" => ("openai", Tier::Frontier),
+        "anthropic" => ("anthropic", Tier::Frontier),
+        "google" => ("gemini", Tier::Frontier),
+        "xai" => ("xai", Tier::Frontier),
+        "togetherai" => ("together", Tier::OpenHosted),
+        "groq" => ("groq", Tier::OpenHosted),
+        "deepinfra" => ("deepinfra", Tier::OpenHosted),
+        "fireworks-ai" => ("fireworks", Tier::OpenHosted),
+        "cerebras" => ("cerebras", Tier::OpenHosted),
+        "deepseek" => ("deepseek", Tier::OpenHosted),
+        "mistral" => ("mistral", Tier::OpenHosted),
+        "moonshotai" => ("moonshot", Tier::OpenHosted),
+        "zai" => ("zhipu", Tier::OpenHosted),
+        "alibaba" => ("dashscope", Tier::OpenHosted),
+        "openrouter" => ("openrouter", Tier::OpenHosted),
+        "lmstudio" => ("lmstudio", Tier::Local),
+        _ => return None,
+    })
+}
+
+/// A models.dev price (USD per million tokens, a JSON number) as micro-dollars.
+fn per_mtok_micros(value: &Value) -> Option<u64> {
+    match value {
+        // Display of f64 is the shortest text that round-trips, without an exponent.
+        Value::Number(n) => n
+            .as_f64()
+            .filter(|f| f.is_finite() && *f >= 0.0)
+            .and_then(|f| parse_usd_micros(&format!("{f}"))),
+        Value::String(s) => parse_usd_micros(s),
+        _ => None,
+    }
+}
+
+fn models_dev(value: &Value, origin: &str) -> Result<BTreeMap<String, ModelEntry>, CatalogError> {
+    let providers = models_dev_providers(value).ok_or(CatalogError::Shape(
+        "a models.dev list maps provider ids to objects with a `models` map",
+    ))?;
+    let mut models = BTreeMap::new();
+    for (name, p) in providers {
+        let Some((provider, tier)) = models_dev_provider(name) else {
+            continue;
+        };
+        let Some(listed) = p.get("models").and_then(Value::as_object) else {
+            continue;
+        };
+        for (upstream, m) in listed {
+            let outputs: Vec<&str> = m
+                .pointer("/modalities/output")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let kind = if upstream.contains("embed") {
+                ModelKind::Embedding
+            } else if outputs.is_empty() || outputs == ["text"] {
+                ModelKind::Chat
+            } else {
+                continue; // images, speech, video: not served by a chat gateway
+            };
+            let cost = m.get("cost").cloned().unwrap_or(Value::Null);
+            let price = Price {
+                input: cost.get("input").and_then(per_mtok_micros),
+                cached_input: cost.get("cache_read").and_then(per_mtok_micros),
+                cache_write: cost.get("cache_write").and_then(per_mtok_micros),
+                output: cost.get("output").and_then(per_mtok_micros),
+                reasoning: cost.get("reasoning").and_then(per_mtok_micros),
+            };
+            let price = if tier == Tier::Local {
+                Some(Price::FREE)
+            } else {
+                (price != Price::default()).then_some(price)
+            };
+            let inputs: Vec<&str> = m
+                .pointer("/modalities/input")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let flag = |k: &str| m.get(k).and_then(Value::as_bool);
+            let capabilities = flag("tool_call").map(|tools| Capabilities {
+                tools,
+                vision: inputs.contains(&"image"),
+                json_schema: flag("structured_output").unwrap_or(tools),
+                reasoning: flag("reasoning").unwrap_or(false),
+                embeddings: kind == ModelKind::Embedding,
+            });
+            let positive = |k: &str| {
+                m.pointer(&format!("/limit/{k}"))
+                    .and_then(Value::as_u64)
+                    .filter(|v| *v > 0)
+            };
+            let source = format!("models.dev import ({origin})");
+            let offer = Offer {
+                provider: provider.to_string(),
+                upstream: upstream.clone(),
+                tier,
+                price,
+                limits: Limits {
+                    context: positive("context"),
+                    max_output: positive("output"),
+                },
+                capabilities,
+                quantization: None,
+                trains_on_prompts: None,
+                sources: imported_sources(source),
+            };
+            push_offer(&mut models, upstream, kind, offer);
+        }
+    }
+    Ok(models)
+}
+
+/// An imported offer's sources: its price, limits and capabilities all come from `source`.
+fn imported_sources(source: String) -> BTreeMap<String, String> {
+    ["price", "limits", "capabilities"]
+        .into_iter()
+        .map(|k| (k.to_string(), source.clone()))
+        .collect()
 }
 
 fn push_offer(models: &mut BTreeMap<String, ModelEntry>, id: &str, kind: ModelKind, offer: Offer) {

@@ -22,7 +22,7 @@ pub use facts::Facts;
 pub enum CatalogError {
     #[error("unknown tier `{0}`; expected frontier, open-hosted or local")]
     UnknownTier(String),
-    #[error("unknown format `{0}`; expected litellm or openrouter")]
+    #[error("unknown format `{0}`; expected litellm, openrouter or models.dev")]
     UnknownFormat(String),
     #[error("not a bazaar catalog: {0}")]
     NotACatalog(serde_json::Error),
@@ -73,6 +73,40 @@ pub struct Offer {
     /// Where each figure came from (`"price.input": "models.dev 2026-07-02"`).
     #[serde(default)]
     pub sources: BTreeMap<String, String>,
+}
+
+impl Offer {
+    /// Takes the figures `newer` states (price, limits, capabilities, quantisation, data
+    /// policy) with their sources; what it leaves unknown keeps its current value.
+    pub fn update(&mut self, newer: Offer) {
+        let replace = |prefix: &str, sources: &mut BTreeMap<String, String>| {
+            sources.retain(|k, _| !k.starts_with(prefix));
+            for (k, v) in &newer.sources {
+                if k.starts_with(prefix) {
+                    sources.insert(k.clone(), v.clone());
+                }
+            }
+        };
+        if let Some(price) = newer.price {
+            self.price = Some(price);
+            replace("price", &mut self.sources);
+        }
+        if newer.limits.context.is_some() || newer.limits.max_output.is_some() {
+            self.limits.context = newer.limits.context.or(self.limits.context);
+            self.limits.max_output = newer.limits.max_output.or(self.limits.max_output);
+            replace("limits", &mut self.sources);
+        }
+        if let Some(caps) = newer.capabilities {
+            self.capabilities = Some(caps);
+            replace("capabilities", &mut self.sources);
+        }
+        if newer.quantization.is_some() {
+            self.quantization = newer.quantization.clone();
+        }
+        if newer.trains_on_prompts.is_some() {
+            self.trains_on_prompts = newer.trains_on_prompts;
+        }
+    }
 }
 
 /// What a model is for.
@@ -171,24 +205,42 @@ impl Catalog {
         })
     }
 
-    /// Merges `other` in: its models replace same-id models, its offers are added.
+    /// Merges `other` in (a `catalog.file` or an imported price list): an offer this
+    /// catalog already has (same provider and upstream id, under whatever model id) takes
+    /// the figures `other` states and keeps the rest; any other offer joins the model of
+    /// the same id or alias, or a new model. Stated quality priors replace the model's.
     pub fn merge(&mut self, other: Catalog) {
         for (id, entry) in other.models {
-            match self.models.get_mut(&id) {
+            let mut added = Vec::new();
+            for offer in entry.offers {
+                let existing = self
+                    .models
+                    .values_mut()
+                    .flat_map(|m| m.offers.iter_mut())
+                    .find(|o| o.provider == offer.provider && o.upstream == offer.upstream);
+                match existing {
+                    Some(existing) => existing.update(offer),
+                    None => added.push(offer),
+                }
+            }
+            let known = self.model(&id).map(|(k, _)| k.to_string());
+            match known.and_then(|k| self.models.get_mut(&k)) {
                 Some(existing) => {
-                    for offer in entry.offers {
-                        existing.offers.retain(|o| {
-                            !(o.provider == offer.provider && o.upstream == offer.upstream)
-                        });
-                        existing.offers.push(offer);
-                    }
+                    existing.offers.extend(added);
                     if entry.quality != QualityPriors::default() {
                         existing.quality = entry.quality;
                     }
                 }
-                None => {
-                    self.models.insert(id, entry);
+                None if !added.is_empty() => {
+                    self.models.insert(
+                        id,
+                        ModelEntry {
+                            offers: added,
+                            ..entry
+                        },
+                    );
                 }
+                None => {}
             }
         }
         self.version = format!("{}+{}", self.version, other.version);

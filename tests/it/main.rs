@@ -14,6 +14,7 @@ mod common;
 
 mod billing;
 mod budgets;
+mod catalog;
 mod chat;
 mod config_examples;
 mod conformance;
