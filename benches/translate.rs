@@ -1,6 +1,7 @@
 //! Micro-benchmark: the cost of translation per call and per stream event, for the
-//! Anthropic and Gemini adapters and the `/v1/messages` front end. Budgets: a request
-//! body in <= 20 µs, a stream event in <= 3 µs. Run with `cargo bench --bench translate`.
+//! Anthropic and Gemini adapters and the `/v1/messages` and `/v1/responses` front ends,
+//! next to chat's own parse and framing. Budgets: a request body in <= 20 µs, a stream
+//! event in <= 3 µs. Run with `cargo bench --bench translate`.
 
 #![allow(
     clippy::unwrap_used,
@@ -14,10 +15,17 @@ use std::time::Instant;
 use bazaar::api::anthropic::stream::EventWriter;
 use bazaar::api::anthropic::MessagesRequest;
 use bazaar::api::openai::ChatRequest;
+use bazaar::api::responses::stream::StreamWriter;
+use bazaar::api::responses::ResponsesRequest;
+use bazaar::api::Usage;
+use bazaar::billing::meter::{Billed, BodyShape};
 use bazaar::providers::anthropic::{request as anthropic_request, stream::AnthropicStream};
 use bazaar::providers::gemini::{request as gemini_request, stream::GeminiStream};
 use bazaar::providers::http::translate_all;
-use bytes::BytesMut;
+use bazaar::providers::Chunk;
+use bazaar::server::relay::{Framer, OpenAiFramer};
+use bazaar::server::responses::completed_with_billed_usage;
+use bytes::{Bytes, BytesMut};
 
 const CHAT: &[u8] = br#"{"model":"m","max_tokens":512,"temperature":0.2,"stream":true,
 "tools":[{"type":"function","function":{"name":"get_weather","description":"Weather for a city","parameters":{"type":"object","properties":{"location":{"type":"string"}},"required":["location"]}}}],
@@ -32,6 +40,15 @@ const MESSAGES: &[u8] = br#"{"model":"m","max_tokens":512,"stream":true,"system"
 "messages":[{"role":"user","content":"What is the weather in Paris?"},
 {"role":"assistant","content":[{"type":"tool_use","id":"toolu_1","name":"get_weather","input":{"location":"Paris"}}]},
 {"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"18C"},{"type":"text","text":"And Rome?"}]}]}"#;
+
+/// The conversation of `CHAT` as a Responses body.
+const RESPONSES: &[u8] = br#"{"model":"m","max_output_tokens":512,"temperature":0.2,"stream":true,
+"instructions":"You are a terse assistant that answers in one sentence.",
+"tools":[{"type":"function","name":"get_weather","description":"Weather for a city","parameters":{"type":"object","properties":{"location":{"type":"string"}},"required":["location"]}}],
+"input":[{"role":"user","content":"What is the weather in Paris and in Rome today, and should I bring an umbrella?"},
+{"type":"function_call","call_id":"call_1","name":"get_weather","arguments":"{\"location\":\"Paris\"}"},
+{"type":"function_call_output","call_id":"call_1","output":"18C, light rain"},
+{"role":"user","content":"And Rome?"}]}"#;
 
 const ANTHROPIC_SSE: &str = include_str!("../tests/fixtures/anthropic/stream_tool_use.sse");
 const GEMINI_SSE: &str = include_str!("../tests/fixtures/gemini/stream_text.sse");
@@ -97,6 +114,31 @@ fn main() {
         3.0,
     );
 
+    report(
+        "chat request parse (5 turns, 1 tool)",
+        measure(20_000, || {
+            std::hint::black_box(ChatRequest::parse(CHAT).unwrap());
+        }),
+        20.0,
+    );
+    report(
+        "/v1/responses request parse + translation (same 5 turns, 1 tool)",
+        measure(20_000, || {
+            std::hint::black_box(ResponsesRequest::parse(RESPONSES, None).unwrap());
+        }),
+        20.0,
+    );
+    let responses = ResponsesRequest::parse(RESPONSES, None).unwrap();
+    report(
+        "/v1/responses native body (model rewritten)",
+        measure(20_000, || {
+            std::hint::black_box(responses.native_body("up"));
+        }),
+        20.0,
+    );
+
+    streams(&responses);
+
     let chunk = br#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":"Hello"},"finish_reason":null}]}"#;
     let mut out = BytesMut::with_capacity(1 << 16);
     let mut writer = EventWriter::new("m");
@@ -107,6 +149,98 @@ fn main() {
             writer.chunk(chunk, None, &mut out).unwrap();
             std::hint::black_box(&out);
         }),
+        3.0,
+    );
+}
+
+/// A 20-chunk chat stream (role, 17 words, finish, usage) through each front end's
+/// framing: chat's own (usage cost written into the last chunk), Messages' and
+/// Responses' translations (each with the billed usage in its last event).
+fn streams(responses: &ResponsesRequest) {
+    let usage = Usage {
+        input: 40,
+        output: 18,
+        ..Default::default()
+    };
+    let head = r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"#;
+    let mut chunks = vec![Chunk {
+        data: Bytes::from(format!(
+            r#"{head}"delta":{{"role":"assistant","content":""}},"finish_reason":null}}]}}"#
+        )),
+        usage: None,
+        usage_only: false,
+    }];
+    for i in 0..17 {
+        chunks.push(Chunk {
+            data: Bytes::from(format!(
+                r#"{head}"delta":{{"content":" word{i}"}},"finish_reason":null}}]}}"#
+            )),
+            usage: None,
+            usage_only: false,
+        });
+    }
+    chunks.push(Chunk {
+        data: Bytes::from(format!(r#"{head}"delta":{{}},"finish_reason":"stop"}}]}}"#)),
+        usage: None,
+        usage_only: false,
+    });
+    chunks.push(Chunk {
+        data: Bytes::from(r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":40,"completion_tokens":18,"total_tokens":58}}"#),
+        usage: Some(usage),
+        usage_only: true,
+    });
+    let billed = Billed {
+        usage,
+        cost: Some(120_000),
+    };
+    let n = chunks.len() as f64;
+    let mut out = BytesMut::with_capacity(1 << 16);
+    report(
+        &format!("chat stream, per chunk ({n} chunks, usage cost in the last)"),
+        measure(5_000, || {
+            out.clear();
+            let mut framer = OpenAiFramer::new(true);
+            for c in &chunks {
+                let cost = c.usage.map(|_| 120_000);
+                framer.chunk(c, cost, &mut out);
+            }
+            framer.end(Some(&billed), &mut out);
+            std::hint::black_box(&out);
+        }) / n,
+        3.0,
+    );
+    report(
+        &format!("messages stream, per chunk ({n} chunks -> events, billed usage)"),
+        measure(5_000, || {
+            out.clear();
+            let mut writer = EventWriter::new("m");
+            for c in &chunks {
+                writer.chunk(&c.data, c.usage, &mut out).unwrap();
+            }
+            writer.finish(
+                &mut out,
+                Some(billed.usage_json(None, BodyShape::Anthropic)),
+            );
+            std::hint::black_box(&out);
+        }) / n,
+        3.0,
+    );
+    report(
+        &format!("responses stream, per chunk ({n} chunks -> events, billed usage)"),
+        measure(5_000, || {
+            out.clear();
+            let mut writer = StreamWriter::new("resp_1".into(), "m", responses.echo.clone(), None);
+            for c in &chunks {
+                writer.chunk(&c.data, c.usage, &mut out).unwrap();
+            }
+            let mut closing = BytesMut::new();
+            writer.finish(&mut closing);
+            // As the server ends it: `response.completed` with the billed usage.
+            let last = memchr::memmem::rfind(&closing, b"event: response.").unwrap();
+            out.extend_from_slice(&closing[..last]);
+            out.extend_from_slice(&completed_with_billed_usage(&closing[last..], &billed).unwrap());
+            std::hint::black_box(&out);
+        }) / n,
         3.0,
     );
 }

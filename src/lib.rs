@@ -113,7 +113,7 @@ pub async fn start_billing(
     let (store, store_writer) = server::responses_store::start(
         &config.url,
         clock,
-        server::responses_store::DEFAULT_TTL,
+        runtime.config.responses_ttl,
         state.stopped.clone(),
     )
     .await?;

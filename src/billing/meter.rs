@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 use super::cost::{cost_nanos, usd_number};
 use super::ledger::{Estimated, LedgerRow};
 use crate::api::openai::RawObject;
+use crate::api::responses::reply::ResponsesUsage;
 use crate::api::usage::Buckets;
 use crate::api::{ErrorLabel, Usage};
 use crate::catalog::{Price, Tier};
@@ -231,15 +232,33 @@ impl Billed {
         reported: Option<&RawValue>,
         shape: BodyShape,
     ) -> serde_json::Map<String, serde_json::Value> {
+        self.usage_over(reported, || match shape {
+            BodyShape::OpenAi => serde_json::to_value(self.usage.to_openai()),
+            BodyShape::Anthropic => serde_json::to_value(self.usage.to_anthropic()),
+        })
+    }
+
+    /// `usage_json` in the Responses API's shape (`input_tokens`, `output_tokens`,
+    /// `total_tokens` and their details).
+    pub fn responses_usage_json(
+        &self,
+        reported: Option<&RawValue>,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        self.usage_over(reported, || {
+            serde_json::to_value(ResponsesUsage::from_usage(&self.usage))
+        })
+    }
+
+    fn usage_over(
+        &self,
+        reported: Option<&RawValue>,
+        counts: impl FnOnce() -> serde_json::Result<serde_json::Value>,
+    ) -> serde_json::Map<String, serde_json::Value> {
         let mut map: serde_json::Map<String, serde_json::Value> = reported
             .and_then(|r| serde_json::from_str(r.get()).ok())
             .unwrap_or_default();
         if !self.usage.is_reported() || map.is_empty() {
-            let counts = match shape {
-                BodyShape::OpenAi => serde_json::to_value(self.usage.to_openai()),
-                BodyShape::Anthropic => serde_json::to_value(self.usage.to_anthropic()),
-            };
-            if let Ok(serde_json::Value::Object(counts)) = counts {
+            if let Ok(serde_json::Value::Object(counts)) = counts() {
                 map.extend(counts);
             }
         }
@@ -262,13 +281,29 @@ impl Billed {
 pub fn with_billed_usage(body: &[u8], billed: &Billed, shape: BodyShape) -> Option<Vec<u8>> {
     let fields = RawObject::parse(body).ok()?;
     let usage = billed.usage_json(fields.get("usage"), shape);
-    let raw = serde_json::value::to_raw_value(&usage).ok()?;
+    with_usage(&fields, body.len(), &usage)
+}
+
+/// `with_billed_usage` for a Responses API response object (a plain reply, or the
+/// `response` of a stream's `response.completed`).
+pub fn response_with_billed_usage(body: &[u8], billed: &Billed) -> Option<Vec<u8>> {
+    let fields = RawObject::parse(body).ok()?;
+    let usage = billed.responses_usage_json(fields.get("usage"));
+    with_usage(&fields, body.len(), &usage)
+}
+
+fn with_usage(
+    fields: &RawObject,
+    len: usize,
+    usage: &serde_json::Map<String, serde_json::Value>,
+) -> Option<Vec<u8>> {
+    let raw = serde_json::value::to_raw_value(usage).ok()?;
     let model: String = fields
         .typed("model", "a string")
         .ok()
         .flatten()
         .unwrap_or_default();
-    let mut out = Vec::with_capacity(body.len() + 64);
+    let mut out = Vec::with_capacity(len + 64);
     fields.write_with(&mut out, &model, &[("usage", &*raw as &RawValue)]);
     Some(out)
 }
@@ -438,6 +473,23 @@ mod tests {
             (Some(19), Some(25))
         );
         assert_eq!(v["type"], "message");
+        // A Responses object: its own usage shape, with the cost.
+        let body = br#"{"id":"resp_1","object":"response","model":"m","output":[]}"#;
+        let out = response_with_billed_usage(body, &estimated).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["usage"]["input_tokens"], 19);
+        assert_eq!(v["usage"]["output_tokens"], 25);
+        assert_eq!(v["usage"]["output_tokens_details"]["reasoning_tokens"], 10);
+        assert_eq!(v["usage"]["total_tokens"], 44);
+        assert_eq!(v["usage"]["estimated"], true);
+        assert!(v["usage"]["cost"].is_null());
+        assert_eq!(v["object"], "response");
+        let body = br#"{"id":"resp_1","object":"response","usage":{"input_tokens":3,"output_tokens":2,"total_tokens":5}}"#;
+        let out = response_with_billed_usage(body, &reported).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["usage"]["total_tokens"], 5);
+        assert_eq!(v["usage"]["cost"], 0.0015);
+        assert!(v["usage"].get("estimated").is_none());
     }
 
     fn text(shape: BodyShape, chunk: &[u8]) -> SentText {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::problems::Problems;
-use super::raw::RawLedger;
+use super::raw::{RawLedger, RawResponses};
 use super::secret::{self, redact_url};
 
 /// Where and how the ledger is written.
@@ -59,6 +59,22 @@ pub(super) fn resolve(
             None => "bazaar-ledger.spill.jsonl".into(),
         })),
     }
+}
+
+/// The longest `[responses] ttl` accepted: ten years.
+const MAX_RESPONSES_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Resolves `[responses] ttl`: a duration above zero, at most ten years.
+pub(super) fn resolve_responses_ttl(r: &RawResponses, problems: &mut Problems) -> Duration {
+    let ttl = problems.duration(&r.ttl, "responses.ttl");
+    if ttl > MAX_RESPONSES_TTL {
+        problems.add(
+            "responses.ttl",
+            format!("`{}` is longer than ten years", r.ttl),
+        );
+        return MAX_RESPONSES_TTL;
+    }
+    ttl
 }
 
 #[cfg(test)]
@@ -118,5 +134,21 @@ mod tests {
         let err = p.finish(()).unwrap_err();
         assert_eq!(err.paths(), ["ledger.url", "ledger", "ledger.flush_every"]);
         assert!(!err.to_string().contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn the_responses_ttl_defaults_to_30_days_and_must_be_a_sane_duration() {
+        let mut p = Problems::default();
+        let ttl = resolve_responses_ttl(&RawResponses::default(), &mut p);
+        let short = resolve_responses_ttl(&RawResponses { ttl: "90m".into() }, &mut p);
+        p.finish(()).unwrap();
+        assert_eq!(ttl, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(short, Duration::from_secs(90 * 60));
+        let mut p = Problems::default();
+        for bad in ["0s", "forever", "20years"] {
+            resolve_responses_ttl(&RawResponses { ttl: bad.into() }, &mut p);
+        }
+        let err = p.finish(()).unwrap_err();
+        assert_eq!(err.paths(), ["responses.ttl"; 3]);
     }
 }

@@ -53,6 +53,8 @@ pub struct Config {
     /// Other names clients may use for a served model (`qwen3:8b` → `qwen3-8b`).
     pub aliases: BTreeMap<String, String>,
     pub ledger: LedgerConfig,
+    /// How long stored responses are kept (`[responses] ttl`, default 30 days).
+    pub responses_ttl: std::time::Duration,
     /// Redis URL for limits and budgets shared across replicas; `None`: in process.
     pub redis: Option<String>,
 }
@@ -185,6 +187,7 @@ impl Config {
         let aliases = models::aliases(&models, &catalog);
         let router = routes::resolve_router(&raw.router, &catalog, &models, p);
         let ledger = ledger::resolve(&raw.ledger, env, p);
+        let responses_ttl = ledger::resolve_responses_ttl(&raw.responses, p);
         let routes = routes::resolve_routes(&raw.routes, &router, &models, &aliases, p);
         problems.finish(Config {
             server,
@@ -197,6 +200,7 @@ impl Config {
             catalog: Arc::new(catalog),
             aliases,
             ledger,
+            responses_ttl,
             redis,
         })
     }

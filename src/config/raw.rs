@@ -29,6 +29,29 @@ pub struct RawConfig {
     pub ledger: RawLedger,
     #[serde(default)]
     pub state: RawState,
+    #[serde(default)]
+    pub responses: RawResponses,
+}
+
+/// Stored responses (`POST /v1/responses` with `store`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResponses {
+    /// How long a stored response can be continued or read back.
+    #[serde(default = "default_responses_ttl")]
+    pub ttl: String,
+}
+
+impl Default for RawResponses {
+    fn default() -> Self {
+        RawResponses {
+            ttl: default_responses_ttl(),
+        }
+    }
+}
+
+fn default_responses_ttl() -> String {
+    "30d".into()
 }
 
 /// Shared state for several replicas.

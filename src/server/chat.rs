@@ -30,16 +30,26 @@ pub async fn completions(State(state): State<Arc<AppState>>, incoming: Incoming)
         .unwrap_or_else(IntoResponse::into_response)
 }
 
-/// `POST /v1/route/explain`: the plan a chat request would get, without calling any backend.
+/// `POST /v1/route/explain`: the plan a chat request would get, without calling any
+/// backend. A Responses body (`input` and no `messages`) is planned as `/v1/responses`
+/// plans it: on its chat translation, its `previous_response_id` conversation included.
 pub async fn explain(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Response {
-    let result = (|| {
+    let result = async {
         let runtime = state.runtime();
         let caller = state.authenticate(&headers, &runtime)?;
-        let req = ChatRequest::parse(&body)?;
+        let req = if is_responses_body(&body)? {
+            let store = state.responses.get().cloned();
+            super::responses::parse(store.as_deref(), &caller, &body)
+                .await
+                .map_err(|(_, e)| e)?
+                .chat
+        } else {
+            ChatRequest::parse(&body)?
+        };
         let plan = plan_chat(&runtime, &state, &req, &headers, &caller)?;
         Ok::<_, ApiError>(
             Json(explain::explain(
@@ -50,8 +60,15 @@ pub async fn explain(
             ))
             .into_response(),
         )
-    })();
+    }
+    .await;
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Whether an explain body is a Responses request rather than a chat one.
+fn is_responses_body(body: &[u8]) -> Result<bool, ApiError> {
+    let fields = crate::api::openai::RawObject::parse(body)?;
+    Ok(fields.get("input").is_some() && fields.get("messages").is_none())
 }
 
 /// Builds the routing plan of a chat request.

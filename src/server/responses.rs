@@ -27,7 +27,7 @@ use crate::api::responses::stream::StreamWriter;
 use crate::api::responses::{new_id, ResponsesRequest};
 use crate::api::{ApiError, ReplyError};
 use crate::billing::admission::Outcome;
-use crate::billing::meter::{Billed, CallMeter};
+use crate::billing::meter::{response_with_billed_usage, Billed, CallMeter};
 use crate::providers::{Attempt, Chunk, Provider, Reply, StreamReply, UpstreamError};
 use crate::router::RoutePlan;
 
@@ -80,7 +80,7 @@ async fn handle(state: &Arc<AppState>, incoming: &Incoming) -> Result<Response, 
 
 /// Parses the body, loading the stored conversation it continues; on failure, the
 /// model it named (for the ledger) and the error.
-async fn parse(
+pub(super) async fn parse(
     store: Option<&ResponseStore>,
     caller: &Caller,
     body: &[u8],
@@ -245,8 +245,8 @@ impl Shape for ResponsesShape<'_> {
                 .responses(self.req.native_body(at.upstream_model), at)
                 .await?;
             if self.store.is_some() {
-                let read = reply::read_native(&reply.body).map_err(protocol)?;
-                self.keep(read.id, reply.body.to_vec(), &read.output);
+                // Kept by `reply_body`, with the billed usage; it must be readable.
+                reply::read_native(&reply.body).map_err(protocol)?;
             }
             return Ok(reply);
         }
@@ -270,11 +270,6 @@ impl Shape for ResponsesShape<'_> {
             None,
         );
         let body = serde_json::to_vec(&body).map_err(|e| protocol(ReplyError::Render(e)))?;
-        if self.store.is_some() {
-            let output =
-                serde_json::to_string(&t.output).map_err(|e| protocol(ReplyError::Render(e)))?;
-            self.keep(self.id.clone(), body.clone(), &output);
-        }
         Ok(Reply {
             body: Bytes::from(body),
             ..reply
@@ -295,7 +290,16 @@ impl Shape for ResponsesShape<'_> {
         provider.chat_stream(&self.req.chat, at).await
     }
 
-    fn reply_body(&self, body: Bytes, _billed: &Billed) -> Bytes {
+    /// The response with its billed usage, kept as the client got it.
+    fn reply_body(&self, body: Bytes, billed: &Billed) -> Bytes {
+        let body = response_with_billed_usage(&body, billed)
+            .map(Bytes::from)
+            .unwrap_or(body);
+        if self.store.is_some() {
+            if let Ok(read) = reply::read_native(&body) {
+                self.keep(read.id, body.to_vec(), &read.output);
+            }
+        }
         body
     }
 
@@ -348,16 +352,36 @@ enum ResponsesFramer {
     Translated(Box<StreamWriter>, Option<Keeper>),
 }
 
+/// Where the JSON of the `data:` line of one SSE frame starts and ends.
+fn frame_data_at(frame: &[u8]) -> Option<(usize, usize)> {
+    let start = memchr::memmem::find(frame, b"data: ")? + 6;
+    let len = memchr::memchr(b'\n', &frame[start..]).unwrap_or(frame.len() - start);
+    Some((start, start + len))
+}
+
 /// The JSON of a `data:` line of one SSE frame.
 fn frame_data(frame: &[u8]) -> Option<&[u8]> {
-    let at = memchr::memmem::find(frame, b"data: ")?;
-    let rest = &frame[at + 6..];
-    let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
-    Some(&rest[..end])
+    frame_data_at(frame).map(|(start, end)| &frame[start..end])
+}
+
+/// A `response.completed` (or `…incomplete`) frame with its response's `usage` saying
+/// what the call was billed (`cost`, and `estimated` when the gateway counted), as
+/// chat and messages replies carry it; `None` when the frame has no response object.
+pub fn completed_with_billed_usage(frame: &[u8], billed: &Billed) -> Option<Vec<u8>> {
+    let (start, end) = frame_data_at(frame)?;
+    let event = RawObject::parse(&frame[start..end]).ok()?;
+    let response = response_with_billed_usage(event.get("response")?.get().as_bytes(), billed)?;
+    let response = RawValue::from_string(String::from_utf8(response).ok()?).ok()?;
+    let mut out = Vec::with_capacity(frame.len() + 64);
+    out.extend_from_slice(&frame[..start]);
+    event.write_with(&mut out, "", &[("response", &*response)]);
+    out.extend_from_slice(&frame[end..]);
+    Some(out)
 }
 
 impl NativeFramer {
-    fn observe(&mut self, chunk: &Chunk) {
+    /// Reads one event as forwarded (`frame`) of `chunk`.
+    fn observe(&mut self, chunk: &Chunk, frame: &[u8]) {
         self.events += 1;
         let first = self.id.is_none();
         // Only the first event (for the id) and the last (usage, to store) are parsed.
@@ -369,7 +393,7 @@ impl NativeFramer {
             #[serde(borrow)]
             response: Option<&'a RawValue>,
         }
-        let Some(event) = frame_data(&chunk.data)
+        let Some(event) = frame_data(frame)
             .and_then(|d| serde_json::from_slice::<Event>(d).ok())
             .and_then(|e| e.response)
         else {
@@ -422,11 +446,18 @@ impl NativeFramer {
 }
 
 impl Framer for ResponsesFramer {
-    fn chunk(&mut self, chunk: &Chunk, _cost: Option<u64>, out: &mut BytesMut) -> bool {
+    fn chunk(&mut self, chunk: &Chunk, cost: Option<u64>, out: &mut BytesMut) -> bool {
         match self {
             ResponsesFramer::Native(native) => {
-                native.observe(chunk);
-                out.put_slice(&chunk.data);
+                // `response.completed`, whose usage is complete, gets the call's cost.
+                let billed = chunk
+                    .usage
+                    .filter(|u| u.is_reported())
+                    .map(|usage| Billed { usage, cost });
+                let frame = billed.and_then(|b| completed_with_billed_usage(&chunk.data, &b));
+                let frame = frame.as_deref().unwrap_or(&chunk.data);
+                native.observe(chunk, frame);
+                out.put_slice(frame);
                 true
             }
             ResponsesFramer::Translated(writer, _) => {
@@ -450,13 +481,27 @@ impl Framer for ResponsesFramer {
         }
     }
 
-    fn end(&mut self, _billed: Option<&Billed>, out: &mut BytesMut) {
+    fn end(&mut self, billed: Option<&Billed>, out: &mut BytesMut) {
         if let ResponsesFramer::Translated(writer, keeper) = self {
-            writer.finish(out);
+            let mut closing = BytesMut::new();
+            writer.finish(&mut closing);
+            // The last frame is `response.completed` (or `…incomplete`): its usage says
+            // what the call was billed.
+            let last = memchr::memmem::rfind(&closing, b"event: response.").unwrap_or(0);
+            match billed.and_then(|b| completed_with_billed_usage(&closing[last..], b)) {
+                Some(frame) => {
+                    out.put_slice(&closing[..last]);
+                    out.put_slice(&frame);
+                }
+                None => out.put_slice(&closing),
+            }
             if let (Some(keeper), Some(done)) = (keeper.as_ref(), writer.take_finished()) {
+                let response = billed
+                    .and_then(|b| response_with_billed_usage(&done.response, b))
+                    .unwrap_or(done.response);
                 keeper
                     .store
-                    .save(&keeper.key_name, done.id, done.response, done.items);
+                    .save(&keeper.key_name, done.id, response, done.items);
             }
         }
     }

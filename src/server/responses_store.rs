@@ -6,6 +6,7 @@
 //! a response can be continued the moment its reply is out.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,9 +16,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::billing::Clock;
-
-/// How long a stored response is kept: 30 days, as OpenAI keeps them.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Stored responses queued for the database at most; beyond, new ones are kept in
 /// memory only until the queue drains (a warning says so).
@@ -55,13 +53,14 @@ pub struct ResponseStore {
     pending: Mutex<HashMap<String, Arc<Stored>>>,
     queue: mpsc::Sender<Arc<Stored>>,
     clock: Clock,
-    ttl: Duration,
+    /// `[responses] ttl` in milliseconds; a reload changes it for responses saved after.
+    ttl_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for ResponseStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseStore")
-            .field("ttl", &self.ttl)
+            .field("ttl_ms", &self.ttl_ms)
             .finish()
     }
 }
@@ -93,7 +92,7 @@ pub async fn start(
         pending: Mutex::new(HashMap::new()),
         queue,
         clock,
-        ttl,
+        ttl_ms: AtomicU64::new(millis(ttl)),
     });
     let task = writer(store.clone(), rx, stop);
     Ok((store, task))
@@ -103,7 +102,16 @@ async fn migrate(pool: &AnyPool, sqlite: bool) -> Result<(), sqlx::Error> {
     crate::billing::ledger::migrate_once(pool, !sqlite, 7242652, MIGRATION, SCHEMA).await
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl ResponseStore {
+    /// Sets how long responses saved from now on are kept (a config reload).
+    pub fn set_ttl(&self, ttl: Duration) {
+        self.ttl_ms.store(millis(ttl), Ordering::Relaxed);
+    }
+
     fn now(&self) -> i64 {
         (self.clock)()
     }
@@ -121,7 +129,9 @@ impl ResponseStore {
             id: id.clone(),
             key_name: key_name.to_string(),
             created_ms: now,
-            expires_ms: now.saturating_add(self.ttl.as_millis() as i64),
+            expires_ms: now.saturating_add(
+                i64::try_from(self.ttl_ms.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+            ),
             response: String::from_utf8(response).unwrap_or_default(),
             items,
         });
@@ -286,7 +296,7 @@ async fn write_batch(store: &ResponseStore, batch: &mut Vec<Arc<Stored>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::atomic::AtomicI64;
 
     async fn store(
         now: Arc<AtomicI64>,
@@ -363,5 +373,17 @@ mod tests {
         stop.cancel();
         handle.await.unwrap();
         assert!(s.load("alice", "resp_1").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_changed_ttl_applies_to_responses_saved_after_it() {
+        let now = Arc::new(AtomicI64::new(1_000));
+        let (s, _stop, _handle, _dir) = store(now.clone()).await;
+        s.save("alice", "resp_old".into(), b"{}".to_vec(), "[]".into());
+        s.set_ttl(Duration::from_secs(5));
+        s.save("alice", "resp_new".into(), b"{}".to_vec(), "[]".into());
+        now.store(1_000 + 6_000, Ordering::SeqCst);
+        assert!(s.load("alice", "resp_new").await.unwrap().is_none());
+        assert!(s.load("alice", "resp_old").await.unwrap().is_some());
     }
 }

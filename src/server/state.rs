@@ -120,6 +120,9 @@ impl AppState {
                     "Config reloaded."
                 );
                 self.router.metrics.declare(&runtime.config);
+                if let Some(store) = self.responses.get() {
+                    store.set_ttl(runtime.config.responses_ttl);
+                }
                 self.replace_runtime(runtime);
                 self.reloads_applied.fetch_add(1, Ordering::Relaxed);
                 self.router

@@ -38,6 +38,8 @@ async fn setup(kind: &str) -> (MockUpstream, TestGateway) {
         id = "m"
         provider = "up"
         upstream = "up-model"
+        input_price = 1
+        output_price = 2
         [[keys]]
         name = "app"
         key = "{KEY}"
@@ -105,6 +107,13 @@ async fn ledger_rows(gw: TestGateway) -> Vec<LedgerRow> {
     rows
 }
 
+/// What `usage` costs at the test model's prices ($1/M input, $2/M output).
+fn billed_cost(usage: &Value) -> Value {
+    let input = usage["input_tokens"].as_f64().unwrap();
+    let output = usage["output_tokens"].as_f64().unwrap();
+    json!((input + 2.0 * output) / 1e6)
+}
+
 fn output_text(v: &Value) -> String {
     v["output"]
         .as_array()
@@ -138,6 +147,8 @@ async fn chat_backends_get_the_translation_and_answer_as_responses() {
     assert_eq!(v["max_output_tokens"], 64);
     assert!(!output_text(&v).is_empty(), "{v}");
     assert!(v["usage"]["input_tokens"].as_u64().unwrap() > 0);
+    // The billed cost, as chat and messages replies carry it.
+    assert_eq!(v["usage"]["cost"], billed_cost(&v["usage"]), "{v}");
     let got = mock.received().pop().unwrap();
     assert_eq!(got.path, "/v1/chat/completions");
     assert_eq!(got.body["model"], "up-model");
@@ -172,6 +183,7 @@ async fn chat_backends_get_the_translation_and_answer_as_responses() {
         done["usage"]["output_tokens"].as_u64().unwrap() > 0,
         "{done}"
     );
+    assert_eq!(done["usage"]["cost"], billed_cost(&done["usage"]), "{done}");
     let deltas: String = ev
         .iter()
         .filter(|(n, _)| n == "response.output_text.delta")
@@ -248,10 +260,12 @@ async fn an_openai_backend_gets_the_clients_body_with_the_model_rewritten() {
     let resp = gw.post("/v1/responses", body).await;
     assert_eq!(resp.status(), 200);
     let v: Value = resp.json().await.unwrap();
-    assert_eq!(
-        v,
-        serde_json::from_str::<Value>(&fixture_text("openai/responses_reply.json")).unwrap()
-    );
+    // The backend's reply as it is, its usage with the billed cost: 12 input tokens at
+    // $1/M and 7 output at $2/M.
+    let mut expected: Value =
+        serde_json::from_str(&fixture_text("openai/responses_reply.json")).unwrap();
+    expected["usage"]["cost"] = json!(0.000026);
+    assert_eq!(v, expected);
     let got = mock.received().pop().unwrap();
     assert_eq!(got.path, "/v1/responses");
     assert_eq!(
@@ -266,7 +280,16 @@ async fn an_openai_backend_gets_the_clients_body_with_the_model_rewritten() {
         )
         .await;
     let text = resp.text().await.unwrap();
-    assert_eq!(text, fixture_text("openai/responses_stream.sse"));
+    let fixture = fixture_text("openai/responses_stream.sse");
+    let at = fixture.rfind("event: response.completed").unwrap();
+    assert_eq!(text[..at], fixture[..at]);
+    let last = |sse: &str| -> Value {
+        let data = sse[at..].split_once("data: ").unwrap().1;
+        serde_json::from_str(data.trim()).unwrap()
+    };
+    let mut expected = last(&fixture);
+    expected["response"]["usage"]["cost"] = json!(0.000026);
+    assert_eq!(last(&text), expected);
     // The stored native response continues like any other.
     let resp = gw
         .post(
@@ -482,4 +505,49 @@ async fn a_stream_cut_upstream_ends_with_response_failed() {
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].status, 502, "{kind}");
     }
+}
+
+#[tokio::test]
+async fn explain_plans_a_responses_body_as_its_chat_translation() {
+    let (mock, gw) = setup("compatible").await;
+    let tool = json!({"type": "object", "properties": {"city": {"type": "string"}}});
+    let responses = json!({"model": "m", "instructions": "Be brief.", "input": "Weather in Paris?",
+                           "tools": [{"type": "function", "name": "get_weather", "parameters": tool}]});
+    let chat = json!({"model": "m", "messages": [{"role": "system", "content": "Be brief."},
+                                                 {"role": "user", "content": "Weather in Paris?"}],
+                      "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": tool}}]});
+    let resp = gw.post("/v1/route/explain", responses).await;
+    assert_eq!(resp.status(), 200);
+    let from_responses: Value = resp.json().await.unwrap();
+    let from_chat: Value = gw
+        .post("/v1/route/explain", chat)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(from_responses["chosen"], "up/up-model", "{from_responses}");
+    assert_eq!(
+        from_responses["estimated_prompt_tokens"], from_chat["estimated_prompt_tokens"],
+        "{from_responses} {from_chat}"
+    );
+    assert_eq!(from_responses["task"], from_chat["task"]);
+    // A conversation that is not this key's is a 404, as on /v1/responses.
+    let resp = gw
+        .post(
+            "/v1/route/explain",
+            json!({"model": "m", "input": "again", "previous_response_id": "resp_nope"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 404);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["param"], "previous_response_id");
+    // Hosted tools are refused naming the field, as the call itself would be.
+    let resp = gw
+        .post(
+            "/v1/route/explain",
+            json!({"model": "m", "input": "hi", "tools": [{"type": "web_search"}]}),
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    assert!(mock.received().is_empty(), "explain calls no backend");
 }

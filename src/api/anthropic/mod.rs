@@ -311,7 +311,7 @@ pub fn to_openai(fields: &RawObject) -> Result<(Vec<u8>, Option<NativeOnly>), Ap
                     .map_err(|_| field_error(key, "`metadata` must be an object."))?;
                 out.user = m.user_id.filter(|u| u.get() != "null");
             }
-            "system" => system = Some(system_message(raw)?),
+            "system" => system = Some(system_message(raw, "system")?),
             "messages" => out.messages = messages(raw, &mut only)?,
             "tools" => out.tools = tools(raw, &mut only)?,
             "tool_choice" => {
@@ -367,34 +367,36 @@ pub fn to_openai(fields: &RawObject) -> Result<(Vec<u8>, Option<NativeOnly>), Ap
     Ok((body, only))
 }
 
-fn system_message(raw: &RawValue) -> Result<MessageOut<'_>, ApiError> {
+/// System text as a system message: the top-level `system` (`path` "system") or a
+/// `system` turn inside `messages` (as Claude Code sends its environment notes).
+fn system_message<'a>(raw: &'a RawValue, path: &str) -> Result<MessageOut<'a>, ApiError> {
     let content = match raw.get().as_bytes().first() {
         Some(b'"') => ContentOut::Raw(raw),
         Some(b'[') => {
             let blocks: Vec<BlockIn> = serde_json::from_str(raw.get()).map_err(|_| {
                 field_error(
-                    "system",
-                    "`system` must be a string or an array of text blocks.",
+                    path,
+                    format!("`{path}` must be a string or an array of text blocks."),
                 )
             })?;
             let mut parts = Vec::with_capacity(blocks.len());
             for (i, b) in blocks.into_iter().enumerate() {
                 if b.kind != "text" {
                     return Err(field_error(
-                        format!("system[{i}].type"),
-                        "`system` blocks must be text.",
+                        format!("{path}[{i}].type"),
+                        format!("`{path}` blocks must be text."),
                     ));
                 }
                 parts.push(PartOut::Text {
-                    text: required(b.text, &format!("system[{i}].text"))?,
+                    text: required(b.text, &format!("{path}[{i}].text"))?,
                 });
             }
             simplest(parts)
         }
         _ => {
             return Err(field_error(
-                "system",
-                "`system` must be a string or an array of text blocks.",
+                path,
+                format!("`{path}` must be a string or an array of text blocks."),
             ))
         }
     };
@@ -454,10 +456,14 @@ fn messages<'a>(
         let role = match m.role.as_ref() {
             "user" => "user",
             "assistant" => "assistant",
+            "system" => {
+                out.push(system_message(m.content, &format!("{path}.content"))?);
+                continue;
+            }
             other => {
                 return Err(field_error(
                     format!("{path}.role"),
-                    format!("`{path}.role` must be user or assistant, not `{other}`."),
+                    format!("`{path}.role` must be user, assistant or system, not `{other}`."),
                 ))
             }
         };

@@ -111,7 +111,7 @@ fn what_only_anthropic_takes_is_noted_and_malformed_input_is_a_400() {
     );
     assert_eq!(
         param(
-            json!({"model": "m", "max_tokens": 1, "messages": [{"role": "system", "content": "hi"}]})
+            json!({"model": "m", "max_tokens": 1, "messages": [{"role": "tool", "content": "hi"}]})
         ),
         "messages[0].role"
     );
@@ -293,4 +293,33 @@ fn issue_14_message_ids_are_msg_ids() {
     let fresh = message_id("");
     assert!(fresh.starts_with("msg_") && fresh.len() == 28, "{fresh}");
     assert_ne!(fresh, message_id(""));
+}
+
+#[test]
+fn system_turns_inside_messages_become_system_messages() {
+    let v = openai_of(json!({
+        "model": "m", "max_tokens": 64,
+        "messages": [
+            {"role": "user", "content": "Hi"},
+            {"role": "system", "content": [{"type": "text", "text": "Working directory: /tmp"}]},
+            {"role": "system", "content": "Be brief."}
+        ]
+    }))
+    .unwrap();
+    assert_eq!(
+        v["messages"],
+        json!([
+            {"role": "user", "content": "Hi"},
+            {"role": "system", "content": "Working directory: /tmp"},
+            {"role": "system", "content": "Be brief."}
+        ])
+    );
+    match openai_of(json!({"model": "m", "max_tokens": 64,
+        "messages": [{"role": "system", "content": [{"type": "image"}]}]}))
+    {
+        Err(ApiError::InvalidRequest { param, .. }) => {
+            assert_eq!(param.as_deref(), Some("messages[0].content[0].type"))
+        }
+        other => panic!("{other:?}"),
+    }
 }

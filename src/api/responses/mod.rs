@@ -31,6 +31,8 @@ const IGNORED: &[&str] = &[
     "stream_options",
     "max_tool_calls",
     "safety_identifier",
+    // Codex CLI's per-turn identifiers (session, turn, window): not read by the model.
+    "client_metadata",
 ];
 
 /// Top-level fields no backend behind the gateway can serve: refused whatever the route.

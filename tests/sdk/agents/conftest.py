@@ -161,6 +161,8 @@ def backend(request, workdir):
     gateway in front of it."""
     marker = request.node.get_closest_marker("script")
     script = marker.args[0] if marker else [{"text": "Done."}]
+    # A step may name a file in the test's own directory (`{workdir}/note.txt`).
+    script = json.loads(json.dumps(script).replace("{workdir}", workdir))
     mock = Mock(script, workdir)
     try:
         gateway = Gateway(mock, workdir)

@@ -96,8 +96,8 @@ def response_output(step):
              "content": [{"type": "output_text", "text": step["text"], "annotations": [], "logprobs": []}]}]
 
 
-def response_object(body, status, output, usage):
-    obj = {"id": "resp_" + uuid.uuid4().hex, "object": "response", "created_at": 1, "status": status,
+def response_object(rid, body, status, output, usage):
+    obj = {"id": rid, "object": "response", "created_at": 1, "status": status,
             "error": None, "incomplete_details": None, "instructions": body.get("instructions"),
             "max_output_tokens": body.get("max_output_tokens"), "model": body.get("model"), "output": output,
             "parallel_tool_calls": True, "previous_response_id": None, "reasoning": None, "store": False,
@@ -112,7 +112,8 @@ def responses_events(step, body):
     usage = {"input_tokens": 20, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0}, "output_tokens": 8,
              "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 28}
     output = response_output(step)
-    events = [("response.created", {"response": response_object(body, "in_progress", [], None)})]
+    rid = "resp_" + uuid.uuid4().hex
+    events = [("response.created", {"response": response_object(rid, body, "in_progress", [], None)})]
     item = output[0]
     if item["type"] == "function_call":
         events.append(("response.output_item.added", {"output_index": 0, "item": dict(item, arguments="", status="in_progress")}))
@@ -127,8 +128,8 @@ def responses_events(step, body):
         events.append(("response.output_text.done", {"item_id": item["id"], "output_index": 0, "content_index": 0, "text": text, "logprobs": []}))
         events.append(("response.content_part.done", {"item_id": item["id"], "output_index": 0, "content_index": 0, "part": item["content"][0]}))
     events.append(("response.output_item.done", {"output_index": 0, "item": item}))
-    events.append(("response.completed", {"response": response_object(body, "completed", output, usage)}))
-    return [dict({"type": name, "sequence_number": i}, **data) for i, (name, data) in enumerate(events)], response_object(body, "completed", output, usage)
+    events.append(("response.completed", {"response": response_object(rid, body, "completed", output, usage)}))
+    return [dict({"type": name, "sequence_number": i}, **data) for i, (name, data) in enumerate(events)], response_object(rid, body, "completed", output, usage)
 
 
 def anthropic_message(step, model):

@@ -25,7 +25,10 @@ def test_create_and_stream_are_valid_responses(backend, model):
     c = client(backend)
     raw = c.responses.with_raw_response.create(model=model, input="Say hello", instructions="Be brief.")
     assert raw.headers["x-bazaar-backend"].endswith(f"/{model}")
-    validate("Response", json.loads(raw.text))
+    body = json.loads(raw.text)
+    validate("Response", body)
+    # The billed cost rides in `usage` (null: these test models have no price).
+    assert "cost" in body["usage"] and body["usage"]["cost"] is None
     reply = raw.parse()
     assert reply.status == "completed"
     assert reply.output_text == "OK."
@@ -39,6 +42,7 @@ def test_create_and_stream_are_valid_responses(backend, model):
         final = stream.get_final_response()
     assert names[0] == "response.created" and names[-1] == "response.completed"
     assert "response.output_text.delta" in names
+    assert "cost" in final.usage.model_extra, final.usage
     assert final.output_text == "OK."
     backend.wait_calls("responses", 2)
 
