@@ -1,5 +1,5 @@
-//! The `bazaar` command: `serve`, `demo`, `check`, `keys`, `catalog`, `probe`, and the
-//! hidden `sim` backend for tests and benches. A thin shell over the library: it parses
+//! The `bazaar` command: `serve`, `demo`, `check`, `keys`, `catalog`, `probe`, `router`
+//! (train and evaluate the predictor), and the hidden `sim` backend for tests and benches. A thin shell over the library: it parses
 //! flags, loads config and wires signals (SIGTERM drains, SIGHUP reloads); it holds no
 //! gateway logic. The only place that uses anyhow.
 

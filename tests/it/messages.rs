@@ -13,30 +13,7 @@ async fn setup(kind: &str) -> (MockUpstream, TestGateway) {
         "gemini" => mock.gemini_base_url(),
         _ => mock.base_url(),
     };
-    let toml = format!(
-        r#"
-        [router.breaker]
-        threshold = 1000
-        [providers.up]
-        kind = "{kind}"
-        base_url = "{base}"
-        api_key = "sk-upstream"
-        tier = "frontier"
-        catalog = false
-        [providers.up.timeouts]
-        first_byte = "2s"
-        idle = "1s"
-        total = "10s"
-        [[models]]
-        id = "m"
-        provider = "up"
-        upstream = "up-model"
-        [[keys]]
-        name = "app"
-        key = "{KEY}"
-        "#
-    );
-    let gw = TestGateway::start(&toml).await;
+    let gw = one_backend(&format!("kind = \"{kind}\""), &base, "").await;
     (mock, gw)
 }
 

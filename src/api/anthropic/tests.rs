@@ -1,3 +1,5 @@
+//! Unit tests of the Messages front end: request translation to chat and back.
+
 use bytes::BytesMut;
 use serde_json::{json, Value};
 

@@ -1,3 +1,5 @@
+//! Unit tests of the Responses front end: request translation to chat.
+
 use super::*;
 use proptest::prelude::*;
 

@@ -1,3 +1,5 @@
+//! Unit tests of the Anthropic request translation (`request.rs`).
+
 use serde_json::{json, Value};
 
 use super::*;

@@ -1,3 +1,5 @@
+//! Unit tests of the Anthropic stream translation (`stream.rs`).
+
 use proptest::prelude::*;
 
 use crate::providers::UpstreamKind;

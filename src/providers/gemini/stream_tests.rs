@@ -1,3 +1,5 @@
+//! Unit tests of the Gemini stream translation (`stream.rs`).
+
 use proptest::prelude::*;
 
 use crate::providers::UpstreamKind;

@@ -53,6 +53,37 @@ pub fn single_provider_config(mock: &MockUpstream) -> String {
     )
 }
 
+/// A gateway whose model `m` is served as `up-model` by one provider `up` at `base_url`,
+/// declared with `provider_line` (its `kind = …` or `preset = …`), with generous
+/// timeouts, a breaker that never opens, the test key and `extra` TOML.
+pub async fn one_backend(provider_line: &str, base_url: &str, extra: &str) -> TestGateway {
+    let toml = format!(
+        r#"
+        [router.breaker]
+        threshold = 1000
+        [providers.up]
+        {provider_line}
+        base_url = "{base_url}"
+        api_key = "sk-upstream"
+        tier = "frontier"
+        catalog = false
+        [providers.up.timeouts]
+        first_byte = "2s"
+        idle = "1s"
+        total = "10s"
+        [[models]]
+        id = "m"
+        provider = "up"
+        upstream = "up-model"
+        [[keys]]
+        name = "app"
+        key = "{KEY}"
+        {extra}
+        "#
+    );
+    TestGateway::start(&toml).await
+}
+
 impl TestGateway {
     /// Starts a gateway on `toml`.
     pub async fn start(toml: &str) -> TestGateway {

@@ -1,3 +1,5 @@
+//! Unit tests of the Responses stream writer: chat chunks to Responses events.
+
 use super::*;
 
 fn echo() -> Arc<Echo> {

@@ -1,0 +1,621 @@
+//! The Responses request translated to a Chat Completions body: input items, content
+//! parts, tools, tool choice and text format, each read from the client's JSON and
+//! written in chat's shape (raw slices where nothing changes). Pure; what chat cannot
+//! carry is a 400 naming the field, or noted as only a Responses backend can take it.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::{field_error, HOSTED_ITEMS, IGNORED};
+use crate::api::anthropic::NativeOnly;
+use crate::api::openai::RawObject;
+use crate::api::ApiError;
+
+fn note(only: &mut Option<NativeOnly>, field: impl Into<String>, what: &str) {
+    if only.is_none() {
+        *only = Some(NativeOnly {
+            field: field.into(),
+            detail: format!("{what} has no equivalent outside the Responses API"),
+        });
+    }
+}
+
+/// One input item, as far as translation reads it.
+#[derive(Deserialize)]
+struct ItemIn<'a> {
+    #[serde(borrow, rename = "type", default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    role: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    call_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    arguments: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    output: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct PartIn<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    refusal: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    image_url: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    file_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    detail: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    file_data: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    file_url: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    filename: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ToolIn<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    description: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    parameters: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    strict: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ToolChoiceIn<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    name: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct TextIn<'a> {
+    #[serde(borrow, default)]
+    format: Option<FormatIn<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FormatIn<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    schema: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    strict: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    description: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ReasoningIn<'a> {
+    #[serde(borrow, default, deserialize_with = "crate::api::chat_view::opt_cow")]
+    effort: Option<Cow<'a, str>>,
+}
+
+// The chat body being written; values that need no change are raw slices of the input.
+#[derive(Serialize, Default)]
+struct ChatOut<'a> {
+    model: Option<&'a RawValue>,
+    messages: Vec<MessageOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<ToolOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<ToolChoiceOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parallel_tool_calls: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<FormatOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_effort: Option<Cow<'a, str>>,
+    // Routing preferences travel on: the router reads them, upstream bodies drop them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bazaar: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    models: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider: Option<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+struct MessageOut<'a> {
+    role: &'static str,
+    content: ContentOut<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<ToolCallOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ContentOut<'a> {
+    Raw(&'a RawValue),
+    Text(String),
+    Parts(Vec<PartOut<'a>>),
+    Null,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum PartOut<'a> {
+    Text { text: &'a RawValue },
+    ImageUrl { image_url: ImageOut<'a> },
+    File { file: FileOut<'a> },
+}
+
+#[derive(Serialize)]
+struct ImageOut<'a> {
+    url: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+struct FileOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file_data: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file_id: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    filename: Option<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+struct ToolCallOut<'a> {
+    id: &'a RawValue,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionOut<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionOut<'a> {
+    name: &'a RawValue,
+    arguments: &'a RawValue,
+}
+
+#[derive(Serialize)]
+struct ToolOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: ToolFunctionOut<'a>,
+}
+
+#[derive(Serialize)]
+struct ToolFunctionOut<'a> {
+    name: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    strict: Option<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ToolChoiceOut<'a> {
+    Raw(&'a RawValue),
+    Function {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        function: NamedOut<'a>,
+    },
+}
+
+#[derive(Serialize)]
+struct NamedOut<'a> {
+    name: &'a RawValue,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum FormatOut<'a> {
+    JsonObject,
+    JsonSchema { json_schema: SchemaOut<'a> },
+}
+
+#[derive(Serialize)]
+struct SchemaOut<'a> {
+    name: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schema: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    strict: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a RawValue>,
+}
+
+/// Translates a Responses body to a Chat Completions body over the conversation
+/// `items`, with the first field only Responses backends can take.
+pub(super) fn to_chat<'a>(
+    fields: &'a RawObject,
+    items: &'a RawValue,
+) -> Result<(Vec<u8>, Option<NativeOnly>), ApiError> {
+    let mut only = None;
+    let mut out = ChatOut::default();
+    let mut instructions = None;
+    let mut safety_identifier = None;
+    for (key, raw) in fields.iter() {
+        match key {
+            "model" => out.model = Some(raw),
+            "input" => {}
+            "instructions" => {
+                if raw.get() != "null" {
+                    if !raw.get().starts_with('"') {
+                        return Err(field_error(key, "`instructions` must be a string."));
+                    }
+                    instructions = Some(raw);
+                }
+            }
+            "stream" => out.stream = Some(raw.get() == "true"),
+            "max_output_tokens" => out.max_completion_tokens = Some(raw),
+            "temperature" => out.temperature = Some(raw),
+            "top_p" => out.top_p = Some(raw),
+            "user" => out.user = Some(raw),
+            "safety_identifier" => safety_identifier = Some(raw),
+            "parallel_tool_calls" => out.parallel_tool_calls = Some(raw),
+            "tools" => out.tools = tools(raw)?,
+            "tool_choice" => out.tool_choice = tool_choice(raw)?,
+            "text" => out.response_format = text_format(raw)?,
+            "reasoning" => {
+                if raw.get() != "null" {
+                    let r: ReasoningIn = serde_json::from_str(raw.get())
+                        .map_err(|_| field_error(key, "`reasoning` must be an object."))?;
+                    out.reasoning_effort = r.effort;
+                }
+            }
+            "background" => {}
+            "bazaar" => out.bazaar = Some(raw),
+            "models" => out.models = Some(raw),
+            "provider" => out.provider = Some(raw),
+            k if IGNORED.contains(&k) => {}
+            "top_logprobs" => note(&mut only, key, "`top_logprobs`"),
+            other => note(&mut only, other, &format!("`{other}`")),
+        }
+    }
+    if out.user.is_none() {
+        out.user = safety_identifier;
+    }
+    if let Some(text) = instructions {
+        out.messages.push(MessageOut {
+            role: "system",
+            content: ContentOut::Raw(text),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        });
+    }
+    messages(items, &mut out.messages)?;
+    if out.messages.is_empty() {
+        return Err(field_error("input", "`input` must not be empty."));
+    }
+    let body = serde_json::to_vec(&out)
+        .map_err(|e| ApiError::bad_request(format!("The request cannot be translated: {e}.")))?;
+    Ok((body, only))
+}
+
+fn required<'a>(v: Option<&'a RawValue>, field: &str) -> Result<&'a RawValue, ApiError> {
+    v.filter(|v| v.get() != "null")
+        .ok_or_else(|| field_error(field, format!("`{field}` is required.")))
+}
+
+/// Input items → chat messages. Consecutive `function_call` items (and the assistant
+/// text before them) become one assistant message with `tool_calls`, as chat wants them.
+fn messages<'a>(items: &'a RawValue, out: &mut Vec<MessageOut<'a>>) -> Result<(), ApiError> {
+    let list: Vec<&RawValue> = serde_json::from_str(items.get()).map_err(|_| {
+        field_error(
+            "input",
+            "`input` must be a string or an array of input items.",
+        )
+    })?;
+    // Whether the last message is an assistant turn that tool calls may join.
+    let mut open_assistant = false;
+    for (i, raw) in list.into_iter().enumerate() {
+        let path = format!("input[{i}]");
+        let item: ItemIn = serde_json::from_str(raw.get())
+            .map_err(|_| field_error(&path, format!("`{path}` must be an input item object.")))?;
+        let kind = match (&item.kind, &item.role) {
+            (Some(k), _) => k.as_ref(),
+            (None, Some(_)) => "message",
+            (None, None) => {
+                return Err(field_error(
+                    format!("{path}.type"),
+                    format!("`{path}` needs a `type` (or a `role` for a message)."),
+                ))
+            }
+        };
+        match kind {
+            "message" => {
+                let role = match item.role.as_deref() {
+                    Some("user") => "user",
+                    Some("assistant") => "assistant",
+                    // Chat hosts other than OpenAI know `system` only.
+                    Some("system") | Some("developer") => "system",
+                    Some(other) => {
+                        return Err(field_error(
+                            format!("{path}.role"),
+                            format!("`{path}.role` must be user, assistant, system or developer, not `{other}`."),
+                        ))
+                    }
+                    None => {
+                        return Err(field_error(
+                            format!("{path}.role"),
+                            format!("`{path}.role` is required."),
+                        ))
+                    }
+                };
+                let content = required(item.content, &format!("{path}.content"))?;
+                let content = content_parts(content, role, &format!("{path}.content"))?;
+                out.push(MessageOut {
+                    role,
+                    content,
+                    tool_calls: Vec::new(),
+                    tool_call_id: None,
+                });
+                open_assistant = role == "assistant";
+            }
+            "function_call" => {
+                let call = ToolCallOut {
+                    id: required(item.call_id, &format!("{path}.call_id"))?,
+                    kind: "function",
+                    function: FunctionOut {
+                        name: required(item.name, &format!("{path}.name"))?,
+                        arguments: required(item.arguments, &format!("{path}.arguments"))?,
+                    },
+                };
+                match out.last_mut() {
+                    Some(m) if open_assistant => m.tool_calls.push(call),
+                    _ => {
+                        out.push(MessageOut {
+                            role: "assistant",
+                            content: ContentOut::Null,
+                            tool_calls: vec![call],
+                            tool_call_id: None,
+                        });
+                        open_assistant = true;
+                    }
+                }
+            }
+            "function_call_output" => {
+                let id = required(item.call_id, &format!("{path}.call_id"))?;
+                let output = required(item.output, &format!("{path}.output"))?;
+                let content = match output.get().as_bytes().first() {
+                    Some(b'"') => ContentOut::Raw(output),
+                    _ => content_parts(output, "tool", &format!("{path}.output"))?,
+                };
+                out.push(MessageOut {
+                    role: "tool",
+                    content,
+                    tool_calls: Vec::new(),
+                    tool_call_id: Some(id),
+                });
+                open_assistant = false;
+            }
+            // Reasoning of an earlier turn: another backend cannot continue it, and the
+            // turn's visible output carries on without it.
+            "reasoning" => {}
+            other if HOSTED_ITEMS.contains(&other) => {
+                return Err(field_error(
+                    format!("{path}.type"),
+                    format!("`{path}.type`: `{other}` items are not supported by this gateway (no hosted tools)."),
+                ))
+            }
+            other => {
+                return Err(field_error(
+                    format!("{path}.type"),
+                    format!("`{path}.type`: unknown input item type `{other}`."),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A message's content as chat content: a string as is; parts translated (an assistant
+/// turn's output text joined into one string, as chat hosts want assistant content).
+fn content_parts<'a>(
+    content: &'a RawValue,
+    role: &str,
+    path: &str,
+) -> Result<ContentOut<'a>, ApiError> {
+    if content.get().starts_with('"') {
+        return Ok(ContentOut::Raw(content));
+    }
+    let parts: Vec<PartIn> = serde_json::from_str(content.get()).map_err(|_| {
+        field_error(
+            path,
+            format!("`{path}` must be a string or an array of content parts with a `type`."),
+        )
+    })?;
+    if role == "assistant" {
+        let mut text = String::new();
+        for (j, p) in parts.iter().enumerate() {
+            let value = match p.kind.as_ref() {
+                "output_text" | "input_text" | "text" => p.text,
+                "refusal" => p.refusal,
+                other => {
+                    return Err(field_error(
+                        format!("{path}[{j}].type"),
+                        format!("`{path}[{j}].type`: an assistant message cannot hold `{other}`."),
+                    ))
+                }
+            };
+            let value = required(value, &format!("{path}[{j}].text"))?;
+            let s: Cow<str> = serde_json::from_str(value.get())
+                .map_err(|_| field_error(format!("{path}[{j}].text"), "must be a string"))?;
+            text.push_str(&s);
+        }
+        return Ok(ContentOut::Text(text));
+    }
+    let mut out = Vec::with_capacity(parts.len());
+    for (j, p) in parts.into_iter().enumerate() {
+        let field = format!("{path}[{j}]");
+        match p.kind.as_ref() {
+            "input_text" | "output_text" | "text" => out.push(PartOut::Text {
+                text: required(p.text, &format!("{field}.text"))?,
+            }),
+            "input_image" => {
+                let Some(url) = p.image_url.filter(|u| u.get() != "null") else {
+                    return Err(field_error(
+                        format!("{field}.file_id"),
+                        format!("`{field}`: images by `file_id` are not supported by this gateway; send `image_url`."),
+                    ));
+                };
+                out.push(PartOut::ImageUrl {
+                    image_url: ImageOut {
+                        url,
+                        detail: p.detail.filter(|d| d.get() != "null"),
+                    },
+                });
+            }
+            "input_file" => {
+                if p.file_url.is_some_and(|u| u.get() != "null") {
+                    return Err(field_error(
+                        format!("{field}.file_url"),
+                        format!("`{field}.file_url` is not supported by this gateway; send `file_data`."),
+                    ));
+                }
+                out.push(PartOut::File {
+                    file: FileOut {
+                        file_data: p.file_data.filter(|d| d.get() != "null"),
+                        file_id: p.file_id.filter(|d| d.get() != "null"),
+                        filename: p.filename.filter(|d| d.get() != "null"),
+                    },
+                });
+            }
+            other => {
+                return Err(field_error(
+                    format!("{field}.type"),
+                    format!("`{field}.type`: unknown content part type `{other}`."),
+                ))
+            }
+        }
+    }
+    // A lone text part is plain text: the simplest form every chat host takes.
+    if let [PartOut::Text { text }] = out.as_slice() {
+        return Ok(ContentOut::Raw(text));
+    }
+    Ok(ContentOut::Parts(out))
+}
+
+fn tools(raw: &RawValue) -> Result<Vec<ToolOut<'_>>, ApiError> {
+    if raw.get() == "null" {
+        return Ok(Vec::new());
+    }
+    let list: Vec<ToolIn> = serde_json::from_str(raw.get())
+        .map_err(|_| field_error("tools", "`tools` must be an array of tools with a `type`."))?;
+    let mut out = Vec::with_capacity(list.len());
+    for (i, t) in list.into_iter().enumerate() {
+        if t.kind != "function" {
+            return Err(field_error(
+                format!("tools[{i}].type"),
+                format!(
+                    "`tools[{i}].type`: the hosted tool `{}` is not supported by this gateway; only `function` tools are.",
+                    t.kind
+                ),
+            ));
+        }
+        out.push(ToolOut {
+            kind: "function",
+            function: ToolFunctionOut {
+                name: required(t.name, &format!("tools[{i}].name"))?,
+                description: t.description.filter(|d| d.get() != "null"),
+                parameters: t.parameters.filter(|d| d.get() != "null"),
+                strict: t.strict.filter(|d| d.get() != "null"),
+            },
+        });
+    }
+    Ok(out)
+}
+
+fn tool_choice(raw: &RawValue) -> Result<Option<ToolChoiceOut<'_>>, ApiError> {
+    match raw.get().as_bytes().first() {
+        Some(b'n') => Ok(None),
+        Some(b'"') => match raw.get() {
+            "\"auto\"" | "\"none\"" | "\"required\"" => Ok(Some(ToolChoiceOut::Raw(raw))),
+            other => Err(field_error(
+                "tool_choice",
+                format!("`tool_choice` must be auto, none, required or a function, not {other}."),
+            )),
+        },
+        _ => {
+            let c: ToolChoiceIn = serde_json::from_str(raw.get()).map_err(|_| {
+                field_error(
+                    "tool_choice",
+                    "`tool_choice` must be a string or an object with a `type`.",
+                )
+            })?;
+            if c.kind != "function" {
+                return Err(field_error(
+                    "tool_choice.type",
+                    format!(
+                        "`tool_choice.type`: `{}` is not supported by this gateway; only `function` is.",
+                        c.kind
+                    ),
+                ));
+            }
+            Ok(Some(ToolChoiceOut::Function {
+                kind: "function",
+                function: NamedOut {
+                    name: required(c.name, "tool_choice.name")?,
+                },
+            }))
+        }
+    }
+}
+
+fn text_format(raw: &RawValue) -> Result<Option<FormatOut<'_>>, ApiError> {
+    if raw.get() == "null" {
+        return Ok(None);
+    }
+    let text: TextIn = serde_json::from_str(raw.get())
+        .map_err(|_| field_error("text", "`text` must be an object."))?;
+    let Some(format) = text.format else {
+        return Ok(None);
+    };
+    match format.kind.as_ref() {
+        "text" => Ok(None),
+        "json_object" => Ok(Some(FormatOut::JsonObject)),
+        "json_schema" => Ok(Some(FormatOut::JsonSchema {
+            json_schema: SchemaOut {
+                name: required(format.name, "text.format.name")?,
+                schema: Some(required(format.schema, "text.format.schema")?),
+                strict: format.strict.filter(|s| s.get() != "null"),
+                description: format.description.filter(|s| s.get() != "null"),
+            },
+        })),
+        other => Err(field_error(
+            "text.format.type",
+            format!("`text.format.type` must be text, json_object or json_schema, not `{other}`."),
+        )),
+    }
+}
