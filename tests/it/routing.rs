@@ -297,6 +297,9 @@ async fn three_priced() -> (Vec<MockUpstream>, TestGateway) {
     ];
     let toml = format!(
         r#"
+        # The policy arithmetic below is on the models' priors: no per-prompt prediction.
+        [router.predictor]
+        enabled = false
         [providers.cheap]
         base_url = "{}"
         tier = "open-hosted"

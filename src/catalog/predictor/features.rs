@@ -1,15 +1,16 @@
 //! Prompt features for the quality predictor: hashed word unigrams and bigrams in a
 //! fixed-size space (L2-normalised), plus a few dense shape features (length, lines,
 //! numbers, math and code markers, multiple-choice layout). Pure and bounded: only the
-//! first `HEAD_BYTES` and last `TAIL_BYTES` of a prompt are read.
+//! first `HEAD_BYTES` and last `TAIL_BYTES` of a text are read (the predictor is given
+//! the bounded view of `view.rs`, which fits).
 
 /// Bytes read from the start of a prompt.
-pub const HEAD_BYTES: usize = 2048;
+pub const HEAD_BYTES: usize = 4096;
 /// Bytes read from the end of a prompt longer than `HEAD_BYTES + TAIL_BYTES`.
 pub const TAIL_BYTES: usize = 1024;
 
 /// The dense shape features, in layout order (each in roughly 0–1).
-pub const SHAPE_NAMES: [&str; 10] = [
+pub const SHAPE_NAMES: [&str; 14] = [
     "multiple-choice",
     "length",
     "lines",
@@ -20,10 +21,15 @@ pub const SHAPE_NAMES: [&str; 10] = [
     "question",
     "math-words",
     "code-words",
+    "sentences",
+    "has-numbers",
+    "length with numbers",
+    "sentences with numbers",
 ];
 
-/// Dense features: the multiple-choice flag, then each shape feature once for
-/// multiple-choice prompts and once for the others (they mean different things).
+/// Dense features: the multiple-choice flag, each shape feature for every prompt, then
+/// each again for multiple-choice prompts only (how they differ there). The shared copy
+/// is what carries over to prompts unlike any multiple-choice set.
 pub const DENSE: usize = 1 + 2 * (SHAPE_NAMES.len() - 1);
 
 const MATH_WORDS: &[&str] = &[
@@ -163,11 +169,26 @@ pub fn grams(text: &str, mut each: impl FnMut(u64, &str, Option<&str>)) {
     }
 }
 
-/// The features of `text` with `buckets` hashed buckets (a power of two).
-pub fn extract(text: &str, buckets: u32) -> Features {
+/// The second bucket of gram hash `h` in a layout with `split` (see `extract`).
+pub fn split_hash(h: u64) -> u64 {
+    fnv1a(7, &h.to_le_bytes())
+}
+
+/// The features of `text` with `buckets` hashed buckets (a power of two). With `split`,
+/// every gram of a prompt that is not multiple-choice is counted a second time in its
+/// own bucket, so free-form prompts can learn what n-grams mean for them apart from
+/// what they mean in multiple-choice ones (and share it where it is the same).
+pub fn extract(text: &str, buckets: u32, split: bool) -> Features {
     let mask = u64::from(buckets.max(1).next_power_of_two() - 1);
+    let dense = dense(text);
+    let second = split && dense[0] == 0.0;
     let mut raw: Vec<u32> = Vec::with_capacity(1024);
-    grams(text, |h, _, _| raw.push((h & mask) as u32));
+    grams(text, |h, _, _| {
+        raw.push((h & mask) as u32);
+        if second {
+            raw.push((split_hash(h) & mask) as u32);
+        }
+    });
     raw.sort_unstable();
     let mut hashed: Vec<(u32, f32)> = Vec::with_capacity(raw.len());
     for b in raw {
@@ -182,10 +203,7 @@ pub fn extract(text: &str, buckets: u32) -> Features {
             *v /= norm;
         }
     }
-    Features {
-        hashed,
-        dense: dense(text),
-    }
+    Features { hashed, dense }
 }
 
 fn dense(text: &str) -> [f32; DENSE] {
@@ -198,8 +216,10 @@ fn dense(text: &str) -> [f32; DENSE] {
     let mut question = false;
     let mut in_number = false;
     let mut markers = 0usize;
-    let mut math_words = [false; 18];
-    let mut code_words = [false; 17];
+    let mut math_words = [false; MATH_WORDS.len()];
+    let mut code_words = [false; CODE_WORDS.len()];
+    let mut sentences = 0usize;
+    let mut prev = ' ';
     for part in [head, tail] {
         bytes += part.len();
         for c in part.chars() {
@@ -219,7 +239,16 @@ fn dense(text: &str) -> [f32; DENSE] {
                 symbols += 1;
             }
             question |= c == '?';
+            // A sentence ends at `.`, `?` or `!` before a space or the end.
+            if matches!(prev, '.' | '?' | '!') && c.is_whitespace() {
+                sentences += 1;
+            }
+            prev = c;
         }
+        if matches!(prev, '.' | '?' | '!') {
+            sentences += 1;
+        }
+        prev = ' ';
         markers += CODE_MARKERS.iter().filter(|m| part.contains(*m)).count();
         tokens(part, |t| {
             if let Some(i) = MATH_WORDS.iter().position(|w| *w == t) {
@@ -232,8 +261,11 @@ fn dense(text: &str) -> [f32; DENSE] {
     }
     let count = |flags: &[bool]| flags.iter().filter(|f| **f).count() as f32;
     let mc = multiple_choice(head) || multiple_choice(tail);
+    let length = (bytes as f32).ln_1p() / 7.0 - 1.0;
+    let sentences = (sentences as f32).ln_1p() / 3.0;
+    let has_numbers = f32::from(u8::from(numbers >= 2));
     let shape = [
-        (bytes as f32).ln_1p() / 7.0 - 1.0,
+        length,
         (lines as f32).ln_1p() / 3.0,
         (digits as f32 / bytes.max(1) as f32 * 10.0).min(1.0),
         (numbers as f32).ln_1p() / 3.0,
@@ -242,13 +274,17 @@ fn dense(text: &str) -> [f32; DENSE] {
         f32::from(u8::from(question)),
         (count(&math_words) / 2.0).min(1.0),
         (count(&code_words) / 2.0).min(1.0),
+        sentences,
+        has_numbers,
+        length * has_numbers,
+        sentences * has_numbers,
     ];
     let mut out = [0.0f32; DENSE];
     let m = f32::from(u8::from(mc));
     out[0] = m;
     for (i, v) in shape.iter().enumerate() {
-        out[1 + i] = v * m;
-        out[1 + shape.len() + i] = v * (1.0 - m);
+        out[1 + i] = *v;
+        out[1 + shape.len() + i] = v * m;
     }
     out
 }
@@ -275,14 +311,19 @@ pub fn dense_name(i: usize) -> String {
     let n = SHAPE_NAMES.len() - 1;
     match i {
         0 => SHAPE_NAMES[0].to_string(),
-        i if i <= n => format!("{} (multiple-choice)", SHAPE_NAMES[i]),
-        i => SHAPE_NAMES.get(i - n).copied().unwrap_or("?").to_string(),
+        i if i <= n => SHAPE_NAMES[i].to_string(),
+        i => SHAPE_NAMES
+            .get(i - n)
+            .map(|s| format!("{s} (multiple-choice)"))
+            .unwrap_or_else(|| "?".into()),
     }
 }
 
 /// A hash of everything the feature layout depends on; a weights file records it.
-pub fn layout_hash(buckets: u32) -> u64 {
-    let mut desc = format!("v1;head={HEAD_BYTES};tail={TAIL_BYTES};buckets={buckets};uni+bi;l2;");
+pub fn layout_hash(buckets: u32, split: bool) -> u64 {
+    let mut desc = format!(
+        "v2;head={HEAD_BYTES};tail={TAIL_BYTES};buckets={buckets};uni+bi;split={split};l2;"
+    );
     for n in SHAPE_NAMES {
         desc.push_str(n);
         desc.push(',');
@@ -300,8 +341,8 @@ mod tests {
 
     #[test]
     fn same_prompt_same_features() {
-        let a = extract("Solve 3x + 7 = 22 for x.", 1 << 14);
-        let b = extract("Solve 3x + 7 = 22 for x.", 1 << 14);
+        let a = extract("Solve 3x + 7 = 22 for x.", 1 << 14, true);
+        let b = extract("Solve 3x + 7 = 22 for x.", 1 << 14, true);
         assert_eq!(a, b);
         let norm: f32 = a.hashed.iter().map(|(_, v)| v * v).sum();
         assert!((norm - 1.0).abs() < 1e-4);
@@ -311,9 +352,13 @@ mod tests {
 
     #[test]
     fn multiple_choice_is_seen() {
-        let mc = extract("Which?\nA. one\nB. two\nC. three\nD. four\nAnswer:", 1024);
+        let mc = extract(
+            "Which?\nA. one\nB. two\nC. three\nD. four\nAnswer:",
+            1024,
+            true,
+        );
         assert_eq!(mc.dense[0], 1.0);
-        let plain = extract("Write a poem about the sea.", 1024);
+        let plain = extract("Write a poem about the sea.", 1024, true);
         assert_eq!(plain.dense[0], 0.0);
     }
 
@@ -323,9 +368,9 @@ mod tests {
         let (head, tail) = bounded(&huge);
         assert!(head.len() <= HEAD_BYTES && tail.len() <= TAIL_BYTES);
         assert!(tail.ends_with("ending"));
-        let f = extract(&huge, 1 << 14);
-        // At most one unigram and one bigram per byte read.
-        assert!(f.hashed.len() <= 2 * (HEAD_BYTES + TAIL_BYTES));
+        let f = extract(&huge, 1 << 14, true);
+        // At most one unigram and one bigram per byte read, each in two buckets.
+        assert!(f.hashed.len() <= 4 * (HEAD_BYTES + TAIL_BYTES));
     }
 
     #[test]
@@ -337,7 +382,8 @@ mod tests {
 
     #[test]
     fn layout_hash_depends_on_buckets() {
-        assert_ne!(layout_hash(1 << 14), layout_hash(1 << 15));
-        assert_eq!(layout_hash(1 << 14), layout_hash(1 << 14));
+        assert_ne!(layout_hash(1 << 14, true), layout_hash(1 << 15, true));
+        assert_ne!(layout_hash(1 << 14, true), layout_hash(1 << 14, false));
+        assert_eq!(layout_hash(1 << 14, true), layout_hash(1 << 14, true));
     }
 }

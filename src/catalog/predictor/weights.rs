@@ -3,7 +3,7 @@
 //! silently misread.
 //!
 //! Layout: `BZRQ`, u32 format version, u64 layout hash, u32 buckets, u32 dense, u32
-//! models, u32 note length + UTF-8 note, f32 shared bias, f32 × (buckets + dense)
+//! flags (bit 0: free-form prompts' grams split into their own buckets), u32 models, u32 note length + UTF-8 note, f32 shared bias, f32 × (buckets + dense)
 //! shared weights, then per model: u16 id length + UTF-8 id, f32 prior (base rate
 //! 0–1 it was fitted at), f32 bias, f32 × (buckets + dense) weights.
 
@@ -13,7 +13,7 @@ use super::features::{self, DENSE};
 
 const MAGIC: &[u8; 4] = b"BZRQ";
 /// The file format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const MAX_MODELS: u32 = 4096;
 const MAX_BUCKETS: u32 = 1 << 22;
 
@@ -44,6 +44,8 @@ pub struct ModelTerms {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Weights {
     pub buckets: u32,
+    /// Free-form prompts' grams also counted in their own buckets (`features::extract`).
+    pub split: bool,
     /// What they were fitted on and with which settings.
     pub note: String,
     pub shared_bias: f32,
@@ -127,10 +129,15 @@ impl Weights {
             )));
         }
         let dense = r.u32("the dense feature count")?;
-        if dense as usize != DENSE || layout != features::layout_hash(buckets) {
+        let flags = r.u32("the feature flags")?;
+        if flags > 1 {
+            return Err(WeightsError(format!("unknown feature flags {flags:#x}")));
+        }
+        let split = flags & 1 == 1;
+        if dense as usize != DENSE || layout != features::layout_hash(buckets, split) {
             return Err(WeightsError(format!(
                 "fitted for another feature layout (hash {layout:016x}, {dense} dense features); this build uses {:016x} with {DENSE}; retrain with `bazaar router train`",
-                features::layout_hash(buckets)
+                features::layout_hash(buckets, split)
             )));
         }
         let n_models = r.u32("the model count")?;
@@ -176,6 +183,7 @@ impl Weights {
         }
         Ok(Weights {
             buckets,
+            split,
             note,
             shared_bias,
             shared,
@@ -189,9 +197,10 @@ impl Weights {
         let mut out = Vec::with_capacity(64 + 4 * width * (1 + self.models.len()));
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&features::layout_hash(self.buckets).to_le_bytes());
+        out.extend_from_slice(&features::layout_hash(self.buckets, self.split).to_le_bytes());
         out.extend_from_slice(&self.buckets.to_le_bytes());
         out.extend_from_slice(&(DENSE as u32).to_le_bytes());
+        out.extend_from_slice(&u32::from(self.split).to_le_bytes());
         out.extend_from_slice(&(self.models.len() as u32).to_le_bytes());
         out.extend_from_slice(&(self.note.len() as u32).to_le_bytes());
         out.extend_from_slice(self.note.as_bytes());
@@ -222,6 +231,7 @@ mod tests {
         let width = 16 + DENSE;
         Weights {
             buckets: 16,
+            split: true,
             note: "test".into(),
             shared_bias: -0.25,
             shared: (0..width).map(|i| i as f32 / 10.0).collect(),

@@ -88,6 +88,12 @@ pub struct FitArgs {
     /// L2 strength on each model's own weights.
     #[arg(long, value_delimiter = ',')]
     pub l2_model: Vec<f64>,
+    /// L2 strength on the dense shape features' weights.
+    #[arg(long, value_delimiter = ',')]
+    pub l2_dense: Vec<f64>,
+    /// Count free-form prompts' n-grams also in their own buckets (true/false).
+    #[arg(long, value_delimiter = ',')]
+    pub split: Vec<bool>,
     /// L-BFGS iterations at most.
     #[arg(long, value_delimiter = ',')]
     pub iterations: Vec<u32>,
@@ -108,17 +114,28 @@ impl FitArgs {
         } else {
             self.iterations.clone()
         };
+        let split = if self.split.is_empty() {
+            vec![d.split]
+        } else {
+            self.split.clone()
+        };
         let mut out = Vec::new();
         for &b in &buckets {
-            for &ls in &or(&self.l2_shared, d.l2_shared) {
-                for &lm in &or(&self.l2_model, d.l2_model) {
-                    for &it in &iterations {
-                        out.push(Settings {
-                            buckets: b,
-                            l2_shared: ls,
-                            l2_model: lm,
-                            iterations: it,
-                        });
+            for &sp in &split {
+                for &ls in &or(&self.l2_shared, d.l2_shared) {
+                    for &lm in &or(&self.l2_model, d.l2_model) {
+                        for &ld in &or(&self.l2_dense, d.l2_dense) {
+                            for &it in &iterations {
+                                out.push(Settings {
+                                    buckets: b,
+                                    split: sp,
+                                    l2_shared: ls,
+                                    l2_model: lm,
+                                    l2_dense: ld,
+                                    iterations: it,
+                                });
+                            }
+                        }
                     }
                 }
             }

@@ -17,6 +17,11 @@ pub struct Settings {
     pub l2_shared: f64,
     /// L2 strength on each model's own weights.
     pub l2_model: f64,
+    /// L2 strength on the dense shape features' weights (shared and per model): they are
+    /// few and carry what transfers between prompt kinds, so they may be freer.
+    pub l2_dense: f64,
+    /// Free-form prompts' grams also in their own buckets (`features::extract`).
+    pub split: bool,
     /// L-BFGS iterations at most.
     pub iterations: u32,
 }
@@ -27,6 +32,8 @@ impl Default for Settings {
             buckets: 1 << 14,
             l2_shared: 1e-4,
             l2_model: 3e-4,
+            l2_dense: 1e-5,
+            split: true,
             iterations: 200,
         }
     }
@@ -36,8 +43,8 @@ impl Settings {
     /// A one-line description, stored in the weights file.
     pub fn describe(&self) -> String {
         format!(
-            "buckets={} l2_shared={} l2_model={} iterations={}",
-            self.buckets, self.l2_shared, self.l2_model, self.iterations
+            "buckets={} split={} l2_shared={} l2_model={} l2_dense={} iterations={}",
+            self.buckets, self.split, self.l2_shared, self.l2_model, self.l2_dense, self.iterations
         )
     }
 }
@@ -110,16 +117,15 @@ impl Problem {
             self.scatter(&mut g[..w], f, e_shared);
         }
         loss /= self.n_pairs;
-        let (ls, lm) = (self.settings.l2_shared, self.settings.l2_model);
-        for i in 0..w {
-            loss += 0.5 * ls * x[i] * x[i];
-            g[i] += ls * x[i];
-        }
-        for m in 0..self.offsets.len() {
-            let at = self.model_at(m) + 1;
-            for i in at..at + w {
-                loss += 0.5 * lm * x[i] * x[i];
-                g[i] += lm * x[i];
+        let s = &self.settings;
+        let mut blocks = vec![(0, s.l2_shared)];
+        blocks.extend((0..self.offsets.len()).map(|m| (self.model_at(m) + 1, s.l2_model)));
+        for (at, l2) in blocks {
+            for i in 0..w {
+                let l2 = if i < self.buckets { l2 } else { s.l2_dense };
+                let v = x[at + i];
+                loss += 0.5 * l2 * v * v;
+                g[at + i] += l2 * v;
             }
         }
         loss
@@ -220,7 +226,11 @@ pub fn fit(
     let mut pairs = Vec::with_capacity(subset.len());
     for &i in subset {
         let o = &outcomes.prompts[i];
-        feats.push(features::extract(&view::of_prompt(&o.prompt), buckets));
+        feats.push(features::extract(
+            &view::of_prompt(&o.prompt),
+            buckets,
+            settings.split,
+        ));
         let observed: Vec<(usize, f64)> = o
             .scores
             .iter()
@@ -282,6 +292,7 @@ pub fn fit(
         .collect();
     Weights {
         buckets,
+        split: settings.split,
         note: format!("{note}; {}", settings.describe()),
         shared_bias: (-mean_d) as f32,
         shared: x[..width].iter().map(|v| *v as f32).collect(),
@@ -354,6 +365,8 @@ mod tests {
             buckets: 1 << 10,
             l2_shared: l2,
             l2_model: l2,
+            l2_dense: l2,
+            split: true,
             iterations: 50,
         };
         // Heavy regularisation cannot learn the math/chit-chat split; light can.
