@@ -55,15 +55,7 @@ fn bench(label: &str, config: &Config, body: &[u8], budget_us: f64) {
     let req = ChatRequest::parse(body).unwrap();
     let prefs = Prefs::default();
     let caller = CallerLimits::default();
-    let call = CallShape {
-        model: &req.model,
-        needs: req.needs,
-        prompt_tokens: req.estimated_prompt_tokens(),
-        max_tokens: req.max_tokens,
-        prompt_head: &req.prompt_head,
-        predict_view: &req.predict_view,
-        user: None,
-    };
+    let call = CallShape::of(&req);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()

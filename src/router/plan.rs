@@ -33,6 +33,21 @@ pub struct CallShape<'a> {
     pub user: Option<&'a str>,
 }
 
+impl<'a> CallShape<'a> {
+    /// The shape of a parsed chat request (the request's `user` included).
+    pub fn of(req: &'a crate::api::openai::ChatRequest) -> Self {
+        CallShape {
+            model: &req.model,
+            needs: req.needs,
+            prompt_tokens: req.estimated_prompt_tokens(),
+            max_tokens: req.max_tokens,
+            prompt_head: &req.prompt_head,
+            predict_view: &req.predict_view,
+            user: req.user.as_deref(),
+        }
+    }
+}
+
 impl RoutePlan {
     /// How soon the first backend this plan left out for an upstream's rate limit
     /// (an earlier `Retry-After`) may be tried again; `None` when none was.

@@ -86,15 +86,7 @@ pub fn plan_chat(
         .map(|p| p.id.as_str())
         .collect();
     let prefs = Prefs::parse(&req.fields, headers, &provider_ids)?;
-    let call = CallShape {
-        model: &req.model,
-        needs: req.needs,
-        prompt_tokens: req.estimated_prompt_tokens(),
-        max_tokens: req.max_tokens,
-        prompt_head: &req.prompt_head,
-        predict_view: &req.predict_view,
-        user: req.user.as_deref(),
-    };
+    let call = CallShape::of(req);
     router::build_plan(
         &runtime.config,
         &state.router,

@@ -261,15 +261,7 @@ fn plan_floors(
     let providers: Vec<&str> = config.providers.iter().map(|p| p.id.as_str()).collect();
     let mut prefs =
         Prefs::parse(&req.fields, &HeaderMap::new(), &providers).map_err(|e| format!("{e:?}"))?;
-    let call = CallShape {
-        model: &req.model,
-        needs: req.needs,
-        prompt_tokens: req.estimated_prompt_tokens(),
-        max_tokens: req.max_tokens,
-        prompt_head: &req.prompt_head,
-        predict_view: &req.predict_view,
-        user: None,
-    };
+    let call = CallShape::of(&req);
     let caller = CallerLimits::default();
     let now = tokio::time::Instant::now();
     let mut out = Vec::with_capacity(floors.len());

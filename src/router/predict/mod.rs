@@ -236,15 +236,7 @@ mod tests {
             quality_floor: Some(floor),
             ..Prefs::default()
         };
-        let call = CallShape {
-            model: &req.model,
-            needs: req.needs,
-            prompt_tokens: req.estimated_prompt_tokens(),
-            max_tokens: req.max_tokens,
-            prompt_head: &req.prompt_head,
-            predict_view: &req.predict_view,
-            user: None,
-        };
+        let call = CallShape::of(&req);
         let now = tokio::time::Instant::now();
         build_plan(
             config,
