@@ -448,107 +448,83 @@ async fn issue_13_slow_and_unauthenticated_clients_hold_no_memory() {
     );
 }
 
-/// Everything logged through `tracing` on this thread while the guard lives.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
-impl Captured {
-    /// Captures every event at DEBUG and above from this thread (a current-thread
-    /// runtime: the gateway's tasks included).
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(self.clone())
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 /// Issue 13, item 4: an upstream that quotes the key it was sent (and other key-shaped
 /// strings) in an error body of any status, or in a stream's error event, never gets
-/// it to the client or into the logs.
+/// it to the client or into the logs. The gateway is the real binary logging at DEBUG,
+/// so every line it writes, from any thread, is searched.
 #[tokio::test]
 async fn issue_13_an_upstream_echoing_its_key_never_shows_it() {
-    let logs = Captured::default();
-    let _guard = logs.install();
     let secret = "hunter2-Correct-Horse";
     let foreign = "sk-proj-ABCdef0123456789ABCdef0123456789";
     let echo = format!(
         "Incorrect API key provided: {secret}. Also {foreign}; Authorization: Bearer {secret}"
     );
     let chat = serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+    let dir = std::env::temp_dir().join(format!("bazaar-it-echo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let client = reqwest::Client::new();
+    // A fresh gateway per case (a failing backend is held back after a few failures),
+    // each sending `body` once to a mock scripted with `step`.
+    let run = |step: Step, body: serde_json::Value| {
+        let (dir, client) = (dir.clone(), client.clone());
+        async move {
+            let mock = MockUpstream::start().await;
+            let config = dir.join("bazaar.toml");
+            std::fs::write(
+                &config,
+                single_provider_config(&mock).replace("sk-upstream-secret-123", secret),
+            )
+            .unwrap();
+            mock.script([step]);
+            let gw = ServeProcess::start_logging(&config, "debug");
+            let resp = client
+                .post(gw.url("/v1/chat/completions"))
+                .bearer_auth(KEY)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let (status, text) = (resp.status().as_u16(), resp.text().await.unwrap());
+            let logged = gw.stop().join("\n");
+            let received = mock.received();
+            assert_eq!(received.len(), 1, "{text}");
+            // The key really was sent, so the upstream could echo it.
+            assert_eq!(
+                received[0].headers["authorization"],
+                format!("Bearer {secret}").as_str()
+            );
+            (status, text, logged)
+        }
+    };
     let mut seen = Vec::new();
     for status in [
         400, 401, 403, 404, 408, 409, 413, 422, 429, 500, 502, 503, 504,
     ] {
-        // A fresh gateway each time: a failing backend is held back after a few failures.
-        let mock = MockUpstream::start().await;
-        let toml = single_provider_config(&mock).replace("sk-upstream-secret-123", secret);
-        let gw = TestGateway::start(&toml).await;
         let body = serde_json::json!({"error": {"message": echo, "type": secret, "code": secret, "param": foreign}});
-        mock.script([Step::Status(status, body.to_string())]);
-        let resp = gw.post("/v1/chat/completions", chat.clone()).await;
-        let (got, text) = (resp.status().as_u16(), resp.text().await.unwrap());
+        let (got, text, logged) = run(Step::Status(status, body.to_string()), chat.clone()).await;
         assert!(got >= 400, "{status}: {got}");
-        assert_eq!(mock.received().len(), 1, "{status}");
-        // The key really was sent, so the upstream could echo it.
-        assert_eq!(
-            mock.received()[0].headers["authorization"],
-            format!("Bearer {secret}").as_str()
+        assert!(
+            logged.contains("Upstream attempt failed"),
+            "{status}: {logged}"
         );
-        seen.push(text);
+        seen.extend([text, logged]);
     }
     // An error event after the stream started.
-    let mock = MockUpstream::start().await;
-    let gw = TestGateway::start(
-        &single_provider_config(&mock).replace("sk-upstream-secret-123", secret),
-    )
-    .await;
     let event = serde_json::json!({"error": {"message": echo}});
-    mock.script([Step::Raw {
-        status: 200,
-        headers: vec![("content-type".into(), "text/event-stream".into())],
-        body: format!(
-            "data: {}\n\ndata: {event}\n\n",
-            serde_json::json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
-                "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"}, "finish_reason": null}]})
-        ),
-    }]);
+    let first = serde_json::json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"}, "finish_reason": null}]});
     let mut streamed = chat.clone();
     streamed["stream"] = true.into();
-    seen.push(
-        gw.post("/v1/chat/completions", streamed)
-            .await
-            .text()
-            .await
-            .unwrap(),
-    );
-    let logged = logs.text();
-    assert!(logged.contains("Upstream attempt failed"), "{logged}");
+    let step = Step::Raw {
+        status: 200,
+        headers: vec![("content-type".into(), "text/event-stream".into())],
+        body: format!("data: {first}\n\ndata: {event}\n\n"),
+    };
+    let (_, text, logged) = run(step, streamed).await;
+    seen.extend([text, logged]);
+    let _ = std::fs::remove_dir_all(&dir);
     assert!(seen.iter().any(|t| t.contains("[redacted]")), "{seen:?}");
-    for text in seen.iter().chain([&logged]) {
+    for text in &seen {
         assert!(!text.contains(secret), "{text}");
         assert!(!text.contains(foreign), "{text}");
     }
