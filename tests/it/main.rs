@@ -21,6 +21,7 @@ mod conformance;
 mod errors;
 mod feedback;
 mod first_hour;
+mod fuzz;
 mod hostile;
 mod hostile_limits;
 mod ledger;
