@@ -55,6 +55,9 @@ pub struct ResponseStore {
     clock: Clock,
     /// `[responses] ttl` in milliseconds; a reload changes it for responses saved after.
     ttl_ms: AtomicU64,
+    /// Held by a batch write and by a delete, so a delete never lands between a write's
+    /// look at `pending` and its commit (which would bring the deleted response back).
+    writing: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for ResponseStore {
@@ -93,6 +96,7 @@ pub async fn start(
         queue,
         clock,
         ttl_ms: AtomicU64::new(millis(ttl)),
+        writing: tokio::sync::Mutex::new(()),
     });
     let task = writer(store.clone(), rx, stop);
     Ok((store, task))
@@ -175,6 +179,7 @@ impl ResponseStore {
 
     /// Deletes response `id` if `key_name` owns it; returns whether it existed.
     pub async fn delete(&self, key_name: &str, id: &str) -> Result<bool, sqlx::Error> {
+        let _writing = self.writing.lock().await;
         let Some(found) = self.load(key_name, id).await? else {
             return Ok(false);
         };
@@ -187,9 +192,23 @@ impl ResponseStore {
         Ok(true)
     }
 
+    /// Writes the responses of `batch` that are still pending (a response deleted while
+    /// it was queued is skipped), then drops them from memory: they are read from the
+    /// database from now on.
     async fn write(&self, batch: &[Arc<Stored>]) -> Result<(), sqlx::Error> {
+        let _writing = self.writing.lock().await;
+        let live: Vec<&Arc<Stored>> = {
+            let pending = self.pending();
+            batch
+                .iter()
+                .filter(|s| pending.get(&s.id).is_some_and(|p| Arc::ptr_eq(p, s)))
+                .collect()
+        };
+        if live.is_empty() {
+            return Ok(());
+        }
         let mut tx = self.pool.begin().await?;
-        for s in batch {
+        for s in &live {
             sqlx::query(
                 "INSERT INTO stored_responses (id, key_name, created_ms, expires_ms, response, items)
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
@@ -204,25 +223,11 @@ impl ResponseStore {
             .await?;
         }
         tx.commit().await?;
-        let mut deleted = Vec::new();
-        {
-            let mut pending = self.pending();
-            for s in batch {
-                match pending.get(&s.id) {
-                    Some(p) if Arc::ptr_eq(p, s) => {
-                        pending.remove(&s.id);
-                    }
-                    Some(_) => {}
-                    // Deleted while it was queued: do not let the write bring it back.
-                    None => deleted.push(s.id.clone()),
-                }
+        let mut pending = self.pending();
+        for s in live {
+            if pending.get(&s.id).is_some_and(|p| Arc::ptr_eq(p, s)) {
+                pending.remove(&s.id);
             }
-        }
-        for id in deleted {
-            sqlx::query("DELETE FROM stored_responses WHERE id = $1")
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
         }
         Ok(())
     }
