@@ -252,7 +252,7 @@ impl Shape for ResponsesShape<'_> {
         }
         self.translatable(provider)?;
         let reply = provider.chat(&self.req.chat, at).await?;
-        let t = reply::from_chat(&reply.body).map_err(protocol)?;
+        let t = reply::from_chat(&reply.body, &self.req.echo.namespaced).map_err(protocol)?;
         let model = if t.model.is_empty() {
             self.req.chat.model.as_str()
         } else {

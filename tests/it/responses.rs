@@ -472,6 +472,70 @@ async fn unsupported_features_and_unknown_items_are_400s_naming_them() {
     );
 }
 
+/// Codex CLI's tools: functions, a `namespace` tool grouping more, and hosted `web_search`.
+fn codex_tools(hosted: bool) -> Value {
+    let mut tools = vec![
+        json!({"type": "function", "name": "exec_command", "strict": false,
+               "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}}}),
+        json!({"type": "namespace", "name": "multi_agent_v1", "description": "Sub-agents.",
+               "tools": [{"type": "function", "name": "close_agent", "strict": false,
+                          "parameters": {"type": "object"}}]}),
+    ];
+    if hosted {
+        tools.push(json!({"type": "web_search", "external_web_access": true}));
+    }
+    Value::Array(tools)
+}
+
+#[tokio::test]
+async fn namespace_tools_are_flattened_for_chat_backends_and_calls_keep_their_namespace() {
+    let (mock, gw) = setup("compatible").await;
+    let reply = json!({"id": "c", "object": "chat.completion", "created": 1, "model": "up-model",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null,
+            "tool_calls": [{"id": "call_9", "type": "function", "function": {"name": "close_agent", "arguments": "{}"}}]}}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}});
+    mock.script([Step::Status(200, reply.to_string())]);
+    let body = json!({"model": "m", "input": [{"role": "user", "content": "go"}], "tools": codex_tools(false)});
+    let resp = gw.post("/v1/responses", body).await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["output"][0]["type"], "function_call", "{v}");
+    assert_eq!(v["output"][0]["name"], "close_agent");
+    assert_eq!(v["output"][0]["namespace"], "multi_agent_v1");
+    let got = mock.received().pop().unwrap();
+    let names: Vec<&str> = got.body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["exec_command", "close_agent"]);
+
+    // The hosted tool: a 400 naming it on this backend, before any upstream call.
+    let body = json!({"model": "m", "input": "go", "tools": codex_tools(true)});
+    let e = expect_error(gw.post("/v1/responses", body).await, 400).await;
+    assert_eq!(e["param"], "tools[2].type", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("web_search"), "{e}");
+    assert_eq!(mock.received().len(), 1);
+    let rows = ledger_rows(gw).await;
+    assert_eq!(
+        rows.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [200, 400]
+    );
+}
+
+#[tokio::test]
+async fn hosted_and_namespace_tools_reach_a_responses_backend_as_sent() {
+    let (mock, gw) = setup("openai").await;
+    mock.script([Step::fixture(200, "openai/responses_reply.json")]);
+    let body = json!({"model": "m", "input": "go", "tools": codex_tools(true)});
+    let resp = gw.post("/v1/responses", body).await;
+    assert_eq!(resp.status(), 200);
+    let got = mock.received().pop().unwrap();
+    assert_eq!(got.path, "/v1/responses");
+    assert_eq!(got.body["tools"], codex_tools(true));
+}
+
 #[tokio::test]
 async fn a_stream_cut_upstream_ends_with_response_failed() {
     for kind in ["compatible", "openai"] {
@@ -541,13 +605,15 @@ async fn explain_plans_a_responses_body_as_its_chat_translation() {
     assert_eq!(resp.status(), 404);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["param"], "previous_response_id");
-    // Hosted tools are refused naming the field, as the call itself would be.
+    // A body the call would refuse whatever the backend is refused naming the field.
     let resp = gw
         .post(
             "/v1/route/explain",
-            json!({"model": "m", "input": "hi", "tools": [{"type": "web_search"}]}),
+            json!({"model": "m", "input": [{"type": "hologram"}]}),
         )
         .await;
     assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["param"], "input[0].type");
     assert!(mock.received().is_empty(), "explain calls no backend");
 }

@@ -109,6 +109,18 @@ pub struct Echo {
     pub user: Box<RawValue>,
     pub store: bool,
     pub previous_response_id: Option<String>,
+    /// The functions of `namespace` tools a translated backend knows by a plain name.
+    #[serde(skip)]
+    pub namespaced: Vec<Namespaced>,
+}
+
+/// A function of a `namespace` tool: offered to a translated backend as the plain
+/// function `chat_name`; its calls come back with `namespace` and `name` restored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespaced {
+    pub chat_name: String,
+    pub namespace: String,
+    pub name: String,
 }
 
 fn raw(s: &str) -> Box<RawValue> {
@@ -180,8 +192,8 @@ impl ResponsesRequest {
         }
         native.typed::<serde_json::Map<String, serde_json::Value>>("metadata", "an object")?;
         let items = conversation(&native, history)?;
-        let (chat_body, native_only) = to_chat(&native, &items)?;
-        let chat = ChatRequest::parse(&chat_body)?;
+        let translation = to_chat(&native, &items)?;
+        let chat = ChatRequest::parse(&translation.body)?;
         let echo = std::sync::Arc::new(Echo {
             instructions: owned(native.get("instructions"), "null"),
             metadata: owned(native.get("metadata"), "{}"),
@@ -199,6 +211,7 @@ impl ResponsesRequest {
             user: owned(native.get("user"), "null"),
             store,
             previous_response_id: previous_response_id.clone(),
+            namespaced: translation.namespaced,
         });
         Ok(ResponsesRequest {
             native,
@@ -207,7 +220,7 @@ impl ResponsesRequest {
             store,
             previous_response_id,
             items,
-            native_only,
+            native_only: translation.native_only,
             echo,
         })
     }

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{new_id, Echo};
+use super::{new_id, Echo, Namespaced};
 use crate::api::chat_view::{text_of, ReplyIn};
 use crate::api::usage::Buckets;
 use crate::api::{ReplyError, Usage};
@@ -46,7 +46,35 @@ pub enum OutputItem {
         name: String,
         arguments: String,
         status: &'static str,
+        /// The `namespace` tool the function belongs to.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        namespace: Option<String>,
     },
+}
+
+impl OutputItem {
+    /// The item of a call to the chat function `chat_name`, with its own name and
+    /// namespace when it is one of the `namespaced` functions.
+    pub fn function_call(
+        call_id: String,
+        chat_name: &str,
+        arguments: String,
+        status: &'static str,
+        namespaced: &[Namespaced],
+    ) -> OutputItem {
+        let (name, namespace) = match namespaced.iter().find(|n| n.chat_name == chat_name) {
+            Some(n) => (n.name.clone(), Some(n.namespace.clone())),
+            None => (chat_name.to_string(), None),
+        };
+        OutputItem::FunctionCall {
+            id: new_id("fc"),
+            call_id,
+            name,
+            arguments,
+            status,
+            namespace,
+        }
+    }
 }
 
 /// A reasoning summary part.
@@ -279,8 +307,9 @@ pub struct Translated {
     pub status: Status,
 }
 
-/// Reads a `chat.completion` body as Responses output items.
-pub fn from_chat(body: &[u8]) -> Result<Translated, ReplyError> {
+/// Reads a `chat.completion` body as Responses output items; calls to `namespaced`
+/// functions get their namespace back.
+pub fn from_chat(body: &[u8], namespaced: &[Namespaced]) -> Result<Translated, ReplyError> {
     let reply: ReplyIn = serde_json::from_slice(body).map_err(ReplyError::NotChatCompletion)?;
     let choice = reply.choices.into_iter().next();
     let mut output = Vec::new();
@@ -313,13 +342,13 @@ pub fn from_chat(body: &[u8]) -> Result<Translated, ReplyError> {
                 });
             }
             for call in m.tool_calls {
-                output.push(OutputItem::FunctionCall {
-                    id: new_id("fc"),
-                    call_id: call.id.into_owned(),
-                    name: call.function.name.into_owned(),
-                    arguments: call.function.arguments.into_owned(),
-                    status: "completed",
-                });
+                output.push(OutputItem::function_call(
+                    call.id.into_owned(),
+                    &call.function.name,
+                    call.function.arguments.into_owned(),
+                    "completed",
+                    namespaced,
+                ));
             }
         }
     }
@@ -418,7 +447,7 @@ mod tests {
         let body = br#"{"id":"c","model":"up-model","choices":[{"index":0,"finish_reason":"tool_calls",
             "message":{"role":"assistant","content":"Let me look.","reasoning_content":"think",
             "tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]}}]}"#;
-        let t = from_chat(body).unwrap();
+        let t = from_chat(body, &[]).unwrap();
         assert_eq!(t.model, "up-model");
         assert_eq!(t.status, Status::Completed);
         assert_eq!(t.output.len(), 3);
@@ -431,11 +460,13 @@ mod tests {
         assert!(
             matches!(&t.output[2], OutputItem::FunctionCall { call_id, name, arguments, .. } if call_id == "call_1" && name == "f" && arguments == "{\"a\":1}")
         );
-        let cut =
-            from_chat(br#"{"choices":[{"finish_reason":"length","message":{"content":"par"}}]}"#)
-                .unwrap();
+        let cut = from_chat(
+            br#"{"choices":[{"finish_reason":"length","message":{"content":"par"}}]}"#,
+            &[],
+        )
+        .unwrap();
         assert_eq!(cut.status, Status::Incomplete("max_output_tokens"));
-        assert!(from_chat(b"nope").is_err());
+        assert!(from_chat(b"nope", &[]).is_err());
     }
 
     #[test]

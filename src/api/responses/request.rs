@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{field_error, HOSTED_ITEMS, IGNORED};
+use super::{field_error, Namespaced, HOSTED_ITEMS, IGNORED};
 use crate::api::anthropic::NativeOnly;
 use crate::api::openai::RawObject;
 use crate::api::ApiError;
@@ -39,6 +39,8 @@ struct ItemIn<'a> {
     arguments: Option<&'a RawValue>,
     #[serde(borrow, default)]
     output: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    namespace: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -75,6 +77,9 @@ struct ToolIn<'a> {
     parameters: Option<&'a RawValue>,
     #[serde(borrow, default)]
     strict: Option<&'a RawValue>,
+    /// The function tools of a `namespace` tool.
+    #[serde(borrow, default)]
+    tools: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -199,8 +204,17 @@ struct ToolCallOut<'a> {
 
 #[derive(Serialize)]
 struct FunctionOut<'a> {
-    name: &'a RawValue,
+    name: NameOut<'a>,
     arguments: &'a RawValue,
+}
+
+/// A tool's name in chat: the client's own, or a name given to a namespaced function
+/// whose own name another tool already has.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum NameOut<'a> {
+    Raw(&'a RawValue),
+    Given(String),
 }
 
 #[derive(Serialize)]
@@ -212,7 +226,7 @@ struct ToolOut<'a> {
 
 #[derive(Serialize)]
 struct ToolFunctionOut<'a> {
-    name: &'a RawValue,
+    name: NameOut<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -255,13 +269,22 @@ struct SchemaOut<'a> {
     description: Option<&'a RawValue>,
 }
 
-/// Translates a Responses body to a Chat Completions body over the conversation
-/// `items`, with the first field only Responses backends can take.
+/// A Responses body as Chat Completions.
+pub(super) struct Translation {
+    pub body: Vec<u8>,
+    /// The first field only Responses backends can take.
+    pub native_only: Option<NativeOnly>,
+    /// The functions of `namespace` tools, as chat names them.
+    pub namespaced: Vec<Namespaced>,
+}
+
+/// Translates a Responses body to a Chat Completions body over the conversation `items`.
 pub(super) fn to_chat<'a>(
     fields: &'a RawObject,
     items: &'a RawValue,
-) -> Result<(Vec<u8>, Option<NativeOnly>), ApiError> {
+) -> Result<Translation, ApiError> {
     let mut only = None;
+    let mut namespaced = Vec::new();
     let mut out = ChatOut::default();
     let mut instructions = None;
     let mut safety_identifier = None;
@@ -284,7 +307,7 @@ pub(super) fn to_chat<'a>(
             "user" => out.user = Some(raw),
             "safety_identifier" => safety_identifier = Some(raw),
             "parallel_tool_calls" => out.parallel_tool_calls = Some(raw),
-            "tools" => out.tools = tools(raw)?,
+            "tools" => out.tools = tools(raw, &mut only, &mut namespaced)?,
             "tool_choice" => out.tool_choice = tool_choice(raw)?,
             "text" => out.response_format = text_format(raw)?,
             "reasoning" => {
@@ -314,13 +337,17 @@ pub(super) fn to_chat<'a>(
             tool_call_id: None,
         });
     }
-    messages(items, &mut out.messages)?;
+    messages(items, &namespaced, &mut out.messages)?;
     if out.messages.is_empty() {
         return Err(field_error("input", "`input` must not be empty."));
     }
     let body = serde_json::to_vec(&out)
         .map_err(|e| ApiError::bad_request(format!("The request cannot be translated: {e}.")))?;
-    Ok((body, only))
+    Ok(Translation {
+        body,
+        native_only: only,
+        namespaced,
+    })
 }
 
 fn required<'a>(v: Option<&'a RawValue>, field: &str) -> Result<&'a RawValue, ApiError> {
@@ -330,7 +357,11 @@ fn required<'a>(v: Option<&'a RawValue>, field: &str) -> Result<&'a RawValue, Ap
 
 /// Input items → chat messages. Consecutive `function_call` items (and the assistant
 /// text before them) become one assistant message with `tool_calls`, as chat wants them.
-fn messages<'a>(items: &'a RawValue, out: &mut Vec<MessageOut<'a>>) -> Result<(), ApiError> {
+fn messages<'a>(
+    items: &'a RawValue,
+    namespaced: &[Namespaced],
+    out: &mut Vec<MessageOut<'a>>,
+) -> Result<(), ApiError> {
     let list: Vec<&RawValue> = serde_json::from_str(items.get()).map_err(|_| {
         field_error(
             "input",
@@ -384,11 +415,25 @@ fn messages<'a>(items: &'a RawValue, out: &mut Vec<MessageOut<'a>>) -> Result<()
                 open_assistant = role == "assistant";
             }
             "function_call" => {
+                let name = required(item.name, &format!("{path}.name"))?;
+                // A namespaced function's call, under the name chat knows it by.
+                let name = match item.namespace.as_deref() {
+                    Some(ns) => {
+                        let own = string(name);
+                        match namespaced.iter().find(|n| {
+                            n.namespace == ns && Some(n.name.as_str()) == own.as_deref()
+                        }) {
+                            Some(n) => NameOut::Given(n.chat_name.clone()),
+                            None => NameOut::Raw(name),
+                        }
+                    }
+                    None => NameOut::Raw(name),
+                };
                 let call = ToolCallOut {
                     id: required(item.call_id, &format!("{path}.call_id"))?,
                     kind: "function",
                     function: FunctionOut {
-                        name: required(item.name, &format!("{path}.name"))?,
+                        name,
                         arguments: required(item.arguments, &format!("{path}.arguments"))?,
                     },
                 };
@@ -527,34 +572,115 @@ fn content_parts<'a>(
     Ok(ContentOut::Parts(out))
 }
 
-fn tools(raw: &RawValue) -> Result<Vec<ToolOut<'_>>, ApiError> {
+/// Tools → chat function tools. The functions of a `namespace` tool join the list (named
+/// `{namespace}__{name}` when another tool has their own name) and are recorded in
+/// `namespaced`; a hosted or custom tool only a Responses backend runs is noted in `only`
+/// and left out of the translation.
+fn tools<'a>(
+    raw: &'a RawValue,
+    only: &mut Option<NativeOnly>,
+    namespaced: &mut Vec<Namespaced>,
+) -> Result<Vec<ToolOut<'a>>, ApiError> {
     if raw.get() == "null" {
         return Ok(Vec::new());
     }
     let list: Vec<ToolIn> = serde_json::from_str(raw.get())
         .map_err(|_| field_error("tools", "`tools` must be an array of tools with a `type`."))?;
     let mut out = Vec::with_capacity(list.len());
+    // The index in `out` of each namespaced function.
+    let mut at = Vec::new();
     for (i, t) in list.into_iter().enumerate() {
-        if t.kind != "function" {
-            return Err(field_error(
+        match t.kind.as_ref() {
+            "function" => out.push(function(t, || format!("tools[{i}]"))?),
+            "namespace" => {
+                let namespace = string(required(t.name, &format!("tools[{i}].name"))?)
+                    .ok_or_else(|| field_error(format!("tools[{i}].name"), "must be a string"))?;
+                let inner = required(t.tools, &format!("tools[{i}].tools"))?;
+                let inner: Vec<ToolIn> = serde_json::from_str(inner.get()).map_err(|_| {
+                    field_error(
+                        format!("tools[{i}].tools"),
+                        format!("`tools[{i}].tools` must be an array of tools with a `type`."),
+                    )
+                })?;
+                for (j, f) in inner.into_iter().enumerate() {
+                    if f.kind != "function" {
+                        note(
+                            only,
+                            format!("tools[{i}].tools[{j}].type"),
+                            &format!("the `{}` tool", f.kind),
+                        );
+                        continue;
+                    }
+                    let tool = function(f, || format!("tools[{i}].tools[{j}]"))?;
+                    let NameOut::Raw(name) = tool.function.name else {
+                        continue;
+                    };
+                    let name = string(name).ok_or_else(|| {
+                        field_error(format!("tools[{i}].tools[{j}].name"), "must be a string")
+                    })?;
+                    at.push(out.len());
+                    namespaced.push(Namespaced {
+                        chat_name: name.clone(),
+                        namespace: namespace.clone(),
+                        name,
+                    });
+                    out.push(tool);
+                }
+            }
+            other => note(
+                only,
                 format!("tools[{i}].type"),
-                format!(
-                    "`tools[{i}].type`: the hosted tool `{}` is not supported by this gateway; only `function` tools are.",
-                    t.kind
-                ),
-            ));
+                &format!("the hosted tool `{other}`"),
+            ),
         }
-        out.push(ToolOut {
-            kind: "function",
-            function: ToolFunctionOut {
-                name: required(t.name, &format!("tools[{i}].name"))?,
-                description: t.description.filter(|d| d.get() != "null"),
-                parameters: t.parameters.filter(|d| d.get() != "null"),
-                strict: t.strict.filter(|d| d.get() != "null"),
-            },
-        });
+    }
+    if !namespaced.is_empty() {
+        let names: Vec<Option<String>> = out
+            .iter()
+            .map(|t| match &t.function.name {
+                NameOut::Raw(n) => string(n),
+                NameOut::Given(n) => Some(n.clone()),
+            })
+            .collect();
+        for (n, &index) in namespaced.iter_mut().zip(&at) {
+            let taken = names
+                .iter()
+                .filter(|other| other.as_deref() == Some(n.name.as_str()))
+                .count()
+                > 1;
+            if taken {
+                n.chat_name = format!("{}__{}", n.namespace, n.name);
+                if let Some(t) = out.get_mut(index) {
+                    t.function.name = NameOut::Given(n.chat_name.clone());
+                }
+            }
+        }
     }
     Ok(out)
+}
+
+/// A JSON string's text.
+fn string(raw: &RawValue) -> Option<String> {
+    serde_json::from_str::<Cow<str>>(raw.get())
+        .ok()
+        .map(Cow::into_owned)
+}
+
+/// A `function` tool in chat's shape; `path` names it in errors.
+fn function<'a>(t: ToolIn<'a>, path: impl Fn() -> String) -> Result<ToolOut<'a>, ApiError> {
+    let name = t.name.filter(|v| v.get() != "null").ok_or_else(|| {
+        let field = format!("{}.name", path());
+        field_error(&field, format!("`{field}` is required."))
+    })?;
+    Ok(ToolOut {
+        kind: "function",
+        function: ToolFunctionOut {
+            name: NameOut::Raw(name),
+            description: t.description.filter(|d| d.get() != "null"),
+            parameters: t.parameters.filter(|d| d.get() != "null"),
+            strict: t.strict.filter(|d| d.get() != "null"),
+        },
+    })
 }
 
 fn tool_choice(raw: &RawValue) -> Result<Option<ToolChoiceOut<'_>>, ApiError> {

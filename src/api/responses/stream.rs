@@ -426,20 +426,15 @@ impl StreamWriter {
         let index = match self.tools.iter().find(|(i, _)| *i == t.index) {
             Some((_, at)) => *at,
             None => {
-                let item = OutputItem::FunctionCall {
-                    id: new_id("fc"),
-                    call_id: t
-                        .id
-                        .as_deref()
+                let item = OutputItem::function_call(
+                    t.id.as_deref()
                         .map(str::to_string)
                         .unwrap_or_else(|| new_id("call")),
-                    name: function
-                        .and_then(|f| f.name.as_deref())
-                        .unwrap_or_default()
-                        .to_string(),
-                    arguments: String::new(),
-                    status: "in_progress",
-                };
+                    function.and_then(|f| f.name.as_deref()).unwrap_or_default(),
+                    String::new(),
+                    "in_progress",
+                    &self.echo.namespaced,
+                );
                 let at = self.open_item(out, Open::Tool(t.index), item);
                 self.tools.push((t.index, at));
                 at

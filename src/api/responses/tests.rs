@@ -127,12 +127,12 @@ fn native_body_keeps_unknown_fields_and_drops_gateway_ones() {
 fn unsupported_features_name_the_field() {
     let cases = [
         (
-            r#"{"model":"m","input":"x","tools":[{"type":"web_search"}]}"#,
-            "tools[0].type",
+            r#"{"model":"m","input":"x","tools":[{"type":"namespace","name":"ns","tools":[{"type":"function"}]}]}"#,
+            "tools[0].tools[0].name",
         ),
         (
-            r#"{"model":"m","input":"x","tools":[{"type":"function","name":"f"},{"type":"file_search","vector_store_ids":[]}]}"#,
-            "tools[1].type",
+            r#"{"model":"m","input":"x","tools":[{"type":"namespace","name":"ns"}]}"#,
+            "tools[0].tools",
         ),
         (
             r#"{"model":"m","input":"x","background":true}"#,
@@ -184,6 +184,72 @@ fn unsupported_features_name_the_field() {
             Ok(_) => panic!("accepted"),
         };
     assert!(message.contains("teleport"), "{message}");
+}
+
+#[test]
+fn hosted_tools_go_to_responses_backends_only() {
+    let body = r#"{"model":"m","input":"x","tools":[{"type":"function","name":"f"},{"type":"web_search","external_web_access":true},{"type":"file_search","vector_store_ids":[]}]}"#;
+    let req = ResponsesRequest::parse(body.as_bytes(), None).unwrap();
+    let only = req.native_only.clone().unwrap();
+    assert_eq!(only.field, "tools[1].type");
+    assert!(only.detail.contains("web_search"), "{}", only.detail);
+    // The translation keeps the function tool; a Responses backend gets all three.
+    assert_eq!(chat_of(body)["tools"].as_array().unwrap().len(), 1);
+    let native: serde_json::Value = serde_json::from_slice(&req.native_body("up")).unwrap();
+    assert_eq!(native["tools"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn namespace_tools_are_flattened_and_their_calls_named_back() {
+    // Codex CLI's shape: sub-agent functions grouped in a `namespace` tool; one of them
+    // shares its name with a top-level function.
+    let body = r#"{"model":"m","tools":[
+        {"type":"function","name":"spawn","parameters":{"type":"object"}},
+        {"type":"namespace","name":"agents","description":"Sub-agents.","tools":[
+            {"type":"function","name":"spawn","description":"Spawn one.","strict":false,"parameters":{"type":"object"}},
+            {"type":"function","name":"close_agent","parameters":{"type":"object"}}]}],
+        "input":[{"role":"user","content":"go"},
+            {"type":"function_call","call_id":"c1","namespace":"agents","name":"close_agent","arguments":"{}"},
+            {"type":"function_call_output","call_id":"c1","output":"closed"},
+            {"type":"function_call","call_id":"c2","namespace":"agents","name":"spawn","arguments":"{}"},
+            {"type":"function_call_output","call_id":"c2","output":"spawned"}]}"#;
+    let req = ResponsesRequest::parse(body.as_bytes(), None).unwrap();
+    assert!(req.native_only.is_none());
+    let chat = chat_of(body);
+    let names: Vec<&str> = chat["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["spawn", "agents__spawn", "close_agent"]);
+    assert_eq!(
+        chat["tools"][1]["function"],
+        serde_json::json!({"name":"agents__spawn","description":"Spawn one.","parameters":{"type":"object"},"strict":false})
+    );
+    let calls: Vec<&str> = chat["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["tool_calls"][0]["function"]["name"].as_str())
+        .collect();
+    assert_eq!(calls, ["close_agent", "agents__spawn"]);
+    // A call the backend makes by the chat name comes back with the namespace.
+    let reply =
+        br#"{"model":"up","choices":[{"finish_reason":"tool_calls","message":{"tool_calls":[
+        {"id":"c3","type":"function","function":{"name":"agents__spawn","arguments":"{}"}},
+        {"id":"c4","type":"function","function":{"name":"spawn","arguments":"{}"}}]}}]}"#;
+    let out = reply::from_chat(reply, &req.echo.namespaced)
+        .unwrap()
+        .output;
+    let json = serde_json::to_value(&out).unwrap();
+    assert_eq!(json[0]["name"], "spawn");
+    assert_eq!(json[0]["namespace"], "agents");
+    assert_eq!(json[1]["name"], "spawn");
+    assert!(json[1].get("namespace").is_none(), "{json}");
+    // Forwarded as sent to a Responses backend.
+    let native: serde_json::Value = serde_json::from_slice(&req.native_body("up")).unwrap();
+    assert_eq!(native["tools"][1]["type"], "namespace");
 }
 
 #[test]

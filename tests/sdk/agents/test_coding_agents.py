@@ -16,11 +16,12 @@ from conftest import CLIENT_KEY
 BIN = pathlib.Path(__file__).resolve().parent / "node" / "node_modules" / ".bin"
 
 
-def run(argv, cwd, env, timeout=180):
+def run(argv, cwd, env, timeout=180, check=True):
     assert (BIN / argv[0]).exists(), f"{argv[0]} is not installed: scripts/test installs tests/sdk/agents/node"
     done = subprocess.run([str(BIN / argv[0]), *argv[1:]], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{argv[0]} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    if check:
+        assert done.returncode == 0, f"{argv[0]} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
     return done
 
 
@@ -34,9 +35,10 @@ CODEX_SCRIPT = [{"tool": "exec_command", "args": {"cmd": "printf 'hello from cod
                 {"text": "Wrote note.txt."}]
 
 
-@pytest.mark.script(CODEX_SCRIPT)
-@pytest.mark.parametrize("model", ["agent-chat", "agent-native", "agent-claude"])
-def test_codex_exec_writes_a_file_through_the_gateway(backend, workdir, model):
+def codex(backend, workdir, model, *settings):
+    """`codex exec` with a model provider whose base URL is the gateway, Codex's own
+    defaults otherwise (its sub-agent `namespace` tool and hosted `web_search` included),
+    plus `settings`. Returns (project dir, the finished process)."""
     project = pathlib.Path(workdir, "project")
     home = pathlib.Path(workdir, "home")
     project.mkdir()
@@ -49,18 +51,44 @@ def test_codex_exec_writes_a_file_through_the_gateway(backend, workdir, model):
             "-c", f'{provider}.base_url="{backend.url}"',
             "-c", f'{provider}.env_key="BAZAAR_KEY"',
             "-c", f'{provider}.wire_api="responses"',
-            # Hosted tools exist only on OpenAI's own servers (see docs/agents.md).
-            "-c", 'web_search="disabled"', "--disable", "multi_agent",
+            *settings,
             "Write 'hello from codex' to note.txt."]
     env = clean_env(home, CODEX_HOME=str(home / ".codex"), BAZAAR_KEY=CLIENT_KEY)
-    done = run(args, project, env)
+    return project, run(args, project, env, check=False)
+
+
+# A backend serving Responses runs Codex as it comes; the others cannot run the hosted
+# `web_search` tool, which Codex then needs turned off (see docs/agents.md).
+@pytest.mark.script(CODEX_SCRIPT)
+@pytest.mark.parametrize("model,settings", [("agent-native", []),
+                                            ("agent-chat", ["-c", 'web_search="disabled"']),
+                                            ("agent-claude", ["-c", 'web_search="disabled"'])])
+def test_codex_exec_writes_a_file_through_the_gateway(backend, workdir, model, settings):
+    project, done = codex(backend, workdir, model, *settings)
+    assert done.returncode == 0, f"codex exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
     assert (project / "note.txt").read_text() == "hello from codex\n"
     assert "Wrote note.txt." in done.stdout
     sent = backend.mock.requests()
+    # Its sub-agent tools arrive grouped in a namespace tool (forwarded) or flattened.
+    tools = json.dumps(sent[0]["body"]["tools"])
+    assert "close_agent" in tools, tools
+    if model == "agent-native":
+        assert '"namespace"' in tools and '"web_search"' in tools, tools
     # The command's output went back to the model as the tool's result.
     assert "hello from codex" in json.dumps(sent[-1]["body"]), sent[-1]
     rows = backend.wait_calls("responses", 2)
     assert all(r["status"] == 200 and r["model"] == model for r in rows), rows
+
+
+@pytest.mark.script(CODEX_SCRIPT)
+def test_codex_with_web_search_on_a_chat_backend_is_told_which_tool(backend, workdir):
+    project, done = codex(backend, workdir, "agent-chat")
+    assert done.returncode != 0
+    assert "tools[" in done.stderr and "web_search" in done.stderr, done.stderr
+    assert not (project / "note.txt").exists()
+    assert backend.mock.requests() == []
+    rows = backend.wait_calls("responses", 1)
+    assert all(r["status"] == 400 for r in rows), rows
 
 
 CLAUDE_SCRIPT = [{"tool": "Write", "args": {"file_path": "{workdir}/project/note.txt", "content": "hello from claude\n"}},

@@ -163,3 +163,30 @@ fn length_is_incomplete_and_a_failure_is_response_failed() {
     assert_eq!(last["response"]["error"]["code"], "server_error");
     assert!(w.take_finished().is_none());
 }
+
+#[test]
+fn a_namespaced_call_streams_with_its_namespace() {
+    let req = super::super::ResponsesRequest::parse(
+        br#"{"model":"m","input":"hi","tools":[{"type":"namespace","name":"agents","description":"d","tools":[{"type":"function","name":"close_agent"}]}]}"#,
+        None,
+    )
+    .unwrap();
+    let mut w = StreamWriter::new("resp_1".into(), "m", req.echo, None);
+    let mut out = BytesMut::new();
+    w.chunk(
+        br#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"close_agent","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#,
+        None,
+        &mut out,
+    )
+    .unwrap();
+    w.finish(&mut out);
+    let ev = events(&out);
+    let added = ev
+        .iter()
+        .find(|(n, _)| n == "response.output_item.added")
+        .unwrap();
+    assert_eq!(added.1["item"]["namespace"], "agents");
+    assert_eq!(added.1["item"]["name"], "close_agent");
+    let done = &ev.last().unwrap().1["response"]["output"][0];
+    assert_eq!(done["namespace"], "agents");
+}
