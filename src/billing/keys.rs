@@ -164,7 +164,7 @@ impl KeyStore {
 
     /// Reloads the cache from the database (at start, after changes, and periodically).
     pub async fn refresh(&self, ledger: &Ledger) -> Result<(), LedgerError> {
-        let rows = sqlx::query("SELECT hash, name, team, budget, rpm, tpm, models, tiers, markup_bp, expires_ms FROM virtual_keys WHERE revoked = 0")
+        let rows = sqlx::query("SELECT hash, name, team, budget, rpm, tpm, models, tiers, markup_bp, expires_ms, id FROM virtual_keys WHERE revoked = 0")
             .fetch_all(ledger.pool())
             .await?;
         let mut keys = HashMap::new();
@@ -184,7 +184,8 @@ impl KeyStore {
                 expires_ms: r.try_get(9)?,
             };
             match settings.to_config(hash) {
-                Ok(k) => {
+                Ok(mut k) => {
+                    k.id = r.try_get(10)?;
                     keys.insert(hash, (k, settings.expires_ms));
                 }
                 Err(e) => {
@@ -237,8 +238,8 @@ pub async fn create(
     let key = format!("bzr-{:032x}", rand::random::<u128>());
     let hash = hash_key(&key);
     let resolved = settings.to_config(hash).map_err(invalid)?;
-    // The name is the key's identity in the ledger, its budget and its spend view: two
-    // live keys with one name would share all three.
+    // The name is the key's identity in its budget and in admins' spend views: two live
+    // keys with one name would share both. (A key's own spend view is scoped by its id.)
     let taken = sqlx::query("SELECT id FROM virtual_keys WHERE name = $1 AND revoked = 0")
         .bind(settings.name.clone())
         .fetch_optional(ledger.pool())

@@ -12,6 +12,9 @@ use crate::catalog::Tier;
 /// A gateway key clients may present.
 #[derive(Debug, Clone)]
 pub struct KeyConfig {
+    /// The key's identity in the ledger: `config:<name>` for a key of the config, the
+    /// stored id (`key_…`) for a virtual key. Unlike the name, never reused.
+    pub id: String,
     pub name: String,
     pub team: Option<String>,
     pub hash: KeyHash,
@@ -135,6 +138,7 @@ impl KeySettings<'_> {
             }
         };
         KeyConfig {
+            id: format!("config:{}", self.name),
             name: self.name.to_string(),
             team: self.team.map(str::to_string),
             hash,

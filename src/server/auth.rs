@@ -24,6 +24,11 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The key's identity in the ledger (`KeyConfig::id`; `master` for the master key).
+    pub fn key_id(&self) -> &str {
+        self.key.as_ref().map_or("master", |k| k.id.as_str())
+    }
+
     /// The routing restrictions of this caller's key.
     pub fn limits(&self) -> CallerLimits {
         CallerLimits {

@@ -158,6 +158,7 @@ pub async fn serve<S: Shape>(
             ts_ms: 0,
             request_id: request_id.0.to_string(),
             key_name: caller.name.clone(),
+            key_id: caller.key_id().to_string(),
             team: caller.team.clone(),
             endpoint: asked.endpoint,
             route: asked.model.to_string(),

@@ -125,6 +125,7 @@ fn refused(
         ts_ms: 0,
         request_id: request_id.0.to_string(),
         key_name: caller.name.clone(),
+        key_id: caller.key_id().to_string(),
         team: caller.team.clone(),
         endpoint: "responses",
         route: model.to_string(),

@@ -104,10 +104,11 @@ impl SpendQuery {
                 equals.push((group, v.clone()));
             }
         }
-        if !caller.admin {
-            // A key sees its own spend only, whatever it asks for.
+        // A key sees its own spend only, whatever it asks for: its rows by id, not by
+        // name, so a key reusing a revoked key's name sees none of that key's calls.
+        let key_id = (!caller.admin).then(|| caller.key_id().to_string());
+        if key_id.is_some() {
             equals.retain(|(g, _)| *g != GroupBy::Key);
-            equals.push((GroupBy::Key, caller.name.clone()));
         }
         let errors = match self.status.as_deref() {
             None => None,
@@ -124,6 +125,7 @@ impl SpendQuery {
             from_ms,
             to_ms,
             equals,
+            key_id,
             errors,
         })
     }
@@ -255,7 +257,7 @@ pub async fn spend(
 
 fn call_json(id: i64, r: &LedgerRow) -> Value {
     json!({
-        "id": id, "time": rfc3339(r.ts_ms), "request_id": r.request_id, "key": r.key_name, "team": r.team,
+        "id": id, "time": rfc3339(r.ts_ms), "request_id": r.request_id, "key": r.key_name, "key_id": r.key_id, "team": r.team,
         "route": r.route, "provider": r.provider, "model": r.model, "tier": r.tier, "endpoint": r.endpoint,
         "tokens": tokens([r.input_tokens, r.cached_input_tokens, r.cache_write_tokens, r.output_tokens, r.reasoning_tokens]),
         "cost_nanos": r.cost_nanos, "cost_usd": r.cost_nanos.map(|c| usd(c.max(0) as u64)),

@@ -529,3 +529,75 @@ async fn issue_13_an_upstream_echoing_its_key_never_shows_it() {
         assert!(!text.contains(foreign), "{text}");
     }
 }
+
+/// Creates virtual key `name` through the admin API: its id and the key itself.
+async fn create_key(gw: &TestGateway, name: &str) -> (String, String) {
+    let created = gw
+        .post_as(MASTER, "/admin/keys", serde_json::json!({"name": name}))
+        .await;
+    assert_eq!(created.status(), 201);
+    let created: serde_json::Value = created.json().await.unwrap();
+    (
+        created["id"].as_str().unwrap().to_string(),
+        created["key"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Issue 13, item 9: a key's spend is scoped by its id, so a new key reusing a revoked
+/// key's name sees none of that key's calls (in its totals, its calls or its export),
+/// while the admin still sees both keys' calls under the name.
+#[tokio::test]
+async fn issue_13_a_key_reusing_a_revoked_name_sees_none_of_its_spend() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&single_provider_config(&mock)).await;
+    let chat = serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+    let (old_id, old_key) = create_key(&gw, "a").await;
+    for _ in 0..2 {
+        assert_eq!(
+            gw.post_as(&old_key, "/v1/chat/completions", chat.clone())
+                .await
+                .status(),
+            200
+        );
+    }
+    crate::billing::wait_rows(&gw, 2).await;
+    let own = gw.get_json("/v1/spend/calls", &old_key).await;
+    assert_eq!(own["calls"].as_array().unwrap().len(), 2, "{own}");
+    assert_eq!(own["calls"][0]["key_id"], old_id.as_str());
+
+    let revoked = gw
+        .client
+        .delete(gw.url(&format!("/admin/keys/{old_id}")))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let (new_id, new_key) = create_key(&gw, "a").await;
+    assert_ne!(new_id, old_id);
+    let calls = gw.get_json("/v1/spend/calls", &new_key).await;
+    assert_eq!(calls["calls"], serde_json::json!([]), "{calls}");
+    let spend = gw.get_json("/v1/spend?group_by=key", &new_key).await;
+    assert_eq!(spend["totals"]["requests"], 0, "{spend}");
+    // Asking for the name explicitly changes nothing.
+    let named = gw.get_json("/v1/spend?key=a", &new_key).await;
+    assert_eq!(named["totals"]["requests"], 0, "{named}");
+    let csv = gw.get_text("/v1/spend/export", &new_key).await;
+    assert_eq!(csv.lines().count(), 1, "the header only: {csv}");
+
+    assert_eq!(
+        gw.post_as(&new_key, "/v1/chat/completions", chat)
+            .await
+            .status(),
+        200
+    );
+    crate::billing::wait_rows(&gw, 3).await;
+    let calls = gw.get_json("/v1/spend/calls", &new_key).await;
+    assert_eq!(calls["calls"].as_array().unwrap().len(), 1, "{calls}");
+    assert_eq!(calls["calls"][0]["key_id"], new_id.as_str());
+    let spend = gw.get_json("/v1/spend", &new_key).await;
+    assert_eq!(spend["totals"]["requests"], 1, "{spend}");
+    // The admin sees every call made under the name.
+    let all = gw.get_json("/v1/spend?group_by=key&key=a", MASTER).await;
+    assert_eq!(all["totals"]["requests"], 3, "{all}");
+}

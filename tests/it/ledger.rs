@@ -89,6 +89,7 @@ fn row(i: i64) -> LedgerRow {
             format!("r{i}")
         },
         key_name: ["app", "other"][(i % 2) as usize].into(),
+        key_id: ["config:app", "config:other"][(i % 2) as usize].into(),
         team: Some("web".into()),
         route: "auto".into(),
         provider: ["groq", "openai"][(i % 2) as usize].into(),

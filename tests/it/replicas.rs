@@ -132,6 +132,7 @@ async fn three_replicas_share_limits_and_ledger() {
         to_ms: i64::MAX,
         equals: vec![(GroupBy::Key, key_name.clone())],
         errors: Some(false),
+        ..Default::default()
     };
     let rows = ledger.calls(&filter, 10_000, None).await.unwrap();
     assert_eq!(rows.len(), ok, "one ledger row per answered call");

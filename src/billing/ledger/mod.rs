@@ -29,7 +29,14 @@ pub struct LedgerRow {
     /// Unix milliseconds, from the injected clock.
     pub ts_ms: i64,
     pub request_id: String,
+    /// The key's name, as people read it; two keys can have had the same name.
     pub key_name: String,
+    /// The key's identity: a virtual key's id (`key_…`), `config:<name>` for a key of the
+    /// config, `master`. A key's own spend is scoped by it, never by the name, so a new
+    /// key reusing a revoked key's name sees none of its calls. Empty in spill files
+    /// written before the column existed.
+    #[serde(default)]
+    pub key_id: String,
     pub team: Option<String>,
     pub route: String,
     pub provider: String,
@@ -70,8 +77,8 @@ pub struct Ledger {
     sql: std::sync::Arc<WriteSql>,
 }
 
-const COLUMNS: &str = "ts_ms, request_id, key_name, team, route, provider, model, tier, endpoint, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_nanos, baseline_cost_nanos, catalog_version, estimated, latency_ms, ttft_ms, status, error_type, fallbacks";
-const N_COLUMNS: usize = 23;
+const COLUMNS: &str = "ts_ms, request_id, key_name, team, route, provider, model, tier, endpoint, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_nanos, baseline_cost_nanos, catalog_version, estimated, latency_ms, ttft_ms, status, error_type, fallbacks, key_id";
+const N_COLUMNS: usize = 24;
 
 const ROLLUP_COLUMNS: &str = "requests, errors, cost_nanos, baseline_cost_nanos, unpriced, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, fallbacks";
 const ROLLUP_DEFS: &str = "requests BIGINT NOT NULL, errors BIGINT NOT NULL, cost_nanos BIGINT NOT NULL, baseline_cost_nanos BIGINT NOT NULL, unpriced BIGINT NOT NULL, input_tokens BIGINT NOT NULL, cached_input_tokens BIGINT NOT NULL, cache_write_tokens BIGINT NOT NULL, output_tokens BIGINT NOT NULL, reasoning_tokens BIGINT NOT NULL, fallbacks BIGINT NOT NULL";
@@ -131,7 +138,39 @@ fn migrations(backend: Backend) -> Vec<(i64, String)> {
             9,
             "CREATE TABLE IF NOT EXISTS ledger_replays (marker TEXT PRIMARY KEY, rows BIGINT NOT NULL)".into(),
         ),
+        // Spend is scoped by key id, not by name (a new key may reuse a revoked key's
+        // name). Earlier rows get the id of the newest key of their name created before
+        // them (at most one live key has a name at a time), else their config key's id.
+        (10, "ALTER TABLE ledger ADD COLUMN key_id TEXT".into()),
+        (
+            11,
+            "UPDATE ledger SET key_id = COALESCE(
+               (SELECT v.id FROM virtual_keys v WHERE v.name = ledger.key_name AND v.created_ms <= ledger.ts_ms
+                ORDER BY v.created_ms DESC LIMIT 1),
+               CASE WHEN ledger.key_name = 'master' THEN 'master' ELSE 'config:' || ledger.key_name END)"
+                .into(),
+        ),
+        (12, "CREATE INDEX IF NOT EXISTS ledger_key_id_ts ON ledger (key_id, ts_ms)".into()),
+        // The rollup gains the key id as a dimension: rebuilt under a new name, then renamed.
+        (
+            13,
+            format!("CREATE TABLE IF NOT EXISTS ledger_hourly_by_key (hour_ms BIGINT NOT NULL, key_id TEXT NOT NULL,
+             key_name TEXT NOT NULL, team TEXT NOT NULL, route TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL,
+             tier TEXT NOT NULL, {ROLLUP_DEFS}, PRIMARY KEY ({ROLLUP_KEY_COLUMNS}))"),
+        ),
+        (14, rollup_fill("ledger_hourly_by_key")),
+        (15, "DROP TABLE ledger_hourly".into()),
+        (16, "ALTER TABLE ledger_hourly_by_key RENAME TO ledger_hourly".into()),
     ]
+}
+
+/// Fills rollup table `table` from every ledger row.
+fn rollup_fill(table: &str) -> String {
+    format!(
+        "INSERT INTO {table} ({ROLLUP_KEY_COLUMNS}, {ROLLUP_COLUMNS})
+         SELECT ts_ms - (ts_ms % 3600000), COALESCE(key_id, ''), key_name, COALESCE(team, ''), route, provider, model, tier, {ROLLUP_SUMS}
+         FROM ledger GROUP BY 1, 2, 3, 4, 5, 6, 7, 8"
+    )
 }
 
 /// Applies a module's own schema change `version` (numbered from 1001, beside the
@@ -401,11 +440,9 @@ impl Ledger {
         sqlx::query("DELETE FROM ledger_hourly")
             .execute(&mut *tx)
             .await?;
-        let (_, sql) = migrations(self.backend)
-            .into_iter()
-            .find(|(v, _)| *v == 8)
-            .unwrap_or_default();
-        sqlx::query(&sql).execute(&mut *tx).await?;
+        sqlx::query(&rollup_fill("ledger_hourly"))
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -481,18 +518,20 @@ fn row_cells(r: &LedgerRow) -> [Cell<'_>; N_COLUMNS] {
         Int(Some(i64::from(r.status))),
         Text(r.error_type.as_deref()),
         Int(Some(i64::from(r.fallbacks))),
+        Text(Some(&r.key_id)),
     ]
 }
 
-const ROLLUP_KEY_COLUMNS: &str = "hour_ms, key_name, team, route, provider, model, tier";
-const ROLLUP_WIDTH: usize = 18;
+const ROLLUP_KEY_COLUMNS: &str = "hour_ms, key_id, key_name, team, route, provider, model, tier";
+const ROLLUP_WIDTH: usize = 19;
 
 /// A rollup group's cells: `ROLLUP_KEY_COLUMNS`, then `ROLLUP_COLUMNS`.
 fn rollup_cells<'a>(k: &RollupKey<'a>, a: &Aggregate) -> [Cell<'a>; ROLLUP_WIDTH] {
     use Cell::{Int, Text};
-    let (hour, key, team, route, provider, model, tier) = *k;
+    let (hour, key_id, key, team, route, provider, model, tier) = *k;
     [
         Int(Some(hour)),
+        Text(Some(key_id)),
         Text(Some(key)),
         Text(Some(team)),
         Text(Some(route)),
@@ -604,7 +643,7 @@ impl WriteSql {
         let rollup_source = match backend {
             Backend::Sqlite => format!("VALUES {}", values(ROLLUP_WIDTH, 1)),
             Backend::Postgres => unnest(&rollup_cells(
-                &(0, "", "", "", "", "", ""),
+                &(0, "", "", "", "", "", "", ""),
                 &Aggregate::default(),
             )),
         };
@@ -703,6 +742,7 @@ fn row_from(r: &AnyRow, o: usize) -> Result<LedgerRow, sqlx::Error> {
         status: r.try_get::<i64, _>(o + 20)? as i32,
         error_type: r.try_get(o + 21)?,
         fallbacks: r.try_get::<i64, _>(o + 22)? as i32,
+        key_id: r.try_get::<Option<String>, _>(o + 23)?.unwrap_or_default(),
     })
 }
 
@@ -759,6 +799,8 @@ pub struct Filter {
     pub from_ms: i64,
     pub to_ms: i64,
     pub equals: Vec<(GroupBy, String)>,
+    /// Only the rows of the key with this id (a key's own spend view).
+    pub key_id: Option<String>,
     /// `Some(true)`: errors only; `Some(false)`: successes only.
     pub errors: Option<bool>,
 }
@@ -780,6 +822,10 @@ impl Filter {
         for (column, value) in &self.equals {
             args.push(Arg::Text(value.clone()));
             sql.push_str(&format!(" AND {} = ${}", column.column(), args.len()));
+        }
+        if let Some(id) = &self.key_id {
+            args.push(Arg::Text(id.clone()));
+            sql.push_str(&format!(" AND key_id = ${}", args.len()));
         }
         match self.errors {
             Some(true) => sql.push_str(" AND status >= 400"),
@@ -804,7 +850,16 @@ fn bind_all<'q>(
 }
 
 /// An hour and the dimensions of a rollup row (team `None` as `''`), borrowed from a batch.
-type RollupKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str, &'a str, &'a str);
+type RollupKey<'a> = (
+    i64,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+);
 
 /// A batch's rows summed per hour and dimensions, in key order (so concurrent writers
 /// on PostgreSQL upsert shared groups in the same order and cannot deadlock).
@@ -814,6 +869,7 @@ fn rollup(rows: &[LedgerRow]) -> std::collections::BTreeMap<RollupKey<'_>, Aggre
     for r in rows {
         let key = (
             r.ts_ms - r.ts_ms.rem_euclid(HOUR_MS),
+            r.key_id.as_str(),
             r.key_name.as_str(),
             r.team.as_deref().unwrap_or_default(),
             r.route.as_str(),
@@ -946,13 +1002,107 @@ mod tests {
         assert!(seen[0].0.contains(r#"quote \" and \\ and ü"#));
     }
 
+    /// A ledger written before rows carried key ids: its rows get the id of the key of
+    /// their name live when they were written (the revoked one for the older rows), or
+    /// their config key's, and the rollup is rebuilt with the id as a dimension.
+    #[tokio::test]
+    async fn older_rows_get_their_key_ids() {
+        let path =
+            std::env::temp_dir().join(format!("bazaar-keyids-{}.sqlite", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new().connect(&url).await.unwrap();
+        sqlx::query("CREATE TABLE bazaar_migrations (version BIGINT PRIMARY KEY)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        for (version, sql) in migrations(Backend::Sqlite)
+            .into_iter()
+            .filter(|(v, _)| *v <= 9)
+        {
+            if version == 5 {
+                // The rows, once the ledger exists (and before migration 8 rolls them up).
+                for (ts, key) in [
+                    (1_000, "a"),
+                    (6_000, "a"),
+                    (2_000, "app"),
+                    (3_000, "master"),
+                ] {
+                    let old = COLUMNS.replace(", key_id", "");
+                    let marks = vec!["?"; N_COLUMNS - 1].join(",");
+                    let sql = format!("INSERT INTO ledger ({old}) VALUES ({marks})");
+                    let r = row(ts, key, Some(10));
+                    let cells = row_cells(&r).into_iter().take(N_COLUMNS - 1);
+                    bind_cells(sqlx::query(&sql), cells)
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                }
+            }
+            sqlx::query(&sql).execute(&pool).await.unwrap();
+            sqlx::query("INSERT INTO bazaar_migrations (version) VALUES ($1)")
+                .bind(version)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        for (id, created, revoked) in [("key_old", 0, 1), ("key_new", 5_000, 0)] {
+            sqlx::query("INSERT INTO virtual_keys (id, hash, name, models, tiers, markup_bp, revoked, created_ms) VALUES ($1, $2, 'a', '', '', 0, $3, $4)")
+                .bind(id)
+                .bind(id)
+                .bind(revoked)
+                .bind(created)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        pool.close().await;
+
+        let ledger = Ledger::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let all = Filter {
+            to_ms: i64::MAX,
+            ..Default::default()
+        };
+        let mut ids: Vec<(i64, String)> = ledger
+            .calls(&all, 10, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, r)| (r.ts_ms, r.key_id))
+            .collect();
+        ids.sort();
+        assert_eq!(
+            ids,
+            [
+                (1_000, "key_old".to_string()),
+                (2_000, "config:app".to_string()),
+                (3_000, "master".to_string()),
+                (6_000, "key_new".to_string()),
+            ]
+        );
+        let new_only = Filter {
+            key_id: Some("key_new".into()),
+            ..all.clone()
+        };
+        let spend = ledger
+            .aggregate(&new_only, GroupBy::Key, None)
+            .await
+            .unwrap();
+        assert_eq!((spend.len(), spend[0].requests), (1, 1), "{spend:?}");
+        ledger.close().await;
+        let _ = std::fs::remove_file(&path);
+    }
+
     #[test]
     fn write_statements_do_not_depend_on_the_batch() {
         let sql = WriteSql::new(Backend::Sqlite, 32);
         assert_eq!(sql.many_rows.matches('?').count(), 32 * N_COLUMNS);
         assert!(!sql.many_rows.contains('$'), "anonymous parameters only");
         let pg = WriteSql::new(Backend::Postgres, 32);
-        assert!(pg.unnest.contains(&format!("${N_COLUMNS}::bigint[]")));
+        assert!(pg.unnest.contains(&format!("${N_COLUMNS}::text[]")));
         assert!(!pg.unnest.contains(&format!("${}", N_COLUMNS + 1)));
         assert!(pg.rollup.contains(&format!("${ROLLUP_WIDTH}::bigint[]")));
     }

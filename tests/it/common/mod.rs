@@ -184,6 +184,19 @@ impl TestGateway {
             .unwrap()
     }
 
+    /// GETs `path` with `key` and reads the body as text.
+    pub async fn get_text(&self, path: &str, key: &str) -> String {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Sends SIGTERM's equivalent and waits for the drain to finish.
     pub async fn shutdown(mut self) -> std::io::Result<()> {
         if let Some(stop) = self.stop.take() {
