@@ -45,8 +45,17 @@ fn note(only: &mut Option<NativeOnly>, field: impl Into<String>, what: &str) {
     }
 }
 
-/// Top-level Messages fields that carry no meaning for the output on other backends.
-const IGNORED: &[&str] = &["service_tier", "bazaar", "models", "provider"];
+/// Top-level Messages fields that carry no meaning for the output on other backends:
+/// hints, routing preferences, and `context_management` (Anthropic's server-side
+/// clearing of old thinking and tool results; another backend sees the conversation as
+/// sent).
+const IGNORED: &[&str] = &[
+    "service_tier",
+    "bazaar",
+    "models",
+    "provider",
+    "context_management",
+];
 
 fn field_error(field: impl Into<String>, message: impl Into<String>) -> ApiError {
     ApiError::invalid(field, message)
@@ -131,6 +140,35 @@ struct ThinkingIn<'a> {
     budget_tokens: Option<u64>,
 }
 
+/// `output_config`: `effort` (how much the model spends, a hint without an OpenAI
+/// equivalent that would not also demand a reasoning model) and `format`.
+#[derive(Deserialize)]
+struct OutputConfigIn<'a> {
+    #[serde(borrow, default)]
+    format: Option<OutputFormatIn<'a>>,
+}
+
+#[derive(Deserialize)]
+struct OutputFormatIn<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    schema: Option<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum FormatOut<'a> {
+    JsonSchema { json_schema: SchemaOut<'a> },
+}
+
+#[derive(Serialize)]
+struct SchemaOut<'a> {
+    name: &'static str,
+    schema: &'a RawValue,
+    strict: bool,
+}
+
 #[derive(Deserialize)]
 struct MetadataIn<'a> {
     #[serde(borrow, default)]
@@ -173,6 +211,8 @@ struct ChatOut<'a> {
     parallel_tool_calls: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reasoning_effort: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<FormatOut<'a>>,
 }
 
 #[derive(Serialize)]
@@ -349,6 +389,7 @@ pub fn to_openai(fields: &RawObject) -> Result<(Vec<u8>, Option<NativeOnly>), Ap
                     out.reasoning_effort = Some(effort_for_budget(t.budget_tokens.unwrap_or(1024)));
                 }
             }
+            "output_config" => out.response_format = output_format(raw)?,
             k if IGNORED.contains(&k) => {}
             other => note(&mut only, other, &format!("`{other}`")),
         }
@@ -365,6 +406,37 @@ pub fn to_openai(fields: &RawObject) -> Result<(Vec<u8>, Option<NativeOnly>), Ap
     let body = serde_json::to_vec(&out)
         .map_err(|e| ApiError::bad_request(format!("The request cannot be translated: {e}.")))?;
     Ok((body, only))
+}
+
+/// `output_config.format` as a `response_format`; `effort` is a hint left out.
+fn output_format(raw: &RawValue) -> Result<Option<FormatOut<'_>>, ApiError> {
+    let config: OutputConfigIn = serde_json::from_str(raw.get())
+        .map_err(|_| field_error("output_config", "`output_config` must be an object."))?;
+    let Some(format) = config.format else {
+        return Ok(None);
+    };
+    if format.kind != "json_schema" {
+        return Err(field_error(
+            "output_config.format.type",
+            format!(
+                "`output_config.format.type` must be json_schema, not `{}`.",
+                format.kind
+            ),
+        ));
+    }
+    let schema = format.schema.filter(|s| s.get() != "null").ok_or_else(|| {
+        field_error(
+            "output_config.format.schema",
+            "`output_config.format.schema` is required.",
+        )
+    })?;
+    Ok(Some(FormatOut::JsonSchema {
+        json_schema: SchemaOut {
+            name: "output",
+            schema,
+            strict: true,
+        },
+    }))
 }
 
 /// System text as a system message: the top-level `system` (`path` "system") or a

@@ -325,3 +325,48 @@ fn system_turns_inside_messages_become_system_messages() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn claude_codes_beta_fields_translate_or_are_left_out() {
+    // What Claude Code 2.1 sends besides messages and tools.
+    let v = openai_of(json!({
+        "model": "m", "max_tokens": 32000, "stream": true,
+        "thinking": {"type": "adaptive", "display": "omitted"},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "output_config": {"effort": "high"},
+        "tools": [{"name": "Later", "description": "d", "input_schema": {"type": "object"}, "defer_loading": true}],
+        "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok",
+                                                    "cache_control": {"type": "ephemeral"}}]}]
+    }))
+    .unwrap();
+    assert_eq!(
+        v,
+        json!({"model": "m", "max_tokens": 32000, "stream": true,
+               "messages": [{"role": "tool", "content": "ok", "tool_call_id": "t1"}],
+               "tools": [{"type": "function", "function": {"name": "Later", "description": "d", "parameters": {"type": "object"}}}]})
+    );
+    let v = openai_of(json!({
+        "model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "json"}],
+        "output_config": {"effort": "low", "format": {"type": "json_schema", "schema": {"type": "object"}}}
+    }))
+    .unwrap();
+    assert_eq!(
+        v["response_format"],
+        json!({"type": "json_schema", "json_schema": {"name": "output", "schema": {"type": "object"}, "strict": true}})
+    );
+    assert!(v.get("reasoning_effort").is_none(), "{v}");
+    let param = |body: Value| match MessagesRequest::parse(body.to_string().as_bytes()) {
+        Err(ApiError::InvalidRequest { param: Some(p), .. }) => p,
+        other => panic!("{other:?}"),
+    };
+    let base = |config: Value| json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}], "output_config": config});
+    assert_eq!(
+        param(base(json!({"format": {"type": "yaml"}}))),
+        "output_config.format.type"
+    );
+    assert_eq!(
+        param(base(json!({"format": {"type": "json_schema"}}))),
+        "output_config.format.schema"
+    );
+    assert_eq!(param(base(json!([1]))), "output_config");
+}

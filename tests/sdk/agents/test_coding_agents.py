@@ -1,6 +1,7 @@
 """Coding agents run for real (npm packages pinned in `node/`, installed by scripts/test):
 OpenAI's Codex CLI (`codex exec`, a custom model provider whose base URL is the gateway,
-Responses wire API) and Claude Code (`claude -p`, `ANTHROPIC_BASE_URL` at the gateway).
+Responses wire API) and Claude Code (`claude -p`, `ANTHROPIC_BASE_URL` at the gateway),
+each on backends of every wire format.
 The mock backend asks each to write a file in a temp dir through its own tool; the test
 checks the file, that the tool's result went back to the model, and the ledger."""
 
@@ -95,8 +96,10 @@ CLAUDE_SCRIPT = [{"tool": "Write", "args": {"file_path": "{workdir}/project/note
                  {"text": "Wrote note.txt."}]
 
 
+# On an Anthropic backend the body goes through as sent; on an OpenAI-compatible one it is
+# translated, Claude Code's beta fields (`context_management`, `output_config`) included.
 @pytest.mark.script(CLAUDE_SCRIPT)
-@pytest.mark.parametrize("model", ["agent-claude"])
+@pytest.mark.parametrize("model", ["agent-claude", "agent-chat"])
 def test_claude_code_writes_a_file_through_the_gateway(backend, workdir, model):
     project = pathlib.Path(workdir, "project")
     home = pathlib.Path(workdir, "home")
@@ -111,6 +114,11 @@ def test_claude_code_writes_a_file_through_the_gateway(backend, workdir, model):
     assert result["is_error"] is False, result
     assert result["result"] == "Wrote note.txt."
     assert (project / "note.txt").read_text() == "hello from claude\n"
-    assert "tool_result" in json.dumps(backend.mock.requests()[-1]["body"])
+    last = backend.mock.requests()[-1]
+    if model == "agent-chat":
+        assert last["path"].endswith("/chat/completions"), last["path"]
+        assert [m for m in last["body"]["messages"] if m["role"] == "tool"], last
+    else:
+        assert "tool_result" in json.dumps(last["body"])
     rows = backend.wait_calls("messages", 2)
     assert all(r["status"] == 200 and r["model"] == model for r in rows), rows
