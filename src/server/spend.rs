@@ -16,7 +16,7 @@ use super::auth::Caller;
 use super::state::AppState;
 use crate::api::ApiError;
 use crate::billing::cost::usd;
-use crate::billing::ledger::{Aggregate, Filter, GroupBy, LedgerRow};
+use crate::billing::ledger::{Aggregate, Cursor, Filter, GroupBy, LedgerRow};
 
 const DAY_MS: i64 = 86_400_000;
 const HOUR_MS: i64 = 3_600_000;
@@ -304,7 +304,14 @@ fn csv_field(out: &mut String, value: &str) {
     }
 }
 
-/// `GET /v1/spend/export?format=csv`.
+/// Ledger rows read per query while exporting: the export holds one page at a time.
+const EXPORT_PAGE: i64 = 1_000;
+
+const CSV_HEADER: &str = "id,time,request_id,key,team,route,provider,model,tier,endpoint,input_tokens,cached_input_tokens,cache_write_tokens,output_tokens,reasoning_tokens,cost_nanos,cost_usd,baseline_cost_nanos,estimated,latency_ms,ttft_ms,status,error_type,fallbacks,catalog_version,estimated_buckets,key_id\n";
+
+/// `GET /v1/spend/export?format=csv`: streamed a page of rows at a time, newest first,
+/// so an export of millions of calls never sits in memory whole, and its first rows are
+/// on the wire before the last are read.
 pub async fn export(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -313,40 +320,139 @@ pub async fn export(
     let result = async {
         let runtime = state.runtime();
         let caller = state.authenticate(&headers, &runtime)?;
-        let Query(q) = query.map_err(|e| ApiError::bad_request(format!("Invalid query string: {e}")))?;
+        let Query(q) =
+            query.map_err(|e| ApiError::bad_request(format!("Invalid query string: {e}")))?;
         if q.format.as_deref().unwrap_or("csv") != "csv" {
             return Err(ApiError::invalid("format", "`format` must be csv"));
         }
         let billing = billing(&state)?;
-        let filter = q.filter(&caller, (billing.clock)())?;
-        let rows = billing.ledger.calls(&filter, q.limit.unwrap_or(1_000_000).clamp(1, 1_000_000), q.before).await.map_err(db_error)?;
-        let mut out = String::from("id,time,request_id,key,team,route,provider,model,tier,endpoint,input_tokens,cached_input_tokens,cache_write_tokens,output_tokens,reasoning_tokens,cost_nanos,cost_usd,baseline_cost_nanos,estimated,latency_ms,ttft_ms,status,error_type,fallbacks,catalog_version,estimated_buckets\n");
-        for (id, r) in &rows {
-            let fields = [
-                id.to_string(), rfc3339(r.ts_ms), r.request_id.clone(), r.key_name.clone(), r.team.clone().unwrap_or_default(),
-                r.route.clone(), r.provider.clone(), r.model.clone(), r.tier.clone(), r.endpoint.clone(),
-                r.input_tokens.to_string(), r.cached_input_tokens.to_string(), r.cache_write_tokens.to_string(),
-                r.output_tokens.to_string(), r.reasoning_tokens.to_string(),
-                r.cost_nanos.map(|c| c.to_string()).unwrap_or_default(), r.cost_nanos.map(|c| usd(c.max(0) as u64)).unwrap_or_default(),
-                r.baseline_cost_nanos.map(|c| c.to_string()).unwrap_or_default(), r.estimated.any().to_string(),
-                r.latency_ms.to_string(), r.ttft_ms.map(|t| t.to_string()).unwrap_or_default(), r.status.to_string(),
-                r.error_type.clone().unwrap_or_default(), r.fallbacks.to_string(), r.catalog_version.clone(),
-                r.estimated.buckets().names().collect::<Vec<_>>().join(" "),
-            ];
-            for (i, f) in fields.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                csv_field(&mut out, f);
-            }
-            out.push('\n');
-        }
-        let mut response = out.into_response();
+        let pages = ExportPages {
+            ledger: billing.ledger.clone(),
+            filter: q.filter(&caller, (billing.clock)())?,
+            before: q.before,
+            cursor: None,
+            left: q.limit.unwrap_or(i64::MAX).max(1),
+            header: true,
+        };
+        let body = futures_util::stream::unfold(pages, |mut pages| async move {
+            let chunk = pages.next().await?;
+            Some((chunk, pages))
+        });
+        let mut response = axum::body::Body::from_stream(body).into_response();
         let h = response.headers_mut();
-        h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/csv; charset=utf-8"));
-        h.insert(http::header::CONTENT_DISPOSITION, http::HeaderValue::from_static("attachment; filename=\"bazaar-spend.csv\""));
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/csv; charset=utf-8"),
+        );
+        h.insert(
+            http::header::CONTENT_DISPOSITION,
+            http::HeaderValue::from_static("attachment; filename=\"bazaar-spend.csv\""),
+        );
         Ok(response)
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The export's position: the header, then pages of rows after a keyset cursor.
+struct ExportPages {
+    ledger: crate::billing::ledger::Ledger,
+    filter: Filter,
+    before: Option<i64>,
+    cursor: Option<Cursor>,
+    /// Rows still wanted (`limit`).
+    left: i64,
+    header: bool,
+}
+
+impl ExportPages {
+    /// The next chunk of CSV; `None` once every row is out. A failed query ends the body
+    /// with an error, which cuts the download (no final chunk) instead of ending it as if
+    /// complete.
+    async fn next(&mut self) -> Option<Result<bytes::Bytes, std::io::Error>> {
+        if self.header {
+            self.header = false;
+            return Some(Ok(bytes::Bytes::from_static(CSV_HEADER.as_bytes())));
+        }
+        if self.left <= 0 {
+            return None;
+        }
+        let page = self
+            .ledger
+            .calls_after(
+                &self.filter,
+                self.left.min(EXPORT_PAGE),
+                self.before,
+                self.cursor,
+            )
+            .await;
+        match page {
+            Ok(rows) => {
+                let (id, last) = rows.last()?;
+                self.cursor = Some(Cursor {
+                    ts_ms: last.ts_ms,
+                    id: *id,
+                });
+                self.left = if (rows.len() as i64) < EXPORT_PAGE {
+                    0
+                } else {
+                    self.left.saturating_sub(rows.len() as i64)
+                };
+                let mut out = String::with_capacity(rows.len() * 256);
+                for (id, r) in &rows {
+                    csv_row(&mut out, *id, r);
+                }
+                Some(Ok(bytes::Bytes::from(out)))
+            }
+            Err(e) => {
+                self.left = 0;
+                tracing::warn!("A spend export failed part-way: {e}");
+                Some(Err(std::io::Error::other("the ledger could not answer")))
+            }
+        }
+    }
+}
+
+/// One ledger row as a CSV line, in `CSV_HEADER`'s order.
+fn csv_row(out: &mut String, id: i64, r: &LedgerRow) {
+    let fields = [
+        id.to_string(),
+        rfc3339(r.ts_ms),
+        r.request_id.clone(),
+        r.key_name.clone(),
+        r.team.clone().unwrap_or_default(),
+        r.route.clone(),
+        r.provider.clone(),
+        r.model.clone(),
+        r.tier.clone(),
+        r.endpoint.clone(),
+        r.input_tokens.to_string(),
+        r.cached_input_tokens.to_string(),
+        r.cache_write_tokens.to_string(),
+        r.output_tokens.to_string(),
+        r.reasoning_tokens.to_string(),
+        r.cost_nanos.map(|c| c.to_string()).unwrap_or_default(),
+        r.cost_nanos
+            .map(|c| usd(c.max(0) as u64))
+            .unwrap_or_default(),
+        r.baseline_cost_nanos
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        r.estimated.any().to_string(),
+        r.latency_ms.to_string(),
+        r.ttft_ms.map(|t| t.to_string()).unwrap_or_default(),
+        r.status.to_string(),
+        r.error_type.clone().unwrap_or_default(),
+        r.fallbacks.to_string(),
+        r.catalog_version.clone(),
+        r.estimated.buckets().names().collect::<Vec<_>>().join(" "),
+        r.key_id.clone(),
+    ];
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        csv_field(out, f);
+    }
+    out.push('\n');
 }

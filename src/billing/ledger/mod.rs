@@ -337,10 +337,32 @@ impl Ledger {
         limit: i64,
         before_id: Option<i64>,
     ) -> Result<Vec<(i64, LedgerRow)>, LedgerError> {
+        self.calls_after(filter, limit, before_id, None).await
+    }
+
+    /// `calls`, continuing after `cursor`: the rows that come after it in the order
+    /// (`ts_ms`, `id`) descending. Paging with the last row's cursor visits every row once,
+    /// whatever the order of ids and however many rows share a timestamp.
+    pub async fn calls_after(
+        &self,
+        filter: &Filter,
+        limit: i64,
+        before_id: Option<i64>,
+        cursor: Option<Cursor>,
+    ) -> Result<Vec<(i64, LedgerRow)>, LedgerError> {
         let (mut sql, mut args) = filter.where_clause();
         if let Some(before) = before_id {
             args.push(Arg::Int(before));
             sql.push_str(&format!(" AND id < ${}", args.len()));
+        }
+        if let Some(c) = cursor {
+            // `ts_ms <= t` first, so the time index bounds the scan.
+            args.push(Arg::Int(c.ts_ms));
+            args.push(Arg::Int(c.id));
+            let (t, id) = (args.len() - 1, args.len());
+            sql.push_str(&format!(
+                " AND ts_ms <= ${t} AND (ts_ms < ${t} OR id < ${id})"
+            ));
         }
         args.push(Arg::Int(limit));
         let sql = format!(
@@ -791,6 +813,13 @@ impl GroupBy {
             GroupBy::Route => "route",
         }
     }
+}
+
+/// A position in the spend API's row order, (`ts_ms`, `id`) descending: a row's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub ts_ms: i64,
+    pub id: i64,
 }
 
 /// Row filters of the spend API; every value is bound, never spliced into SQL.
