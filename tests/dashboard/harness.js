@@ -27,7 +27,7 @@ const freePort = () =>
 /// A ledger row for the spill file. `call`: { ts_ms, key, tier, provider, model, cost, baseline }.
 function row(call, i) {
   return {
-    ts_ms: call.ts_ms, request_id: `seed-${i}`, key_name: call.key, team: call.key === "alice" ? "web" : "ops",
+    ts_ms: call.ts_ms, request_id: `seed-${i}`, key_name: call.key, key_id: `config:${call.key}`, team: call.key === "alice" ? "web" : "ops",
     route: "auto", provider: call.provider, model: call.model, tier: call.tier, endpoint: "chat",
     input_tokens: 100 * (i + 1), cached_input_tokens: 0, cache_write_tokens: 0, output_tokens: 50 * (i + 1),
     reasoning_tokens: 0, cost_nanos: call.cost, baseline_cost_nanos: call.baseline, catalog_version: "seed",
