@@ -98,11 +98,14 @@ impl CallMeter {
         if lacking.contains(Buckets::CACHE_WRITE) {
             usage.cache_write = 0;
         }
-        if lacking.contains(Buckets::OUTPUT) {
-            usage.output = super::tokens::count(&ending.sent.output);
-        }
-        if lacking.contains(Buckets::REASONING) {
-            usage.reasoning = super::tokens::count(&ending.sent.reasoning);
+        if lacking.intersects(Buckets::OUTPUT | Buckets::REASONING) {
+            let (output, reasoning) = ending.sent.tokens();
+            if lacking.contains(Buckets::OUTPUT) {
+                usage.output = output;
+            }
+            if lacking.contains(Buckets::REASONING) {
+                usage.reasoning = reasoning;
+            }
         }
         usage
     }
@@ -323,11 +326,20 @@ pub enum BodyShape {
 }
 
 /// Text sent to the client, by the bucket it would be billed in, for counting what the
-/// backend did not report.
+/// backend did not report. Only the start of each text is kept (what the tokenizer
+/// counts exactly, `tokens::EXACT_BYTES`) with the length of the whole, so a reply of
+/// any size costs the same memory and counting time.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SentText {
+    /// The start of the output text.
     pub output: String,
+    /// The start of the reasoning text.
     pub reasoning: String,
+    /// Bytes of output text in all (at least `output`'s length when set by hand).
+    pub output_bytes: u64,
+    pub reasoning_bytes: u64,
+    /// The token counts (output, reasoning), once made by `count_off_worker`.
+    pub counted: Option<(u64, u64)>,
 }
 
 impl SentText {
@@ -339,7 +351,50 @@ impl SentText {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.output.is_empty() && self.reasoning.is_empty()
+        self.output.is_empty()
+            && self.reasoning.is_empty()
+            && self.output_bytes == 0
+            && self.reasoning_bytes == 0
+    }
+
+    /// The tokens of the output and reasoning text: as counted off the workers if they
+    /// were, else counted here (bounded work: the heads only).
+    pub fn tokens(&self) -> (u64, u64) {
+        self.counted.unwrap_or_else(|| self.count())
+    }
+
+    fn count(&self) -> (u64, u64) {
+        (
+            super::tokens::count_head(&self.output, self.output_bytes),
+            super::tokens::count_head(&self.reasoning, self.reasoning_bytes),
+        )
+    }
+
+    /// Counts the text on tokio's blocking pool, off the async workers (the tokenizer's
+    /// first use loads it, ≈ 75 ms in a release build, and each count is CPU work), so a
+    /// reply without usage never holds up other requests. A count that fails (its
+    /// thread panicked) is replaced by 4 bytes a token; either way the row is written,
+    /// flagged estimated. Nothing to count: no thread is used.
+    pub async fn count_off_worker(&mut self) {
+        if self.counted.is_some() || self.is_empty() {
+            return;
+        }
+        let heads = SentText {
+            counted: None,
+            ..self.clone()
+        };
+        let counted = tokio::task::spawn_blocking(move || heads.count())
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!("Counting a reply's tokens failed; estimating 4 bytes a token: {e}");
+                (
+                    self.output_bytes.max(self.output.len() as u64).div_ceil(4),
+                    self.reasoning_bytes
+                        .max(self.reasoning.len() as u64)
+                        .div_ceil(4),
+                )
+            });
+        self.counted = Some(counted);
     }
 
     /// Appends the text of one body or chunk in `shape`, found without parsing the
@@ -350,11 +405,13 @@ impl SentText {
             BodyShape::Anthropic => (&KEYS.anthropic_output[..], &KEYS.anthropic_reasoning[..]),
         };
         for key in output {
-            push_values(chunk, key, &mut self.output);
+            push_values(chunk, key, &mut self.output, &mut self.output_bytes);
         }
         for key in reasoning {
-            push_values(chunk, key, &mut self.reasoning);
+            push_values(chunk, key, &mut self.reasoning, &mut self.reasoning_bytes);
         }
+        // A count made earlier no longer covers the text.
+        self.counted = None;
     }
 }
 
@@ -383,9 +440,18 @@ static KEYS: std::sync::LazyLock<TextKeys> = std::sync::LazyLock::new(|| TextKey
     anthropic_reasoning: [Finder::new(b"\"thinking\":")],
 });
 
+/// Adds `text` to a kept head (up to `tokens::EXACT_BYTES`) and to the running length.
+fn keep(head: &mut String, total: &mut u64, text: &str) {
+    *total = total.saturating_add(text.len() as u64);
+    let room = super::tokens::EXACT_BYTES.saturating_sub(head.len());
+    if room > 0 {
+        head.push_str(&text[..super::tokens::floor_boundary(text, room)]);
+    }
+}
+
 /// Appends every value of `key` in `chunk`: a string's text, or an object's JSON (a
 /// tool-use `input`); other values are skipped.
-fn push_values(chunk: &[u8], key: &Finder<'static>, out: &mut String) {
+fn push_values(chunk: &[u8], key: &Finder<'static>, out: &mut String, total: &mut u64) {
     let mut rest = chunk;
     while let Some(at) = key.find(rest) {
         rest = &rest[at + key.needle().len()..];
@@ -400,7 +466,7 @@ fn push_values(chunk: &[u8], key: &Finder<'static>, out: &mut String) {
                     .into_iter::<std::borrow::Cow<str>>()
                     .next()
                 {
-                    out.push_str(&s);
+                    keep(out, total, &s);
                 }
             }
             Some(b'{') => {
@@ -410,7 +476,7 @@ fn push_values(chunk: &[u8], key: &Finder<'static>, out: &mut String) {
                     .next()
                 {
                     if v.get() != "{}" {
-                        out.push_str(v.get());
+                        keep(out, total, v.get());
                     }
                 }
             }
@@ -502,7 +568,8 @@ mod tests {
     fn output(s: &str) -> SentText {
         SentText {
             output: s.into(),
-            reasoning: String::new(),
+            output_bytes: s.len() as u64,
+            ..Default::default()
         }
     }
 
@@ -633,6 +700,7 @@ mod tests {
             sent: SentText {
                 output: " hello".repeat(10),
                 reasoning: " think".repeat(4),
+                ..Default::default()
             },
             answered: true,
             status: 502,

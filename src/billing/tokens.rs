@@ -41,17 +41,24 @@ fn bpe() -> Option<&'static CoreBPE> {
 /// the rest, or one token per 4 bytes if the tokenizer could not be loaded. Bounded
 /// time whatever the text (about a millisecond in a release build).
 pub fn count(text: &str) -> u64 {
-    if text.is_empty() {
+    count_head(text, text.len() as u64)
+}
+
+/// `count` of a text of `total_bytes` of which only the start, `head`, was kept (at
+/// least its first `EXACT_BYTES`, or all of it): the same count, without holding the rest.
+pub fn count_head(head: &str, total_bytes: u64) -> u64 {
+    let total_bytes = total_bytes.max(head.len() as u64);
+    if total_bytes == 0 {
         return 0;
     }
     let Some(bpe) = bpe() else {
-        return (text.len() as u64).div_ceil(4);
+        return total_bytes.div_ceil(4);
     };
-    let head = &text[..floor_boundary(text, EXACT_BYTES)];
+    let head = &head[..floor_boundary(head, EXACT_BYTES)];
     let counted: u64 = slices(head)
         .map(|s| bpe.encode_ordinary(s).len() as u64)
         .sum();
-    let rest = (text.len() - head.len()) as u64;
+    let rest = total_bytes - head.len() as u64;
     if rest == 0 || head.is_empty() {
         return counted.max(u64::from(rest > 0));
     }
@@ -61,7 +68,7 @@ pub fn count(text: &str) -> u64 {
 }
 
 /// The largest char boundary of `text` at or below `at`.
-fn floor_boundary(text: &str, at: usize) -> usize {
+pub fn floor_boundary(text: &str, at: usize) -> usize {
     if at >= text.len() {
         return text.len();
     }

@@ -253,13 +253,15 @@ async fn walk<S: Shape>(
         };
         let route = route_headers(runtime, &plan.route, served.candidate);
         let reply = served.value;
+        // Counted only when the backend reported no usage, off the async workers.
+        let mut sent = match reply.usage {
+            Some(_) => SentText::default(),
+            None => SentText::of(shape.text_shape(), &reply.body),
+        };
+        sent.count_off_worker().await;
         let ending = Ending {
             usage: reply.usage,
-            // Counted only when the backend reported no usage.
-            sent: match reply.usage {
-                Some(_) => SentText::default(),
-                None => SentText::of(shape.text_shape(), &reply.body),
-            },
+            sent,
             answered: true,
             status: 200,
             ttft: Some(served.ttft),

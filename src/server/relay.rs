@@ -185,6 +185,13 @@ struct Relay<F: FnOnce(StreamEnd) -> Billed, R: Framer> {
 }
 
 impl<F: FnOnce(StreamEnd) -> Billed, R: Framer> Relay<F, R> {
+    /// Counts the text sent, off the async workers, unless the backend reported it all.
+    async fn count_unreported(&mut self) {
+        if !self.end.usage.is_some_and(|u| u.is_reported()) {
+            self.end.sent.count_off_worker().await;
+        }
+    }
+
     fn finish(&mut self) -> Option<Billed> {
         let on_end = self.on_end.take()?;
         Some(on_end(std::mem::take(&mut self.end)))
@@ -264,12 +271,14 @@ where
                     let api = e.to_api_error();
                     r.end.error = Some(e);
                     r.finished = true;
+                    r.count_unreported().await;
                     let billed = r.finish();
                     r.framer.error(&api, billed.as_ref(), &mut out);
                     break;
                 }
                 None => {
                     r.finished = true;
+                    r.count_unreported().await;
                     let billed = r.finish();
                     r.framer.end(billed.as_ref(), &mut out);
                     break;

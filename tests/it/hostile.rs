@@ -334,24 +334,30 @@ fn rss_kib(pid: u32) -> u64 {
 struct Served {
     child: std::process::Child,
     addr: std::net::SocketAddr,
+    /// Its SQLite ledger's URL.
+    ledger: String,
 }
 
 impl Served {
     fn start(toml: &str, tag: &str) -> Served {
+        Served::start_with(toml, tag, &[])
+    }
+
+    /// `start`, with these environment variables set for the process.
+    fn start_with(toml: &str, tag: &str, env: &[(&str, &str)]) -> Served {
         use std::io::BufRead;
         let dir = std::env::temp_dir().join(format!("bazaar-hostile-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("bazaar.toml");
-        let toml = format!(
-            "{toml}\n[ledger]\nurl = \"sqlite://{}\"\n",
-            dir.join("ledger.sqlite").display()
-        );
+        let ledger = format!("sqlite://{}", dir.join("ledger.sqlite").display());
+        let toml = format!("{toml}\n[ledger]\nurl = \"{ledger}\"\n");
         std::fs::write(&path, toml).unwrap();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bazaar"))
             .args(["serve", "--config"])
             .arg(&path)
             .args(["--listen", "127.0.0.1:0"])
             .env("BAZAAR_LOG", "warn,bazaar=info")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -369,7 +375,20 @@ impl Served {
         };
         // Keep draining its logs so it never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Served { child, addr }
+        Served {
+            child,
+            addr,
+            ledger,
+        }
+    }
+
+    /// Stops it as SIGTERM does (the ledger is flushed) and waits for it to exit.
+    fn stop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
     }
 }
 
@@ -716,4 +735,62 @@ async fn issue_13_the_spend_export_streams_every_row_once() {
     // Another key's export holds only its own rows: none of these.
     let own = gw.get_text(export, KEY).await;
     assert_eq!(csv_records(&own).len(), 1, "{own}");
+}
+
+/// Issue 13, item 2, against the gateway's own process given a single async worker (so
+/// any tokenizing on it would hold up every other request): a reply without usage of a
+/// million repeated characters is counted off the worker (the tokenizer is loaded for
+/// it, in this fresh process), `/healthz` answers fast meanwhile
+/// (`Latency::assert_fast`), and the call's ledger row is written, flagged estimated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_13_counting_a_megabyte_reply_leaves_the_workers_free() {
+    let mock = MockUpstream::start().await;
+    let text = "a".repeat(1_000_000);
+    let reply = serde_json::json!({
+        "id": "x", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}]
+    });
+    mock.script([Step::Status(200, reply.to_string())]);
+    let mut served = Served::start_with(
+        &single_provider_config(&mock),
+        "count",
+        &[("BAZAAR_WORKER_THREADS", "1")],
+    );
+    let healthz = format!("http://{}/healthz", served.addr);
+    let quiet = quiet_healthz(&healthz).await;
+    let url = format!("http://{}/v1/chat/completions", served.addr);
+    let call = tokio::spawn(async move {
+        let resp = reqwest::Client::new()
+            .post(url)
+            .bearer_auth(KEY)
+            .json(&serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap();
+        (status, body)
+    });
+    let during = healthz_while(&healthz, || !call.is_finished()).await;
+    let (status, body) = call.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body["usage"]["estimated"], true, "{}", body["usage"]);
+    eprintln!("1M-character reply without usage: /healthz {during:?}, quiet {quiet:?}");
+    during.assert_fast(&quiet);
+
+    served.stop();
+    let ledger = bazaar::billing::ledger::Ledger::connect(&served.ledger)
+        .await
+        .unwrap();
+    let everything = bazaar::billing::ledger::Filter {
+        to_ms: i64::MAX,
+        ..Default::default()
+    };
+    let rows = ledger.calls(&everything, 10, None).await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0].1;
+    assert_eq!((row.status, row.estimated.any()), (200, true), "{row:?}");
+    // ~8 characters a token over a run of one letter; far more than the prompt.
+    assert!((60_000..=400_000).contains(&row.output_tokens), "{row:?}");
+    ledger.close().await;
 }
