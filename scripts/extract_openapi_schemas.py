@@ -22,6 +22,7 @@ ROOTS = [
     "ErrorResponse",
     "Response",
     "ResponseStreamEvent",
+    "ResponseItemList",
 ]
 
 

@@ -7,7 +7,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::HeaderMap;
@@ -18,10 +19,11 @@ use super::body::Incoming;
 use super::call::{self, Asked, Planning, Shape};
 use super::chat;
 use super::relay::Framer;
-use super::responses_store::ResponseStore;
+use super::responses_store::{ResponseStore, Stored};
 use super::state::{AppState, Runtime};
 use super::RequestId;
 use crate::api::openai::RawObject;
+use crate::api::responses::items::{self, ItemsQuery};
 use crate::api::responses::reply::{self, FailedWith, ResponseOut, Status};
 use crate::api::responses::stream::StreamWriter;
 use crate::api::responses::{new_id, ResponsesRequest};
@@ -149,6 +151,20 @@ fn stored_responses<'s>(
     Ok((caller, store))
 }
 
+/// The stored response `id` of the caller's key (a 404 for any other).
+async fn load_stored(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<Arc<Stored>, ApiError> {
+    let (caller, store) = stored_responses(state, headers, id)?;
+    store
+        .load(&caller.name, id)
+        .await
+        .map_err(store_down)?
+        .ok_or_else(|| not_found(id, None))
+}
+
 /// `GET /v1/responses/{id}`: a stored response, to the key that created it.
 pub async fn get(
     State(state): State<Arc<AppState>>,
@@ -156,13 +172,28 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Response {
     let result = async {
-        let (caller, store) = stored_responses(&state, &headers, &id)?;
-        let stored = store
-            .load(&caller.name, &id)
-            .await
-            .map_err(store_down)?
-            .ok_or_else(|| not_found(&id, None))?;
+        let stored = load_stored(&state, &headers, &id).await?;
         Ok::<_, ApiError>(json(Bytes::from(stored.response.clone())))
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /v1/responses/{id}/input_items`: a page of the items a stored response was
+/// generated from, to the key that created it.
+pub async fn input_items(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    query: Result<Query<ItemsQuery>, QueryRejection>,
+) -> Response {
+    let result = async {
+        let Query(query) =
+            query.map_err(|e| ApiError::bad_request(format!("Invalid query string: {e}")))?;
+        let page = query.page()?;
+        let stored = load_stored(&state, &headers, &id).await?;
+        let list = items::input_items(&id, &stored.response, &stored.items, &page)?;
+        Ok::<_, ApiError>(json(Bytes::from(list.to_string())))
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)

@@ -434,6 +434,73 @@ async fn previous_response_id_continues_the_conversation_of_its_key_only() {
 }
 
 #[tokio::test]
+async fn input_items_list_a_stored_conversation_page_by_page_to_its_key_only() {
+    let (_mock, gw) = setup("compatible").await;
+    let first: Value = gw
+        .post(
+            "/v1/responses",
+            json!({"model": "m", "input": "My name is Ada."}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let first_id = first["id"].as_str().unwrap();
+    let second: Value = gw
+        .post(
+            "/v1/responses",
+            json!({"model": "m", "previous_response_id": first_id,
+                   "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Who am I?"}]}]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = second["id"].as_str().unwrap();
+    let list = |key: &'static str, query: &str| {
+        let url = gw.url(&format!("/v1/responses/{id}/input_items{query}"));
+        let client = gw.client.clone();
+        async move { client.get(url).bearer_auth(key).send().await.unwrap() }
+    };
+    // Newest first: this turn's input, the first reply, the first input; not this output.
+    let all: Value = list(KEY, "").await.json().await.unwrap();
+    assert_eq!(all["object"], "list");
+    assert_eq!(all["has_more"], false);
+    let data = all["data"].as_array().unwrap();
+    assert_eq!(data.len(), 3, "{all}");
+    assert_eq!(data[0]["content"][0]["text"], "Who am I?");
+    assert_eq!(data[1]["id"], first["output"][0]["id"]);
+    assert_eq!(data[1]["role"], "assistant");
+    assert_eq!(
+        data[2]["content"],
+        json!([{"type": "input_text", "text": "My name is Ada."}])
+    );
+    assert!(data
+        .iter()
+        .all(|i| i["type"] == "message" && i["id"].is_string()));
+    assert_eq!(all["first_id"], data[0]["id"]);
+    assert_eq!(all["last_id"], data[2]["id"]);
+    // Oldest first, one at a time.
+    let page: Value = list(KEY, "?order=asc&limit=1").await.json().await.unwrap();
+    assert_eq!(page["data"][0], data[2]);
+    assert_eq!(page["has_more"], true);
+    let after = page["last_id"].as_str().unwrap().to_string();
+    let page: Value = list(KEY, &format!("?order=asc&limit=2&after={after}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["data"], json!([data[1], data[0]]));
+    assert_eq!(page["has_more"], false);
+    // Another key cannot see it; bad parameters are named.
+    expect_error(list(OTHER_KEY, "").await, 404).await;
+    let e = expect_error(list(KEY, "?limit=0").await, 400).await;
+    assert_eq!(e["param"], "limit");
+    let e = expect_error(list(KEY, "?order=up").await, 400).await;
+    assert_eq!(e["param"], "order");
+}
+
+#[tokio::test]
 async fn unsupported_features_and_unknown_items_are_400s_naming_them() {
     let (mock, gw) = setup("compatible").await;
     let cases = [

@@ -6,6 +6,7 @@
 //! unknown input items); a few hints with no effect on the output are dropped (listed in
 //! `IGNORED` and docs/responses.md).
 
+pub mod items;
 pub mod reply;
 mod request;
 pub mod stream;

@@ -10,36 +10,21 @@ gateway binary in front of it, with one provider per wire format:
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
-import jsonschema
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[3]
-BIN = os.environ.get("BAZAAR_BIN", str(ROOT / "target" / "debug" / "bazaar"))
 HERE = pathlib.Path(__file__).resolve().parent
-SCHEMAS = json.loads((ROOT / "tests" / "sdk" / "openai-schemas.json").read_text())
+sys.path.insert(0, str(HERE.parent))
+from harness import BIN, free_port, validate, wait_ready  # noqa: E402,F401
 
 CLIENT_KEY = "bzr-agents-client-key-3c7e"
 OTHER_KEY = "bzr-agents-other-key-91d0"
 PROVIDER_KEY = "sk-agents-provider-5b2f"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def validate(schema_name, instance):
-    """Validates a JSON value against a component schema of the official OpenAI spec."""
-    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": SCHEMAS["components"]}
-    jsonschema.Draft202012Validator(schema).validate(instance)
 
 
 class Mock:
@@ -115,17 +100,7 @@ key = "env:AGENTS_OTHER_KEY"
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen([BIN, "serve", "--config", str(config)], stdout=log,
                                          stderr=subprocess.STDOUT, env=env)
-        for _ in range(400):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited: {self.log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{self.base}/readyz", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("gateway never became ready")
+        wait_ready(f"{self.base}/readyz", self.proc, self.log_path)
 
     def calls(self, endpoint):
         """This key's ledger rows for `endpoint`, oldest first."""

@@ -1,5 +1,5 @@
 """The official `openai` Python SDK's Responses client against the gateway: create,
-stream, a function-tool round trip and `previous_response_id`, on a backend that is
+stream, a function-tool round trip, `previous_response_id` and the input items list, on a backend that is
 translated (OpenAI-compatible chat) and one that serves Responses itself. Every reply and
 stream event is validated against OpenAI's OpenAPI spec; every call is in the ledger."""
 
@@ -68,6 +68,15 @@ def test_a_function_tool_round_trip_with_previous_response_id(backend, model):
     last = backend.mock.requests()[-1]["body"]
     assert "sunny, 24C" in json.dumps(last)
     assert "What is the weather in Paris?" in json.dumps(last)
+    # The items the second response was generated from, as OpenAI lists them, a page of
+    # two at a time (the SDK follows `after`).
+    raw = c.responses.input_items.with_raw_response.list(second.id, order="asc", limit=2)
+    page = json.loads(raw.text)
+    validate("ResponseItemList", page)
+    assert page["has_more"] is True and len(page["data"]) == 2
+    items = list(c.responses.input_items.list(second.id, order="asc", limit=2))
+    assert [i.type for i in items] == ["message", "function_call", "function_call_output"], items
+    assert items[1].call_id == calls[0].call_id and items[2].output == "sunny, 24C"
     # Streamed too, with the function call's argument events.
     with c.responses.stream(model=model, input="Weather in Paris?", tools=TOOLS) as stream:
         names = [e.type for e in stream]

@@ -1,31 +1,20 @@
 """Fixtures: a simulated upstream (`bazaar sim`) and the real gateway binary in front of
 it, each a separate process on a free loopback port, with the gateway's logs captured."""
 
-import json
 import os
 import pathlib
-import socket
 import subprocess
+import sys
 import tempfile
-import time
-import urllib.request
 
-import jsonschema
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[3]
-BIN = os.environ.get("BAZAAR_BIN", str(ROOT / "target" / "debug" / "bazaar"))
-SCHEMAS = json.loads((ROOT / "tests" / "sdk" / "openai-schemas.json").read_text())
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from harness import BIN, ROOT, free_port, validate, wait_ready  # noqa: E402,F401
 
 CLIENT_KEY = "bzr-sdk-client-key-5f2a"
 PROVIDER_KEY = "sk-provider-secret-9d1c"
 WRONG_PROVIDER_KEY = "sk-provider-wrong-77e0"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_sim(*args):
@@ -33,20 +22,6 @@ def start_sim(*args):
     line = proc.stdout.readline().strip()
     assert line.startswith("listening on "), line
     return proc, line.removeprefix("listening on ")
-
-
-def wait_ready(url, proc, log_path):
-    for _ in range(200):
-        if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited: {pathlib.Path(log_path).read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError("gateway never became ready")
 
 
 class Gateway:
@@ -104,9 +79,3 @@ def client(gateway):
     from openai import OpenAI
 
     return OpenAI(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0)
-
-
-def validate(schema_name, instance):
-    """Validates a raw JSON body against a component schema of the official OpenAI spec."""
-    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": SCHEMAS["components"]}
-    jsonschema.Draft202012Validator(schema).validate(instance)
