@@ -23,6 +23,8 @@ pub struct PromptScore {
     pub features: Features,
     /// The shared difficulty term (centred: 0 on an average training prompt).
     pub difficulty: f64,
+    /// The prompt's coordinates in the weights' learned projection (`rank` of them).
+    pub latent: Vec<f64>,
 }
 
 /// One candidate's prediction, with what it came from.
@@ -116,9 +118,17 @@ impl Weights {
     pub fn score_prompt(&self, text: &str) -> PromptScore {
         let features = features::extract(text, self.buckets, self.split);
         let difficulty = f64::from(self.shared_bias) + self.dot(&self.shared, &features);
+        let width = self.buckets as usize + features::DENSE;
+        let latent = self
+            .projection
+            .chunks_exact(width)
+            .take(self.rank as usize)
+            .map(|row| self.dot(row, &features))
+            .collect();
         PromptScore {
             features,
             difficulty,
+            latent,
         }
     }
 
@@ -144,10 +154,17 @@ impl Weights {
     }
 
     /// The learned part of known model `i`'s log-odds on `prompt`: its bias plus its
-    /// weights dotted with the prompt's features (0 past the last model).
+    /// weights dotted with the prompt's features, plus its factors times the prompt's
+    /// projection (0 past the last model).
     pub fn model_term(&self, prompt: &PromptScore, i: usize) -> f64 {
         self.models.get(i).map_or(0.0, |t| {
-            f64::from(t.bias) + self.dot(&t.weights, &prompt.features)
+            let factors: f64 = t
+                .factors
+                .iter()
+                .zip(&prompt.latent)
+                .map(|(u, h)| f64::from(*u) * h)
+                .sum();
+            f64::from(t.bias) + self.dot(&t.weights, &prompt.features) + factors
         })
     }
 
@@ -192,11 +209,18 @@ impl Weights {
     pub fn top_features(&self, text: &str, known: Option<usize>, n: usize) -> Vec<(String, f64)> {
         let f = features::extract(text, self.buckets, self.split);
         let terms = known.and_then(|i| self.models.get(i));
+        let width = self.buckets as usize + features::DENSE;
+        // A feature's weight for this model: shared, own, and through the projection.
         let weight = |i: usize| {
-            f64::from(self.shared.get(i).copied().unwrap_or(0.0))
-                + terms
-                    .map(|t| f64::from(t.weights.get(i).copied().unwrap_or(0.0)))
-                    .unwrap_or(0.0)
+            let own = terms.map(|t| {
+                let factor = |(j, u): (usize, &f32)| {
+                    f64::from(*u)
+                        * f64::from(self.projection.get(j * width + i).copied().unwrap_or(0.0))
+                };
+                f64::from(t.weights.get(i).copied().unwrap_or(0.0))
+                    + t.factors.iter().enumerate().map(factor).sum::<f64>()
+            });
+            f64::from(self.shared.get(i).copied().unwrap_or(0.0)) + own.unwrap_or(0.0)
         };
         let value: std::collections::HashMap<u32, f32> = f.hashed.iter().copied().collect();
         let mask = self.buckets.max(1).next_power_of_two() - 1;
