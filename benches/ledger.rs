@@ -1,7 +1,8 @@
 //! Ledger write throughput on SQLite and PostgreSQL, then the spend queries at 10
 //! million rows. For each database: `Ledger::insert` in batches of 500 (the default
 //! batch; on SQLite for each statement shape, each on a fresh file: one prepared statement
-//! reused per row, and multi-row statements of fixed widths), then the writer end to end (rows handed to
+//! reused per row, and multi-row statements of fixed widths, a batch's rest cut into
+//! halving widths), then the writer end to end (rows handed to
 //! the sink as fast as it takes them, until the last one is committed), with the rows
 //! it spilled (0 while the database is up).
 //!
@@ -103,13 +104,18 @@ async fn writer_rate(ledger: &Ledger, from: i64, n: i64, spill: std::path::PathB
     let rows: Vec<LedgerRow> = (from..from + n).map(row).collect();
     let before = ledger.count().await.unwrap();
     let t = Instant::now();
-    for r in rows {
+    for (i, r) in rows.into_iter().enumerate() {
         // Never more than the queue holds: a full queue would spill, which is the
         // overload path, not the throughput this measures.
         while sink.queued() >= 9_000 {
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
         sink.record(r);
+        // A gateway hands rows over between calls; a feeder that never yields would
+        // hold a worker thread (of two cores) away from the writer and SQLite's thread.
+        if i % 500 == 499 {
+            tokio::task::yield_now().await;
+        }
     }
     stop.cancel();
     task.await.unwrap();

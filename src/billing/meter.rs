@@ -285,9 +285,105 @@ impl Billed {
 /// `Billed::usage_json`), adding it when the backend reported none; `None` when the
 /// body is not a JSON object.
 pub fn with_billed_usage(body: &[u8], billed: &Billed, shape: BodyShape) -> Option<Vec<u8>> {
+    spliced_cost(body, billed).or_else(|| rewritten_usage(body, billed, shape))
+}
+
+/// `with_billed_usage` by parsing the body and writing it again with its new `usage`.
+fn rewritten_usage(body: &[u8], billed: &Billed, shape: BodyShape) -> Option<Vec<u8>> {
     let fields = RawObject::parse(body).ok()?;
     let usage = billed.usage_json(fields.get("usage"), shape);
     with_usage(&fields, body.len(), &usage)
+}
+
+/// `with_billed_usage` for the common reply, without parsing and rewriting the body:
+/// when the backend reported every bucket in a `usage` object (one, non-empty, with no
+/// `cost` of its own) and the body has none of the fields the full rewrite drops or
+/// normalises, the cost is spliced into the usage object's bytes and everything else is
+/// copied as it came. `None`: the full rewrite applies.
+fn spliced_cost(body: &[u8], billed: &Billed) -> Option<Vec<u8>> {
+    if !billed.usage.is_reported() {
+        return None;
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    let top: Fields<'_> = serde_json::from_str(text).ok()?;
+    let usage = top.usage.filter(|_| top.plain)?;
+    let inner: Fields<'_> = serde_json::from_str(usage.get()).ok()?;
+    if !inner.plain || inner.len == 0 || inner.cost {
+        return None;
+    }
+    let usage = usage.get();
+    let start = (usage.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+    let end = start + usage.len();
+    let open = usage.strip_suffix('}')?;
+    if text.get(start..end) != Some(usage) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(body.len() + 32);
+    out.extend_from_slice(&body[..start]);
+    out.extend_from_slice(open.as_bytes());
+    out.extend_from_slice(b",\"cost\":");
+    match billed.cost {
+        Some(c) => serde_json::to_writer(&mut out, &usd_number(c)).ok()?,
+        None => out.extend_from_slice(b"null"),
+    }
+    out.push(b'}');
+    out.extend_from_slice(&body[end..]);
+    Some(out)
+}
+
+/// A JSON object's members as far as `spliced_cost` needs them, borrowed from the body.
+struct Fields<'a> {
+    usage: Option<&'a RawValue>,
+    len: usize,
+    cost: bool,
+    /// No duplicate `usage` or `model`, `model` a string, no gateway field, no escaped key.
+    plain: bool,
+}
+
+impl<'de> serde::Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Fields<'de>, A::Error> {
+                let mut fields = Fields {
+                    usage: None,
+                    len: 0,
+                    cost: false,
+                    plain: true,
+                };
+                let mut model = false;
+                // A key with escapes cannot be borrowed: the map fails and the full rewrite applies.
+                while let Some(key) = map.next_key::<&'de str>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    fields.len += 1;
+                    match key {
+                        "usage" => {
+                            fields.plain &= fields.usage.is_none();
+                            fields.usage = Some(value);
+                        }
+                        "model" => {
+                            fields.plain &= !model && value.get().starts_with('"');
+                            model = true;
+                        }
+                        "cost" => fields.cost = true,
+                        k if crate::api::openai::GATEWAY_FIELDS.contains(&k) => {
+                            fields.plain = false
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(fields)
+            }
+        }
+        d.deserialize_map(Visit)
+    }
 }
 
 /// `with_billed_usage` for a Responses API response object (a plain reply, or the
@@ -488,6 +584,49 @@ fn push_values(chunk: &[u8], key: &Finder<'static>, out: &mut String, total: &mu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_spliced_cost_says_what_the_full_rewrite_says() {
+        let billed = |cost| Billed {
+            usage: Usage {
+                input: 3,
+                output: 2,
+                ..Default::default()
+            },
+            cost,
+        };
+        let bodies: [&[u8]; 9] = [
+            br#"{"id":"x","model":"m","usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#,
+            br#"{ "usage" : { "prompt_tokens" : 3 } , "model" : "m", "choices": [{"message":{"content":"usage"}}] }"#,
+            br#"{"usage":{"prompt_tokens":3,"cost":0.5},"model":"m"}"#,
+            br#"{"usage":{},"model":"m"}"#,
+            br#"{"usage":{"a":1},"usage":{"b":2},"model":"m"}"#,
+            br#"{"usage":{"a":1},"model":"m","provider":"OpenAI"}"#,
+            br#"{"usage":{"a":1},"model":null}"#,
+            br#"{"usage":{"a":1},"model":"m"}"#,
+            br#"{"usage":null,"model":"m"}"#,
+        ];
+        for body in bodies {
+            for cost in [Some(1_500_000), None] {
+                let b = billed(cost);
+                let fast = with_billed_usage(body, &b, BodyShape::OpenAi)
+                    .map(|o| serde_json::from_slice::<serde_json::Value>(&o).unwrap());
+                let full = rewritten_usage(body, &b, BodyShape::OpenAi)
+                    .map(|o| serde_json::from_slice::<serde_json::Value>(&o).unwrap());
+                assert_eq!(fast, full, "{}", String::from_utf8_lossy(body));
+            }
+        }
+        // The common reply takes the splice: the body's bytes are kept around the cost.
+        let body = br#"{"id":"x", "model":"m","usage":{"prompt_tokens":3} ,"z":1}"#;
+        assert_eq!(
+            spliced_cost(body, &billed(Some(1_500_000))).unwrap(),
+            br#"{"id":"x", "model":"m","usage":{"prompt_tokens":3,"cost":0.0015} ,"z":1}"#
+        );
+        assert!(
+            spliced_cost(bodies[2], &billed(None)).is_none(),
+            "a cost of the upstream's own is replaced by the full rewrite"
+        );
+    }
 
     #[test]
     fn billed_usage_is_written_into_replies_of_both_shapes() {

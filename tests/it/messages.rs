@@ -122,12 +122,12 @@ async fn anthropic_backend_stream_passes_through() {
     let resp = messages(&gw, hello(true)).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
-    // Untranslated, but for the call's cost (unknown here) in message_delta's usage.
+    // Untranslated, but for the call's cost (unknown here) added to message_delta's usage.
     assert_eq!(
         resp.text().await.unwrap(),
         fixture_text("anthropic/stream_text.sse").replace(
             r#""usage":{"output_tokens":11}"#,
-            r#""usage":{"cost":null,"output_tokens":11}"#
+            r#""usage":{"output_tokens":11,"cost":null}"#
         )
     );
 }

@@ -5,7 +5,9 @@
 //! briefly, then spilled to a local file (JSON lines, fsynced) and the writer stays in
 //! spill mode, draining the queue to disk, until a replay of the spill into the database
 //! succeeds. Replays are crash-safe and exactly-once (a marker per chunk commits with the
-//! chunk). Nothing is dropped silently: on stop the queue is drained and flushed (or spilled).
+//! chunk). A row that finds the queue full is set aside for the writer task to spill:
+//! the request path never opens, writes or fsyncs the spill file. Nothing is dropped
+//! silently: on stop the queue is drained and flushed (or spilled).
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -54,6 +56,8 @@ struct Queue {
     rows: Mutex<Waiting>,
     /// Signalled when `wake_at` rows are waiting (a full batch), and on close.
     ready: Notify,
+    /// Signalled when a row is set aside in `Waiting::overflow`.
+    overflowed: Notify,
     capacity: usize,
     wake_at: usize,
 }
@@ -61,6 +65,8 @@ struct Queue {
 #[derive(Debug, Default)]
 struct Waiting {
     rows: Vec<LedgerRow>,
+    /// Rows that found `rows` full: the writer task spills them.
+    overflow: Vec<LedgerRow>,
     /// The writer has stopped taking rows: new ones go to the spill file.
     closed: bool,
 }
@@ -70,11 +76,21 @@ impl Queue {
         self.rows.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues `row`; gives it back when the queue is full or closed.
+    /// Queues `row`, or sets it aside for the writer to spill when the queue is full;
+    /// gives it back only when the queue is closed (the writer has stopped).
     fn push(&self, row: LedgerRow) -> Option<LedgerRow> {
         let mut waiting = self.lock();
-        if waiting.closed || waiting.rows.len() >= self.capacity {
+        if waiting.closed {
             return Some(row);
+        }
+        if waiting.rows.len() >= self.capacity {
+            waiting.overflow.push(row);
+            let wake = waiting.overflow.len() == 1;
+            drop(waiting);
+            if wake {
+                self.overflowed.notify_one();
+            }
+            return None;
         }
         waiting.rows.push(row);
         let wake = waiting.rows.len() == self.wake_at;
@@ -90,11 +106,19 @@ impl Queue {
         std::mem::replace(&mut self.lock().rows, spare)
     }
 
-    /// Stops taking rows and returns those still waiting.
-    fn close(&self) -> Vec<LedgerRow> {
+    /// The rows set aside because the queue was full.
+    fn take_overflow(&self) -> Vec<LedgerRow> {
+        std::mem::take(&mut self.lock().overflow)
+    }
+
+    /// Stops taking rows; returns those still waiting and those set aside.
+    fn close(&self) -> (Vec<LedgerRow>, Vec<LedgerRow>) {
         let mut waiting = self.lock();
         waiting.closed = true;
-        std::mem::take(&mut waiting.rows)
+        (
+            std::mem::take(&mut waiting.rows),
+            std::mem::take(&mut waiting.overflow),
+        )
     }
 
     fn len(&self) -> usize {
@@ -209,8 +233,10 @@ impl Spill {
 }
 
 impl LedgerSink {
-    /// Hands a row over without waiting. If the queue is full (the writer is far behind)
-    /// or closed (shutdown has passed), the row is appended to the spill file instead.
+    /// Hands a row over without waiting and without I/O. If the queue is full (the
+    /// writer is far behind), the row is set aside and the writer task spills it. Only
+    /// once the writer has stopped (shutdown has passed) is the row appended to the spill
+    /// file here, as there is no task left to hand it to.
     pub fn record(&self, row: LedgerRow) {
         self.recorded.fetch_add(1, Ordering::Relaxed);
         if let Some(row) = self.queue.push(row) {
@@ -250,9 +276,11 @@ pub fn start(
     let queue = Arc::new(Queue {
         rows: Mutex::new(Waiting {
             rows: Vec::with_capacity(settings.batch.clamp(1, capacity)),
+            overflow: Vec::new(),
             closed: false,
         }),
         ready: Notify::new(),
+        overflowed: Notify::new(),
         capacity,
         wake_at: settings.batch.clamp(1, capacity),
     });
@@ -337,8 +365,43 @@ struct Writer {
     written: tokio::sync::watch::Sender<u64>,
 }
 
+/// Spills the rows that found the queue full, as they come, until `stop`; runs inside
+/// the writer's task beside its batch loop, so it keeps going while a batch waits on the
+/// database.
+async fn spill_overflow(queue: &Queue, spill: &Spill, stop: &CancellationToken) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            _ = queue.overflowed.notified() => {}
+        }
+        spill_rows(spill, &queue.take_overflow());
+    }
+}
+
+fn spill_rows(spill: &Spill, rows: &[LedgerRow]) {
+    if rows.is_empty() {
+        return;
+    }
+    match spill.append(rows) {
+        Ok(()) => tracing::debug!(rows = rows.len(), "Ledger rows spilled."),
+        Err(e) => tracing::error!(
+            rows = rows.len(),
+            "Ledger rows could be neither written nor spilled: {e}"
+        ),
+    }
+}
+
 impl Writer {
-    async fn run(mut self, queue: Arc<Queue>, stop: CancellationToken) {
+    async fn run(self, queue: Arc<Queue>, stop: CancellationToken) {
+        let spill = self.spill.clone();
+        tokio::join!(
+            self.batches(queue.clone(), stop.clone()),
+            spill_overflow(&queue, &spill, &stop)
+        );
+    }
+
+    async fn batches(mut self, queue: Arc<Queue>, stop: CancellationToken) {
         self.replay().await;
         let mut ticker = tokio::time::interval(self.settings.flush_every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -367,7 +430,9 @@ impl Writer {
         }
         // Stopping: everything still queued is written (or spilled), nothing dropped;
         // rows recorded from now on are spilled by the sink.
-        self.write(&mut queue.close()).await;
+        let (mut rows, overflow) = queue.close();
+        spill_rows(&self.spill, &overflow);
+        self.write(&mut rows).await;
         tracing::info!(
             spilled = self.spill.rows.load(Ordering::Relaxed),
             "Ledger flushed."
@@ -423,13 +488,7 @@ impl Writer {
             self.degraded = true;
             tracing::warn!(file = %self.spill.path.display(), "Ledger database unavailable; rows go to the spill file until it answers.");
         }
-        match self.spill.append(&self.batch) {
-            Ok(()) => tracing::debug!(rows = self.batch.len(), "Ledger rows spilled."),
-            Err(e) => tracing::error!(
-                rows = self.batch.len(),
-                "Ledger rows could be neither written nor spilled: {e}"
-            ),
-        }
+        spill_rows(&self.spill, &self.batch);
         self.batch.clear();
     }
 
@@ -568,6 +627,95 @@ mod tests {
         assert_eq!(replay(&ledger, &spill).await.unwrap(), 1);
         assert!(dir.join("spill.jsonl.rejected").exists());
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A writer on a fresh SQLite file that only writes when its queue holds `batch`
+    /// rows or it is stopped; the task is spawned, not yet run.
+    struct Quiet {
+        dir: PathBuf,
+        ledger: Ledger,
+        sink: LedgerSink,
+        stop: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    async fn quiet_writer(name: &str, queue: usize, batch: usize) -> Quiet {
+        let dir = std::env::temp_dir().join(format!("bazaar-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("l.sqlite").display());
+        let ledger = Ledger::connect(&url).await.unwrap();
+        let stop = CancellationToken::new();
+        let settings = WriterSettings {
+            queue,
+            batch,
+            flush_every: Duration::from_secs(3600),
+            spill_file: dir.join("spill.jsonl"),
+            write_seconds: None,
+        };
+        let (sink, task) = start(ledger.clone(), settings, stop.clone());
+        let task = tokio::spawn(task);
+        Quiet {
+            dir,
+            ledger,
+            sink,
+            stop,
+            task,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_never_spills_on_the_request_path() {
+        let w = quiet_writer("overflow", 4, 4).await;
+        // The test's runtime has one thread and the writer has not run yet: the queue
+        // fills, and the rows past it must be handed over without touching the disk.
+        for i in 0..10 {
+            w.sink.record(row(i));
+        }
+        assert_eq!(w.sink.queued(), 4);
+        assert_eq!(w.sink.spilled(), 0, "the sink spilled on the caller's task");
+        assert!(!w.dir.join("spill.jsonl").exists());
+
+        // The writer spills the six set aside and writes the four queued.
+        w.stop.cancel();
+        w.task.await.unwrap();
+        assert_eq!(w.sink.spilled(), 6);
+        assert_eq!(w.ledger.count().await.unwrap(), 4);
+        let spill = Spill::new(w.dir.join("spill.jsonl"));
+        assert_eq!(replay(&w.ledger, &spill).await.unwrap(), 6);
+        let all = super::super::Filter {
+            to_ms: i64::MAX,
+            ..Default::default()
+        };
+        let mut ids: Vec<String> = w
+            .ledger
+            .calls(&all, 100, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, r)| r.request_id)
+            .collect();
+        ids.sort();
+        let mut want: Vec<String> = (0..10).map(|i| format!("r{i}")).collect();
+        want.sort();
+        assert_eq!(ids, want, "every row once");
+        std::fs::remove_dir_all(&w.dir).ok();
+    }
+
+    #[tokio::test]
+    async fn rows_set_aside_are_spilled_by_the_writer_before_any_stop() {
+        let w = quiet_writer("overflow-live", 2, 100).await;
+        for i in 0..5 {
+            w.sink.record(row(i));
+        }
+        // Without a stop, the writer task spills the three rows set aside.
+        while w.sink.spilled() < 3 {
+            tokio::task::yield_now().await;
+        }
+        w.stop.cancel();
+        w.task.await.unwrap();
+        assert_eq!(w.sink.spilled(), 3);
+        assert_eq!(w.ledger.count().await.unwrap(), 2);
+        std::fs::remove_dir_all(&w.dir).ok();
     }
 
     #[tokio::test]

@@ -1,0 +1,378 @@
+//! The ledger's write path: a batch of rows and its hourly rollup, summed in memory,
+//! inserted inside the caller's transaction. The statements' text never depends on the
+//! batch, so each is prepared once per connection and reused from sqlx's cache: on
+//! SQLite multi-row statements of fixed widths (the widest, then halving widths for the
+//! rest of a batch), on PostgreSQL one statement per table with one array per column.
+
+use super::{
+    Aggregate, Backend, LedgerError, LedgerRow, COLUMNS, HOUR_MS, N_COLUMNS, ROLLUP_COLUMNS,
+};
+
+/// Rows per INSERT statement on SQLite unless [`Ledger::set_rows_per_statement`] says
+/// otherwise; `cargo bench --bench ledger` measures the choices.
+pub const SQLITE_ROWS_PER_STATEMENT: usize = 32;
+
+/// One value of a row as the write statements bind it.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Cell<'a> {
+    Int(Option<i64>),
+    Text(Option<&'a str>),
+}
+
+/// A ledger row's cells, in `COLUMNS` order.
+pub(super) fn row_cells(r: &LedgerRow) -> [Cell<'_>; N_COLUMNS] {
+    use Cell::{Int, Text};
+    [
+        Int(Some(r.ts_ms)),
+        Text(Some(&r.request_id)),
+        Text(Some(&r.key_name)),
+        Text(r.team.as_deref()),
+        Text(Some(&r.route)),
+        Text(Some(&r.provider)),
+        Text(Some(&r.model)),
+        Text(Some(&r.tier)),
+        Text(Some(&r.endpoint)),
+        Int(Some(r.input_tokens)),
+        Int(Some(r.cached_input_tokens)),
+        Int(Some(r.cache_write_tokens)),
+        Int(Some(r.output_tokens)),
+        Int(Some(r.reasoning_tokens)),
+        Int(r.cost_nanos),
+        Int(r.baseline_cost_nanos),
+        Text(Some(&r.catalog_version)),
+        Int(Some(i64::from(r.estimated))),
+        Int(Some(r.latency_ms)),
+        Int(r.ttft_ms),
+        Int(Some(i64::from(r.status))),
+        Text(r.error_type.as_deref()),
+        Int(Some(i64::from(r.fallbacks))),
+        Text(Some(&r.key_id)),
+    ]
+}
+
+pub(super) const ROLLUP_KEY_COLUMNS: &str =
+    "hour_ms, key_id, key_name, team, route, provider, model, tier";
+const ROLLUP_WIDTH: usize = 19;
+
+/// A rollup group's cells: `ROLLUP_KEY_COLUMNS`, then `ROLLUP_COLUMNS`.
+fn rollup_cells<'a>(k: &RollupKey<'a>, a: &Aggregate) -> [Cell<'a>; ROLLUP_WIDTH] {
+    use Cell::{Int, Text};
+    let (hour, key_id, key, team, route, provider, model, tier) = *k;
+    [
+        Int(Some(hour)),
+        Text(Some(key_id)),
+        Text(Some(key)),
+        Text(Some(team)),
+        Text(Some(route)),
+        Text(Some(provider)),
+        Text(Some(model)),
+        Text(Some(tier)),
+        Int(Some(a.requests)),
+        Int(Some(a.errors)),
+        Int(Some(a.cost_nanos)),
+        Int(Some(a.baseline_cost_nanos)),
+        Int(Some(a.unpriced)),
+        Int(Some(a.tokens[0])),
+        Int(Some(a.tokens[1])),
+        Int(Some(a.tokens[2])),
+        Int(Some(a.tokens[3])),
+        Int(Some(a.tokens[4])),
+        Int(Some(a.fallbacks)),
+    ]
+}
+
+pub(super) fn bind_cells<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    cells: impl IntoIterator<Item = Cell<'q>>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for cell in cells {
+        q = match cell {
+            Cell::Int(v) => q.bind(v),
+            Cell::Text(v) => q.bind(v),
+        };
+    }
+    q
+}
+
+/// One PostgreSQL array literal per column of `rows` (`{1,NULL}`, `{"a\"b",NULL}`), so a
+/// batch binds one parameter per column however many rows it has.
+fn pg_arrays<'a, const W: usize>(rows: impl Iterator<Item = [Cell<'a>; W]>) -> Vec<String> {
+    let mut columns: Vec<String> = (0..W).map(|_| String::from("{")).collect();
+    for cells in rows {
+        for (column, cell) in columns.iter_mut().zip(cells) {
+            if column.len() > 1 {
+                column.push(',');
+            }
+            match cell {
+                Cell::Int(Some(v)) => {
+                    use std::fmt::Write;
+                    let _ = write!(column, "{v}");
+                }
+                Cell::Text(Some(v)) => {
+                    column.push('"');
+                    for c in v.chars() {
+                        if c == '"' || c == '\\' {
+                            column.push('\\');
+                        }
+                        column.push(c);
+                    }
+                    column.push('"');
+                }
+                Cell::Int(None) | Cell::Text(None) => column.push_str("NULL"),
+            }
+        }
+    }
+    for column in &mut columns {
+        column.push('}');
+    }
+    columns
+}
+
+/// Rollup groups per upsert statement on SQLite (19 parameters each); fewer go
+/// through the halving widths below it.
+const SQLITE_GROUPS_PER_STATEMENT: usize = 16;
+
+/// The widths a batch is cut into: `widest`, then the powers of two below it, down to
+/// one, so any batch takes at most a few statements beyond its `widest`-row ones.
+fn widths(widest: usize) -> Vec<usize> {
+    let widest = widest.max(1);
+    let mut out = vec![widest];
+    let mut w = widest.next_power_of_two();
+    while w > 1 {
+        w /= 2;
+        if w < widest {
+            out.push(w);
+        }
+    }
+    out
+}
+
+/// The write statements, built once per ledger. Their text does not change with the
+/// batch size, so each is parsed once per connection and then reused from sqlx's
+/// statement cache.
+///
+/// SQLite statements use anonymous `?` placeholders: for numbered ones (`$7`) sqlx's
+/// SQLite driver asks SQLite each parameter's name, a linear scan of the statement's
+/// parameter list, which makes binding quadratic in the parameters per statement.
+#[derive(Debug)]
+pub(super) struct WriteSql {
+    /// SQLite: `(width, INSERT of width rows)`, widest first, the last one row wide.
+    rows: Vec<(usize, String)>,
+    /// SQLite: `(width, upsert of width rollup groups)`, widest first, down to one.
+    rollups: Vec<(usize, String)>,
+    /// PostgreSQL: the whole batch in one statement, one array parameter per column.
+    unnest: String,
+    /// PostgreSQL: every rollup group of the batch in one upsert.
+    rollup: String,
+}
+
+impl WriteSql {
+    pub(super) fn new(backend: Backend, rows_per_statement: usize) -> WriteSql {
+        let values = |width: usize, rows: usize| {
+            let one = format!("({})", vec!["?"; width].join(","));
+            vec![one; rows].join(",")
+        };
+        let unnest = |cells: &[Cell<'_>]| {
+            let args: Vec<String> = cells
+                .iter()
+                .enumerate()
+                .map(|(i, c)| match c {
+                    Cell::Int(_) => format!("${}::bigint[]", i + 1),
+                    Cell::Text(_) => format!("${}::text[]", i + 1),
+                })
+                .collect();
+            format!("SELECT * FROM UNNEST({})", args.join(", "))
+        };
+        let update: Vec<String> = ROLLUP_COLUMNS
+            .split(", ")
+            .map(|c| format!("{c} = ledger_hourly.{c} + excluded.{c}"))
+            .collect();
+        let upsert = |source: String| {
+            format!(
+                "INSERT INTO ledger_hourly ({ROLLUP_KEY_COLUMNS}, {ROLLUP_COLUMNS}) {source}
+                 ON CONFLICT ({ROLLUP_KEY_COLUMNS}) DO UPDATE SET {}",
+                update.join(", ")
+            )
+        };
+        let (rows, rollups) = match backend {
+            Backend::Sqlite => (
+                widths(rows_per_statement)
+                    .into_iter()
+                    .map(|w| {
+                        let sql = format!(
+                            "INSERT INTO ledger ({COLUMNS}) VALUES {}",
+                            values(N_COLUMNS, w)
+                        );
+                        (w, sql)
+                    })
+                    .collect(),
+                widths(SQLITE_GROUPS_PER_STATEMENT)
+                    .into_iter()
+                    .map(|w| (w, upsert(format!("VALUES {}", values(ROLLUP_WIDTH, w)))))
+                    .collect(),
+            ),
+            Backend::Postgres => (Vec::new(), Vec::new()),
+        };
+        WriteSql {
+            rows,
+            rollups,
+            unnest: format!(
+                "INSERT INTO ledger ({COLUMNS}) {}",
+                unnest(&row_cells(&LedgerRow::default()))
+            ),
+            rollup: upsert(unnest(&rollup_cells(
+                &(0, "", "", "", "", "", "", ""),
+                &Aggregate::default(),
+            ))),
+        }
+    }
+}
+
+/// Runs `items` through the statements of `ladder` (widest first, the last one wide),
+/// each statement taking as many items as it has rows.
+async fn execute_cut<'q, T: 'q, const W: usize>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    ladder: &'q [(usize, String)],
+    mut items: &'q [T],
+    cells: impl Fn(&'q T) -> [Cell<'q>; W],
+) -> Result<(), LedgerError> {
+    for (width, sql) in ladder {
+        while items.len() >= *width {
+            let (chunk, rest) = items.split_at(*width);
+            bind_cells(sqlx::query(sql), chunk.iter().flat_map(&cells))
+                .execute(&mut **tx)
+                .await?;
+            items = rest;
+        }
+    }
+    Ok(())
+}
+
+/// Inserts rows and adds them to the hourly rollup, inside the caller's transaction.
+/// The rollup is summed in memory first: one upsert row per hour and dimension group.
+pub(super) async fn insert_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    sql: &WriteSql,
+    rows: &[LedgerRow],
+) -> Result<(), LedgerError> {
+    let groups: Vec<(RollupKey<'_>, Aggregate)> = rollup(rows).into_iter().collect();
+    match backend {
+        Backend::Sqlite => {
+            execute_cut(tx, &sql.rows, rows, row_cells).await?;
+            execute_cut(tx, &sql.rollups, &groups, |(k, a)| rollup_cells(k, a)).await?;
+        }
+        Backend::Postgres => {
+            let columns = pg_arrays(rows.iter().map(row_cells));
+            bind_cells(
+                sqlx::query(&sql.unnest),
+                columns.iter().map(|c| Cell::Text(Some(c.as_str()))),
+            )
+            .execute(&mut **tx)
+            .await?;
+            let columns = pg_arrays(groups.iter().map(|(k, a)| rollup_cells(k, a)));
+            bind_cells(
+                sqlx::query(&sql.rollup),
+                columns.iter().map(|c| Cell::Text(Some(c.as_str()))),
+            )
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// An hour and the dimensions of a rollup row (team `None` as `''`), borrowed from a batch.
+type RollupKey<'a> = (
+    i64,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+);
+
+/// A batch's rows summed per hour and dimensions, in key order (so concurrent writers
+/// on PostgreSQL upsert shared groups in the same order and cannot deadlock).
+fn rollup(rows: &[LedgerRow]) -> std::collections::BTreeMap<RollupKey<'_>, Aggregate> {
+    let mut out: std::collections::BTreeMap<RollupKey<'_>, Aggregate> =
+        std::collections::BTreeMap::new();
+    for r in rows {
+        let key = (
+            r.ts_ms - r.ts_ms.rem_euclid(HOUR_MS),
+            r.key_id.as_str(),
+            r.key_name.as_str(),
+            r.team.as_deref().unwrap_or_default(),
+            r.route.as_str(),
+            r.provider.as_str(),
+            r.model.as_str(),
+            r.tier.as_str(),
+        );
+        let a = out.entry(key).or_default();
+        a.requests += 1;
+        a.errors += i64::from(r.status >= 400);
+        a.cost_nanos += r.cost_nanos.unwrap_or(0);
+        a.baseline_cost_nanos += r.baseline_cost_nanos.or(r.cost_nanos).unwrap_or(0);
+        a.unpriced += i64::from(r.cost_nanos.is_none() && r.status < 400);
+        let t = [
+            r.input_tokens,
+            r.cached_input_tokens,
+            r.cache_write_tokens,
+            r.output_tokens,
+            r.reasoning_tokens,
+        ];
+        for (sum, n) in a.tokens.iter_mut().zip(t) {
+            *sum += n;
+        }
+        a.fallbacks += i64::from(r.fallbacks);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pg_array_literals_quote_text_and_spell_nulls() {
+        let rows = [
+            [Cell::Int(Some(-5)), Cell::Text(Some(r#"a"b\c,{d} NULL ü"#))],
+            [Cell::Int(None), Cell::Text(None)],
+            [Cell::Int(Some(7)), Cell::Text(Some(""))],
+        ];
+        assert_eq!(
+            pg_arrays(rows.into_iter()),
+            [r#"{-5,NULL,7}"#, r#"{"a\"b\\c,{d} NULL ü",NULL,""}"#]
+        );
+        assert_eq!(pg_arrays::<2>(std::iter::empty()), ["{}", "{}"]);
+    }
+
+    #[test]
+    fn a_batch_is_cut_into_fixed_widths() {
+        assert_eq!(widths(32), [32, 16, 8, 4, 2, 1]);
+        assert_eq!(widths(5), [5, 4, 2, 1]);
+        assert_eq!(widths(1), [1]);
+        assert_eq!(widths(0), [1]);
+    }
+
+    #[test]
+    fn write_statements_do_not_depend_on_the_batch() {
+        let sql = WriteSql::new(Backend::Sqlite, 32);
+        assert_eq!(sql.rows[0].0, 32);
+        for (width, text) in &sql.rows {
+            assert_eq!(text.matches('?').count(), width * N_COLUMNS);
+            assert!(!text.contains('$'), "anonymous parameters only");
+        }
+        for (width, text) in &sql.rollups {
+            assert_eq!(text.matches('?').count(), width * ROLLUP_WIDTH);
+        }
+        assert_eq!(sql.rows.last().map(|r| r.0), Some(1));
+        assert_eq!(sql.rollups.last().map(|r| r.0), Some(1));
+        let pg = WriteSql::new(Backend::Postgres, 32);
+        assert!(pg.unnest.contains(&format!("${N_COLUMNS}::text[]")));
+        assert!(!pg.unnest.contains(&format!("${}", N_COLUMNS + 1)));
+        assert!(pg.rollup.contains(&format!("${ROLLUP_WIDTH}::bigint[]")));
+    }
+}
