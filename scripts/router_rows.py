@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Converts router-data CSVs into the `prompt,model,score[,cost],task` rows that
+"""Converts router-data CSVs into the `prompt,model,score,cost,task,weight` rows that
 `bazaar router train` and `bazaar router eval` read.
 
-    scripts/router_rows.py routellm_mmlu_train.csv [more.csv ...] > rows.csv
+    scripts/router_rows.py routellm_mmlu_train.csv [--weight W] [more.csv ...] > rows.csv
 
 Understands the RouteLLM files (`mixtral_correct`, `gpt4_correct`; `subject` becomes
 the task) and RouterBench-style files (`score:<model>` and `cost_usd:<model>`
-columns; `eval_name` becomes the task). Standard library only.
+columns; `eval_name` becomes the task). `--weight W` gives the prompts of the files
+after it the weight W in a fit (default 1; evaluation counts every prompt once).
+Standard library only.
 """
 import csv
 import os
@@ -31,15 +33,27 @@ def rows(path):
 
 
 def main(argv):
-    if len(argv) < 2:
+    args = argv[1:]
+    if not args:
         sys.stderr.write(__doc__)
         return 2
     csv.field_size_limit(1 << 30)
     out = csv.writer(sys.stdout, lineterminator="\n")
-    out.writerow(["prompt", "model", "score", "cost", "task"])
-    for path in argv[1:]:
-        for row in rows(path):
-            out.writerow(row)
+    out.writerow(["prompt", "model", "score", "cost", "task", "weight"])
+    weight = "1"
+    while args:
+        arg = args.pop(0)
+        if arg == "--weight":
+            if not args:
+                sys.stderr.write("--weight needs a value\n")
+                return 2
+            weight = args.pop(0)
+            if not float(weight) >= 0:
+                sys.stderr.write(f"--weight {weight}: not a non-negative number\n")
+                return 2
+            continue
+        for row in rows(arg):
+            out.writerow(row + (weight,))
     return 0
 
 

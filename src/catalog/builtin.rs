@@ -14,13 +14,7 @@ pub fn builtin() -> &'static Catalog {
     CATALOG.get_or_init(|| {
         Catalog::from_json(BUILTIN_JSON).unwrap_or_else(|e| {
             tracing::error!("The built-in catalog does not parse: {e}");
-            Catalog {
-                version: "empty".into(),
-                reference_date: None,
-                notes: None,
-                sources: Default::default(),
-                models: Default::default(),
-            }
+            Catalog::new("empty".into(), Default::default())
         })
     })
 }

@@ -124,13 +124,7 @@ pub fn import(text: &str, format: Option<Format>, origin: &str) -> Result<Catalo
         Format::OpenRouter => openrouter(&value, origin)?,
         Format::ModelsDev => models_dev(&value, origin)?,
     };
-    Ok(Catalog {
-        version: format!("import:{origin}"),
-        reference_date: None,
-        notes: None,
-        sources: BTreeMap::new(),
-        models,
-    })
+    Ok(Catalog::new(format!("import:{origin}"), models))
 }
 
 fn litellm(value: &Value, origin: &str) -> Result<BTreeMap<String, ModelEntry>, CatalogError> {

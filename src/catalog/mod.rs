@@ -10,7 +10,8 @@ pub mod facts;
 pub mod import;
 pub mod predictor;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -153,10 +154,56 @@ pub struct Catalog {
     pub notes: Option<String>,
     #[serde(default)]
     pub sources: BTreeMap<String, String>,
+    /// Lookups by alias read an index built from this on first use: once a catalog has
+    /// been looked up, add models only through `merge`.
     pub models: BTreeMap<String, ModelEntry>,
+    /// Alias → model id, built on the first lookup that is not a model id.
+    #[serde(skip)]
+    alias_index: AliasIndex,
+}
+
+/// Each alias with the model that has it (the first in id order when several do), so
+/// `Catalog::model` answers in one hash lookup instead of a scan of every entry. Built
+/// once, on first use, from `models`; `merge` clears it. Not part of the catalog's
+/// data: it is neither serialised nor compared.
+#[derive(Debug, Clone, Default)]
+struct AliasIndex(OnceLock<HashMap<String, String>>);
+
+impl AliasIndex {
+    /// Indexes the aliases of model `id`; an alias another model already has stays with
+    /// the one first in id order.
+    fn add(index: &mut HashMap<String, String>, id: &str, aliases: &[String]) {
+        for a in aliases {
+            match index.get_mut(a) {
+                Some(k) if id < k.as_str() => *k = id.to_string(),
+                Some(_) => {}
+                None => {
+                    index.insert(a.clone(), id.to_string());
+                }
+            }
+        }
+    }
+}
+
+impl PartialEq for AliasIndex {
+    fn eq(&self, _: &AliasIndex) -> bool {
+        true
+    }
 }
 
 impl Catalog {
+    /// A catalog of `models`, with no reference date, notes or sources.
+    pub fn new(version: String, models: BTreeMap<String, ModelEntry>) -> Catalog {
+        Catalog {
+            version,
+            reference_date: None,
+            notes: None,
+            sources: BTreeMap::new(),
+            models,
+            alias_index: AliasIndex::default(),
+        }
+    }
+
     /// Parses a catalog in bazaar's JSON format.
     pub fn from_json(text: &str) -> Result<Catalog, CatalogError> {
         serde_json::from_str(text).map_err(CatalogError::NotACatalog)
@@ -172,10 +219,15 @@ impl Catalog {
         if let Some((k, m)) = self.models.get_key_value(id) {
             return Some((k.as_str(), m));
         }
-        self.models
-            .iter()
-            .find(|(_, m)| m.aliases.iter().any(|a| a == id))
-            .map(|(k, m)| (k.as_str(), m))
+        let index = self.alias_index.0.get_or_init(|| {
+            let mut index = HashMap::new();
+            for (k, m) in &self.models {
+                AliasIndex::add(&mut index, k, &m.aliases);
+            }
+            index
+        });
+        let k = index.get(id)?;
+        self.models.get_key_value(k).map(|(k, m)| (k.as_str(), m))
     }
 
     /// The offer of `provider` serving `upstream`, with its model id and entry.
@@ -232,6 +284,9 @@ impl Catalog {
                     }
                 }
                 None if !added.is_empty() => {
+                    if let Some(index) = self.alias_index.0.get_mut() {
+                        AliasIndex::add(index, &id, &entry.aliases);
+                    }
                     self.models.insert(
                         id,
                         ModelEntry {

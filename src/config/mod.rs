@@ -26,7 +26,7 @@ pub use keys::{
 };
 pub use ledger::LedgerConfig;
 pub use models::{ModelTarget, Models};
-pub use predictor::PredictorConfig;
+pub use predictor::{PredictorConfig, PredictorLoadError};
 pub use problems::{ConfigError, ConfigProblem, Problems, ValueError};
 pub use providers::{ProviderConfig, Timeouts, WireFormat, ANTHROPIC_VERSION, AZURE_API_VERSION};
 pub use raw::RawConfig;

@@ -6,6 +6,17 @@ use std::sync::{Arc, OnceLock};
 
 use crate::catalog::predictor::{Weights, WeightsError, EMBEDDED};
 
+/// Why `[router.predictor]` did not resolve.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PredictorLoadError {
+    #[error("embedded weights: {0}")]
+    Embedded(WeightsError),
+    #[error("cannot read `{path}`: {reason}")]
+    Read { path: String, reason: String },
+    #[error("`{path}`: {source}")]
+    Weights { path: String, source: WeightsError },
+}
+
 /// How the router predicts quality; lives in the resolved config so a reload swaps it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PredictorConfig {
@@ -31,16 +42,25 @@ impl PredictorConfig {
 
     /// `[router.predictor]` resolved: off, the embedded weights, or the weights in `file`
     /// (refused with the reason when it does not parse or fits another feature layout).
-    pub fn resolve(enabled: bool, file: Option<&str>) -> Result<PredictorConfig, String> {
+    pub fn resolve(
+        enabled: bool,
+        file: Option<&str>,
+    ) -> Result<PredictorConfig, PredictorLoadError> {
         if !enabled {
             return Ok(PredictorConfig::off());
         }
         match file {
-            None => PredictorConfig::embedded().map_err(|e| format!("embedded weights: {e}")),
+            None => PredictorConfig::embedded().map_err(PredictorLoadError::Embedded),
             Some(path) => {
-                let bytes =
-                    std::fs::read(path).map_err(|e| format!("cannot read `{path}`: {e}"))?;
-                let weights = Weights::parse(&bytes).map_err(|e| format!("`{path}`: {e}"))?;
+                let bytes = std::fs::read(path).map_err(|e| PredictorLoadError::Read {
+                    path: path.to_string(),
+                    reason: e.to_string(),
+                })?;
+                let weights =
+                    Weights::parse(&bytes).map_err(|source| PredictorLoadError::Weights {
+                        path: path.to_string(),
+                        source,
+                    })?;
                 Ok(PredictorConfig {
                     weights: Some(Arc::new(weights)),
                     source: path.to_string(),

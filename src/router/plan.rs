@@ -11,7 +11,7 @@ use super::candidates::{self, Candidate};
 use super::classify::{classify, Task};
 use super::filter::{self, CallerLimits, Facts, FilterReason};
 use super::policy::Policy;
-use super::predict::{candidate_quality, Prediction};
+use super::predict::{CallPredictor, Prediction};
 use super::prefs::Prefs;
 use super::score::{self, Terms};
 use super::stats::{Snapshot, Stats};
@@ -283,11 +283,13 @@ pub fn build_plan(
         .filter_map(|s| s.snapshot.tokens_per_sec)
         .filter(|t| *t > 0.0)
         .reduce(f64::max);
-    let weights_q = config.router.predictor.weights.as_deref();
-    let prompt_score = weights_q.map(|w| w.score_prompt(call.predict_view));
+    let mut predictor = CallPredictor::new(
+        config.router.predictor.weights.as_deref(),
+        call.predict_view,
+    );
     let predictions: Vec<Prediction> = survivors
         .iter()
-        .map(|s| candidate_quality(weights_q, prompt_score.as_ref(), &s.candidate, task))
+        .map(|s| predictor.quality(&s.candidate, task))
         .collect();
     let terms: Vec<Terms> = survivors
         .iter()

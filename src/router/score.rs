@@ -80,22 +80,25 @@ pub fn order(
 ) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..all.len()).collect();
     let utility = utilities(all, w);
-    let key = |i: usize| -> Vec<f64> {
+    // Compared term by term, lowest first; three-term keys end in a constant 0.
+    let key_of = |i: usize| -> [f64; 4] {
         let t = &all[i];
         match policy {
-            Policy::Cheapest => vec![t.cost(), t.latency_ms, -t.quality],
+            Policy::Cheapest => [t.cost(), t.latency_ms, -t.quality, 0.0],
             Policy::CheapestAboveQuality => {
                 if floor.is_some_and(|f| t.quality < f) {
-                    vec![1.0, -t.quality, t.cost(), t.latency_ms]
+                    [1.0, -t.quality, t.cost(), t.latency_ms]
                 } else {
-                    vec![0.0, t.cost(), t.latency_ms, -t.quality]
+                    [0.0, t.cost(), t.latency_ms, -t.quality]
                 }
             }
-            Policy::Fastest => vec![t.latency_ms, t.cost(), -t.quality],
-            Policy::Quality => vec![-t.quality, t.cost(), t.latency_ms],
-            Policy::Balanced => vec![-utility[i], t.cost(), t.latency_ms],
+            Policy::Fastest => [t.latency_ms, t.cost(), -t.quality, 0.0],
+            Policy::Quality => [-t.quality, t.cost(), t.latency_ms, 0.0],
+            Policy::Balanced => [-utility[i], t.cost(), t.latency_ms, 0.0],
         }
     };
+    let keys: Vec<[f64; 4]> = idx.iter().map(|&i| key_of(i)).collect();
+    let key = |i: usize| keys[i];
     idx.sort_by(|&a, &b| {
         key(a)
             .iter()

@@ -89,7 +89,9 @@ fn tokens(text: &str, mut each: impl FnMut(&str)) {
     let mut word = String::new();
     let mut buf = [0u8; 4];
     for c in text.chars() {
-        if c.is_alphanumeric() {
+        if c.is_ascii_alphanumeric() {
+            word.push(c.to_ascii_lowercase());
+        } else if c.is_alphanumeric() {
             for l in c.to_lowercase() {
                 word.push(l);
             }
@@ -189,7 +191,7 @@ pub fn extract(text: &str, buckets: u32, split: bool) -> Features {
             raw.push((split_hash(h) & mask) as u32);
         }
     });
-    raw.sort_unstable();
+    sort_buckets(&mut raw, mask);
     let mut hashed: Vec<(u32, f32)> = Vec::with_capacity(raw.len());
     for b in raw {
         match hashed.last_mut() {
@@ -204,6 +206,39 @@ pub fn extract(text: &str, buckets: u32, split: bool) -> Features {
         }
     }
     Features { hashed, dense }
+}
+
+/// Sorts bucket numbers of at most `mask` ascending: a radix sort, 8 bits a pass (two
+/// passes for 2^14 buckets), for the hundreds to thousands of grams of a long prompt;
+/// a comparison sort for short ones.
+fn sort_buckets(v: &mut Vec<u32>, mask: u64) {
+    if v.len() < 256 {
+        v.sort_unstable();
+        return;
+    }
+    let bits = 64 - mask.leading_zeros();
+    let mut out = vec![0u32; v.len()];
+    let mut shift = 0;
+    while shift < bits {
+        let digit = |x: u32| ((x >> shift) & 0xff) as usize;
+        let mut start = [0usize; 256];
+        for &x in v.iter() {
+            start[digit(x)] += 1;
+        }
+        let mut at = 0;
+        for s in &mut start {
+            let n = *s;
+            *s = at;
+            at += n;
+        }
+        for &x in v.iter() {
+            let d = digit(x);
+            out[start[d]] = x;
+            start[d] += 1;
+        }
+        std::mem::swap(v, &mut out);
+        shift += 8;
+    }
 }
 
 fn dense(text: &str) -> [f32; DENSE] {
@@ -249,7 +284,10 @@ fn dense(text: &str) -> [f32; DENSE] {
             sentences += 1;
         }
         prev = ' ';
-        markers += CODE_MARKERS.iter().filter(|m| part.contains(*m)).count();
+        markers += CODE_MARKERS
+            .iter()
+            .filter(|m| memchr::memmem::find(part.as_bytes(), m.as_bytes()).is_some())
+            .count();
         tokens(part, |t| {
             if let Some(i) = MATH_WORDS.iter().position(|w| *w == t) {
                 math_words[i] = true;
@@ -378,6 +416,39 @@ mod tests {
         let s = "é".repeat(5000);
         let (head, tail) = bounded(&s);
         assert!(!head.is_empty() && !tail.is_empty());
+    }
+
+    /// A fingerprint of every feature of a varied set of prompts: the shipped weights
+    /// were fitted on these exact values, so a faster extraction must not move one bit.
+    #[test]
+    fn features_are_bit_for_bit_what_the_weights_were_fitted_on() {
+        let long = "Some 12,5 numbers; def f(x): return x**2 -> ".repeat(200);
+        let prompts = [
+            String::new(),
+            "Solve 3x + 7 = 22 for x.".to_string(),
+            "Which?\nA. one\nB. two\nC. three\nD. four\nAnswer:".to_string(),
+            "  İstanbul'da ÉTÉ straße ΣΊΣΥΦΟΣ 東京 naïve café 🙂 x²+y² ½".to_string(),
+            "```python\nimport os\nprint(os.getcwd())\n```\nWhy does this fail? {a;b}".to_string(),
+            "How many apples? She had 3.5 kg, then 1,200 g more. Total percent?! Yes. No."
+                .to_string(),
+            long.clone(),
+            format!("A) yes\n{long}\nB) no"),
+            "é".repeat(3000),
+        ];
+        let mut h = 0u64;
+        for p in &prompts {
+            for (buckets, split) in [(1 << 14, true), (1 << 10, false)] {
+                let f = extract(p, buckets, split);
+                for (b, v) in &f.hashed {
+                    h = fnv1a(h, &b.to_le_bytes());
+                    h = fnv1a(h, &v.to_bits().to_le_bytes());
+                }
+                for v in f.dense {
+                    h = fnv1a(h, &v.to_bits().to_le_bytes());
+                }
+            }
+        }
+        assert_eq!(h, 0x76dd_3f2f_42f6_40a9, "fingerprint {h:#x}");
     }
 
     #[test]

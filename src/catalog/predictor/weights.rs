@@ -2,10 +2,13 @@
 //! feature layout hash so a file fitted for another layout is refused at load, never
 //! silently misread.
 //!
-//! Layout: `BZRQ`, u32 format version, u64 layout hash, u32 buckets, u32 dense, u32
-//! flags (bit 0: free-form prompts' grams split into their own buckets), u32 models, u32 note length + UTF-8 note, f32 shared bias, f32 × (buckets + dense)
-//! shared weights, then per model: u16 id length + UTF-8 id, f32 prior (base rate
-//! 0–1 it was fitted at), f32 bias, f32 × (buckets + dense) weights.
+//! Layout (version 3): `BZRQ`, u32 format version, u64 layout hash, u32 buckets, u32
+//! dense, u32 flags (bit 0: free-form prompts' grams split into their own buckets), u32
+//! rank, u32 models, u32 note length + UTF-8 note, f32 shared bias, f32 × (buckets +
+//! dense) shared weights, f32 × rank × (buckets + dense) projection, then per model: u16
+//! id length + UTF-8 id, f32 prior (base rate 0–1 it was fitted at), f32 bias, f32 ×
+//! (buckets + dense) weights, f32 × rank factors. Version 2 files (no rank, no
+//! projection, no factors) still load, as rank 0.
 
 use std::fmt;
 
@@ -13,8 +16,12 @@ use super::features::{self, DENSE};
 
 const MAGIC: &[u8; 4] = b"BZRQ";
 /// The file format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+/// The previous version, still read (as rank 0).
+const FORMAT_V2: u32 = 2;
 const MAX_MODELS: u32 = 4096;
+/// The largest rank of the prompt projection.
+pub const MAX_RANK: u32 = 64;
 const MAX_BUCKETS: u32 = 1 << 22;
 
 /// Why a weights file was refused.
@@ -38,6 +45,8 @@ pub struct ModelTerms {
     pub bias: f32,
     /// `buckets + DENSE` weights.
     pub weights: Vec<f32>,
+    /// `rank` factors: the model's vector in the learned prompt projection's space.
+    pub factors: Vec<f32>,
 }
 
 /// Fitted predictor weights.
@@ -51,6 +60,11 @@ pub struct Weights {
     pub shared_bias: f32,
     /// `buckets + DENSE` shared (difficulty) weights.
     pub shared: Vec<f32>,
+    /// Dimensions of the learned prompt projection (0: none).
+    pub rank: u32,
+    /// The projection, `rank` rows of `buckets + DENSE` weights, row after row: a prompt's
+    /// coordinates times each model's `factors` is the bilinear part of its logit.
+    pub projection: Vec<f32>,
     pub models: Vec<ModelTerms>,
 }
 
@@ -116,9 +130,9 @@ impl Weights {
             ));
         }
         let version = r.u32("the format version")?;
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FORMAT_V2 {
             return Err(WeightsError(format!(
-                "format version {version}; this build reads version {FORMAT_VERSION}"
+                "format version {version}; this build reads versions {FORMAT_V2} and {FORMAT_VERSION}"
             )));
         }
         let layout = r.u64("the layout hash")?;
@@ -140,6 +154,14 @@ impl Weights {
                 features::layout_hash(buckets, split)
             )));
         }
+        let rank = if version == FORMAT_V2 {
+            0
+        } else {
+            r.u32("the rank")?
+        };
+        if rank > MAX_RANK {
+            return Err(WeightsError(format!("rank {rank} is more than {MAX_RANK}")));
+        }
         let n_models = r.u32("the model count")?;
         if n_models > MAX_MODELS {
             return Err(WeightsError(format!(
@@ -151,6 +173,7 @@ impl Weights {
         let width = (buckets + dense) as usize;
         let shared_bias = r.f32("the shared bias")?;
         let shared = r.floats(width, "the shared weights")?;
+        let projection = r.floats(rank as usize * width, "the projection")?;
         let mut models: Vec<ModelTerms> = Vec::new();
         for i in 0..n_models {
             let len = r.u16("a model id length")? as usize;
@@ -168,11 +191,13 @@ impl Weights {
             }
             let bias = r.f32("a model bias")?;
             let weights = r.floats(width, "a model's weights")?;
+            let factors = r.floats(rank as usize, "a model's factors")?;
             models.push(ModelTerms {
                 id,
                 prior,
                 bias,
                 weights,
+                factors,
             });
         }
         if r.at != bytes.len() {
@@ -187,6 +212,8 @@ impl Weights {
             note,
             shared_bias,
             shared,
+            rank,
+            projection,
             models,
         })
     }
@@ -194,30 +221,35 @@ impl Weights {
     /// The file's bytes; `parse(to_bytes(w)) == w`.
     pub fn to_bytes(&self) -> Vec<u8> {
         let width = self.buckets as usize + DENSE;
-        let mut out = Vec::with_capacity(64 + 4 * width * (1 + self.models.len()));
+        let mut out =
+            Vec::with_capacity(64 + 4 * width * (1 + self.rank as usize + self.models.len()));
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&features::layout_hash(self.buckets, self.split).to_le_bytes());
         out.extend_from_slice(&self.buckets.to_le_bytes());
         out.extend_from_slice(&(DENSE as u32).to_le_bytes());
         out.extend_from_slice(&u32::from(self.split).to_le_bytes());
+        out.extend_from_slice(&self.rank.to_le_bytes());
         out.extend_from_slice(&(self.models.len() as u32).to_le_bytes());
         out.extend_from_slice(&(self.note.len() as u32).to_le_bytes());
         out.extend_from_slice(self.note.as_bytes());
         out.extend_from_slice(&self.shared_bias.to_le_bytes());
-        let floats = |out: &mut Vec<u8>, w: &[f32]| {
-            for i in 0..width {
+        let rank = self.rank as usize;
+        let floats = |out: &mut Vec<u8>, w: &[f32], n: usize| {
+            for i in 0..n {
                 out.extend_from_slice(&w.get(i).copied().unwrap_or(0.0).to_le_bytes());
             }
         };
-        floats(&mut out, &self.shared);
+        floats(&mut out, &self.shared, width);
+        floats(&mut out, &self.projection, rank * width);
         for m in &self.models {
             let id = &m.id.as_bytes()[..m.id.len().min(u16::MAX as usize)];
             out.extend_from_slice(&(id.len() as u16).to_le_bytes());
             out.extend_from_slice(id);
             out.extend_from_slice(&m.prior.to_le_bytes());
             out.extend_from_slice(&m.bias.to_le_bytes());
-            floats(&mut out, &m.weights);
+            floats(&mut out, &m.weights, width);
+            floats(&mut out, &m.factors, rank);
         }
         out
     }
@@ -227,7 +259,7 @@ impl Weights {
 mod tests {
     use super::*;
 
-    fn tiny() -> Weights {
+    fn tiny(rank: u32) -> Weights {
         let width = 16 + DENSE;
         Weights {
             buckets: 16,
@@ -235,24 +267,42 @@ mod tests {
             note: "test".into(),
             shared_bias: -0.25,
             shared: (0..width).map(|i| i as f32 / 10.0).collect(),
+            rank,
+            projection: (0..rank as usize * width)
+                .map(|i| i as f32 / 100.0)
+                .collect(),
             models: vec![ModelTerms {
                 id: "m".into(),
                 prior: 0.7,
                 bias: 0.1,
                 weights: vec![0.5; width],
+                factors: vec![-0.5; rank as usize],
             }],
         }
     }
 
     #[test]
     fn round_trips() {
-        let w = tiny();
-        assert_eq!(Weights::parse(&w.to_bytes()).unwrap(), w);
+        for rank in [0, 3] {
+            let w = tiny(rank);
+            assert_eq!(Weights::parse(&w.to_bytes()).unwrap(), w);
+        }
+    }
+
+    #[test]
+    fn reads_version_2_files_as_rank_0() {
+        let w = tiny(0);
+        let v3 = w.to_bytes();
+        // Version 2: the same bytes without the rank field (after the flags, at byte 28).
+        let mut v2 = v3[..28].to_vec();
+        v2[4..8].copy_from_slice(&FORMAT_V2.to_le_bytes());
+        v2.extend_from_slice(&v3[32..]);
+        assert_eq!(Weights::parse(&v2).unwrap(), w);
     }
 
     #[test]
     fn refuses_bad_files_with_the_reason() {
-        let good = tiny().to_bytes();
+        let good = tiny(2).to_bytes();
         let err = |b: &[u8]| Weights::parse(b).unwrap_err().0;
         assert!(err(b"hello").contains("magic"));
         assert!(err(&good[..good.len() - 3]).contains("truncated"));
@@ -265,5 +315,8 @@ mod tests {
         let mut extra = good.clone();
         extra.push(0);
         assert!(err(&extra).contains("after the last model"));
+        let mut rank = good.clone();
+        rank[28..32].copy_from_slice(&(MAX_RANK + 1).to_le_bytes());
+        assert!(err(&rank).contains("rank"));
     }
 }

@@ -1,16 +1,46 @@
 //! `bazaar router …`: fit predictor weights from outcome rows and measure routing
 //! quality on them. Returns the text to print; main.rs prints it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Subcommand;
 
-use super::eval::{self, Options};
+use super::eval::{self, EvalError, Options};
+use super::rows::{self, RowsError};
 use super::train::{self, Settings};
-use super::Weights;
-use super::{ledger_rows, rows};
+use super::weights::MAX_RANK;
+use super::{ledger_rows, Weights, WeightsError};
 use crate::config::{process_env, Config};
+
+/// Why a `bazaar router` command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Rows { path: PathBuf, source: RowsError },
+    #[error("{}: {source}", path.display())]
+    Weights { path: PathBuf, source: WeightsError },
+    /// The config (or the ledger it names) could not be loaded or read.
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    LedgerRows(#[from] ledger_rows::LedgerRowsError),
+    /// The command line asks for something the command cannot do.
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+}
 
 /// `bazaar router` subcommands.
 #[derive(Debug, Subcommand)]
@@ -97,93 +127,105 @@ pub struct FitArgs {
     /// L-BFGS iterations at most.
     #[arg(long, value_delimiter = ',')]
     pub iterations: Vec<u32>,
+    /// Dimensions of the learned prompt projection shared by the models (0: none).
+    #[arg(long, value_delimiter = ',')]
+    pub rank: Vec<u32>,
+    /// L2 strength on the projection and the models' factors.
+    #[arg(long, value_delimiter = ',')]
+    pub l2_factors: Vec<f64>,
+}
+
+/// Every setting of `grid` with each of `values` in turn (unchanged when none is given).
+fn expand<T: Copy>(
+    grid: Vec<Settings>,
+    values: &[T],
+    set: impl Fn(&mut Settings, T),
+) -> Vec<Settings> {
+    if values.is_empty() {
+        return grid;
+    }
+    grid.iter()
+        .flat_map(|s| {
+            values.iter().map(|v| {
+                let mut s = *s;
+                set(&mut s, *v);
+                s
+            })
+        })
+        .collect()
 }
 
 impl FitArgs {
     /// Every combination of the values given (the defaults where none is).
     fn grid(&self) -> Vec<Settings> {
-        let d = Settings::default();
-        let or = |v: &Vec<f64>, x: f64| if v.is_empty() { vec![x] } else { v.clone() };
-        let buckets = if self.buckets.is_empty() {
-            vec![d.buckets]
-        } else {
-            self.buckets.clone()
-        };
-        let iterations = if self.iterations.is_empty() {
-            vec![d.iterations]
-        } else {
-            self.iterations.clone()
-        };
-        let split = if self.split.is_empty() {
-            vec![d.split]
-        } else {
-            self.split.clone()
-        };
-        let mut out = Vec::new();
-        for &b in &buckets {
-            for &sp in &split {
-                for &ls in &or(&self.l2_shared, d.l2_shared) {
-                    for &lm in &or(&self.l2_model, d.l2_model) {
-                        for &ld in &or(&self.l2_dense, d.l2_dense) {
-                            for &it in &iterations {
-                                out.push(Settings {
-                                    buckets: b,
-                                    split: sp,
-                                    l2_shared: ls,
-                                    l2_model: lm,
-                                    l2_dense: ld,
-                                    iterations: it,
-                                });
-                            }
-                        }
-                    }
-                }
-            }
+        let g = vec![Settings::default()];
+        let g = expand(g, &self.buckets, |s, v| s.buckets = v);
+        let g = expand(g, &self.split, |s, v| s.split = v);
+        let g = expand(g, &self.l2_shared, |s, v| s.l2_shared = v);
+        let g = expand(g, &self.l2_model, |s, v| s.l2_model = v);
+        let g = expand(g, &self.l2_dense, |s, v| s.l2_dense = v);
+        let g = expand(g, &self.iterations, |s, v| s.iterations = v);
+        let g = expand(g, &self.rank, |s, v| s.rank = v);
+        expand(g, &self.l2_factors, |s, v| s.l2_factors = v)
+    }
+
+    /// Every combination, each checked.
+    fn checked_grid(&self) -> Result<Vec<Settings>, RouterError> {
+        let grid = self.grid();
+        match grid.iter().find(|s| s.rank > MAX_RANK) {
+            Some(s) => Err(RouterError::Usage(format!(
+                "--rank {}: at most {MAX_RANK}",
+                s.rank
+            ))),
+            None => Ok(grid),
         }
-        out
     }
 
     /// The one setting given (several need `train --cv`).
-    fn settings(&self) -> Result<Settings, String> {
-        match &self.grid()[..] {
+    fn settings(&self) -> Result<Settings, RouterError> {
+        match &self.checked_grid()?[..] {
             [one] => Ok(*one),
-            _ => Err(
+            _ => Err(RouterError::Usage(
                 "several values for a setting: choose among them with `router train --cv K`".into(),
-            ),
+            )),
         }
     }
 }
 
-fn read_rows(path: &PathBuf) -> Result<rows::Outcomes, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    rows::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+fn read_rows(path: &Path) -> Result<rows::Outcomes, RouterError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RouterError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    rows::parse(&text).map_err(|source| RouterError::Rows {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Parses `start:end:step` into the floors it names.
-pub fn parse_floors(spec: &str) -> Result<Vec<f64>, String> {
+pub fn parse_floors(spec: &str) -> Result<Vec<f64>, RouterError> {
+    let bad = |what: &str| RouterError::Usage(format!("floors `{spec}`: expected {what}"));
     let parts: Vec<f64> = spec
         .split(':')
         .map(|p| p.trim().parse::<f64>())
         .collect::<Result<_, _>>()
-        .map_err(|_| format!("floors `{spec}`: expected start:end:step"))?;
+        .map_err(|_| bad("start:end:step"))?;
     let [start, end, step] = parts[..] else {
-        return Err(format!("floors `{spec}`: expected start:end:step"));
+        return Err(bad("start:end:step"));
     };
     if step.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
         || end < start
         || (end - start) / step > 100_000.0
     {
-        return Err(format!(
-            "floors `{spec}`: expected start <= end and a step > 0"
-        ));
+        return Err(bad("start <= end and a step > 0"));
     }
     let n = ((end - start) / step + 1e-9).floor() as usize;
     Ok((0..=n).map(|i| start + i as f64 * step).collect())
 }
 
 /// Runs a `bazaar router` subcommand; the text to print, or what went wrong.
-pub fn run(command: RouterCommand) -> Result<String, String> {
+pub fn run(command: RouterCommand) -> Result<String, RouterError> {
     match command {
         RouterCommand::Train {
             data,
@@ -209,10 +251,12 @@ pub fn run(command: RouterCommand) -> Result<String, String> {
             let mut report = String::new();
             let settings = match cv {
                 None => fit.settings()?,
-                Some(k) if k < 2 => return Err("--cv needs at least 2 folds".into()),
+                Some(k) if k < 2 => {
+                    return Err(RouterError::Usage("--cv needs at least 2 folds".into()))
+                }
                 Some(k) => {
                     let mut best: Option<(f64, Settings)> = None;
-                    for s in fit.grid() {
+                    for s in fit.checked_grid()? {
                         let loss = train::cv_log_loss(&outcomes, s, k, seed);
                         report.push_str(&format!(
                             "cv {k} folds: {}: log-loss {loss:.5}\n",
@@ -222,7 +266,8 @@ pub fn run(command: RouterCommand) -> Result<String, String> {
                             best = Some((loss, s));
                         }
                     }
-                    let (loss, s) = best.ok_or("no settings to choose from")?;
+                    let (loss, s) = best
+                        .ok_or_else(|| RouterError::Usage("no settings to choose from".into()))?;
                     report.push_str(&format!("chosen: {} (log-loss {loss:.5})\n", s.describe()));
                     s
                 }
@@ -234,8 +279,10 @@ pub fn run(command: RouterCommand) -> Result<String, String> {
                 &format!("fitted on {name}: {} prompts", outcomes.prompts.len()),
             );
             let bytes = weights.to_bytes();
-            std::fs::write(&out, &bytes)
-                .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+            std::fs::write(&out, &bytes).map_err(|source| RouterError::Write {
+                path: out.clone(),
+                source,
+            })?;
             Ok(format!(
                 "{report}{}: {} bytes, {} prompts, models {}\n",
                 out.display(),
@@ -258,14 +305,16 @@ pub fn run(command: RouterCommand) -> Result<String, String> {
         } => {
             let outcomes = read_rows(&data)?;
             let cfg = Config::load_offline(&config, &process_env)
-                .map_err(|e| format!("{}: {e}", config.display()))?;
+                .map_err(|e| RouterError::Config(format!("{}: {e}", config.display())))?;
             let fixed = match weights {
                 Some(path) => {
-                    let bytes = std::fs::read(&path)
-                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                    Some(Arc::new(
-                        Weights::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?,
-                    ))
+                    let bytes = std::fs::read(&path).map_err(|source| RouterError::Read {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    let weights = Weights::parse(&bytes)
+                        .map_err(|source| RouterError::Weights { path, source })?;
+                    Some(Arc::new(weights))
                 }
                 None => None,
             };
@@ -277,7 +326,7 @@ pub fn run(command: RouterCommand) -> Result<String, String> {
                 seed,
                 settings: fit.settings()?,
                 fixed,
-                extra: train_extra.as_ref().map(read_rows).transpose()?,
+                extra: train_extra.as_deref().map(read_rows).transpose()?,
             };
             let report = eval::evaluate(&outcomes, &cfg, &options)?;
             Ok(report.to_string())

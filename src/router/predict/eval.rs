@@ -23,6 +23,21 @@ use crate::router::policy::Policy;
 use crate::router::prefs::Prefs;
 use crate::router::{build_plan, CallShape, RouterState};
 
+/// Why an evaluation could not run.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EvalError {
+    #[error("the rows name fewer than two models")]
+    TooFewModels,
+    #[error("cross-validation needs at least 2 folds")]
+    TooFewFolds,
+    #[error("cannot build the request for a prompt: {0}")]
+    Request(String),
+    #[error("planning failed: {0}")]
+    Plan(String),
+    #[error("route `{route}` chose `{model}`, which has no rows")]
+    NoRows { route: String, model: String },
+}
+
 // ---------------------------------------------------------------- metrics
 
 /// Area under the PGR curve over 0–100 % strong calls (trapezoid), PGR being
@@ -224,6 +239,7 @@ fn merged(outcomes: &Outcomes, extra: &Outcomes) -> Outcomes {
             scores: vec![None; models.len()],
             costs: vec![None; models.len()],
             task: o.task.clone(),
+            weight: o.weight,
         };
         for (i, m) in from.models.iter().enumerate() {
             if let Some(j) = models.iter().position(|x| x == m) {
@@ -250,17 +266,17 @@ fn plan_floors(
     prompt: &str,
     floors: &[f64],
     outcomes: &Outcomes,
-) -> Result<(Vec<usize>, Vec<Option<f64>>), String> {
+) -> Result<(Vec<usize>, Vec<Option<f64>>), EvalError> {
     let body = serde_json::json!({
         "model": route,
         "messages": [{"role": "user", "content": prompt}],
         "bazaar": {"policy": "cheapest-above-quality", "quality_floor": 0.0},
     });
-    let bytes = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
-    let req = ChatRequest::parse(&bytes).map_err(|e| format!("{e:?}"))?;
+    let bytes = serde_json::to_vec(&body).map_err(|e| EvalError::Request(e.to_string()))?;
+    let req = ChatRequest::parse(&bytes).map_err(|e| EvalError::Request(format!("{e:?}")))?;
     let providers: Vec<&str> = config.providers.iter().map(|p| p.id.as_str()).collect();
-    let mut prefs =
-        Prefs::parse(&req.fields, &HeaderMap::new(), &providers).map_err(|e| format!("{e:?}"))?;
+    let mut prefs = Prefs::parse(&req.fields, &HeaderMap::new(), &providers)
+        .map_err(|e| EvalError::Request(format!("{e:?}")))?;
     let call = CallShape::of(&req);
     let caller = CallerLimits::default();
     let now = tokio::time::Instant::now();
@@ -270,7 +286,7 @@ fn plan_floors(
         prefs.policy = Some(Policy::CheapestAboveQuality);
         prefs.quality_floor = Some(*f);
         let plan = build_plan(config, state, &call, &prefs, &caller, now)
-            .map_err(|e| format!("planning failed: {e:?}"))?;
+            .map_err(|e| EvalError::Plan(format!("{e:?}")))?;
         if i == 0 {
             for s in &plan.scored {
                 if let Some(m) = outcomes
@@ -283,13 +299,14 @@ fn plan_floors(
             }
         }
         out.push(chosen(outcomes, &plan).ok_or_else(|| {
-            format!(
-                "route `{route}` chose `{}`, which has no rows",
-                plan.candidates
+            EvalError::NoRows {
+                route: route.to_string(),
+                model: plan
+                    .candidates
                     .first()
-                    .map(|c| &*c.model)
-                    .unwrap_or("nothing")
-            )
+                    .map(|c| c.model.to_string())
+                    .unwrap_or_else(|| "nothing".into()),
+            }
         })?);
     }
     Ok((out, expected))
@@ -444,14 +461,18 @@ fn figures(
 
 /// Runs the evaluation: cross-validated (or with `options.fixed`), every held-out
 /// prompt planned by `build_plan` at every floor.
-pub fn evaluate(outcomes: &Outcomes, config: &Config, options: &Options) -> Result<Report, String> {
+pub fn evaluate(
+    outcomes: &Outcomes,
+    config: &Config,
+    options: &Options,
+) -> Result<Report, EvalError> {
     let n = outcomes.prompts.len();
     let n_models = outcomes.models.len();
     if n_models < 2 {
-        return Err("the rows name fewer than two models".into());
+        return Err(EvalError::TooFewModels);
     }
     if options.folds < 2 && options.fixed.is_none() {
-        return Err("cross-validation needs at least 2 folds".into());
+        return Err(EvalError::TooFewFolds);
     }
     let fold = folds(n, options.folds.max(1), options.seed);
     let n_folds = if options.fixed.is_some() {

@@ -5,10 +5,25 @@
 
 use std::path::Path;
 
-use super::rows::{self, Outcomes};
+use super::rows::{self, Outcomes, RowsError};
 use crate::billing::ledger::learn::{training_rows, TrainingRow};
 use crate::billing::ledger::Ledger;
 use crate::config::{process_env, redact_url, Config};
+
+/// Why the ledger gave nothing to train on.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerRowsError {
+    #[error("the ledger holds no call with both a kept prompt and a feedback score; set `[router.learn] keep_prompts = true` and post scores to /v1/feedback")]
+    Empty,
+    #[error("{0}")]
+    Rows(#[from] RowsError),
+    /// The config naming the ledger did not load.
+    #[error("{0}")]
+    Config(String),
+    /// The ledger could not be opened or read.
+    #[error("{0}")]
+    Read(String),
+}
 
 /// One CSV field, quoted as RFC 4180 wants.
 fn field(text: &str) -> String {
@@ -30,28 +45,29 @@ pub fn to_csv(rows: &[TrainingRow]) -> String {
 }
 
 /// The rows grouped into outcomes; an error says why there is nothing to train on.
-pub fn outcomes(rows: &[TrainingRow]) -> Result<Outcomes, String> {
+pub fn outcomes(rows: &[TrainingRow]) -> Result<Outcomes, LedgerRowsError> {
     if rows.is_empty() {
-        return Err("the ledger holds no call with both a kept prompt and a feedback score; set `[router.learn] keep_prompts = true` and post scores to /v1/feedback".into());
+        return Err(LedgerRowsError::Empty);
     }
-    rows::parse(&to_csv(rows))
+    Ok(rows::parse(&to_csv(rows))?)
 }
 
 /// Reads the training rows from the ledger the config at `config` names (the embedded
 /// default config when `None`).
-pub fn read(config: Option<&Path>) -> Result<Vec<TrainingRow>, String> {
+pub fn read(config: Option<&Path>) -> Result<Vec<TrainingRow>, LedgerRowsError> {
     let config = match config {
-        Some(p) => Config::load(p, &process_env).map_err(|e| format!("{}: {e}", p.display()))?,
+        Some(p) => Config::load(p, &process_env)
+            .map_err(|e| LedgerRowsError::Config(format!("{}: {e}", p.display())))?,
         None => Config::resolve(&Config::embedded_default(&process_env), &process_env)
-            .map_err(|e| e.to_string())?,
+            .map_err(|e| LedgerRowsError::Config(e.to_string()))?,
     };
     let url = config.ledger.url;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        .map_err(|e| LedgerRowsError::Read(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async {
-        let opened = |e| format!("the ledger at {}: {e}", redact_url(&url));
+        let opened = |e| LedgerRowsError::Read(format!("the ledger at {}: {e}", redact_url(&url)));
         let ledger = Ledger::connect(&url).await.map_err(opened)?;
         let rows = training_rows(&ledger).await.map_err(opened);
         ledger.close().await;
@@ -82,6 +98,9 @@ mod tests {
         assert_eq!(o.prompts.len(), 1);
         assert_eq!(o.prompts[0].prompt, "say \"hi\", then\nstop");
         assert_eq!(o.prompts[0].scores, [Some(0.25), Some(1.0)]);
-        assert!(outcomes(&[]).unwrap_err().contains("keep_prompts"));
+        assert!(outcomes(&[])
+            .unwrap_err()
+            .to_string()
+            .contains("keep_prompts"));
     }
 }

@@ -23,6 +23,8 @@ pub struct PromptScore {
     pub features: Features,
     /// The shared difficulty term (centred: 0 on an average training prompt).
     pub difficulty: f64,
+    /// The prompt's coordinates in the weights' learned projection (`rank` of them).
+    pub latent: Vec<f64>,
 }
 
 /// One candidate's prediction, with what it came from.
@@ -46,27 +48,48 @@ pub fn prior_for(facts: &Facts, task: Task) -> Option<f64> {
     }
 }
 
-/// The quality of `candidate` for this call: predicted from `prompt` with `weights`
-/// (matching the weights' model ids to the candidate's public id, then its upstream
-/// id), or the prior (50 when it has none) when the predictor is off.
-pub fn candidate_quality(
-    weights: Option<&Weights>,
-    prompt: Option<&PromptScore>,
-    candidate: &Candidate,
-    task: Task,
-) -> Prediction {
-    let prior = prior_for(&candidate.facts, task);
-    match (weights, prompt) {
-        (Some(w), Some(p)) => {
-            let known = w.model_index(&[&candidate.model, &candidate.upstream]);
-            w.predict(p, known, prior)
+/// The predictions of one call's candidates: the prompt is scored once, and each
+/// model the weights know once however many providers serve it.
+#[derive(Debug)]
+pub struct CallPredictor<'a> {
+    weights: Option<&'a Weights>,
+    prompt: Option<PromptScore>,
+    /// The learned part of each known model's log-odds on this prompt, once computed.
+    terms: Vec<Option<f64>>,
+}
+
+impl<'a> CallPredictor<'a> {
+    /// Scores `text` (the call's predictor view) with `weights`; with none (the
+    /// predictor off) every candidate gets its prior.
+    pub fn new(weights: Option<&'a Weights>, text: &str) -> Self {
+        CallPredictor {
+            weights,
+            prompt: weights.map(|w| w.score_prompt(text)),
+            terms: vec![None; weights.map_or(0, |w| w.models.len())],
         }
-        _ => {
-            let q = prior.unwrap_or(50.0);
-            Prediction {
-                prior: q,
-                quality: q,
-                known: None,
+    }
+
+    /// The quality of `candidate` for this call: predicted from the prompt (matching the
+    /// weights' model ids to the candidate's public id, then its upstream id), or the
+    /// prior (50 when it has none) when the predictor is off.
+    pub fn quality(&mut self, candidate: &Candidate, task: Task) -> Prediction {
+        let prior = prior_for(&candidate.facts, task);
+        match (self.weights, &self.prompt) {
+            (Some(w), Some(p)) => {
+                let known = w.model_index(&[&candidate.model, &candidate.upstream]);
+                let term = known.and_then(|i| {
+                    let slot = self.terms.get_mut(i)?;
+                    Some(*slot.get_or_insert_with(|| w.model_term(p, i)))
+                });
+                w.predict_with(p, known, prior, term)
+            }
+            _ => {
+                let q = prior.unwrap_or(50.0);
+                Prediction {
+                    prior: q,
+                    quality: q,
+                    known: None,
+                }
             }
         }
     }
@@ -95,9 +118,17 @@ impl Weights {
     pub fn score_prompt(&self, text: &str) -> PromptScore {
         let features = features::extract(text, self.buckets, self.split);
         let difficulty = f64::from(self.shared_bias) + self.dot(&self.shared, &features);
+        let width = self.buckets as usize + features::DENSE;
+        let latent = self
+            .projection
+            .chunks_exact(width)
+            .take(self.rank as usize)
+            .map(|row| self.dot(row, &features))
+            .collect();
         PromptScore {
             features,
             difficulty,
+            latent,
         }
     }
 
@@ -116,14 +147,43 @@ impl Weights {
         known: Option<usize>,
         prior: Option<f64>,
     ) -> Prediction {
+        let term = known
+            .filter(|i| *i < self.models.len())
+            .map(|i| self.model_term(prompt, i));
+        self.predict_with(prompt, known, prior, term)
+    }
+
+    /// The learned part of known model `i`'s log-odds on `prompt`: its bias plus its
+    /// weights dotted with the prompt's features, plus its factors times the prompt's
+    /// projection (0 past the last model).
+    pub fn model_term(&self, prompt: &PromptScore, i: usize) -> f64 {
+        self.models.get(i).map_or(0.0, |t| {
+            let factors: f64 = t
+                .factors
+                .iter()
+                .zip(&prompt.latent)
+                .map(|(u, h)| f64::from(*u) * h)
+                .sum();
+            f64::from(t.bias) + self.dot(&t.weights, &prompt.features) + factors
+        })
+    }
+
+    /// `predict` with the known model's `model_term` already computed.
+    fn predict_with(
+        &self,
+        prompt: &PromptScore,
+        known: Option<usize>,
+        prior: Option<f64>,
+        term: Option<f64>,
+    ) -> Prediction {
         let terms = known.and_then(|i| self.models.get(i));
         let prior = prior
             .or_else(|| terms.map(|t| f64::from(t.prior) * 100.0))
             .unwrap_or(50.0)
             .clamp(0.0, 100.0);
         let mut z = logit(prior / 100.0) + prompt.difficulty;
-        if let Some(t) = terms {
-            z += f64::from(t.bias) + self.dot(&t.weights, &prompt.features);
+        if let (Some(_), Some(term)) = (terms, term) {
+            z += term;
         }
         Prediction {
             prior,
@@ -149,11 +209,18 @@ impl Weights {
     pub fn top_features(&self, text: &str, known: Option<usize>, n: usize) -> Vec<(String, f64)> {
         let f = features::extract(text, self.buckets, self.split);
         let terms = known.and_then(|i| self.models.get(i));
+        let width = self.buckets as usize + features::DENSE;
+        // A feature's weight for this model: shared, own, and through the projection.
         let weight = |i: usize| {
-            f64::from(self.shared.get(i).copied().unwrap_or(0.0))
-                + terms
-                    .map(|t| f64::from(t.weights.get(i).copied().unwrap_or(0.0)))
-                    .unwrap_or(0.0)
+            let own = terms.map(|t| {
+                let factor = |(j, u): (usize, &f32)| {
+                    f64::from(*u)
+                        * f64::from(self.projection.get(j * width + i).copied().unwrap_or(0.0))
+                };
+                f64::from(t.weights.get(i).copied().unwrap_or(0.0))
+                    + t.factors.iter().enumerate().map(factor).sum::<f64>()
+            });
+            f64::from(self.shared.get(i).copied().unwrap_or(0.0)) + own.unwrap_or(0.0)
         };
         let value: std::collections::HashMap<u32, f32> = f.hashed.iter().copied().collect();
         let mask = self.buckets.max(1).next_power_of_two() - 1;

@@ -1,8 +1,24 @@
 //! Outcome rows for training and evaluation: a CSV with the header `prompt,model,score`
-//! (score 0–1) and optional `cost` (USD of that call) and `task` columns, several rows
-//! per prompt; grouped into one `Outcome` per distinct prompt, in first-seen order.
+//! (score 0–1) and optional `cost` (USD of that call), `task` and `weight` (how much the
+//! prompt counts in a fit, default 1) columns, several rows per prompt; grouped into one
+//! `Outcome` per distinct prompt, in first-seen order.
 
 use std::collections::HashMap;
+
+/// Why outcome rows were refused; a problem in a record names it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RowsError {
+    #[error("unterminated quoted field at line {0}")]
+    Unterminated(usize),
+    #[error("empty file; expected the header `prompt,model,score`")]
+    Empty,
+    #[error("header `{0}` lacks one of prompt, model, score")]
+    Header(String),
+    #[error("record {row}: {problem}")]
+    Record { row: usize, problem: String },
+    #[error("no rows after the header")]
+    NoRows,
+}
 
 /// One prompt with what each model scored on it.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,6 +30,9 @@ pub struct Outcome {
     pub costs: Vec<Option<f64>>,
     /// A task label when the rows give one.
     pub task: Option<String>,
+    /// How much the prompt counts in a fit (the last `weight` its rows give; 1 without).
+    /// Evaluation counts every prompt once whatever its weight.
+    pub weight: f64,
 }
 
 /// Outcomes grouped by prompt.
@@ -26,7 +45,7 @@ pub struct Outcomes {
 
 /// Splits CSV text into records (RFC 4180: quoted fields may hold commas, quotes as
 /// `""` and newlines).
-pub fn records(text: &str) -> Result<Vec<Vec<String>>, String> {
+pub fn records(text: &str) -> Result<Vec<Vec<String>>, RowsError> {
     let mut out = Vec::new();
     let mut record = Vec::new();
     let mut field = String::new();
@@ -60,7 +79,7 @@ pub fn records(text: &str) -> Result<Vec<Vec<String>>, String> {
         }
     }
     if quoted {
-        return Err(format!("unterminated quoted field at line {line}"));
+        return Err(RowsError::Unterminated(line));
     }
     if !field.is_empty() || !record.is_empty() {
         record.push(field);
@@ -70,20 +89,18 @@ pub fn records(text: &str) -> Result<Vec<Vec<String>>, String> {
 }
 
 /// Parses rows text into outcomes; every problem names its line.
-pub fn parse(text: &str) -> Result<Outcomes, String> {
+pub fn parse(text: &str) -> Result<Outcomes, RowsError> {
     let recs = records(text)?;
     let Some((header, body)) = recs.split_first() else {
-        return Err("empty file; expected the header `prompt,model,score`".into());
+        return Err(RowsError::Empty);
     };
     let col = |name: &str| header.iter().position(|h| h.trim() == name);
     let (Some(pc), Some(mc), Some(sc)) = (col("prompt"), col("model"), col("score")) else {
-        return Err(format!(
-            "header `{}` lacks one of prompt, model, score",
-            header.join(",")
-        ));
+        return Err(RowsError::Header(header.join(",")));
     };
     let cc = col("cost");
     let tc = col("task");
+    let wc = col("weight");
     let mut models: Vec<String> = body
         .iter()
         .filter_map(|r| r.get(mc).map(|m| m.trim().to_string()))
@@ -101,32 +118,36 @@ pub fn parse(text: &str) -> Result<Outcomes, String> {
     let mut sums: Vec<Vec<(f64, u32)>> = Vec::new();
     for (i, r) in body.iter().enumerate() {
         let row = i + 2;
+        let bad = |problem: String| RowsError::Record { row, problem };
         if r.len() == 1 && r[0].is_empty() {
             continue;
         }
         let get = |c: usize| r.get(c).map(String::as_str).unwrap_or("");
         let m = get(mc).trim();
         let Some(&mi) = index.get(m) else {
-            return Err(format!("record {row}: empty model"));
+            return Err(bad("empty model".into()));
         };
         let score: f64 = get(sc)
             .trim()
             .parse()
-            .map_err(|_| format!("record {row}: score `{}` is not a number", get(sc)))?;
+            .map_err(|_| bad(format!("score `{}` is not a number", get(sc))))?;
         if !(0.0..=1.0).contains(&score) {
-            return Err(format!("record {row}: score {score} is outside 0–1"));
+            return Err(bad(format!("score {score} is outside 0–1")));
         }
-        let cost = match cc.map(get).map(str::trim).filter(|c| !c.is_empty()) {
-            Some(c) => Some(
-                c.parse::<f64>()
+        // An optional column holding a non-negative number.
+        let amount = |col: Option<usize>, name: &str| -> Result<Option<f64>, RowsError> {
+            match col.map(get).map(str::trim).filter(|v| !v.is_empty()) {
+                Some(v) => v
+                    .parse::<f64>()
                     .ok()
-                    .filter(|c| c.is_finite() && *c >= 0.0)
-                    .ok_or_else(|| {
-                        format!("record {row}: cost `{c}` is not a non-negative number")
-                    })?,
-            ),
-            None => None,
+                    .filter(|v| v.is_finite() && *v >= 0.0)
+                    .map(Some)
+                    .ok_or_else(|| bad(format!("{name} `{v}` is not a non-negative number"))),
+                None => Ok(None),
+            }
         };
+        let cost = amount(cc, "cost")?;
+        let weight = amount(wc, "weight")?;
         let prompt = get(pc).to_string();
         let pi = *by_prompt.entry(prompt.clone()).or_insert_with(|| {
             prompts.push(Outcome {
@@ -134,6 +155,7 @@ pub fn parse(text: &str) -> Result<Outcomes, String> {
                 scores: vec![None; models.len()],
                 costs: vec![None; models.len()],
                 task: None,
+                weight: 1.0,
             });
             sums.push(vec![(0.0, 0); models.len()]);
             prompts.len() - 1
@@ -142,6 +164,9 @@ pub fn parse(text: &str) -> Result<Outcomes, String> {
         sums[pi][mi].1 += 1;
         if cost.is_some() {
             prompts[pi].costs[mi] = cost;
+        }
+        if let Some(w) = weight {
+            prompts[pi].weight = w;
         }
         if let Some(t) = tc.map(get).filter(|t| !t.is_empty()) {
             prompts[pi].task = Some(t.to_string());
@@ -154,7 +179,7 @@ pub fn parse(text: &str) -> Result<Outcomes, String> {
             .collect();
     }
     if prompts.is_empty() {
-        return Err("no rows after the header".into());
+        return Err(RowsError::NoRows);
     }
     Ok(Outcomes { models, prompts })
 }
@@ -173,16 +198,44 @@ mod tests {
         assert_eq!(o.prompts[0].costs, [Some(0.5), None]);
         assert_eq!(o.prompts[1].prompt, "say \"hi\"");
         assert_eq!(o.prompts[1].scores, [Some(0.5), None]);
+        assert_eq!(o.prompts[0].weight, 1.0);
+    }
+
+    #[test]
+    fn a_weight_column_weighs_its_prompt() {
+        let o = parse(
+            "prompt,model,score,weight
+x,a,1,2.5
+x,b,0,2.5
+y,a,1,
+",
+        )
+        .unwrap();
+        assert_eq!(o.prompts[0].weight, 2.5);
+        assert_eq!(o.prompts[1].weight, 1.0);
+        assert!(parse(
+            "prompt,model,score,weight
+x,a,1,-1
+"
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("weight"));
     }
 
     #[test]
     fn refuses_bad_rows_with_the_record() {
         assert!(parse("prompt,model,score\nx,a,2\n")
             .unwrap_err()
+            .to_string()
             .contains("outside 0–1"));
-        assert!(parse("prompt,model\nx,a\n").unwrap_err().contains("header"));
+        assert!(parse("prompt,model\nx,a\n")
+            .unwrap_err()
+            .to_string()
+            .contains("header"));
         assert!(parse("prompt,model,score\n\"x,a,1\n")
             .unwrap_err()
+            .to_string()
             .contains("unterminated"));
     }
 }

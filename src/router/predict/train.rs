@@ -1,11 +1,12 @@
 //! Fitting the predictor from outcomes: L2-regularised logistic regression on the
 //! stacked design (shared difficulty weights + per-model weights and bias, each model
-//! offset by the logit of its base rate), minimised with L-BFGS. Deterministic: same
-//! rows and settings, same bytes out. Single-threaded; no I/O.
+//! offset by the logit of its base rate; with `rank` > 0 also a learned prompt
+//! projection times a vector per model, the matrix-factorisation form), minimised with
+//! L-BFGS. Deterministic: same rows and settings, same bytes out. Single-threaded; no I/O.
 
 use super::features::{self, Features, DENSE};
 use super::rows::Outcomes;
-use super::weights::{ModelTerms, Weights};
+use super::weights::{ModelTerms, Weights, MAX_RANK};
 use crate::catalog::predictor::view;
 
 /// Training settings; the defaults are what cross-validation chose (docs/routing.md).
@@ -24,6 +25,12 @@ pub struct Settings {
     pub split: bool,
     /// L-BFGS iterations at most.
     pub iterations: u32,
+    /// Dimensions of the learned prompt projection shared by the models (0: none); each
+    /// model gets a vector of this many factors. For sets of many models, where one
+    /// model's own weights see too few prompts to generalise.
+    pub rank: u32,
+    /// L2 strength on the projection and the models' factors.
+    pub l2_factors: f64,
 }
 
 impl Default for Settings {
@@ -35,6 +42,8 @@ impl Default for Settings {
             l2_dense: 1e-5,
             split: true,
             iterations: 200,
+            rank: 0,
+            l2_factors: 1e-4,
         }
     }
 }
@@ -42,10 +51,17 @@ impl Default for Settings {
 impl Settings {
     /// A one-line description, stored in the weights file.
     pub fn describe(&self) -> String {
-        format!(
+        let mut s = format!(
             "buckets={} split={} l2_shared={} l2_model={} l2_dense={} iterations={}",
             self.buckets, self.split, self.l2_shared, self.l2_model, self.l2_dense, self.iterations
-        )
+        );
+        if self.rank > 0 {
+            s.push_str(&format!(
+                " rank={} l2_factors={}",
+                self.rank, self.l2_factors
+            ));
+        }
+        s
     }
 }
 
@@ -64,6 +80,8 @@ struct Problem {
     buckets: usize,
     features: Vec<Features>,
     pairs: Vec<Vec<(usize, f64)>>,
+    /// Each prompt's weight (`rows::Outcome::weight`).
+    weights: Vec<f64>,
     offsets: Vec<f64>,
     n_pairs: f64,
     settings: Settings,
@@ -90,9 +108,25 @@ impl Problem {
         }
     }
 
-    /// Parameters: shared weights, then per model its bias and weights.
+    fn rank(&self) -> usize {
+        self.settings.rank as usize
+    }
+
+    /// Parameters: shared weights, then per model its bias, weights and factors, then the
+    /// projection's rows.
     fn model_at(&self, m: usize) -> usize {
-        self.width + m * (self.width + 1)
+        self.width + m * (self.width + 1 + self.rank())
+    }
+
+    fn projection_at(&self) -> usize {
+        self.model_at(self.offsets.len())
+    }
+
+    /// The prompt's coordinates in the projection at `x`.
+    fn latent(&self, x: &[f64], f: &Features, out: &mut Vec<f64>) {
+        let (w, at) = (self.width, self.projection_at());
+        out.clear();
+        out.extend((0..self.rank()).map(|j| self.dot(&x[at + j * w..at + (j + 1) * w], f)));
     }
 
     /// Loss and gradient at `x`.
@@ -100,21 +134,42 @@ impl Problem {
         g.iter_mut().for_each(|v| *v = 0.0);
         let mut loss = 0.0;
         let w = self.width;
-        for (f, pairs) in self.features.iter().zip(&self.pairs) {
+        let rank = self.rank();
+        let proj = self.projection_at();
+        let mut h = Vec::with_capacity(rank);
+        let mut back = vec![0.0; rank];
+        for ((f, pairs), weight) in self.features.iter().zip(&self.pairs).zip(&self.weights) {
+            if *weight == 0.0 {
+                continue;
+            }
             let shared = self.dot(&x[..w], f);
+            self.latent(x, f, &mut h);
+            back.iter_mut().for_each(|v| *v = 0.0);
             let mut e_shared = 0.0;
             for &(m, y) in pairs {
                 let at = self.model_at(m);
-                let z = self.offsets[m] + x[at] + shared + self.dot(&x[at + 1..at + 1 + w], f);
+                let factors = at + 1 + w;
+                let z = self.offsets[m]
+                    + x[at]
+                    + shared
+                    + self.dot(&x[at + 1..factors], f)
+                    + dot(&x[factors..factors + rank], &h);
                 // log(1 + e^z) - y z, computed stably.
-                loss += z.max(0.0) + (-z.abs()).exp().ln_1p() - y * z;
-                let e = (sigmoid(z) - y) / self.n_pairs;
+                loss += weight * (z.max(0.0) + (-z.abs()).exp().ln_1p() - y * z);
+                let e = weight * (sigmoid(z) - y) / self.n_pairs;
                 e_shared += e;
                 g[at] += e;
+                for j in 0..rank {
+                    g[factors + j] += e * h[j];
+                    back[j] += e * x[factors + j];
+                }
                 let (_, rest) = g.split_at_mut(at + 1);
                 self.scatter(&mut rest[..w], f, e);
             }
             self.scatter(&mut g[..w], f, e_shared);
+            for (j, b) in back.iter().enumerate() {
+                self.scatter(&mut g[proj + j * w..proj + (j + 1) * w], f, *b);
+            }
         }
         loss /= self.n_pairs;
         let s = &self.settings;
@@ -127,6 +182,13 @@ impl Problem {
                 loss += 0.5 * l2 * v * v;
                 g[at + i] += l2 * v;
             }
+        }
+        let factors = (0..self.offsets.len())
+            .map(|m| self.model_at(m) + 1 + w..self.model_at(m) + 1 + w + rank);
+        for i in factors.flatten().chain(proj..proj + rank * w) {
+            let v = x[i];
+            loss += 0.5 * s.l2_factors * v * v;
+            g[i] += s.l2_factors * v;
         }
         loss
     }
@@ -224,8 +286,10 @@ pub fn fit(
     let mut sums = vec![(0.0, 0.0); n_models];
     let mut feats = Vec::with_capacity(subset.len());
     let mut pairs = Vec::with_capacity(subset.len());
+    let mut weights = Vec::with_capacity(subset.len());
     for &i in subset {
         let o = &outcomes.prompts[i];
+        weights.push(o.weight);
         feats.push(features::extract(
             &view::of_prompt(&o.prompt),
             buckets,
@@ -238,8 +302,8 @@ pub fn fit(
             .filter_map(|(m, s)| s.map(|s| (m, s)))
             .collect();
         for &(m, s) in &observed {
-            sums[m].0 += s;
-            sums[m].1 += 1.0;
+            sums[m].0 += o.weight * s;
+            sums[m].1 += o.weight;
         }
         pairs.push(observed);
     }
@@ -251,27 +315,39 @@ pub fn fit(
         width,
         buckets: buckets as usize,
         features: feats,
-        n_pairs: sums.iter().map(|(_, n)| n).sum::<f64>().max(1.0),
+        n_pairs: sums.iter().map(|(_, n)| n).sum::<f64>().max(1e-12),
         pairs,
+        weights,
         offsets: base.iter().map(|b| logit(*b)).collect(),
         settings: Settings {
             buckets,
+            rank: settings.rank.min(MAX_RANK),
             ..settings
         },
     };
-    let mut x = vec![0.0; width + n_models * (width + 1)];
+    let rank = settings.rank.min(MAX_RANK) as usize;
+    let mut x = vec![0.0; problem.projection_at() + rank * width];
+    // The projection starts small and seeded (factors at 0): with both at 0 neither
+    // would ever move, and the same seed keeps the fit deterministic.
+    let mut state = 0x6b61_7a61_6172u64;
+    let proj = problem.projection_at();
+    for v in &mut x[proj..] {
+        *v = ((super::splitmix(&mut state) >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 0.2;
+    }
     lbfgs(&problem, &mut x);
     // Centre the shared term so a model the weights do not know sits at its prior on an
-    // average training prompt; known models keep the same predictions.
-    let mean_d = if problem.features.is_empty() {
-        0.0
-    } else {
+    // average (weighted) training prompt; known models keep the same predictions.
+    let total: f64 = problem.weights.iter().sum();
+    let mean_d = if total > 0.0 {
         problem
             .features
             .iter()
-            .map(|f| problem.dot(&x[..width], f))
+            .zip(&problem.weights)
+            .map(|(f, w)| w * problem.dot(&x[..width], f))
             .sum::<f64>()
-            / problem.features.len() as f64
+            / total
+    } else {
+        0.0
     };
     let models = outcomes
         .models
@@ -287,6 +363,10 @@ pub fn fit(
                     .iter()
                     .map(|v| *v as f32)
                     .collect(),
+                factors: x[at + 1 + width..at + 1 + width + rank]
+                    .iter()
+                    .map(|v| *v as f32)
+                    .collect(),
             }
         })
         .collect();
@@ -296,13 +376,16 @@ pub fn fit(
         note: format!("{note}; {}", settings.describe()),
         shared_bias: (-mean_d) as f32,
         shared: x[..width].iter().map(|v| *v as f32).collect(),
+        rank: rank as u32,
+        projection: x[proj..].iter().map(|v| *v as f32).collect(),
         models,
     }
 }
 
 /// Out-of-fold fit of `settings` on `outcomes`: K-fold cross-validation grouped by
 /// prompt (the folds `bazaar router eval` uses for `seed`); the mean log-loss of the
-/// held-out predictions over every observed (prompt, model) pair. Lower is better.
+/// held-out predictions over every observed (prompt, model) pair, each counted with its
+/// prompt's weight. Lower is better.
 pub fn cv_log_loss(outcomes: &Outcomes, settings: Settings, folds: usize, seed: u64) -> f64 {
     let n = outcomes.prompts.len();
     let fold = super::eval::folds(n, folds.max(2), seed);
@@ -319,8 +402,8 @@ pub fn cv_log_loss(outcomes: &Outcomes, settings: Settings, folds: usize, seed: 
                 let Some(y) = y else { continue };
                 let known = w.model_index(&[&outcomes.models[m]]);
                 let q = (w.predict(&score, known, None).quality / 100.0).clamp(1e-6, 1.0 - 1e-6);
-                loss -= y * q.ln() + (1.0 - y) * (1.0 - q).ln();
-                pairs += 1.0;
+                loss -= o.weight * (y * q.ln() + (1.0 - y) * (1.0 - q).ln());
+                pairs += o.weight;
             }
         }
     }
@@ -368,12 +451,62 @@ mod tests {
             l2_dense: l2,
             split: true,
             iterations: 50,
+            ..Settings::default()
         };
         // Heavy regularisation cannot learn the math/chit-chat split; light can.
         let light = cv_log_loss(&o, s(1e-4), 4, 1);
         let heavy = cv_log_loss(&o, s(10.0), 4, 1);
         assert!(light < heavy, "{light} >= {heavy}");
         assert_eq!(light, cv_log_loss(&o, s(1e-4), 4, 1));
+    }
+
+    #[test]
+    fn the_projection_learns_what_models_own_weights_may_not() {
+        // Two models failing opposite kinds of prompt: no shared difficulty explains it,
+        // and their own weights are held at 0; only the projection and factors can.
+        let mut csv = String::from("prompt,model,score\n");
+        for i in 0..40 {
+            let (math, chat) = (
+                format!("solve the equation {i} x + 3 = 7"),
+                format!("say hello to friend number {i}"),
+            );
+            csv.push_str(&format!("\"{math}\",a,0\n\"{math}\",b,1\n"));
+            csv.push_str(&format!("\"{chat}\",a,1\n\"{chat}\",b,0\n"));
+        }
+        let o = rows::parse(&csv).unwrap();
+        let s = Settings {
+            buckets: 1 << 10,
+            l2_model: 1e3,
+            l2_dense: 1e3,
+            rank: 2,
+            l2_factors: 1e-4,
+            ..Settings::default()
+        };
+        let w = fit(&o, None, s, "toy");
+        assert_eq!(w.rank, 2);
+        let (a, b) = (w.model_index(&["a"]), w.model_index(&["b"]));
+        let q = |t: &str, m| w.predict(&w.score_prompt(t), m, None).quality;
+        let (math, chat) = (
+            "solve the equation 99 x + 3 = 7",
+            "say hello to friend number 99",
+        );
+        assert!(
+            q(math, a) < 30.0 && q(math, b) > 70.0,
+            "{} {}",
+            q(math, a),
+            q(math, b)
+        );
+        assert!(
+            q(chat, a) > 70.0 && q(chat, b) < 30.0,
+            "{} {}",
+            q(chat, a),
+            q(chat, b)
+        );
+        // The file keeps it.
+        let back = Weights::parse(&w.to_bytes()).unwrap();
+        assert_eq!(back, w);
+        let top = w.top_features(math, a, 3);
+        assert!(top[0].1 < 0.0, "{top:?}");
     }
 
     #[test]

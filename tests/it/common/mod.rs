@@ -104,6 +104,14 @@ impl TestGateway {
             std::fs::create_dir_all(&dir).unwrap();
             config.rebase_paths(&dir);
         }
+        // The gateway closes a kept-alive connection idle for `header_read_timeout`; a
+        // client keeping idle connections longer may reuse one just as it is closed, and
+        // the request fails (`IncompleteMessage`). So the test client, like the SDKs
+        // (httpx keeps them 5 s), lets go of them well before.
+        let client = reqwest::Client::builder()
+            .pool_idle_timeout(config.server.header_read_timeout / 2)
+            .build()
+            .unwrap();
         let state = AppState::new(Runtime::build(config).unwrap());
         bazaar::start_billing(&state, bazaar::billing::system_clock())
             .await
@@ -117,7 +125,7 @@ impl TestGateway {
         TestGateway {
             addr,
             state,
-            client: reqwest::Client::new(),
+            client,
             stop: Some(stop),
             done: Some(done),
         }
