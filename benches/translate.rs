@@ -24,7 +24,7 @@ use bazaar::providers::gemini::{request as gemini_request, stream::GeminiStream}
 use bazaar::providers::http::translate_all;
 use bazaar::providers::Chunk;
 use bazaar::server::relay::{Framer, OpenAiFramer};
-use bazaar::server::responses::completed_with_billed_usage;
+use bazaar::server::responses::finish_billed;
 use bytes::{Bytes, BytesMut};
 
 const CHAT: &[u8] = br#"{"model":"m","max_tokens":512,"temperature":0.2,"stream":true,
@@ -233,12 +233,8 @@ fn streams(responses: &ResponsesRequest) {
             for c in &chunks {
                 writer.chunk(&c.data, c.usage, &mut out).unwrap();
             }
-            let mut closing = BytesMut::new();
-            writer.finish(&mut closing);
             // As the server ends it: `response.completed` with the billed usage.
-            let last = memchr::memmem::rfind(&closing, b"event: response.").unwrap();
-            out.extend_from_slice(&closing[..last]);
-            out.extend_from_slice(&completed_with_billed_usage(&closing[last..], &billed).unwrap());
+            finish_billed(&mut writer, Some(&billed), &mut out);
             std::hint::black_box(&out);
         }) / n,
         3.0,

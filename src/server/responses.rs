@@ -24,7 +24,7 @@ use super::state::{AppState, Runtime};
 use super::RequestId;
 use crate::api::openai::RawObject;
 use crate::api::responses::items::{self, ItemsQuery};
-use crate::api::responses::reply::{self, FailedWith, ResponseOut, Status};
+use crate::api::responses::reply::{self, FailedWith, ResponseOut, ResponsesUsage, Status};
 use crate::api::responses::stream::StreamWriter;
 use crate::api::responses::{new_id, ResponsesRequest};
 use crate::api::{ApiError, ReplyError};
@@ -399,6 +399,18 @@ fn frame_data(frame: &[u8]) -> Option<&[u8]> {
 /// A `response.completed` (or `…incomplete`) frame with its response's `usage` saying
 /// what the call was billed (`cost`, and `estimated` when the gateway counted), as
 /// chat and messages replies carry it; `None` when the frame has no response object.
+/// Ends a translated stream: the last event (`response.completed` or `…incomplete`) and
+/// the response kept for storing carry the usage the call was `billed`.
+pub fn finish_billed(writer: &mut StreamWriter, billed: Option<&Billed>, out: &mut BytesMut) {
+    let usage = billed.and_then(|b| {
+        let reported = writer
+            .usage()
+            .and_then(|u| serde_json::value::to_raw_value(&ResponsesUsage::from_usage(&u)).ok());
+        serde_json::value::to_raw_value(&b.responses_usage_json(reported.as_deref())).ok()
+    });
+    writer.finish_with_usage(out, usage.as_deref());
+}
+
 pub fn completed_with_billed_usage(frame: &[u8], billed: &Billed) -> Option<Vec<u8>> {
     let (start, end) = frame_data_at(frame)?;
     let event = RawObject::parse(&frame[start..end]).ok()?;
@@ -515,25 +527,11 @@ impl Framer for ResponsesFramer {
 
     fn end(&mut self, billed: Option<&Billed>, out: &mut BytesMut) {
         if let ResponsesFramer::Translated(writer, keeper) = self {
-            let mut closing = BytesMut::new();
-            writer.finish(&mut closing);
-            // The last frame is `response.completed` (or `…incomplete`): its usage says
-            // what the call was billed.
-            let last = memchr::memmem::rfind(&closing, b"event: response.").unwrap_or(0);
-            match billed.and_then(|b| completed_with_billed_usage(&closing[last..], b)) {
-                Some(frame) => {
-                    out.put_slice(&closing[..last]);
-                    out.put_slice(&frame);
-                }
-                None => out.put_slice(&closing),
-            }
+            finish_billed(writer, billed, out);
             if let (Some(keeper), Some(done)) = (keeper.as_ref(), writer.take_finished()) {
-                let response = billed
-                    .and_then(|b| response_with_billed_usage(&done.response, b))
-                    .unwrap_or(done.response);
                 keeper
                     .store
-                    .save(&keeper.key_name, done.id, response, done.items);
+                    .save(&keeper.key_name, done.id, done.response, done.items);
             }
         }
     }

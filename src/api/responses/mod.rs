@@ -138,18 +138,92 @@ fn owned(v: Option<&RawValue>, default: &str) -> Box<RawValue> {
 
 /// The tools a response object repeats: function tools with `strict` and `parameters`
 /// present (null when the client left them out), as OpenAI's response object has them.
+/// Written from the client's raw JSON, each tool's text kept.
 fn echo_tools(tools: Option<&RawValue>) -> Box<RawValue> {
-    let Some(mut list) = tools.and_then(|t| {
-        serde_json::from_str::<Vec<serde_json::Map<String, serde_json::Value>>>(t.get()).ok()
-    }) else {
+    let Some(list) = tools.and_then(|t| serde_json::from_str::<Vec<&RawValue>>(t.get()).ok())
+    else {
         return raw("[]");
     };
-    for tool in &mut list {
-        for key in ["strict", "parameters"] {
-            tool.entry(key).or_insert(serde_json::Value::Null);
+    let mut out = String::with_capacity(tools.map_or(2, |t| t.get().len()) + 40 * list.len());
+    out.push('[');
+    for (i, tool) in list.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let text = tool.get();
+        let keys: ToolKeys = match serde_json::from_str(text) {
+            Ok(keys) => keys,
+            Err(_) => return raw("[]"),
+        };
+        let missing = [("strict", keys.strict), ("parameters", keys.parameters)];
+        match text.strip_suffix('}') {
+            Some(open) if keys.function && missing.iter().any(|(_, has)| !has) => {
+                out.push_str(open);
+                let mut empty = keys.count == 0;
+                for (key, _) in missing.iter().filter(|(_, has)| !has) {
+                    if !std::mem::take(&mut empty) {
+                        out.push(',');
+                    }
+                    out.push('"');
+                    out.push_str(key);
+                    out.push_str("\":null");
+                }
+                out.push('}');
+            }
+            _ => out.push_str(text),
         }
     }
-    serde_json::value::to_raw_value(&list).unwrap_or_else(|_| raw("[]"))
+    out.push(']');
+    RawValue::from_string(out).unwrap_or_else(|_| raw("[]"))
+}
+
+/// Which keys a tool object has, as far as `echo_tools` asks.
+#[derive(Default)]
+struct ToolKeys {
+    function: bool,
+    strict: bool,
+    parameters: bool,
+    count: usize,
+}
+
+impl<'de> serde::Deserialize<'de> for ToolKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ToolKeys, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = ToolKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a tool object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ToolKeys, A::Error> {
+                let mut keys = ToolKeys::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<str>>()? {
+                    keys.count += 1;
+                    match key.as_ref() {
+                        "type" => {
+                            let kind: &RawValue = map.next_value()?;
+                            keys.function = kind.get() == "\"function\"";
+                        }
+                        "strict" => {
+                            keys.strict = true;
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                        "parameters" => {
+                            keys.parameters = true;
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(keys)
+            }
+        }
+        d.deserialize_map(Keys)
+    }
 }
 
 fn field_error(field: impl Into<String>, message: impl Into<String>) -> ApiError {
@@ -277,22 +351,35 @@ fn conversation(fields: &RawObject, history: Option<&RawValue>) -> Result<Box<Ra
         .get("input")
         .filter(|v| v.get() != "null")
         .ok_or_else(|| field_error("input", "`input` is required."))?;
+    // The client's input is valid JSON already: built from it, the conversation needs
+    // no second validating parse.
     let this = match input.get().as_bytes().first() {
-        Some(b'"') => format!(r#"[{{"role":"user","content":{}}}]"#, input.get()),
-        Some(b'[') => input.get().to_string(),
+        Some(b'"') => {
+            #[derive(Serialize)]
+            struct UserText<'a> {
+                role: &'static str,
+                content: &'a RawValue,
+            }
+            serde_json::value::to_raw_value(&[UserText {
+                role: "user",
+                content: input,
+            }])
+        }
+        Some(b'[') => Ok(input.to_owned()),
         _ => {
             return Err(field_error(
                 "input",
                 "`input` must be a string or an array of input items.",
             ))
         }
-    };
-    let all = match history {
-        Some(h) => reply::join_arrays(h.get(), &this),
-        None => this,
-    };
-    RawValue::from_string(all)
-        .map_err(|e| ApiError::bad_request(format!("The conversation cannot be assembled: {e}.")))
+    }
+    .map_err(|e| ApiError::bad_request(format!("The conversation cannot be assembled: {e}.")))?;
+    match history {
+        Some(h) => RawValue::from_string(reply::join_arrays(h.get(), this.get())).map_err(|e| {
+            ApiError::bad_request(format!("The conversation cannot be assembled: {e}."))
+        }),
+        None => Ok(this),
+    }
 }
 
 /// A fresh id with OpenAI's prefix for its kind (`resp`, `msg`, `fc`, `rs`).

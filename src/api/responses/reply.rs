@@ -222,6 +222,14 @@ pub struct FailedWith {
     pub message: String,
 }
 
+/// A response's `usage`: the counts, or a usage object already written (the billed one).
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum UsageOut<'a> {
+    Counts(ResponsesUsage),
+    Written(&'a RawValue),
+}
+
 /// Writes a whole response object.
 #[derive(Serialize)]
 pub struct ResponseOut<'a> {
@@ -248,7 +256,7 @@ pub struct ResponseOut<'a> {
     pub top_p: &'a RawValue,
     pub truncation: &'a RawValue,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<ResponsesUsage>,
+    pub usage: Option<UsageOut<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<&'a RawValue>,
     pub metadata: &'a RawValue,
@@ -292,7 +300,9 @@ impl<'a> ResponseOut<'a> {
             tools: &echo.tools,
             top_p: &echo.top_p,
             truncation: &echo.truncation,
-            usage: usage.as_ref().map(ResponsesUsage::from_usage),
+            usage: usage
+                .as_ref()
+                .map(|u| UsageOut::Counts(ResponsesUsage::from_usage(u))),
             user: Some(&*echo.user).filter(|u| u.get() != "null"),
             metadata: &echo.metadata,
         }

@@ -10,8 +10,11 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use serde::Serialize;
 
+use serde_json::value::RawValue;
+
 use super::reply::{
     join_arrays, FailedWith, Finished, OutputContent, OutputItem, ResponseOut, Status, SummaryText,
+    UsageOut,
 };
 use super::{new_id, Echo};
 use crate::api::chat_view::{ChunkIn, ToolDeltaIn};
@@ -49,8 +52,71 @@ struct ItemDelta<'a> {
     item_id: &'a str,
     output_index: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
+    content_index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     summary_index: Option<u32>,
     delta: &'a str,
+}
+
+/// `…text.done`, `…refusal.done`, `…reasoning_summary_text.done` (the whole text) and
+/// `…part.added`/`…part.done` (the part): where in the response, then what.
+#[derive(Serialize)]
+struct PartEvent<'a, P: Serialize> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    sequence_number: u64,
+    item_id: &'a str,
+    output_index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_index: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary_index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refusal: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<[(); 0]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    part: Option<&'a P>,
+}
+
+impl<'a, P: Serialize> PartEvent<'a, P> {
+    /// A `…part.added`/`…part.done` event: `part`, at `content_index` of a message or
+    /// `summary_index` of a reasoning item.
+    fn of_part(
+        kind: &'static str,
+        sequence_number: u64,
+        item_id: &'a str,
+        output_index: usize,
+        content_index: Option<usize>,
+        summary_index: Option<u32>,
+        part: &'a P,
+    ) -> Self {
+        PartEvent {
+            kind,
+            sequence_number,
+            item_id,
+            output_index,
+            content_index,
+            summary_index,
+            text: None,
+            refusal: None,
+            logprobs: None,
+            part: Some(part),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ArgumentsDone<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    sequence_number: u64,
+    item_id: &'a str,
+    output_index: usize,
+    name: &'a str,
+    arguments: &'a str,
 }
 
 #[derive(Serialize)]
@@ -120,12 +186,17 @@ impl StreamWriter {
 
     /// The response as it stands, with `status` (usage only once it is no longer in
     /// progress) and the error it `failed` with, if any.
-    fn response<'w>(&'w self, status: Status, failed: Option<&'w FailedWith>) -> ResponseOut<'w> {
+    fn response<'w>(
+        &'w self,
+        status: Status,
+        failed: Option<&'w FailedWith>,
+        written_usage: Option<&'w RawValue>,
+    ) -> ResponseOut<'w> {
         let usage = match status {
             Status::InProgress => None,
             _ => self.usage,
         };
-        ResponseOut::new(
+        let mut response = ResponseOut::new(
             &self.id,
             self.created_at,
             &self.model,
@@ -134,7 +205,11 @@ impl StreamWriter {
             &self.output,
             usage,
             failed,
-        )
+        );
+        if let Some(usage) = written_usage {
+            response.usage = Some(UsageOut::Written(usage));
+        }
+        response
     }
 
     fn response_event(
@@ -143,9 +218,10 @@ impl StreamWriter {
         kind: &'static str,
         status: Status,
         error: Option<&FailedWith>,
+        usage: Option<&RawValue>,
     ) {
         let seq = self.next_seq();
-        let response = self.response(status, error);
+        let response = self.response(status, error, usage);
         frame(
             out,
             kind,
@@ -162,8 +238,8 @@ impl StreamWriter {
             return;
         }
         self.started = true;
-        self.response_event(out, "response.created", Status::InProgress, None);
-        self.response_event(out, "response.in_progress", Status::InProgress, None);
+        self.response_event(out, "response.created", Status::InProgress, None, None);
+        self.response_event(out, "response.in_progress", Status::InProgress, None, None);
     }
 
     fn item_event(&mut self, out: &mut BytesMut, kind: &'static str, index: usize) {
@@ -200,66 +276,95 @@ impl StreamWriter {
             Open::None => return,
             Open::Reasoning => {
                 let (s1, s2) = (self.next_seq(), self.next_seq());
-                let id = self.item_id(index).to_string();
-                if let Some(OutputItem::Reasoning { summary, .. }) = self.output.get(index) {
-                    let text = summary.first().map(|s| s.text.as_str()).unwrap_or("");
+                if let Some(OutputItem::Reasoning { id, summary }) = self.output.get(index) {
+                    let empty = SummaryText {
+                        kind: "summary_text",
+                        text: String::new(),
+                    };
+                    let part = summary.first().unwrap_or(&empty);
                     frame(
                         out,
                         "response.reasoning_summary_text.done",
-                        &serde_json::json!({
-                        "type": "response.reasoning_summary_text.done", "sequence_number": s1,
-                        "item_id": id, "output_index": index, "summary_index": 0, "text": text}),
+                        &PartEvent::<()> {
+                            kind: "response.reasoning_summary_text.done",
+                            sequence_number: s1,
+                            item_id: id,
+                            output_index: index,
+                            content_index: None,
+                            summary_index: Some(0),
+                            text: Some(&part.text),
+                            refusal: None,
+                            logprobs: None,
+                            part: None,
+                        },
                     );
                     frame(
                         out,
                         "response.reasoning_summary_part.done",
-                        &serde_json::json!({
-                        "type": "response.reasoning_summary_part.done", "sequence_number": s2,
-                        "item_id": id, "output_index": index, "summary_index": 0,
-                        "part": {"type": "summary_text", "text": text}}),
+                        &PartEvent::of_part(
+                            "response.reasoning_summary_part.done",
+                            s2,
+                            id,
+                            index,
+                            None,
+                            Some(0),
+                            part,
+                        ),
                     );
                 }
             }
             Open::Text => {
-                let id = self.item_id(index).to_string();
-                let content = match self.output.get_mut(index) {
-                    Some(OutputItem::Message {
-                        status, content, ..
-                    }) => {
-                        *status = "completed";
-                        content.clone()
-                    }
-                    _ => Vec::new(),
-                };
-                for (ci, part) in content.iter().enumerate() {
-                    let seq = self.next_seq();
-                    match part {
-                        OutputContent::OutputText { text, .. } => frame(
+                let mut seq = self.seq;
+                if let Some(OutputItem::Message {
+                    id,
+                    status,
+                    content,
+                    ..
+                }) = self.output.get_mut(index)
+                {
+                    *status = "completed";
+                    for (ci, part) in content.iter().enumerate() {
+                        let (kind, text, refusal, logprobs) = match part {
+                            OutputContent::OutputText { text, .. } => {
+                                ("response.output_text.done", Some(text), None, Some([]))
+                            }
+                            OutputContent::Refusal { refusal } => {
+                                ("response.refusal.done", None, Some(refusal), None)
+                            }
+                        };
+                        frame(
                             out,
-                            "response.output_text.done",
-                            &serde_json::json!({
-                            "type": "response.output_text.done", "sequence_number": seq,
-                            "item_id": id, "output_index": index, "content_index": ci,
-                            "text": text, "logprobs": []}),
-                        ),
-                        OutputContent::Refusal { refusal } => frame(
+                            kind,
+                            &PartEvent::<()> {
+                                kind,
+                                sequence_number: seq,
+                                item_id: id,
+                                output_index: index,
+                                content_index: Some(ci),
+                                summary_index: None,
+                                text: text.map(String::as_str),
+                                refusal: refusal.map(String::as_str),
+                                logprobs,
+                                part: None,
+                            },
+                        );
+                        frame(
                             out,
-                            "response.refusal.done",
-                            &serde_json::json!({
-                            "type": "response.refusal.done", "sequence_number": seq,
-                            "item_id": id, "output_index": index, "content_index": ci,
-                            "refusal": refusal}),
-                        ),
+                            "response.content_part.done",
+                            &PartEvent::of_part(
+                                "response.content_part.done",
+                                seq + 1,
+                                id,
+                                index,
+                                Some(ci),
+                                None,
+                                part,
+                            ),
+                        );
+                        seq += 2;
                     }
-                    let seq = self.next_seq();
-                    frame(
-                        out,
-                        "response.content_part.done",
-                        &serde_json::json!({
-                        "type": "response.content_part.done", "sequence_number": seq,
-                        "item_id": id, "output_index": index, "content_index": ci, "part": part}),
-                    );
                 }
+                self.seq = seq;
             }
             Open::Tool(_) => {
                 let s1 = self.next_seq();
@@ -275,9 +380,14 @@ impl StreamWriter {
                     frame(
                         out,
                         "response.function_call_arguments.done",
-                        &serde_json::json!({
-                        "type": "response.function_call_arguments.done", "sequence_number": s1,
-                        "item_id": id, "output_index": index, "name": name, "arguments": arguments}),
+                        &ArgumentsDone {
+                            kind: "response.function_call_arguments.done",
+                            sequence_number: s1,
+                            item_id: id,
+                            output_index: index,
+                            name,
+                            arguments,
+                        },
                     );
                 }
             }
@@ -308,10 +418,18 @@ impl StreamWriter {
             frame(
                 out,
                 "response.reasoning_summary_part.added",
-                &serde_json::json!({
-                "type": "response.reasoning_summary_part.added", "sequence_number": seq,
-                "item_id": self.item_id(index), "output_index": index, "summary_index": 0,
-                "part": {"type": "summary_text", "text": ""}}),
+                &PartEvent::of_part(
+                    "response.reasoning_summary_part.added",
+                    seq,
+                    self.item_id(index),
+                    index,
+                    None,
+                    Some(0),
+                    &SummaryText {
+                        kind: "summary_text",
+                        text: String::new(),
+                    },
+                ),
             );
             if let Some(OutputItem::Reasoning { summary, .. }) = self.output.get_mut(index) {
                 summary.push(SummaryText {
@@ -334,6 +452,7 @@ impl StreamWriter {
                     sequence_number: seq,
                     item_id: id,
                     output_index: index,
+                    content_index: None,
                     summary_index: Some(0),
                     delta,
                 },
@@ -374,15 +493,24 @@ impl StreamWriter {
                 OutputContent::text(String::new())
             });
             let ci = content.len() - 1;
-            let part = content[ci].clone();
             let seq = self.next_seq();
-            frame(
-                out,
-                "response.content_part.added",
-                &serde_json::json!({
-                "type": "response.content_part.added", "sequence_number": seq,
-                "item_id": self.item_id(index), "output_index": index, "content_index": ci, "part": part}),
-            );
+            if let Some(OutputItem::Message { id, content, .. }) = self.output.get(index) {
+                if let Some(part) = content.get(ci) {
+                    frame(
+                        out,
+                        "response.content_part.added",
+                        &PartEvent::of_part(
+                            "response.content_part.added",
+                            seq,
+                            id,
+                            index,
+                            Some(ci),
+                            None,
+                            part,
+                        ),
+                    );
+                }
+            }
         }
         let seq = self.next_seq();
         let Some(OutputItem::Message { id, content, .. }) = self.output.get_mut(index) else {
@@ -411,9 +539,15 @@ impl StreamWriter {
                 frame(
                     out,
                     "response.refusal.delta",
-                    &serde_json::json!({
-                    "type": "response.refusal.delta", "sequence_number": seq, "item_id": id,
-                    "output_index": index, "content_index": ci, "delta": delta}),
+                    &ItemDelta {
+                        kind: "response.refusal.delta",
+                        sequence_number: seq,
+                        item_id: id,
+                        output_index: index,
+                        content_index: Some(ci as u32),
+                        summary_index: None,
+                        delta,
+                    },
                 );
             }
             None => {}
@@ -457,6 +591,7 @@ impl StreamWriter {
                         sequence_number: seq,
                         item_id: id,
                         output_index: index,
+                        content_index: None,
                         summary_index: None,
                         delta: args,
                     },
@@ -510,6 +645,12 @@ impl StreamWriter {
     /// Closes a complete stream: the open item's `…done` events, then
     /// `response.completed` (or `response.incomplete`) with the whole response.
     pub fn finish(&mut self, out: &mut BytesMut) {
+        self.finish_with_usage(out, None);
+    }
+
+    /// Like `finish`, with `usage` (when given) written as the last event's and the kept
+    /// response's usage instead of the counts: the billed usage, written once.
+    pub fn finish_with_usage(&mut self, out: &mut BytesMut, usage: Option<&RawValue>) {
         if self.done {
             return;
         }
@@ -520,17 +661,22 @@ impl StreamWriter {
             Status::Incomplete(_) => "response.incomplete",
             _ => "response.completed",
         };
-        self.response_event(out, kind, status, None);
+        self.response_event(out, kind, status, None, usage);
         self.done = true;
         if let Some(items) = self.items.take() {
             let output = serde_json::to_string(&self.output).unwrap_or_else(|_| "[]".into());
-            let response = self.response(status, None);
+            let response = self.response(status, None, usage);
             self.finished = Some(Finished {
                 id: self.id.clone(),
                 response: serde_json::to_vec(&response).unwrap_or_default(),
                 items: join_arrays(&items, &output),
             });
         }
+    }
+
+    /// The usage the backend reported so far.
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
     }
 
     /// Ends the stream with `response.failed` carrying `message`.
@@ -543,7 +689,7 @@ impl StreamWriter {
             code: "server_error",
             message: message.to_string(),
         };
-        self.response_event(out, "response.failed", Status::Failed, Some(&error));
+        self.response_event(out, "response.failed", Status::Failed, Some(&error), None);
         self.done = true;
     }
 

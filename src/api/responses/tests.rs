@@ -279,3 +279,24 @@ proptest! {
         prop_assert_eq!(native, body);
     }
 }
+
+#[test]
+fn echoed_tools_get_strict_and_parameters_and_keep_the_rest_as_sent() {
+    let tools = RawValue::from_string(
+        r#"[{"type":"function","name":"f"},{"type":"function","name":"g","strict":true,"parameters":{"type":"object"}},{"type":"web_search"},{"name":"h","type":"function","parameters":{}}]"#.into(),
+    )
+    .unwrap();
+    let echoed: serde_json::Value = serde_json::from_str(echo_tools(Some(&tools)).get()).unwrap();
+    assert_eq!(
+        echoed,
+        serde_json::json!([
+            {"type":"function","name":"f","strict":null,"parameters":null},
+            {"type":"function","name":"g","strict":true,"parameters":{"type":"object"}},
+            {"type":"web_search"},
+            {"name":"h","type":"function","parameters":{},"strict":null}
+        ])
+    );
+    assert_eq!(echo_tools(None).get(), "[]");
+    let odd = RawValue::from_string(r#"[{}, 5]"#.into()).unwrap();
+    assert_eq!(echo_tools(Some(&odd)).get(), "[]");
+}
