@@ -72,7 +72,7 @@ pub async fn start_billing(
     let keys = runtime.config.keys.values().filter_map(|k| {
         Some((
             billing::ledger::GroupBy::Key,
-            k.name.clone(),
+            k.id.clone(),
             k.limits.budget?,
         ))
     });

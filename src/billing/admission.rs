@@ -10,8 +10,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
-use super::budget::Reservation;
+use super::budget::{key_scope, team_scope, Reservation};
 use super::cost::{cost_nanos, usd};
+use super::limits::Limited;
 use super::meter::{Billed, CallMeter, Ending, ServedBy};
 use super::shared::{SharedState, Verdict};
 use super::Billing;
@@ -132,10 +133,40 @@ impl Billing {
     }
 }
 
-fn limited(what: String, retry_after: Duration) -> ApiError {
+/// One scope whose limits a call is checked against. Its state (budget window, rate
+/// limiters, Redis counters) is keyed by `id`: a key's id, which is never reused, or a
+/// team's name. Messages name it by `label` (`key:NAME`, `team:NAME`), as people know it.
+#[derive(Debug)]
+struct Scope {
+    id: String,
+    label: String,
+    limits: Limits,
+}
+
+impl Scope {
+    /// A key's scope: keyed by its id, so a key that reuses a revoked key's name (or a
+    /// virtual key named like a config key) starts with no spend and fresh limits.
+    fn key(key: &KeyConfig) -> Scope {
+        Scope {
+            id: key_scope(&key.id),
+            label: format!("key:{}", key.name),
+            limits: key.limits,
+        }
+    }
+
+    fn team(name: &str, limits: Limits) -> Scope {
+        Scope {
+            id: team_scope(name),
+            label: format!("team:{name}"),
+            limits,
+        }
+    }
+}
+
+fn limited(label: &str, l: Limited) -> ApiError {
     ApiError::RateLimited {
-        message: format!("Rate limit reached: {what}."),
-        retry_after: Some(retry_after),
+        message: format!("Rate limit reached: {label} {}.", l.what),
+        retry_after: Some(l.retry_after),
     }
 }
 
@@ -182,14 +213,10 @@ impl Admission {
                 .cloned()
                 .or_else(|| billing.keys.team(t))
         });
-        let scopes: Vec<(String, Limits)> =
-            std::iter::once((format!("key:{}", key.name), key.limits))
-                .chain(
-                    team.as_ref()
-                        .map(|t| (format!("team:{}", t.name), t.limits)),
-                )
-                .collect();
-        if scopes.iter().all(|(_, l)| *l == Limits::default()) {
+        let scopes: Vec<Scope> = std::iter::once(Scope::key(key))
+            .chain(team.as_ref().map(|t| Scope::team(&t.name, t.limits)))
+            .collect();
+        if scopes.iter().all(|s| s.limits == Limits::default()) {
             return Ok(());
         }
         // Checked arithmetic throughout: an absurd count must cost more, never wrap to less.
@@ -243,29 +270,29 @@ impl Admission {
             };
         }
 
-        for (scope, limits) in &scopes {
-            if let Some(rpm) = limits.rpm {
+        for scope in &scopes {
+            if let Some(rpm) = scope.limits.rpm {
                 billing
                     .limits
-                    .check_request(scope, rpm)
-                    .map_err(|l| limited(l.what, l.retry_after))?;
+                    .check_request(&scope.id, rpm)
+                    .map_err(|l| limited(&scope.label, l))?;
             }
-            if let Some(tpm) = limits.tpm {
+            if let Some(tpm) = scope.limits.tpm {
                 billing
                     .limits
-                    .check_tokens(scope, tpm, tokens)
-                    .map_err(|l| limited(l.what, l.retry_after))?;
+                    .check_tokens(&scope.id, tpm, tokens)
+                    .map_err(|l| limited(&scope.label, l))?;
             }
         }
-        for (scope, limits) in scopes {
-            let Some(budget) = limits.budget else {
+        for scope in scopes {
+            let Some(budget) = scope.limits.budget else {
                 continue;
             };
-            match billing.budgets.reserve(&scope, budget, worst, now_ms) {
+            match billing.budgets.reserve(&scope.id, budget, worst, now_ms) {
                 Ok(r) => self.held.push(Held::Local(Some(r))),
                 Err(e) => {
                     return Err(over_budget(
-                        &e.scope,
+                        &scope.label,
                         e.limit_nanos,
                         e.spent_nanos,
                         e.reserved_nanos,
@@ -280,44 +307,48 @@ impl Admission {
     async fn admit_shared(
         &mut self,
         shared: &SharedState,
-        scopes: &[(String, Limits)],
+        scopes: &[Scope],
         tokens: u64,
         worst: u64,
         now_ms: i64,
     ) -> Result<(), SharedError> {
-        for (scope, limits) in scopes {
+        for scope in scopes {
+            let limits = scope.limits;
             for (what, limit, n) in [("rpm", limits.rpm, 1), ("tpm", limits.tpm, tokens)] {
                 let Some(limit) = limit else { continue };
                 let verdict = shared
-                    .per_minute(scope, what, limit, n, now_ms)
+                    .per_minute(&scope.id, what, limit, n, now_ms)
                     .await
                     .map_err(|e| SharedError::Unreachable(e.to_string()))?;
-                if let Verdict::Limited(after) = verdict {
-                    let label = if what == "rpm" {
+                if let Verdict::Limited(retry_after) = verdict {
+                    let unit = if what == "rpm" {
                         "requests per minute"
                     } else {
                         "tokens per minute"
                     };
                     return Err(SharedError::Refused(limited(
-                        format!("{scope} {label} ({limit})"),
-                        after,
+                        &scope.label,
+                        Limited {
+                            what: format!("{unit} ({limit})"),
+                            retry_after,
+                        },
                     )));
                 }
             }
         }
-        for (scope, limits) in scopes {
-            let Some(budget) = limits.budget else {
+        for scope in scopes {
+            let Some(budget) = scope.limits.budget else {
                 continue;
             };
-            let seed = self.billing.budgets.spent(scope);
+            let seed = self.billing.budgets.spent(&scope.id);
             let (verdict, key) = shared
-                .reserve(scope, budget, worst, seed, now_ms)
+                .reserve(&scope.id, budget, worst, seed, now_ms)
                 .await
                 .map_err(|e| SharedError::Unreachable(e.to_string()))?;
             match verdict {
                 Verdict::OverBudget(spent, reserved) => {
                     return Err(SharedError::Refused(over_budget(
-                        scope,
+                        &scope.label,
                         budget.limit_nanos,
                         spent,
                         reserved,

@@ -28,6 +28,17 @@ pub fn period_start(period: Period, now_ms: i64) -> i64 {
         .unwrap_or(0)
 }
 
+/// The budget and rate-limit scope of the key with id `id` (`KeyConfig::id`, never
+/// reused): `key:<id>`. Never the key's name, which a later key may take again.
+pub fn key_scope(id: &str) -> String {
+    format!("key:{id}")
+}
+
+/// The budget and rate-limit scope of team `name`: `team:<name>` (a team is its name).
+pub fn team_scope(name: &str) -> String {
+    format!("team:{name}")
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 struct Window {
     start_ms: i64,
@@ -35,7 +46,7 @@ struct Window {
     reserved: u64,
 }
 
-/// Spend windows of every budgeted scope (`key:NAME`, `team:NAME`), in process.
+/// Spend windows of every budgeted scope (`key_scope`, `team_scope`), in process.
 #[derive(Debug, Default)]
 pub struct Budgets {
     windows: Mutex<HashMap<String, Window>>,

@@ -148,12 +148,13 @@ impl KeyStore {
             .cloned()
     }
 
-    /// Every virtual key and team with a budget, as (scope kind, name, budget).
+    /// Every virtual key and team with a budget, as (scope kind, identity, budget): a key
+    /// by its id, a team by its name.
     pub fn budgeted(&self) -> Vec<(GroupBy, String, Budget)> {
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
         let teams = self.teams.read().unwrap_or_else(|p| p.into_inner());
         keys.values()
-            .filter_map(|(k, _)| Some((GroupBy::Key, k.name.clone(), k.limits.budget?)))
+            .filter_map(|(k, _)| Some((GroupBy::Key, k.id.clone(), k.limits.budget?)))
             .chain(
                 teams
                     .values()
@@ -238,8 +239,8 @@ pub async fn create(
     let key = format!("bzr-{:032x}", rand::random::<u128>());
     let hash = hash_key(&key);
     let resolved = settings.to_config(hash).map_err(invalid)?;
-    // The name is the key's identity in its budget and in admins' spend views: two live
-    // keys with one name would share both. (A key's own spend view is scoped by its id.)
+    // Admins' spend views group by name: two live keys with one name would be one line
+    // there. (Budgets, rate limits and a key's own spend view are keyed by its id.)
     let taken = sqlx::query("SELECT id FROM virtual_keys WHERE name = $1 AND revoked = 0")
         .bind(settings.name.clone())
         .fetch_optional(ledger.pool())

@@ -15,7 +15,8 @@ pub struct RateLimits {
     limiters: Mutex<HashMap<(String, u32), Arc<DefaultDirectRateLimiter>>>,
 }
 
-/// A refused call: which limit, and when to retry.
+/// A refused call: which limit (`requests per minute (60)`; the caller names the scope),
+/// and when to retry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limited {
     pub what: String,
@@ -39,7 +40,7 @@ impl RateLimits {
             return Ok(());
         };
         limiter.check().map_err(|not_until| Limited {
-            what: format!("{scope} requests per minute ({rpm})"),
+            what: format!("requests per minute ({rpm})"),
             retry_after: not_until.wait_time_from(DefaultClock::default().now()),
         })
     }
@@ -49,7 +50,7 @@ impl RateLimits {
         let Some(limiter) = self.limiter(&format!("{scope}:tpm"), tpm) else {
             return Ok(());
         };
-        let what = format!("{scope} tokens per minute ({tpm})");
+        let what = format!("tokens per minute ({tpm})");
         let n = NonZeroU32::new(u32::try_from(tokens.max(1)).unwrap_or(u32::MAX))
             .unwrap_or(NonZeroU32::MIN);
         match limiter.check_n(n) {

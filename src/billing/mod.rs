@@ -142,8 +142,8 @@ pub async fn start(
 }
 
 /// Seeds each budgeted scope's current window with its spend so far from the ledger, so
-/// a restart does not reset budgets. `scopes` are (kind, name, budget) of config and
-/// virtual keys and teams alike.
+/// a restart does not reset budgets. `scopes` are (kind, identity, budget) of config and
+/// virtual keys and teams alike: a key by its id (`KeyConfig::id`), a team by its name.
 pub async fn seed_budgets(
     budgets: &budget::Budgets,
     ledger: &Ledger,
@@ -153,7 +153,10 @@ pub async fn seed_budgets(
     for (column, name, budget) in scopes {
         let since = budget::period_start(budget.period, now_ms);
         let spent = ledger.spent_since(column, &name, since).await?;
-        let scope = format!("{}:{name}", column.as_str());
+        let scope = match column {
+            ledger::GroupBy::Key => budget::key_scope(&name),
+            _ => budget::team_scope(&name),
+        };
         budgets.seed(
             &scope,
             budget.period,

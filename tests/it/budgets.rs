@@ -178,14 +178,7 @@ async fn virtual_keys_from_the_admin_api() {
         "a listed key never shows the key"
     );
 
-    let resp = gw
-        .client
-        .delete(gw.url(&format!("/admin/keys/{id}")))
-        .bearer_auth(MASTER)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    revoke(&gw, &id).await;
     expect_error(use_key(call()).await.unwrap(), 401).await;
     let resp = gw
         .client
@@ -237,18 +230,29 @@ async fn unreachable_shared_state_applies_each_keys_policy() {
     assert_eq!(resp.status(), 200, "fail-open admits the call unchecked");
 }
 
+/// `config(mock, "")` with its ledger in a SQLite file of a fresh directory (returned, to
+/// remove at the end), so a second gateway on the same config finds the first one's rows.
+fn restartable_config(mock: &MockUpstream, tag: &str) -> (String, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!(
+        "bazaar-it-{tag}-{}-{:x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = config(mock, "")
+        + &format!(
+            "\n[ledger]\nurl = \"sqlite://{}\"\n",
+            dir.join("ledger.sqlite").display()
+        );
+    (toml, dir)
+}
+
 /// A restart must not reset budgets: virtual keys' and admin-defined teams' windows are
 /// seeded from the ledger like the config's own.
 #[tokio::test]
 async fn virtual_key_and_team_budgets_survive_a_restart() {
     let mock = MockUpstream::start().await;
-    let dir = std::env::temp_dir().join(format!("bazaar-it-restart-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let toml = config(&mock, "")
-        + &format!(
-            "\n[ledger]\nurl = \"sqlite://{}\"\n",
-            dir.join("ledger.sqlite").display()
-        );
+    let (toml, dir) = restartable_config(&mock, "restart");
     let admin = |gw: &TestGateway, path: &str, body: serde_json::Value| {
         gw.client
             .post(gw.url(path))
@@ -318,4 +322,132 @@ async fn key_names_are_unique() {
     // The config's key `app`, and the master key's ledger name.
     expect_error(create("app").await.unwrap(), 400).await;
     expect_error(create("master").await.unwrap(), 400).await;
+}
+
+/// Calls `call()` as `key`, returning the status.
+async fn status_as(gw: &TestGateway, key: &str) -> u16 {
+    gw.post_as(key, "/v1/chat/completions", call())
+        .await
+        .status()
+        .as_u16()
+}
+
+/// Creates virtual key `name` (budget of two calls, 3 requests a minute); its id and key.
+async fn create_limited_key(gw: &TestGateway, name: &str) -> (String, String) {
+    let resp = gw
+        .post_as(
+            MASTER,
+            "/admin/keys",
+            json!({"name": name, "budget": "0.00001/month", "rpm": 3}),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    let created: serde_json::Value = resp.json().await.unwrap();
+    (
+        created["id"].as_str().unwrap().to_string(),
+        created["key"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Spends the whole budget and rate limit of a key made by `create_limited_key`: two
+/// calls, a third over budget, a fourth over the RPM limit.
+async fn exhaust(gw: &TestGateway, key: &str) {
+    assert_eq!(status_as(gw, key).await, 200);
+    assert_eq!(status_as(gw, key).await, 200);
+    let e = expect_error(gw.post_as(key, "/v1/chat/completions", call()).await, 402).await;
+    assert!(
+        e["message"].as_str().unwrap().contains("key:partner"),
+        "{e}"
+    );
+    let e = expect_error(gw.post_as(key, "/v1/chat/completions", call()).await, 429).await;
+    assert!(
+        e["message"].as_str().unwrap().contains("key:partner"),
+        "{e}"
+    );
+}
+
+async fn revoke(gw: &TestGateway, id: &str) {
+    let resp = gw
+        .client
+        .delete(gw.url(&format!("/admin/keys/{id}")))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+/// Issue 13: budgets, rate limits and budget seeding are keyed by a key's id, never its
+/// name. A key that takes a revoked key's name starts with the whole budget and fresh
+/// limits, and after a restart its budget is seeded with its own spend only.
+#[tokio::test]
+async fn issue_13_a_key_reusing_a_name_shares_no_budget_or_rate_limit() {
+    let mock = MockUpstream::start().await;
+    let (toml, dir) = restartable_config(&mock, "reused-name");
+    let gw = TestGateway::start(&toml).await;
+    let (old_id, old_key) = create_limited_key(&gw, "partner").await;
+    exhaust(&gw, &old_key).await;
+    revoke(&gw, &old_id).await;
+    let (new_id, new_key) = create_limited_key(&gw, "partner").await;
+    assert_ne!(new_id, old_id);
+    assert_eq!(
+        status_as(&gw, &new_key).await,
+        200,
+        "a fresh budget and RPM"
+    );
+    assert_eq!(
+        gw.state.billing.budgets.spent(&format!("key:{new_id}")),
+        5_000
+    );
+    gw.shutdown().await.unwrap();
+
+    // After a restart the new key's window holds its own call only: one more fits.
+    let gw = TestGateway::start(&toml).await;
+    assert_eq!(status_as(&gw, &new_key).await, 200);
+    expect_error(
+        gw.post_as(&new_key, "/v1/chat/completions", call()).await,
+        402,
+    )
+    .await;
+    assert_eq!(mock.received().len(), 4);
+    gw.shutdown().await.unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Issue 13: with the shared state in Redis, a key's counters and budget window are
+/// keyed by its id too, so a key reusing a revoked key's name starts fresh there.
+#[tokio::test]
+async fn issue_13_a_key_reusing_a_name_shares_no_redis_state() {
+    let test = "issue_13_a_key_reusing_a_name_shares_no_redis_state";
+    let Some(redis) = test_service("BAZAAR_TEST_REDIS_URL", test) else {
+        return;
+    };
+    let mock = MockUpstream::start().await;
+    let toml = config(&mock, "").replace(
+        "[server]",
+        &format!("[state]\nredis = \"{redis}\"\n[server]"),
+    );
+    let gw = TestGateway::start(&toml).await;
+    // Connected before the first call (the gateway's own connection may come later; the
+    // first one set is kept).
+    let shared = bazaar::billing::shared::SharedState::connect(&redis)
+        .await
+        .unwrap();
+    gw.state.billing.share(shared);
+    let (old_id, old_key) = create_limited_key(&gw, "partner").await;
+    exhaust(&gw, &old_key).await;
+    revoke(&gw, &old_id).await;
+    let (_, new_key) = create_limited_key(&gw, "partner").await;
+    assert_eq!(
+        status_as(&gw, &new_key).await,
+        200,
+        "a fresh budget and RPM"
+    );
+    assert_eq!(status_as(&gw, &new_key).await, 200);
+    expect_error(
+        gw.post_as(&new_key, "/v1/chat/completions", call()).await,
+        402,
+    )
+    .await;
+    assert_eq!(mock.received().len(), 4);
 }

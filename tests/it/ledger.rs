@@ -209,7 +209,7 @@ async fn rows_rollups_and_paging_agree_on_every_backend() {
         let since = rows[50].ts_ms;
         assert_eq!(
             ledger
-                .spent_since(GroupBy::Key, "app", since)
+                .spent_since(GroupBy::Key, "config:app", since)
                 .await
                 .unwrap(),
             rows[50..]
@@ -403,7 +403,7 @@ async fn a_client_disconnect_is_billed_for_what_was_sent() {
         (row.input_tokens * 1_000 + row.output_tokens * 2_000) as u64
     );
     assert_eq!(
-        gw.state.billing.budgets.spent("key:app"),
+        gw.state.billing.budgets.spent("key:config:app"),
         cost,
         "settled at the estimate"
     );

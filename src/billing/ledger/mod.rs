@@ -486,16 +486,21 @@ impl Ledger {
             .try_get::<i64, _>(0)?)
     }
 
-    /// Spend of `key_name` (or `team`) since `since_ms`, for budget windows after a restart.
+    /// Spend since `since_ms` of the key whose id is `value` (`GroupBy::Key`: by id, never
+    /// by name, which a later key may reuse) or of another group's value (a team), for
+    /// budget windows after a restart.
     pub async fn spent_since(
         &self,
         column: GroupBy,
         value: &str,
         since_ms: i64,
     ) -> Result<i64, LedgerError> {
+        let column = match column {
+            GroupBy::Key => "key_id",
+            other => other.column(),
+        };
         let sql = format!(
-            "SELECT CAST(SUM(COALESCE(cost_nanos, 0)) AS BIGINT) FROM ledger WHERE {} = $1 AND ts_ms >= $2",
-            column.column()
+            "SELECT CAST(SUM(COALESCE(cost_nanos, 0)) AS BIGINT) FROM ledger WHERE {column} = $1 AND ts_ms >= $2"
         );
         let row = sqlx::query(&sql)
             .bind(value.to_string())
