@@ -184,7 +184,7 @@ pub async fn serve<S: Shape>(
         let keep = runtime.config.router.keep_prompts;
         learn.note_call(
             &request_id.0,
-            &caller.name,
+            caller.key_id(),
             keep.then_some(asked.prompt_head),
         );
     }

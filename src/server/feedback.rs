@@ -1,6 +1,7 @@
 //! `POST /v1/feedback`: a client scores one of its own calls (0–1: a thumbs up, an eval,
 //! a test result) by the call's request id; the score is stored against the call's ledger
-//! row for `bazaar router train --from-ledger`. Another key's call answers as a missing one.
+//! row for `bazaar router train --from-ledger`. Another key's call answers as a missing one:
+//! calls belong to the key's id, so a key that reuses a revoked key's name owns none of its.
 
 use std::sync::Arc;
 
@@ -91,7 +92,7 @@ pub async fn create(
             .get()
             .ok_or_else(|| call_not_found(&score.request_id))?;
         let stored = store
-            .record_feedback(&score.request_id, &caller.name, score.score)
+            .record_feedback(&score.request_id, caller.key_id(), score.score)
             .await
             .map_err(|e| {
                 tracing::warn!("Storing feedback failed: {e}");

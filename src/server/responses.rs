@@ -74,7 +74,7 @@ async fn handle(state: &Arc<AppState>, incoming: &Incoming) -> Result<Response, 
     let shape = ResponsesShape {
         id: new_id("resp"),
         store: store.filter(|_| req.store),
-        key_name: caller.name.clone(),
+        key_id: caller.key_id().to_string(),
         req: &req,
     };
     call::serve(state, &runtime, caller, request_id, headers, &shape).await
@@ -98,7 +98,7 @@ pub(super) async fn parse(
     let history = match (&previous, store) {
         (None, _) => None,
         (Some(id), None) => return Err(fail(not_found(id, Some("previous_response_id")))),
-        (Some(id), Some(store)) => match store.load(&caller.name, id).await {
+        (Some(id), Some(store)) => match store.load(caller.key_id(), id).await {
             Ok(Some(stored)) => Some(stored),
             Ok(None) => return Err(fail(not_found(id, Some("previous_response_id")))),
             Err(e) => return Err(fail(store_down(e))),
@@ -159,7 +159,7 @@ async fn load_stored(
 ) -> Result<Arc<Stored>, ApiError> {
     let (caller, store) = stored_responses(state, headers, id)?;
     store
-        .load(&caller.name, id)
+        .load(caller.key_id(), id)
         .await
         .map_err(store_down)?
         .ok_or_else(|| not_found(id, None))
@@ -207,7 +207,11 @@ pub async fn delete(
 ) -> Response {
     let result = async {
         let (caller, store) = stored_responses(&state, &headers, &id)?;
-        if !store.delete(&caller.name, &id).await.map_err(store_down)? {
+        if !store
+            .delete(caller.key_id(), &id)
+            .await
+            .map_err(store_down)?
+        {
             return Err(not_found(&id, None));
         }
         let body = serde_json::json!({"id": id, "object": "response.deleted", "deleted": true});
@@ -230,7 +234,8 @@ struct ResponsesShape<'r> {
     req: &'r ResponsesRequest,
     /// The id of a translated response (a native backend names its own).
     id: String,
-    key_name: String,
+    /// The caller's key id: the stored response's owner.
+    key_id: String,
     /// Where the response is kept, when the client asked to store it.
     store: Option<Arc<ResponseStore>>,
 }
@@ -243,14 +248,14 @@ impl ResponsesShape<'_> {
     fn keep(&self, id: String, response: Vec<u8>, output: &str) {
         if let Some(store) = &self.store {
             let items = reply::join_arrays(self.req.items.get(), output);
-            store.save(&self.key_name, id, response, items);
+            store.save(&self.key_id, id, response, items);
         }
     }
 
     fn keeper(&self) -> Option<Keeper> {
         self.store.as_ref().map(|store| Keeper {
             store: store.clone(),
-            key_name: self.key_name.clone(),
+            key_id: self.key_id.clone(),
         })
     }
 }
@@ -362,7 +367,7 @@ impl Shape for ResponsesShape<'_> {
 /// Saves finished streams for the key that made them.
 struct Keeper {
     store: Arc<ResponseStore>,
-    key_name: String,
+    key_id: String,
 }
 
 /// A native backend's stream: its frames as they are, read for the finished response
@@ -453,7 +458,7 @@ impl NativeFramer {
             if let (Some(keeper), Some(items)) = (&self.keeper, self.items.take()) {
                 let items = reply::join_arrays(&items, &read.output);
                 keeper.store.save(
-                    &keeper.key_name,
+                    &keeper.key_id,
                     read.id,
                     event.get().as_bytes().to_vec(),
                     items,
@@ -531,7 +536,7 @@ impl Framer for ResponsesFramer {
             if let (Some(keeper), Some(done)) = (keeper.as_ref(), writer.take_finished()) {
                 keeper
                     .store
-                    .save(&keeper.key_name, done.id, done.response, done.items);
+                    .save(&keeper.key_id, done.id, done.response, done.items);
             }
         }
     }

@@ -1,6 +1,6 @@
 //! Stored responses for `previous_response_id` and `GET`/`DELETE /v1/responses/{id}`:
 //! each response object with the conversation items it ends (input so far, then its
-//! output), owned by the key that created it, kept for a TTL, in the ledger's database
+//! output), owned by the key that created it (by the key's id, never its name), kept for a TTL, in the ledger's database
 //! (its own table and migration). Saving is an in-memory insert and a channel send; a
 //! writer task persists in batches, off the request path. Reads look in memory first, so
 //! a response can be continued the moment its reply is out.
@@ -24,20 +24,41 @@ const BATCH: usize = 256;
 /// Expired rows are deleted this often.
 const PURGE_EVERY: Duration = Duration::from_secs(600);
 
-/// Our migration, recorded in the ledger's `bazaar_migrations` under its own number.
-const MIGRATION: i64 = 1001;
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS stored_responses (id TEXT PRIMARY KEY, key_name TEXT NOT NULL,
-     created_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL, response TEXT NOT NULL, items TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS stored_responses_expires ON stored_responses (expires_ms)",
+/// Our migrations, recorded in the ledger's `bazaar_migrations` under their own numbers.
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (
+        1001,
+        &[
+            "CREATE TABLE IF NOT EXISTS stored_responses (id TEXT PRIMARY KEY, key_name TEXT NOT NULL,
+             created_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL, response TEXT NOT NULL, items TEXT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS stored_responses_expires ON stored_responses (expires_ms)",
+        ],
+    ),
+    // Owned by the key's id, not its name (a new key may reuse a revoked key's name).
+    // Responses stored before get the id the ledger's own migration gives a row of that
+    // name and time: the newest virtual key of the name created before it, else the
+    // config key of the name (or `master`).
+    (
+        1003,
+        &[
+            "UPDATE stored_responses SET key_name = COALESCE(
+               (SELECT v.id FROM virtual_keys v WHERE v.name = stored_responses.key_name
+                AND v.created_ms <= stored_responses.created_ms ORDER BY v.created_ms DESC LIMIT 1),
+               CASE WHEN stored_responses.key_name = 'master' THEN 'master'
+                    ELSE 'config:' || stored_responses.key_name END)",
+            "ALTER TABLE stored_responses RENAME COLUMN key_name TO key_id",
+        ],
+    ),
 ];
 
 /// One stored response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
     pub id: String,
-    /// The name of the key that created it: the only one that may read or delete it.
-    pub key_name: String,
+    /// The id of the key that created it (`KeyConfig::id`, `master` for the master key):
+    /// the only key that may read or delete it. Never the key's name, which a later key
+    /// may reuse.
+    pub key_id: String,
     pub created_ms: i64,
     pub expires_ms: i64,
     /// The response object as the client got it.
@@ -103,7 +124,10 @@ pub async fn start(
 }
 
 async fn migrate(pool: &AnyPool, sqlite: bool) -> Result<(), sqlx::Error> {
-    crate::billing::ledger::migrate_once(pool, !sqlite, 7242652, MIGRATION, SCHEMA).await
+    for (version, schema) in MIGRATIONS {
+        crate::billing::ledger::migrate_once(pool, !sqlite, 7242652, *version, schema).await?;
+    }
+    Ok(())
 }
 
 fn millis(d: Duration) -> u64 {
@@ -125,13 +149,13 @@ impl ResponseStore {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Keeps `response` (with its conversation `items`) for `key_name`. In memory at
-    /// once; written to the database by the writer task.
-    pub fn save(&self, key_name: &str, id: String, response: Vec<u8>, items: String) {
+    /// Keeps `response` (with its conversation `items`) for the key with id `key_id`. In
+    /// memory at once; written to the database by the writer task.
+    pub fn save(&self, key_id: &str, id: String, response: Vec<u8>, items: String) {
         let now = self.now();
         let stored = Arc::new(Stored {
             id: id.clone(),
-            key_name: key_name.to_string(),
+            key_id: key_id.to_string(),
             created_ms: now,
             expires_ms: now.saturating_add(
                 i64::try_from(self.ttl_ms.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
@@ -149,16 +173,17 @@ impl ResponseStore {
         }
     }
 
-    /// The response `id` if `key_name` owns it and it has not expired; `None` otherwise
-    /// (another key's response is indistinguishable from a missing one).
-    pub async fn load(&self, key_name: &str, id: &str) -> Result<Option<Arc<Stored>>, sqlx::Error> {
+    /// The response `id` if the key with id `key_id` owns it and it has not expired;
+    /// `None` otherwise (another key's response, even one of a key with the same name, is
+    /// indistinguishable from a missing one).
+    pub async fn load(&self, key_id: &str, id: &str) -> Result<Option<Arc<Stored>>, sqlx::Error> {
         let now = self.now();
-        let fresh = |s: &Stored| s.key_name == key_name && s.expires_ms > now;
+        let fresh = |s: &Stored| s.key_id == key_id && s.expires_ms > now;
         if let Some(s) = self.pending().get(id) {
             return Ok(fresh(s).then(|| s.clone()));
         }
         let row = sqlx::query(
-            "SELECT id, key_name, created_ms, expires_ms, response, items FROM stored_responses WHERE id = $1",
+            "SELECT id, key_id, created_ms, expires_ms, response, items FROM stored_responses WHERE id = $1",
         )
         .bind(id.to_string())
         .fetch_optional(&self.pool)
@@ -168,7 +193,7 @@ impl ResponseStore {
         };
         let stored = Stored {
             id: row.try_get(0)?,
-            key_name: row.try_get(1)?,
+            key_id: row.try_get(1)?,
             created_ms: row.try_get(2)?,
             expires_ms: row.try_get(3)?,
             response: row.try_get(4)?,
@@ -177,16 +202,16 @@ impl ResponseStore {
         Ok(fresh(&stored).then(|| Arc::new(stored)))
     }
 
-    /// Deletes response `id` if `key_name` owns it; returns whether it existed.
-    pub async fn delete(&self, key_name: &str, id: &str) -> Result<bool, sqlx::Error> {
+    /// Deletes response `id` if the key with id `key_id` owns it; returns whether it existed.
+    pub async fn delete(&self, key_id: &str, id: &str) -> Result<bool, sqlx::Error> {
         let _writing = self.writing.lock().await;
-        let Some(found) = self.load(key_name, id).await? else {
+        let Some(found) = self.load(key_id, id).await? else {
             return Ok(false);
         };
         self.pending().remove(&found.id);
-        sqlx::query("DELETE FROM stored_responses WHERE id = $1 AND key_name = $2")
+        sqlx::query("DELETE FROM stored_responses WHERE id = $1 AND key_id = $2")
             .bind(id.to_string())
-            .bind(key_name.to_string())
+            .bind(key_id.to_string())
             .execute(&self.pool)
             .await?;
         Ok(true)
@@ -210,11 +235,11 @@ impl ResponseStore {
         let mut tx = self.pool.begin().await?;
         for s in &live {
             sqlx::query(
-                "INSERT INTO stored_responses (id, key_name, created_ms, expires_ms, response, items)
+                "INSERT INTO stored_responses (id, key_id, created_ms, expires_ms, response, items)
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
             )
             .bind(s.id.clone())
-            .bind(s.key_name.clone())
+            .bind(s.key_id.clone())
             .bind(s.created_ms)
             .bind(s.expires_ms)
             .bind(s.response.clone())
@@ -313,6 +338,8 @@ mod tests {
     ) {
         let dir = tempdir::Dir::new();
         let url = format!("sqlite://{}", dir.path.join("ledger.db").display());
+        // The store lives beside the ledger, whose tables its migrations read.
+        crate::billing::ledger::Ledger::connect(&url).await.unwrap();
         let stop = CancellationToken::new();
         let clock: Clock = Arc::new(move || now.load(Ordering::SeqCst));
         let (store, task) = start(&url, clock, Duration::from_secs(60), stop.clone())
@@ -366,6 +393,58 @@ mod tests {
         now.store(1_000 + 61_000, Ordering::SeqCst);
         assert!(s.load("alice", "resp_1").await.unwrap().is_none());
         assert_eq!(s.purge().await.unwrap(), 1);
+    }
+
+    /// Responses stored by name before migration 1003 belong to the key that had the name
+    /// when they were stored: a virtual key made before them, else the config key.
+    #[tokio::test]
+    async fn responses_stored_by_name_pass_to_the_key_id() {
+        let dir = tempdir::Dir::new();
+        let url = format!("sqlite://{}", dir.path.join("ledger.db").display());
+        let ledger = crate::billing::ledger::Ledger::connect(&url).await.unwrap();
+        let (version, schema) = MIGRATIONS[0];
+        crate::billing::ledger::migrate_once(ledger.pool(), false, 0, version, schema)
+            .await
+            .unwrap();
+        let settings = crate::billing::keys::NewKey {
+            name: "alice".into(),
+            ..Default::default()
+        };
+        let (alice, _) = crate::billing::keys::create(&ledger, &settings, 500)
+            .await
+            .unwrap();
+        for (id, name, created) in [
+            ("resp_v", "alice", 600),
+            ("resp_early", "alice", 400),
+            ("resp_c", "app", 600),
+            ("resp_m", "master", 600),
+        ] {
+            sqlx::query("INSERT INTO stored_responses (id, key_name, created_ms, expires_ms, response, items) VALUES ($1, $2, $3, 9000, '{}', '[]')")
+                .bind(id)
+                .bind(name)
+                .bind(created as i64)
+                .execute(ledger.pool())
+                .await
+                .unwrap();
+        }
+        let clock: Clock = Arc::new(|| 1_000);
+        let (s, _task) = start(
+            &url,
+            clock,
+            Duration::from_secs(60),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        for (id, owner) in [
+            ("resp_v", alice.as_str()),
+            ("resp_early", "config:alice"),
+            ("resp_c", "config:app"),
+            ("resp_m", "master"),
+        ] {
+            assert!(s.load(owner, id).await.unwrap().is_some(), "{id}");
+        }
+        assert!(s.load("alice", "resp_v").await.unwrap().is_none());
     }
 
     #[tokio::test]

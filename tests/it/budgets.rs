@@ -178,7 +178,7 @@ async fn virtual_keys_from_the_admin_api() {
         "a listed key never shows the key"
     );
 
-    revoke(&gw, &id).await;
+    crate::hostile::revoke_key(&gw, &id).await;
     expect_error(use_key(call()).await.unwrap(), 401).await;
     let resp = gw
         .client
@@ -366,17 +366,6 @@ async fn exhaust(gw: &TestGateway, key: &str) {
     );
 }
 
-async fn revoke(gw: &TestGateway, id: &str) {
-    let resp = gw
-        .client
-        .delete(gw.url(&format!("/admin/keys/{id}")))
-        .bearer_auth(MASTER)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-}
-
 /// Issue 13: budgets, rate limits and budget seeding are keyed by a key's id, never its
 /// name. A key that takes a revoked key's name starts with the whole budget and fresh
 /// limits, and after a restart its budget is seeded with its own spend only.
@@ -387,7 +376,7 @@ async fn issue_13_a_key_reusing_a_name_shares_no_budget_or_rate_limit() {
     let gw = TestGateway::start(&toml).await;
     let (old_id, old_key) = create_limited_key(&gw, "partner").await;
     exhaust(&gw, &old_key).await;
-    revoke(&gw, &old_id).await;
+    crate::hostile::revoke_key(&gw, &old_id).await;
     let (new_id, new_key) = create_limited_key(&gw, "partner").await;
     assert_ne!(new_id, old_id);
     assert_eq!(
@@ -436,7 +425,7 @@ async fn issue_13_a_key_reusing_a_name_shares_no_redis_state() {
     gw.state.billing.share(shared);
     let (old_id, old_key) = create_limited_key(&gw, "partner").await;
     exhaust(&gw, &old_key).await;
-    revoke(&gw, &old_id).await;
+    crate::hostile::revoke_key(&gw, &old_id).await;
     let (_, new_key) = create_limited_key(&gw, "partner").await;
     assert_eq!(
         status_as(&gw, &new_key).await,

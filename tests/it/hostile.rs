@@ -562,6 +562,18 @@ async fn create_key(gw: &TestGateway, name: &str) -> (String, String) {
     )
 }
 
+/// Revokes virtual key `id` through the admin API.
+pub async fn revoke_key(gw: &TestGateway, id: &str) {
+    let revoked = gw
+        .client
+        .delete(gw.url(&format!("/admin/keys/{id}")))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+}
+
 /// Issue 13, item 9: a key's spend is scoped by its id, so a new key reusing a revoked
 /// key's name sees none of that key's calls (in its totals, its calls or its export),
 /// while the admin still sees both keys' calls under the name.
@@ -584,14 +596,7 @@ async fn issue_13_a_key_reusing_a_revoked_name_sees_none_of_its_spend() {
     assert_eq!(own["calls"].as_array().unwrap().len(), 2, "{own}");
     assert_eq!(own["calls"][0]["key_id"], old_id.as_str());
 
-    let revoked = gw
-        .client
-        .delete(gw.url(&format!("/admin/keys/{old_id}")))
-        .bearer_auth(MASTER)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(revoked.status(), 200);
+    revoke_key(&gw, &old_id).await;
     let (new_id, new_key) = create_key(&gw, "a").await;
     assert_ne!(new_id, old_id);
     let calls = gw.get_json("/v1/spend/calls", &new_key).await;
@@ -619,6 +624,75 @@ async fn issue_13_a_key_reusing_a_revoked_name_sees_none_of_its_spend() {
     // The admin sees every call made under the name.
     let all = gw.get_json("/v1/spend?group_by=key&key=a", MASTER).await;
     assert_eq!(all["totals"]["requests"], 3, "{all}");
+}
+
+/// Issue 13: stored responses and feedback belong to the key's id. A key that takes a
+/// revoked key's name cannot read, list, continue or delete the old key's stored
+/// response, nor score its call: each is a 404, as for any other key's.
+#[tokio::test]
+async fn issue_13_a_key_reusing_a_name_owns_none_of_its_responses_or_calls() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&single_provider_config(&mock)).await;
+    async fn ask(gw: &TestGateway, key: &str, extra: serde_json::Value) -> reqwest::Response {
+        let mut body = serde_json::json!({"model": "gpt-4o-mini", "input": "hi", "store": true});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        gw.post_as(key, "/v1/responses", body).await
+    }
+    async fn score(gw: &TestGateway, key: &str, request_id: &str) -> reqwest::Response {
+        let body = serde_json::json!({"request_id": request_id, "score": 1});
+        gw.post_as(key, "/v1/feedback", body).await
+    }
+    let read = |key: &str, path: String| gw.client.get(gw.url(&path)).bearer_auth(key).send();
+    let (old_id, old_key) = create_key(&gw, "a").await;
+    let stored = ask(&gw, &old_key, serde_json::json!({})).await;
+    assert_eq!(stored.status(), 200);
+    let request_id = stored.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let stored: serde_json::Value = stored.json().await.unwrap();
+    let id = stored["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/responses/{id}");
+    // Its own key reads it and scores the call (so the refusals below can fail).
+    assert_eq!(read(&old_key, path.clone()).await.unwrap().status(), 200);
+    assert_eq!(score(&gw, &old_key, &request_id).await.status(), 200);
+
+    revoke_key(&gw, &old_id).await;
+    let (_, new_key) = create_key(&gw, "a").await;
+    expect_error(read(&new_key, path.clone()).await.unwrap(), 404).await;
+    expect_error(
+        read(&new_key, format!("{path}/input_items")).await.unwrap(),
+        404,
+    )
+    .await;
+    let e = expect_error(
+        ask(
+            &gw,
+            &new_key,
+            serde_json::json!({"previous_response_id": id}),
+        )
+        .await,
+        404,
+    )
+    .await;
+    assert_eq!(e["param"], "previous_response_id");
+    let deleted = gw
+        .client
+        .delete(gw.url(&path))
+        .bearer_auth(&new_key)
+        .send()
+        .await
+        .unwrap();
+    expect_error(deleted, 404).await;
+    // Scored from memory and, once the call's row is written, from the ledger: neither.
+    expect_error(score(&gw, &new_key, &request_id).await, 404).await;
+    // Rows: the old key's call and the new key's refused continuation.
+    crate::billing::wait_rows(&gw, 2).await;
+    expect_error(score(&gw, &new_key, &request_id).await, 404).await;
+    // The response is still there for nobody else: the master key has no claim either.
+    expect_error(read(MASTER, path).await.unwrap(), 404).await;
 }
 
 /// The fields of each record of `csv` (RFC 4180: quoted fields may hold commas, doubled

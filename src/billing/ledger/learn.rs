@@ -1,8 +1,8 @@
 //! What the gateway keeps to retrain the quality predictor on its own traffic: the prompt
 //! of each call (only with `[router.learn] keep_prompts = true`, cut to
 //! `KEPT_PROMPT_BYTES`) and the scores clients post to `POST /v1/feedback`, both stored
-//! against the call's ledger row (request id and key) in the ledger's database, in their
-//! own tables (migration 1002). Keeping a prompt is an in-memory insert and a channel
+//! against the call's ledger row (request id and key id) in the ledger's database, in
+//! their own tables (migrations 1002 and 1004). Keeping a prompt is an in-memory insert and a channel
 //! send; a writer task persists prompts in batches. Nothing here routes or trains.
 
 use std::collections::{HashSet, VecDeque};
@@ -15,18 +15,37 @@ use tokio_util::sync::CancellationToken;
 use super::{Backend, Ledger, LedgerError};
 use crate::billing::Clock;
 
-/// Our migration, recorded in the ledger's `bazaar_migrations` under its own number.
-const MIGRATION: i64 = 1002;
-/// Serialises replicas applying it at once on PostgreSQL.
-const MIGRATION_LOCK: i64 = 7242653;
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS ledger_prompts (request_id TEXT NOT NULL, key_name TEXT NOT NULL,
-     ts_ms BIGINT NOT NULL, prompt TEXT NOT NULL, PRIMARY KEY (request_id, key_name))",
-    "CREATE TABLE IF NOT EXISTS ledger_feedback (request_id TEXT NOT NULL, key_name TEXT NOT NULL,
-     ts_ms BIGINT NOT NULL, score DOUBLE PRECISION NOT NULL, PRIMARY KEY (request_id, key_name))",
-    // Feedback finds its call by request id.
-    "CREATE INDEX IF NOT EXISTS ledger_request_id ON ledger (request_id)",
+/// Our migrations, recorded in the ledger's `bazaar_migrations` under their own numbers.
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (
+        1002,
+        &[
+            "CREATE TABLE IF NOT EXISTS ledger_prompts (request_id TEXT NOT NULL, key_name TEXT NOT NULL,
+             ts_ms BIGINT NOT NULL, prompt TEXT NOT NULL, PRIMARY KEY (request_id, key_name))",
+            "CREATE TABLE IF NOT EXISTS ledger_feedback (request_id TEXT NOT NULL, key_name TEXT NOT NULL,
+             ts_ms BIGINT NOT NULL, score DOUBLE PRECISION NOT NULL, PRIMARY KEY (request_id, key_name))",
+            // Feedback finds its call by request id.
+            "CREATE INDEX IF NOT EXISTS ledger_request_id ON ledger (request_id)",
+        ],
+    ),
+    // Prompts and scores belong to the key's id, not its name (a new key may reuse a
+    // revoked key's name). Earlier ones take the id of their call's ledger row.
+    (
+        1004,
+        &[
+            "UPDATE ledger_prompts SET key_name = COALESCE((SELECT l.key_id FROM ledger l
+               WHERE l.request_id = ledger_prompts.request_id AND l.key_name = ledger_prompts.key_name
+               AND l.key_id IS NOT NULL AND l.key_id <> '' ORDER BY l.ts_ms DESC LIMIT 1), key_name)",
+            "UPDATE ledger_feedback SET key_name = COALESCE((SELECT l.key_id FROM ledger l
+               WHERE l.request_id = ledger_feedback.request_id AND l.key_name = ledger_feedback.key_name
+               AND l.key_id IS NOT NULL AND l.key_id <> '' ORDER BY l.ts_ms DESC LIMIT 1), key_name)",
+            "ALTER TABLE ledger_prompts RENAME COLUMN key_name TO key_id",
+            "ALTER TABLE ledger_feedback RENAME COLUMN key_name TO key_id",
+        ],
+    ),
 ];
+/// Serialises replicas applying them at once on PostgreSQL.
+const MIGRATION_LOCK: i64 = 7242653;
 
 /// The most of a prompt that is kept, in bytes (cut at a character boundary): the same
 /// head of the prompt the router reads to predict quality.
@@ -41,12 +60,12 @@ const BATCH: usize = 256;
 #[derive(Debug)]
 struct Kept {
     request_id: String,
-    key_name: String,
+    key_id: String,
     ts_ms: i64,
     prompt: String,
 }
 
-/// Recent calls as (request id, key name), oldest first out.
+/// Recent calls as (request id, key id), oldest first out.
 #[derive(Debug, Default)]
 struct Recent {
     calls: HashSet<(String, String)>,
@@ -89,7 +108,10 @@ pub struct TrainingRow {
 /// Applies the store's migration on the ledger's database.
 pub async fn migrate(ledger: &Ledger) -> Result<(), sqlx::Error> {
     let postgres = ledger.backend == Backend::Postgres;
-    super::migrate_once(ledger.pool(), postgres, MIGRATION_LOCK, MIGRATION, SCHEMA).await
+    for (version, schema) in MIGRATIONS {
+        super::migrate_once(ledger.pool(), postgres, MIGRATION_LOCK, *version, schema).await?;
+    }
+    Ok(())
 }
 
 /// Starts the store on the connected `ledger` (applying its migration) and returns it with
@@ -126,10 +148,11 @@ impl LearnStore {
         self.recent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Notes a call of `key_name` (so feedback for it is accepted before its ledger row is
-    /// written) and, when `prompt` is given, queues its head for the database. Never waits.
-    pub fn note_call(&self, request_id: &str, key_name: &str, prompt: Option<&str>) {
-        let call = (request_id.to_string(), key_name.to_string());
+    /// Notes a call of the key with id `key_id` (so feedback for it is accepted before
+    /// its ledger row is written) and, when `prompt` is given, queues its head for the
+    /// database. Never waits.
+    pub fn note_call(&self, request_id: &str, key_id: &str, prompt: Option<&str>) {
+        let call = (request_id.to_string(), key_id.to_string());
         {
             let mut recent = self.recent();
             if recent.calls.insert(call.clone()) {
@@ -146,7 +169,7 @@ impl LearnStore {
         };
         let kept = Kept {
             request_id: request_id.to_string(),
-            key_name: key_name.to_string(),
+            key_id: key_id.to_string(),
             ts_ms: (self.clock)(),
             prompt: cut(prompt, KEPT_PROMPT_BYTES).to_string(),
         };
@@ -158,38 +181,38 @@ impl LearnStore {
         }
     }
 
-    /// Whether `key_name` made the call `request_id`.
-    async fn made(&self, request_id: &str, key_name: &str) -> Result<bool, sqlx::Error> {
-        let call = (request_id.to_string(), key_name.to_string());
+    /// Whether the key with id `key_id` made the call `request_id`.
+    async fn made(&self, request_id: &str, key_id: &str) -> Result<bool, sqlx::Error> {
+        let call = (request_id.to_string(), key_id.to_string());
         if self.recent().calls.contains(&call) {
             return Ok(true);
         }
-        let row =
-            sqlx::query("SELECT 1 FROM ledger WHERE request_id = $1 AND key_name = $2 LIMIT 1")
-                .bind(call.0)
-                .bind(call.1)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query("SELECT 1 FROM ledger WHERE request_id = $1 AND key_id = $2 LIMIT 1")
+            .bind(call.0)
+            .bind(call.1)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.is_some())
     }
 
-    /// Stores `score` (0–1, checked by the caller) against the call `request_id` if
-    /// `key_name` made it; another key's call is indistinguishable from a missing one.
+    /// Stores `score` (0–1, checked by the caller) against the call `request_id` if the
+    /// key with id `key_id` made it; another key's call (even one of a key with the same
+    /// name) is indistinguishable from a missing one.
     pub async fn record_feedback(
         &self,
         request_id: &str,
-        key_name: &str,
+        key_id: &str,
         score: f64,
     ) -> Result<Feedback, sqlx::Error> {
-        if !self.made(request_id, key_name).await? {
+        if !self.made(request_id, key_id).await? {
             return Ok(Feedback::NotFound);
         }
         sqlx::query(
-            "INSERT INTO ledger_feedback (request_id, key_name, ts_ms, score) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (request_id, key_name) DO UPDATE SET score = excluded.score, ts_ms = excluded.ts_ms",
+            "INSERT INTO ledger_feedback (request_id, key_id, ts_ms, score) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (request_id, key_id) DO UPDATE SET score = excluded.score, ts_ms = excluded.ts_ms",
         )
         .bind(request_id.to_string())
-        .bind(key_name.to_string())
+        .bind(key_id.to_string())
         .bind((self.clock)())
         .bind(score)
         .execute(&self.pool)
@@ -209,11 +232,11 @@ impl LearnStore {
         let mut tx = self.pool.begin().await?;
         for k in batch {
             sqlx::query(
-                "INSERT INTO ledger_prompts (request_id, key_name, ts_ms, prompt) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (request_id, key_name) DO NOTHING",
+                "INSERT INTO ledger_prompts (request_id, key_id, ts_ms, prompt) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (request_id, key_id) DO NOTHING",
             )
             .bind(k.request_id.clone())
-            .bind(k.key_name.clone())
+            .bind(k.key_id.clone())
             .bind(k.ts_ms)
             .bind(k.prompt.clone())
             .execute(&mut *tx)
@@ -263,10 +286,10 @@ pub async fn training_rows(ledger: &Ledger) -> Result<Vec<TrainingRow>, LedgerEr
     migrate(ledger).await?;
     let rows = sqlx::query(
         "SELECT p.prompt, l.model, f.score FROM ledger_feedback f
-         JOIN ledger_prompts p ON p.request_id = f.request_id AND p.key_name = f.key_name
-         JOIN (SELECT DISTINCT request_id, key_name, model FROM ledger WHERE status < 400 AND model <> '') l
-           ON l.request_id = f.request_id AND l.key_name = f.key_name
-         ORDER BY f.ts_ms, f.request_id, f.key_name",
+         JOIN ledger_prompts p ON p.request_id = f.request_id AND p.key_id = f.key_id
+         JOIN (SELECT DISTINCT request_id, key_id, model FROM ledger WHERE status < 400 AND model <> '') l
+           ON l.request_id = f.request_id AND l.key_id = f.key_id
+         ORDER BY f.ts_ms, f.request_id, f.key_id",
     )
     .fetch_all(ledger.pool())
     .await?;
