@@ -37,8 +37,8 @@ pub struct LedgerRow {
     pub key_name: String,
     /// The key's identity: a virtual key's id (`key_…`), `config:<name>` for a key of the
     /// config, `master`. A key's own spend is scoped by it, never by the name, so a new
-    /// key reusing a revoked key's name sees none of its calls. Empty in spill files
-    /// written before the column existed.
+    /// key reusing a revoked key's name sees none of its calls. Absent from spill lines
+    /// written before the column existed; replay fills it in (`writer::fill_key_ids`).
     #[serde(default)]
     pub key_id: String,
     pub team: Option<String>,

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use sqlx::Row;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -341,6 +342,7 @@ async fn replay_file(ledger: &Ledger, spill: &Spill, file: &Path) -> Result<u64,
         if read == 0 {
             break;
         }
+        fill_key_ids(ledger, &mut rows).await?;
         if ledger
             .insert_once(&format!("{name}#{chunk}"), &rows)
             .await?
@@ -352,6 +354,43 @@ async fn replay_file(ledger: &Ledger, spill: &Spill, file: &Path) -> Result<u64,
         }
     }
     Ok(inserted)
+}
+
+/// Gives the rows of a spill file written before rows carried a key id (the line has
+/// none) the id the ledger's own migration gave such rows already in the database: the
+/// newest virtual key of the row's name created at or before the row, else the config
+/// key of that name (`config:<name>`; `master` for the master key). So a key's budget and
+/// spend view count them, and a later key reusing the name does not. Each name is looked
+/// up once; rows that have an id are left as they are.
+async fn fill_key_ids(ledger: &Ledger, rows: &mut [LedgerRow]) -> Result<(), LedgerError> {
+    let mut keys: std::collections::HashMap<String, Vec<(i64, String)>> = Default::default();
+    for row in rows
+        .iter_mut()
+        .filter(|r| r.key_id.is_empty() && !r.key_name.is_empty())
+    {
+        if !keys.contains_key(&row.key_name) {
+            let found = sqlx::query(
+                "SELECT created_ms, id FROM virtual_keys WHERE name = $1 ORDER BY created_ms DESC",
+            )
+            .bind(row.key_name.clone())
+            .fetch_all(ledger.pool())
+            .await?;
+            let found = found
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<Vec<(i64, String)>, sqlx::Error>>()?;
+            keys.insert(row.key_name.clone(), found);
+        }
+        let virtual_key = keys
+            .get(&row.key_name)
+            .and_then(|ids| ids.iter().find(|(created, _)| *created <= row.ts_ms));
+        row.key_id = match virtual_key {
+            Some((_, id)) => id.clone(),
+            None if row.key_name == "master" => "master".into(),
+            None => format!("config:{}", row.key_name),
+        };
+    }
+    Ok(())
 }
 
 struct Writer {
@@ -626,6 +665,84 @@ mod tests {
             .unwrap();
         assert_eq!(replay(&ledger, &spill).await.unwrap(), 1);
         assert!(dir.join("spill.jsonl.rejected").exists());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Spill lines written before rows carried a key id are replayed with the id the
+    /// ledger's migration gives such rows: the virtual key that had the name at the time,
+    /// else the config key of the name, or `master`.
+    #[tokio::test]
+    async fn old_spill_lines_without_a_key_id_get_the_id_of_their_key() {
+        let dir = std::env::temp_dir().join(format!(
+            "bazaar-replay-ids-{}-{:x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("l.sqlite").display());
+        let ledger = Ledger::connect(&url).await.unwrap();
+        let new_key = |name: &str| crate::billing::keys::NewKey {
+            name: name.into(),
+            ..Default::default()
+        };
+        let (old, _) = crate::billing::keys::create(&ledger, &new_key("partner"), 100)
+            .await
+            .unwrap();
+        crate::billing::keys::revoke(&ledger, &old).await.unwrap();
+        let (new, _) = crate::billing::keys::create(&ledger, &new_key("partner"), 200)
+            .await
+            .unwrap();
+        let rows = [
+            (150, "partner", ""),
+            (250, "partner", ""),
+            (50, "partner", ""),
+            (250, "master", ""),
+            (250, "app", ""),
+            (250, "partner", "key_kept"),
+        ];
+        let mut lines = String::new();
+        for (ts, name, id) in rows {
+            let mut line = serde_json::to_value(LedgerRow {
+                key_name: name.into(),
+                key_id: id.into(),
+                ..row(ts)
+            })
+            .unwrap();
+            if id.is_empty() {
+                line.as_object_mut().unwrap().remove("key_id");
+            }
+            lines.push_str(&format!("{line}\n"));
+        }
+        std::fs::write(dir.join("spill.jsonl"), lines).unwrap();
+        let spill = Spill::new(dir.join("spill.jsonl"));
+        assert_eq!(replay(&ledger, &spill).await.unwrap(), 6);
+        let filter = super::super::Filter {
+            from_ms: 0,
+            to_ms: i64::MAX,
+            ..Default::default()
+        };
+        let mut got: Vec<(i64, String, String)> = ledger
+            .calls(&filter, 100, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, r)| (r.ts_ms, r.key_name, r.key_id))
+            .collect();
+        got.sort();
+        let want = [
+            (50, "partner", "config:partner"),
+            (150, "partner", old.as_str()),
+            (250, "app", "config:app"),
+            (250, "master", "master"),
+            (250, "partner", "key_kept"),
+            (250, "partner", new.as_str()),
+        ];
+        let mut want: Vec<(i64, String, String)> = want
+            .iter()
+            .map(|(t, n, i)| (*t, n.to_string(), i.to_string()))
+            .collect();
+        want.sort();
+        assert_eq!(got, want);
         std::fs::remove_dir_all(&dir).ok();
     }
 
