@@ -142,9 +142,13 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout)
-        // Past hyper's own count it answers a bare 431; ours answers OpenAI's shape first.
-        .max_headers(server::limits::MAX_HEADERS * 4);
-    builder.http2().timer(TokioTimer::new());
+        // Past hyper's own bounds it answers a bare 431; ours answer OpenAI's shape first.
+        .max_headers(server::limits::MAX_PARSED_HEADERS)
+        .max_buf_size(server::limits::MAX_HEAD_BUFFER);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(server::limits::MAX_HEAD_BUFFER as u32);
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();

@@ -198,6 +198,80 @@ async fn issue_13_unauthenticated_bodies_are_refused_before_they_are_read() {
     assert!(mock.received().is_empty());
 }
 
+/// Issue 13, item 9: an oversized request head gets a 431. Up to the head buffer
+/// (`MAX_HEAD_BUFFER`, 256 KiB) it reaches our check, which answers in OpenAI's shape;
+/// a head that fills the buffer never reaches our code, and hyper answers a bare 431 and
+/// closes the connection. Over HTTP/2 the same bound is the header list size.
+#[tokio::test]
+async fn issue_13_oversized_heads_get_a_431() {
+    use bazaar::server::limits::MAX_HEAD_BUFFER;
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&single_provider_config(&mock)).await;
+    let start = format!("GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {KEY}\r\n");
+    // A field whose head is `total` bytes in all (with its blank line when `ended`).
+    let padded = |total: usize, ended: bool| {
+        let end = if ended { "\r\n\r\n" } else { "" };
+        let room = total - start.len() - "x-big: ".len() - end.len();
+        format!("{start}x-big: {}{end}", "a".repeat(room))
+    };
+    let many_fields = format!(
+        "{start}{}\r\n",
+        (0..150)
+            .map(|i| format!("x-f{i}: v\r\n"))
+            .collect::<String>()
+    );
+    for head in [
+        padded(100 * 1024, true),
+        padded(MAX_HEAD_BUFFER - 1024, true),
+        many_fields,
+    ] {
+        let (reply, closed) = exchange(gw.addr, head.as_bytes(), Duration::from_secs(5)).await;
+        assert!(closed);
+        assert!(
+            reply.starts_with("HTTP/1.1 431"),
+            "{}",
+            &reply[..reply.len().min(200)]
+        );
+        assert!(reply.contains("application/json"), "{reply}");
+        assert!(
+            reply.contains("\"code\":\"request_header_fields_too_large\""),
+            "{reply}"
+        );
+    }
+    // Exactly a full buffer of head with no end: hyper's own 431, without a body. (Every
+    // byte sent is read, so the close is clean and the reply arrives whole.)
+    let (reply, closed) = exchange(
+        gw.addr,
+        padded(MAX_HEAD_BUFFER, false).as_bytes(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(closed);
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+    assert!(!reply.contains("error"), "{reply}");
+
+    // HTTP/2 (prior knowledge): our 431 below the bound; above it, no call is served.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let get = |bytes: usize| {
+        h2.get(gw.url("/v1/models"))
+            .bearer_auth(KEY)
+            .header("x-big", "a".repeat(bytes))
+            .send()
+    };
+    let resp = get(100 * 1024).await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let e = expect_error(resp, 431).await;
+    assert_eq!(e["code"], "request_header_fields_too_large");
+    if let Ok(resp) = get(MAX_HEAD_BUFFER + 1024).await {
+        assert_eq!(resp.status(), 431);
+    }
+    let healthz = gw.client.get(gw.url("/healthz")).send().await.unwrap();
+    assert_eq!(healthz.status(), 200);
+}
+
 /// Issue 13, item 3: request heads that never finish are closed after
 /// `header_read_timeout`, and `/healthz` answers quickly while they are open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,6 +291,24 @@ async fn issue_13_stalled_heads_are_closed_and_healthz_stays_fast() {
     }
     eprintln!("300 stalled heads: /healthz {slowest:?}, quiet {quiet:?}");
     slowest.assert_fast(&quiet);
+}
+
+/// Issue 13: a kept-alive connection left idle after its answer is closed once
+/// `header_read_timeout` passes without the next request head: the wait for the next
+/// head is the idle time, so an idle connection is held no longer than a stalled one.
+#[tokio::test]
+async fn issue_13_an_idle_kept_alive_connection_is_closed() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&impatient_config(&mock)).await;
+    let (reply, closed) = exchange(
+        gw.addr,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(!reply.contains("connection: close"), "kept alive: {reply}");
+    assert!(closed, "an idle kept-alive connection stayed open");
 }
 
 /// How quickly `/healthz` answered while something ran.
