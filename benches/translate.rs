@@ -1,7 +1,8 @@
 //! Micro-benchmark: the cost of translation per call and per stream event, for the
 //! Anthropic and Gemini adapters and the `/v1/messages` and `/v1/responses` front ends,
 //! next to chat's own parse and framing. Budgets: a request body in <= 20 µs, a stream
-//! event in <= 3 µs. Run with `cargo bench --bench translate`.
+//! event in <= 3 µs. Run with `cargo bench --bench translate`; a word after it
+//! (`cargo bench --bench translate -- responses`) runs only the measures naming it.
 
 #![allow(
     clippy::unwrap_used,
@@ -66,91 +67,96 @@ fn measure(iterations: u32, mut f: impl FnMut()) -> f64 {
     best
 }
 
-fn report(what: &str, micros: f64, budget: f64) {
+/// Runs `measure` (µs per unit) and prints it against `budget`, unless a filter was given
+/// on the command line that `what` does not contain (to profile one measure alone).
+fn report(what: &str, budget: f64, measure: impl FnOnce() -> f64) {
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with("--"));
+    if filter.is_some_and(|f| !what.contains(&f)) {
+        return;
+    }
+    let micros = measure();
     let verdict = if micros <= budget { "within" } else { "OVER" };
     println!("{what}: {micros:.2} µs; budget {budget} µs: {verdict}");
 }
 
 fn main() {
     let req = ChatRequest::parse(CHAT).unwrap();
-    report(
-        "anthropic request body (5 turns, 1 tool)",
+    report("anthropic request body (5 turns, 1 tool)", 20.0, || {
         measure(20_000, || {
             std::hint::black_box(anthropic_request::build(&req, "claude", true, "a").unwrap());
-        }),
-        20.0,
-    );
-    report(
-        "gemini request body (5 turns, 1 tool)",
+        })
+    });
+    report("gemini request body (5 turns, 1 tool)", 20.0, || {
         measure(20_000, || {
             std::hint::black_box(gemini_request::build(&req, "g").unwrap());
-        }),
-        20.0,
-    );
+        })
+    });
     report(
         "/v1/messages request parse + translation (3 turns, 1 tool)",
-        measure(20_000, || {
-            std::hint::black_box(MessagesRequest::parse(MESSAGES).unwrap());
-        }),
         20.0,
+        || {
+            measure(20_000, || {
+                std::hint::black_box(MessagesRequest::parse(MESSAGES).unwrap());
+            })
+        },
     );
 
     let events = ANTHROPIC_SSE.matches("\n\n").count() as f64;
     report(
         &format!("anthropic stream event -> chunks ({events} events, SSE decoding included)"),
-        measure(5_000, || {
-            let mut t = AnthropicStream::new("a", 0, false);
-            std::hint::black_box(translate_all(&mut t, ANTHROPIC_SSE.as_bytes()));
-        }) / events,
         3.0,
+        || {
+            measure(5_000, || {
+                let mut t = AnthropicStream::new("a", 0, false);
+                std::hint::black_box(translate_all(&mut t, ANTHROPIC_SSE.as_bytes()));
+            }) / events
+        },
     );
     let events = GEMINI_SSE.matches("\n\n").count() as f64;
     report(
         &format!("gemini stream event -> chunks ({events} events, SSE decoding included)"),
-        measure(5_000, || {
-            let mut t = GeminiStream::new("g", 0, "m", 1);
-            std::hint::black_box(translate_all(&mut t, GEMINI_SSE.as_bytes()));
-        }) / events,
         3.0,
+        || {
+            measure(5_000, || {
+                let mut t = GeminiStream::new("g", 0, "m", 1);
+                std::hint::black_box(translate_all(&mut t, GEMINI_SSE.as_bytes()));
+            }) / events
+        },
     );
 
-    report(
-        "chat request parse (5 turns, 1 tool)",
+    report("chat request parse (5 turns, 1 tool)", 20.0, || {
         measure(20_000, || {
             std::hint::black_box(ChatRequest::parse(CHAT).unwrap());
-        }),
-        20.0,
-    );
+        })
+    });
     report(
         "/v1/responses request parse + translation (same 5 turns, 1 tool)",
-        measure(20_000, || {
-            std::hint::black_box(ResponsesRequest::parse(RESPONSES, None).unwrap());
-        }),
         20.0,
+        || {
+            measure(20_000, || {
+                std::hint::black_box(ResponsesRequest::parse(RESPONSES, None).unwrap());
+            })
+        },
     );
     let responses = ResponsesRequest::parse(RESPONSES, None).unwrap();
-    report(
-        "/v1/responses native body (model rewritten)",
+    report("/v1/responses native body (model rewritten)", 20.0, || {
         measure(20_000, || {
             std::hint::black_box(responses.native_body("up"));
-        }),
-        20.0,
-    );
+        })
+    });
 
     streams(&responses);
 
     let chunk = br#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":"Hello"},"finish_reason":null}]}"#;
     let mut out = BytesMut::with_capacity(1 << 16);
     let mut writer = EventWriter::new("m");
-    report(
-        "openai chunk -> messages event",
+    report("openai chunk -> messages event", 3.0, || {
         measure(100_000, || {
             out.clear();
             writer.chunk(chunk, None, &mut out).unwrap();
             std::hint::black_box(&out);
-        }),
-        3.0,
-    );
+        })
+    });
 }
 
 /// A 20-chunk chat stream (role, 17 words, finish, usage) through each front end's
@@ -197,46 +203,53 @@ fn streams(responses: &ResponsesRequest) {
     let mut out = BytesMut::with_capacity(1 << 16);
     report(
         &format!("chat stream, per chunk ({n} chunks, usage cost in the last)"),
-        measure(5_000, || {
-            out.clear();
-            let mut framer = OpenAiFramer::new(true);
-            for c in &chunks {
-                let cost = c.usage.map(|_| 120_000);
-                framer.chunk(c, cost, &mut out);
-            }
-            framer.end(Some(&billed), &mut out);
-            std::hint::black_box(&out);
-        }) / n,
         3.0,
+        || {
+            measure(5_000, || {
+                out.clear();
+                let mut framer = OpenAiFramer::new(true);
+                for c in &chunks {
+                    let cost = c.usage.map(|_| 120_000);
+                    framer.chunk(c, cost, &mut out);
+                }
+                framer.end(Some(&billed), &mut out);
+                std::hint::black_box(&out);
+            }) / n
+        },
     );
     report(
         &format!("messages stream, per chunk ({n} chunks -> events, billed usage)"),
-        measure(5_000, || {
-            out.clear();
-            let mut writer = EventWriter::new("m");
-            for c in &chunks {
-                writer.chunk(&c.data, c.usage, &mut out).unwrap();
-            }
-            writer.finish(
-                &mut out,
-                Some(billed.usage_json(None, BodyShape::Anthropic)),
-            );
-            std::hint::black_box(&out);
-        }) / n,
         3.0,
+        || {
+            measure(5_000, || {
+                out.clear();
+                let mut writer = EventWriter::new("m");
+                for c in &chunks {
+                    writer.chunk(&c.data, c.usage, &mut out).unwrap();
+                }
+                writer.finish(
+                    &mut out,
+                    Some(billed.usage_json(None, BodyShape::Anthropic)),
+                );
+                std::hint::black_box(&out);
+            }) / n
+        },
     );
     report(
         &format!("responses stream, per chunk ({n} chunks -> events, billed usage)"),
-        measure(5_000, || {
-            out.clear();
-            let mut writer = StreamWriter::new("resp_1".into(), "m", responses.echo.clone(), None);
-            for c in &chunks {
-                writer.chunk(&c.data, c.usage, &mut out).unwrap();
-            }
-            // As the server ends it: `response.completed` with the billed usage.
-            finish_billed(&mut writer, Some(&billed), &mut out);
-            std::hint::black_box(&out);
-        }) / n,
         3.0,
+        || {
+            measure(5_000, || {
+                out.clear();
+                let mut writer =
+                    StreamWriter::new("resp_1".into(), "m", responses.echo.clone(), None);
+                for c in &chunks {
+                    writer.chunk(&c.data, c.usage, &mut out).unwrap();
+                }
+                // As the server ends it: `response.completed` with the billed usage.
+                finish_billed(&mut writer, Some(&billed), &mut out);
+                std::hint::black_box(&out);
+            }) / n
+        },
     );
 }

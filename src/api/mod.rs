@@ -2,6 +2,7 @@
 //! `ApiError`, the one error type a client ever sees. No I/O here.
 
 pub mod anthropic;
+pub mod chat_out;
 pub mod chat_view;
 pub mod error;
 pub mod openai;

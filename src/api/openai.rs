@@ -134,6 +134,12 @@ impl RawObject {
         })
     }
 
+    /// An object of fields already written (a translated body, each value valid JSON),
+    /// in the order given.
+    pub fn from_fields(fields: Vec<(String, Box<RawValue>)>) -> RawObject {
+        RawObject { fields }
+    }
+
     /// The raw value of `key`, if present (the last one wins on duplicates).
     pub fn get(&self, key: &str) -> Option<&RawValue> {
         self.fields
@@ -146,12 +152,9 @@ impl RawObject {
     /// Reads `key` as a token count (absent: `None`); a 400 naming the field when it is
     /// not a non-negative integer or is over `MAX_TOKENS_FIELD`.
     pub fn token_count(&self, key: &str) -> Result<Option<u64>, ApiError> {
-        match self.typed::<u64>(key, "a non-negative integer")? {
-            Some(v) if v > MAX_TOKENS_FIELD => Err(ApiError::invalid(
-                key,
-                format!("`{key}` must be at most {MAX_TOKENS_FIELD}."),
-            )),
-            v => Ok(v),
+        match self.get(key) {
+            Some(raw) => read_token_count(key, raw),
+            None => Ok(None),
         }
     }
 
@@ -181,10 +184,7 @@ impl RawObject {
     ) -> Result<Option<T>, ApiError> {
         match self.get(key) {
             None => Ok(None),
-            Some(raw) if raw.get() == "null" => Ok(None),
-            Some(raw) => serde_json::from_str(raw.get())
-                .map(Some)
-                .map_err(|_| ApiError::invalid(key, format!("`{key}` must be {expected}."))),
+            Some(raw) => read_typed(key, raw, expected),
         }
     }
 
@@ -227,6 +227,43 @@ impl RawObject {
         }
         out.push(b'}');
     }
+}
+
+/// Reads the value of field `key` as `T`; `null` is `None`, a wrong type is a 400 naming
+/// the field. For front ends that walk a body's fields themselves.
+pub fn read_typed<'a, T: Deserialize<'a>>(
+    key: &str,
+    raw: &'a RawValue,
+    expected: &str,
+) -> Result<Option<T>, ApiError> {
+    if raw.get() == "null" {
+        return Ok(None);
+    }
+    serde_json::from_str(raw.get())
+        .map(Some)
+        .map_err(|_| ApiError::invalid(key, format!("`{key}` must be {expected}.")))
+}
+
+/// Reads field `key` as a token count: a 400 naming it unless a non-negative integer
+/// of at most `MAX_TOKENS_FIELD`.
+pub fn read_token_count(key: &str, raw: &RawValue) -> Result<Option<u64>, ApiError> {
+    match read_typed::<u64>(key, raw, "a non-negative integer")? {
+        Some(v) if v > MAX_TOKENS_FIELD => Err(ApiError::invalid(
+            key,
+            format!("`{key}` must be at most {MAX_TOKENS_FIELD}."),
+        )),
+        v => Ok(v),
+    }
+}
+
+/// Reads field `key` as the end user's identifier (chat's `user`): a string of at most
+/// `MAX_IDENTIFIER_BYTES`, else a 400 naming the field.
+pub fn read_user(key: &str, raw: &RawValue) -> Result<Option<String>, ApiError> {
+    let user = read_typed::<String>(key, raw, "a string")?;
+    if let Some(user) = &user {
+        check_identifier(key, user)?;
+    }
+    Ok(user)
 }
 
 fn write_json_string(out: &mut Vec<u8>, s: &str) {
@@ -326,6 +363,67 @@ const ROLES: &[&str] = &[
 ];
 const PROMPT_HEAD_CHARS: usize = 2048;
 
+/// What routing reads of a prompt, gathered turn by turn: its size in characters, the
+/// head of its first user or system text, the quality predictor's view, and whether it
+/// holds images. Chat's parse and the translating front ends fill it the same way.
+#[derive(Debug, Default)]
+pub struct PromptScan {
+    chars: usize,
+    head: String,
+    view: ViewBuilder,
+    vision: bool,
+}
+
+impl PromptScan {
+    /// Text of message number `message` (a message's parts share the number) in `role`.
+    pub fn text(&mut self, message: usize, role: &str, text: &str) {
+        self.chars += text.chars().count();
+        take_head(&mut self.head, role, text);
+        add_to_view(&mut self.view, message, role, text);
+    }
+
+    /// An image part.
+    pub fn image(&mut self) {
+        self.vision = true;
+        // A rough image cost in characters (~765 tokens for a 1024² tile).
+        self.chars += 3000;
+    }
+
+    /// JSON that reaches the model as written (tool calls, tool declarations), by length.
+    pub fn json(&mut self, bytes: usize) {
+        self.chars += bytes;
+    }
+}
+
+/// What a translating front end (Messages, Responses) has already read and checked of
+/// the chat request it built, so the request is made without writing the body out and
+/// parsing it again.
+#[derive(Debug)]
+pub struct ChatParts {
+    pub model: String,
+    pub stream: bool,
+    pub max_tokens: Option<u64>,
+    /// `needs.vision` is taken from `prompt`.
+    pub needs: Needs,
+    pub prompt: PromptScan,
+    pub user: Option<String>,
+}
+
+/// Reads `model`: a non-empty string of at most `MAX_IDENTIFIER_BYTES`, else a 400.
+pub fn read_model(raw: Option<&RawValue>) -> Result<String, ApiError> {
+    let model = match raw {
+        Some(raw) => read_typed::<String>("model", raw, "a string")?,
+        None => None,
+    };
+    match model {
+        Some(m) if !m.trim().is_empty() => {
+            check_identifier("model", &m)?;
+            Ok(m)
+        }
+        _ => Err(ApiError::invalid("model", "`model` is required.")),
+    }
+}
+
 impl ChatRequest {
     /// Parses and checks a chat body; every error names the offending field.
     pub fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
@@ -351,10 +449,10 @@ impl ChatRequest {
         ] {
             fields.typed::<f64>(key, "a number")?;
         }
-        let user = fields.typed::<String>("user", "a string")?;
-        if let Some(user) = &user {
-            check_identifier("user", user)?;
-        }
+        let user = match fields.get("user") {
+            Some(raw) => read_user("user", raw)?,
+            None => None,
+        };
         check_metadata(&fields)?;
 
         let mut needs = Needs::default();
@@ -397,9 +495,7 @@ impl ChatRequest {
                 "`messages` must not be empty.",
             ));
         }
-        let mut prompt_chars = 0;
-        let mut prompt_head = String::new();
-        let mut view = ViewBuilder::default();
+        let mut prompt = PromptScan::default();
         for (i, message) in messages.iter().enumerate() {
             let role = message.role.as_deref().ok_or_else(|| {
                 ApiError::invalid(
@@ -417,7 +513,7 @@ impl ChatRequest {
                 ));
             }
             if let Some(calls) = message.tool_calls {
-                prompt_chars += calls.get().len();
+                prompt.json(calls.get().len());
             }
             let Some(content) = message.content else {
                 continue;
@@ -427,9 +523,7 @@ impl ChatRequest {
                 Some(b'"') => {
                     let text: Cow<str> = serde_json::from_str(content.get())
                         .map_err(|_| ApiError::invalid(param(), "invalid string"))?;
-                    prompt_chars += text.chars().count();
-                    take_head(&mut prompt_head, role, &text);
-                    add_to_view(&mut view, i, role, &text);
+                    prompt.text(i, role, &text);
                 }
                 Some(b'[') => {
                     let parts: Vec<PartView> =
@@ -442,16 +536,9 @@ impl ChatRequest {
                     for part in parts {
                         match part.kind.as_ref() {
                             "text" | "input_text" => {
-                                let text = part.text.unwrap_or_default();
-                                prompt_chars += text.chars().count();
-                                take_head(&mut prompt_head, role, &text);
-                                add_to_view(&mut view, i, role, &text);
+                                prompt.text(i, role, &part.text.unwrap_or_default());
                             }
-                            "image_url" | "input_image" | "image" => {
-                                needs.vision = true;
-                                // A rough image cost in characters (~765 tokens for a 1024² tile).
-                                prompt_chars += 3000;
-                            }
+                            "image_url" | "input_image" | "image" => prompt.image(),
                             _ => {}
                         }
                     }
@@ -469,21 +556,42 @@ impl ChatRequest {
             }
         }
         if let Some(tools) = fields.get("tools") {
-            prompt_chars += tools.get().len();
+            prompt.json(tools.get().len());
         }
-        Ok(ChatRequest {
+        let mut req = ChatRequest::from_parts(
             fields,
-            model,
-            stream,
-            client_wants_usage,
-            max_tokens,
-            n,
+            ChatParts {
+                model,
+                stream,
+                max_tokens,
+                needs,
+                prompt,
+                user,
+            },
+        );
+        req.client_wants_usage = client_wants_usage;
+        req.n = n;
+        Ok(req)
+    }
+
+    /// A request from a body already split into fields and read (a translation another
+    /// front end built): nothing is parsed again. One choice; the usage chunk hidden.
+    pub fn from_parts(fields: RawObject, parts: ChatParts) -> ChatRequest {
+        let mut needs = parts.needs;
+        needs.vision = parts.prompt.vision;
+        ChatRequest {
+            fields,
+            model: parts.model,
+            stream: parts.stream,
+            client_wants_usage: false,
+            max_tokens: parts.max_tokens,
+            n: 1,
             needs,
-            prompt_chars,
-            prompt_head,
-            predict_view: view.view(),
-            user,
-        })
+            prompt_chars: parts.prompt.chars,
+            prompt_head: parts.prompt.head,
+            predict_view: parts.prompt.view.view(),
+            user: parts.user,
+        }
     }
 
     /// A rough prompt token count (4 characters a token) for routing and budget reservation.
@@ -515,13 +623,7 @@ fn take_head(head: &mut String, role: &str, text: &str) {
 }
 
 fn required_model(fields: &RawObject) -> Result<String, ApiError> {
-    match fields.typed::<String>("model", "a string")? {
-        Some(m) if !m.trim().is_empty() => {
-            check_identifier("model", &m)?;
-            Ok(m)
-        }
-        _ => Err(ApiError::invalid("model", "`model` is required.")),
-    }
+    read_model(fields.get("model"))
 }
 
 /// `POST /v1/embeddings` and `POST /v1/completions`: a raw body with a model and a text input.

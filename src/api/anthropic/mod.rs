@@ -9,10 +9,14 @@ pub mod stream;
 
 use std::borrow::Cow;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::openai::{ChatRequest, RawObject};
+use super::chat_out::{
+    ChatOut, ContentOut, FileOut, FormatOut, FunctionOut, ImageOut, Json, MessageOut, NamedOut,
+    PartOut, SchemaOut, ThinkingOut, ToolCallOut, ToolChoiceOut, ToolFunctionOut, ToolOut,
+};
+use super::openai::{read_token_count, read_typed, read_user, ChatRequest, RawObject};
 use super::ApiError;
 
 /// A `/v1/messages` request: the client's body as written (kept for Anthropic backends,
@@ -156,19 +160,6 @@ struct OutputFormatIn<'a> {
     schema: Option<&'a RawValue>,
 }
 
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum FormatOut<'a> {
-    JsonSchema { json_schema: SchemaOut<'a> },
-}
-
-#[derive(Serialize)]
-struct SchemaOut<'a> {
-    name: &'static str,
-    schema: &'a RawValue,
-    strict: bool,
-}
-
 #[derive(Deserialize)]
 struct MetadataIn<'a> {
     #[serde(borrow, default)]
@@ -184,133 +175,11 @@ pub fn effort_for_budget(budget: u64) -> &'static str {
     }
 }
 
-// The OpenAI body being written. Values that need no change are raw slices of the input.
-#[derive(Serialize, Default)]
-struct ChatOut<'a> {
-    model: Option<&'a RawValue>,
-    messages: Vec<MessageOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_tokens: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stream: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    temperature: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_p: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_k: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stop: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tools: Vec<ToolOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_choice: Option<serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parallel_tool_calls: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning_effort: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    response_format: Option<FormatOut<'a>>,
-}
-
-#[derive(Serialize)]
-struct MessageOut<'a> {
-    role: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content: Option<ContentOut<'a>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<ToolCallOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_call_id: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning_content: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    thinking_blocks: Vec<ThinkingOut<'a>>,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum ContentOut<'a> {
-    Raw(&'a RawValue),
-    Str(&'static str),
-    Parts(Vec<PartOut<'a>>),
-}
-
-// `cache_control` breakpoints are not carried into the OpenAI shape: they are hints
-// Anthropic backends get from the client's own body, and strict OpenAI-compatible hosts
-// refuse unknown keys in content parts.
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum PartOut<'a> {
-    Text { text: &'a RawValue },
-    ImageUrl { image_url: ImageUrlOut<'a> },
-    File { file: FileOut<'a> },
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum ImageUrlOut<'a> {
-    Data { url: String },
-    Url { url: &'a RawValue },
-}
-
-#[derive(Serialize)]
-struct FileOut<'a> {
-    file_data: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    filename: Option<&'a RawValue>,
-}
-
-#[derive(Serialize)]
-struct ToolCallOut<'a> {
-    id: &'a RawValue,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: FunctionOut<'a>,
-}
-
-#[derive(Serialize)]
-struct FunctionOut<'a> {
-    name: &'a RawValue,
-    arguments: &'a str,
-}
-
-#[derive(Serialize)]
-struct ThinkingOut<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    thinking: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    signature: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<&'a RawValue>,
-}
-
-#[derive(Serialize)]
-struct ToolOut<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: ToolFunctionOut<'a>,
-}
-
-#[derive(Serialize)]
-struct ToolFunctionOut<'a> {
-    name: &'a RawValue,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parameters: Option<&'a RawValue>,
-}
-
 impl MessagesRequest {
     /// Parses a Messages body and translates it; every error names the field.
     pub fn parse(body: &[u8]) -> Result<MessagesRequest, ApiError> {
         let native = RawObject::parse(body)?;
-        let (openai, native_only) = to_openai(&native)?;
-        let chat = ChatRequest::parse(&openai)?;
+        let (chat, native_only) = to_openai(&native)?;
         let stream = chat.stream;
         Ok(MessagesRequest {
             native,
@@ -321,9 +190,9 @@ impl MessagesRequest {
     }
 }
 
-/// Translates a Messages body (already split into fields) to an OpenAI chat body, with
+/// Translates a Messages body (already split into fields) to an OpenAI chat request, with
 /// the first part of it only Anthropic backends can take (left out of the translation).
-pub fn to_openai(fields: &RawObject) -> Result<(Vec<u8>, Option<NativeOnly>), ApiError> {
+pub fn to_openai(fields: &RawObject) -> Result<(ChatRequest, Option<NativeOnly>), ApiError> {
     let mut only = None;
     let mut out = ChatOut::default();
     let mut system: Option<MessageOut> = None;
@@ -333,8 +202,9 @@ pub fn to_openai(fields: &RawObject) -> Result<(Vec<u8>, Option<NativeOnly>), Ap
         match key {
             "model" => out.model = Some(raw),
             "max_tokens" => {
+                out.cap = read_token_count(key, raw)?;
                 out.max_tokens = Some(raw);
-                has_max_tokens = true;
+                has_max_tokens = out.cap.is_some();
             }
             "stream" => {
                 out.stream = Some(
@@ -342,14 +212,22 @@ pub fn to_openai(fields: &RawObject) -> Result<(Vec<u8>, Option<NativeOnly>), Ap
                         .map_err(|_| field_error(key, "`stream` must be a boolean."))?,
                 )
             }
-            "temperature" => out.temperature = Some(raw),
-            "top_p" => out.top_p = Some(raw),
+            "temperature" | "top_p" => {
+                read_typed::<f64>(key, raw, "a number")?;
+                match key {
+                    "temperature" => out.temperature = Some(raw),
+                    _ => out.top_p = Some(raw),
+                }
+            }
             "top_k" => out.top_k = Some(raw),
             "stop_sequences" => out.stop = Some(raw),
             "metadata" => {
                 let m: MetadataIn = serde_json::from_str(raw.get())
                     .map_err(|_| field_error(key, "`metadata` must be an object."))?;
-                out.user = m.user_id.filter(|u| u.get() != "null");
+                out.user = match m.user_id {
+                    Some(id) => read_user("metadata.user_id", id)?,
+                    None => None,
+                };
             }
             "system" => system = Some(system_message(raw, "system")?),
             "messages" => out.messages = messages(raw, &mut only)?,
@@ -360,17 +238,23 @@ pub fn to_openai(fields: &RawObject) -> Result<(Vec<u8>, Option<NativeOnly>), Ap
                 })?;
                 parallel = !c.disable_parallel_tool_use.unwrap_or(false);
                 out.tool_choice = Some(match c.kind.as_ref() {
-                    "auto" => serde_json::Value::from("auto"),
-                    "any" => serde_json::Value::from("required"),
-                    "none" => serde_json::Value::from("none"),
+                    "auto" => ToolChoiceOut::Mode("auto"),
+                    "any" => ToolChoiceOut::Mode("required"),
+                    "none" => ToolChoiceOut::Mode("none"),
                     "tool" => {
                         let name = c.name.ok_or_else(|| {
                             field_error("tool_choice.name", "`tool_choice.name` is required.")
                         })?;
-                        let name: String = serde_json::from_str(name.get()).map_err(|_| {
-                            field_error("tool_choice.name", "`tool_choice.name` must be a string.")
-                        })?;
-                        serde_json::json!({"type": "function", "function": {"name": name}})
+                        if !name.get().starts_with('"') {
+                            return Err(field_error(
+                                "tool_choice.name",
+                                "`tool_choice.name` must be a string.",
+                            ));
+                        }
+                        ToolChoiceOut::Function {
+                            kind: "function",
+                            function: NamedOut { name },
+                        }
                     }
                     other => {
                         return Err(field_error(
@@ -386,7 +270,8 @@ pub fn to_openai(fields: &RawObject) -> Result<(Vec<u8>, Option<NativeOnly>), Ap
                 let t: ThinkingIn = serde_json::from_str(raw.get())
                     .map_err(|_| field_error(key, "`thinking` must be an object with a `type`."))?;
                 if t.kind == "enabled" {
-                    out.reasoning_effort = Some(effort_for_budget(t.budget_tokens.unwrap_or(1024)));
+                    out.reasoning_effort =
+                        Some(effort_for_budget(t.budget_tokens.unwrap_or(1024)).into());
                 }
             }
             "output_config" => out.response_format = output_format(raw)?,
@@ -403,9 +288,7 @@ pub fn to_openai(fields: &RawObject) -> Result<(Vec<u8>, Option<NativeOnly>), Ap
     if let Some(system) = system {
         out.messages.insert(0, system);
     }
-    let body = serde_json::to_vec(&out)
-        .map_err(|e| ApiError::bad_request(format!("The request cannot be translated: {e}.")))?;
-    Ok((body, only))
+    Ok((out.into_request()?, only))
 }
 
 /// `output_config.format` as a `response_format`; `effort` is a hint left out.
@@ -432,9 +315,10 @@ fn output_format(raw: &RawValue) -> Result<Option<FormatOut<'_>>, ApiError> {
     })?;
     Ok(Some(FormatOut::JsonSchema {
         json_schema: SchemaOut {
-            name: "output",
+            name: Json::Str("output".into()),
             schema,
-            strict: true,
+            strict: Some(true),
+            description: None,
         },
     }))
 }
@@ -463,7 +347,7 @@ fn system_message<'a>(raw: &'a RawValue, path: &str) -> Result<MessageOut<'a>, A
                     text: required(b.text, &format!("{path}[{i}].text"))?,
                 });
             }
-            simplest(parts)
+            ContentOut::simplest(parts)
         }
         _ => {
             return Err(field_error(
@@ -472,41 +356,11 @@ fn system_message<'a>(raw: &'a RawValue, path: &str) -> Result<MessageOut<'a>, A
             ))
         }
     };
-    Ok(MessageOut {
-        role: "system",
-        content: Some(content),
-        tool_calls: Vec::new(),
-        tool_call_id: None,
-        reasoning_content: None,
-        thinking_blocks: Vec::new(),
-    })
-}
-
-/// Parts as OpenAI content: a lone text part as a plain string, the simplest form.
-fn simplest(mut parts: Vec<PartOut<'_>>) -> ContentOut<'_> {
-    match parts.pop() {
-        Some(PartOut::Text { text }) if parts.is_empty() => ContentOut::Raw(text),
-        Some(last) => {
-            parts.push(last);
-            ContentOut::Parts(parts)
-        }
-        None => ContentOut::Parts(parts),
-    }
+    Ok(MessageOut::plain("system", Some(content)))
 }
 
 fn required<'a>(v: Option<&'a RawValue>, field: &str) -> Result<&'a RawValue, ApiError> {
     v.ok_or_else(|| field_error(field, format!("`{field}` is required.")))
-}
-
-fn plain<'a>(role: &'static str, content: Option<ContentOut<'a>>) -> MessageOut<'a> {
-    MessageOut {
-        role,
-        content,
-        tool_calls: Vec::new(),
-        tool_call_id: None,
-        reasoning_content: None,
-        thinking_blocks: Vec::new(),
-    }
 }
 
 fn messages<'a>(
@@ -540,7 +394,7 @@ fn messages<'a>(
             }
         };
         if m.content.get().starts_with('"') {
-            out.push(plain(role, Some(ContentOut::Raw(m.content))));
+            out.push(MessageOut::plain(role, Some(ContentOut::Raw(m.content))));
             continue;
         }
         let blocks: Vec<BlockIn> = serde_json::from_str(m.content.get()).map_err(|_| {
@@ -596,7 +450,8 @@ fn user_blocks<'a>(
                         Some(ContentOut::Parts(texts))
                     }
                 };
-                let mut m = plain("tool", content.or(Some(ContentOut::Str(""))));
+                let mut m =
+                    MessageOut::plain("tool", content.or(Some(ContentOut::Text("".into()))));
                 m.tool_call_id = Some(id);
                 out.push(m);
             }
@@ -608,7 +463,7 @@ fn user_blocks<'a>(
         }
     }
     if !parts.is_empty() {
-        out.push(plain("user", Some(simplest(parts))));
+        out.push(MessageOut::plain("user", Some(ContentOut::simplest(parts))));
     }
     Ok(())
 }
@@ -631,20 +486,21 @@ fn part<'a>(
             let source = b
                 .source
                 .ok_or_else(|| field_error(format!("{field}.source"), "is required"))?;
-            let image_url = match source.kind.as_ref() {
-                "base64" => ImageUrlOut::Data {
-                    url: format!(
+            let url = match source.kind.as_ref() {
+                "base64" => Json::Str(
+                    format!(
                         "data:{};base64,{}",
                         source.media_type.as_deref().unwrap_or("image/png"),
                         source.data.as_deref().unwrap_or_default()
-                    ),
-                },
-                "url" => ImageUrlOut::Url {
-                    url: required(source.url, &format!("{field}.source.url"))?,
-                },
+                    )
+                    .into(),
+                ),
+                "url" => Json::Raw(required(source.url, &format!("{field}.source.url"))?),
                 _ => return untranslatable(only, format!("{field}.source"), "this image source"),
             };
-            Ok(Some(PartOut::ImageUrl { image_url }))
+            Ok(Some(PartOut::ImageUrl {
+                image_url: ImageOut { url, detail: None },
+            }))
         }
         "document" => {
             let source = b
@@ -653,11 +509,15 @@ fn part<'a>(
             match source.kind.as_ref() {
                 "base64" => Ok(Some(PartOut::File {
                     file: FileOut {
-                        file_data: format!(
-                            "data:{};base64,{}",
-                            source.media_type.as_deref().unwrap_or("application/pdf"),
-                            source.data.as_deref().unwrap_or_default()
-                        ),
+                        file_data: Some(Json::Str(
+                            format!(
+                                "data:{};base64,{}",
+                                source.media_type.as_deref().unwrap_or("application/pdf"),
+                                source.data.as_deref().unwrap_or_default()
+                            )
+                            .into(),
+                        )),
+                        file_id: None,
                         filename: b.title,
                     },
                 })),
@@ -682,7 +542,7 @@ fn assistant_blocks<'a>(
     only: &mut Option<NativeOnly>,
 ) -> Result<MessageOut<'a>, ApiError> {
     let mut texts: Vec<PartOut<'a>> = Vec::new();
-    let mut m = plain("assistant", None);
+    let mut m = MessageOut::plain("assistant", None);
     let mut reasoning = String::new();
     for (j, b) in blocks.into_iter().enumerate() {
         let field = format!("{path}.content[{j}]");
@@ -696,8 +556,8 @@ fn assistant_blocks<'a>(
                     id: required(b.id, &format!("{field}.id"))?,
                     kind: "function",
                     function: FunctionOut {
-                        name: required(b.name, &format!("{field}.name"))?,
-                        arguments: input,
+                        name: Json::Raw(required(b.name, &format!("{field}.name"))?),
+                        arguments: Json::Str(input.into()),
                     },
                 });
             }
@@ -729,7 +589,7 @@ fn assistant_blocks<'a>(
     if !reasoning.is_empty() {
         m.reasoning_content = Some(reasoning);
     }
-    m.content = (!texts.is_empty()).then(|| simplest(texts));
+    m.content = (!texts.is_empty()).then(|| ContentOut::simplest(texts));
     Ok(m)
 }
 
@@ -752,9 +612,10 @@ fn tools<'a>(
         out.push(ToolOut {
             kind: "function",
             function: ToolFunctionOut {
-                name: t.name,
+                name: Json::Raw(t.name),
                 description: t.description,
                 parameters: t.input_schema,
+                strict: None,
             },
         });
     }

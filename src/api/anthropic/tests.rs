@@ -11,7 +11,9 @@ fn openai_of(body: Value) -> Result<Value, ApiError> {
     let fields = RawObject::parse(body.to_string().as_bytes())?;
     let (openai, only) = to_openai(&fields)?;
     assert_eq!(only, None);
-    Ok(serde_json::from_slice(&openai).unwrap())
+    let mut body = Vec::new();
+    openai.fields.write_with(&mut body, &openai.model, &[]);
+    Ok(serde_json::from_slice(&body).unwrap())
 }
 
 fn native_only(body: Value) -> String {

@@ -268,7 +268,7 @@ impl ResponsesRequest {
         native.typed::<serde_json::Map<String, serde_json::Value>>("metadata", "an object")?;
         let items = conversation(&native, history)?;
         let translation = to_chat(&native, &items)?;
-        let chat = ChatRequest::parse(&translation.body)?;
+        let chat = translation.chat;
         let echo = std::sync::Arc::new(Echo {
             instructions: owned(native.get("instructions"), "null"),
             metadata: owned(native.get("metadata"), "{}"),

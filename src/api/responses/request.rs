@@ -5,12 +5,16 @@
 
 use std::borrow::Cow;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{field_error, Namespaced, HOSTED_ITEMS, IGNORED};
 use crate::api::anthropic::NativeOnly;
-use crate::api::openai::RawObject;
+use crate::api::chat_out::{
+    ChatOut, ContentOut, FileOut, FormatOut, FunctionOut, ImageOut, Json, MessageOut, NamedOut,
+    PartOut, SchemaOut, ToolCallOut, ToolChoiceOut, ToolFunctionOut, ToolOut,
+};
+use crate::api::openai::{read_token_count, read_typed, read_user, ChatRequest, RawObject};
 use crate::api::ApiError;
 
 fn note(only: &mut Option<NativeOnly>, field: impl Into<String>, what: &str) {
@@ -116,162 +120,9 @@ struct ReasoningIn<'a> {
     effort: Option<Cow<'a, str>>,
 }
 
-// The chat body being written; values that need no change are raw slices of the input.
-#[derive(Serialize, Default)]
-struct ChatOut<'a> {
-    model: Option<&'a RawValue>,
-    messages: Vec<MessageOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stream: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_completion_tokens: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    temperature: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_p: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tools: Vec<ToolOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_choice: Option<ToolChoiceOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parallel_tool_calls: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    response_format: Option<FormatOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning_effort: Option<Cow<'a, str>>,
-    // Routing preferences travel on: the router reads them, upstream bodies drop them.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    bazaar: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    models: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    provider: Option<&'a RawValue>,
-}
-
-#[derive(Serialize)]
-struct MessageOut<'a> {
-    role: &'static str,
-    content: ContentOut<'a>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<ToolCallOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_call_id: Option<&'a RawValue>,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum ContentOut<'a> {
-    Raw(&'a RawValue),
-    Text(String),
-    Parts(Vec<PartOut<'a>>),
-    Null,
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum PartOut<'a> {
-    Text { text: &'a RawValue },
-    ImageUrl { image_url: ImageOut<'a> },
-    File { file: FileOut<'a> },
-}
-
-#[derive(Serialize)]
-struct ImageOut<'a> {
-    url: &'a RawValue,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<&'a RawValue>,
-}
-
-#[derive(Serialize)]
-struct FileOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    file_data: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    file_id: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    filename: Option<&'a RawValue>,
-}
-
-#[derive(Serialize)]
-struct ToolCallOut<'a> {
-    id: &'a RawValue,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: FunctionOut<'a>,
-}
-
-#[derive(Serialize)]
-struct FunctionOut<'a> {
-    name: NameOut<'a>,
-    arguments: &'a RawValue,
-}
-
-/// A tool's name in chat: the client's own, or a name given to a namespaced function
-/// whose own name another tool already has.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum NameOut<'a> {
-    Raw(&'a RawValue),
-    Given(String),
-}
-
-#[derive(Serialize)]
-struct ToolOut<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: ToolFunctionOut<'a>,
-}
-
-#[derive(Serialize)]
-struct ToolFunctionOut<'a> {
-    name: NameOut<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parameters: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    strict: Option<&'a RawValue>,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum ToolChoiceOut<'a> {
-    Raw(&'a RawValue),
-    Function {
-        #[serde(rename = "type")]
-        kind: &'static str,
-        function: NamedOut<'a>,
-    },
-}
-
-#[derive(Serialize)]
-struct NamedOut<'a> {
-    name: &'a RawValue,
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum FormatOut<'a> {
-    JsonObject,
-    JsonSchema { json_schema: SchemaOut<'a> },
-}
-
-#[derive(Serialize)]
-struct SchemaOut<'a> {
-    name: &'a RawValue,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    schema: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    strict: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<&'a RawValue>,
-}
-
 /// A Responses body as Chat Completions.
 pub(super) struct Translation {
-    pub body: Vec<u8>,
+    pub chat: ChatRequest,
     /// The first field only Responses backends can take.
     pub native_only: Option<NativeOnly>,
     /// The functions of `namespace` tools, as chat names them.
@@ -300,13 +151,24 @@ pub(super) fn to_chat<'a>(
                     instructions = Some(raw);
                 }
             }
-            "stream" => out.stream = Some(raw.get() == "true"),
-            "max_output_tokens" => out.max_completion_tokens = Some(raw),
-            "temperature" => out.temperature = Some(raw),
-            "top_p" => out.top_p = Some(raw),
-            "user" => out.user = Some(raw),
-            "safety_identifier" => safety_identifier = Some(raw),
-            "parallel_tool_calls" => out.parallel_tool_calls = Some(raw),
+            "stream" => out.stream = read_typed(key, raw, "a boolean")?,
+            "max_output_tokens" => {
+                out.cap = read_token_count(key, raw)?;
+                out.max_completion_tokens = out.cap.is_some().then_some(raw);
+            }
+            "temperature" | "top_p" => {
+                if read_typed::<f64>(key, raw, "a number")?.is_some() {
+                    match key {
+                        "temperature" => out.temperature = Some(raw),
+                        _ => out.top_p = Some(raw),
+                    }
+                }
+            }
+            "user" => out.user = read_user(key, raw)?,
+            "safety_identifier" => safety_identifier = read_user(key, raw)?,
+            "parallel_tool_calls" => {
+                out.parallel_tool_calls = read_typed(key, raw, "a boolean")?;
+            }
             "tools" => out.tools = tools(raw, &mut only, &mut namespaced)?,
             "tool_choice" => out.tool_choice = tool_choice(raw)?,
             "text" => out.response_format = text_format(raw)?,
@@ -330,21 +192,15 @@ pub(super) fn to_chat<'a>(
         out.user = safety_identifier;
     }
     if let Some(text) = instructions {
-        out.messages.push(MessageOut {
-            role: "system",
-            content: ContentOut::Raw(text),
-            tool_calls: Vec::new(),
-            tool_call_id: None,
-        });
+        out.messages
+            .push(MessageOut::plain("system", Some(ContentOut::Raw(text))));
     }
     messages(items, &namespaced, &mut out.messages)?;
     if out.messages.is_empty() {
         return Err(field_error("input", "`input` must not be empty."));
     }
-    let body = serde_json::to_vec(&out)
-        .map_err(|e| ApiError::bad_request(format!("The request cannot be translated: {e}.")))?;
     Ok(Translation {
-        body,
+        chat: out.into_request()?,
         native_only: only,
         namespaced,
     })
@@ -406,12 +262,7 @@ fn messages<'a>(
                 };
                 let content = required(item.content, &format!("{path}.content"))?;
                 let content = content_parts(content, role, &format!("{path}.content"))?;
-                out.push(MessageOut {
-                    role,
-                    content,
-                    tool_calls: Vec::new(),
-                    tool_call_id: None,
-                });
+                out.push(MessageOut::plain(role, Some(content)));
                 open_assistant = role == "assistant";
             }
             "function_call" => {
@@ -423,28 +274,29 @@ fn messages<'a>(
                         match namespaced.iter().find(|n| {
                             n.namespace == ns && Some(n.name.as_str()) == own.as_deref()
                         }) {
-                            Some(n) => NameOut::Given(n.chat_name.clone()),
-                            None => NameOut::Raw(name),
+                            Some(n) => Json::Str(n.chat_name.clone().into()),
+                            None => Json::Raw(name),
                         }
                     }
-                    None => NameOut::Raw(name),
+                    None => Json::Raw(name),
                 };
                 let call = ToolCallOut {
                     id: required(item.call_id, &format!("{path}.call_id"))?,
                     kind: "function",
                     function: FunctionOut {
                         name,
-                        arguments: required(item.arguments, &format!("{path}.arguments"))?,
+                        arguments: Json::Raw(required(
+                            item.arguments,
+                            &format!("{path}.arguments"),
+                        )?),
                     },
                 };
                 match out.last_mut() {
                     Some(m) if open_assistant => m.tool_calls.push(call),
                     _ => {
                         out.push(MessageOut {
-                            role: "assistant",
-                            content: ContentOut::Null,
                             tool_calls: vec![call],
-                            tool_call_id: None,
+                            ..MessageOut::plain("assistant", Some(ContentOut::Null))
                         });
                         open_assistant = true;
                     }
@@ -458,10 +310,8 @@ fn messages<'a>(
                     _ => content_parts(output, "tool", &format!("{path}.output"))?,
                 };
                 out.push(MessageOut {
-                    role: "tool",
-                    content,
-                    tool_calls: Vec::new(),
                     tool_call_id: Some(id),
+                    ..MessageOut::plain("tool", Some(content))
                 });
                 open_assistant = false;
             }
@@ -519,7 +369,7 @@ fn content_parts<'a>(
                 .map_err(|_| field_error(format!("{path}[{j}].text"), "must be a string"))?;
             text.push_str(&s);
         }
-        return Ok(ContentOut::Text(text));
+        return Ok(ContentOut::Text(text.into()));
     }
     let mut out = Vec::with_capacity(parts.len());
     for (j, p) in parts.into_iter().enumerate() {
@@ -537,7 +387,7 @@ fn content_parts<'a>(
                 };
                 out.push(PartOut::ImageUrl {
                     image_url: ImageOut {
-                        url,
+                        url: Json::Raw(url),
                         detail: p.detail.filter(|d| d.get() != "null"),
                     },
                 });
@@ -551,7 +401,7 @@ fn content_parts<'a>(
                 }
                 out.push(PartOut::File {
                     file: FileOut {
-                        file_data: p.file_data.filter(|d| d.get() != "null"),
+                        file_data: p.file_data.filter(|d| d.get() != "null").map(Json::Raw),
                         file_id: p.file_id.filter(|d| d.get() != "null"),
                         filename: p.filename.filter(|d| d.get() != "null"),
                     },
@@ -565,11 +415,7 @@ fn content_parts<'a>(
             }
         }
     }
-    // A lone text part is plain text: the simplest form every chat host takes.
-    if let [PartOut::Text { text }] = out.as_slice() {
-        return Ok(ContentOut::Raw(text));
-    }
-    Ok(ContentOut::Parts(out))
+    Ok(ContentOut::simplest(out))
 }
 
 /// Tools → chat function tools. The functions of a `namespace` tool join the list (named
@@ -612,7 +458,7 @@ fn tools<'a>(
                         continue;
                     }
                     let tool = function(f, || format!("tools[{i}].tools[{j}]"))?;
-                    let NameOut::Raw(name) = tool.function.name else {
+                    let Json::Raw(name) = tool.function.name else {
                         continue;
                     };
                     let name = string(name).ok_or_else(|| {
@@ -638,8 +484,8 @@ fn tools<'a>(
         let names: Vec<Option<String>> = out
             .iter()
             .map(|t| match &t.function.name {
-                NameOut::Raw(n) => string(n),
-                NameOut::Given(n) => Some(n.clone()),
+                Json::Raw(n) => string(n),
+                Json::Str(n) => Some(n.to_string()),
             })
             .collect();
         for (n, &index) in namespaced.iter_mut().zip(&at) {
@@ -651,7 +497,7 @@ fn tools<'a>(
             if taken {
                 n.chat_name = format!("{}__{}", n.namespace, n.name);
                 if let Some(t) = out.get_mut(index) {
-                    t.function.name = NameOut::Given(n.chat_name.clone());
+                    t.function.name = Json::Str(n.chat_name.clone().into());
                 }
             }
         }
@@ -675,7 +521,7 @@ fn function<'a>(t: ToolIn<'a>, path: impl Fn() -> String) -> Result<ToolOut<'a>,
     Ok(ToolOut {
         kind: "function",
         function: ToolFunctionOut {
-            name: NameOut::Raw(name),
+            name: Json::Raw(name),
             description: t.description.filter(|d| d.get() != "null"),
             parameters: t.parameters.filter(|d| d.get() != "null"),
             strict: t.strict.filter(|d| d.get() != "null"),
@@ -733,9 +579,12 @@ fn text_format(raw: &RawValue) -> Result<Option<FormatOut<'_>>, ApiError> {
         "json_object" => Ok(Some(FormatOut::JsonObject)),
         "json_schema" => Ok(Some(FormatOut::JsonSchema {
             json_schema: SchemaOut {
-                name: required(format.name, "text.format.name")?,
-                schema: Some(required(format.schema, "text.format.schema")?),
-                strict: format.strict.filter(|s| s.get() != "null"),
+                name: Json::Raw(required(format.name, "text.format.name")?),
+                schema: required(format.schema, "text.format.schema")?,
+                strict: match format.strict {
+                    Some(s) => read_typed("text.format.strict", s, "a boolean")?,
+                    None => None,
+                },
                 description: format.description.filter(|s| s.get() != "null"),
             },
         })),
