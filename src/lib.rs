@@ -23,7 +23,6 @@ use std::sync::Arc;
 use axum::body::Body;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -129,7 +128,9 @@ pub async fn start_billing(
 ///
 /// A connection that does not send a complete request head within
 /// `server.header_read_timeout` (the first one, or the next one on a kept-alive
-/// connection) is closed: a slow client cannot hold a socket open for nothing.
+/// connection) is closed: a slow client cannot hold a socket open for nothing. An HTTP/2
+/// connection with no call for as long is sent GOAWAY and closed
+/// (`server::limits::watch_connection`).
 pub async fn serve(
     state: Arc<AppState>,
     listener: TcpListener,
@@ -150,7 +151,9 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_header_list_size(server::limits::MAX_HEAD_BUFFER as u32);
     let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
+    // Cancelled once no new connections are taken: each connection finishes what it is
+    // answering and closes.
+    let draining = tokio_util::sync::CancellationToken::new();
     let mut connections = JoinSet::new();
     let drain_state = state.clone();
     let stop_accepting = async move {
@@ -182,29 +185,56 @@ pub async fn serve(
         };
         // Without TCP_NODELAY, Nagle's algorithm adds ~40 ms to small replies.
         let _ = tcp.set_nodelay(true);
-        let (builder, watcher, app) = (builder.clone(), graceful.watcher(), app.clone());
-        let first_byte = settings.header_read_timeout;
+        let (builder, draining, app) = (builder.clone(), draining.clone(), app.clone());
+        let idle = settings.header_read_timeout;
         connections.spawn(async move {
             // hyper's timer starts when it reads a head; a peer that sends nothing at all
             // is dropped after the same time.
             let mut byte = [0u8; 1];
-            match tokio::time::timeout(first_byte, tcp.peek(&mut byte)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return,
+            tokio::select! {
+                peeked = tokio::time::timeout(idle, tcp.peek(&mut byte)) => match peeked {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return,
+                },
+                _ = draining.cancelled() => return,
             }
-            let service = TowerToHyperService::new(
-                app.map_request(|req: http::Request<hyper::body::Incoming>| req.map(Body::new)),
-            );
+            let activity = Arc::new(server::limits::Activity::default());
+            let seen = activity.clone();
+            let service = TowerToHyperService::new(tower::service_fn(
+                move |req: http::Request<hyper::body::Incoming>| {
+                    // In flight from its head to the end of its response body.
+                    let in_flight = seen.request(req.version());
+                    let answer = app.clone().oneshot(req.map(Body::new));
+                    async move {
+                        let response = answer.await?;
+                        Ok::<_, std::convert::Infallible>(response.map(|body| {
+                            Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
+                                let _ = &in_flight;
+                                frame
+                            }))
+                        }))
+                    }
+                },
+            ));
             let connection = builder
                 .serve_connection_with_upgrades(TokioIo::new(tcp), service)
                 .into_owned();
-            let _ = watcher.watch(connection).await;
+            server::limits::watch_connection(
+                connection,
+                |c| c.graceful_shutdown(),
+                &activity,
+                idle,
+                &draining,
+            )
+            .await;
         });
     }
     drop(listener);
     let drain = settings.drain_timeout;
+    draining.cancel();
+    let finished = async { while connections.join_next().await.is_some() {} };
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = finished => {}
         _ = tokio::time::sleep(drain) => tracing::warn!(drain_ms = drain.as_millis() as u64, "Drain deadline passed; closing the remaining connections."),
     }
     // Connections still open past the deadline are closed here.

@@ -1,12 +1,21 @@
 //! Limits on what a client may make the gateway hold before it is authenticated or
-//! its request is understood: the size of a request head, and (with `body`) how many
-//! request bodies are read at once. Timeouts on reading heads live in `serve`.
+//! its request is understood: the size of a request head, how long a connection may sit
+//! idle, and (with `body`) how many request bodies are read at once. hyper's own
+//! header-read timeout is set in `serve`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use http::StatusCode;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::api::ApiError;
 
@@ -54,4 +63,158 @@ async fn check_headers(req: Request, next: Next) -> Response {
         return response;
     }
     next.run(req).await
+}
+
+/// What one connection's requests tell its idle watch: each request's start and end,
+/// how many are in flight (a response streaming its body included), and whether one came
+/// over HTTP/1.
+#[derive(Debug, Default)]
+pub struct Activity {
+    events: AtomicU64,
+    in_flight: AtomicU64,
+    http1: AtomicBool,
+}
+
+/// A request in flight on a connection, from its head to the end of its response body
+/// (drop it with the body).
+#[derive(Debug)]
+pub struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.events.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Activity {
+    /// Notes a request arriving on the connection; it is in flight until the guard drops.
+    pub fn request(self: &Arc<Self>, version: http::Version) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.events.fetch_add(1, Ordering::Relaxed);
+        if version < http::Version::HTTP_2 {
+            self.http1.store(true, Ordering::Relaxed);
+        }
+        InFlight(self.clone())
+    }
+
+    fn events(&self) -> u64 {
+        self.events.load(Ordering::Relaxed)
+    }
+
+    fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) > 0
+    }
+
+    fn http1(&self) -> bool {
+        self.http1.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs `connection` until it ends. When `drain` is cancelled it is asked to finish
+/// (`shutdown`: answers in progress complete, no new request is taken). A connection
+/// that has not spoken HTTP/1 is asked the same once a whole `idle` period passes with
+/// no request starting, ending or in flight, and dropped if it is still open, and still
+/// idle, a period later (a peer that never acknowledges the goodbye). hyper bounds an
+/// HTTP/1 connection's wait for its next head itself (`header_read_timeout`); it has no
+/// such bound for HTTP/2, where a peer that sent the preface could otherwise hold its
+/// connection for ever.
+pub async fn watch_connection<C: Future>(
+    connection: C,
+    shutdown: impl Fn(Pin<&mut C>),
+    activity: &Activity,
+    idle: Duration,
+    drain: &CancellationToken,
+) {
+    tokio::pin!(connection);
+    let mut seen = activity.events();
+    loop {
+        tokio::select! {
+            _ = &mut connection => return,
+            _ = drain.cancelled() => {
+                shutdown(connection.as_mut());
+                connection.await;
+                return;
+            }
+            _ = tokio::time::sleep(idle) => {
+                let now = activity.events();
+                if now == seen && !activity.busy() && !activity.http1() {
+                    break;
+                }
+                seen = now;
+            }
+        }
+    }
+    shutdown(connection.as_mut());
+    loop {
+        tokio::select! {
+            _ = &mut connection => return,
+            _ = drain.cancelled() => {
+                connection.await;
+                return;
+            }
+            _ = tokio::time::sleep(idle) => {
+                if !activity.busy() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    const IDLE: Duration = Duration::from_secs(10);
+
+    /// Watches a connection that never ends by itself; returns how many times it was
+    /// asked to shut down, and whether the watch ended (the connection was dropped),
+    /// after `periods` idle periods pass with `busy` held.
+    async fn watched(activity: Arc<Activity>, periods: u32) -> (usize, bool) {
+        let asked = Arc::new(AtomicUsize::new(0));
+        let counted = asked.clone();
+        let drain = CancellationToken::new();
+        let watch = watch_connection(
+            std::future::pending::<()>(),
+            move |_| {
+                counted.fetch_add(1, Ordering::SeqCst);
+            },
+            &activity,
+            IDLE,
+            &drain,
+        );
+        tokio::pin!(watch);
+        let mut ended = false;
+        for _ in 0..periods {
+            tokio::select! {
+                _ = &mut watch => { ended = true; break; }
+                _ = tokio::time::sleep(IDLE + Duration::from_millis(1)) => {}
+            }
+        }
+        (asked.load(Ordering::SeqCst), ended)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_is_asked_to_go_then_dropped() {
+        assert_eq!(watched(Arc::new(Activity::default()), 3).await, (1, true));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_with_a_call_in_flight_is_kept() {
+        let activity = Arc::new(Activity::default());
+        let held = activity.request(http::Version::HTTP_2);
+        assert_eq!(watched(activity.clone(), 5).await, (0, false));
+        drop(held);
+        // Its end is activity too: one whole quiet period more before it is asked to go.
+        assert_eq!(watched(activity, 3).await, (1, true));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_http1_connection_is_left_to_hyper() {
+        let activity = Arc::new(Activity::default());
+        drop(activity.request(http::Version::HTTP_11));
+        assert_eq!(watched(activity, 5).await, (0, false));
+    }
 }

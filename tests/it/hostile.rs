@@ -311,6 +311,38 @@ async fn issue_13_an_idle_kept_alive_connection_is_closed() {
     assert!(closed, "an idle kept-alive connection stayed open");
 }
 
+/// Issue 13: HTTP/2 has no header-read timeout of its own, so a peer that sends the
+/// preface and nothing more would hold its connection for ever. One with no new request
+/// for `header_read_timeout` is sent GOAWAY and closed; a call in flight when that
+/// happens is answered in full first.
+#[tokio::test]
+async fn issue_13_an_idle_http2_connection_is_closed_but_its_calls_finish() {
+    let mock = MockUpstream::start().await;
+    let toml = impatient_config(&mock).replace("first_byte = \"2s\"", "first_byte = \"10s\"");
+    let gw = TestGateway::start(&toml).await;
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+    let (_, closed) = exchange(gw.addr, preface, Duration::from_secs(5)).await;
+    assert!(closed, "an idle HTTP/2 connection stayed open");
+
+    // Slower than two idle periods: the connection is told to go away while it runs.
+    mock.script([Step::Delay(Duration::from_secs(3))]);
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let resp = h2
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["choices"].is_array(), "{body}");
+}
+
 /// How quickly `/healthz` answered while something ran.
 #[derive(Debug)]
 struct Latency {
