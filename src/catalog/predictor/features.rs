@@ -83,39 +83,18 @@ pub struct Features {
     pub dense: [f32; DENSE],
 }
 
-/// One token of the text: a run of alphanumerics (lowercased) or a single other
-/// non-space character.
-fn tokens(text: &str, mut each: impl FnMut(&str)) {
-    let mut word = String::new();
-    let mut buf = [0u8; 4];
-    for c in text.chars() {
-        if c.is_ascii_alphanumeric() {
-            word.push(c.to_ascii_lowercase());
-        } else if c.is_alphanumeric() {
-            for l in c.to_lowercase() {
-                word.push(l);
-            }
-        } else {
-            if !word.is_empty() {
-                each(&word);
-                word.clear();
-            }
-            if !c.is_whitespace() {
-                each(c.encode_utf8(&mut buf));
-            }
-        }
-    }
-    if !word.is_empty() {
-        each(&word);
-    }
-}
+/// The hash of the empty token: FNV-1a's offset basis with the unigram seed.
+const TOKEN_SEED: u64 = 0xcbf2_9ce4_8422_2325 ^ 1;
+const FNV_PRIME: u64 = 0x0100_0000_01b3;
 
 /// FNV-1a, 64 bit: stable across platforms and releases (the weights depend on it).
-pub fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
+pub const fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    let mut i = 0;
+    while i < bytes.len() {
+        h ^= bytes[i] as u64;
+        h = h.wrapping_mul(FNV_PRIME);
+        i += 1;
     }
     h
 }
@@ -143,30 +122,247 @@ pub fn bounded(text: &str) -> (&str, &str) {
     (&text[..head], &text[tail..])
 }
 
-/// A token's hash, as used for unigram buckets.
-fn token_hash(token: &str) -> u64 {
-    fnv1a(1, token.as_bytes())
+/// The math and code word lists in one, math first: a token is looked up once.
+const WORDS: [&str; MATH_WORDS.len() + CODE_WORDS.len()] = {
+    let mut out = [""; MATH_WORDS.len() + CODE_WORDS.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = if i < MATH_WORDS.len() {
+            MATH_WORDS[i]
+        } else {
+            CODE_WORDS[i - MATH_WORDS.len()]
+        };
+        i += 1;
+    }
+    out
+};
+
+/// The unigram hash of each of `WORDS`.
+const WORD_HASHES: [u64; WORDS.len()] = {
+    let mut out = [0u64; WORDS.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = fnv1a(1, WORDS[i].as_bytes());
+        i += 1;
+    }
+    out
+};
+
+/// Open addressing on a token's hash: slot → 1 + index in `WORDS` (0: empty). Most
+/// tokens are no word and miss on their first slot.
+const WORD_SLOTS: [u8; 256] = {
+    let mut slots = [0u8; 256];
+    let mut i = 0;
+    while i < WORDS.len() {
+        let mut s = (WORD_HASHES[i] & 255) as usize;
+        while slots[s] != 0 {
+            s = (s + 1) & 255;
+        }
+        slots[s] = i as u8 + 1;
+        i += 1;
+    }
+    slots
+};
+
+/// One token of the text: a run of alphanumerics (lowercased) or a single other
+/// non-space character. `raw` is the token as written, `hash` the unigram hash of its
+/// lowercased form, `ascii` whether `raw` is plain ASCII (then lowercasing is per byte).
+#[derive(Debug, Clone, Copy)]
+struct Token<'a> {
+    raw: &'a str,
+    hash: u64,
+    ascii: bool,
 }
 
-/// Calls `each(hash, label_parts)` for every unigram and bigram of the bounded text.
+impl Token<'_> {
+    /// The token's text as the features see it: alphanumerics lowercased.
+    fn lower(&self, out: &mut String) {
+        out.clear();
+        if self.ascii {
+            out.push_str(self.raw);
+            out.make_ascii_lowercase();
+            return;
+        }
+        for c in self.raw.chars() {
+            if c.is_alphanumeric() {
+                out.extend(c.to_lowercase());
+            } else {
+                out.push(c);
+            }
+        }
+    }
+
+    /// The index of this token in `WORDS`, if it is one.
+    fn word(&self) -> Option<usize> {
+        let mut s = (self.hash & 255) as usize;
+        while let Some(i) = WORD_SLOTS[s].checked_sub(1) {
+            let w = WORDS[usize::from(i)];
+            if WORD_HASHES[usize::from(i)] == self.hash {
+                // A hash match; the text decides (non-ASCII may lowercase to ASCII).
+                let same = if self.ascii {
+                    self.raw.eq_ignore_ascii_case(w)
+                } else {
+                    let mut s = String::new();
+                    self.lower(&mut s);
+                    s == w
+                };
+                if same {
+                    return Some(usize::from(i));
+                }
+            }
+            s = (s + 1) & 255;
+        }
+        None
+    }
+}
+
+/// The shape counters of the bounded text, gathered in the same pass as its tokens.
+#[derive(Debug, Default)]
+struct Shape {
+    bytes: usize,
+    lines: usize,
+    digits: usize,
+    numbers: usize,
+    symbols: usize,
+    question: bool,
+    /// Inside a number (digits, with `.` or `,` between them); carried from head to tail.
+    in_number: bool,
+    markers: usize,
+    sentences: usize,
+    /// Bit i: `WORDS[i]` occurs.
+    words: u64,
+}
+
+/// `char::is_whitespace` for an ASCII byte.
+fn ascii_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t'..=b'\r')
+}
+
+/// One pass over `part`: counts its shape into `shape` and calls `each` for every
+/// token in order.
+fn walk<'a, F: FnMut(Token<'a>)>(part: &'a str, shape: &mut Shape, mut each: F) {
+    let bytes = part.as_bytes();
+    shape.bytes += bytes.len();
+    shape.markers += CODE_MARKERS
+        .iter()
+        .filter(|m| memchr::memmem::find(bytes, m.as_bytes()).is_some())
+        .count();
+    // The word being read: where it started, its hash so far, whether it is ASCII.
+    let mut word: Option<(usize, u64, bool)> = None;
+    // Ends the word being read (if any) at byte `end`, then emits the one-character
+    // token `single` (a byte range) if there is one.
+    let flush = |word: &mut Option<(usize, u64, bool)>,
+                 end: usize,
+                 single: Option<usize>,
+                 shape: &mut Shape,
+                 each: &mut F| {
+        if let Some((start, hash, ascii)) = word.take() {
+            let token = Token {
+                raw: &part[start..end],
+                hash,
+                ascii,
+            };
+            if let Some(i) = token.word() {
+                shape.words |= 1 << i;
+            }
+            each(token);
+        }
+        if let Some(len) = single {
+            let raw = &part[end..end + len];
+            each(Token {
+                raw,
+                hash: fnv1a(1, raw.as_bytes()),
+                ascii: len == 1,
+            });
+        }
+    };
+    // The previous character ended a sentence (`.`, `?` or `!`).
+    let mut after_stop = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b.is_ascii() {
+            if b == b'\n' {
+                shape.lines += 1;
+            }
+            if b.is_ascii_digit() {
+                shape.digits += 1;
+                if !shape.in_number {
+                    shape.numbers += 1;
+                }
+                shape.in_number = true;
+            } else if !(shape.in_number && (b == b'.' || b == b',')) {
+                shape.in_number = false;
+            }
+            if matches!(b, b'=' | b'+' | b'*' | b'/' | b'^' | b'<' | b'>') {
+                shape.symbols += 1;
+            }
+            shape.question |= b == b'?';
+            let space = ascii_space(b);
+            if after_stop && space {
+                shape.sentences += 1;
+            }
+            after_stop = matches!(b, b'.' | b'?' | b'!');
+            if b.is_ascii_alphanumeric() {
+                let (_, hash, _) = word.get_or_insert((i, TOKEN_SEED, true));
+                *hash = (*hash ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(FNV_PRIME);
+            } else {
+                flush(&mut word, i, (!space).then_some(1), shape, &mut each);
+            }
+            i += 1;
+            continue;
+        }
+        let Some(c) = part[i..].chars().next() else {
+            break;
+        };
+        shape.in_number = false;
+        let space = c.is_whitespace();
+        if after_stop && space {
+            shape.sentences += 1;
+        }
+        after_stop = false;
+        if c.is_alphanumeric() {
+            let (_, hash, ascii) = word.get_or_insert((i, TOKEN_SEED, false));
+            *ascii = false;
+            let mut buf = [0u8; 4];
+            for l in c.to_lowercase() {
+                for b in l.encode_utf8(&mut buf).bytes() {
+                    *hash = (*hash ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+                }
+            }
+        } else {
+            flush(
+                &mut word,
+                i,
+                (!space).then_some(c.len_utf8()),
+                shape,
+                &mut each,
+            );
+        }
+        i += c.len_utf8();
+    }
+    flush(&mut word, bytes.len(), None, shape, &mut each);
+    if after_stop {
+        shape.sentences += 1;
+    }
+}
+
+/// Calls `each(hash, first, second)` for every unigram (`second` is `None`) and bigram
+/// of the bounded text, with the grams' tokens as the features see them (for labels).
 pub fn grams(text: &str, mut each: impl FnMut(u64, &str, Option<&str>)) {
     let (head, tail) = bounded(text);
+    let mut shape = Shape::default();
     for part in [head, tail] {
-        let mut prev: Option<(u64, String)> = None;
-        tokens(part, |t| {
-            let h = token_hash(t);
-            each(h, t, None);
-            if let Some((ph, pt)) = &prev {
-                each(bigram(*ph, h), pt, Some(t));
+        let (mut prev, mut this) = (String::new(), String::new());
+        let mut prev_hash: Option<u64> = None;
+        walk(part, &mut shape, |t| {
+            t.lower(&mut this);
+            each(t.hash, &this, None);
+            if let Some(ph) = prev_hash {
+                each(bigram(ph, t.hash), &prev, Some(&this));
             }
-            match &mut prev {
-                Some((ph, pt)) => {
-                    *ph = h;
-                    pt.clear();
-                    pt.push_str(t);
-                }
-                None => prev = Some((h, t.to_string())),
-            }
+            prev_hash = Some(t.hash);
+            std::mem::swap(&mut prev, &mut this);
         });
     }
 }
@@ -176,142 +372,152 @@ pub fn split_hash(h: u64) -> u64 {
     fnv1a(7, &h.to_le_bytes())
 }
 
+/// Layouts with at most this many buckets count grams in a per-thread array; larger
+/// ones sort the grams' buckets instead.
+const COUNTED_BUCKETS: usize = 1 << 16;
+
+/// A count per bucket, and a bit per bucket counted; all zero between uses. A count
+/// stays far below `u16::MAX`: the bounded text has at most one token per byte, so
+/// at most 4 × (`HEAD_BYTES` + `TAIL_BYTES`) grams in all.
+#[derive(Debug, Default)]
+struct BucketCounts {
+    counts: Vec<u16>,
+    seen: Vec<u64>,
+}
+
+thread_local! {
+    /// Each thread's `BucketCounts`, reused from call to call (32 KiB for 2^14 buckets).
+    static BUCKET_COUNTS: std::cell::Cell<BucketCounts> = Default::default();
+}
+
+impl BucketCounts {
+    /// This thread's counts, sized for `size` buckets (fresh ones if in use).
+    fn take(size: usize) -> BucketCounts {
+        let mut counts = BUCKET_COUNTS.try_with(|c| c.take()).unwrap_or_default();
+        if counts.counts.len() != size {
+            counts = BucketCounts {
+                counts: vec![0; size],
+                seen: vec![0; size.div_ceil(64)],
+            };
+        }
+        counts
+    }
+
+    /// Hands the (all zero) counts back to this thread for its next call.
+    fn give_back(self) {
+        let _ = BUCKET_COUNTS.try_with(|c| c.set(self));
+    }
+
+    fn add(&mut self, bucket: usize) {
+        self.counts[bucket] += 1;
+        self.seen[bucket / 64] |= 1 << (bucket % 64);
+    }
+
+    /// The counted buckets ascending with their counts; leaves every count at zero.
+    fn drain(&mut self) -> Vec<(u32, f32)> {
+        let n = self.seen.iter().map(|w| w.count_ones() as usize).sum();
+        let mut out = Vec::with_capacity(n);
+        for (w, word) in self.seen.iter_mut().enumerate() {
+            let mut bits = std::mem::take(word);
+            while bits != 0 {
+                let b = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let count = std::mem::take(&mut self.counts[b]);
+                out.push((b as u32, f32::from(count)));
+            }
+        }
+        out
+    }
+}
+
+/// Walks the bounded text once: its shape into `shape`, and the bucket of each of its
+/// grams (and with `second`, each gram's second bucket) to `add`.
+fn count_grams(
+    (head, tail): (&str, &str),
+    mask: u64,
+    second: bool,
+    shape: &mut Shape,
+    mut add: impl FnMut(usize),
+) {
+    let mut count = |h: u64| {
+        add((h & mask) as usize);
+        if second {
+            add((split_hash(h) & mask) as usize);
+        }
+    };
+    for part in [head, tail] {
+        let mut prev: Option<u64> = None;
+        walk(part, shape, |t| {
+            count(t.hash);
+            if let Some(p) = prev {
+                count(bigram(p, t.hash));
+            }
+            prev = Some(t.hash);
+        });
+    }
+}
+
 /// The features of `text` with `buckets` hashed buckets (a power of two). With `split`,
 /// every gram of a prompt that is not multiple-choice is counted a second time in its
 /// own bucket, so free-form prompts can learn what n-grams mean for them apart from
 /// what they mean in multiple-choice ones (and share it where it is the same).
+///
+/// One pass over the bounded text reads its tokens and its shape; each gram is counted
+/// straight into its bucket (no list of grams, no sort).
 pub fn extract(text: &str, buckets: u32, split: bool) -> Features {
     let mask = u64::from(buckets.max(1).next_power_of_two() - 1);
-    let dense = dense(text);
-    let second = split && dense[0] == 0.0;
-    let mut raw: Vec<u32> = Vec::with_capacity(1024);
-    grams(text, |h, _, _| {
-        raw.push((h & mask) as u32);
-        if second {
-            raw.push((split_hash(h) & mask) as u32);
+    let parts = bounded(text);
+    let mc = multiple_choice(parts.0) || multiple_choice(parts.1);
+    let second = split && !mc;
+    let mut shape = Shape::default();
+    let size = mask as usize + 1;
+    let mut hashed = if size <= COUNTED_BUCKETS {
+        let mut counts = BucketCounts::take(size);
+        count_grams(parts, mask, second, &mut shape, |b| counts.add(b));
+        let hashed = counts.drain();
+        counts.give_back();
+        hashed
+    } else {
+        let mut raw: Vec<u32> = Vec::new();
+        count_grams(parts, mask, second, &mut shape, |b| raw.push(b as u32));
+        raw.sort_unstable();
+        let mut hashed: Vec<(u32, f32)> = Vec::new();
+        for b in raw {
+            match hashed.last_mut() {
+                Some((last, v)) if *last == b => *v += 1.0,
+                _ => hashed.push((b, 1.0)),
+            }
         }
-    });
-    sort_buckets(&mut raw, mask);
-    let mut hashed: Vec<(u32, f32)> = Vec::with_capacity(raw.len());
-    for b in raw {
-        match hashed.last_mut() {
-            Some((last, v)) if *last == b => *v += 1.0,
-            _ => hashed.push((b, 1.0)),
-        }
-    }
+        hashed
+    };
     let norm = hashed.iter().map(|(_, v)| v * v).sum::<f32>().sqrt();
     if norm > 0.0 {
         for (_, v) in &mut hashed {
             *v /= norm;
         }
     }
-    Features { hashed, dense }
-}
-
-/// Sorts bucket numbers of at most `mask` ascending: a radix sort, 8 bits a pass (two
-/// passes for 2^14 buckets), for the hundreds to thousands of grams of a long prompt;
-/// a comparison sort for short ones.
-fn sort_buckets(v: &mut Vec<u32>, mask: u64) {
-    if v.len() < 256 {
-        v.sort_unstable();
-        return;
-    }
-    let bits = 64 - mask.leading_zeros();
-    let mut out = vec![0u32; v.len()];
-    let mut shift = 0;
-    while shift < bits {
-        let digit = |x: u32| ((x >> shift) & 0xff) as usize;
-        let mut start = [0usize; 256];
-        for &x in v.iter() {
-            start[digit(x)] += 1;
-        }
-        let mut at = 0;
-        for s in &mut start {
-            let n = *s;
-            *s = at;
-            at += n;
-        }
-        for &x in v.iter() {
-            let d = digit(x);
-            out[start[d]] = x;
-            start[d] += 1;
-        }
-        std::mem::swap(v, &mut out);
-        shift += 8;
+    Features {
+        hashed,
+        dense: dense(&shape, mc),
     }
 }
 
-fn dense(text: &str) -> [f32; DENSE] {
-    let (head, tail) = bounded(text);
-    let mut bytes = 0usize;
-    let mut lines = 0usize;
-    let mut digits = 0usize;
-    let mut numbers = 0usize;
-    let mut symbols = 0usize;
-    let mut question = false;
-    let mut in_number = false;
-    let mut markers = 0usize;
-    let mut math_words = [false; MATH_WORDS.len()];
-    let mut code_words = [false; CODE_WORDS.len()];
-    let mut sentences = 0usize;
-    let mut prev = ' ';
-    for part in [head, tail] {
-        bytes += part.len();
-        for c in part.chars() {
-            if c == '\n' {
-                lines += 1;
-            }
-            if c.is_ascii_digit() {
-                digits += 1;
-                if !in_number {
-                    numbers += 1;
-                }
-                in_number = true;
-            } else if !(in_number && (c == '.' || c == ',')) {
-                in_number = false;
-            }
-            if matches!(c, '=' | '+' | '*' | '/' | '^' | '<' | '>') {
-                symbols += 1;
-            }
-            question |= c == '?';
-            // A sentence ends at `.`, `?` or `!` before a space or the end.
-            if matches!(prev, '.' | '?' | '!') && c.is_whitespace() {
-                sentences += 1;
-            }
-            prev = c;
-        }
-        if matches!(prev, '.' | '?' | '!') {
-            sentences += 1;
-        }
-        prev = ' ';
-        markers += CODE_MARKERS
-            .iter()
-            .filter(|m| memchr::memmem::find(part.as_bytes(), m.as_bytes()).is_some())
-            .count();
-        tokens(part, |t| {
-            if let Some(i) = MATH_WORDS.iter().position(|w| *w == t) {
-                math_words[i] = true;
-            }
-            if let Some(i) = CODE_WORDS.iter().position(|w| *w == t) {
-                code_words[i] = true;
-            }
-        });
-    }
-    let count = |flags: &[bool]| flags.iter().filter(|f| **f).count() as f32;
-    let mc = multiple_choice(head) || multiple_choice(tail);
-    let length = (bytes as f32).ln_1p() / 7.0 - 1.0;
-    let sentences = (sentences as f32).ln_1p() / 3.0;
-    let has_numbers = f32::from(u8::from(numbers >= 2));
+fn dense(shape: &Shape, mc: bool) -> [f32; DENSE] {
+    let math = (shape.words & ((1 << MATH_WORDS.len()) - 1)).count_ones() as f32;
+    let code = (shape.words >> MATH_WORDS.len()).count_ones() as f32;
+    let length = (shape.bytes as f32).ln_1p() / 7.0 - 1.0;
+    let sentences = (shape.sentences as f32).ln_1p() / 3.0;
+    let has_numbers = f32::from(u8::from(shape.numbers >= 2));
     let shape = [
         length,
-        (lines as f32).ln_1p() / 3.0,
-        (digits as f32 / bytes.max(1) as f32 * 10.0).min(1.0),
-        (numbers as f32).ln_1p() / 3.0,
-        (symbols as f32 / 10.0).min(1.0),
-        (markers as f32 / 3.0).min(1.0),
-        f32::from(u8::from(question)),
-        (count(&math_words) / 2.0).min(1.0),
-        (count(&code_words) / 2.0).min(1.0),
+        (shape.lines as f32).ln_1p() / 3.0,
+        (shape.digits as f32 / shape.bytes.max(1) as f32 * 10.0).min(1.0),
+        (shape.numbers as f32).ln_1p() / 3.0,
+        (shape.symbols as f32 / 10.0).min(1.0),
+        (shape.markers as f32 / 3.0).min(1.0),
+        f32::from(u8::from(shape.question)),
+        (math / 2.0).min(1.0),
+        (code / 2.0).min(1.0),
         sentences,
         has_numbers,
         length * has_numbers,
