@@ -111,8 +111,10 @@ impl CallMeter {
     }
 
     /// The ledger row for this call and its cost in nano-dollars (`None`: price unknown).
+    /// The call's own strings (request id, key, team, route) move into the row rather
+    /// than being copied: a meter writes one row, and is left with them empty.
     pub fn row(
-        &self,
+        &mut self,
         served: Option<&ServedBy>,
         ending: &Ending,
         catalog_version: &str,
@@ -127,11 +129,11 @@ impl CallMeter {
             .and_then(|p| cost_nanos(&usage, p, 0));
         let row = LedgerRow {
             ts_ms: self.ts_ms,
-            request_id: self.request_id.clone(),
-            key_name: self.key_name.clone(),
-            key_id: self.key_id.clone(),
-            team: self.team.clone(),
-            route: self.route.clone(),
+            request_id: std::mem::take(&mut self.request_id),
+            key_name: std::mem::take(&mut self.key_name),
+            key_id: std::mem::take(&mut self.key_id),
+            team: self.team.take(),
+            route: std::mem::take(&mut self.route),
             provider: served.map(|s| s.provider.clone()).unwrap_or_default(),
             model: served.map(|s| s.model.clone()).unwrap_or_default(),
             tier: served
@@ -793,7 +795,7 @@ mod tests {
 
     #[test]
     fn missing_usage_is_estimated_and_flagged() {
-        let meter = meter();
+        let mut meter = meter();
         let served = ServedBy {
             provider: "p".into(),
             model: "m".into(),

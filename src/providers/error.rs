@@ -224,6 +224,8 @@ impl std::error::Error for UpstreamError {}
 pub enum BuildError {
     #[error("cannot build an HTTP client: {0}")]
     Client(#[source] reqwest::Error),
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[source] rustls::Error),
     /// A config field that cannot go on the wire (`api_key`, `base_url`, `headers.NAME`).
     #[error("{field}: {detail}")]
     Field { field: String, detail: String },

@@ -1,14 +1,25 @@
-//! The HTTP side every adapter shares: the client, auth headers, sending with the
+//! The HTTP side every adapter shares: the clients, auth headers, sending with the
 //! first-byte timeout, reading a body before the deadline, turning transport failures
 //! into `UpstreamError`, and driving an SSE body through a wire format's stream
 //! translator. Nothing here knows a wire format; classification is passed in.
+//! `UpstreamClient` is hyper's pooled client with targets built once per provider (no
+//! URL parsing, redirect or proxy layer per call); reqwest serves the adapters not yet
+//! moved to it.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
-use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use futures_util::{Future, Stream, StreamExt};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT,
+};
+use http::{Method, Request, Response, Uri};
+use http_body_util::{BodyDataStream, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::{timeout_at, Instant};
 
 use super::presets::AuthStyle;
@@ -18,26 +29,159 @@ use super::{
 };
 use crate::config::ProviderConfig;
 
-/// Builds the HTTP client for one provider: its connect timeout, TCP_NODELAY, a warm pool.
+/// How long an idle pooled connection is kept, and how many per host.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+const POOL_MAX_IDLE: usize = 256;
+
+/// One provider's pooled HTTP/1.1 and HTTP/2 (by ALPN) client over TCP, TLS by rustls
+/// with the Mozilla roots for `https`. Requests go straight to hyper's pool: the caller
+/// hands over a prebuilt `Uri` and header map, so a call parses no URL.
+#[derive(Debug, Clone)]
+pub struct UpstreamClient {
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+impl UpstreamClient {
+    /// The client for one provider: its connect timeout, TCP_NODELAY, a warm pool.
+    pub fn new(config: &ProviderConfig) -> Result<UpstreamClient, BuildError> {
+        let mut tcp = HttpConnector::new();
+        tcp.set_connect_timeout(Some(config.timeouts.connect));
+        tcp.set_nodelay(true);
+        tcp.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            .map_err(BuildError::Tls)?
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(tcp);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_max_idle_per_host(POOL_MAX_IDLE)
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        Ok(UpstreamClient { client })
+    }
+
+    /// A POST of `body` to `uri` with `headers` (the provider's base headers) and the
+    /// call's request id.
+    pub fn post(
+        uri: Uri,
+        headers: &HeaderMap,
+        request_id: &str,
+        body: Vec<u8>,
+    ) -> Request<Full<Bytes>> {
+        let mut request = Request::new(Full::new(Bytes::from(body)));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = uri;
+        let sent = request.headers_mut();
+        sent.reserve(headers.len() + 1);
+        for (name, value) in headers {
+            sent.append(name, value.clone());
+        }
+        // Request ids are checked where they are minted or taken from the client.
+        if let Ok(id) = HeaderValue::from_str(request_id) {
+            sent.insert(X_REQUEST_ID, id);
+        }
+        request
+    }
+
+    /// Sends `request` with the first-byte timeout; a non-2xx reply goes through `classify`.
+    pub async fn send(
+        &self,
+        config: &ProviderConfig,
+        request: Request<Full<Bytes>>,
+        at: Attempt<'_>,
+        classify: Classify,
+    ) -> Result<(Response<Incoming>, UpstreamMeta), UpstreamError> {
+        let deadline = first_byte_deadline(config, at);
+        let response = match timeout_at(deadline, self.client.request(request)).await {
+            Err(_) => return Err(timeout(config, "first byte")),
+            Ok(Err(e)) => {
+                let failure = if e.is_connect() {
+                    Failure::Connect
+                } else {
+                    Failure::Send
+                };
+                return Err(transport_failure(config, failure, &e));
+            }
+            Ok(Ok(r)) => r,
+        };
+        let meta = meta(response.headers());
+        if response.status().is_success() {
+            return Ok((response, meta));
+        }
+        let (parts, body) = response.into_parts();
+        let body = async { body.collect().await.ok().map(|b| b.to_bytes()) };
+        Err(refusal(
+            config,
+            parts.status,
+            &parts.headers,
+            deadline,
+            body,
+            classify,
+        )
+        .await)
+    }
+}
+
+/// Reads a whole reply body from `UpstreamClient` before the attempt's deadline or the
+/// provider's total timeout.
+pub async fn read_reply(
+    config: &ProviderConfig,
+    response: Response<Incoming>,
+    at: Attempt<'_>,
+) -> Result<Bytes, UpstreamError> {
+    let deadline = at.deadline.min(Instant::now() + config.timeouts.total);
+    match timeout_at(deadline, response.into_body().collect()).await {
+        Err(_) => Err(timeout(config, "body")),
+        Ok(Err(e)) => Err(transport_failure(config, Failure::Body, &e)),
+        Ok(Ok(body)) => Ok(body.to_bytes()),
+    }
+}
+
+/// `event_stream` over a reply from `UpstreamClient`.
+pub fn reply_stream<T: StreamTranslator>(
+    config: &ProviderConfig,
+    response: Response<Incoming>,
+    deadline: Instant,
+    translator: T,
+) -> ChunkStream {
+    let body = BodyDataStream::new(response.into_body());
+    chunk_stream(config, body, body_failure, deadline, translator)
+}
+
+fn body_failure(config: &ProviderConfig, e: &hyper::Error) -> UpstreamError {
+    transport_failure(config, Failure::Body, e)
+}
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Builds the reqwest client for one provider: its connect timeout, TCP_NODELAY, a warm pool.
 pub fn http_client(config: &ProviderConfig) -> Result<reqwest::Client, BuildError> {
     reqwest::Client::builder()
         .connect_timeout(config.timeouts.connect)
         .tcp_nodelay(true)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
+        .pool_idle_timeout(POOL_IDLE)
+        .pool_max_idle_per_host(POOL_MAX_IDLE)
         .user_agent(concat!("bazaar/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(BuildError::Client)
 }
 
-/// The headers sent on every call: JSON content type, the key in the provider's auth
-/// style, the wire format's fixed headers, then the operator's own (which win).
+/// The headers sent on every call: JSON content type, accept and user agent, the key in
+/// the provider's auth style, the wire format's fixed headers, then the operator's own
+/// (which win).
 pub fn base_headers(
     config: &ProviderConfig,
     fixed: &[(&'static str, &'static str)],
 ) -> Result<HeaderMap, BuildError> {
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
+    headers.insert(
+        USER_AGENT,
+        HeaderValue::from_static(concat!("bazaar/", env!("CARGO_PKG_VERSION"))),
+    );
     for (name, value) in fixed {
         headers.insert(
             HeaderName::from_static(name),
@@ -80,15 +224,15 @@ pub struct ErrorReply<'a> {
 /// Turns a wire format's error reply into an `UpstreamError` for provider `provider`.
 pub type Classify = fn(provider: &str, reply: ErrorReply<'_>) -> UpstreamError;
 
-/// Sends a request with the first-byte timeout; a non-2xx reply goes through `classify`.
+/// Sends a reqwest request with the first-byte timeout; a non-2xx reply goes through
+/// `classify`.
 pub async fn send(
     config: &ProviderConfig,
     request: reqwest::RequestBuilder,
     at: Attempt<'_>,
     classify: Classify,
 ) -> Result<(reqwest::Response, UpstreamMeta), UpstreamError> {
-    let first_byte = Instant::now() + config.timeouts.first_byte;
-    let deadline = first_byte.min(at.deadline);
+    let deadline = first_byte_deadline(config, at);
     let response = match timeout_at(deadline, request.send()).await {
         Err(_) => return Err(timeout(config, "first byte")),
         Ok(Err(e)) => return Err(transport_error(config, &e)),
@@ -98,30 +242,46 @@ pub async fn send(
     if response.status().is_success() {
         return Ok((response, meta));
     }
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
+    let (status, headers) = (response.status(), response.headers().clone());
+    let body = async { response.bytes().await.ok() };
+    Err(refusal(config, status, &headers, deadline, body, classify).await)
+}
+
+/// When the first byte of a reply must have come: the provider's first-byte timeout,
+/// or the attempt's deadline if that is sooner.
+fn first_byte_deadline(config: &ProviderConfig, at: Attempt<'_>) -> Instant {
+    (Instant::now() + config.timeouts.first_byte).min(at.deadline)
+}
+
+/// The error of a non-2xx reply: its body (read for at least a second more) classified
+/// by the wire format, scrubbed of the key.
+async fn refusal(
+    config: &ProviderConfig,
+    status: http::StatusCode,
+    headers: &HeaderMap,
+    deadline: Instant,
+    body: impl Future<Output = Option<Bytes>>,
+    classify: Classify,
+) -> UpstreamError {
+    let retry_after = headers
         .get(http::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after);
-    let body = timeout_at(
-        deadline.max(Instant::now() + Duration::from_secs(1)),
-        response.bytes(),
-    )
-    .await
-    .ok()
-    .and_then(Result::ok)
-    .unwrap_or_default();
+    let body = timeout_at(deadline.max(Instant::now() + Duration::from_secs(1)), body)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     let error = classify(
         &config.id,
         ErrorReply {
-            status,
+            status: status.as_u16(),
             retry_after,
             body: &body,
         },
     );
     // The body may quote the key we sent: never let it reach a client or a log.
-    Err(error.scrubbed(config))
+    error.scrubbed(config)
 }
 
 /// Reads a whole reply body before the attempt's deadline or the provider's total timeout.
@@ -147,36 +307,64 @@ fn timeout(config: &ProviderConfig, phase: &'static str) -> UpstreamError {
     UpstreamError::timeout(&config.id, phase, after)
 }
 
-/// Classifies a transport error without echoing URLs, headers or secrets.
+/// Classifies a reqwest transport error without echoing URLs, headers or secrets.
 pub fn transport_error(config: &ProviderConfig, e: &reqwest::Error) -> UpstreamError {
-    if e.is_timeout() {
-        return UpstreamError::timeout(&config.id, "connect", config.timeouts.connect);
-    }
-    let detail = if e.is_connect() {
-        "connection failed"
+    let failure = if e.is_timeout() {
+        Failure::Timeout
+    } else if e.is_connect() {
+        Failure::Connect
     } else if e.is_body() || e.is_decode() {
-        "the connection broke while reading the reply"
+        Failure::Body
     } else {
-        "the request could not be sent"
+        Failure::Send
     };
-    // The source chain (e.g. "Connection refused") helps operators and carries no secret.
-    let mut cause = String::new();
-    let mut source = std::error::Error::source(e);
+    transport_failure(config, failure, e)
+}
+
+/// What a transport failure broke.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Failure {
+    Timeout,
+    Connect,
+    Body,
+    Send,
+}
+
+/// The `UpstreamError` of a transport failure, with the deepest cause of `e` (e.g.
+/// "Connection refused"), scrubbed: a cause may quote a URL, and Gemini's carry the key
+/// in the query. A connect that timed out is a timeout.
+fn transport_failure(
+    config: &ProviderConfig,
+    failure: Failure,
+    e: &(dyn std::error::Error + 'static),
+) -> UpstreamError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = None;
+    let mut timed_out = false;
+    let mut source = e.source();
     while let Some(s) = source {
-        cause = s.to_string();
+        timed_out |= s
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+        cause = Some(s);
         source = s.source();
     }
-    let detail = if cause.is_empty() {
-        detail.to_string()
-    } else {
-        format!("{detail} ({cause})")
+    if failure == Failure::Timeout || (failure == Failure::Connect && timed_out) {
+        return UpstreamError::timeout(&config.id, "connect", config.timeouts.connect);
+    }
+    let detail = match failure {
+        Failure::Connect => "connection failed",
+        Failure::Body => "the connection broke while reading the reply",
+        Failure::Timeout | Failure::Send => "the request could not be sent",
     };
-    let error = if e.is_connect() {
+    let detail = match cause.map(ToString::to_string) {
+        Some(cause) if !cause.is_empty() => format!("{detail} ({cause})"),
+        _ => detail.to_string(),
+    };
+    let error = if failure == Failure::Connect {
         UpstreamError::connect(&config.id, detail)
     } else {
         UpstreamError::protocol(&config.id, detail)
     };
-    // A cause may quote a URL, and Gemini's carry the key in the query.
     error.scrubbed(config)
 }
 
@@ -233,17 +421,40 @@ pub fn translate_all<T: StreamTranslator>(
     (out, end)
 }
 
-/// A stream of chunks from an SSE response: idle timeout between reads, the call's
-/// deadline overall, chunks forwarded as soon as their event is complete. Chunks
-/// translated before a failure are delivered, then the failure, then nothing.
+/// A stream of chunks from a reqwest SSE response (see `chunk_stream`).
 pub fn event_stream<T: StreamTranslator>(
     config: &ProviderConfig,
     response: reqwest::Response,
     deadline: Instant,
     translator: T,
 ) -> ChunkStream {
-    struct State<S, T> {
+    chunk_stream(
+        config,
+        response.bytes_stream(),
+        transport_error,
+        deadline,
+        translator,
+    )
+}
+
+/// A stream of chunks from an SSE body: idle timeout between reads, the call's deadline
+/// overall, chunks forwarded as soon as their event is complete. Chunks translated
+/// before a failure are delivered, then the failure, then nothing.
+fn chunk_stream<B, E, T>(
+    config: &ProviderConfig,
+    body: B,
+    failed: fn(&ProviderConfig, &E) -> UpstreamError,
+    deadline: Instant,
+    translator: T,
+) -> ChunkStream
+where
+    B: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
+    E: Send + 'static,
+    T: StreamTranslator,
+{
+    struct State<S, E, T> {
         body: S,
+        failed: fn(&ProviderConfig, &E) -> UpstreamError,
         decoder: SseDecoder,
         events: Vec<SseEvent>,
         ready: VecDeque<Result<Chunk, UpstreamError>>,
@@ -255,7 +466,8 @@ pub fn event_stream<T: StreamTranslator>(
         finished: bool,
     }
     let state = State {
-        body: response.bytes_stream(),
+        body,
+        failed,
         decoder: SseDecoder::new(),
         events: Vec::new(),
         ready: VecDeque::new(),
@@ -285,7 +497,7 @@ pub fn event_stream<T: StreamTranslator>(
                     s.decoder.push(&bytes, &mut s.events);
                     feed(&mut s.translator, &mut s.events, &mut s.scratch)
                 }
-                Ok(Some(Err(e))) => Err(transport_error(&s.config, &e)),
+                Ok(Some(Err(e))) => Err((s.failed)(&s.config, &e)),
                 Ok(None) => {
                     s.decoder.finish();
                     s.translator.end(&mut s.scratch).map(|()| true)

@@ -273,7 +273,7 @@ async fn walk<S: Shape>(
         let mut response = relay::json(shape.reply_body(reply.body, &billed), &route);
         response
             .headers_mut()
-            .insert("x-bazaar-cost-usd", cost_header(billed.cost));
+            .insert(relay::X_BAZAAR_COST_USD, cost_header(billed.cost));
         return Ok(response);
     }
     let served = match fallback::stream(walk, |p, at| shape.call_stream(p, at)).await {
@@ -329,20 +329,24 @@ fn served_by(state: &AppState, runtime: &Runtime, route: &str, candidate: &Candi
     let config = &runtime.config;
     let provider = config.providers.get(candidate.provider);
     let provider_id = provider.map(|p| p.id.as_str()).unwrap_or("");
-    let tps = state
-        .router
-        .stats
-        .backend(provider_id, &candidate.upstream)
-        .snapshot(Instant::now())
-        .tokens_per_sec
-        .unwrap_or(0.0);
+    // Only a provider with a running cost is priced by its throughput: the others do not
+    // take the stats lock.
+    let running_cost = provider.filter(|p| p.cost_per_hour_micros.is_some());
+    let local = running_cost.and_then(|p| {
+        let tps = state
+            .router
+            .stats
+            .backend(provider_id, &candidate.upstream)
+            .snapshot(Instant::now())
+            .tokens_per_sec
+            .unwrap_or(0.0);
+        local_price(p, tps)
+    });
     ServedBy {
         provider: provider_id.to_string(),
         model: candidate.model.to_string(),
         tier: candidate.facts.tier,
-        price: provider
-            .and_then(|p| local_price(p, tps))
-            .unwrap_or(candidate.facts.price),
+        price: local.unwrap_or(candidate.facts.price),
         reference_price: reference_price(config, route),
     }
 }

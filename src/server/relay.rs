@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::response::Response;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{FutureExt, StreamExt};
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use serde::{Deserialize, Serialize};
 
 use crate::api::rewrite::with_usage_cost;
@@ -27,14 +27,20 @@ pub struct RouteHeaders {
     pub route: String,
 }
 
+/// Header names built once: a `&str` name is copied into a new allocation per insert.
+const X_BAZAAR_BACKEND: HeaderName = HeaderName::from_static("x-bazaar-backend");
+const X_BAZAAR_ROUTE: HeaderName = HeaderName::from_static("x-bazaar-route");
+/// `x-bazaar-cost-usd`.
+pub const X_BAZAAR_COST_USD: HeaderName = HeaderName::from_static("x-bazaar-cost-usd");
+
 impl RouteHeaders {
     fn apply(&self, response: &mut Response) {
         let headers = response.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&self.backend) {
-            headers.insert("x-bazaar-backend", v);
+            headers.insert(X_BAZAAR_BACKEND, v);
         }
         if let Ok(v) = HeaderValue::from_str(&self.route) {
-            headers.insert("x-bazaar-route", v);
+            headers.insert(X_BAZAAR_ROUTE, v);
         }
     }
 }

@@ -239,7 +239,12 @@ impl Ledger {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         sqlx::query("PRAGMA synchronous=NORMAL")
-                            .execute(conn)
+                            .execute(&mut *conn)
+                            .await?;
+                        // A multi-row insert keeps a statement journal; past 64 KiB SQLite
+                        // spills it to a temporary file, a `pwrite` per page per batch.
+                        sqlx::query("PRAGMA temp_store=MEMORY")
+                            .execute(&mut *conn)
                             .await?;
                     }
                     Ok(())

@@ -7,12 +7,14 @@ pub mod responses;
 
 use bytes::Bytes;
 use http::header::HeaderMap;
+use http::{Response, Uri};
+use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::chat::unsupported;
 use super::http::{
-    self as wire, base_headers, event_stream, read_body, ErrorReply, StreamTranslator,
+    base_headers, read_reply, reply_stream, ErrorReply, StreamTranslator, UpstreamClient,
 };
 use super::presets::Quirks;
 use super::sse::SseEvent;
@@ -29,21 +31,21 @@ use crate::config::{ProviderConfig, WireFormat};
 #[derive(Debug)]
 pub struct OpenAiAdapter {
     config: ProviderConfig,
-    client: reqwest::Client,
+    client: UpstreamClient,
     headers: HeaderMap,
-    /// Endpoint URLs parsed once, not per call (Azure's depend on the deployment).
-    chat_url: reqwest::Url,
-    completions_url: reqwest::Url,
-    embeddings_url: reqwest::Url,
-    responses_url: reqwest::Url,
+    /// Endpoint URIs parsed once, not per call (Azure's depend on the deployment).
+    chat_url: Uri,
+    completions_url: Uri,
+    embeddings_url: Uri,
+    responses_url: Uri,
 }
 
 impl OpenAiAdapter {
     pub fn new(config: ProviderConfig) -> Result<OpenAiAdapter, BuildError> {
-        let client = wire::http_client(&config)?;
+        let client = UpstreamClient::new(&config)?;
         let headers = base_headers(&config, &[])?;
         let url = |path: &str| {
-            reqwest::Url::parse(&format!("{}{path}", config.base_url))
+            Uri::try_from(format!("{}{path}", config.base_url))
                 .map_err(|e| BuildError::field("base_url", e))
         };
         Ok(OpenAiAdapter {
@@ -59,7 +61,7 @@ impl OpenAiAdapter {
 
     /// The URL of endpoint `path` (`/chat/completions`) for `model`: the base URL plus
     /// the path, or Azure's deployment URL with its `api-version`.
-    fn url(&self, path: &str, model: &str) -> Result<reqwest::Url, UpstreamError> {
+    fn url(&self, path: &str, model: &str) -> Result<Uri, UpstreamError> {
         let base = &self.config.base_url;
         let azure = match (
             &self.config.api_version,
@@ -76,7 +78,7 @@ impl OpenAiAdapter {
                 })
             }
         };
-        reqwest::Url::parse(&azure).map_err(|e| {
+        Uri::try_from(azure).map_err(|e| {
             unsupported(
                 &self.config.id,
                 "model",
@@ -90,14 +92,10 @@ impl OpenAiAdapter {
         path: &str,
         body: Vec<u8>,
         at: Attempt<'_>,
-    ) -> Result<(reqwest::Response, UpstreamMeta), UpstreamError> {
-        let request = self
-            .client
-            .post(self.url(path, at.upstream_model)?)
-            .headers(self.headers.clone())
-            .header("x-request-id", at.request_id)
-            .body(body);
-        wire::send(&self.config, request, at, classify).await
+    ) -> Result<(Response<Incoming>, UpstreamMeta), UpstreamError> {
+        let uri = self.url(path, at.upstream_model)?;
+        let request = UpstreamClient::post(uri, &self.headers, at.request_id, body);
+        self.client.send(&self.config, request, at, classify).await
     }
 
     async fn complete(
@@ -107,7 +105,7 @@ impl OpenAiAdapter {
         at: Attempt<'_>,
     ) -> Result<Reply, UpstreamError> {
         let (response, meta) = self.send(path, body, at).await?;
-        let body = read_body(&self.config, response, at).await?;
+        let body = read_reply(&self.config, response, at).await?;
         let usage = parse_usage(&self.config.id, &body, &self.config.quirks)?;
         Ok(Reply { body, usage, meta })
     }
@@ -124,7 +122,7 @@ impl OpenAiAdapter {
             reasoning_apart: self.config.quirks.reasoning_outside_completion,
         };
         Ok(StreamReply {
-            chunks: event_stream(&self.config, response, at.deadline, translator),
+            chunks: reply_stream(&self.config, response, at.deadline, translator),
             meta,
         })
     }
@@ -138,7 +136,7 @@ impl OpenAiAdapter {
     /// the reply is the upstream's response object, read for its usage.
     pub async fn responses(&self, body: Vec<u8>, at: Attempt<'_>) -> Result<Reply, UpstreamError> {
         let (response, meta) = self.send("/responses", body, at).await?;
-        let body = read_body(&self.config, response, at).await?;
+        let body = read_reply(&self.config, response, at).await?;
         let usage = crate::api::responses::reply::read_native(&body)
             .map_err(|e| UpstreamError::protocol(&self.config.id, e.to_string()))?
             .usage;
@@ -153,7 +151,7 @@ impl OpenAiAdapter {
     ) -> Result<StreamReply, UpstreamError> {
         let (response, meta) = self.send("/responses", body, at).await?;
         Ok(StreamReply {
-            chunks: event_stream(
+            chunks: reply_stream(
                 &self.config,
                 response,
                 at.deadline,
@@ -596,19 +594,19 @@ mod tests {
     fn azure_urls_name_the_deployment_and_api_version() {
         let a = adapter("azure", "");
         assert_eq!(
-            a.url("/chat/completions", "gpt4o-prod").unwrap().as_str(),
+            a.url("/chat/completions", "gpt4o-prod").unwrap().to_string(),
             "https://host.example/v1/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21"
         );
         let v1 = adapter("azure", "api_version = \"v1\"");
         assert_eq!(
-            v1.url("/embeddings", "e").unwrap().as_str(),
+            v1.url("/embeddings", "e").unwrap().to_string(),
             "https://host.example/v1/openai/v1/embeddings"
         );
         assert_eq!(
             adapter("together", "")
                 .url("/chat/completions", "x")
                 .unwrap()
-                .as_str(),
+                .to_string(),
             "https://host.example/v1/chat/completions"
         );
     }
