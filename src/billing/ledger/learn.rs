@@ -317,4 +317,54 @@ mod tests {
         assert_eq!(cut("abcé", 4), "abc");
         assert_eq!(cut("short", KEPT_PROMPT_BYTES), "short");
     }
+
+    /// Prompts and scores kept by key name before migration 1004 pass to their call's key
+    /// id, so they still make training rows, and a later key of the same name owns none.
+    #[tokio::test]
+    async fn kept_prompts_and_scores_pass_from_key_name_to_key_id() {
+        let dir = std::env::temp_dir().join(format!(
+            "bazaar-learn-ids-{}-{:x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("l.sqlite").display());
+        let ledger = Ledger::connect(&url).await.unwrap();
+        let (version, schema) = MIGRATIONS[0];
+        super::super::migrate_once(ledger.pool(), false, 0, version, schema)
+            .await
+            .unwrap();
+        let row = super::super::LedgerRow {
+            ts_ms: 10,
+            request_id: "r1".into(),
+            key_name: "partner".into(),
+            key_id: "key_old".into(),
+            model: "m".into(),
+            status: 200,
+            ..Default::default()
+        };
+        ledger.insert(&[row]).await.unwrap();
+        for sql in [
+            "INSERT INTO ledger_prompts (request_id, key_name, ts_ms, prompt) VALUES ('r1', 'partner', 10, 'hello')",
+            "INSERT INTO ledger_feedback (request_id, key_name, ts_ms, score) VALUES ('r1', 'partner', 11, 0.5)",
+        ] {
+            sqlx::query(sql).execute(ledger.pool()).await.unwrap();
+        }
+        let clock: Clock = Arc::new(|| 20);
+        let (store, _writer) = start(&ledger, clock, CancellationToken::new())
+            .await
+            .unwrap();
+        let rows = training_rows(&ledger).await.unwrap();
+        assert_eq!(
+            rows,
+            [TrainingRow {
+                prompt: "hello".into(),
+                model: "m".into(),
+                score: 0.5
+            }]
+        );
+        assert!(store.made("r1", "key_old").await.unwrap());
+        assert!(!store.made("r1", "key_new").await.unwrap());
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }
