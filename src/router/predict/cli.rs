@@ -89,6 +89,10 @@ pub enum RouterCommand {
         /// Quality floors swept: `start:end:step`, 0–100.
         #[arg(long, default_value = "0:100:1")]
         floors: String,
+        /// Also sweep the cost weight under `balanced` (0, then 100 steps from 0.01 to
+        /// 10,000 per $ per 1k calls, a quality point weighing 1).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        balanced: bool,
         /// Bootstrap resamples for the confidence intervals.
         #[arg(long, default_value_t = 200)]
         bootstrap: usize,
@@ -297,6 +301,7 @@ pub fn run(command: RouterCommand) -> Result<String, RouterError> {
             route,
             folds,
             floors,
+            balanced,
             bootstrap,
             seed,
             weights,
@@ -327,6 +332,11 @@ pub fn run(command: RouterCommand) -> Result<String, RouterError> {
                 settings: fit.settings()?,
                 fixed,
                 extra: train_extra.as_deref().map(read_rows).transpose()?,
+                cost_weights: if balanced {
+                    eval::default_cost_weights()
+                } else {
+                    Vec::new()
+                },
             };
             let report = eval::evaluate(&outcomes, &cfg, &options)?;
             Ok(report.to_string())

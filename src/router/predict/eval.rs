@@ -1,9 +1,10 @@
 //! Routing quality measured the way the literature does, on outcome rows: K-fold
 //! cross-validation grouped by prompt, each held-out prompt planned by the real
 //! `build_plan` (the path `/v1/route/explain` takes) under `cheapest-above-quality`
-//! with a swept floor. Two-model sets get APGR and CPT (RouteLLM), every set AIQ over
-//! the non-decreasing convex hull of (cost, quality) (RouterBench), beside the single
-//! models, a random router, a task-label router and the oracle, with bootstrap CIs.
+//! with a swept floor, and under `balanced` with a swept cost weight. Two-model sets get
+//! APGR and CPT (RouteLLM), every set AIQ over the non-decreasing convex hull of (cost,
+//! quality) (RouterBench), beside the single models, a random router, a task-label
+//! router (under both rules) and the oracle, with bootstrap CIs.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,7 +20,7 @@ use crate::api::openai::ChatRequest;
 use crate::config::Config;
 use crate::router::classify::classify;
 use crate::router::filter::CallerLimits;
-use crate::router::policy::Policy;
+use crate::router::policy::{Policy, Weights as PolicyWeights};
 use crate::router::prefs::Prefs;
 use crate::router::{build_plan, CallShape, RouterState};
 
@@ -143,11 +144,30 @@ pub fn aiq(points: &[(f64, f64)], c_min: f64, c_max: f64) -> f64 {
 
 // ---------------------------------------------------------------- decisions
 
-/// What every prompt got at every floor: `choice[floor][prompt]` is a model index.
+/// What every prompt got at every floor: `choice[floor][prompt]` is a model index; and
+/// at every cost weight under `balanced`: `balanced[weight][prompt]`.
 #[derive(Debug, Clone)]
 pub struct Decisions {
     pub floors: Vec<f64>,
     pub choice: Vec<Vec<usize>>,
+    pub cost_weights: Vec<f64>,
+    pub balanced: Vec<Vec<usize>>,
+}
+
+/// One setting of a sweep: a floor under `cheapest-above-quality`, or the weight of a
+/// dollar per 1,000 calls against one quality point under `balanced` (latency weighs 0).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Knob {
+    Floor(f64),
+    CostWeight(f64),
+}
+
+/// The default cost weights of the `balanced` sweep: 0, then 100 steps evenly spaced in
+/// log from 0.01 to 10,000 (a quality point worth from $100 down to $0.0001 per 1k calls).
+pub fn default_cost_weights() -> Vec<f64> {
+    std::iter::once(0.0)
+        .chain((0..100).map(|i| 10f64.powf(-2.0 + 6.0 * f64::from(i) / 99.0)))
+        .collect()
 }
 
 /// The outcome table the metrics read: per prompt, per model, score and cost (USD).
@@ -221,6 +241,8 @@ pub struct Options {
     /// Rows added to every training fold and never evaluated (another set the shipped
     /// weights are also fitted on).
     pub extra: Option<Outcomes>,
+    /// Cost weights swept under `balanced` (empty: no balanced sweep).
+    pub cost_weights: Vec<f64>,
 }
 
 /// `outcomes` followed by `extra`'s prompts, over the union of their models.
@@ -258,13 +280,15 @@ fn merged(outcomes: &Outcomes, extra: &Outcomes) -> Outcomes {
     Outcomes { models, prompts }
 }
 
-/// Plans `prompt` through the real routing function at each floor.
-fn plan_floors(
+/// Plans `prompt` through the real routing function at each setting of `knobs`; ties
+/// are drawn from `tie_seed`, as a request id seeds them, so a run is reproducible.
+fn plan_sweep(
     config: &Config,
     state: &RouterState,
     route: &str,
     prompt: &str,
-    floors: &[f64],
+    knobs: &[Knob],
+    tie_seed: u64,
     outcomes: &Outcomes,
 ) -> Result<(Vec<usize>, Vec<Option<f64>>), EvalError> {
     let body = serde_json::json!({
@@ -280,11 +304,26 @@ fn plan_floors(
     let call = CallShape::of(&req);
     let caller = CallerLimits::default();
     let now = tokio::time::Instant::now();
-    let mut out = Vec::with_capacity(floors.len());
+    let mut out = Vec::with_capacity(knobs.len());
     let mut expected = vec![None; outcomes.models.len()];
-    for (i, f) in floors.iter().enumerate() {
-        prefs.policy = Some(Policy::CheapestAboveQuality);
-        prefs.quality_floor = Some(*f);
+    for (i, knob) in knobs.iter().enumerate() {
+        prefs.tie_seed = Some(tie_seed);
+        match *knob {
+            Knob::Floor(f) => {
+                prefs.policy = Some(Policy::CheapestAboveQuality);
+                prefs.quality_floor = Some(f);
+                prefs.weights = None;
+            }
+            Knob::CostWeight(w) => {
+                prefs.policy = Some(Policy::Balanced);
+                prefs.quality_floor = None;
+                prefs.weights = Some(PolicyWeights {
+                    cost: w,
+                    latency: 0.0,
+                    quality: 1.0,
+                });
+            }
+        }
         let plan = build_plan(config, state, &call, &prefs, &caller, now)
             .map_err(|e| EvalError::Plan(format!("{e:?}")))?;
         if i == 0 {
@@ -312,14 +351,15 @@ fn plan_floors(
     Ok((out, expected))
 }
 
-/// The task-label router: each task's mean score per model on the training prompts,
-/// routed by the same rule (cheapest reaching the floor, else the best).
+/// The task-label router: each task's mean score (0–100) and cost per model on the
+/// training prompts, routed by the rule of each knob: the cheapest model reaching the
+/// floor (else the best), or the best utility `score − weight × $ per 1k calls`.
 fn task_router(
     table: &Table<'_>,
     labels: &[String],
     fold: &[usize],
     k: usize,
-    floors: &[f64],
+    knobs: &[Knob],
     choice: &mut [Vec<usize>],
 ) {
     let n_models = table.outcomes.models.len();
@@ -342,6 +382,7 @@ fn task_router(
     let mean = |(s, n): (f64, f64)| if n > 0.0 { s / n } else { 0.0 };
     let mut by_cost: Vec<usize> = (0..n_models).collect();
     by_cost.sort_by(|a, b| mean(cost[*a]).total_cmp(&mean(cost[*b])));
+    let per_1k: Vec<f64> = cost.iter().map(|c| 1000.0 * mean(*c)).collect();
     for (p, f) in fold.iter().enumerate() {
         if *f != k {
             continue;
@@ -350,17 +391,20 @@ fn task_router(
             Some(row) => row.iter().map(|r| 100.0 * mean(*r)).collect(),
             None => vec![50.0; n_models],
         };
-        for (fi, floor) in floors.iter().enumerate() {
-            let pick = by_cost
-                .iter()
-                .copied()
-                .find(|m| q[*m] >= *floor)
-                .unwrap_or_else(|| {
-                    (0..n_models)
-                        .max_by(|a, b| q[*a].total_cmp(&q[*b]).then(b.cmp(a)))
-                        .unwrap_or(0)
-                });
-            choice[fi][p] = pick;
+        for (fi, knob) in knobs.iter().enumerate() {
+            let best_by = |u: &dyn Fn(usize) -> f64| {
+                (0..n_models)
+                    .max_by(|a, b| u(*a).total_cmp(&u(*b)).then(b.cmp(a)))
+                    .unwrap_or(0)
+            };
+            choice[fi][p] = match *knob {
+                Knob::Floor(floor) => by_cost
+                    .iter()
+                    .copied()
+                    .find(|m| q[*m] >= floor)
+                    .unwrap_or_else(|| best_by(&|m| q[m])),
+                Knob::CostWeight(w) => best_by(&|m| q[m] - w * per_1k[m]),
+            };
         }
     }
 }
@@ -386,6 +430,9 @@ pub struct Report {
     pub singles: Vec<(f64, f64)>,
     pub router: Figures,
     pub task_label: Figures,
+    /// The same under `balanced` with the cost weight swept (`None` without a sweep).
+    pub router_balanced: Option<Figures>,
+    pub task_label_balanced: Option<Figures>,
     pub oracle: Figures,
     pub random: Figures,
     pub decisions: Decisions,
@@ -482,7 +529,13 @@ pub fn evaluate(
     };
     let state = RouterState::default();
     let training = options.extra.as_ref().map(|e| merged(outcomes, e));
-    let mut choice = vec![vec![0usize; n]; options.floors.len()];
+    let knobs: Vec<Knob> = options
+        .floors
+        .iter()
+        .map(|f| Knob::Floor(*f))
+        .chain(options.cost_weights.iter().map(|w| Knob::CostWeight(*w)))
+        .collect();
+    let mut choice = vec![vec![0usize; n]; knobs.len()];
     let mut expected = vec![vec![None; n_models]; n];
     for k in 0..n_folds {
         let weights = match &options.fixed {
@@ -508,12 +561,13 @@ pub fn evaluate(
             if options.fixed.is_none() && fold[p] != k {
                 continue;
             }
-            let (c, e) = plan_floors(
+            let (c, e) = plan_sweep(
                 &cfg,
                 &state,
                 &options.route,
                 &outcomes.prompts[p].prompt,
-                &options.floors,
+                &knobs,
+                options.seed ^ p as u64,
                 outcomes,
             )?;
             for (fi, m) in c.into_iter().enumerate() {
@@ -568,10 +622,17 @@ pub fn evaluate(
         })
         .collect();
 
-    let router_points = |sample: &[usize]| -> Vec<Point> {
-        choice.iter().map(|c| table.point(c, sample)).collect()
+    let n_floors = options.floors.len();
+    let sweep = |choice: &[Vec<usize>], range: std::ops::Range<usize>| {
+        let part = &choice[range];
+        let points = |sample: &[usize]| -> Vec<Point> {
+            part.iter().map(|c| table.point(c, sample)).collect()
+        };
+        figures(&table, pair, &points, &samples)
     };
-    let router = figures(&table, pair, &router_points, &samples);
+    let router = sweep(&choice, 0..n_floors);
+    let balanced = !options.cost_weights.is_empty();
+    let router_balanced = balanced.then(|| sweep(&choice, n_floors..knobs.len()));
 
     let labels: Vec<String> = outcomes
         .prompts
@@ -582,14 +643,12 @@ pub fn evaluate(
                 .unwrap_or_else(|| classify(&o.prompt, (o.prompt.len() / 4) as u64).to_string())
         })
         .collect();
-    let mut task_choice = vec![vec![0usize; n]; options.floors.len()];
+    let mut task_choice = vec![vec![0usize; n]; knobs.len()];
     for k in 0..options.folds.max(2) {
-        task_router(&table, &labels, &fold, k, &options.floors, &mut task_choice);
+        task_router(&table, &labels, &fold, k, &knobs, &mut task_choice);
     }
-    let task_points = |sample: &[usize]| -> Vec<Point> {
-        task_choice.iter().map(|c| table.point(c, sample)).collect()
-    };
-    let task_label = figures(&table, pair, &task_points, &samples);
+    let task_label = sweep(&task_choice, 0..n_floors);
+    let task_label_balanced = balanced.then(|| sweep(&task_choice, n_floors..knobs.len()));
 
     // The oracle: per prompt, the cheapest model with the best score; its points are
     // the budgets between the single models (for a pair: the gains first, losses last).
@@ -647,11 +706,15 @@ pub fn evaluate(
         singles,
         router,
         task_label,
+        router_balanced,
+        task_label_balanced,
         oracle,
         random,
         decisions: Decisions {
             floors: options.floors.clone(),
+            balanced: choice.split_off(n_floors),
             choice,
+            cost_weights: options.cost_weights.clone(),
         },
     })
 }
@@ -670,11 +733,12 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{} prompts, {} models, {} fold(s), {} floors; {}",
+            "{} prompts, {} models, {} fold(s), {} floors, {} cost weights; {}",
             self.prompts,
             self.models.len(),
             self.folds,
             self.decisions.floors.len(),
+            self.decisions.cost_weights.len(),
             self.settings
         )?;
         writeln!(f, "single models (cost per 1k calls, quality):")?;
@@ -686,27 +750,33 @@ impl fmt::Display for Report {
         if two {
             writeln!(
                 f,
-                "{:<12} {:<24} {:<24} {:<24} {:<24}",
+                "{:<22} {:<24} {:<24} {:<24} {:<24}",
                 "router", "APGR", "CPT(50%)", "CPT(80%)", "AIQ"
             )?;
         } else {
             writeln!(
                 f,
-                "{:<12} {:<24} $/1k calls at the best single model's quality",
+                "{:<22} {:<24} $/1k calls at the best single model's quality",
                 "router", "AIQ"
             )?;
         }
-        for (name, fig) in [
-            ("predictor", &self.router),
-            ("task-label", &self.task_label),
-            ("random", &self.random),
-            ("oracle", &self.oracle),
-        ] {
+        let rows = [
+            ("predictor", Some(&self.router)),
+            ("task-label", Some(&self.task_label)),
+            ("predictor, balanced", self.router_balanced.as_ref()),
+            ("task-label, balanced", self.task_label_balanced.as_ref()),
+            ("random", Some(&self.random)),
+            ("oracle", Some(&self.oracle)),
+        ];
+        for (name, fig) in rows
+            .iter()
+            .filter_map(|(name, fig)| fig.map(|f| (*name, f)))
+        {
             let aiq = ci(&Some(fig.aiq), false);
             if two {
                 writeln!(
                     f,
-                    "{name:<12} {:<24} {:<24} {:<24} {aiq:<24}",
+                    "{name:<22} {:<24} {:<24} {:<24} {aiq:<24}",
                     ci(&fig.apgr, false),
                     ci(&fig.cpt50, true),
                     ci(&fig.cpt80, true)
@@ -716,7 +786,7 @@ impl fmt::Display for Report {
                     .cost_at_best
                     .map(|c| format!("${c:.3}"))
                     .unwrap_or_else(|| "not reached".into());
-                writeln!(f, "{name:<12} {aiq:<24} {at}")?;
+                writeln!(f, "{name:<22} {aiq:<24} {at}")?;
             }
         }
         Ok(())
@@ -771,6 +841,76 @@ mod tests {
         // A point under the hull changes nothing; a dearer, worse point neither.
         let worse = [(1.0, 0.5), (3.0, 0.9), (2.0, 0.6), (4.0, 0.8)];
         assert!((aiq(&worse, 1.0, 3.0) - 0.7).abs() < 1e-12);
+    }
+
+    #[test]
+    fn task_label_router_follows_each_rule() {
+        // Models a ($1 per 1k calls) and b ($5); tasks x (prompts 0-2) and y (3-5);
+        // fold 0 holds prompts 0 and 3. Trained on fold 1: on x both score 100, on y a
+        // scores 50 and b 100.
+        let scores = [
+            [1.0, 1.0],
+            [1.0, 1.0],
+            [1.0, 1.0],
+            [1.0, 1.0],
+            [0.0, 1.0],
+            [1.0, 1.0],
+        ];
+        let outcomes = Outcomes {
+            models: vec!["a".into(), "b".into()],
+            prompts: scores
+                .iter()
+                .enumerate()
+                .map(|(i, s)| super::super::rows::Outcome {
+                    prompt: format!("p{i}"),
+                    scores: vec![Some(s[0]), Some(s[1])],
+                    costs: vec![Some(0.001), Some(0.005)],
+                    task: Some(if i < 3 { "x" } else { "y" }.into()),
+                    weight: 1.0,
+                })
+                .collect(),
+        };
+        let table = Table {
+            outcomes: &outcomes,
+            cost: vec![vec![0.001, 0.005]; 6],
+            strong: Some(1),
+        };
+        let labels: Vec<String> = outcomes
+            .prompts
+            .iter()
+            .filter_map(|o| o.task.clone())
+            .collect();
+        let fold = [0, 1, 1, 0, 1, 1];
+        let knobs = [
+            Knob::Floor(40.0),
+            Knob::Floor(60.0),
+            Knob::CostWeight(10.0),
+            Knob::CostWeight(20.0),
+        ];
+        let mut choice = vec![vec![9; 6]; knobs.len()];
+        task_router(&table, &labels, &fold, 0, &knobs, &mut choice);
+        // x: a reaches every floor and is the better utility at any positive weight.
+        assert_eq!(
+            choice.iter().map(|c| c[0]).collect::<Vec<_>>(),
+            [0, 0, 0, 0]
+        );
+        // y: floor 40 → a (50), floor 60 → b; utility a = 50 − w, b = 100 − 5w: b below
+        // w = 12.5, a above.
+        assert_eq!(
+            choice.iter().map(|c| c[3]).collect::<Vec<_>>(),
+            [0, 1, 1, 0]
+        );
+        // Training prompts are left alone.
+        assert!(choice.iter().all(|c| c[1] == 9));
+    }
+
+    #[test]
+    fn default_cost_weights_rise_from_zero_to_ten_thousand() {
+        let w = default_cost_weights();
+        assert_eq!(w.len(), 101);
+        assert_eq!(w[0], 0.0);
+        assert!((w[1] - 0.01).abs() < 1e-12 && (w[100] - 1e4).abs() < 1e-6);
+        assert!(w.windows(2).all(|p| p[0] < p[1]));
     }
 
     #[test]
