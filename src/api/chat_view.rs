@@ -17,6 +17,16 @@ pub fn opt_cow<'de: 'a, 'a, D: serde::Deserializer<'de>>(
     Option::<Borrowed<'a>>::deserialize(d).map(|o| o.map(|b| b.0))
 }
 
+impl<'a> ChunkIn<'a> {
+    /// Reads one chunk (the JSON after `data: `). The bytes are checked as UTF-8 once,
+    /// not string by string as a byte-slice parse does.
+    pub fn parse(data: &'a [u8]) -> Result<ChunkIn<'a>, serde_json::Error> {
+        let text =
+            std::str::from_utf8(data).map_err(<serde_json::Error as serde::de::Error>::custom)?;
+        serde_json::from_str(text)
+    }
+}
+
 /// A `chat.completion.chunk`.
 #[derive(Deserialize)]
 pub struct ChunkIn<'a> {

@@ -140,7 +140,7 @@ impl EventWriter {
         if usage.is_some() {
             self.usage = usage;
         }
-        let chunk: ChunkIn = serde_json::from_slice(data).map_err(ReplyError::Chunk)?;
+        let chunk = ChunkIn::parse(data).map_err(ReplyError::Chunk)?;
         if !self.started {
             if let Some(id) = &chunk.id {
                 self.id = id.to_string();

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use serde::Serialize;
 
 use serde_json::value::RawValue;
@@ -31,31 +31,54 @@ enum Open {
     Tool(u32),
 }
 
-// The frequent events, written from borrowed structs.
-#[derive(Serialize)]
-struct TextDelta<'a> {
-    #[serde(rename = "type")]
+/// A delta event (`…output_text.delta`, `…refusal.delta`,
+/// `…reasoning_summary_text.delta`, `…function_call_arguments.delta`): the most frequent
+/// event, one per upstream chunk, so it is written by hand (the JSON its fields would
+/// serialise to, in the same order) rather than through a serializer field by field.
+struct Delta<'a> {
     kind: &'static str,
     sequence_number: u64,
     item_id: &'a str,
     output_index: usize,
-    content_index: u32,
-    delta: &'a str,
-    logprobs: [(); 0],
-}
-
-#[derive(Serialize)]
-struct ItemDelta<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    sequence_number: u64,
-    item_id: &'a str,
-    output_index: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
     content_index: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     summary_index: Option<u32>,
     delta: &'a str,
+    /// `logprobs: []`, which text deltas carry.
+    logprobs: bool,
+}
+
+impl Delta<'_> {
+    fn write(&self, out: &mut BytesMut) {
+        use std::fmt::Write;
+        let string = |out: &mut BytesMut, s: &str| {
+            // Serialising a &str into memory cannot fail.
+            let _ = serde_json::to_writer((&mut *out).writer(), s);
+        };
+        out.put_slice(b"event: ");
+        out.put_slice(self.kind.as_bytes());
+        out.put_slice(b"\ndata: {\"type\":\"");
+        out.put_slice(self.kind.as_bytes());
+        // Writing numbers into a BytesMut cannot fail.
+        let _ = write!(
+            out,
+            "\",\"sequence_number\":{},\"item_id\":",
+            self.sequence_number
+        );
+        string(out, self.item_id);
+        let _ = write!(out, ",\"output_index\":{}", self.output_index);
+        if let Some(i) = self.content_index {
+            let _ = write!(out, ",\"content_index\":{i}");
+        }
+        if let Some(i) = self.summary_index {
+            let _ = write!(out, ",\"summary_index\":{i}");
+        }
+        out.put_slice(b",\"delta\":");
+        string(out, self.delta);
+        if self.logprobs {
+            out.put_slice(b",\"logprobs\":[]");
+        }
+        out.put_slice(b"}\n\n");
+    }
 }
 
 /// `…text.done`, `…refusal.done`, `…reasoning_summary_text.done` (the whole text) and
@@ -444,19 +467,17 @@ impl StreamWriter {
             if let Some(s) = summary.first_mut() {
                 s.text.push_str(delta);
             }
-            frame(
-                out,
-                "response.reasoning_summary_text.delta",
-                &ItemDelta {
-                    kind: "response.reasoning_summary_text.delta",
-                    sequence_number: seq,
-                    item_id: id,
-                    output_index: index,
-                    content_index: None,
-                    summary_index: Some(0),
-                    delta,
-                },
-            );
+            Delta {
+                kind: "response.reasoning_summary_text.delta",
+                sequence_number: seq,
+                item_id: id,
+                output_index: index,
+                content_index: None,
+                summary_index: Some(0),
+                delta,
+                logprobs: false,
+            }
+            .write(out);
         }
     }
 
@@ -517,41 +538,28 @@ impl StreamWriter {
             return;
         };
         let ci = content.len() - 1;
-        match content.last_mut() {
+        let (kind, logprobs) = match content.last_mut() {
             Some(OutputContent::OutputText { text, .. }) => {
                 text.push_str(delta);
-                frame(
-                    out,
-                    "response.output_text.delta",
-                    &TextDelta {
-                        kind: "response.output_text.delta",
-                        sequence_number: seq,
-                        item_id: id,
-                        output_index: index,
-                        content_index: ci as u32,
-                        delta,
-                        logprobs: [],
-                    },
-                );
+                ("response.output_text.delta", true)
             }
             Some(OutputContent::Refusal { refusal }) => {
                 refusal.push_str(delta);
-                frame(
-                    out,
-                    "response.refusal.delta",
-                    &ItemDelta {
-                        kind: "response.refusal.delta",
-                        sequence_number: seq,
-                        item_id: id,
-                        output_index: index,
-                        content_index: Some(ci as u32),
-                        summary_index: None,
-                        delta,
-                    },
-                );
+                ("response.refusal.delta", false)
             }
-            None => {}
+            None => return,
+        };
+        Delta {
+            kind,
+            sequence_number: seq,
+            item_id: id,
+            output_index: index,
+            content_index: Some(ci as u32),
+            summary_index: None,
+            delta,
+            logprobs,
         }
+        .write(out);
     }
 
     fn tool(&mut self, out: &mut BytesMut, t: &ToolDeltaIn<'_>) {
@@ -583,19 +591,17 @@ impl StreamWriter {
             arguments.push_str(args);
             // Arguments for a call already closed (interleaved calls) join its item only.
             if live {
-                frame(
-                    out,
-                    "response.function_call_arguments.delta",
-                    &ItemDelta {
-                        kind: "response.function_call_arguments.delta",
-                        sequence_number: seq,
-                        item_id: id,
-                        output_index: index,
-                        content_index: None,
-                        summary_index: None,
-                        delta: args,
-                    },
-                );
+                Delta {
+                    kind: "response.function_call_arguments.delta",
+                    sequence_number: seq,
+                    item_id: id,
+                    output_index: index,
+                    content_index: None,
+                    summary_index: None,
+                    delta: args,
+                    logprobs: false,
+                }
+                .write(out);
             }
         }
     }
@@ -610,7 +616,7 @@ impl StreamWriter {
         if self.done {
             return Ok(());
         }
-        let chunk: ChunkIn = serde_json::from_slice(data).map_err(ReplyError::Chunk)?;
+        let chunk = ChunkIn::parse(data).map_err(ReplyError::Chunk)?;
         if let Some(model) = chunk.model.filter(|m| !m.is_empty()) {
             if !self.started {
                 self.model = model.into_owned();

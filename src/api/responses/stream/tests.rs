@@ -190,3 +190,41 @@ fn a_namespaced_call_streams_with_its_namespace() {
     let done = &ev.last().unwrap().1["response"]["output"][0];
     assert_eq!(done["namespace"], "agents");
 }
+
+#[test]
+fn delta_events_are_the_json_of_their_fields_in_order() {
+    let mut out = BytesMut::new();
+    Delta {
+        kind: "response.output_text.delta",
+        sequence_number: 12,
+        item_id: "msg_1",
+        output_index: 3,
+        content_index: Some(0),
+        summary_index: None,
+        delta: "a \"quoted\"\nline é \u{1}",
+        logprobs: true,
+    }
+    .write(&mut out);
+    Delta {
+        kind: "response.reasoning_summary_text.delta",
+        sequence_number: 0,
+        item_id: "rs_1",
+        output_index: 0,
+        content_index: None,
+        summary_index: Some(0),
+        delta: "",
+        logprobs: false,
+    }
+    .write(&mut out);
+    assert_eq!(
+        std::str::from_utf8(&out).unwrap(),
+        "event: response.output_text.delta\n\
+         data: {\"type\":\"response.output_text.delta\",\"sequence_number\":12,\"item_id\":\"msg_1\",\
+         \"output_index\":3,\"content_index\":0,\"delta\":\"a \\\"quoted\\\"\\nline é \\u0001\",\"logprobs\":[]}\n\n\
+         event: response.reasoning_summary_text.delta\n\
+         data: {\"type\":\"response.reasoning_summary_text.delta\",\"sequence_number\":0,\"item_id\":\"rs_1\",\
+         \"output_index\":0,\"summary_index\":0,\"delta\":\"\"}\n\n"
+    );
+    let ev = events(&out);
+    assert_eq!(ev[0].1["delta"], "a \"quoted\"\nline é \u{1}");
+}
