@@ -1,7 +1,8 @@
 //! Micro-benchmark: one routing decision (`build_plan`) over 50 candidates, with the
 //! quality predictor off (budget: <= 5 µs) and on for a 2 KB prompt (budget: p50 <= 20 µs;
 //! two of the candidates are models the embedded weights know). Also the resident
-//! memory the embedded weights add. Run with `cargo bench --bench route`.
+//! memory the embedded weights add. Run with `cargo bench --bench route` (`-- off` or
+//! `-- on` for one case alone, e.g. under a profiler).
 
 #![allow(
     clippy::unwrap_used,
@@ -81,26 +82,40 @@ fn bench(label: &str, config: &Config, body: &[u8], budget_us: f64) {
 }
 
 fn main() {
-    let before = rss_kib();
+    let only: Option<String> = std::env::args().skip(1).find(|a| a == "off" || a == "on");
+    let run = |case: &str| only.as_deref().is_none_or(|o| o == case);
+    let start = rss_kib();
     let off = config(false);
     let small = br#"{"model":"auto","max_tokens":200,"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Write a python function that merges two sorted lists."}]}"#;
-    bench("predictor off", &off, small, 5.0);
-    let after_off = rss_kib();
+    if run("off") {
+        bench("predictor off", &off, small, 5.0);
+    }
+    // What the predictor adds: a second config with it on, against one more without it
+    // (each config holds its own copy of the catalog; the weights are parsed once).
+    let before = rss_kib();
+    let again = config(false);
+    let without = rss_kib();
     let on = config(true);
-    let after_on = rss_kib();
+    let with = rss_kib();
     let prompt = "Explain, step by step, how to compute the derivative of x^3 + 2x at x = 4, and why the power rule works. "
         .repeat(20)
         .chars()
         .take(2048)
         .collect::<String>();
     let body = serde_json::json!({"model": "auto", "max_tokens": 200, "messages": [{"role": "user", "content": prompt}]});
-    bench(
-        "predictor on, 2 KB prompt",
-        &on,
-        &serde_json::to_vec(&body).unwrap(),
-        20.0,
-    );
-    if let (Some(b), Some(a), Some(o)) = (before, after_off, after_on) {
-        println!("resident memory: {b} KiB at start, {a} KiB with one config, {o} KiB after loading the predictor weights (+{} KiB)", o.saturating_sub(a));
+    if run("on") {
+        bench(
+            "predictor on, 2 KB prompt",
+            &on,
+            &serde_json::to_vec(&body).unwrap(),
+            20.0,
+        );
     }
+    let after = rss_kib();
+    if let (Some(s), Some(b), Some(n), Some(w), Some(a)) = (start, before, without, with, after) {
+        let config = n.saturating_sub(b);
+        let predictor = w.saturating_sub(n).saturating_sub(config);
+        println!("resident memory: {s} KiB at start, {b} KiB after the first case; a config without the predictor +{config} KiB, one with it +{} KiB: the predictor adds {predictor} KiB; {a} KiB after deciding with it", w.saturating_sub(n));
+    }
+    drop(again);
 }

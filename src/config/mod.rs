@@ -43,6 +43,8 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     /// Public model id → the targets that serve it, in config order.
     pub models: Models,
+    /// The ids of `models` that serve chat, in id order: what a route without `models` spans.
+    pub chat_models: Vec<String>,
     pub keys: HashMap<KeyHash, KeyConfig>,
     pub teams: BTreeMap<String, TeamConfig>,
     pub router: RouterConfig,
@@ -185,6 +187,7 @@ impl Config {
         let redis = server::resolve_state(&raw.state, env, p);
         let teams = keys::resolve_teams(&raw.teams, p);
         let aliases = models::aliases(&models, &catalog);
+        let chat_models = models::chat_models(&models, &catalog);
         let router = routes::resolve_router(&raw.router, &catalog, &models, p);
         let ledger = ledger::resolve(&raw.ledger, env, p);
         let responses_ttl = ledger::resolve_responses_ttl(&raw.responses, p);
@@ -193,6 +196,7 @@ impl Config {
             server,
             providers,
             models,
+            chat_models,
             keys,
             teams,
             router,

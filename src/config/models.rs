@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::problems::Problems;
 use super::providers::ProviderConfig;
 use super::raw::{RawCatalog, RawModel, RawPrice, RawProvider};
-use crate::catalog::{builtin, import, Catalog, Facts, QualityPriors, Tier};
+use crate::catalog::{builtin, import, Catalog, Facts, ModelKind, QualityPriors, Tier};
 
 /// One way to serve a public model: which provider, under which upstream id.
 #[derive(Debug, Clone, PartialEq)]
@@ -170,6 +170,19 @@ pub(super) fn aliases(models: &Models, catalog: &Catalog) -> BTreeMap<String, St
         }
     }
     aliases
+}
+
+/// The served models that serve chat, in id order: what a route without `models`
+/// spans (embedding models are left out). Resolved once per load, not per call.
+pub(super) fn chat_models(models: &Models, catalog: &Catalog) -> Vec<String> {
+    models
+        .keys()
+        .filter(|m| match catalog.model(m) {
+            Some((_, entry)) => entry.kind == ModelKind::Chat,
+            None => !m.contains("embedding") && !m.contains("embed-"),
+        })
+        .cloned()
+        .collect()
 }
 
 /// Adds a target unless the same provider already serves that upstream id for `model`.

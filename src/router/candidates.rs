@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::catalog::{Facts, ModelKind};
+use crate::catalog::Facts;
 use crate::config::Config;
 
 /// One backend that may serve the call.
@@ -37,12 +37,4 @@ pub fn for_model(config: &Config, model: &str) -> Vec<Candidate> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// True for models that serve chat (embedding models are left out of routes).
-pub fn is_chat_model(config: &Config, model: &str) -> bool {
-    match config.catalog.model(model) {
-        Some((_, entry)) => entry.kind == ModelKind::Chat,
-        None => !model.contains("embedding") && !model.contains("embed-"),
-    }
 }

@@ -170,9 +170,8 @@ pub fn build_plan(
 
     let mut all = match route {
         Some(r) if r.models.is_empty() => config
-            .models
-            .keys()
-            .filter(|m| candidates::is_chat_model(config, m))
+            .chat_models
+            .iter()
             .flat_map(|m| candidates::for_model(config, m))
             .collect(),
         Some(r) => r
@@ -215,15 +214,20 @@ pub fn build_plan(
         .unwrap_or(config.router.expected_output_tokens)
         .min(config.router.expected_output_tokens.max(1));
 
+    let provider_id = |c: &Candidate| {
+        config
+            .providers
+            .get(c.provider)
+            .map(|p| p.id.as_str())
+            .unwrap_or("")
+    };
+    let backends: Vec<(&str, &str)> = all.iter().map(|c| (provider_id(c), &*c.upstream)).collect();
+    let snapshots = state.stats.snapshots(&backends, now);
     let mut survivors: Vec<Survivor> = Vec::with_capacity(all.len());
     let mut rejected = Vec::new();
-    for (i, candidate) in all.into_iter().enumerate() {
+    for (i, (candidate, snapshot)) in all.into_iter().zip(snapshots).enumerate() {
         let facts = &*candidate.facts;
-        let provider_id = config
-            .providers
-            .get(candidate.provider)
-            .map(|p| p.id.as_str())
-            .unwrap_or("");
+        let provider_id = provider_id(&candidate);
         let mut verdict = filter::check(
             facts,
             provider_id,
@@ -233,10 +237,6 @@ pub fn build_plan(
             route_tiers,
             caller,
         );
-        let snapshot = state
-            .stats
-            .backend(provider_id, &candidate.upstream)
-            .snapshot(now);
         if verdict.is_ok() {
             let retry_in = match snapshot.breaker {
                 Some(super::breaker::BreakerState::Open { retry_in }) => Some(retry_in),
@@ -329,7 +329,9 @@ pub fn build_plan(
         (super::predict::splitmix(&mut draws) % n.max(1) as u64) as usize
     });
     // Fallback models (`models`) come after the requested one, whatever their score.
-    order.sort_by_key(|&i| !survivors[i].primary);
+    if survivors.iter().any(|s| !s.primary) {
+        order.sort_by_key(|&i| !survivors[i].primary);
+    }
     // Provider order the caller asked for first; a sticky backend before the rest.
     if !prefs.order.is_empty() {
         let rank = |i: usize| {

@@ -191,6 +191,25 @@ impl Stats {
             .clone()
     }
 
+    /// The snapshots at `now` of the backends `keys` (`(provider, upstream)`), in order,
+    /// creating those not seen yet: what a routing decision reads, under one read lock
+    /// for all of them.
+    pub fn snapshots(&self, keys: &[(&str, &str)], now: Instant) -> Vec<Snapshot> {
+        let map = self.backends.read().unwrap_or_else(|p| p.into_inner());
+        let found: Option<Vec<Snapshot>> = keys
+            .iter()
+            .map(|(p, u)| map.get(*p)?.get(*u).map(|b| b.snapshot(now)))
+            .collect();
+        drop(map);
+        if let Some(found) = found {
+            return found;
+        }
+        // A backend not seen yet (its first calls only): created one by one.
+        keys.iter()
+            .map(|(p, u)| self.backend(p, u).snapshot(now))
+            .collect()
+    }
+
     /// Every backend's snapshot as (`provider`, `upstream`, snapshot), sorted, for metrics.
     pub fn all(&self, now: Instant) -> Vec<(String, String, Snapshot)> {
         let map = self.backends.read().unwrap_or_else(|p| p.into_inner());
