@@ -38,22 +38,63 @@ const POOL_MAX_IDLE: usize = 256;
 /// hands over a prebuilt `Uri` and header map, so a call parses no URL.
 #[derive(Debug, Clone)]
 pub struct UpstreamClient {
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<TimedConnector, Full<Bytes>>,
+}
+
+type Https = hyper_rustls::HttpsConnector<HttpConnector>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The TCP and TLS connector with one limit over both (`timeouts.connect`, as the
+/// config documents it): hyper's own connect timeout covers the TCP connect only.
+#[derive(Clone)]
+struct TimedConnector {
+    inner: Https,
+    limit: Duration,
+}
+
+impl tower::Service<Uri> for TimedConnector {
+    type Response = <Https as tower::Service<Uri>>::Response;
+    type Error = BoxError;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let limit = self.limit;
+        Box::pin(async move {
+            match tokio::time::timeout(limit, connecting).await {
+                Ok(connected) => connected,
+                // Read back as a connect timeout by `transport_failure`.
+                Err(_) => Err(Box::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connect timed out",
+                )) as BoxError),
+            }
+        })
+    }
 }
 
 impl UpstreamClient {
     /// The client for one provider: its connect timeout, TCP_NODELAY, a warm pool.
     pub fn new(config: &ProviderConfig) -> Result<UpstreamClient, BuildError> {
         let mut tcp = HttpConnector::new();
-        tcp.set_connect_timeout(Some(config.timeouts.connect));
         tcp.set_nodelay(true);
         tcp.enforce_http(false);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .map_err(BuildError::Tls)?
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(tcp);
+        let connector = TimedConnector {
+            inner: hyper_rustls::HttpsConnectorBuilder::new()
+                .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+                .map_err(BuildError::Tls)?
+                .https_or_http()
+                .enable_all_versions()
+                .wrap_connector(tcp),
+            limit: config.timeouts.connect,
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE)
             .pool_max_idle_per_host(POOL_MAX_IDLE)
@@ -531,4 +572,53 @@ fn feed<T: StreamTranslator>(
         last = translator.event(event, out)?;
     }
     Ok(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::providers::UpstreamKind;
+
+    /// A TLS handshake that never completes is a connect timeout (`timeouts.connect`
+    /// covers TCP and TLS), not a wait for the first-byte timeout.
+    #[tokio::test]
+    async fn a_stalled_tls_handshake_is_a_connect_timeout() {
+        // Accepts connections and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (keep, mut kept) = tokio::sync::mpsc::unbounded_channel();
+        // The test's own accept loop; nothing to drain at shutdown.
+        #[allow(clippy::disallowed_methods)]
+        let _accept = tokio::task::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let _ = keep.send(socket);
+            }
+        });
+        let toml = format!(
+            "[providers.p]\ntier = \"frontier\"\nbase_url = \"https://{addr}/v1\"\napi_key = \"k\"\ncatalog = false\n[providers.p.timeouts]\nconnect = \"200ms\"\nfirst_byte = \"600s\"\n"
+        );
+        let config = Config::from_toml(&toml, &|_| None).unwrap();
+        let provider = config.providers[0].clone();
+        let client = UpstreamClient::new(&provider).unwrap();
+        let headers = base_headers(&provider, &[]).unwrap();
+        let uri = Uri::try_from(format!("https://{addr}/v1/chat/completions")).unwrap();
+        let at = Attempt {
+            upstream_model: "m",
+            request_id: "r",
+            deadline: Instant::now() + Duration::from_secs(600),
+        };
+        let request = UpstreamClient::post(uri, &headers, "r", b"{}".to_vec());
+        // Without the limit over TLS this would wait for `first_byte` (600 s).
+        let error = tokio::time::timeout(
+            Duration::from_secs(30),
+            client.send(&provider, request, at, crate::providers::openai::classify),
+        )
+        .await
+        .expect("the connect limit ends a stalled handshake, not first_byte")
+        .unwrap_err();
+        assert_eq!(error.kind, UpstreamKind::Timeout, "{error}");
+        // The TCP connect went through: it was the handshake that stalled.
+        assert!(kept.recv().await.is_some());
+    }
 }
