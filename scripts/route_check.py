@@ -415,9 +415,8 @@ def run_eval(binary, config, data, weights, floors_arg):
         if line.startswith("predictor "):
             vals = []
             for tok in line[len("predictor"):].split("]"):
-                tok = tok.strip().split("[")[0].replace("%", "").strip()
-                if tok:
-                    vals.append(float(tok))
+                if "[" in tok:
+                    vals.append(float(tok.split("[")[0].replace("%", "").strip()))
             rest = line.split("]")[-1].strip()
             if len(vals) == 4:
                 return {"APGR": vals[0], "CPT(50%)": vals[1] / 100, "CPT(80%)": vals[2] / 100, "AIQ": vals[3]}
