@@ -503,10 +503,11 @@ def main(argv):
             choice, expected, calls = http_decisions(a.bin, cfg, work, prompts, models, floors, a.every_floor, a.threads)
             score, cost = [], []
             for i, p in enumerate(held):
-                rs = {r["model"]: r for r in by[order[p]]}
-                score.append([float(rs[m]["score"]) if m in rs else 0.0 for m in models])
-                cost.append([float(rs[m]["cost"]) if m in rs and rs[m]["cost"] else expected[i][j]
-                             for j, m in enumerate(models)])
+                # A prompt listed twice counts its mean score and its last cost, as `router eval` does.
+                sc = {m: [float(r["score"]) for r in by[order[p]] if r["model"] == m] for m in models}
+                co = {m: [float(r["cost"]) for r in by[order[p]] if r["model"] == m and r["cost"]] for m in models}
+                score.append([sum(sc[m]) / len(sc[m]) if sc[m] else 0.0 for m in models])
+                cost.append([co[m][-1] if co[m] else expected[i][j] for j, m in enumerate(models)])
             via_http = figures(models, score, cost, [[ch[p] for p in range(len(held))] for ch in choice])
             via_eval = run_eval(a.bin, eval_cfg, held_rows, weights, "0:100:1")
             label = "all" if k is None else str(k)
