@@ -222,8 +222,6 @@ impl std::error::Error for UpstreamError {}
 /// the provider's config path).
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("cannot build an HTTP client: {0}")]
-    Client(#[source] reqwest::Error),
     #[error("cannot set up TLS: {0}")]
     Tls(#[source] rustls::Error),
     /// A config field that cannot go on the wire (`api_key`, `base_url`, `headers.NAME`).

@@ -2,9 +2,8 @@
 //! first-byte timeout, reading a body before the deadline, turning transport failures
 //! into `UpstreamError`, and driving an SSE body through a wire format's stream
 //! translator. Nothing here knows a wire format; classification is passed in.
-//! `UpstreamClient` is hyper's pooled client with targets built once per provider (no
-//! URL parsing, redirect or proxy layer per call); reqwest serves the adapters not yet
-//! moved to it.
+//! `UpstreamClient` is hyper's pooled client, shared by every wire format, with targets
+//! built once per provider (no URL parsing, redirect or retry layer per call).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -197,18 +196,6 @@ fn body_failure(config: &ProviderConfig, e: &hyper::Error) -> UpstreamError {
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Builds the reqwest client for one provider: its connect timeout, TCP_NODELAY, a warm pool.
-pub fn http_client(config: &ProviderConfig) -> Result<reqwest::Client, BuildError> {
-    reqwest::Client::builder()
-        .connect_timeout(config.timeouts.connect)
-        .tcp_nodelay(true)
-        .pool_idle_timeout(POOL_IDLE)
-        .pool_max_idle_per_host(POOL_MAX_IDLE)
-        .user_agent(concat!("bazaar/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(BuildError::Client)
-}
-
 /// The headers sent on every call: JSON content type, accept and user agent, the key in
 /// the provider's auth style, the wire format's fixed headers, then the operator's own
 /// (which win).
@@ -265,29 +252,6 @@ pub struct ErrorReply<'a> {
 /// Turns a wire format's error reply into an `UpstreamError` for provider `provider`.
 pub type Classify = fn(provider: &str, reply: ErrorReply<'_>) -> UpstreamError;
 
-/// Sends a reqwest request with the first-byte timeout; a non-2xx reply goes through
-/// `classify`.
-pub async fn send(
-    config: &ProviderConfig,
-    request: reqwest::RequestBuilder,
-    at: Attempt<'_>,
-    classify: Classify,
-) -> Result<(reqwest::Response, UpstreamMeta), UpstreamError> {
-    let deadline = first_byte_deadline(config, at);
-    let response = match timeout_at(deadline, request.send()).await {
-        Err(_) => return Err(timeout(config, "first byte")),
-        Ok(Err(e)) => return Err(transport_error(config, &e)),
-        Ok(Ok(r)) => r,
-    };
-    let meta = meta(response.headers());
-    if response.status().is_success() {
-        return Ok((response, meta));
-    }
-    let (status, headers) = (response.status(), response.headers().clone());
-    let body = async { response.bytes().await.ok() };
-    Err(refusal(config, status, &headers, deadline, body, classify).await)
-}
-
 /// When the first byte of a reply must have come: the provider's first-byte timeout,
 /// or the attempt's deadline if that is sooner.
 fn first_byte_deadline(config: &ProviderConfig, at: Attempt<'_>) -> Instant {
@@ -325,20 +289,6 @@ async fn refusal(
     error.scrubbed(config)
 }
 
-/// Reads a whole reply body before the attempt's deadline or the provider's total timeout.
-pub async fn read_body(
-    config: &ProviderConfig,
-    response: reqwest::Response,
-    at: Attempt<'_>,
-) -> Result<Bytes, UpstreamError> {
-    let deadline = at.deadline.min(Instant::now() + config.timeouts.total);
-    match timeout_at(deadline, response.bytes()).await {
-        Err(_) => Err(timeout(config, "body")),
-        Ok(Err(e)) => Err(transport_error(config, &e)),
-        Ok(Ok(body)) => Ok(body),
-    }
-}
-
 fn timeout(config: &ProviderConfig, phase: &'static str) -> UpstreamError {
     let after = match phase {
         "first byte" => config.timeouts.first_byte,
@@ -348,32 +298,17 @@ fn timeout(config: &ProviderConfig, phase: &'static str) -> UpstreamError {
     UpstreamError::timeout(&config.id, phase, after)
 }
 
-/// Classifies a reqwest transport error without echoing URLs, headers or secrets.
-pub fn transport_error(config: &ProviderConfig, e: &reqwest::Error) -> UpstreamError {
-    let failure = if e.is_timeout() {
-        Failure::Timeout
-    } else if e.is_connect() {
-        Failure::Connect
-    } else if e.is_body() || e.is_decode() {
-        Failure::Body
-    } else {
-        Failure::Send
-    };
-    transport_failure(config, failure, e)
-}
-
 /// What a transport failure broke.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Failure {
-    Timeout,
     Connect,
     Body,
     Send,
 }
 
 /// The `UpstreamError` of a transport failure, with the deepest cause of `e` (e.g.
-/// "Connection refused"), scrubbed: a cause may quote a URL, and Gemini's carry the key
-/// in the query. A connect that timed out is a timeout.
+/// "Connection refused"), scrubbed: a cause may quote a URL or a header. A connect that
+/// timed out is a timeout.
 fn transport_failure(
     config: &ProviderConfig,
     failure: Failure,
@@ -389,13 +324,13 @@ fn transport_failure(
         cause = Some(s);
         source = s.source();
     }
-    if failure == Failure::Timeout || (failure == Failure::Connect && timed_out) {
+    if failure == Failure::Connect && timed_out {
         return UpstreamError::timeout(&config.id, "connect", config.timeouts.connect);
     }
     let detail = match failure {
         Failure::Connect => "connection failed",
         Failure::Body => "the connection broke while reading the reply",
-        Failure::Timeout | Failure::Send => "the request could not be sent",
+        Failure::Send => "the request could not be sent",
     };
     let detail = match cause.map(ToString::to_string) {
         Some(cause) if !cause.is_empty() => format!("{detail} ({cause})"),
@@ -460,22 +395,6 @@ pub fn translate_all<T: StreamTranslator>(
     }
     let end = translator.end(&mut out).err();
     (out, end)
-}
-
-/// A stream of chunks from a reqwest SSE response (see `chunk_stream`).
-pub fn event_stream<T: StreamTranslator>(
-    config: &ProviderConfig,
-    response: reqwest::Response,
-    deadline: Instant,
-    translator: T,
-) -> ChunkStream {
-    chunk_stream(
-        config,
-        response.bytes_stream(),
-        transport_error,
-        deadline,
-        translator,
-    )
 }
 
 /// A stream of chunks from an SSE body: idle timeout between reads, the call's deadline

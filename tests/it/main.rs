@@ -33,3 +33,4 @@ mod reload;
 mod replicas;
 mod responses;
 mod routing;
+mod transport;

@@ -8,10 +8,12 @@ pub mod request;
 pub mod response;
 pub mod stream;
 
-use http::header::{HeaderMap, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Response, Uri};
+use hyper::body::Incoming;
 
 use super::chat::unsupported;
-use super::http::{self as wire, base_headers, event_stream, read_body};
+use super::http::{base_headers, read_reply, reply_stream, UpstreamClient};
 use super::shape::unix_now;
 use super::{Adapter, Attempt, BuildError, Reply, StreamReply, UpstreamError, UpstreamMeta};
 use crate::api::openai::{ChatRequest, PassthroughRequest, RawObject};
@@ -21,15 +23,19 @@ use crate::config::{ProviderConfig, WireFormat, ANTHROPIC_VERSION};
 #[derive(Debug)]
 pub struct AnthropicAdapter {
     config: ProviderConfig,
-    client: reqwest::Client,
+    client: UpstreamClient,
     headers: HeaderMap,
-    url: String,
+    /// Endpoint URIs parsed once, not per call.
+    messages_url: Uri,
+    count_tokens_url: Uri,
 }
+
+const ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
 
 impl AnthropicAdapter {
     /// Builds the client and the fixed headers (key, `anthropic-version`).
     pub fn new(config: ProviderConfig) -> Result<AnthropicAdapter, BuildError> {
-        let client = wire::http_client(&config)?;
+        let client = UpstreamClient::new(&config)?;
         let mut headers = base_headers(&config, &[])?;
         let version = config.api_version.as_deref().unwrap_or(ANTHROPIC_VERSION);
         let version = HeaderValue::from_str(version)
@@ -38,12 +44,16 @@ impl AnthropicAdapter {
         if !headers.contains_key("anthropic-version") {
             headers.insert("anthropic-version", version);
         }
-        let url = format!("{}/messages", config.base_url);
+        let url = |path: &str| {
+            Uri::try_from(format!("{}{path}", config.base_url))
+                .map_err(|e| BuildError::field("base_url", e))
+        };
         Ok(AnthropicAdapter {
+            messages_url: url("/messages")?,
+            count_tokens_url: url("/messages/count_tokens")?,
             config,
             client,
             headers,
-            url,
         })
     }
 
@@ -52,14 +62,16 @@ impl AnthropicAdapter {
         &self,
         body: Vec<u8>,
         at: Attempt<'_>,
-    ) -> Result<(reqwest::Response, UpstreamMeta), UpstreamError> {
-        let request = self
-            .client
-            .post(&self.url)
-            .headers(self.headers.clone())
-            .header("x-request-id", at.request_id)
-            .body(body);
-        wire::send(&self.config, request, at, response::classify).await
+    ) -> Result<(Response<Incoming>, UpstreamMeta), UpstreamError> {
+        let request = UpstreamClient::post(
+            self.messages_url.clone(),
+            &self.headers,
+            at.request_id,
+            body,
+        );
+        self.client
+            .send(&self.config, request, at, response::classify)
+            .await
     }
 
     /// Sends a client's own Messages body (`model` rewritten, gateway fields dropped) and
@@ -72,7 +84,7 @@ impl AnthropicAdapter {
         beta: Option<&HeaderValue>,
     ) -> Result<Reply, UpstreamError> {
         let (response, meta) = self.send_native(native, at, beta).await?;
-        let body = read_body(&self.config, response, at).await?;
+        let body = read_reply(&self.config, response, at).await?;
         let usage = native::reply_usage(&self.config.id, &body)?;
         Ok(Reply { body, usage, meta })
     }
@@ -86,7 +98,7 @@ impl AnthropicAdapter {
     ) -> Result<StreamReply, UpstreamError> {
         let (response, meta) = self.send_native(native, at, beta).await?;
         Ok(StreamReply {
-            chunks: event_stream(
+            chunks: reply_stream(
                 &self.config,
                 response,
                 at.deadline,
@@ -104,9 +116,9 @@ impl AnthropicAdapter {
         at: Attempt<'_>,
         beta: Option<&HeaderValue>,
     ) -> Result<bytes::Bytes, UpstreamError> {
-        let url = format!("{}/count_tokens", self.url);
-        let (response, _) = self.send_native_to(&url, native, at, beta).await?;
-        read_body(&self.config, response, at).await
+        let url = self.count_tokens_url.clone();
+        let (response, _) = self.send_native_to(url, native, at, beta).await?;
+        read_reply(&self.config, response, at).await
     }
 
     async fn send_native(
@@ -114,28 +126,28 @@ impl AnthropicAdapter {
         native: &RawObject,
         at: Attempt<'_>,
         beta: Option<&HeaderValue>,
-    ) -> Result<(reqwest::Response, UpstreamMeta), UpstreamError> {
-        self.send_native_to(&self.url, native, at, beta).await
+    ) -> Result<(Response<Incoming>, UpstreamMeta), UpstreamError> {
+        self.send_native_to(self.messages_url.clone(), native, at, beta)
+            .await
     }
 
     async fn send_native_to(
         &self,
-        url: &str,
+        url: Uri,
         native: &RawObject,
         at: Attempt<'_>,
         beta: Option<&HeaderValue>,
-    ) -> Result<(reqwest::Response, UpstreamMeta), UpstreamError> {
+    ) -> Result<(Response<Incoming>, UpstreamMeta), UpstreamError> {
         let mut body = Vec::with_capacity(512);
         native.write_with(&mut body, at.upstream_model, &[]);
-        let mut request = self
-            .client
-            .post(url)
-            .headers(self.headers.clone())
-            .header("x-request-id", at.request_id);
+        let mut request = UpstreamClient::post(url, &self.headers, at.request_id, body);
         if let Some(beta) = beta {
-            request = request.header("anthropic-beta", beta.clone());
+            // Beside an operator's own `anthropic-beta` header, if any: both are sent.
+            request.headers_mut().append(ANTHROPIC_BETA, beta.clone());
         }
-        wire::send(&self.config, request.body(body), at, response::classify).await
+        self.client
+            .send(&self.config, request, at, response::classify)
+            .await
     }
 }
 
@@ -151,7 +163,7 @@ impl Adapter for AnthropicAdapter {
     async fn chat(&self, req: &ChatRequest, at: Attempt<'_>) -> Result<Reply, UpstreamError> {
         let built = request::build(req, at.upstream_model, false, &self.config.id)?;
         let (response, meta) = self.send(built.body, at).await?;
-        let body = read_body(&self.config, response, at).await?;
+        let body = read_reply(&self.config, response, at).await?;
         response::parse_reply(&self.config.id, &body, unix_now(), built.json_mode, meta)
     }
 
@@ -164,7 +176,7 @@ impl Adapter for AnthropicAdapter {
         let (response, meta) = self.send(built.body, at).await?;
         let translator = stream::AnthropicStream::new(&self.config.id, unix_now(), built.json_mode);
         Ok(StreamReply {
-            chunks: event_stream(&self.config, response, at.deadline, translator),
+            chunks: reply_stream(&self.config, response, at.deadline, translator),
             meta,
         })
     }

@@ -10,9 +10,11 @@ pub mod signature;
 pub mod stream;
 
 use http::header::HeaderMap;
+use http::{Response, Uri};
+use hyper::body::Incoming;
 
 use super::chat::unsupported;
-use super::http::{self as wire, base_headers, event_stream, read_body};
+use super::http::{base_headers, read_reply, reply_stream, UpstreamClient};
 use super::shape::unix_now;
 use super::{Adapter, Attempt, BuildError, Reply, StreamReply, UpstreamError, UpstreamMeta};
 use crate::api::openai::{ChatRequest, PassthroughRequest};
@@ -22,7 +24,7 @@ use crate::config::{ProviderConfig, WireFormat};
 #[derive(Debug)]
 pub struct GeminiAdapter {
     config: ProviderConfig,
-    client: reqwest::Client,
+    client: UpstreamClient,
     headers: HeaderMap,
 }
 
@@ -33,7 +35,7 @@ fn model_path(model: &str) -> &str {
 
 impl GeminiAdapter {
     pub fn new(config: ProviderConfig) -> Result<GeminiAdapter, BuildError> {
-        let client = wire::http_client(&config)?;
+        let client = UpstreamClient::new(&config)?;
         let headers = base_headers(&config, &[])?;
         Ok(GeminiAdapter {
             config,
@@ -47,19 +49,21 @@ impl GeminiAdapter {
         method: &str,
         body: Vec<u8>,
         at: Attempt<'_>,
-    ) -> Result<(reqwest::Response, UpstreamMeta), UpstreamError> {
-        let url = format!(
-            "{}/models/{}:{method}",
-            self.config.base_url,
-            model_path(at.upstream_model)
-        );
-        let request = self
-            .client
-            .post(url)
-            .headers(self.headers.clone())
-            .header("x-request-id", at.request_id)
-            .body(body);
-        wire::send(&self.config, request, at, response::classify).await
+    ) -> Result<(Response<Incoming>, UpstreamMeta), UpstreamError> {
+        // The model is part of the path, so this URI is built per call.
+        let model = model_path(at.upstream_model);
+        let url = format!("{}/models/{model}:{method}", self.config.base_url);
+        let uri = Uri::try_from(url).map_err(|e| {
+            unsupported(
+                &self.config.id,
+                "model",
+                format!("`{model}` does not make a valid Gemini URL ({e})"),
+            )
+        })?;
+        let request = UpstreamClient::post(uri, &self.headers, at.request_id, body);
+        self.client
+            .send(&self.config, request, at, response::classify)
+            .await
     }
 }
 
@@ -75,7 +79,7 @@ impl Adapter for GeminiAdapter {
     async fn chat(&self, req: &ChatRequest, at: Attempt<'_>) -> Result<Reply, UpstreamError> {
         let body = request::build(req, &self.config.id)?;
         let (response, meta) = self.send("generateContent", body, at).await?;
-        let body = read_body(&self.config, response, at).await?;
+        let body = read_reply(&self.config, response, at).await?;
         response::parse_reply(
             &self.config.id,
             &body,
@@ -100,7 +104,7 @@ impl Adapter for GeminiAdapter {
             rand::random(),
         );
         Ok(StreamReply {
-            chunks: event_stream(&self.config, response, at.deadline, translator),
+            chunks: reply_stream(&self.config, response, at.deadline, translator),
             meta,
         })
     }
@@ -112,7 +116,7 @@ impl Adapter for GeminiAdapter {
     ) -> Result<Reply, UpstreamError> {
         let built = embed::build(req, at.upstream_model, &self.config.id)?;
         let (response, meta) = self.send("batchEmbedContents", built.body, at).await?;
-        let body = read_body(&self.config, response, at).await?;
+        let body = read_reply(&self.config, response, at).await?;
         embed::parse_reply(
             &self.config.id,
             &body,

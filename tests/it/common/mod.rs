@@ -57,6 +57,17 @@ pub fn single_provider_config(mock: &MockUpstream) -> String {
 /// declared with `provider_line` (its `kind = …` or `preset = …`), with generous
 /// timeouts, a breaker that never opens, the test key and `extra` TOML.
 pub async fn one_backend(provider_line: &str, base_url: &str, extra: &str) -> TestGateway {
+    let timeouts = "first_byte = \"2s\"\nidle = \"1s\"\ntotal = \"10s\"";
+    one_backend_timed(provider_line, base_url, timeouts, extra).await
+}
+
+/// `one_backend` with the provider's `timeouts` table given (TOML lines).
+pub async fn one_backend_timed(
+    provider_line: &str,
+    base_url: &str,
+    timeouts: &str,
+    extra: &str,
+) -> TestGateway {
     let toml = format!(
         r#"
         [router.breaker]
@@ -68,9 +79,7 @@ pub async fn one_backend(provider_line: &str, base_url: &str, extra: &str) -> Te
         tier = "frontier"
         catalog = false
         [providers.up.timeouts]
-        first_byte = "2s"
-        idle = "1s"
-        total = "10s"
+        {timeouts}
         [[models]]
         id = "m"
         provider = "up"
