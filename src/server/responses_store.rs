@@ -79,6 +79,8 @@ pub struct ResponseStore {
     /// Held by a batch write and by a delete, so a delete never lands between a write's
     /// look at `pending` and its commit (which would bring the deleted response back).
     writing: tokio::sync::Mutex<()>,
+    /// Purges of expired rows finished so far (failed ones included).
+    purges: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for ResponseStore {
@@ -118,6 +120,7 @@ pub async fn start(
         clock,
         ttl_ms: AtomicU64::new(millis(ttl)),
         writing: tokio::sync::Mutex::new(()),
+        purges: tokio::sync::watch::Sender::new(0),
     });
     let task = writer(store.clone(), rx, stop);
     Ok((store, task))
@@ -257,6 +260,15 @@ impl ResponseStore {
         Ok(())
     }
 
+    /// Waits until the writer has finished `n` purges of expired rows since the store
+    /// started (the first runs as it starts, then one every 10 minutes), and returns how
+    /// many it has finished.
+    pub async fn purged(&self, n: u64) -> u64 {
+        let mut purges = self.purges.subscribe();
+        let reached = purges.wait_for(|p| *p >= n).await.map(|p| *p);
+        reached.unwrap_or_else(|_| *purges.borrow())
+    }
+
     async fn purge(&self) -> Result<u64, sqlx::Error> {
         let done = sqlx::query("DELETE FROM stored_responses WHERE expires_ms <= $1")
             .bind(self.now())
@@ -289,6 +301,7 @@ async fn writer(
                     Ok(rows) => tracing::debug!(rows, "Expired stored responses deleted."),
                     Err(e) => tracing::warn!("Deleting expired stored responses failed: {e}"),
                 }
+                store.purges.send_modify(|p| *p += 1);
             }
             _ = stop.cancelled() => {
                 rx.close();

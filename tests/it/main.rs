@@ -32,5 +32,6 @@ mod predictor;
 mod reload;
 mod replicas;
 mod responses;
+mod responses_stored;
 mod routing;
 mod transport;

@@ -8,25 +8,33 @@ use serde_json::{json, Value};
 use crate::common::*;
 use bazaar::billing::ledger::{Filter, LedgerRow};
 
-const OTHER_KEY: &str = "bzr-other-key";
+pub(crate) const OTHER_KEY: &str = "bzr-other-key";
 
 /// A gateway whose model `m` is served by the mock as a provider of `kind`: `openai`
 /// (the preset, which serves Responses itself), `compatible` (any OpenAI-compatible
-/// host), `anthropic`.
+/// host), `anthropic`, `gemini`.
 async fn setup(kind: &str) -> (MockUpstream, TestGateway) {
     let mock = MockUpstream::start().await;
-    let line = match kind {
-        "openai" => "preset = \"openai\"".to_string(),
-        "compatible" => "kind = \"openai\"".to_string(),
-        other => format!("kind = \"{other}\""),
+    let gw = TestGateway::start(&config(kind, &mock, "")).await;
+    (mock, gw)
+}
+
+/// The config of `setup`, with `extra` TOML tables: the keys `KEY` and `OTHER_KEY`, and `m`
+/// priced at $1/M input and $2/M output tokens.
+pub(crate) fn config(kind: &str, mock: &MockUpstream, extra: &str) -> String {
+    let (line, base_url) = match kind {
+        "openai" => ("preset = \"openai\"".to_string(), mock.base_url()),
+        "compatible" => ("kind = \"openai\"".to_string(), mock.base_url()),
+        "gemini" => ("kind = \"gemini\"".to_string(), mock.gemini_base_url()),
+        other => (format!("kind = \"{other}\""), mock.base_url()),
     };
-    let toml = format!(
+    format!(
         r#"
         [router.breaker]
         threshold = 1000
         [providers.up]
         {line}
-        base_url = "{}"
+        base_url = "{base_url}"
         api_key = "sk-upstream"
         tier = "frontier"
         catalog = false
@@ -46,14 +54,12 @@ async fn setup(kind: &str) -> (MockUpstream, TestGateway) {
         [[keys]]
         name = "other"
         key = "{OTHER_KEY}"
-        "#,
-        mock.base_url()
-    );
-    let gw = TestGateway::start(&toml).await;
-    (mock, gw)
+        {extra}
+        "#
+    )
 }
 
-async fn post_as(gw: &TestGateway, key: &str, body: Value) -> reqwest::Response {
+pub(crate) async fn post_as(gw: &TestGateway, key: &str, body: Value) -> reqwest::Response {
     gw.client
         .post(gw.url("/v1/responses"))
         .bearer_auth(key)
@@ -63,7 +69,7 @@ async fn post_as(gw: &TestGateway, key: &str, body: Value) -> reqwest::Response 
         .unwrap()
 }
 
-async fn events(resp: reqwest::Response) -> Vec<(String, Value)> {
+pub(crate) async fn events(resp: reqwest::Response) -> Vec<(String, Value)> {
     assert_eq!(resp.status(), 200);
     assert_eq!(
         resp.headers()["content-type"].to_str().unwrap(),
@@ -83,7 +89,7 @@ async fn events(resp: reqwest::Response) -> Vec<(String, Value)> {
 }
 
 /// The ledger's `/v1/responses` rows, after a shutdown flushed them.
-async fn ledger_rows(gw: TestGateway) -> Vec<LedgerRow> {
+pub(crate) async fn ledger_rows(gw: TestGateway) -> Vec<LedgerRow> {
     let state = gw.state.clone();
     gw.shutdown().await.unwrap();
     let filter = Filter {
@@ -114,7 +120,7 @@ fn billed_cost(usage: &Value) -> Value {
     json!((input + 2.0 * output) / 1e6)
 }
 
-fn output_text(v: &Value) -> String {
+pub(crate) fn output_text(v: &Value) -> String {
     v["output"]
         .as_array()
         .unwrap()
@@ -603,22 +609,38 @@ async fn hosted_and_namespace_tools_reach_a_responses_backend_as_sent() {
     assert_eq!(got.body["tools"], codex_tools(true));
 }
 
+/// Issue 15: a stream cut upstream, or failed by the upstream after its first byte, ends
+/// with `response.failed` and then the end of the body on every wire format, and is a
+/// ledger row.
 #[tokio::test]
 async fn a_stream_cut_upstream_ends_with_response_failed() {
-    for kind in ["compatible", "openai"] {
+    let native_cut = Step::Raw {
+        status: 200,
+        headers: vec![("content-type".into(), "text/event-stream".into())],
+        body: fixture_text("openai/responses_stream.sse")
+            .split_inclusive("\n\n")
+            .take(6)
+            .collect(),
+    };
+    let cases = [
+        ("compatible", Step::CutAfter(3), "after a text delta"),
+        ("openai", native_cut, "in the native stream"),
+        // message_start, content_block_start, ping, the first text delta.
+        ("anthropic", Step::CutAfter(4), "after a text delta"),
+        // Everything but message_stop: the stop reason and the final usage came.
+        ("anthropic", Step::CutAfter(7), "before message_stop"),
+        (
+            "anthropic",
+            Step::fixture(200, "anthropic/stream_overloaded.sse"),
+            "with an error event",
+        ),
+        // One chunk of text, no finish reason.
+        ("gemini", Step::CutAfter(1), "after a text chunk"),
+    ];
+    for (kind, step, when) in cases {
+        let case = format!("{kind} {when}");
         let (mock, gw) = setup(kind).await;
-        if kind == "openai" {
-            mock.script([Step::Raw {
-                status: 200,
-                headers: vec![("content-type".into(), "text/event-stream".into())],
-                body: fixture_text("openai/responses_stream.sse")
-                    .split_inclusive("\n\n")
-                    .take(6)
-                    .collect(),
-            }]);
-        } else {
-            mock.script([Step::CutAfter(3)]);
-        }
+        mock.script([step]);
         let ev = events(
             gw.post(
                 "/v1/responses",
@@ -627,14 +649,31 @@ async fn a_stream_cut_upstream_ends_with_response_failed() {
             .await,
         )
         .await;
+        let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(names.contains(&"response.created"), "{case}: {names:?}");
         let (name, last) = ev.last().unwrap();
-        assert_eq!(name, "response.failed", "{kind}: {ev:?}");
-        assert_eq!(last["response"]["status"], "failed");
-        assert_eq!(last["response"]["error"]["code"], "server_error");
-        assert!(ev.iter().all(|(n, _)| n != "response.completed"));
+        assert_eq!(name, "response.failed", "{case}: {ev:?}");
+        assert_eq!(last["response"]["status"], "failed", "{case}");
+        assert_eq!(last["response"]["error"]["code"], "server_error", "{case}");
+        assert_eq!(
+            last["response"]["id"], ev[0].1["response"]["id"],
+            "{case}: the failed response is the one created"
+        );
+        assert!(
+            names.iter().all(|n| *n != "response.completed"),
+            "{case}: {names:?}"
+        );
+        for (i, (_, d)) in ev.iter().enumerate() {
+            assert_eq!(d["sequence_number"], i as u64, "{case}");
+        }
+        assert_eq!(
+            mock.received().len(),
+            1,
+            "{case}: no retry after the first byte"
+        );
         let rows = ledger_rows(gw).await;
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].status, 502, "{kind}");
+        assert_eq!(rows.len(), 1, "{case}");
+        assert_eq!(rows[0].status, 502, "{case}");
     }
 }
 

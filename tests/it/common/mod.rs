@@ -5,7 +5,10 @@ pub mod mock;
 pub mod process;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bazaar::config::Config;
 use bazaar::{AppState, Runtime};
@@ -22,8 +25,41 @@ pub struct TestGateway {
     pub addr: SocketAddr,
     pub state: Arc<AppState>,
     pub client: reqwest::Client,
+    /// The temporary directory of its ledger, when the config did not name one.
+    pub dir: Option<PathBuf>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     done: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// A wall clock that moves only when the test says: the ledger stamps rows by it and
+/// stored responses expire by it. It starts at the system's time.
+#[derive(Clone)]
+pub struct TestClock(Arc<AtomicI64>);
+
+impl TestClock {
+    pub fn new() -> TestClock {
+        TestClock(Arc::new(
+            AtomicI64::new((bazaar::billing::system_clock())()),
+        ))
+    }
+
+    /// Moves the time forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap();
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    /// The clock to hand the gateway.
+    pub fn clock(&self) -> bazaar::billing::Clock {
+        let now = self.0.clone();
+        Arc::new(move || now.load(Ordering::SeqCst))
+    }
+}
+
+/// Resolves a test config (no environment).
+fn parse(toml: &str) -> Config {
+    let env = |_: &str| None;
+    Config::from_toml(toml, &env).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A config with one OpenAI-compatible provider `mock` serving `gpt-4o-mini` and `text-embedding-3-small`.
@@ -96,23 +132,47 @@ pub async fn one_backend_timed(
 impl TestGateway {
     /// Starts a gateway on `toml`.
     pub async fn start(toml: &str) -> TestGateway {
-        let env = |_: &str| None;
-        let config = Config::from_toml(toml, &env).unwrap_or_else(|e| panic!("{e}"));
-        TestGateway::start_config(config).await
+        TestGateway::start_config(parse(toml)).await
     }
 
     /// Starts a gateway on a resolved config, with its ledger in a fresh temporary SQLite file.
-    pub async fn start_config(mut config: Config) -> TestGateway {
+    pub async fn start_config(config: Config) -> TestGateway {
+        TestGateway::launch(config, None, bazaar::billing::system_clock()).await
+    }
+
+    /// Starts a gateway on `toml` whose ledger and stored responses tell the time by
+    /// `clock` (so a test moves time past a TTL instead of waiting for it).
+    pub async fn start_with_clock(toml: &str, clock: &TestClock) -> TestGateway {
+        TestGateway::launch(parse(toml), None, clock.clock()).await
+    }
+
+    /// Starts a gateway on `toml` over the ledger database in `dir` (the `dir` of an
+    /// earlier gateway: a restart, which finds what that one flushed when it shut down),
+    /// telling the time by `clock`.
+    pub async fn restart(toml: &str, dir: &std::path::Path, clock: &TestClock) -> TestGateway {
+        TestGateway::launch(parse(toml), Some(dir.to_path_buf()), clock.clock()).await
+    }
+
+    /// Starts a gateway on `config` with `clock`; a config with the default ledger gets it
+    /// in `dir` (a fresh temporary directory when `None`).
+    async fn launch(
+        mut config: Config,
+        dir: Option<PathBuf>,
+        clock: bazaar::billing::Clock,
+    ) -> TestGateway {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        if config.ledger.url == "sqlite://bazaar-ledger.sqlite" {
-            let dir = std::env::temp_dir().join(format!(
-                "bazaar-it-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            ));
+        let dir = (config.ledger.url == "sqlite://bazaar-ledger.sqlite").then(|| {
+            let dir = dir.unwrap_or_else(|| {
+                std::env::temp_dir().join(format!(
+                    "bazaar-it-{}-{}",
+                    std::process::id(),
+                    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                ))
+            });
             std::fs::create_dir_all(&dir).unwrap();
             config.rebase_paths(&dir);
-        }
+            dir
+        });
         // The gateway closes a kept-alive connection idle for `header_read_timeout`; a
         // client keeping idle connections longer may reuse one just as it is closed, and
         // the request fails (`IncompleteMessage`). So the test client, like the SDKs
@@ -122,9 +182,7 @@ impl TestGateway {
             .build()
             .unwrap();
         let state = AppState::new(Runtime::build(config).unwrap());
-        bazaar::start_billing(&state, bazaar::billing::system_clock())
-            .await
-            .unwrap();
+        bazaar::start_billing(&state, clock).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -135,6 +193,7 @@ impl TestGateway {
             addr,
             state,
             client,
+            dir,
             stop: Some(stop),
             done: Some(done),
         }
