@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::plan::RoutePlan;
+use super::plan::{predict_unranked, RoutePlan};
 use crate::config::Config;
 
 /// The explain response body.
@@ -73,7 +73,16 @@ pub fn usd(nanos: u64) -> String {
 }
 
 /// Explains `plan` (made for a prompt whose routed text is `prompt`) in terms a user can read.
+/// A plan of one candidate is routed without scoring the prompt (nothing to rank);
+/// its explanation shows the predicted quality all the same.
 pub fn explain(plan: &RoutePlan, config: &Config, prompt_tokens: u64, prompt: &str) -> Explanation {
+    let completed;
+    let plan = if plan.predicted {
+        plan
+    } else {
+        completed = predict_unranked(plan.clone(), config, prompt);
+        &completed
+    };
     let weights = config.router.predictor.weights.as_deref();
     let provider = |i: usize| {
         config

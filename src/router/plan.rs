@@ -10,8 +10,8 @@ use super::affinity::{session_key, Affinity};
 use super::candidates::{self, Candidate};
 use super::classify::{classify, Task};
 use super::filter::{self, CallerLimits, Facts, FilterReason};
-use super::policy::Policy;
-use super::predict::{CallPredictor, Prediction};
+use super::policy::{Policy, Weights};
+use super::predict::{CallPredictor, Prediction, Weights as PredictorWeights};
 use super::prefs::Prefs;
 use super::score::{self, Terms};
 use super::stats::{Snapshot, Stats};
@@ -107,6 +107,12 @@ pub struct RoutePlan {
     pub session: Option<u64>,
     /// The model the savings baseline is priced at.
     pub reference: Option<String>,
+    /// The weights `balanced` weighed the terms with (the request's or the route's).
+    pub weights: Weights,
+    /// Whether `scored` holds qualities predicted from the prompt. False for a plan of
+    /// one candidate, whose quality is its prior: with nothing to rank, the prompt is
+    /// not scored (`predict_unranked` adds the prediction, for `explain`).
+    pub predicted: bool,
 }
 
 /// The live state routing reads: stats and session affinity (and the metrics its
@@ -283,10 +289,17 @@ pub fn build_plan(
         .filter_map(|s| s.snapshot.tokens_per_sec)
         .filter(|t| *t > 0.0)
         .reduce(f64::max);
-    let mut predictor = CallPredictor::new(
-        config.router.predictor.weights.as_deref(),
-        call.predict_view,
-    );
+    // With one survivor there is nothing to rank: its quality is its prior and the
+    // prompt is not scored (the predictor's features are most of a decision's cost).
+    // `explain` predicts it when asked (`predict_unranked`).
+    let predicted = survivors.len() > 1;
+    let weights_on = config
+        .router
+        .predictor
+        .weights
+        .as_deref()
+        .filter(|_| predicted);
+    let mut predictor = call_predictor(weights_on, call.predict_view);
     let predictions: Vec<Prediction> = survivors
         .iter()
         .map(|s| predictor.quality(&s.candidate, task))
@@ -385,7 +398,44 @@ pub fn build_plan(
         rejected,
         session,
         reference,
+        weights,
+        predicted,
     })
+}
+
+/// Starts the predictions of one call: scores the prompt `view` with `weights`, or
+/// nothing with none (every candidate gets its prior).
+fn call_predictor<'a>(weights: Option<&'a PredictorWeights>, view: &str) -> CallPredictor<'a> {
+    #[cfg(test)]
+    if weights.is_some() {
+        tests::PROMPTS_SCORED.with(|n| n.set(n.get() + 1));
+    }
+    CallPredictor::new(weights, view)
+}
+
+/// `plan` with every candidate's quality predicted from the prompt `view`, as a plan
+/// with a choice to make has it: for a plan of one candidate, which `build_plan` does
+/// not score (its order cannot change). Only the quality terms, the predictions and
+/// the utilities change; the order is left as it was.
+pub fn predict_unranked(mut plan: RoutePlan, config: &Config, view: &str) -> RoutePlan {
+    if plan.predicted {
+        return plan;
+    }
+    let mut predictor = call_predictor(config.router.predictor.weights.as_deref(), view);
+    for s in &mut plan.scored {
+        s.prediction = predictor.quality(&s.candidate, plan.task);
+        s.terms.quality = s.prediction.quality;
+    }
+    let terms: Vec<Terms> = plan.scored.iter().map(|s| s.terms).collect();
+    for (s, u) in plan
+        .scored
+        .iter_mut()
+        .zip(score::utilities(&terms, &plan.weights))
+    {
+        s.utility = u;
+    }
+    plan.predicted = true;
+    plan
 }
 
 /// The quality prior for `task`, 0–100; 50 (neutral) when the catalog has none.
@@ -473,6 +523,104 @@ fn no_candidate(model: &str, rejected: &[Rejected], config: &Config) -> ApiError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::openai::ChatRequest;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Prompts the predictor scored on this thread (`call_predictor`): `build_plan`
+        /// runs on its caller's thread, so a test reads its own calls only.
+        pub(super) static PROMPTS_SCORED: Cell<usize> = const { Cell::new(0) };
+    }
+
+    fn prompts_scored() -> usize {
+        PROMPTS_SCORED.with(Cell::get)
+    }
+
+    /// The two models the embedded weights know, one provider each, and a route over both.
+    fn predictor_config() -> Config {
+        let toml = "[router.predictor]\nenabled = true\n\
+            [providers.f]\nbase_url = \"http://127.0.0.1:9/v1\"\ntier = \"frontier\"\n\
+            [providers.h]\nbase_url = \"http://127.0.0.1:9/v1\"\ntier = \"open-hosted\"\n\
+            [[models]]\nid = \"gpt-4-1106-preview\"\nprovider = \"f\"\ninput_price = 10.0\noutput_price = 30.0\nquality = 80.27\n\
+            [[models]]\nid = \"mixtral-8x7b-instruct\"\nprovider = \"h\"\ninput_price = 0.24\noutput_price = 0.24\nquality = 68.02\n\
+            [routes.pair]\nmodels = [\"gpt-4-1106-preview\", \"mixtral-8x7b-instruct\"]\npolicy = \"quality\"\n";
+        Config::from_toml(toml, &|_| None).unwrap()
+    }
+
+    fn request(model: &str, prompt: &str) -> ChatRequest {
+        let body =
+            serde_json::json!({"model": model, "messages": [{"role": "user", "content": prompt}]});
+        ChatRequest::parse(&serde_json::to_vec(&body).unwrap()).unwrap()
+    }
+
+    fn plan_of(config: &Config, req: &ChatRequest) -> RoutePlan {
+        let now = Instant::now();
+        let caller = CallerLimits::default();
+        let call = CallShape::of(req);
+        build_plan(
+            config,
+            &RouterState::default(),
+            &call,
+            &Prefs::default(),
+            &caller,
+            now,
+        )
+        .unwrap()
+    }
+
+    const WORD_PROBLEM: &str = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether?";
+
+    #[test]
+    fn issue_17_one_candidate_is_routed_without_scoring_the_prompt() {
+        let config = predictor_config();
+        let single = request("gpt-4-1106-preview", WORD_PROBLEM);
+        let before = prompts_scored();
+        let plan = plan_of(&config, &single);
+        assert_eq!(
+            prompts_scored(),
+            before,
+            "the prompt was scored for one candidate"
+        );
+        assert!(!plan.predicted);
+        assert_eq!(plan.scored.len(), 1);
+        // Its quality is the config's prior, not a prediction.
+        assert_eq!(plan.scored[0].terms.quality, 80.27);
+        assert_eq!(plan.scored[0].prediction.known, None);
+
+        // With a choice to make, the prompt is scored, once.
+        let pair = plan_of(&config, &request("pair", WORD_PROBLEM));
+        assert_eq!(prompts_scored(), before + 1);
+        assert!(pair.predicted);
+        let in_pair = pair
+            .scored
+            .iter()
+            .find(|s| &*s.candidate.model == "gpt-4-1106-preview")
+            .unwrap();
+        assert!(in_pair.prediction.known.is_some());
+
+        // `predict_unranked` (what explain shows) predicts it as the pair's plan does.
+        let completed = predict_unranked(plan.clone(), &config, &single.predict_view);
+        assert_eq!(prompts_scored(), before + 2);
+        assert!(completed.predicted);
+        let s = &completed.scored[0];
+        assert_eq!(s.prediction, in_pair.prediction);
+        assert_eq!(s.terms.quality, in_pair.terms.quality);
+        // The utility moves by the quality weight times the change in quality.
+        let moved = plan.scored[0].utility + plan.weights.quality * (s.terms.quality - 80.27);
+        assert!((s.utility - moved).abs() < 1e-9, "{} vs {moved}", s.utility);
+        assert_eq!(s.terms.cost_nanos, plan.scored[0].terms.cost_nanos);
+        assert_eq!(completed.candidates, plan.candidates);
+
+        let shown = super::super::explain::explain(&plan, &config, 40, &single.predict_view);
+        let c = &shown.candidates[0];
+        assert_eq!(c.learned, Some(true));
+        assert_eq!(
+            c.quality,
+            Some((in_pair.terms.quality * 100.0).round() / 100.0)
+        );
+        assert_eq!(c.prior, Some(80.27));
+        assert!(!c.top_features.is_empty());
+    }
 
     #[test]
     fn expected_cost_is_exact_and_counts_cache() {
