@@ -33,5 +33,6 @@ mod reload;
 mod replicas;
 mod responses;
 mod responses_stored;
+mod responses_translation;
 mod routing;
 mod transport;

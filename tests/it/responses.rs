@@ -530,15 +530,82 @@ async fn unsupported_features_and_unknown_items_are_400s_naming_them() {
             "input[0].type",
             "hologram",
         ),
+        (
+            json!({"model": "m", "input": "x", "conversation": "conv_1"}),
+            "conversation",
+            "conversation",
+        ),
+        (
+            json!({"model": "m", "input": "x", "prompt": {"id": "pmpt_1"}}),
+            "prompt",
+            "prompt",
+        ),
+        (
+            json!({"model": "m", "input": "x", "tool_choice": {"type": "web_search_preview"}}),
+            "tool_choice.type",
+            "web_search_preview",
+        ),
+        (
+            json!({"model": "m", "input": [{"role": "user", "content": "hi"},
+                   {"type": "web_search_call", "id": "ws_1", "status": "completed"}]}),
+            "input[1].type",
+            "web_search_call",
+        ),
+        (
+            json!({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]}),
+            "input[0].type",
+            "item_reference",
+        ),
+        (
+            json!({"model": "m", "input": [{"role": "user", "content": [
+                {"type": "input_text", "text": "see"}, {"type": "input_image", "file_id": "file_1"}]}]}),
+            "input[0].content[1].file_id",
+            "file_id",
+        ),
+        (
+            json!({"model": "m", "input": [{"role": "user", "content": [
+                {"type": "input_file", "file_url": "https://example.com/a.pdf"}]}]}),
+            "input[0].content[0].file_url",
+            "file_url",
+        ),
+        (
+            json!({"model": "m", "input": [{"role": "robot", "content": "beep"}]}),
+            "input[0].role",
+            "robot",
+        ),
+        (
+            json!({"model": "m", "input": [{"type": "function_call_output", "output": "21"}]}),
+            "input[0].call_id",
+            "call_id",
+        ),
+        (json!({"model": "m", "input": []}), "input", "input"),
+        (json!({"model": "m", "input": 42}), "input", "input"),
+        (
+            json!({"model": "m", "input": "x", "previous_response_id": 7}),
+            "previous_response_id",
+            "previous_response_id",
+        ),
+        (
+            json!({"model": "m", "input": "x", "text": {"format": {"type": "yaml"}}}),
+            "text.format.type",
+            "yaml",
+        ),
     ];
+    let n = cases.len();
     for (body, param, named) in cases {
         let e = expect_error(gw.post("/v1/responses", body.clone()).await, 400).await;
         assert_eq!(e["param"], param, "{body}");
         assert!(e["message"].as_str().unwrap().contains(named), "{e}");
     }
+    // A field the gateway does not know goes to backends serving Responses; a translated
+    // one cannot send it, and says so naming it.
+    let body = json!({"model": "m", "input": "x", "x_future": 1});
+    let e = expect_error(gw.post("/v1/responses", body).await, 400).await;
+    assert_eq!(e["param"], "x_future", "{e}");
+    assert_eq!(e["code"], "unsupported_by_backend", "{e}");
     assert!(mock.received().is_empty());
     let rows = ledger_rows(gw).await;
-    assert_eq!(rows.len(), 4);
+    assert_eq!(rows.len(), n + 1, "every refusal is a ledger row");
     assert!(
         rows.iter().all(|r| r.status == 400 && r.route == "m"),
         "{rows:?}"

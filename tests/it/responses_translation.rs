@@ -1,0 +1,283 @@
+//! What every Responses feature becomes on each translated wire format, end to end: a
+//! request using them all (instructions, text and image parts, a function call and its
+//! output, function tools, `tool_choice`, `text.format`, sampling, `max_output_tokens`,
+//! `reasoning.effort`, `metadata`, `user`) reaches an OpenAI-compatible, an Anthropic and
+//! a Gemini backend in its own terms, and the reply (plain and streamed) echoes the
+//! request as OpenAI's does; failures before the first byte are OpenAI-shaped errors.
+//! Every call is a ledger row.
+
+use serde_json::{json, Value};
+
+use super::responses::{config, events, ledger_rows};
+use crate::common::*;
+
+/// A 1×1 PNG.
+const PNG_DATA: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+
+fn schema() -> Value {
+    json!({"type": "object", "properties": {"text": {"type": "string"}},
+           "required": ["text"], "additionalProperties": false})
+}
+
+fn weather_parameters() -> Value {
+    json!({"type": "object", "properties": {"city": {"type": "string"}},
+           "required": ["city"], "additionalProperties": false})
+}
+
+/// A request using every translated feature, less what `kind`'s wire format cannot
+/// express (Anthropic: a response format beside tools; Gemini: one tool call per turn).
+fn every_feature(kind: &str, stream: bool) -> Value {
+    let mut body = json!({
+        "model": "m",
+        "stream": stream,
+        "instructions": "Be brief.",
+        "input": [
+            {"type": "message", "role": "user", "content": [
+                {"type": "input_text", "text": "What is in this picture, and the weather there?"},
+                {"type": "input_image", "image_url": format!("data:image/png;base64,{PNG_DATA}")}]},
+            {"type": "reasoning", "id": "rs_1", "summary": []},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "A beach. Checking."}]},
+            {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{\"city\":\"Nice\"}"},
+            {"type": "function_call_output", "call_id": "call_1", "output": "{\"temp\":21}"},
+            {"type": "message", "role": "user", "content": "Answer as JSON."}
+        ],
+        "tools": [{"type": "function", "name": "get_weather", "description": "Weather",
+                   "strict": true, "parameters": weather_parameters()}],
+        "tool_choice": "auto",
+        "parallel_tool_calls": false,
+        "text": {"format": {"type": "json_schema", "name": "answer", "strict": true, "schema": schema()}},
+        "temperature": 0.25,
+        "top_p": 0.5,
+        "max_output_tokens": 2048,
+        "reasoning": {"effort": "low"},
+        "metadata": {"ticket": "7"},
+        "user": "u-42"
+    });
+    let fields = body.as_object_mut().unwrap();
+    match kind {
+        "anthropic" => fields.remove("text"),
+        "gemini" => fields.remove("parallel_tool_calls"),
+        _ => None,
+    };
+    body
+}
+
+/// Asserts that the response object `v` echoes what `body` asked, as OpenAI's does.
+fn assert_echoes(v: &Value, body: &Value, kind: &str) {
+    assert_eq!(v["object"], "response", "{kind}: {v}");
+    for field in [
+        "instructions",
+        "tool_choice",
+        "temperature",
+        "top_p",
+        "max_output_tokens",
+        "reasoning",
+        "metadata",
+        "user",
+    ] {
+        assert_eq!(v[field], body[field], "{kind}: {field}");
+    }
+    let text = body
+        .get("text")
+        .cloned()
+        .unwrap_or(json!({"format": {"type": "text"}}));
+    assert_eq!(v["text"], text, "{kind}");
+    assert_eq!(
+        v["parallel_tool_calls"],
+        body.get("parallel_tool_calls")
+            .cloned()
+            .unwrap_or(json!(true)),
+        "{kind}"
+    );
+    assert_eq!(v["tools"][0]["name"], "get_weather", "{kind}");
+    assert_eq!(v["tools"][0]["parameters"], weather_parameters(), "{kind}");
+}
+
+/// Asserts that `sent`, the upstream body of `kind`'s wire format, says what
+/// `every_feature` asked.
+fn assert_translated(kind: &str, sent: &Value) {
+    let image = format!("data:image/png;base64,{PNG_DATA}");
+    match kind {
+        "compatible" => {
+            assert_eq!(
+                sent["messages"],
+                json!([
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": [
+                        {"type": "text", "text": "What is in this picture, and the weather there?"},
+                        {"type": "image_url", "image_url": {"url": image}}]},
+                    {"role": "assistant", "content": "A beach. Checking.", "tool_calls": [
+                        {"id": "call_1", "type": "function",
+                         "function": {"name": "get_weather", "arguments": "{\"city\":\"Nice\"}"}}]},
+                    {"role": "tool", "tool_call_id": "call_1", "content": "{\"temp\":21}"},
+                    {"role": "user", "content": "Answer as JSON."}
+                ])
+            );
+            assert_eq!(
+                sent["tools"],
+                json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather",
+                        "strict": true, "parameters": weather_parameters()}}])
+            );
+            assert_eq!(
+                sent["response_format"],
+                json!({"type": "json_schema", "json_schema": {"name": "answer", "strict": true, "schema": schema()}})
+            );
+            assert_eq!(sent["tool_choice"], "auto");
+            assert_eq!(sent["parallel_tool_calls"], false);
+            assert_eq!(sent["reasoning_effort"], "low");
+            assert_eq!(sent["max_completion_tokens"], 2048);
+            assert_eq!(
+                (&sent["temperature"], &sent["top_p"]),
+                (&json!(0.25), &json!(0.5))
+            );
+            assert_eq!(sent["user"], "u-42");
+            assert!(sent.get("metadata").is_none(), "{sent}");
+        }
+        "anthropic" => {
+            assert_eq!(sent["system"], "Be brief.");
+            assert_eq!(
+                sent["messages"],
+                json!([
+                    {"role": "user", "content": [
+                        {"type": "text", "text": "What is in this picture, and the weather there?"},
+                        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_DATA}}]},
+                    {"role": "assistant", "content": [
+                        {"type": "text", "text": "A beach. Checking."},
+                        {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Nice"}}]},
+                    {"role": "user", "content": [
+                        {"type": "tool_result", "tool_use_id": "call_1", "content": "{\"temp\":21}"},
+                        {"type": "text", "text": "Answer as JSON."}]}
+                ])
+            );
+            assert_eq!(sent["tools"][0]["input_schema"], weather_parameters());
+            assert_eq!(
+                sent["tool_choice"],
+                json!({"type": "auto", "disable_parallel_tool_use": true})
+            );
+            assert_eq!(
+                sent["thinking"],
+                json!({"type": "enabled", "budget_tokens": 1024})
+            );
+            assert_eq!(sent["max_tokens"], 2048);
+            assert_eq!(sent["metadata"], json!({"user_id": "u-42"}));
+        }
+        "gemini" => {
+            assert_eq!(
+                sent["systemInstruction"],
+                json!({"parts": [{"text": "Be brief."}]})
+            );
+            assert_eq!(
+                sent["contents"],
+                json!([
+                    {"role": "user", "parts": [
+                        {"text": "What is in this picture, and the weather there?"},
+                        {"inlineData": {"mimeType": "image/png", "data": PNG_DATA}}]},
+                    {"role": "model", "parts": [
+                        {"text": "A beach. Checking."},
+                        {"functionCall": {"name": "get_weather", "args": {"city": "Nice"}}}]},
+                    {"role": "user", "parts": [
+                        {"functionResponse": {"name": "get_weather", "response": {"temp": 21}}},
+                        {"text": "Answer as JSON."}]}
+                ])
+            );
+            assert_eq!(
+                sent["tools"][0]["functionDeclarations"][0]["parametersJsonSchema"],
+                weather_parameters()
+            );
+            assert_eq!(
+                sent["toolConfig"],
+                json!({"functionCallingConfig": {"mode": "AUTO"}})
+            );
+            let config = &sent["generationConfig"];
+            assert_eq!(config["responseMimeType"], "application/json");
+            assert_eq!(config["responseJsonSchema"], schema());
+            assert_eq!(config["thinkingConfig"]["thinkingBudget"], 1024);
+            assert_eq!(config["maxOutputTokens"], 2048);
+            assert_eq!(
+                (&config["temperature"], &config["topP"]),
+                (&json!(0.25), &json!(0.5))
+            );
+        }
+        other => unreachable!("{other}"),
+    }
+}
+
+/// Issue 15: every Responses feature reaches the OpenAI-compatible, Anthropic and Gemini
+/// wire formats in their own terms, plain and streamed, and the replies come back as
+/// Responses echoing the request, with the backend's function calls as items.
+#[tokio::test]
+async fn issue_15_every_feature_reaches_each_wire_format_and_comes_back() {
+    for kind in ["compatible", "anthropic", "gemini"] {
+        let mock = MockUpstream::start().await;
+        let gw = TestGateway::start(&config(kind, &mock, "")).await;
+        let body = every_feature(kind, false);
+        let resp = gw.post("/v1/responses", body.clone()).await;
+        assert_eq!(resp.status(), 200, "{kind}");
+        assert_eq!(resp.headers()["x-bazaar-backend"], "up/up-model");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["status"], "completed", "{kind}: {v}");
+        assert_echoes(&v, &body, kind);
+        let call = v["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["type"] == "function_call")
+            .unwrap_or_else(|| panic!("{kind}: {v}"));
+        assert_eq!(call["name"], "get_weather", "{kind}");
+        let args: Value = serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
+        assert!(args.is_object(), "{kind}: {call}");
+        assert!(v["usage"]["input_tokens"].as_u64().unwrap() > 0, "{kind}");
+        let received = mock.received();
+        assert_translated(kind, &received[0].body);
+
+        let body = every_feature(kind, true);
+        let ev = events(gw.post("/v1/responses", body.clone()).await).await;
+        let (name, last) = ev.last().unwrap();
+        assert_eq!(name, "response.completed", "{kind}: {ev:?}");
+        assert_echoes(&last["response"], &body, kind);
+        assert_eq!(last["response"]["id"], ev[0].1["response"]["id"], "{kind}");
+        let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(
+            names.contains(&"response.function_call_arguments.done"),
+            "{kind}: {names:?}"
+        );
+        let sent = &mock.received()[1].body;
+        if kind != "gemini" {
+            // Gemini streams from another path; the body is the same.
+            assert_eq!(sent["stream"], true, "{kind}");
+        }
+        let rows = ledger_rows(gw).await;
+        assert_eq!(
+            rows.iter().map(|r| r.status).collect::<Vec<_>>(),
+            [200, 200],
+            "{kind}"
+        );
+    }
+}
+
+/// Issue 15: a backend failing before the first byte is an OpenAI-shaped error, for a
+/// streamed request too (no stream is started), and a ledger row.
+#[tokio::test]
+async fn issue_15_a_failure_before_the_first_byte_is_an_openai_error_stream_or_not() {
+    for kind in ["compatible", "anthropic", "gemini"] {
+        let mock = MockUpstream::start().await;
+        let gw = TestGateway::start(&config(kind, &mock, "")).await;
+        let error = match kind {
+            "anthropic" => fixture_text("anthropic/error_500.json"),
+            "gemini" => fixture_text("gemini/error_500.json"),
+            _ => json!({"error": {"message": "boom", "type": "server_error"}}).to_string(),
+        };
+        mock.script([Step::Status(500, error.clone()), Step::Status(500, error)]);
+        for stream in [false, true] {
+            let body = json!({"model": "m", "input": "hi", "stream": stream});
+            let e = expect_error(gw.post("/v1/responses", body).await, 502).await;
+            assert!(!e["message"].as_str().unwrap().is_empty(), "{kind}: {e}");
+        }
+        let rows = ledger_rows(gw).await;
+        assert_eq!(
+            rows.iter().map(|r| r.status).collect::<Vec<_>>(),
+            [502, 502],
+            "{kind}"
+        );
+    }
+}
