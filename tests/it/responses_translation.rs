@@ -281,3 +281,121 @@ async fn issue_15_a_failure_before_the_first_byte_is_an_openai_error_stream_or_n
         );
     }
 }
+
+/// Issue 15: Responses ride the shared fallback across wire formats: before the first
+/// byte, a failed backend serving Responses natively gives way to a translated one and
+/// back, plain and streamed, each stream framed for the backend that answered; a hosted
+/// tool a translated backend cannot take falls through to the one serving Responses.
+#[tokio::test]
+async fn issue_15_responses_fall_back_across_wire_formats() {
+    let native = MockUpstream::start().await;
+    let claude = MockUpstream::start().await;
+    let toml = format!(
+        r#"
+        [router.breaker]
+        threshold = 1000
+        [providers.native]
+        preset = "openai"
+        base_url = "{}"
+        api_key = "sk-upstream"
+        catalog = false
+        [providers.claude]
+        kind = "anthropic"
+        base_url = "{}"
+        api_key = "sk-upstream"
+        tier = "frontier"
+        catalog = false
+        [[models]]
+        id = "m"
+        provider = "native"
+        upstream = "up-model"
+        [[models]]
+        id = "m"
+        provider = "claude"
+        upstream = "up-model"
+        [[keys]]
+        name = "app"
+        key = "{KEY}"
+        "#,
+        native.base_url(),
+        claude.base_url()
+    );
+    let gw = TestGateway::start(&toml).await;
+    let body = |order: [&str; 2], stream: bool, tools: Value| {
+        json!({"model": "m", "input": "hi", "stream": stream, "tools": tools,
+               "provider": {"order": order}})
+    };
+    let call = |body: Value| {
+        let gw = &gw;
+        async move {
+            let resp = gw.post("/v1/responses", body).await;
+            assert_eq!(resp.status(), 200);
+            let backend = resp.headers()["x-bazaar-backend"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            (backend, resp)
+        }
+    };
+
+    // The native backend fails; the translated one answers, as Responses.
+    native.script([
+        Step::Status(500, "{}".into()),
+        Step::Status(500, "{}".into()),
+    ]);
+    let (backend, resp) = call(body(["native", "claude"], false, json!([]))).await;
+    assert_eq!(backend, "claude/up-model");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["object"], "response");
+    assert_eq!(v["status"], "completed", "{v}");
+    let (backend, resp) = call(body(["native", "claude"], true, json!([]))).await;
+    assert_eq!(backend, "claude/up-model");
+    let ev = events(resp).await;
+    assert_eq!(ev[0].0, "response.created");
+    assert_eq!(ev.last().unwrap().0, "response.completed", "{ev:?}");
+    for (i, (_, d)) in ev.iter().enumerate() {
+        assert_eq!(d["sequence_number"], i as u64);
+    }
+    assert_eq!(claude.received().len(), 2);
+
+    // The translated backend fails; the native one answers with its own stream.
+    let anthropic_500 = fixture_text("anthropic/error_500.json");
+    claude.script([Step::Status(500, anthropic_500)]);
+    native.script([Step::fixture(200, "openai/responses_stream.sse")]);
+    let (backend, resp) = call(body(["claude", "native"], true, json!([]))).await;
+    assert_eq!(backend, "native/up-model");
+    let text = resp.text().await.unwrap();
+    let fixture = fixture_text("openai/responses_stream.sse");
+    let at = fixture.rfind("event: response.completed").unwrap();
+    assert_eq!(text[..at], fixture[..at]);
+
+    // A hosted tool: the translated backend cannot send it; the native one gets it.
+    native.script([Step::fixture(200, "openai/responses_reply.json")]);
+    let tools = json!([{"type": "web_search"}]);
+    let (backend, _) = call(body(["claude", "native"], false, tools.clone())).await;
+    assert_eq!(backend, "native/up-model");
+    let sent = native.received().pop().unwrap();
+    assert_eq!(sent.path, "/v1/responses");
+    assert_eq!(sent.body["tools"], tools);
+    assert!(sent.body.get("provider").is_none(), "{}", sent.body);
+    assert_eq!(
+        claude.received().len(),
+        3,
+        "the hosted tool never reached claude"
+    );
+
+    let rows = ledger_rows(gw).await;
+    let served: Vec<(i32, &str)> = rows
+        .iter()
+        .map(|r| (r.status, r.provider.as_str()))
+        .collect();
+    assert_eq!(
+        served,
+        [
+            (200, "claude"),
+            (200, "claude"),
+            (200, "native"),
+            (200, "native")
+        ]
+    );
+}
