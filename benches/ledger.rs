@@ -164,7 +164,7 @@ async fn bench(label: &str, url: &str, n: i64, dir: &std::path::Path) {
         next += n;
         println!(
             "  {label:<8} insert, {:<28} {rate:>9.0} rows/s {cpu:>6.1} CPU µs/row   load {}",
-            "UNNEST, one array per column",
+            "one COPY per batch",
             loadavg()
         );
     }

@@ -2,7 +2,8 @@
 //! inserted inside the caller's transaction. The statements' text never depends on the
 //! batch, so each is prepared once per connection and reused from sqlx's cache: on
 //! SQLite multi-row statements of fixed widths (the widest, then halving widths for the
-//! rest of a batch), on PostgreSQL one statement per table with one array per column.
+//! rest of a batch); on PostgreSQL the rows in one `COPY` and the rollup in one upsert
+//! with one array per column.
 
 use super::{
     Aggregate, Backend, LedgerError, LedgerRow, COLUMNS, HOUR_MS, N_COLUMNS, ROLLUP_COLUMNS,
@@ -160,8 +161,8 @@ pub(super) struct WriteSql {
     rows: Vec<(usize, String)>,
     /// SQLite: `(width, upsert of width rollup groups)`, widest first, down to one.
     rollups: Vec<(usize, String)>,
-    /// PostgreSQL: the whole batch in one statement, one array parameter per column.
-    unnest: String,
+    /// PostgreSQL: the whole batch in one `COPY … FROM STDIN` (text format).
+    copy: String,
     /// PostgreSQL: every rollup group of the batch in one upsert.
     rollup: String,
 }
@@ -216,10 +217,7 @@ impl WriteSql {
         WriteSql {
             rows,
             rollups,
-            unnest: format!(
-                "INSERT INTO ledger ({COLUMNS}) {}",
-                unnest(&row_cells(&LedgerRow::default()))
-            ),
+            copy: format!("COPY ledger ({COLUMNS}) FROM STDIN"),
             rollup: upsert(unnest(&rollup_cells(
                 &(0, "", "", "", "", "", "", ""),
                 &Aggregate::default(),
@@ -248,38 +246,71 @@ async fn execute_cut<'q, T: 'q, const W: usize>(
     Ok(())
 }
 
-/// Inserts rows and adds them to the hourly rollup, inside the caller's transaction.
-/// The rollup is summed in memory first: one upsert row per hour and dimension group.
+/// Inserts rows and adds them to the hourly rollup, inside the caller's transaction
+/// (SQLite). The rollup is summed in memory first: one upsert row per hour and dimension
+/// group.
 pub(super) async fn insert_rows(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    backend: Backend,
     sql: &WriteSql,
     rows: &[LedgerRow],
 ) -> Result<(), LedgerError> {
     let groups: Vec<(RollupKey<'_>, Aggregate)> = rollup(rows).into_iter().collect();
-    match backend {
-        Backend::Sqlite => {
-            execute_cut(tx, &sql.rows, rows, row_cells).await?;
-            execute_cut(tx, &sql.rollups, &groups, |(k, a)| rollup_cells(k, a)).await?;
-        }
-        Backend::Postgres => {
-            let columns = pg_arrays(rows.iter().map(row_cells));
-            bind_cells(
-                sqlx::query(&sql.unnest),
-                columns.iter().map(|c| Cell::Text(Some(c.as_str()))),
-            )
-            .execute(&mut **tx)
-            .await?;
-            let columns = pg_arrays(groups.iter().map(|(k, a)| rollup_cells(k, a)));
-            bind_cells(
-                sqlx::query(&sql.rollup),
-                columns.iter().map(|c| Cell::Text(Some(c.as_str()))),
-            )
-            .execute(&mut **tx)
-            .await?;
-        }
-    }
+    execute_cut(tx, &sql.rows, rows, row_cells).await?;
+    execute_cut(tx, &sql.rollups, &groups, |(k, a)| rollup_cells(k, a)).await?;
     Ok(())
+}
+
+/// `insert_rows` on PostgreSQL: the rows in one `COPY` (no statement to plan, no array
+/// to parse, one message), then every rollup group of the batch in one upsert.
+pub(super) async fn insert_pg(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    sql: &WriteSql,
+    rows: &[LedgerRow],
+) -> Result<(), LedgerError> {
+    let mut copy = tx.copy_in_raw(&sql.copy).await?;
+    // Dropped unfinished (on an error), the copy is aborted and the transaction with it.
+    copy.send(copy_text(rows.iter().map(row_cells))).await?;
+    copy.finish().await?;
+    let columns = pg_arrays(rollup(rows).iter().map(|(k, a)| rollup_cells(k, a)));
+    let mut upsert = sqlx::query(&sql.rollup);
+    for column in columns {
+        upsert = upsert.bind(column);
+    }
+    upsert.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Rows in `COPY`'s text format: tab-separated, one line each, `\N` for NULL, and
+/// backslash, tab, newline and carriage return escaped.
+fn copy_text<'a, const W: usize>(rows: impl Iterator<Item = [Cell<'a>; W]>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rows.size_hint().0 * 256);
+    for cells in rows {
+        for (i, cell) in cells.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b'\t');
+            }
+            match cell {
+                Cell::Int(Some(v)) => {
+                    use std::io::Write;
+                    let _ = write!(out, "{v}");
+                }
+                Cell::Text(Some(v)) => {
+                    for b in v.bytes() {
+                        match b {
+                            b'\\' => out.extend_from_slice(b"\\\\"),
+                            b'\t' => out.extend_from_slice(b"\\t"),
+                            b'\n' => out.extend_from_slice(b"\\n"),
+                            b'\r' => out.extend_from_slice(b"\\r"),
+                            _ => out.push(b),
+                        }
+                    }
+                }
+                Cell::Int(None) | Cell::Text(None) => out.extend_from_slice(b"\\N"),
+            }
+        }
+        out.push(b'\n');
+    }
+    out
 }
 
 /// An hour and the dimensions of a rollup row (team `None` as `''`), borrowed from a batch.
@@ -350,6 +381,22 @@ mod tests {
     }
 
     #[test]
+    fn copy_text_escapes_and_spells_nulls() {
+        let rows = [
+            [
+                Cell::Int(Some(-5)),
+                Cell::Text(Some("a\tb\nc\rd\\e \"ü\" \\N")),
+            ],
+            [Cell::Int(None), Cell::Text(None)],
+            [Cell::Int(Some(7)), Cell::Text(Some(""))],
+        ];
+        assert_eq!(
+            String::from_utf8(copy_text(rows.into_iter())).unwrap(),
+            "-5\ta\\tb\\nc\\rd\\\\e \"ü\" \\\\N\n\\N\t\\N\n7\t\n"
+        );
+    }
+
+    #[test]
     fn a_batch_is_cut_into_fixed_widths() {
         assert_eq!(widths(32), [32, 16, 8, 4, 2, 1]);
         assert_eq!(widths(5), [5, 4, 2, 1]);
@@ -371,8 +418,8 @@ mod tests {
         assert_eq!(sql.rows.last().map(|r| r.0), Some(1));
         assert_eq!(sql.rollups.last().map(|r| r.0), Some(1));
         let pg = WriteSql::new(Backend::Postgres, 32);
-        assert!(pg.unnest.contains(&format!("${N_COLUMNS}::text[]")));
-        assert!(!pg.unnest.contains(&format!("${}", N_COLUMNS + 1)));
+        assert_eq!(pg.copy, format!("COPY ledger ({COLUMNS}) FROM STDIN"));
         assert!(pg.rollup.contains(&format!("${ROLLUP_WIDTH}::bigint[]")));
+        assert!(!pg.rollup.contains(&format!("${}", ROLLUP_WIDTH + 1)));
     }
 }

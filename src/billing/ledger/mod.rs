@@ -10,7 +10,7 @@ pub mod writer;
 
 pub use estimated::Estimated;
 pub use insert::SQLITE_ROWS_PER_STATEMENT;
-use insert::{insert_rows, WriteSql, ROLLUP_KEY_COLUMNS};
+use insert::{insert_pg, insert_rows, WriteSql, ROLLUP_KEY_COLUMNS};
 
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -77,9 +77,18 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Ledger {
     pool: AnyPool,
+    /// PostgreSQL only: the batch writes' own connections, on sqlx's native driver, which
+    /// can `COPY` (the `Any` driver cannot).
+    pg_writes: Option<sqlx::PgPool>,
     pub backend: Backend,
     sql: std::sync::Arc<WriteSql>,
 }
+
+/// Claims a replay marker inside the caller's transaction: `false` when it is already
+/// there (its rows are in). A concurrent replayer of the same marker waits on the primary
+/// key and then finds it taken.
+const CLAIM_MARKER: &str =
+    "INSERT INTO ledger_replays (marker, rows) VALUES ($1, $2) ON CONFLICT (marker) DO NOTHING";
 
 const COLUMNS: &str = "ts_ms, request_id, key_name, team, route, provider, model, tier, endpoint, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_nanos, baseline_cost_nanos, catalog_version, estimated, latency_ms, ttft_ms, status, error_type, fallbacks, key_id";
 const N_COLUMNS: usize = 24;
@@ -260,8 +269,19 @@ impl Ledger {
                 .execute(&pool)
                 .await?;
         }
+        let pg_writes = match backend {
+            // One writer task, and a replay beside it at most.
+            Backend::Postgres => Some(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(2)
+                    .acquire_timeout(std::time::Duration::from_secs(3))
+                    .connect_lazy(&url)?,
+            ),
+            Backend::Sqlite => None,
+        };
         let ledger = Ledger {
             pool,
+            pg_writes,
             backend,
             sql: std::sync::Arc::new(WriteSql::new(backend, SQLITE_ROWS_PER_STATEMENT)),
         };
@@ -302,7 +322,7 @@ impl Ledger {
     }
 
     /// Rows per INSERT statement on SQLite (1: one prepared statement reused per row);
-    /// PostgreSQL always writes a batch as one statement.
+    /// PostgreSQL always writes a batch's rows with one `COPY`.
     pub fn set_rows_per_statement(&mut self, rows: usize) {
         self.sql = std::sync::Arc::new(WriteSql::new(self.backend, rows));
     }
@@ -312,8 +332,14 @@ impl Ledger {
         if rows.is_empty() {
             return Ok(());
         }
+        if let Some(pg) = &self.pg_writes {
+            let mut tx = pg.begin().await?;
+            insert_pg(&mut tx, &self.sql, rows).await?;
+            tx.commit().await?;
+            return Ok(());
+        }
         let mut tx = self.pool.begin().await?;
-        insert_rows(&mut tx, self.backend, &self.sql, rows).await?;
+        insert_rows(&mut tx, &self.sql, rows).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -321,21 +347,23 @@ impl Ledger {
     /// Inserts rows once per `marker`: the rows and the marker commit together, and a
     /// marker already present means the rows are already in (returns `false`).
     pub async fn insert_once(&self, marker: &str, rows: &[LedgerRow]) -> Result<bool, LedgerError> {
+        let n = rows.len() as i64;
+        if let Some(pg) = &self.pg_writes {
+            let mut tx = pg.begin().await?;
+            let claim = sqlx::query(CLAIM_MARKER).bind(marker).bind(n);
+            if claim.execute(&mut *tx).await?.rows_affected() == 0 {
+                return Ok(false);
+            }
+            insert_pg(&mut tx, &self.sql, rows).await?;
+            tx.commit().await?;
+            return Ok(true);
+        }
         let mut tx = self.pool.begin().await?;
-        let seen = sqlx::query("SELECT rows FROM ledger_replays WHERE marker = $1")
-            .bind(marker.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if seen.is_some() {
+        let claim = sqlx::query(CLAIM_MARKER).bind(marker).bind(n);
+        if claim.execute(&mut *tx).await?.rows_affected() == 0 {
             return Ok(false);
         }
-        // A concurrent replayer of the same marker fails on the primary key and rolls back.
-        sqlx::query("INSERT INTO ledger_replays (marker, rows) VALUES ($1, $2)")
-            .bind(marker.to_string())
-            .bind(rows.len() as i64)
-            .execute(&mut *tx)
-            .await?;
-        insert_rows(&mut tx, self.backend, &self.sql, rows).await?;
+        insert_rows(&mut tx, &self.sql, rows).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -481,6 +509,9 @@ impl Ledger {
     /// Closes every connection: further writes fail (as if the database were down).
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(pg) = &self.pg_writes {
+            pg.close().await;
+        }
     }
 
     /// Rows in the ledger (tests and the load check).
