@@ -24,11 +24,12 @@ use super::state::{AppState, Runtime};
 use super::RequestId;
 use crate::api::openai::RawObject;
 use crate::api::responses::items::{self, ItemsQuery};
-use crate::api::responses::reply::{self, FailedWith, ResponseOut, ResponsesUsage, Status};
+use crate::api::responses::reply::{self, BilledUsage, FailedWith, ResponseOut, Status};
 use crate::api::responses::stream::StreamWriter;
 use crate::api::responses::{new_id, ResponsesRequest};
-use crate::api::{ApiError, ReplyError};
+use crate::api::{ApiError, ReplyError, Usage};
 use crate::billing::admission::Outcome;
+use crate::billing::cost::usd_number;
 use crate::billing::meter::{response_with_billed_usage, Billed, CallMeter};
 use crate::providers::{Attempt, Chunk, Provider, Reply, StreamReply, UpstreamError};
 use crate::router::RoutePlan;
@@ -401,21 +402,27 @@ fn frame_data(frame: &[u8]) -> Option<&[u8]> {
     frame_data_at(frame).map(|(start, end)| &frame[start..end])
 }
 
-/// A `response.completed` (or `…incomplete`) frame with its response's `usage` saying
-/// what the call was billed (`cost`, and `estimated` when the gateway counted), as
-/// chat and messages replies carry it; `None` when the frame has no response object.
 /// Ends a translated stream: the last event (`response.completed` or `…incomplete`) and
 /// the response kept for storing carry the usage the call was `billed`.
 pub fn finish_billed(writer: &mut StreamWriter, billed: Option<&Billed>, out: &mut BytesMut) {
-    let usage = billed.and_then(|b| {
-        let reported = writer
-            .usage()
-            .and_then(|u| serde_json::value::to_raw_value(&ResponsesUsage::from_usage(&u)).ok());
-        serde_json::value::to_raw_value(&b.responses_usage_json(reported.as_deref())).ok()
-    });
-    writer.finish_with_usage(out, usage.as_deref());
+    let usage = billed.map(|b| billed_usage(writer.usage(), b));
+    writer.finish_with_usage(out, usage.as_ref());
 }
 
+/// The usage object of a stream's last event, as `Billed::responses_usage_json` has it
+/// (the backend's `reported` counts when it reported every bucket, else the billed ones),
+/// built without a map: it is written once per stream.
+fn billed_usage(reported: Option<Usage>, b: &Billed) -> BilledUsage {
+    let counts = match reported {
+        Some(reported) if b.usage.is_reported() => reported,
+        _ => b.usage,
+    };
+    BilledUsage::new(&counts, !b.usage.is_reported(), b.cost.map(usd_number))
+}
+
+/// A `response.completed` (or `…incomplete`) frame with its response's `usage` saying
+/// what the call was billed (`cost`, and `estimated` when the gateway counted), as
+/// chat and messages replies carry it; `None` when the frame has no response object.
 pub fn completed_with_billed_usage(frame: &[u8], billed: &Billed) -> Option<Vec<u8>> {
     let (start, end) = frame_data_at(frame)?;
     let event = RawObject::parse(&frame[start..end]).ok()?;
@@ -539,5 +546,246 @@ impl Framer for ResponsesFramer {
                     .save(&keeper.key_id, done.id, done.response, done.items);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::responses::reply::ResponsesUsage;
+    use crate::api::usage::Buckets;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn billed_usage_is_written_as_billing_writes_it(
+            counts in proptest::array::uniform5(0u64..5_000_000_000),
+            reported in proptest::option::of(proptest::array::uniform5(0u64..1_000_000)),
+            estimated in 0u8..32,
+            cost in proptest::option::of(any::<u64>()),
+        ) {
+            let usage = |c: [u64; 5], estimated: u8| Usage {
+                input: c[0],
+                cached_input: c[1],
+                cache_write: c[2],
+                output: c[3],
+                reasoning: c[4],
+                estimated: Buckets::from_bits(estimated),
+            };
+            let billed = Billed { usage: usage(counts, estimated), cost };
+            let reported = reported.map(|r| usage(r, 0));
+            let raw = reported
+                .map(|u| serde_json::value::to_raw_value(&ResponsesUsage::from_usage(&u)).unwrap());
+            let expected = serde_json::to_string(&billed.responses_usage_json(raw.as_deref())).unwrap();
+            let written = serde_json::to_string(&billed_usage(reported, &billed)).unwrap();
+            prop_assert_eq!(written, expected);
+        }
+    }
+
+    fn usage(input: u64, output: u64) -> Usage {
+        Usage {
+            input,
+            output,
+            ..Usage::default()
+        }
+    }
+
+    /// The request whose echo the golden streams repeat.
+    fn request() -> ResponsesRequest {
+        ResponsesRequest::parse(
+            br#"{"model":"m","input":"hi","instructions":"Be brief.","tools":[{"type":"function","name":"f","parameters":{"type":"object"}}],"metadata":{"k":"v"},"temperature":0.5}"#,
+            None,
+        )
+        .unwrap()
+    }
+
+    /// How a golden stream ends.
+    enum End {
+        Billed(Option<Billed>),
+        Error(&'static str),
+    }
+
+    /// The bytes a client gets for `chunks` through the translated framer, then the
+    /// response and conversation kept for storing.
+    fn transcript(chunks: &[(String, Option<Usage>)], end: End) -> String {
+        let req = request();
+        let mut framer = ResponsesFramer::Translated(
+            Box::new(StreamWriter::new(
+                "resp_1".into(),
+                "m",
+                req.echo.clone(),
+                Some(Arc::from(req.items.get())),
+            )),
+            None,
+        );
+        let mut out = BytesMut::new();
+        for (data, usage) in chunks {
+            let chunk = Chunk {
+                data: Bytes::from(data.clone()),
+                usage: *usage,
+                usage_only: false,
+            };
+            let cost = usage.map(|_| 120_000);
+            framer.chunk(&chunk, cost, &mut out);
+        }
+        match end {
+            // As `end` does, keeping the finished response to show it.
+            End::Billed(billed) => {
+                if let ResponsesFramer::Translated(writer, _) = &mut framer {
+                    finish_billed(writer, billed.as_ref(), &mut out);
+                }
+            }
+            End::Error(message) => {
+                framer.error(&ApiError::BadGateway(message.into()), None, &mut out)
+            }
+        }
+        let mut text = String::from_utf8(out.to_vec()).unwrap();
+        if let ResponsesFramer::Translated(writer, _) = &mut framer {
+            match writer.take_finished() {
+                Some(done) => {
+                    text.push_str(&format!(
+                        "--- kept {}\n{}\n--- items\n{}\n",
+                        done.id,
+                        String::from_utf8(done.response).unwrap(),
+                        done.items
+                    ));
+                }
+                None => text.push_str("--- nothing kept\n"),
+            }
+        }
+        text
+    }
+
+    fn plain(chunks: &[&str]) -> Vec<(String, Option<Usage>)> {
+        chunks.iter().map(|c| (c.to_string(), None)).collect()
+    }
+
+    /// The translate bench's stream: a role chunk, 17 words, the finish, the usage.
+    fn words(with_usage: bool) -> Vec<(String, Option<Usage>)> {
+        let head = r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"#;
+        let mut chunks = vec![(
+            format!(
+                r#"{head}"delta":{{"role":"assistant","content":""}},"finish_reason":null}}]}}"#
+            ),
+            None,
+        )];
+        for i in 0..17 {
+            chunks.push((
+                format!(r#"{head}"delta":{{"content":" word{i}"}},"finish_reason":null}}]}}"#),
+                None,
+            ));
+        }
+        chunks.push((
+            format!(r#"{head}"delta":{{}},"finish_reason":"stop"}}]}}"#),
+            None,
+        ));
+        if with_usage {
+            chunks.push((
+                r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":40,"completion_tokens":18,"total_tokens":58}}"#.into(),
+                Some(usage(40, 18)),
+            ));
+        }
+        chunks
+    }
+
+    #[test]
+    fn streams_match_their_golden_file() {
+        let billed = Billed {
+            usage: usage(40, 18),
+            cost: Some(120_000),
+        };
+        let estimated = Billed {
+            usage: Usage {
+                input: 41,
+                cached_input: 3,
+                cache_write: 2,
+                output: 19,
+                reasoning: 4,
+                estimated: Buckets::OUTPUT,
+            },
+            cost: Some(1_234_567_891),
+        };
+        let mut cases: Vec<(&str, Vec<(String, Option<Usage>)>, End)> = vec![
+            ("words, billed", words(true), End::Billed(Some(billed))),
+            (
+                "words, estimated",
+                words(true),
+                End::Billed(Some(estimated)),
+            ),
+            (
+                "words, no price",
+                words(true),
+                End::Billed(Some(Billed {
+                    cost: None,
+                    ..billed
+                })),
+            ),
+            ("words, not billed", words(true), End::Billed(None)),
+            (
+                "words, no usage chunk",
+                words(false),
+                End::Billed(Some(billed)),
+            ),
+            (
+                "words, cut",
+                words(false),
+                End::Error("The backend's stream was cut."),
+            ),
+        ];
+        cases.push((
+            "reasoning and tools",
+            plain(&[
+                r#"{"choices":[{"index":0,"delta":{"reasoning_content":"plan"}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"reasoning":" more"}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":""}}]}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"a\":"}}]}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_2","function":{"name":"g","arguments":"{}"}}]}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"1}"}}]},"finish_reason":"tool_calls"}]}"#,
+            ]),
+            End::Billed(Some(estimated)),
+        ));
+        cases.push((
+            "escapes, refusals and odd shapes",
+            plain(&[
+                " { \"id\" : \"c\" , \"model\" : \"up\\/1\" , \"choices\" : [ { \"index\" : 0 , \"delta\" : { \"role\" : \"assistant\" , \"content\" : \"Hi\\n\\n\" } } ] } ",
+                r#"{"id":"c","model":"up2","system_fingerprint":"fp","choices":[{"index":0,"delta":{"content":"\"quoted\" caf\u00e9 \ud83d\ude00 a\/b \u0001\ttab é 😀 \\"},"logprobs":null,"finish_reason":null}],"usage":null}"#,
+                r#"{"choices":[{"index":1,"delta":{"content":"other choice"}}]}"#,
+                r#"{"choices":[]}"#,
+                r#"{"choices":[{"index":0,"delta":null}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"content":null,"refusal":"I can't."}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"content":"","refusal":""}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"content":"back"},"finish_reason":null}]}"#,
+                r#"{"object":"chat.completion.chunk","choices":[{"delta":{"content":" again"},"index":0,"finish_reason":"length"}]}"#,
+            ]),
+            End::Billed(Some(billed)),
+        ));
+        cases.push((
+            "content filter",
+            plain(&[
+                r#"{"choices":[{"index":0,"delta":{"content":"x"},"finish_reason":"content_filter"}]}"#,
+            ]),
+            End::Billed(None),
+        ));
+        cases.push((
+            "an unreadable chunk",
+            plain(&[
+                r#"{"choices":[{"index":0,"delta":{"content":"ok"}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"content":"x"}}],"model":"a","model":"b"}"#,
+                r#"{"choices":[{"index":0,"delta":{"content":"never"}}]}"#,
+            ]),
+            End::Billed(Some(billed)),
+        ));
+        cases.push((
+            "not a chunk",
+            plain(&["{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]} x"]),
+            End::Billed(None),
+        ));
+        cases.push(("empty", Vec::new(), End::Billed(Some(billed))));
+        let mut all = String::new();
+        for (name, chunks, end) in cases {
+            all.push_str(&format!("=== {name}\n"));
+            all.push_str(&transcript(&chunks, end));
+        }
+        crate::api::responses::golden::check("streams.txt", &all);
     }
 }

@@ -388,4 +388,6 @@ pub fn new_id(prefix: &str) -> String {
 }
 
 #[cfg(test)]
+pub(crate) mod golden;
+#[cfg(test)]
 mod tests;

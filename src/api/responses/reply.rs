@@ -222,12 +222,55 @@ pub struct FailedWith {
     pub message: String,
 }
 
-/// A response's `usage`: the counts, or a usage object already written (the billed one).
+/// A response's `usage`: the counts, or what the call was billed.
 #[derive(Serialize)]
 #[serde(untagged)]
-pub enum UsageOut<'a> {
+pub enum UsageOut {
     Counts(ResponsesUsage),
-    Written(&'a RawValue),
+    Billed(BilledUsage),
+}
+
+/// The usage a call was billed, in Responses' shape: the counts, `estimated: true` when
+/// the gateway counted any of them, and `cost` in USD (`null` when the price is
+/// unknown). Its members are in the order the billing's usage object has them
+/// (alphabetical), written straight into the event without an intermediate map.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BilledUsage {
+    pub cost: Option<serde_json::Number>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub estimated: bool,
+    pub input_tokens: u64,
+    pub input_tokens_details: BilledInputDetails,
+    pub output_tokens: u64,
+    pub output_tokens_details: OutputDetails,
+    pub total_tokens: u64,
+}
+
+/// `InputDetails` with its members in alphabetical order.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct BilledInputDetails {
+    pub cache_write_tokens: u64,
+    pub cached_tokens: u64,
+}
+
+impl BilledUsage {
+    /// `counts` billed at `cost` (nano-dollars written as a USD number), `estimated`
+    /// when the gateway counted any bucket.
+    pub fn new(counts: &Usage, estimated: bool, cost: Option<serde_json::Number>) -> BilledUsage {
+        let r = ResponsesUsage::from_usage(counts);
+        BilledUsage {
+            cost,
+            estimated,
+            input_tokens: r.input_tokens,
+            input_tokens_details: BilledInputDetails {
+                cache_write_tokens: r.input_tokens_details.cache_write_tokens,
+                cached_tokens: r.input_tokens_details.cached_tokens,
+            },
+            output_tokens: r.output_tokens,
+            output_tokens_details: r.output_tokens_details,
+            total_tokens: r.total_tokens,
+        }
+    }
 }
 
 /// Writes a whole response object.
@@ -256,7 +299,7 @@ pub struct ResponseOut<'a> {
     pub top_p: &'a RawValue,
     pub truncation: &'a RawValue,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<UsageOut<'a>>,
+    pub usage: Option<UsageOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<&'a RawValue>,
     pub metadata: &'a RawValue,

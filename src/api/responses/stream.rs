@@ -5,19 +5,18 @@
 //! whole response and its usage; a failure is `response.failed`. A small state machine;
 //! it writes SSE frames, nothing else.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
 use serde::Serialize;
 
-use serde_json::value::RawValue;
-
 use super::reply::{
-    join_arrays, FailedWith, Finished, OutputContent, OutputItem, ResponseOut, Status, SummaryText,
-    UsageOut,
+    join_arrays, BilledUsage, FailedWith, Finished, OutputContent, OutputItem, ResponseOut, Status,
+    SummaryText, UsageOut,
 };
 use super::{new_id, Echo};
-use crate::api::chat_view::{ChunkIn, ToolDeltaIn};
+use crate::api::chat_view::{ChoiceIn, ChunkIn, ToolDeltaIn};
 use crate::api::sse::frame;
 use crate::api::{ReplyError, Usage};
 
@@ -49,36 +48,50 @@ struct Delta<'a> {
 
 impl Delta<'_> {
     fn write(&self, out: &mut BytesMut) {
-        use std::fmt::Write;
-        let string = |out: &mut BytesMut, s: &str| {
-            // Serialising a &str into memory cannot fail.
-            let _ = serde_json::to_writer((&mut *out).writer(), s);
-        };
         out.put_slice(b"event: ");
         out.put_slice(self.kind.as_bytes());
         out.put_slice(b"\ndata: {\"type\":\"");
         out.put_slice(self.kind.as_bytes());
-        // Writing numbers into a BytesMut cannot fail.
-        let _ = write!(
-            out,
-            "\",\"sequence_number\":{},\"item_id\":",
-            self.sequence_number
-        );
-        string(out, self.item_id);
-        let _ = write!(out, ",\"output_index\":{}", self.output_index);
+        out.put_slice(b"\",\"sequence_number\":");
+        put_int(out, self.sequence_number);
+        out.put_slice(b",\"item_id\":");
+        put_string(out, self.item_id);
+        out.put_slice(b",\"output_index\":");
+        put_int(out, self.output_index as u64);
         if let Some(i) = self.content_index {
-            let _ = write!(out, ",\"content_index\":{i}");
+            out.put_slice(b",\"content_index\":");
+            put_int(out, u64::from(i));
         }
         if let Some(i) = self.summary_index {
-            let _ = write!(out, ",\"summary_index\":{i}");
+            out.put_slice(b",\"summary_index\":");
+            put_int(out, u64::from(i));
         }
         out.put_slice(b",\"delta\":");
-        string(out, self.delta);
+        put_string(out, self.delta);
         if self.logprobs {
             out.put_slice(b",\"logprobs\":[]");
         }
         out.put_slice(b"}\n\n");
     }
+}
+
+/// Writes `n` as JSON.
+fn put_int(out: &mut BytesMut, n: u64) {
+    out.put_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// Writes `s` as a JSON string, as serde_json writes it: text with nothing to escape
+/// (no quote, backslash or control character) is copied in one piece.
+fn put_string(out: &mut BytesMut, s: &str) {
+    if chunk::plain_len(s.as_bytes()) < s.len() {
+        // Serialising a &str into memory cannot fail.
+        let _ = serde_json::to_writer((&mut *out).writer(), s);
+        return;
+    }
+    out.reserve(s.len() + 2);
+    out.put_u8(b'"');
+    out.put_slice(s.as_bytes());
+    out.put_u8(b'"');
 }
 
 /// `…text.done`, `…refusal.done`, `…reasoning_summary_text.done` (the whole text) and
@@ -213,7 +226,7 @@ impl StreamWriter {
         &'w self,
         status: Status,
         failed: Option<&'w FailedWith>,
-        written_usage: Option<&'w RawValue>,
+        billed: Option<&BilledUsage>,
     ) -> ResponseOut<'w> {
         let usage = match status {
             Status::InProgress => None,
@@ -229,8 +242,8 @@ impl StreamWriter {
             usage,
             failed,
         );
-        if let Some(usage) = written_usage {
-            response.usage = Some(UsageOut::Written(usage));
+        if let Some(usage) = billed {
+            response.usage = Some(UsageOut::Billed(usage.clone()));
         }
         response
     }
@@ -241,7 +254,7 @@ impl StreamWriter {
         kind: &'static str,
         status: Status,
         error: Option<&FailedWith>,
-        usage: Option<&RawValue>,
+        usage: Option<&BilledUsage>,
     ) {
         let seq = self.next_seq();
         let response = self.response(status, error, usage);
@@ -616,8 +629,24 @@ impl StreamWriter {
         if self.done {
             return Ok(());
         }
+        // Nearly every chunk is one choice's text: read by hand; the rest by serde.
+        if let Some(chunk) = chunk::fast(data) {
+            self.apply(chunk.model, chunk.choice.as_slice(), usage, out);
+            return Ok(());
+        }
         let chunk = ChunkIn::parse(data).map_err(ReplyError::Chunk)?;
-        if let Some(model) = chunk.model.filter(|m| !m.is_empty()) {
+        self.apply(chunk.model, &chunk.choices, usage, out);
+        Ok(())
+    }
+
+    fn apply(
+        &mut self,
+        model: Option<Cow<'_, str>>,
+        choices: &[ChoiceIn<'_>],
+        usage: Option<Usage>,
+        out: &mut BytesMut,
+    ) {
+        if let Some(model) = model.filter(|m| !m.is_empty()) {
             if !self.started {
                 self.model = model.into_owned();
             }
@@ -626,7 +655,7 @@ impl StreamWriter {
         if usage.is_some() {
             self.usage = usage;
         }
-        for choice in chunk.choices.iter().filter(|c| c.index == 0) {
+        for choice in choices.iter().filter(|c| c.index == 0) {
             if let Some(delta) = &choice.delta {
                 if let Some(r) = delta.reasoning_content.as_deref().filter(|s| !s.is_empty()) {
                     self.reasoning(out, r);
@@ -645,7 +674,6 @@ impl StreamWriter {
                 self.finish = Some(Status::from_finish(Some(f)));
             }
         }
-        Ok(())
     }
 
     /// Closes a complete stream: the open item's `…done` events, then
@@ -654,9 +682,9 @@ impl StreamWriter {
         self.finish_with_usage(out, None);
     }
 
-    /// Like `finish`, with `usage` (when given) written as the last event's and the kept
-    /// response's usage instead of the counts: the billed usage, written once.
-    pub fn finish_with_usage(&mut self, out: &mut BytesMut, usage: Option<&RawValue>) {
+    /// Like `finish`, with `usage` (when given) as the last event's and the kept
+    /// response's usage instead of the counts: what the call was billed.
+    pub fn finish_with_usage(&mut self, out: &mut BytesMut, usage: Option<&BilledUsage>) {
         if self.done {
             return;
         }
@@ -704,6 +732,8 @@ impl StreamWriter {
         self.finished.take()
     }
 }
+
+mod chunk;
 
 #[cfg(test)]
 mod tests;

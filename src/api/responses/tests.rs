@@ -300,3 +300,153 @@ fn echoed_tools_get_strict_and_parameters_and_keep_the_rest_as_sent() {
     let odd = RawValue::from_string(r#"[{}, 5]"#.into()).unwrap();
     assert_eq!(echo_tools(Some(&odd)).get(), "[]");
 }
+
+/// Everything a parsed request hands on: the chat request (its body as upstreams get it
+/// and what routing reads), the native body, what is stored and echoed.
+fn describe(body: &str, history: Option<&str>) -> String {
+    let history = history.map(|h| RawValue::from_string(h.to_string()).unwrap());
+    let req = match ResponsesRequest::parse(body.as_bytes(), history.as_deref()) {
+        Ok(req) => req,
+        Err(e) => return format!("error: {e:?}\n"),
+    };
+    let mut chat = Vec::new();
+    req.chat.fields.write_with(&mut chat, &req.chat.model, &[]);
+    let c = &req.chat;
+    format!(
+        "chat: {}\nmodel: {}\nstream: {} wants_usage: {} max_tokens: {:?} n: {}\nneeds: {:?}\n\
+         prompt_chars: {}\nprompt_head: {:?}\npredict_view: {:?}\nuser: {:?}\n\
+         native: {}\nstream: {} store: {} previous: {:?}\nitems: {}\nnative_only: {:?}\n\
+         echo: {}\nnamespaced: {:?}\n",
+        String::from_utf8(chat).unwrap(),
+        c.model,
+        c.stream,
+        c.client_wants_usage,
+        c.max_tokens,
+        c.n,
+        c.needs,
+        c.prompt_chars,
+        c.prompt_head,
+        c.predict_view,
+        c.user,
+        String::from_utf8(req.native_body("up")).unwrap(),
+        req.stream,
+        req.store,
+        req.previous_response_id,
+        req.items.get(),
+        req.native_only,
+        serde_json::to_string(&*req.echo).unwrap(),
+        req.echo.namespaced,
+    )
+}
+
+/// Request bodies covering every translated field, item and part, and the refusals.
+const GOLDEN_REQUESTS: &[&str] = &[
+    r#"{"model":"m","max_output_tokens":512,"temperature":0.2,"stream":true,
+"instructions":"You are a terse assistant that answers in one sentence.",
+"tools":[{"type":"function","name":"get_weather","description":"Weather for a city","parameters":{"type":"object","properties":{"location":{"type":"string"}},"required":["location"]}}],
+"input":[{"role":"user","content":"What is the weather in Paris and in Rome today, and should I bring an umbrella?"},
+{"type":"function_call","call_id":"call_1","name":"get_weather","arguments":"{\"location\":\"Paris\"}"},
+{"type":"function_call_output","call_id":"call_1","output":"18C, light rain"},
+{"role":"user","content":"And Rome?"}]}"#,
+    r#"{"model":"m","input":"hi","instructions":"be brief","max_output_tokens":50,"temperature":0.3,"top_p":0.9,"metadata":{"k":"v"},"store":false,"user":"u1"}"#,
+    r#"{"model":"m","input":[
+        {"role":"developer","content":"rules"},
+        {"type":"message","role":"user","content":[{"type":"input_text","text":"look \u00e9 \"q\"\n"},{"type":"input_image","image_url":"data:image/png;base64,AA","detail":"low"},{"type":"input_file","file_data":"data:application/pdf;base64,AA","filename":"a.pdf"}]},
+        {"type":"reasoning","id":"rs_1","summary":[]},
+        {"type":"message","role":"assistant","id":"msg_1","status":"completed","content":[{"type":"output_text","text":"Checking.","annotations":[]},{"type":"refusal","refusal":" No."}]},
+        {"type":"function_call","call_id":"call_1","name":"f","arguments":"{\"a\":1}"},
+        {"type":"function_call","call_id":"call_2","name":"g","arguments":"{}"},
+        {"type":"function_call_output","call_id":"call_1","output":"one"},
+        {"type":"function_call_output","call_id":"call_2","output":[{"type":"input_text","text":"two"}]},
+        {"type":"message","role":"system","content":[{"type":"input_text","text":"sys"}]}
+    ],
+    "tools":[{"type":"function","name":"f","description":"F","parameters":{"type":"object"},"strict":true},{"name":"g","type":"function"}],
+    "tool_choice":{"type":"function","name":"f"},"parallel_tool_calls":false,
+    "text":{"format":{"type":"json_schema","name":"out","schema":{"type":"object"},"strict":true,"description":"d"}},
+    "reasoning":{"effort":"low","summary":"auto"},"stream":true,"safety_identifier":"s1",
+    "bazaar":{"policy":"cheapest"},"models":["a","b"],"provider":{"order":["x"]},"top_logprobs":2}"#,
+    r#"{"model":"m","tools":[
+        {"type":"function","name":"spawn","parameters":{"type":"object"}},
+        {"type":"namespace","name":"agents","description":"Sub-agents.","tools":[
+            {"type":"function","name":"spawn","description":"Spawn one.","strict":false,"parameters":{"type":"object"}},
+            {"type":"function","name":"close_agent","parameters":{"type":"object"}},
+            {"type":"custom","name":"raw"}]}],
+        "input":[{"role":"user","content":"go"},
+            {"type":"function_call","call_id":"c1","namespace":"agents","name":"close_agent","arguments":"{}"},
+            {"type":"function_call_output","call_id":"c1","output":"closed"},
+            {"type":"function_call","call_id":"c2","namespace":"agents","name":"spawn","arguments":"{}"},
+            {"type":"function_call_output","call_id":"c2","output":"spawned"}],
+        "tool_choice":"required","text":{"format":{"type":"json_object"}}}"#,
+    r#"{"model":"m","input":"x","tools":[{"type":"function","name":"f"},{"type":"web_search","external_web_access":true},{"type":"file_search","vector_store_ids":[]}],"tool_choice":"auto","text":{"format":{"type":"text"}},"reasoning":null,"instructions":null,"x_new":{"a":1},"include":["reasoning.encrypted_content"]}"#,
+    r#"{"model":"m","input":[{"role":"assistant","content":"earlier"},{"type":"function_call","call_id":"c","name":"f","arguments":"{}"}],"max_output_tokens":null,"temperature":null,"stream":false,"background":false,"truncation":"auto","prompt_cache_key":"k","service_tier":"auto","client_metadata":{"turn":1}}"#,
+    r#"{"model":"m","input":[]}"#,
+    r#"{"model":"m","input":"x","tools":[{"type":"namespace","name":"ns","tools":[{"type":"function"}]}]}"#,
+    r#"{"model":"m","input":"x","tools":[{"type":"namespace","name":"ns"}]}"#,
+    r#"{"model":"m","input":"x","background":true}"#,
+    r#"{"model":"m","input":"x","conversation":"conv_1"}"#,
+    r#"{"model":"m","input":"x","prompt":{"id":"p"}}"#,
+    r#"{"model":"m","input":[{"type":"web_search_call","id":"ws"}]}"#,
+    r#"{"model":"m","input":[{"role":"user","content":"a"},{"type":"teleport"}]}"#,
+    r#"{"model":"m","input":[{"content":"a"}]}"#,
+    r#"{"model":"m","input":[5]}"#,
+    r#"{"model":"m","input":[{"role":"user","content":[{"type":"input_audio"}]}]}"#,
+    r#"{"model":"m","input":[{"role":"user","content":[{"type":"input_image","file_id":"f"}]}]}"#,
+    r#"{"model":"m","input":[{"role":"user","content":[{"type":"input_file","file_url":"https://x"}]}]}"#,
+    r#"{"model":"m","input":[{"role":"assistant","content":[{"type":"input_image","image_url":"u"}]}]}"#,
+    r#"{"model":"m","input":[{"role":"user","content":{"a":1}}]}"#,
+    r#"{"model":"m","input":[{"role":"robot","content":"a"}]}"#,
+    r#"{"model":"m","input":[{"type":"message","content":"a"}]}"#,
+    r#"{"model":"m","input":[{"role":"user"}]}"#,
+    r#"{"model":"m","input":[{"type":"function_call","name":"f","arguments":"{}"}]}"#,
+    r#"{"model":"m","input":[{"type":"function_call","call_id":"c","arguments":"{}"}]}"#,
+    r#"{"model":"m","input":[{"type":"function_call_output","call_id":"c"}]}"#,
+    r#"{"model":"m","input":"x","tool_choice":{"type":"web_search_preview"}}"#,
+    r#"{"model":"m","input":"x","tool_choice":"sometimes"}"#,
+    r#"{"model":"m","input":"x","tool_choice":{"type":"function"}}"#,
+    r#"{"model":"m","input":"x","text":{"format":{"type":"yaml"}}}"#,
+    r#"{"model":"m","input":"x","text":{"format":{"type":"json_schema","schema":{}}}}"#,
+    r#"{"model":"m","input":"x","text":5}"#,
+    r#"{"model":"m","input":"x","reasoning":"high"}"#,
+    r#"{"model":"m","input":"x","instructions":5}"#,
+    r#"{"model":"m","input":"x","tools":{"a":1}}"#,
+    r#"{"model":"m","input":"x","tools":[{"type":"function"}]}"#,
+    r#"{"model":"m","input":"x","temperature":"hot"}"#,
+    r#"{"model":"m","input":"x","max_output_tokens":-1}"#,
+    r#"{"model":"m","input":"x","stream":"yes"}"#,
+    r#"{"model":"m","input":"x","store":1}"#,
+    r#"{"model":"m","input":"x","user":5}"#,
+    r#"{"model":"m","input":"x","parallel_tool_calls":"no"}"#,
+    r#"{"model":"m","input":"x","metadata":[1]}"#,
+    r#"{"model":"m","input":"x","previous_response_id":5}"#,
+    r#"{"model":"m","input":5}"#,
+    r#"{"model":"m","input":null}"#,
+    r#"{"model":"m"}"#,
+    r#"{"input":"x"}"#,
+    r#"{"model":5,"input":"x"}"#,
+    r#"[1]"#,
+    r#""#,
+    r#"{"model":"m","input":"x""#,
+];
+
+#[test]
+fn translations_match_their_golden_file() {
+    let mut all = String::new();
+    for body in GOLDEN_REQUESTS {
+        all.push_str("=== ");
+        all.push_str(body);
+        all.push('\n');
+        all.push_str(&describe(body, None));
+    }
+    all.push_str("=== with history\n");
+    all.push_str(&describe(
+        r#"{"model":"m","input":"second","previous_response_id":"resp_1","instructions":"i"}"#,
+        Some(
+            r#"[{"role":"user","content":"first"},{"type":"message","role":"assistant","content":[{"type":"output_text","text":"ok"}]}]"#,
+        ),
+    ));
+    all.push_str(&describe(
+        r#"{"model":"m","input":[{"role":"user","content":"second"}],"previous_response_id":"resp_1"}"#,
+        Some("[]"),
+    ));
+    super::golden::check("requests.txt", &all);
+}
