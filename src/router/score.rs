@@ -66,11 +66,12 @@ fn cmp_f64(a: f64, b: f64) -> Ordering {
 
 /// The order in which to try the candidates under `policy`, best first. Under
 /// `cheapest-above-quality`, the candidates whose quality reaches `floor` come first,
-/// cheapest first; then the rest, best quality first (so when none reaches the floor,
-/// the best predicted one is chosen). Exact ties on the policy's terms (and, for
-/// `balanced`, utilities within 1% that no other such candidate dominates) are broken
-/// by power-of-two-choices on in-flight load, with `coin` (0 or 1) as the random
-/// draw, so tests can pin it.
+/// cheapest first and, at equal cost, best quality first; then the rest, best quality
+/// first and, at equal quality, cheapest first (so when none reaches the floor, the best
+/// predicted one is chosen). Exact ties on the policy's terms (for
+/// `cheapest-above-quality`, on cost and quality both; for `balanced`, utilities within
+/// 1% that no other such candidate dominates) are broken by power-of-two-choices on
+/// in-flight load, with `coin` as the random draw, so tests can pin it.
 pub fn order(
     policy: Policy,
     all: &[Terms],
@@ -89,7 +90,7 @@ pub fn order(
                 if floor.is_some_and(|f| t.quality < f) {
                     [1.0, -t.quality, t.cost(), t.latency_ms]
                 } else {
-                    [0.0, t.cost(), t.latency_ms, -t.quality]
+                    [0.0, t.cost(), -t.quality, t.latency_ms]
                 }
             }
             Policy::Fastest => [t.latency_ms, t.cost(), -t.quality, 0.0],
@@ -120,8 +121,9 @@ pub fn order(
             Policy::Balanced => {
                 utility[best] - utility[i] <= 0.01 * (w.cost + w.latency + w.quality)
             }
-            // The floor group, then the group's own primary term.
-            Policy::CheapestAboveQuality => key(i)[..2] == key(best)[..2],
+            // The floor group, then cost and quality (in the group's order): an equal
+            // cost is decided by quality, an equal quality by cost, before any draw.
+            Policy::CheapestAboveQuality => key(i)[..3] == key(best)[..3],
             _ => cmp_f64(key(i)[0], key(best)[0]).is_eq(),
         })
         .collect();
@@ -235,6 +237,44 @@ mod tests {
         assert_eq!(order(caq, &all, &w, Some(59.5), |_| 0)[0], 1);
         // None reaches 95: the best predicted quality first, then the next best.
         assert_eq!(order(caq, &all, &w, Some(95.0), |_| 0), [0, 2, 1]);
+    }
+
+    #[test]
+    fn issue_17_equal_cost_goes_to_the_better_predicted_before_the_draw() {
+        // RouterBench's claude-v1 and claude-v2 cost the same; v1 is predicted better.
+        let v2 = t(8_000, 900.0, 54.4);
+        let v1 = t(8_000, 950.0, 72.2);
+        let instant = t(800, 400.0, 66.9);
+        let gpt4 = t(10_000, 800.0, 88.0);
+        let all = [v2, v1, instant, gpt4];
+        let w = Weights::default();
+        let caq = Policy::CheapestAboveQuality;
+        for draw in 0..4 {
+            // All reach 50: instant (cheapest), then v1 before v2 at equal cost, then GPT-4.
+            assert_eq!(order(caq, &all, &w, Some(50.0), |_| draw), [2, 1, 0, 3]);
+            // Only v2 misses 60: it comes after everyone who reaches the floor.
+            assert_eq!(order(caq, &all, &w, Some(60.0), |_| draw), [2, 1, 3, 0]);
+            // v1 and v2 alone, in either order.
+            assert_eq!(order(caq, &[v2, v1], &w, Some(0.0), |_| draw), [1, 0]);
+            assert_eq!(order(caq, &[v1, v2], &w, Some(0.0), |_| draw), [0, 1]);
+            // None reaches 90: at equal predicted quality, the cheaper one first.
+            let dear = t(5_000, 500.0, 40.0);
+            let cheap = t(1_000, 500.0, 40.0);
+            assert_eq!(order(caq, &[dear, cheap], &w, Some(90.0), |_| draw), [1, 0]);
+        }
+        // Equal cost and equal quality (one model on two providers): the draw decides.
+        // Sorted, the faster one (index 1) leads; power-of-two-choices keeps the first
+        // of its two draws when loads are equal.
+        let slow = t(8_000, 900.0, 72.2);
+        let fast = t(8_000, 500.0, 72.2);
+        let pick = |draws: [usize; 2]| {
+            let mut d = draws.into_iter();
+            order(caq, &[slow, fast], &w, Some(50.0), |_| {
+                d.next().unwrap_or(0)
+            })
+        };
+        assert_eq!(pick([0, 1]), [1, 0]);
+        assert_eq!(pick([1, 0]), [0, 1]);
     }
 
     fn terms() -> impl Strategy<Value = Terms> {
