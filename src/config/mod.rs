@@ -28,7 +28,9 @@ pub use ledger::LedgerConfig;
 pub use models::{ModelTarget, Models};
 pub use predictor::{PredictorConfig, PredictorLoadError};
 pub use problems::{ConfigError, ConfigProblem, Problems, ValueError};
-pub use providers::{ProviderConfig, Timeouts, WireFormat, ANTHROPIC_VERSION, AZURE_API_VERSION};
+pub use providers::{
+    ProviderConfig, Proxy, Timeouts, WireFormat, ANTHROPIC_VERSION, AZURE_API_VERSION,
+};
 pub use raw::RawConfig;
 pub use routes::{BreakerSettings, Policy, RouteConfig, RouterConfig, Weights};
 pub use secret::{redact_url, KeyHash, Secret};

@@ -1,9 +1,12 @@
 //! The `[providers.*]` sections: each provider's wire format, preset, base URL, key,
-//! auth, tier, headers, timeouts and API version, with preset defaults filled in, and
-//! the models it lists. Resolves settings only; it never opens a connection (adapters do).
+//! auth, tier, headers, timeouts, proxy and API version, with preset defaults filled in,
+//! and the models it lists. Resolves settings only; it never opens a connection (adapters do).
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
+
+use base64::Engine;
 
 use super::models::{Models, ProviderModels};
 use super::presets::{self, AuthStyle, Preset, Quirks};
@@ -52,6 +55,27 @@ pub struct Timeouts {
     pub idle: Duration,
 }
 
+/// The HTTP proxy a provider's calls go through: a CONNECT tunnel for `https`
+/// upstreams, absolute-form requests for `http` ones. Display shows no credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proxy {
+    /// `http://host:port`, without credentials.
+    pub uri: http::Uri,
+    /// The `Proxy-Authorization` value (`Basic …`) made from the URL's credentials.
+    pub authorization: Option<Secret>,
+    /// The URL's password, kept only to scrub it from upstream text.
+    pub password: Option<Secret>,
+}
+
+impl fmt::Display for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.uri.host(), self.uri.port_u16()) {
+            (Some(host), Some(port)) => write!(f, "http://{host}:{port}"),
+            _ => write!(f, "{}", self.uri),
+        }
+    }
+}
+
 /// A provider as the gateway uses it.
 #[derive(Debug, Clone)]
 pub struct ProviderConfig {
@@ -72,6 +96,8 @@ pub struct ProviderConfig {
     pub catalog_key: String,
     /// A local server's running cost in micro-dollars per hour.
     pub cost_per_hour_micros: Option<u64>,
+    /// The proxy every call goes through; `None`: straight to `base_url`.
+    pub proxy: Option<Proxy>,
 }
 
 /// Resolves every `[providers.*]` section in order, adding the models each serves to
@@ -141,6 +167,13 @@ pub(super) fn resolve(
             );
         }
         let headers = headers(p, env, &path, problems);
+        let proxy = p.proxy.as_deref().and_then(|v| {
+            let field = format!("{path}.proxy");
+            let url = secret::resolve(v, env)
+                .map_err(|m| problems.add(field.clone(), m))
+                .ok()?;
+            proxy(url.expose()).map_err(|m| problems.add(field, m)).ok()
+        });
         let t = &p.timeouts;
         let timeouts = Timeouts {
             connect: problems.duration(&t.connect, &format!("{path}.timeouts.connect")),
@@ -181,6 +214,7 @@ pub(super) fn resolve(
                 api_version,
                 catalog_key,
                 cost_per_hour_micros,
+                proxy,
             });
         }
     }
@@ -345,6 +379,76 @@ fn headers(
         }
     }
     headers
+}
+
+/// Parses a proxy URL, `http://[user:password@]host[:port][/]` (port 80 if none;
+/// credentials percent-encoded as in any URL). A problem never quotes the credentials.
+fn proxy(url: &str) -> Result<Proxy, String> {
+    let shown = super::secret::redact_url(url);
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Err(if url.starts_with("https://") {
+            format!("`{shown}`: TLS to the proxy is not supported; give an http:// proxy (calls to https upstreams are still TLS end to end, through CONNECT)")
+        } else {
+            format!("`{shown}` is not an http://host:port proxy URL")
+        });
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    let (credentials, host_port) = match authority.rsplit_once('@') {
+        Some((credentials, host_port)) => (Some(credentials), host_port),
+        None => (None, authority),
+    };
+    let invalid = || format!("`{shown}` is not an http://host:port proxy URL");
+    if host_port.is_empty() || host_port.contains(['/', '?', '#']) {
+        return Err(invalid());
+    }
+    let parsed = http::Uri::try_from(format!("http://{host_port}")).map_err(|_| invalid())?;
+    let host = parsed
+        .host()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(invalid)?;
+    let port = parsed.port_u16().unwrap_or(80);
+    let uri = http::Uri::try_from(format!("http://{host}:{port}")).map_err(|_| invalid())?;
+    let (authorization, password) = match credentials {
+        None => (None, None),
+        Some(credentials) => {
+            let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
+            let decoded = |s: &str| {
+                percent_decode(s).ok_or_else(|| {
+                    format!("`{shown}`: the credentials are not valid percent-encoded UTF-8")
+                })
+            };
+            let (user, password) = (decoded(user)?, decoded(password)?);
+            let basic =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            let password = (!password.is_empty()).then(|| Secret::new(password));
+            (Some(Secret::new(format!("Basic {basic}"))), password)
+        }
+    };
+    Ok(Proxy {
+        uri,
+        authorization,
+        password,
+    })
+}
+
+/// `%XX` escapes decoded; `None` when one is malformed or the result is not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s
+                .get(i + 1..i + 3)
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// A local server needs no key.
@@ -525,5 +629,75 @@ mod tests {
                 "providers.remote.headers.x-org"
             ]
         );
+    }
+
+    #[test]
+    fn proxies_are_parsed_with_their_credentials_kept_secret() {
+        let env = |name: &str| (name == "CORP_PROXY").then(|| "http://proxy.corp".to_string());
+        let cfg = Config::from_toml(
+            r#"
+            [providers.a]
+            base_url = "https://api.example.com/v1"
+            api_key = "k"
+            tier = "frontier"
+            catalog = false
+            proxy = "http://gw:p%40ss%3Aword@10.0.0.1:3128/"
+            [providers.b]
+            base_url = "http://127.0.0.1:8000/v1"
+            tier = "local"
+            proxy = "env:CORP_PROXY"
+            "#,
+            &env,
+        )
+        .unwrap();
+        let a = cfg.providers[0].proxy.as_ref().unwrap();
+        assert_eq!(
+            (a.uri.host(), a.uri.port_u16()),
+            (Some("10.0.0.1"), Some(3128))
+        );
+        assert_eq!(a.to_string(), "http://10.0.0.1:3128");
+        // base64("gw:p@ss:word")
+        assert_eq!(
+            a.authorization.as_ref().unwrap().expose(),
+            "Basic Z3c6cEBzczp3b3Jk"
+        );
+        assert_eq!(a.password.as_ref().unwrap().expose(), "p@ss:word");
+        assert!(!format!("{a:?}").contains("p@ss"), "{a:?}");
+        let b = cfg.providers[1].proxy.as_ref().unwrap();
+        assert_eq!(b.to_string(), "http://proxy.corp:80");
+        assert!(b.authorization.is_none());
+    }
+
+    #[test]
+    fn proxy_mistakes_are_reported_without_the_credentials() {
+        for (proxy, says) in [
+            (
+                "https://u:hunter22@proxy:443",
+                "TLS to the proxy is not supported",
+            ),
+            (
+                "socks5://u:hunter22@proxy:1080",
+                "is not an http://host:port proxy URL",
+            ),
+            (
+                "http://u:hunter22@proxy:3128/path",
+                "is not an http://host:port proxy URL",
+            ),
+            ("http://u:hunter22@", "is not an http://host:port proxy URL"),
+            (
+                "http://u:hunter22%zz@proxy:3128",
+                "not valid percent-encoded",
+            ),
+            ("env:NO_SUCH_PROXY", "env var NO_SUCH_PROXY is not set"),
+        ] {
+            let toml = format!(
+                "[providers.a]\nbase_url = \"http://127.0.0.1:1/v1\"\ntier = \"local\"\nproxy = \"{proxy}\"\n"
+            );
+            let err = Config::from_toml(&toml, &env).unwrap_err();
+            assert_eq!(err.paths(), ["providers.a.proxy"], "{proxy}");
+            let text = err.to_string();
+            assert!(text.contains(says), "{proxy}: {text}");
+            assert!(!text.contains("hunter22"), "{proxy}: {text}");
+        }
     }
 }

@@ -366,6 +366,10 @@ pub struct RawProvider {
     pub models: Vec<String>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
+    /// An HTTP proxy for this provider's calls, `http://[user:password@]host:port`
+    /// (or `env:NAME`): CONNECT for https upstreams, absolute-form for http ones.
+    #[serde(default)]
+    pub proxy: Option<String>,
     /// Serve every catalog model this provider (its preset) offers, under the catalog's
     /// ids. Unset: only when `models` lists none.
     #[serde(default)]

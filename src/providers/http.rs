@@ -11,16 +11,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{Future, Stream, StreamExt};
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT,
+    HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, PROXY_AUTHORIZATION,
+    USER_AGENT,
 };
 use http::{Method, Request, Response, Uri};
 use http_body_util::{BodyDataStream, BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::{timeout_at, Instant};
 
+use super::connect::Connector;
 use super::presets::AuthStyle;
 use super::sse::{SseDecoder, SseEvent};
 use super::{
@@ -33,67 +34,18 @@ const POOL_IDLE: Duration = Duration::from_secs(90);
 const POOL_MAX_IDLE: usize = 256;
 
 /// One provider's pooled HTTP/1.1 and HTTP/2 (by ALPN) client over TCP, TLS by rustls
-/// with the Mozilla roots for `https`. Requests go straight to hyper's pool: the caller
-/// hands over a prebuilt `Uri` and header map, so a call parses no URL.
+/// with the Mozilla roots for `https`, through the provider's proxy if it has one
+/// (`connect`). Requests go straight to hyper's pool: the caller hands over a prebuilt
+/// `Uri` and header map, so a call parses no URL.
 #[derive(Debug, Clone)]
 pub struct UpstreamClient {
-    client: Client<TimedConnector, Full<Bytes>>,
-}
-
-type Https = hyper_rustls::HttpsConnector<HttpConnector>;
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The TCP and TLS connector with one limit over both (`timeouts.connect`, as the
-/// config documents it): hyper's own connect timeout covers the TCP connect only.
-#[derive(Clone)]
-struct TimedConnector {
-    inner: Https,
-    limit: Duration,
-}
-
-impl tower::Service<Uri> for TimedConnector {
-    type Response = <Https as tower::Service<Uri>>::Response;
-    type Error = BoxError;
-    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let connecting = self.inner.call(uri);
-        let limit = self.limit;
-        Box::pin(async move {
-            match tokio::time::timeout(limit, connecting).await {
-                Ok(connected) => connected,
-                // Read back as a connect timeout by `transport_failure`.
-                Err(_) => Err(Box::new(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "connect timed out",
-                )) as BoxError),
-            }
-        })
-    }
+    client: Client<Connector, Full<Bytes>>,
 }
 
 impl UpstreamClient {
-    /// The client for one provider: its connect timeout, TCP_NODELAY, a warm pool.
+    /// The client for one provider: its connect timeout and proxy, TCP_NODELAY, a warm pool.
     pub fn new(config: &ProviderConfig) -> Result<UpstreamClient, BuildError> {
-        let mut tcp = HttpConnector::new();
-        tcp.set_nodelay(true);
-        tcp.enforce_http(false);
-        let connector = TimedConnector {
-            inner: hyper_rustls::HttpsConnectorBuilder::new()
-                .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-                .map_err(BuildError::Tls)?
-                .https_or_http()
-                .enable_all_versions()
-                .wrap_connector(tcp),
-            limit: config.timeouts.connect,
-        };
+        let connector = Connector::new(config)?;
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE)
             .pool_max_idle_per_host(POOL_MAX_IDLE)
@@ -198,7 +150,8 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The headers sent on every call: JSON content type, accept and user agent, the key in
 /// the provider's auth style, the wire format's fixed headers, then the operator's own
-/// (which win).
+/// (which win); and the proxy's credentials when an `http` upstream is reached through
+/// one (an `https` upstream's tunnel carries them on its CONNECT only).
 pub fn base_headers(
     config: &ProviderConfig,
     fixed: &[(&'static str, &'static str)],
@@ -236,6 +189,13 @@ pub fn base_headers(
             HeaderValue::from_str(value.expose()).map_err(|e| BuildError::field(field(), e))?;
         value.set_sensitive(true);
         headers.insert(name, value);
+    }
+    let proxy_auth = config.proxy.as_ref().and_then(|p| p.authorization.as_ref());
+    if let Some(auth) = proxy_auth.filter(|_| config.base_url.starts_with("http://")) {
+        let mut value = HeaderValue::from_str(auth.expose())
+            .map_err(|_| BuildError::field("proxy", "not a valid header value"))?;
+        value.set_sensitive(true);
+        headers.insert(PROXY_AUTHORIZATION, value);
     }
     Ok(headers)
 }
@@ -332,8 +292,12 @@ fn transport_failure(
         Failure::Body => "the connection broke while reading the reply",
         Failure::Send => "the request could not be sent",
     };
-    let detail = match cause.map(ToString::to_string) {
-        Some(cause) if !cause.is_empty() => format!("{detail} ({cause})"),
+    let detail = match (cause.map(ToString::to_string), &config.proxy) {
+        (Some(cause), Some(proxy)) if !cause.is_empty() => {
+            format!("{detail} (through proxy {proxy}: {cause})")
+        }
+        (_, Some(proxy)) => format!("{detail} (through proxy {proxy})"),
+        (Some(cause), None) if !cause.is_empty() => format!("{detail} ({cause})"),
         _ => detail.to_string(),
     };
     let error = if failure == Failure::Connect {

@@ -4,6 +4,7 @@
 
 pub mod anthropic;
 pub mod chat;
+pub mod connect;
 pub mod error;
 pub mod gemini;
 pub mod http;

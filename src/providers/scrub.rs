@@ -49,10 +49,13 @@ impl UpstreamError {
     /// This error with `config`'s secrets, and anything shaped like a credential, removed
     /// from every text it carries.
     pub fn scrubbed(mut self, config: &ProviderConfig) -> UpstreamError {
+        let proxy = config.proxy.iter();
         let secrets: Vec<&str> = config
             .api_key
             .iter()
             .chain(config.headers.iter().map(|(_, v)| v))
+            .chain(proxy.clone().filter_map(|p| p.password.as_ref()))
+            .chain(proxy.filter_map(|p| p.authorization.as_ref()))
             .map(|s| s.expose())
             .collect();
         let clean = |text: &mut String| {

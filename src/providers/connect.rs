@@ -1,0 +1,189 @@
+//! How one provider's connections are opened: TCP with TCP_NODELAY, TLS by rustls with
+//! the Mozilla roots for `https`, through the provider's HTTP proxy when it has one (a
+//! CONNECT tunnel for `https` upstreams, a plain connection to the proxy carrying
+//! absolute-form requests for `http` ones), all under one limit, `timeouts.connect`.
+//! It only opens connections: hyper's pool keeps and reuses them.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::Future;
+use http::uri::Scheme;
+use http::{HeaderValue, Uri};
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::BuildError;
+use crate::config::ProviderConfig;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Connecting = Pin<Box<dyn Future<Output = Result<UpstreamIo, BoxError>> + Send>>;
+
+/// The connector of one provider's pool (`UpstreamClient`).
+#[derive(Clone)]
+pub struct Connector {
+    route: Route,
+    /// Over TCP, the proxy's CONNECT and TLS together.
+    limit: Duration,
+}
+
+#[derive(Clone)]
+enum Route {
+    Direct(HttpsConnector<HttpConnector>),
+    Proxied {
+        /// `https` upstreams: TLS with the upstream inside a CONNECT tunnel (boxed: it
+        /// is the larger variant, and only proxied providers pay for it).
+        tunnel: Box<HttpsConnector<Tunnel<HttpConnector>>>,
+        /// `http` upstreams: a connection to the proxy itself.
+        plain: HttpConnector,
+        proxy: Uri,
+    },
+}
+
+impl Connector {
+    /// The connector for `config`: its proxy, if any, and its connect limit.
+    pub fn new(config: &ProviderConfig) -> Result<Connector, BuildError> {
+        let mut tcp = HttpConnector::new();
+        tcp.set_nodelay(true);
+        tcp.enforce_http(false);
+        let route = match &config.proxy {
+            None => Route::Direct(tls(tcp)?),
+            Some(proxy) => {
+                let mut tunnel = Tunnel::new(proxy.uri.clone(), tcp.clone());
+                if let Some(auth) = &proxy.authorization {
+                    let auth = HeaderValue::from_str(auth.expose())
+                        .map_err(|_| BuildError::field("proxy", "not a valid header value"))?;
+                    tunnel = tunnel.with_auth(auth);
+                }
+                Route::Proxied {
+                    tunnel: Box::new(tls(tunnel)?),
+                    plain: tcp,
+                    proxy: proxy.uri.clone(),
+                }
+            }
+        };
+        Ok(Connector {
+            route,
+            limit: config.timeouts.connect,
+        })
+    }
+}
+
+/// `inner` with TLS for `https` (HTTP/1.1 or HTTP/2 by ALPN), plain for `http`.
+fn tls<C>(inner: C) -> Result<HttpsConnector<C>, BuildError> {
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+        .map_err(BuildError::Tls)?
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(inner))
+}
+
+impl tower::Service<Uri> for Connector {
+    type Response = UpstreamIo;
+    type Error = BoxError;
+    type Future = Connecting;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // Every inner connector is always ready (so is hyper's `HttpConnector`).
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Connecting {
+        let connecting: Connecting = match &mut self.route {
+            Route::Direct(https) => {
+                let connecting = https.call(uri);
+                Box::pin(async move { Ok(UpstreamIo::new(connecting.await?, false)) })
+            }
+            Route::Proxied { tunnel, .. } if uri.scheme() == Some(&Scheme::HTTPS) => {
+                let connecting = tunnel.call(uri);
+                Box::pin(async move { Ok(UpstreamIo::new(connecting.await?, false)) })
+            }
+            Route::Proxied { plain, proxy, .. } => {
+                let connecting = plain.call(proxy.clone());
+                Box::pin(async move {
+                    Ok(UpstreamIo::new(
+                        MaybeHttpsStream::Http(connecting.await?),
+                        true,
+                    ))
+                })
+            }
+        };
+        let limit = self.limit;
+        Box::pin(async move {
+            match tokio::time::timeout(limit, connecting).await {
+                Ok(connected) => connected,
+                // Read back as a connect timeout by `transport_failure`.
+                Err(_) => Err(
+                    Box::new(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+                        as BoxError,
+                ),
+            }
+        })
+    }
+}
+
+/// An open connection to an upstream, or to the proxy that forwards `http` requests to it.
+pub struct UpstreamIo {
+    io: MaybeHttpsStream<TokioIo<TcpStream>>,
+    /// Requests on it go in absolute form (`POST http://host/path`), to a proxy.
+    to_proxy: bool,
+}
+
+impl UpstreamIo {
+    fn new(io: MaybeHttpsStream<TokioIo<TcpStream>>, to_proxy: bool) -> UpstreamIo {
+        UpstreamIo { io, to_proxy }
+    }
+}
+
+impl Connection for UpstreamIo {
+    fn connected(&self) -> Connected {
+        self.io.connected().proxy(self.to_proxy)
+    }
+}
+
+impl Read for UpstreamIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl Write for UpstreamIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+}
