@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::catalog::Facts;
-use crate::config::Config;
+use crate::config::{Config, ModelTarget};
 
 /// One backend that may serve the call.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,21 +20,19 @@ pub struct Candidate {
     pub facts: Arc<Facts>,
 }
 
-/// Every target serving `model`, in config order.
-pub fn for_model(config: &Config, model: &str) -> Vec<Candidate> {
-    config
-        .models
-        .get(model)
-        .map(|targets| {
-            targets
-                .iter()
-                .map(|t| Candidate {
-                    model: t.model.clone(),
-                    provider: t.provider,
-                    upstream: t.upstream.clone(),
-                    facts: t.facts.clone(),
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+impl Candidate {
+    /// The candidate for one of the config's targets (its ids and facts shared, not copied).
+    pub fn of(target: &ModelTarget) -> Self {
+        Candidate {
+            model: target.model.clone(),
+            provider: target.provider,
+            upstream: target.upstream.clone(),
+            facts: target.facts.clone(),
+        }
+    }
+}
+
+/// Every target serving `model`, in config order, borrowed from the config.
+pub fn targets<'c>(config: &'c Config, model: &str) -> &'c [ModelTarget] {
+    config.models.get(model).map_or(&[], Vec::as_slice)
 }

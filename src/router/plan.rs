@@ -14,11 +14,11 @@ use super::policy::{Policy, Weights};
 use super::predict::{CallPredictor, Prediction, Weights as PredictorWeights};
 use super::prefs::Prefs;
 use super::score::{self, Terms};
-use super::stats::{Snapshot, Stats};
+use super::stats::Stats;
 use crate::api::openai::Needs;
 use crate::api::ApiError;
 use crate::catalog::{Price, Tier};
-use crate::config::Config;
+use crate::config::{Config, ModelTarget};
 
 /// What routing needs to know about one call.
 #[derive(Debug, Clone, Copy)]
@@ -76,13 +76,30 @@ pub struct Scored {
     pub sticky: bool,
 }
 
-/// A candidate that passed the filters, before scoring.
+/// A candidate that passed the filters, before scoring, with the live stats it is
+/// scored on.
 struct Survivor {
     candidate: Candidate,
-    snapshot: Snapshot,
+    ttft_ms: Option<f64>,
+    /// Measured and above zero.
+    tokens_per_sec: Option<f64>,
+    in_flight: i64,
     sticky: bool,
     /// Serves the requested model or route (not a `models` fallback).
     primary: bool,
+}
+
+/// Puts `items` in `order` (`order[k]` is the index of the item that goes k-th; each
+/// index once) without a second vector: each position follows the cycle of moves made
+/// before it to where its item now is.
+fn permute<T>(items: &mut [T], order: &[usize]) {
+    for k in 0..items.len().min(order.len()) {
+        let mut j = order[k];
+        while j < k {
+            j = order[j];
+        }
+        items.swap(k, j);
+    }
 }
 
 /// A rejected candidate and why.
@@ -174,31 +191,34 @@ pub fn build_plan(
         return Err(ApiError::invalid("bazaar.quality_floor", "Policy cheapest-above-quality needs a quality floor (`bazaar.quality_floor` or the route's)."));
     }
 
-    let mut all = match route {
-        Some(r) if r.models.is_empty() => config
-            .chat_models
-            .iter()
-            .flat_map(|m| candidates::for_model(config, m))
-            .collect(),
-        Some(r) => r
-            .models
-            .iter()
-            .flat_map(|m| candidates::for_model(config, m))
-            .collect(),
+    // The targets are borrowed from the config; a `Candidate` (its shared ids and facts)
+    // is made only for those the plan keeps.
+    let mut all: Vec<&ModelTarget> = Vec::new();
+    match route {
+        Some(r) => {
+            let models = if r.models.is_empty() {
+                &config.chat_models
+            } else {
+                &r.models
+            };
+            for m in models {
+                all.extend(candidates::targets(config, m));
+            }
+        }
         None => {
-            let own = candidates::for_model(config, requested);
+            let own = candidates::targets(config, requested);
             if own.is_empty() {
                 return Err(ApiError::model_not_found(call.model));
             }
-            own
+            all.extend(own);
         }
-    };
+    }
     let primary = all.len();
     for (i, m) in prefs.models.iter().enumerate() {
         if m == call.model {
             continue;
         }
-        let extra = candidates::for_model(config, config.canonical(m));
+        let extra = candidates::targets(config, config.canonical(m));
         if extra.is_empty() {
             return Err(ApiError::NotFound {
                 message: format!("`models[{i}]`: the model `{m}` is not served by this gateway."),
@@ -220,20 +240,23 @@ pub fn build_plan(
         .unwrap_or(config.router.expected_output_tokens)
         .min(config.router.expected_output_tokens.max(1));
 
-    let provider_id = |c: &Candidate| {
+    let provider_id = |provider: usize| {
         config
             .providers
-            .get(c.provider)
+            .get(provider)
             .map(|p| p.id.as_str())
             .unwrap_or("")
     };
-    let backends: Vec<(&str, &str)> = all.iter().map(|c| (provider_id(c), &*c.upstream)).collect();
+    let backends: Vec<(&str, &str)> = all
+        .iter()
+        .map(|t| (provider_id(t.provider), &*t.upstream))
+        .collect();
     let snapshots = state.stats.snapshots(&backends, now);
     let mut survivors: Vec<Survivor> = Vec::with_capacity(all.len());
     let mut rejected = Vec::new();
-    for (i, (candidate, snapshot)) in all.into_iter().zip(snapshots).enumerate() {
-        let facts = &*candidate.facts;
-        let provider_id = provider_id(&candidate);
+    for (i, (target, snapshot)) in all.iter().zip(snapshots).enumerate() {
+        let facts = &*target.facts;
+        let provider_id = provider_id(target.provider);
         let mut verdict = filter::check(
             facts,
             provider_id,
@@ -255,23 +278,22 @@ pub fn build_plan(
                 let sticky = sticky_backend.as_deref().is_some_and(|b| {
                     b.strip_prefix(provider_id)
                         .and_then(|rest| rest.strip_prefix('/'))
-                        == Some(&*candidate.upstream)
+                        == Some(&*target.upstream)
                 });
                 survivors.push(Survivor {
-                    candidate,
-                    snapshot,
+                    candidate: Candidate::of(target),
+                    ttft_ms: snapshot.ttft_ms,
+                    tokens_per_sec: snapshot.tokens_per_sec.filter(|t| *t > 0.0),
+                    in_flight: snapshot.in_flight,
                     sticky,
                     primary: i < primary,
                 });
             }
-            Err(reason) => {
-                let tier = facts.tier;
-                rejected.push(Rejected {
-                    candidate,
-                    tier,
-                    reason,
-                })
-            }
+            Err(reason) => rejected.push(Rejected {
+                candidate: Candidate::of(target),
+                tier: facts.tier,
+                reason,
+            }),
         }
     }
     if survivors.is_empty() {
@@ -280,14 +302,10 @@ pub fn build_plan(
 
     // A backend not measured yet is assumed as fast as the best measured one, so it
     // gets tried (and measured) instead of losing to a prior forever.
-    let best_ttft = survivors
-        .iter()
-        .filter_map(|s| s.snapshot.ttft_ms)
-        .reduce(f64::min);
+    let best_ttft = survivors.iter().filter_map(|s| s.ttft_ms).reduce(f64::min);
     let best_tps = survivors
         .iter()
-        .filter_map(|s| s.snapshot.tokens_per_sec)
-        .filter(|t| *t > 0.0)
+        .filter_map(|s| s.tokens_per_sec)
         .reduce(f64::max);
     // With one survivor there is nothing to rank: its quality is its prior and the
     // prompt is not scored (the predictor's features are most of a decision's cost).
@@ -300,45 +318,36 @@ pub fn build_plan(
         .as_deref()
         .filter(|_| predicted);
     let mut predictor = call_predictor(weights_on, call.predict_view);
-    let predictions: Vec<Prediction> = survivors
-        .iter()
-        .map(|s| predictor.quality(&s.candidate, task))
-        .collect();
-    let terms: Vec<Terms> = survivors
-        .iter()
-        .zip(&predictions)
-        .map(|(s, prediction)| {
-            let (ttft_prior, tps_prior) = priors(s.candidate.facts.tier);
-            let ttft = s.snapshot.ttft_ms.or(best_ttft).unwrap_or(ttft_prior);
-            let tps = s
-                .snapshot
-                .tokens_per_sec
-                .filter(|t| *t > 0.0)
-                .or(best_tps)
-                .unwrap_or(tps_prior);
-            let load = 1.0 + s.snapshot.in_flight.max(0) as f64 / 8.0;
-            let cached = if s.sticky {
-                (call.prompt_head.len() as u64 / 4).min(call.prompt_tokens)
-            } else {
-                0
-            };
-            Terms {
-                cost_nanos: expected_cost(
-                    &s.candidate.facts.price,
-                    call.prompt_tokens,
-                    cached,
-                    expected_output,
-                ),
-                latency_ms: (ttft + expected_output as f64 * 1000.0 / tps) * load,
-                quality: prediction.quality,
-                in_flight: s.snapshot.in_flight,
-            }
-        })
-        .collect();
+    let mut predictions: Vec<Prediction> = Vec::with_capacity(survivors.len());
+    let mut terms: Vec<Terms> = Vec::with_capacity(survivors.len());
+    for s in &survivors {
+        let prediction = predictor.quality(&s.candidate, task);
+        let (ttft_prior, tps_prior) = priors(s.candidate.facts.tier);
+        let ttft = s.ttft_ms.or(best_ttft).unwrap_or(ttft_prior);
+        let tps = s.tokens_per_sec.or(best_tps).unwrap_or(tps_prior);
+        let load = 1.0 + s.in_flight.max(0) as f64 / 8.0;
+        let cached = if s.sticky {
+            (call.prompt_head.len() as u64 / 4).min(call.prompt_tokens)
+        } else {
+            0
+        };
+        terms.push(Terms {
+            cost_nanos: expected_cost(
+                &s.candidate.facts.price,
+                call.prompt_tokens,
+                cached,
+                expected_output,
+            ),
+            latency_ms: (ttft + expected_output as f64 * 1000.0 / tps) * load,
+            quality: prediction.quality,
+            in_flight: s.in_flight,
+        });
+        predictions.push(prediction);
+    }
     let utilities = score::utilities(&terms, &weights);
     let floor = floor.filter(|_| policy == Policy::CheapestAboveQuality);
     let mut draws = prefs.tie_seed.unwrap_or_else(rand::random);
-    let mut order = score::order(policy, &terms, &weights, floor, |n| {
+    let mut order = score::order_by(policy, &terms, &utilities, &weights, floor, |n| {
         (super::predict::splitmix(&mut draws) % n.max(1) as u64) as usize
     });
     // Fallback models (`models`) come after the requested one, whatever their score.
@@ -348,11 +357,7 @@ pub fn build_plan(
     // Provider order the caller asked for first; a sticky backend before the rest.
     if !prefs.order.is_empty() {
         let rank = |i: usize| {
-            let id = config
-                .providers
-                .get(survivors[i].candidate.provider)
-                .map(|p| p.id.as_str())
-                .unwrap_or("");
+            let id = provider_id(survivors[i].candidate.provider);
             prefs
                 .order
                 .iter()
@@ -361,27 +366,26 @@ pub fn build_plan(
         };
         order.sort_by_key(|&i| (!survivors[i].primary, rank(i)));
     } else if let Some(pos) = order.iter().position(|&i| survivors[i].sticky) {
-        let i = order.remove(pos);
-        order.insert(0, i);
+        order[..=pos].rotate_right(1);
     }
     let mut limit = config.router.max_attempts as usize;
     if !prefs.allow_fallbacks {
         limit = 1;
     }
-    let mut slots: Vec<Option<Survivor>> = survivors.into_iter().map(Some).collect();
-    let scored: Vec<Scored> = order
-        .iter()
-        .filter_map(|&i| {
-            let s = slots[i].take()?;
-            Some(Scored {
-                candidate: s.candidate,
-                terms: terms[i],
-                prediction: predictions[i],
-                utility: utilities[i],
-                sticky: s.sticky,
-            })
+    let mut scored: Vec<Scored> = survivors
+        .into_iter()
+        .zip(terms)
+        .zip(predictions)
+        .zip(utilities)
+        .map(|(((s, terms), prediction), utility)| Scored {
+            candidate: s.candidate,
+            terms,
+            prediction,
+            utility,
+            sticky: s.sticky,
         })
         .collect();
+    permute(&mut scored, &order);
     let candidates = scored
         .iter()
         .take(limit)
@@ -524,6 +528,7 @@ fn no_candidate(model: &str, rejected: &[Rejected], config: &Config) -> ApiError
 mod tests {
     use super::*;
     use crate::api::openai::ChatRequest;
+    use proptest::prelude::{Just, Strategy};
     use std::cell::Cell;
 
     thread_local! {
@@ -569,6 +574,17 @@ mod tests {
     }
 
     const WORD_PROBLEM: &str = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether?";
+
+    proptest::proptest! {
+        /// `permute` puts each item where `order` says: the gather `order[k] -> k`.
+        #[test]
+        fn permute_gathers_in_order(order in Just((0..40usize).collect::<Vec<_>>()).prop_shuffle()) {
+            let mut items: Vec<usize> = (100..140).collect();
+            permute(&mut items, &order);
+            let gathered: Vec<usize> = order.iter().map(|&i| 100 + i).collect();
+            proptest::prop_assert_eq!(items, gathered);
+        }
+    }
 
     #[test]
     fn issue_17_one_candidate_is_routed_without_scoring_the_prompt() {

@@ -79,60 +79,96 @@ pub fn order(
     floor: Option<f64>,
     coin: impl FnMut(usize) -> usize,
 ) -> Vec<usize> {
+    order_by(policy, all, &utilities(all, w), w, floor, coin)
+}
+
+/// `order`, given `utilities(all, w)` (a plan computes them once for both).
+pub fn order_by(
+    policy: Policy,
+    all: &[Terms],
+    utility: &[f64],
+    w: &Weights,
+    floor: Option<f64>,
+    coin: impl FnMut(usize) -> usize,
+) -> Vec<usize> {
+    let keys: Vec<[f64; 4]> = (0..all.len())
+        .map(|i| sort_key(policy, &all[i], utility[i], floor))
+        .collect();
     let mut idx: Vec<usize> = (0..all.len()).collect();
-    let utility = utilities(all, w);
-    // Compared term by term, lowest first; three-term keys end in a constant 0.
-    let key_of = |i: usize| -> [f64; 4] {
-        let t = &all[i];
-        match policy {
-            Policy::Cheapest => [t.cost(), t.latency_ms, -t.quality, 0.0],
-            Policy::CheapestAboveQuality => {
-                if floor.is_some_and(|f| t.quality < f) {
-                    [1.0, -t.quality, t.cost(), t.latency_ms]
-                } else {
-                    [0.0, t.cost(), -t.quality, t.latency_ms]
-                }
-            }
-            Policy::Fastest => [t.latency_ms, t.cost(), -t.quality, 0.0],
-            Policy::Quality => [-t.quality, t.cost(), t.latency_ms, 0.0],
-            Policy::Balanced => [-utility[i], t.cost(), t.latency_ms, 0.0],
-        }
-    };
-    let keys: Vec<[f64; 4]> = idx.iter().map(|&i| key_of(i)).collect();
-    let key = |i: usize| keys[i];
-    idx.sort_by(|&a, &b| {
-        key(a)
-            .iter()
-            .zip(key(b).iter())
-            .map(|(x, y)| cmp_f64(*x, *y))
-            .find(|o| o.is_ne())
-            .unwrap_or(Ordering::Equal)
-    });
+    // Equal keys keep the plan's order: the index is the last term (what a stable sort
+    // gives, without its buffer).
+    idx.sort_unstable_by(|&a, &b| cmp_keys(&keys[a], &keys[b]).then(a.cmp(&b)));
     if idx.len() < 2 {
         return idx;
     }
-    // The near-equal leaders: same primary term (balanced: within 1% of the weight sum).
-    // Any candidate dominating a leader is itself a leader, so dominance is checked among them.
+    // The near-equal leaders, a prefix of the order: same primary term (balanced: within
+    // 1% of the weight sum). Any candidate dominating a leader is itself a leader, so
+    // dominance is checked among them.
     let best = idx[0];
-    let leaders: Vec<usize> = idx
+    let leaders = idx
         .iter()
-        .copied()
-        .take_while(|&i| match policy {
-            Policy::Balanced => {
-                utility[best] - utility[i] <= 0.01 * (w.cost + w.latency + w.quality)
-            }
-            // The floor group, then cost and quality (in the group's order): an equal
-            // cost is decided by quality, an equal quality by cost, before any draw.
-            Policy::CheapestAboveQuality => key(i)[..3] == key(best)[..3],
-            _ => cmp_f64(key(i)[0], key(best)[0]).is_eq(),
+        .take_while(|&&i| {
+            ties_with_best(
+                policy,
+                w,
+                (&keys[i], utility[i]),
+                (&keys[best], utility[best]),
+            )
         })
-        .collect();
-    if leaders.len() >= 2 {
-        let pick = power_of_two(policy, &leaders, all, coin);
-        idx.retain(|&i| i != pick);
-        idx.insert(0, pick);
+        .count();
+    if leaders >= 2 {
+        let pick = power_of_two(policy, &idx[..leaders], all, coin);
+        if let Some(at) = idx[..leaders].iter().position(|&i| i == pick) {
+            idx[..=at].rotate_right(1);
+        }
     }
     idx
+}
+
+/// A candidate's sort key under `policy`, compared term by term, lowest first;
+/// three-term keys end in a constant 0.
+fn sort_key(policy: Policy, t: &Terms, utility: f64, floor: Option<f64>) -> [f64; 4] {
+    match policy {
+        Policy::Cheapest => [t.cost(), t.latency_ms, -t.quality, 0.0],
+        Policy::CheapestAboveQuality => {
+            if floor.is_some_and(|f| t.quality < f) {
+                [1.0, -t.quality, t.cost(), t.latency_ms]
+            } else {
+                [0.0, t.cost(), -t.quality, t.latency_ms]
+            }
+        }
+        Policy::Fastest => [t.latency_ms, t.cost(), -t.quality, 0.0],
+        Policy::Quality => [-t.quality, t.cost(), t.latency_ms, 0.0],
+        Policy::Balanced => [-utility, t.cost(), t.latency_ms, 0.0],
+    }
+}
+
+/// Whether a candidate (its sort key and utility) is among the near-equal leaders with
+/// the best one: same primary term (balanced: utility within 1% of the weight sum).
+fn ties_with_best(
+    policy: Policy,
+    w: &Weights,
+    (key, utility): (&[f64; 4], f64),
+    (best_key, best_utility): (&[f64; 4], f64),
+) -> bool {
+    match policy {
+        Policy::Balanced => best_utility - utility <= 0.01 * (w.cost + w.latency + w.quality),
+        // The floor group, then cost and quality (in the group's order): an equal cost
+        // is decided by quality, an equal quality by cost, before any draw.
+        Policy::CheapestAboveQuality => key[..3] == best_key[..3],
+        _ => cmp_f64(key[0], best_key[0]).is_eq(),
+    }
+}
+
+/// Lexicographic order of two sort keys (a NaN term compares equal).
+fn cmp_keys(a: &[f64; 4], b: &[f64; 4]) -> Ordering {
+    for (x, y) in a.iter().zip(b) {
+        let o = cmp_f64(*x, *y);
+        if o.is_ne() {
+            return o;
+        }
+    }
+    Ordering::Equal
 }
 
 /// Walks from `i` to a leader nobody dominates (dominance is acyclic, so this ends).
@@ -277,6 +313,35 @@ mod tests {
         assert_eq!(pick([1, 0]), [0, 1]);
     }
 
+    /// The order as first written: a stable sort of the keys, the leaders collected into
+    /// a vector, the pick removed and inserted in front.
+    fn stable_order(
+        policy: Policy,
+        all: &[Terms],
+        w: &Weights,
+        floor: Option<f64>,
+        coin: impl FnMut(usize) -> usize,
+    ) -> Vec<usize> {
+        let u = utilities(all, w);
+        let key = |i: usize| sort_key(policy, &all[i], u[i], floor);
+        let mut idx: Vec<usize> = (0..all.len()).collect();
+        idx.sort_by(|&a, &b| cmp_keys(&key(a), &key(b)));
+        let Some(&best) = idx.first() else {
+            return idx;
+        };
+        let leaders: Vec<usize> = idx
+            .iter()
+            .copied()
+            .take_while(|&i| ties_with_best(policy, w, (&key(i), u[i]), (&key(best), u[best])))
+            .collect();
+        if leaders.len() >= 2 {
+            let pick = power_of_two(policy, &leaders, all, coin);
+            idx.retain(|&i| i != pick);
+            idx.insert(0, pick);
+        }
+        idx
+    }
+
     fn terms() -> impl Strategy<Value = Terms> {
         (
             proptest::option::weighted(0.9, 0u64..1_000_000),
@@ -374,6 +439,37 @@ mod tests {
     }
 
     proptest! {
+        /// The unstable sort with the index as last term, the leaders as a prefix and the
+        /// pick rotated to the front order exactly as the stable sort did, ties included
+        /// (few distinct values make many).
+        #[test]
+        fn order_is_the_stable_sort(
+            all in proptest::collection::vec(
+                (0u64..4, 0u8..3, 0u8..4, 0i64..3).prop_map(|(c, l, q, f)| Terms {
+                    cost_nanos: Some(c * 1000).filter(|_| c < 3),
+                    latency_ms: 100.0 * f64::from(l),
+                    quality: 20.0 * f64::from(q),
+                    in_flight: f,
+                }),
+                0..12,
+            ),
+            floor in proptest::option::of(0.0f64..80.0),
+            seed in any::<u64>(),
+        ) {
+            for policy in Policy::ALL {
+                let w = Weights::default();
+                let draw = |mut state: u64| move |n: usize| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    (state >> 33) as usize % n.max(1)
+                };
+                prop_assert_eq!(
+                    order(policy, &all, &w, floor, draw(seed)),
+                    stable_order(policy, &all, &w, floor, draw(seed)),
+                    "{}", policy
+                );
+            }
+        }
+
         /// A policy never picks a candidate that another dominates on every term it weighs.
         #[test]
         fn never_picks_a_dominated_candidate(all in proptest::collection::vec(terms(), 1..12), seed in any::<u64>()) {
