@@ -56,6 +56,14 @@ async fn stored(gw: &TestGateway, id: &str) -> Value {
     resp.json().await.unwrap()
 }
 
+/// The statuses of ledger `rows`, sorted: rows of calls made in one millisecond (the
+/// test clock stands still) come back in no set order.
+fn statuses(rows: Vec<bazaar::billing::ledger::LedgerRow>) -> Vec<i32> {
+    let mut statuses: Vec<i32> = rows.iter().map(|r| r.status).collect();
+    statuses.sort_unstable();
+    statuses
+}
+
 /// Asserts that every way of reaching response `id` is OpenAI's 404 naming it: a
 /// continuation (plain and streamed: the error comes before any stream), `GET`,
 /// `input_items` and `DELETE`.
@@ -87,9 +95,32 @@ async fn gone(gw: &TestGateway, id: &str) {
 /// read from the database; the purge deletes expired rows and keeps live ones.
 #[tokio::test]
 async fn issue_15_an_expired_response_is_a_404_everywhere_and_purged() {
+    expires_and_is_purged(None).await;
+}
+
+/// The same on a PostgreSQL ledger.
+#[tokio::test]
+async fn issue_15_an_expired_response_is_a_404_and_purged_on_postgres() {
+    let test = "responses_stored::issue_15_an_expired_response_is_a_404_and_purged_on_postgres";
+    let Some(url) = fresh_postgres(test).await else {
+        return;
+    };
+    expires_and_is_purged(Some(&url)).await;
+    drop_postgres(&url).await;
+}
+
+/// The expiry test on the ledger at `ledger` (a temporary SQLite file when `None`).
+async fn expires_and_is_purged(ledger: Option<&str>) {
     let clock = TestClock::new();
     let mock = MockUpstream::start().await;
-    let toml = ttl_config(&mock);
+    let toml = match ledger {
+        Some(url) => config(
+            "compatible",
+            &mock,
+            &format!("[ledger]\nurl = \"{url}\"\n[responses]\nttl = \"1h\""),
+        ),
+        None => ttl_config(&mock),
+    };
     let gw = TestGateway::start_with_clock(&toml, &clock).await;
     let old = create(&gw, "My name is Ada.", None).await;
     let old_id = old["id"].as_str().unwrap();
@@ -115,12 +146,11 @@ async fn issue_15_an_expired_response_is_a_404_everywhere_and_purged() {
     // A response saved now lives its own TTL.
     let new = create(&gw, "Hello", None).await;
     let new_id = new["id"].as_str().unwrap().to_string();
-    let dir = gw.dir.clone().unwrap();
+    let dir = gw.dir.clone();
     // The shutdown writes the stored responses to the database.
-    let rows = ledger_rows(gw).await;
     assert_eq!(
-        rows.iter().map(|r| r.status).collect::<Vec<_>>(),
-        [200, 200, 404, 404, 200],
+        statuses(ledger_rows(gw).await),
+        [200, 200, 200, 404, 404],
         "every call is a ledger row"
     );
 
@@ -138,6 +168,8 @@ async fn issue_15_an_expired_response_is_a_404_everywhere_and_purged() {
     gone(&gw, old_id).await;
     clock.advance(TTL);
     gone(&gw, &new_id).await;
+    // Its rows written before the database goes.
+    gw.shutdown().await.unwrap();
 }
 
 /// Issue 15: a deleted response cannot be continued, read or deleted again, by its key or
@@ -181,10 +213,9 @@ async fn issue_15_a_deleted_response_is_a_404_and_its_continuations_live_on() {
         .collect();
     assert_eq!(turns, ["user", "assistant", "user", "assistant", "user"]);
     assert_eq!(sent["messages"][0]["content"], "My name is Ada.");
-    let rows = ledger_rows(gw).await;
     assert_eq!(
-        rows.iter().map(|r| r.status).collect::<Vec<_>>(),
-        [200, 200, 404, 404, 404, 200],
+        statuses(ledger_rows(gw).await),
+        [200, 200, 200, 404, 404, 404],
         "every call is a ledger row"
     );
 }

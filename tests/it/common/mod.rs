@@ -25,8 +25,8 @@ pub struct TestGateway {
     pub addr: SocketAddr,
     pub state: Arc<AppState>,
     pub client: reqwest::Client,
-    /// The temporary directory of its ledger, when the config did not name one.
-    pub dir: Option<PathBuf>,
+    /// The temporary directory of its ledger's relative paths (`restart` reuses it).
+    pub dir: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     done: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -146,33 +146,31 @@ impl TestGateway {
         TestGateway::launch(parse(toml), None, clock.clock()).await
     }
 
-    /// Starts a gateway on `toml` over the ledger database in `dir` (the `dir` of an
-    /// earlier gateway: a restart, which finds what that one flushed when it shut down),
-    /// telling the time by `clock`.
+    /// Starts a gateway on `toml` with the ledger paths of an earlier one (`dir`, its
+    /// `dir`): a restart, which finds what that one flushed or spilled when it shut down;
+    /// it tells the time by `clock`.
     pub async fn restart(toml: &str, dir: &std::path::Path, clock: &TestClock) -> TestGateway {
         TestGateway::launch(parse(toml), Some(dir.to_path_buf()), clock.clock()).await
     }
 
-    /// Starts a gateway on `config` with `clock`; a config with the default ledger gets it
-    /// in `dir` (a fresh temporary directory when `None`).
+    /// Starts a gateway on `config` with `clock`; the relative paths of its ledger (the
+    /// default SQLite file, the spill file) are put in `dir` (a fresh temporary directory
+    /// when `None`), never in the working directory, which every test shares.
     async fn launch(
         mut config: Config,
         dir: Option<PathBuf>,
         clock: bazaar::billing::Clock,
     ) -> TestGateway {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let dir = (config.ledger.url == "sqlite://bazaar-ledger.sqlite").then(|| {
-            let dir = dir.unwrap_or_else(|| {
-                std::env::temp_dir().join(format!(
-                    "bazaar-it-{}-{}",
-                    std::process::id(),
-                    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                ))
-            });
-            std::fs::create_dir_all(&dir).unwrap();
-            config.rebase_paths(&dir);
-            dir
+        let dir = dir.unwrap_or_else(|| {
+            std::env::temp_dir().join(format!(
+                "bazaar-it-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ))
         });
+        std::fs::create_dir_all(&dir).unwrap();
+        config.rebase_paths(&dir);
         // The gateway closes a kept-alive connection idle for `header_read_timeout`; a
         // client keeping idle connections longer may reuse one just as it is closed, and
         // the request fails (`IncompleteMessage`). So the test client, like the SDKs
@@ -342,6 +340,39 @@ pub fn test_service(var: &str, test: &str) -> Option<String> {
     );
     eprintln!("SKIPPED {test}: {var} is not set (scripts/services.sh starts it)");
     None
+}
+
+/// A database of its own, made for `test` on the test PostgreSQL server
+/// (`BAZAAR_TEST_POSTGRES_URL`), and its URL; `None` where `test_service` skips it.
+/// `drop_postgres` removes it.
+pub async fn fresh_postgres(test: &str) -> Option<String> {
+    let server = test_service("BAZAAR_TEST_POSTGRES_URL", test)?;
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    // Short: PostgreSQL cuts names at 63 bytes.
+    let name = format!(
+        "bazaar_it_db_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    on_postgres_server(&format!("CREATE DATABASE {name}")).await;
+    let (scheme, rest) = server.split_once("://").unwrap();
+    let host = rest.split(['/', '?']).next().unwrap();
+    Some(format!("{scheme}://{host}/{name}"))
+}
+
+/// Drops a database `fresh_postgres` made.
+pub async fn drop_postgres(url: &str) {
+    let name = url.rsplit('/').next().unwrap();
+    on_postgres_server(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+}
+
+/// Runs `sql` on the test PostgreSQL server's own database.
+async fn on_postgres_server(sql: &str) {
+    let server = bazaar::config::process_env("BAZAAR_TEST_POSTGRES_URL").unwrap();
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&server).await.unwrap();
+    sqlx::query(sql).execute(&admin).await.unwrap();
+    admin.close().await;
 }
 
 /// Runs `find` until it returns something, waiting for the ledger writer to insert
