@@ -384,14 +384,21 @@ fn probe(url: &str) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("`{url}` is not a URL"))?;
     runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(3))
-            .build()?;
-        let status = client
-            .get(url)
-            .send()
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build::<_, http_body_util::Empty<bytes::Bytes>>(https);
+        let status = tokio::time::timeout(std::time::Duration::from_secs(3), client.get(uri))
             .await
+            .map_err(|_| anyhow::anyhow!("{url} did not answer within 3 s"))?
             .with_context(|| format!("{url} did not answer"))?
             .status();
         anyhow::ensure!(status.is_success(), "{url} answered {status}");

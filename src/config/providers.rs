@@ -338,11 +338,11 @@ fn base_url(
             String::new()
         }
     };
-    if !base_url.is_empty()
-        && reqwest::Url::parse(&base_url)
-            .map(|u| !u.scheme().starts_with("http"))
-            .unwrap_or(true)
-    {
+    // Parsed as the adapters parse it, so a URL that passes here can be called.
+    let callable = |u: http::Uri| {
+        matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty())
+    };
+    if !base_url.is_empty() && !http::Uri::try_from(base_url.as_str()).is_ok_and(callable) {
         problems.add(
             format!("{path}.base_url"),
             format!("`{base_url}` is not an http(s) URL"),
@@ -453,13 +453,10 @@ fn percent_decode(s: &str) -> Option<String> {
 
 /// A local server needs no key.
 fn is_loopback(url: &str) -> bool {
-    reqwest::Url::parse(url)
-        .ok()
-        .and_then(|u| {
-            u.host_str()
-                .map(|h| h == "localhost" || h == "127.0.0.1" || h == "[::1]")
-        })
-        .unwrap_or(false)
+    http::Uri::try_from(url).is_ok_and(|u| {
+        u.host()
+            .is_some_and(|h| h == "localhost" || h == "127.0.0.1" || h == "[::1]")
+    })
 }
 
 #[cfg(test)]

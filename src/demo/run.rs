@@ -9,6 +9,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -139,7 +144,7 @@ async fn paced(
     deadline: Option<tokio::time::Instant>,
     stop: CancellationToken,
 ) -> usize {
-    let client = reqwest::Client::new();
+    let client = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     let models = [
         "auto",
         "cheap",
@@ -190,16 +195,17 @@ async fn paced(
             }
             ("/v1/chat/completions", body)
         };
-        let request = client
-            .post(format!("{base_url}{path}"))
-            .bearer_auth(key)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send();
+        let request = http::Request::post(format!("{base_url}{path}"))
+            .header(http::header::AUTHORIZATION, format!("Bearer {key}"))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.to_string())));
+        // Only a malformed `base_url` fails here, and then every request would.
+        let Ok(request) = request else { break };
+        let sending = client.request(request);
         #[allow(clippy::disallowed_methods)]
         tokio::spawn(async move {
-            if let Ok(resp) = request.await {
-                let _ = resp.bytes().await;
+            if let Ok(resp) = sending.await {
+                let _ = resp.into_body().collect().await;
             }
         });
         sent += 1;
