@@ -705,7 +705,8 @@ mod tests {
             },
             cost: Some(1_234_567_891),
         };
-        let mut cases: Vec<(&str, Vec<(String, Option<Usage>)>, End)> = vec![
+        type Case = (&'static str, Vec<(String, Option<Usage>)>, End);
+        let mut cases: Vec<Case> = vec![
             ("words, billed", words(true), End::Billed(Some(billed))),
             (
                 "words, estimated",

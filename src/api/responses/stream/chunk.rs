@@ -558,7 +558,7 @@ mod tests {
         let choices =
             proptest::collection::vec(choice, 0..3).prop_map(|c| format!("[{}]", c.join(",")));
         (choices, text.clone(), text, any::<u8>()).prop_map(|(choices, model, id, order)| {
-            let mut members = vec![
+            let mut members = [
                 format!("\"id\":{id}"),
                 "\"object\":\"chat.completion.chunk\"".to_string(),
                 "\"created\":1700000000".to_string(),
