@@ -83,24 +83,55 @@ pub struct Features {
     pub dense: [f32; DENSE],
 }
 
-/// The hash of the empty token: FNV-1a's offset basis with the unigram seed.
-const TOKEN_SEED: u64 = 0xcbf2_9ce4_8422_2325 ^ 1;
-const FNV_PRIME: u64 = 0x0100_0000_01b3;
+/// The seed of every token hash (the weights depend on it, like every constant below).
+const TOKEN_SEED: u64 = 0x243f_6a88_85a3_08d3;
+/// Odd multipliers of the hashes (from the golden ratio and splitmix64).
+const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
+const MIX2: u64 = 0xbf58_476d_1ce4_e5b9;
+/// Set in a bigram's hash so a bigram is never the plain xor of two unigrams.
+const BIGRAM: u64 = 0x94d0_49bb_1331_11eb;
+/// Every byte's 0x20 bit: or-ed into ASCII letters and digits, it lowercases the letters
+/// and leaves the digits as they are.
+const ASCII_LOWER: u64 = 0x2020_2020_2020_2020;
 
-/// FNV-1a, 64 bit: stable across platforms and releases (the weights depend on it).
-pub const fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
+/// The hash of `bytes` with `or` or-ed into each 8-byte chunk (`ASCII_LOWER` lowercases
+/// an ASCII alphanumeric token on the fly, 0 hashes the bytes as they are): one multiply
+/// per 8 bytes and one to finish. Stable across platforms and releases (the weights
+/// depend on it).
+pub const fn hash_bytes(bytes: &[u8], or: u64) -> u64 {
+    let mut h = TOKEN_SEED ^ (bytes.len() as u64).wrapping_mul(MIX);
     let mut i = 0;
     while i < bytes.len() {
-        h ^= bytes[i] as u64;
-        h = h.wrapping_mul(FNV_PRIME);
-        i += 1;
+        let mut chunk = 0u64;
+        let mut j = 0;
+        while j < 8 && i + j < bytes.len() {
+            chunk |= ((bytes[i + j] as u64) | (or & 0xff)) << (8 * j);
+            j += 1;
+        }
+        h = (h ^ chunk).wrapping_mul(MIX2).rotate_left(29);
+        i += 8;
     }
-    h
+    h ^= h >> 32;
+    h = h.wrapping_mul(MIX);
+    h ^ (h >> 29)
 }
 
+/// The hash of the bigram `a b` from its tokens' hashes: a rotate and two xors (the
+/// buckets' multiply in `gram_buckets` mixes it).
 fn bigram(a: u64, b: u64) -> u64 {
-    fnv1a(a.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15, &b.to_le_bytes())
+    a.rotate_left(23) ^ b ^ BIGRAM
+}
+
+/// The buckets of the gram hashed `h` in a layout of `2^bits` buckets (`bits` ≤ 22): the
+/// top `bits` of one multiply, and for a layout with `split` the second bucket from the
+/// `bits` below them.
+pub fn gram_buckets(h: u64, bits: u32) -> (usize, usize) {
+    let x = h.wrapping_mul(MIX);
+    let mask = (1u64 << bits) - 1;
+    (
+        (x.rotate_left(bits) & mask) as usize,
+        (x.rotate_left(2 * bits) & mask) as usize,
+    )
 }
 
 /// The bounded view of a prompt: its first `HEAD_BYTES`, and its last `TAIL_BYTES` when longer.
@@ -142,7 +173,7 @@ const WORD_HASHES: [u64; WORDS.len()] = {
     let mut out = [0u64; WORDS.len()];
     let mut i = 0;
     while i < out.len() {
-        out[i] = fnv1a(1, WORDS[i].as_bytes());
+        out[i] = hash_bytes(WORDS[i].as_bytes(), 0);
         i += 1;
     }
     out
@@ -247,20 +278,29 @@ fn walk<'a, F: FnMut(Token<'a>)>(part: &'a str, shape: &mut Shape, mut each: F) 
         .iter()
         .filter(|m| memchr::memmem::find(bytes, m.as_bytes()).is_some())
         .count();
-    // The word being read: where it started, its hash so far, whether it is ASCII.
-    let mut word: Option<(usize, u64, bool)> = None;
+    // The word being read: where it started, whether it is ASCII so far.
+    let mut word: Option<(usize, bool)> = None;
+    // A non-ASCII word's lowercased bytes, for its hash.
+    let mut lower = String::new();
     // Ends the word being read (if any) at byte `end`, then emits the one-character
     // token `single` (a byte range) if there is one.
-    let flush = |word: &mut Option<(usize, u64, bool)>,
-                 end: usize,
-                 single: Option<usize>,
-                 shape: &mut Shape,
-                 each: &mut F| {
-        if let Some((start, hash, ascii)) = word.take() {
-            let token = Token {
-                raw: &part[start..end],
-                hash,
+    let mut flush = |word: &mut Option<(usize, bool)>,
+                     end: usize,
+                     single: Option<usize>,
+                     shape: &mut Shape,
+                     each: &mut F| {
+        if let Some((start, ascii)) = word.take() {
+            let raw = &part[start..end];
+            let mut token = Token {
+                raw,
+                hash: 0,
                 ascii,
+            };
+            token.hash = if ascii {
+                hash_bytes(raw.as_bytes(), ASCII_LOWER)
+            } else {
+                token.lower(&mut lower);
+                hash_bytes(lower.as_bytes(), 0)
             };
             if let Some(i) = token.word() {
                 shape.words |= 1 << i;
@@ -271,7 +311,7 @@ fn walk<'a, F: FnMut(Token<'a>)>(part: &'a str, shape: &mut Shape, mut each: F) 
             let raw = &part[end..end + len];
             each(Token {
                 raw,
-                hash: fnv1a(1, raw.as_bytes()),
+                hash: hash_bytes(raw.as_bytes(), 0),
                 ascii: len == 1,
             });
         }
@@ -304,8 +344,7 @@ fn walk<'a, F: FnMut(Token<'a>)>(part: &'a str, shape: &mut Shape, mut each: F) 
             }
             after_stop = matches!(b, b'.' | b'?' | b'!');
             if b.is_ascii_alphanumeric() {
-                let (_, hash, _) = word.get_or_insert((i, TOKEN_SEED, true));
-                *hash = (*hash ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(FNV_PRIME);
+                word.get_or_insert((i, true));
             } else {
                 flush(&mut word, i, (!space).then_some(1), shape, &mut each);
             }
@@ -322,14 +361,7 @@ fn walk<'a, F: FnMut(Token<'a>)>(part: &'a str, shape: &mut Shape, mut each: F) 
         }
         after_stop = false;
         if c.is_alphanumeric() {
-            let (_, hash, ascii) = word.get_or_insert((i, TOKEN_SEED, false));
-            *ascii = false;
-            let mut buf = [0u8; 4];
-            for l in c.to_lowercase() {
-                for b in l.encode_utf8(&mut buf).bytes() {
-                    *hash = (*hash ^ u64::from(b)).wrapping_mul(FNV_PRIME);
-                }
-            }
+            word.get_or_insert((i, false)).1 = false;
         } else {
             flush(
                 &mut word,
@@ -365,11 +397,6 @@ pub fn grams(text: &str, mut each: impl FnMut(u64, &str, Option<&str>)) {
             std::mem::swap(&mut prev, &mut this);
         });
     }
-}
-
-/// The second bucket of gram hash `h` in a layout with `split` (see `extract`).
-pub fn split_hash(h: u64) -> u64 {
-    fnv1a(7, &h.to_le_bytes())
 }
 
 /// Layouts with at most this many buckets count grams in a per-thread array; larger
@@ -434,15 +461,16 @@ impl BucketCounts {
 /// grams (and with `second`, each gram's second bucket) to `add`.
 fn count_grams(
     (head, tail): (&str, &str),
-    mask: u64,
+    bits: u32,
     second: bool,
     shape: &mut Shape,
     mut add: impl FnMut(usize),
 ) {
     let mut count = |h: u64| {
-        add((h & mask) as usize);
+        let (first, other) = gram_buckets(h, bits);
+        add(first);
         if second {
-            add((split_hash(h) & mask) as usize);
+            add(other);
         }
     };
     for part in [head, tail] {
@@ -457,6 +485,15 @@ fn count_grams(
     }
 }
 
+/// The number of bits of a bucket index in a layout of `buckets` (rounded up to a power
+/// of two, at most 2^22: the weights file allows no more).
+pub fn bucket_bits(buckets: u32) -> u32 {
+    buckets
+        .clamp(1, 1 << 22)
+        .next_power_of_two()
+        .trailing_zeros()
+}
+
 /// The features of `text` with `buckets` hashed buckets (a power of two). With `split`,
 /// every gram of a prompt that is not multiple-choice is counted a second time in its
 /// own bucket, so free-form prompts can learn what n-grams mean for them apart from
@@ -465,21 +502,21 @@ fn count_grams(
 /// One pass over the bounded text reads its tokens and its shape; each gram is counted
 /// straight into its bucket (no list of grams, no sort).
 pub fn extract(text: &str, buckets: u32, split: bool) -> Features {
-    let mask = u64::from(buckets.max(1).next_power_of_two() - 1);
+    let bits = bucket_bits(buckets);
     let parts = bounded(text);
     let mc = multiple_choice(parts.0) || multiple_choice(parts.1);
     let second = split && !mc;
     let mut shape = Shape::default();
-    let size = mask as usize + 1;
+    let size = 1usize << bits;
     let mut hashed = if size <= COUNTED_BUCKETS {
         let mut counts = BucketCounts::take(size);
-        count_grams(parts, mask, second, &mut shape, |b| counts.add(b));
+        count_grams(parts, bits, second, &mut shape, |b| counts.add(b));
         let hashed = counts.drain();
         counts.give_back();
         hashed
     } else {
         let mut raw: Vec<u32> = Vec::new();
-        count_grams(parts, mask, second, &mut shape, |b| raw.push(b as u32));
+        count_grams(parts, bits, second, &mut shape, |b| raw.push(b as u32));
         raw.sort_unstable();
         let mut hashed: Vec<(u32, f32)> = Vec::new();
         for b in raw {
@@ -566,7 +603,7 @@ pub fn dense_name(i: usize) -> String {
 /// A hash of everything the feature layout depends on; a weights file records it.
 pub fn layout_hash(buckets: u32, split: bool) -> u64 {
     let mut desc = format!(
-        "v2;head={HEAD_BYTES};tail={TAIL_BYTES};buckets={buckets};uni+bi;split={split};l2;"
+        "v3;gram-hash=mul-rot;head={HEAD_BYTES};tail={TAIL_BYTES};buckets={buckets};uni+bi;split={split};l2;"
     );
     for n in SHAPE_NAMES {
         desc.push_str(n);
@@ -576,7 +613,7 @@ pub fn layout_hash(buckets: u32, split: bool) -> u64 {
         desc.push_str(w);
         desc.push('|');
     }
-    fnv1a(0, desc.as_bytes())
+    hash_bytes(desc.as_bytes(), 0)
 }
 
 #[cfg(test)]
@@ -592,6 +629,23 @@ mod tests {
         assert!((norm - 1.0).abs() < 1e-4);
         assert!(a.hashed.windows(2).all(|w| w[0].0 < w[1].0));
         assert!(a.hashed.iter().all(|(b, _)| *b < 1 << 14));
+    }
+
+    #[test]
+    fn a_token_hashes_as_its_lowercase_form() {
+        assert_eq!(
+            hash_bytes(b"HeLLo42", ASCII_LOWER),
+            hash_bytes(b"hello42", 0)
+        );
+        assert_eq!(
+            extract("The ÉTÉ Of 1999 WAS Hot.", 1 << 14, true),
+            extract("the été of 1999 was hot.", 1 << 14, true)
+        );
+        // Chunks are zero-padded: the length keeps a token apart from one ending in NULs.
+        assert_ne!(hash_bytes(b"ab", 0), hash_bytes(b"ab\0", 0));
+        let (first, second) = gram_buckets(hash_bytes(b"word", 0), 14);
+        assert!(first < 1 << 14 && second < 1 << 14 && first != second);
+        assert_eq!(gram_buckets(hash_bytes(b"word", 0), 0), (0, 0));
     }
 
     #[test]
@@ -641,20 +695,21 @@ mod tests {
             format!("A) yes\n{long}\nB) no"),
             "é".repeat(3000),
         ];
-        let mut h = 0u64;
+        let mut all = Vec::new();
         for p in &prompts {
             for (buckets, split) in [(1 << 14, true), (1 << 10, false)] {
                 let f = extract(p, buckets, split);
                 for (b, v) in &f.hashed {
-                    h = fnv1a(h, &b.to_le_bytes());
-                    h = fnv1a(h, &v.to_bits().to_le_bytes());
+                    all.extend_from_slice(&b.to_le_bytes());
+                    all.extend_from_slice(&v.to_bits().to_le_bytes());
                 }
                 for v in f.dense {
-                    h = fnv1a(h, &v.to_bits().to_le_bytes());
+                    all.extend_from_slice(&v.to_bits().to_le_bytes());
                 }
             }
         }
-        assert_eq!(h, 0x76dd_3f2f_42f6_40a9, "fingerprint {h:#x}");
+        let h = hash_bytes(&all, 0);
+        assert_eq!(h, 0x3994_5f7f_f536_7791, "fingerprint {h:#x}");
     }
 
     #[test]

@@ -2,13 +2,14 @@
 //! feature layout hash so a file fitted for another layout is refused at load, never
 //! silently misread.
 //!
-//! Layout (version 3): `BZRQ`, u32 format version, u64 layout hash, u32 buckets, u32
+//! Layout (version 4): `BZRQ`, u32 format version, u64 layout hash, u32 buckets, u32
 //! dense, u32 flags (bit 0: free-form prompts' grams split into their own buckets), u32
 //! rank, u32 models, u32 note length + UTF-8 note, f32 shared bias, f32 × (buckets +
 //! dense) shared weights, f32 × rank × (buckets + dense) projection, then per model: u16
 //! id length + UTF-8 id, f32 prior (base rate 0–1 it was fitted at), f32 bias, f32 ×
-//! (buckets + dense) weights, f32 × rank factors. Version 2 files (no rank, no
-//! projection, no factors) still load, as rank 0.
+//! (buckets + dense) weights, f32 × rank factors. Versions 2 and 3 were fitted on
+//! features hashed with FNV-1a (every gram's bucket differs) and are refused with the
+//! advice to retrain.
 
 use std::fmt;
 
@@ -16,9 +17,7 @@ use super::features::{self, DENSE};
 
 const MAGIC: &[u8; 4] = b"BZRQ";
 /// The file format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 3;
-/// The previous version, still read (as rank 0).
-const FORMAT_V2: u32 = 2;
+pub const FORMAT_VERSION: u32 = 4;
 const MAX_MODELS: u32 = 4096;
 /// The largest rank of the prompt projection.
 pub const MAX_RANK: u32 = 64;
@@ -130,9 +129,14 @@ impl Weights {
             ));
         }
         let version = r.u32("the format version")?;
-        if version != FORMAT_VERSION && version != FORMAT_V2 {
+        if version == 2 || version == 3 {
             return Err(WeightsError(format!(
-                "format version {version}; this build reads versions {FORMAT_V2} and {FORMAT_VERSION}"
+                "format version {version}: fitted on the FNV-hashed features of earlier builds; this build reads version {FORMAT_VERSION}; retrain with `bazaar router train`"
+            )));
+        }
+        if version != FORMAT_VERSION {
+            return Err(WeightsError(format!(
+                "format version {version}; this build reads version {FORMAT_VERSION}"
             )));
         }
         let layout = r.u64("the layout hash")?;
@@ -154,11 +158,7 @@ impl Weights {
                 features::layout_hash(buckets, split)
             )));
         }
-        let rank = if version == FORMAT_V2 {
-            0
-        } else {
-            r.u32("the rank")?
-        };
+        let rank = r.u32("the rank")?;
         if rank > MAX_RANK {
             return Err(WeightsError(format!("rank {rank} is more than {MAX_RANK}")));
         }
@@ -290,14 +290,16 @@ mod tests {
     }
 
     #[test]
-    fn reads_version_2_files_as_rank_0() {
-        let w = tiny(0);
-        let v3 = w.to_bytes();
-        // Version 2: the same bytes without the rank field (after the flags, at byte 28).
-        let mut v2 = v3[..28].to_vec();
-        v2[4..8].copy_from_slice(&FORMAT_V2.to_le_bytes());
-        v2.extend_from_slice(&v3[32..]);
-        assert_eq!(Weights::parse(&v2).unwrap(), w);
+    fn refuses_files_of_the_fnv_hashed_features_with_advice_to_retrain() {
+        for old in [2u32, 3] {
+            let mut v = tiny(0).to_bytes();
+            v[4..8].copy_from_slice(&old.to_le_bytes());
+            let err = Weights::parse(&v).unwrap_err().0;
+            assert!(
+                err.contains(&format!("format version {old}")) && err.contains("retrain"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -223,7 +223,7 @@ impl Weights {
             f64::from(self.shared.get(i).copied().unwrap_or(0.0)) + own.unwrap_or(0.0)
         };
         let value: std::collections::HashMap<u32, f32> = f.hashed.iter().copied().collect();
-        let mask = self.buckets.max(1).next_power_of_two() - 1;
+        let bits = features::bucket_bits(self.buckets);
         let mut out: Vec<(String, f64)> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let second = self.split && f.dense[0] == 0.0;
@@ -231,13 +231,13 @@ impl Weights {
             f64::from(value.get(&bucket).copied().unwrap_or(0.0)) * weight(bucket as usize)
         };
         features::grams(text, |h, a, b| {
-            let bucket = (h as u32) & mask;
+            let (bucket, other) = features::gram_buckets(h, bits);
             if !seen.insert(bucket) {
                 return;
             }
-            let mut e = effect(bucket);
+            let mut e = effect(bucket as u32);
             if second {
-                e += effect((features::split_hash(h) as u32) & mask);
+                e += effect(other as u32);
             }
             let label = match b {
                 Some(b) => format!("\"{a} {b}\""),
