@@ -599,6 +599,9 @@ mod tests {
         .unwrap()
     }
 
+    /// A golden stream: its name, its chunks with their usage, how it ends.
+    type Case = (&'static str, Vec<(String, Option<Usage>)>, End);
+
     /// How a golden stream ends.
     enum End {
         Billed(Option<Billed>),
@@ -705,7 +708,6 @@ mod tests {
             },
             cost: Some(1_234_567_891),
         };
-        type Case = (&'static str, Vec<(String, Option<Usage>)>, End);
         let mut cases: Vec<Case> = vec![
             ("words, billed", words(true), End::Billed(Some(billed))),
             (

@@ -124,12 +124,32 @@ pub struct Namespaced {
     pub name: String,
 }
 
-fn raw(s: &str) -> Box<RawValue> {
-    // Only called with literal JSON.
-    RawValue::from_string(s.to_string()).unwrap_or_default()
+/// The literal JSON values a response object falls back to.
+const LITERALS: &[&str] = &[
+    "null",
+    "{}",
+    "[]",
+    "1",
+    "\"auto\"",
+    "\"disabled\"",
+    r#"{"format":{"type":"text"}}"#,
+];
+
+/// A literal JSON value (`LITERALS` are checked once, then copied).
+fn raw(s: &'static str) -> Box<RawValue> {
+    static CHECKED: std::sync::LazyLock<Vec<Box<RawValue>>> = std::sync::LazyLock::new(|| {
+        LITERALS
+            .iter()
+            .map(|s| RawValue::from_string(s.to_string()).unwrap_or_default())
+            .collect()
+    });
+    match LITERALS.iter().position(|l| *l == s) {
+        Some(i) => CHECKED.get(i).cloned().unwrap_or_default(),
+        None => RawValue::from_string(s.to_string()).unwrap_or_default(),
+    }
 }
 
-fn owned(v: Option<&RawValue>, default: &str) -> Box<RawValue> {
+fn owned(v: Option<&RawValue>, default: &'static str) -> Box<RawValue> {
     match v {
         Some(v) if v.get() != "null" => v.to_owned(),
         _ => raw(default),

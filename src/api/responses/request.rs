@@ -206,9 +206,25 @@ pub(super) fn to_chat<'a>(
     })
 }
 
-fn required<'a>(v: Option<&'a RawValue>, field: &str) -> Result<&'a RawValue, ApiError> {
-    v.filter(|v| v.get() != "null")
-        .ok_or_else(|| field_error(field, format!("`{field}` is required.")))
+/// `v`, present and not null; else a 400 naming `field` (written out only then).
+fn required(v: Option<&RawValue>, field: impl std::fmt::Display) -> Result<&RawValue, ApiError> {
+    match v.filter(|v| v.get() != "null") {
+        Some(v) => Ok(v),
+        None => Err(field_error(
+            field.to_string(),
+            format!("`{field}` is required."),
+        )),
+    }
+}
+
+/// `input[i]`, the path of an input item, written out only when an error names it.
+#[derive(Clone, Copy)]
+struct Item(usize);
+
+impl std::fmt::Display for Item {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "input[{}]", self.0)
+    }
 }
 
 /// Input items → chat messages. Consecutive `function_call` items (and the assistant
@@ -218,18 +234,44 @@ fn messages<'a>(
     namespaced: &[Namespaced],
     out: &mut Vec<MessageOut<'a>>,
 ) -> Result<(), ApiError> {
+    // Whether the last message is an assistant turn that tool calls may join.
+    let mut open_assistant = false;
+    // One pass over the items when all of them read; otherwise item by item, so the
+    // error is the same one the first failing item gives in order.
+    if let Ok(list) = serde_json::from_str::<Vec<ItemIn>>(items.get()) {
+        for (i, item) in list.into_iter().enumerate() {
+            message(Item(i), item, namespaced, out, &mut open_assistant)?;
+        }
+        return Ok(());
+    }
     let list: Vec<&RawValue> = serde_json::from_str(items.get()).map_err(|_| {
         field_error(
             "input",
             "`input` must be a string or an array of input items.",
         )
     })?;
-    // Whether the last message is an assistant turn that tool calls may join.
-    let mut open_assistant = false;
     for (i, raw) in list.into_iter().enumerate() {
-        let path = format!("input[{i}]");
-        let item: ItemIn = serde_json::from_str(raw.get())
-            .map_err(|_| field_error(&path, format!("`{path}` must be an input item object.")))?;
+        let path = Item(i);
+        let item: ItemIn = serde_json::from_str(raw.get()).map_err(|_| {
+            field_error(
+                path.to_string(),
+                format!("`{path}` must be an input item object."),
+            )
+        })?;
+        message(path, item, namespaced, out, &mut open_assistant)?;
+    }
+    Ok(())
+}
+
+/// One input item at `path` → chat messages (see `messages`).
+fn message<'a>(
+    path: Item,
+    item: ItemIn<'a>,
+    namespaced: &[Namespaced],
+    out: &mut Vec<MessageOut<'a>>,
+    open_assistant: &mut bool,
+) -> Result<(), ApiError> {
+    {
         let kind = match (&item.kind, &item.role) {
             (Some(k), _) => k.as_ref(),
             (None, Some(_)) => "message",
@@ -260,13 +302,13 @@ fn messages<'a>(
                         ))
                     }
                 };
-                let content = required(item.content, &format!("{path}.content"))?;
-                let content = content_parts(content, role, &format!("{path}.content"))?;
+                let content = required(item.content, format_args!("{path}.content"))?;
+                let content = content_parts(content, role, format_args!("{path}.content"))?;
                 out.push(MessageOut::plain(role, Some(content)));
-                open_assistant = role == "assistant";
+                *open_assistant = role == "assistant";
             }
             "function_call" => {
-                let name = required(item.name, &format!("{path}.name"))?;
+                let name = required(item.name, format_args!("{path}.name"))?;
                 // A namespaced function's call, under the name chat knows it by.
                 let name = match item.namespace.as_deref() {
                     Some(ns) => {
@@ -281,39 +323,39 @@ fn messages<'a>(
                     None => Json::Raw(name),
                 };
                 let call = ToolCallOut {
-                    id: required(item.call_id, &format!("{path}.call_id"))?,
+                    id: required(item.call_id, format_args!("{path}.call_id"))?,
                     kind: "function",
                     function: FunctionOut {
                         name,
                         arguments: Json::Raw(required(
                             item.arguments,
-                            &format!("{path}.arguments"),
+                            format_args!("{path}.arguments"),
                         )?),
                     },
                 };
                 match out.last_mut() {
-                    Some(m) if open_assistant => m.tool_calls.push(call),
+                    Some(m) if *open_assistant => m.tool_calls.push(call),
                     _ => {
                         out.push(MessageOut {
                             tool_calls: vec![call],
                             ..MessageOut::plain("assistant", Some(ContentOut::Null))
                         });
-                        open_assistant = true;
+                        *open_assistant = true;
                     }
                 }
             }
             "function_call_output" => {
-                let id = required(item.call_id, &format!("{path}.call_id"))?;
-                let output = required(item.output, &format!("{path}.output"))?;
+                let id = required(item.call_id, format_args!("{path}.call_id"))?;
+                let output = required(item.output, format_args!("{path}.output"))?;
                 let content = match output.get().as_bytes().first() {
                     Some(b'"') => ContentOut::Raw(output),
-                    _ => content_parts(output, "tool", &format!("{path}.output"))?,
+                    _ => content_parts(output, "tool", format_args!("{path}.output"))?,
                 };
                 out.push(MessageOut {
                     tool_call_id: Some(id),
                     ..MessageOut::plain("tool", Some(content))
                 });
-                open_assistant = false;
+                *open_assistant = false;
             }
             // Reasoning of an earlier turn: another backend cannot continue it, and the
             // turn's visible output carries on without it.
@@ -340,14 +382,14 @@ fn messages<'a>(
 fn content_parts<'a>(
     content: &'a RawValue,
     role: &str,
-    path: &str,
+    path: impl std::fmt::Display + Copy,
 ) -> Result<ContentOut<'a>, ApiError> {
     if content.get().starts_with('"') {
         return Ok(ContentOut::Raw(content));
     }
     let parts: Vec<PartIn> = serde_json::from_str(content.get()).map_err(|_| {
         field_error(
-            path,
+            path.to_string(),
             format!("`{path}` must be a string or an array of content parts with a `type`."),
         )
     })?;
@@ -364,7 +406,7 @@ fn content_parts<'a>(
                     ))
                 }
             };
-            let value = required(value, &format!("{path}[{j}].text"))?;
+            let value = required(value, format_args!("{path}[{j}].text"))?;
             let s: Cow<str> = serde_json::from_str(value.get())
                 .map_err(|_| field_error(format!("{path}[{j}].text"), "must be a string"))?;
             text.push_str(&s);
@@ -373,10 +415,10 @@ fn content_parts<'a>(
     }
     let mut out = Vec::with_capacity(parts.len());
     for (j, p) in parts.into_iter().enumerate() {
-        let field = format!("{path}[{j}]");
+        let field = Part(path, j);
         match p.kind.as_ref() {
             "input_text" | "output_text" | "text" => out.push(PartOut::Text {
-                text: required(p.text, &format!("{field}.text"))?,
+                text: required(p.text, format_args!("{field}.text"))?,
             }),
             "input_image" => {
                 let Some(url) = p.image_url.filter(|u| u.get() != "null") else {
@@ -418,6 +460,16 @@ fn content_parts<'a>(
     Ok(ContentOut::simplest(out))
 }
 
+/// `{path}[j]`, a content part's path, written out only when an error names it.
+#[derive(Clone, Copy)]
+struct Part<P>(P, usize);
+
+impl<P: std::fmt::Display> std::fmt::Display for Part<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.0, self.1)
+    }
+}
+
 /// Tools → chat function tools. The functions of a `namespace` tool join the list (named
 /// `{namespace}__{name}` when another tool has their own name) and are recorded in
 /// `namespaced`; a hosted or custom tool only a Responses backend runs is noted in `only`
@@ -439,9 +491,9 @@ fn tools<'a>(
         match t.kind.as_ref() {
             "function" => out.push(function(t, || format!("tools[{i}]"))?),
             "namespace" => {
-                let namespace = string(required(t.name, &format!("tools[{i}].name"))?)
+                let namespace = string(required(t.name, format_args!("tools[{i}].name"))?)
                     .ok_or_else(|| field_error(format!("tools[{i}].name"), "must be a string"))?;
-                let inner = required(t.tools, &format!("tools[{i}].tools"))?;
+                let inner = required(t.tools, format_args!("tools[{i}].tools"))?;
                 let inner: Vec<ToolIn> = serde_json::from_str(inner.get()).map_err(|_| {
                     field_error(
                         format!("tools[{i}].tools"),
