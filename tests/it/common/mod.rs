@@ -162,6 +162,8 @@ impl TestGateway {
         clock: bazaar::billing::Clock,
     ) -> TestGateway {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        static SWEEP: std::sync::Once = std::sync::Once::new();
+        SWEEP.call_once(sweep_dead_test_dirs);
         let dir = dir.unwrap_or_else(|| {
             std::env::temp_dir().join(format!(
                 "bazaar-it-{}-{}",
@@ -279,6 +281,32 @@ impl TestGateway {
         match self.done.take() {
             Some(done) => done.await.unwrap(),
             None => Ok(()),
+        }
+    }
+}
+
+/// Removes the temporary directories `TestGateway::launch` made in earlier runs whose
+/// test process has ended (`bazaar-it-PID-N` with no `/proc/PID`). A directory cannot be
+/// removed when its gateway stops, because a test may restart a gateway on it; a live
+/// process's directories, this run's or a concurrent run's, are left alone.
+fn sweep_dead_test_dirs() {
+    if !std::path::Path::new("/proc/self").exists() {
+        return; // no way to tell a live process from an ended one
+    }
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("bazaar-it-")) else {
+            continue;
+        };
+        let Some((pid, n)) = rest.split_once('-') else {
+            continue;
+        };
+        let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if numeric(pid) && numeric(n) && !std::path::Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }
