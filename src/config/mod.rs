@@ -30,6 +30,7 @@ pub use predictor::{PredictorConfig, PredictorLoadError};
 pub use problems::{ConfigError, ConfigProblem, Problems, ValueError};
 pub use providers::{
     ProviderConfig, Proxy, Timeouts, WireFormat, ANTHROPIC_VERSION, AZURE_API_VERSION,
+    DEFAULT_MAX_REPLY_BYTES,
 };
 pub use raw::RawConfig;
 pub use routes::{BreakerSettings, Policy, RouteConfig, RouterConfig, Weights};

@@ -55,6 +55,11 @@ pub struct Timeouts {
     pub idle: Duration,
 }
 
+/// The largest upstream reply body read whole (and the largest single stream event), when
+/// a provider sets no `max_reply_bytes`: a batch of 2,048 base64 embeddings of 3,072
+/// dimensions fits, a body an upstream never ends does not.
+pub const DEFAULT_MAX_REPLY_BYTES: usize = 64 * 1024 * 1024;
+
 /// The HTTP proxy a provider's calls go through: a CONNECT tunnel for `https`
 /// upstreams, absolute-form requests for `http` ones. Display shows no credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +103,8 @@ pub struct ProviderConfig {
     pub cost_per_hour_micros: Option<u64>,
     /// The proxy every call goes through; `None`: straight to `base_url`.
     pub proxy: Option<Proxy>,
+    /// The largest reply body read whole, and the largest single stream event, in bytes.
+    pub max_reply_bytes: usize,
 }
 
 /// Resolves every `[providers.*]` section in order, adding the models each serves to
@@ -200,6 +207,10 @@ pub(super) fn resolve(
             }
             micros
         });
+        let max_reply_bytes = p.max_reply_bytes.unwrap_or(DEFAULT_MAX_REPLY_BYTES);
+        if max_reply_bytes < 1024 {
+            problems.add(format!("{path}.max_reply_bytes"), "must be at least 1024");
+        }
         if let (Some(wire), Some(tier)) = (wire, tier) {
             providers.push(ProviderConfig {
                 id: id.clone(),
@@ -215,6 +226,7 @@ pub(super) fn resolve(
                 catalog_key,
                 cost_per_hour_micros,
                 proxy,
+                max_reply_bytes,
             });
         }
     }

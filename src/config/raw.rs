@@ -378,6 +378,9 @@ pub struct RawProvider {
     /// divided by its measured throughput. Unset: free.
     #[serde(default)]
     pub cost_per_hour: Option<RawPrice>,
+    /// Largest upstream reply body (and single stream event) read, in bytes.
+    #[serde(default)]
+    pub max_reply_bytes: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

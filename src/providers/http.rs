@@ -15,7 +15,7 @@ use http::header::{
     USER_AGENT,
 };
 use http::{Method, Request, Response, Uri};
-use http_body_util::{BodyDataStream, BodyExt, Full};
+use http_body_util::{BodyDataStream, BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -103,7 +103,8 @@ impl UpstreamClient {
             return Ok((response, meta));
         }
         let (parts, body) = response.into_parts();
-        let body = async { body.collect().await.ok().map(|b| b.to_bytes()) };
+        // An error body past the limit is classified by its status alone.
+        let body = async { read_capped(body, config.max_reply_bytes).await.ok() };
         Err(refusal(
             config,
             parts.status,
@@ -117,18 +118,58 @@ impl UpstreamClient {
 }
 
 /// Reads a whole reply body from `UpstreamClient` before the attempt's deadline or the
-/// provider's total timeout.
+/// provider's total timeout, and no more than its `max_reply_bytes`: a body declared or
+/// found longer is a protocol failure, and dropping it closes the connection.
 pub async fn read_reply(
     config: &ProviderConfig,
     response: Response<Incoming>,
     at: Attempt<'_>,
 ) -> Result<Bytes, UpstreamError> {
     let deadline = at.deadline.min(Instant::now() + config.timeouts.total);
-    match timeout_at(deadline, response.into_body().collect()).await {
+    match timeout_at(
+        deadline,
+        read_capped(response.into_body(), config.max_reply_bytes),
+    )
+    .await
+    {
         Err(_) => Err(timeout(config, "body")),
-        Ok(Err(e)) => Err(transport_failure(config, Failure::Body, &e)),
-        Ok(Ok(body)) => Ok(body.to_bytes()),
+        Ok(Err(Capped::Broke(e))) => Err(transport_failure(config, Failure::Body, &*e)),
+        Ok(Err(Capped::TooLarge)) => Err(too_large(config, "reply body")),
+        Ok(Ok(body)) => Ok(body),
     }
+}
+
+/// Why `read_capped` read no whole body.
+enum Capped {
+    /// Longer than the limit, by its `Content-Length` or by what arrived.
+    TooLarge,
+    Broke(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Reads `body` whole if it is at most `limit` bytes; stops reading as soon as it
+/// declares or delivers more.
+async fn read_capped(body: Incoming, limit: usize) -> Result<Bytes, Capped> {
+    use hyper::body::Body as _;
+    if usize::try_from(body.size_hint().lower()).map_or(true, |n| n > limit) {
+        return Err(Capped::TooLarge);
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(Capped::TooLarge),
+        Err(e) => Err(Capped::Broke(e)),
+    }
+}
+
+/// The failure of a reply (`what`) longer than the provider's `max_reply_bytes`.
+fn too_large(config: &ProviderConfig, what: &str) -> UpstreamError {
+    UpstreamError::protocol(
+        &config.id,
+        format!(
+            "the {what} passed the gateway's limit of {} bytes (providers.{}.max_reply_bytes); \
+             the connection was closed",
+            config.max_reply_bytes, config.id
+        ),
+    )
 }
 
 /// `event_stream` over a reply from `UpstreamClient`.
@@ -419,7 +460,15 @@ where
                 Err(_) => Err(timeout(&s.config, phase)),
                 Ok(Some(Ok(bytes))) => {
                     s.decoder.push(&bytes, &mut s.events);
-                    feed(&mut s.translator, &mut s.events, &mut s.scratch)
+                    let fed = feed(&mut s.translator, &mut s.events, &mut s.scratch);
+                    // An event that never ends (a line without a newline, data lines
+                    // without a blank one) is bounded like a whole reply.
+                    match fed {
+                        Ok(false) if s.decoder.pending() > s.config.max_reply_bytes => {
+                            Err(too_large(&s.config, "stream event"))
+                        }
+                        fed => fed,
+                    }
                 }
                 Ok(Some(Err(e))) => Err((s.failed)(&s.config, &e)),
                 Ok(None) => {

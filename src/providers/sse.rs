@@ -39,8 +39,13 @@ impl SseDecoder {
             input = &input[1..];
         }
         self.after_cr = false;
+        // Only the new bytes can hold a line end: a long line is scanned once, not once
+        // per push.
+        let mut scanned = self.buf.len();
         self.buf.extend_from_slice(input);
-        while let Some(end) = self.buf.iter().position(|&b| b == b'\n' || b == b'\r') {
+        while let Some(at) = memchr::memchr2(b'\n', b'\r', &self.buf[scanned..]) {
+            let end = scanned + at;
+            scanned = 0;
             let is_cr = self.buf[end] == b'\r';
             let line = self.buf.split_to(end);
             let mut skip = 1;
@@ -55,6 +60,12 @@ impl SseDecoder {
             self.buf.advance(skip);
             self.line(&line, out);
         }
+    }
+
+    /// Bytes held for the event being read: its unfinished line, its `data` so far
+    /// and its name. What bounds one event is the caller's to decide.
+    pub fn pending(&self) -> usize {
+        self.buf.len() + self.data.len() + self.event.len()
     }
 
     /// Ends the input: an unterminated last event is dropped, as EventSource does.
@@ -150,6 +161,22 @@ mod tests {
         d.push(b"data: {\"a\":1}\n\ndata: {\"b\"", &mut out);
         assert_eq!(out.len(), 1);
         assert!(d.finish());
+    }
+
+    #[test]
+    fn an_unended_event_is_pending_until_its_blank_line() {
+        let mut d = SseDecoder::new();
+        let mut out = Vec::new();
+        for _ in 0..1000 {
+            d.push(b"xxxxxxxxxx", &mut out);
+        }
+        assert_eq!(d.pending(), 10_000);
+        d.push(b"\ndata: abc\ndata: de", &mut out);
+        assert_eq!(d.pending(), "abc".len() + "data: de".len());
+        d.push(b"f\n\n", &mut out);
+        assert_eq!(d.pending(), 0);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].data, "abc\ndef");
     }
 
     proptest! {

@@ -36,3 +36,4 @@ mod responses_stored;
 mod responses_translation;
 mod routing;
 mod transport;
+mod upstream_limits;
