@@ -1,15 +1,19 @@
 //! Ledger write throughput on SQLite and PostgreSQL, then the spend queries at 10
 //! million rows. For each database: `Ledger::insert` in batches of 500 (the default
-//! batch; on SQLite for each statement shape, each on a fresh file: one prepared statement
-//! reused per row, and multi-row statements of fixed widths, a batch's rest cut into
-//! halving widths), then the writer end to end (rows handed to
-//! the sink as fast as it takes them, until the last one is committed), with the rows
-//! it spilled (0 while the database is up).
+//! batch; on SQLite for each statement width, each on a fresh file: one prepared
+//! statement reused per row, and multi-row statements of fixed widths), then the
+//! writer end to end (rows handed to the sink as fast as it takes them, until the last
+//! one is committed), with the rows it spilled (0 while the database is up). Each line
+//! gives the process's CPU time per row (every thread, SQLite's and the tokio workers')
+//! and its context switches per row (each a hand-off between threads, which costs a
+//! scheduling delay on a loaded machine).
 //!
 //! Run: `cargo bench --bench ledger` (PostgreSQL from `BAZAAR_TEST_POSTGRES_URL`, e.g.
 //! after `source scripts/services.sh; start_postgres`; `BAZAAR_BENCH_WRITE_ROWS` rows
-//! per measurement, default 200,000; `BAZAAR_BENCH_ROWS` for the spend queries' size,
-//! default 10 million; `-- --no-spend` skips those).
+//! per measurement, default 200,000; `BAZAAR_BENCH_WIDTHS` the SQLite statement widths
+//! to measure, default `1,32,64,128,256` and the default width last;
+//! `BAZAAR_BENCH_ROWS` for the spend queries' size, default 10 million; `-- --no-spend`
+//! skips those, `-- --writer-only` measures only the writer end to end).
 
 #![allow(
     clippy::unwrap_used,
@@ -76,21 +80,67 @@ fn cpu_seconds() -> f64 {
     ticks / 100.0
 }
 
-/// `Ledger::insert` of `n` rows (numbered from `from`) in batches of 500; (rows/s, CPU
-/// µs per row).
-async fn insert_rate(ledger: &Ledger, from: i64, n: i64) -> (f64, f64) {
+/// Context switches (voluntary and not) of every live thread of this process so far.
+fn context_switches() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+/// Wall-clock rate, CPU µs and context switches per row of a measured stretch.
+struct Cost {
+    started: Instant,
+    cpu: f64,
+    switches: u64,
+}
+
+impl Cost {
+    fn start() -> Cost {
+        Cost {
+            started: Instant::now(),
+            cpu: cpu_seconds(),
+            switches: context_switches(),
+        }
+    }
+
+    fn line(&self, rows: i64) -> String {
+        let n = rows as f64;
+        let rate = n / self.started.elapsed().as_secs_f64();
+        let cpu = (cpu_seconds() - self.cpu) * 1e6 / n;
+        let switches = context_switches().saturating_sub(self.switches) as f64 / n;
+        format!("{rate:>9.0} rows/s {cpu:>6.1} CPU µs/row {switches:>5.2} switches/row")
+    }
+}
+
+/// `Ledger::insert` of `n` rows (numbered from `from`) in batches of 500; its cost line.
+async fn insert_rate(ledger: &Ledger, from: i64, n: i64) -> String {
     let rows: Vec<LedgerRow> = (from..from + n).map(row).collect();
-    let (t, cpu) = (Instant::now(), cpu_seconds());
+    let cost = Cost::start();
     for batch in rows.chunks(500) {
         ledger.insert(batch).await.unwrap();
     }
-    let rate = n as f64 / t.elapsed().as_secs_f64();
-    (rate, (cpu_seconds() - cpu) * 1e6 / n as f64)
+    cost.line(n)
 }
 
 /// The writer with the default settings, fed `n` rows as fast as its queue takes them;
-/// (rows/s until the last row is committed, rows spilled).
-async fn writer_rate(ledger: &Ledger, from: i64, n: i64, spill: std::path::PathBuf) -> (f64, u64) {
+/// (its cost line until the last row is committed, rows spilled).
+async fn writer_rate(
+    ledger: &Ledger,
+    from: i64,
+    n: i64,
+    spill: std::path::PathBuf,
+) -> (String, u64) {
     let settings = WriterSettings {
         queue: 10_000,
         batch: 500,
@@ -103,7 +153,7 @@ async fn writer_rate(ledger: &Ledger, from: i64, n: i64, spill: std::path::PathB
     let task = tokio::spawn(task);
     let rows: Vec<LedgerRow> = (from..from + n).map(row).collect();
     let before = ledger.count().await.unwrap();
-    let t = Instant::now();
+    let cost = Cost::start();
     for (i, r) in rows.into_iter().enumerate() {
         // Never more than the queue holds: a full queue would spill, which is the
         // overload path, not the throughput this measures.
@@ -119,27 +169,38 @@ async fn writer_rate(ledger: &Ledger, from: i64, n: i64, spill: std::path::PathB
     }
     stop.cancel();
     task.await.unwrap();
-    let rate = n as f64 / t.elapsed().as_secs_f64();
+    let line = cost.line(n);
     assert_eq!(
         ledger.count().await.unwrap() - before,
         n - sink.spilled() as i64
     );
-    (rate, sink.spilled())
+    (line, sink.spilled())
 }
 
-async fn bench(label: &str, url: &str, n: i64, dir: &std::path::Path) {
+/// SQLite statement widths to measure, the default last.
+fn widths() -> Vec<usize> {
+    let mut widths: Vec<usize> = match std::env::var("BAZAAR_BENCH_WIDTHS") {
+        Ok(list) => list
+            .split(',')
+            .filter_map(|w| w.trim().parse().ok())
+            .collect(),
+        Err(_) => vec![1, 32, 64, 128, 256],
+    };
+    widths.retain(|w| *w != SQLITE_ROWS_PER_STATEMENT);
+    widths.push(SQLITE_ROWS_PER_STATEMENT);
+    widths
+}
+
+async fn bench(label: &str, url: &str, n: i64, dir: &std::path::Path, writer_only: bool) {
     let mut next = 0;
-    if label == "sqlite" {
-        let mut widths = vec![1, 8, 16, 32, 64];
-        widths.retain(|w| *w != SQLITE_ROWS_PER_STATEMENT);
-        widths.push(SQLITE_ROWS_PER_STATEMENT);
-        for width in widths {
+    if label == "sqlite" && !writer_only {
+        for width in widths() {
             // Each shape on a fresh file: a table grown by the previous shape would
             // make later shapes look slower.
             let fresh = format!("{url}-{width}");
             let mut ledger = Ledger::connect(&fresh).await.unwrap();
             ledger.set_rows_per_statement(width);
-            let (rate, cpu) = insert_rate(&ledger, next, n).await;
+            let cost = insert_rate(&ledger, next, n).await;
             ledger.close().await;
             next += n;
             let shape = if width == 1 {
@@ -153,24 +214,27 @@ async fn bench(label: &str, url: &str, n: i64, dir: &std::path::Path) {
                 ""
             };
             println!(
-                "  {label:<8} insert, {shape:<28} {rate:>9.0} rows/s {cpu:>6.1} CPU µs/row   load {}{default}",
+                "  {label:<8} insert, {shape:<28} {cost}   load {}{default}",
                 loadavg()
             );
         }
     }
     let ledger = Ledger::connect(url).await.unwrap();
-    if label != "sqlite" {
-        let (rate, cpu) = insert_rate(&ledger, next, n).await;
+    if label != "sqlite" && !writer_only {
+        let cost = insert_rate(&ledger, next, n).await;
         next += n;
         println!(
-            "  {label:<8} insert, {:<28} {rate:>9.0} rows/s {cpu:>6.1} CPU µs/row   load {}",
+            "  {label:<8} insert, {:<28} {cost}   load {}",
             "one COPY per batch",
             loadavg()
         );
     }
-    let (rate, spilled) =
+    let (cost, spilled) =
         writer_rate(&ledger, next, n, dir.join(format!("{label}.spill.jsonl"))).await;
-    println!("  {label:<8} writer end to end, batches of 500   {rate:>9.0} rows/s   load {}, spilled {spilled}", loadavg());
+    println!(
+        "  {label:<8} writer end to end, batches of 500  {cost}   load {}, spilled {spilled}",
+        loadavg()
+    );
     ledger.close().await;
 }
 
@@ -189,10 +253,11 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let writer_only = std::env::args().any(|a| a == "--writer-only");
     rt.block_on(async {
         println!("ledger writes ({n} rows per measurement; load average at start {}):", loadavg());
         let sqlite = format!("sqlite://{}", dir.join("ledger.sqlite").display());
-        bench("sqlite", &sqlite, n, &dir).await;
+        bench("sqlite", &sqlite, n, &dir, writer_only).await;
         match std::env::var("BAZAAR_TEST_POSTGRES_URL") {
             Ok(admin_url) => {
                 sqlx::any::install_default_drivers();
@@ -201,7 +266,14 @@ fn main() {
                 sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
                 let (scheme, rest) = admin_url.split_once("://").unwrap();
                 let server = rest.split(['/', '?']).next().unwrap();
-                bench("postgres", &format!("{scheme}://{server}/{name}"), n, &dir).await;
+                bench(
+                    "postgres",
+                    &format!("{scheme}://{server}/{name}"),
+                    n,
+                    &dir,
+                    writer_only,
+                )
+                .await;
                 sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .execute(&admin)
                     .await
@@ -210,7 +282,7 @@ fn main() {
             }
             Err(_) => println!("  postgres skipped: BAZAAR_TEST_POSTGRES_URL is not set (source scripts/services.sh; start_postgres)"),
         }
-        if !std::env::args().any(|a| a == "--no-spend") {
+        if !writer_only && !std::env::args().any(|a| a == "--no-spend") {
             println!();
             spend::time_spend_queries(spend_rows).await;
         }

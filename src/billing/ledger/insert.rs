@@ -1,9 +1,11 @@
 //! The ledger's write path: a batch of rows and its hourly rollup, summed in memory,
 //! inserted inside the caller's transaction. The statements' text never depends on the
-//! batch, so each is prepared once per connection and reused from sqlx's cache: on
-//! SQLite multi-row statements of fixed widths (the widest, then halving widths for the
-//! rest of a batch); on PostgreSQL the rows in one `COPY` and the rollup in one upsert
-//! with one array per column.
+//! batch, so each is prepared once per connection and reused from sqlx's cache. On
+//! SQLite a batch's rows go through one multi-row statement of a fixed width (a chunk
+//! of that many rows per execution; a shorter last chunk leaves the rest of its
+//! parameters unbound, NULL, and those rows are filtered out), and its rollup through
+//! one such upsert; on PostgreSQL the rows go in one `COPY` and the rollup in one
+//! upsert with one array per column.
 
 use super::{
     Aggregate, Backend, LedgerError, LedgerRow, COLUMNS, HOUR_MS, N_COLUMNS, ROLLUP_COLUMNS,
@@ -11,7 +13,13 @@ use super::{
 
 /// Rows per INSERT statement on SQLite unless [`Ledger::set_rows_per_statement`] says
 /// otherwise; `cargo bench --bench ledger` measures the choices.
-pub const SQLITE_ROWS_PER_STATEMENT: usize = 32;
+///
+/// [`Ledger::set_rows_per_statement`]: super::Ledger::set_rows_per_statement
+pub const SQLITE_ROWS_PER_STATEMENT: usize = 128;
+
+/// Rollup groups per upsert statement on SQLite (19 parameters each): a batch of the
+/// default 500 rows from a few keys and models has a few dozen.
+const SQLITE_GROUPS_PER_STATEMENT: usize = 32;
 
 /// One value of a row as the write statements bind it.
 #[derive(Debug, Clone, Copy)]
@@ -82,6 +90,7 @@ fn rollup_cells<'a>(k: &RollupKey<'a>, a: &Aggregate) -> [Cell<'a>; ROLLUP_WIDTH
     ]
 }
 
+#[cfg(test)]
 pub(super) fn bind_cells<'q>(
     mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     cells: impl IntoIterator<Item = Cell<'q>>,
@@ -129,25 +138,6 @@ fn pg_arrays<'a, const W: usize>(rows: impl Iterator<Item = [Cell<'a>; W]>) -> V
     columns
 }
 
-/// Rollup groups per upsert statement on SQLite (19 parameters each); fewer go
-/// through the halving widths below it.
-const SQLITE_GROUPS_PER_STATEMENT: usize = 16;
-
-/// The widths a batch is cut into: `widest`, then the powers of two below it, down to
-/// one, so any batch takes at most a few statements beyond its `widest`-row ones.
-fn widths(widest: usize) -> Vec<usize> {
-    let widest = widest.max(1);
-    let mut out = vec![widest];
-    let mut w = widest.next_power_of_two();
-    while w > 1 {
-        w /= 2;
-        if w < widest {
-            out.push(w);
-        }
-    }
-    out
-}
-
 /// The write statements, built once per ledger. Their text does not change with the
 /// batch size, so each is parsed once per connection and then reused from sqlx's
 /// statement cache.
@@ -157,10 +147,12 @@ fn widths(widest: usize) -> Vec<usize> {
 /// parameter list, which makes binding quadratic in the parameters per statement.
 #[derive(Debug)]
 pub(super) struct WriteSql {
-    /// SQLite: `(width, INSERT of width rows)`, widest first, the last one row wide.
-    rows: Vec<(usize, String)>,
-    /// SQLite: `(width, upsert of width rollup groups)`, widest first, down to one.
-    rollups: Vec<(usize, String)>,
+    /// SQLite: rows per execution of `rows`.
+    rows_width: usize,
+    /// SQLite: an INSERT of up to `rows_width` rows.
+    rows: String,
+    /// SQLite: an upsert of up to `SQLITE_GROUPS_PER_STATEMENT` rollup groups.
+    rollups: String,
     /// PostgreSQL: the whole batch in one `COPY … FROM STDIN` (text format).
     copy: String,
     /// PostgreSQL: every rollup group of the batch in one upsert.
@@ -169,9 +161,15 @@ pub(super) struct WriteSql {
 
 impl WriteSql {
     pub(super) fn new(backend: Backend, rows_per_statement: usize) -> WriteSql {
-        let values = |width: usize, rows: usize| {
-            let one = format!("({})", vec!["?"; width].join(","));
-            vec![one; rows].join(",")
+        // `width` rows of `columns` parameters; SQLite names the columns of a VALUES
+        // list column1, column2, …, and rows whose first parameter was left unbound
+        // (NULL: every write binds a non-NULL first cell) are not inserted.
+        let padded = |columns: usize, width: usize| {
+            let one = format!("({})", vec!["?"; columns].join(","));
+            format!(
+                "SELECT * FROM (VALUES {}) WHERE column1 IS NOT NULL",
+                vec![one; width].join(",")
+            )
         };
         let unnest = |cells: &[Cell<'_>]| {
             let args: Vec<String> = cells
@@ -195,26 +193,19 @@ impl WriteSql {
                 update.join(", ")
             )
         };
+        let rows_width = rows_per_statement.max(1);
         let (rows, rollups) = match backend {
             Backend::Sqlite => (
-                widths(rows_per_statement)
-                    .into_iter()
-                    .map(|w| {
-                        let sql = format!(
-                            "INSERT INTO ledger ({COLUMNS}) VALUES {}",
-                            values(N_COLUMNS, w)
-                        );
-                        (w, sql)
-                    })
-                    .collect(),
-                widths(SQLITE_GROUPS_PER_STATEMENT)
-                    .into_iter()
-                    .map(|w| (w, upsert(format!("VALUES {}", values(ROLLUP_WIDTH, w)))))
-                    .collect(),
+                format!(
+                    "INSERT INTO ledger ({COLUMNS}) {}",
+                    padded(N_COLUMNS, rows_width)
+                ),
+                upsert(padded(ROLLUP_WIDTH, SQLITE_GROUPS_PER_STATEMENT)),
             ),
-            Backend::Postgres => (Vec::new(), Vec::new()),
+            Backend::Postgres => (String::new(), String::new()),
         };
         WriteSql {
+            rows_width,
             rows,
             rollups,
             copy: format!("COPY ledger ({COLUMNS}) FROM STDIN"),
@@ -226,22 +217,28 @@ impl WriteSql {
     }
 }
 
-/// Runs `items` through the statements of `ladder` (widest first, the last one wide),
-/// each statement taking as many items as it has rows.
-async fn execute_cut<'q, T: 'q, const W: usize>(
+/// Runs `items` through `sql`, a statement of `width` rows, one execution per chunk of
+/// `width` items; a short last chunk leaves the rest of the parameters unbound. The
+/// arguments are reserved up front (no regrowth while binding).
+async fn execute_chunks<'q, T: 'q, const W: usize>(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    ladder: &'q [(usize, String)],
-    mut items: &'q [T],
+    sql: &'q str,
+    width: usize,
+    items: &'q [T],
     cells: impl Fn(&'q T) -> [Cell<'q>; W],
 ) -> Result<(), LedgerError> {
-    for (width, sql) in ladder {
-        while items.len() >= *width {
-            let (chunk, rest) = items.split_at(*width);
-            bind_cells(sqlx::query(sql), chunk.iter().flat_map(&cells))
-                .execute(&mut **tx)
-                .await?;
-            items = rest;
+    use sqlx::Arguments;
+    for chunk in items.chunks(width.max(1)) {
+        let mut args = sqlx::any::AnyArguments::default();
+        args.reserve(chunk.len() * W, 0);
+        for cell in chunk.iter().flat_map(&cells) {
+            let added = match cell {
+                Cell::Int(v) => args.add(v),
+                Cell::Text(v) => args.add(v),
+            };
+            added.map_err(|e| LedgerError::Invalid(e.to_string()))?;
         }
+        sqlx::query_with(sql, args).execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -255,8 +252,15 @@ pub(super) async fn insert_rows(
     rows: &[LedgerRow],
 ) -> Result<(), LedgerError> {
     let groups: Vec<(RollupKey<'_>, Aggregate)> = rollup(rows).into_iter().collect();
-    execute_cut(tx, &sql.rows, rows, row_cells).await?;
-    execute_cut(tx, &sql.rollups, &groups, |(k, a)| rollup_cells(k, a)).await?;
+    execute_chunks(tx, &sql.rows, sql.rows_width, rows, row_cells).await?;
+    execute_chunks(
+        tx,
+        &sql.rollups,
+        SQLITE_GROUPS_PER_STATEMENT,
+        &groups,
+        |(k, a)| rollup_cells(k, a),
+    )
+    .await?;
     Ok(())
 }
 
@@ -397,26 +401,19 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_is_cut_into_fixed_widths() {
-        assert_eq!(widths(32), [32, 16, 8, 4, 2, 1]);
-        assert_eq!(widths(5), [5, 4, 2, 1]);
-        assert_eq!(widths(1), [1]);
-        assert_eq!(widths(0), [1]);
-    }
-
-    #[test]
     fn write_statements_do_not_depend_on_the_batch() {
         let sql = WriteSql::new(Backend::Sqlite, 32);
-        assert_eq!(sql.rows[0].0, 32);
-        for (width, text) in &sql.rows {
-            assert_eq!(text.matches('?').count(), width * N_COLUMNS);
+        assert_eq!(sql.rows_width, 32);
+        assert_eq!(sql.rows.matches('?').count(), 32 * N_COLUMNS);
+        assert_eq!(
+            sql.rollups.matches('?').count(),
+            SQLITE_GROUPS_PER_STATEMENT * ROLLUP_WIDTH
+        );
+        for text in [&sql.rows, &sql.rollups] {
             assert!(!text.contains('$'), "anonymous parameters only");
+            assert!(text.contains("WHERE column1 IS NOT NULL"));
         }
-        for (width, text) in &sql.rollups {
-            assert_eq!(text.matches('?').count(), width * ROLLUP_WIDTH);
-        }
-        assert_eq!(sql.rows.last().map(|r| r.0), Some(1));
-        assert_eq!(sql.rollups.last().map(|r| r.0), Some(1));
+        assert_eq!(WriteSql::new(Backend::Sqlite, 0).rows_width, 1);
         let pg = WriteSql::new(Backend::Postgres, 32);
         assert_eq!(pg.copy, format!("COPY ledger ({COLUMNS}) FROM STDIN"));
         assert!(pg.rollup.contains(&format!("${ROLLUP_WIDTH}::bigint[]")));

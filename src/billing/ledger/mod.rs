@@ -262,6 +262,9 @@ impl Ledger {
             // A database that is down should fail a write in seconds, not sqlx's default
             // 30 s, so the writer turns to the spill file while the queue still has room.
             .acquire_timeout(std::time::Duration::from_secs(3))
+            // A SQLite connection is a file handle on sqlx's thread, not a socket that
+            // can go stale: no ping (a round trip to that thread) before each use.
+            .test_before_acquire(backend != Backend::Sqlite)
             .connect(&url)
             .await?;
         if backend == Backend::Sqlite {
@@ -701,6 +704,24 @@ pub struct Aggregate {
     pub fallbacks: i64,
 }
 
+/// Every row's request id, sorted (tests: each row written once).
+#[cfg(test)]
+async fn sorted_request_ids(ledger: &Ledger) -> Vec<String> {
+    let all = Filter {
+        to_ms: i64::MAX,
+        ..Default::default()
+    };
+    let mut ids: Vec<String> = ledger
+        .calls(&all, 100_000, None)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, r)| r.request_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
 #[cfg(test)]
 mod tests {
     use super::insert::{bind_cells, row_cells};
@@ -776,6 +797,49 @@ mod tests {
             assert_eq!(&seen[0], other);
         }
         assert!(seen[0].0.contains(r#"quote \" and \\ and ü"#));
+    }
+
+    /// Batches longer than a statement and with more rollup groups than one upsert
+    /// takes (each cut into fixed-width chunks, the last one short): every row is
+    /// written once, and the rollup summed batch by batch equals one rebuilt from the rows.
+    #[tokio::test]
+    async fn chunked_batches_write_every_row_and_the_rollup_of_a_rebuild() {
+        let path =
+            std::env::temp_dir().join(format!("bazaar-chunks-{}.sqlite", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut ledger = Ledger::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        ledger.set_rows_per_statement(7);
+        let rows: Vec<LedgerRow> = (0..300)
+            .map(|i| LedgerRow {
+                status: if i % 11 == 0 { 502 } else { 200 },
+                ..row(
+                    i * 60_000,
+                    &format!("k{}", i % 40),
+                    (i % 5 != 0).then_some(i),
+                )
+            })
+            .collect();
+        for batch in rows.chunks(97) {
+            ledger.insert(batch).await.unwrap();
+        }
+        let mut want: Vec<String> = rows.iter().map(|r| r.request_id.clone()).collect();
+        want.sort();
+        assert_eq!(sorted_request_ids(&ledger).await, want, "every row once");
+        let hourly = || {
+            sqlx::query_as::<_, (i64, String, i64, i64, i64, i64, i64)>(
+                "SELECT hour_ms, key_name, requests, errors, cost_nanos, baseline_cost_nanos, unpriced
+                 FROM ledger_hourly ORDER BY 1, 2",
+            )
+            .fetch_all(ledger.pool())
+        };
+        let summed = hourly().await.unwrap();
+        assert!(summed.len() > 2 * 40, "{} groups", summed.len());
+        ledger.rebuild_rollup().await.unwrap();
+        assert_eq!(summed, hourly().await.unwrap());
+        ledger.close().await;
+        let _ = std::fs::remove_file(&path);
     }
 
     /// A ledger written before rows carried key ids: its rows get the id of the key of
