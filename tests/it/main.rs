@@ -12,6 +12,7 @@
 
 mod common;
 
+mod anthropic_thinking;
 mod billing;
 mod budgets;
 mod catalog;

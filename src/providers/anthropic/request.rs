@@ -158,6 +158,24 @@ enum Thinking<'a> {
     Raw(&'a RawValue),
 }
 
+/// True when a Messages `thinking` object turns thinking on (`enabled`, `adaptive`, any
+/// type but `disabled`).
+fn thinking_on(thinking: &RawValue) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Kind<'a> {
+        #[serde(rename = "type", borrow, default)]
+        kind: Option<Cow<'a, str>>,
+    }
+    !is_off(thinking)
+        && serde_json::from_str::<Kind>(thinking.get())
+            .map_or(true, |k| k.kind.as_deref() != Some("disabled"))
+}
+
+/// True when Anthropic takes this `top_p` beside thinking: from 0.95 to 1.
+fn top_p_allowed_beside_thinking(top_p: &RawValue) -> bool {
+    serde_json::from_str::<f64>(top_p.get()).is_ok_and(|p| (0.95..=1.0).contains(&p))
+}
+
 /// Thinking budgets for OpenAI's `reasoning_effort`; `minimal` and `none` turn it off.
 fn thinking_budget(effort: &str) -> Option<Option<u64>> {
     match effort {
@@ -312,6 +330,20 @@ pub fn build(
         if req.max_tokens.is_none() {
             body.max_tokens = budget + DEFAULT_MAX_TOKENS;
         }
+    }
+    let thinks = match &body.thinking {
+        Some(Thinking::Budget { .. }) => true,
+        Some(Thinking::Raw(raw)) => thinking_on(raw),
+        None => false,
+    };
+    if thinks {
+        // Anthropic refuses `temperature` and `top_k` beside thinking, and `top_p` below
+        // 0.95 (https://docs.claude.com/en/docs/build-with-claude/extended-thinking#feature-compatibility).
+        // Left out, each is at Anthropic's default; docs/adapters.md says why this drops
+        // them rather than refusing the call.
+        body.temperature = None;
+        body.top_k = None;
+        body.top_p = body.top_p.filter(|p| top_p_allowed_beside_thinking(p));
     }
     let json_mode = json_schema.is_some();
     if let Some(schema) = json_schema {

@@ -384,3 +384,47 @@ mod round_trip {
         }
     }
 }
+
+/// Anthropic refuses `temperature` and `top_k` beside thinking, and `top_p` below 0.95:
+/// a request that thinks (by `reasoning_effort` or its own `thinking`) is sent without
+/// them; one that does not keeps them.
+#[test]
+fn sampling_fields_anthropic_refuses_beside_thinking_are_left_out() {
+    let sampled = |extra: Value| {
+        let mut req = json!({"model": "claude", "temperature": 0.2, "top_k": 5,
+                             "messages": [{"role": "user", "content": "Hi"}]});
+        for (k, v) in extra.as_object().unwrap() {
+            req[k] = v.clone();
+        }
+        let (body, _) = build_json(req).unwrap();
+        let kept = ["temperature", "top_p", "top_k"].map(|f| body.get(f).cloned());
+        (kept, body.get("thinking").is_some())
+    };
+    let (t, p, k) = (Some(json!(0.2)), Some(json!(0.9)), Some(json!(5)));
+    // Not thinking: everything as the client wrote it.
+    assert_eq!(
+        sampled(json!({"top_p": 0.9})),
+        ([t.clone(), p.clone(), k.clone()], false)
+    );
+    let disabled = json!({"top_p": 0.9, "thinking": {"type": "disabled"}});
+    assert_eq!(sampled(disabled), ([t, p, k], true));
+    for on in [
+        json!({"reasoning_effort": "high"}),
+        json!({"thinking": {"type": "enabled", "budget_tokens": 2048}}),
+        json!({"thinking": {"type": "adaptive"}}),
+    ] {
+        let mut low = on.clone();
+        low["top_p"] = json!(0.9);
+        assert_eq!(sampled(low), ([None, None, None], true), "{on}");
+        let mut high = on.clone();
+        high["top_p"] = json!(0.95);
+        assert_eq!(
+            sampled(high),
+            ([None, Some(json!(0.95)), None], true),
+            "{on}"
+        );
+    }
+    // `minimal` turns thinking off: nothing is dropped.
+    let minimal = json!({"reasoning_effort": "minimal"});
+    assert_eq!(sampled(minimal).0[0], Some(json!(0.2)));
+}
