@@ -81,6 +81,9 @@ pub struct ResponseStore {
     writing: tokio::sync::Mutex<()>,
     /// Purges of expired rows finished so far (failed ones included).
     purges: tokio::sync::watch::Sender<u64>,
+    /// Lookups so far (`load`), and those of them that read the database.
+    loads: AtomicU64,
+    database_reads: AtomicU64,
 }
 
 impl std::fmt::Debug for ResponseStore {
@@ -121,6 +124,8 @@ pub async fn start(
         ttl_ms: AtomicU64::new(millis(ttl)),
         writing: tokio::sync::Mutex::new(()),
         purges: tokio::sync::watch::Sender::new(0),
+        loads: AtomicU64::new(0),
+        database_reads: AtomicU64::new(0),
     });
     let task = writer(store.clone(), rx, stop);
     Ok((store, task))
@@ -182,9 +187,11 @@ impl ResponseStore {
     pub async fn load(&self, key_id: &str, id: &str) -> Result<Option<Arc<Stored>>, sqlx::Error> {
         let now = self.now();
         let fresh = |s: &Stored| s.key_id == key_id && s.expires_ms > now;
+        self.loads.fetch_add(1, Ordering::Relaxed);
         if let Some(s) = self.pending().get(id) {
             return Ok(fresh(s).then(|| s.clone()));
         }
+        self.database_reads.fetch_add(1, Ordering::Relaxed);
         let row = sqlx::query(
             "SELECT id, key_id, created_ms, expires_ms, response, items FROM stored_responses WHERE id = $1",
         )
@@ -203,6 +210,17 @@ impl ResponseStore {
             items: row.try_get(5)?,
         };
         Ok(fresh(&stored).then(|| Arc::new(stored)))
+    }
+
+    /// How many lookups of a stored response (`load`: `previous_response_id`, `GET`,
+    /// `input_items`, `DELETE`) were made so far, in memory or in the database.
+    pub fn loads(&self) -> u64 {
+        self.loads.load(Ordering::Relaxed)
+    }
+
+    /// How many of those lookups read the database (the response was not in memory).
+    pub fn database_reads(&self) -> u64 {
+        self.database_reads.load(Ordering::Relaxed)
     }
 
     /// Deletes response `id` if the key with id `key_id` owns it; returns whether it existed.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::responses::{config, ledger_rows, output_text, post_as, OTHER_KEY};
+use super::responses::{config, events, ledger_rows, output_text, post_as, OTHER_KEY};
 use crate::common::*;
 
 /// The `[responses] ttl` of these tests.
@@ -218,4 +218,73 @@ async fn issue_15_a_deleted_response_is_a_404_and_its_continuations_live_on() {
         [200, 200, 200, 404, 404, 404],
         "every call is a ledger row"
     );
+}
+
+/// Issue 15: a call without `previous_response_id` looks nothing up in the response
+/// store, plain or streamed, stored or not, translated or passed through to a backend
+/// serving Responses; a continuation does (in memory while its response waits for the
+/// writer, in the database after a restart), so the counts do move when there is a read.
+#[tokio::test]
+async fn issue_15_a_call_without_previous_response_id_reads_no_stored_response() {
+    for kind in ["compatible", "openai"] {
+        let clock = TestClock::new();
+        let mock = MockUpstream::start().await;
+        let native = kind == "openai";
+        let (reply, stream) = (
+            Step::fixture(200, "openai/responses_reply.json"),
+            Step::fixture(200, "openai/responses_stream.sse"),
+        );
+        if native {
+            // A backend serving Responses answers each call below in turn.
+            mock.script([
+                reply.clone(),
+                reply.clone(),
+                reply.clone(),
+                stream.clone(),
+                stream,
+                reply.clone(),
+                reply.clone(),
+                reply,
+            ]);
+        }
+        let toml = config(kind, &mock, "[responses]\nttl = \"1h\"");
+        let gw = TestGateway::start_with_clock(&toml, &clock).await;
+        let store = gw.state.responses.get().unwrap().clone();
+        let first = create(&gw, "My name is Ada.", None).await;
+        let first_id = first["id"].as_str().unwrap().to_string();
+        for stream in [false, true] {
+            for keep in [true, false] {
+                let body = json!({"model": "m", "input": "hi", "stream": stream, "store": keep});
+                let resp = gw.post("/v1/responses", body).await;
+                assert_eq!(resp.status(), 200, "{kind}");
+                if stream {
+                    let ev = events(resp).await;
+                    assert_eq!(ev.last().unwrap().0, "response.completed", "{kind}");
+                } else {
+                    resp.bytes().await.unwrap();
+                }
+            }
+        }
+        assert_eq!(
+            (store.loads(), store.database_reads()),
+            (0, 0),
+            "{kind}: a call without previous_response_id read the store"
+        );
+
+        // A continuation reads its response: from memory before the writer ran.
+        create(&gw, "Who am I?", Some(&first_id)).await;
+        assert_eq!(store.loads(), 1, "{kind}");
+        let dir = gw.dir.clone();
+        gw.shutdown().await.unwrap();
+
+        // After a restart, from the database; a call without it still reads nothing.
+        let gw = TestGateway::restart(&toml, &dir, &clock).await;
+        let store = gw.state.responses.get().unwrap().clone();
+        create(&gw, "Who am I?", Some(&first_id)).await;
+        assert_eq!((store.loads(), store.database_reads()), (1, 1), "{kind}");
+        let body = json!({"model": "m", "input": "Hello again", "store": false});
+        assert_eq!(gw.post("/v1/responses", body).await.status(), 200, "{kind}");
+        assert_eq!((store.loads(), store.database_reads()), (1, 1), "{kind}");
+        gw.shutdown().await.unwrap();
+    }
 }

@@ -10,6 +10,7 @@ pub mod items;
 pub mod reply;
 mod request;
 pub mod stream;
+mod write;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -404,7 +405,16 @@ fn conversation(fields: &RawObject, history: Option<&RawValue>) -> Result<Box<Ra
 
 /// A fresh id with OpenAI's prefix for its kind (`resp`, `msg`, `fc`, `rs`).
 pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{:032x}", rand::random::<u128>())
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = rand::random::<u128>();
+    let mut id = String::with_capacity(prefix.len() + 33);
+    id.push_str(prefix);
+    id.push('_');
+    // `{:032x}` by hand: 32 lowercase digits, the most significant first.
+    for shift in (0..32).rev() {
+        id.push(char::from(HEX[((n >> (4 * shift)) & 0xf) as usize]));
+    }
+    id
 }
 
 #[cfg(test)]

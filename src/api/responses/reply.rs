@@ -306,6 +306,11 @@ pub struct ResponseOut<'a> {
 }
 
 impl<'a> ResponseOut<'a> {
+    /// The reason in `incomplete_details`, if the response is incomplete.
+    pub fn incomplete_reason(&self) -> Option<&'static str> {
+        self.incomplete_details.as_ref().map(|r| r.reason)
+    }
+
     /// A response object over `echo`, with what the call produced.
     #[allow(clippy::too_many_arguments)]
     pub fn new(

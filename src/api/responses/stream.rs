@@ -15,9 +15,9 @@ use super::reply::{
     join_arrays, BilledUsage, FailedWith, Finished, OutputContent, OutputItem, ResponseOut, Status,
     SummaryText, UsageOut,
 };
+use super::write::{self, put_int, put_string};
 use super::{new_id, Echo};
 use crate::api::chat_view::{ChoiceIn, ChunkIn, ToolDeltaIn};
-use crate::api::sse::frame;
 use crate::api::{ReplyError, Usage};
 
 /// The item being streamed.
@@ -32,72 +32,144 @@ enum Open {
 
 /// A delta event (`…output_text.delta`, `…refusal.delta`,
 /// `…reasoning_summary_text.delta`, `…function_call_arguments.delta`): the most frequent
-/// event, one per upstream chunk, so it is written by hand (the JSON its fields would
-/// serialise to, in the same order) rather than through a serializer field by field.
+/// event, one per upstream chunk.
+#[derive(Serialize)]
 struct Delta<'a> {
+    #[serde(rename = "type")]
     kind: &'static str,
     sequence_number: u64,
     item_id: &'a str,
     output_index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
     content_index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     summary_index: Option<u32>,
     delta: &'a str,
     /// `logprobs: []`, which text deltas carry.
+    #[serde(
+        skip_serializing_if = "std::ops::Not::not",
+        serialize_with = "empty_list"
+    )]
     logprobs: bool,
 }
 
+fn empty_list<S: serde::Serializer>(_: &bool, s: S) -> Result<S::Ok, S::Error> {
+    [(); 0].serialize(s)
+}
+
 impl Delta<'_> {
+    /// The event, as serde writes it: its constant parts once (`DeltaHead`), then the
+    /// sequence number and the text.
+    #[cfg(test)]
     fn write(&self, out: &mut BytesMut) {
-        out.put_slice(b"event: ");
-        out.put_slice(self.kind.as_bytes());
-        out.put_slice(b"\ndata: {\"type\":\"");
-        out.put_slice(self.kind.as_bytes());
-        out.put_slice(b"\",\"sequence_number\":");
-        put_int(out, self.sequence_number);
-        out.put_slice(b",\"item_id\":");
-        put_string(out, self.item_id);
-        out.put_slice(b",\"output_index\":");
-        put_int(out, self.output_index as u64);
-        if let Some(i) = self.content_index {
-            out.put_slice(b",\"content_index\":");
-            put_int(out, u64::from(i));
-        }
-        if let Some(i) = self.summary_index {
-            out.put_slice(b",\"summary_index\":");
-            put_int(out, u64::from(i));
-        }
-        out.put_slice(b",\"delta\":");
-        put_string(out, self.delta);
-        if self.logprobs {
-            out.put_slice(b",\"logprobs\":[]");
-        }
-        out.put_slice(b"}\n\n");
+        DeltaHead::of(self).write(self.sequence_number, self.delta, out);
     }
 }
 
-/// Writes `n` as JSON.
-fn put_int(out: &mut BytesMut, n: u64) {
-    out.put_slice(itoa::Buffer::new().format(n).as_bytes());
+/// The parts of a delta event that do not change while one part streams: everything
+/// before the sequence number, everything between it and the text, and the end. Built
+/// once per part, so that a delta is five copies and two numbers.
+#[derive(Debug, Default)]
+struct DeltaHead {
+    kind: &'static str,
+    output_index: usize,
+    content_index: Option<u32>,
+    summary_index: Option<u32>,
+    /// `event: …\ndata: {"type":"…","sequence_number":`
+    lead: BytesMut,
+    /// `,"item_id":…,"output_index":…,"delta":`
+    middle: BytesMut,
+    logprobs: bool,
 }
 
-/// Writes `s` as a JSON string, as serde_json writes it: text with nothing to escape
-/// (no quote, backslash or control character) is copied in one piece.
-fn put_string(out: &mut BytesMut, s: &str) {
-    if chunk::plain_len(s.as_bytes()) < s.len() {
-        // Serialising a &str into memory cannot fail.
-        let _ = serde_json::to_writer((&mut *out).writer(), s);
-        return;
+impl DeltaHead {
+    fn of(d: &Delta<'_>) -> DeltaHead {
+        let mut lead = BytesMut::with_capacity(2 * d.kind.len() + 40);
+        lead.put_slice(b"event: ");
+        lead.put_slice(d.kind.as_bytes());
+        lead.put_slice(b"\ndata: {\"type\":\"");
+        lead.put_slice(d.kind.as_bytes());
+        lead.put_slice(b"\",\"sequence_number\":");
+        let mut middle = BytesMut::with_capacity(d.item_id.len() + 64);
+        middle.put_slice(b",\"item_id\":");
+        put_string(&mut middle, d.item_id);
+        middle.put_slice(b",\"output_index\":");
+        put_int(&mut middle, d.output_index as u64);
+        if let Some(i) = d.content_index {
+            middle.put_slice(b",\"content_index\":");
+            put_int(&mut middle, u64::from(i));
+        }
+        if let Some(i) = d.summary_index {
+            middle.put_slice(b",\"summary_index\":");
+            put_int(&mut middle, u64::from(i));
+        }
+        middle.put_slice(b",\"delta\":");
+        DeltaHead {
+            kind: d.kind,
+            output_index: d.output_index,
+            content_index: d.content_index,
+            summary_index: d.summary_index,
+            lead,
+            middle,
+            logprobs: d.logprobs,
+        }
     }
-    out.reserve(s.len() + 2);
-    out.put_u8(b'"');
-    out.put_slice(s.as_bytes());
-    out.put_u8(b'"');
+
+    /// Whether this head is `d`'s (the item id follows from the output index).
+    fn fits(&self, d: &Delta<'_>) -> bool {
+        self.kind == d.kind
+            && self.output_index == d.output_index
+            && self.content_index == d.content_index
+            && self.summary_index == d.summary_index
+            && self.logprobs == d.logprobs
+            && !self.lead.is_empty()
+    }
+
+    fn write(&self, sequence_number: u64, delta: &str, out: &mut BytesMut) {
+        out.reserve(self.lead.len() + self.middle.len() + delta.len() + 40);
+        out.put_slice(&self.lead);
+        put_int(out, sequence_number);
+        out.put_slice(&self.middle);
+        put_string(out, delta);
+        out.put_slice(if self.logprobs {
+            b",\"logprobs\":[]}\n\n"
+        } else {
+            b"}\n\n"
+        });
+    }
+}
+
+/// `event: {kind}\ndata: {"type":"{kind}","sequence_number":{seq}`: how every event starts.
+fn head(out: &mut BytesMut, kind: &str, sequence_number: u64) {
+    out.put_slice(b"event: ");
+    out.put_slice(kind.as_bytes());
+    out.put_slice(b"\ndata: {\"type\":\"");
+    out.put_slice(kind.as_bytes());
+    out.put_slice(b"\",\"sequence_number\":");
+    put_int(out, sequence_number);
+}
+
+/// `head`, then the item the event is about: `"item_id":…,"output_index":…`.
+fn head_of_item(out: &mut BytesMut, kind: &str, sequence_number: u64, item_id: &str, at: usize) {
+    head(out, kind, sequence_number);
+    out.put_slice(b",\"item_id\":");
+    put_string(out, item_id);
+    out.put_slice(b",\"output_index\":");
+    put_int(out, at as u64);
+}
+
+/// A part of a `…part.added`/`…part.done` event.
+#[derive(Clone, Copy, Serialize)]
+#[serde(untagged)]
+enum PartRef<'a> {
+    Summary(&'a SummaryText),
+    Content(&'a OutputContent),
 }
 
 /// `…text.done`, `…refusal.done`, `…reasoning_summary_text.done` (the whole text) and
 /// `…part.added`/`…part.done` (the part): where in the response, then what.
 #[derive(Serialize)]
-struct PartEvent<'a, P: Serialize> {
+struct PartEvent<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     sequence_number: u64,
@@ -114,10 +186,10 @@ struct PartEvent<'a, P: Serialize> {
     #[serde(skip_serializing_if = "Option::is_none")]
     logprobs: Option<[(); 0]>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    part: Option<&'a P>,
+    part: Option<PartRef<'a>>,
 }
 
-impl<'a, P: Serialize> PartEvent<'a, P> {
+impl<'a> PartEvent<'a> {
     /// A `…part.added`/`…part.done` event: `part`, at `content_index` of a message or
     /// `summary_index` of a reasoning item.
     fn of_part(
@@ -127,7 +199,7 @@ impl<'a, P: Serialize> PartEvent<'a, P> {
         output_index: usize,
         content_index: Option<usize>,
         summary_index: Option<u32>,
-        part: &'a P,
+        part: PartRef<'a>,
     ) -> Self {
         PartEvent {
             kind,
@@ -142,6 +214,68 @@ impl<'a, P: Serialize> PartEvent<'a, P> {
             part: Some(part),
         }
     }
+
+    /// A `…content_part.added`/`…done` event: `part` of message item `item_id`.
+    fn content_part(
+        kind: &'static str,
+        sequence_number: u64,
+        item_id: &'a str,
+        output_index: usize,
+        content_index: usize,
+        part: &'a OutputContent,
+    ) -> Self {
+        PartEvent::of_part(
+            kind,
+            sequence_number,
+            item_id,
+            output_index,
+            Some(content_index),
+            None,
+            PartRef::Content(part),
+        )
+    }
+
+    /// The event's frame, as `frame` writes it through serde.
+    fn write(&self, out: &mut BytesMut) {
+        head_of_item(
+            out,
+            self.kind,
+            self.sequence_number,
+            self.item_id,
+            self.output_index,
+        );
+        if let Some(i) = self.content_index {
+            out.put_slice(b",\"content_index\":");
+            put_int(out, i as u64);
+        }
+        if let Some(i) = self.summary_index {
+            out.put_slice(b",\"summary_index\":");
+            put_int(out, u64::from(i));
+        }
+        if let Some(text) = self.text {
+            out.put_slice(b",\"text\":");
+            put_string(out, text);
+        }
+        if let Some(refusal) = self.refusal {
+            out.put_slice(b",\"refusal\":");
+            put_string(out, refusal);
+        }
+        if self.logprobs.is_some() {
+            out.put_slice(b",\"logprobs\":[]");
+        }
+        match self.part {
+            Some(PartRef::Summary(s)) => {
+                out.put_slice(b",\"part\":");
+                write::put_summary(out, s);
+            }
+            Some(PartRef::Content(c)) => {
+                out.put_slice(b",\"part\":");
+                write::put_content(out, c);
+            }
+            None => {}
+        }
+        out.put_slice(b"}\n\n");
+    }
 }
 
 #[derive(Serialize)]
@@ -155,6 +289,23 @@ struct ArgumentsDone<'a> {
     arguments: &'a str,
 }
 
+impl ArgumentsDone<'_> {
+    fn write(&self, out: &mut BytesMut) {
+        head_of_item(
+            out,
+            self.kind,
+            self.sequence_number,
+            self.item_id,
+            self.output_index,
+        );
+        out.put_slice(b",\"name\":");
+        put_string(out, self.name);
+        out.put_slice(b",\"arguments\":");
+        put_string(out, self.arguments);
+        out.put_slice(b"}\n\n");
+    }
+}
+
 #[derive(Serialize)]
 struct ItemEvent<'a> {
     #[serde(rename = "type")]
@@ -164,12 +315,36 @@ struct ItemEvent<'a> {
     item: &'a OutputItem,
 }
 
+impl ItemEvent<'_> {
+    fn write(&self, out: &mut BytesMut) {
+        head(out, self.kind, self.sequence_number);
+        out.put_slice(b",\"output_index\":");
+        put_int(out, self.output_index as u64);
+        out.put_slice(b",\"item\":");
+        write::put_item(out, self.item);
+        out.put_slice(b"}\n\n");
+    }
+}
+
 #[derive(Serialize)]
 struct ResponseEvent<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     sequence_number: u64,
     response: ResponseOut<'a>,
+}
+
+impl ResponseEvent<'_> {
+    /// Writes the event; returns where its response object lies in `out`.
+    fn write(&self, out: &mut BytesMut) -> std::ops::Range<usize> {
+        head(out, self.kind, self.sequence_number);
+        out.put_slice(b",\"response\":");
+        let start = out.len();
+        write::put_response(out, &self.response);
+        let end = out.len();
+        out.put_slice(b"}\n\n");
+        start..end
+    }
 }
 
 /// Writes one Responses stream from a run of chat chunks.
@@ -190,6 +365,10 @@ pub struct StreamWriter {
     done: bool,
     finished: Option<Finished>,
     items: Option<Arc<str>>,
+    /// The constant parts of the part streaming now.
+    delta_head: DeltaHead,
+    /// The last chunk's shape, to read the next one of the same shape quickly.
+    memo: chunk::Memo,
 }
 
 impl StreamWriter {
@@ -211,6 +390,8 @@ impl StreamWriter {
             done: false,
             finished: None,
             items,
+            delta_head: DeltaHead::default(),
+            memo: chunk::Memo::default(),
         }
     }
 
@@ -248,6 +429,7 @@ impl StreamWriter {
         response
     }
 
+    /// Writes a whole-response event; returns where the response object lies in `out`.
     fn response_event(
         &mut self,
         out: &mut BytesMut,
@@ -255,18 +437,15 @@ impl StreamWriter {
         status: Status,
         error: Option<&FailedWith>,
         usage: Option<&BilledUsage>,
-    ) {
+    ) -> std::ops::Range<usize> {
         let seq = self.next_seq();
         let response = self.response(status, error, usage);
-        frame(
-            out,
+        ResponseEvent {
             kind,
-            &ResponseEvent {
-                kind,
-                sequence_number: seq,
-                response,
-            },
-        );
+            sequence_number: seq,
+            response,
+        }
+        .write(out)
     }
 
     fn start(&mut self, out: &mut BytesMut) {
@@ -281,16 +460,13 @@ impl StreamWriter {
     fn item_event(&mut self, out: &mut BytesMut, kind: &'static str, index: usize) {
         let seq = self.next_seq();
         if let Some(item) = self.output.get(index) {
-            frame(
-                out,
+            ItemEvent {
                 kind,
-                &ItemEvent {
-                    kind,
-                    sequence_number: seq,
-                    output_index: index,
-                    item,
-                },
-            );
+                sequence_number: seq,
+                output_index: index,
+                item,
+            }
+            .write(out);
         }
     }
 
@@ -303,6 +479,14 @@ impl StreamWriter {
             ) => id,
             None => "",
         }
+    }
+
+    /// Writes a delta event through the head of its part (made anew when the part changed).
+    fn write_delta(head: &mut DeltaHead, delta: &Delta<'_>, out: &mut BytesMut) {
+        if !head.fits(delta) {
+            *head = DeltaHead::of(delta);
+        }
+        head.write(delta.sequence_number, delta.delta, out);
     }
 
     /// Closes the open item with its `…done` events.
@@ -318,35 +502,29 @@ impl StreamWriter {
                         text: String::new(),
                     };
                     let part = summary.first().unwrap_or(&empty);
-                    frame(
-                        out,
-                        "response.reasoning_summary_text.done",
-                        &PartEvent::<()> {
-                            kind: "response.reasoning_summary_text.done",
-                            sequence_number: s1,
-                            item_id: id,
-                            output_index: index,
-                            content_index: None,
-                            summary_index: Some(0),
-                            text: Some(&part.text),
-                            refusal: None,
-                            logprobs: None,
-                            part: None,
-                        },
-                    );
-                    frame(
-                        out,
+                    PartEvent {
+                        kind: "response.reasoning_summary_text.done",
+                        sequence_number: s1,
+                        item_id: id,
+                        output_index: index,
+                        content_index: None,
+                        summary_index: Some(0),
+                        text: Some(&part.text),
+                        refusal: None,
+                        logprobs: None,
+                        part: None,
+                    }
+                    .write(out);
+                    PartEvent::of_part(
                         "response.reasoning_summary_part.done",
-                        &PartEvent::of_part(
-                            "response.reasoning_summary_part.done",
-                            s2,
-                            id,
-                            index,
-                            None,
-                            Some(0),
-                            part,
-                        ),
-                    );
+                        s2,
+                        id,
+                        index,
+                        None,
+                        Some(0),
+                        PartRef::Summary(part),
+                    )
+                    .write(out);
                 }
             }
             Open::Text => {
@@ -368,35 +546,28 @@ impl StreamWriter {
                                 ("response.refusal.done", None, Some(refusal), None)
                             }
                         };
-                        frame(
-                            out,
+                        PartEvent {
                             kind,
-                            &PartEvent::<()> {
-                                kind,
-                                sequence_number: seq,
-                                item_id: id,
-                                output_index: index,
-                                content_index: Some(ci),
-                                summary_index: None,
-                                text: text.map(String::as_str),
-                                refusal: refusal.map(String::as_str),
-                                logprobs,
-                                part: None,
-                            },
-                        );
-                        frame(
-                            out,
+                            sequence_number: seq,
+                            item_id: id,
+                            output_index: index,
+                            content_index: Some(ci),
+                            summary_index: None,
+                            text: text.map(String::as_str),
+                            refusal: refusal.map(String::as_str),
+                            logprobs,
+                            part: None,
+                        }
+                        .write(out);
+                        PartEvent::content_part(
                             "response.content_part.done",
-                            &PartEvent::of_part(
-                                "response.content_part.done",
-                                seq + 1,
-                                id,
-                                index,
-                                Some(ci),
-                                None,
-                                part,
-                            ),
-                        );
+                            seq + 1,
+                            id,
+                            index,
+                            ci,
+                            part,
+                        )
+                        .write(out);
                         seq += 2;
                     }
                 }
@@ -413,18 +584,15 @@ impl StreamWriter {
                 }) = self.output.get_mut(index)
                 {
                     *status = "completed";
-                    frame(
-                        out,
-                        "response.function_call_arguments.done",
-                        &ArgumentsDone {
-                            kind: "response.function_call_arguments.done",
-                            sequence_number: s1,
-                            item_id: id,
-                            output_index: index,
-                            name,
-                            arguments,
-                        },
-                    );
+                    ArgumentsDone {
+                        kind: "response.function_call_arguments.done",
+                        sequence_number: s1,
+                        item_id: id,
+                        output_index: index,
+                        name,
+                        arguments,
+                    }
+                    .write(out);
                 }
             }
         }
@@ -451,22 +619,19 @@ impl StreamWriter {
                 },
             );
             let seq = self.next_seq();
-            frame(
-                out,
+            PartEvent::of_part(
                 "response.reasoning_summary_part.added",
-                &PartEvent::of_part(
-                    "response.reasoning_summary_part.added",
-                    seq,
-                    self.item_id(index),
-                    index,
-                    None,
-                    Some(0),
-                    &SummaryText {
-                        kind: "summary_text",
-                        text: String::new(),
-                    },
-                ),
-            );
+                seq,
+                self.item_id(index),
+                index,
+                None,
+                Some(0),
+                PartRef::Summary(&SummaryText {
+                    kind: "summary_text",
+                    text: String::new(),
+                }),
+            )
+            .write(out);
             if let Some(OutputItem::Reasoning { summary, .. }) = self.output.get_mut(index) {
                 summary.push(SummaryText {
                     kind: "summary_text",
@@ -480,7 +645,7 @@ impl StreamWriter {
             if let Some(s) = summary.first_mut() {
                 s.text.push_str(delta);
             }
-            Delta {
+            let d = Delta {
                 kind: "response.reasoning_summary_text.delta",
                 sequence_number: seq,
                 item_id: id,
@@ -489,14 +654,14 @@ impl StreamWriter {
                 summary_index: Some(0),
                 delta,
                 logprobs: false,
-            }
-            .write(out);
+            };
+            StreamWriter::write_delta(&mut self.delta_head, &d, out);
         }
     }
 
     fn text(&mut self, out: &mut BytesMut, delta: &str, refusal: bool) {
         if self.open != Open::Text {
-            let index = self.open_item(
+            self.open_item(
                 out,
                 Open::Text,
                 OutputItem::Message {
@@ -506,7 +671,6 @@ impl StreamWriter {
                     content: Vec::new(),
                 },
             );
-            let _ = index;
         }
         let index = self.output.len() - 1;
         let Some(OutputItem::Message { content, .. }) = self.output.get_mut(index) else {
@@ -530,19 +694,15 @@ impl StreamWriter {
             let seq = self.next_seq();
             if let Some(OutputItem::Message { id, content, .. }) = self.output.get(index) {
                 if let Some(part) = content.get(ci) {
-                    frame(
-                        out,
+                    PartEvent::content_part(
                         "response.content_part.added",
-                        &PartEvent::of_part(
-                            "response.content_part.added",
-                            seq,
-                            id,
-                            index,
-                            Some(ci),
-                            None,
-                            part,
-                        ),
-                    );
+                        seq,
+                        id,
+                        index,
+                        ci,
+                        part,
+                    )
+                    .write(out);
                 }
             }
         }
@@ -562,7 +722,7 @@ impl StreamWriter {
             }
             None => return,
         };
-        Delta {
+        let d = Delta {
             kind,
             sequence_number: seq,
             item_id: id,
@@ -571,8 +731,8 @@ impl StreamWriter {
             summary_index: None,
             delta,
             logprobs,
-        }
-        .write(out);
+        };
+        StreamWriter::write_delta(&mut self.delta_head, &d, out);
     }
 
     fn tool(&mut self, out: &mut BytesMut, t: &ToolDeltaIn<'_>) {
@@ -604,7 +764,7 @@ impl StreamWriter {
             arguments.push_str(args);
             // Arguments for a call already closed (interleaved calls) join its item only.
             if live {
-                Delta {
+                let d = Delta {
                     kind: "response.function_call_arguments.delta",
                     sequence_number: seq,
                     item_id: id,
@@ -613,8 +773,8 @@ impl StreamWriter {
                     summary_index: None,
                     delta: args,
                     logprobs: false,
-                }
-                .write(out);
+                };
+                StreamWriter::write_delta(&mut self.delta_head, &d, out);
             }
         }
     }
@@ -629,11 +789,17 @@ impl StreamWriter {
         if self.done {
             return Ok(());
         }
-        // Nearly every chunk is one choice's text: read by hand; the rest by serde.
-        if let Some(chunk) = chunk::fast(data) {
+        // Nearly every chunk is one choice's text, and most are the last one with other
+        // text: read by hand, against the last chunk's shape when it has it; the rest
+        // by serde.
+        let mut memo = std::mem::take(&mut self.memo);
+        let fast = memo.read(data);
+        if let Some(chunk) = fast {
             self.apply(chunk.model, chunk.choice.as_slice(), usage, out);
+            self.memo = memo;
             return Ok(());
         }
+        self.memo = memo;
         let chunk = ChunkIn::parse(data).map_err(ReplyError::Chunk)?;
         self.apply(chunk.model, &chunk.choices, usage, out);
         Ok(())
@@ -646,8 +812,8 @@ impl StreamWriter {
         usage: Option<Usage>,
         out: &mut BytesMut,
     ) {
-        if let Some(model) = model.filter(|m| !m.is_empty()) {
-            if !self.started {
+        if !self.started {
+            if let Some(model) = model.filter(|m| !m.is_empty()) {
                 self.model = model.into_owned();
             }
         }
@@ -695,14 +861,17 @@ impl StreamWriter {
             Status::Incomplete(_) => "response.incomplete",
             _ => "response.completed",
         };
-        self.response_event(out, kind, status, None, usage);
+        let at = self.response_event(out, kind, status, None, usage);
         self.done = true;
         if let Some(items) = self.items.take() {
-            let output = serde_json::to_string(&self.output).unwrap_or_else(|_| "[]".into());
-            let response = self.response(status, None, usage);
+            // The kept response is the one the client just got.
+            let response = out.get(at).map(<[u8]>::to_vec).unwrap_or_default();
+            let mut output = BytesMut::new();
+            write::put_items(&mut output, &self.output);
+            let output = String::from_utf8(output.to_vec()).unwrap_or_else(|_| "[]".into());
             self.finished = Some(Finished {
                 id: self.id.clone(),
-                response: serde_json::to_vec(&response).unwrap_or_default(),
+                response,
                 items: join_arrays(&items, &output),
             });
         }

@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 
 use crate::api::chat_view::{ChoiceIn, DeltaIn};
+use crate::api::responses::write::plain_len;
 
 /// What the writer reads of a chunk of the common shape.
 pub(super) struct TextChunk<'a> {
@@ -18,55 +19,163 @@ pub(super) struct TextChunk<'a> {
 }
 
 /// The chunk read by the narrow parser, `None` when it is not of the shape it reads.
+#[cfg(test)]
 pub(super) fn fast(data: &[u8]) -> Option<TextChunk<'_>> {
+    fast_with_span(data).map(|(chunk, _)| chunk)
+}
+
+/// Like `fast`, with where its one delta text string lies, if it has one.
+fn fast_with_span(data: &[u8]) -> Option<(TextChunk<'_>, Option<Span>)> {
     let text = std::str::from_utf8(data).ok()?;
     let mut p = Parser {
         text,
         bytes: data,
         at: 0,
+        span: None,
+        spans: 0,
     };
     let chunk = p.chunk()?;
     p.ws();
-    (p.at == p.bytes.len()).then_some(chunk)
+    let span = p.span.filter(|_| p.spans == 1);
+    (p.at == p.bytes.len()).then_some((chunk, span))
 }
 
-/// The length of the start of `bytes` that a JSON string holds as it is: up to the first
-/// quote, backslash or control character (serde_json escapes exactly these on writing,
-/// and stops at them on reading). Eight bytes at a time.
-pub(super) fn plain_len(bytes: &[u8]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut i = 0;
-    for word in bytes.chunks_exact(8) {
-        let mut eight = [0u8; 8];
-        eight.copy_from_slice(word);
-        let w = u64::from_le_bytes(eight);
-        // Per byte: zero after xor with '"' or '\\', or below 0x20. The lowest flagged
-        // byte is always a true one (borrows only carry upwards).
-        let quote = w ^ (ONES * u64::from(b'"'));
-        let slash = w ^ (ONES * u64::from(b'\\'));
-        let flags = ((quote.wrapping_sub(ONES) & !quote)
-            | (slash.wrapping_sub(ONES) & !slash)
-            | (w.wrapping_sub(ONES * 0x20) & !w))
-            & HIGH;
-        if flags != 0 {
-            return i + (flags.trailing_zeros() / 8) as usize;
+/// Which text of a delta.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Field {
+    #[default]
+    Content,
+    Refusal,
+    Reasoning,
+}
+
+/// Where a delta's text string lies in a chunk: its quotes included.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    field: Field,
+    start: usize,
+    end: usize,
+}
+
+/// The last chunk read by hand that had one delta text, as the bytes before and after
+/// that text and what the narrow parser read of it. A chunk with the same bytes around a
+/// text without escapes reads the same but for the text (the parser's every decision
+/// before the text depends on the bytes before it, and after it on the same state and the
+/// bytes after it): it is read with two comparisons and a scan of the text. Streams send
+/// hundreds of such chunks, differing in their text alone.
+#[derive(Debug, Default)]
+pub(super) struct Memo {
+    valid: bool,
+    /// The chunk up to the text's opening quote.
+    prefix: Vec<u8>,
+    /// The chunk after the text's closing quote.
+    suffix: Vec<u8>,
+    field: Field,
+    model: Option<String>,
+    index: u32,
+    finish_reason: Option<String>,
+    /// The delta's texts other than `field` (before or after it in the chunk).
+    content: Option<String>,
+    refusal: Option<String>,
+    reasoning: Option<String>,
+}
+
+fn owned(to: &mut Option<String>, from: Option<&str>) {
+    match (to.as_mut(), from) {
+        (Some(to), Some(from)) => {
+            to.clear();
+            to.push_str(from);
         }
-        i += 8;
+        (_, from) => *to = from.map(str::to_string),
     }
-    while let Some(&b) = bytes.get(i) {
-        if b == b'"' || b == b'\\' || b < 0x20 {
-            break;
+}
+
+impl Memo {
+    /// The chunk `data` as the narrow parser reads it (`None`: left to serde), read
+    /// against the last chunk's shape when it has it.
+    pub(super) fn read<'a>(&'a mut self, data: &'a [u8]) -> Option<TextChunk<'a>> {
+        if let Some(text) = self.same_shape(data) {
+            return Some(self.with_text(text));
         }
-        i += 1;
+        let (chunk, span) = fast_with_span(data)?;
+        // A chunk without one text (a role, a finish) leaves the shape remembered.
+        if let (Some(span), Some(choice)) = (span, &chunk.choice) {
+            self.remember(data, span, &chunk, choice);
+        }
+        Some(chunk)
     }
-    i
+
+    /// The text of `data` if it is the remembered chunk with another text, without escapes.
+    fn same_shape<'d>(&self, data: &'d [u8]) -> Option<&'d str> {
+        if !self.valid {
+            return None;
+        }
+        let body = data
+            .strip_prefix(self.prefix.as_slice())?
+            .strip_prefix(b"\"")?;
+        let n = plain_len(body);
+        let (text, rest) = body.split_at_checked(n)?;
+        if rest.strip_prefix(b"\"")? != self.suffix.as_slice() {
+            return None;
+        }
+        std::str::from_utf8(text).ok()
+    }
+
+    fn with_text<'a>(&'a self, text: &'a str) -> TextChunk<'a> {
+        let pick = |field: Field, kept: &'a Option<String>| {
+            if self.field == field {
+                Some(Cow::Borrowed(text))
+            } else {
+                kept.as_deref().map(Cow::Borrowed)
+            }
+        };
+        TextChunk {
+            model: self.model.as_deref().map(Cow::Borrowed),
+            choice: Some(ChoiceIn {
+                index: self.index,
+                delta: Some(DeltaIn {
+                    refusal: pick(Field::Refusal, &self.refusal),
+                    content: pick(Field::Content, &self.content),
+                    reasoning_content: pick(Field::Reasoning, &self.reasoning),
+                    tool_calls: Vec::new(),
+                    thinking_blocks: Vec::new(),
+                }),
+                finish_reason: self.finish_reason.as_deref().map(Cow::Borrowed),
+            }),
+        }
+    }
+
+    fn remember(&mut self, data: &[u8], span: Span, chunk: &TextChunk<'_>, choice: &ChoiceIn<'_>) {
+        let (Some(before), Some(after), Some(delta)) = (
+            data.get(..span.start),
+            data.get(span.end..),
+            choice.delta.as_ref(),
+        ) else {
+            self.valid = false;
+            return;
+        };
+        self.prefix.clear();
+        self.prefix.extend_from_slice(before);
+        self.suffix.clear();
+        self.suffix.extend_from_slice(after);
+        self.field = span.field;
+        owned(&mut self.model, chunk.model.as_deref());
+        self.index = choice.index;
+        owned(&mut self.finish_reason, choice.finish_reason.as_deref());
+        owned(&mut self.content, delta.content.as_deref());
+        owned(&mut self.refusal, delta.refusal.as_deref());
+        owned(&mut self.reasoning, delta.reasoning_content.as_deref());
+        self.valid = true;
+    }
 }
 
 struct Parser<'a> {
     text: &'a str,
     bytes: &'a [u8],
     at: usize,
+    /// The delta's text string, when it has one (`spans` counts them).
+    span: Option<Span>,
+    spans: u32,
 }
 
 /// Sets `slot` once; a second value is a duplicate key, which serde refuses.
@@ -108,11 +217,7 @@ impl<'a> Parser<'a> {
         }
         loop {
             self.ws();
-            let key = match self.string()? {
-                Cow::Borrowed(key) => key,
-                // An escaped key: serde unescapes it before matching; not read here.
-                Cow::Owned(_) => return None,
-            };
+            let key = self.key()?;
             self.eat(b':')?;
             self.ws();
             member(self, key)?;
@@ -128,6 +233,27 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// A key: a short string, read byte by byte. An escaped key (serde unescapes it
+    /// before matching) or a control character: not read here.
+    fn key(&mut self) -> Option<&'a str> {
+        if self.peek() != Some(b'"') {
+            return None;
+        }
+        let start = self.at + 1;
+        let mut end = start;
+        loop {
+            match *self.bytes.get(end)? {
+                b'"' => break,
+                b'\\' => return None,
+                b if b < 0x20 => return None,
+                _ => end += 1,
+            }
+        }
+        let key = self.text.get(start..end)?;
+        self.at = end + 1;
+        Some(key)
+    }
+
     fn chunk(&mut self) -> Option<TextChunk<'a>> {
         self.eat(b'{')?;
         let (mut id, mut model, mut choices) = (None, None, None);
@@ -135,7 +261,7 @@ impl<'a> Parser<'a> {
             "id" => once(&mut id, p.opt_string()?),
             "model" => once(&mut model, p.opt_string()?),
             "choices" => once(&mut choices, p.choices()?),
-            _ => p.scalar(),
+            _ => p.skip(0),
         })?;
         // `id` is checked as serde checks it, and not kept: the writer names its own.
         let _ = id;
@@ -165,7 +291,7 @@ impl<'a> Parser<'a> {
             "index" => once(&mut index, p.index()?),
             "delta" => once(&mut delta, p.delta()?),
             "finish_reason" => once(&mut finish_reason, p.opt_string()?),
-            _ => p.scalar(),
+            _ => p.skip(0),
         })?;
         Some(ChoiceIn {
             index: index.unwrap_or(0),
@@ -183,12 +309,12 @@ impl<'a> Parser<'a> {
         self.eat(b'{')?;
         let (mut content, mut refusal, mut reasoning) = (None, None, None);
         self.members(|p, key| match key {
-            "content" => once(&mut content, p.opt_string()?),
-            "refusal" => once(&mut refusal, p.opt_string()?),
+            "content" => once(&mut content, p.text(Field::Content)?),
+            "refusal" => once(&mut refusal, p.text(Field::Refusal)?),
             // serde's alias: both names fill one field, and both at once are a duplicate.
-            "reasoning_content" | "reasoning" => once(&mut reasoning, p.opt_string()?),
+            "reasoning_content" | "reasoning" => once(&mut reasoning, p.text(Field::Reasoning)?),
             "tool_calls" | "thinking_blocks" => None,
-            _ => p.scalar(),
+            _ => p.skip(0),
         })?;
         Some(Some(DeltaIn {
             refusal: refusal.flatten(),
@@ -223,6 +349,21 @@ impl<'a> Parser<'a> {
         found
     }
 
+    /// A delta's text (a string or `null`), its place noted when it is a string.
+    fn text(&mut self, field: Field) -> Option<Option<Cow<'a, str>>> {
+        let start = self.at;
+        let text = self.opt_string()?;
+        if text.is_some() {
+            self.spans += 1;
+            self.span = Some(Span {
+                field,
+                start,
+                end: self.at,
+            });
+        }
+        Some(text)
+    }
+
     /// A string or `null`.
     fn opt_string(&mut self) -> Option<Option<Cow<'a, str>>> {
         if self.literal("null") {
@@ -231,16 +372,51 @@ impl<'a> Parser<'a> {
         self.string().map(Some)
     }
 
-    /// A value of a field serde ignores: a string, number, `true`, `false` or `null`,
-    /// checked as strictly as serde checks what it skips. Objects and arrays: `None`.
-    fn scalar(&mut self) -> Option<()> {
+    /// A value of a field serde ignores (`usage`, `logprobs`, `system_fingerprint`, …),
+    /// checked as strictly as serde checks what it skips, or `None` to leave it to serde
+    /// (what `string` leaves to it, and values nested deeper than `MAX_DEPTH`: serde's
+    /// limit is far above).
+    fn skip(&mut self, depth: u32) -> Option<()> {
+        const MAX_DEPTH: u32 = 8;
         match self.peek()? {
             b'"' => self.string().map(drop),
             b'-' | b'0'..=b'9' => self.number(),
+            b'{' if depth < MAX_DEPTH => self.list(b'}', |p| {
+                p.string()?;
+                p.eat(b':')?;
+                p.ws();
+                p.skip(depth + 1)
+            }),
+            b'[' if depth < MAX_DEPTH => self.list(b']', |p| p.skip(depth + 1)),
+            b'{' | b'[' => None,
             _ => ["null", "true", "false"]
                 .iter()
                 .any(|w| self.literal(w))
                 .then_some(()),
+        }
+    }
+
+    /// The elements of an array or members of an object after its opening bracket, each
+    /// read by `element`, up to the `close` bracket (no trailing comma, as serde).
+    fn list(&mut self, close: u8, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.at += 1;
+        self.ws();
+        if self.peek() == Some(close) {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            self.ws();
+            element(self)?;
+            self.ws();
+            match self.peek()? {
+                b',' => self.at += 1,
+                b if b == close => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
         }
     }
 
@@ -437,6 +613,8 @@ mod tests {
             " { \"choices\" : [ ] } \n",
             "{}",
             r#"{"choices":[{"index":4294967295,"delta":{"content":"é😀"}}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens_details":{"reasoning_tokens":0},"x":[1,[],{},"\u00e9",null]}}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"a","audio":{"id":"x"}},"logprobs":{"content":[{"token":"a","logprob":-0.5,"bytes":[97],"top_logprobs":[]}]}}]}"#,
         ];
         for text in fast_ones {
             assert_eq!(agree(text), Ok(true), "{text}");
@@ -444,7 +622,6 @@ mod tests {
         let slow_ones = [
             r#"{"choices":[{"index":1,"delta":{"content":"b"}},{"index":0,"delta":{"content":"a"}}]}"#,
             r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}}]}"#,
-            r#"{"choices":[],"usage":{"prompt_tokens":1}}"#,
             r#"{"choices":[{"index":0,"delta":{"content":"a"}}],"model":"a","model":"b"}"#,
             r#"{"choices":[{"index":0,"delta":{"reasoning":"a","reasoning_content":"b"}}]}"#,
             r#"{"choices":[{"index":0,"delta":{"content":"\ud800"}}]}"#,
@@ -459,6 +636,11 @@ mod tests {
             r#"{"choices":null}"#,
             r#"{"choices":[{"index":0,"delta":{"content":5}}]}"#,
             r#"{"ch\u006fices":[]}"#,
+            r#"{"choices":[],"usage":{"a":[1,]}}"#,
+            r#"{"choices":[],"usage":{"a":{"b":1,}}}"#,
+            r#"{"choices":[],"usage":{"a":[[[[[[[[[[1]]]]]]]]]]}}"#,
+            r#"{"choices":[],"usage":{"a" 1}}"#,
+            r#"{"choices":[],"usage":{1:1}}"#,
             r#"{"choices":[]} x"#,
             r#"{"choices":[],}"#,
             r#"{"created":01}"#,
@@ -570,8 +752,76 @@ mod tests {
         })
     }
 
+    /// Reads `texts` in turn through one memo, each against `fast` alone.
+    fn memo_agrees(texts: &[String]) -> Result<(), String> {
+        let mut memo = Memo::default();
+        for text in texts {
+            let alone = fast(text.as_bytes()).map(|c| fast_view(&c));
+            let remembered = memo.read(text.as_bytes()).map(|c| fast_view(&c));
+            if alone != remembered {
+                return Err(format!(
+                    "{text:?}: alone {alone:?}, after the memo {remembered:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn chunks_of_one_shape_read_as_alone() {
+        let head = r#"{"id":"c","model":"m","choices":[{"index":0,"delta":{"#;
+        let texts: Vec<String> = [
+            r#""role":"assistant","content":""}}]}"#,
+            r#""content":"a"},"finish_reason":null}]}"#,
+            r#""content":"bc"},"finish_reason":null}]}"#,
+            r#""content":"with "escape""},"finish_reason":null}]}"#,
+            r#""content":"d"},"finish_reason":null}]}"#,
+            r#""content":"e"},"finish_reason":null}] }"#,
+            r#""content":"e"},"finish_reason":null}]}x"#,
+            r#""content":"f"},"finish_reason":"stop"}]}"#,
+            r#""content":"g"},"finish_reason":"stop"}]}"#,
+            r#""content":null},"finish_reason":"stop"}]}"#,
+            r#""content":"h","refusal":"r"},"finish_reason":null}]}"#,
+            r#""content":"i","refusal":"r"},"finish_reason":null}]}"#,
+            r#""reasoning":"j"}}]}"#,
+            r#""reasoning":"k"}}]}"#,
+            r#""reasoning":5}}]}"#,
+        ]
+        .iter()
+        .map(|t| format!("{head}{t}"))
+        .collect();
+        assert_eq!(memo_agrees(&texts), Ok(()));
+        let mut memo = Memo::default();
+        memo.read(texts[1].as_bytes()).unwrap();
+        assert!(memo.same_shape(texts[2].as_bytes()).is_some());
+        assert!(memo.same_shape(texts[3].as_bytes()).is_none());
+        assert!(memo.same_shape(texts[5].as_bytes()).is_none());
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn chunks_read_through_the_memo_read_as_alone(
+            texts in proptest::collection::vec(chunk(), 1..4),
+            swaps in proptest::collection::vec(("\\PC{0,8}", any::<prop::sample::Index>()), 0..6),
+        ) {
+            // Each generated chunk, then copies of it with one string swapped for another.
+            let mut all = Vec::new();
+            for text in &texts {
+                all.push(text.clone());
+                for (new, at) in &swaps {
+                    let quotes: Vec<usize> = text.match_indices('"').map(|(i, _)| i).collect();
+                    if quotes.len() < 2 {
+                        continue;
+                    }
+                    let i = at.index(quotes.len() - 1);
+                    let (a, b) = (quotes[i], quotes[i + 1]);
+                    all.push(format!("{}\"{}\"{}", &text[..a], new, &text[b + 1..]));
+                }
+            }
+            memo_agrees(&all).map_err(TestCaseError::fail)?;
+        }
 
         #[test]
         fn plain_len_stops_where_serde_would(bytes in proptest::collection::vec(

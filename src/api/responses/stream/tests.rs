@@ -228,3 +228,177 @@ fn delta_events_are_the_json_of_their_fields_in_order() {
     let ev = events(&out);
     assert_eq!(ev[0].1["delta"], "a \"quoted\"\nline é \u{1}");
 }
+
+/// What `crate::api::sse::frame` writes for `data` through serde.
+fn serde_frame(kind: &str, data: &impl Serialize) -> String {
+    let mut out = BytesMut::new();
+    crate::api::sse::frame(&mut out, kind, data);
+    String::from_utf8(out.to_vec()).unwrap()
+}
+
+fn written(write: impl FnOnce(&mut BytesMut)) -> String {
+    let mut out = BytesMut::new();
+    write(&mut out);
+    String::from_utf8(out.to_vec()).unwrap()
+}
+
+mod events_by_hand {
+    use super::*;
+    use proptest::prelude::*;
+
+    use crate::api::responses::write::tests::text;
+
+    const DELTAS: &[&str] = &[
+        "response.output_text.delta",
+        "response.refusal.delta",
+        "response.reasoning_summary_text.delta",
+        "response.function_call_arguments.delta",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// Deltas written through one cached head, as the writer does, each as serde
+        /// writes it alone.
+        #[test]
+        fn deltas_are_written_as_serde_writes_them(
+            deltas in proptest::collection::vec((
+                0..DELTAS.len(),
+                any::<u64>(),
+                prop_oneof![Just("msg_1".to_string()), text()],
+                0usize..3,
+                proptest::option::of(0u32..3),
+                proptest::option::of(0u32..2),
+                text(),
+                any::<bool>(),
+            ), 1..8),
+        ) {
+            let mut head = DeltaHead::default();
+            let mut head_id = String::new();
+            for (kind, seq, item_id, output_index, content_index, summary_index, delta, logprobs) in &deltas {
+                let d = Delta {
+                    kind: DELTAS[*kind],
+                    sequence_number: *seq,
+                    item_id,
+                    output_index: *output_index,
+                    content_index: *content_index,
+                    summary_index: *summary_index,
+                    delta,
+                    logprobs: *logprobs,
+                };
+                // The head's item id follows from the output index in a stream; here
+                // each delta with another id gets its own head.
+                if *item_id != head_id {
+                    head = DeltaHead::default();
+                    head_id = item_id.clone();
+                }
+                let by_hand = written(|out| StreamWriter::write_delta(&mut head, &d, out));
+                prop_assert_eq!(&by_hand, &serde_frame(d.kind, &d));
+                prop_assert_eq!(&by_hand, &written(|out| d.write(out)));
+            }
+        }
+
+        #[test]
+        fn part_events_are_written_as_serde_writes_them(
+            (kind, seq, item_id, output_index) in ("[a-z._]{1,20}", any::<u64>(), text(), any::<usize>()),
+            (content_index, summary_index) in (proptest::option::of(any::<usize>()), proptest::option::of(any::<u32>())),
+            (t, refusal, logprobs) in (proptest::option::of(text()), proptest::option::of(text()), any::<bool>()),
+            part in proptest::option::of((0u8..3, text())),
+        ) {
+            let kind: &'static str = Box::leak(kind.into_boxed_str());
+            let summary;
+            let content;
+            let part = match part {
+                Some((0, t)) => {
+                    summary = SummaryText { kind: "summary_text", text: t };
+                    Some(PartRef::Summary(&summary))
+                }
+                Some((1, t)) => {
+                    content = OutputContent::text(t);
+                    Some(PartRef::Content(&content))
+                }
+                Some((_, refusal)) => {
+                    content = OutputContent::Refusal { refusal };
+                    Some(PartRef::Content(&content))
+                }
+                None => None,
+            };
+            let e = PartEvent {
+                kind,
+                sequence_number: seq,
+                item_id: &item_id,
+                output_index,
+                content_index,
+                summary_index,
+                text: t.as_deref(),
+                refusal: refusal.as_deref(),
+                logprobs: logprobs.then_some([]),
+                part,
+            };
+            prop_assert_eq!(written(|out| e.write(out)), serde_frame(kind, &e));
+        }
+
+        #[test]
+        fn item_and_argument_events_are_written_as_serde_writes_them(
+            (seq, output_index) in (any::<u64>(), any::<usize>()),
+            (id, call_id, name, arguments) in (text(), text(), text(), text()),
+            namespace in proptest::option::of(text()),
+        ) {
+            let item = OutputItem::FunctionCall {
+                id: id.clone(),
+                call_id,
+                name: name.clone(),
+                arguments: arguments.clone(),
+                status: "completed",
+                namespace,
+            };
+            let e = ItemEvent {
+                kind: "response.output_item.done",
+                sequence_number: seq,
+                output_index,
+                item: &item,
+            };
+            prop_assert_eq!(written(|out| e.write(out)), serde_frame(e.kind, &e));
+            let a = ArgumentsDone {
+                kind: "response.function_call_arguments.done",
+                sequence_number: seq,
+                item_id: &id,
+                output_index,
+                name: &name,
+                arguments: &arguments,
+            };
+            prop_assert_eq!(written(|out| a.write(out)), serde_frame(a.kind, &a));
+        }
+    }
+
+    #[test]
+    fn response_events_are_written_as_serde_writes_them() {
+        let (ev, w) = run(
+            &[
+                r#"{"choices":[{"index":0,"delta":{"content":"a \"b\""}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"content":"c"},"finish_reason":"length"}]}"#,
+            ],
+            Some(Usage {
+                input: 3,
+                output: 2,
+                ..Usage::default()
+            }),
+        );
+        assert_eq!(ev.last().unwrap().0, "response.incomplete");
+        for status in [Status::InProgress, Status::Incomplete("max_output_tokens")] {
+            let e = ResponseEvent {
+                kind: "response.incomplete",
+                sequence_number: 7,
+                response: w.response(status, None, None),
+            };
+            let mut out = BytesMut::new();
+            let at = e.write(&mut out);
+            let text = String::from_utf8(out.to_vec()).unwrap();
+            assert_eq!(text, serde_frame(e.kind, &e));
+            assert_eq!(
+                &text[at],
+                serde_json::to_string(&e.response).unwrap().as_str()
+            );
+        }
+    }
+}
