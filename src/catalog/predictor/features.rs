@@ -264,9 +264,176 @@ struct Shape {
     words: u64,
 }
 
+/// What the walk needs to know of an ASCII byte: one table lookup per byte.
+const LETTER: u16 = 1;
+const DIGIT: u16 = 1 << 1;
 /// `char::is_whitespace` for an ASCII byte.
-fn ascii_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t'..=b'\r')
+const SPACE: u16 = 1 << 2;
+const NEWLINE: u16 = 1 << 3;
+/// Ends a sentence: `.`, `?`, `!`.
+const STOP: u16 = 1 << 4;
+const QUESTION: u16 = 1 << 5;
+/// A math symbol: `=`, `+`, `*`, `/`, `^`, `<`, `>`.
+const SYMBOL: u16 = 1 << 6;
+/// Keeps a number going between digits: `.`, `,`.
+const JOIN: u16 = 1 << 7;
+/// May start a code marker that is not part of a word: `{`, `}`, `;`, `(`, `` ` ``.
+const MARK: u16 = 1 << 8;
+
+/// The class bits of each ASCII byte.
+const CLASS: [u16; 128] = {
+    let mut table = [0u16; 128];
+    let mut i = 0;
+    while i < table.len() {
+        let b = i as u8;
+        let mut class = 0;
+        if b.is_ascii_alphabetic() {
+            class |= LETTER;
+        }
+        if b.is_ascii_digit() {
+            class |= DIGIT;
+        }
+        if matches!(b, b' ' | b'\t'..=b'\r') {
+            class |= SPACE;
+        }
+        if b == b'\n' {
+            class |= NEWLINE;
+        }
+        if matches!(b, b'.' | b'?' | b'!') {
+            class |= STOP;
+        }
+        if b == b'?' {
+            class |= QUESTION;
+        }
+        if matches!(b, b'=' | b'+' | b'*' | b'/' | b'^' | b'<' | b'>') {
+            class |= SYMBOL;
+        }
+        if matches!(b, b'.' | b',') {
+            class |= JOIN;
+        }
+        if matches!(b, b'{' | b'}' | b';' | b'(' | b'`') {
+            class |= MARK;
+        }
+        table[i] = class;
+        i += 1;
+    }
+    table
+};
+
+/// The bit of `marker` (one of `CODE_MARKERS`) in a set of markers seen; 0 for no marker.
+const fn marker_bit(marker: &str) -> u16 {
+    let mut i = 0;
+    while i < CODE_MARKERS.len() {
+        if eq_bytes(CODE_MARKERS[i].as_bytes(), marker.as_bytes()) {
+            return 1 << i;
+        }
+        i += 1;
+    }
+    0
+}
+
+const fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+const DEF: u16 = marker_bit("def ");
+const RETURN: u16 = marker_bit("return");
+const FENCE: u16 = marker_bit("```");
+const OPEN: u16 = marker_bit("{");
+const CLOSE: u16 = marker_bit("}");
+const SEMICOLON: u16 = marker_bit(";");
+const CALL: u16 = marker_bit("()");
+const IMPORT: u16 = marker_bit("import ");
+const PRINT: u16 = marker_bit("print(");
+// Every marker has its own bit, and every one of `CODE_MARKERS` is found.
+const _: () = assert!(
+    (DEF | RETURN | FENCE | OPEN | CLOSE | SEMICOLON | CALL | IMPORT | PRINT).count_ones() as usize
+        == CODE_MARKERS.len()
+);
+
+/// The code markers that start at byte `i` of `bytes`, a `MARK` byte. With the words'
+/// markers (`word_markers`) these are exactly the markers occurring in the text: a
+/// marker's letters all lie in one word, and one that is no word starts at a `MARK`.
+fn markers_at(bytes: &[u8], i: usize) -> u16 {
+    match bytes[i] {
+        b'{' => OPEN,
+        b'}' => CLOSE,
+        b';' => SEMICOLON,
+        b'(' if bytes.get(i + 1) == Some(&b')') => CALL,
+        b'`' if bytes[i..].starts_with(b"```") => FENCE,
+        _ => 0,
+    }
+}
+
+/// The code markers that end in or lie in the word `word` followed by `next`, among
+/// those not in `seen` yet.
+fn word_markers(word: &[u8], next: Option<u8>, seen: u16) -> u16 {
+    let mut found = 0;
+    match next {
+        Some(b' ') => {
+            if seen & DEF == 0 && word.ends_with(b"def") {
+                found |= DEF;
+            }
+            if seen & IMPORT == 0 && word.ends_with(b"import") {
+                found |= IMPORT;
+            }
+        }
+        Some(b'(') if seen & PRINT == 0 && word.ends_with(b"print") => found |= PRINT,
+        _ => {}
+    }
+    if seen & RETURN == 0
+        && word.len() >= 6
+        && (0..=word.len() - 6).any(|j| word[j] == b'r' && word[j..].starts_with(b"return"))
+    {
+        found |= RETURN;
+    }
+    found
+}
+
+/// The hash of each one-byte token (`hash_bytes` of the byte).
+const BYTE_HASHES: [u64; 128] = {
+    let mut out = [0u64; 128];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = hash_bytes(&[i as u8], 0);
+        i += 1;
+    }
+    out
+};
+
+/// `hash_bytes(bytes, ASCII_LOWER)`, eight bytes loaded at a time.
+fn hash_lower(bytes: &[u8]) -> u64 {
+    let mut h = TOKEN_SEED ^ (bytes.len() as u64).wrapping_mul(MIX);
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        h = (h ^ (u64::from_le_bytes(word) | ASCII_LOWER))
+            .wrapping_mul(MIX2)
+            .rotate_left(29);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut word = [0u8; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        let present = u64::MAX >> (64 - 8 * rest.len());
+        h = (h ^ (u64::from_le_bytes(word) | (ASCII_LOWER & present)))
+            .wrapping_mul(MIX2)
+            .rotate_left(29);
+    }
+    h ^= h >> 32;
+    h = h.wrapping_mul(MIX);
+    h ^ (h >> 29)
 }
 
 /// One pass over `part`: counts its shape into `shape` and calls `each` for every
@@ -274,10 +441,8 @@ fn ascii_space(b: u8) -> bool {
 fn walk<'a, F: FnMut(Token<'a>)>(part: &'a str, shape: &mut Shape, mut each: F) {
     let bytes = part.as_bytes();
     shape.bytes += bytes.len();
-    shape.markers += CODE_MARKERS
-        .iter()
-        .filter(|m| memchr::memmem::find(bytes, m.as_bytes()).is_some())
-        .count();
+    // Bit i: `CODE_MARKERS[i]` occurs in `part`.
+    let mut markers = 0u16;
     // The word being read: where it started, whether it is ASCII so far.
     let mut word: Option<(usize, bool)> = None;
     // A non-ASCII word's lowercased bytes, for its hash.
@@ -288,16 +453,18 @@ fn walk<'a, F: FnMut(Token<'a>)>(part: &'a str, shape: &mut Shape, mut each: F) 
                      end: usize,
                      single: Option<usize>,
                      shape: &mut Shape,
+                     markers: &mut u16,
                      each: &mut F| {
         if let Some((start, ascii)) = word.take() {
             let raw = &part[start..end];
+            *markers |= word_markers(raw.as_bytes(), bytes.get(end).copied(), *markers);
             let mut token = Token {
                 raw,
                 hash: 0,
                 ascii,
             };
             token.hash = if ascii {
-                hash_bytes(raw.as_bytes(), ASCII_LOWER)
+                hash_lower(raw.as_bytes())
             } else {
                 token.lower(&mut lower);
                 hash_bytes(lower.as_bytes(), 0)
@@ -309,9 +476,13 @@ fn walk<'a, F: FnMut(Token<'a>)>(part: &'a str, shape: &mut Shape, mut each: F) 
         }
         if let Some(len) = single {
             let raw = &part[end..end + len];
+            let hash = match BYTE_HASHES.get(usize::from(bytes[end])) {
+                Some(h) if len == 1 => *h,
+                _ => hash_bytes(raw.as_bytes(), 0),
+            };
             each(Token {
                 raw,
-                hash: hash_bytes(raw.as_bytes(), 0),
+                hash,
                 ascii: len == 1,
             });
         }
@@ -321,33 +492,32 @@ fn walk<'a, F: FnMut(Token<'a>)>(part: &'a str, shape: &mut Shape, mut each: F) 
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
-        if b.is_ascii() {
-            if b == b'\n' {
-                shape.lines += 1;
-            }
-            if b.is_ascii_digit() {
-                shape.digits += 1;
-                if !shape.in_number {
-                    shape.numbers += 1;
+        if let Some(&class) = CLASS.get(usize::from(b)) {
+            if class & (LETTER | DIGIT) != 0 {
+                if class & DIGIT != 0 {
+                    shape.digits += 1;
+                    shape.numbers += usize::from(!shape.in_number);
+                    shape.in_number = true;
+                } else {
+                    shape.in_number = false;
                 }
-                shape.in_number = true;
-            } else if !(shape.in_number && (b == b'.' || b == b',')) {
-                shape.in_number = false;
-            }
-            if matches!(b, b'=' | b'+' | b'*' | b'/' | b'^' | b'<' | b'>') {
-                shape.symbols += 1;
-            }
-            shape.question |= b == b'?';
-            let space = ascii_space(b);
-            if after_stop && space {
-                shape.sentences += 1;
-            }
-            after_stop = matches!(b, b'.' | b'?' | b'!');
-            if b.is_ascii_alphanumeric() {
+                after_stop = false;
                 word.get_or_insert((i, true));
-            } else {
-                flush(&mut word, i, (!space).then_some(1), shape, &mut each);
+                i += 1;
+                continue;
             }
+            shape.lines += usize::from(class & NEWLINE != 0);
+            shape.in_number &= class & JOIN != 0;
+            shape.symbols += usize::from(class & SYMBOL != 0);
+            shape.question |= class & QUESTION != 0;
+            let space = class & SPACE != 0;
+            shape.sentences += usize::from(after_stop && space);
+            after_stop = class & STOP != 0;
+            if class & MARK != 0 {
+                markers |= markers_at(bytes, i);
+            }
+            let single = (!space).then_some(1);
+            flush(&mut word, i, single, shape, &mut markers, &mut each);
             i += 1;
             continue;
         }
@@ -363,20 +533,16 @@ fn walk<'a, F: FnMut(Token<'a>)>(part: &'a str, shape: &mut Shape, mut each: F) 
         if c.is_alphanumeric() {
             word.get_or_insert((i, false)).1 = false;
         } else {
-            flush(
-                &mut word,
-                i,
-                (!space).then_some(c.len_utf8()),
-                shape,
-                &mut each,
-            );
+            let single = (!space).then_some(c.len_utf8());
+            flush(&mut word, i, single, shape, &mut markers, &mut each);
         }
         i += c.len_utf8();
     }
-    flush(&mut word, bytes.len(), None, shape, &mut each);
+    flush(&mut word, bytes.len(), None, shape, &mut markers, &mut each);
     if after_stop {
         shape.sentences += 1;
     }
+    shape.markers += markers.count_ones() as usize;
 }
 
 /// Calls `each(hash, first, second)` for every unigram (`second` is `None`) and bigram
@@ -710,6 +876,58 @@ mod tests {
         }
         let h = hash_bytes(&all, 0);
         assert_eq!(h, 0x3994_5f7f_f536_7791, "fingerprint {h:#x}");
+    }
+
+    /// The walk finds code markers without searching for them; it must count exactly
+    /// the markers a substring search finds, on tricky and on generated texts.
+    #[test]
+    fn code_markers_are_those_a_substring_search_finds() {
+        let by_search = |text: &str| {
+            CODE_MARKERS
+                .iter()
+                .filter(|m| memchr::memmem::find(text.as_bytes(), m.as_bytes()).is_some())
+                .count()
+        };
+        let by_walk = |text: &str| {
+            let mut shape = Shape::default();
+            walk(text, &mut shape, |_| {});
+            shape.markers
+        };
+        let mut texts: Vec<String> = "def|def |undef x|xdef\t|Def |noreturns|returnreturn|retur n|x() y|(\n)|( )|``|```|é```é|``é`|print (|reprint(x|printé(|importé |import\timport |ÉdefX def(|{;}|a{b}c;d|def f(x): return x; print(x) ```import os```"
+            .split('|')
+            .map(String::from)
+            .collect();
+        texts.push(String::new());
+        let alphabet: Vec<char> = "defrtunimpo ()`{};é\n1.Ab".chars().collect();
+        let mut state = 7u64;
+        let mut next = || {
+            state = state.wrapping_mul(MIX).wrapping_add(MIX2);
+            (state >> 33) as usize
+        };
+        for _ in 0..3000 {
+            let len = next() % 24;
+            let text = (0..len)
+                .map(|_| alphabet[next() % alphabet.len()])
+                .collect();
+            texts.push(text);
+        }
+        for text in &texts {
+            assert_eq!(by_walk(text), by_search(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn tokens_hash_the_same_eight_bytes_at_a_time() {
+        let text = b"AbCdEfGhIjKlMnOpQrStUvWxYz0123456789";
+        for start in 0..8 {
+            for end in start..text.len() {
+                let bytes = &text[start..end];
+                assert_eq!(hash_lower(bytes), hash_bytes(bytes, ASCII_LOWER));
+            }
+        }
+        for b in 0..128u8 {
+            assert_eq!(BYTE_HASHES[usize::from(b)], hash_bytes(&[b], 0));
+        }
     }
 
     #[test]
