@@ -10,8 +10,10 @@ use super::problems::Problems;
 use super::providers::ProviderConfig;
 use super::raw::{RawCatalog, RawModel, RawPrice, RawProvider};
 use crate::catalog::{builtin, import, Catalog, Facts, ModelKind, QualityPriors, Tier};
+use crate::router::stats::StatsSlot;
 
-/// One way to serve a public model: which provider, under which upstream id.
+/// One way to serve a public model: which provider, under which upstream id. Shared
+/// (`Arc`) so that a routing candidate is one reference count, not a copy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelTarget {
     /// Index into `Config::providers`.
@@ -22,10 +24,13 @@ pub struct ModelTarget {
     pub model: Arc<str>,
     /// What routing knows about this model on this provider, resolved once at load.
     pub facts: Arc<Facts>,
+    /// This backend's live stats, found by the router on its first call through this
+    /// config, so that a routing decision reads them without a lookup by name.
+    pub stats: StatsSlot,
 }
 
 /// Public model id → the targets that serve it, in config order.
-pub type Models = BTreeMap<String, Vec<ModelTarget>>;
+pub type Models = BTreeMap<String, Vec<Arc<ModelTarget>>>;
 
 /// The built-in catalog with `catalog.file` (bazaar's format, LiteLLM's or
 /// OpenRouter's) merged in.
@@ -130,18 +135,19 @@ pub(super) fn resolve_models(
                                 && o.upstream.as_deref().unwrap_or(&o.id) == upstream
                         }) =>
                     {
-                        existing.facts = Arc::new(facts);
+                        Arc::make_mut(existing).facts = Arc::new(facts);
                     }
                     Some(_) => problems.add(
                         path,
                         format!("`{}` on `{}` is declared twice", m.id, m.provider),
                     ),
-                    None => targets.push(ModelTarget {
+                    None => targets.push(Arc::new(ModelTarget {
                         provider,
                         upstream: upstream.into(),
                         model: m.id.as_str().into(),
                         facts: Arc::new(facts),
-                    }),
+                        stats: StatsSlot::default(),
+                    })),
                 }
             }
             None if raw_providers.contains_key(&m.provider) => {}
@@ -194,12 +200,13 @@ fn add_target(models: &mut Models, model: &str, provider: usize, upstream: &str,
     {
         return;
     }
-    targets.push(ModelTarget {
+    targets.push(Arc::new(ModelTarget {
         provider,
         upstream: upstream.into(),
         model: model.into(),
         facts: Arc::new(facts),
-    });
+        stats: StatsSlot::default(),
+    }));
 }
 
 /// Facts for `model` served as `upstream` by the provider the catalog knows as `key`:

@@ -330,7 +330,10 @@ where
         if Instant::now() >= deadline {
             break;
         }
-        let stats = router.stats.backend(provider.id(), &candidate.upstream);
+        let stats = router
+            .stats
+            .backend_in(&candidate.stats, provider.id(), &candidate.upstream)
+            .into_owned();
         if !stats.try_admit(Instant::now()) {
             skipped_open += 1;
             continue;

@@ -2,6 +2,7 @@
 //! with every rejected candidate's reason and every survivor's score terms. Reads the
 //! config and live stats; sends nothing.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -193,7 +194,7 @@ pub fn build_plan(
 
     // The targets are borrowed from the config; a `Candidate` (its shared ids and facts)
     // is made only for those the plan keeps.
-    let mut all: Vec<&ModelTarget> = Vec::new();
+    let mut all: Vec<&Arc<ModelTarget>> = Vec::new();
     match route {
         Some(r) => {
             let models = if r.models.is_empty() {
@@ -247,16 +248,15 @@ pub fn build_plan(
             .map(|p| p.id.as_str())
             .unwrap_or("")
     };
-    let backends: Vec<(&str, &str)> = all
-        .iter()
-        .map(|t| (provider_id(t.provider), &*t.upstream))
-        .collect();
-    let snapshots = state.stats.snapshots(&backends, now);
     let mut survivors: Vec<Survivor> = Vec::with_capacity(all.len());
     let mut rejected = Vec::new();
-    for (i, (target, snapshot)) in all.iter().zip(snapshots).enumerate() {
+    for (i, target) in all.iter().enumerate() {
         let facts = &*target.facts;
         let provider_id = provider_id(target.provider);
+        let snapshot = state
+            .stats
+            .backend_in(&target.stats, provider_id, &target.upstream)
+            .snapshot(now);
         let mut verdict = filter::check(
             facts,
             provider_id,

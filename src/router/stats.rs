@@ -3,8 +3,9 @@
 //! headroom, a `Retry-After` hold, and the circuit breaker. Shared across reloads.
 
 use rustc_hash::FxHashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -167,11 +168,61 @@ impl Drop for InFlight {
 }
 
 /// Stats of every backend seen, by provider id then upstream model id.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
-    // Looked up for every candidate of every call: a fast non-cryptographic hash
-    // (keys are config-defined ids, not attacker-chosen).
+    // Looked up for a backend's first call through a config (then its target's
+    // `StatsSlot` holds it): a fast non-cryptographic hash (keys are config-defined
+    // ids, not attacker-chosen).
     backends: RwLock<FxHashMap<String, FxHashMap<String, Arc<BackendStats>>>>,
+    /// Which `Stats` this is, for the slots it fills (`StatsSlot`).
+    id: u64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Stats {
+            backends: RwLock::default(),
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+}
+
+/// A config target's handle on its backend's stats, filled by the first `Stats` that
+/// looks the backend up through it (the gateway's, which lives across reloads: a
+/// reloaded config's targets look theirs up once more). Another `Stats` reading the
+/// same config (`bazaar check`, a test) looks up by name as before. Backends are never
+/// removed from a `Stats`, so the handle stays the one its map holds. Not part of the
+/// config's value: slots compare equal and a clone starts empty.
+#[derive(Default)]
+pub struct StatsSlot(OnceLock<(u64, Arc<BackendStats>)>);
+
+impl StatsSlot {
+    /// The backend's stats if `stats` filled this slot.
+    fn get(&self, stats: &Stats) -> Option<&Arc<BackendStats>> {
+        self.0
+            .get()
+            .filter(|(id, _)| *id == stats.id)
+            .map(|(_, b)| b)
+    }
+}
+
+impl Clone for StatsSlot {
+    fn clone(&self) -> Self {
+        StatsSlot::default()
+    }
+}
+
+impl PartialEq for StatsSlot {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for StatsSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StatsSlot")
+    }
 }
 
 impl Stats {
@@ -191,23 +242,21 @@ impl Stats {
             .clone()
     }
 
-    /// The snapshots at `now` of the backends `keys` (`(provider, upstream)`), in order,
-    /// creating those not seen yet: what a routing decision reads, under one read lock
-    /// for all of them.
-    pub fn snapshots(&self, keys: &[(&str, &str)], now: Instant) -> Vec<Snapshot> {
-        let map = self.backends.read().unwrap_or_else(|p| p.into_inner());
-        let found: Option<Vec<Snapshot>> = keys
-            .iter()
-            .map(|(p, u)| map.get(*p)?.get(*u).map(|b| b.snapshot(now)))
-            .collect();
-        drop(map);
-        if let Some(found) = found {
-            return found;
+    /// The stats of `provider`/`upstream` through a target's `slot`: the handle the slot
+    /// holds, or (the first time through this config) the lookup of `backend`, kept in
+    /// the slot.
+    pub fn backend_in<'s>(
+        &self,
+        slot: &'s StatsSlot,
+        provider: &str,
+        upstream: &str,
+    ) -> Cow<'s, Arc<BackendStats>> {
+        if let Some(b) = slot.get(self) {
+            return Cow::Borrowed(b);
         }
-        // A backend not seen yet (its first calls only): created one by one.
-        keys.iter()
-            .map(|(p, u)| self.backend(p, u).snapshot(now))
-            .collect()
+        let b = self.backend(provider, upstream);
+        let _ = slot.0.set((self.id, b.clone()));
+        Cow::Owned(b)
     }
 
     /// Every backend's snapshot as (`provider`, `upstream`, snapshot), sorted, for metrics.
