@@ -246,6 +246,15 @@ impl ResponsesShape<'_> {
         provider.translatable(self.req.native_only.as_ref())
     }
 
+    /// A failure of the chat translation's call, naming the field the client sent
+    /// (`input[2].content[1]`, not `messages[3].content[1]`): the error path only.
+    fn translated_error(&self, mut e: UpstreamError) -> UpstreamError {
+        if let Some(param) = e.param.take() {
+            e.param = Some(self.req.responses_param(&param));
+        }
+        e
+    }
+
     fn keep(&self, id: String, response: Vec<u8>, output: &str) {
         if let Some(store) = &self.store {
             let items = reply::join_arrays(self.req.items.get(), output);
@@ -289,7 +298,10 @@ impl Shape for ResponsesShape<'_> {
             return Ok(reply);
         }
         self.translatable(provider)?;
-        let reply = provider.chat(&self.req.chat, at).await?;
+        let reply = provider
+            .chat(&self.req.chat, at)
+            .await
+            .map_err(|e| self.translated_error(e))?;
         let t = reply::from_chat(&reply.body, &self.req.echo.namespaced).map_err(protocol)?;
         let model = if t.model.is_empty() {
             self.req.chat.model.as_str()
@@ -325,7 +337,10 @@ impl Shape for ResponsesShape<'_> {
                 .await;
         }
         self.translatable(provider)?;
-        provider.chat_stream(&self.req.chat, at).await
+        provider
+            .chat_stream(&self.req.chat, at)
+            .await
+            .map_err(|e| self.translated_error(e))
     }
 
     /// The response with its billed usage, kept as the client got it.

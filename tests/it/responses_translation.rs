@@ -401,3 +401,192 @@ async fn issue_15_responses_fall_back_across_wire_formats() {
         ]
     );
 }
+
+/// A refusal case: the Responses body, and the `param` the 400 must name.
+type Refusal = (Value, &'static str);
+
+/// Sends each of `cases` to a gateway whose backend is of `kind` (streamed and not) and
+/// asserts the 400 names the Responses field the client sent, in OpenAI's shape with
+/// `error_type`, and that every refusal is a ledger row. `script` is what the mock
+/// answers each call with.
+async fn assert_refusals_name(
+    kind: &str,
+    error_type: &str,
+    cases: Vec<Refusal>,
+    script: impl Fn() -> Vec<Step>,
+) {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&config(kind, &mock, "")).await;
+    let mut calls = 0;
+    for (body, param) in cases {
+        for stream in [false, true] {
+            let mut body = body.clone();
+            body["stream"] = json!(stream);
+            mock.script(script());
+            let e = expect_error(gw.post("/v1/responses", body.clone()).await, 400).await;
+            assert_eq!(e["param"], param, "{kind}: {body}\n{e}");
+            assert_eq!(e["type"], error_type, "{kind}: {e}");
+            if error_type == "invalid_request_error" {
+                let message = e["message"].as_str().unwrap();
+                assert!(message.contains(&format!("`{param}`")), "{kind}: {e}");
+            }
+            calls += 1;
+        }
+    }
+    let rows = ledger_rows(gw).await;
+    assert_eq!(rows.len(), calls, "{kind}: every refusal is a ledger row");
+    assert!(
+        rows.iter().all(|r| r.status == 400 && r.route == "m"),
+        "{kind}: {rows:?}"
+    );
+}
+
+/// Input items whose chat messages shift: instructions come first, reasoning has no
+/// message, function calls join the assistant turn before them. `args` are the second
+/// call's arguments; `image` the URL of the last user message's image.
+fn shifted_input(args: &str, image: &str) -> Value {
+    json!({
+        "model": "m",
+        "instructions": "Be brief.",
+        "input": [
+            {"role": "user", "content": "Weather in Nice and Oslo?"},
+            {"type": "reasoning", "id": "rs_1", "summary": []},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Checking."}]},
+            {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{\"city\":\"Nice\"}"},
+            {"type": "function_call", "call_id": "call_2", "name": "get_weather", "arguments": args},
+            {"type": "function_call_output", "call_id": "call_1", "output": "21"},
+            {"type": "function_call_output", "call_id": "call_2", "output": "9"},
+            {"role": "user", "content": [
+                {"type": "input_text", "text": "And this place?"},
+                {"type": "input_image", "image_url": image}]}
+        ],
+        "tools": [{"type": "function", "name": "get_weather", "parameters": weather_parameters()}]
+    })
+}
+
+/// Issue 15: what an Anthropic backend cannot express of a translated request is a 400
+/// naming the Responses field the client sent, not the chat field the adapter read
+/// (`text.format`, `reasoning.effort`, `input[j]…` with `j` the item that became the
+/// message, after instructions, reasoning items and merged function calls).
+#[tokio::test]
+async fn issue_15_anthropic_refusals_name_the_responses_field() {
+    let png = format!("data:image/png;base64,{PNG_DATA}");
+    let format = |schema: Value| json!({"format": {"type": "json_schema", "name": "answer", "schema": schema}});
+    let mut with_tools = shifted_input("{}", &png);
+    with_tools["text"] = format(schema());
+    let mut array_schema = json!({"model": "m", "input": "hi"});
+    array_schema["text"] = format(json!({"type": "array"}));
+    let system_image = json!({"model": "m", "instructions": "Be brief.", "input": [
+        {"role": "user", "content": "hi"},
+        {"role": "developer", "content": [
+            {"type": "input_text", "text": "Style:"},
+            {"type": "input_image", "image_url": png}]}]});
+    let cases = vec![
+        (with_tools, "text.format"),
+        (array_schema, "text.format.schema"),
+        (
+            json!({"model": "m", "input": "hi", "reasoning": {"effort": "extreme"}}),
+            "reasoning.effort",
+        ),
+        (shifted_input("[1]", &png), "input[4].arguments"),
+        (
+            shifted_input("{}", "ftp://example.com/a.png"),
+            "input[7].content[1]",
+        ),
+        (system_image, "input[1].content[1]"),
+    ];
+    assert_refusals_name("anthropic", "invalid_request_error", cases, Vec::new).await;
+}
+
+/// Issue 15: Gemini's refusals of a translated request name the Responses field:
+/// a function call's output (`input[j].output[k]`), its `call_id`, an image's URL.
+#[tokio::test]
+async fn issue_15_gemini_refusals_name_the_responses_field() {
+    let png = format!("data:image/png;base64,{PNG_DATA}");
+    let tool_loop = |call_id: &str, output: Value| {
+        json!({"model": "m", "instructions": "Be brief.", "input": [
+            {"role": "user", "content": "Weather in Nice?"},
+            {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": call_id, "output": output}]})
+    };
+    let parts = json!([{"type": "input_text", "text": "a map:"},
+                       {"type": "input_image", "image_url": png}]);
+    let cases = vec![
+        (tool_loop("call_1", parts), "input[2].output[1].type"),
+        (tool_loop("call_9", json!("21")), "input[2].call_id"),
+        (
+            shifted_input("{}", "https://example.com/a.png"),
+            "input[7].content[1].image_url",
+        ),
+    ];
+    assert_refusals_name("gemini", "invalid_request_error", cases, Vec::new).await;
+}
+
+/// Issue 15: a chat backend's own 400 about the translation names the Responses field
+/// too (`max_output_tokens` for chat's `max_completion_tokens`, a namespace tool's
+/// function for `tools[i]`, the item behind `messages[i]`), with the backend's message
+/// and code; and the stored conversation a request continues is named as
+/// `previous_response_id`, the new input counted from 0.
+#[tokio::test]
+async fn issue_15_a_chat_backends_rejection_names_the_responses_field() {
+    let rejection = |param: &'static str| {
+        move || {
+            let body = json!({"error": {"message": "Invalid value.", "type": "invalid_request_error",
+                                        "param": param, "code": "invalid_value"}});
+            vec![Step::Status(400, body.to_string())]
+        }
+    };
+    let codex = json!({"model": "m", "input": "go", "tools": [
+        {"type": "function", "name": "exec_command", "parameters": {"type": "object"}},
+        {"type": "namespace", "name": "agents", "tools": [
+            {"type": "function", "name": "close_agent", "parameters": {"type": "object"}}]}]});
+    let png = format!("data:image/png;base64,{PNG_DATA}");
+    for (body, chat, param) in [
+        (
+            json!({"model": "m", "input": "hi", "max_output_tokens": 5}),
+            "max_completion_tokens",
+            "max_output_tokens",
+        ),
+        (
+            codex,
+            "tools[1].function.parameters",
+            "tools[1].tools[0].parameters",
+        ),
+        (
+            shifted_input("{}", &png),
+            "messages[5].content[1].image_url.url",
+            "input[7].content[1].image_url",
+        ),
+    ] {
+        let cases = vec![(body, param)];
+        assert_refusals_name("compatible", "upstream_error", cases, rejection(chat)).await;
+    }
+
+    // A continued conversation: the stored turns are `previous_response_id`'s.
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&config("compatible", &mock, "")).await;
+    let first: Value = gw
+        .post("/v1/responses", json!({"model": "m", "input": "hi"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = first["id"].as_str().unwrap();
+    let next = json!({"model": "m", "previous_response_id": id,
+                      "input": [{"role": "user", "content": "more"}]});
+    for (chat, param) in [
+        ("messages[2].content", "input[0].content"),
+        ("messages[0].content", "previous_response_id"),
+    ] {
+        mock.script(rejection(chat)());
+        let e = expect_error(gw.post("/v1/responses", next.clone()).await, 400).await;
+        assert_eq!(e["param"], param, "{e}");
+        assert_eq!(e["code"], "invalid_value", "{e}");
+        assert_eq!(e["message"], "Invalid value.", "{e}");
+    }
+    let rows = ledger_rows(gw).await;
+    assert_eq!(
+        rows.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [200, 400, 400]
+    );
+}

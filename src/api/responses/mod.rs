@@ -7,6 +7,7 @@
 //! `IGNORED` and docs/responses.md).
 
 pub mod items;
+mod params;
 pub mod reply;
 mod request;
 pub mod stream;

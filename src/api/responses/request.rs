@@ -28,11 +28,11 @@ fn note(only: &mut Option<NativeOnly>, field: impl Into<String>, what: &str) {
 
 /// One input item, as far as translation reads it.
 #[derive(Deserialize)]
-struct ItemIn<'a> {
+pub(super) struct ItemIn<'a> {
     #[serde(borrow, rename = "type", default)]
     kind: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    role: Option<Cow<'a, str>>,
+    pub(super) role: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     content: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -70,9 +70,9 @@ struct PartIn<'a> {
 }
 
 #[derive(Deserialize)]
-struct ToolIn<'a> {
+pub(super) struct ToolIn<'a> {
     #[serde(borrow, rename = "type")]
-    kind: Cow<'a, str>,
+    pub(super) kind: Cow<'a, str>,
     #[serde(borrow, default)]
     name: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -83,7 +83,7 @@ struct ToolIn<'a> {
     strict: Option<&'a RawValue>,
     /// The function tools of a `namespace` tool.
     #[serde(borrow, default)]
-    tools: Option<&'a RawValue>,
+    pub(super) tools: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -263,6 +263,47 @@ fn messages<'a>(
     Ok(())
 }
 
+/// Where an input item lands among the chat messages (see `lands`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Lands {
+    /// A chat message of its own.
+    Own,
+    /// A tool call joining the open assistant message.
+    Joins,
+    /// No chat message (reasoning; an item refused).
+    Nowhere,
+}
+
+/// Where an input item of `kind` (a message's `role`) lands, given `open_assistant`:
+/// whether the last chat message is an assistant turn tool calls may join (updated).
+/// Translation and the error path that maps chat fields back to items both follow it.
+pub(super) fn lands(kind: &str, role: Option<&str>, open_assistant: &mut bool) -> Lands {
+    match kind {
+        "message" => {
+            *open_assistant = role == Some("assistant");
+            Lands::Own
+        }
+        "function_call" => match std::mem::replace(open_assistant, true) {
+            true => Lands::Joins,
+            false => Lands::Own,
+        },
+        "function_call_output" => {
+            *open_assistant = false;
+            Lands::Own
+        }
+        _ => Lands::Nowhere,
+    }
+}
+
+/// An item's type: `type`, else `message` when it has a `role`.
+pub(super) fn item_kind<'i>(item: &'i ItemIn<'_>) -> Option<&'i str> {
+    match (&item.kind, &item.role) {
+        (Some(k), _) => Some(k.as_ref()),
+        (None, Some(_)) => Some("message"),
+        (None, None) => None,
+    }
+}
+
 /// One input item at `path` → chat messages (see `messages`).
 fn message<'a>(
     path: Item,
@@ -272,16 +313,13 @@ fn message<'a>(
     open_assistant: &mut bool,
 ) -> Result<(), ApiError> {
     {
-        let kind = match (&item.kind, &item.role) {
-            (Some(k), _) => k.as_ref(),
-            (None, Some(_)) => "message",
-            (None, None) => {
-                return Err(field_error(
-                    format!("{path}.type"),
-                    format!("`{path}` needs a `type` (or a `role` for a message)."),
-                ))
-            }
+        let Some(kind) = item_kind(&item) else {
+            return Err(field_error(
+                format!("{path}.type"),
+                format!("`{path}` needs a `type` (or a `role` for a message)."),
+            ));
         };
+        let landing = lands(kind, item.role.as_deref(), open_assistant);
         match kind {
             "message" => {
                 let role = match item.role.as_deref() {
@@ -305,7 +343,6 @@ fn message<'a>(
                 let content = required(item.content, format_args!("{path}.content"))?;
                 let content = content_parts(content, role, format_args!("{path}.content"))?;
                 out.push(MessageOut::plain(role, Some(content)));
-                *open_assistant = role == "assistant";
             }
             "function_call" => {
                 let name = required(item.name, format_args!("{path}.name"))?;
@@ -334,14 +371,11 @@ fn message<'a>(
                     },
                 };
                 match out.last_mut() {
-                    Some(m) if *open_assistant => m.tool_calls.push(call),
-                    _ => {
-                        out.push(MessageOut {
-                            tool_calls: vec![call],
-                            ..MessageOut::plain("assistant", Some(ContentOut::Null))
-                        });
-                        *open_assistant = true;
-                    }
+                    Some(m) if landing == Lands::Joins => m.tool_calls.push(call),
+                    _ => out.push(MessageOut {
+                        tool_calls: vec![call],
+                        ..MessageOut::plain("assistant", Some(ContentOut::Null))
+                    }),
                 }
             }
             "function_call_output" => {
@@ -355,7 +389,6 @@ fn message<'a>(
                     tool_call_id: Some(id),
                     ..MessageOut::plain("tool", Some(content))
                 });
-                *open_assistant = false;
             }
             // Reasoning of an earlier turn: another backend cannot continue it, and the
             // turn's visible output carries on without it.
