@@ -129,8 +129,47 @@ impl RawObject {
             ));
         }
         check_depth(text)?;
-        serde_json::from_str::<RawObject>(text).map_err(|e| {
+        let object = serde_json::from_str::<RawObject>(text).map_err(|e| {
             ApiError::bad_request(format!("The request body is not a valid JSON object: {e}."))
+        })?;
+        object.check_unique()?;
+        Ok(object)
+    }
+
+    /// 400 naming the first field given twice. The gateway reads one of the values and
+    /// forwards the fields as sent, where an upstream's parser may take the other: a
+    /// `max_tokens` or `model` checked here would not be the one obeyed.
+    fn check_unique(&self) -> Result<(), ApiError> {
+        let fields = &self.fields;
+        // Bodies have a handful of fields: a pairwise scan beats hashing them.
+        let duplicate = if fields.len() <= 32 {
+            fields
+                .iter()
+                .enumerate()
+                .find(|(i, (key, _))| fields[..*i].iter().any(|(seen, _)| seen == key))
+                .map(|(_, (key, _))| key)
+        } else {
+            let mut seen = std::collections::HashSet::with_capacity(fields.len());
+            fields
+                .iter()
+                .map(|(key, _)| key)
+                .find(|key| !seen.insert(key.as_str()))
+        };
+        let Some(key) = duplicate else {
+            return Ok(());
+        };
+        Err(if key.len() > MAX_IDENTIFIER_BYTES {
+            ApiError::bad_request(format!(
+                "A field name of {} bytes appears more than once in the request body.",
+                key.len()
+            ))
+        } else {
+            ApiError::invalid(
+                key.as_str(),
+                format!(
+                    "`{key}` appears more than once in the request body; send each field once."
+                ),
+            )
         })
     }
 
@@ -203,16 +242,14 @@ impl RawObject {
             if GATEWAY_FIELDS.contains(&key.as_str()) || extra.iter().any(|(k, _)| k == key) {
                 continue;
             }
+            if key == "model" && model_written {
+                // A duplicate `model` key: keep only one, ours.
+                continue;
+            }
             sep(out);
             write_json_string(out, key);
             out.push(b':');
             if key == "model" {
-                if model_written {
-                    // A duplicate `model` key: keep only one, ours.
-                    out.pop();
-                    out.pop();
-                    continue;
-                }
                 write_json_string(out, model);
                 model_written = true;
             } else {
@@ -771,6 +808,36 @@ mod tests {
     fn rewrite_drops_gateway_fields() {
         let body = r#"{"model":"m","bazaar":{"policy":"cheapest"},"models":["a"],"provider":{"only":["x"]},"messages":[]}"#;
         assert_eq!(rewrite(body, "m"), r#"{"model":"m","messages":[]}"#);
+    }
+
+    #[test]
+    fn a_field_given_twice_is_refused_by_name() {
+        let param = |body: String| match RawObject::parse(body.as_bytes()) {
+            Err(ApiError::InvalidRequest { param, .. }) => param,
+            other => panic!("{body}: {other:?}"),
+        };
+        let twice = r#"{"model":"m","max_tokens":5,"messages":[],"max_tokens":9}"#;
+        assert_eq!(param(twice.into()).as_deref(), Some("max_tokens"));
+        // Past the pairwise scan's reach, the hashed one finds it too.
+        let many: String = (0..40).map(|i| format!(r#""f{i}":{i},"#)).collect();
+        assert_eq!(
+            param(format!(r#"{{{many}"model":"a","model":"b"}}"#)).as_deref(),
+            Some("model")
+        );
+        assert!(RawObject::parse(format!(r#"{{{many}"model":"a"}}"#).as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn a_second_model_field_is_dropped_whole_when_written() {
+        let raw = |s: &str| RawValue::from_string(s.into()).unwrap();
+        let fields = RawObject::from_fields(vec![
+            ("model".into(), raw(r#""a""#)),
+            ("x".into(), raw("1")),
+            ("model".into(), raw(r#""b""#)),
+        ]);
+        let mut out = Vec::new();
+        fields.write_with(&mut out, "up", &[]);
+        assert_eq!(String::from_utf8(out).unwrap(), r#"{"model":"up","x":1}"#);
     }
 
     #[test]

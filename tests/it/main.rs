@@ -25,6 +25,7 @@ mod first_hour;
 mod fuzz;
 mod hostile;
 mod hostile_limits;
+mod hostile_more;
 mod ledger;
 mod lifecycle;
 mod messages;
