@@ -21,8 +21,11 @@ use crate::billing::Clock;
 /// memory only until the queue drains (a warning says so).
 const QUEUE: usize = 4096;
 const BATCH: usize = 256;
-/// Expired rows are deleted this often.
-const PURGE_EVERY: Duration = Duration::from_secs(600);
+/// Expired rows are deleted this often, by the gateway's clock (the one expiry is read
+/// on, which tests move by hand).
+const PURGE_EVERY_MS: i64 = 600_000;
+/// When no batch wakes the writer, it looks this often whether a purge is due.
+const LOOK_EVERY: Duration = Duration::from_secs(60);
 
 /// Our migrations, recorded in the ledger's `bazaar_migrations` under their own numbers.
 const MIGRATIONS: &[(i64, &[&str])] = &[
@@ -50,6 +53,14 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
         ],
     ),
 ];
+
+/// The purges of expired rows finished so far.
+#[derive(Debug, Clone, Copy, Default)]
+struct Purges {
+    count: u64,
+    /// The time the last one deleted rows expired by (the gateway's clock), failed or not.
+    through_ms: i64,
+}
 
 /// One stored response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +91,7 @@ pub struct ResponseStore {
     /// look at `pending` and its commit (which would bring the deleted response back).
     writing: tokio::sync::Mutex<()>,
     /// Purges of expired rows finished so far (failed ones included).
-    purges: tokio::sync::watch::Sender<u64>,
+    purges: tokio::sync::watch::Sender<Purges>,
     /// Lookups so far (`load`), and those of them that read the database.
     loads: AtomicU64,
     database_reads: AtomicU64,
@@ -123,7 +134,7 @@ pub async fn start(
         clock,
         ttl_ms: AtomicU64::new(millis(ttl)),
         writing: tokio::sync::Mutex::new(()),
-        purges: tokio::sync::watch::Sender::new(0),
+        purges: tokio::sync::watch::Sender::new(Purges::default()),
         loads: AtomicU64::new(0),
         database_reads: AtomicU64::new(0),
     });
@@ -282,45 +293,48 @@ impl ResponseStore {
     /// started (the first runs as it starts, then one every 10 minutes), and returns how
     /// many it has finished.
     pub async fn purged(&self, n: u64) -> u64 {
+        self.purge_where(|p| p.count >= n).await.count
+    }
+
+    /// Waits until the writer has finished a purge of the rows expired by `ms` (the
+    /// gateway's clock), every response saved before the purge began written first.
+    pub async fn purged_through(&self, ms: i64) {
+        self.purge_where(|p| p.through_ms >= ms).await;
+    }
+
+    async fn purge_where(&self, done: impl Fn(&Purges) -> bool) -> Purges {
         let mut purges = self.purges.subscribe();
-        let reached = purges.wait_for(|p| *p >= n).await.map(|p| *p);
+        let reached = purges.wait_for(|p| done(p)).await.map(|p| *p);
         reached.unwrap_or_else(|_| *purges.borrow())
     }
 
-    async fn purge(&self) -> Result<u64, sqlx::Error> {
+    /// Deletes the responses expired by `now`: their rows, and those a failed write left
+    /// in memory.
+    async fn purge(&self, now: i64) -> Result<u64, sqlx::Error> {
+        self.pending().retain(|_, s| s.expires_ms > now);
         let done = sqlx::query("DELETE FROM stored_responses WHERE expires_ms <= $1")
-            .bind(self.now())
+            .bind(now)
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
     }
 }
 
-/// Writes queued responses in batches and deletes expired ones now and then; on `stop`,
-/// writes what is queued and ends.
+/// Writes queued responses in batches and deletes expired ones as it starts, then every
+/// `PURGE_EVERY_MS` of the gateway's clock: it looks after each batch, and every
+/// `LOOK_EVERY` when no batch comes. On `stop`, writes what is queued and ends.
 async fn writer(
     store: Arc<ResponseStore>,
     mut rx: mpsc::Receiver<Arc<Stored>>,
     stop: CancellationToken,
 ) {
-    let mut purge = tokio::time::interval(PURGE_EVERY);
+    let mut look = tokio::time::interval(LOOK_EVERY);
+    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(BATCH);
+    let mut next_purge = i64::MIN;
     loop {
         tokio::select! {
-            n = rx.recv_many(&mut batch, BATCH) => {
-                if n == 0 {
-                    return;
-                }
-                write_batch(&store, &mut batch).await;
-            }
-            _ = purge.tick() => {
-                match store.purge().await {
-                    Ok(0) => {}
-                    Ok(rows) => tracing::debug!(rows, "Expired stored responses deleted."),
-                    Err(e) => tracing::warn!("Deleting expired stored responses failed: {e}"),
-                }
-                store.purges.send_modify(|p| *p += 1);
-            }
+            biased;
             _ = stop.cancelled() => {
                 rx.close();
                 while rx.recv_many(&mut batch, BATCH).await > 0 {
@@ -328,7 +342,39 @@ async fn writer(
                 }
                 return;
             }
+            n = rx.recv_many(&mut batch, BATCH) => {
+                if n == 0 {
+                    return;
+                }
+                write_batch(&store, &mut batch).await;
+            }
+            _ = look.tick() => {}
         }
+        let now = store.now();
+        if now < next_purge {
+            continue;
+        }
+        // What was saved before now is written first, so the purge (and whoever waits
+        // on it) sees every row it could delete.
+        while let Ok(s) = rx.try_recv() {
+            batch.push(s);
+            if batch.len() == BATCH {
+                write_batch(&store, &mut batch).await;
+            }
+        }
+        if !batch.is_empty() {
+            write_batch(&store, &mut batch).await;
+        }
+        match store.purge(now).await {
+            Ok(0) => {}
+            Ok(rows) => tracing::debug!(rows, "Expired stored responses deleted."),
+            Err(e) => tracing::warn!("Deleting expired stored responses failed: {e}"),
+        }
+        next_purge = now.saturating_add(PURGE_EVERY_MS);
+        store.purges.send_modify(|p| {
+            p.count += 1;
+            p.through_ms = now;
+        });
     }
 }
 
@@ -423,7 +469,7 @@ mod tests {
         assert!(!s.delete("bob", "resp_1").await.unwrap());
         now.store(1_000 + 61_000, Ordering::SeqCst);
         assert!(s.load("alice", "resp_1").await.unwrap().is_none());
-        assert_eq!(s.purge().await.unwrap(), 1);
+        assert_eq!(s.purge(now.load(Ordering::SeqCst)).await.unwrap(), 1);
     }
 
     /// Responses stored by name before migration 1003 belong to the key that had the name

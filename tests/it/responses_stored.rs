@@ -1,7 +1,7 @@
 //! Stored responses over time and after a delete: a response past `[responses] ttl`, or
 //! deleted, is a 404 in OpenAI's shape to `previous_response_id` (streamed or not), `GET`,
-//! `input_items` and `DELETE`; expired rows are deleted by the purge, which also runs as
-//! the gateway starts. Time is the test's clock, moved by `TestClock::advance`, never
+//! `input_items` and `DELETE`; expired rows are deleted by the purge, which runs as the
+//! gateway starts and every 10 minutes of its clock while it runs. Time is the test's clock, moved by `TestClock::advance`, never
 //! waited for.
 
 use std::time::Duration;
@@ -170,6 +170,59 @@ async fn expires_and_is_purged(ledger: Option<&str>) {
     gone(&gw, &new_id).await;
     // Its rows written before the database goes.
     gw.shutdown().await.unwrap();
+}
+
+/// Issue 15: while the gateway runs, expired stored responses are deleted every 10
+/// minutes of its clock, live ones kept. The writer looks whether a purge is due after
+/// each batch it writes, so a save made after the clock moved brings the purge about; the
+/// test waits for the purge of that moment, never for time.
+#[tokio::test]
+async fn issue_15_expired_responses_are_purged_while_the_gateway_runs() {
+    let clock = TestClock::new();
+    let now = clock.clock();
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start_with_clock(&ttl_config(&mock), &clock).await;
+    let store = gw.state.responses.get().unwrap().clone();
+    let pool = gw.state.billing.connected().unwrap().ledger.pool().clone();
+    let rows = || async {
+        let mut ids: Vec<String> = sqlx::query_scalar("SELECT id FROM stored_responses")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        ids.sort_unstable();
+        ids
+    };
+    store.purged(1).await;
+    let old = create(&gw, "My name is Ada.", None).await;
+    let old_id = old["id"].as_str().unwrap().to_string();
+
+    // Ten minutes on, a purge is due; nothing has expired, so nothing goes.
+    clock.advance(Duration::from_secs(600));
+    let mid = create(&gw, "Hello", None).await;
+    let mid_id = mid["id"].as_str().unwrap().to_string();
+    store.purged_through(now()).await;
+    assert!(rows().await.contains(&old_id));
+
+    // At the first response's TTL, the next purge deletes it and keeps the second.
+    clock.advance(TTL - Duration::from_secs(600));
+    create(&gw, "Again", None).await;
+    store.purged_through(now()).await;
+    let kept = rows().await;
+    assert!(!kept.contains(&old_id), "{kept:?}");
+    assert!(kept.contains(&mid_id), "{kept:?}");
+    assert_eq!(stored(&gw, &mid_id).await, mid);
+    gone(&gw, &old_id).await;
+
+    // At the second's TTL (ten minutes later), it goes too.
+    clock.advance(Duration::from_secs(600));
+    create(&gw, "Once more", None).await;
+    store.purged_through(now()).await;
+    assert!(!rows().await.contains(&mid_id));
+    assert_eq!(
+        statuses(ledger_rows(gw).await),
+        [200, 200, 200, 200, 404, 404],
+        "every call is a ledger row"
+    );
 }
 
 /// Issue 15: a deleted response cannot be continued, read or deleted again, by its key or
