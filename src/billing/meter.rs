@@ -164,7 +164,7 @@ impl CallMeter {
 const MAX_PLAUSIBLE_TOKENS: u64 = crate::api::openai::MAX_TOKENS_FIELD;
 
 /// True when every bucket of a backend's report is a count a call could reach.
-fn plausible(usage: &Usage) -> bool {
+pub fn plausible(usage: &Usage) -> bool {
     [
         usage.input,
         usage.cached_input,

@@ -357,7 +357,12 @@ where
             request_id,
             deadline,
         };
-        match attempt(candidate, provider, at).await {
+        // Every failure carries upstream text (an error body, a reply that failed to
+        // parse): it is scrubbed here, once, before it is logged, kept or shown.
+        let outcome = attempt(candidate, provider, at)
+            .await
+            .map_err(|e| e.scrubbed(provider.config()));
+        match outcome {
             Ok(value) => {
                 let first_byte = started.elapsed();
                 let record = AttemptRecord {

@@ -22,8 +22,8 @@ use crate::api::ApiError;
 use crate::billing::admission::{Admission, Ask, Offer, Outcome};
 use crate::billing::cost::usd;
 use crate::billing::meter::{
-    local_price, reference_price, with_billed_usage, Billed, BodyShape, CallMeter, Ending,
-    SentText, ServedBy,
+    local_price, plausible, reference_price, with_billed_usage, Billed, BodyShape, CallMeter,
+    Ending, SentText, ServedBy,
 };
 use crate::providers::{Attempt, Provider, Reply, StreamReply, UpstreamError};
 use crate::router::fallback::{self, Walk};
@@ -253,10 +253,11 @@ async fn walk<S: Shape>(
         };
         let route = route_headers(runtime, &plan.route, served.candidate);
         let reply = served.value;
-        // Counted only when the backend reported no usage, off the async workers.
+        // Counted only when the backend reported no usage it can be billed on (none, or
+        // one the meter will not believe), off the async workers.
         let mut sent = match reply.usage {
-            Some(_) => SentText::default(),
-            None => SentText::of(shape.text_shape(), &reply.body),
+            Some(u) if u.is_reported() && plausible(&u) => SentText::default(),
+            _ => SentText::of(shape.text_shape(), &reply.body),
         };
         sent.count_off_worker().await;
         let ending = Ending {

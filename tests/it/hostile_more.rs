@@ -113,3 +113,124 @@ async fn an_upstream_reply_repeating_model_stays_valid_json() {
     assert_eq!(row["status"], 200, "{row}");
     assert_eq!(row["tokens"]["output"], 1, "{row}");
 }
+
+/// A reply body of `status` in the OpenAI chat shape, with `usage` as given.
+fn chat_reply(usage: Value) -> String {
+    json!({"id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello there"}, "finish_reason": "stop"}],
+        "usage": usage})
+    .to_string()
+}
+
+/// An event stream of `events` (each a `data:` payload) as an upstream sends it.
+fn sse_reply(events: &[String]) -> Step {
+    let body: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+    Step::Raw {
+        status: 200,
+        headers: vec![("content-type".into(), "text/event-stream".into())],
+        body,
+    }
+}
+
+fn chunk(delta: Value, finish: Option<&str>) -> String {
+    json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    .to_string()
+}
+
+fn usage_chunk(usage: Value) -> String {
+    json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+        "choices": [], "usage": usage})
+    .to_string()
+}
+
+/// A 200 whose body is an `error` object (some hosts answer failures so) is that
+/// upstream's failure: a 502 in OpenAI's shape with the upstream's message, scrubbed of
+/// key-shaped text, and a 502 row that charges nothing. It was passed on as a success,
+/// the upstream's text unscrubbed, and billed on an estimate.
+#[tokio::test]
+async fn a_200_carrying_an_error_is_a_failure() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&single_provider_config(&mock)).await;
+    let error = json!({"error": {"message": "Model overloaded, key sk-upstream-secret-123 throttled",
+        "type": "server_error", "code": "overloaded"}});
+    for (path, body) in [
+        ("/v1/chat/completions", chat()),
+        (
+            "/v1/embeddings",
+            json!({"model": "text-embedding-3-small", "input": "hi"}),
+        ),
+    ] {
+        mock.script([Step::Status(200, error.to_string())]);
+        let id = format!("error-200{}", path.replace('/', "-"));
+        let resp = post_raw(&gw, path, &body.to_string(), &id).await;
+        let e = expect_error(resp, 502).await;
+        let message = e["message"].as_str().unwrap();
+        assert!(message.contains("Model overloaded"), "{path}: {e}");
+        assert!(!message.contains("sk-upstream-secret-123"), "{path}: {e}");
+        let row = row_of(&gw, &id).await;
+        assert_eq!(row["status"], 502, "{row}");
+        assert_eq!(row["tokens"]["input"], 0, "{row}");
+    }
+}
+
+/// A usage report that cannot be read (a negative, fractional or quoted count, or not an
+/// object) is not believed, like one too large: the answer reaches the client and the
+/// call is billed on the gateway's own count, flagged estimated. It was a 502 (the
+/// client lost an answer the upstream had charged for) and, in a stream, an error event
+/// after the whole answer had been sent.
+#[tokio::test]
+async fn an_unreadable_usage_report_is_estimated_not_fatal() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&single_provider_config(&mock)).await;
+    let reports = [
+        json!({"prompt_tokens": -5, "completion_tokens": 2, "total_tokens": -3}),
+        json!({"prompt_tokens": 5.5, "completion_tokens": 1e30, "total_tokens": 3}),
+        json!({"prompt_tokens": "5", "completion_tokens": "2"}),
+        json!({"prompt_tokens": 5, "completion_tokens": 2, "completion_tokens_details": {"reasoning_tokens": -1}}),
+        json!("lots"),
+    ];
+    for (i, usage) in reports.iter().enumerate() {
+        mock.script([Step::Status(200, chat_reply(usage.clone()))]);
+        let id = format!("bad-usage-{i}");
+        let resp = post_raw(&gw, "/v1/chat/completions", &chat().to_string(), &id).await;
+        assert_eq!(resp.status(), 200, "{usage}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["choices"][0]["message"]["content"], "Hello there");
+        assert_eq!(body["usage"]["estimated"], true, "{body}");
+        let row = row_of(&gw, &id).await;
+        assert_eq!(
+            (row["status"].clone(), row["estimated"].clone()),
+            (json!(200), json!(true)),
+            "{row}"
+        );
+        assert!(row["tokens"]["output"].as_u64().unwrap() > 0, "{row}");
+
+        mock.script([sse_reply(&[
+            chunk(json!({"role": "assistant", "content": "Hello there"}), None),
+            chunk(json!({}), Some("stop")),
+            usage_chunk(usage.clone()),
+            "[DONE]".into(),
+        ])]);
+        let id = format!("bad-usage-stream-{i}");
+        let mut body = chat();
+        body["stream"] = json!(true);
+        body["stream_options"] = json!({"include_usage": true});
+        let resp = post_raw(&gw, "/v1/chat/completions", &body.to_string(), &id).await;
+        assert_eq!(resp.status(), 200);
+        let events = sse_events(resp).await;
+        assert_eq!(
+            events.last().map(String::as_str),
+            Some("[DONE]"),
+            "{usage}: {events:?}"
+        );
+        let usage_event: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+        assert_eq!(usage_event["usage"]["estimated"], true, "{usage_event}");
+        let row = row_of(&gw, &id).await;
+        assert_eq!(
+            (row["status"].clone(), row["estimated"].clone()),
+            (json!(200), json!(true)),
+            "{row}"
+        );
+    }
+}

@@ -23,7 +23,7 @@ use super::{
     UpstreamMeta,
 };
 use crate::api::openai::{ChatRequest, PassthroughRequest, RawObject, GATEWAY_FIELDS};
-use crate::api::usage::OpenAiUsage;
+use crate::api::usage::{Buckets, OpenAiUsage};
 use crate::api::Usage;
 use crate::config::{ProviderConfig, WireFormat};
 
@@ -341,47 +341,81 @@ fn truncate(mut s: String, max: usize) -> String {
 }
 
 #[derive(Deserialize)]
-struct UsageOnly {
-    #[serde(default)]
-    usage: Option<OpenAiUsage>,
+struct ReplyPeek<'a> {
+    #[serde(default, borrow)]
+    usage: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    error: Option<&'a RawValue>,
 }
 
-/// Usage from a complete OpenAI reply; `None` when the backend reported none.
+/// Usage from a complete OpenAI reply; `None` when the backend reported none. A reply
+/// whose body is an `error` object is that error, whatever its status said: some hosts
+/// answer a failure with 200.
 pub fn parse_usage(
     provider: &str,
     body: &[u8],
     quirks: &Quirks,
 ) -> Result<Option<Usage>, UpstreamError> {
-    let parsed: UsageOnly = serde_json::from_slice(body)
+    let parsed: ReplyPeek = serde_json::from_slice(body)
         .map_err(|e| UpstreamError::protocol(provider, format!("the reply is not JSON ({e})")))?;
+    if let Some(error) = parsed.error {
+        return Err(error_event(provider, error, "an error in place of a reply"));
+    }
     Ok(parsed
         .usage
-        .map(|u| read_usage(&u, quirks.reasoning_outside_completion)))
+        .map(|u| read_usage(provider, u, quirks.reasoning_outside_completion)))
 }
 
-fn read_usage(raw: &OpenAiUsage, reasoning_apart: bool) -> Usage {
+/// The usage a backend reported in `raw`. A report that cannot be read (a negative,
+/// fractional or quoted count, or no object at all) is not the backend's count: it is
+/// kept as a report of nothing, so the call is billed on the gateway's own count and the
+/// answer it came with still reaches the client.
+fn read_usage(provider: &str, raw: &RawValue, reasoning_apart: bool) -> Usage {
+    let Ok(raw) = serde_json::from_str::<OpenAiUsage>(raw.get()) else {
+        tracing::warn!(
+            provider,
+            "The backend's usage report is unreadable; the call's usage is estimated instead."
+        );
+        return Usage::default().lacking(Buckets::ALL);
+    };
     if reasoning_apart {
-        Usage::from_openai_reasoning_apart(raw)
+        Usage::from_openai_reasoning_apart(&raw)
     } else {
-        Usage::from_openai(raw)
+        Usage::from_openai(&raw)
     }
+}
+
+/// The upstream error an `error` object in a 200 reply or stream event stands for;
+/// `otherwise` is the message when it has none.
+fn error_event(provider: &str, error: &RawValue, otherwise: &str) -> UpstreamError {
+    let (message, code, param) = error_fields(format!("{{\"error\":{}}}", error.get()).as_bytes());
+    UpstreamError::status(
+        provider,
+        StatusReply {
+            status: 502,
+            message: message.unwrap_or_else(|| otherwise.into()),
+            code,
+            param,
+            retry_after: None,
+        },
+    )
 }
 
 #[derive(Deserialize)]
 struct ChunkPeek<'a> {
-    #[serde(default)]
-    choices: Option<Vec<ChoicePeek>>,
-    #[serde(default)]
-    usage: Option<OpenAiUsage>,
+    #[serde(default, borrow)]
+    choices: Option<Vec<ChoicePeek<'a>>>,
+    #[serde(default, borrow)]
+    usage: Option<&'a RawValue>,
     #[serde(default, borrow)]
     error: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
-struct ChoicePeek {
+struct ChoicePeek<'a> {
     /// Kimi reports stream usage inside the last choice.
-    #[serde(default)]
-    usage: Option<OpenAiUsage>,
+    #[serde(default, borrow)]
+    usage: Option<&'a RawValue>,
 }
 
 /// Turns one upstream SSE event into zero or one chunk; `Ok(None)` also for `[DONE]`.
@@ -413,24 +447,13 @@ fn openai_chunk_with(
         UpstreamError::protocol(provider, format!("a stream event is not JSON ({e})"))
     })?;
     if let Some(error) = peek.error {
-        let (message, code, param) =
-            error_fields(format!("{{\"error\":{}}}", error.get()).as_bytes());
-        return Err(UpstreamError::status(
-            provider,
-            StatusReply {
-                status: 502,
-                message: message.unwrap_or_else(|| "error event in the stream".into()),
-                code,
-                param,
-                retry_after: None,
-            },
-        ));
+        return Err(error_event(provider, error, "error event in the stream"));
     }
     let no_choices = peek.choices.as_ref().is_none_or(|c| c.is_empty());
     let raw_usage = peek
         .usage
         .or_else(|| peek.choices.into_iter().flatten().find_map(|c| c.usage));
-    let usage = raw_usage.map(|u| read_usage(&u, reasoning_apart));
+    let usage = raw_usage.map(|u| read_usage(provider, u, reasoning_apart));
     Ok(Some(Chunk {
         data: Bytes::from(data),
         usage,
