@@ -264,7 +264,7 @@ struct Shape {
     words: u64,
 }
 
-/// What the walk needs to know of an ASCII byte: one table lookup per byte.
+/// What the walk needs to know of a byte: one table lookup per byte.
 const LETTER: u16 = 1;
 const DIGIT: u16 = 1 << 1;
 /// `char::is_whitespace` for an ASCII byte.
@@ -279,10 +279,12 @@ const SYMBOL: u16 = 1 << 6;
 const JOIN: u16 = 1 << 7;
 /// May start a code marker that is not part of a word: `{`, `}`, `;`, `(`, `` ` ``.
 const MARK: u16 = 1 << 8;
+/// Part of a character outside ASCII (the walk decodes it).
+const UTF8: u16 = 1 << 9;
 
-/// The class bits of each ASCII byte.
-const CLASS: [u16; 128] = {
-    let mut table = [0u16; 128];
+/// The class bits of each byte.
+const CLASS: [u16; 256] = {
+    let mut table = [0u16; 256];
     let mut i = 0;
     while i < table.len() {
         let b = i as u8;
@@ -313,6 +315,9 @@ const CLASS: [u16; 128] = {
         }
         if matches!(b, b'{' | b'}' | b';' | b'(' | b'`') {
             class |= MARK;
+        }
+        if !b.is_ascii() {
+            class |= UTF8;
         }
         table[i] = class;
         i += 1;
@@ -411,23 +416,45 @@ const BYTE_HASHES: [u64; 128] = {
     out
 };
 
-/// `hash_bytes(bytes, ASCII_LOWER)`, eight bytes loaded at a time.
-fn hash_lower(bytes: &[u8]) -> u64 {
-    let mut h = TOKEN_SEED ^ (bytes.len() as u64).wrapping_mul(MIX);
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        h = (h ^ (u64::from_le_bytes(word) | ASCII_LOWER))
+/// The eight bytes of `bytes` from `at` as one little-endian word, if there are eight.
+fn load(bytes: &[u8], at: usize) -> Option<u64> {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(bytes.get(at..at.checked_add(8)?)?);
+    Some(u64::from_le_bytes(word))
+}
+
+/// The `len` (1–7) bytes of `bytes` from `at` as a little-endian word, the rest zero:
+/// one load reaching past them (or ending with them) where the text has eight bytes.
+fn load_short(bytes: &[u8], at: usize, len: usize) -> u64 {
+    let present = u64::MAX >> (64 - 8 * len);
+    if let Some(word) = load(bytes, at) {
+        return word & present;
+    }
+    if let Some(word) = (at + len).checked_sub(8).and_then(|from| load(bytes, from)) {
+        return word >> (64 - 8 * len);
+    }
+    let mut word = [0u8; 8];
+    word[..len].copy_from_slice(&bytes[at..at + len]);
+    u64::from_le_bytes(word)
+}
+
+/// `hash_bytes(&bytes[start..end], ASCII_LOWER)`, eight bytes per load (the last load
+/// may read past `end` and masks those bytes off).
+fn hash_word(bytes: &[u8], start: usize, end: usize) -> u64 {
+    let len = end - start;
+    let mut h = TOKEN_SEED ^ (len as u64).wrapping_mul(MIX);
+    let mut at = start;
+    while let Some(word) = load(bytes, at).filter(|_| at + 8 <= end) {
+        h = (h ^ (word | ASCII_LOWER))
             .wrapping_mul(MIX2)
             .rotate_left(29);
+        at += 8;
     }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut word = [0u8; 8];
-        word[..rest.len()].copy_from_slice(rest);
-        let present = u64::MAX >> (64 - 8 * rest.len());
-        h = (h ^ (u64::from_le_bytes(word) | (ASCII_LOWER & present)))
+    let rest = end - at;
+    if rest > 0 {
+        let present = u64::MAX >> (64 - 8 * rest);
+        let word = load_short(bytes, at, rest);
+        h = (h ^ (word | (ASCII_LOWER & present)))
             .wrapping_mul(MIX2)
             .rotate_left(29);
     }
@@ -437,111 +464,125 @@ fn hash_lower(bytes: &[u8]) -> u64 {
 }
 
 /// One pass over `part`: counts its shape into `shape` and calls `each` for every
-/// token in order.
-fn walk<'a, F: FnMut(Token<'a>)>(part: &'a str, shape: &mut Shape, mut each: F) {
+/// token in order. The counters live in locals until the end (one update of `shape`
+/// per part), and a word's letters and digits are read in a loop of their own.
+#[inline]
+fn walk<'a>(part: &'a str, shape: &mut Shape, mut each: impl FnMut(Token<'a>)) {
     let bytes = part.as_bytes();
-    shape.bytes += bytes.len();
+    let (mut lines, mut digits, mut numbers, mut symbols, mut sentences) = (0, 0, 0, 0, 0);
+    let mut question = false;
+    let mut in_number = shape.in_number;
+    let mut words = 0u64;
     // Bit i: `CODE_MARKERS[i]` occurs in `part`.
     let mut markers = 0u16;
-    // The word being read: where it started, whether it is ASCII so far.
-    let mut word: Option<(usize, bool)> = None;
-    // A non-ASCII word's lowercased bytes, for its hash.
-    let mut lower = String::new();
-    // Ends the word being read (if any) at byte `end`, then emits the one-character
-    // token `single` (a byte range) if there is one.
-    let mut flush = |word: &mut Option<(usize, bool)>,
-                     end: usize,
-                     single: Option<usize>,
-                     shape: &mut Shape,
-                     markers: &mut u16,
-                     each: &mut F| {
-        if let Some((start, ascii)) = word.take() {
-            let raw = &part[start..end];
-            *markers |= word_markers(raw.as_bytes(), bytes.get(end).copied(), *markers);
-            let mut token = Token {
-                raw,
-                hash: 0,
-                ascii,
-            };
-            token.hash = if ascii {
-                hash_lower(raw.as_bytes())
-            } else {
-                token.lower(&mut lower);
-                hash_bytes(lower.as_bytes(), 0)
-            };
-            if let Some(i) = token.word() {
-                shape.words |= 1 << i;
-            }
-            each(token);
-        }
-        if let Some(len) = single {
-            let raw = &part[end..end + len];
-            let hash = match BYTE_HASHES.get(usize::from(bytes[end])) {
-                Some(h) if len == 1 => *h,
-                _ => hash_bytes(raw.as_bytes(), 0),
-            };
-            each(Token {
-                raw,
-                hash,
-                ascii: len == 1,
-            });
-        }
-    };
     // The previous character ended a sentence (`.`, `?` or `!`).
     let mut after_stop = false;
+    // A non-ASCII word's lowercased bytes, for its hash.
+    let mut lower = String::new();
     let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if let Some(&class) = CLASS.get(usize::from(b)) {
-            if class & (LETTER | DIGIT) != 0 {
-                if class & DIGIT != 0 {
-                    shape.digits += 1;
-                    shape.numbers += usize::from(!shape.in_number);
-                    shape.in_number = true;
-                } else {
-                    shape.in_number = false;
-                }
-                after_stop = false;
-                word.get_or_insert((i, true));
-                i += 1;
-                continue;
-            }
-            shape.lines += usize::from(class & NEWLINE != 0);
-            shape.in_number &= class & JOIN != 0;
-            shape.symbols += usize::from(class & SYMBOL != 0);
-            shape.question |= class & QUESTION != 0;
+    while let Some(&b) = bytes.get(i) {
+        let class = CLASS[usize::from(b)];
+        let start = i;
+        if class & (LETTER | DIGIT | UTF8) == 0 {
+            // ASCII, neither letter nor digit: a one-byte token unless it is a space.
+            lines += usize::from(class & NEWLINE != 0);
+            in_number &= class & JOIN != 0;
+            symbols += usize::from(class & SYMBOL != 0);
+            question |= class & QUESTION != 0;
             let space = class & SPACE != 0;
-            shape.sentences += usize::from(after_stop && space);
+            sentences += usize::from(after_stop && space);
             after_stop = class & STOP != 0;
             if class & MARK != 0 {
                 markers |= markers_at(bytes, i);
             }
-            let single = (!space).then_some(1);
-            flush(&mut word, i, single, shape, &mut markers, &mut each);
             i += 1;
+            if !space {
+                each(Token {
+                    raw: &part[start..i],
+                    hash: BYTE_HASHES[usize::from(b & 0x7f)],
+                    ascii: true,
+                });
+            }
             continue;
         }
-        let Some(c) = part[i..].chars().next() else {
-            break;
-        };
-        shape.in_number = false;
-        let space = c.is_whitespace();
-        if after_stop && space {
-            shape.sentences += 1;
+        if class & UTF8 != 0 {
+            let Some(c) = part[i..].chars().next() else {
+                break;
+            };
+            in_number = false;
+            if !c.is_alphanumeric() {
+                let space = c.is_whitespace();
+                sentences += usize::from(after_stop && space);
+                after_stop = false;
+                i += c.len_utf8();
+                if !space {
+                    let raw = &part[start..i];
+                    each(Token {
+                        raw,
+                        hash: hash_bytes(raw.as_bytes(), 0),
+                        ascii: false,
+                    });
+                }
+                continue;
+            }
         }
+        // A word: ASCII letters and digits, and other alphanumeric characters.
         after_stop = false;
-        if c.is_alphanumeric() {
-            word.get_or_insert((i, false)).1 = false;
-        } else {
-            let single = (!space).then_some(c.len_utf8());
-            flush(&mut word, i, single, shape, &mut markers, &mut each);
+        let mut ascii = true;
+        loop {
+            while let Some(&b) = bytes.get(i) {
+                let class = CLASS[usize::from(b)];
+                if class & LETTER != 0 {
+                    in_number = false;
+                } else if class & DIGIT != 0 {
+                    digits += 1;
+                    numbers += usize::from(!in_number);
+                    in_number = true;
+                } else {
+                    break;
+                }
+                i += 1;
+            }
+            if bytes.get(i).is_some_and(|b| *b >= 0x80) {
+                if let Some(c) = part[i..].chars().next().filter(|c| c.is_alphanumeric()) {
+                    ascii = false;
+                    in_number = false;
+                    i += c.len_utf8();
+                    continue;
+                }
+            }
+            break;
         }
-        i += c.len_utf8();
+        let raw = &part[start..i];
+        markers |= word_markers(raw.as_bytes(), bytes.get(i).copied(), markers);
+        let mut token = Token {
+            raw,
+            hash: 0,
+            ascii,
+        };
+        token.hash = if ascii {
+            hash_word(bytes, start, i)
+        } else {
+            token.lower(&mut lower);
+            hash_bytes(lower.as_bytes(), 0)
+        };
+        if let Some(w) = token.word() {
+            words |= 1 << w;
+        }
+        each(token);
     }
-    flush(&mut word, bytes.len(), None, shape, &mut markers, &mut each);
     if after_stop {
-        shape.sentences += 1;
+        sentences += 1;
     }
+    shape.bytes += bytes.len();
+    shape.lines += lines;
+    shape.digits += digits;
+    shape.numbers += numbers;
+    shape.symbols += symbols;
+    shape.sentences += sentences;
+    shape.question |= question;
+    shape.in_number = in_number;
+    shape.words |= words;
     shape.markers += markers.count_ones() as usize;
 }
 
@@ -919,10 +960,17 @@ mod tests {
     #[test]
     fn tokens_hash_the_same_eight_bytes_at_a_time() {
         let text = b"AbCdEfGhIjKlMnOpQrStUvWxYz0123456789";
-        for start in 0..8 {
-            for end in start..text.len() {
-                let bytes = &text[start..end];
-                assert_eq!(hash_lower(bytes), hash_bytes(bytes, ASCII_LOWER));
+        // Every word of every text length: loads past a word's end, loads ending at the
+        // text's end, and texts shorter than one load.
+        for len in 0..=text.len() {
+            let text = &text[..len];
+            for start in 0..len {
+                for end in start..=len {
+                    assert_eq!(
+                        hash_word(text, start, end),
+                        hash_bytes(&text[start..end], ASCII_LOWER)
+                    );
+                }
             }
         }
         for b in 0..128u8 {
