@@ -1,12 +1,14 @@
 //! A fast classifier of the prompt's task category, for quality priors. Keyword and
-//! shape heuristics over the first user/system text only: no model, one pass of an
-//! automaton over the text for all its markers, and no allocation unless the text is
-//! not ASCII (then a lowercase copy of at most 2 KiB).
+//! shape heuristics over the first user/system text only: no model, one pass of a
+//! deterministic automaton over the text for all its markers, and no allocation unless
+//! the text is not ASCII (then a lowercase copy of at most 2 KiB).
 
 use std::fmt;
 use std::sync::OnceLock;
 
-use aho_corasick::AhoCorasick;
+use aho_corasick::automaton::Automaton;
+use aho_corasick::dfa::DFA;
+use aho_corasick::Anchored;
 
 /// The task categories the catalog has quality priors for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,13 +99,16 @@ const MATH_MARKERS: &[&str] = &[
 const _: () = assert!(CODE_MARKERS.len() + MATH_MARKERS.len() <= 64);
 
 /// One automaton for `CODE_MARKERS` then `MATH_MARKERS` (pattern ids in that order),
-/// built once; `None` if it could not be built (then each marker is searched alone).
-fn markers() -> Option<&'static AhoCorasick> {
-    static MARKERS: OnceLock<Option<AhoCorasick>> = OnceLock::new();
+/// built once: a DFA, stepped directly (one table lookup per byte, no call through the
+/// search API's dynamic dispatch); `None` if it could not be built (then each marker
+/// is searched alone).
+fn markers() -> Option<&'static DFA> {
+    static MARKERS: OnceLock<Option<DFA>> = OnceLock::new();
     MARKERS
         .get_or_init(|| {
-            AhoCorasick::builder()
+            DFA::builder()
                 .ascii_case_insensitive(true)
+                .prefilter(false)
                 .build(CODE_MARKERS.iter().chain(MATH_MARKERS))
                 .ok()
         })
@@ -113,17 +118,56 @@ fn markers() -> Option<&'static AhoCorasick> {
 /// Bit i is set when marker i (of `CODE_MARKERS` then `MATH_MARKERS`) occurs in
 /// `text`, ASCII letters matched in either case.
 fn markers_in(text: &str) -> u64 {
-    let Some(ac) = markers() else {
-        let lower = text.to_ascii_lowercase();
-        return CODE_MARKERS
-            .iter()
-            .chain(MATH_MARKERS)
-            .enumerate()
-            .filter(|(_, m)| lower.contains(*m))
-            .fold(0, |seen, (i, _)| seen | 1 << i);
+    let Some(dfa) = markers() else {
+        return markers_by_search(text);
     };
-    ac.find_overlapping_iter(text)
-        .fold(0, |seen, m| seen | 1 << m.pattern().as_usize())
+    let Ok(mut state) = dfa.start_state(Anchored::No) else {
+        return markers_by_search(text);
+    };
+    // An unanchored search over all the text: every position's matches, overlapping
+    // ones included (the automaton's match states list each marker ending there).
+    let mut seen = 0u64;
+    for &b in text.as_bytes() {
+        state = dfa.next_state(Anchored::No, state, b);
+        if dfa.is_special(state) && dfa.is_match(state) {
+            for i in 0..dfa.match_len(state) {
+                seen |= 1 << dfa.match_pattern(state, i).as_usize();
+            }
+        }
+    }
+    seen
+}
+
+/// `markers_in` by one substring search per marker in a lowercase copy of `text`.
+fn markers_by_search(text: &str) -> u64 {
+    let lower = text.to_ascii_lowercase();
+    CODE_MARKERS
+        .iter()
+        .chain(MATH_MARKERS)
+        .enumerate()
+        .filter(|(_, m)| lower.contains(*m))
+        .fold(0, |seen, (i, _)| seen | 1 << i)
+}
+
+/// How many `;`, `{`, math symbols (`+ * / = ^`) and ASCII digits `text` holds, each
+/// capped at 255 (the classifier compares them with 3 at most). Counted in blocks of
+/// 255 bytes with branch-free byte counters, which the compiler turns into vector code.
+fn shape_counts(text: &[u8]) -> [u8; 4] {
+    let mut total = [0u8; 4];
+    for block in text.chunks(255) {
+        let mut count = [0u8; 4];
+        for &b in block {
+            count[0] += u8::from(b == b';');
+            count[1] += u8::from(b == b'{');
+            count[2] +=
+                u8::from((b == b'+') | (b == b'*') | (b == b'/') | (b == b'=') | (b == b'^'));
+            count[3] += u8::from(b.wrapping_sub(b'0') < 10);
+        }
+        for (t, c) in total.iter_mut().zip(count) {
+            *t = t.saturating_add(c);
+        }
+    }
+    total
 }
 
 /// Classifies a prompt from its head text and estimated size.
@@ -140,16 +184,7 @@ pub fn classify(prompt_head: &str, estimated_tokens: u64) -> Task {
         markers_in(&prompt_head.to_lowercase())
     };
     // Lowercasing changes no digit, `;`, `{` or symbol: they are counted as written.
-    let (mut semicolons, mut braces, mut symbols, mut digits) = (0, 0, 0, 0);
-    for b in prompt_head.bytes() {
-        match b {
-            b';' => semicolons += 1,
-            b'{' => braces += 1,
-            b'+' | b'*' | b'/' | b'=' | b'^' => symbols += 1,
-            b'0'..=b'9' => digits += 1,
-            _ => {}
-        }
-    }
+    let [semicolons, braces, symbols, digits] = shape_counts(prompt_head.as_bytes());
     let code_bits = (1u64 << CODE_MARKERS.len()) - 1;
     let code = (seen & code_bits).count_ones() as usize
         + usize::from(semicolons >= 3)
@@ -194,5 +229,53 @@ mod tests {
             Task::General
         );
         assert_eq!(classify("Summarise this", 50_000), Task::LongContext);
+    }
+
+    /// The automaton finds exactly the markers a substring search of the lowercased
+    /// text finds (overlapping ones, markers inside words, either case), and the shape
+    /// counts are plain counts.
+    #[test]
+    fn markers_are_those_a_substring_search_finds() {
+        let pieces: Vec<&str> = CODE_MARKERS
+            .iter()
+            .chain(MATH_MARKERS)
+            .copied()
+            .chain([
+                "SOLVE", "Rust", "C++", "Def", "x", " ", "\\", "`", "e", "s", "=", ">", "1", ";",
+                "{", "+", "é",
+            ])
+            .collect();
+        let mut state = 11u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                .wrapping_add(0xbf58_476d_1ce4_e5b9);
+            (state >> 33) as usize
+        };
+        for _ in 0..3000 {
+            let mut text = String::new();
+            for _ in 0..next() % 12 {
+                let p = pieces[next() % pieces.len()];
+                // Cut pieces short at times, so partial markers occur too.
+                let cut = (0..=p.len())
+                    .rev()
+                    .find(|&i| p.is_char_boundary(i) && i <= 1 + next() % (p.len() + 1))
+                    .unwrap_or(0);
+                text.push_str(&p[..cut]);
+            }
+            assert_eq!(markers_in(&text), markers_by_search(&text), "{text:?}");
+            let count = |f: fn(&u8) -> bool| text.bytes().filter(f).count().min(255) as u8;
+            assert_eq!(
+                shape_counts(text.as_bytes()),
+                [
+                    count(|b| *b == b';'),
+                    count(|b| *b == b'{'),
+                    count(|b| b"+*/=^".contains(b)),
+                    count(|b| b.is_ascii_digit()),
+                ]
+            );
+        }
+        let long = "1;{+".repeat(300);
+        assert_eq!(shape_counts(long.as_bytes()), [255; 4]);
     }
 }
