@@ -10,7 +10,8 @@
 //!
 //! Run: `cargo bench --bench load` (add `-- --quick` for a short run, `--requests N`
 //! per scenario, `--only chat` for the chat case, `--only route` for the cases whose name starts so, `--concurrency 16`
-//! for one level of concurrency only, `--gateway PATH` to measure another build of the gateway, e.g. an older commit's, against the same mocks).
+//! for one level of concurrency only, `--gateway PATH` to measure another build of the gateway, e.g. an older commit's, against the same mocks,
+//! `--counters` to count, by `perf stat` attached to nginx and the gateway, system calls, `futex` calls, context switches and CPU migrations per call).
 //! nginx is used when `/usr/sbin/nginx` exists (Debian's `nginx` package).
 
 #![allow(
@@ -126,6 +127,72 @@ impl RssSampler {
             let _ = t.join();
         }
         self.peak.load(Ordering::Relaxed)
+    }
+}
+
+/// Kernel-side counters of the proxy's processes over one scenario, by `perf stat`
+/// attached to them (`--counters`): context switches, CPU migrations, system calls and
+/// `futex` calls (cross-thread wake-ups and parking). Counts, not times: steady under load.
+struct Counters {
+    child: Child,
+    out: std::path::PathBuf,
+}
+
+/// What `Counters` counted, in the order of `Counters::EVENTS`.
+#[derive(Clone, Copy, Default)]
+struct Counted {
+    switches: f64,
+    migrations: f64,
+    syscalls: f64,
+    futex: f64,
+}
+
+impl Counters {
+    const EVENTS: &'static str =
+        "context-switches,cpu-migrations,raw_syscalls:sys_enter,syscalls:sys_enter_futex";
+
+    /// Attaches to `pids`; `None` if there are none or `perf` cannot attach.
+    fn start(pids: &[u32], out: std::path::PathBuf) -> Option<Counters> {
+        if pids.is_empty() {
+            return None;
+        }
+        let pids = pids
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let child = Command::new("perf")
+            .args(["stat", "-x", ",", "-e", Self::EVENTS, "-p", &pids, "-o"])
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        // perf attaches after it starts: give it the time to (its output has no signal for it).
+        std::thread::sleep(Duration::from_millis(300));
+        Some(Counters { child, out })
+    }
+
+    /// SIGINT, then the counts perf wrote.
+    fn stop(mut self) -> Counted {
+        let _ = Command::new("kill")
+            .arg("-INT")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let count = |event: &str| {
+            text.lines()
+                .find(|l| l.split(',').nth(2) == Some(event))
+                .and_then(|l| l.split(',').next()?.parse::<f64>().ok())
+                .unwrap_or(f64::NAN)
+        };
+        Counted {
+            switches: count("context-switches"),
+            migrations: count("cpu-migrations"),
+            syscalls: count("raw_syscalls:sys_enter"),
+            futex: count("syscalls:sys_enter_futex"),
+        }
     }
 }
 
@@ -487,6 +554,8 @@ struct Row {
     peak_rss_kb: u64,
     /// Ledger rows written and spilled during the scenario (bazaar only).
     ledger: Option<(i64, i64)>,
+    /// Kernel-side counts per call (`--counters`; not for direct calls).
+    per_call: Option<Counted>,
     errors: usize,
     load: String,
 }
@@ -517,12 +586,32 @@ impl Row {
             self.errors,
             self.load
         );
+        if let Some(c) = self.per_call {
+            println!(
+                "{:<20} per call: {:.2} syscalls, {:.2} futex, {:.2} context switches, {:.3} CPU migrations",
+                "", c.syscalls, c.futex, c.switches, c.migrations
+            );
+        }
     }
 
     fn json(&self) -> String {
         let (written, spilled) = self.ledger.unwrap_or((-1, -1));
+        let counted = match self.per_call {
+            // An event perf could not count is -1 (JSON has no NaN).
+            Some(c) => {
+                let n = |v: f64| if v.is_finite() { v } else { -1.0 };
+                format!(
+                    r#","syscalls_per_call":{:.3},"futex_per_call":{:.3},"context_switches_per_call":{:.3},"cpu_migrations_per_call":{:.4}"#,
+                    n(c.syscalls),
+                    n(c.futex),
+                    n(c.switches),
+                    n(c.migrations)
+                )
+            }
+            None => String::new(),
+        };
         format!(
-            r#"{{"case":"{}","concurrency":{},"target":"{}","p50_us":{:.1},"p99_us":{:.1},"added_p50_us":{:.1},"added_p99_us":{:.1},"rps":{:.1},"cpu_ms_per_1k":{:.2},"peak_rss_kb":{},"ledger_rows_written":{written},"ledger_rows_spilled":{spilled},"errors":{},"loadavg":"{}"}}"#,
+            r#"{{"case":"{}","concurrency":{},"target":"{}","p50_us":{:.1},"p99_us":{:.1},"added_p50_us":{:.1},"added_p99_us":{:.1},"rps":{:.1},"cpu_ms_per_1k":{:.2},"peak_rss_kb":{},"ledger_rows_written":{written},"ledger_rows_spilled":{spilled},"errors":{},"loadavg":"{}"{counted}}}"#,
             self.case.name(),
             self.conc,
             self.target.name(),
@@ -555,6 +644,7 @@ fn main() {
         .position(|a| a == "--requests")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(if quick { 600 } else { 4000 });
+    let counters = args.iter().any(|a| a == "--counters");
     let only_conc: Option<usize> = args
         .iter()
         .position(|a| a == "--concurrency")
@@ -732,11 +822,19 @@ fn main() {
                         None
                     };
                     let sampler = RssSampler::start(pids.clone());
+                    let perf = if counters { Counters::start(&pids, dir.join("perf-stat.csv")) } else { None };
                     let cpu0: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
                     let out = run(&client, &base, case, target, conc, per_case).await;
                     let cpu1: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
+                    let counted = perf.map(Counters::stop);
                     let peak_rss_kb = sampler.peak_kb();
                     let n = out.latencies.len().max(1) as f64;
+                    let per_call = counted.map(|c| Counted {
+                        switches: c.switches / n,
+                        migrations: c.migrations / n,
+                        syscalls: c.syscalls / n,
+                        futex: c.futex / n,
+                    });
                     let (p50, p99) = (pct(&out.latencies, 0.50), pct(&out.latencies, 0.99));
                     let rps = n / out.elapsed.as_secs_f64();
                     let cpu_per_k = if pids.is_empty() { f64::NAN } else { (cpu1 - cpu0) * 1000.0 / n * 1000.0 };
@@ -754,7 +852,7 @@ fn main() {
                         }
                         None => None,
                     };
-                    let row = Row { case, conc, target, p50, p99, add50, add99, rps, cpu_per_k, peak_rss_kb, ledger, errors: out.errors, load: loadavg() };
+                    let row = Row { case, conc, target, p50, p99, add50, add99, rps, cpu_per_k, peak_rss_kb, ledger, per_call, errors: out.errors, load: loadavg() };
                     row.print();
                     if target == Target::Nginx {
                         nginx_stats = Some((rps, cpu_per_k));
