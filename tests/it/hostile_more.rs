@@ -234,3 +234,44 @@ async fn an_unreadable_usage_report_is_estimated_not_fatal() {
         );
     }
 }
+
+/// A stream's events with empty data (`data:` alone) are dropped, not forwarded as empty
+/// `data:` lines that the SDKs fail to parse; an event that is not JSON ends the stream
+/// with an error event (and a 502 row) instead of reaching the client's parser.
+#[tokio::test]
+async fn stream_events_the_client_cannot_parse_are_never_forwarded() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&single_provider_config(&mock)).await;
+    let mut body = chat();
+    body["stream"] = json!(true);
+    let text = chunk(json!({"role": "assistant", "content": "Hello"}), None);
+    mock.script([sse_reply(&[
+        text.clone(),
+        String::new(),
+        " ".into(),
+        chunk(json!({}), Some("stop")),
+        "[DONE]".into(),
+    ])]);
+    let resp = post_raw(&gw, "/v1/chat/completions", &body.to_string(), "empty-data").await;
+    assert_eq!(resp.status(), 200);
+    let events = sse_events(resp).await;
+    assert_eq!(events.len(), 3, "{events:?}");
+    for event in &events[..2] {
+        serde_json::from_str::<Value>(event).unwrap_or_else(|e| panic!("{e}: {event:?}"));
+    }
+
+    mock.script([sse_reply(&[text, "keep-alive".into(), "[DONE]".into()])]);
+    let resp = post_raw(&gw, "/v1/chat/completions", &body.to_string(), "junk-data").await;
+    assert_eq!(resp.status(), 200);
+    let events = sse_events(resp).await;
+    assert!(!events.iter().any(|e| e == "keep-alive"), "{events:?}");
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a JSON object"),
+        "{last}"
+    );
+    assert_eq!(row_of(&gw, "junk-data").await["status"], 502);
+}

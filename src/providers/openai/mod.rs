@@ -432,6 +432,19 @@ fn openai_chunk_with(
     if data == "[DONE]" {
         return Ok(None);
     }
+    // An event with empty data (`data:` alone) is no chunk; forwarded, it would reach the
+    // client as an empty `data:` line, which the SDKs fail to parse. Nor is one that is
+    // not a JSON object, which fails the stream rather than the client's parser.
+    match data.trim_start().as_bytes().first() {
+        None => return Ok(None),
+        Some(b'{') => {}
+        Some(_) => {
+            return Err(UpstreamError::protocol(
+                provider,
+                "a stream event is not a JSON object",
+            ))
+        }
+    }
     // Most chunks carry neither usage nor an error: forward them without a full parse.
     let finder = memchr::memmem::find;
     if finder(data.as_bytes(), b"\"usage\"").is_none()
