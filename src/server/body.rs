@@ -123,6 +123,20 @@ async fn read(
             ))
         }
     }
+    // Bodies are read as sent: a compressed one would fail as JSON with a misleading
+    // message, and a plain one mislabelled would be accepted, so a coding is refused by name.
+    if let Some(coding) = req.headers().get(http::header::CONTENT_ENCODING) {
+        let coding = String::from_utf8_lossy(coding.as_bytes());
+        if !coding.trim().eq_ignore_ascii_case("identity") {
+            return Err(ApiError::invalid(
+                "Content-Encoding",
+                format!(
+                    "Request bodies are read uncompressed; `Content-Encoding: {}` is not accepted.",
+                    coding.chars().take(100).collect::<String>()
+                ),
+            ));
+        }
+    }
     let declared = req
         .headers()
         .get(http::header::CONTENT_LENGTH)

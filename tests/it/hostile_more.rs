@@ -275,3 +275,42 @@ async fn stream_events_the_client_cannot_parse_are_never_forwarded() {
     );
     assert_eq!(row_of(&gw, "junk-data").await["status"], 502);
 }
+
+/// A request body with a `Content-Encoding` is refused by name: bodies are read as
+/// sent, so a gzipped one failed as "not valid UTF-8" and a plain one labelled gzip was
+/// accepted as if it had been decoded.
+#[tokio::test]
+async fn a_compressed_request_body_is_refused_by_name() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&single_provider_config(&mock)).await;
+    let plain = chat().to_string().into_bytes();
+    // `chat()` compressed with gzip.
+    let gzipped = vec![
+        0x1f, 0x8b, 0x8, 0x0, 0x0, 0x0, 0x0, 0x0, 0x2, 0x3, 0xab, 0x56, 0xca, 0xcd, 0x4f, 0x49,
+        0xcd, 0x51, 0xb2, 0x52, 0x4a, 0x2f, 0x28, 0xd1, 0x35, 0xc9, 0xd7, 0xcd, 0xcd, 0xcc, 0xcb,
+        0x54, 0xd2, 0x51, 0xca, 0x4d, 0x2d, 0x2e, 0x4e, 0x4c, 0x4f, 0x2d, 0x56, 0xb2, 0x8a, 0xae,
+        0x56, 0x2a, 0xca, 0xcf, 0x49, 0x5, 0xaa, 0x28, 0x2d, 0x4e, 0x2d, 0x2, 0x4a, 0x25, 0xe7,
+        0xe7, 0x95, 0xa4, 0xe6, 0x95, 0x0, 0x5, 0x32, 0x32, 0x95, 0x6a, 0x63, 0x6b, 0x1, 0x85,
+        0x99, 0x25, 0x8c, 0x43, 0x0, 0x0, 0x0,
+    ];
+    let send = |coding: &'static str, body: Vec<u8>| {
+        gw.client
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(KEY)
+            .header("content-type", "application/json")
+            .header("content-encoding", coding)
+            .body(body)
+            .send()
+    };
+    for (coding, body) in [
+        ("gzip", gzipped),
+        ("gzip", plain.clone()),
+        ("deflate, br", plain.clone()),
+    ] {
+        let e = expect_error(send(coding, body).await.unwrap(), 400).await;
+        assert_eq!(e["param"], "Content-Encoding", "{e}");
+        assert!(e["message"].as_str().unwrap().contains(coding), "{e}");
+    }
+    assert!(mock.received().is_empty());
+    assert_eq!(send("identity", plain).await.unwrap().status(), 200);
+}
