@@ -2,8 +2,9 @@
 //! embedded in the binary and served under `/dashboard`. The page reads only the spend
 //! API with the key the user enters; nothing here touches the ledger directly.
 
-use axum::extract::Path;
-use axum::http::{header, HeaderValue, StatusCode};
+use crate::api::ApiError;
+use crate::server::PathParam;
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
 const INDEX: &str = include_str!("assets/index.html");
@@ -35,7 +36,7 @@ pub async fn index() -> Response {
 }
 
 /// `GET /dashboard/{file}`.
-pub async fn file(Path(name): Path<String>) -> Response {
+pub async fn file(PathParam(name): PathParam) -> Response {
     match name.as_str() {
         "app.js" => asset(APP_JS, "text/javascript; charset=utf-8"),
         "app.css" => asset(APP_CSS, "text/css; charset=utf-8"),
@@ -43,7 +44,15 @@ pub async fn file(Path(name): Path<String>) -> Response {
         "uplot.min.css" => asset(UPLOT_CSS, "text/css; charset=utf-8"),
         "uplot.LICENSE" => asset(UPLOT_LICENSE, "text/plain; charset=utf-8"),
         "favicon.svg" => favicon().await,
-        _ => (StatusCode::NOT_FOUND, "not found").into_response(),
+        _ => ApiError::NotFound {
+            message: format!(
+                "Unknown dashboard file `{}`.",
+                name.chars().take(200).collect::<String>()
+            ),
+            param: None,
+            code: Some("unknown_url"),
+        }
+        .into_response(),
     }
 }
 

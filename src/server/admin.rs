@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::{HeaderMap, StatusCode};
@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::body::JsonBody;
 use super::state::AppState;
+use super::PathParam;
 use crate::api::ApiError;
 use crate::billing::keys::{self, NewKey, NewTeam};
 use crate::billing::ledger::{Ledger, LedgerError};
@@ -101,7 +102,7 @@ pub async fn list_keys(State(state): State<Arc<AppState>>, headers: HeaderMap) -
 pub async fn revoke_key(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> Response {
     let result = async {
         let ledger = admin(&state, &headers)?;
@@ -153,7 +154,7 @@ pub async fn list_teams(State(state): State<Arc<AppState>>, headers: HeaderMap) 
 pub async fn delete_team(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
 ) -> Response {
     let result = async {
         let ledger = admin(&state, &headers)?;

@@ -29,3 +29,22 @@ pub struct RequestId(pub Arc<str>);
 
 pub use app::router;
 pub use state::{AppState, Runtime};
+
+/// The one parameter of a route's path (`/v1/responses/{id}`, `/admin/keys/{id}`),
+/// percent-decoded. One that does not decode to UTF-8 is an OpenAI-shaped 400, where
+/// axum's own extractor answers in plain text.
+pub struct PathParam(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PathParam {
+    type Rejection = crate::api::ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<PathParam, Self::Rejection> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(param)| PathParam(param))
+            .map_err(|e| crate::api::ApiError::bad_request(e.body_text()))
+    }
+}

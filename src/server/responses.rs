@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::HeaderMap;
@@ -21,7 +21,7 @@ use super::chat;
 use super::relay::Framer;
 use super::responses_store::{ResponseStore, Stored};
 use super::state::{AppState, Runtime};
-use super::RequestId;
+use super::{PathParam, RequestId};
 use crate::api::openai::RawObject;
 use crate::api::responses::items::{self, ItemsQuery};
 use crate::api::responses::reply::{self, BilledUsage, FailedWith, ResponseOut, Status};
@@ -170,7 +170,7 @@ async fn load_stored(
 pub async fn get(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> Response {
     let result = async {
         let stored = load_stored(&state, &headers, &id).await?;
@@ -185,7 +185,7 @@ pub async fn get(
 pub async fn input_items(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
     query: Result<Query<ItemsQuery>, QueryRejection>,
 ) -> Response {
     let result = async {
@@ -204,7 +204,7 @@ pub async fn input_items(
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> Response {
     let result = async {
         let (caller, store) = stored_responses(&state, &headers, &id)?;

@@ -314,3 +314,40 @@ async fn a_compressed_request_body_is_refused_by_name() {
     assert!(mock.received().is_empty());
     assert_eq!(send("identity", plain).await.unwrap().status(), 200);
 }
+
+/// A path parameter that does not decode to UTF-8 (a response id, a key id, a team, a
+/// dashboard file) is a 400 in OpenAI's shape, and an unknown dashboard file a 404 in
+/// it: both were plain text.
+#[tokio::test]
+async fn malformed_path_parameters_get_openai_shaped_errors() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&single_provider_config(&mock)).await;
+    let call = |method: reqwest::Method, path: &str| {
+        gw.client
+            .request(method, gw.url(path))
+            .bearer_auth(MASTER)
+            .send()
+    };
+    for (method, path) in [
+        (reqwest::Method::GET, "/v1/responses/resp_%ff%fe"),
+        (reqwest::Method::DELETE, "/v1/responses/resp_%ff"),
+        (reqwest::Method::GET, "/v1/responses/resp_%c3/input_items"),
+        (reqwest::Method::DELETE, "/admin/keys/%ff"),
+        (reqwest::Method::DELETE, "/admin/teams/%ff"),
+        (reqwest::Method::GET, "/dashboard/%ff.js"),
+    ] {
+        let e = expect_error(call(method, path).await.unwrap(), 400).await;
+        assert!(
+            e["message"].as_str().unwrap().contains("UTF-8"),
+            "{path}: {e}"
+        );
+    }
+    let e = expect_error(
+        call(reqwest::Method::GET, "/dashboard/nope.js")
+            .await
+            .unwrap(),
+        404,
+    )
+    .await;
+    assert_eq!(e["code"], "unknown_url", "{e}");
+}
