@@ -151,13 +151,16 @@ impl Framer for OpenAiFramer {
         if self.client_wants_usage && self.head.as_ref().is_none_or(|h| h.id.is_empty()) {
             self.head = serde_json::from_slice(&chunk.data).ok();
         }
+        let reported = chunk.usage.is_some_and(|u| u.is_reported());
+        // A usage-only chunk reaches only a client that asked, and only a complete report:
+        // an incomplete or unreadable one gives way to the billed usage chunk at the end.
+        if chunk.usage_only && !(reported && self.client_wants_usage) {
+            return false;
+        }
         // A running report (a stream's usage so far) rides on a content chunk as it is.
-        if !chunk.usage.is_some_and(|u| u.is_reported()) {
+        if !reported {
             put_frame(out, &chunk.data);
             return true;
-        }
-        if chunk.usage_only && !self.client_wants_usage {
-            return false;
         }
         match with_usage_cost(&chunk.data, cost.map(usd_number)) {
             Some(data) => {

@@ -224,8 +224,14 @@ async fn an_unreadable_usage_report_is_estimated_not_fatal() {
             Some("[DONE]"),
             "{usage}: {events:?}"
         );
-        let usage_event: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
-        assert_eq!(usage_event["usage"]["estimated"], true, "{usage_event}");
+        // One usage chunk, the billed one: the unreadable report is not passed on.
+        let usages: Vec<Value> = events
+            .iter()
+            .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+            .filter(|e| !e["usage"].is_null())
+            .collect();
+        assert_eq!(usages.len(), 1, "{usage}: {events:?}");
+        assert_eq!(usages[0]["usage"]["estimated"], true, "{usages:?}");
         let row = row_of(&gw, &id).await;
         assert_eq!(
             (row["status"].clone(), row["estimated"].clone()),
@@ -233,6 +239,27 @@ async fn an_unreadable_usage_report_is_estimated_not_fatal() {
             "{row}"
         );
     }
+    // A client that did not ask for usage gets no usage chunk, readable or not.
+    mock.script([sse_reply(&[
+        chunk(
+            json!({"role": "assistant", "content": "Hello there"}),
+            Some("stop"),
+        ),
+        usage_chunk(reports[0].clone()),
+        "[DONE]".into(),
+    ])]);
+    let mut body = chat();
+    body["stream"] = json!(true);
+    let resp = post_raw(
+        &gw,
+        "/v1/chat/completions",
+        &body.to_string(),
+        "bad-usage-hidden",
+    )
+    .await;
+    let events = sse_events(resp).await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(!events[0].contains("usage"), "{events:?}");
 }
 
 /// A stream's events with empty data (`data:` alone) are dropped, not forwarded as empty
