@@ -54,8 +54,21 @@ const RESPONSES: &[u8] = br#"{"model":"m","max_output_tokens":512,"temperature":
 const ANTHROPIC_SSE: &str = include_str!("../tests/fixtures/anthropic/stream_tool_use.sse");
 const GEMINI_SSE: &str = include_str!("../tests/fixtures/gemini/stream_text.sse");
 
+/// `--scale=K` on the command line divides every measure's iterations by K: under
+/// callgrind, where instruction counts are exact and runs are ~50× slower.
+fn scaled(iterations: u32) -> u32 {
+    static SCALE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let scale = SCALE.get_or_init(|| {
+        std::env::args()
+            .find_map(|a| a.strip_prefix("--scale=").and_then(|k| k.parse().ok()))
+            .unwrap_or(1)
+    });
+    (iterations / scale.max(&1)).max(1)
+}
+
 /// Best of 5 runs of `iterations`, in µs per iteration.
 fn measure(iterations: u32, mut f: impl FnMut()) -> f64 {
+    let iterations = scaled(iterations);
     let mut best = f64::MAX;
     for _ in 0..5 {
         let start = Instant::now();

@@ -158,96 +158,6 @@ fn owned(v: Option<&RawValue>, default: &'static str) -> Box<RawValue> {
     }
 }
 
-/// The tools a response object repeats: function tools with `strict` and `parameters`
-/// present (null when the client left them out), as OpenAI's response object has them.
-/// Written from the client's raw JSON, each tool's text kept.
-fn echo_tools(tools: Option<&RawValue>) -> Box<RawValue> {
-    let Some(list) = tools.and_then(|t| serde_json::from_str::<Vec<&RawValue>>(t.get()).ok())
-    else {
-        return raw("[]");
-    };
-    let mut out = String::with_capacity(tools.map_or(2, |t| t.get().len()) + 40 * list.len());
-    out.push('[');
-    for (i, tool) in list.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let text = tool.get();
-        let keys: ToolKeys = match serde_json::from_str(text) {
-            Ok(keys) => keys,
-            Err(_) => return raw("[]"),
-        };
-        let missing = [("strict", keys.strict), ("parameters", keys.parameters)];
-        match text.strip_suffix('}') {
-            Some(open) if keys.function && missing.iter().any(|(_, has)| !has) => {
-                out.push_str(open);
-                let mut empty = keys.count == 0;
-                for (key, _) in missing.iter().filter(|(_, has)| !has) {
-                    if !std::mem::take(&mut empty) {
-                        out.push(',');
-                    }
-                    out.push('"');
-                    out.push_str(key);
-                    out.push_str("\":null");
-                }
-                out.push('}');
-            }
-            _ => out.push_str(text),
-        }
-    }
-    out.push(']');
-    RawValue::from_string(out).unwrap_or_else(|_| raw("[]"))
-}
-
-/// Which keys a tool object has, as far as `echo_tools` asks.
-#[derive(Default)]
-struct ToolKeys {
-    function: bool,
-    strict: bool,
-    parameters: bool,
-    count: usize,
-}
-
-impl<'de> serde::Deserialize<'de> for ToolKeys {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ToolKeys, D::Error> {
-        struct Keys;
-        impl<'de> serde::de::Visitor<'de> for Keys {
-            type Value = ToolKeys;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a tool object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<ToolKeys, A::Error> {
-                let mut keys = ToolKeys::default();
-                while let Some(key) = map.next_key::<std::borrow::Cow<str>>()? {
-                    keys.count += 1;
-                    match key.as_ref() {
-                        "type" => {
-                            let kind: &RawValue = map.next_value()?;
-                            keys.function = kind.get() == "\"function\"";
-                        }
-                        "strict" => {
-                            keys.strict = true;
-                            map.next_value::<serde::de::IgnoredAny>()?;
-                        }
-                        "parameters" => {
-                            keys.parameters = true;
-                            map.next_value::<serde::de::IgnoredAny>()?;
-                        }
-                        _ => {
-                            map.next_value::<serde::de::IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(keys)
-            }
-        }
-        d.deserialize_map(Keys)
-    }
-}
-
 fn field_error(field: impl Into<String>, message: impl Into<String>) -> ApiError {
     ApiError::invalid(field, message)
 }
@@ -294,7 +204,7 @@ impl ResponsesRequest {
         let echo = std::sync::Arc::new(Echo {
             instructions: owned(native.get("instructions"), "null"),
             metadata: owned(native.get("metadata"), "{}"),
-            tools: echo_tools(native.get("tools")),
+            tools: translation.echo_tools.unwrap_or_else(|| raw("[]")),
             tool_choice: owned(native.get("tool_choice"), "\"auto\""),
             parallel_tool_calls: native
                 .typed::<bool>("parallel_tool_calls", "a boolean")?

@@ -77,13 +77,20 @@ pub(super) struct ToolIn<'a> {
     name: Option<&'a RawValue>,
     #[serde(borrow, default)]
     description: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    /// Present (`null` included) or not: the echo adds what is absent.
+    #[serde(borrow, default, deserialize_with = "present")]
     parameters: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     strict: Option<&'a RawValue>,
     /// The function tools of a `namespace` tool.
     #[serde(borrow, default)]
     pub(super) tools: Option<&'a RawValue>,
+}
+
+/// A field's raw value whenever the key is there, `null` included (a bare
+/// `Option<&RawValue>` reads `null` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]
@@ -127,6 +134,8 @@ pub(super) struct Translation {
     pub native_only: Option<NativeOnly>,
     /// The functions of `namespace` tools, as chat names them.
     pub namespaced: Vec<Namespaced>,
+    /// `tools` as the response object repeats them (see `tools`); `None` without tools.
+    pub echo_tools: Option<Box<RawValue>>,
 }
 
 /// Translates a Responses body to a Chat Completions body over the conversation `items`.
@@ -136,6 +145,7 @@ pub(super) fn to_chat<'a>(
 ) -> Result<Translation, ApiError> {
     let mut only = None;
     let mut namespaced = Vec::new();
+    let mut echo_tools = None;
     let mut out = ChatOut::default();
     let mut instructions = None;
     let mut safety_identifier = None;
@@ -169,7 +179,10 @@ pub(super) fn to_chat<'a>(
             "parallel_tool_calls" => {
                 out.parallel_tool_calls = read_typed(key, raw, "a boolean")?;
             }
-            "tools" => out.tools = tools(raw, &mut only, &mut namespaced)?,
+            "tools" => {
+                let (list, echo) = tools(raw, &mut only, &mut namespaced)?;
+                (out.tools, echo_tools) = (list, Some(echo));
+            }
             "tool_choice" => out.tool_choice = tool_choice(raw)?,
             "text" => out.response_format = text_format(raw)?,
             "reasoning" => {
@@ -203,6 +216,7 @@ pub(super) fn to_chat<'a>(
         chat: out.into_request()?,
         native_only: only,
         namespaced,
+        echo_tools,
     })
 }
 
@@ -503,7 +517,8 @@ impl<P: std::fmt::Display> std::fmt::Display for Part<P> {
     }
 }
 
-/// Tools → chat function tools. The functions of a `namespace` tool join the list (named
+/// Tools → chat function tools, and the tools a response object repeats (read in the
+/// same pass). The functions of a `namespace` tool join the list (named
 /// `{namespace}__{name}` when another tool has their own name) and are recorded in
 /// `namespaced`; a hosted or custom tool only a Responses backend runs is noted in `only`
 /// and left out of the translation.
@@ -511,12 +526,27 @@ fn tools<'a>(
     raw: &'a RawValue,
     only: &mut Option<NativeOnly>,
     namespaced: &mut Vec<Namespaced>,
-) -> Result<Vec<ToolOut<'a>>, ApiError> {
+) -> Result<(Vec<ToolOut<'a>>, Box<RawValue>), ApiError> {
+    let bad = || field_error("tools", "`tools` must be an array of tools with a `type`.");
     if raw.get() == "null" {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), super::raw("[]")));
     }
-    let list: Vec<ToolIn> = serde_json::from_str(raw.get())
-        .map_err(|_| field_error("tools", "`tools` must be an array of tools with a `type`."))?;
+    let texts: Vec<&RawValue> = serde_json::from_str(raw.get()).map_err(|_| bad())?;
+    let list = texts
+        .iter()
+        .map(|t| serde_json::from_str::<ToolIn>(t.get()))
+        .collect::<Result<Vec<ToolIn>, _>>()
+        .map_err(|_| bad())?;
+    let mut echo = String::with_capacity(raw.get().len() + 32 * list.len());
+    echo.push('[');
+    for (i, (text, t)) in texts.iter().zip(&list).enumerate() {
+        if i > 0 {
+            echo.push(',');
+        }
+        echo_tool(&mut echo, text.get(), t);
+    }
+    echo.push(']');
+    let echo = RawValue::from_string(echo).map_err(|_| bad())?;
     let mut out = Vec::with_capacity(list.len());
     // The index in `out` of each namespaced function.
     let mut at = Vec::new();
@@ -587,7 +617,29 @@ fn tools<'a>(
             }
         }
     }
-    Ok(out)
+    Ok((out, echo))
+}
+
+/// A tool as the response object repeats it: its text as sent, a function tool with
+/// `strict` and `parameters` added (as `null`) when it left them out, as OpenAI's
+/// response object has them.
+fn echo_tool(out: &mut String, text: &str, t: &ToolIn<'_>) {
+    // The type as written, without escapes.
+    let function = matches!(t.kind, Cow::Borrowed("function"));
+    match text.strip_suffix('}') {
+        Some(open) if function && (t.strict.is_none() || t.parameters.is_none()) => {
+            // A tool has at least its `type`: the added keys follow a comma.
+            out.push_str(open);
+            if t.strict.is_none() {
+                out.push_str(",\"strict\":null");
+            }
+            if t.parameters.is_none() {
+                out.push_str(",\"parameters\":null");
+            }
+            out.push('}');
+        }
+        _ => out.push_str(text),
+    }
 }
 
 /// A JSON string's text.

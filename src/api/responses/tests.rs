@@ -282,23 +282,22 @@ proptest! {
 
 #[test]
 fn echoed_tools_get_strict_and_parameters_and_keep_the_rest_as_sent() {
-    let tools = RawValue::from_string(
-        r#"[{"type":"function","name":"f"},{"type":"function","name":"g","strict":true,"parameters":{"type":"object"}},{"type":"web_search"},{"name":"h","type":"function","parameters":{}}]"#.into(),
-    )
-    .unwrap();
-    let echoed: serde_json::Value = serde_json::from_str(echo_tools(Some(&tools)).get()).unwrap();
+    let tools = r#"[{"type":"function","name":"f"},{"type":"function","name":"g","strict":true,"parameters":{"type":"object"}},{"type":"web_search"},{"name":"h","type":"function","parameters":{}},{"type":"function","name":"k","strict":null,"parameters":null}]"#;
+    let echo = |tools: &str| {
+        let body = format!(r#"{{"model":"m","input":"hi","tools":{tools}}}"#);
+        ResponsesRequest::parse(body.as_bytes(), None).map(|r| r.echo.tools.get().to_string())
+    };
     assert_eq!(
-        echoed,
-        serde_json::json!([
-            {"type":"function","name":"f","strict":null,"parameters":null},
-            {"type":"function","name":"g","strict":true,"parameters":{"type":"object"}},
-            {"type":"web_search"},
-            {"name":"h","type":"function","parameters":{},"strict":null}
-        ])
+        echo(tools).unwrap(),
+        r#"[{"type":"function","name":"f","strict":null,"parameters":null},{"type":"function","name":"g","strict":true,"parameters":{"type":"object"}},{"type":"web_search"},{"name":"h","type":"function","parameters":{},"strict":null},{"type":"function","name":"k","strict":null,"parameters":null}]"#
     );
-    assert_eq!(echo_tools(None).get(), "[]");
-    let odd = RawValue::from_string(r#"[{}, 5]"#.into()).unwrap();
-    assert_eq!(echo_tools(Some(&odd)).get(), "[]");
+    assert_eq!(echo("null").unwrap(), "[]");
+    let req = ResponsesRequest::parse(br#"{"model":"m","input":"hi"}"#, None).unwrap();
+    assert_eq!(req.echo.tools.get(), "[]");
+    match echo("[{}, 5]") {
+        Err(ApiError::InvalidRequest { param: Some(p), .. }) => assert_eq!(p, "tools"),
+        other => panic!("{other:?}"),
+    }
 }
 
 /// Everything a parsed request hands on: the chat request (its body as upstreams get it
