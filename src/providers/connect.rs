@@ -2,7 +2,7 @@
 //! the Mozilla roots for `https`, through the provider's HTTP proxy when it has one (a
 //! CONNECT tunnel for `https` upstreams, a plain connection to the proxy carrying
 //! absolute-form requests for `http` ones), all under one limit, `timeouts.connect`.
-//! It only opens connections: hyper's pool keeps and reuses them.
+//! It only opens connections: `providers::pool` keeps and reuses them.
 
 use std::io;
 use std::pin::Pin;

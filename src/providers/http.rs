@@ -2,10 +2,12 @@
 //! first-byte timeout, reading a body before the deadline, turning transport failures
 //! into `UpstreamError`, and driving an SSE body through a wire format's stream
 //! translator. Nothing here knows a wire format; classification is passed in.
-//! `UpstreamClient` is hyper's pooled client, shared by every wire format, with targets
-//! built once per provider (no URL parsing, redirect or retry layer per call).
+//! `UpstreamClient` is one provider's connection pool (`providers::pool`: a call drives
+//! its own HTTP/1.1 connection), shared by every wire format, with targets built once
+//! per provider (no URL parsing, redirect or retry layer per call).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,12 +18,11 @@ use http::header::{
 };
 use http::{Method, Request, Response, Uri};
 use http_body_util::{BodyDataStream, BodyExt, Full, LengthLimitError, Limited};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::{timeout_at, Instant};
 
 use super::connect::Connector;
+pub use super::pool::UpstreamBody;
+use super::pool::{Pool, SendError};
 use super::presets::AuthStyle;
 use super::sse::{SseDecoder, SseEvent};
 use super::{
@@ -35,23 +36,25 @@ const POOL_MAX_IDLE: usize = 256;
 
 /// One provider's pooled HTTP/1.1 and HTTP/2 (by ALPN) client over TCP, TLS by rustls
 /// with the Mozilla roots for `https`, through the provider's proxy if it has one
-/// (`connect`). Requests go straight to hyper's pool: the caller hands over a prebuilt
-/// `Uri` and header map, so a call parses no URL.
+/// (`connect`). The caller hands over a prebuilt `Uri` and header map, so a call parses
+/// no URL; an HTTP/1.1 exchange runs on the calling task (`pool`).
 #[derive(Debug, Clone)]
 pub struct UpstreamClient {
-    client: Client<Connector, Full<Bytes>>,
+    pool: Arc<Pool>,
 }
 
 impl UpstreamClient {
     /// The client for one provider: its connect timeout and proxy, TCP_NODELAY, a warm pool.
     pub fn new(config: &ProviderConfig) -> Result<UpstreamClient, BuildError> {
         let connector = Connector::new(config)?;
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .pool_max_idle_per_host(POOL_MAX_IDLE)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
-        Ok(UpstreamClient { client })
+        Ok(UpstreamClient {
+            pool: Pool::new(connector, POOL_IDLE, POOL_MAX_IDLE),
+        })
+    }
+
+    /// Idle connections kept for the next calls.
+    pub fn idle_connections(&self) -> usize {
+        self.pool.idle()
     }
 
     /// A POST of `body` to `uri` with `headers` (the provider's base headers) and the
@@ -84,15 +87,14 @@ impl UpstreamClient {
         request: Request<Full<Bytes>>,
         at: Attempt<'_>,
         classify: Classify,
-    ) -> Result<(Response<Incoming>, UpstreamMeta), UpstreamError> {
+    ) -> Result<(Response<UpstreamBody>, UpstreamMeta), UpstreamError> {
         let deadline = first_byte_deadline(config, at);
-        let response = match timeout_at(deadline, self.client.request(request)).await {
+        let response = match timeout_at(deadline, self.pool.send(request)).await {
             Err(_) => return Err(timeout(config, "first byte")),
             Ok(Err(e)) => {
-                let failure = if e.is_connect() {
-                    Failure::Connect
-                } else {
-                    Failure::Send
+                let failure = match e {
+                    SendError::Connect(_) => Failure::Connect,
+                    SendError::Send(_) => Failure::Send,
                 };
                 return Err(transport_failure(config, failure, &e));
             }
@@ -122,7 +124,7 @@ impl UpstreamClient {
 /// found longer is a protocol failure, and dropping it closes the connection.
 pub async fn read_reply(
     config: &ProviderConfig,
-    response: Response<Incoming>,
+    response: Response<UpstreamBody>,
     at: Attempt<'_>,
 ) -> Result<Bytes, UpstreamError> {
     let deadline = at.deadline.min(Instant::now() + config.timeouts.total);
@@ -148,7 +150,7 @@ enum Capped {
 
 /// Reads `body` whole if it is at most `limit` bytes; stops reading as soon as it
 /// declares or delivers more.
-async fn read_capped(body: Incoming, limit: usize) -> Result<Bytes, Capped> {
+async fn read_capped(body: UpstreamBody, limit: usize) -> Result<Bytes, Capped> {
     use hyper::body::Body as _;
     if usize::try_from(body.size_hint().lower()).map_or(true, |n| n > limit) {
         return Err(Capped::TooLarge);
@@ -175,7 +177,7 @@ fn too_large(config: &ProviderConfig, what: &str) -> UpstreamError {
 /// `event_stream` over a reply from `UpstreamClient`.
 pub fn reply_stream<T: StreamTranslator>(
     config: &ProviderConfig,
-    response: Response<Incoming>,
+    response: Response<UpstreamBody>,
     deadline: Instant,
     translator: T,
 ) -> ChunkStream {

@@ -9,6 +9,7 @@ pub mod error;
 pub mod gemini;
 pub mod http;
 pub mod openai;
+pub mod pool;
 pub mod presets;
 pub mod scrub;
 pub mod shape;

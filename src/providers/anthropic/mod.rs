@@ -10,10 +10,9 @@ pub mod stream;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Response, Uri};
-use hyper::body::Incoming;
 
 use super::chat::unsupported;
-use super::http::{base_headers, read_reply, reply_stream, UpstreamClient};
+use super::http::{base_headers, read_reply, reply_stream, UpstreamBody, UpstreamClient};
 use super::shape::unix_now;
 use super::{Adapter, Attempt, BuildError, Reply, StreamReply, UpstreamError, UpstreamMeta};
 use crate::api::openai::{ChatRequest, PassthroughRequest, RawObject};
@@ -62,7 +61,7 @@ impl AnthropicAdapter {
         &self,
         body: Vec<u8>,
         at: Attempt<'_>,
-    ) -> Result<(Response<Incoming>, UpstreamMeta), UpstreamError> {
+    ) -> Result<(Response<UpstreamBody>, UpstreamMeta), UpstreamError> {
         let request = UpstreamClient::post(
             self.messages_url.clone(),
             &self.headers,
@@ -126,7 +125,7 @@ impl AnthropicAdapter {
         native: &RawObject,
         at: Attempt<'_>,
         beta: Option<&HeaderValue>,
-    ) -> Result<(Response<Incoming>, UpstreamMeta), UpstreamError> {
+    ) -> Result<(Response<UpstreamBody>, UpstreamMeta), UpstreamError> {
         self.send_native_to(self.messages_url.clone(), native, at, beta)
             .await
     }
@@ -137,7 +136,7 @@ impl AnthropicAdapter {
         native: &RawObject,
         at: Attempt<'_>,
         beta: Option<&HeaderValue>,
-    ) -> Result<(Response<Incoming>, UpstreamMeta), UpstreamError> {
+    ) -> Result<(Response<UpstreamBody>, UpstreamMeta), UpstreamError> {
         let mut body = Vec::with_capacity(512);
         native.write_with(&mut body, at.upstream_model, &[]);
         let mut request = UpstreamClient::post(url, &self.headers, at.request_id, body);

@@ -11,10 +11,9 @@ pub mod stream;
 
 use http::header::HeaderMap;
 use http::{Response, Uri};
-use hyper::body::Incoming;
 
 use super::chat::unsupported;
-use super::http::{base_headers, read_reply, reply_stream, UpstreamClient};
+use super::http::{base_headers, read_reply, reply_stream, UpstreamBody, UpstreamClient};
 use super::shape::unix_now;
 use super::{Adapter, Attempt, BuildError, Reply, StreamReply, UpstreamError, UpstreamMeta};
 use crate::api::openai::{ChatRequest, PassthroughRequest};
@@ -49,7 +48,7 @@ impl GeminiAdapter {
         method: &str,
         body: Vec<u8>,
         at: Attempt<'_>,
-    ) -> Result<(Response<Incoming>, UpstreamMeta), UpstreamError> {
+    ) -> Result<(Response<UpstreamBody>, UpstreamMeta), UpstreamError> {
         // The model is part of the path, so this URI is built per call.
         let model = model_path(at.upstream_model);
         let url = format!("{}/models/{model}:{method}", self.config.base_url);

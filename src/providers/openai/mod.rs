@@ -8,13 +8,13 @@ pub mod responses;
 use bytes::Bytes;
 use http::header::HeaderMap;
 use http::{Response, Uri};
-use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::chat::unsupported;
 use super::http::{
-    base_headers, read_reply, reply_stream, ErrorReply, StreamTranslator, UpstreamClient,
+    base_headers, read_reply, reply_stream, ErrorReply, StreamTranslator, UpstreamBody,
+    UpstreamClient,
 };
 use super::presets::Quirks;
 use super::sse::SseEvent;
@@ -92,7 +92,7 @@ impl OpenAiAdapter {
         path: &str,
         body: Vec<u8>,
         at: Attempt<'_>,
-    ) -> Result<(Response<Incoming>, UpstreamMeta), UpstreamError> {
+    ) -> Result<(Response<UpstreamBody>, UpstreamMeta), UpstreamError> {
         let uri = self.url(path, at.upstream_model)?;
         let request = UpstreamClient::post(uri, &self.headers, at.request_id, body);
         self.client.send(&self.config, request, at, classify).await

@@ -1,0 +1,705 @@
+//! One provider's upstream connections, kept between calls. An HTTP/1.1 connection is
+//! driven by the task that makes the call: polled while the request goes out and while
+//! the reply body is read, then put back once the reply is read in full, so a call hands
+//! nothing to a connection task and back. HTTP/2 (by ALPN) multiplexes calls on one
+//! connection, which runs as its own task. Only sends and keeps: timeouts and what a
+//! failure means are the caller's (`providers::http`).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::task::AtomicWaker;
+use http::header::HOST;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Request, Response, Uri, Version};
+use http_body_util::Full;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::{http1, http2};
+use hyper_util::client::legacy::connect::Connection as _;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::time::Instant;
+use tower::Service as _;
+
+use super::connect::{Connector, UpstreamIo};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type H1Connection = http1::Connection<UpstreamIo, Full<Bytes>>;
+
+/// Why a request got no reply head.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection could be opened (the connector's error: refused, TLS, proxy, timed out).
+    Connect(BoxError),
+    /// The connection failed while the request was sent or the reply head awaited.
+    Send(hyper::Error),
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Connect(_) => f.write_str("connection failed"),
+            SendError::Send(_) => f.write_str("the request could not be sent"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SendError::Connect(e) => Some(&**e),
+            SendError::Send(e) => Some(e),
+        }
+    }
+}
+
+/// Where a connection goes: requests only reuse a connection to the same place.
+#[derive(Debug, Clone, PartialEq)]
+struct Origin {
+    scheme: Option<Scheme>,
+    authority: Option<Authority>,
+}
+
+impl Origin {
+    fn of(uri: &Uri) -> Origin {
+        Origin {
+            scheme: uri.scheme().cloned(),
+            authority: uri.authority().cloned(),
+        }
+    }
+}
+
+/// The connections of one provider (`UpstreamClient`): idle HTTP/1.1 connections, most
+/// recently used last, and the shared HTTP/2 connection if the upstream chose HTTP/2.
+pub struct Pool {
+    connector: Connector,
+    /// An idle connection older than this is closed instead of reused.
+    idle_for: Duration,
+    max_idle: usize,
+    idle: Mutex<VecDeque<Idle>>,
+    h2: Mutex<Option<(Origin, http2::SendRequest<Full<Bytes>>)>>,
+    /// The `Host` header of the last origin asked for (a provider has one).
+    host: Mutex<Option<(Origin, HeaderValue)>>,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("idle", &self.lock_idle().len())
+            .finish()
+    }
+}
+
+struct Idle {
+    conn: Box<H1>,
+    since: Instant,
+}
+
+impl Pool {
+    /// An empty pool opening connections through `connector`; at most `max_idle` idle
+    /// connections are kept, each for at most `idle_for`.
+    pub fn new(connector: Connector, idle_for: Duration, max_idle: usize) -> Arc<Pool> {
+        Arc::new(Pool {
+            connector,
+            idle_for,
+            max_idle,
+            idle: Mutex::new(VecDeque::new()),
+            h2: Mutex::new(None),
+            host: Mutex::new(None),
+        })
+    }
+
+    fn lock_idle(&self) -> MutexGuard<'_, VecDeque<Idle>> {
+        // A panic while holding it cannot leave the queue half-changed.
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_h2(&self) -> MutexGuard<'_, Option<(Origin, http2::SendRequest<Full<Bytes>>)>> {
+        self.h2.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Idle HTTP/1.1 connections kept now.
+    pub fn idle(&self) -> usize {
+        self.lock_idle().len()
+    }
+
+    /// Sends `request` (its URI absolute) on a kept connection to its origin, or a new
+    /// one, and returns the reply once its head has come. A kept connection the upstream
+    /// closed meanwhile is dropped for the next; a request that a kept connection could
+    /// not start (it closed as the request went out, nothing was written) is sent again
+    /// on another, as hyper's pooled client does.
+    pub async fn send(
+        self: &Arc<Self>,
+        mut request: Request<Full<Bytes>>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        let origin = Origin::of(request.uri());
+        loop {
+            if let Some(h2) = self.h2_for(&origin) {
+                return self.send_h2(h2, request).await;
+            }
+            let (conn, kept) = match self.checkout(&origin).await {
+                Some(conn) => (conn, true),
+                None => match self.connect(&origin, request.uri()).await? {
+                    Opened::H1(conn) => (conn, false),
+                    Opened::H2(h2) => return self.send_h2(h2, request).await,
+                },
+            };
+            match self.send_h1(conn, request).await {
+                Ok(response) => return Ok(response),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if kept && e.error().is_canceled() => request = unsent,
+                    _ => return Err(SendError::Send(e.into_error())),
+                },
+            }
+        }
+    }
+
+    fn h2_for(&self, origin: &Origin) -> Option<http2::SendRequest<Full<Bytes>>> {
+        let mut h2 = self.lock_h2();
+        match &*h2 {
+            Some((o, sender)) if o == origin && !sender.is_closed() => Some(sender.clone()),
+            Some((o, _)) if o == origin => {
+                *h2 = None;
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// The most recently used idle connection to `origin` that is still open.
+    async fn checkout(&self, origin: &Origin) -> Option<Box<H1>> {
+        loop {
+            let conn = {
+                let mut idle = self.lock_idle();
+                let at = idle.iter().rposition(|i| &i.conn.origin == origin)?;
+                idle.remove(at)?
+            };
+            if conn.since.elapsed() >= self.idle_for {
+                // Older ones are before it: the next checkin prunes them.
+                continue;
+            }
+            let mut conn = conn.conn;
+            // One poll reads what came while it was idle: a close, or bytes no request
+            // asked for (both end it).
+            if poll_fn(|cx| Poll::Ready(conn.alive(cx))).await {
+                return Some(conn);
+            }
+        }
+    }
+
+    fn checkin(&self, conn: Box<H1>) {
+        let mut idle = self.lock_idle();
+        let now = Instant::now();
+        while idle
+            .front()
+            .is_some_and(|i| now.duration_since(i.since) >= self.idle_for)
+        {
+            idle.pop_front();
+        }
+        if idle.len() >= self.max_idle {
+            idle.pop_front();
+        }
+        idle.push_back(Idle { conn, since: now });
+    }
+
+    async fn connect(&self, origin: &Origin, uri: &Uri) -> Result<Opened, SendError> {
+        let io = self
+            .connector
+            .clone()
+            .call(uri.clone())
+            .await
+            .map_err(SendError::Connect)?;
+        let connected = io.connected();
+        if connected.is_negotiated_h2() {
+            let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(io)
+                .await
+                .map_err(|e| SendError::Connect(Box::new(e)))?;
+            // HTTP/2 multiplexes every call on this one connection: it runs on its own.
+            hyper::rt::Executor::execute(&TokioExecutor::new(), async move {
+                let _ = conn.await;
+            });
+            *self.lock_h2() = Some((origin.clone(), sender.clone()));
+            return Ok(Opened::H2(sender));
+        }
+        let (sender, conn) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| SendError::Connect(Box::new(e)))?;
+        // Boxed: hyper's connection state is large, and it moves between the pool and
+        // the reply bodies that drive it.
+        Ok(Opened::H1(Box::new(H1 {
+            sender,
+            conn,
+            drive: Drive::new(),
+            origin: origin.clone(),
+            to_proxy: connected.is_proxied(),
+        })))
+    }
+
+    async fn send_h2(
+        &self,
+        mut sender: http2::SendRequest<Full<Bytes>>,
+        mut request: Request<Full<Bytes>>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        *request.version_mut() = Version::HTTP_2;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(SendError::Send)?;
+        Ok(response.map(|body| UpstreamBody {
+            body,
+            conn: None,
+            pool: Weak::new(),
+            ended: false,
+        }))
+    }
+
+    /// Sends on an HTTP/1.1 connection, polling it until the reply head comes.
+    async fn send_h1(
+        self: &Arc<Self>,
+        mut conn: Box<H1>,
+        mut request: Request<Full<Bytes>>,
+    ) -> Result<Response<UpstreamBody>, hyper::client::conn::TrySendError<Request<Full<Bytes>>>>
+    {
+        if !request.headers().contains_key(HOST) {
+            if let Some(host) = self.host(&conn.origin) {
+                request.headers_mut().insert(HOST, host);
+            }
+        }
+        if !conn.to_proxy {
+            // Origin form (`/v1/chat/completions`); a proxy takes the absolute form.
+            let path = request
+                .uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/"));
+            *request.uri_mut() = Uri::from(path);
+        }
+        let mut sending = std::pin::pin!(conn.sender.try_send_request(request));
+        let mut closed = false;
+        let head = poll_fn(|cx| {
+            let H1 { conn: c, drive, .. } = &mut *conn;
+            drive.poll(cx, |cx| {
+                if !closed {
+                    closed = Pin::new(&mut *c).poll(cx).is_ready();
+                }
+                sending.as_mut().poll(cx)
+            })
+        })
+        .await;
+        match head {
+            Ok(response) => {
+                let conn = (!closed).then_some(conn);
+                Ok(response.map(|body| UpstreamBody {
+                    body,
+                    conn,
+                    pool: Arc::downgrade(self),
+                    ended: false,
+                }))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The `Host` header for `origin`, built once per origin.
+    fn host(&self, origin: &Origin) -> Option<HeaderValue> {
+        let mut host = self.host.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((o, value)) = &*host {
+            if o == origin {
+                return Some(value.clone());
+            }
+        }
+        let authority = origin.authority.as_ref()?;
+        let default_port = match origin.scheme.as_ref().map(Scheme::as_str) {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        };
+        let value = match authority.port_u16() {
+            Some(port) if Some(port) != default_port => {
+                HeaderValue::from_str(&format!("{}:{port}", authority.host())).ok()?
+            }
+            _ => HeaderValue::from_str(authority.host()).ok()?,
+        };
+        *host = Some((origin.clone(), value.clone()));
+        Some(value)
+    }
+}
+
+enum Opened {
+    H1(Box<H1>),
+    H2(http2::SendRequest<Full<Bytes>>),
+}
+
+/// An HTTP/1.1 connection and its sending half, driven by whoever holds it.
+struct H1 {
+    sender: http1::SendRequest<Full<Bytes>>,
+    conn: H1Connection,
+    drive: Arc<Drive>,
+    origin: Origin,
+    /// Requests on it go to a proxy, in absolute form.
+    to_proxy: bool,
+}
+
+impl H1 {
+    /// Polls the idle connection once: true if it is open and ready for a request.
+    fn alive(&mut self, cx: &mut Context<'_>) -> bool {
+        let H1 { conn, drive, .. } = self;
+        match drive.poll(cx, |cx| Pin::new(&mut *conn).poll(cx)) {
+            Poll::Ready(_) => false,
+            Poll::Pending => self.sender.is_ready(),
+        }
+    }
+}
+
+/// A reply body from the pool. Reading it drives its HTTP/1.1 connection; once it has
+/// been read to its end the connection goes back to the pool (dropped before, the
+/// connection is closed, unless what is left of the reply had already arrived).
+pub struct UpstreamBody {
+    body: Incoming,
+    /// The connection that carries it (HTTP/1.1 only), until the reply is read.
+    conn: Option<Box<H1>>,
+    pool: Weak<Pool>,
+    ended: bool,
+}
+
+impl fmt::Debug for UpstreamBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamBody")
+            .field("ended", &self.ended)
+            .finish()
+    }
+}
+
+impl UpstreamBody {
+    fn poll_body(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let UpstreamBody { body, conn, .. } = self;
+        let frame = match conn {
+            Some(h1) => {
+                let H1 { conn: c, drive, .. } = &mut **h1;
+                let mut closed = false;
+                let frame = drive.poll(cx, |cx| {
+                    if !closed {
+                        closed = Pin::new(&mut *c).poll(cx).is_ready();
+                    }
+                    Pin::new(&mut *body).poll_frame(cx)
+                });
+                if closed {
+                    *conn = None;
+                }
+                frame
+            }
+            None => Pin::new(&mut *body).poll_frame(cx),
+        };
+        if matches!(frame, Poll::Ready(None)) {
+            self.ended = true;
+            self.release(cx);
+        }
+        frame
+    }
+
+    /// The reply is read: one more poll lets the connection finish the exchange and
+    /// wait for the next request; then it goes back to the pool if it is ready for one.
+    fn release(&mut self, cx: &mut Context<'_>) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        if let Some(pool) = self.pool.upgrade() {
+            if conn.alive(cx) {
+                pool.checkin(conn);
+            }
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        self.get_mut().poll_body(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        if self.ended || self.conn.is_none() {
+            return;
+        }
+        // Dropped before its end (a stream whose last event came before the body's
+        // end): if the rest has already arrived, read it, and the connection is kept.
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..4 {
+            match self.poll_body(&mut cx) {
+                Poll::Ready(Some(Ok(_))) => continue,
+                _ => return,
+            }
+        }
+    }
+}
+
+const POLLING: u8 = 1;
+const WOKEN: u8 = 2;
+
+/// The waker a connection and its reply body are polled with. hyper's dispatcher and
+/// the body it fills hand each other data through wakers: polled by one task, each
+/// hand-off would wake the task that is running, and a task woken while it runs goes
+/// back on the scheduler's queue (with another worker unparked to steal it) instead of
+/// going on. Wakes that come while the connection is being polled are noted and it is
+/// polled again at once; wakes at any other time (the socket became ready) wake the task.
+struct Drive {
+    state: AtomicU8,
+    task: AtomicWaker,
+    /// This `Drive` as a `Waker`, made once.
+    waker: Waker,
+}
+
+impl Drive {
+    fn new() -> Arc<Drive> {
+        Arc::new_cyclic(|me: &Weak<Drive>| Drive {
+            state: AtomicU8::new(0),
+            task: AtomicWaker::new(),
+            waker: Waker::from(Arc::new(DriveWaker(me.clone()))),
+        })
+    }
+
+    /// Runs `f` with this waker until it is ready, or until nothing woke it meanwhile.
+    fn poll<T>(
+        &self,
+        cx: &mut Context<'_>,
+        mut f: impl FnMut(&mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        self.task.register(cx.waker());
+        let mut inner = Context::from_waker(&self.waker);
+        // Bounded: a connection that keeps waking itself (hyper yields after 16 rounds
+        // of work) is left to the scheduler after a while.
+        for _ in 0..32 {
+            self.state.store(POLLING, Ordering::SeqCst);
+            let out = f(&mut inner);
+            let left = self.state.swap(0, Ordering::SeqCst);
+            if out.is_ready() || left & WOKEN == 0 {
+                return out;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    fn wake(&self) {
+        if self.state.fetch_or(WOKEN, Ordering::SeqCst) & POLLING == 0 {
+            self.task.wake();
+        }
+    }
+}
+
+/// The `Waker` side of `Drive` (weak: `Drive` holds its own waker).
+struct DriveWaker(Weak<Drive>);
+
+impl Wake for DriveWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(drive) = self.0.upgrade() {
+            drive.wake();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::mpsc;
+
+    /// What the test upstream does after each reply on a connection.
+    #[derive(Clone, Copy)]
+    enum After {
+        KeepOpen,
+        /// Says `connection: close` in the reply, then closes.
+        Close,
+    }
+
+    /// A minimal HTTP/1.1 upstream: answers each request on a connection with `reply`,
+    /// and reports each accepted connection on the channel.
+    async fn upstream(reply: &'static str, after: After) -> (String, mpsc::UnboundedReceiver<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (accepted, accepts) = mpsc::unbounded_channel();
+        // The test's own upstream; nothing to drain at shutdown.
+        #[allow(clippy::disallowed_methods)]
+        tokio::task::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let _ = accepted.send(());
+                #[allow(clippy::disallowed_methods)]
+                tokio::task::spawn(answer(socket, reply, after));
+            }
+        });
+        (addr, accepts)
+    }
+
+    async fn answer(mut socket: TcpStream, reply: &'static str, after: After) {
+        let mut read = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            // Requests here have no body: a head ends each one.
+            while let Some(end) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+                read.drain(..end + 4);
+                let close = match after {
+                    After::KeepOpen => "",
+                    After::Close => "connection: close\r\n",
+                };
+                // Head and body in one write: they arrive together.
+                let whole = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n{close}\r\n{reply}",
+                    reply.len()
+                );
+                if socket.write_all(whole.as_bytes()).await.is_err() {
+                    return;
+                }
+                if let After::Close = after {
+                    return;
+                }
+            }
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => read.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    fn pool_for(addr: &str) -> Arc<Pool> {
+        let toml = format!(
+            "[providers.p]\ntier = \"local\"\nbase_url = \"http://{addr}/v1\"\ncatalog = false\n"
+        );
+        let config = Config::from_toml(&toml, &|_| None).unwrap();
+        let connector = Connector::new(&config.providers[0]).unwrap();
+        Pool::new(connector, Duration::from_secs(90), 4)
+    }
+
+    fn get(addr: &str) -> Request<Full<Bytes>> {
+        let mut request = Request::new(Full::new(Bytes::new()));
+        *request.uri_mut() = Uri::try_from(format!("http://{addr}/v1/ping")).unwrap();
+        request
+    }
+
+    async fn call(pool: &Arc<Pool>, addr: &str) -> Bytes {
+        let response = pool.send(get(addr)).await.unwrap();
+        response.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_connection_read_to_its_end_is_reused() {
+        let (addr, mut accepts) = upstream("pong", After::KeepOpen).await;
+        let pool = pool_for(&addr);
+        for _ in 0..3 {
+            assert_eq!(call(&pool, &addr).await, "pong");
+            assert_eq!(pool.idle(), 1);
+        }
+        accepts.recv().await.unwrap();
+        assert!(
+            accepts.try_recv().is_err(),
+            "one connection for three calls"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_upstream_closes_is_not_kept() {
+        let (addr, mut accepts) = upstream("pong", After::Close).await;
+        let pool = pool_for(&addr);
+        assert_eq!(call(&pool, &addr).await, "pong");
+        assert_eq!(pool.idle(), 0);
+        assert_eq!(call(&pool, &addr).await, "pong");
+        accepts.recv().await.unwrap();
+        accepts.recv().await.unwrap();
+    }
+
+    /// A body dropped before its end whose rest is already read (it came with the head)
+    /// leaves its connection kept; one whose rest has not come closes it.
+    #[tokio::test]
+    async fn a_body_dropped_early_keeps_its_connection_only_if_nothing_is_left_to_read() {
+        let (addr, mut accepts) = upstream("the whole reply", After::KeepOpen).await;
+        let pool = pool_for(&addr);
+        let response = pool.send(get(&addr)).await.unwrap();
+        drop(response.into_body());
+        assert_eq!(pool.idle(), 1);
+        assert_eq!(call(&pool, &addr).await, "the whole reply");
+        accepts.recv().await.unwrap();
+        assert!(accepts.try_recv().is_err(), "the connection was kept");
+
+        // Declares more than it sends: the rest never comes.
+        let (addr, _accepts) =
+            upstream_raw(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort").await;
+        let pool = pool_for(&addr);
+        let response = pool.send(get(&addr)).await.unwrap();
+        drop(response.into_body());
+        assert_eq!(pool.idle(), 0);
+    }
+
+    /// An upstream that answers its first request with `bytes` and then only reads.
+    async fn upstream_raw(bytes: &'static [u8]) -> (String, mpsc::UnboundedReceiver<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (accepted, accepts) = mpsc::unbounded_channel();
+        #[allow(clippy::disallowed_methods)]
+        tokio::task::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let _ = accepted.send(());
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let _ = socket.write_all(bytes).await;
+                while matches!(socket.read(&mut buf).await, Ok(n) if n > 0) {}
+            }
+        });
+        (addr, accepts)
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_connect_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        let pool = pool_for(&addr);
+        match pool.send(get(&addr)).await {
+            Err(SendError::Connect(_)) => {}
+            other => panic!("expected a connect error, got {other:?}"),
+        }
+    }
+
+    /// The host header names the origin (with its port when not the scheme's default).
+    #[tokio::test]
+    async fn the_host_header_is_built_once_per_origin() {
+        let (addr, _accepts) = upstream("pong", After::KeepOpen).await;
+        let pool = pool_for(&addr);
+        let origin = Origin::of(&Uri::try_from(format!("http://{addr}/v1")).unwrap());
+        assert_eq!(pool.host(&origin).unwrap(), addr.as_str());
+        let default = Origin::of(&Uri::from_static("https://api.example.com/v1"));
+        assert_eq!(pool.host(&default).unwrap(), "api.example.com");
+    }
+}
