@@ -115,7 +115,101 @@ fn check_depth(text: &str) -> Result<(), ApiError> {
 /// A JSON object's top-level fields, in the client's order, values left as raw JSON.
 #[derive(Debug, Clone, Default)]
 pub struct RawObject {
-    fields: Vec<(String, Box<RawValue>)>,
+    fields: Vec<(FieldName, Box<RawValue>)>,
+}
+
+/// Field names of OpenAI request and reply bodies that parsing keeps as static strings
+/// instead of allocating one per field and call.
+const KNOWN_FIELDS: &[&str] = &[
+    "model",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "stream",
+    "stream_options",
+    "temperature",
+    "top_p",
+    "n",
+    "stop",
+    "seed",
+    "user",
+    "metadata",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "presence_penalty",
+    "frequency_penalty",
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+    "reasoning_effort",
+    "store",
+    "input",
+    "prompt",
+    "encoding_format",
+    "dimensions",
+    "id",
+    "object",
+    "created",
+    "choices",
+    "usage",
+    "system_fingerprint",
+    "service_tier",
+];
+
+/// A field's name: one of `KNOWN_FIELDS` without an allocation, else its own copy.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct FieldName(Cow<'static, str>);
+
+impl FieldName {
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for FieldName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for FieldName {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for FieldName {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<FieldName> for &str {
+    fn eq(&self, other: &FieldName) -> bool {
+        **self == *other.0
+    }
+}
+
+impl<'de> Deserialize<'de> for FieldName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl Visitor<'_> for NameVisitor {
+            type Value = FieldName;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<FieldName, E> {
+                Ok(FieldName(match KNOWN_FIELDS.iter().find(|k| **k == name) {
+                    Some(known) => Cow::Borrowed(known),
+                    None => Cow::Owned(name.to_owned()),
+                }))
+            }
+        }
+        deserializer.deserialize_str(NameVisitor)
+    }
 }
 
 impl RawObject {
@@ -176,7 +270,12 @@ impl RawObject {
     /// An object of fields already written (a translated body, each value valid JSON),
     /// in the order given.
     pub fn from_fields(fields: Vec<(String, Box<RawValue>)>) -> RawObject {
-        RawObject { fields }
+        RawObject {
+            fields: fields
+                .into_iter()
+                .map(|(k, v)| (FieldName(Cow::Owned(k)), v))
+                .collect(),
+        }
     }
 
     /// The raw value of `key`, if present (the last one wins on duplicates).
@@ -318,7 +417,7 @@ impl<'de> Deserialize<'de> for RawObject {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawObject, A::Error> {
                 let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
+                while let Some((k, v)) = map.next_entry::<FieldName, Box<RawValue>>()? {
                     fields.push((k, v));
                 }
                 Ok(RawObject { fields })
@@ -651,12 +750,12 @@ fn take_head(head: &mut String, role: &str, text: &str) {
     {
         return;
     }
-    for c in text.chars() {
-        if head.len() >= PROMPT_HEAD_CHARS {
-            break;
-        }
-        head.push(c);
+    // Whole characters up to the first that starts at or past the limit, in one copy.
+    let mut end = (PROMPT_HEAD_CHARS - head.len()).min(text.len());
+    while !text.is_char_boundary(end) {
+        end += 1;
     }
+    head.push_str(&text[..end]);
 }
 
 fn required_model(fields: &RawObject) -> Result<String, ApiError> {
@@ -921,7 +1020,39 @@ mod tests {
         }
     }
 
+    /// The prompt head as it was taken before it was copied in one piece: character by
+    /// character while shorter than the limit.
+    fn head_by_chars(head: &mut String, text: &str) {
+        for c in text.chars() {
+            if head.len() >= PROMPT_HEAD_CHARS {
+                break;
+            }
+            head.push(c);
+        }
+    }
+
+    #[test]
+    fn known_and_unknown_field_names_read_the_same() {
+        let body = br#"{"model":"m","mo\u0064el":"n","x_custom":1,"messages":[]}"#;
+        let obj = RawObject::parse(body).unwrap();
+        let names: Vec<&str> = obj.iter().map(|(k, _)| k).collect();
+        assert_eq!(names, ["model", "model", "x_custom", "messages"]);
+        assert_eq!(obj.get("model").unwrap().get(), r#""n""#);
+    }
+
     proptest! {
+        #[test]
+        fn the_prompt_head_is_cut_at_the_same_character(
+            first in "\\PC{0,700}", second in "[aé😀 ]{0,2100}"
+        ) {
+            let (mut fast, mut slow) = (String::new(), String::new());
+            for text in [&first, &second] {
+                take_head(&mut fast, "user", text);
+                head_by_chars(&mut slow, text);
+            }
+            prop_assert_eq!(fast, slow);
+        }
+
         #[test]
         fn unknown_fields_round_trip(key in "[a-z_]{1,12}", n in any::<i64>(), s in "\\PC{0,20}") {
             prop_assume!(!GATEWAY_FIELDS.contains(&key.as_str()) && key != "model");

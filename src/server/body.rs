@@ -34,19 +34,22 @@ impl FromRequest<Arc<AppState>> for Incoming {
     type Rejection = Refused;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Incoming, Refused> {
-        let request_id = req.extensions().get::<RequestId>().cloned();
-        let headers = req.headers().clone();
-        let anthropic = is_anthropic(&req);
-        let (caller, runtime, body) = read(req, state)
+        // The head is taken apart rather than copied: the call keeps the headers.
+        let (mut parts, body) = req.into_parts();
+        let anthropic = is_anthropic(&parts.uri);
+        let (caller, runtime, body) = read(&parts.headers, body, state)
             .await
             .map_err(|error| Refused { error, anthropic })?;
-        let request_id = request_id.ok_or_else(|| Refused {
-            error: ApiError::Internal("the request has no id".into()),
-            anthropic,
-        })?;
+        let request_id = parts
+            .extensions
+            .remove::<RequestId>()
+            .ok_or_else(|| Refused {
+                error: ApiError::Internal("the request has no id".into()),
+                anthropic,
+            })?;
         Ok(Incoming {
             request_id,
-            headers,
+            headers: parts.headers,
             body,
             caller,
             runtime,
@@ -61,8 +64,8 @@ pub struct Refused {
     anthropic: bool,
 }
 
-fn is_anthropic(req: &Request) -> bool {
-    req.uri().path() == "/v1/messages"
+fn is_anthropic(uri: &http::Uri) -> bool {
+    uri.path() == "/v1/messages"
 }
 
 impl IntoResponse for Refused {
@@ -79,8 +82,9 @@ impl FromRequest<Arc<AppState>> for JsonBody {
     type Rejection = Refused;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<JsonBody, Refused> {
-        let anthropic = is_anthropic(&req);
-        read(req, state)
+        let anthropic = is_anthropic(req.uri());
+        let (parts, body) = req.into_parts();
+        read(&parts.headers, body, state)
             .await
             .map(|(_, _, body)| JsonBody(body))
             .map_err(|error| Refused { error, anthropic })
@@ -89,24 +93,20 @@ impl FromRequest<Arc<AppState>> for JsonBody {
 
 /// The caller, the runtime it was authenticated under, and the body.
 async fn read(
-    req: Request,
+    headers: &http::HeaderMap,
+    body: axum::body::Body,
     state: &Arc<AppState>,
 ) -> Result<(Caller, Arc<Runtime>, Bytes), ApiError> {
     let runtime = state.runtime();
     // Unauthenticated bodies are never read: a stranger cannot make us buffer them.
-    let caller = state.authenticate(req.headers(), &runtime)?;
+    let caller = state.authenticate(headers, &runtime)?;
     let settings = &runtime.config.server;
     let limit = settings.max_body_bytes;
-    let content_type = req
-        .headers()
+    let content_type = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     match content_type {
-        Some(ct)
-            if ct
-                .trim()
-                .to_ascii_lowercase()
-                .starts_with("application/json") => {}
+        Some(ct) if is_json(ct) => {}
         Some(ct) => {
             return Err(ApiError::invalid(
                 "Content-Type",
@@ -125,7 +125,7 @@ async fn read(
     }
     // Bodies are read as sent: a compressed one would fail as JSON with a misleading
     // message, and a plain one mislabelled would be accepted, so a coding is refused by name.
-    if let Some(coding) = req.headers().get(http::header::CONTENT_ENCODING) {
+    if let Some(coding) = headers.get(http::header::CONTENT_ENCODING) {
         let coding = String::from_utf8_lossy(coding.as_bytes());
         if !coding.trim().eq_ignore_ascii_case("identity") {
             return Err(ApiError::invalid(
@@ -137,8 +137,7 @@ async fn read(
             ));
         }
     }
-    let declared = req
-        .headers()
+    let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
@@ -154,7 +153,7 @@ async fn read(
             message: "Too many request bodies are being received right now; try again.".into(),
             retry_after: Some(std::time::Duration::from_secs(1)),
         })?;
-    let read = read_body(req.into_body(), limit, declared.unwrap_or(0));
+    let read = read_body(body, limit, declared.unwrap_or(0));
     match tokio::time::timeout_at(deadline, read).await {
         Ok(result) => result.map(|body| (caller, runtime.clone(), body)),
         Err(_) => Err(ApiError::InvalidRequest {
@@ -166,6 +165,15 @@ async fn read(
             code: Some("body_read_timeout"),
         }),
     }
+}
+
+/// Whether a `Content-Type` names JSON (`application/json`, any case, any parameters).
+fn is_json(content_type: &str) -> bool {
+    const JSON: &str = "application/json";
+    content_type
+        .trim()
+        .get(..JSON.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(JSON))
 }
 
 /// Reads a body of at most `limit` bytes into one buffer, sized up front by the declared
@@ -193,4 +201,23 @@ fn too_large(limit: usize) -> ApiError {
     ApiError::PayloadTooLarge(format!(
         "The request body is larger than this gateway's limit of {limit} bytes."
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_content_types_in_any_case_with_parameters() {
+        for ct in [
+            "application/json",
+            " Application/JSON; charset=utf-8",
+            "application/json-seq",
+        ] {
+            assert!(is_json(ct), "{ct}");
+        }
+        for ct in ["text/plain", "application/jso", "", "applicatión/json"] {
+            assert!(!is_json(ct), "{ct}");
+        }
+    }
 }

@@ -5,6 +5,7 @@
 //! candidate and frames what comes back — so `/v1/responses` would be one more shape.
 
 use std::future::Future;
+use std::io::Write as _;
 use std::sync::Arc;
 
 use axum::response::Response;
@@ -20,7 +21,6 @@ use super::RequestId;
 use crate::api::openai::ChatRequest;
 use crate::api::ApiError;
 use crate::billing::admission::{Admission, Ask, Offer, Outcome};
-use crate::billing::cost::usd;
 use crate::billing::meter::{
     local_price, plausible, reference_price, with_billed_usage, Billed, BodyShape, CallMeter,
     Ending, SentText, ServedBy,
@@ -271,7 +271,7 @@ async fn walk<S: Shape>(
         };
         let by = served_by(state, runtime, &plan.route, served.candidate);
         let billed = admission.finish(Outcome::Served { by, ending });
-        let mut response = relay::json(shape.reply_body(reply.body, &billed), &route);
+        let mut response = relay::json(shape.reply_body(reply.body, &billed), route);
         response
             .headers_mut()
             .insert(relay::X_BAZAAR_COST_USD, cost_header(billed.cost));
@@ -295,7 +295,7 @@ async fn walk<S: Shape>(
         streamed.rest,
         framer,
         usage_cost,
-        &route,
+        route,
         move |end| {
             if let Some(e) = &end.error {
                 tracing::warn!(
@@ -360,17 +360,52 @@ fn route_headers(runtime: &Runtime, route: &str, candidate: &Candidate) -> Route
         .get(candidate.provider)
         .map(|p| p.id.as_str())
         .unwrap_or("");
-    RouteHeaders {
-        backend: format!("{provider}/{}", candidate.upstream),
-        route: route.to_string(),
-    }
+    RouteHeaders::new(provider, &candidate.upstream, route)
 }
 
-/// The `x-bazaar-cost-usd` header value: nine decimals, or `unknown`.
+/// The `x-bazaar-cost-usd` header value: USD with nine decimals (as `usd` writes it),
+/// or `unknown`; written on the stack, so the value is the only allocation.
 fn cost_header(cost: Option<u64>) -> http::HeaderValue {
-    match cost {
-        Some(c) => http::HeaderValue::from_str(&usd(c))
-            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown")),
-        None => http::HeaderValue::from_static("unknown"),
+    let unknown = || http::HeaderValue::from_static("unknown");
+    let Some(c) = cost else {
+        return unknown();
+    };
+    // u64::MAX nano-dollars is 11 digits, a point and 9 decimals.
+    let mut buf = [0u8; 32];
+    let mut out = std::io::Cursor::new(&mut buf[..]);
+    if write!(out, "{}.{:09}", c / 1_000_000_000, c % 1_000_000_000).is_err() {
+        return unknown();
+    }
+    let len = out.position() as usize;
+    http::HeaderValue::from_bytes(&buf[..len]).unwrap_or_else(|_| unknown())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::billing::cost::usd;
+
+    #[test]
+    fn the_cost_header_says_what_usd_writes() {
+        for c in [
+            0,
+            1,
+            999_999_999,
+            1_000_000_000,
+            1_500_000,
+            123_456_789_012,
+            u64::MAX,
+        ] {
+            assert_eq!(cost_header(Some(c)).to_str().unwrap(), usd(c));
+        }
+        assert_eq!(cost_header(None).to_str().unwrap(), "unknown");
+    }
+
+    #[test]
+    fn route_headers_name_the_backend_and_the_route() {
+        let h = RouteHeaders::new("groq", "llama-3.1-8b", "cheap");
+        assert_eq!(h.backend.unwrap(), "groq/llama-3.1-8b");
+        assert_eq!(h.route.unwrap(), "cheap");
+        assert!(RouteHeaders::new("p", "m", "bad\nroute").route.is_none());
     }
 }

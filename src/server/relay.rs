@@ -19,12 +19,13 @@ use crate::billing::cost::usd_number;
 use crate::billing::meter::{Billed, BodyShape, SentText};
 use crate::providers::{Chunk, ChunkStream, UpstreamError};
 
-/// Routing outcome headers every served response carries.
+/// Routing outcome headers every served response carries (a value that is not a valid
+/// header value is left out).
 #[derive(Debug, Clone)]
 pub struct RouteHeaders {
     /// `provider/upstream-model`.
-    pub backend: String,
-    pub route: String,
+    pub backend: Option<HeaderValue>,
+    pub route: Option<HeaderValue>,
 }
 
 /// Header names built once: a `&str` name is copied into a new allocation per insert.
@@ -34,19 +35,32 @@ const X_BAZAAR_ROUTE: HeaderName = HeaderName::from_static("x-bazaar-route");
 pub const X_BAZAAR_COST_USD: HeaderName = HeaderName::from_static("x-bazaar-cost-usd");
 
 impl RouteHeaders {
-    fn apply(&self, response: &mut Response) {
+    /// The headers of a call to `upstream` on `provider` for the route (or model) `route`.
+    pub fn new(provider: &str, upstream: &str, route: &str) -> RouteHeaders {
+        let mut backend = String::with_capacity(provider.len() + 1 + upstream.len());
+        backend.push_str(provider);
+        backend.push('/');
+        backend.push_str(upstream);
+        RouteHeaders {
+            // The string's buffer becomes the value's: no second copy.
+            backend: HeaderValue::from_maybe_shared(Bytes::from(backend)).ok(),
+            route: HeaderValue::from_str(route).ok(),
+        }
+    }
+
+    fn apply(self, response: &mut Response) {
         let headers = response.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&self.backend) {
+        if let Some(v) = self.backend {
             headers.insert(X_BAZAAR_BACKEND, v);
         }
-        if let Ok(v) = HeaderValue::from_str(&self.route) {
+        if let Some(v) = self.route {
             headers.insert(X_BAZAAR_ROUTE, v);
         }
     }
 }
 
 /// A complete JSON reply.
-pub fn json(body: Bytes, route: &RouteHeaders) -> Response {
+pub fn json(body: Bytes, route: RouteHeaders) -> Response {
     let mut response = Response::new(Body::from(body));
     response
         .headers_mut()
@@ -232,7 +246,7 @@ pub fn sse<F, R>(
     rest: ChunkStream,
     framer: R,
     usage_cost: UsageCost,
-    route: &RouteHeaders,
+    route: RouteHeaders,
     on_end: F,
 ) -> Response
 where
