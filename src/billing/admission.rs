@@ -213,12 +213,14 @@ impl Admission {
                 .cloned()
                 .or_else(|| billing.keys.team(t))
         });
+        // A key and team without limits have nothing to check: no scope is built.
+        let unlimited = |limits: &Limits| *limits == Limits::default();
+        if unlimited(&key.limits) && team.as_ref().is_none_or(|t| unlimited(&t.limits)) {
+            return Ok(());
+        }
         let scopes: Vec<Scope> = std::iter::once(Scope::key(key))
             .chain(team.as_ref().map(|t| Scope::team(&t.name, t.limits)))
             .collect();
-        if scopes.iter().all(|s| s.limits == Limits::default()) {
-            return Ok(());
-        }
         // Checked arithmetic throughout: an absurd count must cost more, never wrap to less.
         let choices = ask.choices.max(1);
         let tokens = ask.prompt_tokens.saturating_add(
@@ -398,12 +400,12 @@ impl Admission {
     fn record(&mut self, served: Option<ServedBy>, mut ending: Ending) -> Billed {
         self.finished = true;
         ending.latency = self.started.elapsed();
-        let (row, billed) = self
-            .meter
-            .row(served.as_ref(), &ending, &self.catalog_version);
+        let was_served = served.is_some();
+        let catalog_version = std::mem::take(&mut self.catalog_version);
+        let (row, billed) = self.meter.row(served, &ending, catalog_version);
         let cost = billed.cost;
         let metrics = &self.billing.metrics;
-        if served.is_some() {
+        if was_served {
             let labels = [
                 row.provider.as_str(),
                 row.model.as_str(),

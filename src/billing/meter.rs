@@ -111,22 +111,28 @@ impl CallMeter {
     }
 
     /// The ledger row for this call and its cost in nano-dollars (`None`: price unknown).
-    /// The call's own strings (request id, key, team, route) move into the row rather
-    /// than being copied: a meter writes one row, and is left with them empty.
+    /// The call's own strings (request id, key, team, route) and the server's move into
+    /// the row rather than being copied: a meter writes one row, and is left with them empty.
     pub fn row(
         &mut self,
-        served: Option<&ServedBy>,
+        served: Option<ServedBy>,
         ending: &Ending,
-        catalog_version: &str,
+        catalog_version: String,
     ) -> (LedgerRow, Billed) {
         let usage = self.usage_for(ending);
-        let cost = match served {
+        let cost = match &served {
             Some(s) => cost_nanos(&usage, &s.price, self.markup_bp),
             None => Some(0),
         };
         let baseline = served
+            .as_ref()
             .and_then(|s| s.reference_price.as_ref())
             .and_then(|p| cost_nanos(&usage, p, 0));
+        let tier = served
+            .as_ref()
+            .map(|s| s.tier.as_str().to_string())
+            .unwrap_or_default();
+        let (provider, model) = served.map(|s| (s.provider, s.model)).unwrap_or_default();
         let row = LedgerRow {
             ts_ms: self.ts_ms,
             request_id: std::mem::take(&mut self.request_id),
@@ -134,11 +140,9 @@ impl CallMeter {
             key_id: std::mem::take(&mut self.key_id),
             team: self.team.take(),
             route: std::mem::take(&mut self.route),
-            provider: served.map(|s| s.provider.clone()).unwrap_or_default(),
-            model: served.map(|s| s.model.clone()).unwrap_or_default(),
-            tier: served
-                .map(|s| s.tier.as_str().to_string())
-                .unwrap_or_default(),
+            provider,
+            model,
+            tier,
             endpoint: self.endpoint.to_string(),
             input_tokens: column(usage.input),
             cached_input_tokens: column(usage.cached_input),
@@ -147,7 +151,7 @@ impl CallMeter {
             reasoning_tokens: column(usage.reasoning),
             cost_nanos: cost.map(column),
             baseline_cost_nanos: baseline.or(cost).map(column),
-            catalog_version: catalog_version.to_string(),
+            catalog_version,
             estimated: Estimated::new(usage.estimated),
             latency_ms: ending.latency.as_millis() as i64,
             ttft_ms: ending.ttft.map(|d| d.as_millis() as i64),
@@ -811,7 +815,7 @@ mod tests {
             status: 502,
             ..Default::default()
         };
-        let (row, Billed { cost, .. }) = meter.row(Some(&served), &ending, "v1");
+        let (row, Billed { cost, .. }) = meter.row(Some(served), &ending, "v1".into());
         assert_eq!(row.estimated.buckets(), Buckets::ALL);
         assert_eq!((row.input_tokens, row.output_tokens), (100, 10));
         assert_eq!(cost, Some(100_000 + 20_000));

@@ -65,11 +65,22 @@ struct Kept {
     prompt: String,
 }
 
-/// Recent calls as (request id, key id), oldest first out.
+/// Recent calls, oldest first out, each as its `call_key`.
 #[derive(Debug, Default)]
 struct Recent {
-    calls: HashSet<(String, String)>,
-    order: VecDeque<(String, String)>,
+    calls: HashSet<Arc<[u8]>>,
+    order: VecDeque<Arc<[u8]>>,
+}
+
+/// A call's (request id, key id) in one allocation, shared by the set and the order:
+/// the request id's length, then both ids (so no two pairs make the same key).
+fn call_key(request_id: &str, key_id: &str) -> Arc<[u8]> {
+    (request_id.len() as u64)
+        .to_le_bytes()
+        .into_iter()
+        .chain(request_id.bytes())
+        .chain(key_id.bytes())
+        .collect()
 }
 
 /// The store: the ledger's pool, the recent calls, and the prompt writer's queue.
@@ -152,7 +163,7 @@ impl LearnStore {
     /// its ledger row is written) and, when `prompt` is given, queues its head for the
     /// database. Never waits.
     pub fn note_call(&self, request_id: &str, key_id: &str, prompt: Option<&str>) {
-        let call = (request_id.to_string(), key_id.to_string());
+        let call = call_key(request_id, key_id);
         {
             let mut recent = self.recent();
             if recent.calls.insert(call.clone()) {
@@ -183,13 +194,12 @@ impl LearnStore {
 
     /// Whether the key with id `key_id` made the call `request_id`.
     async fn made(&self, request_id: &str, key_id: &str) -> Result<bool, sqlx::Error> {
-        let call = (request_id.to_string(), key_id.to_string());
-        if self.recent().calls.contains(&call) {
+        if self.recent().calls.contains(&call_key(request_id, key_id)) {
             return Ok(true);
         }
         let row = sqlx::query("SELECT 1 FROM ledger WHERE request_id = $1 AND key_id = $2 LIMIT 1")
-            .bind(call.0)
-            .bind(call.1)
+            .bind(request_id.to_string())
+            .bind(key_id.to_string())
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.is_some())
@@ -308,6 +318,13 @@ pub async fn training_rows(ledger: &Ledger) -> Result<Vec<TrainingRow>, LedgerEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_key_tells_the_ids_apart() {
+        assert_ne!(call_key("ab", "c"), call_key("a", "bc"));
+        assert_eq!(call_key("r1", "key_1"), call_key("r1", "key_1"));
+        assert_eq!(call_key("r1", "key_1").len(), 8 + 2 + 5);
+    }
 
     #[test]
     fn prompts_are_cut_at_a_character_boundary() {
