@@ -2,26 +2,64 @@
 //! feature layout hash so a file fitted for another layout is refused at load, never
 //! silently misread.
 //!
-//! Layout (version 4): `BZRQ`, u32 format version, u64 layout hash, u32 buckets, u32
+//! Layout (version 5): `BZRQ`, u32 format version, u64 layout hash, u32 buckets, u32
 //! dense, u32 flags (bit 0: free-form prompts' grams split into their own buckets), u32
-//! rank, u32 models, u32 note length + UTF-8 note, f32 shared bias, f32 × (buckets +
-//! dense) shared weights, f32 × rank × (buckets + dense) projection, then per model: u16
-//! id length + UTF-8 id, f32 prior (base rate 0–1 it was fitted at), f32 bias, f32 ×
-//! (buckets + dense) weights, f32 × rank factors. Versions 2 and 3 were fitted on
-//! features hashed with FNV-1a (every gram's bucket differs) and are refused with the
-//! advice to retrain.
+//! rank, u32 models, u32 note length + UTF-8 note, u32 minimum support, u32 × `SHAPES`
+//! training prompts of each shape, f32 shared bias, f32 × (buckets + dense) shared
+//! weights, f32 × rank × (buckets + dense) projection, then per model: u16 id length +
+//! UTF-8 id, f32 prior (base rate 0–1 it was fitted at), f32 bias, f32 × (buckets +
+//! dense) weights, f32 × rank factors. Versions 2 and 3 were fitted on features hashed
+//! with FNV-1a (every gram's bucket differs), version 4 read every prompt's grams
+//! whatever its shape; both are refused with the advice to retrain.
 
 use std::fmt;
 
-use super::features::{self, DENSE};
+use super::features::{self, Features, DENSE};
 
 const MAGIC: &[u8; 4] = b"BZRQ";
 /// The file format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 const MAX_MODELS: u32 = 4096;
 /// The largest rank of the prompt projection.
 pub const MAX_RANK: u32 = 64;
 const MAX_BUCKETS: u32 = 1 << 22;
+
+/// Prompt shapes: a prompt's shape is three bits of its dense features (multiple-choice
+/// layout, at least two numbers, a question mark), the kinds of prompt benchmarks and
+/// traffic come in (a quiz question, a word problem, a request to write something).
+pub const SHAPES: usize = 8;
+
+// The dense index of the shared copy of `SHAPE_NAMES[i]` is i (the flag at 0); the
+// test `shape_bits_are_the_named_features` checks the names.
+const MULTIPLE_CHOICE: usize = 0;
+const HAS_NUMBERS: usize = 11;
+const QUESTION: usize = 7;
+
+/// The shape (0..`SHAPES`) of a prompt with features `f`.
+pub fn shape_of(f: &Features) -> usize {
+    let bit = |i: usize| usize::from(f.dense[i] != 0.0);
+    bit(MULTIPLE_CHOICE) | bit(HAS_NUMBERS) << 1 | bit(QUESTION) << 2
+}
+
+/// A shape's name, for explanations and reports.
+pub fn shape_name(shape: usize) -> String {
+    let mut parts = vec![if shape & 1 == 1 {
+        "multiple-choice"
+    } else {
+        "free-form"
+    }];
+    parts.push(if shape & 2 == 2 {
+        "numbers"
+    } else {
+        "no numbers"
+    });
+    parts.push(if shape & 4 == 4 {
+        "question"
+    } else {
+        "no question"
+    });
+    parts.join(", ")
+}
 
 /// Why a weights file was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +94,10 @@ pub struct Weights {
     pub split: bool,
     /// What they were fitted on and with which settings.
     pub note: String,
+    /// The training prompts a shape needs for its word grams to count (`gate`).
+    pub min_support: u32,
+    /// Training prompts of each shape (`shape_of`).
+    pub support: [u32; SHAPES],
     pub shared_bias: f32,
     /// `buckets + DENSE` shared (difficulty) weights.
     pub shared: Vec<f32>,
@@ -134,6 +176,11 @@ impl Weights {
                 "format version {version}: fitted on the FNV-hashed features of earlier builds; this build reads version {FORMAT_VERSION}; retrain with `bazaar router train`"
             )));
         }
+        if version == 4 {
+            return Err(WeightsError(format!(
+                "format version 4: fitted without a record of the prompt shapes it saw, so it cannot tell which prompts its word grams know; this build reads version {FORMAT_VERSION}; retrain with `bazaar router train`"
+            )));
+        }
         if version != FORMAT_VERSION {
             return Err(WeightsError(format!(
                 "format version {version}; this build reads version {FORMAT_VERSION}"
@@ -170,6 +217,11 @@ impl Weights {
         }
         let note_len = r.u32("the note length")? as usize;
         let note = r.text(note_len, "the note")?;
+        let min_support = r.u32("the minimum support")?;
+        let mut support = [0u32; SHAPES];
+        for s in &mut support {
+            *s = r.u32("the prompts per shape")?;
+        }
         let width = (buckets + dense) as usize;
         let shared_bias = r.f32("the shared bias")?;
         let shared = r.floats(width, "the shared weights")?;
@@ -210,6 +262,8 @@ impl Weights {
             buckets,
             split,
             note,
+            min_support,
+            support,
             shared_bias,
             shared,
             rank,
@@ -233,6 +287,10 @@ impl Weights {
         out.extend_from_slice(&(self.models.len() as u32).to_le_bytes());
         out.extend_from_slice(&(self.note.len() as u32).to_le_bytes());
         out.extend_from_slice(self.note.as_bytes());
+        out.extend_from_slice(&self.min_support.to_le_bytes());
+        for s in self.support {
+            out.extend_from_slice(&s.to_le_bytes());
+        }
         out.extend_from_slice(&self.shared_bias.to_le_bytes());
         let rank = self.rank as usize;
         let floats = |out: &mut Vec<u8>, w: &[f32], n: usize| {
@@ -255,6 +313,26 @@ impl Weights {
     }
 }
 
+impl Weights {
+    /// Whether the word grams of a prompt of `shape` count: the training rows held at
+    /// least `min_support` prompts of that shape. Grams learned on quiz questions and
+    /// word problems say nothing reliable about a request unlike both.
+    pub fn knows_shape(&self, shape: usize) -> bool {
+        self.support.get(shape).copied().unwrap_or(0) >= self.min_support
+    }
+
+    /// Drops the word grams of a prompt whose shape the weights do not know: it is
+    /// then scored by the models' priors and its shape features alone. Returns whether
+    /// the grams were kept.
+    pub fn gate(&self, f: &mut Features) -> bool {
+        let known = self.knows_shape(shape_of(f));
+        if !known {
+            f.hashed.clear();
+        }
+        known
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,6 +343,8 @@ mod tests {
             buckets: 16,
             split: true,
             note: "test".into(),
+            min_support: 3,
+            support: [0, 5, 2, 9, 0, 0, 3, 1],
             shared_bias: -0.25,
             shared: (0..width).map(|i| i as f32 / 10.0).collect(),
             rank,
@@ -282,6 +362,30 @@ mod tests {
     }
 
     #[test]
+    fn shape_bits_are_the_named_features() {
+        assert_eq!(features::dense_name(MULTIPLE_CHOICE), "multiple-choice");
+        assert_eq!(features::dense_name(HAS_NUMBERS), "has-numbers");
+        assert_eq!(features::dense_name(QUESTION), "question");
+    }
+
+    #[test]
+    fn the_grams_of_a_shape_the_rows_lacked_are_dropped() {
+        // tiny's rows: 5 prompts of shape 1 (multiple-choice), none of shape 0.
+        let w = tiny(0);
+        let mut quiz = features::extract("Pick one\nA. one\nB. two", 16, true);
+        assert_eq!(shape_of(&quiz), 1);
+        assert!(w.gate(&mut quiz) && !quiz.hashed.is_empty());
+        let mut note = features::extract("Write a poem about the sea.", 16, true);
+        let dense = note.dense;
+        assert_eq!(shape_of(&note), 0);
+        assert!(!w.gate(&mut note) && note.hashed.is_empty());
+        assert_eq!(note.dense, dense);
+        let problem = features::extract("Tom has 3 apples and buys 4. How many now?", 16, true);
+        assert_eq!(shape_of(&problem), 6);
+        assert_eq!(shape_name(6), "free-form, numbers, question");
+    }
+
+    #[test]
     fn round_trips() {
         for rank in [0, 3] {
             let w = tiny(rank);
@@ -290,8 +394,8 @@ mod tests {
     }
 
     #[test]
-    fn refuses_files_of_the_fnv_hashed_features_with_advice_to_retrain() {
-        for old in [2u32, 3] {
+    fn refuses_files_of_earlier_formats_with_advice_to_retrain() {
+        for old in [2u32, 3, 4] {
             let mut v = tiny(0).to_bytes();
             v[4..8].copy_from_slice(&old.to_le_bytes());
             let err = Weights::parse(&v).unwrap_err().0;

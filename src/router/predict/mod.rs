@@ -114,9 +114,11 @@ fn sigmoid(z: f64) -> f64 {
 }
 
 impl Weights {
-    /// Extracts the prompt's features and its shared difficulty.
+    /// Extracts the prompt's features (without its word grams when the weights do not
+    /// know its shape: `Weights::gate`) and its shared difficulty.
     pub fn score_prompt(&self, text: &str) -> PromptScore {
-        let features = features::extract(text, self.buckets, self.split);
+        let mut features = features::extract(text, self.buckets, self.split);
+        self.gate(&mut features);
         let difficulty = f64::from(self.shared_bias) + self.dot(&self.shared, &features);
         let width = self.buckets as usize + features::DENSE;
         let latent = self
@@ -207,7 +209,8 @@ impl Weights {
     /// The features of `text` that moved the prediction for `known` most, as
     /// `(feature, change in logit)`, largest magnitude first, at most `n`.
     pub fn top_features(&self, text: &str, known: Option<usize>, n: usize) -> Vec<(String, f64)> {
-        let f = features::extract(text, self.buckets, self.split);
+        let mut f = features::extract(text, self.buckets, self.split);
+        let grams_count = self.gate(&mut f);
         let terms = known.and_then(|i| self.models.get(i));
         let width = self.buckets as usize + features::DENSE;
         // A feature's weight for this model: shared, own, and through the projection.
@@ -232,7 +235,7 @@ impl Weights {
         };
         features::grams(text, |h, a, b| {
             let (bucket, other) = features::gram_buckets(h, bits);
-            if !seen.insert(bucket) {
+            if !grams_count || !seen.insert(bucket) {
                 return;
             }
             let mut e = effect(bucket as u32);
@@ -400,6 +403,74 @@ mod tests {
         let q = w.predict(&p, None, Some(70.0));
         assert!((q.quality - 70.0).abs() < 1e-6);
         assert_eq!(q.prior, 70.0);
+    }
+
+    /// Hand-written probes of open-ended requests (not taken from any benchmark; never
+    /// fitted on): multi-step math, reasoning and coding, and short writing, role-play
+    /// and extraction requests. One more reasoning probe was written with these and is
+    /// not asserted, because the shipped weights fail it (docs/routing.md): a syllogism
+    /// without numbers ("If every engineer in the office owns a bicycle, and some
+    /// bicycle owners commute by train on rainy days, can we conclude that some
+    /// engineers commute by train? Explain why or why not.") is of a shape the rows
+    /// lack and is placed by its length like a short note.
+    const HARD_PROBES: &[(&str, &str)] = &[
+        ("math", "A shop sells pencils at 3 for $1.20 and erasers at $0.45 each. Maya buys 12 pencils and 5 erasers and pays with a $20 bill. How much change does she get, and how much would she have saved if packs of 6 pencils cost $2.10?"),
+        ("math", "Find every real x with 2x^2 - 5x + 2 = 0, then compute the sum of the squares of the solutions and check the result with Vieta's formulas."),
+        ("reasoning", "Five friends sit in a row of 5 seats. Ana is not at either end, Ben sits directly right of Carl, and Dana sits 2 seats left of Eva. If Carl takes seat 1, who sits in the middle? Explain each step."),
+        ("coding", "Write a Python function that takes a list of meeting intervals and returns the minimum number of rooms needed, then analyse its time complexity and give three test cases."),
+        ("coding", "Implement an LRU cache class in Java whose get and put run in constant time, using a hash map and a doubly linked list, and explain why each operation is O(1)."),
+    ];
+    const EASY_PROBES: &[(&str, &str)] = &[
+        ("writing", "Write a friendly note to thank my neighbour for watering my plants."),
+        ("writing", "Write a short poem about autumn leaves."),
+        ("role-play", "Pretend you are a cheerful tour guide and welcome a group of visitors to the old town."),
+        ("role-play", "Act as a barista and greet me as I walk into your cafe on a rainy morning."),
+        ("extraction", "List the names of the people mentioned here: Maria met Tom and his sister Lena at the market."),
+        ("extraction", "Pull out the city and the date from this line: Conference held in Lisbon on 12 May 2024."),
+    ];
+
+    #[test]
+    fn open_ended_requests_are_ordered_as_a_user_would_expect() {
+        // cheapest-above-quality sends a call to the strong model when the weak one's
+        // predicted quality is under the floor: every multi-step math, reasoning or
+        // coding request must reach the strong model before any short writing,
+        // role-play or extraction request does.
+        let w = Weights::parse(EMBEDDED).unwrap();
+        let weak = w.model_index(&["mixtral-8x7b-instruct"]);
+        let q = |text: &str| w.predict(&w.score_prompt(text), weak, None).quality;
+        let mut report = String::new();
+        for (kind, text) in HARD_PROBES.iter().chain(EASY_PROBES) {
+            report.push_str(&format!("{kind:>10} {:5.1}  {text}\n", q(text)));
+        }
+        let hardest_easy = EASY_PROBES
+            .iter()
+            .map(|(_, t)| q(t))
+            .fold(f64::INFINITY, f64::min);
+        for (kind, text) in HARD_PROBES {
+            assert!(
+                q(text) < hardest_easy,
+                "{kind} probe not harder than every easy one:\n{report}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_of_a_shape_the_rows_lack_is_not_placed_by_its_words() {
+        // No training row is a free-form request without numbers or a question: its
+        // word grams are dropped, so words the rows learned on quiz questions do not
+        // move it; its shape (same length, same sentences) alone does.
+        let w = Weights::parse(EMBEDDED).unwrap();
+        let weak = w.model_index(&["mixtral-8x7b-instruct"]);
+        let q = |text: &str| w.predict(&w.score_prompt(text), weak, None).quality;
+        let a = q("Write a friendly note to thank my neighbour for watering my plants.");
+        let b = q("Write a friendly note to thank my colleague for watering my orchid.");
+        assert_eq!(a, b);
+        let quiz = |x: &str| {
+            q(&format!(
+                "Which {x} is right?\nA. one\nB. two\nC. three\nD. four\nAnswer:"
+            ))
+        };
+        assert_ne!(quiz("proof"), quiz("poems"));
     }
 
     #[test]

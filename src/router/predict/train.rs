@@ -6,7 +6,7 @@
 
 use super::features::{self, Features, DENSE};
 use super::rows::Outcomes;
-use super::weights::{ModelTerms, Weights, MAX_RANK};
+use super::weights::{self, ModelTerms, Weights, MAX_RANK, SHAPES};
 use crate::catalog::predictor::view;
 
 /// Training settings; the defaults are what cross-validation chose (docs/routing.md).
@@ -31,6 +31,11 @@ pub struct Settings {
     pub rank: u32,
     /// L2 strength on the projection and the models' factors.
     pub l2_factors: f64,
+    /// The share of the training prompts a prompt shape (`weights::shape_of`) needs for
+    /// its word grams to count; prompts of rarer shapes, in training and when routing,
+    /// are scored by the models' terms and their shape features alone. Below about 1 %
+    /// a shape weighs too little in the fit for its grams to mean anything of its own.
+    pub min_share: f64,
 }
 
 impl Default for Settings {
@@ -44,6 +49,7 @@ impl Default for Settings {
             iterations: 200,
             rank: 0,
             l2_factors: 1e-4,
+            min_share: 0.01,
         }
     }
 }
@@ -52,8 +58,14 @@ impl Settings {
     /// A one-line description, stored in the weights file.
     pub fn describe(&self) -> String {
         let mut s = format!(
-            "buckets={} split={} l2_shared={} l2_model={} l2_dense={} iterations={}",
-            self.buckets, self.split, self.l2_shared, self.l2_model, self.l2_dense, self.iterations
+            "buckets={} split={} l2_shared={} l2_model={} l2_dense={} iterations={} min_share={}",
+            self.buckets,
+            self.split,
+            self.l2_shared,
+            self.l2_model,
+            self.l2_dense,
+            self.iterations,
+            self.min_share
         );
         if self.rank > 0 {
             s.push_str(&format!(
@@ -307,6 +319,18 @@ pub fn fit(
         }
         pairs.push(observed);
     }
+    // Which shapes the rows know; the others' grams are dropped here as when routing.
+    let mut support = [0u32; SHAPES];
+    for f in &feats {
+        support[weights::shape_of(f)] += 1;
+    }
+    let min_support = (settings.min_share.clamp(0.0, 1.0) * feats.len() as f64).ceil() as u32;
+    let knows = |f: &Features| support[weights::shape_of(f)] >= min_support;
+    for f in &mut feats {
+        if !knows(f) {
+            f.hashed.clear();
+        }
+    }
     let base: Vec<f64> = sums
         .iter()
         .map(|(s, n)| if *n > 0.0 { s / n } else { 0.5 })
@@ -374,6 +398,8 @@ pub fn fit(
         buckets,
         split: settings.split,
         note: format!("{note}; {}", settings.describe()),
+        min_support,
+        support,
         shared_bias: (-mean_d) as f32,
         shared: x[..width].iter().map(|v| *v as f32).collect(),
         rank: rank as u32,
