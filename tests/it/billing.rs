@@ -43,14 +43,14 @@ fn priced_config(mock: &MockUpstream) -> String {
     )
 }
 
-/// Waits until the writer has put `n` rows into the ledger (failing after 30 s without
+/// Waits until the writer has put `n` rows into the ledger (failing after 120 s without
 /// them); returns how many rows the ledger holds.
 pub async fn wait_rows(gw: &TestGateway, n: i64) -> i64 {
     let billing = gw.state.billing.connected().unwrap();
     let written = billing.sink.written(n as u64);
-    tokio::time::timeout(Duration::from_secs(30), written)
+    tokio::time::timeout(Duration::from_secs(120), written)
         .await
-        .unwrap_or_else(|_| panic!("the ledger writer did not write {n} rows within 30 s"));
+        .unwrap_or_else(|_| panic!("the ledger writer did not write {n} rows within 120 s"));
     billing.ledger.count().await.unwrap()
 }
 
