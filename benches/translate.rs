@@ -151,6 +151,7 @@ fn main() {
             })
         },
     );
+    backend_bodies();
     let responses = ResponsesRequest::parse(RESPONSES, None).unwrap();
     report("/v1/responses native body (model rewritten)", 20.0, || {
         measure(20_000, || {
@@ -170,6 +171,62 @@ fn main() {
             std::hint::black_box(&out);
         })
     });
+}
+
+/// The same conversation from the client's body to the backend's, through each front
+/// end: chat's own body (`CHAT`) and the Responses body (`RESPONSES`), each parsed and
+/// written for an OpenAI-compatible backend (its fields with `model` rewritten and
+/// `stream_options` added, as the adapter writes a stream's body) and for Anthropic.
+fn backend_bodies() {
+    let options =
+        serde_json::value::RawValue::from_string(r#"{"include_usage":true}"#.into()).unwrap();
+    let extra = [("stream_options", &*options)];
+    let mut out = Vec::with_capacity(4096);
+    let mut openai = |req: &ChatRequest| {
+        out.clear();
+        req.fields.write_with(&mut out, "up", &extra);
+        std::hint::black_box(&out);
+    };
+    report(
+        "backend body: chat -> openai-compatible (parse + body)",
+        20.0,
+        || {
+            measure(20_000, || {
+                openai(&ChatRequest::parse(CHAT).unwrap());
+            })
+        },
+    );
+    report(
+        "backend body: responses -> openai-compatible (parse + translation + body)",
+        20.0,
+        || {
+            measure(20_000, || {
+                openai(&ResponsesRequest::parse(RESPONSES, None).unwrap().chat);
+            })
+        },
+    );
+    report(
+        "backend body: chat -> anthropic (parse + body)",
+        20.0,
+        || {
+            measure(20_000, || {
+                let req = ChatRequest::parse(CHAT).unwrap();
+                std::hint::black_box(anthropic_request::build(&req, "claude", true, "a").unwrap());
+            })
+        },
+    );
+    report(
+        "backend body: responses -> anthropic (parse + translation + body)",
+        20.0,
+        || {
+            measure(20_000, || {
+                let req = ResponsesRequest::parse(RESPONSES, None).unwrap();
+                std::hint::black_box(
+                    anthropic_request::build(&req.chat, "claude", true, "a").unwrap(),
+                );
+            })
+        },
+    );
 }
 
 /// A 20-chunk chat stream (role, 17 words, finish, usage) through each front end's

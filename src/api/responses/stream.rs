@@ -453,8 +453,15 @@ impl StreamWriter {
             return;
         }
         self.started = true;
-        self.response_event(out, "response.created", Status::InProgress, None, None);
-        self.response_event(out, "response.in_progress", Status::InProgress, None, None);
+        let at = self.response_event(out, "response.created", Status::InProgress, None, None);
+        // `response.in_progress` repeats the response object of `response.created`
+        // (nothing has been produced yet): copied, not written again.
+        let response = out.get(at).map(<[u8]>::to_vec).unwrap_or_default();
+        let seq = self.next_seq();
+        head(out, "response.in_progress", seq);
+        out.put_slice(b",\"response\":");
+        out.put_slice(&response);
+        out.put_slice(b"}\n\n");
     }
 
     fn item_event(&mut self, out: &mut BytesMut, kind: &'static str, index: usize) {
@@ -660,6 +667,9 @@ impl StreamWriter {
     }
 
     fn text(&mut self, out: &mut BytesMut, delta: &str, refusal: bool) {
+        if !refusal && self.more_text(out, delta) {
+            return;
+        }
         if self.open != Open::Text {
             self.open_item(
                 out,
@@ -735,6 +745,38 @@ impl StreamWriter {
         StreamWriter::write_delta(&mut self.delta_head, &d, out);
     }
 
+    /// Text for the output text part streaming now, if one is: the text joins it and
+    /// its delta event is written (`false`, nothing done, when no such part is open).
+    fn more_text(&mut self, out: &mut BytesMut, delta: &str) -> bool {
+        if self.open != Open::Text {
+            return false;
+        }
+        let index = self.output.len() - 1;
+        let Some(OutputItem::Message { id, content, .. }) = self.output.get_mut(index) else {
+            return false;
+        };
+        let Some(ci) = content.len().checked_sub(1) else {
+            return false;
+        };
+        let Some(OutputContent::OutputText { text, .. }) = content.last_mut() else {
+            return false;
+        };
+        text.push_str(delta);
+        let d = Delta {
+            kind: "response.output_text.delta",
+            sequence_number: self.seq,
+            item_id: id,
+            output_index: index,
+            content_index: Some(ci as u32),
+            summary_index: None,
+            delta,
+            logprobs: true,
+        };
+        StreamWriter::write_delta(&mut self.delta_head, &d, out);
+        self.seq += 1;
+        true
+    }
+
     fn tool(&mut self, out: &mut BytesMut, t: &ToolDeltaIn<'_>) {
         let function = t.function.as_ref();
         let args = function.and_then(|f| f.arguments.as_deref()).unwrap_or("");
@@ -789,9 +831,21 @@ impl StreamWriter {
         if self.done {
             return Ok(());
         }
-        // Nearly every chunk is one choice's text, and most are the last one with other
-        // text: read by hand, against the last chunk's shape when it has it; the rest
-        // by serde.
+        // Nearly every chunk is the last one with other text: that text goes straight
+        // to the part streaming it.
+        if self.started {
+            if let Some(text) = self.memo.only_content(data) {
+                if usage.is_some() {
+                    self.usage = usage;
+                }
+                if !text.is_empty() {
+                    self.text(out, text, false);
+                }
+                return Ok(());
+            }
+        }
+        // Nearly every other chunk is one choice's text: read by hand, against the last
+        // chunk's shape when it has it; the rest by serde.
         let mut memo = std::mem::take(&mut self.memo);
         let fast = memo.read(data);
         if let Some(chunk) = fast {

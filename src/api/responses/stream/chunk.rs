@@ -105,6 +105,22 @@ impl Memo {
         Some(chunk)
     }
 
+    /// The text of `data` if it is the remembered chunk with another text, and that
+    /// chunk's choice 0 had content text and nothing else the writer reads (no other
+    /// text, no finish reason): all `read` would give the writer is that text.
+    pub(super) fn only_content<'d>(&self, data: &'d [u8]) -> Option<&'d str> {
+        let other = |t: &Option<String>| t.as_deref().is_some_and(|t| !t.is_empty());
+        if self.field != Field::Content
+            || self.index != 0
+            || self.finish_reason.is_some()
+            || other(&self.refusal)
+            || other(&self.reasoning)
+        {
+            return None;
+        }
+        self.same_shape(data)
+    }
+
     /// The text of `data` if it is the remembered chunk with another text, without escapes.
     fn same_shape<'d>(&self, data: &'d [u8]) -> Option<&'d str> {
         if !self.valid {
