@@ -26,7 +26,6 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use tower::ServiceExt;
 
 pub use server::{AppState, Runtime};
 
@@ -136,8 +135,21 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_on(state, listener, shutdown, None).await
+}
+
+/// [`serve`], with each accepted connection handed to the request thread with the
+/// fewest open connections (`server::threads`), or served on this runtime without them.
+/// The listener, the drain and the background tasks stay on this runtime; `threads`
+/// must outlive the call.
+pub async fn serve_on(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    threads: Option<&server::threads::RequestThreads>,
+) -> std::io::Result<()> {
     let settings = state.runtime().config.server.clone();
-    let app = server::limits::header_block(server::router(state.clone()));
+    let app = server::router(state.clone());
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -187,47 +199,24 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let (builder, draining, app) = (builder.clone(), draining.clone(), app.clone());
         let idle = settings.header_read_timeout;
-        connections.spawn(async move {
-            // hyper's timer starts when it reads a head; a peer that sends nothing at all
-            // is dropped after the same time.
-            let mut byte = [0u8; 1];
-            tokio::select! {
-                peeked = tokio::time::timeout(idle, tcp.peek(&mut byte)) => match peeked {
-                    Ok(Ok(n)) if n > 0 => {}
-                    _ => return,
-                },
-                _ = draining.cancelled() => return,
-            }
-            let activity = Arc::new(server::limits::Activity::default());
-            let seen = activity.clone();
-            let service = TowerToHyperService::new(tower::service_fn(
-                move |req: http::Request<hyper::body::Incoming>| {
-                    // In flight from its head to the end of its response body.
-                    let in_flight = seen.request(req.version());
-                    let answer = app.clone().oneshot(req.map(Body::new));
+        match threads.and_then(server::threads::RequestThreads::pick) {
+            Some((thread, open)) => {
+                // Its socket moves to the request thread's own I/O driver.
+                let Ok(tcp) = tcp.into_std() else { continue };
+                connections.spawn_on(
                     async move {
-                        let response = answer.await?;
-                        Ok::<_, std::convert::Infallible>(response.map(|body| {
-                            Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
-                                let _ = &in_flight;
-                                frame
-                            }))
-                        }))
-                    }
-                },
-            ));
-            let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-                .into_owned();
-            server::limits::watch_connection(
-                connection,
-                |c| c.graceful_shutdown(),
-                &activity,
-                idle,
-                &draining,
-            )
-            .await;
-        });
+                        let _open = open;
+                        if let Ok(tcp) = tokio::net::TcpStream::from_std(tcp) {
+                            serve_connection(tcp, builder, app, idle, draining).await;
+                        }
+                    },
+                    thread,
+                );
+            }
+            None => {
+                connections.spawn(serve_connection(tcp, builder, app, idle, draining));
+            }
+        }
     }
     drop(listener);
     let drain = settings.drain_timeout;
@@ -244,6 +233,55 @@ pub async fn serve(
     state.tasks.wait().await;
     tracing::info!("Stopped.");
     Ok(())
+}
+
+/// One client connection, from its first byte to its close or the drain.
+async fn serve_connection(
+    tcp: tokio::net::TcpStream,
+    builder: Arc<Builder<TokioExecutor>>,
+    app: server::app::App,
+    idle: std::time::Duration,
+    draining: tokio_util::sync::CancellationToken,
+) {
+    // hyper's timer starts when it reads a head; a peer that sends nothing at all
+    // is dropped after the same time.
+    let mut byte = [0u8; 1];
+    tokio::select! {
+        peeked = tokio::time::timeout(idle, tcp.peek(&mut byte)) => match peeked {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        },
+        _ = draining.cancelled() => return,
+    }
+    let activity = Arc::new(server::limits::Activity::default());
+    let seen = activity.clone();
+    let service = TowerToHyperService::new(tower::service_fn(
+        move |req: http::Request<hyper::body::Incoming>| {
+            // In flight from its head to the end of its response body.
+            let in_flight = seen.request(req.version());
+            let answer = app.clone().call(req.map(Body::new));
+            async move {
+                let response = answer.await;
+                Ok::<_, std::convert::Infallible>(response.map(|body| {
+                    Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
+                        let _ = &in_flight;
+                        frame
+                    }))
+                }))
+            }
+        },
+    ));
+    let connection = builder
+        .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+        .into_owned();
+    server::limits::watch_connection(
+        connection,
+        |c| c.graceful_shutdown(),
+        &activity,
+        idle,
+        &draining,
+    )
+    .await;
 }
 
 /// An accept that failed: a peer that gave up before we took it is nothing; anything

@@ -475,15 +475,18 @@ fn run_serve(path: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()
         // Shown once on stdout (never in the logs), like a notebook token.
         println!("No gateway key is configured; this run accepts: {key}");
     }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    // Default: one worker per core. Fewer workers mean fewer cross-thread wake-ups.
-    if let Some(n) = process_env("BAZAAR_WORKER_THREADS")
+    // Calls are served on request threads, one current-thread runtime each (default:
+    // one per core), so a call wakes no other thread; this thread's runtime accepts,
+    // handles signals and runs the background work.
+    let request_threads = process_env("BAZAAR_WORKER_THREADS")
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|n| *n > 0)
-    {
-        builder.worker_threads(n);
-    }
-    let runtime = builder.enable_all().build()?;
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let threads = bazaar::server::threads::RequestThreads::start(request_threads)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let threads = &threads;
     runtime.block_on(async move {
         // SIGHUP's default action ends the process: the handler is in place before the
         // gateway says it is listening, so a reload asked for from then on is never fatal.
@@ -518,7 +521,7 @@ fn run_serve(path: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()
                 state.tasks.spawn(forward_sighup(hup, hup_tx, state.shutdown.clone()));
             }
         }
-        bazaar::serve(state, listener, shutdown_signal()).await?;
+        bazaar::serve_on(state, listener, shutdown_signal(), Some(threads)).await?;
         Ok(())
     })
 }

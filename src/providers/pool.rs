@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Wake, Waker};
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -174,10 +175,13 @@ impl Pool {
 
     /// The most recently used idle connection to `origin` that is still open.
     async fn checkout(&self, origin: &Origin) -> Option<Box<H1>> {
+        let home = home();
         loop {
             let conn = {
                 let mut idle = self.lock_idle();
-                let at = idle.iter().rposition(|i| &i.conn.origin == origin)?;
+                let at = idle
+                    .iter()
+                    .rposition(|i| &i.conn.origin == origin && i.conn.home == home)?;
                 idle.remove(at)?
             };
             if conn.since.elapsed() >= self.idle_for {
@@ -241,6 +245,7 @@ impl Pool {
             drive: Drive::new(),
             origin: origin.clone(),
             to_proxy: connected.is_proxied(),
+            home: home(),
         })))
     }
 
@@ -347,6 +352,22 @@ struct H1 {
     origin: Origin,
     /// Requests on it go to a proxy, in absolute form.
     to_proxy: bool,
+    /// The request thread whose runtime drives its socket (`home`).
+    home: Option<ThreadId>,
+}
+
+/// The thread a connection opened now belongs to. Under a current-thread runtime (the
+/// request threads, `server::threads`) only that thread's runtime reads its socket's
+/// readiness, so the connection is reused on that thread only: used from another, each
+/// wake-up would cross threads, and wait for the owner's driver. Under the
+/// multi-thread runtime every worker shares one driver: `None`, reused by any.
+fn home() -> Option<ThreadId> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread => {
+            Some(std::thread::current().id())
+        }
+        _ => None,
+    }
 }
 
 impl H1 {

@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::Request;
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use http::HeaderValue;
+use tower::ServiceExt;
 use tracing::Instrument;
 
 use super::state::AppState;
@@ -20,53 +20,115 @@ use super::{
 use crate::api::error::LoggedError;
 use crate::api::ApiError;
 
-/// The complete HTTP app.
-pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/v1/chat/completions", post(chat::completions))
-        .route("/v1/messages", post(messages::create))
-        .route(
+/// The complete HTTP app: every route, and the request middleware applied once around
+/// them all. (A layer on the `Router` wraps each route on its own, and each call then
+/// clones and boxes every layer's service and future.)
+#[derive(Clone)]
+pub struct App(Arc<AppInner>);
+
+struct AppInner {
+    routes: Router,
+    /// Every route's path pattern, in the order `routes` were declared: the `endpoint`
+    /// label of the request metrics.
+    patterns: Vec<&'static str>,
+    state: Arc<AppState>,
+}
+
+/// Every route: its path pattern and what answers it. The one table the router and the
+/// metrics' `endpoint` label are both built from.
+fn routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
+    vec![
+        ("/v1/chat/completions", post(chat::completions)),
+        ("/v1/messages", post(messages::create)),
+        (
             "/v1/messages/count_tokens",
             post(count_tokens::count_tokens),
-        )
-        .route("/v1/responses", post(responses::create))
-        .route(
+        ),
+        ("/v1/responses", post(responses::create)),
+        (
             "/v1/responses/{id}",
             get(responses::get).delete(responses::delete),
-        )
-        .route(
+        ),
+        (
             "/v1/responses/{id}/input_items",
             get(responses::input_items),
-        )
-        .route("/v1/completions", post(embeddings::completions))
-        .route("/v1/embeddings", post(embeddings::embeddings))
-        .route("/v1/models", get(models::list))
-        .route("/v1/route/explain", post(chat::explain))
-        .route("/v1/feedback", post(feedback::create))
-        .route("/v1/spend", get(spend::spend))
-        .route("/v1/spend/calls", get(spend::calls))
-        .route("/v1/spend/export", get(spend::export))
-        .route("/admin/keys", post(admin::create_key).get(admin::list_keys))
-        .route("/admin/keys/{id}", delete(admin::revoke_key))
-        .route(
+        ),
+        ("/v1/completions", post(embeddings::completions)),
+        ("/v1/embeddings", post(embeddings::embeddings)),
+        ("/v1/models", get(models::list)),
+        ("/v1/route/explain", post(chat::explain)),
+        ("/v1/feedback", post(feedback::create)),
+        ("/v1/spend", get(spend::spend)),
+        ("/v1/spend/calls", get(spend::calls)),
+        ("/v1/spend/export", get(spend::export)),
+        ("/admin/keys", post(admin::create_key).get(admin::list_keys)),
+        ("/admin/keys/{id}", delete(admin::revoke_key)),
+        (
             "/admin/teams",
             post(admin::upsert_team).get(admin::list_teams),
-        )
-        .route("/admin/teams/{name}", delete(admin::delete_team))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+        ),
+        ("/admin/teams/{name}", delete(admin::delete_team)),
+        ("/healthz", get(health::healthz)),
+        ("/readyz", get(health::readyz)),
+        ("/metrics", get(metrics)),
+        ("/dashboard", get(crate::dashboard::index)),
+        ("/dashboard/{file}", get(crate::dashboard::file)),
+        ("/favicon.ico", get(crate::dashboard::favicon)),
+    ]
+}
+
+/// The complete HTTP app.
+pub fn router(state: Arc<AppState>) -> App {
+    let table = routes();
+    let patterns = table.iter().map(|(pattern, _)| *pattern).collect();
+    let routes = table
+        .into_iter()
+        .fold(Router::new(), |router, (pattern, method)| {
+            router.route(pattern, method)
+        })
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .route("/metrics", get(metrics))
-        .route("/dashboard", get(crate::dashboard::index))
-        .route("/dashboard/{file}", get(crate::dashboard::file))
-        .route("/favicon.ico", get(crate::dashboard::favicon))
-        .layer(axum::extract::DefaultBodyLimit::disable())
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            request_context,
-        ))
-        .with_state(state)
+        .with_state(state.clone());
+    App(Arc::new(AppInner {
+        routes,
+        patterns,
+        state,
+    }))
+}
+
+impl App {
+    /// Answers one request: an oversized head is refused first (`server::limits`), then
+    /// the request context (id, span, metrics, the error log) runs around the routes.
+    pub async fn call(self, mut req: Request) -> Response {
+        if let Some(refused) = super::limits::oversized_head(req.headers()) {
+            return refused;
+        }
+        // Bodies are bounded by our own extractor (`server::body`), not axum's default.
+        axum::extract::DefaultBodyLimit::disable().apply(&mut req);
+        let endpoint = endpoint(&self.0.patterns, req.uri().path());
+        request_context(&self.0.state, endpoint, req, self.0.routes.clone()).await
+    }
+}
+
+/// The pattern of the route `path` matches (as axum matches it: a `{param}` is one
+/// non-empty segment), or `unmatched`.
+fn endpoint(patterns: &[&'static str], path: &str) -> &'static str {
+    patterns
+        .iter()
+        .find(|pattern| matches_pattern(pattern, path))
+        .copied()
+        .unwrap_or("unmatched")
+}
+
+fn matches_pattern(pattern: &str, path: &str) -> bool {
+    let (mut want, mut got) = (pattern.split('/'), path.split('/'));
+    loop {
+        match (want.next(), got.next()) {
+            (None, None) => return true,
+            (Some(w), Some(g)) if w == g || (w.starts_with('{') && !g.is_empty()) => {}
+            _ => return false,
+        }
+    }
 }
 
 async fn not_found(req: Request) -> Response {
@@ -156,16 +218,12 @@ async fn metrics(
 }
 
 async fn request_context(
-    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    state: &AppState,
+    endpoint: &'static str,
     mut req: Request,
-    next: Next,
+    routes: Router,
 ) -> Response {
     let started = tokio::time::Instant::now();
-    let endpoint = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
     let id: Arc<str> = match req.headers().get("x-request-id").and_then(valid_request_id) {
         Some(s) => s.into(),
         None => new_request_id(),
@@ -176,7 +234,10 @@ async fn request_context(
         req.headers_mut().insert("x-request-id", v);
     }
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
-    let mut response = next.run(req).instrument(span.clone()).await;
+    let mut response = match routes.oneshot(req).instrument(span.clone()).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", v);
     }
@@ -192,7 +253,7 @@ async fn request_context(
             .router
             .metrics
             .request_duration
-            .with_label_values(&[endpoint.as_str(), class])
+            .with_label_values(&[endpoint, class])
             .observe(started.elapsed().as_secs_f64());
     }
     if let Some(LoggedError(e)) = response.extensions().get::<LoggedError>() {
@@ -214,4 +275,33 @@ async fn request_context(
         tracing::debug!(status, "Request answered.");
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_is_labelled_with_the_pattern_of_its_route() {
+        let patterns: Vec<&'static str> = routes().iter().map(|(p, _)| *p).collect();
+        for (path, label) in [
+            ("/v1/chat/completions", "/v1/chat/completions"),
+            ("/v1/responses", "/v1/responses"),
+            ("/v1/responses/resp_1", "/v1/responses/{id}"),
+            (
+                "/v1/responses/resp_1/input_items",
+                "/v1/responses/{id}/input_items",
+            ),
+            ("/admin/teams/web", "/admin/teams/{name}"),
+            ("/dashboard/app.js", "/dashboard/{file}"),
+            ("/metrics", "/metrics"),
+            ("/v1/responses/", "unmatched"),
+            ("/v1/models/", "unmatched"),
+            ("/v1/chat", "unmatched"),
+            ("/v1/chat/completions/x", "unmatched"),
+            ("/", "unmatched"),
+        ] {
+            assert_eq!(endpoint(&patterns, path), label, "{path}");
+        }
+    }
 }

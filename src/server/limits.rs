@@ -9,10 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::Request;
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use http::StatusCode;
 
 use tokio_util::sync::CancellationToken;
@@ -32,37 +29,32 @@ pub const MAX_PARSED_HEADERS: usize = MAX_HEADERS * 4;
 /// with a bare 431 (no body) and closes the connection: hyper has no hook to shape it.
 pub const MAX_HEAD_BUFFER: usize = 256 * 1024;
 
-/// `app` with oversized request heads answered by an OpenAI-shaped 431. (A head larger
+/// The OpenAI-shaped 431 for a request head over our bounds, if it is. (A head larger
 /// than `MAX_HEAD_BUFFER`, or with more than `MAX_PARSED_HEADERS` fields, is refused by
 /// hyper itself with a bare 431 before any of our code runs.)
-pub fn header_block(app: Router) -> Router {
-    app.layer(middleware::from_fn(check_headers))
-}
-
-async fn check_headers(req: Request, next: Next) -> Response {
-    let headers = req.headers();
+pub fn oversized_head(headers: &http::HeaderMap) -> Option<Response> {
     let bytes: usize = headers
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len())
         .sum();
-    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
-        let mut response = ApiError::InvalidRequest {
-            message: format!(
-                "The request headers are too large: at most {MAX_HEADERS} fields and {MAX_HEADER_BYTES} bytes."
-            ),
-            param: None,
-            code: Some("request_header_fields_too_large"),
-        }
-        .into_response();
-        *response.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
-        // Refused before the request-context layer, so it gets its fresh id here (a
-        // client's own id is not read from a head this large).
-        if let Ok(id) = http::HeaderValue::from_str(&super::app::new_request_id()) {
-            response.headers_mut().insert("x-request-id", id);
-        }
-        return response;
+    if headers.len() <= MAX_HEADERS && bytes <= MAX_HEADER_BYTES {
+        return None;
     }
-    next.run(req).await
+    let mut response = ApiError::InvalidRequest {
+        message: format!(
+            "The request headers are too large: at most {MAX_HEADERS} fields and {MAX_HEADER_BYTES} bytes."
+        ),
+        param: None,
+        code: Some("request_header_fields_too_large"),
+    }
+    .into_response();
+    *response.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+    // Refused before the request context, so it gets its fresh id here (a client's own
+    // id is not read from a head this large).
+    if let Ok(id) = http::HeaderValue::from_str(&super::app::new_request_id()) {
+        response.headers_mut().insert("x-request-id", id);
+    }
+    Some(response)
 }
 
 /// What one connection's requests tell its idle watch: each request's start and end,

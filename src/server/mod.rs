@@ -20,6 +20,7 @@ pub mod responses;
 pub mod responses_store;
 pub mod spend;
 pub mod state;
+pub mod threads;
 
 use std::sync::Arc;
 

@@ -3,7 +3,6 @@
 //! when it skips PostgreSQL): rows, rollups and paging, an outage spilled to disk and
 //! replayed exactly once, and one row per answered call across a shutdown under load.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bazaar::api::usage::Buckets;
@@ -306,30 +305,8 @@ async fn one_row_per_answered_call_across_a_shutdown_on_every_backend() {
         })
         .await;
         let gw = TestGateway::start(&priced(&mock, &url)).await;
-        // Counts the calls that have finished, for the test to wait on.
-        let (done, mut finished) = tokio::sync::watch::channel(0);
-        let done = Arc::new(done);
-        let mut tasks = Vec::new();
-        for i in 0..60 {
-            let (client, target, done) = (
-                gw.client.clone(),
-                gw.url("/v1/chat/completions"),
-                done.clone(),
-            );
-            tasks.push(tokio::spawn(async move {
-                if i >= 30 {
-                    tokio::time::sleep(Duration::from_millis(i as u64 - 30)).await;
-                }
-                let body = json!({"model": "m", "stream": i % 2 == 0, "messages": [{"role": "user", "content": "hello there"}]});
-                let resp = client.post(target).bearer_auth(KEY).json(&body).send().await;
-                let answered = match resp {
-                    Ok(r) if r.status() == 200 => r.bytes().await.is_ok() as i64,
-                    _ => 0,
-                };
-                done.send_modify(|n| *n += 1);
-                answered
-            }));
-        }
+        let (tasks, mut finished) =
+            send_sixty_calls(&gw.client, &gw.url("/v1/chat/completions"), "m");
         // Shut down once some calls have finished and others are still in flight.
         finished.wait_for(|n| *n >= 10).await.unwrap();
         gw.shutdown().await.unwrap();

@@ -1,6 +1,10 @@
 //! Shutdown: /readyz turns unready at once, connections are still served during the
 //! grace period, calls in flight finish, and then the listener is closed.
 
+use std::time::Duration;
+
+use bazaar::billing::ledger::{Filter, Ledger};
+
 use serde_json::json;
 
 use crate::common::*;
@@ -40,4 +44,69 @@ async fn grace_period_keeps_serving_while_unready() {
     // After the drain, nothing listens any more.
     let fresh = reqwest::Client::new();
     assert!(fresh.get(url("/healthz")).send().await.is_err());
+}
+
+/// The binary serves calls on request threads of their own (`server::threads`): SIGTERM
+/// while calls are in flight on them still lets each finish and leaves exactly one ledger
+/// row per answered call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_on_request_threads_leaves_one_row_per_answered_call() {
+    let mock = MockUpstream::with_spec(bazaar::demo::sim::SimSpec {
+        ttft: Duration::from_millis(5),
+        tokens_per_sec: 400.0,
+        ..Default::default()
+    })
+    .await;
+    let dir = std::env::temp_dir().join(format!(
+        "bazaar-it-threads-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("ledger.sqlite").display());
+    let config = dir.join("bazaar.toml");
+    let toml = single_provider_config(&mock).replace(
+        "drain_timeout = \"5s\"",
+        &format!("drain_timeout = \"10s\"\n\n[ledger]\nurl = \"{url}\""),
+    );
+    std::fs::write(&config, toml).unwrap();
+    let gw = ServeProcess::start(&config);
+    let (tasks, mut finished) = send_sixty_calls(
+        &reqwest::Client::new(),
+        &gw.url("/v1/chat/completions"),
+        "gpt-4o-mini",
+    );
+    // SIGTERM once some calls have finished and others are still in flight.
+    finished.wait_for(|n| *n >= 10).await.unwrap();
+    let pid = gw.pid().to_string();
+    let signalled = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+    });
+    assert!(signalled.await.unwrap().unwrap().success());
+    let mut answered = 0;
+    for t in tasks {
+        answered += t.await.unwrap();
+    }
+    // Waits for the exit: the ledger's last batch is written by then.
+    tokio::task::spawn_blocking(move || gw.stop())
+        .await
+        .unwrap();
+    let ledger = Ledger::connect(&url).await.unwrap();
+    let ok = Filter {
+        from_ms: 0,
+        to_ms: i64::MAX,
+        errors: Some(false),
+        ..Default::default()
+    };
+    let rows = ledger.calls(&ok, 10_000, None).await.unwrap();
+    assert!(answered >= 10, "{answered}");
+    assert_eq!(
+        rows.len() as i64,
+        answered,
+        "one ledger row per answered call"
+    );
+    ledger.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -423,3 +423,38 @@ where
             .unwrap_or_else(|_| panic!("{what}: not in the ledger, and no row written for 10 s"));
     }
 }
+
+/// Sends 60 chat calls for `model` to `url` at once, every other one streamed, the last
+/// 30 each started a millisecond after the one before (so some are still arriving while
+/// the first finish). Each task says whether its call was answered in full (1) or not
+/// (0); the receiver counts the calls that have finished, for a test to wait on.
+pub fn send_sixty_calls(
+    client: &reqwest::Client,
+    url: &str,
+    model: &'static str,
+) -> (
+    Vec<tokio::task::JoinHandle<i64>>,
+    tokio::sync::watch::Receiver<usize>,
+) {
+    let (done, finished) = tokio::sync::watch::channel(0);
+    let done = Arc::new(done);
+    let tasks = (0..60)
+        .map(|i: u64| {
+            let (client, url, done) = (client.clone(), url.to_string(), done.clone());
+            tokio::spawn(async move {
+                if i >= 30 {
+                    tokio::time::sleep(Duration::from_millis(i - 30)).await;
+                }
+                let body = serde_json::json!({"model": model, "stream": i % 2 == 0, "messages": [{"role": "user", "content": "hello there"}]});
+                let resp = client.post(url).bearer_auth(KEY).json(&body).send().await;
+                let answered = match resp {
+                    Ok(r) if r.status() == 200 => r.bytes().await.is_ok() as i64,
+                    _ => 0,
+                };
+                done.send_modify(|n| *n += 1);
+                answered
+            })
+        })
+        .collect();
+    (tasks, finished)
+}
