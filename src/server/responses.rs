@@ -257,7 +257,7 @@ impl ResponsesShape<'_> {
 
     fn keep(&self, id: String, response: Vec<u8>, output: &str) {
         if let Some(store) = &self.store {
-            let items = reply::join_arrays(self.req.items.get(), output);
+            let items = reply::join_arrays(self.req.items().get(), output);
             store.save(&self.key_id, id, response, items);
         }
     }
@@ -319,7 +319,7 @@ impl Shape for ResponsesShape<'_> {
             reply.usage,
             None,
         );
-        let body = serde_json::to_vec(&body).map_err(|e| protocol(ReplyError::Render(e)))?;
+        let body = body.to_vec();
         Ok(Reply {
             body: Bytes::from(body),
             ..reply
@@ -357,7 +357,10 @@ impl Shape for ResponsesShape<'_> {
     }
 
     fn framer(&self, provider: &Provider) -> ResponsesFramer {
-        let items: Option<Arc<str>> = self.store.as_ref().map(|_| Arc::from(self.req.items.get()));
+        let items: Option<Arc<str>> = self
+            .store
+            .as_ref()
+            .map(|_| Arc::from(self.req.items().get()));
         if provider.speaks_responses() {
             return ResponsesFramer::Native(Box::new(NativeFramer {
                 keeper: self.keeper(),
@@ -632,7 +635,7 @@ mod tests {
                 "resp_1".into(),
                 "m",
                 req.echo.clone(),
-                Some(Arc::from(req.items.get())),
+                Some(Arc::from(req.items().get())),
             )),
             None,
         );

@@ -80,41 +80,163 @@ const HOSTED_ITEMS: &[&str] = &[
 /// every other backend), and what the response object echoes back.
 #[derive(Debug, Clone)]
 pub struct ResponsesRequest {
-    pub native: RawObject,
     pub chat: ChatRequest,
     pub stream: bool,
     /// Keep the conversation for a later `previous_response_id` (default true).
     pub store: bool,
     pub previous_response_id: Option<String>,
-    /// The conversation so far: the stored history, if any, then this request's input,
-    /// as a JSON array of input items (what is stored, with the output, for the next turn).
-    pub items: Box<RawValue>,
+    /// The conversation so far when it is not the client's `input` array as sent (a
+    /// stored history joined to it, or a string input made a message); see `items`.
+    joined: Option<Box<RawValue>>,
     /// The first field only a Responses backend can take: translated calls refuse it.
     pub native_only: Option<NativeOnly>,
-    /// Request fields the response object repeats.
+    /// Request fields the response object repeats; it holds the client's body.
     pub echo: std::sync::Arc<Echo>,
 }
 
-/// Request fields a response object repeats, as raw JSON (`null` when absent).
-#[derive(Debug, Clone, Serialize)]
+/// Request fields a response object repeats: read from the client's body (kept here,
+/// shared by the request, its reply and its stream) where the client sent them, the
+/// documented default where it did not, so that none is copied.
+#[derive(Debug, Clone)]
 pub struct Echo {
-    pub instructions: Box<RawValue>,
-    pub metadata: Box<RawValue>,
-    pub tools: Box<RawValue>,
-    pub tool_choice: Box<RawValue>,
+    /// The client's body.
+    body: RawObject,
+    /// `tools` as the response object repeats them (see `request::tools`): `[]` when `None`.
+    tools: Option<String>,
     pub parallel_tool_calls: bool,
-    pub temperature: Box<RawValue>,
-    pub top_p: Box<RawValue>,
-    pub max_output_tokens: Box<RawValue>,
-    pub reasoning: Box<RawValue>,
-    pub text: Box<RawValue>,
-    pub truncation: Box<RawValue>,
-    pub user: Box<RawValue>,
     pub store: bool,
     pub previous_response_id: Option<String>,
     /// The functions of `namespace` tools a translated backend knows by a plain name.
-    #[serde(skip)]
     pub namespaced: Vec<Namespaced>,
+}
+
+/// The echoed fields of a request as raw JSON: the client's values, or the defaults.
+pub struct Echoed<'a> {
+    pub instructions: &'a RawValue,
+    pub metadata: &'a RawValue,
+    pub tool_choice: &'a RawValue,
+    pub temperature: &'a RawValue,
+    pub top_p: &'a RawValue,
+    pub max_output_tokens: &'a RawValue,
+    pub reasoning: &'a RawValue,
+    pub text: &'a RawValue,
+    pub truncation: &'a RawValue,
+    /// `None` when absent or `null`.
+    pub user: Option<&'a RawValue>,
+}
+
+impl Echo {
+    /// The echo of the client's `body`, with `tools` as the response repeats them.
+    pub fn new(
+        body: RawObject,
+        tools: Option<String>,
+        parallel_tool_calls: bool,
+        store: bool,
+        previous_response_id: Option<String>,
+        namespaced: Vec<Namespaced>,
+    ) -> Echo {
+        Echo {
+            body,
+            tools,
+            parallel_tool_calls,
+            store,
+            previous_response_id,
+            namespaced,
+        }
+    }
+
+    /// The client's body.
+    pub fn body(&self) -> &RawObject {
+        &self.body
+    }
+
+    /// `tools` as the response object repeats them: valid JSON, written as it is.
+    pub fn tools(&self) -> &str {
+        self.tools.as_deref().unwrap_or("[]")
+    }
+
+    /// The echoed fields, read in one pass over the body (a field sent as `null` takes
+    /// its default, as one left out).
+    pub fn fields(&self) -> Echoed<'_> {
+        let d = defaults();
+        let mut e = Echoed {
+            instructions: &d.null,
+            metadata: &d.object,
+            tool_choice: &d.auto,
+            temperature: &d.one,
+            top_p: &d.one,
+            max_output_tokens: &d.null,
+            reasoning: &d.null,
+            text: &d.text,
+            truncation: &d.disabled,
+            user: None,
+        };
+        for (key, value) in self.body.iter() {
+            if value.get() == "null" {
+                continue;
+            }
+            let slot = match key {
+                "instructions" => &mut e.instructions,
+                "metadata" => &mut e.metadata,
+                "tool_choice" => &mut e.tool_choice,
+                "temperature" => &mut e.temperature,
+                "top_p" => &mut e.top_p,
+                "max_output_tokens" => &mut e.max_output_tokens,
+                "reasoning" => &mut e.reasoning,
+                "text" => &mut e.text,
+                "truncation" => &mut e.truncation,
+                "user" => {
+                    e.user = Some(value);
+                    continue;
+                }
+                _ => continue,
+            };
+            *slot = value;
+        }
+        e
+    }
+}
+
+/// The echo as the golden files have it: each echoed field, then the flags.
+impl Serialize for Echo {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            instructions: &'a RawValue,
+            metadata: &'a RawValue,
+            #[serde(serialize_with = "reply::raw_json")]
+            tools: &'a str,
+            tool_choice: &'a RawValue,
+            parallel_tool_calls: bool,
+            temperature: &'a RawValue,
+            top_p: &'a RawValue,
+            max_output_tokens: &'a RawValue,
+            reasoning: &'a RawValue,
+            text: &'a RawValue,
+            truncation: &'a RawValue,
+            user: &'a RawValue,
+            store: bool,
+            previous_response_id: &'a Option<String>,
+        }
+        let e = self.fields();
+        Out {
+            instructions: e.instructions,
+            metadata: e.metadata,
+            tools: self.tools(),
+            tool_choice: e.tool_choice,
+            parallel_tool_calls: self.parallel_tool_calls,
+            temperature: e.temperature,
+            top_p: e.top_p,
+            max_output_tokens: e.max_output_tokens,
+            reasoning: e.reasoning,
+            text: e.text,
+            truncation: e.truncation,
+            user: e.user.unwrap_or(&*defaults().null),
+            store: self.store,
+            previous_response_id: &self.previous_response_id,
+        }
+        .serialize(s)
+    }
 }
 
 /// A function of a `namespace` tool: offered to a translated backend as the plain
@@ -126,36 +248,30 @@ pub struct Namespaced {
     pub name: String,
 }
 
-/// The literal JSON values a response object falls back to.
-const LITERALS: &[&str] = &[
-    "null",
-    "{}",
-    "[]",
-    "1",
-    "\"auto\"",
-    "\"disabled\"",
-    r#"{"format":{"type":"text"}}"#,
-];
-
-/// A literal JSON value (`LITERALS` are checked once, then copied).
-fn raw(s: &'static str) -> Box<RawValue> {
-    static CHECKED: std::sync::LazyLock<Vec<Box<RawValue>>> = std::sync::LazyLock::new(|| {
-        LITERALS
-            .iter()
-            .map(|s| RawValue::from_string(s.to_string()).unwrap_or_default())
-            .collect()
-    });
-    match LITERALS.iter().position(|l| *l == s) {
-        Some(i) => CHECKED.get(i).cloned().unwrap_or_default(),
-        None => RawValue::from_string(s.to_string()).unwrap_or_default(),
-    }
+/// The values a response object falls back to for fields the client left out.
+struct Defaults {
+    null: Box<RawValue>,
+    object: Box<RawValue>,
+    auto: Box<RawValue>,
+    one: Box<RawValue>,
+    disabled: Box<RawValue>,
+    text: Box<RawValue>,
 }
 
-fn owned(v: Option<&RawValue>, default: &'static str) -> Box<RawValue> {
-    match v {
-        Some(v) if v.get() != "null" => v.to_owned(),
-        _ => raw(default),
-    }
+/// The defaults, checked once.
+fn defaults() -> &'static Defaults {
+    static DEFAULTS: std::sync::LazyLock<Defaults> = std::sync::LazyLock::new(|| {
+        let raw = |s: &str| RawValue::from_string(s.to_string()).unwrap_or_default();
+        Defaults {
+            null: raw("null"),
+            object: raw("{}"),
+            auto: raw("\"auto\""),
+            one: raw("1"),
+            disabled: raw("\"disabled\""),
+            text: raw(r#"{"format":{"type":"text"}}"#),
+        }
+    });
+    &DEFAULTS
 }
 
 fn field_error(field: impl Into<String>, message: impl Into<String>) -> ApiError {
@@ -198,45 +314,56 @@ impl ResponsesRequest {
             }
         }
         native.typed::<serde_json::Map<String, serde_json::Value>>("metadata", "an object")?;
-        let items = conversation(&native, history)?;
-        let translation = to_chat(&native, &items)?;
-        let chat = translation.chat;
-        let echo = std::sync::Arc::new(Echo {
-            instructions: owned(native.get("instructions"), "null"),
-            metadata: owned(native.get("metadata"), "{}"),
-            tools: translation.echo_tools.unwrap_or_else(|| raw("[]")),
-            tool_choice: owned(native.get("tool_choice"), "\"auto\""),
-            parallel_tool_calls: native
-                .typed::<bool>("parallel_tool_calls", "a boolean")?
-                .unwrap_or(true),
-            temperature: owned(native.get("temperature"), "1"),
-            top_p: owned(native.get("top_p"), "1"),
-            max_output_tokens: owned(native.get("max_output_tokens"), "null"),
-            reasoning: owned(native.get("reasoning"), "null"),
-            text: owned(native.get("text"), r#"{"format":{"type":"text"}}"#),
-            truncation: owned(native.get("truncation"), "\"disabled\""),
-            user: owned(native.get("user"), "null"),
-            store,
-            previous_response_id: previous_response_id.clone(),
-            namespaced: translation.namespaced,
-        });
-        Ok(ResponsesRequest {
+        let joined = conversation(&native, history)?;
+        let translation = {
+            let items = match &joined {
+                Some(items) => &**items,
+                None => input(&native)?,
+            };
+            to_chat(&native, items)?
+        };
+        let parallel_tool_calls = native
+            .typed::<bool>("parallel_tool_calls", "a boolean")?
+            .unwrap_or(true);
+        let echo = std::sync::Arc::new(Echo::new(
             native,
-            chat,
+            translation.echo_tools,
+            parallel_tool_calls,
+            store,
+            previous_response_id.clone(),
+            translation.namespaced,
+        ));
+        Ok(ResponsesRequest {
+            chat: translation.chat,
             stream,
             store,
             previous_response_id,
-            items,
+            joined,
             native_only: translation.native_only,
             echo,
         })
+    }
+
+    /// The client's body.
+    pub fn native(&self) -> &RawObject {
+        self.echo.body()
+    }
+
+    /// The conversation so far: the stored history, if any, then this request's input,
+    /// as a JSON array of input items (what is stored, with the output, for the next
+    /// turn). The client's `input` array itself when there is no history.
+    pub fn items(&self) -> &RawValue {
+        match &self.joined {
+            Some(items) => items,
+            None => self.native().get("input").unwrap_or(&*defaults().null),
+        }
     }
 
     /// The body for a backend that serves Responses itself: the client's fields with
     /// `model` rewritten, `previous_response_id` resolved into the full `input` (the
     /// gateway owns stored conversations), gateway-only fields dropped.
     pub fn native_body(&self, model: &str) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.items.get().len() + 256);
+        let mut out = Vec::with_capacity(self.items().get().len() + 256);
         out.push(b'{');
         let mut first = true;
         let mut put_key = |out: &mut Vec<u8>, key: &str| {
@@ -247,7 +374,7 @@ impl ResponsesRequest {
             out.push(b':');
         };
         let (mut model_done, mut input_done) = (false, false);
-        for (key, value) in self.native.iter() {
+        for (key, value) in self.native().iter() {
             match key {
                 k if GATEWAY_FIELDS.contains(&k) || k == "previous_response_id" => {}
                 "model" if !model_done => {
@@ -258,7 +385,7 @@ impl ResponsesRequest {
                 "input" if !input_done => {
                     put_key(&mut out, key);
                     if self.previous_response_id.is_some() {
-                        out.extend_from_slice(self.items.get().as_bytes());
+                        out.extend_from_slice(self.items().get().as_bytes());
                     } else {
                         out.extend_from_slice(value.get().as_bytes());
                     }
@@ -276,13 +403,21 @@ impl ResponsesRequest {
     }
 }
 
-/// The conversation as one JSON array of items: the history, then this input (a string
-/// input is one user message).
-fn conversation(fields: &RawObject, history: Option<&RawValue>) -> Result<Box<RawValue>, ApiError> {
-    let input = fields
+/// The client's `input`, present and not null.
+fn input(fields: &RawObject) -> Result<&RawValue, ApiError> {
+    fields
         .get("input")
         .filter(|v| v.get() != "null")
-        .ok_or_else(|| field_error("input", "`input` is required."))?;
+        .ok_or_else(|| field_error("input", "`input` is required."))
+}
+
+/// The conversation as one JSON array of items, the history then this input (a string
+/// input is one user message); `None` when it is the client's `input` array as sent.
+fn conversation(
+    fields: &RawObject,
+    history: Option<&RawValue>,
+) -> Result<Option<Box<RawValue>>, ApiError> {
+    let input = input(fields)?;
     // The client's input is valid JSON already: built from it, the conversation needs
     // no second validating parse.
     let this = match input.get().as_bytes().first() {
@@ -296,8 +431,9 @@ fn conversation(fields: &RawObject, history: Option<&RawValue>) -> Result<Box<Ra
                 role: "user",
                 content: input,
             }])
+            .map(Some)
         }
-        Some(b'[') => Ok(input.to_owned()),
+        Some(b'[') => Ok(None),
         _ => {
             return Err(field_error(
                 "input",
@@ -306,12 +442,13 @@ fn conversation(fields: &RawObject, history: Option<&RawValue>) -> Result<Box<Ra
         }
     }
     .map_err(|e| ApiError::bad_request(format!("The conversation cannot be assembled: {e}.")))?;
-    match history {
-        Some(h) => RawValue::from_string(reply::join_arrays(h.get(), this.get())).map_err(|e| {
-            ApiError::bad_request(format!("The conversation cannot be assembled: {e}."))
-        }),
-        None => Ok(this),
-    }
+    let Some(history) = history else {
+        return Ok(this);
+    };
+    let this = this.as_deref().unwrap_or(input);
+    RawValue::from_string(reply::join_arrays(history.get(), this.get()))
+        .map(Some)
+        .map_err(|e| ApiError::bad_request(format!("The conversation cannot be assembled: {e}.")))
 }
 
 /// A fresh id with OpenAI's prefix for its kind (`resp`, `msg`, `fc`, `rs`).

@@ -62,7 +62,7 @@ impl ResponsesRequest {
 
     /// Field `key` of the client's body, unless absent or null.
     fn sent(&self, key: &str) -> Option<&RawValue> {
-        self.native.get(key).filter(|v| v.get() != "null")
+        self.native().get(key).filter(|v| v.get() != "null")
     }
 
     /// `tools{rest}` of the chat body: the function tools in order, a `namespace` tool's
@@ -152,7 +152,7 @@ impl ResponsesRequest {
     }
 
     fn items_len(&self) -> Option<usize> {
-        from_str::<Vec<&RawValue>>(self.items.get())
+        from_str::<Vec<&RawValue>>(self.items().get())
             .ok()
             .map(|l| l.len())
     }
@@ -164,7 +164,7 @@ impl ResponsesRequest {
             return Some(Origin::Instructions);
         }
         let i = i - usize::from(instructions);
-        let items: Vec<ItemIn> = from_str(self.items.get()).ok()?;
+        let items: Vec<ItemIn> = from_str(self.items().get()).ok()?;
         let mut origins: Vec<(usize, ItemKind, Vec<usize>)> = Vec::new();
         let mut open_assistant = false;
         for (at, item) in items.iter().enumerate() {

@@ -295,7 +295,9 @@ pub struct ResponseOut<'a> {
     pub temperature: &'a RawValue,
     pub text: &'a RawValue,
     pub tool_choice: &'a RawValue,
-    pub tools: &'a RawValue,
+    /// Valid JSON (the echo's `tools`), written as it is.
+    #[serde(serialize_with = "raw_json")]
+    pub tools: &'a str,
     pub top_p: &'a RawValue,
     pub truncation: &'a RawValue,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -305,7 +307,22 @@ pub struct ResponseOut<'a> {
     pub metadata: &'a RawValue,
 }
 
+/// Serialises text that is valid JSON as that JSON (checked here: serde is the writer
+/// of tests and rare paths; streams and replies write the text as it is).
+pub(super) fn raw_json<S: serde::Serializer>(text: &&str, s: S) -> Result<S::Ok, S::Error> {
+    RawValue::from_string(text.to_string())
+        .map_err(serde::ser::Error::custom)?
+        .serialize(s)
+}
+
 impl<'a> ResponseOut<'a> {
+    /// The response object's JSON, byte for byte as serde writes it.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = bytes::BytesMut::with_capacity(1024);
+        super::write::put_response(&mut out, self);
+        out.to_vec()
+    }
+
     /// The reason in `incomplete_details`, if the response is incomplete.
     pub fn incomplete_reason(&self) -> Option<&'static str> {
         self.incomplete_details.as_ref().map(|r| r.reason)
@@ -323,6 +340,7 @@ impl<'a> ResponseOut<'a> {
         usage: Option<Usage>,
         error: Option<&'a FailedWith>,
     ) -> ResponseOut<'a> {
+        let e = echo.fields();
         ResponseOut {
             id,
             object: "response",
@@ -334,25 +352,25 @@ impl<'a> ResponseOut<'a> {
                 Status::Incomplete(reason) => Some(Reason { reason }),
                 _ => None,
             },
-            instructions: &echo.instructions,
-            max_output_tokens: &echo.max_output_tokens,
+            instructions: e.instructions,
+            max_output_tokens: e.max_output_tokens,
             model,
             output,
             parallel_tool_calls: echo.parallel_tool_calls,
             previous_response_id: echo.previous_response_id.as_deref(),
-            reasoning: &echo.reasoning,
+            reasoning: e.reasoning,
             store: echo.store,
-            temperature: &echo.temperature,
-            text: &echo.text,
-            tool_choice: &echo.tool_choice,
-            tools: &echo.tools,
-            top_p: &echo.top_p,
-            truncation: &echo.truncation,
+            temperature: e.temperature,
+            text: e.text,
+            tool_choice: e.tool_choice,
+            tools: echo.tools(),
+            top_p: e.top_p,
+            truncation: e.truncation,
             usage: usage
                 .as_ref()
                 .map(|u| UsageOut::Counts(ResponsesUsage::from_usage(u))),
-            user: Some(&*echo.user).filter(|u| u.get() != "null"),
-            metadata: &echo.metadata,
+            user: e.user,
+            metadata: e.metadata,
         }
     }
 }

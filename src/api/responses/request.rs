@@ -135,7 +135,7 @@ pub(super) struct Translation {
     /// The functions of `namespace` tools, as chat names them.
     pub namespaced: Vec<Namespaced>,
     /// `tools` as the response object repeats them (see `tools`); `None` without tools.
-    pub echo_tools: Option<Box<RawValue>>,
+    pub echo_tools: Option<String>,
 }
 
 /// Translates a Responses body to a Chat Completions body over the conversation `items`.
@@ -181,7 +181,7 @@ pub(super) fn to_chat<'a>(
             }
             "tools" => {
                 let (list, echo) = tools(raw, &mut only, &mut namespaced)?;
-                (out.tools, echo_tools) = (list, Some(echo));
+                (out.tools, echo_tools) = (list, echo);
             }
             "tool_choice" => out.tool_choice = tool_choice(raw)?,
             "text" => out.response_format = text_format(raw)?,
@@ -518,7 +518,7 @@ impl<P: std::fmt::Display> std::fmt::Display for Part<P> {
 }
 
 /// Tools → chat function tools, and the tools a response object repeats (read in the
-/// same pass). The functions of a `namespace` tool join the list (named
+/// same pass; `None` for `null`). The functions of a `namespace` tool join the list (named
 /// `{namespace}__{name}` when another tool has their own name) and are recorded in
 /// `namespaced`; a hosted or custom tool only a Responses backend runs is noted in `only`
 /// and left out of the translation.
@@ -526,10 +526,10 @@ fn tools<'a>(
     raw: &'a RawValue,
     only: &mut Option<NativeOnly>,
     namespaced: &mut Vec<Namespaced>,
-) -> Result<(Vec<ToolOut<'a>>, Box<RawValue>), ApiError> {
+) -> Result<(Vec<ToolOut<'a>>, Option<String>), ApiError> {
     let bad = || field_error("tools", "`tools` must be an array of tools with a `type`.");
     if raw.get() == "null" {
-        return Ok((Vec::new(), super::raw("[]")));
+        return Ok((Vec::new(), None));
     }
     let texts: Vec<&RawValue> = serde_json::from_str(raw.get()).map_err(|_| bad())?;
     let list = texts
@@ -545,8 +545,9 @@ fn tools<'a>(
         }
         echo_tool(&mut echo, text.get(), t);
     }
+    // Valid JSON: the tools as sent (each an object with a `type`, so the keys added
+    // before its closing brace follow a comma).
     echo.push(']');
-    let echo = RawValue::from_string(echo).map_err(|_| bad())?;
     let mut out = Vec::with_capacity(list.len());
     // The index in `out` of each namespaced function.
     let mut at = Vec::new();
@@ -617,7 +618,7 @@ fn tools<'a>(
             }
         }
     }
-    Ok((out, echo))
+    Ok((out, Some(echo)))
 }
 
 /// A tool as the response object repeats it: its text as sent, a function tool with

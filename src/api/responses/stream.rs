@@ -15,7 +15,7 @@ use super::reply::{
     join_arrays, BilledUsage, FailedWith, Finished, OutputContent, OutputItem, ResponseOut, Status,
     SummaryText, UsageOut,
 };
-use super::write::{self, put_int, put_string};
+use super::write::{self, put_int, put_string, Fixed};
 use super::{new_id, Echo};
 use crate::api::chat_view::{ChoiceIn, ChunkIn, ToolDeltaIn};
 use crate::api::{ReplyError, Usage};
@@ -335,12 +335,19 @@ struct ResponseEvent<'a> {
 }
 
 impl ResponseEvent<'_> {
-    /// Writes the event; returns where its response object lies in `out`.
-    fn write(&self, out: &mut BytesMut) -> std::ops::Range<usize> {
+    /// Writes the event; returns where its response object lies in `out`. The parts of
+    /// the response that follow from its request and model are copied from `fixed` when
+    /// it holds them, else written and kept in it.
+    fn write(&self, out: &mut BytesMut, fixed: &mut Fixed) -> std::ops::Range<usize> {
         head(out, self.kind, self.sequence_number);
         out.put_slice(b",\"response\":");
         let start = out.len();
-        write::put_response(out, &self.response);
+        if fixed.whole().is_empty() {
+            let marks = write::put_response_marked(out, &self.response);
+            *fixed = Fixed::of(out, start..out.len(), &marks);
+        } else {
+            write::put_response_with(out, &self.response, fixed);
+        }
         let end = out.len();
         out.put_slice(b"}\n\n");
         start..end
@@ -369,6 +376,8 @@ pub struct StreamWriter {
     delta_head: DeltaHead,
     /// The last chunk's shape, to read the next one of the same shape quickly.
     memo: chunk::Memo,
+    /// The parts of the response object fixed once the stream starts.
+    fixed: Fixed,
 }
 
 impl StreamWriter {
@@ -392,6 +401,7 @@ impl StreamWriter {
             items,
             delta_head: DeltaHead::default(),
             memo: chunk::Memo::default(),
+            fixed: Fixed::default(),
         }
     }
 
@@ -439,13 +449,16 @@ impl StreamWriter {
         usage: Option<&BilledUsage>,
     ) -> std::ops::Range<usize> {
         let seq = self.next_seq();
+        let mut fixed = std::mem::take(&mut self.fixed);
         let response = self.response(status, error, usage);
-        ResponseEvent {
+        let at = ResponseEvent {
             kind,
             sequence_number: seq,
             response,
         }
-        .write(out)
+        .write(out, &mut fixed);
+        self.fixed = fixed;
+        at
     }
 
     fn start(&mut self, out: &mut BytesMut) {
@@ -453,14 +466,13 @@ impl StreamWriter {
             return;
         }
         self.started = true;
-        let at = self.response_event(out, "response.created", Status::InProgress, None, None);
+        self.response_event(out, "response.created", Status::InProgress, None, None);
         // `response.in_progress` repeats the response object of `response.created`
         // (nothing has been produced yet): copied, not written again.
-        let response = out.get(at).map(<[u8]>::to_vec).unwrap_or_default();
         let seq = self.next_seq();
         head(out, "response.in_progress", seq);
         out.put_slice(b",\"response\":");
-        out.put_slice(&response);
+        out.put_slice(self.fixed.whole());
         out.put_slice(b"}\n\n");
     }
 

@@ -95,7 +95,7 @@ fn history_comes_before_the_new_input() {
     let body = r#"{"model":"m","input":"second","previous_response_id":"resp_1"}"#;
     let req = ResponsesRequest::parse(body.as_bytes(), Some(&history)).unwrap();
     assert_eq!(req.previous_response_id.as_deref(), Some("resp_1"));
-    let items: serde_json::Value = serde_json::from_str(req.items.get()).unwrap();
+    let items: serde_json::Value = serde_json::from_str(req.items().get()).unwrap();
     assert_eq!(items.as_array().unwrap().len(), 3);
     let chat: serde_json::Value = chat_json(&req);
     assert_eq!(
@@ -285,7 +285,7 @@ fn echoed_tools_get_strict_and_parameters_and_keep_the_rest_as_sent() {
     let tools = r#"[{"type":"function","name":"f"},{"type":"function","name":"g","strict":true,"parameters":{"type":"object"}},{"type":"web_search"},{"name":"h","type":"function","parameters":{}},{"type":"function","name":"k","strict":null,"parameters":null}]"#;
     let echo = |tools: &str| {
         let body = format!(r#"{{"model":"m","input":"hi","tools":{tools}}}"#);
-        ResponsesRequest::parse(body.as_bytes(), None).map(|r| r.echo.tools.get().to_string())
+        ResponsesRequest::parse(body.as_bytes(), None).map(|r| r.echo.tools().to_string())
     };
     assert_eq!(
         echo(tools).unwrap(),
@@ -293,7 +293,7 @@ fn echoed_tools_get_strict_and_parameters_and_keep_the_rest_as_sent() {
     );
     assert_eq!(echo("null").unwrap(), "[]");
     let req = ResponsesRequest::parse(br#"{"model":"m","input":"hi"}"#, None).unwrap();
-    assert_eq!(req.echo.tools.get(), "[]");
+    assert_eq!(req.echo.tools(), "[]");
     match echo("[{}, 5]") {
         Err(ApiError::InvalidRequest { param: Some(p), .. }) => assert_eq!(p, "tools"),
         other => panic!("{other:?}"),
@@ -331,7 +331,7 @@ fn describe(body: &str, history: Option<&str>) -> String {
         req.stream,
         req.store,
         req.previous_response_id,
-        req.items.get(),
+        req.items().get(),
         req.native_only,
         serde_json::to_string(&*req.echo).unwrap(),
         req.echo.namespaced,

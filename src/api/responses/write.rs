@@ -73,6 +73,78 @@ pub(super) fn plain_len(bytes: &[u8]) -> usize {
 
 /// A whole response object, as serde writes `ResponseOut`.
 pub(super) fn put_response(out: &mut BytesMut, r: &ResponseOut<'_>) {
+    put_response_marked(out, r);
+}
+
+/// The parts of a response object that follow from its request and model alone (the
+/// echoed fields, `model`), as one response's bytes and where they lie in them: from
+/// `,"instructions"` to `"output":`, from `,"parallel_tool_calls"` to the end of
+/// `truncation`, and from `user` (or `metadata`) to the end. A stream writes its whole
+/// response three times; after the first, these are copied.
+#[derive(Debug, Default)]
+pub(super) struct Fixed {
+    bytes: Vec<u8>,
+    lead: std::ops::Range<usize>,
+    middle: std::ops::Range<usize>,
+    tail: std::ops::Range<usize>,
+}
+
+impl Fixed {
+    /// The fixed parts of the response object `out[at]`, written with `marks`.
+    pub(super) fn of(out: &[u8], at: std::ops::Range<usize>, marks: &Fixed) -> Fixed {
+        let shift = |r: &std::ops::Range<usize>| r.start - at.start..r.end - at.start;
+        Fixed {
+            bytes: out.get(at.clone()).map(<[u8]>::to_vec).unwrap_or_default(),
+            lead: shift(&marks.lead),
+            middle: shift(&marks.middle),
+            tail: shift(&marks.tail),
+        }
+    }
+
+    /// The response object these parts were taken from.
+    pub(super) fn whole(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    fn part(&self, range: &std::ops::Range<usize>) -> &[u8] {
+        self.bytes.get(range.clone()).unwrap_or_default()
+    }
+}
+
+/// `put_response`, returning where its fixed parts lie in `out` (see `Fixed`; no bytes).
+pub(super) fn put_response_marked(out: &mut BytesMut, r: &ResponseOut<'_>) -> Fixed {
+    put_response_head(out, r);
+    let lead = out.len();
+    put_response_lead(out, r);
+    let lead = lead..out.len();
+    put_items(out, r.output);
+    let middle = out.len();
+    put_response_middle(out, r);
+    let middle = middle..out.len();
+    put_response_usage(out, r);
+    let tail = out.len();
+    put_response_tail(out, r);
+    Fixed {
+        bytes: Vec::new(),
+        lead,
+        middle,
+        tail: tail..out.len(),
+    }
+}
+
+/// `put_response` for a response whose request and model are those of `fixed`: the
+/// parts that follow from them are copied from it.
+pub(super) fn put_response_with(out: &mut BytesMut, r: &ResponseOut<'_>, fixed: &Fixed) {
+    put_response_head(out, r);
+    out.put_slice(fixed.part(&fixed.lead));
+    put_items(out, r.output);
+    out.put_slice(fixed.part(&fixed.middle));
+    put_response_usage(out, r);
+    out.put_slice(fixed.part(&fixed.tail));
+}
+
+/// From the opening brace to `incomplete_details`.
+fn put_response_head(out: &mut BytesMut, r: &ResponseOut<'_>) {
     out.put_slice(b"{\"id\":");
     put_string(out, r.id);
     out.put_slice(b",\"object\":");
@@ -105,6 +177,10 @@ pub(super) fn put_response(out: &mut BytesMut, r: &ResponseOut<'_>) {
         }
         None => out.put_slice(b"null"),
     }
+}
+
+/// From `instructions` to the key of `output`.
+fn put_response_lead(out: &mut BytesMut, r: &ResponseOut<'_>) {
     out.put_slice(b",\"instructions\":");
     put_raw(out, r.instructions);
     out.put_slice(b",\"max_output_tokens\":");
@@ -112,7 +188,10 @@ pub(super) fn put_response(out: &mut BytesMut, r: &ResponseOut<'_>) {
     out.put_slice(b",\"model\":");
     put_string(out, r.model);
     out.put_slice(b",\"output\":");
-    put_items(out, r.output);
+}
+
+/// From `parallel_tool_calls` to `truncation`.
+fn put_response_middle(out: &mut BytesMut, r: &ResponseOut<'_>) {
     out.put_slice(b",\"parallel_tool_calls\":");
     put_bool(out, r.parallel_tool_calls);
     out.put_slice(b",\"previous_response_id\":");
@@ -131,15 +210,22 @@ pub(super) fn put_response(out: &mut BytesMut, r: &ResponseOut<'_>) {
     out.put_slice(b",\"tool_choice\":");
     put_raw(out, r.tool_choice);
     out.put_slice(b",\"tools\":");
-    put_raw(out, r.tools);
+    out.put_slice(r.tools.as_bytes());
     out.put_slice(b",\"top_p\":");
     put_raw(out, r.top_p);
     out.put_slice(b",\"truncation\":");
     put_raw(out, r.truncation);
+}
+
+fn put_response_usage(out: &mut BytesMut, r: &ResponseOut<'_>) {
     if let Some(usage) = &r.usage {
         out.put_slice(b",\"usage\":");
         put_usage(out, usage);
     }
+}
+
+/// `user`, if any, `metadata` and the closing brace.
+fn put_response_tail(out: &mut BytesMut, r: &ResponseOut<'_>) {
     if let Some(user) = r.user {
         out.put_slice(b",\"user\":");
         put_raw(out, user);
@@ -305,6 +391,7 @@ pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    use crate::api::openai::RawObject;
     use crate::api::responses::reply::{BilledUsage, FailedWith, Status};
     use crate::api::responses::Echo;
     use crate::api::Usage;
@@ -341,28 +428,42 @@ pub(crate) mod tests {
         ]
     }
 
+    /// An echo over a body holding some of the echoed fields (raw JSON of any kind, `null`
+    /// included; the rest take their defaults) beside others it does not echo.
     fn echo() -> impl Strategy<Value = Echo> {
+        const KEYS: [&str; 11] = [
+            "instructions",
+            "metadata",
+            "model",
+            "tool_choice",
+            "temperature",
+            "top_p",
+            "max_output_tokens",
+            "reasoning",
+            "text",
+            "truncation",
+            "user",
+        ];
         (
-            proptest::collection::vec(raw_json(), 11),
+            proptest::collection::vec(proptest::option::of(raw_json()), KEYS.len()),
+            raw_json(),
             any::<(bool, bool)>(),
             proptest::option::of(text()),
         )
-            .prop_map(|(raws, (parallel, store), previous)| Echo {
-                instructions: raw(&raws[0]),
-                metadata: raw(&raws[1]),
-                tools: raw(&raws[2]),
-                tool_choice: raw(&raws[3]),
-                parallel_tool_calls: parallel,
-                temperature: raw(&raws[4]),
-                top_p: raw(&raws[5]),
-                max_output_tokens: raw(&raws[6]),
-                reasoning: raw(&raws[7]),
-                text: raw(&raws[8]),
-                truncation: raw(&raws[9]),
-                user: raw(&raws[10]),
-                store,
-                previous_response_id: previous,
-                namespaced: Vec::new(),
+            .prop_map(|(raws, tools, (parallel, store), previous)| {
+                let body = KEYS
+                    .iter()
+                    .zip(raws)
+                    .filter_map(|(k, v)| Some((k.to_string(), raw(&v?))))
+                    .collect();
+                Echo::new(
+                    RawObject::from_fields(body),
+                    Some(tools),
+                    parallel,
+                    store,
+                    previous,
+                    Vec::new(),
+                )
             })
     }
 
@@ -489,6 +590,34 @@ pub(crate) mod tests {
             put_response(&mut out, &r);
             let expected = serde_json::to_string(&r).unwrap();
             prop_assert_eq!(std::str::from_utf8(&out).unwrap(), expected.as_str());
+        }
+
+        #[test]
+        fn fixed_parts_are_copied_as_they_were_written(
+            echo in echo(),
+            model in text(),
+            (created, later) in any::<(u64, u64)>(),
+            status in status(),
+            output in proptest::collection::vec(item(), 0..3),
+            counts in proptest::option::of(usage()),
+            error in proptest::option::of(text()),
+        ) {
+            let first = ResponseOut::new(
+                "resp_1", created, &model, &echo, Status::InProgress, &[], None, None,
+            );
+            let mut out = BytesMut::from(&b"event: x\ndata: "[..]);
+            let start = out.len();
+            let marks = put_response_marked(&mut out, &first);
+            let fixed = Fixed::of(&out, start..out.len(), &marks);
+            prop_assert_eq!(fixed.whole(), &out[start..]);
+            let failed = error.map(|message| FailedWith { code: "server_error", message });
+            let r = ResponseOut::new(
+                "resp_1", later, &model, &echo, status, &output, counts, failed.as_ref(),
+            );
+            let (mut with, mut plain) = (BytesMut::new(), BytesMut::new());
+            put_response_with(&mut with, &r, &fixed);
+            put_response(&mut plain, &r);
+            prop_assert_eq!(with, plain);
         }
 
         #[test]

@@ -392,13 +392,18 @@ mod events_by_hand {
                 response: w.response(status, None, None),
             };
             let mut out = BytesMut::new();
-            let at = e.write(&mut out);
+            let mut fixed = Fixed::default();
+            let at = e.write(&mut out, &mut fixed);
             let text = String::from_utf8(out.to_vec()).unwrap();
             assert_eq!(text, serde_frame(e.kind, &e));
             assert_eq!(
                 &text[at],
                 serde_json::to_string(&e.response).unwrap().as_str()
             );
+            // Again, with the parts fixed by the first copied.
+            let mut again = BytesMut::new();
+            e.write(&mut again, &mut fixed);
+            assert_eq!(again, out);
         }
     }
 }
