@@ -1,8 +1,11 @@
 //! Micro-benchmark: one routing decision (`build_plan`) over 50 candidates, with the
 //! quality predictor off (budget: <= 5 µs) and on for a 2 KB prompt (budget: p50 <= 20 µs;
-//! two of the candidates are models the embedded weights know). Also the resident
-//! memory the embedded weights add. Run with `cargo bench --bench route` (`-- off` or
-//! `-- on` for one case alone, e.g. under a profiler).
+//! two of the candidates are models the embedded weights know): `on`, a prompt of a shape
+//! the embedded weights read no words of (free-form, numbers, no question: only its
+//! shape is scored), and `known`, the same request asked as a question (a shape they
+//! know: every word gram is hashed, counted and weighed). Also the resident memory the
+//! embedded weights add. Run with `cargo bench --bench route` (`-- off`, `-- on` or
+//! `-- known` for one case alone, and `--iterations=N`, e.g. under a profiler).
 
 #![allow(
     clippy::unwrap_used,
@@ -51,7 +54,7 @@ fn rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn bench(label: &str, config: &Config, body: &[u8], budget_us: f64) {
+fn bench(label: &str, config: &Config, body: &[u8], budget_us: f64, iterations: usize) {
     let state = RouterState::default();
     let req = ChatRequest::parse(body).unwrap();
     let prefs = Prefs::default();
@@ -65,7 +68,6 @@ fn bench(label: &str, config: &Config, body: &[u8], budget_us: f64) {
         let now = tokio::time::Instant::now();
         let plan = build_plan(config, &state, &call, &prefs, &caller, now).unwrap();
         assert_eq!(plan.scored.len(), 50);
-        let iterations = 20_000;
         let mut samples = Vec::with_capacity(iterations);
         for _ in 0..iterations {
             let start = Instant::now();
@@ -82,13 +84,22 @@ fn bench(label: &str, config: &Config, body: &[u8], budget_us: f64) {
 }
 
 fn main() {
-    let only: Option<String> = std::env::args().skip(1).find(|a| a == "off" || a == "on");
-    let run = |case: &str| only.as_deref().is_none_or(|o| o == case);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let only: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| matches!(*a, "off" | "on" | "known"))
+        .collect();
+    let iterations = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--iterations="))
+        .map_or(20_000, |n| n.parse::<usize>().unwrap().max(2));
+    let run = |case: &str| only.is_empty() || only.contains(&case);
     let start = rss_kib();
     let off = config(false);
     let small = br#"{"model":"auto","max_tokens":200,"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Write a python function that merges two sorted lists."}]}"#;
     if run("off") {
-        bench("predictor off", &off, small, 5.0);
+        bench("predictor off", &off, small, 5.0, iterations);
     }
     // What the predictor adds: a second config with it on, against one more without it
     // (each config holds its own copy of the catalog; the weights are parsed once).
@@ -97,18 +108,23 @@ fn main() {
     let without = rss_kib();
     let on = config(true);
     let with = rss_kib();
-    let prompt = "Explain, step by step, how to compute the derivative of x^3 + 2x at x = 4, and why the power rule works. "
-        .repeat(20)
-        .chars()
-        .take(2048)
-        .collect::<String>();
-    let body = serde_json::json!({"model": "auto", "max_tokens": 200, "messages": [{"role": "user", "content": prompt}]});
+    let two_kb = |sentence: &str| {
+        let prompt = sentence.repeat(20).chars().take(2048).collect::<String>();
+        let body = serde_json::json!({"model": "auto", "max_tokens": 200, "messages": [{"role": "user", "content": prompt}]});
+        serde_json::to_vec(&body).unwrap()
+    };
     if run("on") {
+        let body = two_kb("Explain, step by step, how to compute the derivative of x^3 + 2x at x = 4, and why the power rule works. ");
+        bench("predictor on, 2 KB prompt", &on, &body, 20.0, iterations);
+    }
+    if run("known") {
+        let body = two_kb("How do you compute the derivative of x^3 + 2x at x = 4, step by step, and why does the power rule work? ");
         bench(
-            "predictor on, 2 KB prompt",
+            "predictor on, 2 KB prompt of a shape it reads words of",
             &on,
-            &serde_json::to_vec(&body).unwrap(),
+            &body,
             20.0,
+            iterations,
         );
     }
     let after = rss_kib();

@@ -91,38 +91,80 @@ pub fn order_by(
     floor: Option<f64>,
     coin: impl FnMut(usize) -> usize,
 ) -> Vec<usize> {
-    let keys: Vec<[f64; 4]> = (0..all.len())
-        .map(|i| sort_key(policy, &all[i], utility[i], floor))
-        .collect();
-    let mut idx: Vec<usize> = (0..all.len()).collect();
+    let key = |i: usize| sort_key(policy, &all[i], utility[i], floor);
+    let ties = |i: usize, best: usize, same: &dyn Fn(usize) -> bool| {
+        ties_with_best(policy, w, utility[i], utility[best], same)
+    };
     // Equal keys keep the plan's order: the index is the last term (what a stable sort
-    // gives, without its buffer).
-    idx.sort_unstable_by(|&a, &b| cmp_keys(&keys[a], &keys[b]).then(a.cmp(&b)));
-    if idx.len() < 2 {
-        return idx;
-    }
-    // The near-equal leaders, a prefix of the order: same primary term (balanced: within
-    // 1% of the weight sum). Any candidate dominating a leader is itself a leader, so
-    // dominance is checked among them.
-    let best = idx[0];
-    let leaders = idx
-        .iter()
-        .take_while(|&&i| {
-            ties_with_best(
-                policy,
-                w,
-                (&keys[i], utility[i]),
-                (&keys[best], utility[best]),
-            )
-        })
-        .count();
+    // gives, without its buffer). Keys are compared as integers unless a term is NaN.
+    let keyed: Option<Vec<([u64; 4], usize)>> = (0..all.len())
+        .map(|i| Some((ordered_key(&key(i))?, i)))
+        .collect();
+    let (mut idx, leaders) = match keyed {
+        Some(mut keyed) => {
+            keyed.sort_unstable();
+            let idx: Vec<usize> = keyed.iter().map(|&(_, i)| i).collect();
+            let leaders = keyed.first().map_or(0, |&(best_key, best)| {
+                keyed
+                    .iter()
+                    .take_while(|(k, i)| ties(*i, best, &|n| k[..n] == best_key[..n]))
+                    .count()
+            });
+            (idx, leaders)
+        }
+        None => {
+            let keys: Vec<[f64; 4]> = (0..all.len()).map(key).collect();
+            let mut idx: Vec<usize> = (0..all.len()).collect();
+            idx.sort_unstable_by(|&a, &b| cmp_keys(&keys[a], &keys[b]).then(a.cmp(&b)));
+            let leaders = idx.first().map_or(0, |&best| {
+                idx.iter()
+                    .take_while(|&&i| {
+                        ties(i, best, &|n| same_floats(&keys[i][..n], &keys[best][..n]))
+                    })
+                    .count()
+            });
+            (idx, leaders)
+        }
+    };
+    pick_among_leaders(policy, &mut idx, leaders, all, coin);
+    idx
+}
+
+/// With two or more near-equal leaders (a prefix of the order: same primary term,
+/// balanced: within 1% of the weight sum; any candidate dominating a leader is itself
+/// a leader, so dominance is checked among them), moves the one power-of-two-choices
+/// picks to the front.
+fn pick_among_leaders(
+    policy: Policy,
+    idx: &mut [usize],
+    leaders: usize,
+    all: &[Terms],
+    coin: impl FnMut(usize) -> usize,
+) {
     if leaders >= 2 {
         let pick = power_of_two(policy, &idx[..leaders], all, coin);
         if let Some(at) = idx[..leaders].iter().position(|&i| i == pick) {
             idx[..=at].rotate_right(1);
         }
     }
-    idx
+}
+
+/// An order-preserving integer for each term of `key` (`-0` as `0`), or `None` if one
+/// is NaN: integers compare in one instruction, floats through `partial_cmp`.
+fn ordered_key(key: &[f64; 4]) -> Option<[u64; 4]> {
+    let mut out = [0; 4];
+    for (o, x) in out.iter_mut().zip(key) {
+        if x.is_nan() {
+            return None;
+        }
+        let bits = (x + 0.0).to_bits();
+        *o = if bits >> 63 == 1 {
+            !bits
+        } else {
+            bits | 1 << 63
+        };
+    }
+    Some(out)
 }
 
 /// A candidate's sort key under `policy`, compared term by term, lowest first;
@@ -143,20 +185,31 @@ fn sort_key(policy: Policy, t: &Terms, utility: f64, floor: Option<f64>) -> [f64
     }
 }
 
-/// Whether a candidate (its sort key and utility) is among the near-equal leaders with
-/// the best one: same primary term (balanced: utility within 1% of the weight sum).
+/// Whether a candidate (its utility, and `same(n)`: whether its sort key's first `n`
+/// terms are the best one's) is among the near-equal leaders with the best one: same
+/// primary term (balanced: utility within 1% of the weight sum).
 fn ties_with_best(
     policy: Policy,
     w: &Weights,
-    (key, utility): (&[f64; 4], f64),
-    (best_key, best_utility): (&[f64; 4], f64),
+    utility: f64,
+    best_utility: f64,
+    same: &dyn Fn(usize) -> bool,
 ) -> bool {
     match policy {
         Policy::Balanced => best_utility - utility <= 0.01 * (w.cost + w.latency + w.quality),
         // The floor group, then cost and quality (in the group's order): an equal cost
         // is decided by quality, an equal quality by cost, before any draw.
-        Policy::CheapestAboveQuality => key[..3] == best_key[..3],
-        _ => cmp_f64(key[0], best_key[0]).is_eq(),
+        Policy::CheapestAboveQuality => same(3),
+        _ => same(1),
+    }
+}
+
+/// Whether the float terms `a` and `b` are the same: one term compares as `cmp_f64`
+/// does (NaN equal to anything), several as `==` does.
+fn same_floats(a: &[f64], b: &[f64]) -> bool {
+    match (a, b) {
+        ([x], [y]) => cmp_f64(*x, *y).is_eq(),
+        _ => a == b,
     }
 }
 
@@ -332,7 +385,11 @@ mod tests {
         let leaders: Vec<usize> = idx
             .iter()
             .copied()
-            .take_while(|&i| ties_with_best(policy, w, (&key(i), u[i]), (&key(best), u[best])))
+            .take_while(|&i| {
+                ties_with_best(policy, w, u[i], u[best], &|n| {
+                    same_floats(&key(i)[..n], &key(best)[..n])
+                })
+            })
             .collect();
         if leaders.len() >= 2 {
             let pick = power_of_two(policy, &leaders, all, coin);
@@ -435,6 +492,51 @@ mod tests {
             let big = price * 1.5 + 1.0;
             prop_assert_eq!(order(Policy::Balanced, &[cheap, dear(small)], &w, None, |_| 0)[0], 0);
             prop_assert_eq!(order(Policy::Balanced, &[cheap, dear(big)], &w, None, |_| 0)[0], 1);
+        }
+    }
+
+    #[test]
+    fn integer_keys_order_as_the_floats_do() {
+        let keys = [
+            f64::NEG_INFINITY,
+            -1e300,
+            -1.5,
+            -f64::MIN_POSITIVE,
+            -0.0,
+            0.0,
+            f64::MIN_POSITIVE,
+            1.5,
+            1e300,
+            f64::INFINITY,
+        ];
+        for a in keys {
+            for b in keys {
+                let (x, y) = (ordered_key(&[a; 4]), ordered_key(&[b; 4]));
+                assert_eq!(x.cmp(&y), cmp_f64(a, b), "{a} {b}");
+            }
+        }
+        assert_eq!(ordered_key(&[0.0, 1.0, f64::NAN, 2.0]), None);
+    }
+
+    #[test]
+    fn a_nan_term_orders_as_the_floats_do() {
+        let mut odd = t(10, 100.0, 50.0);
+        odd.latency_ms = f64::NAN;
+        let all = [
+            t(10, 200.0, 50.0),
+            odd,
+            t(5, 300.0, 70.0),
+            t(10, 100.0, 50.0),
+        ];
+        for policy in Policy::ALL {
+            for floor in [None, Some(60.0)] {
+                let w = Weights::default();
+                assert_eq!(
+                    order(policy, &all, &w, floor, |n| n / 2),
+                    stable_order(policy, &all, &w, floor, |n| n / 2),
+                    "{policy}"
+                );
+            }
         }
     }
 

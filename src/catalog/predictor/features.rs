@@ -168,53 +168,133 @@ const WORDS: [&str; MATH_WORDS.len() + CODE_WORDS.len()] = {
     out
 };
 
-/// The unigram hash of each of `WORDS`.
-const WORD_HASHES: [u64; WORDS.len()] = {
-    let mut out = [0u64; WORDS.len()];
+/// Bit i: `WORDS[i]` starts with letter l (at index l - `a`).
+const WORDS_BY_FIRST: [u64; 26] = {
+    let mut out = [0u64; 26];
     let mut i = 0;
-    while i < out.len() {
-        out[i] = hash_bytes(WORDS[i].as_bytes(), 0);
+    while i < WORDS.len() {
+        out[(WORDS[i].as_bytes()[0] - b'a') as usize] |= 1 << i;
         i += 1;
     }
     out
 };
 
-/// Open addressing on a token's hash: slot → 1 + index in `WORDS` (0: empty). Most
-/// tokens are no word and miss on their first slot.
-const WORD_SLOTS: [u8; 256] = {
-    let mut slots = [0u8; 256];
+/// Bit i: `WORDS[i]` is n bytes long (at index n; none is 16 or longer).
+const WORDS_BY_LEN: [u64; 16] = {
+    let mut out = [0u64; 16];
     let mut i = 0;
     while i < WORDS.len() {
-        let mut s = (WORD_HASHES[i] & 255) as usize;
-        while slots[s] != 0 {
-            s = (s + 1) & 255;
-        }
-        slots[s] = i as u8 + 1;
+        out[WORDS[i].len()] |= 1 << i;
         i += 1;
     }
-    slots
+    out
 };
 
-/// One token of the text: a run of alphanumerics (lowercased) or a single other
-/// non-space character. `raw` is the token as written, `hash` the unigram hash of its
-/// lowercased form, `ascii` whether `raw` is plain ASCII (then lowercasing is per byte).
-#[derive(Debug, Clone, Copy)]
-struct Token<'a> {
-    raw: &'a str,
-    hash: u64,
-    ascii: bool,
+/// Each of `WORDS` as two little-endian words (zero past its end).
+const WORD_BYTES: [(u64, u64); WORDS.len()] = {
+    let mut out = [(0u64, 0u64); WORDS.len()];
+    let mut i = 0;
+    while i < WORDS.len() {
+        let w = WORDS[i].as_bytes();
+        let mut j = 0;
+        while j < w.len() {
+            if j < 8 {
+                out[i].0 |= (w[j] as u64) << (8 * j);
+            } else {
+                out[i].1 |= (w[j] as u64) << (8 * (j - 8));
+            }
+            j += 1;
+        }
+        i += 1;
+    }
+    out
+};
+
+// The word bitmaps hold every word, each of them lowercase ASCII letters.
+const _: () = {
+    assert!(WORDS.len() <= 64);
+    let mut i = 0;
+    while i < WORDS.len() {
+        let w = WORDS[i].as_bytes();
+        assert!(!w.is_empty() && w.len() < 16);
+        let mut j = 0;
+        while j < w.len() {
+            assert!(w[j].is_ascii_lowercase());
+            j += 1;
+        }
+        i += 1;
+    }
+};
+
+/// The bits of `WORDS` the ASCII word `bytes[start..end]` (letters and digits) is, in
+/// any case: none unless a word starts with its first letter and is as long (most
+/// tokens stop there), else its bytes lowercased against those words'.
+fn ascii_word(bytes: &[u8], start: usize, end: usize) -> u64 {
+    let len = end - start;
+    let first = usize::from((bytes[start] | 0x20).wrapping_sub(b'a'));
+    let (Some(by_first), Some(by_len)) = (WORDS_BY_FIRST.get(first), WORDS_BY_LEN.get(len)) else {
+        return 0;
+    };
+    let mut candidates = by_first & by_len;
+    if candidates == 0 {
+        return 0;
+    }
+    let lower = |at: usize, n: usize| {
+        let present = u64::MAX >> (64 - 8 * n);
+        load_short(bytes, at, n) | (ASCII_LOWER & present)
+    };
+    let low = lower(start, len.min(8));
+    let high = if len > 8 {
+        lower(start + 8, len - 8)
+    } else {
+        0
+    };
+    let mut found = 0;
+    while candidates != 0 {
+        let i = candidates.trailing_zeros() as usize;
+        candidates &= candidates - 1;
+        if WORD_BYTES.get(i) == Some(&(low, high)) {
+            found |= 1 << i;
+        }
+    }
+    found
 }
 
-impl Token<'_> {
+/// How a token hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// ASCII letters and digits: lowercased, eight bytes at a time (`hash_word`).
+    AsciiWord,
+    /// Alphanumeric characters, some outside ASCII: its lowercase form.
+    Word,
+    /// One character, neither alphanumeric nor a space: as written.
+    Other,
+}
+
+/// One token of a part of the text: a run of alphanumerics (lowercased) or a single
+/// other non-space character, `start..end` in the part's bytes.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: u32,
+    end: u32,
+    kind: Kind,
+}
+
+impl Span {
+    fn raw<'a>(&self, part: &'a str) -> &'a str {
+        &part[self.start as usize..self.end as usize]
+    }
+
     /// The token's text as the features see it: alphanumerics lowercased.
-    fn lower(&self, out: &mut String) {
+    fn lower(&self, part: &str, out: &mut String) {
         out.clear();
-        if self.ascii {
-            out.push_str(self.raw);
+        let raw = self.raw(part);
+        if self.kind != Kind::Word {
+            out.push_str(raw);
             out.make_ascii_lowercase();
             return;
         }
-        for c in self.raw.chars() {
+        for c in raw.chars() {
             if c.is_alphanumeric() {
                 out.extend(c.to_lowercase());
             } else {
@@ -223,27 +303,21 @@ impl Token<'_> {
         }
     }
 
-    /// The index of this token in `WORDS`, if it is one.
-    fn word(&self) -> Option<usize> {
-        let mut s = (self.hash & 255) as usize;
-        while let Some(i) = WORD_SLOTS[s].checked_sub(1) {
-            let w = WORDS[usize::from(i)];
-            if WORD_HASHES[usize::from(i)] == self.hash {
-                // A hash match; the text decides (non-ASCII may lowercase to ASCII).
-                let same = if self.ascii {
-                    self.raw.eq_ignore_ascii_case(w)
-                } else {
-                    let mut s = String::new();
-                    self.lower(&mut s);
-                    s == w
-                };
-                if same {
-                    return Some(usize::from(i));
-                }
+    /// The unigram hash of the token (`lower` is scratch space).
+    fn hash(&self, part: &str, lower: &mut String) -> u64 {
+        let bytes = part.as_bytes();
+        let (start, end) = (self.start as usize, self.end as usize);
+        match self.kind {
+            Kind::AsciiWord => hash_word(bytes, start, end),
+            Kind::Other => match BYTE_HASHES.get(usize::from(bytes[start])) {
+                Some(h) => *h,
+                None => hash_bytes(&bytes[start..end], 0),
+            },
+            Kind::Word => {
+                self.lower(part, lower);
+                hash_bytes(lower.as_bytes(), 0)
             }
-            s = (s + 1) & 255;
         }
-        None
     }
 }
 
@@ -464,10 +538,12 @@ fn hash_word(bytes: &[u8], start: usize, end: usize) -> u64 {
 }
 
 /// One pass over `part`: counts its shape into `shape` and calls `each` for every
-/// token in order. The counters live in locals until the end (one update of `shape`
-/// per part), and a word's letters and digits are read in a loop of their own.
+/// token in order (`lower` is scratch space). The counters live in locals until the
+/// end (one update of `shape` per part), and a word's letters and digits are read in a
+/// loop of their own. Tokens are not hashed here: a prompt whose word grams the
+/// weights ignore needs only its shape.
 #[inline]
-fn walk<'a>(part: &'a str, shape: &mut Shape, mut each: impl FnMut(Token<'a>)) {
+fn walk(part: &str, shape: &mut Shape, lower: &mut String, mut each: impl FnMut(Span)) {
     let bytes = part.as_bytes();
     let (mut lines, mut digits, mut numbers, mut symbols, mut sentences) = (0, 0, 0, 0, 0);
     let mut question = false;
@@ -477,8 +553,12 @@ fn walk<'a>(part: &'a str, shape: &mut Shape, mut each: impl FnMut(Token<'a>)) {
     let mut markers = 0u16;
     // The previous character ended a sentence (`.`, `?` or `!`).
     let mut after_stop = false;
-    // A non-ASCII word's lowercased bytes, for its hash.
-    let mut lower = String::new();
+    // The bounded text's parts are at most `HEAD_BYTES` long: offsets fit in a u32.
+    let span = |start: usize, end: usize, kind: Kind| Span {
+        start: start as u32,
+        end: end as u32,
+        kind,
+    };
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         let class = CLASS[usize::from(b)];
@@ -497,11 +577,7 @@ fn walk<'a>(part: &'a str, shape: &mut Shape, mut each: impl FnMut(Token<'a>)) {
             }
             i += 1;
             if !space {
-                each(Token {
-                    raw: &part[start..i],
-                    hash: BYTE_HASHES[usize::from(b & 0x7f)],
-                    ascii: true,
-                });
+                each(span(start, i, Kind::Other));
             }
             continue;
         }
@@ -516,12 +592,7 @@ fn walk<'a>(part: &'a str, shape: &mut Shape, mut each: impl FnMut(Token<'a>)) {
                 after_stop = false;
                 i += c.len_utf8();
                 if !space {
-                    let raw = &part[start..i];
-                    each(Token {
-                        raw,
-                        hash: hash_bytes(raw.as_bytes(), 0),
-                        ascii: false,
-                    });
+                    each(span(start, i, Kind::Other));
                 }
                 continue;
             }
@@ -553,22 +624,20 @@ fn walk<'a>(part: &'a str, shape: &mut Shape, mut each: impl FnMut(Token<'a>)) {
             }
             break;
         }
-        let raw = &part[start..i];
-        markers |= word_markers(raw.as_bytes(), bytes.get(i).copied(), markers);
-        let mut token = Token {
-            raw,
-            hash: 0,
-            ascii,
-        };
-        token.hash = if ascii {
-            hash_word(bytes, start, i)
+        markers |= word_markers(&bytes[start..i], bytes.get(i).copied(), markers);
+        let token = if ascii {
+            words |= ascii_word(bytes, start, i);
+            span(start, i, Kind::AsciiWord)
         } else {
-            token.lower(&mut lower);
-            hash_bytes(lower.as_bytes(), 0)
+            // Lowercasing may turn a character outside ASCII into ASCII (the Kelvin
+            // sign into `k`): the lowercase form is what is compared.
+            let token = span(start, i, Kind::Word);
+            token.lower(part, lower);
+            if let Some(w) = WORDS.iter().position(|w| *w == lower.as_str()) {
+                words |= 1 << w;
+            }
+            token
         };
-        if let Some(w) = token.word() {
-            words |= 1 << w;
-        }
         each(token);
     }
     if after_stop {
@@ -591,16 +660,19 @@ fn walk<'a>(part: &'a str, shape: &mut Shape, mut each: impl FnMut(Token<'a>)) {
 pub fn grams(text: &str, mut each: impl FnMut(u64, &str, Option<&str>)) {
     let (head, tail) = bounded(text);
     let mut shape = Shape::default();
+    let mut lower = String::new();
     for part in [head, tail] {
         let (mut prev, mut this) = (String::new(), String::new());
         let mut prev_hash: Option<u64> = None;
-        walk(part, &mut shape, |t| {
-            t.lower(&mut this);
-            each(t.hash, &this, None);
+        let mut scratch = String::new();
+        walk(part, &mut shape, &mut lower, |t| {
+            let hash = t.hash(part, &mut scratch);
+            t.lower(part, &mut this);
+            each(hash, &this, None);
             if let Some(ph) = prev_hash {
-                each(bigram(ph, t.hash), &prev, Some(&this));
+                each(bigram(ph, hash), &prev, Some(&this));
             }
-            prev_hash = Some(t.hash);
+            prev_hash = Some(hash);
             std::mem::swap(&mut prev, &mut this);
         });
     }
@@ -619,27 +691,41 @@ struct BucketCounts {
     seen: Vec<u64>,
 }
 
+/// What one extraction works in, kept per thread from call to call: the tokens of the
+/// bounded text, the bucket counts (32 KiB for 2^14 buckets) and a token's lowercase
+/// form.
+#[derive(Debug, Default)]
+struct Scratch {
+    tokens: Vec<Span>,
+    buckets: BucketCounts,
+    lower: String,
+}
+
 thread_local! {
-    /// Each thread's `BucketCounts`, reused from call to call (32 KiB for 2^14 buckets).
-    static BUCKET_COUNTS: std::cell::Cell<BucketCounts> = Default::default();
+    static SCRATCH: std::cell::Cell<Scratch> = Default::default();
+}
+
+impl Scratch {
+    /// This thread's scratch (a fresh one if in use).
+    fn take() -> Scratch {
+        SCRATCH.try_with(|c| c.take()).unwrap_or_default()
+    }
+
+    /// Hands the scratch (its counts all zero) back to this thread for its next call.
+    fn give_back(self) {
+        let _ = SCRATCH.try_with(|c| c.set(self));
+    }
 }
 
 impl BucketCounts {
-    /// This thread's counts, sized for `size` buckets (fresh ones if in use).
-    fn take(size: usize) -> BucketCounts {
-        let mut counts = BUCKET_COUNTS.try_with(|c| c.take()).unwrap_or_default();
-        if counts.counts.len() != size {
-            counts = BucketCounts {
+    /// Sizes the counts for `size` buckets.
+    fn resize(&mut self, size: usize) {
+        if self.counts.len() != size {
+            *self = BucketCounts {
                 counts: vec![0; size],
                 seen: vec![0; size.div_ceil(64)],
             };
         }
-        counts
-    }
-
-    /// Hands the (all zero) counts back to this thread for its next call.
-    fn give_back(self) {
-        let _ = BUCKET_COUNTS.try_with(|c| c.set(self));
     }
 
     fn add(&mut self, bucket: usize) {
@@ -664,13 +750,15 @@ impl BucketCounts {
     }
 }
 
-/// Walks the bounded text once: its shape into `shape`, and the bucket of each of its
-/// grams (and with `second`, each gram's second bucket) to `add`.
+/// Hashes the tokens of the bounded text (`tokens`, the head's first `in_head`) and
+/// gives the bucket of each of its grams (and with `second`, each gram's second
+/// bucket) to `add`.
 fn count_grams(
     (head, tail): (&str, &str),
-    bits: u32,
-    second: bool,
-    shape: &mut Shape,
+    tokens: &[Span],
+    in_head: usize,
+    (bits, second): (u32, bool),
+    lower: &mut String,
     mut add: impl FnMut(usize),
 ) {
     let mut count = |h: u64| {
@@ -680,15 +768,17 @@ fn count_grams(
             add(other);
         }
     };
-    for part in [head, tail] {
+    let (head_tokens, tail_tokens) = tokens.split_at_checked(in_head).unwrap_or((tokens, &[]));
+    for (part, tokens) in [(head, head_tokens), (tail, tail_tokens)] {
         let mut prev: Option<u64> = None;
-        walk(part, shape, |t| {
-            count(t.hash);
+        for t in tokens {
+            let h = t.hash(part, lower);
+            count(h);
             if let Some(p) = prev {
-                count(bigram(p, t.hash));
+                count(bigram(p, h));
             }
-            prev = Some(t.hash);
-        });
+            prev = Some(h);
+        }
     }
 }
 
@@ -706,24 +796,51 @@ pub fn bucket_bits(buckets: u32) -> u32 {
 /// own bucket, so free-form prompts can learn what n-grams mean for them apart from
 /// what they mean in multiple-choice ones (and share it where it is the same).
 ///
-/// One pass over the bounded text reads its tokens and its shape; each gram is counted
-/// straight into its bucket (no list of grams, no sort).
+/// One pass over the bounded text reads its tokens and its shape; then each token is
+/// hashed and each gram counted straight into its bucket (no list of grams, no sort).
 pub fn extract(text: &str, buckets: u32, split: bool) -> Features {
+    extract_if(text, buckets, split, |_| true)
+}
+
+/// `extract`, with the word grams only when `keep_grams` says so given the dense
+/// features: else the features `extract` gives with `hashed` cleared, without a token
+/// hashed or a gram counted.
+pub fn extract_if(
+    text: &str,
+    buckets: u32,
+    split: bool,
+    keep_grams: impl FnOnce(&[f32; DENSE]) -> bool,
+) -> Features {
     let bits = bucket_bits(buckets);
     let parts = bounded(text);
     let mc = multiple_choice(parts.0) || multiple_choice(parts.1);
     let second = split && !mc;
     let mut shape = Shape::default();
+    let mut scratch = Scratch::take();
+    let Scratch {
+        tokens,
+        buckets,
+        lower,
+    } = &mut scratch;
+    tokens.clear();
+    walk(parts.0, &mut shape, lower, |t| tokens.push(t));
+    let in_head = tokens.len();
+    walk(parts.1, &mut shape, lower, |t| tokens.push(t));
+    let dense = dense(&shape, mc);
     let size = 1usize << bits;
-    let mut hashed = if size <= COUNTED_BUCKETS {
-        let mut counts = BucketCounts::take(size);
-        count_grams(parts, bits, second, &mut shape, |b| counts.add(b));
-        let hashed = counts.drain();
-        counts.give_back();
-        hashed
+    let mut hashed = if !keep_grams(&dense) {
+        Vec::new()
+    } else if size <= COUNTED_BUCKETS {
+        buckets.resize(size);
+        count_grams(parts, tokens, in_head, (bits, second), lower, |b| {
+            buckets.add(b)
+        });
+        buckets.drain()
     } else {
         let mut raw: Vec<u32> = Vec::new();
-        count_grams(parts, bits, second, &mut shape, |b| raw.push(b as u32));
+        count_grams(parts, tokens, in_head, (bits, second), lower, |b| {
+            raw.push(b as u32)
+        });
         raw.sort_unstable();
         let mut hashed: Vec<(u32, f32)> = Vec::new();
         for b in raw {
@@ -734,16 +851,14 @@ pub fn extract(text: &str, buckets: u32, split: bool) -> Features {
         }
         hashed
     };
+    scratch.give_back();
     let norm = hashed.iter().map(|(_, v)| v * v).sum::<f32>().sqrt();
     if norm > 0.0 {
         for (_, v) in &mut hashed {
             *v /= norm;
         }
     }
-    Features {
-        hashed,
-        dense: dense(&shape, mc),
-    }
+    Features { hashed, dense }
 }
 
 fn dense(shape: &Shape, mc: bool) -> [f32; DENSE] {
@@ -917,6 +1032,98 @@ mod tests {
         }
         let h = hash_bytes(&all, 0);
         assert_eq!(h, 0x3994_5f7f_f536_7791, "fingerprint {h:#x}");
+
+        // The grams explanations label, with their hashes, in order.
+        let mut all = Vec::new();
+        for p in &prompts {
+            grams(p, |h, a, b| {
+                all.extend_from_slice(&h.to_le_bytes());
+                all.extend_from_slice(a.as_bytes());
+                all.push(0xff);
+                if let Some(b) = b {
+                    all.extend_from_slice(b.as_bytes());
+                    all.push(0xfe);
+                }
+            });
+        }
+        let h = hash_bytes(&all, 0);
+        assert_eq!(h, 0xb481_b32e_fd1e_d6aa, "grams fingerprint {h:#x}");
+    }
+
+    /// The walk finds the math and code words by first letter and length, then by
+    /// their bytes: exactly the words a lookup of each token's lowercase form finds.
+    #[test]
+    fn words_are_those_of_the_lowercase_tokens() {
+        let by_lookup = |text: &str| {
+            let mut words = 0u64;
+            grams(text, |_, token, second| {
+                if second.is_none() {
+                    if let Some(i) = WORDS.iter().position(|w| *w == token) {
+                        words |= 1 << i;
+                    }
+                }
+            });
+            words
+        };
+        let by_walk = |text: &str| {
+            let mut shape = Shape::default();
+            walk(text, &mut shape, &mut String::new(), |_| {});
+            shape.words
+        };
+        let mut texts: Vec<String> = vec![
+            WORDS.join(" "),
+            WORDS.join(",").to_uppercase(),
+            WORDS
+                .iter()
+                .map(|w| format!("{w}s {w}1 x{w} {w}é"))
+                .collect(),
+            "SoLvE the PROBABILITY; Probabilityy sum3 3sum \u{212A}ind ſum ｓｕｍ Python3 JAVA"
+                .into(),
+            "implement\nalgorithm\tderivative(evaluate)".into(),
+        ];
+        let alphabet: Vec<char> = "sumdefintclasprobityLSUME 1é\u{212A}".chars().collect();
+        let mut state = 11u64;
+        let mut next = || {
+            state = state.wrapping_mul(MIX).wrapping_add(MIX2);
+            (state >> 33) as usize
+        };
+        for _ in 0..3000 {
+            let len = next() % 16;
+            texts.push(
+                (0..len)
+                    .map(|_| alphabet[next() % alphabet.len()])
+                    .collect(),
+            );
+        }
+        for text in &texts {
+            assert_eq!(by_walk(text), by_lookup(text), "{text:?}");
+        }
+    }
+
+    /// Features without their grams are `extract`'s with `hashed` cleared, and the
+    /// predicate sees the dense features.
+    #[test]
+    fn features_without_grams_are_the_rest_of_them() {
+        for text in [
+            "Which?\nA. one\nB. two\nC. three\nD. four\nAnswer:",
+            "Tom has 3 apples and buys 4. How many now?",
+            "Write a poem about the sea.",
+        ] {
+            let mut all = extract(text, 1 << 14, true);
+            let mut seen = None;
+            let without = extract_if(text, 1 << 14, true, |d| {
+                seen = Some(*d);
+                false
+            });
+            assert_eq!(seen, Some(all.dense));
+            assert!(!all.hashed.is_empty());
+            all.hashed.clear();
+            assert_eq!(without, all);
+            assert_eq!(
+                extract_if(text, 1 << 14, true, |_| true),
+                extract(text, 1 << 14, true)
+            );
+        }
     }
 
     /// The walk finds code markers without searching for them; it must count exactly
@@ -931,7 +1138,7 @@ mod tests {
         };
         let by_walk = |text: &str| {
             let mut shape = Shape::default();
-            walk(text, &mut shape, |_| {});
+            walk(text, &mut shape, &mut String::new(), |_| {});
             shape.markers
         };
         let mut texts: Vec<String> = "def|def |undef x|xdef\t|Def |noreturns|returnreturn|retur n|x() y|(\n)|( )|``|```|é```é|``é`|print (|reprint(x|printé(|importé |import\timport |ÉdefX def(|{;}|a{b}c;d|def f(x): return x; print(x) ```import os```"

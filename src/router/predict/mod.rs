@@ -56,7 +56,14 @@ pub struct CallPredictor<'a> {
     prompt: Option<PromptScore>,
     /// The learned part of each known model's log-odds on this prompt, once computed.
     terms: Vec<Option<f64>>,
+    /// The predictions made so far, by known model and prior (the bits of the prior):
+    /// candidates of one model on several providers share theirs, and every model the
+    /// weights do not know is its prior moved by the prompt's difficulty.
+    made: Vec<(Option<usize>, Option<u64>, Prediction)>,
 }
+
+/// Predictions `CallPredictor` remembers: a call's candidates have few distinct priors.
+const REMEMBERED: usize = 16;
 
 impl<'a> CallPredictor<'a> {
     /// Scores `text` (the call's predictor view) with `weights`; with none (the
@@ -66,6 +73,7 @@ impl<'a> CallPredictor<'a> {
             weights,
             prompt: weights.map(|w| w.score_prompt(text)),
             terms: vec![None; weights.map_or(0, |w| w.models.len())],
+            made: Vec::new(),
         }
     }
 
@@ -77,11 +85,19 @@ impl<'a> CallPredictor<'a> {
         match (self.weights, &self.prompt) {
             (Some(w), Some(p)) => {
                 let known = w.model_index(&[&candidate.model, &candidate.upstream]);
+                let key = (known, prior.map(f64::to_bits));
+                if let Some((.., made)) = self.made.iter().find(|(k, q, _)| (*k, *q) == key) {
+                    return *made;
+                }
                 let term = known.and_then(|i| {
                     let slot = self.terms.get_mut(i)?;
                     Some(*slot.get_or_insert_with(|| w.model_term(p, i)))
                 });
-                w.predict_with(p, known, prior, term)
+                let made = w.predict_with(p, known, prior, term);
+                if self.made.len() < REMEMBERED {
+                    self.made.push((key.0, key.1, made));
+                }
+                made
             }
             _ => {
                 let q = prior.unwrap_or(50.0);
@@ -115,9 +131,16 @@ fn sigmoid(z: f64) -> f64 {
 
 impl Weights {
     /// Extracts the prompt's features (without its word grams when the weights do not
-    /// know its shape: `Weights::gate`) and its shared difficulty.
+    /// know its shape: `Weights::gate`; they are then not even counted) and its shared
+    /// difficulty.
     pub fn score_prompt(&self, text: &str) -> PromptScore {
-        let mut features = features::extract(text, self.buckets, self.split);
+        let mut features = features::extract_if(text, self.buckets, self.split, |dense| {
+            let shape = weights::shape_of(&Features {
+                hashed: Vec::new(),
+                dense: *dense,
+            });
+            self.knows_shape(shape)
+        });
         self.gate(&mut features);
         let difficulty = f64::from(self.shared_bias) + self.dot(&self.shared, &features);
         let width = self.buckets as usize + features::DENSE;
@@ -341,6 +364,126 @@ mod tests {
                 let prior = crate::router::plan::quality_for(&s.candidate.facts, p.task);
                 prop_assert_eq!(s.terms.quality, prior);
                 prop_assert_eq!(s.prediction.known, None);
+            }
+        }
+    }
+
+    /// The route bench's 50 candidates: 10 models on 5 providers each, the first two
+    /// known to the embedded weights, priors 50–86.
+    fn fifty(weights: Weights) -> Config {
+        let mut toml = String::new();
+        for p in 0..5 {
+            toml.push_str(&format!(
+                "[providers.p{p}]\nbase_url = \"http://127.0.0.1:9/v1\"\ntier = \"local\"\n"
+            ));
+        }
+        for m in 0..10 {
+            let id = match m {
+                0 => "gpt-4-1106-preview".to_string(),
+                1 => "mixtral-8x7b-instruct".to_string(),
+                m => format!("model-{m}"),
+            };
+            for p in 0..5 {
+                toml.push_str(&format!(
+                    "[[models]]\nid = \"{id}\"\nprovider = \"p{p}\"\nupstream = \"up-{m}-{p}\"\nquality = {}\ninput_price = {}\n",
+                    50 + 4 * m,
+                    1 + m % 3,
+                ));
+            }
+        }
+        let mut config = Config::from_toml(&toml, &|_| None).unwrap();
+        config.router.predictor.weights = Some(std::sync::Arc::new(weights));
+        config
+    }
+
+    /// The embedded weights with every shape known and a rank-2 projection, so that
+    /// every term of a prediction is exercised.
+    fn every_term() -> Weights {
+        let mut w = Weights::parse(EMBEDDED).unwrap();
+        w.min_support = 0;
+        let width = w.buckets as usize + features::DENSE;
+        let mut state = 5u64;
+        let mut next = || (splitmix(&mut state) >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+        w.rank = 2;
+        w.projection = (0..2 * width).map(|_| next() * 0.1).collect();
+        for m in &mut w.models {
+            m.factors = vec![next(), next()];
+        }
+        w
+    }
+
+    /// A sum of weights times features in the features' order (buckets ascending, then
+    /// the dense ones), in `f32`: the arithmetic the weights were fitted with.
+    fn plain_dot(w: &[f32], f: &Features, buckets: u32) -> f64 {
+        let mut s = 0.0f32;
+        for (b, v) in &f.hashed {
+            s += w.get(*b as usize).copied().unwrap_or(0.0) * v;
+        }
+        for (i, v) in f.dense.iter().enumerate() {
+            s += w.get(buckets as usize + i).copied().unwrap_or(0.0) * v;
+        }
+        f64::from(s)
+    }
+
+    /// Every candidate of a plan is predicted bit for bit as `Weights::predict` predicts
+    /// it alone, whatever the plan shares between candidates (the prompt scored once, a
+    /// model's terms once, the unknown models' shared difficulty), and the prompt's
+    /// terms are the plain dot products.
+    #[test]
+    fn issue_17_a_plans_predictions_are_each_candidates_own_bit_for_bit() {
+        let long = "Explain, step by step, how to compute the derivative of x^3 + 2x at x = 4, and why the power rule works. "
+            .repeat(20);
+        let prompts = [
+            PROMPTS[0],
+            PROMPTS[1],
+            PROMPTS[2],
+            PROMPTS[3],
+            PROMPTS[4],
+            "Thanks!",
+            long.as_str(),
+        ];
+        for weights in [Weights::parse(EMBEDDED).unwrap(), every_term()] {
+            let config = fifty(weights.clone());
+            for prompt in prompts {
+                let p = plan(&config, "auto", prompt, 70.0);
+                assert!(p.predicted);
+                assert_eq!(p.scored.len(), 50);
+                let body = serde_json::json!({"model": "auto", "messages": [{"role": "user", "content": prompt}]});
+                let req = ChatRequest::parse(&serde_json::to_vec(&body).unwrap()).unwrap();
+                let score = weights.score_prompt(&req.predict_view);
+                let f = &score.features;
+                let b = weights.buckets;
+                assert_eq!(
+                    score.difficulty.to_bits(),
+                    (f64::from(weights.shared_bias) + plain_dot(&weights.shared, f, b)).to_bits()
+                );
+                let width = b as usize + features::DENSE;
+                let latent: Vec<f64> = weights
+                    .projection
+                    .chunks_exact(width)
+                    .take(weights.rank as usize)
+                    .map(|row| plain_dot(row, f, b))
+                    .collect();
+                assert_eq!(score.latent, latent);
+                for s in &p.scored {
+                    let c = &s.candidate;
+                    let known = weights.model_index(&[&c.model, &c.upstream]);
+                    let alone = weights.predict(&score, known, prior_for(&c.facts, p.task));
+                    assert_eq!(s.prediction, alone, "{} {prompt:?}", c.model);
+                    assert_eq!(s.prediction.quality.to_bits(), alone.quality.to_bits());
+                    assert_eq!(s.terms.quality.to_bits(), alone.quality.to_bits());
+                    if let Some(i) = known {
+                        let t = &weights.models[i];
+                        let factors: f64 = t
+                            .factors
+                            .iter()
+                            .zip(&latent)
+                            .map(|(u, h)| f64::from(*u) * h)
+                            .sum();
+                        let term = f64::from(t.bias) + plain_dot(&t.weights, f, b) + factors;
+                        assert_eq!(weights.model_term(&score, i).to_bits(), term.to_bits());
+                    }
+                }
             }
         }
     }
