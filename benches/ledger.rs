@@ -42,9 +42,9 @@ fn row(i: i64) -> LedgerRow {
     let m = (i % 4) as usize;
     LedgerRow {
         ts_ms: 1_790_000_000_000 + i,
-        request_id: format!("req_{i:016x}"),
-        key_name: format!("key-{}", i % 8),
-        team: (i % 8 != 0).then(|| format!("team-{}", i % 3)),
+        request_id: format!("req_{i:016x}").into(),
+        key_name: format!("key-{}", i % 8).into(),
+        team: (i % 8 != 0).then(|| format!("team-{}", i % 3).into()),
         route: if i % 2 == 0 {
             "auto".into()
         } else {

@@ -70,7 +70,7 @@ pub async fn start_billing(
     let keys = runtime.config.keys.values().filter_map(|k| {
         Some((
             billing::ledger::GroupBy::Key,
-            k.id.clone(),
+            k.id.to_string(),
             k.limits.budget?,
         ))
     });

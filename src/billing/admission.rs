@@ -97,7 +97,7 @@ impl Drop for Held {
 pub struct Admission {
     meter: CallMeter,
     started: Instant,
-    catalog_version: String,
+    catalog_version: Arc<str>,
     held: Vec<Held>,
     billing: Arc<Billing>,
     finished: bool,
@@ -120,12 +120,12 @@ impl Drop for Admission {
 
 impl Billing {
     /// Starts the billing record of a call that `meter` describes (its clock is read now).
-    pub fn open(self: &Arc<Self>, mut meter: CallMeter, catalog_version: &str) -> Admission {
+    pub fn open(self: &Arc<Self>, mut meter: CallMeter, catalog_version: &Arc<str>) -> Admission {
         meter.ts_ms = self.now_ms();
         Admission {
             meter,
             started: Instant::now(),
-            catalog_version: catalog_version.to_string(),
+            catalog_version: catalog_version.clone(),
             held: Vec::new(),
             billing: self.clone(),
             finished: false,
@@ -209,7 +209,7 @@ impl Admission {
         let team = key.team.as_ref().and_then(|t| {
             config
                 .teams
-                .get(t)
+                .get(&**t)
                 .cloned()
                 .or_else(|| billing.keys.team(t))
         });
@@ -401,17 +401,13 @@ impl Admission {
         self.finished = true;
         ending.latency = self.started.elapsed();
         let was_served = served.is_some();
-        let catalog_version = std::mem::take(&mut self.catalog_version);
-        let (row, billed) = self.meter.row(served, &ending, catalog_version);
+        let (row, billed) = self
+            .meter
+            .row(served, &ending, self.catalog_version.clone());
         let cost = billed.cost;
         let metrics = &self.billing.metrics;
         if was_served {
-            let labels = [
-                row.provider.as_str(),
-                row.model.as_str(),
-                row.tier.as_str(),
-                row.route.as_str(),
-            ];
+            let labels = [&*row.provider, &*row.model, &*row.tier, &*row.route];
             for (bucket, n) in [
                 ("input", row.input_tokens),
                 ("cached_input", row.cached_input_tokens),

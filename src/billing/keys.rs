@@ -4,7 +4,7 @@
 //! settings are checked by config's one key resolver; this module has no rules of its own.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -121,16 +121,20 @@ impl NewTeam {
     }
 }
 
+/// Live virtual keys by hash, with when each expires. Shared: a call holds its key
+/// without copying it.
+type LiveKeys = HashMap<KeyHash, (Arc<KeyConfig>, Option<i64>)>;
+
 /// Virtual keys and teams in the database, and their in-memory cache.
 #[derive(Debug, Default)]
 pub struct KeyStore {
-    keys: RwLock<HashMap<KeyHash, (KeyConfig, Option<i64>)>>,
+    keys: RwLock<LiveKeys>,
     teams: RwLock<HashMap<String, TeamConfig>>,
 }
 
 impl KeyStore {
     /// The live key with this hash (not revoked, not expired at `now_ms`).
-    pub fn lookup(&self, hash: &KeyHash, now_ms: i64) -> Option<KeyConfig> {
+    pub fn lookup(&self, hash: &KeyHash, now_ms: i64) -> Option<Arc<KeyConfig>> {
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
         let (key, expires) = keys.get(hash)?;
         if expires.is_some_and(|e| e <= now_ms) {
@@ -154,7 +158,7 @@ impl KeyStore {
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
         let teams = self.teams.read().unwrap_or_else(|p| p.into_inner());
         keys.values()
-            .filter_map(|(k, _)| Some((GroupBy::Key, k.id.clone(), k.limits.budget?)))
+            .filter_map(|(k, _)| Some((GroupBy::Key, k.id.to_string(), k.limits.budget?)))
             .chain(
                 teams
                     .values()
@@ -186,8 +190,8 @@ impl KeyStore {
             };
             match settings.to_config(hash) {
                 Ok(mut k) => {
-                    k.id = r.try_get(10)?;
-                    keys.insert(hash, (k, settings.expires_ms));
+                    k.id = r.try_get::<String, _>(10)?.into();
+                    keys.insert(hash, (Arc::new(k), settings.expires_ms));
                 }
                 Err(e) => {
                     tracing::warn!(name = %settings.name, "A stored key's settings are invalid and it is ignored: {}", e.one_line())
@@ -279,7 +283,7 @@ pub async fn create_for(
     now_ms: i64,
 ) -> Result<(String, String), LedgerError> {
     let name = settings.name.trim();
-    if name == "master" || config.keys.values().any(|k| k.name == name) {
+    if name == "master" || config.keys.values().any(|k| *k.name == *name) {
         return Err(LedgerError::Invalid(format!(
             "`{name}` is the name of a key in the config; choose another name"
         )));

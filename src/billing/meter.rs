@@ -4,6 +4,8 @@
 //! request, output and reasoning by counting the text sent — and the row names those.
 
 use memchr::memmem::Finder;
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::value::RawValue;
@@ -21,13 +23,13 @@ use crate::config::{Config, ProviderConfig};
 #[derive(Debug, Clone)]
 pub struct CallMeter {
     pub ts_ms: i64,
-    pub request_id: String,
-    pub key_name: String,
+    pub request_id: Arc<str>,
+    pub key_name: Arc<str>,
     /// `Caller::key_id`.
-    pub key_id: String,
-    pub team: Option<String>,
+    pub key_id: Arc<str>,
+    pub team: Option<Arc<str>>,
     pub endpoint: &'static str,
-    pub route: String,
+    pub route: Arc<str>,
     /// Markup in basis points for this caller.
     pub markup_bp: u32,
     /// Estimated prompt tokens, for calls whose backend reports no usage.
@@ -37,8 +39,8 @@ pub struct CallMeter {
 /// The backend that served (or last failed) the call.
 #[derive(Debug, Clone)]
 pub struct ServedBy {
-    pub provider: String,
-    pub model: String,
+    pub provider: Arc<str>,
+    pub model: Arc<str>,
     pub tier: Tier,
     pub price: Price,
     /// The savings reference's price (the route's frontier model).
@@ -111,13 +113,13 @@ impl CallMeter {
     }
 
     /// The ledger row for this call and its cost in nano-dollars (`None`: price unknown).
-    /// The call's own strings (request id, key, team, route) and the server's move into
-    /// the row rather than being copied: a meter writes one row, and is left with them empty.
+    /// The row shares the call's text (request id, key, team, route), the server's and
+    /// the catalog version rather than copying them.
     pub fn row(
-        &mut self,
+        &self,
         served: Option<ServedBy>,
         ending: &Ending,
-        catalog_version: String,
+        catalog_version: Arc<str>,
     ) -> (LedgerRow, Billed) {
         let usage = self.usage_for(ending);
         let cost = match &served {
@@ -130,20 +132,20 @@ impl CallMeter {
             .and_then(|p| cost_nanos(&usage, p, 0));
         let tier = served
             .as_ref()
-            .map(|s| s.tier.as_str().to_string())
+            .map(|s| Cow::Borrowed(s.tier.as_str()))
             .unwrap_or_default();
         let (provider, model) = served.map(|s| (s.provider, s.model)).unwrap_or_default();
         let row = LedgerRow {
             ts_ms: self.ts_ms,
-            request_id: std::mem::take(&mut self.request_id),
-            key_name: std::mem::take(&mut self.key_name),
-            key_id: std::mem::take(&mut self.key_id),
-            team: self.team.take(),
-            route: std::mem::take(&mut self.route),
+            request_id: self.request_id.clone(),
+            key_name: self.key_name.clone(),
+            key_id: self.key_id.clone(),
+            team: self.team.clone(),
+            route: self.route.clone(),
             provider,
             model,
             tier,
-            endpoint: self.endpoint.to_string(),
+            endpoint: Cow::Borrowed(self.endpoint),
             input_tokens: column(usage.input),
             cached_input_tokens: column(usage.cached_input),
             cache_write_tokens: column(usage.cache_write),
@@ -156,7 +158,7 @@ impl CallMeter {
             latency_ms: ending.latency.as_millis() as i64,
             ttft_ms: ending.ttft.map(|d| d.as_millis() as i64),
             status: i32::from(ending.status),
-            error_type: ending.error_type.map(|l| l.as_str().to_string()),
+            error_type: ending.error_type.map(|l| Cow::Borrowed(l.as_str())),
             fallbacks: ending.fallbacks as i32,
         };
         (row, Billed { usage, cost })
@@ -799,7 +801,7 @@ mod tests {
 
     #[test]
     fn missing_usage_is_estimated_and_flagged() {
-        let mut meter = meter();
+        let meter = meter();
         let served = ServedBy {
             provider: "p".into(),
             model: "m".into(),

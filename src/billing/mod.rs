@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod limits;
 pub mod meter;
 pub mod shared;
+pub mod text;
 pub mod tokens;
 
 use std::sync::{Arc, OnceLock};

@@ -144,8 +144,9 @@ impl ModelEntry {
 /// The whole catalog.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Catalog {
-    /// Recorded on every ledger row: which catalog priced it.
-    pub version: String,
+    /// Recorded on every ledger row: which catalog priced it (shared by the rows).
+    #[serde(with = "crate::billing::text")]
+    pub version: std::sync::Arc<str>,
     /// The date of the reference data the figures come from (`2026-07-02`); absent in
     /// an imported list that does not state one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -195,7 +196,7 @@ impl Catalog {
     /// A catalog of `models`, with no reference date, notes or sources.
     pub fn new(version: String, models: BTreeMap<String, ModelEntry>) -> Catalog {
         Catalog {
-            version,
+            version: version.into(),
             reference_date: None,
             notes: None,
             sources: BTreeMap::new(),
@@ -298,7 +299,7 @@ impl Catalog {
                 None => {}
             }
         }
-        self.version = format!("{}+{}", self.version, other.version);
+        self.version = format!("{}+{}", self.version, other.version).into();
     }
 }
 

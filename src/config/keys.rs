@@ -3,6 +3,7 @@
 //! through. Settings in, runtime form out; it never stores or looks up a key (billing does).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use super::problems::{under, Problems, ValueError};
 use super::raw::{RawKey, RawTeam};
@@ -13,10 +14,11 @@ use crate::catalog::Tier;
 #[derive(Debug, Clone)]
 pub struct KeyConfig {
     /// The key's identity in the ledger: `config:<name>` for a key of the config, the
-    /// stored id (`key_…`) for a virtual key. Unlike the name, never reused.
-    pub id: String,
-    pub name: String,
-    pub team: Option<String>,
+    /// stored id (`key_…`) for a virtual key. Unlike the name, never reused. Shared
+    /// (like the name and team): each call's ledger row holds them without a copy.
+    pub id: Arc<str>,
+    pub name: Arc<str>,
+    pub team: Option<Arc<str>>,
     pub hash: KeyHash,
     /// Markup in basis points on this key's costs.
     pub markup_bp: u32,
@@ -138,9 +140,9 @@ impl KeySettings<'_> {
             }
         };
         KeyConfig {
-            id: format!("config:{}", self.name),
-            name: self.name.to_string(),
-            team: self.team.map(str::to_string),
+            id: format!("config:{}", self.name).into(),
+            name: self.name.into(),
+            team: self.team.map(Arc::from),
             hash,
             markup_bp,
             limits: Limits {
@@ -212,7 +214,7 @@ pub(super) fn resolve_keys(
     master_key: Option<KeyHash>,
     env: &dyn Fn(&str) -> Option<String>,
     problems: &mut Problems,
-) -> HashMap<KeyHash, KeyConfig> {
+) -> HashMap<KeyHash, Arc<KeyConfig>> {
     let mut keys = HashMap::new();
     for (i, k) in raw.iter().enumerate() {
         let path = format!("keys[{i}]");
@@ -232,7 +234,7 @@ pub(super) fn resolve_keys(
         // The settings are checked even when the key is not, so every problem shows at once.
         let key = KeySettings::from(k).resolve(hash.unwrap_or_default(), &path, problems);
         if let Some(hash) = hash {
-            keys.insert(hash, key);
+            keys.insert(hash, Arc::new(key));
         }
     }
     keys
@@ -375,7 +377,7 @@ mod tests {
         ];
         let mut p = Problems::default();
         let keys = resolve_keys(&raw, Some(secret::hash_key("bzr-master")), &env, &mut p);
-        assert_eq!(keys[&secret::hash_key("bzr-k")].name, "b");
+        assert_eq!(&*keys[&secret::hash_key("bzr-k")].name, "b");
         let err = p.finish(()).unwrap_err();
         assert_eq!(
             err.one_line(),

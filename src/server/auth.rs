@@ -1,6 +1,8 @@
 //! Who is calling: the gateway key from `Authorization: Bearer`, `x-api-key`
 //! (Anthropic SDKs) or `api-key` (Azure clients), compared by hash only.
 
+use std::sync::Arc;
+
 use http::HeaderMap;
 
 use crate::api::ApiError;
@@ -11,22 +13,30 @@ use crate::router::filter::CallerLimits;
 /// The authenticated caller of one request.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// The key's name (never the key).
-    pub name: String,
-    pub team: Option<String>,
+    /// The key's name (never the key); shared with the key's settings, as is the team.
+    pub name: Arc<str>,
+    pub team: Option<Arc<str>>,
     /// The master key: may see everything and call the admin API.
     pub admin: bool,
     pub key_hash: KeyHash,
     /// Markup in basis points added to this caller's costs (visible in the ledger).
     pub markup_bp: u32,
     /// The key's settings (limits, allowed models and tiers); `None` for the master key.
-    pub key: Option<KeyConfig>,
+    /// Shared with the config or the key store: a call does not copy them.
+    pub key: Option<Arc<KeyConfig>>,
 }
 
 impl Caller {
     /// The key's identity in the ledger (`KeyConfig::id`; `master` for the master key).
     pub fn key_id(&self) -> &str {
-        self.key.as_ref().map_or("master", |k| k.id.as_str())
+        self.key.as_ref().map_or("master", |k| &k.id)
+    }
+
+    /// `key_id`, shared (the master key's is made on each call).
+    pub fn shared_key_id(&self) -> Arc<str> {
+        self.key
+            .as_ref()
+            .map_or_else(|| Arc::from("master"), |k| k.id.clone())
     }
 
     /// The routing restrictions of this caller's key.

@@ -156,12 +156,12 @@ pub async fn serve<S: Shape>(
     let mut admission = state.billing.open(
         CallMeter {
             ts_ms: 0,
-            request_id: request_id.0.to_string(),
+            request_id: request_id.0.clone(),
             key_name: caller.name.clone(),
-            key_id: caller.key_id().to_string(),
+            key_id: caller.shared_key_id(),
             team: caller.team.clone(),
             endpoint: asked.endpoint,
-            route: asked.model.to_string(),
+            route: asked.model.into(),
             markup_bp: caller.markup_bp,
             prompt_tokens_estimate: asked.prompt_tokens,
         },
@@ -207,7 +207,7 @@ async fn admit<S: Shape>(
     // The plan refuses (403) any model the key may not use, fallbacks included.
     let plan = shape.plan(cx)?;
     let ask = Ask {
-        key: cx.caller.key.as_ref(),
+        key: cx.caller.key.as_deref(),
         config: &cx.runtime.config,
         prompt_tokens: asked.prompt_tokens,
         max_tokens: asked.max_tokens,
@@ -344,8 +344,8 @@ fn served_by(state: &AppState, runtime: &Runtime, route: &str, candidate: &Candi
         local_price(p, tps)
     });
     ServedBy {
-        provider: provider_id.to_string(),
-        model: candidate.model.to_string(),
+        provider: provider_id.into(),
+        model: candidate.model.clone(),
         tier: candidate.facts.tier,
         price: local.unwrap_or(candidate.facts.price),
         reference_price: reference_price(config, route),

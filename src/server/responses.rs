@@ -126,12 +126,12 @@ fn refused(
 ) {
     let meter = CallMeter {
         ts_ms: 0,
-        request_id: request_id.0.to_string(),
+        request_id: request_id.0.clone(),
         key_name: caller.name.clone(),
-        key_id: caller.key_id().to_string(),
+        key_id: caller.shared_key_id(),
         team: caller.team.clone(),
         endpoint: "responses",
-        route: model.to_string(),
+        route: model.into(),
         markup_bp: caller.markup_bp,
         prompt_tokens_estimate: 0,
     };

@@ -870,9 +870,9 @@ async fn issue_13_the_spend_export_streams_every_row_once() {
             // Seven rows per millisecond, so pages end inside a run of equal timestamps.
             ts_ms: 1_790_000_000_000 + (i / 7) * 1000,
             request_id: if i % 100 == 3 {
-                format!("r{i}, \"quoted\"\nsecond line")
+                format!("r{i}, \"quoted\"\nsecond line").into()
             } else {
-                format!("r{i}")
+                format!("r{i}").into()
             },
             key_name: "other".into(),
             key_id: "config:other".into(),
@@ -917,7 +917,11 @@ async fn issue_13_the_spend_export_streams_every_row_once() {
         "the header once"
     );
     let ids: Vec<&str> = records[1..].iter().map(|r| r[2].as_str()).collect();
-    let expected: Vec<String> = rows.iter().rev().map(|r| r.request_id.clone()).collect();
+    let expected: Vec<String> = rows
+        .iter()
+        .rev()
+        .map(|r| r.request_id.to_string())
+        .collect();
     // Every row once, newest first (ties in the order they were written, newest first).
     assert_eq!(ids, expected);
 

@@ -83,9 +83,9 @@ fn row(i: i64) -> LedgerRow {
         ts_ms: 1_790_000_000_000 + i * 600_000, // every 10 minutes
         // Some ids carry what array literals and SQL quoting must survive.
         request_id: if i % 10 == 3 {
-            format!("r{i} \"q\", {{b}} \\ NULL 'ü'")
+            format!("r{i} \"q\", {{b}} \\ NULL 'ü'").into()
         } else {
-            format!("r{i}")
+            format!("r{i}").into()
         },
         key_name: ["app", "other"][(i % 2) as usize].into(),
         key_id: ["config:app", "config:other"][(i % 2) as usize].into(),
@@ -157,7 +157,7 @@ async fn rows_rollups_and_paging_agree_on_every_backend() {
             .await
             .unwrap();
         for g in &groups {
-            let mine: Vec<&LedgerRow> = rows.iter().filter(|r| r.key_name == g.group).collect();
+            let mine: Vec<&LedgerRow> = rows.iter().filter(|r| *r.key_name == *g.group).collect();
             assert_eq!(g.requests, mine.len() as i64, "{backend}");
             assert_eq!(
                 g.cost_nanos,
@@ -213,7 +213,7 @@ async fn rows_rollups_and_paging_agree_on_every_backend() {
                 .unwrap(),
             rows[50..]
                 .iter()
-                .filter(|r| r.key_name == "app")
+                .filter(|r| &*r.key_name == "app")
                 .filter_map(|r| r.cost_nanos)
                 .sum::<i64>(),
             "{backend}"

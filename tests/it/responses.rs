@@ -607,7 +607,7 @@ async fn unsupported_features_and_unknown_items_are_400s_naming_them() {
     let rows = ledger_rows(gw).await;
     assert_eq!(rows.len(), n + 1, "every refusal is a ledger row");
     assert!(
-        rows.iter().all(|r| r.status == 400 && r.route == "m"),
+        rows.iter().all(|r| r.status == 400 && &*r.route == "m"),
         "{rows:?}"
     );
 }

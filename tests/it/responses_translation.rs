@@ -386,10 +386,7 @@ async fn issue_15_responses_fall_back_across_wire_formats() {
 
     let rows = ledger_rows(gw).await;
     // Sorted: rows of calls in one millisecond come back in no set order.
-    let mut served: Vec<(i32, &str)> = rows
-        .iter()
-        .map(|r| (r.status, r.provider.as_str()))
-        .collect();
+    let mut served: Vec<(i32, &str)> = rows.iter().map(|r| (r.status, &*r.provider)).collect();
     served.sort_unstable();
     assert_eq!(
         served,
@@ -436,7 +433,7 @@ async fn assert_refusals_name(
     let rows = ledger_rows(gw).await;
     assert_eq!(rows.len(), calls, "{kind}: every refusal is a ledger row");
     assert!(
-        rows.iter().all(|r| r.status == 400 && r.route == "m"),
+        rows.iter().all(|r| r.status == 400 && &*r.route == "m"),
         "{kind}: {rows:?}"
     );
 }

@@ -337,13 +337,13 @@ fn rollup(rows: &[LedgerRow]) -> std::collections::BTreeMap<RollupKey<'_>, Aggre
     for r in rows {
         let key = (
             r.ts_ms - r.ts_ms.rem_euclid(HOUR_MS),
-            r.key_id.as_str(),
-            r.key_name.as_str(),
+            &*r.key_id,
+            &*r.key_name,
             r.team.as_deref().unwrap_or_default(),
-            r.route.as_str(),
-            r.provider.as_str(),
-            r.model.as_str(),
-            r.tier.as_str(),
+            &*r.route,
+            &*r.provider,
+            &*r.model,
+            &*r.tier,
         );
         let a = out.entry(key).or_default();
         a.requests += 1;

@@ -12,6 +12,9 @@ pub use estimated::Estimated;
 pub use insert::SQLITE_ROWS_PER_STATEMENT;
 use insert::{insert_pg, insert_rows, WriteSql, ROLLUP_KEY_COLUMNS};
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -27,26 +30,34 @@ pub enum LedgerError {
     Invalid(String),
 }
 
-/// One call, as billed.
+/// One call, as billed. Its text is shared with what the call already holds (the
+/// request id, the key's settings, the serving target, the catalog) or static (tier,
+/// endpoint, error label), so a row costs the request path no copies of it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerRow {
     /// Unix milliseconds, from the injected clock.
     pub ts_ms: i64,
-    pub request_id: String,
+    #[serde(with = "crate::billing::text")]
+    pub request_id: Arc<str>,
     /// The key's name, as people read it; two keys can have had the same name.
-    pub key_name: String,
+    #[serde(with = "crate::billing::text")]
+    pub key_name: Arc<str>,
     /// The key's identity: a virtual key's id (`key_…`), `config:<name>` for a key of the
     /// config, `master`. A key's own spend is scoped by it, never by the name, so a new
     /// key reusing a revoked key's name sees none of its calls. Absent from spill lines
     /// written before the column existed; replay fills it in (`writer::fill_key_ids`).
-    #[serde(default)]
-    pub key_id: String,
-    pub team: Option<String>,
-    pub route: String,
-    pub provider: String,
-    pub model: String,
-    pub tier: String,
-    pub endpoint: String,
+    #[serde(default, with = "crate::billing::text")]
+    pub key_id: Arc<str>,
+    #[serde(with = "crate::billing::text::optional")]
+    pub team: Option<Arc<str>>,
+    #[serde(with = "crate::billing::text")]
+    pub route: Arc<str>,
+    #[serde(with = "crate::billing::text")]
+    pub provider: Arc<str>,
+    #[serde(with = "crate::billing::text")]
+    pub model: Arc<str>,
+    pub tier: Cow<'static, str>,
+    pub endpoint: Cow<'static, str>,
     pub input_tokens: i64,
     pub cached_input_tokens: i64,
     pub cache_write_tokens: i64,
@@ -56,13 +67,14 @@ pub struct LedgerRow {
     pub cost_nanos: Option<i64>,
     /// The same usage at the route's reference frontier model.
     pub baseline_cost_nanos: Option<i64>,
-    pub catalog_version: String,
+    #[serde(with = "crate::billing::text")]
+    pub catalog_version: Arc<str>,
     /// The buckets the gateway counted itself (the backend did not report them).
     pub estimated: Estimated,
     pub latency_ms: i64,
     pub ttft_ms: Option<i64>,
     pub status: i32,
-    pub error_type: Option<String>,
+    pub error_type: Option<Cow<'static, str>>,
     pub fallbacks: i32,
 }
 
@@ -551,16 +563,18 @@ impl Ledger {
 }
 
 fn row_from(r: &AnyRow, o: usize) -> Result<LedgerRow, sqlx::Error> {
+    let text = |i: usize| r.try_get::<String, _>(o + i).map(Arc::from);
+    let optional = |i: usize| r.try_get::<Option<String>, _>(o + i);
     Ok(LedgerRow {
         ts_ms: r.try_get(o)?,
-        request_id: r.try_get(o + 1)?,
-        key_name: r.try_get(o + 2)?,
-        team: r.try_get(o + 3)?,
-        route: r.try_get(o + 4)?,
-        provider: r.try_get(o + 5)?,
-        model: r.try_get(o + 6)?,
-        tier: r.try_get(o + 7)?,
-        endpoint: r.try_get(o + 8)?,
+        request_id: text(1)?,
+        key_name: text(2)?,
+        team: optional(3)?.map(Arc::from),
+        route: text(4)?,
+        provider: text(5)?,
+        model: text(6)?,
+        tier: r.try_get::<String, _>(o + 7)?.into(),
+        endpoint: r.try_get::<String, _>(o + 8)?.into(),
         input_tokens: r.try_get(o + 9)?,
         cached_input_tokens: r.try_get(o + 10)?,
         cache_write_tokens: r.try_get(o + 11)?,
@@ -568,14 +582,14 @@ fn row_from(r: &AnyRow, o: usize) -> Result<LedgerRow, sqlx::Error> {
         reasoning_tokens: r.try_get(o + 13)?,
         cost_nanos: r.try_get(o + 14)?,
         baseline_cost_nanos: r.try_get(o + 15)?,
-        catalog_version: r.try_get(o + 16)?,
+        catalog_version: text(16)?,
         estimated: Estimated::from_column(r.try_get::<i64, _>(o + 17)?),
         latency_ms: r.try_get(o + 18)?,
         ttft_ms: r.try_get(o + 19)?,
         status: r.try_get::<i64, _>(o + 20)? as i32,
-        error_type: r.try_get(o + 21)?,
+        error_type: optional(21)?.map(Cow::Owned),
         fallbacks: r.try_get::<i64, _>(o + 22)? as i32,
-        key_id: r.try_get::<Option<String>, _>(o + 23)?.unwrap_or_default(),
+        key_id: optional(23)?.map(Arc::from).unwrap_or_default(),
     })
 }
 
@@ -716,7 +730,7 @@ async fn sorted_request_ids(ledger: &Ledger) -> Vec<String> {
         .await
         .unwrap_or_default()
         .into_iter()
-        .map(|(_, r)| r.request_id)
+        .map(|(_, r)| r.request_id.to_string())
         .collect();
     ids.sort();
     ids
@@ -730,7 +744,7 @@ mod tests {
     fn row(ts: i64, key: &str, cost: Option<i64>) -> LedgerRow {
         LedgerRow {
             ts_ms: ts,
-            request_id: format!("r{ts}"),
+            request_id: format!("r{ts}").into(),
             key_name: key.into(),
             team: Some("web".into()),
             route: "auto".into(),
@@ -824,7 +838,7 @@ mod tests {
         for batch in rows.chunks(97) {
             ledger.insert(batch).await.unwrap();
         }
-        let mut want: Vec<String> = rows.iter().map(|r| r.request_id.clone()).collect();
+        let mut want: Vec<String> = rows.iter().map(|r| r.request_id.to_string()).collect();
         want.sort();
         assert_eq!(sorted_request_ids(&ledger).await, want, "every row once");
         let hourly = || {
@@ -911,7 +925,7 @@ mod tests {
             .await
             .unwrap()
             .into_iter()
-            .map(|(_, r)| (r.ts_ms, r.key_id))
+            .map(|(_, r)| (r.ts_ms, r.key_id.to_string()))
             .collect();
         ids.sort();
         assert_eq!(

@@ -363,7 +363,7 @@ async fn replay_file(ledger: &Ledger, spill: &Spill, file: &Path) -> Result<u64,
 /// spend view count them, and a later key reusing the name does not. Each name is looked
 /// up once; rows that have an id are left as they are.
 async fn fill_key_ids(ledger: &Ledger, rows: &mut [LedgerRow]) -> Result<(), LedgerError> {
-    let mut keys: std::collections::HashMap<String, Vec<(i64, String)>> = Default::default();
+    let mut keys: std::collections::HashMap<Arc<str>, Vec<(i64, String)>> = Default::default();
     for row in rows
         .iter_mut()
         .filter(|r| r.key_id.is_empty() && !r.key_name.is_empty())
@@ -372,7 +372,7 @@ async fn fill_key_ids(ledger: &Ledger, rows: &mut [LedgerRow]) -> Result<(), Led
             let found = sqlx::query(
                 "SELECT created_ms, id FROM virtual_keys WHERE name = $1 ORDER BY created_ms DESC",
             )
-            .bind(row.key_name.clone())
+            .bind(row.key_name.to_string())
             .fetch_all(ledger.pool())
             .await?;
             let found = found
@@ -385,9 +385,9 @@ async fn fill_key_ids(ledger: &Ledger, rows: &mut [LedgerRow]) -> Result<(), Led
             .get(&row.key_name)
             .and_then(|ids| ids.iter().find(|(created, _)| *created <= row.ts_ms));
         row.key_id = match virtual_key {
-            Some((_, id)) => id.clone(),
-            None if row.key_name == "master" => "master".into(),
-            None => format!("config:{}", row.key_name),
+            Some((_, id)) => id.as_str().into(),
+            None if &*row.key_name == "master" => "master".into(),
+            None => format!("config:{}", row.key_name).into(),
         };
     }
     Ok(())
@@ -560,7 +560,7 @@ mod tests {
     fn row(i: i64) -> LedgerRow {
         LedgerRow {
             ts_ms: i,
-            request_id: format!("r{i}"),
+            request_id: format!("r{i}").into(),
             key_name: "k".into(),
             route: "m".into(),
             provider: "p".into(),
@@ -726,7 +726,7 @@ mod tests {
             .await
             .unwrap()
             .into_iter()
-            .map(|(_, r)| (r.ts_ms, r.key_name, r.key_id))
+            .map(|(_, r)| (r.ts_ms, r.key_name.to_string(), r.key_id.to_string()))
             .collect();
         got.sort();
         let want = [
