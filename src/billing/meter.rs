@@ -8,12 +8,14 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::cost::{cost_nanos, usd_number};
 use super::ledger::{Estimated, LedgerRow};
 use crate::api::openai::RawObject;
 use crate::api::responses::reply::ResponsesUsage;
+use crate::api::rewrite::{splice_cost, Members, UsageAt};
 use crate::api::usage::Buckets;
 use crate::api::{ErrorLabel, Usage};
 use crate::catalog::{Price, Tier};
@@ -313,84 +315,26 @@ fn spliced_cost(body: &[u8], billed: &Billed) -> Option<Vec<u8>> {
         return None;
     }
     let text = std::str::from_utf8(body).ok()?;
-    let top: Fields<'_> = serde_json::from_str(text).ok()?;
-    let usage = top.usage.filter(|_| top.plain)?;
-    let inner: Fields<'_> = serde_json::from_str(usage.get()).ok()?;
-    if !inner.plain || inner.len == 0 || inner.cost {
-        return None;
-    }
-    let usage = usage.get();
-    let start = (usage.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
-    let end = start + usage.len();
-    let open = usage.strip_suffix('}')?;
-    if text.get(start..end) != Some(usage) {
-        return None;
-    }
-    let mut out = Vec::with_capacity(body.len() + 32);
-    out.extend_from_slice(&body[..start]);
-    out.extend_from_slice(open.as_bytes());
-    out.extend_from_slice(b",\"cost\":");
-    match billed.cost {
-        Some(c) => serde_json::to_writer(&mut out, &usd_number(c)).ok()?,
-        None => out.extend_from_slice(b"null"),
-    }
-    out.push(b'}');
-    out.extend_from_slice(&body[end..]);
-    Some(out)
+    let usage = Members::of(text)?.usage_range(text)?;
+    splice_cost(body, usage, billed.cost.map(usd_number))
 }
 
-/// A JSON object's members as far as `spliced_cost` needs them, borrowed from the body.
-struct Fields<'a> {
-    usage: Option<&'a RawValue>,
-    len: usize,
-    cost: bool,
-    /// No duplicate `usage` or `model`, `model` a string, no gateway field, no escaped key.
-    plain: bool,
-}
-
-impl<'de> serde::Deserialize<'de> for Fields<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Fields<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Fields<'de>, A::Error> {
-                let mut fields = Fields {
-                    usage: None,
-                    len: 0,
-                    cost: false,
-                    plain: true,
-                };
-                let mut model = false;
-                // A key with escapes cannot be borrowed: the map fails and the full rewrite applies.
-                while let Some(key) = map.next_key::<&'de str>()? {
-                    let value: &'de RawValue = map.next_value()?;
-                    fields.len += 1;
-                    match key {
-                        "usage" => {
-                            fields.plain &= fields.usage.is_none();
-                            fields.usage = Some(value);
-                        }
-                        "model" => {
-                            fields.plain &= !model && value.get().starts_with('"');
-                            model = true;
-                        }
-                        "cost" => fields.cost = true,
-                        k if crate::api::openai::GATEWAY_FIELDS.contains(&k) => {
-                            fields.plain = false
-                        }
-                        _ => {}
-                    }
-                }
-                Ok(fields)
-            }
-        }
-        d.deserialize_map(Visit)
+/// `with_billed_usage` for a reply whose provider found its usage object (`usage_at`)
+/// when it read the reply: the cost is spliced in there without reading the body again.
+/// Any other reply (no such place, another body, usage the backend did not report in
+/// full) takes `with_billed_usage`.
+pub fn served_with_billed_usage(
+    body: Bytes,
+    usage_at: Option<&UsageAt>,
+    billed: &Billed,
+    shape: BodyShape,
+) -> Bytes {
+    let spliced = usage_at
+        .filter(|_| billed.usage.is_reported())
+        .and_then(|at| at.splice(&body, billed.cost.map(usd_number)));
+    match spliced.or_else(|| with_billed_usage(&body, billed, shape)) {
+        Some(out) => Bytes::from(out),
+        None => body,
     }
 }
 
@@ -603,8 +547,10 @@ mod tests {
             },
             cost,
         };
-        let bodies: [&[u8]; 9] = [
+        let bodies: [&[u8]; 11] = [
             br#"{"id":"x","model":"m","usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#,
+            br#"{"us\u0061ge":{"a":1},"model":"m"}"#,
+            br#"{"usage":{"a":1},"model":"m","error":null}"#,
             br#"{ "usage" : { "prompt_tokens" : 3 } , "model" : "m", "choices": [{"message":{"content":"usage"}}] }"#,
             br#"{"usage":{"prompt_tokens":3,"cost":0.5},"model":"m"}"#,
             br#"{"usage":{},"model":"m"}"#,
@@ -622,6 +568,23 @@ mod tests {
                 let full = rewritten_usage(body, &b, BodyShape::OpenAi)
                     .map(|o| serde_json::from_slice::<serde_json::Value>(&o).unwrap());
                 assert_eq!(fast, full, "{}", String::from_utf8_lossy(body));
+                // Where the provider's one read found the usage, the splice writes the same bytes.
+                let body = Bytes::copy_from_slice(body);
+                let text = std::str::from_utf8(&body).unwrap();
+                let at = Members::of(text)
+                    .and_then(|m| m.usage_range(text))
+                    .map(|r| UsageAt::new(&body, r));
+                let served =
+                    served_with_billed_usage(body.clone(), at.as_ref(), &b, BodyShape::OpenAi);
+                let spliced =
+                    with_billed_usage(&body, &b, BodyShape::OpenAi).unwrap_or(body.to_vec());
+                assert_eq!(served, spliced, "{text}");
+                // Never into another body, however alike.
+                if let Some(at) = &at {
+                    let copy = Bytes::copy_from_slice(&body);
+                    assert!(at.splice(&copy, None).is_none());
+                    assert!(at.splice(&body, None).is_some());
+                }
             }
         }
         // The common reply takes the splice: the body's bytes are kept around the cost.
@@ -631,7 +594,11 @@ mod tests {
             br#"{"id":"x", "model":"m","usage":{"prompt_tokens":3,"cost":0.0015} ,"z":1}"#
         );
         assert!(
-            spliced_cost(bodies[2], &billed(None)).is_none(),
+            spliced_cost(
+                br#"{"usage":{"prompt_tokens":3,"cost":0.5},"model":"m"}"#,
+                &billed(None)
+            )
+            .is_none(),
             "a cost of the upstream's own is replaced by the full rewrite"
         );
     }

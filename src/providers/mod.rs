@@ -57,6 +57,9 @@ pub struct Reply {
     /// As the backend reported it; `None` when it reported none.
     pub usage: Option<Usage>,
     pub meta: UpstreamMeta,
+    /// Where `body`'s usage object is, when the provider found it plain while reading
+    /// the usage (OpenAI's replies): the call's cost is spliced in there.
+    pub usage_at: Option<crate::api::rewrite::UsageAt>,
 }
 
 /// One stream chunk in the OpenAI shape (the JSON after `data: `).

@@ -19,6 +19,7 @@ use super::relay::{self, Framer, RouteHeaders};
 use super::state::{AppState, Runtime};
 use super::RequestId;
 use crate::api::openai::ChatRequest;
+use crate::api::rewrite::UsageAt;
 use crate::api::ApiError;
 use crate::billing::admission::{Admission, Ask, Offer, Outcome};
 use crate::billing::meter::{
@@ -103,6 +104,14 @@ pub trait Shape: Sync {
         with_billed_usage(&body, billed, BodyShape::OpenAi)
             .map(Bytes::from)
             .unwrap_or(body)
+    }
+
+    /// `reply_body` for a reply whose provider said where its usage object is
+    /// (`Reply::usage_at`); a shape whose bodies are OpenAI's as the provider returned
+    /// them splices the cost in there rather than reading the body again.
+    fn served_body(&self, body: Bytes, usage_at: Option<&UsageAt>, billed: &Billed) -> Bytes {
+        let _ = usage_at;
+        self.reply_body(body, billed)
     }
 
     /// The framer for a stream `provider` serves.
@@ -271,7 +280,8 @@ async fn walk<S: Shape>(
         };
         let by = served_by(state, runtime, &plan.route, served.candidate);
         let billed = admission.finish(Outcome::Served { by, ending });
-        let mut response = relay::json(shape.reply_body(reply.body, &billed), route);
+        let body = shape.served_body(reply.body, reply.usage_at.as_ref(), &billed);
+        let mut response = relay::json(body, route);
         response
             .headers_mut()
             .insert(relay::X_BAZAAR_COST_USD, cost_header(billed.cost));

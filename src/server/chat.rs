@@ -18,10 +18,13 @@ use super::embeddings::plan_passthrough;
 use super::relay;
 use super::state::{AppState, Runtime};
 use crate::api::openai::{ChatRequest, PassthroughRequest};
+use crate::api::rewrite::UsageAt;
 use crate::api::ApiError;
+use crate::billing::meter::{served_with_billed_usage, Billed, BodyShape};
 use crate::providers::{Attempt, Provider, Reply, StreamReply, UpstreamError};
 use crate::router::prefs::Prefs;
 use crate::router::{self, explain, CallShape, RoutePlan};
+use bytes::Bytes;
 
 pub async fn completions(State(state): State<Arc<AppState>>, incoming: Incoming) -> Response {
     let parse = |body: &[u8]| Ok(OpenAiShape::Chat(ChatRequest::parse(body)?));
@@ -161,6 +164,10 @@ impl Shape for OpenAiShape {
                 "embeddings do not stream",
             )),
         }
+    }
+
+    fn served_body(&self, body: Bytes, usage_at: Option<&UsageAt>, billed: &Billed) -> Bytes {
+        served_with_billed_usage(body, usage_at, billed, BodyShape::OpenAi)
     }
 
     fn framer(&self, _provider: &Provider) -> relay::OpenAiFramer {

@@ -85,7 +85,12 @@ impl AnthropicAdapter {
         let (response, meta) = self.send_native(native, at, beta).await?;
         let body = read_reply(&self.config, response, at).await?;
         let usage = native::reply_usage(&self.config.id, &body)?;
-        Ok(Reply { body, usage, meta })
+        Ok(Reply {
+            body,
+            usage,
+            meta,
+            usage_at: None,
+        })
     }
 
     /// The streamed `messages`: each chunk is one Anthropic SSE frame, passed through.

@@ -160,6 +160,7 @@ pub fn parse_reply(
         body: shape::reply_body(&reply.id, created, &reply.model, &choices, usage),
         usage,
         meta,
+        usage_at: None,
     })
 }
 

@@ -182,5 +182,6 @@ pub fn parse_reply(
         body: Bytes::from(serde_json::to_vec(&out).unwrap_or_default()),
         usage: None,
         meta,
+        usage_at: None,
     })
 }

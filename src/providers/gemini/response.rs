@@ -274,6 +274,7 @@ pub fn parse_reply(
         body: shape::reply_body(id, created, model, &choices, usage),
         usage,
         meta,
+        usage_at: None,
     })
 }
 

@@ -23,6 +23,7 @@ use super::{
     UpstreamMeta,
 };
 use crate::api::openai::{ChatRequest, PassthroughRequest, RawObject, GATEWAY_FIELDS};
+use crate::api::rewrite::{Members, UsageAt};
 use crate::api::usage::{Buckets, OpenAiUsage};
 use crate::api::Usage;
 use crate::config::{ProviderConfig, WireFormat};
@@ -106,8 +107,13 @@ impl OpenAiAdapter {
     ) -> Result<Reply, UpstreamError> {
         let (response, meta) = self.send(path, body, at).await?;
         let body = read_reply(&self.config, response, at).await?;
-        let usage = parse_usage(&self.config.id, &body, &self.config.quirks)?;
-        Ok(Reply { body, usage, meta })
+        let (usage, usage_at) = read_reply_usage(&self.config.id, &body, &self.config.quirks)?;
+        Ok(Reply {
+            body,
+            usage,
+            meta,
+            usage_at,
+        })
     }
 
     async fn stream(
@@ -140,7 +146,12 @@ impl OpenAiAdapter {
         let usage = crate::api::responses::reply::read_native(&body)
             .map_err(|e| UpstreamError::protocol(&self.config.id, e.to_string()))?
             .usage;
-        Ok(Reply { body, usage, meta })
+        Ok(Reply {
+            body,
+            usage,
+            meta,
+            usage_at: None,
+        })
     }
 
     /// A streamed `POST /responses`: the upstream's events, passed through.
@@ -346,6 +357,36 @@ struct ReplyPeek<'a> {
     usage: Option<&'a RawValue>,
     #[serde(default, borrow)]
     error: Option<&'a RawValue>,
+}
+
+/// `parse_usage`, read once for billing as well: with where the reply's usage object is,
+/// so the call's cost is spliced into it without reading the body again. A body this
+/// one read does not settle (not UTF-8, not an object, `usage` or `error` given twice)
+/// is read by `parse_usage`, which says what is wrong with it.
+pub fn read_reply_usage(
+    provider: &str,
+    body: &Bytes,
+    quirks: &Quirks,
+) -> Result<(Option<Usage>, Option<UsageAt>), UpstreamError> {
+    let text = std::str::from_utf8(body).ok();
+    let Some((text, members)) = text
+        .and_then(|t| Some((t, Members::of(t)?)))
+        .filter(|(_, m)| !m.repeated)
+    else {
+        return parse_usage(provider, body, quirks).map(|usage| (usage, None));
+    };
+    fn present(v: Option<&RawValue>) -> Option<&RawValue> {
+        v.filter(|v| v.get() != "null")
+    }
+    if let Some(error) = present(members.error) {
+        return Err(error_event(provider, error, "an error in place of a reply"));
+    }
+    let usage = present(members.usage)
+        .map(|u| read_usage(provider, u, quirks.reasoning_outside_completion));
+    let usage_at = members
+        .usage_range(text)
+        .map(|range| UsageAt::new(body, range));
+    Ok((usage, usage_at))
 }
 
 /// Usage from a complete OpenAI reply; `None` when the backend reported none. A reply
@@ -682,6 +723,39 @@ mod tests {
         .unwrap();
         assert!(!c.usage_only && c.usage.is_none());
         assert!(openai_chunk("p", event("[DONE]")).unwrap().is_none());
+    }
+
+    #[test]
+    fn one_read_of_a_reply_says_what_parse_usage_says() {
+        let quirks = Quirks::default();
+        let bodies: [&[u8]; 16] = [
+            br#"{"id":"x","model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#,
+            br#"{"id":"x","usage":null}"#,
+            br#"{"id":"x"}"#,
+            br#"{"error":{"message":"overloaded","code":"busy"}}"#,
+            br#"{"error":null,"usage":{"prompt_tokens":1}}"#,
+            br#"{"usage":{"prompt_tokens":1},"usage":{"prompt_tokens":2}}"#,
+            br#"{"error":null,"error":null}"#,
+            br#"{"us\u0061ge":{"prompt_tokens":4}}"#,
+            br#"{"usage":{"prompt_tokens":-1}}"#,
+            br#"{"usage":7}"#,
+            br#"[]"#,
+            br#"[{"prompt_tokens":5}]"#,
+            b"{\"choices\":[{\"message\":{\"content\":\"\xff\"}}],\"usage\":{\"prompt_tokens\":6}}",
+            br#"{"usage":{"prompt_tokens":1}} x"#,
+            br#"not json"#,
+            br#"{"usage":{"prompt_tokens":1},"model":{"nested":[1,2,{"deep":"usage"}]}}"#,
+        ];
+        for body in bodies {
+            let once = read_reply_usage("p", &Bytes::from_static(body), &quirks)
+                .map(|(usage, _)| usage)
+                .map_err(|e| e.to_string());
+            let peek = parse_usage("p", body, &quirks).map_err(|e| e.to_string());
+            assert_eq!(once, peek, "{}", String::from_utf8_lossy(body));
+        }
+        let body = Bytes::from_static(br#"{"model":"m","usage":{"prompt_tokens":3}}"#);
+        let (_, at) = read_reply_usage("p", &body, &quirks).unwrap();
+        assert!(at.is_some(), "a plain reply says where its usage is");
     }
 
     #[test]
