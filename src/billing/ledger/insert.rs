@@ -147,12 +147,11 @@ fn pg_arrays<'a, const W: usize>(rows: impl Iterator<Item = [Cell<'a>; W]>) -> V
 /// parameter list, which makes binding quadratic in the parameters per statement.
 #[derive(Debug)]
 pub(super) struct WriteSql {
-    /// SQLite: rows per execution of `rows`.
-    rows_width: usize,
-    /// SQLite: an INSERT of up to `rows_width` rows.
-    rows: String,
-    /// SQLite: an upsert of up to `SQLITE_GROUPS_PER_STATEMENT` rollup groups.
-    rollups: String,
+    /// SQLite: INSERTs of up to the configured rows per statement, narrowest first (see
+    /// `Padded`).
+    rows: Vec<Padded>,
+    /// SQLite: upserts of up to `SQLITE_GROUPS_PER_STATEMENT` rollup groups, likewise.
+    rollups: Vec<Padded>,
     /// PostgreSQL: the whole batch in one `COPY … FROM STDIN` (text format).
     copy: String,
     /// PostgreSQL: every rollup group of the batch in one upsert.
@@ -196,16 +195,16 @@ impl WriteSql {
         let rows_width = rows_per_statement.max(1);
         let (rows, rollups) = match backend {
             Backend::Sqlite => (
-                format!(
-                    "INSERT INTO ledger ({COLUMNS}) {}",
-                    padded(N_COLUMNS, rows_width)
-                ),
-                upsert(padded(ROLLUP_WIDTH, SQLITE_GROUPS_PER_STATEMENT)),
+                Padded::widths(rows_width, |w| {
+                    format!("INSERT INTO ledger ({COLUMNS}) {}", padded(N_COLUMNS, w))
+                }),
+                Padded::widths(SQLITE_GROUPS_PER_STATEMENT, |w| {
+                    upsert(padded(ROLLUP_WIDTH, w))
+                }),
             ),
-            Backend::Postgres => (String::new(), String::new()),
+            Backend::Postgres => (Vec::new(), Vec::new()),
         };
         WriteSql {
-            rows_width,
             rows,
             rollups,
             copy: format!("COPY ledger ({COLUMNS}) FROM STDIN"),
@@ -217,18 +216,53 @@ impl WriteSql {
     }
 }
 
-/// Runs `items` through `sql`, a statement of `width` rows, one execution per chunk of
-/// `width` items; a short last chunk leaves the rest of the parameters unbound. The
-/// arguments are reserved up front (no regrowth while binding).
+/// One padded SQLite statement: `width` rows (or groups) per execution. Every
+/// execution reads and filters all of its rows and clears all of its parameters, bound
+/// or not, so a statement comes in a few widths (a sixteenth, a quarter and all of the
+/// widest) and each execution takes the narrowest that holds its chunk: a batch of a
+/// few rows does not pay for a wide statement's padding.
+#[derive(Debug)]
+struct Padded {
+    width: usize,
+    sql: String,
+}
+
+impl Padded {
+    /// The statement `sql` writes for each width, narrowest first, up to `widest`.
+    fn widths(widest: usize, sql: impl Fn(usize) -> String) -> Vec<Padded> {
+        let mut widths = vec![(widest / 16).max(1), (widest / 4).max(1), widest.max(1)];
+        widths.dedup();
+        widths
+            .into_iter()
+            .map(|width| Padded {
+                width,
+                sql: sql(width),
+            })
+            .collect()
+    }
+}
+
+/// Runs `items` through `statements` (narrowest first), one execution per chunk of the
+/// widest's width, each by the narrowest statement that holds the chunk; a short chunk
+/// leaves the rest of its statement's parameters unbound. The arguments are reserved up
+/// front (no regrowth while binding).
 async fn execute_chunks<'q, T: 'q, const W: usize>(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    sql: &'q str,
-    width: usize,
+    statements: &'q [Padded],
     items: &'q [T],
     cells: impl Fn(&'q T) -> [Cell<'q>; W],
 ) -> Result<(), LedgerError> {
     use sqlx::Arguments;
-    for chunk in items.chunks(width.max(1)) {
+    let Some(widest) = statements.last() else {
+        return Ok(());
+    };
+    for chunk in items.chunks(widest.width.max(1)) {
+        let sql = statements
+            .iter()
+            .find(|s| s.width >= chunk.len())
+            .unwrap_or(widest)
+            .sql
+            .as_str();
         let mut args = sqlx::any::AnyArguments::default();
         args.reserve(chunk.len() * W, 0);
         for cell in chunk.iter().flat_map(&cells) {
@@ -252,15 +286,8 @@ pub(super) async fn insert_rows(
     rows: &[LedgerRow],
 ) -> Result<(), LedgerError> {
     let groups: Vec<(RollupKey<'_>, Aggregate)> = rollup(rows).into_iter().collect();
-    execute_chunks(tx, &sql.rows, sql.rows_width, rows, row_cells).await?;
-    execute_chunks(
-        tx,
-        &sql.rollups,
-        SQLITE_GROUPS_PER_STATEMENT,
-        &groups,
-        |(k, a)| rollup_cells(k, a),
-    )
-    .await?;
+    execute_chunks(tx, &sql.rows, rows, row_cells).await?;
+    execute_chunks(tx, &sql.rollups, &groups, |(k, a)| rollup_cells(k, a)).await?;
     Ok(())
 }
 
@@ -403,17 +430,20 @@ mod tests {
     #[test]
     fn write_statements_do_not_depend_on_the_batch() {
         let sql = WriteSql::new(Backend::Sqlite, 32);
-        assert_eq!(sql.rows_width, 32);
-        assert_eq!(sql.rows.matches('?').count(), 32 * N_COLUMNS);
-        assert_eq!(
-            sql.rollups.matches('?').count(),
-            SQLITE_GROUPS_PER_STATEMENT * ROLLUP_WIDTH
-        );
-        for text in [&sql.rows, &sql.rollups] {
-            assert!(!text.contains('$'), "anonymous parameters only");
-            assert!(text.contains("WHERE column1 IS NOT NULL"));
+        let widths = |p: &[Padded]| p.iter().map(|s| s.width).collect::<Vec<_>>();
+        assert_eq!(widths(&sql.rows), [2, 8, 32]);
+        assert_eq!(widths(&sql.rollups), [2, 8, SQLITE_GROUPS_PER_STATEMENT]);
+        for s in &sql.rows {
+            assert_eq!(s.sql.matches('?').count(), s.width * N_COLUMNS);
         }
-        assert_eq!(WriteSql::new(Backend::Sqlite, 0).rows_width, 1);
+        for s in &sql.rollups {
+            assert_eq!(s.sql.matches('?').count(), s.width * ROLLUP_WIDTH);
+        }
+        for s in sql.rows.iter().chain(&sql.rollups) {
+            assert!(!s.sql.contains('$'), "anonymous parameters only");
+            assert!(s.sql.contains("WHERE column1 IS NOT NULL"));
+        }
+        assert_eq!(widths(&WriteSql::new(Backend::Sqlite, 0).rows), [1]);
         let pg = WriteSql::new(Backend::Postgres, 32);
         assert_eq!(pg.copy, format!("COPY ledger ({COLUMNS}) FROM STDIN"));
         assert!(pg.rollup.contains(&format!("${ROLLUP_WIDTH}::bigint[]")));
