@@ -459,9 +459,18 @@ pub struct ChatRequest {
     pub user: Option<String>,
 }
 
+/// A JSON string borrowed from the body when it has no escapes, else unescaped: serde's
+/// own `Cow<str>` (and `Option<Cow<str>>` even with `borrow`) always copies.
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+fn optional_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    Ok(Option::<Text<'de>>::deserialize(d)?.map(|t| t.0))
+}
+
 #[derive(Deserialize)]
 struct MessageView<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "optional_text")]
     role: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     content: Option<&'a RawValue>,
@@ -473,7 +482,7 @@ struct MessageView<'a> {
 struct PartView<'a> {
     #[serde(borrow, rename = "type")]
     kind: Cow<'a, str>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "optional_text")]
     text: Option<Cow<'a, str>>,
 }
 
@@ -511,6 +520,16 @@ pub struct PromptScan {
 }
 
 impl PromptScan {
+    /// A scan of a prompt whose texts come from a body of `body_bytes`: the head is
+    /// allocated once, for the most it can take (a text is never longer than its JSON).
+    pub fn with_head_room(body_bytes: usize) -> PromptScan {
+        PromptScan {
+            // `take_head` may pass the limit by the rest of a character (3 bytes).
+            head: String::with_capacity(body_bytes.min(PROMPT_HEAD_CHARS + 3)),
+            ..PromptScan::default()
+        }
+    }
+
     /// Text of message number `message` (a message's parts share the number) in `role`.
     pub fn text(&mut self, message: usize, role: &str, text: &str) {
         self.chars += text.chars().count();
@@ -631,7 +650,7 @@ impl ChatRequest {
                 "`messages` must not be empty.",
             ));
         }
-        let mut prompt = PromptScan::default();
+        let mut prompt = PromptScan::with_head_room(body.len());
         for (i, message) in messages.iter().enumerate() {
             let role = message.role.as_deref().ok_or_else(|| {
                 ApiError::invalid(
@@ -657,7 +676,7 @@ impl ChatRequest {
             let param = || format!("messages[{i}].content");
             match content.get().as_bytes().first() {
                 Some(b'"') => {
-                    let text: Cow<str> = serde_json::from_str(content.get())
+                    let Text(text) = serde_json::from_str(content.get())
                         .map_err(|_| ApiError::invalid(param(), "invalid string"))?;
                     prompt.text(i, role, &text);
                 }
@@ -1044,6 +1063,26 @@ mod tests {
             Err(ApiError::InvalidRequest { param: Some(p), .. }) => assert_eq!(p, "model"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn message_text_is_borrowed_unless_escaped() {
+        let m: MessageView = serde_json::from_str(r#"{"role":"user","content":"hi"}"#).unwrap();
+        assert!(matches!(m.role, Some(Cow::Borrowed("user"))));
+        let Text(text) = serde_json::from_str(m.content.unwrap().get()).unwrap();
+        assert!(matches!(text, Cow::Borrowed("hi")));
+        let m: MessageView =
+            serde_json::from_str(r#"{"role":"us\u0065r","content":"h\u0069"}"#).unwrap();
+        assert_eq!(m.role.as_deref(), Some("user"));
+        let Text(text) = serde_json::from_str(m.content.unwrap().get()).unwrap();
+        assert_eq!(text, "hi");
+        let m: MessageView = serde_json::from_str(r#"{"role":null}"#).unwrap();
+        assert!(m.role.is_none());
+        assert!(serde_json::from_str::<MessageView>(r#"{"role":1}"#).is_err());
+        let p: PartView = serde_json::from_str(r#"{"type":"text","text":"a\"b"}"#).unwrap();
+        assert_eq!(p.text.as_deref(), Some("a\"b"));
+        let p: PartView = serde_json::from_str(r#"{"type":"text","text":"ab"}"#).unwrap();
+        assert!(matches!(p.text, Some(Cow::Borrowed("ab"))));
     }
 
     proptest! {
