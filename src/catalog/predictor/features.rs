@@ -229,6 +229,7 @@ const _: () = {
 /// The bits of `WORDS` the ASCII word `bytes[start..end]` (letters and digits) is, in
 /// any case: none unless a word starts with its first letter and is as long (most
 /// tokens stop there), else its bytes lowercased against those words'.
+#[inline]
 fn ascii_word(bytes: &[u8], start: usize, end: usize) -> u64 {
     let len = end - start;
     let first = usize::from((bytes[start] | 0x20).wrapping_sub(b'a'));
@@ -441,8 +442,9 @@ const _: () = assert!(
 );
 
 /// The code markers that start at byte `i` of `bytes`, a `MARK` byte. With the words'
-/// markers (`word_markers`) these are exactly the markers occurring in the text: a
-/// marker's letters all lie in one word, and one that is no word starts at a `MARK`.
+/// markers (`word_markers`, `return_marker`) these are exactly the markers occurring in
+/// the text: a marker's letters all lie in one word, and one that is no word starts at
+/// a `MARK`.
 fn markers_at(bytes: &[u8], i: usize) -> u16 {
     match bytes[i] {
         b'{' => OPEN,
@@ -454,29 +456,29 @@ fn markers_at(bytes: &[u8], i: usize) -> u16 {
     }
 }
 
-/// The code markers that end in or lie in the word `word` followed by `next`, among
-/// those not in `seen` yet.
-fn word_markers(word: &[u8], next: Option<u8>, seen: u16) -> u16 {
-    let mut found = 0;
-    match next {
-        Some(b' ') => {
-            if seen & DEF == 0 && word.ends_with(b"def") {
-                found |= DEF;
-            }
-            if seen & IMPORT == 0 && word.ends_with(b"import") {
-                found |= IMPORT;
-            }
-        }
-        Some(b'(') if seen & PRINT == 0 && word.ends_with(b"print") => found |= PRINT,
-        _ => {}
+/// The code markers that end in the word `word` followed by `next`: `def `, `import `
+/// and `print(` (`return` lies in a word, and is searched for in the whole part). The
+/// word's last letter decides which one to compare, if any.
+#[inline]
+fn word_markers(word: &[u8], next: Option<u8>) -> u16 {
+    match (next, word.last()) {
+        (Some(b' '), Some(b'f')) if word.ends_with(b"def") => DEF,
+        (Some(b' '), Some(b't')) if word.ends_with(b"import") => IMPORT,
+        (Some(b'('), Some(b't')) if word.ends_with(b"print") => PRINT,
+        _ => 0,
     }
-    if seen & RETURN == 0
-        && word.len() >= 6
-        && (0..=word.len() - 6).any(|j| word[j] == b'r' && word[j..].starts_with(b"return"))
-    {
-        found |= RETURN;
+}
+
+/// `RETURN` if `part` holds `return`: its letters all lie in one word, so one search of
+/// the part finds what a search of each word would.
+fn return_marker(part: &[u8]) -> u16 {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"return"));
+    if FINDER.find(part).is_some() {
+        RETURN
+    } else {
+        0
     }
-    found
 }
 
 /// The hash of each one-byte token (`hash_bytes` of the byte).
@@ -518,7 +520,9 @@ fn hash_word(bytes: &[u8], start: usize, end: usize) -> u64 {
     let len = end - start;
     let mut h = TOKEN_SEED ^ (len as u64).wrapping_mul(MIX);
     let mut at = start;
-    while let Some(word) = load(bytes, at).filter(|_| at + 8 <= end) {
+    // Every chunk but the last is whole; the last holds 1–8 bytes.
+    while at + 8 < end {
+        let word = load(bytes, at).unwrap_or(0);
         h = (h ^ (word | ASCII_LOWER))
             .wrapping_mul(MIX2)
             .rotate_left(29);
@@ -624,7 +628,7 @@ fn walk(part: &str, shape: &mut Shape, lower: &mut String, mut each: impl FnMut(
             }
             break;
         }
-        markers |= word_markers(&bytes[start..i], bytes.get(i).copied(), markers);
+        markers |= word_markers(&bytes[start..i], bytes.get(i).copied());
         let token = if ascii {
             words |= ascii_word(bytes, start, i);
             span(start, i, Kind::AsciiWord)
@@ -643,6 +647,7 @@ fn walk(part: &str, shape: &mut Shape, lower: &mut String, mut each: impl FnMut(
     if after_stop {
         sentences += 1;
     }
+    markers |= return_marker(bytes);
     shape.bytes += bytes.len();
     shape.lines += lines;
     shape.digits += digits;
