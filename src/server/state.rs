@@ -114,16 +114,15 @@ impl AppState {
         });
         match result {
             Ok(runtime) => {
-                tracing::info!(
-                    providers = runtime.providers.len(),
-                    models = runtime.config.models.len(),
-                    "Config reloaded."
-                );
+                let (providers, models) = (runtime.providers.len(), runtime.config.models.len());
                 self.router.metrics.declare(&runtime.config);
                 if let Some(store) = self.responses.get() {
                     store.set_ttl(runtime.config.responses_ttl);
                 }
                 self.replace_runtime(runtime);
+                // Said once it is in place: a call that reads this line next gets the
+                // new config, on whichever thread it runs.
+                tracing::info!(providers, models, "Config reloaded.");
                 self.reloads_applied.fetch_add(1, Ordering::Relaxed);
                 self.router
                     .metrics
