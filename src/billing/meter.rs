@@ -209,33 +209,19 @@ pub fn local_price(provider: &ProviderConfig, tokens_per_sec: f64) -> Option<Pri
 
 /// The price of the route's reference frontier model (or the router's default
 /// reference), against which savings are counted.
-///
-/// Run per served call, so it looks up what `Config::route` and `Config::canonical`
-/// would in the cheaper order: the few routes before the many models (a concrete model
-/// shadows a route of its name), and a reference the config serves by its own name
-/// before its aliases.
 pub fn reference_price(config: &Config, route: &str) -> Option<Price> {
     let reference = config
-        .routes
-        .get(route)
-        .filter(|_| !config.models.contains_key(route))
+        .route(route)
         .and_then(|r| r.reference.as_deref())
         .unwrap_or(&config.router.reference);
-    let (reference, targets) = match config.models.get(reference) {
-        Some(targets) => (reference, Some(targets)),
-        None => {
-            let canonical = config.canonical(reference);
-            (canonical, config.models.get(canonical))
-        }
-    };
-    targets
+    let reference = config.canonical(reference);
+    if let Some(target) = config
+        .models
+        .get(reference)
         .and_then(|t| t.iter().find(|t| t.facts.price.input.is_some()))
-        .map(|t| t.facts.price)
-        .or_else(|| catalog_price(config, reference))
-}
-
-/// The catalog's first priced offer of `reference`.
-fn catalog_price(config: &Config, reference: &str) -> Option<Price> {
+    {
+        return Some(target.facts.price);
+    }
     let (_, entry) = config.catalog.model(reference)?;
     entry
         .offers
