@@ -226,20 +226,28 @@ const _: () = {
     }
 };
 
-/// The bits of `WORDS` the ASCII word `bytes[start..end]` (letters and digits) is, in
-/// any case: none unless a word starts with its first letter and is as long (most
-/// tokens stop there), else its bytes lowercased against those words'.
-#[inline]
-fn ascii_word(bytes: &[u8], start: usize, end: usize) -> u64 {
+/// The bits of `WORDS` the ASCII word `bytes[start..end]` (letters and digits, the
+/// first `first`) is, in any case: none unless a word starts with its first letter and
+/// is as long (most tokens stop there, inline), else its bytes lowercased against those
+/// words'.
+#[inline(always)]
+fn ascii_word(bytes: &[u8], first: u8, start: usize, end: usize) -> u64 {
     let len = end - start;
-    let first = usize::from((bytes[start] | 0x20).wrapping_sub(b'a'));
-    let (Some(by_first), Some(by_len)) = (WORDS_BY_FIRST.get(first), WORDS_BY_LEN.get(len)) else {
+    let letter = usize::from((first | 0x20).wrapping_sub(b'a'));
+    let (Some(by_first), Some(by_len)) = (WORDS_BY_FIRST.get(letter), WORDS_BY_LEN.get(len)) else {
         return 0;
     };
-    let mut candidates = by_first & by_len;
+    let candidates = by_first & by_len;
     if candidates == 0 {
         return 0;
     }
+    ascii_word_among(bytes, start, end, candidates)
+}
+
+/// `ascii_word` for a token of the length and first letter of the `candidates`.
+#[inline(never)]
+fn ascii_word_among(bytes: &[u8], start: usize, end: usize, mut candidates: u64) -> u64 {
+    let len = end - start;
     let lower = |at: usize, n: usize| {
         let present = u64::MAX >> (64 - 8 * n);
         load_short(bytes, at, n) | (ASCII_LOWER & present)
@@ -492,6 +500,29 @@ const BYTE_HASHES: [u64; 128] = {
     out
 };
 
+/// The top bit of every byte of a word.
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+/// Every byte of a word set to `b`.
+const fn splat(b: u8) -> u64 {
+    (b as u64) * 0x0101_0101_0101_0101
+}
+
+/// The ASCII letters and the ASCII digits of the eight bytes of `word`, each as the top
+/// bit of its byte (`CLASS`'s `LETTER` and `DIGIT`, eight bytes at once). Each byte's
+/// low seven bits are compared by adding an offset that carries into its top bit, which
+/// cannot carry into the next byte.
+#[inline]
+fn ascii_alphanumerics(word: u64) -> (u64, u64) {
+    let ascii = !word & HIGH_BITS;
+    let low = word & !HIGH_BITS;
+    // `| 0x20` lowercases the letters and maps no other byte into `a..=z`.
+    let folded = low | splat(0x20);
+    let letters =
+        folded.wrapping_add(splat(0x80 - b'a')) & !folded.wrapping_add(splat(0x80 - b'z' - 1));
+    let digits = low.wrapping_add(splat(0x80 - b'0')) & !low.wrapping_add(splat(0x80 - b'9' - 1));
+    (letters & ascii, digits & ascii)
+}
+
 /// The eight bytes of `bytes` from `at` as one little-endian word, if there are eight.
 fn load(bytes: &[u8], at: usize) -> Option<u64> {
     let mut word = [0u8; 8];
@@ -565,6 +596,14 @@ fn walk(part: &str, shape: &mut Shape, lower: &mut String, mut each: impl FnMut(
     };
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
+        if b == b' ' {
+            // The commonest byte, a space: it ends a number, and a sentence after a stop.
+            in_number = false;
+            sentences += usize::from(after_stop);
+            after_stop = false;
+            i += 1;
+            continue;
+        }
         let class = CLASS[usize::from(b)];
         let start = i;
         if class & (LETTER | DIGIT | UTF8) == 0 {
@@ -605,6 +644,29 @@ fn walk(part: &str, shape: &mut Shape, lower: &mut String, mut each: impl FnMut(
         after_stop = false;
         let mut ascii = true;
         loop {
+            // Eight bytes at a time while there are eight: the run of ASCII letters and
+            // digits from `i`, its digits counted and the numbers starting in it.
+            while let Some(word) = load(bytes, i) {
+                let (letters, digit_bytes) = ascii_alphanumerics(word);
+                let others = !(letters | digit_bytes) & HIGH_BITS;
+                let run = (others.trailing_zeros() / 8) as usize;
+                // The top bits of the run's bytes: those below its first other byte.
+                let d = digit_bytes & (others & others.wrapping_neg()).wrapping_sub(1);
+                if d != 0 {
+                    // A digit starts a number unless the byte before it is a digit (or,
+                    // for the first byte, a number was going on).
+                    let after_digit = (d << 8) | (u64::from(in_number) << 7);
+                    digits += d.count_ones() as usize;
+                    numbers += (d & !after_digit).count_ones() as usize;
+                }
+                if run > 0 {
+                    in_number = (d >> (8 * run - 1)) & 1 != 0;
+                }
+                i += run;
+                if run < 8 {
+                    break;
+                }
+            }
             while let Some(&b) = bytes.get(i) {
                 let class = CLASS[usize::from(b)];
                 if class & LETTER != 0 {
@@ -628,9 +690,12 @@ fn walk(part: &str, shape: &mut Shape, lower: &mut String, mut each: impl FnMut(
             }
             break;
         }
-        markers |= word_markers(&bytes[start..i], bytes.get(i).copied());
+        // Only a word ending in `f` or `t` can end one of its markers.
+        if matches!(bytes.get(i - 1), Some(b'f' | b't')) {
+            markers |= word_markers(&bytes[start..i], bytes.get(i).copied());
+        }
         let token = if ascii {
-            words |= ascii_word(bytes, start, i);
+            words |= ascii_word(bytes, b, start, i);
             span(start, i, Kind::AsciiWord)
         } else {
             // Lowercasing may turn a character outside ASCII into ASCII (the Kelvin
