@@ -313,20 +313,29 @@ impl Span {
     }
 
     /// The unigram hash of the token (`lower` is scratch space).
+    #[inline]
     fn hash(&self, part: &str, lower: &mut String) -> u64 {
         let bytes = part.as_bytes();
         let (start, end) = (self.start as usize, self.end as usize);
         match self.kind {
             Kind::AsciiWord => hash_word(bytes, start, end),
-            Kind::Other => match BYTE_HASHES.get(usize::from(bytes[start])) {
+            Kind::Other => match bytes
+                .get(start)
+                .and_then(|b| BYTE_HASHES.get(usize::from(*b)))
+            {
                 Some(h) => *h,
-                None => hash_bytes(&bytes[start..end], 0),
+                None => self.hash_lower(part, lower),
             },
-            Kind::Word => {
-                self.lower(part, lower);
-                hash_bytes(lower.as_bytes(), 0)
-            }
+            Kind::Word => self.hash_lower(part, lower),
         }
+    }
+
+    /// The hash of the token's lowercase form (its bytes, for a character that is not
+    /// alphanumeric), out of line: most tokens are ASCII.
+    #[inline(never)]
+    fn hash_lower(&self, part: &str, lower: &mut String) -> u64 {
+        self.lower(part, lower);
+        hash_bytes(lower.as_bytes(), 0)
     }
 }
 
@@ -748,9 +757,9 @@ pub fn grams(text: &str, mut each: impl FnMut(u64, &str, Option<&str>)) {
     }
 }
 
-/// Layouts with at most this many buckets count grams in a per-thread array; larger
-/// ones sort the grams' buckets instead.
-const COUNTED_BUCKETS: usize = 1 << 16;
+/// Layouts with at most this many buckets (the shipped weights' 2^14) count grams in a
+/// per-thread array; larger ones sort the grams' buckets instead.
+const COUNTED_BUCKETS: usize = 1 << 14;
 
 /// A count per bucket, and a bit per bucket counted; all zero between uses. A count
 /// stays far below `u16::MAX`: the bounded text has at most one token per byte, so
@@ -762,8 +771,8 @@ struct BucketCounts {
 }
 
 /// What one extraction works in, kept per thread from call to call: the tokens of the
-/// bounded text, the bucket counts (32 KiB for 2^14 buckets) and a token's lowercase
-/// form.
+/// bounded text, the bucket counts (34 KiB once a prompt's grams were counted) and a
+/// token's lowercase form.
 #[derive(Debug, Default)]
 struct Scratch {
     tokens: Vec<Span>,
@@ -787,30 +796,45 @@ impl Scratch {
     }
 }
 
+/// The counts and the bits of `BucketCounts` as arrays of the largest counted layout,
+/// whatever the layout: a bucket is masked into range, so no index is checked.
+struct Counting<'a> {
+    counts: &'a mut [u16; COUNTED_BUCKETS],
+    seen: &'a mut [u64; COUNTED_BUCKETS / 64],
+}
+
 impl BucketCounts {
-    /// Sizes the counts for `size` buckets.
-    fn resize(&mut self, size: usize) {
-        if self.counts.len() != size {
+    /// The arrays to count in (allocated on first use).
+    fn counting(&mut self) -> Option<Counting<'_>> {
+        if self.counts.len() != COUNTED_BUCKETS {
             *self = BucketCounts {
-                counts: vec![0; size],
-                seen: vec![0; size.div_ceil(64)],
+                counts: vec![0; COUNTED_BUCKETS],
+                seen: vec![0; COUNTED_BUCKETS / 64],
             };
         }
+        Some(Counting {
+            counts: self.counts.as_mut_slice().try_into().ok()?,
+            seen: self.seen.as_mut_slice().try_into().ok()?,
+        })
     }
+}
 
+impl Counting<'_> {
+    #[inline]
     fn add(&mut self, bucket: usize) {
+        let bucket = bucket % COUNTED_BUCKETS;
         self.counts[bucket] += 1;
         self.seen[bucket / 64] |= 1 << (bucket % 64);
     }
 
     /// The counted buckets ascending with their counts; leaves every count at zero.
-    fn drain(&mut self) -> Vec<(u32, f32)> {
+    fn drain(self) -> Vec<(u32, f32)> {
         let n = self.seen.iter().map(|w| w.count_ones() as usize).sum();
         let mut out = Vec::with_capacity(n);
         for (w, word) in self.seen.iter_mut().enumerate() {
             let mut bits = std::mem::take(word);
             while bits != 0 {
-                let b = w * 64 + bits.trailing_zeros() as usize;
+                let b = (w * 64 + bits.trailing_zeros() as usize) % COUNTED_BUCKETS;
                 bits &= bits - 1;
                 let count = std::mem::take(&mut self.counts[b]);
                 out.push((b as u32, f32::from(count)));
@@ -831,13 +855,28 @@ fn count_grams(
     lower: &mut String,
     mut add: impl FnMut(usize),
 ) {
-    let mut count = |h: u64| {
-        let (first, other) = gram_buckets(h, bits);
-        add(first);
-        if second {
+    if second {
+        hash_grams((head, tail), tokens, in_head, lower, |h| {
+            let (first, other) = gram_buckets(h, bits);
+            add(first);
             add(other);
-        }
-    };
+        });
+    } else {
+        hash_grams((head, tail), tokens, in_head, lower, |h| {
+            add(gram_buckets(h, bits).0)
+        });
+    }
+}
+
+/// Hashes the tokens of the bounded text and gives each gram's hash to `count`, in order.
+#[inline]
+fn hash_grams(
+    (head, tail): (&str, &str),
+    tokens: &[Span],
+    in_head: usize,
+    lower: &mut String,
+    mut count: impl FnMut(u64),
+) {
     let (head_tokens, tail_tokens) = tokens.split_at_checked(in_head).unwrap_or((tokens, &[]));
     for (part, tokens) in [(head, head_tokens), (tail, tail_tokens)] {
         let mut prev: Option<u64> = None;
@@ -900,12 +939,14 @@ pub fn extract_if(
     let size = 1usize << bits;
     let mut hashed = if !keep_grams(&dense) {
         Vec::new()
-    } else if size <= COUNTED_BUCKETS {
-        buckets.resize(size);
+    } else if let Some(mut counting) = (size <= COUNTED_BUCKETS)
+        .then(|| buckets.counting())
+        .flatten()
+    {
         count_grams(parts, tokens, in_head, (bits, second), lower, |b| {
-            buckets.add(b)
+            counting.add(b)
         });
-        buckets.drain()
+        counting.drain()
     } else {
         let mut raw: Vec<u32> = Vec::new();
         count_grams(parts, tokens, in_head, (bits, second), lower, |b| {
@@ -964,6 +1005,12 @@ fn dense(shape: &Shape, mc: bool) -> [f32; DENSE] {
 
 /// Options laid out one per line: a line starting `A.` (or `A)`) followed later by one starting `B.`.
 fn multiple_choice(text: &str) -> bool {
+    // Such a line holds an `A` followed by `.` or `)`: most texts hold none, and one
+    // search of the bytes for `A` says so.
+    let bytes = text.as_bytes();
+    if !memchr::memchr_iter(b'A', bytes).any(|at| matches!(bytes.get(at + 1), Some(b'.' | b')'))) {
+        return false;
+    }
     let starts = |l: &str, c: char| {
         let mut it = l.trim_start().chars();
         it.next() == Some(c) && matches!(it.next(), Some('.') | Some(')'))
