@@ -2,13 +2,15 @@
 //! one span per request, and the one place errors are logged.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
-use http::HeaderValue;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use prometheus::Histogram;
 use tower::ServiceExt;
 use tracing::Instrument;
 
@@ -31,8 +33,18 @@ struct AppInner {
     /// Every route's path pattern, in the order `routes` were declared: the `endpoint`
     /// label of the request metrics.
     patterns: Vec<&'static str>,
+    /// The request-duration series of each pattern, then of `unmatched`.
+    durations: Vec<Durations>,
     state: Arc<AppState>,
 }
+
+/// One endpoint's request-duration series by status class (`CLASSES`), each looked up on
+/// its first request and kept: a lookup by label values hashes them and takes the
+/// vector's lock, on every call.
+type Durations = [OnceLock<Histogram>; 4];
+
+/// The `status_class` label's values, in `Durations` order.
+const CLASSES: [&str; 4] = ["2xx", "4xx", "5xx", "other"];
 
 /// Every route: its path pattern and what answers it. The one table the router and the
 /// metrics' `endpoint` label are both built from.
@@ -80,7 +92,8 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
 /// The complete HTTP app.
 pub fn router(state: Arc<AppState>) -> App {
     let table = routes();
-    let patterns = table.iter().map(|(pattern, _)| *pattern).collect();
+    let patterns: Vec<&'static str> = table.iter().map(|(pattern, _)| *pattern).collect();
+    let durations = (0..=patterns.len()).map(|_| Durations::default()).collect();
     let routes = table
         .into_iter()
         .fold(Router::new(), |router, (pattern, method)| {
@@ -92,6 +105,7 @@ pub fn router(state: Arc<AppState>) -> App {
     App(Arc::new(AppInner {
         routes,
         patterns,
+        durations,
         state,
     }))
 }
@@ -105,19 +119,39 @@ impl App {
         }
         // Bodies are bounded by our own extractor (`server::body`), not axum's default.
         axum::extract::DefaultBodyLimit::disable().apply(&mut req);
-        let endpoint = endpoint(&self.0.patterns, req.uri().path());
-        request_context(&self.0.state, endpoint, req, self.0.routes.clone()).await
+        let at = endpoint_at(&self.0.patterns, req.uri().path());
+        let endpoint = at
+            .and_then(|i| self.0.patterns.get(i).copied())
+            .unwrap_or("unmatched");
+        let durations = self.0.durations.get(at.unwrap_or(self.0.patterns.len()));
+        let call = Endpoint {
+            label: endpoint,
+            durations,
+        };
+        request_context(&self.0.state, call, req, self.0.routes.clone()).await
     }
 }
 
 /// The pattern of the route `path` matches (as axum matches it: a `{param}` is one
 /// non-empty segment), or `unmatched`.
+#[cfg(test)]
 fn endpoint(patterns: &[&'static str], path: &str) -> &'static str {
+    endpoint_at(patterns, path)
+        .and_then(|i| patterns.get(i).copied())
+        .unwrap_or("unmatched")
+}
+
+/// The index in `patterns` of the route `path` matches, if one does.
+fn endpoint_at(patterns: &[&'static str], path: &str) -> Option<usize> {
     patterns
         .iter()
-        .find(|pattern| matches_pattern(pattern, path))
-        .copied()
-        .unwrap_or("unmatched")
+        .position(|pattern| matches_pattern(pattern, path))
+}
+
+/// The endpoint a request is labelled with, and its request-duration series.
+struct Endpoint<'a> {
+    label: &'static str,
+    durations: Option<&'a Durations>,
 }
 
 fn matches_pattern(pattern: &str, path: &str) -> bool {
@@ -163,7 +197,34 @@ fn valid_request_id(v: &HeaderValue) -> Option<&str> {
 
 /// A fresh 128-bit request id in hex.
 pub fn new_request_id() -> Arc<str> {
-    format!("{:032x}", rand::random::<u128>()).into()
+    hex_id(rand::random::<u128>())
+}
+
+/// `n` as 32 lowercase hex digits, written on the stack: the `Arc` is the only allocation.
+fn hex_id(n: u128) -> Arc<str> {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = [0u8; 32];
+    for (i, digit) in hex.iter_mut().enumerate() {
+        *digit = DIGITS[((n >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    std::str::from_utf8(&hex).map(Arc::from).unwrap_or_default()
+}
+
+/// `x-request-id`: a `&str` name is copied into a new allocation per insert.
+pub(super) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A request id as a header value that shares the id's allocation: the request's and the
+/// response's header are one more allocation (the owner), not two copies.
+struct SharedId(Arc<str>);
+
+impl AsRef<[u8]> for SharedId {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+fn id_header(id: &Arc<str>) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(Bytes::from_owner(SharedId(id.clone()))).ok()
 }
 
 /// `GET /metrics`: the Prometheus exposition, with gauges read at scrape time. With
@@ -219,42 +280,48 @@ async fn metrics(
 
 async fn request_context(
     state: &AppState,
-    endpoint: &'static str,
+    endpoint: Endpoint<'_>,
     mut req: Request,
     routes: Router,
 ) -> Response {
     let started = tokio::time::Instant::now();
-    let id: Arc<str> = match req.headers().get("x-request-id").and_then(valid_request_id) {
+    let id: Arc<str> = match req.headers().get(X_REQUEST_ID).and_then(valid_request_id) {
         Some(s) => s.into(),
         None => new_request_id(),
     };
     req.extensions_mut().insert(RequestId(id.clone()));
+    let header = id_header(&id);
     // Handlers see the effective id in the headers too (routing seeds its tie-break draw from it).
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        req.headers_mut().insert("x-request-id", v);
+    if let Some(v) = header.clone() {
+        req.headers_mut().insert(X_REQUEST_ID, v);
     }
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
     let mut response = match routes.oneshot(req).instrument(span.clone()).await {
         Ok(response) => response,
         Err(never) => match never {},
     };
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-request-id", v);
+    if let Some(v) = header {
+        response.headers_mut().insert(X_REQUEST_ID, v);
     }
     let status = response.status().as_u16();
     let class = match status {
-        200..=299 => "2xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "other",
+        200..=299 => 0,
+        400..=499 => 1,
+        500..=599 => 2,
+        _ => 3,
     };
-    if endpoint != "/metrics" {
-        state
-            .router
-            .metrics
-            .request_duration
-            .with_label_values(&[endpoint, class])
-            .observe(started.elapsed().as_secs_f64());
+    if endpoint.label != "/metrics" {
+        if let Some(series) = endpoint.durations.and_then(|d| d.get(class)) {
+            series
+                .get_or_init(|| {
+                    state
+                        .router
+                        .metrics
+                        .request_duration
+                        .with_label_values(&[endpoint.label, CLASSES[class]])
+                })
+                .observe(started.elapsed().as_secs_f64());
+        }
     }
     if let Some(LoggedError(e)) = response.extensions().get::<LoggedError>() {
         state
@@ -280,6 +347,24 @@ async fn request_context(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_id_is_32_lowercase_hex_digits() {
+        for n in [0, 1, 0xabc, u128::MAX, u128::MAX / 3, 1 << 127] {
+            assert_eq!(&*hex_id(n), format!("{n:032x}"));
+        }
+        let (a, b) = (new_request_id(), new_request_id());
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_request_id_header_carries_the_id() {
+        let id = hex_id(0x1234);
+        let header = id_header(&id).unwrap();
+        assert_eq!(header.to_str().unwrap(), &*id);
+        assert_eq!(header.clone(), header);
+    }
 
     #[test]
     fn a_path_is_labelled_with_the_pattern_of_its_route() {

@@ -5,7 +5,6 @@
 //! candidate and frames what comes back — so `/v1/responses` would be one more shape.
 
 use std::future::Future;
-use std::io::Write as _;
 use std::sync::Arc;
 
 use axum::response::Response;
@@ -374,7 +373,7 @@ fn route_headers(runtime: &Runtime, route: &str, candidate: &Candidate) -> Route
 }
 
 /// The `x-bazaar-cost-usd` header value: USD with nine decimals (as `usd` writes it),
-/// or `unknown`; written on the stack, so the value is the only allocation.
+/// or `unknown`; written on the stack without `fmt`, so the value is the only allocation.
 fn cost_header(cost: Option<u64>) -> http::HeaderValue {
     let unknown = || http::HeaderValue::from_static("unknown");
     let Some(c) = cost else {
@@ -382,12 +381,17 @@ fn cost_header(cost: Option<u64>) -> http::HeaderValue {
     };
     // u64::MAX nano-dollars is 11 digits, a point and 9 decimals.
     let mut buf = [0u8; 32];
-    let mut out = std::io::Cursor::new(&mut buf[..]);
-    if write!(out, "{}.{:09}", c / 1_000_000_000, c % 1_000_000_000).is_err() {
-        return unknown();
+    let mut whole = itoa::Buffer::new();
+    let dollars = whole.format(c / 1_000_000_000).as_bytes();
+    let point = dollars.len();
+    buf[..point].copy_from_slice(dollars);
+    buf[point] = b'.';
+    let mut nanos = c % 1_000_000_000;
+    for digit in buf[point + 1..point + 10].iter_mut().rev() {
+        *digit = b'0' + (nanos % 10) as u8;
+        nanos /= 10;
     }
-    let len = out.position() as usize;
-    http::HeaderValue::from_bytes(&buf[..len]).unwrap_or_else(|_| unknown())
+    http::HeaderValue::from_bytes(&buf[..point + 10]).unwrap_or_else(|_| unknown())
 }
 
 #[cfg(test)]
@@ -400,6 +404,8 @@ mod tests {
         for c in [
             0,
             1,
+            10,
+            100_000_000,
             999_999_999,
             1_000_000_000,
             1_500_000,

@@ -52,7 +52,7 @@ pub fn oversized_head(headers: &http::HeaderMap) -> Option<Response> {
     // Refused before the request context, so it gets its fresh id here (a client's own
     // id is not read from a head this large).
     if let Ok(id) = http::HeaderValue::from_str(&super::app::new_request_id()) {
-        response.headers_mut().insert("x-request-id", id);
+        response.headers_mut().insert(super::app::X_REQUEST_ID, id);
     }
     Some(response)
 }
