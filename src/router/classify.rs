@@ -6,7 +6,7 @@
 use std::fmt;
 use std::sync::OnceLock;
 
-use aho_corasick::automaton::Automaton;
+use aho_corasick::automaton::{Automaton, StateID};
 use aho_corasick::dfa::DFA;
 use aho_corasick::Anchored;
 
@@ -99,40 +99,143 @@ const MATH_MARKERS: &[&str] = &[
 const _: () = assert!(CODE_MARKERS.len() + MATH_MARKERS.len() <= 64);
 
 /// One automaton for `CODE_MARKERS` then `MATH_MARKERS` (pattern ids in that order),
-/// built once: a DFA, stepped directly (one table lookup per byte, no call through the
-/// search API's dynamic dispatch); `None` if it could not be built (then each marker
-/// is searched alone).
-fn markers() -> Option<&'static DFA> {
-    static MARKERS: OnceLock<Option<DFA>> = OnceLock::new();
+/// built once: Aho-Corasick's DFA, copied into one flat table (`Markers`) that a
+/// search steps with two lookups a byte; `None` if it could not be built (then each
+/// marker is searched alone).
+fn markers() -> Option<&'static Markers> {
+    static MARKERS: OnceLock<Option<Markers>> = OnceLock::new();
     MARKERS
         .get_or_init(|| {
-            DFA::builder()
+            let dfa = DFA::builder()
                 .ascii_case_insensitive(true)
                 .prefilter(false)
                 .build(CODE_MARKERS.iter().chain(MATH_MARKERS))
-                .ok()
+                .ok()?;
+            Markers::of(&dfa)
         })
         .as_ref()
+}
+
+/// The entries of `Markers::next`: the table is this long whatever the automaton (a
+/// state and column are masked into it, so no index is checked).
+const TABLE: usize = 1 << 14;
+
+/// The markers' automaton as a table: each state is a row of `stride` entries, one per
+/// column of bytes that every state treats alike, holding the next state's row start
+/// (295 states of 33 columns for the markers above). The states where a marker ends
+/// come first, so one comparison says whether a byte ended one.
+#[derive(Debug)]
+struct Markers {
+    /// The column of each byte.
+    column: [u8; 256],
+    next: Box<[u16; TABLE]>,
+    start: u16,
+    /// Row starts below this end a marker.
+    matching: u16,
+    /// The markers that end in each state that ends one (bit i: marker i), by row.
+    ends: Vec<u64>,
+    /// Entries in a row: the number of columns.
+    stride: u16,
+}
+
+impl Markers {
+    /// The table of an unanchored DFA (every state reachable from its start, every
+    /// byte's transition), or `None` if it does not fit in `TABLE` entries.
+    fn of(dfa: &DFA) -> Option<Markers> {
+        let start = dfa.start_state(Anchored::No).ok()?;
+        // Every state reachable from the start, by breadth (the DFA's state ids are
+        // small integers: `found` is indexed by them).
+        let mut states = vec![start];
+        let mut found: Vec<bool> = Vec::new();
+        let mut is_new = |s: StateID| {
+            if found.len() <= s.as_usize() {
+                found.resize(s.as_usize() + 1, false);
+            }
+            !std::mem::replace(&mut found[s.as_usize()], true)
+        };
+        is_new(start);
+        let mut at = 0;
+        while let Some(&s) = states.get(at) {
+            for b in 0..=255u8 {
+                let n = dfa.next_state(Anchored::No, s, b);
+                if is_new(n) {
+                    states.push(n);
+                }
+            }
+            at += 1;
+        }
+        // Rows: the states ending a marker first.
+        states.sort_by_key(|s| !dfa.is_match(*s));
+        let mut row_of: Vec<usize> = Vec::new();
+        for (i, s) in states.iter().enumerate() {
+            if row_of.len() <= s.as_usize() {
+                row_of.resize(s.as_usize() + 1, 0);
+            }
+            row_of[s.as_usize()] = i;
+        }
+        let row = |s: StateID| row_of.get(s.as_usize()).copied();
+        // Bytes whose transitions agree in every state share a column.
+        let mut columns: Vec<Vec<usize>> = Vec::new();
+        let mut column = [0u8; 256];
+        for b in 0..=255u8 {
+            let to = states
+                .iter()
+                .map(|s| row(dfa.next_state(Anchored::No, *s, b)))
+                .collect::<Option<Vec<usize>>>()?;
+            let n = match columns.iter().position(|c| *c == to) {
+                Some(n) => n,
+                None => {
+                    columns.push(to);
+                    columns.len() - 1
+                }
+            };
+            column[usize::from(b)] = u8::try_from(n).ok()?;
+        }
+        let stride = columns.len();
+        if states.len() * stride > TABLE {
+            return None;
+        }
+        let mut next = Box::new([0u16; TABLE]);
+        for (c, to) in columns.iter().enumerate() {
+            for (i, to) in to.iter().enumerate() {
+                next[i * stride + c] = u16::try_from(to * stride).ok()?;
+            }
+        }
+        let ends: Vec<u64> = states
+            .iter()
+            .take_while(|s| dfa.is_match(**s))
+            .map(|s| {
+                (0..dfa.match_len(*s))
+                    .fold(0, |seen, i| seen | 1 << dfa.match_pattern(*s, i).as_usize())
+            })
+            .collect();
+        Some(Markers {
+            column,
+            next,
+            start: u16::try_from(row(start)? * stride).ok()?,
+            matching: u16::try_from(ends.len() * stride).ok()?,
+            ends,
+            stride: u16::try_from(stride).ok()?,
+        })
+    }
 }
 
 /// Bit i is set when marker i (of `CODE_MARKERS` then `MATH_MARKERS`) occurs in
 /// `text`, ASCII letters matched in either case.
 fn markers_in(text: &str) -> u64 {
-    let Some(dfa) = markers() else {
-        return markers_by_search(text);
-    };
-    let Ok(mut state) = dfa.start_state(Anchored::No) else {
+    let Some(m) = markers() else {
         return markers_by_search(text);
     };
     // An unanchored search over all the text: every position's matches, overlapping
-    // ones included (the automaton's match states list each marker ending there).
+    // ones included (a matching state lists each marker ending there).
     let mut seen = 0u64;
+    let mut state = m.start;
     for &b in text.as_bytes() {
-        state = dfa.next_state(Anchored::No, state, b);
-        if dfa.is_special(state) && dfa.is_match(state) {
-            for i in 0..dfa.match_len(state) {
-                seen |= 1 << dfa.match_pattern(state, i).as_usize();
-            }
+        let at = usize::from(state) + usize::from(m.column[usize::from(b)]);
+        state = m.next[at % TABLE];
+        if state < m.matching {
+            let row = usize::from(state / m.stride.max(1));
+            seen |= m.ends.get(row).copied().unwrap_or(0);
         }
     }
     seen
