@@ -43,7 +43,7 @@ impl Default for Settings {
         Settings {
             buckets: 1 << 14,
             l2_shared: 1e-4,
-            l2_model: 3e-4,
+            l2_model: 1e-4,
             l2_dense: 1e-5,
             split: true,
             iterations: 200,
