@@ -1,12 +1,14 @@
 //! Ledger write throughput on SQLite and PostgreSQL, then the spend queries at 10
-//! million rows. For each database: `Ledger::insert` in batches of 500 (the default
-//! batch; on SQLite for each statement width, each on a fresh file: one prepared
-//! statement reused per row, and multi-row statements of fixed widths), then the
-//! writer end to end (rows handed to the sink as fast as it takes them, until the last
-//! one is committed), with the rows it spilled (0 while the database is up). Each line
-//! gives the process's CPU time per row (every thread, SQLite's and the tokio workers')
-//! and its context switches per row (each a hand-off between threads, which costs a
-//! scheduling delay on a loaded machine).
+//! million rows. The table is the gateway's: with the learn store's request-id index,
+//! request ids made as the gateway makes them (random), and a pool that has opened its
+//! connections, as a serving gateway's has. For each database: `Ledger::insert` in
+//! batches of 500 (the default batch; on SQLite for each statement width, each on a
+//! fresh file: one prepared statement reused per row, and multi-row statements of fixed
+//! widths), then the writer end to end (rows handed to the sink as fast as it takes
+//! them, until the last one is committed), with the rows it spilled (0 while the
+//! database is up). Each line gives the process's CPU time per row (every thread,
+//! SQLite's and the tokio workers') and its context switches per row (each a hand-off
+//! between threads, which costs a scheduling delay on a loaded machine).
 //!
 //! Run: `cargo bench --bench ledger` (PostgreSQL from `BAZAAR_TEST_POSTGRES_URL`, e.g.
 //! after `source scripts/services.sh; start_postgres`; `BAZAAR_BENCH_WRITE_ROWS` rows
@@ -36,13 +38,14 @@ use host::loadavg;
 use tokio_util::sync::CancellationToken;
 
 /// A call as a gateway of a few teams records it: 8 keys, 4 models on 2 providers, a
-/// call every millisecond, so a 500-row batch folds into ~30 rollup groups.
+/// call every millisecond, so a 500-row batch folds into ~30 rollup groups; the request
+/// id is a fresh one of the gateway's.
 fn row(i: i64) -> LedgerRow {
     let models = ["gpt-4o-mini", "gpt-4o", "llama-3.3-70b", "qwen3-8b"];
     let m = (i % 4) as usize;
     LedgerRow {
         ts_ms: 1_790_000_000_000 + i,
-        request_id: format!("req_{i:016x}").into(),
+        request_id: bazaar::server::app::new_request_id(),
         key_name: format!("key-{}", i % 8).into(),
         team: (i % 8 != 0).then(|| format!("team-{}", i % 3).into()),
         route: if i % 2 == 0 {
@@ -67,6 +70,21 @@ fn row(i: i64) -> LedgerRow {
         error_type: (i % 97 == 0).then(|| "upstream_error".into()),
         ..Default::default()
     }
+}
+
+/// Connects to `url` as the gateway does: the learn store's migration applied (its
+/// request-id index is part of every write), and three of the pool's connections opened
+/// at once (a gateway's start-up opens them), so writes meet the pool a serving gateway
+/// has.
+async fn connect(url: &str) -> Ledger {
+    let ledger = Ledger::connect(url).await.unwrap();
+    bazaar::billing::ledger::learn::migrate(&ledger)
+        .await
+        .unwrap();
+    let pool = ledger.pool();
+    let held = tokio::join!(pool.acquire(), pool.acquire(), pool.acquire());
+    drop(held);
+    ledger
 }
 
 /// utime + stime of this process (every thread, SQLite's included), in seconds: on a
@@ -198,7 +216,7 @@ async fn bench(label: &str, url: &str, n: i64, dir: &std::path::Path, writer_onl
             // Each shape on a fresh file: a table grown by the previous shape would
             // make later shapes look slower.
             let fresh = format!("{url}-{width}");
-            let mut ledger = Ledger::connect(&fresh).await.unwrap();
+            let mut ledger = connect(&fresh).await;
             ledger.set_rows_per_statement(width);
             let cost = insert_rate(&ledger, next, n).await;
             ledger.close().await;
@@ -219,7 +237,7 @@ async fn bench(label: &str, url: &str, n: i64, dir: &std::path::Path, writer_onl
             );
         }
     }
-    let ledger = Ledger::connect(url).await.unwrap();
+    let ledger = connect(url).await;
     if label != "sqlite" && !writer_only {
         let cost = insert_rate(&ledger, next, n).await;
         next += n;

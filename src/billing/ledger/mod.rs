@@ -89,6 +89,13 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Ledger {
     pool: AnyPool,
+    /// SQLite only: the batch writes' own connection (a pool of one). SQLite drops a
+    /// connection's page cache whenever another connection has written since its last
+    /// transaction, so writes spread over the shared pool's connections (which sqlx hands
+    /// out in turn) read their pages back from the file on every batch and fill every
+    /// connection's cache; one connection that does all the batch writing keeps its
+    /// cache valid.
+    sqlite_writes: Option<AnyPool>,
     /// PostgreSQL only: the batch writes' own connections, on sqlx's native driver, which
     /// can `COPY` (the `Any` driver cannot).
     pg_writes: Option<sqlx::PgPool>,
@@ -252,31 +259,35 @@ impl Ledger {
             Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
             _ => url.to_string(),
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
-            // `synchronous` is per connection: every one of the pool's, not just the first,
-            // commits without an fsync per transaction (WAL keeps that crash-safe).
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        sqlx::query("PRAGMA synchronous=NORMAL")
-                            .execute(&mut *conn)
-                            .await?;
-                        // A multi-row insert keeps a statement journal; past 64 KiB SQLite
-                        // spills it to a temporary file, a `pwrite` per page per batch.
-                        sqlx::query("PRAGMA temp_store=MEMORY")
-                            .execute(&mut *conn)
-                            .await?;
-                    }
-                    Ok(())
+        let options = || {
+            AnyPoolOptions::new()
+                // `synchronous` is per connection: every one of the pool's, not just the first,
+                // commits without an fsync per transaction (WAL keeps that crash-safe).
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        if backend == Backend::Sqlite {
+                            sqlx::query("PRAGMA synchronous=NORMAL")
+                                .execute(&mut *conn)
+                                .await?;
+                            // A multi-row insert keeps a statement journal; past 64 KiB SQLite
+                            // spills it to a temporary file, a `pwrite` per page per batch.
+                            sqlx::query("PRAGMA temp_store=MEMORY")
+                                .execute(&mut *conn)
+                                .await?;
+                        }
+                        Ok(())
+                    })
                 })
-            })
-            // A database that is down should fail a write in seconds, not sqlx's default
-            // 30 s, so the writer turns to the spill file while the queue still has room.
-            .acquire_timeout(std::time::Duration::from_secs(3))
-            // A SQLite connection is a file handle on sqlx's thread, not a socket that
-            // can go stale: no ping (a round trip to that thread) before each use.
-            .test_before_acquire(backend != Backend::Sqlite)
+                // A database that is down should fail a write in seconds, not sqlx's default
+                // 30 s, so the writer turns to the spill file while the queue still has room.
+                .acquire_timeout(std::time::Duration::from_secs(3))
+                // A SQLite connection is a file handle on sqlx's thread, not a socket that
+                // can go stale: no ping (a round trip to that thread) before each use.
+                .test_before_acquire(backend != Backend::Sqlite)
+        };
+        let pool = options()
+            // On SQLite the batch writes have a connection of their own (below).
+            .max_connections(if backend == Backend::Sqlite { 3 } else { 8 })
             .connect(&url)
             .await?;
         if backend == Backend::Sqlite {
@@ -284,6 +295,11 @@ impl Ledger {
                 .execute(&pool)
                 .await?;
         }
+        let sqlite_writes = match backend {
+            // The writer task, and a replay after an outage, take turns on it.
+            Backend::Sqlite => Some(options().max_connections(1).connect_lazy(&url)?),
+            Backend::Postgres => None,
+        };
         let pg_writes = match backend {
             // One writer task, and a replay beside it at most.
             Backend::Postgres => Some(
@@ -296,6 +312,7 @@ impl Ledger {
         };
         let ledger = Ledger {
             pool,
+            sqlite_writes,
             pg_writes,
             backend,
             sql: std::sync::Arc::new(WriteSql::new(backend, SQLITE_ROWS_PER_STATEMENT)),
@@ -353,7 +370,7 @@ impl Ledger {
             tx.commit().await?;
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writes().begin().await?;
         insert_rows(&mut tx, &self.sql, rows).await?;
         tx.commit().await?;
         Ok(())
@@ -373,7 +390,7 @@ impl Ledger {
             tx.commit().await?;
             return Ok(true);
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writes().begin().await?;
         let claim = sqlx::query(CLAIM_MARKER).bind(marker).bind(n);
         if claim.execute(&mut *tx).await?.rows_affected() == 0 {
             return Ok(false);
@@ -508,6 +525,11 @@ impl Ledger {
         &self.pool
     }
 
+    /// Where batch writes go on the `Any` driver: SQLite's write connection.
+    fn writes(&self) -> &AnyPool {
+        self.sqlite_writes.as_ref().unwrap_or(&self.pool)
+    }
+
     /// Recomputes the hourly rollup from the rows (after rows were written around `insert`).
     pub async fn rebuild_rollup(&self) -> Result<(), LedgerError> {
         let mut tx = self.pool.begin().await?;
@@ -524,6 +546,9 @@ impl Ledger {
     /// Closes every connection: further writes fail (as if the database were down).
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(writes) = &self.sqlite_writes {
+            writes.close().await;
+        }
         if let Some(pg) = &self.pg_writes {
             pg.close().await;
         }
