@@ -278,6 +278,16 @@ impl RawObject {
         }
     }
 
+    /// Like `from_fields`, for names known when compiling: none is copied.
+    pub fn from_static_fields(fields: Vec<(&'static str, Box<RawValue>)>) -> RawObject {
+        RawObject {
+            fields: fields
+                .into_iter()
+                .map(|(k, v)| (FieldName(Cow::Borrowed(k)), v))
+                .collect(),
+        }
+    }
+
     /// The raw value of `key`, if present (the last one wins on duplicates).
     pub fn get(&self, key: &str) -> Option<&RawValue> {
         self.fields

@@ -6,6 +6,7 @@
 //! unknown input items); a few hints with no effect on the output are dropped (listed in
 //! `IGNORED` and docs/responses.md).
 
+mod chat_body;
 pub mod items;
 mod params;
 pub mod reply;

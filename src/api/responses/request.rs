@@ -8,12 +8,9 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::chat_body::{ChatBody, ChatPart, Choice, Content, Format, Name, ToolFn};
 use super::{field_error, Namespaced, HOSTED_ITEMS, IGNORED};
 use crate::api::anthropic::NativeOnly;
-use crate::api::chat_out::{
-    ChatOut, ContentOut, FileOut, FormatOut, FunctionOut, ImageOut, Json, MessageOut, NamedOut,
-    PartOut, SchemaOut, ToolCallOut, ToolChoiceOut, ToolFunctionOut, ToolOut,
-};
 use crate::api::openai::{read_token_count, read_typed, read_user, ChatRequest, RawObject};
 use crate::api::ApiError;
 
@@ -29,9 +26,14 @@ fn note(only: &mut Option<NativeOnly>, field: impl Into<String>, what: &str) {
 /// One input item, as far as translation reads it.
 #[derive(Deserialize)]
 pub(super) struct ItemIn<'a> {
-    #[serde(borrow, rename = "type", default)]
+    #[serde(
+        borrow,
+        rename = "type",
+        default,
+        deserialize_with = "crate::api::chat_view::opt_cow"
+    )]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::api::chat_view::opt_cow")]
     pub(super) role: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     content: Option<&'a RawValue>,
@@ -43,7 +45,7 @@ pub(super) struct ItemIn<'a> {
     arguments: Option<&'a RawValue>,
     #[serde(borrow, default)]
     output: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::api::chat_view::opt_cow")]
     namespace: Option<Cow<'a, str>>,
 }
 
@@ -138,7 +140,8 @@ pub(super) struct Translation {
     pub echo_tools: Option<String>,
 }
 
-/// Translates a Responses body to a Chat Completions body over the conversation `items`.
+/// Translates a Responses body to a Chat Completions body over the conversation `items`,
+/// written as it is read (see `chat_body`).
 pub(super) fn to_chat<'a>(
     fields: &'a RawObject,
     items: &'a RawValue,
@@ -146,7 +149,7 @@ pub(super) fn to_chat<'a>(
     let mut only = None;
     let mut namespaced = Vec::new();
     let mut echo_tools = None;
-    let mut out = ChatOut::default();
+    let mut out = ChatBody::with_prompt_room(items.get().len() + 256);
     let mut instructions = None;
     let mut safety_identifier = None;
     for (key, raw) in fields.iter() {
@@ -205,11 +208,10 @@ pub(super) fn to_chat<'a>(
         out.user = safety_identifier;
     }
     if let Some(text) = instructions {
-        out.messages
-            .push(MessageOut::plain("system", Some(ContentOut::Raw(text))));
+        out.message("system", &Content::Raw(text));
     }
-    messages(items, &namespaced, &mut out.messages)?;
-    if out.messages.is_empty() {
+    messages(items, &namespaced, &mut out)?;
+    if out.message_count() == 0 {
         return Err(field_error("input", "`input` must not be empty."));
     }
     Ok(Translation {
@@ -246,7 +248,7 @@ impl std::fmt::Display for Item {
 fn messages<'a>(
     items: &'a RawValue,
     namespaced: &[Namespaced],
-    out: &mut Vec<MessageOut<'a>>,
+    out: &mut ChatBody<'a>,
 ) -> Result<(), ApiError> {
     // Whether the last message is an assistant turn that tool calls may join.
     let mut open_assistant = false;
@@ -323,7 +325,7 @@ fn message<'a>(
     path: Item,
     item: ItemIn<'a>,
     namespaced: &[Namespaced],
-    out: &mut Vec<MessageOut<'a>>,
+    out: &mut ChatBody<'a>,
     open_assistant: &mut bool,
 ) -> Result<(), ApiError> {
     {
@@ -356,7 +358,7 @@ fn message<'a>(
                 };
                 let content = required(item.content, format_args!("{path}.content"))?;
                 let content = content_parts(content, role, format_args!("{path}.content"))?;
-                out.push(MessageOut::plain(role, Some(content)));
+                out.message(role, &content);
             }
             "function_call" => {
                 let name = required(item.name, format_args!("{path}.name"))?;
@@ -367,42 +369,24 @@ fn message<'a>(
                         match namespaced.iter().find(|n| {
                             n.namespace == ns && Some(n.name.as_str()) == own.as_deref()
                         }) {
-                            Some(n) => Json::Str(n.chat_name.clone().into()),
-                            None => Json::Raw(name),
+                            Some(n) => Name::Made(n.chat_name.clone()),
+                            None => Name::Raw(name),
                         }
                     }
-                    None => Json::Raw(name),
+                    None => Name::Raw(name),
                 };
-                let call = ToolCallOut {
-                    id: required(item.call_id, format_args!("{path}.call_id"))?,
-                    kind: "function",
-                    function: FunctionOut {
-                        name,
-                        arguments: Json::Raw(required(
-                            item.arguments,
-                            format_args!("{path}.arguments"),
-                        )?),
-                    },
-                };
-                match out.last_mut() {
-                    Some(m) if landing == Lands::Joins => m.tool_calls.push(call),
-                    _ => out.push(MessageOut {
-                        tool_calls: vec![call],
-                        ..MessageOut::plain("assistant", Some(ContentOut::Null))
-                    }),
-                }
+                let id = required(item.call_id, format_args!("{path}.call_id"))?;
+                let arguments = required(item.arguments, format_args!("{path}.arguments"))?;
+                out.tool_call(landing == Lands::Joins, id, &name, arguments);
             }
             "function_call_output" => {
                 let id = required(item.call_id, format_args!("{path}.call_id"))?;
                 let output = required(item.output, format_args!("{path}.output"))?;
                 let content = match output.get().as_bytes().first() {
-                    Some(b'"') => ContentOut::Raw(output),
+                    Some(b'"') => Content::Raw(output),
                     _ => content_parts(output, "tool", format_args!("{path}.output"))?,
                 };
-                out.push(MessageOut {
-                    tool_call_id: Some(id),
-                    ..MessageOut::plain("tool", Some(content))
-                });
+                out.tool_result(id, &content);
             }
             // Reasoning of an earlier turn: another backend cannot continue it, and the
             // turn's visible output carries on without it.
@@ -430,9 +414,9 @@ fn content_parts<'a>(
     content: &'a RawValue,
     role: &str,
     path: impl std::fmt::Display + Copy,
-) -> Result<ContentOut<'a>, ApiError> {
+) -> Result<Content<'a>, ApiError> {
     if content.get().starts_with('"') {
-        return Ok(ContentOut::Raw(content));
+        return Ok(Content::Raw(content));
     }
     let parts: Vec<PartIn> = serde_json::from_str(content.get()).map_err(|_| {
         field_error(
@@ -458,15 +442,18 @@ fn content_parts<'a>(
                 .map_err(|_| field_error(format!("{path}[{j}].text"), "must be a string"))?;
             text.push_str(&s);
         }
-        return Ok(ContentOut::Text(text.into()));
+        return Ok(Content::Text(text));
     }
     let mut out = Vec::with_capacity(parts.len());
     for (j, p) in parts.into_iter().enumerate() {
         let field = Part(path, j);
         match p.kind.as_ref() {
-            "input_text" | "output_text" | "text" => out.push(PartOut::Text {
-                text: required(p.text, format_args!("{field}.text"))?,
-            }),
+            "input_text" | "output_text" | "text" => {
+                out.push(ChatPart::Text(required(
+                    p.text,
+                    format_args!("{field}.text"),
+                )?));
+            }
             "input_image" => {
                 let Some(url) = p.image_url.filter(|u| u.get() != "null") else {
                     return Err(field_error(
@@ -474,11 +461,9 @@ fn content_parts<'a>(
                         format!("`{field}`: images by `file_id` are not supported by this gateway; send `image_url`."),
                     ));
                 };
-                out.push(PartOut::ImageUrl {
-                    image_url: ImageOut {
-                        url: Json::Raw(url),
-                        detail: p.detail.filter(|d| d.get() != "null"),
-                    },
+                out.push(ChatPart::Image {
+                    url,
+                    detail: p.detail.filter(|d| d.get() != "null"),
                 });
             }
             "input_file" => {
@@ -488,12 +473,10 @@ fn content_parts<'a>(
                         format!("`{field}.file_url` is not supported by this gateway; send `file_data`."),
                     ));
                 }
-                out.push(PartOut::File {
-                    file: FileOut {
-                        file_data: p.file_data.filter(|d| d.get() != "null").map(Json::Raw),
-                        file_id: p.file_id.filter(|d| d.get() != "null"),
-                        filename: p.filename.filter(|d| d.get() != "null"),
-                    },
+                out.push(ChatPart::File {
+                    file_data: p.file_data.filter(|d| d.get() != "null"),
+                    file_id: p.file_id.filter(|d| d.get() != "null"),
+                    filename: p.filename.filter(|d| d.get() != "null"),
                 });
             }
             other => {
@@ -504,7 +487,7 @@ fn content_parts<'a>(
             }
         }
     }
-    Ok(ContentOut::simplest(out))
+    Ok(Content::Parts(out))
 }
 
 /// `{path}[j]`, a content part's path, written out only when an error names it.
@@ -526,7 +509,7 @@ fn tools<'a>(
     raw: &'a RawValue,
     only: &mut Option<NativeOnly>,
     namespaced: &mut Vec<Namespaced>,
-) -> Result<(Vec<ToolOut<'a>>, Option<String>), ApiError> {
+) -> Result<(Vec<ToolFn<'a>>, Option<String>), ApiError> {
     let bad = || field_error("tools", "`tools` must be an array of tools with a `type`.");
     if raw.get() == "null" {
         return Ok((Vec::new(), None));
@@ -574,7 +557,7 @@ fn tools<'a>(
                         continue;
                     }
                     let tool = function(f, || format!("tools[{i}].tools[{j}]"))?;
-                    let Json::Raw(name) = tool.function.name else {
+                    let Name::Raw(name) = tool.name else {
                         continue;
                     };
                     let name = string(name).ok_or_else(|| {
@@ -599,9 +582,9 @@ fn tools<'a>(
     if !namespaced.is_empty() {
         let names: Vec<Option<String>> = out
             .iter()
-            .map(|t| match &t.function.name {
-                Json::Raw(n) => string(n),
-                Json::Str(n) => Some(n.to_string()),
+            .map(|t| match &t.name {
+                Name::Raw(n) => string(n),
+                Name::Made(n) => Some(n.clone()),
             })
             .collect();
         for (n, &index) in namespaced.iter_mut().zip(&at) {
@@ -613,7 +596,7 @@ fn tools<'a>(
             if taken {
                 n.chat_name = format!("{}__{}", n.namespace, n.name);
                 if let Some(t) = out.get_mut(index) {
-                    t.function.name = Json::Str(n.chat_name.clone().into());
+                    t.name = Name::Made(n.chat_name.clone());
                 }
             }
         }
@@ -651,27 +634,24 @@ fn string(raw: &RawValue) -> Option<String> {
 }
 
 /// A `function` tool in chat's shape; `path` names it in errors.
-fn function<'a>(t: ToolIn<'a>, path: impl Fn() -> String) -> Result<ToolOut<'a>, ApiError> {
+fn function<'a>(t: ToolIn<'a>, path: impl Fn() -> String) -> Result<ToolFn<'a>, ApiError> {
     let name = t.name.filter(|v| v.get() != "null").ok_or_else(|| {
         let field = format!("{}.name", path());
         field_error(&field, format!("`{field}` is required."))
     })?;
-    Ok(ToolOut {
-        kind: "function",
-        function: ToolFunctionOut {
-            name: Json::Raw(name),
-            description: t.description.filter(|d| d.get() != "null"),
-            parameters: t.parameters.filter(|d| d.get() != "null"),
-            strict: t.strict.filter(|d| d.get() != "null"),
-        },
+    Ok(ToolFn {
+        name: Name::Raw(name),
+        description: t.description.filter(|d| d.get() != "null"),
+        parameters: t.parameters.filter(|d| d.get() != "null"),
+        strict: t.strict.filter(|d| d.get() != "null"),
     })
 }
 
-fn tool_choice(raw: &RawValue) -> Result<Option<ToolChoiceOut<'_>>, ApiError> {
+fn tool_choice(raw: &RawValue) -> Result<Option<Choice<'_>>, ApiError> {
     match raw.get().as_bytes().first() {
         Some(b'n') => Ok(None),
         Some(b'"') => match raw.get() {
-            "\"auto\"" | "\"none\"" | "\"required\"" => Ok(Some(ToolChoiceOut::Raw(raw))),
+            "\"auto\"" | "\"none\"" | "\"required\"" => Ok(Some(Choice::Mode(raw))),
             other => Err(field_error(
                 "tool_choice",
                 format!("`tool_choice` must be auto, none, required or a function, not {other}."),
@@ -693,17 +673,15 @@ fn tool_choice(raw: &RawValue) -> Result<Option<ToolChoiceOut<'_>>, ApiError> {
                     ),
                 ));
             }
-            Ok(Some(ToolChoiceOut::Function {
-                kind: "function",
-                function: NamedOut {
-                    name: required(c.name, "tool_choice.name")?,
-                },
-            }))
+            Ok(Some(Choice::Function(required(
+                c.name,
+                "tool_choice.name",
+            )?)))
         }
     }
 }
 
-fn text_format(raw: &RawValue) -> Result<Option<FormatOut<'_>>, ApiError> {
+fn text_format(raw: &RawValue) -> Result<Option<Format<'_>>, ApiError> {
     if raw.get() == "null" {
         return Ok(None);
     }
@@ -714,17 +692,15 @@ fn text_format(raw: &RawValue) -> Result<Option<FormatOut<'_>>, ApiError> {
     };
     match format.kind.as_ref() {
         "text" => Ok(None),
-        "json_object" => Ok(Some(FormatOut::JsonObject)),
-        "json_schema" => Ok(Some(FormatOut::JsonSchema {
-            json_schema: SchemaOut {
-                name: Json::Raw(required(format.name, "text.format.name")?),
-                schema: required(format.schema, "text.format.schema")?,
-                strict: match format.strict {
-                    Some(s) => read_typed("text.format.strict", s, "a boolean")?,
-                    None => None,
-                },
-                description: format.description.filter(|s| s.get() != "null"),
+        "json_object" => Ok(Some(Format::JsonObject)),
+        "json_schema" => Ok(Some(Format::JsonSchema {
+            name: required(format.name, "text.format.name")?,
+            schema: required(format.schema, "text.format.schema")?,
+            strict: match format.strict {
+                Some(s) => read_typed("text.format.strict", s, "a boolean")?,
+                None => None,
             },
+            description: format.description.filter(|s| s.get() != "null"),
         })),
         other => Err(field_error(
             "text.format.type",

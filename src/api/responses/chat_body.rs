@@ -1,0 +1,492 @@
+//! The Chat Completions body a Responses request becomes, written as JSON text while
+//! `request` reads the client's body (one pass: no typed chat request is built and then
+//! serialised), with what routing reads of the prompt gathered on the way. It writes the
+//! bytes serde wrote for the chat shape (the golden files hold it to them); it checks
+//! nothing itself: `request` refuses what chat cannot carry before handing it over.
+
+use std::borrow::Cow;
+
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::write::plain_len;
+use crate::api::openai::{read_model, ChatParts, ChatRequest, Needs, PromptScan, RawObject};
+use crate::api::ApiError;
+
+/// A function name as chat gets it: the client's JSON, or a name the gateway made.
+pub(super) enum Name<'a> {
+    Raw(&'a RawValue),
+    Made(String),
+}
+
+/// A function tool as chat gets it (`{"type":"function","function":{…}}`); `None`
+/// members are left out.
+pub(super) struct ToolFn<'a> {
+    pub name: Name<'a>,
+    pub description: Option<&'a RawValue>,
+    pub parameters: Option<&'a RawValue>,
+    pub strict: Option<&'a RawValue>,
+}
+
+/// `tool_choice`: a mode as the client wrote it, or one function by name.
+pub(super) enum Choice<'a> {
+    Mode(&'a RawValue),
+    Function(&'a RawValue),
+}
+
+/// `response_format`.
+pub(super) enum Format<'a> {
+    JsonObject,
+    JsonSchema {
+        name: &'a RawValue,
+        schema: &'a RawValue,
+        strict: Option<bool>,
+        description: Option<&'a RawValue>,
+    },
+}
+
+/// A content part as chat gets it.
+pub(super) enum ChatPart<'a> {
+    Text(&'a RawValue),
+    Image {
+        url: &'a RawValue,
+        detail: Option<&'a RawValue>,
+    },
+    File {
+        file_data: Option<&'a RawValue>,
+        file_id: Option<&'a RawValue>,
+        filename: Option<&'a RawValue>,
+    },
+}
+
+/// The chat request being written. Top-level fields left `None` (or empty) are not sent.
+#[derive(Default)]
+pub(super) struct ChatBody<'a> {
+    pub model: Option<&'a RawValue>,
+    /// Sent as `max_completion_tokens`.
+    pub max_completion_tokens: Option<&'a RawValue>,
+    /// The output cap, read and checked.
+    pub cap: Option<u64>,
+    pub stream: Option<bool>,
+    /// Checked as a number.
+    pub temperature: Option<&'a RawValue>,
+    /// Checked as a number.
+    pub top_p: Option<&'a RawValue>,
+    /// Checked as an identifier (`openai::read_user`).
+    pub user: Option<String>,
+    pub tools: Vec<ToolFn<'a>>,
+    pub tool_choice: Option<Choice<'a>>,
+    pub parallel_tool_calls: Option<bool>,
+    pub response_format: Option<Format<'a>>,
+    pub reasoning_effort: Option<Cow<'a, str>>,
+    /// Routing preferences: the router reads them, upstream bodies drop them.
+    pub bazaar: Option<&'a RawValue>,
+    pub models: Option<&'a RawValue>,
+    pub provider: Option<&'a RawValue>,
+    messages: Messages,
+}
+
+/// The `messages` array as it is written: every message closed but the last, which tool
+/// calls may still join.
+#[derive(Default)]
+struct Messages {
+    text: String,
+    count: usize,
+    /// The last message is not closed yet.
+    open: bool,
+    /// Where the open message's `tool_calls` array starts, once it has one.
+    calls_at: Option<usize>,
+    prompt: PromptScan,
+}
+
+/// A JSON string's text, borrowed when it has no escapes (`None` when not a string).
+fn text_of(raw: &RawValue) -> Option<Cow<'_, str>> {
+    #[derive(Deserialize)]
+    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+    serde_json::from_str::<Borrowed>(raw.get())
+        .ok()
+        .map(|b| b.0)
+}
+
+/// `s` as a JSON string, escaped as serde_json escapes it.
+pub(super) fn push_string(out: &mut String, s: &str) {
+    if plain_len(s.as_bytes()) < s.len() {
+        // Serialising a &str cannot fail.
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
+        return;
+    }
+    out.reserve(s.len() + 2);
+    out.push('"');
+    out.push_str(s);
+    out.push('"');
+}
+
+fn push_raw(out: &mut String, raw: &RawValue) {
+    out.push_str(raw.get());
+}
+
+/// `,"key":` then `value`, when there is one.
+fn push_member(out: &mut String, key: &str, value: Option<&RawValue>) {
+    if let Some(v) = value {
+        out.push_str(",\"");
+        out.push_str(key);
+        out.push_str("\":");
+        out.push_str(v.get());
+    }
+}
+
+fn push_name(out: &mut String, name: &Name<'_>) {
+    match name {
+        Name::Raw(raw) => push_raw(out, raw),
+        Name::Made(s) => push_string(out, s),
+    }
+}
+
+impl Messages {
+    /// Closes the open message (its `tool_calls` counted as the prompt's JSON).
+    fn close(&mut self) {
+        if !std::mem::take(&mut self.open) {
+            return;
+        }
+        if let Some(at) = self.calls_at.take() {
+            self.text.push(']');
+            self.prompt.json(self.text.len() - at);
+        }
+        self.text.push('}');
+    }
+
+    /// Opens message `{"role":…` (closing the one before).
+    fn open(&mut self, role: &'static str) {
+        self.close();
+        self.text.push_str(if self.count == 0 {
+            "[{\"role\":\""
+        } else {
+            ",{\"role\":\""
+        });
+        self.text.push_str(role);
+        self.text.push('"');
+        self.count += 1;
+        self.open = true;
+    }
+
+    /// The open message's number and role, for the prompt scan.
+    fn text_in(&mut self, role: &str, text: &str) {
+        self.prompt.text(self.count - 1, role, text);
+    }
+}
+
+impl<'a> ChatBody<'a> {
+    /// A body whose prompt comes from about `bytes` of the client's JSON.
+    pub fn with_prompt_room(bytes: usize) -> ChatBody<'a> {
+        ChatBody {
+            messages: Messages {
+                text: String::with_capacity(bytes + 128),
+                prompt: PromptScan::with_head_room(bytes),
+                ..Messages::default()
+            },
+            ..ChatBody::default()
+        }
+    }
+
+    /// How many messages are written.
+    pub fn message_count(&self) -> usize {
+        self.messages.count
+    }
+
+    /// A message of `role` with `content`.
+    pub fn message(&mut self, role: &'static str, content: &Content<'a>) {
+        match content {
+            Content::Raw(raw) => self.message_raw(role, raw),
+            Content::Text(text) => {
+                let m = &mut self.messages;
+                m.open(role);
+                m.text.push_str(",\"content\":");
+                push_string(&mut m.text, text);
+                m.text_in(role, text);
+            }
+            Content::Parts(parts) => self.message_parts(role, parts),
+        }
+    }
+
+    /// A `tool` message answering call `id` with `content`.
+    pub fn tool_result(&mut self, id: &RawValue, content: &Content<'a>) {
+        self.message("tool", content);
+        let m = &mut self.messages;
+        m.text.push_str(",\"tool_call_id\":");
+        push_raw(&mut m.text, id);
+    }
+
+    /// A message of `role` whose content is the JSON `content`, as written.
+    fn message_raw(&mut self, role: &'static str, content: &RawValue) {
+        let m = &mut self.messages;
+        m.open(role);
+        m.text.push_str(",\"content\":");
+        push_raw(&mut m.text, content);
+        if let Some(text) = text_of(content) {
+            m.text_in(role, &text);
+        }
+    }
+
+    /// A message of `role` with content `parts` (a lone text part as plain text, the
+    /// form every chat host takes).
+    fn message_parts(&mut self, role: &'static str, parts: &[ChatPart<'a>]) {
+        if let [ChatPart::Text(text)] = parts {
+            return self.message_raw(role, text);
+        }
+        let m = &mut self.messages;
+        m.open(role);
+        m.text.push_str(",\"content\":[");
+        for (j, part) in parts.iter().enumerate() {
+            if j > 0 {
+                m.text.push(',');
+            }
+            match part {
+                ChatPart::Text(text) => {
+                    m.text.push_str("{\"type\":\"text\",\"text\":");
+                    push_raw(&mut m.text, text);
+                    m.text.push('}');
+                    if let Some(t) = text_of(text) {
+                        m.text_in(role, &t);
+                    }
+                }
+                ChatPart::Image { url, detail } => {
+                    m.text
+                        .push_str("{\"type\":\"image_url\",\"image_url\":{\"url\":");
+                    push_raw(&mut m.text, url);
+                    push_member(&mut m.text, "detail", *detail);
+                    m.text.push_str("}}");
+                    m.prompt.image();
+                }
+                ChatPart::File {
+                    file_data,
+                    file_id,
+                    filename,
+                } => {
+                    m.text.push_str("{\"type\":\"file\",\"file\":{");
+                    let start = m.text.len();
+                    push_member(&mut m.text, "file_data", *file_data);
+                    push_member(&mut m.text, "file_id", *file_id);
+                    push_member(&mut m.text, "filename", *filename);
+                    // The members were written each after a comma: drop the first.
+                    if m.text.len() > start {
+                        m.text.remove(start);
+                    }
+                    m.text.push_str("}}");
+                }
+            }
+        }
+        m.text.push(']');
+    }
+
+    /// A tool call: joins the open assistant message when `join`, else opens one with
+    /// `content: null`.
+    pub fn tool_call(&mut self, join: bool, id: &RawValue, name: &Name<'_>, arguments: &RawValue) {
+        let m = &mut self.messages;
+        if !join || !m.open {
+            m.open("assistant");
+            m.text.push_str(",\"content\":null");
+        }
+        match m.calls_at {
+            Some(_) => m.text.push(','),
+            None => {
+                m.text.push_str(",\"tool_calls\":");
+                m.calls_at = Some(m.text.len());
+                m.text.push('[');
+            }
+        }
+        m.text.push_str("{\"id\":");
+        push_raw(&mut m.text, id);
+        m.text
+            .push_str(",\"type\":\"function\",\"function\":{\"name\":");
+        push_name(&mut m.text, name);
+        m.text.push_str(",\"arguments\":");
+        push_raw(&mut m.text, arguments);
+        m.text.push_str("}}");
+    }
+
+    /// The chat request: `model` read and checked, each field written once into the
+    /// body kept for upstreams, in the order chat's translation always wrote them.
+    pub fn into_request(self) -> Result<ChatRequest, ApiError> {
+        let model = read_model(self.model)?;
+        let mut messages = self.messages;
+        if messages.count == 0 {
+            return Err(ApiError::invalid(
+                "messages",
+                "`messages` must not be empty.",
+            ));
+        }
+        messages.close();
+        messages.text.push(']');
+        let mut prompt = messages.prompt;
+        let mut fields: Vec<(&'static str, Box<RawValue>)> = Vec::with_capacity(16);
+        let mut text = String::new();
+        if let Some(v) = self.model {
+            fields.push(("model", v.to_owned()));
+        }
+        fields.push(("messages", written(&messages.text)?));
+        if let Some(v) = self.max_completion_tokens {
+            fields.push(("max_completion_tokens", v.to_owned()));
+        }
+        if let Some(stream) = self.stream {
+            fields.push(("stream", written(bool_text(stream))?));
+        }
+        for (key, value) in [("temperature", self.temperature), ("top_p", self.top_p)] {
+            if let Some(v) = value {
+                fields.push((key, v.to_owned()));
+            }
+        }
+        if let Some(user) = &self.user {
+            push_string(&mut text, user);
+            fields.push(("user", written(&text)?));
+        }
+        if !self.tools.is_empty() {
+            text.clear();
+            write_tools(&mut text, &self.tools);
+            prompt.json(text.len());
+            fields.push(("tools", written(&text)?));
+        }
+        match &self.tool_choice {
+            Some(Choice::Mode(raw)) => fields.push(("tool_choice", (*raw).to_owned())),
+            Some(Choice::Function(name)) => {
+                text.clear();
+                text.push_str("{\"type\":\"function\",\"function\":{\"name\":");
+                push_raw(&mut text, name);
+                text.push_str("}}");
+                fields.push(("tool_choice", written(&text)?));
+            }
+            None => {}
+        }
+        if let Some(parallel) = self.parallel_tool_calls {
+            fields.push(("parallel_tool_calls", written(bool_text(parallel))?));
+        }
+        if let Some(format) = &self.response_format {
+            text.clear();
+            write_format(&mut text, format);
+            fields.push(("response_format", written(&text)?));
+        }
+        if let Some(effort) = &self.reasoning_effort {
+            text.clear();
+            push_string(&mut text, effort);
+            fields.push(("reasoning_effort", written(&text)?));
+        }
+        for (key, value) in [
+            ("bazaar", self.bazaar),
+            ("models", self.models),
+            ("provider", self.provider),
+        ] {
+            if let Some(v) = value {
+                fields.push((key, v.to_owned()));
+            }
+        }
+        let needs = Needs {
+            tools: !self.tools.is_empty(),
+            vision: false,
+            json_object: matches!(self.response_format, Some(Format::JsonObject)),
+            json_schema: matches!(self.response_format, Some(Format::JsonSchema { .. })),
+            reasoning: self.reasoning_effort.is_some(),
+        };
+        Ok(ChatRequest::from_parts(
+            RawObject::from_static_fields(fields),
+            ChatParts {
+                model,
+                stream: self.stream.unwrap_or(false),
+                max_tokens: self.cap,
+                needs,
+                prompt,
+                user: self.user,
+            },
+        ))
+    }
+}
+
+/// A message's content: JSON as written (a string, or `null`), text, or parts.
+pub(super) enum Content<'a> {
+    Raw(&'a RawValue),
+    Text(String),
+    Parts(Vec<ChatPart<'a>>),
+}
+
+fn bool_text(b: bool) -> &'static str {
+    if b {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+fn write_tools(out: &mut String, tools: &[ToolFn<'_>]) {
+    out.push('[');
+    for (i, t) in tools.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"type\":\"function\",\"function\":{\"name\":");
+        push_name(out, &t.name);
+        push_member(out, "description", t.description);
+        push_member(out, "parameters", t.parameters);
+        push_member(out, "strict", t.strict);
+        out.push_str("}}");
+    }
+    out.push(']');
+}
+
+fn write_format(out: &mut String, format: &Format<'_>) {
+    match format {
+        Format::JsonObject => out.push_str("{\"type\":\"json_object\"}"),
+        Format::JsonSchema {
+            name,
+            schema,
+            strict,
+            description,
+        } => {
+            out.push_str("{\"type\":\"json_schema\",\"json_schema\":{\"name\":");
+            push_raw(out, name);
+            out.push_str(",\"schema\":");
+            push_raw(out, schema);
+            if let Some(strict) = strict {
+                out.push_str(",\"strict\":");
+                out.push_str(bool_text(*strict));
+            }
+            push_member(out, "description", *description);
+            out.push_str("}}");
+        }
+    }
+}
+
+/// JSON text written here, as a `RawValue`, without parsing it again: serde_json writes
+/// a value serialised as its raw-value token struct verbatim (`RawValue`'s own
+/// `Serialize` is that struct), so `to_raw_value` only copies it. The test
+/// `written_json_is_kept_as_is` holds serde_json to that.
+fn written(text: &str) -> Result<Box<RawValue>, ApiError> {
+    struct Verbatim<'t>(&'t str);
+    impl Serialize for Verbatim<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            const TOKEN: &str = "$serde_json::private::RawValue";
+            let mut raw = s.serialize_struct(TOKEN, 1)?;
+            raw.serialize_field(TOKEN, self.0)?;
+            raw.end()
+        }
+    }
+    serde_json::value::to_raw_value(&Verbatim(text))
+        .map_err(|e| ApiError::bad_request(format!("The request cannot be translated: {e}.")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_json_is_kept_as_is() {
+        for text in [
+            r#"[{"role":"user","content":"a \"b\" é"}]"#,
+            "true",
+            r#"{"type":"json_object"}"#,
+        ] {
+            let raw = written(text).unwrap();
+            assert_eq!(raw.get(), text);
+            let parsed: Box<RawValue> = serde_json::from_str(text).unwrap();
+            assert_eq!(raw.get(), parsed.get());
+        }
+    }
+}
