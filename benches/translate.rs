@@ -25,7 +25,7 @@ use bazaar::providers::gemini::{request as gemini_request, stream::GeminiStream}
 use bazaar::providers::http::translate_all;
 use bazaar::providers::Chunk;
 use bazaar::server::relay::{Framer, OpenAiFramer};
-use bazaar::server::responses::finish_billed;
+use bazaar::server::responses::{finish_billed, translate_chunk};
 use bytes::{Bytes, BytesMut};
 
 const CHAT: &[u8] = br#"{"model":"m","max_tokens":512,"temperature":0.2,"stream":true,
@@ -314,7 +314,7 @@ fn streams(responses: &ResponsesRequest) {
                 let mut writer =
                     StreamWriter::new("resp_1".into(), "m", responses.echo.clone(), None);
                 for c in &chunks {
-                    writer.chunk(&c.data, c.usage, &mut out).unwrap();
+                    translate_chunk(&mut writer, c, &mut out).unwrap();
                 }
                 // As the server ends it: `response.completed` with the billed usage.
                 finish_billed(&mut writer, Some(&billed), &mut out);

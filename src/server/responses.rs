@@ -427,6 +427,19 @@ pub fn finish_billed(writer: &mut StreamWriter, billed: Option<&Billed>, out: &m
     writer.finish_with_usage(out, usage.as_ref());
 }
 
+/// Translates one chat chunk into the Responses events it makes: a usage-only chunk
+/// (the adapter read it) is not parsed again.
+pub fn translate_chunk(
+    writer: &mut StreamWriter,
+    chunk: &Chunk,
+    out: &mut BytesMut,
+) -> Result<(), ReplyError> {
+    match chunk.usage {
+        Some(usage) if chunk.usage_only => writer.usage_chunk(&chunk.data, usage, out),
+        usage => writer.chunk(&chunk.data, usage, out),
+    }
+}
+
 /// The usage object of a stream's last event, as `Billed::responses_usage_json` has it
 /// (the backend's `reported` counts when it reported every bucket, else the billed ones),
 /// built without a map: it is written once per stream.
@@ -536,7 +549,7 @@ impl Framer for ResponsesFramer {
             }
             ResponsesFramer::Translated(writer, _) => {
                 let before = out.len();
-                if let Err(detail) = writer.chunk(&chunk.data, chunk.usage, out) {
+                if let Err(detail) = translate_chunk(writer, chunk, out) {
                     writer.fail(
                         &format!("The backend's stream cannot be translated: {detail}."),
                         out,

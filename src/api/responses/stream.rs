@@ -871,6 +871,22 @@ impl StreamWriter {
         Ok(())
     }
 
+    /// Translates a chunk that carries usage and no choices, as the adapter that read it
+    /// says (the usual last chunk): once the stream has started, its usage is all there
+    /// is to read in it, so it is not parsed again.
+    pub fn usage_chunk(
+        &mut self,
+        data: &[u8],
+        usage: Usage,
+        out: &mut BytesMut,
+    ) -> Result<(), ReplyError> {
+        if self.started && !self.done {
+            self.usage = Some(usage);
+            return Ok(());
+        }
+        self.chunk(data, Some(usage), out)
+    }
+
     fn apply(
         &mut self,
         model: Option<Cow<'_, str>>,

@@ -407,3 +407,36 @@ mod events_by_hand {
         }
     }
 }
+
+/// A usage-only chunk passed as one (not parsed again once the stream has started)
+/// writes the same events as the same chunk read in full, first or last in the stream.
+#[test]
+fn a_usage_only_chunk_writes_what_the_full_read_writes() {
+    let usage = Usage {
+        input: 3,
+        output: 2,
+        ..Usage::default()
+    };
+    let role = r#"{"id":"c","model":"up","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#;
+    let text =
+        r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":"stop"}]}"#;
+    let last = r#"{"id":"c","model":"up2","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#;
+    for chunks in [vec![role, text, last], vec![last], vec![last, role, text]] {
+        let write = |usage_only: bool| {
+            let mut w = StreamWriter::new("resp_1".into(), "m", echo(), None);
+            let mut out = BytesMut::new();
+            for c in &chunks {
+                if *c == last && usage_only {
+                    w.usage_chunk(c.as_bytes(), usage, &mut out).unwrap();
+                } else {
+                    let u = (*c == last).then_some(usage);
+                    w.chunk(c.as_bytes(), u, &mut out).unwrap();
+                }
+            }
+            w.finish(&mut out);
+            assert_eq!(w.usage(), Some(usage));
+            crate::api::responses::golden::normalised(std::str::from_utf8(&out).unwrap())
+        };
+        assert_eq!(write(true), write(false));
+    }
+}
