@@ -450,6 +450,8 @@ def main(argv):
     ap.add_argument("--work", default=None)
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args(argv[1:])
+    # The gateway is started from the work directory: a relative --bin would not be found there.
+    a.bin = os.path.abspath(a.bin)
     if a.shipped and a.set == "routerbench":
         ap.error("the shipped weights do not know the RouterBench models; run it cross-validated")
 
