@@ -262,12 +262,7 @@ async fn serve_connection(
             let answer = app.clone().call(req.map(Body::new));
             async move {
                 let response = answer.await;
-                Ok::<_, std::convert::Infallible>(response.map(|body| {
-                    Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
-                        let _ = &in_flight;
-                        frame
-                    }))
-                }))
+                Ok::<_, std::convert::Infallible>(response.map(|body| in_flight.track(body)))
             }
         },
     ));

@@ -72,6 +72,43 @@ pub struct Activity {
 #[derive(Debug)]
 pub struct InFlight(Arc<Activity>);
 
+impl InFlight {
+    /// `body`, holding this request in flight until the body is dropped (read to its end,
+    /// or abandoned with the connection). One wrapper, not a second boxed body.
+    pub fn track(self, body: axum::body::Body) -> TrackedBody {
+        TrackedBody {
+            body,
+            _in_flight: self,
+        }
+    }
+}
+
+/// A response body with its request's `InFlight`: frames, end and size are the body's.
+pub struct TrackedBody {
+    body: axum::body::Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, axum::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -160,6 +197,26 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     const IDLE: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn a_tracked_body_is_in_flight_until_dropped_and_is_the_body_it_wraps() {
+        use http_body_util::BodyExt;
+        let activity = Arc::new(Activity::default());
+        let body = activity
+            .request(http::Version::HTTP_11)
+            .track(axum::body::Body::from("hello"));
+        assert_eq!(activity.in_flight.load(Ordering::Relaxed), 1);
+        assert_eq!(hyper::body::Body::size_hint(&body).exact(), Some(5));
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&bytes[..], b"hello");
+        assert_eq!(activity.in_flight.load(Ordering::Relaxed), 0);
+        let unread = activity
+            .request(http::Version::HTTP_11)
+            .track(axum::body::Body::from("x"));
+        assert_eq!(activity.in_flight.load(Ordering::Relaxed), 1);
+        drop(unread);
+        assert_eq!(activity.in_flight.load(Ordering::Relaxed), 0);
+    }
 
     /// Watches a connection that never ends by itself; returns how many times it was
     /// asked to shut down, and whether the watch ended (the connection was dropped),
