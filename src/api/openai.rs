@@ -156,6 +156,12 @@ const KNOWN_FIELDS: &[&str] = &[
     "usage",
     "system_fingerprint",
     "service_tier",
+    // `/v1/responses`
+    "instructions",
+    "max_output_tokens",
+    "reasoning",
+    "text",
+    "previous_response_id",
 ];
 
 /// A field's name: one of `KNOWN_FIELDS` without an allocation, else its own copy.

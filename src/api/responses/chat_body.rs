@@ -6,8 +6,7 @@
 
 use std::borrow::Cow;
 
-use serde::ser::SerializeStruct;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::write::plain_len;
@@ -324,12 +323,12 @@ impl<'a> ChatBody<'a> {
         if let Some(v) = self.model {
             fields.push(("model", v.to_owned()));
         }
-        fields.push(("messages", written(&messages.text)?));
+        fields.push(("messages", written(messages.text)?));
         if let Some(v) = self.max_completion_tokens {
             fields.push(("max_completion_tokens", v.to_owned()));
         }
         if let Some(stream) = self.stream {
-            fields.push(("stream", written(bool_text(stream))?));
+            fields.push(("stream", written(bool_text(stream).to_string())?));
         }
         for (key, value) in [("temperature", self.temperature), ("top_p", self.top_p)] {
             if let Some(v) = value {
@@ -338,13 +337,13 @@ impl<'a> ChatBody<'a> {
         }
         if let Some(user) = &self.user {
             push_string(&mut text, user);
-            fields.push(("user", written(&text)?));
+            fields.push(("user", written(std::mem::take(&mut text))?));
         }
         if !self.tools.is_empty() {
             text.clear();
             write_tools(&mut text, &self.tools);
             prompt.json(text.len());
-            fields.push(("tools", written(&text)?));
+            fields.push(("tools", written(std::mem::take(&mut text))?));
         }
         match &self.tool_choice {
             Some(Choice::Mode(raw)) => fields.push(("tool_choice", (*raw).to_owned())),
@@ -353,22 +352,25 @@ impl<'a> ChatBody<'a> {
                 text.push_str("{\"type\":\"function\",\"function\":{\"name\":");
                 push_raw(&mut text, name);
                 text.push_str("}}");
-                fields.push(("tool_choice", written(&text)?));
+                fields.push(("tool_choice", written(std::mem::take(&mut text))?));
             }
             None => {}
         }
         if let Some(parallel) = self.parallel_tool_calls {
-            fields.push(("parallel_tool_calls", written(bool_text(parallel))?));
+            fields.push((
+                "parallel_tool_calls",
+                written(bool_text(parallel).to_string())?,
+            ));
         }
         if let Some(format) = &self.response_format {
             text.clear();
             write_format(&mut text, format);
-            fields.push(("response_format", written(&text)?));
+            fields.push(("response_format", written(std::mem::take(&mut text))?));
         }
         if let Some(effort) = &self.reasoning_effort {
             text.clear();
             push_string(&mut text, effort);
-            fields.push(("reasoning_effort", written(&text)?));
+            fields.push(("reasoning_effort", written(std::mem::take(&mut text))?));
         }
         for (key, value) in [
             ("bazaar", self.bazaar),
@@ -454,21 +456,15 @@ fn write_format(out: &mut String, format: &Format<'_>) {
     }
 }
 
-/// JSON text written here, as a `RawValue`, without parsing it again: serde_json writes
-/// a value serialised as its raw-value token struct verbatim (`RawValue`'s own
-/// `Serialize` is that struct), so `to_raw_value` only copies it. The test
+/// JSON text written here, as a `RawValue`, neither parsed again nor copied: serde_json
+/// reads a `Box<RawValue>` from a map of its raw-value token to the text, and takes a
+/// text given as a `String` as it is (its own protocol for raw values). The test
 /// `written_json_is_kept_as_is` holds serde_json to that.
-fn written(text: &str) -> Result<Box<RawValue>, ApiError> {
-    struct Verbatim<'t>(&'t str);
-    impl Serialize for Verbatim<'_> {
-        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            const TOKEN: &str = "$serde_json::private::RawValue";
-            let mut raw = s.serialize_struct(TOKEN, 1)?;
-            raw.serialize_field(TOKEN, self.0)?;
-            raw.end()
-        }
-    }
-    serde_json::value::to_raw_value(&Verbatim(text))
+fn written(text: String) -> Result<Box<RawValue>, ApiError> {
+    use serde::de::value::{Error, MapDeserializer};
+    const TOKEN: &str = "$serde_json::private::RawValue";
+    let map = MapDeserializer::<_, Error>::new(std::iter::once((TOKEN, text)));
+    <Box<RawValue>>::deserialize(map)
         .map_err(|e| ApiError::bad_request(format!("The request cannot be translated: {e}.")))
 }
 
@@ -483,7 +479,7 @@ mod tests {
             "true",
             r#"{"type":"json_object"}"#,
         ] {
-            let raw = written(text).unwrap();
+            let raw = written(text.to_string()).unwrap();
             assert_eq!(raw.get(), text);
             let parsed: Box<RawValue> = serde_json::from_str(text).unwrap();
             assert_eq!(raw.get(), parsed.get());
