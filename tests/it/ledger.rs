@@ -298,34 +298,15 @@ fn priced(mock: &MockUpstream, ledger_url: &str) -> String {
 async fn one_row_per_answered_call_across_a_shutdown_on_every_backend() {
     let all = backends("load").await;
     for (backend, url, _) in all.clone() {
-        let mock = MockUpstream::with_spec(bazaar::demo::sim::SimSpec {
-            ttft: Duration::from_millis(5),
-            tokens_per_sec: 400.0,
-            ..Default::default()
-        })
-        .await;
+        let mock = sixty_calls_mock().await;
         let gw = TestGateway::start(&priced(&mock, &url)).await;
         let (tasks, mut finished) =
             send_sixty_calls(&gw.client, &gw.url("/v1/chat/completions"), "m");
         // Shut down once some calls have finished and others are still in flight.
         finished.wait_for(|n| *n >= 10).await.unwrap();
         gw.shutdown().await.unwrap();
-        let mut answered = 0;
-        for t in tasks {
-            answered += t.await.unwrap();
-        }
-        let ledger = Ledger::connect(&url).await.unwrap();
-        let ok = Filter {
-            errors: Some(false),
-            ..everything()
-        };
-        let rows = ledger.calls(&ok, 10_000, None).await.unwrap();
-        assert!(answered >= 10, "{backend}: {answered}");
-        assert_eq!(
-            rows.len() as i64,
-            answered,
-            "{backend}: one ledger row per answered call"
-        );
+        let answered = answered(tasks).await;
+        let (ledger, rows) = one_row_per_answered_call(&url, answered, backend).await;
         // Streamed and plain calls of the same request cost the same.
         let costs: std::collections::BTreeSet<Option<i64>> =
             rows.iter().map(|(_, r)| r.cost_nanos).collect();

@@ -1,10 +1,6 @@
 //! Shutdown: /readyz turns unready at once, connections are still served during the
 //! grace period, calls in flight finish, and then the listener is closed.
 
-use std::time::Duration;
-
-use bazaar::billing::ledger::{Filter, Ledger};
-
 use serde_json::json;
 
 use crate::common::*;
@@ -51,12 +47,7 @@ async fn grace_period_keeps_serving_while_unready() {
 /// row per answered call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_on_request_threads_leaves_one_row_per_answered_call() {
-    let mock = MockUpstream::with_spec(bazaar::demo::sim::SimSpec {
-        ttft: Duration::from_millis(5),
-        tokens_per_sec: 400.0,
-        ..Default::default()
-    })
-    .await;
+    let mock = sixty_calls_mock().await;
     let dir = std::env::temp_dir().join(format!(
         "bazaar-it-threads-{}-{}",
         std::process::id(),
@@ -85,28 +76,12 @@ async fn sigterm_on_request_threads_leaves_one_row_per_answered_call() {
             .status()
     });
     assert!(signalled.await.unwrap().unwrap().success());
-    let mut answered = 0;
-    for t in tasks {
-        answered += t.await.unwrap();
-    }
+    let answered = answered(tasks).await;
     // Waits for the exit: the ledger's last batch is written by then.
     tokio::task::spawn_blocking(move || gw.stop())
         .await
         .unwrap();
-    let ledger = Ledger::connect(&url).await.unwrap();
-    let ok = Filter {
-        from_ms: 0,
-        to_ms: i64::MAX,
-        errors: Some(false),
-        ..Default::default()
-    };
-    let rows = ledger.calls(&ok, 10_000, None).await.unwrap();
-    assert!(answered >= 10, "{answered}");
-    assert_eq!(
-        rows.len() as i64,
-        answered,
-        "one ledger row per answered call"
-    );
+    let (ledger, _) = one_row_per_answered_call(&url, answered, "request threads").await;
     ledger.close().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -424,6 +424,53 @@ where
     }
 }
 
+/// An upstream slow enough (5 ms to the first token, 400 tokens/s) that a shutdown during
+/// `send_sixty_calls` finds some calls finished and others in flight.
+pub async fn sixty_calls_mock() -> MockUpstream {
+    MockUpstream::with_spec(bazaar::demo::sim::SimSpec {
+        ttft: Duration::from_millis(5),
+        tokens_per_sec: 400.0,
+        ..Default::default()
+    })
+    .await
+}
+
+/// How many of `send_sixty_calls`' calls were answered in full.
+pub async fn answered(tasks: Vec<tokio::task::JoinHandle<i64>>) -> i64 {
+    let mut answered = 0;
+    for t in tasks {
+        answered += t.await.unwrap();
+    }
+    answered
+}
+
+/// The ledger at `url` and its rows of successful calls, checked to be exactly one per
+/// answered call (of at least 10 answered). `what` names the case in a failure.
+pub async fn one_row_per_answered_call(
+    url: &str,
+    answered: i64,
+    what: &str,
+) -> (
+    bazaar::billing::ledger::Ledger,
+    Vec<(i64, bazaar::billing::ledger::LedgerRow)>,
+) {
+    let ledger = bazaar::billing::ledger::Ledger::connect(url).await.unwrap();
+    let ok = bazaar::billing::ledger::Filter {
+        from_ms: 0,
+        to_ms: i64::MAX,
+        errors: Some(false),
+        ..Default::default()
+    };
+    let rows = ledger.calls(&ok, 10_000, None).await.unwrap();
+    assert!(answered >= 10, "{what}: {answered} answered");
+    assert_eq!(
+        rows.len() as i64,
+        answered,
+        "{what}: one ledger row per answered call"
+    );
+    (ledger, rows)
+}
+
 /// Sends 60 chat calls for `model` to `url` at once, every other one streamed, the last
 /// 30 each started a millisecond after the one before (so some are still arriving while
 /// the first finish). Each task says whether its call was answered in full (1) or not
