@@ -284,14 +284,17 @@ impl RawObject {
         }
     }
 
-    /// Like `from_fields`, for names known when compiling: none is copied.
-    pub fn from_static_fields(fields: Vec<(&'static str, Box<RawValue>)>) -> RawObject {
+    /// An object of no fields yet, with room for `n`: a translated body built field by
+    /// field with `push_static`.
+    pub fn with_capacity(n: usize) -> RawObject {
         RawObject {
-            fields: fields
-                .into_iter()
-                .map(|(k, v)| (FieldName(Cow::Borrowed(k)), v))
-                .collect(),
+            fields: Vec::with_capacity(n),
         }
+    }
+
+    /// Appends field `key`, a name known when compiling (not copied), set to `value`.
+    pub fn push_static(&mut self, key: &'static str, value: Box<RawValue>) {
+        self.fields.push((FieldName(Cow::Borrowed(key)), value));
     }
 
     /// The raw value of `key`, if present (the last one wins on duplicates).

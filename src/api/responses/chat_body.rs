@@ -101,6 +101,14 @@ struct Messages {
 
 /// A JSON string's text, borrowed when it has no escapes (`None` when not a string).
 fn text_of(raw: &RawValue) -> Option<Cow<'_, str>> {
+    // Valid JSON (the client's, read once): a string without a backslash holds its text
+    // as it is.
+    let json = raw.get();
+    if let Some(inner) = json.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+        if plain_len(inner.as_bytes()) == inner.len() {
+            return Some(Cow::Borrowed(inner));
+        }
+    }
     #[derive(Deserialize)]
     struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
     serde_json::from_str::<Borrowed>(raw.get())
@@ -318,59 +326,58 @@ impl<'a> ChatBody<'a> {
         messages.close();
         messages.text.push(']');
         let mut prompt = messages.prompt;
-        let mut fields: Vec<(&'static str, Box<RawValue>)> = Vec::with_capacity(16);
-        let mut text = String::new();
+        let mut fields = RawObject::with_capacity(16);
         if let Some(v) = self.model {
-            fields.push(("model", v.to_owned()));
+            fields.push_static("model", v.to_owned());
         }
-        fields.push(("messages", written(messages.text)?));
+        fields.push_static("messages", written(messages.text)?);
         if let Some(v) = self.max_completion_tokens {
-            fields.push(("max_completion_tokens", v.to_owned()));
+            fields.push_static("max_completion_tokens", v.to_owned());
         }
         if let Some(stream) = self.stream {
-            fields.push(("stream", written(bool_text(stream).to_string())?));
+            fields.push_static("stream", written(bool_text(stream).to_string())?);
         }
         for (key, value) in [("temperature", self.temperature), ("top_p", self.top_p)] {
             if let Some(v) = value {
-                fields.push((key, v.to_owned()));
+                fields.push_static(key, v.to_owned());
             }
         }
         if let Some(user) = &self.user {
+            let mut text = String::with_capacity(user.len() + 2);
             push_string(&mut text, user);
-            fields.push(("user", written(std::mem::take(&mut text))?));
+            fields.push_static("user", written(text)?);
         }
         if !self.tools.is_empty() {
-            text.clear();
-            write_tools(&mut text, &self.tools);
+            let text = write_tools(&self.tools);
             prompt.json(text.len());
-            fields.push(("tools", written(std::mem::take(&mut text))?));
+            fields.push_static("tools", written(text)?);
         }
         match &self.tool_choice {
-            Some(Choice::Mode(raw)) => fields.push(("tool_choice", (*raw).to_owned())),
+            Some(Choice::Mode(raw)) => fields.push_static("tool_choice", (*raw).to_owned()),
             Some(Choice::Function(name)) => {
-                text.clear();
+                let mut text = String::with_capacity(name.get().len() + 40);
                 text.push_str("{\"type\":\"function\",\"function\":{\"name\":");
                 push_raw(&mut text, name);
                 text.push_str("}}");
-                fields.push(("tool_choice", written(std::mem::take(&mut text))?));
+                fields.push_static("tool_choice", written(text)?);
             }
             None => {}
         }
         if let Some(parallel) = self.parallel_tool_calls {
-            fields.push((
+            fields.push_static(
                 "parallel_tool_calls",
                 written(bool_text(parallel).to_string())?,
-            ));
+            );
         }
         if let Some(format) = &self.response_format {
-            text.clear();
+            let mut text = String::new();
             write_format(&mut text, format);
-            fields.push(("response_format", written(std::mem::take(&mut text))?));
+            fields.push_static("response_format", written(text)?);
         }
         if let Some(effort) = &self.reasoning_effort {
-            text.clear();
+            let mut text = String::with_capacity(effort.len() + 2);
             push_string(&mut text, effort);
-            fields.push(("reasoning_effort", written(std::mem::take(&mut text))?));
+            fields.push_static("reasoning_effort", written(text)?);
         }
         for (key, value) in [
             ("bazaar", self.bazaar),
@@ -378,7 +385,7 @@ impl<'a> ChatBody<'a> {
             ("provider", self.provider),
         ] {
             if let Some(v) = value {
-                fields.push((key, v.to_owned()));
+                fields.push_static(key, v.to_owned());
             }
         }
         let needs = Needs {
@@ -389,7 +396,7 @@ impl<'a> ChatBody<'a> {
             reasoning: self.reasoning_effort.is_some(),
         };
         Ok(ChatRequest::from_parts(
-            RawObject::from_static_fields(fields),
+            fields,
             ChatParts {
                 model,
                 stream: self.stream.unwrap_or(false),
@@ -417,20 +424,42 @@ fn bool_text(b: bool) -> &'static str {
     }
 }
 
-fn write_tools(out: &mut String, tools: &[ToolFn<'_>]) {
+/// The chat `tools` array, written into a string of the size it takes.
+fn write_tools(tools: &[ToolFn<'_>]) -> String {
+    const HEAD: &str = "{\"type\":\"function\",\"function\":{\"name\":";
+    let member = |key: &str, v: Option<&RawValue>| v.map_or(0, |v| key.len() + 4 + v.get().len());
+    let size = tools
+        .iter()
+        .map(|t| {
+            let name = match &t.name {
+                Name::Raw(raw) => raw.get().len(),
+                // Room for a few escapes; a longer name grows the string.
+                Name::Made(s) => s.len() + 8,
+            };
+            HEAD.len()
+                + name
+                + member("description", t.description)
+                + member("parameters", t.parameters)
+                + member("strict", t.strict)
+                + 3
+        })
+        .sum::<usize>();
+    // Each tool's share counts a comma; the brackets take one more byte.
+    let mut out = String::with_capacity(size + 1);
     out.push('[');
     for (i, t) in tools.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        out.push_str("{\"type\":\"function\",\"function\":{\"name\":");
-        push_name(out, &t.name);
-        push_member(out, "description", t.description);
-        push_member(out, "parameters", t.parameters);
-        push_member(out, "strict", t.strict);
+        out.push_str(HEAD);
+        push_name(&mut out, &t.name);
+        push_member(&mut out, "description", t.description);
+        push_member(&mut out, "parameters", t.parameters);
+        push_member(&mut out, "strict", t.strict);
         out.push_str("}}");
     }
     out.push(']');
+    out
 }
 
 fn write_format(out: &mut String, format: &Format<'_>) {

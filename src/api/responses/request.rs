@@ -245,6 +245,8 @@ impl std::fmt::Display for Item {
 
 /// Input items → chat messages. Consecutive `function_call` items (and the assistant
 /// text before them) become one assistant message with `tool_calls`, as chat wants them.
+/// Each item is translated as it is read, so the error is the one the first failing
+/// item gives in order.
 fn messages<'a>(
     items: &'a RawValue,
     namespaced: &[Namespaced],
@@ -252,29 +254,64 @@ fn messages<'a>(
 ) -> Result<(), ApiError> {
     // Whether the last message is an assistant turn that tool calls may join.
     let mut open_assistant = false;
-    // One pass over the items when all of them read; otherwise item by item, so the
-    // error is the same one the first failing item gives in order.
-    if let Ok(list) = serde_json::from_str::<Vec<ItemIn>>(items.get()) {
-        for (i, item) in list.into_iter().enumerate() {
-            message(Item(i), item, namespaced, out, &mut open_assistant)?;
+    each_element::<ItemIn>(
+        items.get(),
+        |at| match at {
+            Some(i) => {
+                let path = Item(i);
+                field_error(
+                    path.to_string(),
+                    format!("`{path}` must be an input item object."),
+                )
+            }
+            None => field_error(
+                "input",
+                "`input` must be a string or an array of input items.",
+            ),
+        },
+        |i, _, item| message(Item(i), item, namespaced, out, &mut open_assistant),
+    )
+}
+
+/// Reads each element of the JSON array `array` as `T`, in order, and hands it to `f`
+/// with its index and its text (as a `RawValue` of it would hold it): one pass, no list.
+/// `bad(Some(i))` is the error for element `i` not reading as `T`, `bad(None)` for
+/// `array` not being an array.
+pub(super) fn each_element<'a, T: Deserialize<'a>>(
+    array: &'a str,
+    bad: impl Fn(Option<usize>) -> ApiError,
+    mut f: impl FnMut(usize, &'a str, T) -> Result<(), ApiError>,
+) -> Result<(), ApiError> {
+    let bytes = array.as_bytes();
+    let skip_space = |mut at: usize| {
+        while matches!(bytes.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            at += 1;
         }
+        at
+    };
+    let mut at = skip_space(0);
+    if bytes.get(at) != Some(&b'[') {
+        return Err(bad(None));
+    }
+    at = skip_space(at + 1);
+    if bytes.get(at) == Some(&b']') {
         return Ok(());
     }
-    let list: Vec<&RawValue> = serde_json::from_str(items.get()).map_err(|_| {
-        field_error(
-            "input",
-            "`input` must be a string or an array of input items.",
-        )
-    })?;
-    for (i, raw) in list.into_iter().enumerate() {
-        let path = Item(i);
-        let item: ItemIn = serde_json::from_str(raw.get()).map_err(|_| {
-            field_error(
-                path.to_string(),
-                format!("`{path}` must be an input item object."),
-            )
-        })?;
-        message(path, item, namespaced, out, &mut open_assistant)?;
+    for i in 0.. {
+        let rest = array.get(at..).ok_or_else(|| bad(None))?;
+        // A stream deserializer tells where the element it read ends.
+        let mut element = serde_json::Deserializer::from_str(rest).into_iter::<T>();
+        let Some(Ok(value)) = element.next() else {
+            return Err(bad(Some(i)));
+        };
+        let end = at + element.byte_offset();
+        f(i, array.get(at..end).unwrap_or_default(), value)?;
+        at = skip_space(end);
+        match bytes.get(at) {
+            Some(b',') => at = skip_space(at + 1),
+            Some(b']') => return Ok(()),
+            _ => return Err(bad(None)),
+        }
     }
     Ok(())
 }
@@ -510,75 +547,34 @@ fn tools<'a>(
     only: &mut Option<NativeOnly>,
     namespaced: &mut Vec<Namespaced>,
 ) -> Result<(Vec<ToolFn<'a>>, Option<String>), ApiError> {
-    let bad = || field_error("tools", "`tools` must be an array of tools with a `type`.");
+    let bad = |_| field_error("tools", "`tools` must be an array of tools with a `type`.");
     if raw.get() == "null" {
         return Ok((Vec::new(), None));
     }
-    let texts: Vec<&RawValue> = serde_json::from_str(raw.get()).map_err(|_| bad())?;
-    let list = texts
-        .iter()
-        .map(|t| serde_json::from_str::<ToolIn>(t.get()))
-        .collect::<Result<Vec<ToolIn>, _>>()
-        .map_err(|_| bad())?;
-    let mut echo = String::with_capacity(raw.get().len() + 32 * list.len());
+    let mut echo = String::with_capacity(raw.get().len() + 64);
     echo.push('[');
-    for (i, (text, t)) in texts.iter().zip(&list).enumerate() {
+    let mut out = Vec::new();
+    // The index in `out` of each namespaced function.
+    let mut at = Vec::new();
+    // The first tool that does not translate: named once every tool has read (a tool
+    // that does not read is named first).
+    let mut failed = None;
+    each_element::<ToolIn>(raw.get(), bad, |i, text, t| {
         if i > 0 {
             echo.push(',');
         }
-        echo_tool(&mut echo, text.get(), t);
+        echo_tool(&mut echo, text, &t);
+        if failed.is_none() {
+            failed = tool(i, t, only, namespaced, &mut out, &mut at).err();
+        }
+        Ok(())
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
     }
     // Valid JSON: the tools as sent (each an object with a `type`, so the keys added
     // before its closing brace follow a comma).
     echo.push(']');
-    let mut out = Vec::with_capacity(list.len());
-    // The index in `out` of each namespaced function.
-    let mut at = Vec::new();
-    for (i, t) in list.into_iter().enumerate() {
-        match t.kind.as_ref() {
-            "function" => out.push(function(t, || format!("tools[{i}]"))?),
-            "namespace" => {
-                let namespace = string(required(t.name, format_args!("tools[{i}].name"))?)
-                    .ok_or_else(|| field_error(format!("tools[{i}].name"), "must be a string"))?;
-                let inner = required(t.tools, format_args!("tools[{i}].tools"))?;
-                let inner: Vec<ToolIn> = serde_json::from_str(inner.get()).map_err(|_| {
-                    field_error(
-                        format!("tools[{i}].tools"),
-                        format!("`tools[{i}].tools` must be an array of tools with a `type`."),
-                    )
-                })?;
-                for (j, f) in inner.into_iter().enumerate() {
-                    if f.kind != "function" {
-                        note(
-                            only,
-                            format!("tools[{i}].tools[{j}].type"),
-                            &format!("the `{}` tool", f.kind),
-                        );
-                        continue;
-                    }
-                    let tool = function(f, || format!("tools[{i}].tools[{j}]"))?;
-                    let Name::Raw(name) = tool.name else {
-                        continue;
-                    };
-                    let name = string(name).ok_or_else(|| {
-                        field_error(format!("tools[{i}].tools[{j}].name"), "must be a string")
-                    })?;
-                    at.push(out.len());
-                    namespaced.push(Namespaced {
-                        chat_name: name.clone(),
-                        namespace: namespace.clone(),
-                        name,
-                    });
-                    out.push(tool);
-                }
-            }
-            other => note(
-                only,
-                format!("tools[{i}].type"),
-                &format!("the hosted tool `{other}`"),
-            ),
-        }
-    }
     if !namespaced.is_empty() {
         let names: Vec<Option<String>> = out
             .iter()
@@ -602,6 +598,62 @@ fn tools<'a>(
         }
     }
     Ok((out, Some(echo)))
+}
+
+/// Tool `i` (`t`) into `out`: a function as it is, a `namespace` tool's functions (each
+/// recorded in `namespaced`, its index in `out` in `at`), a hosted tool noted in `only`.
+fn tool<'a>(
+    i: usize,
+    t: ToolIn<'a>,
+    only: &mut Option<NativeOnly>,
+    namespaced: &mut Vec<Namespaced>,
+    out: &mut Vec<ToolFn<'a>>,
+    at: &mut Vec<usize>,
+) -> Result<(), ApiError> {
+    match t.kind.as_ref() {
+        "function" => out.push(function(t, || format!("tools[{i}]"))?),
+        "namespace" => {
+            let namespace = string(required(t.name, format_args!("tools[{i}].name"))?)
+                .ok_or_else(|| field_error(format!("tools[{i}].name"), "must be a string"))?;
+            let inner = required(t.tools, format_args!("tools[{i}].tools"))?;
+            let inner: Vec<ToolIn> = serde_json::from_str(inner.get()).map_err(|_| {
+                field_error(
+                    format!("tools[{i}].tools"),
+                    format!("`tools[{i}].tools` must be an array of tools with a `type`."),
+                )
+            })?;
+            for (j, f) in inner.into_iter().enumerate() {
+                if f.kind != "function" {
+                    note(
+                        only,
+                        format!("tools[{i}].tools[{j}].type"),
+                        &format!("the `{}` tool", f.kind),
+                    );
+                    continue;
+                }
+                let tool = function(f, || format!("tools[{i}].tools[{j}]"))?;
+                let Name::Raw(name) = tool.name else {
+                    continue;
+                };
+                let name = string(name).ok_or_else(|| {
+                    field_error(format!("tools[{i}].tools[{j}].name"), "must be a string")
+                })?;
+                at.push(out.len());
+                namespaced.push(Namespaced {
+                    chat_name: name.clone(),
+                    namespace: namespace.clone(),
+                    name,
+                });
+                out.push(tool);
+            }
+        }
+        other => note(
+            only,
+            format!("tools[{i}].type"),
+            &format!("the hosted tool `{other}`"),
+        ),
+    }
+    Ok(())
 }
 
 /// A tool as the response object repeats it: its text as sent, a function tool with
