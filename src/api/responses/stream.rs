@@ -15,7 +15,7 @@ use super::reply::{
     join_arrays, BilledUsage, FailedWith, Finished, OutputContent, OutputItem, ResponseOut, Status,
     SummaryText, UsageOut,
 };
-use super::write::{self, put_int, put_string, Fixed};
+use super::write::{self, plain_len, put_int, put_string, Fixed};
 use super::{new_id, Echo};
 use crate::api::chat_view::{ChoiceIn, ChunkIn, ToolDeltaIn};
 use crate::api::{ReplyError, Usage};
@@ -62,34 +62,37 @@ impl Delta<'_> {
     /// sequence number and the text.
     #[cfg(test)]
     fn write(&self, out: &mut BytesMut) {
-        DeltaHead::of(self).write(self.sequence_number, self.delta, out);
+        let plain = plain_len(self.delta.as_bytes()) == self.delta.len();
+        DeltaHead::of(self).write(self.sequence_number, self.delta, plain, out);
     }
 }
 
 /// The parts of a delta event that do not change while one part streams: everything
-/// before the sequence number, everything between it and the text, and the end. Built
-/// once per part, so that a delta is five copies and two numbers.
+/// before the sequence number, everything between it and the text (its opening quote
+/// included), and the end. Built once per part, so that a delta is five copies and a
+/// number.
 #[derive(Debug, Default)]
 struct DeltaHead {
     kind: &'static str,
     output_index: usize,
     content_index: Option<u32>,
     summary_index: Option<u32>,
-    /// `event: …\ndata: {"type":"…","sequence_number":`
-    lead: BytesMut,
-    /// `,"item_id":…,"output_index":…,"delta":`
-    middle: BytesMut,
+    /// `event: …\ndata: {"type":"…","sequence_number":` then
+    /// `,"item_id":…,"output_index":…,"delta":"`, split at `lead`.
+    bytes: Vec<u8>,
+    lead: usize,
     logprobs: bool,
 }
 
 impl DeltaHead {
     fn of(d: &Delta<'_>) -> DeltaHead {
-        let mut lead = BytesMut::with_capacity(2 * d.kind.len() + 40);
-        lead.put_slice(b"event: ");
-        lead.put_slice(d.kind.as_bytes());
-        lead.put_slice(b"\ndata: {\"type\":\"");
-        lead.put_slice(d.kind.as_bytes());
-        lead.put_slice(b"\",\"sequence_number\":");
+        let mut bytes = Vec::with_capacity(2 * d.kind.len() + d.item_id.len() + 104);
+        bytes.extend_from_slice(b"event: ");
+        bytes.extend_from_slice(d.kind.as_bytes());
+        bytes.extend_from_slice(b"\ndata: {\"type\":\"");
+        bytes.extend_from_slice(d.kind.as_bytes());
+        bytes.extend_from_slice(b"\",\"sequence_number\":");
+        let lead = bytes.len();
         let mut middle = BytesMut::with_capacity(d.item_id.len() + 64);
         middle.put_slice(b",\"item_id\":");
         put_string(&mut middle, d.item_id);
@@ -103,39 +106,52 @@ impl DeltaHead {
             middle.put_slice(b",\"summary_index\":");
             put_int(&mut middle, u64::from(i));
         }
-        middle.put_slice(b",\"delta\":");
+        middle.put_slice(b",\"delta\":\"");
+        bytes.extend_from_slice(&middle);
         DeltaHead {
             kind: d.kind,
             output_index: d.output_index,
             content_index: d.content_index,
             summary_index: d.summary_index,
+            bytes,
             lead,
-            middle,
             logprobs: d.logprobs,
         }
     }
 
-    /// Whether this head is `d`'s (the item id follows from the output index).
+    /// Whether this head is `d`'s (the item id follows from the output index). The
+    /// kinds are static names: the same name is nearly always the same pointer.
     fn fits(&self, d: &Delta<'_>) -> bool {
-        self.kind == d.kind
+        (std::ptr::eq(self.kind, d.kind) || self.kind == d.kind)
             && self.output_index == d.output_index
             && self.content_index == d.content_index
             && self.summary_index == d.summary_index
             && self.logprobs == d.logprobs
-            && !self.lead.is_empty()
+            && !self.bytes.is_empty()
     }
 
-    fn write(&self, sequence_number: u64, delta: &str, out: &mut BytesMut) {
-        out.reserve(self.lead.len() + self.middle.len() + delta.len() + 40);
-        out.put_slice(&self.lead);
-        put_int(out, sequence_number);
-        out.put_slice(&self.middle);
-        put_string(out, delta);
-        out.put_slice(if self.logprobs {
-            b",\"logprobs\":[]}\n\n"
+    /// Writes the delta event of `delta`, which `plain` says needs no escapes (the
+    /// quote, backslash and control characters JSON escapes; see `write::plain_len`).
+    fn write(&self, sequence_number: u64, delta: &str, plain: bool, out: &mut BytesMut) {
+        let (lead, middle) = self.bytes.split_at(self.lead);
+        let end: &[u8] = if self.logprobs {
+            b"\",\"logprobs\":[]}\n\n"
         } else {
-            b"}\n\n"
-        });
+            b"\"}\n\n"
+        };
+        out.reserve(self.bytes.len() + delta.len() + 40);
+        out.put_slice(lead);
+        put_int(out, sequence_number);
+        if plain {
+            out.put_slice(middle);
+            out.put_slice(delta.as_bytes());
+            out.put_slice(end);
+        } else {
+            // The quotes around the text are `put_string`'s.
+            out.put_slice(middle.split_last().map_or(middle, |(_, m)| m));
+            put_string(out, delta);
+            out.put_slice(end.split_first().map_or(end, |(_, e)| e));
+        }
     }
 }
 
@@ -502,10 +518,16 @@ impl StreamWriter {
 
     /// Writes a delta event through the head of its part (made anew when the part changed).
     fn write_delta(head: &mut DeltaHead, delta: &Delta<'_>, out: &mut BytesMut) {
+        let plain = plain_len(delta.delta.as_bytes()) == delta.delta.len();
+        StreamWriter::write_delta_plain(head, delta, plain, out);
+    }
+
+    /// `write_delta` for a delta whose text `plain` says needs no escapes.
+    fn write_delta_plain(head: &mut DeltaHead, delta: &Delta<'_>, plain: bool, out: &mut BytesMut) {
         if !head.fits(delta) {
             *head = DeltaHead::of(delta);
         }
-        head.write(delta.sequence_number, delta.delta, out);
+        head.write(delta.sequence_number, delta.delta, plain, out);
     }
 
     /// Closes the open item with its `…done` events.
@@ -679,7 +701,7 @@ impl StreamWriter {
     }
 
     fn text(&mut self, out: &mut BytesMut, delta: &str, refusal: bool) {
-        if !refusal && self.more_text(out, delta) {
+        if !refusal && self.more_text(out, delta, plain_len(delta.as_bytes()) == delta.len()) {
             return;
         }
         if self.open != Open::Text {
@@ -705,12 +727,12 @@ impl StreamWriter {
             None => true,
         };
         if needs_part {
+            // A part's text grows by small deltas: room for a few dozen at once.
+            let room = String::with_capacity(256);
             content.push(if refusal {
-                OutputContent::Refusal {
-                    refusal: String::new(),
-                }
+                OutputContent::Refusal { refusal: room }
             } else {
-                OutputContent::text(String::new())
+                OutputContent::text(room)
             });
             let ci = content.len() - 1;
             let seq = self.next_seq();
@@ -759,7 +781,8 @@ impl StreamWriter {
 
     /// Text for the output text part streaming now, if one is: the text joins it and
     /// its delta event is written (`false`, nothing done, when no such part is open).
-    fn more_text(&mut self, out: &mut BytesMut, delta: &str) -> bool {
+    /// `plain`: the text has nothing JSON escapes.
+    fn more_text(&mut self, out: &mut BytesMut, delta: &str, plain: bool) -> bool {
         if self.open != Open::Text {
             return false;
         }
@@ -784,9 +807,16 @@ impl StreamWriter {
             delta,
             logprobs: true,
         };
-        StreamWriter::write_delta(&mut self.delta_head, &d, out);
+        StreamWriter::write_delta_plain(&mut self.delta_head, &d, plain, out);
         self.seq += 1;
         true
+    }
+
+    /// Content text without escapes (what the chunk memo reads), as `text` takes it.
+    fn plain_text(&mut self, out: &mut BytesMut, delta: &str) {
+        if !self.more_text(out, delta, true) {
+            self.text(out, delta, false);
+        }
     }
 
     fn tool(&mut self, out: &mut BytesMut, t: &ToolDeltaIn<'_>) {
@@ -851,7 +881,7 @@ impl StreamWriter {
                     self.usage = usage;
                 }
                 if !text.is_empty() {
-                    self.text(out, text, false);
+                    self.plain_text(out, text);
                 }
                 return Ok(());
             }
