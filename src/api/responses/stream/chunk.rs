@@ -21,23 +21,78 @@ pub(super) struct TextChunk<'a> {
 /// The chunk read by the narrow parser, `None` when it is not of the shape it reads.
 #[cfg(test)]
 pub(super) fn fast(data: &[u8]) -> Option<TextChunk<'_>> {
-    fast_with_span(data).map(|(chunk, _)| chunk)
+    fast_with_head(data).map(|(chunk, _, _)| chunk)
 }
 
-/// Like `fast`, with where its one delta text string lies, if it has one.
-fn fast_with_span(data: &[u8]) -> Option<(TextChunk<'_>, Option<Span>)> {
+/// Like `fast`, with where its one delta text string lies, if it has one, and the
+/// parser's state where the `choices` value starts, if the chunk has one (see `Head`).
+fn fast_with_head(data: &[u8]) -> Option<(TextChunk<'_>, Option<Span>, Option<HeadAt<'_>>)> {
     let text = std::str::from_utf8(data).ok()?;
-    let mut p = Parser {
-        text,
-        bytes: data,
-        at: 0,
-        span: None,
-        spans: 0,
-    };
-    let chunk = p.chunk()?;
+    let mut p = Parser::new(text);
+    let mut at = None;
+    let chunk = p.chunk(&mut at)?;
     p.ws();
     let span = p.span.filter(|_| p.spans == 1);
-    (p.at == p.bytes.len()).then_some((chunk, span))
+    (p.at == p.bytes.len()).then_some((chunk, span, at))
+}
+
+/// Where a chunk's `choices` value starts, and what the parser had read before it.
+struct HeadAt<'a> {
+    at: usize,
+    id: bool,
+    model: Option<Option<Cow<'a, str>>>,
+}
+
+/// The bytes of the last chunk read in full up to its `choices` value, and the parser's
+/// state there (the top-level keys read before it). A chunk with the same bytes up to
+/// there reads the same up to there (the parser's every decision depends on the bytes
+/// before it), so only its rest is read: the id, object, creation time and model every
+/// chunk of a stream repeats are not read again for a chunk of another shape (the role
+/// chunk, the first text, the finish).
+#[derive(Debug, Default)]
+struct Head {
+    bytes: Vec<u8>,
+    valid: bool,
+    id: bool,
+    model: Option<Option<String>>,
+}
+
+impl Head {
+    fn fits(&self, data: &[u8]) -> bool {
+        self.valid && data.starts_with(&self.bytes)
+    }
+
+    fn keep(&mut self, data: &[u8], at: &HeadAt<'_>) {
+        let Some(bytes) = data.get(..at.at) else {
+            self.valid = false;
+            return;
+        };
+        self.bytes.clear();
+        self.bytes.extend_from_slice(bytes);
+        self.id = at.id;
+        self.model = at.model.as_ref().map(|m| m.as_deref().map(str::to_string));
+        self.valid = true;
+    }
+
+    /// `data`, which `fits`, read from its `choices` value on (spans as in `data`).
+    fn read<'a>(&'a self, data: &'a [u8]) -> Option<(TextChunk<'a>, Option<Span>)> {
+        let skip = self.bytes.len();
+        let rest = data.get(skip..)?;
+        // The head ends at an ASCII byte (`:` or whitespace): the rest is valid UTF-8
+        // exactly when the whole is.
+        let text = std::str::from_utf8(rest).ok()?;
+        let mut p = Parser::new(text);
+        let id = self.id.then_some(None);
+        let model = self.model.as_ref().map(|m| m.as_deref().map(Cow::Borrowed));
+        let chunk = p.chunk_from_choices(id, model)?;
+        p.ws();
+        let span = p.span.filter(|_| p.spans == 1).map(|s| Span {
+            field: s.field,
+            start: s.start + skip,
+            end: s.end + skip,
+        });
+        (p.at == p.bytes.len()).then_some((chunk, span))
+    }
 }
 
 /// Which text of a delta.
@@ -64,7 +119,7 @@ struct Span {
 /// bytes after it): it is read with two comparisons and a scan of the text. Streams send
 /// hundreds of such chunks, differing in their text alone.
 #[derive(Debug, Default)]
-pub(super) struct Memo {
+struct Shape {
     valid: bool,
     /// The chunk up to the text's opening quote.
     prefix: Vec<u8>,
@@ -90,25 +145,57 @@ fn owned(to: &mut Option<String>, from: Option<&str>) {
     }
 }
 
+/// What the writer remembers of the chunks it read, to read the next ones quickly: the
+/// last chunk's shape around its text, and its bytes up to its choices.
+#[derive(Debug, Default)]
+pub(super) struct Memo {
+    shape: Shape,
+    head: Head,
+}
+
 impl Memo {
     /// The chunk `data` as the narrow parser reads it (`None`: left to serde), read
-    /// against the last chunk's shape when it has it.
+    /// against the last chunk's shape, or from its choices on when it starts as the last
+    /// chunk read in full did.
     pub(super) fn read<'a>(&'a mut self, data: &'a [u8]) -> Option<TextChunk<'a>> {
-        if let Some(text) = self.same_shape(data) {
-            return Some(self.with_text(text));
+        if let Some(text) = self.shape.same_shape(data) {
+            return Some(self.shape.with_text(text));
         }
-        let (chunk, span) = fast_with_span(data)?;
+        let fits = self.head.fits(data);
+        let Memo { shape, head } = self;
+        let (chunk, span) = if fits {
+            head.read(data)?
+        } else {
+            let (chunk, span, at) = fast_with_head(data)?;
+            match at {
+                Some(at) => head.keep(data, &at),
+                None => head.valid = false,
+            }
+            (chunk, span)
+        };
         // A chunk without one text (a role, a finish) leaves the shape remembered.
         if let (Some(span), Some(choice)) = (span, &chunk.choice) {
-            self.remember(data, span, &chunk, choice);
+            shape.remember(data, span, &chunk, choice);
         }
         Some(chunk)
     }
 
+    /// See `Shape::only_content`.
+    pub(super) fn only_content<'d>(&self, data: &'d [u8]) -> Option<&'d str> {
+        self.shape.only_content(data)
+    }
+
+    #[cfg(test)]
+    fn same_shape<'d>(&self, data: &'d [u8]) -> Option<&'d str> {
+        self.shape.same_shape(data)
+    }
+}
+
+impl Shape {
     /// The text of `data` if it is the remembered chunk with another text, and that
     /// chunk's choice 0 had content text and nothing else the writer reads (no other
     /// text, no finish reason): all `read` would give the writer is that text.
-    pub(super) fn only_content<'d>(&self, data: &'d [u8]) -> Option<&'d str> {
+    fn only_content<'d>(&self, data: &'d [u8]) -> Option<&'d str> {
         let other = |t: &Option<String>| t.as_deref().is_some_and(|t| !t.is_empty());
         if self.field != Field::Content
             || self.index != 0
@@ -206,6 +293,16 @@ fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
 }
 
 impl<'a> Parser<'a> {
+    fn new(text: &'a str) -> Self {
+        Parser {
+            text,
+            bytes: text.as_bytes(),
+            at: 0,
+            span: None,
+            spans: 0,
+        }
+    }
+
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.at).copied()
     }
@@ -225,28 +322,54 @@ impl<'a> Parser<'a> {
 
     /// Walks the members of an object (its `{` already consumed), calling `member` with
     /// each key (a string without escapes) with the parser at its value.
-    fn members(&mut self, mut member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+    fn members(&mut self, member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
         self.ws();
         if self.peek() == Some(b'}') {
             self.at += 1;
             return Some(());
         }
+        self.members_from_key(member)
+    }
+
+    /// `members` from after a member's value on.
+    fn members_after_value(
+        &mut self,
+        member: impl FnMut(&mut Self, &'a str) -> Option<()>,
+    ) -> Option<()> {
+        if self.member_end()? {
+            return Some(());
+        }
+        self.members_from_key(member)
+    }
+
+    /// `members` from a member's key on.
+    fn members_from_key(
+        &mut self,
+        mut member: impl FnMut(&mut Self, &'a str) -> Option<()>,
+    ) -> Option<()> {
         loop {
             self.ws();
             let key = self.key()?;
             self.eat(b':')?;
             self.ws();
             member(self, key)?;
-            self.ws();
-            match self.peek()? {
-                b',' => self.at += 1,
-                b'}' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if self.member_end()? {
+                return Some(());
             }
         }
+    }
+
+    /// After a member's value: `true` past the object's closing brace, `false` past the
+    /// comma before the next member.
+    fn member_end(&mut self) -> Option<bool> {
+        self.ws();
+        let end = match self.peek()? {
+            b',' => false,
+            b'}' => true,
+            _ => return None,
+        };
+        self.at += 1;
+        Some(end)
     }
 
     /// A key: a short string, read byte by byte. An escaped key (serde unescapes it
@@ -270,17 +393,45 @@ impl<'a> Parser<'a> {
         Some(key)
     }
 
-    fn chunk(&mut self) -> Option<TextChunk<'a>> {
+    /// A whole chunk; `head` is set to where its `choices` value starts, if it has one.
+    fn chunk(&mut self, head: &mut Option<HeadAt<'a>>) -> Option<TextChunk<'a>> {
         self.eat(b'{')?;
         let (mut id, mut model, mut choices) = (None, None, None);
         self.members(|p, key| match key {
             "id" => once(&mut id, p.opt_string()?),
             "model" => once(&mut model, p.opt_string()?),
+            "choices" => {
+                *head = Some(HeadAt {
+                    at: p.at,
+                    id: id.is_some(),
+                    model: model.clone(),
+                });
+                once(&mut choices, p.choices()?)
+            }
+            _ => p.skip(0),
+        })?;
+        Some(TextChunk {
+            model: model.flatten(),
+            choice: choices.flatten(),
+        })
+    }
+
+    /// The rest of a chunk from its `choices` value on, the `id` and `model` before it
+    /// as read (`Some` when read, each). `id` is checked as serde checks it, and not
+    /// kept: the writer names its own.
+    fn chunk_from_choices(
+        &mut self,
+        mut id: Option<Option<Cow<'a, str>>>,
+        mut model: Option<Option<Cow<'a, str>>>,
+    ) -> Option<TextChunk<'a>> {
+        self.ws();
+        let mut choices = Some(self.choices()?);
+        self.members_after_value(|p, key| match key {
+            "id" => once(&mut id, p.opt_string()?),
+            "model" => once(&mut model, p.opt_string()?),
             "choices" => once(&mut choices, p.choices()?),
             _ => p.skip(0),
         })?;
-        // `id` is checked as serde checks it, and not kept: the writer names its own.
-        let _ = id;
         Some(TextChunk {
             model: model.flatten(),
             choice: choices.flatten(),
@@ -807,6 +958,35 @@ mod tests {
         .map(|t| format!("{head}{t}"))
         .collect();
         assert_eq!(memo_agrees(&texts), Ok(()));
+        // Chunks that start as the last one read in full, up to their choices, and go on
+        // otherwise: read from their choices on, as alone.
+        let head = r#"{"id":"c","model":"m","choices":"#;
+        let rests: Vec<String> = [
+            r#"[{"index":0,"delta":{"role":"assistant","content":""}}]}"#,
+            r#" [ {"index":0,"delta":{"content":"x"},"finish_reason":null} ] }"#,
+            r#"[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}"#,
+            r#"[],"model":"n"}"#,
+            r#"[],"id":"d"}"#,
+            r#"[],"choices":[]}"#,
+            r#"[{"index":0,"delta":{"content":"é"}}],"x":[1,{"y":null}]}"#,
+            r#"[{"index":0,"delta":{"content":"a"}}]}x"#,
+            r#"[{"index":0,"delta":{"tool_calls":[]}}]}"#,
+            r#"null}"#,
+            r#"[]"#,
+            r#"[]}"#,
+        ]
+        .iter()
+        .map(|t| format!("{head}{t}"))
+        .collect();
+        assert_eq!(memo_agrees(&rests), Ok(()));
+        let mut memo = Memo::default();
+        memo.read(rests[0].as_bytes()).unwrap();
+        assert!(memo.head.fits(rests[1].as_bytes()));
+        // The rest is checked for UTF-8 as the whole would be.
+        let mut bad = head.as_bytes().to_vec();
+        bad.extend_from_slice(b"[{\"index\":0,\"delta\":{\"content\":\"\xff\"}}]}");
+        assert!(memo.read(&bad).is_none());
+
         let mut memo = Memo::default();
         memo.read(texts[1].as_bytes()).unwrap();
         assert!(memo.same_shape(texts[2].as_bytes()).is_some());
