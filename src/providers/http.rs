@@ -354,23 +354,26 @@ fn transport_failure(
 /// Reads the remaining-quota headers: OpenAI's `x-ratelimit-remaining-*` (Groq, Together
 /// and others copy them) and Anthropic's `anthropic-ratelimit-*-remaining`.
 pub fn meta(headers: &HeaderMap) -> UpstreamMeta {
-    let num = |names: [&str; 2]| {
+    // Static names: a `&str` name is parsed and checked again on every lookup.
+    const REMAINING_REQUESTS: [HeaderName; 2] = [
+        HeaderName::from_static("x-ratelimit-remaining-requests"),
+        HeaderName::from_static("anthropic-ratelimit-requests-remaining"),
+    ];
+    const REMAINING_TOKENS: [HeaderName; 2] = [
+        HeaderName::from_static("x-ratelimit-remaining-tokens"),
+        HeaderName::from_static("anthropic-ratelimit-tokens-remaining"),
+    ];
+    let num = |names: &[HeaderName; 2]| {
         names.iter().find_map(|name| {
             headers
-                .get(*name)
+                .get(name)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse().ok())
         })
     };
     UpstreamMeta {
-        remaining_requests: num([
-            "x-ratelimit-remaining-requests",
-            "anthropic-ratelimit-requests-remaining",
-        ]),
-        remaining_tokens: num([
-            "x-ratelimit-remaining-tokens",
-            "anthropic-ratelimit-tokens-remaining",
-        ]),
+        remaining_requests: num(&REMAINING_REQUESTS),
+        remaining_tokens: num(&REMAINING_TOKENS),
     }
 }
 
