@@ -214,6 +214,17 @@ pub fn reference_price(config: &Config, route: &str) -> Option<Price> {
         .route(route)
         .and_then(|r| r.reference.as_deref())
         .unwrap_or(&config.router.reference);
+    price_of(config, reference)
+}
+
+/// `reference_price` of a call whose route names no reference of its own: the same for
+/// every such call of one config, so worked out once per config.
+pub fn default_reference_price(config: &Config) -> Option<Price> {
+    price_of(config, &config.router.reference)
+}
+
+/// The price of `reference` (a served model, an alias or a catalog model id).
+fn price_of(config: &Config, reference: &str) -> Option<Price> {
     let reference = config.canonical(reference);
     if let Some(target) = config
         .models

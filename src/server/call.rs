@@ -357,7 +357,11 @@ fn served_by(state: &AppState, runtime: &Runtime, route: &str, candidate: &Candi
         model: candidate.model.clone(),
         tier: candidate.facts.tier,
         price: local.unwrap_or(candidate.facts.price),
-        reference_price: reference_price(config, route),
+        // Most routes name no reference of their own: the runtime has its price.
+        reference_price: match config.route(route).and_then(|r| r.reference.as_ref()) {
+            None => runtime.default_reference_price,
+            Some(_) => reference_price(config, route),
+        },
     }
 }
 

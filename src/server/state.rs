@@ -9,7 +9,9 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::billing::meter::default_reference_price;
 use crate::billing::Billing;
+use crate::catalog::Price;
 use crate::config::{Config, ConfigError, ConfigProblem};
 use crate::providers::Provider;
 use crate::router::RouterState;
@@ -21,6 +23,9 @@ pub struct Runtime {
     pub config: Config,
     /// Same order as `config.providers`.
     pub providers: Vec<Provider>,
+    /// The savings reference's price for calls whose route names none of its own
+    /// (`billing::meter::default_reference_price`), worked out once per config.
+    pub default_reference_price: Option<Price>,
 }
 
 impl Runtime {
@@ -40,7 +45,11 @@ impl Runtime {
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
-        Ok(Runtime { config, providers })
+        Ok(Runtime {
+            default_reference_price: default_reference_price(&config),
+            config,
+            providers,
+        })
     }
 }
 
