@@ -75,12 +75,25 @@ struct Recent {
 /// A call's (request id, key id) in one allocation, shared by the set and the order:
 /// the request id's length, then both ids (so no two pairs make the same key).
 fn call_key(request_id: &str, key_id: &str) -> Arc<[u8]> {
-    (request_id.len() as u64)
-        .to_le_bytes()
-        .into_iter()
-        .chain(request_id.bytes())
-        .chain(key_id.bytes())
-        .collect()
+    let parts = [
+        &(request_id.len() as u64).to_le_bytes()[..],
+        request_id.as_bytes(),
+        key_id.as_bytes(),
+    ];
+    // Joined on the stack when it fits, so the `Arc` is the only allocation.
+    let mut buf = [0u8; 192];
+    let n = parts.iter().map(|p| p.len()).sum::<usize>();
+    match buf.get_mut(..n) {
+        Some(joined) => {
+            let mut at = 0;
+            for p in parts {
+                joined[at..at + p.len()].copy_from_slice(p);
+                at += p.len();
+            }
+            Arc::from(&*joined)
+        }
+        None => Arc::from(parts.concat()),
+    }
 }
 
 /// The store: the ledger's pool, the recent calls, and the prompt writer's queue.
