@@ -210,11 +210,13 @@ struct AttemptRecord {
     _in_flight: InFlight,
     started: Instant,
     first_byte: Duration,
-    /// `provider/upstream`.
+    /// `provider/upstream`; the provider's id is its first `provider_len` bytes.
     backend: String,
+    provider_len: usize,
     session: Option<u64>,
-    /// Metric labels: provider, catalog model id, tier.
-    labels: [String; 3],
+    /// Metric labels beside the provider: the catalog model id, the tier.
+    model: Arc<str>,
+    tier: &'static str,
 }
 
 impl AttemptRecord {
@@ -243,9 +245,9 @@ impl AttemptRecord {
         let transition = self.stats.record(outcome, meta, now, breaker);
         log_transition(&self.backend, transition);
         let labels = [
-            self.labels[0].as_str(),
-            self.labels[1].as_str(),
-            self.labels[2].as_str(),
+            self.backend.get(..self.provider_len).unwrap_or(""),
+            &*self.model,
+            self.tier,
         ];
         match failure {
             None => {
@@ -371,12 +373,10 @@ where
                     started,
                     first_byte,
                     backend: format!("{}/{}", provider.id(), candidate.upstream),
+                    provider_len: provider.id().len(),
                     session: plan.session,
-                    labels: [
-                        provider.id().to_string(),
-                        candidate.model.to_string(),
-                        candidate.facts.tier.as_str().to_string(),
-                    ],
+                    model: candidate.model.clone(),
+                    tier: candidate.facts.tier.as_str(),
                 };
                 let served = Served {
                     value,
