@@ -143,9 +143,10 @@ fn endpoint(patterns: &[&'static str], path: &str) -> &'static str {
 
 /// The index in `patterns` of the route `path` matches, if one does.
 fn endpoint_at(patterns: &[&'static str], path: &str) -> Option<usize> {
-    patterns
-        .iter()
-        .position(|pattern| matches_pattern(pattern, path))
+    // A pattern without a `{param}` matches its own path only: compared whole, not split.
+    patterns.iter().position(|pattern| {
+        *pattern == path || (pattern.contains('{') && matches_pattern(pattern, path))
+    })
 }
 
 /// The endpoint a request is labelled with, and its request-duration series.
