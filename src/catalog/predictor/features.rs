@@ -168,12 +168,14 @@ const WORDS: [&str; MATH_WORDS.len() + CODE_WORDS.len()] = {
     out
 };
 
-/// Bit i: `WORDS[i]` starts with letter l (at index l - `a`).
-const WORDS_BY_FIRST: [u64; 26] = {
-    let mut out = [0u64; 26];
+/// Bit i: `WORDS[i]` starts with byte b in either case (at index b).
+const WORDS_BY_FIRST: [u64; 256] = {
+    let mut out = [0u64; 256];
     let mut i = 0;
     while i < WORDS.len() {
-        out[(WORDS[i].as_bytes()[0] - b'a') as usize] |= 1 << i;
+        let first = WORDS[i].as_bytes()[0];
+        out[first as usize] |= 1 << i;
+        out[first.to_ascii_uppercase() as usize] |= 1 << i;
         i += 1;
     }
     out
@@ -232,12 +234,10 @@ const _: () = {
 /// words'.
 #[inline(always)]
 fn ascii_word(bytes: &[u8], first: u8, start: usize, end: usize) -> u64 {
-    let len = end - start;
-    let letter = usize::from((first | 0x20).wrapping_sub(b'a'));
-    let (Some(by_first), Some(by_len)) = (WORDS_BY_FIRST.get(letter), WORDS_BY_LEN.get(len)) else {
+    let Some(by_len) = WORDS_BY_LEN.get(end - start) else {
         return 0;
     };
-    let candidates = by_first & by_len;
+    let candidates = WORDS_BY_FIRST[usize::from(first)] & by_len;
     if candidates == 0 {
         return 0;
     }
@@ -282,7 +282,7 @@ enum Kind {
 
 /// One token of a part of the text: a run of alphanumerics (lowercased) or a single
 /// other non-space character, `start..end` in the part's bytes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Span {
     start: u32,
     end: u32,
@@ -340,7 +340,7 @@ impl Span {
 }
 
 /// The shape counters of the bounded text, gathered in the same pass as its tokens.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq)]
 struct Shape {
     bytes: usize,
     lines: usize,
@@ -581,13 +581,198 @@ fn hash_word(bytes: &[u8], start: usize, end: usize) -> u64 {
     h ^ (h >> 29)
 }
 
-/// One pass over `part`: counts its shape into `shape` and calls `each` for every
-/// token in order (`lower` is scratch space). The counters live in locals until the
-/// end (one update of `shape` per part), and a word's letters and digits are read in a
-/// loop of their own. Tokens are not hashed here: a prompt whose word grams the
-/// weights ignore needs only its shape.
+/// Counts the shape of `part` into `shape` and calls `each` for every token in order
+/// (`lower` is scratch space): `walk_ascii` for ASCII text (most prompts), else
+/// `walk_chars`, the same counts and tokens. Tokens are not hashed here: a prompt
+/// whose word grams the weights ignore needs only its shape.
 #[inline]
 fn walk(part: &str, shape: &mut Shape, lower: &mut String, mut each: impl FnMut(Span)) {
+    if !walk_ascii(part, shape, &mut each) {
+        walk_chars(part, shape, lower, each);
+    }
+}
+
+/// Bytes of a part `walk_ascii` reads in 64-byte blocks (the head, the longest part).
+const ASCII_BLOCKS: usize = HEAD_BYTES / 64;
+
+/// The top bit of each byte of `top` (only top bits set) gathered into the low eight
+/// bits, byte j's as bit j: one multiply, whose partial products never overlap.
+#[inline(always)]
+fn gather(top: u64) -> u64 {
+    top.wrapping_mul(0x0002_0408_1020_4081) >> 56
+}
+
+/// The bytes of a 64-byte block (bit j: byte j) that are letters or digits, digits,
+/// and neither nor a space (`b' '`), and the or of all its bytes. Exact where every
+/// byte is ASCII, which the or's top bits tell: the byte-wise sums below carry out
+/// of a byte only from one at 0x80 or above.
+#[inline(always)]
+fn ascii_classes(block: &[u8; 64]) -> (u64, u64, u64, u64) {
+    let (mut alnum, mut digit, mut other, mut high) = (0u64, 0u64, 0u64, 0u64);
+    for (i, chunk) in block.chunks_exact(8).enumerate() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        high |= word;
+        // `| 0x20` lowercases the letters and maps no other byte into `a..=z`; a sum
+        // with an offset carries into a byte's top bit when the byte is at least the
+        // offset's complement.
+        let folded = word | splat(0x20);
+        let letters =
+            folded.wrapping_add(splat(0x80 - b'a')) & !folded.wrapping_add(splat(0x80 - b'z' - 1));
+        let digits =
+            word.wrapping_add(splat(0x80 - b'0')) & !word.wrapping_add(splat(0x80 - b'9' - 1));
+        let both = (letters | digits) & HIGH_BITS;
+        // A byte of `word ^ spaces` is zero (its top bit stays clear) where `word` is ` `.
+        let space = !(word ^ splat(b' ')).wrapping_add(splat(0x7f)) & HIGH_BITS;
+        alnum |= gather(both) << (8 * i);
+        digit |= gather(digits & HIGH_BITS) << (8 * i);
+        other |= gather(HIGH_BITS & !(both | space)) << (8 * i);
+    }
+    (alnum, digit, other, high)
+}
+
+/// `walk` for a part of ASCII text at most `HEAD_BYTES` long, 64 bytes at a time;
+/// false (and nothing counted or called) for any other part. A first pass marks in
+/// three bitmaps (a bit per byte) the letters and digits, the digits, and the bytes
+/// that are neither nor a space; a second one visits the tokens in order from those
+/// bits: the words (runs of letters and digits) and the other bytes (spaces are
+/// skipped 64 at a time).
+#[inline]
+fn walk_ascii(part: &str, shape: &mut Shape, each: &mut impl FnMut(Span)) -> bool {
+    let bytes = part.as_bytes();
+    if bytes.len() > HEAD_BYTES {
+        return false;
+    }
+    // One block past the last, all zero: a word's end is found without a bound check.
+    let mut alnum = [0u64; ASCII_BLOCKS + 1];
+    let mut digit = [0u64; ASCII_BLOCKS + 1];
+    let mut other = [0u64; ASCII_BLOCKS + 1];
+    let mut high = 0u64;
+    for (k, block) in bytes.chunks(64).enumerate() {
+        let (a, d, o, h) = match <&[u8; 64]>::try_from(block) {
+            Ok(whole) => ascii_classes(whole),
+            Err(_) => {
+                // The last block, zero-padded: the padding is no letter, digit or space.
+                let mut padded = [0u8; 64];
+                padded[..block.len()].copy_from_slice(block);
+                let (a, d, o, h) = ascii_classes(&padded);
+                let valid = u64::MAX >> (64 - block.len());
+                (a, d, o & valid, h)
+            }
+        };
+        high |= h;
+        if let (Some(x), Some(y), Some(z)) = (alnum.get_mut(k), digit.get_mut(k), other.get_mut(k))
+        {
+            (*x, *y, *z) = (a, d, o);
+        }
+    }
+    if high & HIGH_BITS != 0 {
+        return false;
+    }
+    // Whether a number is going on before byte `at`: digits, with `.` or `,` between
+    // them (at the part's start, whether one was going on at the end of the last part).
+    let carried = shape.in_number;
+    let in_number_before = |mut at: usize| loop {
+        let Some(prev) = at.checked_sub(1) else {
+            return carried;
+        };
+        match bytes[prev] {
+            b'0'..=b'9' => return true,
+            b'.' | b',' => at = prev,
+            _ => return false,
+        }
+    };
+    let (mut lines, mut numbers, mut symbols, mut sentences) = (0, 0, 0, 0);
+    let mut digits = 0;
+    let mut question = false;
+    let mut words = 0u64;
+    let mut markers = 0u16;
+    // Bit 0: the byte before the block is a letter or digit / a digit.
+    let (mut after_alnum, mut after_digit) = (0u64, 0u64);
+    for k in 0..bytes.len().div_ceil(64) {
+        let (a, d, o) = (alnum[k], digit[k], other[k]);
+        digits += d.count_ones() as usize;
+        let mut starts = d & !((d << 1) | after_digit);
+        while starts != 0 {
+            let at = 64 * k + starts.trailing_zeros() as usize;
+            starts &= starts - 1;
+            numbers += usize::from(!in_number_before(at));
+        }
+        let mut tokens = (a & !((a << 1) | after_alnum)) | o;
+        after_alnum = a >> 63;
+        after_digit = d >> 63;
+        while tokens != 0 {
+            let j = tokens.trailing_zeros();
+            tokens &= tokens - 1;
+            let start = 64 * k + j as usize;
+            if (o >> j) & 1 != 0 {
+                let class = CLASS[usize::from(bytes[start])];
+                lines += usize::from(class & NEWLINE != 0);
+                symbols += usize::from(class & SYMBOL != 0);
+                question |= class & QUESTION != 0;
+                // A stop ends a sentence when whitespace or the part's end follows.
+                if class & STOP != 0
+                    && bytes
+                        .get(start + 1)
+                        .is_none_or(|b| CLASS[usize::from(*b)] & SPACE != 0)
+                {
+                    sentences += 1;
+                }
+                if class & MARK != 0 {
+                    markers |= markers_at(bytes, start);
+                }
+                if class & SPACE == 0 {
+                    each(Span {
+                        start: start as u32,
+                        end: start as u32 + 1,
+                        kind: Kind::Other,
+                    });
+                }
+                continue;
+            }
+            // A word: its letters and digits run to the first byte that is neither
+            // (the zero bits past the text's end stop it at the latest).
+            let mut end = start + (!(a >> j)).trailing_zeros() as usize;
+            if end % 64 == 0 {
+                for next in alnum.iter().skip(end / 64) {
+                    let run = (!next).trailing_zeros() as usize;
+                    end += run;
+                    if run < 64 {
+                        break;
+                    }
+                }
+            }
+            words |= ascii_word(bytes, bytes[start], start, end);
+            // Only a word ending in `f` or `t` can end one of its markers.
+            if matches!(bytes[end - 1], b'f' | b't') {
+                markers |= word_markers(&bytes[start..end], bytes.get(end).copied());
+            }
+            each(Span {
+                start: start as u32,
+                end: end as u32,
+                kind: Kind::AsciiWord,
+            });
+        }
+    }
+    markers |= return_marker(bytes);
+    shape.bytes += bytes.len();
+    shape.lines += lines;
+    shape.digits += digits;
+    shape.numbers += numbers;
+    shape.symbols += symbols;
+    shape.sentences += sentences;
+    shape.question |= question;
+    shape.in_number = in_number_before(bytes.len());
+    shape.words |= words;
+    shape.markers += markers.count_ones() as usize;
+    true
+}
+
+/// `walk` for any text, a character at a time where it is not ASCII: the counters
+/// live in locals until the end (one update of `shape` per part), and a word's ASCII
+/// letters and digits are read eight bytes at a time.
+fn walk_chars(part: &str, shape: &mut Shape, lower: &mut String, mut each: impl FnMut(Span)) {
     let bytes = part.as_bytes();
     let (mut lines, mut digits, mut numbers, mut symbols, mut sentences) = (0, 0, 0, 0, 0);
     let mut question = false;
@@ -1279,6 +1464,71 @@ mod tests {
         for text in &texts {
             assert_eq!(by_walk(text), by_search(text), "{text:?}");
         }
+    }
+
+    /// The walk of ASCII text 64 bytes at a time counts the same shape and gives the
+    /// same tokens as the walk a character at a time, whatever the bytes, the block
+    /// boundaries and the number carried over from the part before.
+    #[test]
+    fn ascii_text_walks_the_same_by_blocks_and_by_characters() {
+        let pieces = [
+            "def ", "import ", "print(", "return", "()", "```", "solve", "sum", "3.5", "1,200",
+            ". ", "? ", "!", "..", ".\n", "A. x\n", "B) y\n", "int", "Python ", "undef ",
+            "reprint(", "x", " ", "\t", "\r\n", "\x0b", "{;}", "a1b2", "9.", ",7", "==",
+        ];
+        let alphabet: Vec<u8> = (0..128u8).collect();
+        let mut state = 17u64;
+        let mut next = || {
+            state = state.wrapping_mul(MIX).wrapping_add(MIX2);
+            (state >> 33) as usize
+        };
+        let mut texts: Vec<String> = vec![
+            String::new(),
+            "a".repeat(64),
+            "7".repeat(129),
+            "word ".repeat(819) + "x",
+            "Explain, step by step, how to compute the derivative of x^3 + 2x at x = 4. "
+                .repeat(30),
+        ];
+        for _ in 0..4000 {
+            let len = match next() % 4 {
+                0 => next() % 70,
+                1 => next() % 300,
+                _ => next() % 1500,
+            };
+            let mut text = String::new();
+            while text.len() < len {
+                if next() % 3 == 0 {
+                    text.push_str(pieces[next() % pieces.len()]);
+                } else {
+                    text.push(char::from(alphabet[next() % alphabet.len()]));
+                }
+            }
+            texts.push(text);
+        }
+        for text in &texts {
+            let cut = text.len().min(next() % (text.len() + 1));
+            let (head, tail) = text.split_at(cut);
+            let (mut by_blocks, mut by_chars) = (Shape::default(), Shape::default());
+            let (mut blocks_tokens, mut chars_tokens) = (Vec::new(), Vec::new());
+            for part in [head, tail] {
+                assert!(walk_ascii(part, &mut by_blocks, &mut |t| blocks_tokens.push(t)));
+                walk_chars(part, &mut by_chars, &mut String::new(), |t| {
+                    chars_tokens.push(t)
+                });
+                assert_eq!(by_blocks, by_chars, "{part:?}");
+                assert_eq!(blocks_tokens, chars_tokens, "{part:?}");
+            }
+        }
+        // Text outside ASCII, or longer than a part, is left to the walk by characters.
+        let mut shape = Shape::default();
+        assert!(!walk_ascii("naïve", &mut shape, &mut |_| {}));
+        assert!(!walk_ascii(
+            &"a".repeat(HEAD_BYTES + 1),
+            &mut shape,
+            &mut |_| {}
+        ));
+        assert_eq!(shape, Shape::default());
     }
 
     #[test]
