@@ -130,6 +130,47 @@ impl DeltaHead {
             && !self.bytes.is_empty()
     }
 
+    /// Whether this is the head of output text part `content_index` of message
+    /// `output_index`.
+    fn is_text_part(&self, output_index: usize, content_index: u32) -> bool {
+        self.kind == TEXT_DELTA
+            && self.output_index == output_index
+            && self.content_index == Some(content_index)
+            && self.summary_index.is_none()
+            && self.logprobs
+            && !self.bytes.is_empty()
+    }
+
+    /// The `…output_text.done` and `…content_part.done` events (numbered `seq` and
+    /// the next) of the part this is the head of (`is_text_part`), whose whole text is
+    /// `text` (`plain`: nothing to escape).
+    fn write_text_done(&self, seq: u64, text: &str, plain: bool, out: &mut BytesMut) {
+        // `,"item_id":…,"content_index":…`: the head's middle before `,"delta":"`.
+        let place = self
+            .bytes
+            .get(self.lead..self.bytes.len() - 10)
+            .unwrap_or_default();
+        out.reserve(2 * (place.len() + text.len()) + 320);
+        head(out, "response.output_text.done", seq);
+        out.put_slice(place);
+        put_text(
+            out,
+            b",\"text\":\"",
+            text,
+            plain,
+            b"\",\"logprobs\":[]}\n\n",
+        );
+        head(out, "response.content_part.done", seq + 1);
+        out.put_slice(place);
+        put_text(
+            out,
+            b",\"part\":{\"type\":\"output_text\",\"text\":\"",
+            text,
+            plain,
+            b"\",\"annotations\":[],\"logprobs\":[]}}\n\n",
+        );
+    }
+
     /// Writes the delta event of `delta`, which `plain` says needs no escapes (the
     /// quote, backslash and control characters JSON escapes; see `write::plain_len`).
     fn write(&self, sequence_number: u64, delta: &str, plain: bool, out: &mut BytesMut) {
@@ -142,16 +183,24 @@ impl DeltaHead {
         out.reserve(self.bytes.len() + delta.len() + 40);
         out.put_slice(lead);
         put_int(out, sequence_number);
-        if plain {
-            out.put_slice(middle);
-            out.put_slice(delta.as_bytes());
-            out.put_slice(end);
-        } else {
-            // The quotes around the text are `put_string`'s.
-            out.put_slice(middle.split_last().map_or(middle, |(_, m)| m));
-            put_string(out, delta);
-            out.put_slice(end.split_first().map_or(end, |(_, e)| e));
-        }
+        put_text(out, middle, delta, plain, end);
+    }
+}
+
+/// The kind of an output text delta.
+const TEXT_DELTA: &str = "response.output_text.delta";
+
+/// `before`, `text` as a JSON string and `after`, where `before` ends and `after` starts
+/// with the string's quotes; `plain`: `text` has nothing to escape.
+fn put_text(out: &mut BytesMut, before: &[u8], text: &str, plain: bool, after: &[u8]) {
+    if plain {
+        out.put_slice(before);
+        out.put_slice(text.as_bytes());
+        out.put_slice(after);
+    } else {
+        out.put_slice(before.split_last().map_or(before, |(_, b)| b));
+        put_string(out, text);
+        out.put_slice(after.split_first().map_or(after, |(_, a)| a));
     }
 }
 
@@ -390,6 +439,8 @@ pub struct StreamWriter {
     items: Option<Arc<str>>,
     /// The constant parts of the part streaming now.
     delta_head: DeltaHead,
+    /// Whether the last content part's text has nothing JSON escapes.
+    text_plain: bool,
     /// The last chunk's shape, to read the next one of the same shape quickly.
     memo: chunk::Memo,
     /// The parts of the response object fixed once the stream starts.
@@ -416,6 +467,7 @@ impl StreamWriter {
             finished: None,
             items,
             delta_head: DeltaHead::default(),
+            text_plain: true,
             memo: chunk::Memo::default(),
             fixed: Fixed::default(),
         }
@@ -578,7 +630,22 @@ impl StreamWriter {
                 }) = self.output.get_mut(index)
                 {
                     *status = "completed";
-                    for (ci, part) in content.iter().enumerate() {
+                    // The usual message, one text part that the current delta head is
+                    // for: its `…done` events are written from that head's bytes.
+                    let one_text = match content.as_slice() {
+                        [OutputContent::OutputText { text, .. }]
+                            if self.delta_head.is_text_part(index, 0) =>
+                        {
+                            Some(text)
+                        }
+                        _ => None,
+                    };
+                    if let Some(text) = one_text {
+                        self.delta_head
+                            .write_text_done(seq, text, self.text_plain, out);
+                        seq += 2;
+                    }
+                    for (ci, part) in content.iter().enumerate().filter(|_| one_text.is_none()) {
                         let (kind, text, refusal, logprobs) = match part {
                             OutputContent::OutputText { text, .. } => {
                                 ("response.output_text.done", Some(text), None, Some([]))
@@ -729,6 +796,7 @@ impl StreamWriter {
         if needs_part {
             // A part's text grows by small deltas: room for a few dozen at once.
             let room = String::with_capacity(256);
+            self.text_plain = true;
             content.push(if refusal {
                 OutputContent::Refusal { refusal: room }
             } else {
@@ -758,7 +826,8 @@ impl StreamWriter {
         let (kind, logprobs) = match content.last_mut() {
             Some(OutputContent::OutputText { text, .. }) => {
                 text.push_str(delta);
-                ("response.output_text.delta", true)
+                self.text_plain &= plain_len(delta.as_bytes()) == delta.len();
+                (TEXT_DELTA, true)
             }
             Some(OutputContent::Refusal { refusal }) => {
                 refusal.push_str(delta);
@@ -797,8 +866,9 @@ impl StreamWriter {
             return false;
         };
         text.push_str(delta);
+        self.text_plain &= plain;
         let d = Delta {
-            kind: "response.output_text.delta",
+            kind: TEXT_DELTA,
             sequence_number: self.seq,
             item_id: id,
             output_index: index,
