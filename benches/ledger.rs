@@ -13,7 +13,8 @@
 //! Run: `cargo bench --bench ledger` (PostgreSQL from `BAZAAR_TEST_POSTGRES_URL`, e.g.
 //! after `source scripts/services.sh; start_postgres`; `BAZAAR_BENCH_WRITE_ROWS` rows
 //! per measurement, default 200,000; `BAZAAR_BENCH_WIDTHS` the SQLite statement widths
-//! to measure, default `1,32,64,128,256` and the default width last;
+//! to measure, default `1,32,64,128,256` and the default width last; `BAZAAR_BENCH_BATCH`
+//! the writer's batch, default 500, the gateway's default;
 //! `BAZAAR_BENCH_ROWS` for the spend queries' size, default 10 million; `-- --no-spend`
 //! skips those, `-- --writer-only` measures only the writer end to end).
 
@@ -161,7 +162,7 @@ async fn writer_rate(
 ) -> (String, u64) {
     let settings = WriterSettings {
         queue: 10_000,
-        batch: 500,
+        batch: writer_batch(),
         flush_every: Duration::from_millis(200),
         spill_file: spill,
         write_seconds: None,
@@ -193,6 +194,14 @@ async fn writer_rate(
         n - sink.spilled() as i64
     );
     (line, sink.spilled())
+}
+
+/// The writer's batch (`BAZAAR_BENCH_BATCH`, default the gateway's 500).
+fn writer_batch() -> usize {
+    std::env::var("BAZAAR_BENCH_BATCH")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(500)
 }
 
 /// SQLite statement widths to measure, the default last.
@@ -250,7 +259,8 @@ async fn bench(label: &str, url: &str, n: i64, dir: &std::path::Path, writer_onl
     let (cost, spilled) =
         writer_rate(&ledger, next, n, dir.join(format!("{label}.spill.jsonl"))).await;
     println!(
-        "  {label:<8} writer end to end, batches of 500  {cost}   load {}, spilled {spilled}",
+        "  {label:<8} writer end to end, batches of {:<4} {cost}   load {}, spilled {spilled}",
+        writer_batch(),
         loadavg()
     );
     ledger.close().await;
