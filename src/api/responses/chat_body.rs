@@ -9,13 +9,16 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::scan;
 use super::write::plain_len;
 use crate::api::openai::{read_model, ChatParts, ChatRequest, Needs, PromptScan, RawObject};
 use crate::api::ApiError;
 
 /// A function name as chat gets it: the client's JSON, or a name the gateway made.
+/// Pieces of the client's body below its top level are held as their JSON text (valid,
+/// as the body is), top-level fields as the `RawValue`s the body was split into.
 pub(super) enum Name<'a> {
-    Raw(&'a RawValue),
+    Raw(&'a str),
     Made(String),
 }
 
@@ -23,39 +26,39 @@ pub(super) enum Name<'a> {
 /// members are left out.
 pub(super) struct ToolFn<'a> {
     pub name: Name<'a>,
-    pub description: Option<&'a RawValue>,
-    pub parameters: Option<&'a RawValue>,
-    pub strict: Option<&'a RawValue>,
+    pub description: Option<&'a str>,
+    pub parameters: Option<&'a str>,
+    pub strict: Option<&'a str>,
 }
 
 /// `tool_choice`: a mode as the client wrote it, or one function by name.
 pub(super) enum Choice<'a> {
     Mode(&'a RawValue),
-    Function(&'a RawValue),
+    Function(&'a str),
 }
 
 /// `response_format`.
 pub(super) enum Format<'a> {
     JsonObject,
     JsonSchema {
-        name: &'a RawValue,
-        schema: &'a RawValue,
+        name: &'a str,
+        schema: &'a str,
         strict: Option<bool>,
-        description: Option<&'a RawValue>,
+        description: Option<&'a str>,
     },
 }
 
 /// A content part as chat gets it.
 pub(super) enum ChatPart<'a> {
-    Text(&'a RawValue),
+    Text(&'a str),
     Image {
-        url: &'a RawValue,
-        detail: Option<&'a RawValue>,
+        url: &'a str,
+        detail: Option<&'a str>,
     },
     File {
-        file_data: Option<&'a RawValue>,
-        file_id: Option<&'a RawValue>,
-        filename: Option<&'a RawValue>,
+        file_data: Option<&'a str>,
+        file_id: Option<&'a str>,
+        filename: Option<&'a str>,
     },
 }
 
@@ -99,23 +102,6 @@ struct Messages {
     prompt: PromptScan,
 }
 
-/// A JSON string's text, borrowed when it has no escapes (`None` when not a string).
-fn text_of(raw: &RawValue) -> Option<Cow<'_, str>> {
-    // Valid JSON (the client's, read once): a string without a backslash holds its text
-    // as it is.
-    let json = raw.get();
-    if let Some(inner) = json.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
-        if plain_len(inner.as_bytes()) == inner.len() {
-            return Some(Cow::Borrowed(inner));
-        }
-    }
-    #[derive(Deserialize)]
-    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
-    serde_json::from_str::<Borrowed>(raw.get())
-        .ok()
-        .map(|b| b.0)
-}
-
 /// `s` as a JSON string, escaped as serde_json escapes it.
 pub(super) fn push_string(out: &mut String, s: &str) {
     if plain_len(s.as_bytes()) < s.len() {
@@ -129,23 +115,19 @@ pub(super) fn push_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-fn push_raw(out: &mut String, raw: &RawValue) {
-    out.push_str(raw.get());
-}
-
 /// `,"key":` then `value`, when there is one.
-fn push_member(out: &mut String, key: &str, value: Option<&RawValue>) {
+fn push_member(out: &mut String, key: &str, value: Option<&str>) {
     if let Some(v) = value {
         out.push_str(",\"");
         out.push_str(key);
         out.push_str("\":");
-        out.push_str(v.get());
+        out.push_str(v);
     }
 }
 
 fn push_name(out: &mut String, name: &Name<'_>) {
     match name {
-        Name::Raw(raw) => push_raw(out, raw),
+        Name::Raw(json) => out.push_str(json),
         Name::Made(s) => push_string(out, s),
     }
 }
@@ -217,20 +199,20 @@ impl<'a> ChatBody<'a> {
     }
 
     /// A `tool` message answering call `id` with `content`.
-    pub fn tool_result(&mut self, id: &RawValue, content: &Content<'a>) {
+    pub fn tool_result(&mut self, id: &str, content: &Content<'a>) {
         self.message("tool", content);
         let m = &mut self.messages;
         m.text.push_str(",\"tool_call_id\":");
-        push_raw(&mut m.text, id);
+        m.text.push_str(id);
     }
 
     /// A message of `role` whose content is the JSON `content`, as written.
-    fn message_raw(&mut self, role: &'static str, content: &RawValue) {
+    fn message_raw(&mut self, role: &'static str, content: &str) {
         let m = &mut self.messages;
         m.open(role);
         m.text.push_str(",\"content\":");
-        push_raw(&mut m.text, content);
-        if let Some(text) = text_of(content) {
+        m.text.push_str(content);
+        if let Some(text) = scan::text(content) {
             m.text_in(role, &text);
         }
     }
@@ -251,16 +233,16 @@ impl<'a> ChatBody<'a> {
             match part {
                 ChatPart::Text(text) => {
                     m.text.push_str("{\"type\":\"text\",\"text\":");
-                    push_raw(&mut m.text, text);
+                    m.text.push_str(text);
                     m.text.push('}');
-                    if let Some(t) = text_of(text) {
+                    if let Some(t) = scan::text(text) {
                         m.text_in(role, &t);
                     }
                 }
                 ChatPart::Image { url, detail } => {
                     m.text
                         .push_str("{\"type\":\"image_url\",\"image_url\":{\"url\":");
-                    push_raw(&mut m.text, url);
+                    m.text.push_str(url);
                     push_member(&mut m.text, "detail", *detail);
                     m.text.push_str("}}");
                     m.prompt.image();
@@ -288,7 +270,7 @@ impl<'a> ChatBody<'a> {
 
     /// A tool call: joins the open assistant message when `join`, else opens one with
     /// `content: null`.
-    pub fn tool_call(&mut self, join: bool, id: &RawValue, name: &Name<'_>, arguments: &RawValue) {
+    pub fn tool_call(&mut self, join: bool, id: &str, name: &Name<'_>, arguments: &str) {
         let m = &mut self.messages;
         if !join || !m.open {
             m.open("assistant");
@@ -303,12 +285,12 @@ impl<'a> ChatBody<'a> {
             }
         }
         m.text.push_str("{\"id\":");
-        push_raw(&mut m.text, id);
+        m.text.push_str(id);
         m.text
             .push_str(",\"type\":\"function\",\"function\":{\"name\":");
         push_name(&mut m.text, name);
         m.text.push_str(",\"arguments\":");
-        push_raw(&mut m.text, arguments);
+        m.text.push_str(arguments);
         m.text.push_str("}}");
     }
 
@@ -355,9 +337,9 @@ impl<'a> ChatBody<'a> {
         match &self.tool_choice {
             Some(Choice::Mode(raw)) => fields.push_static("tool_choice", (*raw).to_owned()),
             Some(Choice::Function(name)) => {
-                let mut text = String::with_capacity(name.get().len() + 40);
+                let mut text = String::with_capacity(name.len() + 40);
                 text.push_str("{\"type\":\"function\",\"function\":{\"name\":");
-                push_raw(&mut text, name);
+                text.push_str(name);
                 text.push_str("}}");
                 fields.push_static("tool_choice", written(text)?);
             }
@@ -411,7 +393,7 @@ impl<'a> ChatBody<'a> {
 
 /// A message's content: JSON as written (a string, or `null`), text, or parts.
 pub(super) enum Content<'a> {
-    Raw(&'a RawValue),
+    Raw(&'a str),
     Text(String),
     Parts(Vec<ChatPart<'a>>),
 }
@@ -427,12 +409,12 @@ fn bool_text(b: bool) -> &'static str {
 /// The chat `tools` array, written into a string of the size it takes.
 fn write_tools(tools: &[ToolFn<'_>]) -> String {
     const HEAD: &str = "{\"type\":\"function\",\"function\":{\"name\":";
-    let member = |key: &str, v: Option<&RawValue>| v.map_or(0, |v| key.len() + 4 + v.get().len());
+    let member = |key: &str, v: Option<&str>| v.map_or(0, |v| key.len() + 4 + v.len());
     let size = tools
         .iter()
         .map(|t| {
             let name = match &t.name {
-                Name::Raw(raw) => raw.get().len(),
+                Name::Raw(json) => json.len(),
                 // Room for a few escapes; a longer name grows the string.
                 Name::Made(s) => s.len() + 8,
             };
@@ -472,9 +454,9 @@ fn write_format(out: &mut String, format: &Format<'_>) {
             description,
         } => {
             out.push_str("{\"type\":\"json_schema\",\"json_schema\":{\"name\":");
-            push_raw(out, name);
+            out.push_str(name);
             out.push_str(",\"schema\":");
-            push_raw(out, schema);
+            out.push_str(schema);
             if let Some(strict) = strict {
                 out.push_str(",\"strict\":");
                 out.push_str(bool_text(*strict));

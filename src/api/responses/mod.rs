@@ -11,6 +11,7 @@ pub mod items;
 mod params;
 pub mod reply;
 mod request;
+mod scan;
 pub mod stream;
 mod write;
 

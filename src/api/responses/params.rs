@@ -9,6 +9,7 @@ use serde_json::de::from_str;
 use serde_json::value::RawValue;
 
 use super::request::{item_kind, lands, ItemIn, Lands, ToolIn};
+use super::scan;
 use super::ResponsesRequest;
 
 /// Where a chat message came from.
@@ -71,7 +72,7 @@ impl ResponsesRequest {
         let Some((i, member)) = index(rest) else {
             return Some(format!("tools{rest}"));
         };
-        let list: Vec<ToolIn> = from_str(self.sent("tools")?.get()).ok()?;
+        let list = scan::all(self.sent("tools")?.get(), ToolIn::read)?;
         let mut n = 0;
         for (k, tool) in list.iter().enumerate() {
             match tool.kind.as_ref() {
@@ -82,7 +83,7 @@ impl ResponsesRequest {
                     n += 1;
                 }
                 "namespace" => {
-                    let inner: Vec<ToolIn> = from_str(tool.tools?.get()).ok()?;
+                    let inner = scan::all(tool.tools?, ToolIn::read)?;
                     for (m, f) in inner.iter().enumerate() {
                         if f.kind != "function" {
                             continue;
@@ -164,7 +165,7 @@ impl ResponsesRequest {
             return Some(Origin::Instructions);
         }
         let i = i - usize::from(instructions);
-        let items: Vec<ItemIn> = from_str(self.items().get()).ok()?;
+        let items = scan::all(self.items().get(), ItemIn::read)?;
         let mut origins: Vec<(usize, ItemKind, Vec<usize>)> = Vec::new();
         let mut open_assistant = false;
         for (at, item) in items.iter().enumerate() {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::chat_body::{ChatBody, ChatPart, Choice, Content, Format, Name, ToolFn};
-use super::{field_error, Namespaced, HOSTED_ITEMS, IGNORED};
+use super::{field_error, scan, Namespaced, HOSTED_ITEMS, IGNORED};
 use crate::api::anthropic::NativeOnly;
 use crate::api::openai::{read_token_count, read_typed, read_user, ChatRequest, RawObject};
 use crate::api::ApiError;
@@ -23,30 +23,82 @@ fn note(only: &mut Option<NativeOnly>, field: impl Into<String>, what: &str) {
     }
 }
 
-/// One input item, as far as translation reads it.
-#[derive(Deserialize)]
+/// One input item, as far as translation reads it: JSON texts of the client's body
+/// (`None` for a member left out or `null`), read by `scan`.
+#[derive(Default)]
 pub(super) struct ItemIn<'a> {
-    #[serde(
-        borrow,
-        rename = "type",
-        default,
-        deserialize_with = "crate::api::chat_view::opt_cow"
-    )]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "crate::api::chat_view::opt_cow")]
     pub(super) role: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    content: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    call_id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    name: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    arguments: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    output: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "crate::api::chat_view::opt_cow")]
+    content: Option<&'a str>,
+    call_id: Option<&'a str>,
+    name: Option<&'a str>,
+    arguments: Option<&'a str>,
+    output: Option<&'a str>,
     namespace: Option<Cow<'a, str>>,
+}
+
+impl<'a> ItemIn<'a> {
+    /// The item at byte `at` of the JSON array `text`, and where it ends; `None` unless
+    /// it is an object whose `type`, `role` and `namespace` are strings (or `null`) and
+    /// whose members read are each given once (as serde reads a struct).
+    pub(super) fn read(text: &'a str, at: usize) -> Option<(ItemIn<'a>, usize)> {
+        let mut item = ItemIn::default();
+        let mut seen = Seen::default();
+        let end = scan::object(text, at, |key, value| {
+            let (n, slot) = match &*key {
+                "type" | "role" | "namespace" => {
+                    let (n, slot) = match &*key {
+                        "type" => (0, &mut item.kind),
+                        "role" => (1, &mut item.role),
+                        _ => (2, &mut item.namespace),
+                    };
+                    seen.once(n)?;
+                    *slot = string_or_null(value)?;
+                    return Some(());
+                }
+                "content" => (3, &mut item.content),
+                "call_id" => (4, &mut item.call_id),
+                "name" => (5, &mut item.name),
+                "arguments" => (6, &mut item.arguments),
+                "output" => (7, &mut item.output),
+                _ => return Some(()),
+            };
+            seen.once(n)?;
+            *slot = not_null(value);
+            Some(())
+        })?;
+        Some((item, end))
+    }
+}
+
+/// The members of an object read so far, to refuse one given twice.
+#[derive(Default)]
+struct Seen(u8);
+
+impl Seen {
+    /// Marks member `n`; `None` if it was marked already.
+    fn once(&mut self, n: u8) -> Option<()> {
+        let bit = 1 << n;
+        if self.0 & bit != 0 {
+            return None;
+        }
+        self.0 |= bit;
+        Some(())
+    }
+}
+
+/// A member's JSON text unless `null`.
+fn not_null(json: &str) -> Option<&str> {
+    (json != "null").then_some(json)
+}
+
+/// A member that must be a string or `null`: `Some(None)` for `null`, `None` for any
+/// other value.
+fn string_or_null(json: &str) -> Option<Option<Cow<'_, str>>> {
+    match json {
+        "null" => Some(None),
+        _ => scan::text(json).map(Some),
+    }
 }
 
 #[derive(Deserialize)]
@@ -71,28 +123,53 @@ struct PartIn<'a> {
     filename: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize)]
+/// One tool as translation reads it: JSON texts of the client's body, read by `scan`.
 pub(super) struct ToolIn<'a> {
-    #[serde(borrow, rename = "type")]
     pub(super) kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    name: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    description: Option<&'a RawValue>,
+    name: Option<&'a str>,
+    description: Option<&'a str>,
     /// Present (`null` included) or not: the echo adds what is absent.
-    #[serde(borrow, default, deserialize_with = "present")]
-    parameters: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    strict: Option<&'a RawValue>,
+    parameters: Option<&'a str>,
+    strict: Option<&'a str>,
     /// The function tools of a `namespace` tool.
-    #[serde(borrow, default)]
-    pub(super) tools: Option<&'a RawValue>,
+    pub(super) tools: Option<&'a str>,
 }
 
-/// A field's raw value whenever the key is there, `null` included (a bare
-/// `Option<&RawValue>` reads `null` as absent).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue>::deserialize(d).map(Some)
+impl<'a> ToolIn<'a> {
+    /// The tool at byte `at` of the JSON array `text`, and where it ends; `None` unless
+    /// it is an object with a string `type` whose members read are each given once.
+    pub(super) fn read(text: &'a str, at: usize) -> Option<(ToolIn<'a>, usize)> {
+        let mut kind = None;
+        let mut tool = ToolIn {
+            kind: Cow::Borrowed(""),
+            name: None,
+            description: None,
+            parameters: None,
+            strict: None,
+            tools: None,
+        };
+        let mut seen = Seen::default();
+        let end = scan::object(text, at, |key, value| {
+            let (n, slot, value) = match &*key {
+                "type" => {
+                    seen.once(0)?;
+                    kind = Some(scan::text(value)?);
+                    return Some(());
+                }
+                "name" => (1, &mut tool.name, not_null(value)),
+                "description" => (2, &mut tool.description, not_null(value)),
+                "parameters" => (3, &mut tool.parameters, Some(value)),
+                "strict" => (4, &mut tool.strict, Some(value)),
+                "tools" => (5, &mut tool.tools, not_null(value)),
+                _ => return Some(()),
+            };
+            seen.once(n)?;
+            *slot = value;
+            Some(())
+        })?;
+        tool.kind = kind?;
+        Some((tool, end))
+    }
 }
 
 #[derive(Deserialize)]
@@ -208,7 +285,7 @@ pub(super) fn to_chat<'a>(
         out.user = safety_identifier;
     }
     if let Some(text) = instructions {
-        out.message("system", &Content::Raw(text));
+        out.message("system", &Content::Raw(text.get()));
     }
     messages(items, &namespaced, &mut out)?;
     if out.message_count() == 0 {
@@ -223,8 +300,8 @@ pub(super) fn to_chat<'a>(
 }
 
 /// `v`, present and not null; else a 400 naming `field` (written out only then).
-fn required(v: Option<&RawValue>, field: impl std::fmt::Display) -> Result<&RawValue, ApiError> {
-    match v.filter(|v| v.get() != "null") {
+fn required(v: Option<&str>, field: impl std::fmt::Display) -> Result<&str, ApiError> {
+    match v.filter(|v| *v != "null") {
         Some(v) => Ok(v),
         None => Err(field_error(
             field.to_string(),
@@ -254,66 +331,26 @@ fn messages<'a>(
 ) -> Result<(), ApiError> {
     // Whether the last message is an assistant turn that tool calls may join.
     let mut open_assistant = false;
-    each_element::<ItemIn>(
-        items.get(),
-        |at| match at {
-            Some(i) => {
-                let path = Item(i);
-                field_error(
-                    path.to_string(),
-                    format!("`{path}` must be an input item object."),
-                )
-            }
-            None => field_error(
+    let text = items.get();
+    scan::elements(text, |i, at| {
+        let path = Item(i);
+        let Some((item, end)) = ItemIn::read(text, at) else {
+            return Err(field_error(
+                path.to_string(),
+                format!("`{path}` must be an input item object."),
+            ));
+        };
+        message(path, item, namespaced, out, &mut open_assistant)?;
+        Ok(end)
+    })
+    .map_err(|e| {
+        e.unwrap_or_else(|| {
+            field_error(
                 "input",
                 "`input` must be a string or an array of input items.",
-            ),
-        },
-        |i, _, item| message(Item(i), item, namespaced, out, &mut open_assistant),
-    )
-}
-
-/// Reads each element of the JSON array `array` as `T`, in order, and hands it to `f`
-/// with its index and its text (as a `RawValue` of it would hold it): one pass, no list.
-/// `bad(Some(i))` is the error for element `i` not reading as `T`, `bad(None)` for
-/// `array` not being an array.
-pub(super) fn each_element<'a, T: Deserialize<'a>>(
-    array: &'a str,
-    bad: impl Fn(Option<usize>) -> ApiError,
-    mut f: impl FnMut(usize, &'a str, T) -> Result<(), ApiError>,
-) -> Result<(), ApiError> {
-    let bytes = array.as_bytes();
-    let skip_space = |mut at: usize| {
-        while matches!(bytes.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            at += 1;
-        }
-        at
-    };
-    let mut at = skip_space(0);
-    if bytes.get(at) != Some(&b'[') {
-        return Err(bad(None));
-    }
-    at = skip_space(at + 1);
-    if bytes.get(at) == Some(&b']') {
-        return Ok(());
-    }
-    for i in 0.. {
-        let rest = array.get(at..).ok_or_else(|| bad(None))?;
-        // A stream deserializer tells where the element it read ends.
-        let mut element = serde_json::Deserializer::from_str(rest).into_iter::<T>();
-        let Some(Ok(value)) = element.next() else {
-            return Err(bad(Some(i)));
-        };
-        let end = at + element.byte_offset();
-        f(i, array.get(at..end).unwrap_or_default(), value)?;
-        at = skip_space(end);
-        match bytes.get(at) {
-            Some(b',') => at = skip_space(at + 1),
-            Some(b']') => return Ok(()),
-            _ => return Err(bad(None)),
-        }
-    }
-    Ok(())
+            )
+        })
+    })
 }
 
 /// Where an input item lands among the chat messages (see `lands`).
@@ -419,7 +456,7 @@ fn message<'a>(
             "function_call_output" => {
                 let id = required(item.call_id, format_args!("{path}.call_id"))?;
                 let output = required(item.output, format_args!("{path}.output"))?;
-                let content = match output.get().as_bytes().first() {
+                let content = match output.as_bytes().first() {
                     Some(b'"') => Content::Raw(output),
                     _ => content_parts(output, "tool", format_args!("{path}.output"))?,
                 };
@@ -448,14 +485,14 @@ fn message<'a>(
 /// A message's content as chat content: a string as is; parts translated (an assistant
 /// turn's output text joined into one string, as chat hosts want assistant content).
 fn content_parts<'a>(
-    content: &'a RawValue,
+    content: &'a str,
     role: &str,
     path: impl std::fmt::Display + Copy,
 ) -> Result<Content<'a>, ApiError> {
-    if content.get().starts_with('"') {
+    if content.starts_with('"') {
         return Ok(Content::Raw(content));
     }
-    let parts: Vec<PartIn> = serde_json::from_str(content.get()).map_err(|_| {
+    let parts: Vec<PartIn> = serde_json::from_str(content).map_err(|_| {
         field_error(
             path.to_string(),
             format!("`{path}` must be a string or an array of content parts with a `type`."),
@@ -474,9 +511,9 @@ fn content_parts<'a>(
                     ))
                 }
             };
-            let value = required(value, format_args!("{path}[{j}].text"))?;
-            let s: Cow<str> = serde_json::from_str(value.get())
-                .map_err(|_| field_error(format!("{path}[{j}].text"), "must be a string"))?;
+            let value = required(value.map(RawValue::get), format_args!("{path}[{j}].text"))?;
+            let s = scan::text(value)
+                .ok_or_else(|| field_error(format!("{path}[{j}].text"), "must be a string"))?;
             text.push_str(&s);
         }
         return Ok(Content::Text(text));
@@ -487,12 +524,12 @@ fn content_parts<'a>(
         match p.kind.as_ref() {
             "input_text" | "output_text" | "text" => {
                 out.push(ChatPart::Text(required(
-                    p.text,
+                    p.text.map(RawValue::get),
                     format_args!("{field}.text"),
                 )?));
             }
             "input_image" => {
-                let Some(url) = p.image_url.filter(|u| u.get() != "null") else {
+                let Some(url) = p.image_url.map(RawValue::get).and_then(not_null) else {
                     return Err(field_error(
                         format!("{field}.file_id"),
                         format!("`{field}`: images by `file_id` are not supported by this gateway; send `image_url`."),
@@ -500,7 +537,7 @@ fn content_parts<'a>(
                 };
                 out.push(ChatPart::Image {
                     url,
-                    detail: p.detail.filter(|d| d.get() != "null"),
+                    detail: p.detail.map(RawValue::get).and_then(not_null),
                 });
             }
             "input_file" => {
@@ -511,9 +548,9 @@ fn content_parts<'a>(
                     ));
                 }
                 out.push(ChatPart::File {
-                    file_data: p.file_data.filter(|d| d.get() != "null"),
-                    file_id: p.file_id.filter(|d| d.get() != "null"),
-                    filename: p.filename.filter(|d| d.get() != "null"),
+                    file_data: p.file_data.map(RawValue::get).and_then(not_null),
+                    file_id: p.file_id.map(RawValue::get).and_then(not_null),
+                    filename: p.filename.map(RawValue::get).and_then(not_null),
                 });
             }
             other => {
@@ -547,11 +584,11 @@ fn tools<'a>(
     only: &mut Option<NativeOnly>,
     namespaced: &mut Vec<Namespaced>,
 ) -> Result<(Vec<ToolFn<'a>>, Option<String>), ApiError> {
-    let bad = |_| field_error("tools", "`tools` must be an array of tools with a `type`.");
     if raw.get() == "null" {
         return Ok((Vec::new(), None));
     }
-    let mut echo = String::with_capacity(raw.get().len() + 64);
+    let text = raw.get();
+    let mut echo = String::with_capacity(text.len() + 64);
     echo.push('[');
     let mut out = Vec::new();
     // The index in `out` of each namespaced function.
@@ -559,16 +596,18 @@ fn tools<'a>(
     // The first tool that does not translate: named once every tool has read (a tool
     // that does not read is named first).
     let mut failed = None;
-    each_element::<ToolIn>(raw.get(), bad, |i, text, t| {
+    scan::elements(text, |i, start| {
+        let (t, end) = ToolIn::read(text, start).ok_or(())?;
         if i > 0 {
             echo.push(',');
         }
-        echo_tool(&mut echo, text, &t);
+        echo_tool(&mut echo, text.get(start..end).unwrap_or_default(), &t);
         if failed.is_none() {
             failed = tool(i, t, only, namespaced, &mut out, &mut at).err();
         }
-        Ok(())
-    })?;
+        Ok::<_, ()>(end)
+    })
+    .map_err(|_| field_error("tools", "`tools` must be an array of tools with a `type`."))?;
     if let Some(e) = failed {
         return Err(e);
     }
@@ -616,7 +655,7 @@ fn tool<'a>(
             let namespace = string(required(t.name, format_args!("tools[{i}].name"))?)
                 .ok_or_else(|| field_error(format!("tools[{i}].name"), "must be a string"))?;
             let inner = required(t.tools, format_args!("tools[{i}].tools"))?;
-            let inner: Vec<ToolIn> = serde_json::from_str(inner.get()).map_err(|_| {
+            let inner = scan::all(inner, ToolIn::read).ok_or_else(|| {
                 field_error(
                     format!("tools[{i}].tools"),
                     format!("`tools[{i}].tools` must be an array of tools with a `type`."),
@@ -679,23 +718,21 @@ fn echo_tool(out: &mut String, text: &str, t: &ToolIn<'_>) {
 }
 
 /// A JSON string's text.
-fn string(raw: &RawValue) -> Option<String> {
-    serde_json::from_str::<Cow<str>>(raw.get())
-        .ok()
-        .map(Cow::into_owned)
+fn string(json: &str) -> Option<String> {
+    scan::text(json).map(Cow::into_owned)
 }
 
 /// A `function` tool in chat's shape; `path` names it in errors.
 fn function<'a>(t: ToolIn<'a>, path: impl Fn() -> String) -> Result<ToolFn<'a>, ApiError> {
-    let name = t.name.filter(|v| v.get() != "null").ok_or_else(|| {
+    let name = t.name.ok_or_else(|| {
         let field = format!("{}.name", path());
         field_error(&field, format!("`{field}` is required."))
     })?;
     Ok(ToolFn {
         name: Name::Raw(name),
-        description: t.description.filter(|d| d.get() != "null"),
-        parameters: t.parameters.filter(|d| d.get() != "null"),
-        strict: t.strict.filter(|d| d.get() != "null"),
+        description: t.description,
+        parameters: t.parameters.and_then(not_null),
+        strict: t.strict.and_then(not_null),
     })
 }
 
@@ -726,7 +763,7 @@ fn tool_choice(raw: &RawValue) -> Result<Option<Choice<'_>>, ApiError> {
                 ));
             }
             Ok(Some(Choice::Function(required(
-                c.name,
+                c.name.map(RawValue::get),
                 "tool_choice.name",
             )?)))
         }
@@ -746,17 +783,170 @@ fn text_format(raw: &RawValue) -> Result<Option<Format<'_>>, ApiError> {
         "text" => Ok(None),
         "json_object" => Ok(Some(Format::JsonObject)),
         "json_schema" => Ok(Some(Format::JsonSchema {
-            name: required(format.name, "text.format.name")?,
-            schema: required(format.schema, "text.format.schema")?,
+            name: required(format.name.map(RawValue::get), "text.format.name")?,
+            schema: required(format.schema.map(RawValue::get), "text.format.schema")?,
             strict: match format.strict {
                 Some(s) => read_typed("text.format.strict", s, "a boolean")?,
                 None => None,
             },
-            description: format.description.filter(|s| s.get() != "null"),
+            description: format.description.map(RawValue::get).and_then(not_null),
         })),
         other => Err(field_error(
             "text.format.type",
             format!("`text.format.type` must be text, json_object or json_schema, not `{other}`."),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// `ItemIn` as serde reads it: what `ItemIn::read` must agree with.
+    #[derive(Deserialize)]
+    struct ItemBySerde<'a> {
+        #[serde(
+            borrow,
+            rename = "type",
+            default,
+            deserialize_with = "crate::api::chat_view::opt_cow"
+        )]
+        kind: Option<Cow<'a, str>>,
+        #[serde(borrow, default, deserialize_with = "crate::api::chat_view::opt_cow")]
+        role: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        content: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        call_id: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        name: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        arguments: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        output: Option<&'a RawValue>,
+        #[serde(borrow, default, deserialize_with = "crate::api::chat_view::opt_cow")]
+        namespace: Option<Cow<'a, str>>,
+    }
+
+    /// `ToolIn` as serde reads it.
+    #[derive(Deserialize)]
+    struct ToolBySerde<'a> {
+        #[serde(borrow, rename = "type")]
+        kind: Cow<'a, str>,
+        #[serde(borrow, default)]
+        name: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        description: Option<&'a RawValue>,
+        #[serde(borrow, default, deserialize_with = "present")]
+        parameters: Option<&'a RawValue>,
+        #[serde(borrow, default, deserialize_with = "present")]
+        strict: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        tools: Option<&'a RawValue>,
+    }
+
+    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+        <&RawValue>::deserialize(d).map(Some)
+    }
+
+    fn texts<'a>(v: &[Option<&'a RawValue>]) -> Vec<Option<&'a str>> {
+        v.iter().map(|v| v.map(RawValue::get)).collect()
+    }
+
+    /// A value a member may have: every JSON kind, escapes included.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("null".to_string()),
+            Just("true".to_string()),
+            Just("-2.5e3".to_string()),
+            Just(r#""message""#.to_string()),
+            Just(r#""function""#.to_string()),
+            Just(r#""us\u0065r""#.to_string()),
+            Just(r#""a \"b\" \\ c""#.to_string()),
+            Just(r#"{"x":[1,"}",{"y":null}]}"#.to_string()),
+            Just(r#"[{"type":"input_text","text":"t"}]"#.to_string()),
+        ]
+    }
+
+    /// An object of members drawn from `keys` (repeats included), spaced or not.
+    fn object(keys: &'static [&'static str]) -> impl Strategy<Value = String> {
+        (
+            prop::collection::vec((prop::sample::select(keys), value()), 0..6),
+            any::<bool>(),
+        )
+            .prop_map(|(members, wide)| {
+                let sep = if wide { " \n" } else { "" };
+                let body: Vec<String> = members
+                    .iter()
+                    .map(|(k, v)| format!("{sep}\"{k}\"{sep}:{sep}{v}{sep}"))
+                    .collect();
+                format!("{{{}}}", body.join(","))
+            })
+    }
+
+    const ITEM_KEYS: &[&str] = &[
+        "type",
+        "role",
+        "content",
+        "call_id",
+        "name",
+        "arguments",
+        "output",
+        "namespace",
+        "id",
+        "status",
+        "ty\\u0070e",
+    ];
+    const TOOL_KEYS: &[&str] = &[
+        "type",
+        "name",
+        "description",
+        "parameters",
+        "strict",
+        "tools",
+        "x",
+    ];
+
+    proptest! {
+        #[test]
+        fn items_read_as_serde_reads_them(text in object(ITEM_KEYS)) {
+            let ours = ItemIn::read(&text, 0);
+            let theirs = serde_json::from_str::<ItemBySerde>(&text).ok();
+            prop_assert_eq!(ours.is_some(), theirs.is_some(), "{}", text);
+            if let (Some((a, end)), Some(b)) = (ours, theirs) {
+                prop_assert_eq!(end, text.len());
+                prop_assert_eq!((&a.kind, &a.role, &a.namespace), (&b.kind, &b.role, &b.namespace));
+                prop_assert_eq!(
+                    vec![a.content, a.call_id, a.name, a.arguments, a.output],
+                    texts(&[b.content, b.call_id, b.name, b.arguments, b.output])
+                );
+            }
+        }
+
+        #[test]
+        fn tools_read_as_serde_reads_them(text in object(TOOL_KEYS)) {
+            let ours = ToolIn::read(&text, 0);
+            let theirs = serde_json::from_str::<ToolBySerde>(&text).ok();
+            prop_assert_eq!(ours.is_some(), theirs.is_some(), "{}", text);
+            if let (Some((a, end)), Some(b)) = (ours, theirs) {
+                prop_assert_eq!(end, text.len());
+                prop_assert_eq!(&a.kind, &b.kind);
+                // Borrowed exactly when written without escapes (the echo relies on it).
+                prop_assert_eq!(matches!(a.kind, Cow::Borrowed(_)), matches!(b.kind, Cow::Borrowed(_)));
+                prop_assert_eq!(
+                    vec![a.name, a.description, a.parameters, a.strict, a.tools],
+                    texts(&[b.name, b.description, b.parameters, b.strict, b.tools])
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_item_that_is_not_an_object_is_refused() {
+        for text in ["5", "\"message\"", "null", "[\"message\"]"] {
+            assert!(ItemIn::read(text, 0).is_none(), "{text}");
+            assert!(ToolIn::read(text, 0).is_none(), "{text}");
+        }
     }
 }
