@@ -79,35 +79,33 @@ struct DeltaHead {
     summary_index: Option<u32>,
     /// `event: …\ndata: {"type":"…","sequence_number":` then
     /// `,"item_id":…,"output_index":…,"delta":"`, split at `lead`.
-    bytes: Vec<u8>,
+    bytes: BytesMut,
     lead: usize,
     logprobs: bool,
 }
 
 impl DeltaHead {
     fn of(d: &Delta<'_>) -> DeltaHead {
-        let mut bytes = Vec::with_capacity(2 * d.kind.len() + d.item_id.len() + 104);
-        bytes.extend_from_slice(b"event: ");
-        bytes.extend_from_slice(d.kind.as_bytes());
-        bytes.extend_from_slice(b"\ndata: {\"type\":\"");
-        bytes.extend_from_slice(d.kind.as_bytes());
-        bytes.extend_from_slice(b"\",\"sequence_number\":");
+        let mut bytes = BytesMut::with_capacity(2 * d.kind.len() + d.item_id.len() + 104);
+        bytes.put_slice(b"event: ");
+        bytes.put_slice(d.kind.as_bytes());
+        bytes.put_slice(b"\ndata: {\"type\":\"");
+        bytes.put_slice(d.kind.as_bytes());
+        bytes.put_slice(b"\",\"sequence_number\":");
         let lead = bytes.len();
-        let mut middle = BytesMut::with_capacity(d.item_id.len() + 64);
-        middle.put_slice(b",\"item_id\":");
-        put_string(&mut middle, d.item_id);
-        middle.put_slice(b",\"output_index\":");
-        put_int(&mut middle, d.output_index as u64);
+        bytes.put_slice(b",\"item_id\":");
+        put_string(&mut bytes, d.item_id);
+        bytes.put_slice(b",\"output_index\":");
+        put_int(&mut bytes, d.output_index as u64);
         if let Some(i) = d.content_index {
-            middle.put_slice(b",\"content_index\":");
-            put_int(&mut middle, u64::from(i));
+            bytes.put_slice(b",\"content_index\":");
+            put_int(&mut bytes, u64::from(i));
         }
         if let Some(i) = d.summary_index {
-            middle.put_slice(b",\"summary_index\":");
-            put_int(&mut middle, u64::from(i));
+            bytes.put_slice(b",\"summary_index\":");
+            put_int(&mut bytes, u64::from(i));
         }
-        middle.put_slice(b",\"delta\":\"");
-        bytes.extend_from_slice(&middle);
+        bytes.put_slice(b",\"delta\":\"");
         DeltaHead {
             kind: d.kind,
             output_index: d.output_index,
