@@ -10,6 +10,7 @@ use super::problems::Problems;
 use super::providers::ProviderConfig;
 use super::raw::{RawCatalog, RawModel, RawPrice, RawProvider};
 use crate::catalog::{builtin, import, Catalog, Facts, ModelKind, QualityPriors, Tier};
+use crate::router::predict::KnownSlot;
 use crate::router::stats::StatsSlot;
 
 /// One way to serve a public model: which provider, under which upstream id. Shared
@@ -27,6 +28,8 @@ pub struct ModelTarget {
     /// This backend's live stats, found by the router on its first call through this
     /// config, so that a routing decision reads them without a lookup by name.
     pub stats: StatsSlot,
+    /// Which of the predictor's models this target is, found on its first prediction.
+    pub known: KnownSlot,
 }
 
 /// Public model id → the targets that serve it, in config order.
@@ -147,6 +150,7 @@ pub(super) fn resolve_models(
                         model: m.id.as_str().into(),
                         facts: Arc::new(facts),
                         stats: StatsSlot::default(),
+                        known: KnownSlot::default(),
                     })),
                 }
             }
@@ -206,6 +210,7 @@ fn add_target(models: &mut Models, model: &str, provider: usize, upstream: &str,
         model: model.into(),
         facts: Arc::new(facts),
         stats: StatsSlot::default(),
+        known: KnownSlot::default(),
     }));
 }
 

@@ -1093,22 +1093,30 @@ pub fn bucket_bits(buckets: u32) -> u32 {
 /// One pass over the bounded text reads its tokens and its shape; then each token is
 /// hashed and each gram counted straight into its bucket (no list of grams, no sort).
 pub fn extract(text: &str, buckets: u32, split: bool) -> Features {
-    extract_if(text, buckets, split, |_| true)
+    extract_if(text, buckets, split, |_, _| true, |_| true)
 }
 
 /// `extract`, with the word grams only when `keep_grams` says so given the dense
 /// features: else the features `extract` gives with `hashed` cleared, without a token
-/// hashed or a gram counted.
+/// hashed or a gram counted. `may_keep` is asked first, given whether the text is laid
+/// out as multiple choice and whether it holds a question mark, and must be true
+/// whenever `keep_grams` may be for such a text: when false, the tokens are not even
+/// kept for counting (and `keep_grams` is not asked).
 pub fn extract_if(
     text: &str,
     buckets: u32,
     split: bool,
+    may_keep: impl FnOnce(bool, bool) -> bool,
     keep_grams: impl FnOnce(&[f32; DENSE]) -> bool,
 ) -> Features {
     let bits = bucket_bits(buckets);
     let parts = bounded(text);
     let mc = multiple_choice(parts.0) || multiple_choice(parts.1);
     let second = split && !mc;
+    let question = [parts.0, parts.1]
+        .iter()
+        .any(|p| memchr::memchr(b'?', p.as_bytes()).is_some());
+    let counted = may_keep(mc, question);
     let mut shape = Shape::default();
     let mut scratch = Scratch::take();
     let Scratch {
@@ -1117,12 +1125,20 @@ pub fn extract_if(
         lower,
     } = &mut scratch;
     tokens.clear();
-    walk(parts.0, &mut shape, lower, |t| tokens.push(t));
+    walk(parts.0, &mut shape, lower, |t| {
+        if counted {
+            tokens.push(t);
+        }
+    });
     let in_head = tokens.len();
-    walk(parts.1, &mut shape, lower, |t| tokens.push(t));
+    walk(parts.1, &mut shape, lower, |t| {
+        if counted {
+            tokens.push(t);
+        }
+    });
     let dense = dense(&shape, mc);
     let size = 1usize << bits;
-    let mut hashed = if !keep_grams(&dense) {
+    let mut hashed = if !(counted && keep_grams(&dense)) {
         Vec::new()
     } else if let Some(mut counting) = (size <= COUNTED_BUCKETS)
         .then(|| buckets.counting())
@@ -1413,18 +1429,38 @@ mod tests {
         ] {
             let mut all = extract(text, 1 << 14, true);
             let mut seen = None;
-            let without = extract_if(text, 1 << 14, true, |d| {
-                seen = Some(*d);
-                false
-            });
+            let without = extract_if(
+                text,
+                1 << 14,
+                true,
+                |_, _| true,
+                |d| {
+                    seen = Some(*d);
+                    false
+                },
+            );
             assert_eq!(seen, Some(all.dense));
             assert!(!all.hashed.is_empty());
             all.hashed.clear();
             assert_eq!(without, all);
             assert_eq!(
-                extract_if(text, 1 << 14, true, |_| true),
+                extract_if(text, 1 << 14, true, |_, _| true, |_| true),
                 extract(text, 1 << 14, true)
             );
+            // Told up front that no such text keeps its grams: the same features.
+            let mut told = None;
+            let gated = extract_if(
+                text,
+                1 << 14,
+                true,
+                |mc, question| {
+                    told = Some((mc, question));
+                    false
+                },
+                |_| true,
+            );
+            assert_eq!(gated, all);
+            assert_eq!(told, Some((all.dense[0] != 0.0, all.dense[7] != 0.0)));
         }
     }
 

@@ -37,8 +37,14 @@ const QUESTION: usize = 7;
 
 /// The shape (0..`SHAPES`) of a prompt with features `f`.
 pub fn shape_of(f: &Features) -> usize {
-    let bit = |i: usize| usize::from(f.dense[i] != 0.0);
-    bit(MULTIPLE_CHOICE) | bit(HAS_NUMBERS) << 1 | bit(QUESTION) << 2
+    let bit = |i: usize| f.dense[i] != 0.0;
+    shape(bit(MULTIPLE_CHOICE), bit(HAS_NUMBERS), bit(QUESTION))
+}
+
+/// The shape (0..`SHAPES`) of a prompt laid out as multiple choice or not, with at
+/// least two numbers or not, and with a question mark or not.
+pub fn shape(multiple_choice: bool, numbers: bool, question: bool) -> usize {
+    usize::from(multiple_choice) | usize::from(numbers) << 1 | usize::from(question) << 2
 }
 
 /// A shape's name, for explanations and reports.
@@ -319,6 +325,14 @@ impl Weights {
     /// word problems say nothing reliable about a request unlike both.
     pub fn knows_shape(&self, shape: usize) -> bool {
         self.support.get(shape).copied().unwrap_or(0) >= self.min_support
+    }
+
+    /// Whether the word grams of a prompt with this layout and question mark may count,
+    /// however many numbers it holds: false means `knows_shape` is false for it.
+    pub fn may_know(&self, multiple_choice: bool, question: bool) -> bool {
+        [false, true]
+            .into_iter()
+            .any(|numbers| self.knows_shape(shape(multiple_choice, numbers, question)))
     }
 
     /// Drops the word grams of a prompt whose shape the weights do not know: it is

@@ -60,6 +60,51 @@ pub struct CallPredictor<'a> {
     /// candidates of one model on several providers share theirs, and every model the
     /// weights do not know is its prior moved by the prompt's difficulty.
     made: Vec<(Option<usize>, Option<u64>, Prediction)>,
+    /// Where in `made` the last prediction was found: the candidates of one model on
+    /// several providers come one after another and share it.
+    last_made: usize,
+}
+
+/// A config target's index among the predictor's models (`Weights::model_index` of its
+/// public id, then its upstream id), kept with the address of the weights it was found
+/// in: the target's own config's, which live as long as the target. Another `Weights`
+/// (a test's) looks the ids up as before. Not part of the config's value: slots compare
+/// equal and a clone starts empty.
+#[derive(Default)]
+pub struct KnownSlot(std::sync::OnceLock<(usize, Option<usize>)>);
+
+impl Clone for KnownSlot {
+    fn clone(&self) -> Self {
+        KnownSlot::default()
+    }
+}
+
+impl PartialEq for KnownSlot {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for KnownSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KnownSlot")
+    }
+}
+
+/// The index of `candidate` among the models of `weights`: from its slot when these
+/// weights filled it, else matched by id (and kept, the first time).
+fn known_index(weights: &Weights, candidate: &Candidate) -> Option<usize> {
+    let at = std::ptr::from_ref(weights) as usize;
+    match candidate.known.0.get() {
+        Some((filled, known)) if *filled == at => *known,
+        filled => {
+            let known = weights.model_index(&[&candidate.model, &candidate.upstream]);
+            if filled.is_none() {
+                let _ = candidate.known.0.set((at, known));
+            }
+            known
+        }
+    }
 }
 
 /// Predictions `CallPredictor` remembers: a call's candidates have few distinct priors.
@@ -73,7 +118,8 @@ impl<'a> CallPredictor<'a> {
             weights,
             prompt: weights.map(|w| w.score_prompt(text)),
             terms: vec![None; weights.map_or(0, |w| w.models.len())],
-            made: Vec::new(),
+            made: Vec::with_capacity(if weights.is_some() { REMEMBERED } else { 0 }),
+            last_made: 0,
         }
     }
 
@@ -84,10 +130,15 @@ impl<'a> CallPredictor<'a> {
         let prior = prior_for(&candidate.facts, task);
         match (self.weights, &self.prompt) {
             (Some(w), Some(p)) => {
-                let known = w.model_index(&[&candidate.model, &candidate.upstream]);
+                let known = known_index(w, candidate);
                 let key = (known, prior.map(f64::to_bits));
-                if let Some((.., made)) = self.made.iter().find(|(k, q, _)| (*k, *q) == key) {
+                let same = |(k, q, _): &(Option<usize>, Option<u64>, Prediction)| (*k, *q) == key;
+                if let Some((.., made)) = self.made.get(self.last_made).filter(|m| same(m)) {
                     return *made;
+                }
+                if let Some(at) = self.made.iter().position(same) {
+                    self.last_made = at;
+                    return self.made[at].2;
                 }
                 let term = known.and_then(|i| {
                     let slot = self.terms.get_mut(i)?;
@@ -95,6 +146,7 @@ impl<'a> CallPredictor<'a> {
                 });
                 let made = w.predict_with(p, known, prior, term);
                 if self.made.len() < REMEMBERED {
+                    self.last_made = self.made.len();
                     self.made.push((key.0, key.1, made));
                 }
                 made
@@ -134,13 +186,19 @@ impl Weights {
     /// know its shape: `Weights::gate`; they are then not even counted) and its shared
     /// difficulty.
     pub fn score_prompt(&self, text: &str) -> PromptScore {
-        let mut features = features::extract_if(text, self.buckets, self.split, |dense| {
-            let shape = weights::shape_of(&Features {
-                hashed: Vec::new(),
-                dense: *dense,
-            });
-            self.knows_shape(shape)
-        });
+        let mut features = features::extract_if(
+            text,
+            self.buckets,
+            self.split,
+            |multiple_choice, question| self.may_know(multiple_choice, question),
+            |dense| {
+                let shape = weights::shape_of(&Features {
+                    hashed: Vec::new(),
+                    dense: *dense,
+                });
+                self.knows_shape(shape)
+            },
+        );
         self.gate(&mut features);
         let difficulty = f64::from(self.shared_bias) + self.dot(&self.shared, &features);
         let width = self.buckets as usize + features::DENSE;
