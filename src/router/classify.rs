@@ -230,13 +230,33 @@ fn markers_in(text: &str) -> u64 {
     // ones included (a matching state lists each marker ending there).
     let mut seen = 0u64;
     let mut state = m.start;
-    for &b in text.as_bytes() {
+    let step = |state: u16, b: u8| {
         let at = usize::from(state) + usize::from(m.column[usize::from(b)]);
-        state = m.next[at % TABLE];
+        m.next[at % TABLE]
+    };
+    let mut ended = |state: u16| {
         if state < m.matching {
             let row = usize::from(state / m.stride.max(1));
             seen |= m.ends.get(row).copied().unwrap_or(0);
         }
+    };
+    // Four bytes a step, with one comparison for the four states: few end a marker.
+    let chunks = text.as_bytes().chunks_exact(4);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        let s1 = step(state, chunk[0]);
+        let s2 = step(s1, chunk[1]);
+        let s3 = step(s2, chunk[2]);
+        state = step(s3, chunk[3]);
+        if s1.min(s2).min(s3).min(state) < m.matching {
+            for s in [s1, s2, s3, state] {
+                ended(s);
+            }
+        }
+    }
+    for &b in rest {
+        state = step(state, b);
+        ended(state);
     }
     seen
 }
