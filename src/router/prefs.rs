@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use serde::Deserialize;
 
 use super::policy::{Policy, Weights};
@@ -161,7 +161,14 @@ impl PriceValue {
     }
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+// Static names: a `&str` name is parsed and checked again on every lookup.
+const X_BAZAAR_POLICY: HeaderName = HeaderName::from_static("x-bazaar-policy");
+const X_BAZAAR_MAX_PRICE: HeaderName = HeaderName::from_static("x-bazaar-max-price");
+const X_BAZAAR_TIERS: HeaderName = HeaderName::from_static("x-bazaar-tiers");
+const X_BAZAAR_SESSION: HeaderName = HeaderName::from_static("x-bazaar-session");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -210,7 +217,7 @@ impl Prefs {
             check_identifier(&format!("models[{i}]"), m)?;
         }
 
-        let policy = header(headers, "x-bazaar-policy")
+        let policy = header(headers, &X_BAZAAR_POLICY)
             .map(str::to_string)
             .or(bazaar.policy);
         if let Some(p) = policy {
@@ -231,7 +238,7 @@ impl Prefs {
                 }
             });
         }
-        if let Some(h) = header(headers, "x-bazaar-max-price") {
+        if let Some(h) = header(headers, &X_BAZAAR_MAX_PRICE) {
             let micros = parse_usd_micros(h).ok_or_else(|| {
                 ApiError::invalid(
                     "x-bazaar-max-price",
@@ -262,13 +269,13 @@ impl Prefs {
                     .transpose()?,
             };
         }
-        if let Some(h) = header(headers, "x-bazaar-tiers") {
+        if let Some(h) = header(headers, &X_BAZAAR_TIERS) {
             let list: Vec<String> = h.split(',').map(str::to_string).collect();
             prefs.tiers = Some(parse_tiers(&list, "x-bazaar-tiers")?);
         } else if let Some(list) = &bazaar.tiers {
             prefs.tiers = Some(parse_tiers(list, "bazaar.tiers")?);
         }
-        prefs.session = header(headers, "x-bazaar-session")
+        prefs.session = header(headers, &X_BAZAAR_SESSION)
             .map(str::to_string)
             .or(bazaar.session);
         if let Some(session) = &prefs.session {
@@ -283,7 +290,7 @@ impl Prefs {
             }
             prefs.quality_floor = Some(floor);
         }
-        prefs.tie_seed = header(headers, "x-request-id").map(|id| {
+        prefs.tie_seed = header(headers, &X_REQUEST_ID).map(|id| {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
             id.hash(&mut h);
