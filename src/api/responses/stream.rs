@@ -440,7 +440,9 @@ pub struct StreamWriter {
     /// Whether the last content part's text has nothing JSON escapes.
     text_plain: bool,
     /// The last chunk's shape, to read the next one of the same shape quickly.
-    memo: chunk::Memo,
+    /// Boxed: it is moved out of the writer while a chunk read against it is applied,
+    /// and a pointer is cheaper to move than its dozen buffers (`None` only then).
+    memo: Option<Box<chunk::Memo>>,
     /// The parts of the response object fixed once the stream starts.
     fixed: Fixed,
 }
@@ -466,7 +468,7 @@ impl StreamWriter {
             items,
             delta_head: DeltaHead::default(),
             text_plain: true,
-            memo: chunk::Memo::default(),
+            memo: Some(Box::default()),
             fixed: Fixed::default(),
         }
     }
@@ -944,7 +946,7 @@ impl StreamWriter {
         // Nearly every chunk is the last one with other text: that text goes straight
         // to the part streaming it.
         if self.started {
-            if let Some(text) = self.memo.only_content(data) {
+            if let Some(text) = self.memo.as_ref().and_then(|m| m.only_content(data)) {
                 if usage.is_some() {
                     self.usage = usage;
                 }
@@ -956,14 +958,14 @@ impl StreamWriter {
         }
         // Nearly every other chunk is one choice's text: read by hand, against the last
         // chunk's shape when it has it; the rest by serde.
-        let mut memo = std::mem::take(&mut self.memo);
+        let mut memo = self.memo.take().unwrap_or_default();
         let fast = memo.read(data);
         if let Some(chunk) = fast {
             self.apply(chunk.model, chunk.choice.as_slice(), usage, out);
-            self.memo = memo;
+            self.memo = Some(memo);
             return Ok(());
         }
-        self.memo = memo;
+        self.memo = Some(memo);
         let chunk = ChunkIn::parse(data).map_err(ReplyError::Chunk)?;
         self.apply(chunk.model, &chunk.choices, usage, out);
         Ok(())

@@ -21,19 +21,23 @@ pub(super) struct TextChunk<'a> {
 /// The chunk read by the narrow parser, `None` when it is not of the shape it reads.
 #[cfg(test)]
 pub(super) fn fast(data: &[u8]) -> Option<TextChunk<'_>> {
-    fast_with_head(data).map(|(chunk, _, _)| chunk)
+    fast_with_head(data, &mut None, &mut None)
 }
 
-/// Like `fast`, with where its one delta text string lies, if it has one, and the
-/// parser's state where the `choices` value starts, if the chunk has one (see `Head`).
-fn fast_with_head(data: &[u8]) -> Option<(TextChunk<'_>, Option<Span>, Option<HeadAt<'_>>)> {
+/// Like `fast`, with where its one delta text string lies, if it has one (`span`), and
+/// the parser's state where the `choices` value starts, if the chunk has one (`at`, see
+/// `Head`): set beside the chunk, not returned with it, which would move it once more.
+fn fast_with_head<'a>(
+    data: &'a [u8],
+    span: &mut Option<Span>,
+    at: &mut Option<HeadAt<'a>>,
+) -> Option<TextChunk<'a>> {
     let text = std::str::from_utf8(data).ok()?;
     let mut p = Parser::new(text);
-    let mut at = None;
-    let chunk = p.chunk(&mut at)?;
+    let chunk = p.chunk(at)?;
     p.ws();
-    let span = p.span.filter(|_| p.spans == 1);
-    (p.at == p.bytes.len()).then_some((chunk, span, at))
+    *span = p.span.filter(|_| p.spans == 1);
+    (p.at == p.bytes.len()).then_some(chunk)
 }
 
 /// Where a chunk's `choices` value starts, and what the parser had read before it.
@@ -74,8 +78,8 @@ impl Head {
         self.valid = true;
     }
 
-    /// `data`, which `fits`, read from its `choices` value on (spans as in `data`).
-    fn read<'a>(&'a self, data: &'a [u8]) -> Option<(TextChunk<'a>, Option<Span>)> {
+    /// `data`, which `fits`, read from its `choices` value on (`span` as in `data`).
+    fn read<'a>(&'a self, data: &'a [u8], span: &mut Option<Span>) -> Option<TextChunk<'a>> {
         let skip = self.bytes.len();
         let rest = data.get(skip..)?;
         // The head ends at an ASCII byte (`:` or whitespace): the rest is valid UTF-8
@@ -86,12 +90,12 @@ impl Head {
         let model = self.model.as_ref().map(|m| m.as_deref().map(Cow::Borrowed));
         let chunk = p.chunk_from_choices(id, model)?;
         p.ws();
-        let span = p.span.filter(|_| p.spans == 1).map(|s| Span {
+        *span = p.span.filter(|_| p.spans == 1).map(|s| Span {
             field: s.field,
             start: s.start + skip,
             end: s.end + skip,
         });
-        (p.at == p.bytes.len()).then_some((chunk, span))
+        (p.at == p.bytes.len()).then_some(chunk)
     }
 }
 
@@ -163,15 +167,17 @@ impl Memo {
         }
         let fits = self.head.fits(data);
         let Memo { shape, head } = self;
-        let (chunk, span) = if fits {
-            head.read(data)?
+        let mut span = None;
+        let chunk = if fits {
+            head.read(data, &mut span)?
         } else {
-            let (chunk, span, at) = fast_with_head(data)?;
+            let mut at = None;
+            let chunk = fast_with_head(data, &mut span, &mut at)?;
             match at {
                 Some(at) => head.keep(data, &at),
                 None => head.valid = false,
             }
-            (chunk, span)
+            chunk
         };
         // A chunk without one text (a role, a finish) leaves the shape remembered.
         if let (Some(span), Some(choice)) = (span, &chunk.choice) {
