@@ -143,6 +143,22 @@ impl KeyStore {
         Some(key.clone())
     }
 
+    /// Adds or replaces a live key, as a refresh would (tests: a store without a database).
+    #[cfg(test)]
+    pub(crate) fn put(&self, key: KeyConfig, expires_ms: Option<i64>) {
+        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        keys.insert(key.hash, (Arc::new(key), expires_ms));
+    }
+
+    /// Drops a key, as a refresh after its revocation would (tests).
+    #[cfg(test)]
+    pub(crate) fn remove(&self, hash: &KeyHash) {
+        self.keys
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(hash);
+    }
+
     /// A team defined through the admin API.
     pub fn team(&self, name: &str) -> Option<TeamConfig> {
         self.teams

@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::auth::KeyMemo;
 use crate::billing::meter::default_reference_price;
 use crate::billing::Billing;
 use crate::catalog::Price;
@@ -26,6 +27,8 @@ pub struct Runtime {
     /// The savings reference's price for calls whose route names none of its own
     /// (`billing::meter::default_reference_price`), worked out once per config.
     pub default_reference_price: Option<Price>,
+    /// Presented keys' hashes, for this config's lifetime (`auth::KeyMemo`).
+    pub keys: KeyMemo,
 }
 
 impl Runtime {
@@ -47,6 +50,7 @@ impl Runtime {
         }
         Ok(Runtime {
             default_reference_price: default_reference_price(&config),
+            keys: KeyMemo::new(),
             config,
             providers,
         })
@@ -162,7 +166,13 @@ impl AppState {
         headers: &http::HeaderMap,
         runtime: &Runtime,
     ) -> Result<super::auth::Caller, crate::api::ApiError> {
-        super::auth::authenticate(headers, &runtime.config, &self.billing.keys, self.now_ms())
+        super::auth::authenticate(
+            headers,
+            &runtime.config,
+            &self.billing.keys,
+            &runtime.keys,
+            self.now_ms(),
+        )
     }
 
     /// Wall-clock milliseconds from the billing clock (0 before billing starts).
