@@ -2,7 +2,9 @@
 //! call's cost written into the `usage` block, as OpenRouter does. Wire format only: the
 //! cost arrives already priced. A reply's top-level members are read once (`Members`):
 //! the provider reads its usage from them, and where the usage object sits, so the
-//! cost is spliced into the body's bytes without a second parse.
+//! cost is spliced into the body's bytes without a second parse. The members are read by
+//! a validating scan of the text (`scan_members`), which hands anything it does not
+//! read plainly to serde_json, so what is accepted and read is serde_json's answer.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -14,15 +16,16 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use super::openai::{RawObject, GATEWAY_FIELDS};
+use super::responses::scan::{space, string_end};
 
 /// The top-level members of a JSON object as far as billing reads them, borrowed from
 /// the body.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Members<'a> {
-    /// The last `usage` member's value (`null` included).
-    pub usage: Option<&'a RawValue>,
-    /// The last `error` member's value (`null` included).
-    pub error: Option<&'a RawValue>,
+    /// The text of the last `usage` member's value (`null` included).
+    pub usage: Option<&'a str>,
+    /// The text of the last `error` member's value (`null` included).
+    pub error: Option<&'a str>,
     /// `usage` or `error` appears more than once.
     pub repeated: bool,
     len: usize,
@@ -35,7 +38,44 @@ pub struct Members<'a> {
 impl<'a> Members<'a> {
     /// The members of `text`; `None` when it is not one JSON object.
     pub fn of(text: &'a str) -> Option<Members<'a>> {
-        serde_json::from_str(text).ok()
+        scan_members(text).or_else(|| serde_json::from_str(text).ok())
+    }
+
+    fn new() -> Members<'a> {
+        Members {
+            usage: None,
+            error: None,
+            repeated: false,
+            len: 0,
+            cost: false,
+            plain: true,
+        }
+    }
+
+    /// Notes member `key` (unescaped; `borrowed` when written without escapes) with the
+    /// text of its value.
+    fn member(&mut self, key: &str, borrowed: bool, value: &'a str, model_seen: &mut bool) {
+        self.len += 1;
+        self.plain &= borrowed;
+        match key {
+            "usage" => {
+                self.repeated |= self.usage.is_some();
+                self.plain &= self.usage.is_none();
+                self.usage = Some(value);
+            }
+            "error" => {
+                self.repeated |= self.error.is_some();
+                self.error = Some(value);
+            }
+            "model" => {
+                self.plain &= !*model_seen && value.starts_with('"');
+                *model_seen = true;
+            }
+            k => {
+                self.cost |= k == "cost";
+                self.plain &= !GATEWAY_FIELDS.contains(&k);
+            }
+        }
     }
 
     /// Where the call's cost can be spliced into `text` (whose members these are): the
@@ -43,11 +83,10 @@ impl<'a> Members<'a> {
     /// non-empty object with no `cost` of its own. `None`: the full rewrite applies.
     pub fn usage_range(&self, text: &str) -> Option<Range<usize>> {
         let usage = self.usage.filter(|_| self.plain)?;
-        let inner = Members::of(usage.get())?;
+        let inner = Members::of(usage)?;
         if !inner.plain || inner.len == 0 || inner.cost {
             return None;
         }
-        let usage = usage.get();
         let start = (usage.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
         let end = start + usage.len();
         (text.get(start..end) == Some(usage) && usage.ends_with('}')).then_some(start..end)
@@ -85,45 +124,177 @@ impl<'de> Deserialize<'de> for Members<'de> {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
-                let mut m = Members {
-                    usage: None,
-                    error: None,
-                    repeated: false,
-                    len: 0,
-                    cost: false,
-                    plain: true,
-                };
+                let mut m = Members::new();
                 let mut model = false;
                 while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-                    m.len += 1;
-                    m.plain &= matches!(key, Cow::Borrowed(_));
-                    match &*key {
-                        "usage" => {
-                            m.repeated |= m.usage.is_some();
-                            m.plain &= m.usage.is_none();
-                            m.usage = Some(map.next_value()?);
-                        }
-                        "error" => {
-                            m.repeated |= m.error.is_some();
-                            m.error = Some(map.next_value()?);
-                        }
-                        "model" => {
-                            let value: &'de RawValue = map.next_value()?;
-                            m.plain &= !model && value.get().starts_with('"');
-                            model = true;
-                        }
-                        k => {
-                            m.cost |= k == "cost";
-                            m.plain &= !GATEWAY_FIELDS.contains(&k);
+                    let borrowed = matches!(key, Cow::Borrowed(_));
+                    let value = match &*key {
+                        "usage" | "error" | "model" => map.next_value::<&'de RawValue>()?.get(),
+                        _ => {
                             map.next_value::<IgnoredAny>()?;
+                            ""
                         }
-                    }
+                    };
+                    m.member(&key, borrowed, value, &mut model);
                 }
                 Ok(m)
             }
         }
         d.deserialize_map(Visit)
     }
+}
+
+/// The members of `text` read by a scan that validates as it goes; `None` for anything
+/// it does not read plainly (an escaped top-level key, nesting past 128, or text that
+/// is not JSON), which serde_json then reads or refuses. What it accepts is valid JSON
+/// by serde_json's grammar, and read the same (property-tested against it below).
+fn scan_members(text: &str) -> Option<Members<'_>> {
+    let b = text.as_bytes();
+    let mut i = space(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    let mut m = Members::new();
+    let mut model = false;
+    i = space(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        i += 1;
+    } else {
+        loop {
+            if b.get(i) != Some(&b'"') {
+                return None;
+            }
+            let (end, escaped) = string_end(b, i)?;
+            if escaped {
+                return None;
+            }
+            let key = text.get(i + 1..end - 1)?;
+            i = space(b, end);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            let start = space(b, i + 1);
+            i = value_end(b, start)?;
+            m.member(key, true, text.get(start..i)?, &mut model);
+            i = space(b, i);
+            match b.get(i)? {
+                b',' => i = space(b, i + 1),
+                b'}' => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    (space(b, i) == b.len()).then_some(m)
+}
+
+/// Where the number starting at `at` ends; `None` unless it is a JSON number.
+fn number_end(b: &[u8], at: usize) -> Option<usize> {
+    let digits = |mut i: usize| {
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = at + usize::from(b.get(at) == Some(&b'-'));
+    i = match b.get(i)? {
+        b'0' => i + 1,
+        b'1'..=b'9' => digits(i + 1),
+        _ => return None,
+    };
+    if b.get(i) == Some(&b'.') {
+        let end = digits(i + 1);
+        if end == i + 1 {
+            return None;
+        }
+        i = end;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let end = digits(i);
+        if end == i {
+            return None;
+        }
+        i = end;
+    }
+    // A digit right after a lone `0` (`01`) is not JSON; anything else ends the number.
+    (!b.get(i).is_some_and(u8::is_ascii_digit)).then_some(i)
+}
+
+/// Where the JSON value starting at `at` ends; `None` unless it is a valid JSON value
+/// nested at most 128 deep.
+fn value_end(b: &[u8], at: usize) -> Option<usize> {
+    // One bit per open container, set for an object.
+    let (mut objects, mut depth) = (0u128, 0u32);
+    let mut i = at;
+    loop {
+        // A value starts at `i`.
+        match *b.get(i)? {
+            b'"' => i = string_end(b, i)?.0,
+            open @ (b'{' | b'[') => {
+                if depth == 128 {
+                    return None;
+                }
+                let object = open == b'{';
+                i = space(b, i + 1);
+                if b.get(i) == Some(if object { &b'}' } else { &b']' }) {
+                    i += 1;
+                } else {
+                    objects = objects << 1 | u128::from(object);
+                    depth += 1;
+                    if object {
+                        i = member_value(b, i)?;
+                    }
+                    continue;
+                }
+            }
+            b't' => i = literal(b, i, b"true")?,
+            b'f' => i = literal(b, i, b"false")?,
+            b'n' => i = literal(b, i, b"null")?,
+            _ => i = number_end(b, i)?,
+        }
+        // After a value: close what it ends, or find the next.
+        loop {
+            if depth == 0 {
+                return Some(i);
+            }
+            i = space(b, i);
+            let object = objects & 1 == 1;
+            match *b.get(i)? {
+                b',' => {
+                    i = space(b, i + 1);
+                    if object {
+                        i = member_value(b, i)?;
+                    }
+                    break;
+                }
+                b'}' if object => {}
+                b']' if !object => {}
+                _ => return None,
+            }
+            objects >>= 1;
+            depth -= 1;
+            i += 1;
+        }
+    }
+}
+
+/// Past a member's key and colon at `at`: where its value starts.
+fn member_value(b: &[u8], at: usize) -> Option<usize> {
+    if b.get(at) != Some(&b'"') {
+        return None;
+    }
+    let i = space(b, string_end(b, at)?.0);
+    (b.get(i) == Some(&b':')).then(|| space(b, i + 1))
+}
+
+fn literal(b: &[u8], at: usize, word: &[u8]) -> Option<usize> {
+    (b.get(at..at + word.len())? == word).then_some(at + word.len())
 }
 
 /// Where a reply's `usage` object is in its body, as the provider's one read of the
@@ -226,5 +397,161 @@ mod tests {
         let unknown = with_usage_cost(body, None).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&unknown).unwrap();
         assert!(v["usage"]["cost"].is_null());
+    }
+
+    /// What serde_json alone reads of `text`.
+    fn by_serde(text: &str) -> Option<Members<'_>> {
+        serde_json::from_str(text).ok()
+    }
+
+    #[test]
+    fn a_reply_is_scanned_as_serde_reads_it() {
+        let reply = r#"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hi \"there\"\n\u00e9","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5,"prompt_tokens_details":{"cached_tokens":0}},"system_fingerprint":"fp"}"#;
+        let scanned = scan_members(reply).unwrap();
+        assert_eq!(Some(&scanned), by_serde(reply).as_ref());
+        assert!(scanned.usage.unwrap().starts_with(r#"{"prompt_tokens":3"#));
+        assert!(scanned.usage_range(reply).is_some());
+        for text in [
+            "{}",
+            " { } ",
+            r#"{"usage":null,"error":{"message":"x"}}"#,
+            r#"{"usage":{},"usage":{"a":1}}"#,
+            r#"{"model":1,"cost":2,"bazaar":[-0.5e+3,1E2,0,true,false,null,[],[{}]]}"#,
+        ] {
+            assert_eq!(scan_members(text), by_serde(text), "{text}");
+            assert!(scan_members(text).is_some(), "{text}");
+        }
+        // Not JSON, or not read plainly: left to serde.
+        for text in [
+            "",
+            "{",
+            "[]",
+            "{} x",
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":-}"#,
+            r#"{"a":1e}"#,
+            r#"{"a":[1,]}"#,
+            r#"{"a":1,}"#,
+            r#"{"a":"\x"}"#,
+            r#"{"a":"\u12g4"}"#,
+            "{\"a\":\"\u{1}\"}",
+            r#"{"\u0061":1}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":[}"#,
+            r#"{"a" 1}"#,
+        ] {
+            assert_eq!(scan_members(text), None, "{text}");
+        }
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(129), "]".repeat(129));
+        assert_eq!(scan_members(&deep), None);
+        assert!(Members::of(&deep).is_some());
+    }
+
+    mod scanned {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A JSON value: scalars of every kind (numbers with fractions and exponents,
+        /// strings that need escapes), nested arrays and objects with billing's keys.
+        fn json() -> impl Strategy<Value = serde_json::Value> {
+            use serde_json::Value;
+            let scalar = (
+                0u8..5,
+                any::<i64>(),
+                -1e12f64..1e12,
+                "[a-z\"\\\\\n\u{e9}\u{1F600}/ ]{0,12}",
+            )
+                .prop_map(|(kind, int, float, text)| match kind {
+                    0 => Value::Null,
+                    1 => Value::Bool(int % 2 == 0),
+                    2 => Value::from(int),
+                    3 => Value::from(float),
+                    _ => Value::from(text),
+                });
+            scalar.prop_recursive(4, 32, 6, |inner| {
+                let key = "usage|error|model|cost|bazaar|[a-z\"]{0,4}";
+                (any::<bool>(), prop::collection::vec((key, inner), 0..5)).prop_map(
+                    |(array, items)| {
+                        if array {
+                            Value::Array(items.into_iter().map(|(_, v)| v).collect())
+                        } else {
+                            Value::Object(items.into_iter().collect())
+                        }
+                    },
+                )
+            })
+        }
+
+        /// `members` written as an object, keys possibly repeated, with whitespace
+        /// after structural characters when `wide`.
+        fn written(members: &[(String, serde_json::Value)], wide: bool) -> String {
+            let sep = if wide { " \n\t" } else { "" };
+            let mut text = format!("{{{sep}");
+            for (i, (k, v)) in members.iter().enumerate() {
+                if i > 0 {
+                    text.push_str(&format!(",{sep}"));
+                }
+                let v = if wide {
+                    serde_json::to_string_pretty(v)
+                } else {
+                    serde_json::to_string(v)
+                };
+                text.push_str(&format!(
+                    "{}:{sep}{}",
+                    serde_json::to_string(k).unwrap(),
+                    v.unwrap()
+                ));
+            }
+            text.push('}');
+            text
+        }
+
+        proptest! {
+            #[test]
+            fn objects_are_scanned_as_serde_reads_them(
+                members in prop::collection::vec(("usage|error|model|cost|provider|[a-z\"\u{e9}]{0,4}", json()), 0..6),
+                wide in any::<bool>(),
+            ) {
+                let text = written(&members, wide);
+                let serde = by_serde(&text);
+                prop_assert!(serde.is_some());
+                let scanned = scan_members(&text);
+                // Only an escaped key is left to serde.
+                prop_assert_eq!(scanned.is_none(), members.iter().any(|(k, _)| k.contains('"')));
+                if let Some(scanned) = scanned {
+                    prop_assert_eq!(&scanned, serde.as_ref().unwrap());
+                    prop_assert_eq!(scanned.usage_range(&text), serde.unwrap().usage_range(&text));
+                }
+            }
+
+            #[test]
+            fn mangled_text_is_scanned_only_when_serde_reads_it(
+                members in prop::collection::vec(("usage|error|[a-z]{0,3}", json()), 0..5),
+                cut in any::<prop::sample::Index>(),
+                byte in prop::sample::select(b"{}[],:\"\\ 0-.eE+tfnu1x\n\x01".to_vec()),
+                replace in any::<bool>(),
+            ) {
+                let mut bytes = written(&members, false).into_bytes();
+                let at = cut.index(bytes.len() + 1);
+                if replace && at < bytes.len() {
+                    bytes[at] = byte;
+                } else {
+                    bytes.insert(at, byte);
+                }
+                if let Ok(text) = std::str::from_utf8(&bytes) {
+                    if let Some(scanned) = scan_members(text) {
+                        prop_assert_eq!(Some(scanned), by_serde(text));
+                    }
+                }
+            }
+
+            #[test]
+            fn any_text_scans_without_panicking(text in "[\\[\\]{}\",:\\\\a-c0-9eE.+ -]{0,24}") {
+                if let Some(scanned) = scan_members(&text) {
+                    prop_assert_eq!(Some(scanned), by_serde(&text));
+                }
+            }
+        }
     }
 }

@@ -11,7 +11,7 @@ pub mod items;
 mod params;
 pub mod reply;
 mod request;
-mod scan;
+pub(crate) mod scan;
 pub mod stream;
 mod write;
 

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use super::write::plain_len;
 
 /// `at` moved past any JSON whitespace.
-fn space(b: &[u8], mut at: usize) -> usize {
+pub(crate) fn space(b: &[u8], mut at: usize) -> usize {
     while matches!(b.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
         at += 1;
     }
@@ -17,8 +17,9 @@ fn space(b: &[u8], mut at: usize) -> usize {
 }
 
 /// Where the JSON string opening at `at` ends (past its closing quote), and whether it
-/// holds an escape.
-fn string_end(b: &[u8], at: usize) -> Option<(usize, bool)> {
+/// holds an escape; `None` when it is not a valid JSON string (a control character, an
+/// unknown escape), so text not checked before can be read by it too.
+pub(crate) fn string_end(b: &[u8], at: usize) -> Option<(usize, bool)> {
     let mut i = at + 1;
     let mut escaped = false;
     loop {
@@ -27,7 +28,11 @@ fn string_end(b: &[u8], at: usize) -> Option<(usize, bool)> {
             b'"' => return Some((i + 1, escaped)),
             b'\\' => {
                 escaped = true;
-                i += 2;
+                i += match b.get(i + 1)? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => 2,
+                    b'u' if b.get(i + 2..i + 6)?.iter().all(u8::is_ascii_hexdigit) => 6,
+                    _ => return None,
+                };
             }
             // A control character: not a JSON string.
             _ => return None,

@@ -375,8 +375,8 @@ pub fn read_reply_usage(
     else {
         return parse_usage(provider, body, quirks).map(|usage| (usage, None));
     };
-    fn present(v: Option<&RawValue>) -> Option<&RawValue> {
-        v.filter(|v| v.get() != "null")
+    fn present(v: Option<&str>) -> Option<&str> {
+        v.filter(|v| *v != "null")
     }
     if let Some(error) = present(members.error) {
         return Err(error_event(provider, error, "an error in place of a reply"));
@@ -400,19 +400,23 @@ pub fn parse_usage(
     let parsed: ReplyPeek = serde_json::from_slice(body)
         .map_err(|e| UpstreamError::protocol(provider, format!("the reply is not JSON ({e})")))?;
     if let Some(error) = parsed.error {
-        return Err(error_event(provider, error, "an error in place of a reply"));
+        return Err(error_event(
+            provider,
+            error.get(),
+            "an error in place of a reply",
+        ));
     }
     Ok(parsed
         .usage
-        .map(|u| read_usage(provider, u, quirks.reasoning_outside_completion)))
+        .map(|u| read_usage(provider, u.get(), quirks.reasoning_outside_completion)))
 }
 
 /// The usage a backend reported in `raw`. A report that cannot be read (a negative,
 /// fractional or quoted count, or no object at all) is not the backend's count: it is
 /// kept as a report of nothing, so the call is billed on the gateway's own count and the
 /// answer it came with still reaches the client.
-fn read_usage(provider: &str, raw: &RawValue, reasoning_apart: bool) -> Usage {
-    let Ok(raw) = serde_json::from_str::<OpenAiUsage>(raw.get()) else {
+fn read_usage(provider: &str, raw: &str, reasoning_apart: bool) -> Usage {
+    let Ok(raw) = serde_json::from_str::<OpenAiUsage>(raw) else {
         tracing::warn!(
             provider,
             "The backend's usage report is unreadable; the call's usage is estimated instead."
@@ -428,8 +432,8 @@ fn read_usage(provider: &str, raw: &RawValue, reasoning_apart: bool) -> Usage {
 
 /// The upstream error an `error` object in a 200 reply or stream event stands for;
 /// `otherwise` is the message when it has none.
-fn error_event(provider: &str, error: &RawValue, otherwise: &str) -> UpstreamError {
-    let (message, code, param) = error_fields(format!("{{\"error\":{}}}", error.get()).as_bytes());
+fn error_event(provider: &str, error: &str, otherwise: &str) -> UpstreamError {
+    let (message, code, param) = error_fields(format!("{{\"error\":{error}}}").as_bytes());
     UpstreamError::status(
         provider,
         StatusReply {
@@ -501,13 +505,17 @@ fn openai_chunk_with(
         UpstreamError::protocol(provider, format!("a stream event is not JSON ({e})"))
     })?;
     if let Some(error) = peek.error {
-        return Err(error_event(provider, error, "error event in the stream"));
+        return Err(error_event(
+            provider,
+            error.get(),
+            "error event in the stream",
+        ));
     }
     let no_choices = peek.choices.as_ref().is_none_or(|c| c.is_empty());
     let raw_usage = peek
         .usage
         .or_else(|| peek.choices.into_iter().flatten().find_map(|c| c.usage));
-    let usage = raw_usage.map(|u| read_usage(provider, u, reasoning_apart));
+    let usage = raw_usage.map(|u| read_usage(provider, u.get(), reasoning_apart));
     Ok(Some(Chunk {
         data: Bytes::from(data),
         usage,
