@@ -10,6 +10,7 @@ pub mod responses;
 pub mod rewrite;
 pub mod sse;
 pub mod usage;
+pub mod valid;
 
 pub use error::{ApiError, ErrorLabel, ReplyError};
 pub use usage::Usage;

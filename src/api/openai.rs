@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::error::ApiError;
+use super::valid;
 use crate::catalog::predictor::view::ViewBuilder;
 
 /// Fields the gateway consumes itself and never forwards upstream.
@@ -169,9 +170,26 @@ const KNOWN_FIELDS: &[&str] = &[
 struct FieldName(Cow<'static, str>);
 
 impl FieldName {
+    fn of(name: &str) -> FieldName {
+        FieldName(match KNOWN_FIELDS.iter().find(|k| **k == name) {
+            Some(known) => Cow::Borrowed(known),
+            None => Cow::Owned(name.to_owned()),
+        })
+    }
+
     fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// JSON text already checked (by `valid::object`) as a `Box<RawValue>`, copied once and
+/// not parsed again: serde_json reads a `Box<RawValue>` from a map of its raw-value
+/// token to the text, as `responses::chat_body` relies on too (and tests).
+fn raw_value(text: &str) -> Option<Box<RawValue>> {
+    use serde::de::value::{Error, MapDeserializer};
+    const TOKEN: &str = "$serde_json::private::RawValue";
+    let map = MapDeserializer::<_, Error>::new(std::iter::once((TOKEN, text.to_owned())));
+    <Box<RawValue>>::deserialize(map).ok()
 }
 
 impl std::ops::Deref for FieldName {
@@ -208,10 +226,7 @@ impl<'de> Deserialize<'de> for FieldName {
                 f.write_str("a field name")
             }
             fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<FieldName, E> {
-                Ok(FieldName(match KNOWN_FIELDS.iter().find(|k| **k == name) {
-                    Some(known) => Cow::Borrowed(known),
-                    None => Cow::Owned(name.to_owned()),
-                }))
+                Ok(FieldName::of(name))
             }
         }
         deserializer.deserialize_str(NameVisitor)
@@ -223,6 +238,12 @@ impl RawObject {
     pub fn parse(body: &[u8]) -> Result<RawObject, ApiError> {
         let text = std::str::from_utf8(body)
             .map_err(|_| ApiError::bad_request("The request body is not valid UTF-8."))?;
+        // Most bodies are read by one validating scan; the rest as before, which says
+        // what is wrong with them.
+        if let Some(object) = RawObject::scan(text) {
+            object.check_unique()?;
+            return Ok(object);
+        }
         if text.trim_start().is_empty() {
             return Err(ApiError::bad_request(
                 "The request body is empty; expected a JSON object.",
@@ -234,6 +255,17 @@ impl RawObject {
         })?;
         object.check_unique()?;
         Ok(object)
+    }
+
+    /// The fields of `text` as serde reads them, by `valid::object` (whose scan also
+    /// keeps nesting within `MAX_JSON_DEPTH`); `None` for what it does not read plainly.
+    fn scan(text: &str) -> Option<RawObject> {
+        let mut fields = Vec::with_capacity(8);
+        valid::object(text, MAX_JSON_DEPTH as u32 - 1, |key, value| {
+            fields.push((FieldName::of(key), raw_value(value)?));
+            Some(())
+        })?;
+        Some(RawObject { fields })
     }
 
     /// 400 naming the first field given twice. The gateway reads one of the values and
@@ -1125,6 +1157,72 @@ mod tests {
             let out = rewrite(&text, "m");
             let back: serde_json::Value = serde_json::from_str(&out).unwrap();
             prop_assert_eq!(back, value);
+        }
+    }
+
+    /// The fields serde reads from `text` (the path for what the scan leaves), as text.
+    fn fields_by_serde(text: &str) -> Option<Vec<(String, String)>> {
+        check_depth(text).ok()?;
+        let object: RawObject = serde_json::from_str(text).ok()?;
+        Some(listed(&object))
+    }
+
+    fn listed(object: &RawObject) -> Vec<(String, String)> {
+        object
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.get().to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_chat_body_is_scanned_with_its_fields_as_serde_reads_them() {
+        let body = r#" {"model":"gpt-4o-mini","max_tokens":16,"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say \"hello\"\n"}],"x-extra":{"a":[1,2.5e-3]}} "#;
+        let scanned = RawObject::scan(body).unwrap();
+        assert_eq!(Some(listed(&scanned)), fields_by_serde(body));
+        assert!(matches!(scanned.fields[0].0 .0, Cow::Borrowed("model")));
+        // An escaped key, and nesting at the limit, are left to the serde path.
+        assert!(RawObject::scan(r#"{"mo\u0064el":"m"}"#).is_none());
+        let nested = |n: usize| format!(r#"{{"x":{}{}}}"#, "[".repeat(n), "]".repeat(n));
+        assert!(RawObject::scan(&nested(MAX_JSON_DEPTH - 1)).is_some());
+        assert!(RawObject::scan(&nested(MAX_JSON_DEPTH)).is_none());
+    }
+
+    mod scanned {
+        use super::*;
+        use crate::api::valid::tests::json;
+
+        proptest! {
+            #[test]
+            fn bodies_are_scanned_as_serde_reads_them(
+                fields in prop::collection::vec(("model|messages|[a-z\"\u{e9}]{0,4}", json()), 0..6),
+                wide in any::<bool>(),
+                cut in any::<prop::sample::Index>(),
+                byte in prop::sample::select(b"{}[],:\"\\ 0-.eE+tfnu1x\n\x01".to_vec()),
+                mangle in 0u8..3,
+            ) {
+                let object = serde_json::Value::Object(fields.into_iter().collect());
+                let text = if wide {
+                    serde_json::to_string_pretty(&object).unwrap()
+                } else {
+                    serde_json::to_string(&object).unwrap()
+                };
+                let mut bytes = text.into_bytes();
+                let at = cut.index(bytes.len() + 1);
+                match mangle {
+                    0 => {}
+                    1 if at < bytes.len() => bytes[at] = byte,
+                    _ => bytes.insert(at, byte),
+                }
+                if let Ok(text) = std::str::from_utf8(&bytes) {
+                    let serde = fields_by_serde(text);
+                    match RawObject::scan(text) {
+                        Some(scanned) => prop_assert_eq!(Some(listed(&scanned)), serde),
+                        // Unmangled, only an escaped key is left to serde.
+                        None if mangle == 0 => prop_assert!(text.contains("\\\"")),
+                        None => {}
+                    }
+                }
+            }
         }
     }
 }

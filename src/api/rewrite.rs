@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use super::openai::{RawObject, GATEWAY_FIELDS};
-use super::responses::scan::{space, string_end};
+use super::valid;
 
 /// The top-level members of a JSON object as far as billing reads them, borrowed from
 /// the body.
@@ -144,157 +144,16 @@ impl<'de> Deserialize<'de> for Members<'de> {
     }
 }
 
-/// The members of `text` read by a scan that validates as it goes; `None` for anything
-/// it does not read plainly (an escaped top-level key, nesting past 128, or text that
-/// is not JSON), which serde_json then reads or refuses. What it accepts is valid JSON
-/// by serde_json's grammar, and read the same (property-tested against it below).
+/// The members of `text` read by `valid::object`; `None` for anything it does not read
+/// plainly, which serde_json then reads or refuses (property-tested against serde below).
 fn scan_members(text: &str) -> Option<Members<'_>> {
-    let b = text.as_bytes();
-    let mut i = space(b, 0);
-    if b.get(i) != Some(&b'{') {
-        return None;
-    }
     let mut m = Members::new();
     let mut model = false;
-    i = space(b, i + 1);
-    if b.get(i) == Some(&b'}') {
-        i += 1;
-    } else {
-        loop {
-            if b.get(i) != Some(&b'"') {
-                return None;
-            }
-            let (end, escaped) = string_end(b, i)?;
-            if escaped {
-                return None;
-            }
-            let key = text.get(i + 1..end - 1)?;
-            i = space(b, end);
-            if b.get(i) != Some(&b':') {
-                return None;
-            }
-            let start = space(b, i + 1);
-            i = value_end(b, start)?;
-            m.member(key, true, text.get(start..i)?, &mut model);
-            i = space(b, i);
-            match b.get(i)? {
-                b',' => i = space(b, i + 1),
-                b'}' => {
-                    i += 1;
-                    break;
-                }
-                _ => return None,
-            }
-        }
-    }
-    (space(b, i) == b.len()).then_some(m)
-}
-
-/// Where the number starting at `at` ends; `None` unless it is a JSON number.
-fn number_end(b: &[u8], at: usize) -> Option<usize> {
-    let digits = |mut i: usize| {
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-        }
-        i
-    };
-    let mut i = at + usize::from(b.get(at) == Some(&b'-'));
-    i = match b.get(i)? {
-        b'0' => i + 1,
-        b'1'..=b'9' => digits(i + 1),
-        _ => return None,
-    };
-    if b.get(i) == Some(&b'.') {
-        let end = digits(i + 1);
-        if end == i + 1 {
-            return None;
-        }
-        i = end;
-    }
-    if matches!(b.get(i), Some(b'e' | b'E')) {
-        i += 1;
-        if matches!(b.get(i), Some(b'+' | b'-')) {
-            i += 1;
-        }
-        let end = digits(i);
-        if end == i {
-            return None;
-        }
-        i = end;
-    }
-    // A digit right after a lone `0` (`01`) is not JSON; anything else ends the number.
-    (!b.get(i).is_some_and(u8::is_ascii_digit)).then_some(i)
-}
-
-/// Where the JSON value starting at `at` ends; `None` unless it is a valid JSON value
-/// nested at most 128 deep.
-fn value_end(b: &[u8], at: usize) -> Option<usize> {
-    // One bit per open container, set for an object.
-    let (mut objects, mut depth) = (0u128, 0u32);
-    let mut i = at;
-    loop {
-        // A value starts at `i`.
-        match *b.get(i)? {
-            b'"' => i = string_end(b, i)?.0,
-            open @ (b'{' | b'[') => {
-                if depth == 128 {
-                    return None;
-                }
-                let object = open == b'{';
-                i = space(b, i + 1);
-                if b.get(i) == Some(if object { &b'}' } else { &b']' }) {
-                    i += 1;
-                } else {
-                    objects = objects << 1 | u128::from(object);
-                    depth += 1;
-                    if object {
-                        i = member_value(b, i)?;
-                    }
-                    continue;
-                }
-            }
-            b't' => i = literal(b, i, b"true")?,
-            b'f' => i = literal(b, i, b"false")?,
-            b'n' => i = literal(b, i, b"null")?,
-            _ => i = number_end(b, i)?,
-        }
-        // After a value: close what it ends, or find the next.
-        loop {
-            if depth == 0 {
-                return Some(i);
-            }
-            i = space(b, i);
-            let object = objects & 1 == 1;
-            match *b.get(i)? {
-                b',' => {
-                    i = space(b, i + 1);
-                    if object {
-                        i = member_value(b, i)?;
-                    }
-                    break;
-                }
-                b'}' if object => {}
-                b']' if !object => {}
-                _ => return None,
-            }
-            objects >>= 1;
-            depth -= 1;
-            i += 1;
-        }
-    }
-}
-
-/// Past a member's key and colon at `at`: where its value starts.
-fn member_value(b: &[u8], at: usize) -> Option<usize> {
-    if b.get(at) != Some(&b'"') {
-        return None;
-    }
-    let i = space(b, string_end(b, at)?.0);
-    (b.get(i) == Some(&b':')).then(|| space(b, i + 1))
-}
-
-fn literal(b: &[u8], at: usize, word: &[u8]) -> Option<usize> {
-    (b.get(at..at + word.len())? == word).then_some(at + word.len())
+    valid::object(text, 128, |key, value| {
+        m.member(key, true, value, &mut model);
+        Some(())
+    })?;
+    Some(m)
 }
 
 /// Where a reply's `usage` object is in its body, as the provider's one read of the
@@ -450,38 +309,8 @@ mod tests {
 
     mod scanned {
         use super::*;
+        use crate::api::valid::tests::json;
         use proptest::prelude::*;
-
-        /// A JSON value: scalars of every kind (numbers with fractions and exponents,
-        /// strings that need escapes), nested arrays and objects with billing's keys.
-        fn json() -> impl Strategy<Value = serde_json::Value> {
-            use serde_json::Value;
-            let scalar = (
-                0u8..5,
-                any::<i64>(),
-                -1e12f64..1e12,
-                "[a-z\"\\\\\n\u{e9}\u{1F600}/ ]{0,12}",
-            )
-                .prop_map(|(kind, int, float, text)| match kind {
-                    0 => Value::Null,
-                    1 => Value::Bool(int % 2 == 0),
-                    2 => Value::from(int),
-                    3 => Value::from(float),
-                    _ => Value::from(text),
-                });
-            scalar.prop_recursive(4, 32, 6, |inner| {
-                let key = "usage|error|model|cost|bazaar|[a-z\"]{0,4}";
-                (any::<bool>(), prop::collection::vec((key, inner), 0..5)).prop_map(
-                    |(array, items)| {
-                        if array {
-                            Value::Array(items.into_iter().map(|(_, v)| v).collect())
-                        } else {
-                            Value::Object(items.into_iter().collect())
-                        }
-                    },
-                )
-            })
-        }
 
         /// `members` written as an object, keys possibly repeated, with whitespace
         /// after structural characters when `wide`.
