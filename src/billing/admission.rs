@@ -19,6 +19,7 @@ use super::Billing;
 use crate::api::{ApiError, Usage};
 use crate::catalog::Price;
 use crate::config::{Config, KeyConfig, Limits};
+use crate::telemetry::metrics::CallSeries;
 
 /// The output a reservation assumes when neither the request (`max_tokens`) nor the
 /// catalog (the model's max output) caps it; Anthropic's own default cap is the same.
@@ -397,10 +398,11 @@ impl Admission {
 
     /// Writes the row and the billing metrics of the call that ended with `ending`, and
     /// settles what it holds; once.
-    fn record(&mut self, served: Option<ServedBy>, mut ending: Ending) -> Billed {
+    fn record(&mut self, mut served: Option<ServedBy>, mut ending: Ending) -> Billed {
         self.finished = true;
         ending.latency = self.started.elapsed();
         let was_served = served.is_some();
+        let series = served.as_mut().and_then(|s| s.series.take());
         let (row, billed) = self
             .meter
             .row(served, &ending, self.catalog_version.clone());
@@ -408,29 +410,25 @@ impl Admission {
         let metrics = &self.billing.metrics;
         if was_served {
             let labels = [&*row.provider, &*row.model, &*row.tier, &*row.route];
-            for (bucket, n) in [
-                ("input", row.input_tokens),
-                ("cached_input", row.cached_input_tokens),
-                ("cache_write", row.cache_write_tokens),
-                ("output", row.output_tokens),
-                ("reasoning", row.reasoning_tokens),
-            ] {
+            let series = match series {
+                Some(backend) => backend.route(metrics, labels[3]),
+                None => Arc::new(CallSeries::of(metrics, labels)),
+            };
+            let counts = [
+                row.input_tokens,
+                row.cached_input_tokens,
+                row.cache_write_tokens,
+                row.output_tokens,
+                row.reasoning_tokens,
+            ];
+            for (counter, n) in series.tokens.iter().zip(counts) {
                 if n > 0 {
-                    metrics
-                        .tokens
-                        .with_label_values(&[labels[0], labels[1], labels[2], labels[3], bucket])
-                        .inc_by(n as u64);
+                    counter.inc_by(n as u64);
                 }
             }
             match cost {
-                Some(c) => metrics
-                    .cost_usd
-                    .with_label_values(&labels)
-                    .inc_by(c as f64 / 1e9),
-                None => metrics
-                    .unpriced
-                    .with_label_values(&[labels[0], labels[1]])
-                    .inc(),
+                Some(c) => series.cost_usd.inc_by(c as f64 / 1e9),
+                None => series.unpriced.inc(),
             }
             if let (Some(base), Some(c)) = (row.baseline_cost_nanos, cost) {
                 metrics.savings_usd.add((base as f64 - c as f64) / 1e9);

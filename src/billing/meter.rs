@@ -20,6 +20,7 @@ use crate::api::usage::Buckets;
 use crate::api::{ErrorLabel, Usage};
 use crate::catalog::{Price, Tier};
 use crate::config::{Config, ProviderConfig};
+use crate::telemetry::metrics::TargetSeries;
 
 /// Who and what a call is, known before any backend is called.
 #[derive(Debug, Clone)]
@@ -47,6 +48,9 @@ pub struct ServedBy {
     pub price: Price,
     /// The savings reference's price (the route's frontier model).
     pub reference_price: Option<Price>,
+    /// The backend's metric series, when the caller has them (else billing looks its
+    /// series up by label).
+    pub series: Option<Arc<TargetSeries>>,
 }
 
 /// How a call ended.
@@ -786,6 +790,7 @@ mod tests {
             tier: Tier::OpenHosted,
             price: Price::flat(1_000_000, 2_000_000),
             reference_price: Some(Price::flat(10_000_000, 20_000_000)),
+            series: None,
         };
         // Ten tokens of output were sent before the stream was cut.
         let ending = Ending {

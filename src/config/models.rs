@@ -12,6 +12,7 @@ use super::raw::{RawCatalog, RawModel, RawPrice, RawProvider};
 use crate::catalog::{builtin, import, Catalog, Facts, ModelKind, QualityPriors, Tier};
 use crate::router::predict::KnownSlot;
 use crate::router::stats::StatsSlot;
+use crate::telemetry::metrics::SeriesSlot;
 
 /// One way to serve a public model: which provider, under which upstream id. Shared
 /// (`Arc`) so that a routing candidate is one reference count, not a copy.
@@ -30,6 +31,8 @@ pub struct ModelTarget {
     pub stats: StatsSlot,
     /// Which of the predictor's models this target is, found on its first prediction.
     pub known: KnownSlot,
+    /// This backend's metric series, found on its first call through this config.
+    pub series: SeriesSlot,
 }
 
 /// Public model id → the targets that serve it, in config order.
@@ -151,6 +154,7 @@ pub(super) fn resolve_models(
                         facts: Arc::new(facts),
                         stats: StatsSlot::default(),
                         known: KnownSlot::default(),
+                        series: SeriesSlot::default(),
                     })),
                 }
             }
@@ -211,6 +215,7 @@ fn add_target(models: &mut Models, model: &str, provider: usize, upstream: &str,
         facts: Arc::new(facts),
         stats: StatsSlot::default(),
         known: KnownSlot::default(),
+        series: SeriesSlot::default(),
     }));
 }
 

@@ -25,6 +25,7 @@ use crate::providers::{
     client_error, Attempt, Chunk, ChunkStream, Provider, Reply, StreamReply, UpstreamError,
     UpstreamKind, UpstreamMeta,
 };
+use crate::telemetry::metrics::TargetSeries;
 
 /// One walk over a plan: where to send, what to report to, and until when.
 #[derive(Clone, Copy)]
@@ -210,13 +211,11 @@ struct AttemptRecord {
     _in_flight: InFlight,
     started: Instant,
     first_byte: Duration,
-    /// `provider/upstream`; the provider's id is its first `provider_len` bytes.
-    backend: String,
-    provider_len: usize,
+    /// The backend's series, whose labels name it (provider, public model, tier).
+    series: Arc<TargetSeries>,
+    /// The upstream model id: `provider/upstream` names the backend in logs and affinity.
+    upstream: Arc<str>,
     session: Option<u64>,
-    /// Metric labels beside the provider: the catalog model id, the tier.
-    model: Arc<str>,
-    tier: &'static str,
 }
 
 impl AttemptRecord {
@@ -243,30 +242,20 @@ impl AttemptRecord {
             },
         };
         let transition = self.stats.record(outcome, meta, now, breaker);
-        log_transition(&self.backend, transition);
-        let labels = [
-            self.backend.get(..self.provider_len).unwrap_or(""),
-            &*self.model,
-            self.tier,
-        ];
+        if !matches!(transition, Transition::None) {
+            log_transition(&self.backend(), transition);
+        }
+        let series = &self.series;
         match failure {
             None => {
-                router
-                    .metrics
-                    .upstream_duration
-                    .with_label_values(&labels)
-                    .observe(total.as_secs_f64());
-                router
-                    .metrics
-                    .upstream_ttft
-                    .with_label_values(&labels)
-                    .observe(self.first_byte.as_secs_f64());
+                series.upstream_duration.observe(total.as_secs_f64());
+                series.upstream_ttft.observe(self.first_byte.as_secs_f64());
             }
             Some(e) => {
                 router
                     .metrics
                     .upstream_failures
-                    .with_label_values(&[labels[0], labels[1], e.label().as_str()])
+                    .with_label_values(&[&*series.provider, &*series.model, e.label().as_str()])
                     .inc();
             }
         }
@@ -274,9 +263,14 @@ impl AttemptRecord {
             if let Some(session) = self.session {
                 router
                     .affinity
-                    .set(session, self.backend.clone(), now, affinity_ttl);
+                    .set(session, self.backend(), now, affinity_ttl);
             }
         }
+    }
+
+    /// `provider/upstream`.
+    fn backend(&self) -> String {
+        format!("{}/{}", self.series.provider, self.upstream)
     }
 }
 
@@ -372,11 +366,14 @@ where
                     _in_flight: in_flight,
                     started,
                     first_byte,
-                    backend: format!("{}/{}", provider.id(), candidate.upstream),
-                    provider_len: provider.id().len(),
+                    series: candidate.series.get(
+                        &router.metrics,
+                        provider.id(),
+                        &candidate.model,
+                        candidate.facts.tier.as_str(),
+                    ),
+                    upstream: candidate.upstream.clone(),
                     session: plan.session,
-                    model: candidate.model.clone(),
-                    tier: candidate.facts.tier.as_str(),
                 };
                 let served = Served {
                     value,

@@ -352,8 +352,15 @@ fn served_by(state: &AppState, runtime: &Runtime, route: &str, candidate: &Candi
             .unwrap_or(0.0);
         local_price(p, tps)
     });
+    let series = candidate.series.get(
+        &state.router.metrics,
+        provider_id,
+        &candidate.model,
+        candidate.facts.tier.as_str(),
+    );
     ServedBy {
-        provider: provider_id.into(),
+        provider: series.provider.clone(),
+        series: Some(series),
         model: candidate.model.clone(),
         tier: candidate.facts.tier,
         price: local.unwrap_or(candidate.facts.price),

@@ -5,11 +5,14 @@
 //! client asks for, never a provider's upstream id. Every family is in the exposition
 //! from the first scrape, its series at zero (`declare`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+
 use crate::api::error::ErrorLabel;
 use crate::config::Config;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Counter, Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric bazaar exports.
@@ -40,6 +43,8 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub savings_usd: Gauge,
     pub up: GaugeVec,
+    /// Which `Metrics` this is (clones share it), for the slots it fills (`SeriesSlot`).
+    id: u64,
 }
 
 const BACKEND: &[&str] = &["provider", "model", "tier"];
@@ -69,7 +74,7 @@ const UPSTREAM_FAILURES: &[ErrorLabel] = &[
     ErrorLabel::Unsupported,
 ];
 /// The token buckets of `bazaar_tokens_total`.
-const TOKEN_BUCKETS: &[&str] = &[
+const TOKEN_BUCKETS: [&str; 5] = [
     "input",
     "cached_input",
     "cache_write",
@@ -215,6 +220,10 @@ impl Metrics {
             )
             .unwrap_or_else(|_| unreachable_metric()),
             registry,
+            id: {
+                static NEXT: AtomicU64 = AtomicU64::new(1);
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            },
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.request_duration.clone()),
@@ -326,11 +335,183 @@ impl Default for Metrics {
     }
 }
 
+/// The series of one backend (a config's model target: provider, public model, tier),
+/// looked up by label values once and then kept in the target's `SeriesSlot`, so a call
+/// counts into them without a lookup.
+#[derive(Debug)]
+pub struct TargetSeries {
+    pub upstream_duration: Histogram,
+    pub upstream_ttft: Histogram,
+    /// Billing's series of this backend by route, found on each route's first call.
+    routes: RwLock<Vec<(Box<str>, Arc<CallSeries>)>>,
+    /// The labels: the provider's id, the public model id, the tier.
+    pub provider: Arc<str>,
+    pub model: Arc<str>,
+    pub tier: &'static str,
+}
+
+/// Billing's series of one backend on one route.
+#[derive(Debug)]
+pub struct CallSeries {
+    /// `bazaar_tokens_total`, in `TOKEN_BUCKETS` order.
+    pub tokens: [IntCounter; 5],
+    pub cost_usd: Counter,
+    pub unpriced: IntCounter,
+}
+
+impl CallSeries {
+    /// Looked up by their labels: provider, model, tier, route.
+    pub fn of(metrics: &Metrics, labels: [&str; 4]) -> CallSeries {
+        CallSeries {
+            tokens: TOKEN_BUCKETS.map(|bucket| {
+                metrics
+                    .tokens
+                    .with_label_values(&[labels[0], labels[1], labels[2], labels[3], bucket])
+            }),
+            cost_usd: metrics.cost_usd.with_label_values(&labels),
+            unpriced: metrics.unpriced.with_label_values(&labels[..2]),
+        }
+    }
+}
+
+/// Routes whose billing series a backend keeps (a route is a name the config defines:
+/// a route, a model id or an alias); past them a call looks its series up by label.
+const ROUTES_KEPT: usize = 16;
+
+impl TargetSeries {
+    /// Billing's series for calls on `route`.
+    pub fn route(&self, metrics: &Metrics, route: &str) -> Arc<CallSeries> {
+        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, series)) = routes.iter().find(|(r, _)| **r == *route) {
+            return series.clone();
+        }
+        drop(routes);
+        let series = Arc::new(CallSeries::of(
+            metrics,
+            [&self.provider, &self.model, self.tier, route],
+        ));
+        let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
+        if routes.len() < ROUTES_KEPT && !routes.iter().any(|(r, _)| **r == *route) {
+            routes.push((route.into(), series.clone()));
+        }
+        series
+    }
+}
+
+/// A config target's handle on its series, filled by the first `Metrics` that looks
+/// them up through it (the gateway's, which lives across reloads: a reloaded config's
+/// targets look theirs up once more). Another `Metrics` reading the same config (a
+/// test) looks up by label as before. Series are never removed from a family, so the
+/// handles stay the ones the families export. Not part of the config's value: slots
+/// compare equal and a clone starts empty.
+#[derive(Default)]
+pub struct SeriesSlot(OnceLock<(u64, Arc<TargetSeries>)>);
+
+impl SeriesSlot {
+    /// The series of `provider`/`model` at `tier` in `metrics`: the slot's, or (the
+    /// first time through this config, or for another `Metrics`) looked up by label.
+    pub fn get(
+        &self,
+        metrics: &Metrics,
+        provider: &str,
+        model: &Arc<str>,
+        tier: &'static str,
+    ) -> Arc<TargetSeries> {
+        if let Some((_, series)) = self.0.get().filter(|(id, _)| *id == metrics.id) {
+            return series.clone();
+        }
+        let labels = [provider, model, tier];
+        let series = Arc::new(TargetSeries {
+            upstream_duration: metrics.upstream_duration.with_label_values(&labels),
+            upstream_ttft: metrics.upstream_ttft.with_label_values(&labels),
+            routes: RwLock::default(),
+            provider: provider.into(),
+            model: model.clone(),
+            tier,
+        });
+        let _ = self.0.set((metrics.id, series.clone()));
+        series
+    }
+}
+
+impl Clone for SeriesSlot {
+    fn clone(&self) -> Self {
+        SeriesSlot::default()
+    }
+}
+
+impl PartialEq for SeriesSlot {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for SeriesSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SeriesSlot")
+    }
+}
+
 /// Metric definitions are static and valid; this is never reached.
 #[cold]
 fn unreachable_metric<T>() -> T {
     #[allow(clippy::panic)]
     {
         panic!("a static metric definition is invalid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(metrics: &Metrics, line_start: &str) -> Option<String> {
+        metrics
+            .render()
+            .lines()
+            .find(|l| l.starts_with(line_start))
+            .map(|l| l.rsplit(' ').next().unwrap_or("").to_string())
+    }
+
+    #[test]
+    fn a_slot_counts_into_the_exported_series_of_its_own_metrics() {
+        let (a, b) = (Metrics::new(), Metrics::new());
+        let slot = SeriesSlot::default();
+        let model: Arc<str> = "m".into();
+        let series = slot.get(&a, "p", &model, "local");
+        series.upstream_duration.observe(0.5);
+        let on_route = series.route(&a, "r");
+        on_route.tokens[0].inc_by(7);
+        on_route.tokens[3].inc_by(2);
+        on_route.cost_usd.inc_by(0.25);
+        // The same handles on the next call, without a lookup.
+        assert!(Arc::ptr_eq(&series, &slot.get(&a, "p", &model, "local")));
+        assert!(Arc::ptr_eq(&on_route, &series.route(&a, "r")));
+        let tokens =
+            r#"bazaar_tokens_total{bucket="input",model="m",provider="p",route="r",tier="local"}"#;
+        assert_eq!(value(&a, tokens).as_deref(), Some("7"));
+        let output =
+            r#"bazaar_tokens_total{bucket="output",model="m",provider="p",route="r",tier="local"}"#;
+        assert_eq!(value(&a, output).as_deref(), Some("2"));
+        let cost = r#"bazaar_cost_usd_total{model="m",provider="p",route="r",tier="local"}"#;
+        assert_eq!(value(&a, cost).as_deref(), Some("0.25"));
+        let count =
+            r#"bazaar_upstream_duration_seconds_count{model="m",provider="p",tier="local"}"#;
+        assert_eq!(value(&a, count).as_deref(), Some("1"));
+        // Another `Metrics` reading the same slot counts into its own series.
+        slot.get(&b, "p", &model, "local")
+            .upstream_duration
+            .observe(0.5);
+        assert_eq!(value(&b, count).as_deref(), Some("1"));
+        assert_eq!(value(&a, count).as_deref(), Some("1"));
+        // A backend keeps the series of a bounded number of routes; past them a call
+        // still counts, into series looked up by label.
+        for i in 0..ROUTES_KEPT + 4 {
+            series.route(&a, &format!("route{i}")).unpriced.inc();
+        }
+        series.route(&a, "route19").unpriced.inc();
+        let unpriced = r#"bazaar_unpriced_calls_total{model="m",provider="p"}"#;
+        assert_eq!(value(&a, unpriced).as_deref(), Some("21"));
+        assert_eq!(series.routes.read().unwrap().len(), ROUTES_KEPT);
     }
 }
