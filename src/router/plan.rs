@@ -160,7 +160,16 @@ pub fn build_plan(
     caller: &CallerLimits,
     now: Instant,
 ) -> Result<RoutePlan, ApiError> {
-    let requested = config.canonical(call.model);
+    // What the request names, in one lookup for a concrete model (the usual call):
+    // `Config::canonical`, `Config::route` and the model's targets, each otherwise one
+    // more search of the model map.
+    let (requested, own) = match config.models.get(call.model) {
+        Some(own) => (call.model, Some(own.as_slice())),
+        None => match config.aliases.get(call.model) {
+            Some(alias) => (alias.as_str(), config.models.get(alias).map(Vec::as_slice)),
+            None => (call.model, None),
+        },
+    };
     // The key's allow-list covers every name the request gives: the model or route it
     // asks for and each fallback in `models`. Everything the plan may try comes from one
     // of them, so nothing the key may not use is ever tried.
@@ -168,7 +177,10 @@ pub fn build_plan(
     for (i, m) in prefs.models.iter().enumerate() {
         caller.check_model(m, config.canonical(m), &format!("models[{i}]"))?;
     }
-    let route = config.route(requested);
+    let route = match own {
+        Some(_) => None,
+        None => config.routes.get(requested),
+    };
     let (policy, weights, floor, route_tiers, reference) = match route {
         Some(r) => (
             r.policy,
@@ -207,7 +219,7 @@ pub fn build_plan(
             }
         }
         None => {
-            let own = candidates::targets(config, requested);
+            let own = own.unwrap_or(&[]);
             if own.is_empty() {
                 return Err(ApiError::model_not_found(call.model));
             }
@@ -530,6 +542,7 @@ mod tests {
     use crate::api::openai::ChatRequest;
     use proptest::prelude::{Just, Strategy};
     use std::cell::Cell;
+    use std::collections::BTreeSet;
 
     thread_local! {
         /// Prompts the predictor scored on this thread (`call_predictor`): `build_plan`
@@ -571,6 +584,47 @@ mod tests {
             now,
         )
         .unwrap()
+    }
+
+    /// A model, an alias of it, a route and an unknown name plan as `Config::canonical`
+    /// and `Config::route` name them (`build_plan` finds them in one search).
+    #[test]
+    fn models_aliases_and_routes_plan_as_the_config_names_them() {
+        let mut config = predictor_config();
+        let (alias, target) = (
+            "gpt-4-turbo-alias".to_string(),
+            "gpt-4-1106-preview".to_string(),
+        );
+        config.aliases.insert(alias.clone(), target.clone());
+        for name in [target.as_str(), alias.as_str(), "pair"] {
+            let plan = plan_of(&config, &request(name, "hi"));
+            let requested = config.canonical(name);
+            let expected_route = config
+                .route(requested)
+                .map_or(requested, |r| r.name.as_str());
+            assert_eq!(plan.route, expected_route, "{name}");
+            let models: BTreeSet<&str> = plan.scored.iter().map(|s| &*s.candidate.model).collect();
+            let expected: BTreeSet<&str> = match config.route(requested) {
+                Some(r) => r.models.iter().map(String::as_str).collect(),
+                None => [requested].into(),
+            };
+            assert_eq!(models, expected, "{name}");
+        }
+        let req = request("no-such-model", "hi");
+        let err = build_plan(
+            &config,
+            &RouterState::default(),
+            &CallShape::of(&req),
+            &Prefs::default(),
+            &CallerLimits::default(),
+            Instant::now(),
+        )
+        .unwrap_err();
+        assert!(format!("{err:?}").contains("no-such-model"), "{err:?}");
+        // A route named like an alias is still the alias (as `canonical` says).
+        config.aliases.insert("pair".into(), target.clone());
+        let plan = plan_of(&config, &request("pair", "hi"));
+        assert_eq!(plan.route, target);
     }
 
     const WORD_PROBLEM: &str = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether?";

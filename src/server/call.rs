@@ -277,7 +277,7 @@ async fn walk<S: Shape>(
             fallbacks: served.failed_attempts,
             ..Default::default()
         };
-        let by = served_by(state, runtime, &plan.route, served.candidate);
+        let by = served_by(state, runtime, &plan, served.candidate);
         let billed = admission.finish(Outcome::Served { by, ending });
         let body = shape.served_body(reply.body, reply.usage_at.as_ref(), &billed);
         let mut response = relay::json(body, route);
@@ -294,7 +294,7 @@ async fn walk<S: Shape>(
         }
     };
     let route = route_headers(runtime, &plan.route, served.candidate);
-    let by = served_by(state, runtime, &plan.route, served.candidate);
+    let by = served_by(state, runtime, &plan, served.candidate);
     let usage_cost: relay::UsageCost = Box::new(admission.pricer(by.price));
     let framer = shape.framer(&runtime.providers[served.candidate.provider]);
     let (ttft, fallbacks) = (served.ttft, served.failed_attempts);
@@ -335,7 +335,12 @@ async fn walk<S: Shape>(
 
 /// Who served a call and at what price (a local server with a running cost is priced at
 /// its measured throughput), with the savings reference's price.
-fn served_by(state: &AppState, runtime: &Runtime, route: &str, candidate: &Candidate) -> ServedBy {
+fn served_by(
+    state: &AppState,
+    runtime: &Runtime,
+    plan: &RoutePlan,
+    candidate: &Candidate,
+) -> ServedBy {
     let config = &runtime.config;
     let provider = config.providers.get(candidate.provider);
     let provider_id = provider.map(|p| p.id.as_str()).unwrap_or("");
@@ -364,10 +369,11 @@ fn served_by(state: &AppState, runtime: &Runtime, route: &str, candidate: &Candi
         model: candidate.model.clone(),
         tier: candidate.facts.tier,
         price: local.unwrap_or(candidate.facts.price),
-        // Most routes name no reference of their own: the runtime has its price.
-        reference_price: match config.route(route).and_then(|r| r.reference.as_ref()) {
+        // Most routes name no reference of their own (the plan has the route's): the
+        // runtime has its price.
+        reference_price: match plan.reference {
             None => runtime.default_reference_price,
-            Some(_) => reference_price(config, route),
+            Some(_) => reference_price(config, &plan.route),
         },
     }
 }
