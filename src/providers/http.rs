@@ -10,14 +10,14 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{Future, Stream, StreamExt};
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, PROXY_AUTHORIZATION,
     USER_AGENT,
 };
 use http::{Method, Request, Response, Uri};
-use http_body_util::{BodyDataStream, BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyDataStream, BodyExt, Full};
 use tokio::time::{timeout_at, Instant};
 
 use super::connect::Connector;
@@ -149,17 +149,38 @@ enum Capped {
 }
 
 /// Reads `body` whole if it is at most `limit` bytes; stops reading as soon as it
-/// declares or delivers more.
-async fn read_capped(body: UpstreamBody, limit: usize) -> Result<Bytes, Capped> {
+/// declares or delivers more. A body of one frame (the usual reply) is that frame's
+/// bytes, neither copied nor listed; more are joined into one buffer.
+async fn read_capped(mut body: UpstreamBody, limit: usize) -> Result<Bytes, Capped> {
     use hyper::body::Body as _;
     if usize::try_from(body.size_hint().lower()).map_or(true, |n| n > limit) {
         return Err(Capped::TooLarge);
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(body) => Ok(body.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(Capped::TooLarge),
-        Err(e) => Err(Capped::Broke(e)),
+    let mut first = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
+    let mut read = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Capped::Broke(Box::new(e)))?;
+        // Trailers carry no body.
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        read += data.len();
+        if read > limit {
+            return Err(Capped::TooLarge);
+        }
+        match &mut joined {
+            Some(buf) => buf.extend_from_slice(&data),
+            None if first.is_empty() => first = data,
+            None => {
+                let mut buf = BytesMut::with_capacity(read);
+                buf.extend_from_slice(&first);
+                buf.extend_from_slice(&data);
+                joined = Some(buf);
+            }
+        }
     }
+    Ok(joined.map_or(first, BytesMut::freeze))
 }
 
 /// The failure of a reply (`what`) longer than the provider's `max_reply_bytes`.
