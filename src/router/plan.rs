@@ -330,7 +330,8 @@ pub fn build_plan(
         .as_deref()
         .filter(|_| predicted);
     let mut predictor = call_predictor(weights_on, call.predict_view);
-    let mut predictions: Vec<Prediction> = Vec::with_capacity(survivors.len());
+    // Each survivor's entry of the plan is made here, its utility filled in once scored.
+    let mut scored: Vec<Scored> = Vec::with_capacity(survivors.len());
     let mut terms: Vec<Terms> = Vec::with_capacity(survivors.len());
     for s in &survivors {
         let prediction = predictor.quality(&s.candidate, task);
@@ -343,7 +344,7 @@ pub fn build_plan(
         } else {
             0
         };
-        terms.push(Terms {
+        let t = Terms {
             cost_nanos: expected_cost(
                 &s.candidate.facts.price,
                 call.prompt_tokens,
@@ -353,8 +354,15 @@ pub fn build_plan(
             latency_ms: (ttft + expected_output as f64 * 1000.0 / tps) * load,
             quality: prediction.quality,
             in_flight: s.in_flight,
+        };
+        terms.push(t);
+        scored.push(Scored {
+            candidate: s.candidate.clone(),
+            terms: t,
+            prediction,
+            utility: 0.0,
+            sticky: s.sticky,
         });
-        predictions.push(prediction);
     }
     let utilities = score::utilities(&terms, &weights);
     let floor = floor.filter(|_| policy == Policy::CheapestAboveQuality);
@@ -384,19 +392,9 @@ pub fn build_plan(
     if !prefs.allow_fallbacks {
         limit = 1;
     }
-    let mut scored: Vec<Scored> = survivors
-        .into_iter()
-        .zip(terms)
-        .zip(predictions)
-        .zip(utilities)
-        .map(|(((s, terms), prediction), utility)| Scored {
-            candidate: s.candidate,
-            terms,
-            prediction,
-            utility,
-            sticky: s.sticky,
-        })
-        .collect();
+    for (s, utility) in scored.iter_mut().zip(utilities) {
+        s.utility = utility;
+    }
     permute(&mut scored, &order);
     let candidates = scored
         .iter()
