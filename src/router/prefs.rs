@@ -217,7 +217,17 @@ impl Prefs {
             check_identifier(&format!("models[{i}]"), m)?;
         }
 
-        let policy = header(headers, &X_BAZAAR_POLICY)
+        // Most requests carry no `x-bazaar-*` header: one pass over the header names
+        // spares them four lookups by name.
+        let any_bazaar = headers.keys().any(|k| k.as_str().starts_with("x-bazaar-"));
+        let bazaar_header = |name: &HeaderName| {
+            if any_bazaar {
+                header(headers, name)
+            } else {
+                None
+            }
+        };
+        let policy = bazaar_header(&X_BAZAAR_POLICY)
             .map(str::to_string)
             .or(bazaar.policy);
         if let Some(p) = policy {
@@ -238,7 +248,7 @@ impl Prefs {
                 }
             });
         }
-        if let Some(h) = header(headers, &X_BAZAAR_MAX_PRICE) {
+        if let Some(h) = bazaar_header(&X_BAZAAR_MAX_PRICE) {
             let micros = parse_usd_micros(h).ok_or_else(|| {
                 ApiError::invalid(
                     "x-bazaar-max-price",
@@ -269,13 +279,13 @@ impl Prefs {
                     .transpose()?,
             };
         }
-        if let Some(h) = header(headers, &X_BAZAAR_TIERS) {
+        if let Some(h) = bazaar_header(&X_BAZAAR_TIERS) {
             let list: Vec<String> = h.split(',').map(str::to_string).collect();
             prefs.tiers = Some(parse_tiers(&list, "x-bazaar-tiers")?);
         } else if let Some(list) = &bazaar.tiers {
             prefs.tiers = Some(parse_tiers(list, "bazaar.tiers")?);
         }
-        prefs.session = header(headers, &X_BAZAAR_SESSION)
+        prefs.session = bazaar_header(&X_BAZAAR_SESSION)
             .map(str::to_string)
             .or(bazaar.session);
         if let Some(session) = &prefs.session {
