@@ -21,13 +21,13 @@ pub async fn time_spend_queries(rows: i64) {
         // without binding 10 million parameter sets.
         let t = Instant::now();
         let sql = format!(
-            "INSERT INTO ledger (ts_ms, request_id, key_name, team, route, provider, model, tier, endpoint, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_nanos, baseline_cost_nanos, catalog_version, estimated, latency_ms, ttft_ms, status, error_type, fallbacks)
+            "INSERT INTO ledger (ts_ms, request_id, key_name, team, route, provider, model, tier, endpoint, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_nanos, baseline_cost_nanos, catalog_version, estimated, latency_ms, ttft_ms, status, error_type, fallbacks, key_id)
              WITH RECURSIVE seq(i) AS (SELECT {have} UNION ALL SELECT i + 1 FROM seq WHERE i + 1 < {rows})
              SELECT {start} + i * 250, 'r' || i, 'key-' || (i % 50), 'team-' || (i % 7), CASE WHEN i % 3 = 0 THEN 'auto' ELSE 'cheap' END,
                     CASE i % 4 WHEN 0 THEN 'openai' WHEN 1 THEN 'groq' WHEN 2 THEN 'together' ELSE 'ollama' END,
                     'model-' || (i % 12), CASE i % 3 WHEN 0 THEN 'frontier' WHEN 1 THEN 'open-hosted' ELSE 'local' END, 'chat',
                     100 + i % 900, 0, 0, 50 + i % 300, 0, 1000 + i % 100000, 50000 + i % 100000, 'bench', 0,
-                    100 + i % 2000, 50 + i % 500, CASE WHEN i % 97 = 0 THEN 502 ELSE 200 END, NULL, 0
+                    100 + i % 2000, 50 + i % 500, CASE WHEN i % 97 = 0 THEN 502 ELSE 200 END, NULL, 0, 'config:key-' || (i % 50)
              FROM seq"
         );
         sqlx::query(&sql).execute(ledger.pool()).await.unwrap();
@@ -56,6 +56,11 @@ pub async fn time_spend_queries(rows: i64) {
     };
     let one_key = Filter {
         equals: vec![(GroupBy::Key, "key-7".into())],
+        ..week.clone()
+    };
+    // What a key sees of itself: its rows by id (`GET /v1/spend*` with the key's own key).
+    let own = Filter {
+        key_id: Some("config:key-7".into()),
         ..week.clone()
     };
     println!("ledger: {rows} rows; query timings (best of 3):");
@@ -94,5 +99,24 @@ pub async fn time_spend_queries(rows: i64) {
     time!(
         "latency sample, last 7 days, 20k rows",
         ledger.latencies(&week, GroupBy::Provider, 20_000)
+    );
+    time!(
+        "a key's own spend by id, last 7 days, hourly",
+        ledger.aggregate(&own, GroupBy::Model, Some(3_600_000))
+    );
+    time!(
+        "a key's own recent calls by id, newest 100",
+        ledger.calls(&own, 100, None)
+    );
+    time!(
+        "a key's own latency sample by id, 20k rows",
+        ledger.latencies(&own, GroupBy::Model, 20_000)
+    );
+    time!(
+        "a key's spend since a week ago by id (budget seed)",
+        async {
+            let spent = ledger.spent_since(GroupBy::Key, "config:key-7", week.from_ms);
+            spent.await.map(|n| vec![n])
+        }
     );
 }

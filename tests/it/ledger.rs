@@ -223,6 +223,85 @@ async fn rows_rollups_and_paging_agree_on_every_backend() {
     clean_up(&all).await;
 }
 
+/// A ledger of the schema before migration 17 (the key id's own index in place, 17 not
+/// yet recorded) opens with the index dropped, on every backend, and a key's own calls,
+/// errors, latencies and budget window read the same rows as before it.
+#[tokio::test]
+async fn a_ledger_of_the_previous_schema_drops_the_key_id_index_on_every_backend() {
+    let all = backends("mig17").await;
+    for (backend, url, _) in all.clone() {
+        let ledger = Ledger::connect(&url).await.unwrap();
+        let rows: Vec<LedgerRow> = (0..100).map(row).collect();
+        ledger.insert(&rows).await.unwrap();
+        for sql in [
+            "CREATE INDEX ledger_key_id_ts ON ledger (key_id, ts_ms)",
+            "DELETE FROM bazaar_migrations WHERE version = 17",
+        ] {
+            sqlx::query(sql).execute(ledger.pool()).await.unwrap();
+        }
+        let own = Filter {
+            key_id: Some("config:app".into()),
+            ..everything()
+        };
+        let errors = Filter {
+            errors: Some(true),
+            ..own.clone()
+        };
+        let read = |ledger: Ledger| {
+            let (own, errors) = (own.clone(), errors.clone());
+            async move {
+                let calls = ledger.calls(&own, 1_000, None).await.unwrap();
+                let failed = ledger
+                    .aggregate(&errors, GroupBy::Model, None)
+                    .await
+                    .unwrap();
+                let latencies = ledger.latencies(&own, GroupBy::Model, 1_000).await.unwrap();
+                let spent = ledger
+                    .spent_since(GroupBy::Key, "config:app", rows_ts(50))
+                    .await
+                    .unwrap();
+                ledger.close().await;
+                (calls, failed, latencies, spent)
+            }
+        };
+        let before = read(ledger).await;
+        let ledger = Ledger::connect(&url).await.unwrap();
+        let index = match backend {
+            "postgres" => "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'ledger_key_id_ts'",
+            _ => "SELECT COUNT(*) FROM sqlite_master WHERE name = 'ledger_key_id_ts'",
+        };
+        let left: i64 = sqlx::query_scalar(index)
+            .fetch_one(ledger.pool())
+            .await
+            .unwrap();
+        assert_eq!(left, 0, "{backend}");
+        let after = read(ledger).await;
+        assert_eq!(after, before, "{backend}");
+        let mine: Vec<&LedgerRow> = rows.iter().filter(|r| &*r.key_id == "config:app").collect();
+        assert_eq!(after.0.len(), mine.len(), "{backend}");
+        assert!(after.0.iter().all(|(_, r)| &*r.key_id == "config:app"));
+        assert_eq!(
+            after.1.iter().map(|a| a.requests).sum::<i64>(),
+            mine.iter().filter(|r| r.status >= 400).count() as i64,
+            "{backend}"
+        );
+        assert_eq!(
+            after.3,
+            mine.iter()
+                .filter(|r| r.ts_ms >= rows_ts(50))
+                .filter_map(|r| r.cost_nanos)
+                .sum::<i64>(),
+            "{backend}"
+        );
+    }
+    clean_up(&all).await;
+}
+
+/// Row `i`'s timestamp.
+fn rows_ts(i: i64) -> i64 {
+    row(i).ts_ms
+}
+
 #[tokio::test]
 async fn an_outage_is_spilled_and_replayed_exactly_once_on_every_backend() {
     let all = backends("outage").await;

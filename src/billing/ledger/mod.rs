@@ -193,6 +193,10 @@ fn migrations(backend: Backend) -> Vec<(i64, String)> {
         (14, rollup_fill("ledger_hourly_by_key")),
         (15, "DROP TABLE ledger_hourly".into()),
         (16, "ALTER TABLE ledger_hourly_by_key RENAME TO ledger_hourly".into()),
+        // A key's rows are found through its name's index and then by id (a key id has
+        // one name for good: see `Ledger::key_name_of`), so the id's own index, one of
+        // six b-trees every row was written into, goes.
+        (17, "DROP INDEX IF EXISTS ledger_key_id_ts".into()),
     ]
 }
 
@@ -419,6 +423,7 @@ impl Ledger {
         before_id: Option<i64>,
         cursor: Option<Cursor>,
     ) -> Result<Vec<(i64, LedgerRow)>, LedgerError> {
+        let filter = self.on_rows(filter).await?;
         let (mut sql, mut args) = filter.where_clause();
         if let Some(before) = before_id {
             args.push(Arg::Int(before));
@@ -467,7 +472,7 @@ impl Ledger {
             let (w, args) = rounded.where_on("hour_ms");
             ("ledger_hourly", "hour_ms", sums.join(", "), w, args)
         } else {
-            let (w, args) = filter.where_on("ts_ms");
+            let (w, args) = self.on_rows(filter).await?.where_on("ts_ms");
             ("ledger", "ts_ms", ROLLUP_SUMS_CAST.to_string(), w, args)
         };
         let bucket_expr = match bucket_ms {
@@ -505,7 +510,7 @@ impl Ledger {
         group_by: GroupBy,
         limit: i64,
     ) -> Result<Vec<(String, i64, Option<i64>)>, LedgerError> {
-        let (where_sql, mut args) = filter.where_clause();
+        let (where_sql, mut args) = self.on_rows(filter).await?.where_clause();
         args.push(Arg::Int(limit));
         let sql = format!(
             "SELECT COALESCE({}, ''), latency_ms, ttft_ms FROM ledger WHERE {where_sql} AND status < 400 ORDER BY ts_ms DESC LIMIT ${}",
@@ -571,19 +576,64 @@ impl Ledger {
         value: &str,
         since_ms: i64,
     ) -> Result<i64, LedgerError> {
-        let column = match column {
-            GroupBy::Key => "key_id",
-            other => other.column(),
+        let window = Filter {
+            from_ms: since_ms,
+            to_ms: i64::MAX,
+            ..Default::default()
         };
+        let filter = match column {
+            GroupBy::Key => Filter {
+                key_id: Some(value.to_string()),
+                ..window
+            },
+            other => Filter {
+                equals: vec![(other, value.to_string())],
+                ..window
+            },
+        };
+        let (where_sql, args) = self.on_rows(&filter).await?.where_clause();
         let sql = format!(
-            "SELECT CAST(SUM(COALESCE(cost_nanos, 0)) AS BIGINT) FROM ledger WHERE {column} = $1 AND ts_ms >= $2"
+            "SELECT CAST(SUM(COALESCE(cost_nanos, 0)) AS BIGINT) FROM ledger WHERE {where_sql}"
         );
-        let row = sqlx::query(&sql)
-            .bind(value.to_string())
-            .bind(since_ms)
+        let row = bind_all(sqlx::query(&sql), &args)
             .fetch_one(&self.pool)
             .await?;
         Ok(row.try_get::<Option<i64>, _>(0)?.unwrap_or(0))
+    }
+
+    /// The name of the key whose id is `key_id`, which is its name for good: a virtual
+    /// key's name never changes (`virtual_keys`), a config key's id is `config:<name>`,
+    /// the master key's is `master`; and every row of the key carries that id and that
+    /// name (rows from before key ids got theirs by name: migration 11 and
+    /// `writer::fill_key_ids`). `None` for an id no key has.
+    async fn key_name_of(&self, key_id: &str) -> Result<Option<String>, LedgerError> {
+        if key_id == "master" {
+            return Ok(Some(key_id.to_string()));
+        }
+        if let Some(name) = key_id.strip_prefix("config:") {
+            return Ok(Some(name.to_string()));
+        }
+        let row = sqlx::query("SELECT name FROM virtual_keys WHERE id = $1")
+            .bind(key_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
+    }
+
+    /// `filter` as a query of the rows themselves takes it: a key's own rows (by id) are
+    /// read through the index of their name, `ledger_key_ts`, and then by id (the ledger
+    /// keeps no index of its own on the id since migration 17); the name adds no condition
+    /// the id does not already make.
+    async fn on_rows<'f>(&self, filter: &'f Filter) -> Result<Cow<'f, Filter>, LedgerError> {
+        let Some(id) = &filter.key_id else {
+            return Ok(Cow::Borrowed(filter));
+        };
+        let Some(name) = self.key_name_of(id).await? else {
+            return Ok(Cow::Borrowed(filter));
+        };
+        let mut filter = filter.clone();
+        filter.equals.push((GroupBy::Key, name));
+        Ok(Cow::Owned(filter))
     }
 }
 
@@ -971,6 +1021,165 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((spend.len(), spend[0].requests), (1, 1), "{spend:?}");
+        ledger.close().await;
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// A ledger of the schema before migration 17 (every migration up to 16, the learn
+    /// store's request-id index, rows of a config key, a virtual key and a revoked key of
+    /// the same name) opens with the id's index dropped, and a key's own rows, spend and
+    /// budget window read the same as before it, through the name's index.
+    #[tokio::test]
+    async fn the_key_id_index_is_dropped_from_an_existing_ledger() {
+        let path = std::env::temp_dir().join(format!("bazaar-mig17-{}.sqlite", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        sqlx::any::install_default_drivers();
+        // One connection: another one's schema would be stale after the DROP TABLE and RENAME.
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE bazaar_migrations (version BIGINT PRIMARY KEY)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        for (version, sql) in migrations(Backend::Sqlite)
+            .into_iter()
+            .filter(|(v, _)| *v <= 16)
+        {
+            sqlx::query(&sql).execute(&pool).await.unwrap();
+            sqlx::query("INSERT INTO bazaar_migrations (version) VALUES ($1)")
+                .bind(version)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        let ledger = Ledger {
+            pool: pool.clone(),
+            sqlite_writes: None,
+            pg_writes: None,
+            backend: Backend::Sqlite,
+            sql: Arc::new(WriteSql::new(Backend::Sqlite, 1)),
+        };
+        learn::migrate(&ledger).await.unwrap();
+        for (id, created, revoked) in [("key_old", 0, 1), ("key_new", 5_000, 0)] {
+            sqlx::query("INSERT INTO virtual_keys (id, hash, name, models, tiers, markup_bp, revoked, created_ms) VALUES ($1, $1, 'a', '', '', 0, $2, $3)")
+                .bind(id)
+                .bind(revoked)
+                .bind(created)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        let rows: Vec<LedgerRow> = [
+            (1_000, "a", "key_old"),
+            (6_000, "a", "key_new"),
+            (7_000, "a", "key_new"),
+            (2_000, "app", "config:app"),
+            (3_000, "master", "master"),
+        ]
+        .into_iter()
+        .map(|(ts, key, id)| LedgerRow {
+            key_id: id.into(),
+            ..row(ts, key, Some(ts))
+        })
+        .collect();
+        let marks = vec![format!("({})", vec!["?"; N_COLUMNS].join(",")); rows.len()].join(",");
+        let sql = format!("INSERT INTO ledger ({COLUMNS}) VALUES {marks}");
+        bind_cells(sqlx::query(&sql), rows.iter().flat_map(row_cells))
+            .execute(&pool)
+            .await
+            .unwrap();
+        ledger.rebuild_rollup().await.unwrap();
+        let all = Filter {
+            to_ms: i64::MAX,
+            ..Default::default()
+        };
+        let by_id = |id: &str| Filter {
+            key_id: Some(id.into()),
+            ..all.clone()
+        };
+        let ids = ["key_old", "key_new", "config:app", "master", "key_none"];
+        let mut before = Vec::new();
+        for id in ids {
+            before.push((
+                ledger.calls(&by_id(id), 10, None).await.unwrap(),
+                ledger
+                    .aggregate(&by_id(id), GroupBy::Model, None)
+                    .await
+                    .unwrap(),
+                ledger
+                    .latencies(&by_id(id), GroupBy::Model, 10)
+                    .await
+                    .unwrap(),
+                ledger.spent_since(GroupBy::Key, id, 1_500).await.unwrap(),
+            ));
+        }
+        pool.close().await;
+
+        let ledger = Ledger::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ledger' ORDER BY name",
+        )
+        .fetch_all(ledger.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            indexes,
+            [
+                "ledger_key_ts",
+                "ledger_request_id",
+                "ledger_team_ts",
+                "ledger_ts"
+            ]
+        );
+        for (id, before) in ids.into_iter().zip(before) {
+            let after = (
+                ledger.calls(&by_id(id), 10, None).await.unwrap(),
+                ledger
+                    .aggregate(&by_id(id), GroupBy::Model, None)
+                    .await
+                    .unwrap(),
+                ledger
+                    .latencies(&by_id(id), GroupBy::Model, 10)
+                    .await
+                    .unwrap(),
+                ledger.spent_since(GroupBy::Key, id, 1_500).await.unwrap(),
+            );
+            assert_eq!(after, before, "{id}");
+        }
+        let mut found = Vec::new();
+        for id in ids {
+            let calls = ledger.calls(&by_id(id), 10, None).await.unwrap();
+            assert!(calls.iter().all(|(_, r)| &*r.key_id == id), "{id}");
+            let spent = ledger.spent_since(GroupBy::Key, id, 1_500).await.unwrap();
+            found.push((calls.len(), spent));
+        }
+        // Each key's rows by id alone, the revoked key's apart from the new one's.
+        assert_eq!(found, [(1, 0), (2, 13_000), (1, 2_000), (1, 3_000), (0, 0)]);
+        // The name's index serves a key's own rows.
+        let (where_sql, args) = ledger
+            .on_rows(&by_id("key_new"))
+            .await
+            .unwrap()
+            .where_clause();
+        let plan = format!("EXPLAIN QUERY PLAN SELECT id FROM ledger WHERE {where_sql} ORDER BY ts_ms DESC, id DESC LIMIT 10");
+        let plan: Vec<String> = bind_all(sqlx::query(&plan), &args)
+            .fetch_all(ledger.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>(3))
+            .collect();
+        assert!(
+            plan.concat()
+                .contains("USING INDEX ledger_key_ts (key_name=?"),
+            "{plan:?}"
+        );
         ledger.close().await;
         let _ = std::fs::remove_file(&path);
     }
