@@ -118,6 +118,11 @@ const ROLLUP_SUMS: &str = "COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 E
 const ROLLUP_SUMS_CAST: &str = "COUNT(*), CAST(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS BIGINT), CAST(SUM(COALESCE(cost_nanos, 0)) AS BIGINT), CAST(SUM(COALESCE(baseline_cost_nanos, COALESCE(cost_nanos, 0))) AS BIGINT), CAST(SUM(CASE WHEN cost_nanos IS NULL AND status < 400 THEN 1 ELSE 0 END) AS BIGINT), CAST(SUM(input_tokens) AS BIGINT), CAST(SUM(cached_input_tokens) AS BIGINT), CAST(SUM(cache_write_tokens) AS BIGINT), CAST(SUM(output_tokens) AS BIGINT), CAST(SUM(reasoning_tokens) AS BIGINT), CAST(SUM(fallbacks) AS BIGINT)";
 const HOUR_MS: i64 = 3_600_000;
 
+/// The SQLite write connection's page cache (SQLite's default is 2 MiB). Its batches touch
+/// the right edges of the table and its indexes and the rollup's pages of the hour; the
+/// rest of the file is only ever read by the other connections.
+const WRITER_CACHE: &str = "PRAGMA cache_size=-512";
+
 /// Versioned schema changes, applied once each, in order.
 fn migrations(backend: Backend) -> Vec<(i64, String)> {
     let id = match backend {
@@ -263,12 +268,15 @@ impl Ledger {
             Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
             _ => url.to_string(),
         };
-        let options = || {
+        let options = |writes: bool| {
             AnyPoolOptions::new()
                 // `synchronous` is per connection: every one of the pool's, not just the first,
                 // commits without an fsync per transaction (WAL keeps that crash-safe).
                 .after_connect(move |conn, _| {
                     Box::pin(async move {
+                        if backend == Backend::Sqlite && writes {
+                            sqlx::query(WRITER_CACHE).execute(&mut *conn).await?;
+                        }
                         if backend == Backend::Sqlite {
                             sqlx::query("PRAGMA synchronous=NORMAL")
                                 .execute(&mut *conn)
@@ -289,7 +297,7 @@ impl Ledger {
                 // can go stale: no ping (a round trip to that thread) before each use.
                 .test_before_acquire(backend != Backend::Sqlite)
         };
-        let pool = options()
+        let pool = options(false)
             // On SQLite the batch writes have a connection of their own (below).
             .max_connections(if backend == Backend::Sqlite { 3 } else { 8 })
             .connect(&url)
@@ -301,7 +309,7 @@ impl Ledger {
         }
         let sqlite_writes = match backend {
             // The writer task, and a replay after an outage, take turns on it.
-            Backend::Sqlite => Some(options().max_connections(1).connect_lazy(&url)?),
+            Backend::Sqlite => Some(options(true).max_connections(1).connect_lazy(&url)?),
             Backend::Postgres => None,
         };
         let pg_writes = match backend {
