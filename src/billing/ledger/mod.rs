@@ -1037,6 +1037,29 @@ mod tests {
     /// store's request-id index, rows of a config key, a virtual key and a revoked key of
     /// the same name) opens with the id's index dropped, and a key's own rows, spend and
     /// budget window read the same as before it, through the name's index.
+    /// What the spend API shows of one key: its calls, spend by model, latencies and
+    /// budget seed.
+    async fn key_views(
+        ledger: &Ledger,
+        filter: &Filter,
+        id: &str,
+    ) -> (
+        Vec<(i64, LedgerRow)>,
+        Vec<Aggregate>,
+        Vec<(String, i64, Option<i64>)>,
+        i64,
+    ) {
+        (
+            ledger.calls(filter, 10, None).await.unwrap(),
+            ledger
+                .aggregate(filter, GroupBy::Model, None)
+                .await
+                .unwrap(),
+            ledger.latencies(filter, GroupBy::Model, 10).await.unwrap(),
+            ledger.spent_since(GroupBy::Key, id, 1_500).await.unwrap(),
+        )
+    }
+
     #[tokio::test]
     async fn the_key_id_index_is_dropped_from_an_existing_ledger() {
         let path = std::env::temp_dir().join(format!("bazaar-mig17-{}.sqlite", std::process::id()));
@@ -1112,18 +1135,7 @@ mod tests {
         let ids = ["key_old", "key_new", "config:app", "master", "key_none"];
         let mut before = Vec::new();
         for id in ids {
-            before.push((
-                ledger.calls(&by_id(id), 10, None).await.unwrap(),
-                ledger
-                    .aggregate(&by_id(id), GroupBy::Model, None)
-                    .await
-                    .unwrap(),
-                ledger
-                    .latencies(&by_id(id), GroupBy::Model, 10)
-                    .await
-                    .unwrap(),
-                ledger.spent_since(GroupBy::Key, id, 1_500).await.unwrap(),
-            ));
+            before.push(key_views(&ledger, &by_id(id), id).await);
         }
         pool.close().await;
 
@@ -1146,19 +1158,7 @@ mod tests {
             ]
         );
         for (id, before) in ids.into_iter().zip(before) {
-            let after = (
-                ledger.calls(&by_id(id), 10, None).await.unwrap(),
-                ledger
-                    .aggregate(&by_id(id), GroupBy::Model, None)
-                    .await
-                    .unwrap(),
-                ledger
-                    .latencies(&by_id(id), GroupBy::Model, 10)
-                    .await
-                    .unwrap(),
-                ledger.spent_since(GroupBy::Key, id, 1_500).await.unwrap(),
-            );
-            assert_eq!(after, before, "{id}");
+            assert_eq!(key_views(&ledger, &by_id(id), id).await, before, "{id}");
         }
         let mut found = Vec::new();
         for id in ids {
