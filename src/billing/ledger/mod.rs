@@ -939,21 +939,33 @@ mod tests {
         let _ = std::fs::remove_file(&path);
     }
 
+    /// An empty SQLite file named for `tag` with only the migrations table, for a test to
+    /// build an older schema in; one connection, as another one's schema would be stale
+    /// after a migration's DROP TABLE and RENAME.
+    async fn scratch_ledger(tag: &str) -> (std::path::PathBuf, sqlx::AnyPool) {
+        let file = format!("bazaar-{tag}-{}.sqlite", std::process::id());
+        let path = std::env::temp_dir().join(file);
+        let _ = std::fs::remove_file(&path);
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE bazaar_migrations (version BIGINT PRIMARY KEY)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        (path, pool)
+    }
+
     /// A ledger written before rows carried key ids: its rows get the id of the key of
     /// their name live when they were written (the revoked one for the older rows), or
     /// their config key's, and the rollup is rebuilt with the id as a dimension.
     #[tokio::test]
     async fn older_rows_get_their_key_ids() {
-        let path =
-            std::env::temp_dir().join(format!("bazaar-keyids-{}.sqlite", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let url = format!("sqlite://{}?mode=rwc", path.display());
-        sqlx::any::install_default_drivers();
-        let pool = AnyPoolOptions::new().connect(&url).await.unwrap();
-        sqlx::query("CREATE TABLE bazaar_migrations (version BIGINT PRIMARY KEY)")
-            .execute(&pool)
-            .await
-            .unwrap();
+        let (path, pool) = scratch_ledger("keyids").await;
         for (version, sql) in migrations(Backend::Sqlite)
             .into_iter()
             .filter(|(v, _)| *v <= 9)
@@ -1062,20 +1074,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_key_id_index_is_dropped_from_an_existing_ledger() {
-        let path = std::env::temp_dir().join(format!("bazaar-mig17-{}.sqlite", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let url = format!("sqlite://{}?mode=rwc", path.display());
-        sqlx::any::install_default_drivers();
-        // One connection: another one's schema would be stale after the DROP TABLE and RENAME.
-        let pool = AnyPoolOptions::new()
-            .max_connections(1)
-            .connect(&url)
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE bazaar_migrations (version BIGINT PRIMARY KEY)")
-            .execute(&pool)
-            .await
-            .unwrap();
+        let (path, pool) = scratch_ledger("mig17").await;
         for (version, sql) in migrations(Backend::Sqlite)
             .into_iter()
             .filter(|(v, _)| *v <= 16)
