@@ -25,7 +25,7 @@ pub use keys::{
     parse_budget, Budget, KeyConfig, KeySettings, Limits, Period, TeamConfig, TeamSettings,
 };
 pub use ledger::LedgerConfig;
-pub use models::{ModelTarget, Models};
+pub use models::{ModelTarget, Models, Slot};
 pub use predictor::{PredictorConfig, PredictorLoadError};
 pub use problems::{ConfigError, ConfigProblem, Problems, ValueError};
 pub use providers::{

@@ -4,7 +4,7 @@
 //! served-model table once per load; it never picks a backend for a call.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::problems::Problems;
 use super::providers::ProviderConfig;
@@ -33,6 +33,49 @@ pub struct ModelTarget {
     pub known: KnownSlot,
     /// This backend's metric series, found on its first call through this config.
     pub series: SeriesSlot,
+}
+
+/// A value a config target keeps for one owner (the gateway's `Stats`, `Metrics` or the
+/// predictor's `Weights`, told apart by an id), found on the first call through the
+/// target and reused after. Another owner reading the same config (a test, `bazaar
+/// check`) finds nothing here and looks its value up as before. Not part of the
+/// config's value: slots compare equal and a clone starts empty.
+pub struct Slot<T>(OnceLock<(u64, T)>);
+
+impl<T> Slot<T> {
+    /// The value `owner` kept here, if it was that owner.
+    pub fn get(&self, owner: u64) -> Option<&T> {
+        self.0.get().filter(|(o, _)| *o == owner).map(|(_, v)| v)
+    }
+
+    /// Keeps `value` for `owner`, unless the slot already holds one (any owner's).
+    pub fn fill(&self, owner: u64, value: T) {
+        let _ = self.0.set((owner, value));
+    }
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot(OnceLock::new())
+    }
+}
+
+impl<T> Clone for Slot<T> {
+    fn clone(&self) -> Self {
+        Slot::default()
+    }
+}
+
+impl<T> PartialEq for Slot<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl<T> std::fmt::Debug for Slot<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Slot")
+    }
 }
 
 /// Public model id → the targets that serve it, in config order.
@@ -296,6 +339,18 @@ fn apply_overrides(facts: &mut Facts, m: &RawModel, path: &str, problems: &mut P
 mod tests {
     use super::super::Config;
     use super::*;
+
+    #[test]
+    fn a_slot_keeps_its_first_owner_value_and_a_clone_starts_empty() {
+        let slot = Slot::default();
+        assert_eq!(slot.get(1), None);
+        slot.fill(1, "a");
+        slot.fill(2, "b");
+        assert_eq!(slot.get(1), Some(&"a"));
+        assert_eq!(slot.get(2), None);
+        assert_eq!(slot.clone().get(1), None);
+        assert_eq!(slot, Slot::default());
+    }
 
     fn env(_: &str) -> Option<String> {
         None

@@ -366,8 +366,8 @@ where
                     _in_flight: in_flight,
                     started,
                     first_byte,
-                    series: candidate.series.get(
-                        &router.metrics,
+                    series: router.metrics.target_series(
+                        &candidate.series,
                         provider.id(),
                         &candidate.model,
                         candidate.facts.tier.as_str(),

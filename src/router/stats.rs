@@ -5,12 +5,13 @@
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::breaker::{Breaker, BreakerSettings, BreakerState, Transition};
+use crate::config::Slot;
 use crate::providers::UpstreamMeta;
 
 /// Smoothing of the moving averages: each new sample weighs `ALPHA`.
@@ -190,40 +191,9 @@ impl Default for Stats {
 
 /// A config target's handle on its backend's stats, filled by the first `Stats` that
 /// looks the backend up through it (the gateway's, which lives across reloads: a
-/// reloaded config's targets look theirs up once more). Another `Stats` reading the
-/// same config (`bazaar check`, a test) looks up by name as before. Backends are never
-/// removed from a `Stats`, so the handle stays the one its map holds. Not part of the
-/// config's value: slots compare equal and a clone starts empty.
-#[derive(Default)]
-pub struct StatsSlot(OnceLock<(u64, Arc<BackendStats>)>);
-
-impl StatsSlot {
-    /// The backend's stats if `stats` filled this slot.
-    fn get(&self, stats: &Stats) -> Option<&Arc<BackendStats>> {
-        self.0
-            .get()
-            .filter(|(id, _)| *id == stats.id)
-            .map(|(_, b)| b)
-    }
-}
-
-impl Clone for StatsSlot {
-    fn clone(&self) -> Self {
-        StatsSlot::default()
-    }
-}
-
-impl PartialEq for StatsSlot {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl std::fmt::Debug for StatsSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("StatsSlot")
-    }
-}
+/// reloaded config's targets look theirs up once more). Backends are never removed from
+/// a `Stats`, so the handle stays the one its map holds.
+pub type StatsSlot = Slot<Arc<BackendStats>>;
 
 impl Stats {
     /// The stats of `provider`/`upstream`, created on first use. The common case is
@@ -251,11 +221,11 @@ impl Stats {
         provider: &str,
         upstream: &str,
     ) -> Cow<'s, Arc<BackendStats>> {
-        if let Some(b) = slot.get(self) {
+        if let Some(b) = slot.get(self.id) {
             return Cow::Borrowed(b);
         }
         let b = self.backend(provider, upstream);
-        let _ = slot.0.set((self.id, b.clone()));
+        slot.fill(self.id, b.clone());
         Cow::Owned(b)
     }
 

@@ -357,8 +357,8 @@ fn served_by(
             .unwrap_or(0.0);
         local_price(p, tps)
     });
-    let series = candidate.series.get(
-        &state.router.metrics,
+    let series = state.router.metrics.target_series(
+        &candidate.series,
         provider_id,
         &candidate.model,
         candidate.facts.tier.as_str(),

@@ -6,10 +6,10 @@
 //! from the first scrape, its series at zero (`declare`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 
 use crate::api::error::ErrorLabel;
-use crate::config::Config;
+use crate::config::{Config, Slot};
 use prometheus::{
     Counter, Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
     IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -400,55 +400,34 @@ impl TargetSeries {
 
 /// A config target's handle on its series, filled by the first `Metrics` that looks
 /// them up through it (the gateway's, which lives across reloads: a reloaded config's
-/// targets look theirs up once more). Another `Metrics` reading the same config (a
-/// test) looks up by label as before. Series are never removed from a family, so the
-/// handles stay the ones the families export. Not part of the config's value: slots
-/// compare equal and a clone starts empty.
-#[derive(Default)]
-pub struct SeriesSlot(OnceLock<(u64, Arc<TargetSeries>)>);
+/// targets look theirs up once more). Series are never removed from a family, so the
+/// handles stay the ones the families export.
+pub type SeriesSlot = Slot<Arc<TargetSeries>>;
 
-impl SeriesSlot {
-    /// The series of `provider`/`model` at `tier` in `metrics`: the slot's, or (the
-    /// first time through this config, or for another `Metrics`) looked up by label.
-    pub fn get(
+impl Metrics {
+    /// The series of `provider`/`model` at `tier`: the target's `slot`'s, or (the first
+    /// time through this config, or for another `Metrics`) looked up by label.
+    pub fn target_series(
         &self,
-        metrics: &Metrics,
+        slot: &SeriesSlot,
         provider: &str,
         model: &Arc<str>,
         tier: &'static str,
     ) -> Arc<TargetSeries> {
-        if let Some((_, series)) = self.0.get().filter(|(id, _)| *id == metrics.id) {
+        if let Some(series) = slot.get(self.id) {
             return series.clone();
         }
         let labels = [provider, model, tier];
         let series = Arc::new(TargetSeries {
-            upstream_duration: metrics.upstream_duration.with_label_values(&labels),
-            upstream_ttft: metrics.upstream_ttft.with_label_values(&labels),
+            upstream_duration: self.upstream_duration.with_label_values(&labels),
+            upstream_ttft: self.upstream_ttft.with_label_values(&labels),
             routes: RwLock::default(),
             provider: provider.into(),
             model: model.clone(),
             tier,
         });
-        let _ = self.0.set((metrics.id, series.clone()));
+        slot.fill(self.id, series.clone());
         series
-    }
-}
-
-impl Clone for SeriesSlot {
-    fn clone(&self) -> Self {
-        SeriesSlot::default()
-    }
-}
-
-impl PartialEq for SeriesSlot {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl std::fmt::Debug for SeriesSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SeriesSlot")
     }
 }
 
@@ -478,14 +457,17 @@ mod tests {
         let (a, b) = (Metrics::new(), Metrics::new());
         let slot = SeriesSlot::default();
         let model: Arc<str> = "m".into();
-        let series = slot.get(&a, "p", &model, "local");
+        let series = a.target_series(&slot, "p", &model, "local");
         series.upstream_duration.observe(0.5);
         let on_route = series.route(&a, "r");
         on_route.tokens[0].inc_by(7);
         on_route.tokens[3].inc_by(2);
         on_route.cost_usd.inc_by(0.25);
         // The same handles on the next call, without a lookup.
-        assert!(Arc::ptr_eq(&series, &slot.get(&a, "p", &model, "local")));
+        assert!(Arc::ptr_eq(
+            &series,
+            &a.target_series(&slot, "p", &model, "local")
+        ));
         assert!(Arc::ptr_eq(&on_route, &series.route(&a, "r")));
         let tokens =
             r#"bazaar_tokens_total{bucket="input",model="m",provider="p",route="r",tier="local"}"#;
@@ -499,7 +481,7 @@ mod tests {
             r#"bazaar_upstream_duration_seconds_count{model="m",provider="p",tier="local"}"#;
         assert_eq!(value(&a, count).as_deref(), Some("1"));
         // Another `Metrics` reading the same slot counts into its own series.
-        slot.get(&b, "p", &model, "local")
+        b.target_series(&slot, "p", &model, "local")
             .upstream_duration
             .observe(0.5);
         assert_eq!(value(&b, count).as_deref(), Some("1"));

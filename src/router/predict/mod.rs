@@ -13,6 +13,7 @@ pub mod train;
 use super::candidates::Candidate;
 use super::classify::Task;
 use super::filter::Facts;
+use crate::config::Slot;
 
 pub use crate::catalog::predictor::{features, weights, Features, Weights, WeightsError, EMBEDDED};
 pub use crate::config::PredictorConfig;
@@ -66,45 +67,21 @@ pub struct CallPredictor<'a> {
 }
 
 /// A config target's index among the predictor's models (`Weights::model_index` of its
-/// public id, then its upstream id), kept with the address of the weights it was found
-/// in: the target's own config's, which live as long as the target. Another `Weights`
-/// (a test's) looks the ids up as before. Not part of the config's value: slots compare
-/// equal and a clone starts empty.
-#[derive(Default)]
-pub struct KnownSlot(std::sync::OnceLock<(usize, Option<usize>)>);
-
-impl Clone for KnownSlot {
-    fn clone(&self) -> Self {
-        KnownSlot::default()
-    }
-}
-
-impl PartialEq for KnownSlot {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl std::fmt::Debug for KnownSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("KnownSlot")
-    }
-}
+/// public id, then its upstream id), kept for the weights it was found in (by address:
+/// the target's own config's, which live as long as the target). Another `Weights` (a
+/// test's) looks the ids up as before.
+pub type KnownSlot = Slot<Option<usize>>;
 
 /// The index of `candidate` among the models of `weights`: from its slot when these
 /// weights filled it, else matched by id (and kept, the first time).
 fn known_index(weights: &Weights, candidate: &Candidate) -> Option<usize> {
-    let at = std::ptr::from_ref(weights) as usize;
-    match candidate.known.0.get() {
-        Some((filled, known)) if *filled == at => *known,
-        filled => {
-            let known = weights.model_index(&[&candidate.model, &candidate.upstream]);
-            if filled.is_none() {
-                let _ = candidate.known.0.set((at, known));
-            }
-            known
-        }
+    let at = std::ptr::from_ref(weights) as usize as u64;
+    if let Some(known) = candidate.known.get(at) {
+        return *known;
     }
+    let known = weights.model_index(&[&candidate.model, &candidate.upstream]);
+    candidate.known.fill(at, known);
+    known
 }
 
 /// Predictions `CallPredictor` remembers: a call's candidates have few distinct priors.
