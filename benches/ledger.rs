@@ -14,7 +14,8 @@
 //! after `source scripts/services.sh; start_postgres`; `BAZAAR_BENCH_WRITE_ROWS` rows
 //! per measurement, default 200,000; `BAZAAR_BENCH_WIDTHS` the SQLite statement widths
 //! to measure, default `1,32,64,128,256` and the default width last; `BAZAAR_BENCH_BATCH`
-//! the writer's batch, default 500, the gateway's default;
+//! the writer's batch, default 500, the gateway's default; `BAZAAR_BENCH_COMBINATIONS` the
+//! rows' distinct key, team and model combinations, 1 to 24, default 24;
 //! `BAZAAR_BENCH_ROWS` for the spend queries' size, default 10 million; `-- --no-spend`
 //! skips those, `-- --writer-only` measures only the writer end to end).
 
@@ -38,18 +39,33 @@ use bazaar::billing::ledger::{Ledger, LedgerRow, SQLITE_ROWS_PER_STATEMENT};
 use host::loadavg;
 use tokio_util::sync::CancellationToken;
 
-/// A call as a gateway of a few teams records it: 8 keys, 4 models on 2 providers, a
-/// call every millisecond, so a 500-row batch folds into ~30 rollup groups; the request
-/// id is a fresh one of the gateway's.
+/// The distinct dimension combinations (key, team, route, model…) of the rows written:
+/// `BAZAAR_BENCH_COMBINATIONS`, default 24 (8 keys, 3 teams, 4 models); 1 is a gateway
+/// with one key and one model, as the load bench's.
+fn combinations() -> i64 {
+    static COMBINATIONS: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *COMBINATIONS.get_or_init(|| {
+        std::env::var("BAZAAR_BENCH_COMBINATIONS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .filter(|c| (1..=24).contains(c))
+            .unwrap_or(24)
+    })
+}
+
+/// A call as a gateway of a few teams records it: 8 keys, 4 models on 2 providers (or
+/// fewer: `combinations`), a call every millisecond, so a 500-row batch folds into ~30
+/// rollup groups; the request id is a fresh one of the gateway's.
 fn row(i: i64) -> LedgerRow {
     let models = ["gpt-4o-mini", "gpt-4o", "llama-3.3-70b", "qwen3-8b"];
-    let m = (i % 4) as usize;
+    let d = i % combinations();
+    let m = (d % 4) as usize;
     LedgerRow {
         ts_ms: 1_790_000_000_000 + i,
         request_id: bazaar::server::app::new_request_id(),
-        key_name: format!("key-{}", i % 8).into(),
-        team: (i % 8 != 0).then(|| format!("team-{}", i % 3).into()),
-        route: if i % 2 == 0 {
+        key_name: format!("key-{}", d % 8).into(),
+        team: (d % 8 != 0).then(|| format!("team-{}", d % 3).into()),
+        route: if d % 2 == 0 {
             "auto".into()
         } else {
             models[m].into()

@@ -3,8 +3,10 @@
 //! batch, so each is prepared once per connection and reused from sqlx's cache. On
 //! SQLite a batch's rows go through one multi-row statement of a fixed width (a chunk
 //! of that many rows per execution; a shorter last chunk leaves the rest of its
-//! parameters unbound, NULL, and those rows are filtered out), and its rollup through
-//! one such upsert; on PostgreSQL the rows go in one `COPY` and the rollup in one
+//! parameters unbound, NULL, and those rows are filtered out) that binds the texts a
+//! chunk's rows repeat (key, team, route, provider, model, tier, endpoint, catalog
+//! version) once per distinct combination, not once per row; its rollup goes through
+//! one such upsert. On PostgreSQL the rows go in one `COPY` and the rollup in one
 //! upsert with one array per column.
 
 use super::{
@@ -21,26 +23,62 @@ pub const SQLITE_ROWS_PER_STATEMENT: usize = 128;
 /// default 500 rows from a few keys and models has a few dozen.
 const SQLITE_GROUPS_PER_STATEMENT: usize = 32;
 
+/// Distinct dimension combinations per joined SQLite INSERT (10 parameters each); a
+/// chunk of rows ends before the row whose combination would not fit.
+const SQLITE_DIMS_PER_STATEMENT: usize = 32;
+
+/// Which of `COLUMNS` are a row's dimensions: the texts a batch's rows repeat (key name,
+/// team, route, provider, model, tier, endpoint, catalog version, key id). On SQLite each
+/// distinct combination is bound once per statement, and each row binds only its own
+/// cells and the combination's place in the statement.
+const DIMENSION: [bool; N_COLUMNS] = [
+    false, false, true, true, true, true, true, true, true, false, false, false, false, false,
+    false, false, true, false, false, false, false, false, false, true,
+];
+const N_DIMS: usize = 9;
+/// A row's own cells, the columns that are not dimensions, in `COLUMNS` order.
+const N_OWN: usize = N_COLUMNS - N_DIMS;
+
 /// One value of a row as the write statements bind it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Cell<'a> {
     Int(Option<i64>),
     Text(Option<&'a str>),
 }
 
-/// A ledger row's cells, in `COLUMNS` order.
-pub(super) fn row_cells(r: &LedgerRow) -> [Cell<'_>; N_COLUMNS] {
+/// A row's dimensions (`DIMENSION`), in `COLUMNS` order.
+type Dims<'a> = [Option<&'a str>; N_DIMS];
+
+fn row_dims(r: &LedgerRow) -> Dims<'_> {
+    [
+        Some(&r.key_name),
+        r.team.as_deref(),
+        Some(&r.route),
+        Some(&r.provider),
+        Some(&r.model),
+        Some(&r.tier),
+        Some(&r.endpoint),
+        Some(&r.catalog_version),
+        Some(&r.key_id),
+    ]
+}
+
+/// Whether two rows' dimensions are the same texts: a row's texts are mostly shared with
+/// the key's settings and the catalog, so the same text is usually the same pointer.
+fn same_dims(a: &Dims<'_>, b: &Dims<'_>) -> bool {
+    a.iter().zip(b).all(|(a, b)| match (a, b) {
+        (Some(a), Some(b)) => a.len() == b.len() && (a.as_ptr() == b.as_ptr() || a == b),
+        (None, None) => true,
+        _ => false,
+    })
+}
+
+/// A row's own cells: the columns that are not dimensions, in `COLUMNS` order.
+fn own_cells(r: &LedgerRow) -> [Cell<'_>; N_OWN] {
     use Cell::{Int, Text};
     [
         Int(Some(r.ts_ms)),
         Text(Some(&r.request_id)),
-        Text(Some(&r.key_name)),
-        Text(r.team.as_deref()),
-        Text(Some(&r.route)),
-        Text(Some(&r.provider)),
-        Text(Some(&r.model)),
-        Text(Some(&r.tier)),
-        Text(Some(&r.endpoint)),
         Int(Some(r.input_tokens)),
         Int(Some(r.cached_input_tokens)),
         Int(Some(r.cache_write_tokens)),
@@ -48,15 +86,27 @@ pub(super) fn row_cells(r: &LedgerRow) -> [Cell<'_>; N_COLUMNS] {
         Int(Some(r.reasoning_tokens)),
         Int(r.cost_nanos),
         Int(r.baseline_cost_nanos),
-        Text(Some(&r.catalog_version)),
         Int(Some(i64::from(r.estimated))),
         Int(Some(r.latency_ms)),
         Int(r.ttft_ms),
         Int(Some(i64::from(r.status))),
         Text(r.error_type.as_deref()),
         Int(Some(i64::from(r.fallbacks))),
-        Text(Some(&r.key_id)),
     ]
+}
+
+/// A ledger row's cells, in `COLUMNS` order: its dimensions and its own cells where
+/// `DIMENSION` puts them.
+pub(super) fn row_cells(r: &LedgerRow) -> [Cell<'_>; N_COLUMNS] {
+    let (mut dims, mut own) = (row_dims(r).into_iter(), own_cells(r).into_iter());
+    DIMENSION.map(|dimension| {
+        let cell = if dimension {
+            dims.next().map(Cell::Text)
+        } else {
+            own.next()
+        };
+        cell.unwrap_or(Cell::Int(None))
+    })
 }
 
 pub(super) const ROLLUP_KEY_COLUMNS: &str =
@@ -148,8 +198,13 @@ fn pg_arrays<'a, const W: usize>(rows: impl Iterator<Item = [Cell<'a>; W]>) -> V
 #[derive(Debug)]
 pub(super) struct WriteSql {
     /// SQLite: INSERTs of up to the configured rows per statement, narrowest first (see
-    /// `Padded`).
+    /// `Padded`), for a chunk whose rows share one dimension combination, bound once as
+    /// the statement's first `N_DIMS` parameters, then each row's own cells.
     rows: Vec<Padded>,
+    /// SQLite: the same for a chunk of up to `SQLITE_DIMS_PER_STATEMENT` combinations: each
+    /// row binds its own cells and its combination's place, then the combinations are
+    /// bound as (place, dimensions…) and joined to the rows.
+    rows_joined: Vec<Padded>,
     /// SQLite: upserts of up to `SQLITE_GROUPS_PER_STATEMENT` rollup groups, likewise.
     rollups: Vec<Padded>,
     /// PostgreSQL: the whole batch in one `COPY … FROM STDIN` (text format).
@@ -163,11 +218,14 @@ impl WriteSql {
         // `width` rows of `columns` parameters; SQLite names the columns of a VALUES
         // list column1, column2, …, and rows whose first parameter was left unbound
         // (NULL: every write binds a non-NULL first cell) are not inserted.
-        let padded = |columns: usize, width: usize| {
+        let values = |columns: usize, width: usize| {
             let one = format!("({})", vec!["?"; columns].join(","));
+            vec![one; width].join(",")
+        };
+        let padded = |columns: usize, width: usize| {
             format!(
                 "SELECT * FROM (VALUES {}) WHERE column1 IS NOT NULL",
-                vec![one; width].join(",")
+                values(columns, width)
             )
         };
         let unnest = |cells: &[Cell<'_>]| {
@@ -192,20 +250,65 @@ impl WriteSql {
                 update.join(", ")
             )
         };
+        // Each column of `COLUMNS` from the rows' VALUES (`own`) or from the dimensions
+        // (`dim`), both numbered from 1.
+        let select = |own: &dyn Fn(usize) -> String, dim: &dyn Fn(usize) -> String| {
+            let (mut o, mut d) = (0, 0);
+            let list: Vec<String> = DIMENSION
+                .iter()
+                .map(|&dimension| {
+                    if dimension {
+                        d += 1;
+                        dim(d)
+                    } else {
+                        o += 1;
+                        own(o)
+                    }
+                })
+                .collect();
+            list.join(", ")
+        };
+        // One combination: its dimensions are the SELECT list's parameters, which come
+        // first in the text and so are bound first.
+        let shared = |w: usize| {
+            format!(
+                "INSERT INTO ledger ({COLUMNS}) SELECT {} FROM (VALUES {}) WHERE column1 IS NOT NULL",
+                select(&|o| format!("column{o}"), &|_| "?".into()),
+                values(N_OWN, w)
+            )
+        };
+        // Several: the rows come first in the text, each with its combination's place
+        // as its last cell, then the combinations (place, then dimensions), whose unused
+        // rest is left unbound. CROSS JOIN keeps the rows as the outer loop (one pass, in
+        // the batch's order); SQLite looks each row's combination up in an automatic
+        // index on the materialized combinations.
+        let joined = |w: usize| {
+            format!(
+                "INSERT INTO ledger ({COLUMNS}) SELECT {} FROM (VALUES {}) r
+                 CROSS JOIN (VALUES {}) d ON d.column1 = r.column{} WHERE r.column1 IS NOT NULL",
+                select(&|o| format!("r.column{o}"), &|d| format!(
+                    "d.column{}",
+                    d + 1
+                )),
+                values(N_OWN + 1, w),
+                values(N_DIMS + 1, SQLITE_DIMS_PER_STATEMENT),
+                N_OWN + 1
+            )
+        };
         let rows_width = rows_per_statement.max(1);
-        let (rows, rollups) = match backend {
+        let (rows, rows_joined, rollups) = match backend {
             Backend::Sqlite => (
-                Padded::widths(rows_width, |w| {
-                    format!("INSERT INTO ledger ({COLUMNS}) {}", padded(N_COLUMNS, w))
-                }),
+                Padded::widths(rows_width, shared),
+                Padded::widths(rows_width, joined),
                 Padded::widths(SQLITE_GROUPS_PER_STATEMENT, |w| {
                     upsert(padded(ROLLUP_WIDTH, w))
                 }),
             ),
-            Backend::Postgres => (Vec::new(), Vec::new()),
+            Backend::Postgres => (Vec::new(), Vec::new(), Vec::new()),
         };
         WriteSql {
             rows,
+            rows_joined,
             rollups,
             copy: format!("COPY ledger ({COLUMNS}) FROM STDIN"),
             rollup: upsert(unnest(&rollup_cells(
@@ -242,6 +345,16 @@ impl Padded {
     }
 }
 
+/// Binds `cell` as the next parameter of `args`.
+fn add<'q>(args: &mut sqlx::any::AnyArguments<'q>, cell: Cell<'q>) -> Result<(), LedgerError> {
+    use sqlx::Arguments;
+    match cell {
+        Cell::Int(v) => args.add(v),
+        Cell::Text(v) => args.add(v),
+    }
+    .map_err(|e| LedgerError::Invalid(e.to_string()))
+}
+
 /// Runs `items` through `statements` (narrowest first), one execution per chunk of the
 /// widest's width, each by the narrowest statement that holds the chunk; a short chunk
 /// leaves the rest of its statement's parameters unbound. The arguments are reserved up
@@ -266,13 +379,89 @@ async fn execute_chunks<'q, T: 'q, const W: usize>(
         let mut args = sqlx::any::AnyArguments::default();
         args.reserve(chunk.len() * W, 0);
         for cell in chunk.iter().flat_map(&cells) {
-            let added = match cell {
-                Cell::Int(v) => args.add(v),
-                Cell::Text(v) => args.add(v),
-            };
-            added.map_err(|e| LedgerError::Invalid(e.to_string()))?;
+            add(&mut args, cell)?;
         }
         sqlx::query_with(sql, args).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Inserts `rows` in chunks of up to the widest statement's rows and
+/// `SQLITE_DIMS_PER_STATEMENT` dimension combinations, in the batch's order: a chunk of
+/// one combination binds it once (`WriteSql::rows`), one of several binds each of them
+/// once and every row its combination's place (`WriteSql::rows_joined`).
+async fn insert_chunks(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    sql: &WriteSql,
+    rows: &[LedgerRow],
+) -> Result<(), LedgerError> {
+    use sqlx::Arguments;
+    let Some(widest) = sql.rows.last().map(|s| s.width) else {
+        return Ok(());
+    };
+    let mut combinations: Vec<Dims<'_>> = Vec::with_capacity(SQLITE_DIMS_PER_STATEMENT);
+    let mut places: Vec<i64> = Vec::with_capacity(widest);
+    let mut rest = rows;
+    while !rest.is_empty() {
+        combinations.clear();
+        places.clear();
+        for r in rest.iter().take(widest) {
+            let dims = row_dims(r);
+            // Rows of one combination tend to come in runs: the last one first.
+            let place = match places.last() {
+                Some(&last) if same_dims(&combinations[last as usize], &dims) => last as usize,
+                _ => match combinations.iter().position(|c| same_dims(c, &dims)) {
+                    Some(place) => place,
+                    None if combinations.len() < SQLITE_DIMS_PER_STATEMENT => {
+                        combinations.push(dims);
+                        combinations.len() - 1
+                    }
+                    None => break,
+                },
+            };
+            places.push(place as i64);
+        }
+        let (chunk, after) = rest.split_at(places.len());
+        rest = after;
+        let one = combinations.len() == 1;
+        let statements = if one { &sql.rows } else { &sql.rows_joined };
+        let statement = statements
+            .iter()
+            .find(|s| s.width >= chunk.len())
+            .unwrap_or(&statements[statements.len() - 1]);
+        let mut args = sqlx::any::AnyArguments::default();
+        args.reserve(
+            combinations.len() * (N_DIMS + 1) + statement.width * (N_OWN + 1),
+            0,
+        );
+        if one {
+            for text in combinations[0] {
+                add(&mut args, Cell::Text(text))?;
+            }
+        }
+        for (r, place) in chunk.iter().zip(&places) {
+            for cell in own_cells(r) {
+                add(&mut args, cell)?;
+            }
+            if !one {
+                add(&mut args, Cell::Int(Some(*place)))?;
+            }
+        }
+        if !one {
+            // The combinations follow the statement's every row, bound or not.
+            for _ in 0..(statement.width - chunk.len()) * (N_OWN + 1) {
+                add(&mut args, Cell::Int(None))?;
+            }
+            for (place, dims) in combinations.iter().enumerate() {
+                add(&mut args, Cell::Int(Some(place as i64)))?;
+                for text in dims {
+                    add(&mut args, Cell::Text(*text))?;
+                }
+            }
+        }
+        sqlx::query_with(&statement.sql, args)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }
@@ -286,7 +475,7 @@ pub(super) async fn insert_rows(
     rows: &[LedgerRow],
 ) -> Result<(), LedgerError> {
     let groups: Vec<(RollupKey<'_>, Aggregate)> = rollup(rows).into_iter().collect();
-    execute_chunks(tx, &sql.rows, rows, row_cells).await?;
+    insert_chunks(tx, sql, rows).await?;
     execute_chunks(tx, &sql.rollups, &groups, |(k, a)| rollup_cells(k, a)).await?;
     Ok(())
 }
@@ -396,6 +585,7 @@ fn rollup(rows: &[LedgerRow]) -> std::collections::BTreeMap<RollupKey<'_>, Aggre
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::billing::ledger::SQLITE_ROWS_PER_STATEMENT;
 
     #[test]
     fn pg_array_literals_quote_text_and_spell_nulls() {
@@ -432,21 +622,123 @@ mod tests {
         let sql = WriteSql::new(Backend::Sqlite, 32);
         let widths = |p: &[Padded]| p.iter().map(|s| s.width).collect::<Vec<_>>();
         assert_eq!(widths(&sql.rows), [2, 8, 32]);
+        assert_eq!(widths(&sql.rows_joined), [2, 8, 32]);
         assert_eq!(widths(&sql.rollups), [2, 8, SQLITE_GROUPS_PER_STATEMENT]);
         for s in &sql.rows {
-            assert_eq!(s.sql.matches('?').count(), s.width * N_COLUMNS);
+            assert_eq!(s.sql.matches('?').count(), N_DIMS + s.width * N_OWN);
+        }
+        for s in &sql.rows_joined {
+            assert_eq!(
+                s.sql.matches('?').count(),
+                SQLITE_DIMS_PER_STATEMENT * (N_DIMS + 1) + s.width * (N_OWN + 1)
+            );
         }
         for s in &sql.rollups {
             assert_eq!(s.sql.matches('?').count(), s.width * ROLLUP_WIDTH);
         }
-        for s in sql.rows.iter().chain(&sql.rollups) {
+        for s in sql.rows.iter().chain(&sql.rows_joined).chain(&sql.rollups) {
             assert!(!s.sql.contains('$'), "anonymous parameters only");
-            assert!(s.sql.contains("WHERE column1 IS NOT NULL"));
+            assert!(s.sql.contains("column1 IS NOT NULL"));
         }
         assert_eq!(widths(&WriteSql::new(Backend::Sqlite, 0).rows), [1]);
         let pg = WriteSql::new(Backend::Postgres, 32);
         assert_eq!(pg.copy, format!("COPY ledger ({COLUMNS}) FROM STDIN"));
         assert!(pg.rollup.contains(&format!("${ROLLUP_WIDTH}::bigint[]")));
         assert!(!pg.rollup.contains(&format!("${}", ROLLUP_WIDTH + 1)));
+    }
+
+    /// The joined INSERT reads its rows once, in order, as a co-routine, and finds each
+    /// row's combination through an index SQLite builds on the materialized combinations,
+    /// not by scanning them per row; the one-combination INSERT has no join.
+    #[tokio::test]
+    async fn the_joined_insert_looks_each_combination_up_by_its_place() {
+        let path = std::env::temp_dir().join(format!("bazaar-join-{}.sqlite", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let ledger = super::super::Ledger::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let pool = ledger.pool();
+        let plan = |sql: String| async move {
+            let plan: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
+                    .fetch_all(pool)
+                    .await
+                    .unwrap();
+            plan.into_iter().map(|p| p.3).collect::<Vec<_>>().join("; ")
+        };
+        for width in [8, 32, SQLITE_ROWS_PER_STATEMENT] {
+            let sql = WriteSql::new(Backend::Sqlite, width);
+            let joined = plan(sql.rows_joined.last().unwrap().sql.clone()).await;
+            eprintln!("{width}: {joined}");
+            // The rows are the outer loop, the combinations the inner one.
+            assert!(
+                joined.starts_with(&format!("SCAN {width}-ROW VALUES CLAUSE;")),
+                "{width}: {joined}"
+            );
+            assert!(
+                joined.ends_with(&format!(
+                    "SEARCH {SQLITE_DIMS_PER_STATEMENT}-ROW VALUES CLAUSE USING AUTOMATIC COVERING INDEX (column1=?)"
+                )),
+                "{width}: {joined}"
+            );
+            let shared = plan(sql.rows.last().unwrap().sql.clone()).await;
+            assert!(!shared.contains("SEARCH"), "{shared}");
+        }
+        ledger.close().await;
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn dimensions_are_the_texts_a_batch_repeats() {
+        let names: Vec<&str> = COLUMNS.split(", ").collect();
+        let dims: Vec<&str> = names
+            .iter()
+            .zip(DIMENSION)
+            .filter(|(_, d)| *d)
+            .map(|(n, _)| *n)
+            .collect();
+        assert_eq!(
+            dims,
+            [
+                "key_name",
+                "team",
+                "route",
+                "provider",
+                "model",
+                "tier",
+                "endpoint",
+                "catalog_version",
+                "key_id"
+            ]
+        );
+        assert_eq!(names.len(), N_COLUMNS);
+        let row = LedgerRow {
+            request_id: "r".into(),
+            key_name: "k".into(),
+            route: "k".into(),
+            error_type: Some("e".into()),
+            ts_ms: 7,
+            status: 200,
+            ..Default::default()
+        };
+        let cells = row_cells(&row);
+        let column = |name: &str| cells[names.iter().position(|n| *n == name).unwrap()];
+        assert_eq!(column("ts_ms"), Cell::Int(Some(7)));
+        assert_eq!(column("request_id"), Cell::Text(Some("r")));
+        assert_eq!(column("key_name"), Cell::Text(Some("k")));
+        assert_eq!(column("team"), Cell::Text(None));
+        assert_eq!(column("status"), Cell::Int(Some(200)));
+        assert_eq!(column("error_type"), Cell::Text(Some("e")));
+        assert_eq!(column("key_id"), Cell::Text(Some("")));
+        let other = LedgerRow {
+            key_name: "k".to_string().into(),
+            ..row.clone()
+        };
+        assert!(same_dims(&row_dims(&row), &row_dims(&other)));
+        let no_team = LedgerRow {
+            team: Some("".into()),
+            ..row.clone()
+        };
+        assert!(!same_dims(&row_dims(&row), &row_dims(&no_team)));
     }
 }
