@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bazaar::api::usage::Buckets;
 use bazaar::billing::ledger::writer::{self, Spill, WriterSettings};
-use bazaar::billing::ledger::{Estimated, Filter, GroupBy, Ledger, LedgerRow};
+use bazaar::billing::ledger::{Aggregate, Estimated, Filter, GroupBy, Ledger, LedgerRow};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -331,28 +331,8 @@ async fn a_ledger_of_the_previous_schema_drops_the_key_id_index_on_every_backend
             key_id: Some("config:app".into()),
             ..everything()
         };
-        let errors = Filter {
-            errors: Some(true),
-            ..own.clone()
-        };
-        let read = |ledger: Ledger| {
-            let (own, errors) = (own.clone(), errors.clone());
-            async move {
-                let calls = ledger.calls(&own, 1_000, None).await.unwrap();
-                let failed = ledger
-                    .aggregate(&errors, GroupBy::Model, None)
-                    .await
-                    .unwrap();
-                let latencies = ledger.latencies(&own, GroupBy::Model, 1_000).await.unwrap();
-                let spent = ledger
-                    .spent_since(GroupBy::Key, "config:app", rows_ts(50))
-                    .await
-                    .unwrap();
-                ledger.close().await;
-                (calls, failed, latencies, spent)
-            }
-        };
-        let before = read(ledger).await;
+        let budget = (GroupBy::Key, "config:app");
+        let before = views(ledger, &own, budget).await;
         let ledger = Ledger::connect(&url).await.unwrap();
         let index = match backend {
             "postgres" => "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'ledger_key_id_ts'",
@@ -363,24 +343,122 @@ async fn a_ledger_of_the_previous_schema_drops_the_key_id_index_on_every_backend
             .await
             .unwrap();
         assert_eq!(left, 0, "{backend}");
-        let after = read(ledger).await;
+        let after = views(ledger, &own, budget).await;
         assert_eq!(after, before, "{backend}");
         let mine: Vec<&LedgerRow> = rows.iter().filter(|r| &*r.key_id == "config:app").collect();
-        assert_eq!(after.0.len(), mine.len(), "{backend}");
+        agree(backend, &after, &mine);
         assert!(after.0.iter().all(|(_, r)| &*r.key_id == "config:app"));
-        assert_eq!(
-            after.1.iter().map(|a| a.requests).sum::<i64>(),
-            mine.iter().filter(|r| r.status >= 400).count() as i64,
-            "{backend}"
+    }
+    clean_up(&all).await;
+}
+
+/// What the spend API reads of a filter's rows (its calls, its errors per model, its
+/// latencies) and a budget window's spend since row 50.
+type Views = (
+    Vec<(i64, LedgerRow)>,
+    Vec<Aggregate>,
+    Vec<(String, i64, Option<i64>)>,
+    i64,
+);
+
+/// `filter`'s views, and the spend of `budget` (a group and its value); closes `ledger`.
+async fn views(ledger: Ledger, filter: &Filter, budget: (GroupBy, &str)) -> Views {
+    let errors = Filter {
+        errors: Some(true),
+        ..filter.clone()
+    };
+    let calls = ledger.calls(filter, 1_000, None).await.unwrap();
+    let failed = ledger
+        .aggregate(&errors, GroupBy::Model, None)
+        .await
+        .unwrap();
+    let latencies = ledger
+        .latencies(filter, GroupBy::Model, 1_000)
+        .await
+        .unwrap();
+    let spent = ledger
+        .spent_since(budget.0, budget.1, rows_ts(50))
+        .await
+        .unwrap();
+    ledger.close().await;
+    (calls, failed, latencies, spent)
+}
+
+/// `views` count `mine`, the rows the filter selects: each call, each error, and the
+/// spend since row 50.
+fn agree(backend: &str, views: &Views, mine: &[&LedgerRow]) {
+    assert_eq!(views.0.len(), mine.len(), "{backend}");
+    assert_eq!(
+        views.1.iter().map(|a| a.requests).sum::<i64>(),
+        mine.iter().filter(|r| r.status >= 400).count() as i64,
+        "{backend}"
+    );
+    assert_eq!(
+        views.3,
+        mine.iter()
+            .filter(|r| r.ts_ms >= rows_ts(50))
+            .filter_map(|r| r.cost_nanos)
+            .sum::<i64>(),
+        "{backend}"
+    );
+}
+
+/// A ledger of the schema before migrations 18 and 19 (the team index over every row)
+/// opens with the index holding only rows that have a team, on every backend, and a
+/// team's calls, errors, latencies and budget window read the same rows as before it.
+#[tokio::test]
+async fn a_ledger_of_the_previous_schema_gets_the_partial_team_index_on_every_backend() {
+    let all = backends("mig19").await;
+    for (backend, url, _) in all.clone() {
+        let ledger = Ledger::connect(&url).await.unwrap();
+        let rows: Vec<LedgerRow> = (0..100)
+            .map(|i| LedgerRow {
+                team: (i % 3 != 0).then(|| ["web", "ops"][(i % 2) as usize].into()),
+                ..row(i)
+            })
+            .collect();
+        ledger.insert(&rows).await.unwrap();
+        // On one connection: another one's schema would not know of the DROP yet.
+        let mut tx = ledger.pool().begin().await.unwrap();
+        for sql in [
+            "DROP INDEX ledger_team_ts",
+            "CREATE INDEX ledger_team_ts ON ledger (team, ts_ms)",
+            "DELETE FROM bazaar_migrations WHERE version IN (18, 19)",
+        ] {
+            sqlx::query(sql).execute(&mut *tx).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        let team = Filter {
+            equals: vec![(GroupBy::Team, "web".into())],
+            ..everything()
+        };
+        let budget = (GroupBy::Team, "web");
+        let before = views(ledger, &team, budget).await;
+        let ledger = Ledger::connect(&url).await.unwrap();
+        let index = match backend {
+            "postgres" => "SELECT indexdef FROM pg_indexes WHERE indexname = 'ledger_team_ts'",
+            _ => "SELECT sql FROM sqlite_master WHERE name = 'ledger_team_ts'",
+        };
+        let definition: String = sqlx::query_scalar(index)
+            .fetch_one(ledger.pool())
+            .await
+            .unwrap();
+        assert!(
+            definition.contains("WHERE team IS NOT NULL")
+                || definition.contains("WHERE (team IS NOT NULL)"),
+            "{backend}: {definition}"
         );
-        assert_eq!(
-            after.3,
-            mine.iter()
-                .filter(|r| r.ts_ms >= rows_ts(50))
-                .filter_map(|r| r.cost_nanos)
-                .sum::<i64>(),
-            "{backend}"
-        );
+        let after = views(ledger, &team, budget).await;
+        assert_eq!(after, before, "{backend}");
+        let web: Vec<&LedgerRow> = rows
+            .iter()
+            .filter(|r| r.team.as_deref() == Some("web"))
+            .collect();
+        agree(backend, &after, &web);
+        assert!(after
+            .0
+            .iter()
+            .all(|(_, r)| r.team.as_deref() == Some("web")));
     }
     clean_up(&all).await;
 }
