@@ -8,7 +8,7 @@ use clap::Subcommand;
 
 use super::eval::{self, EvalError, Options};
 use super::rows::{self, RowsError};
-use super::train::{self, Settings};
+use super::train::{self, RowWeights, Settings};
 use super::weights::MAX_RANK;
 use super::{ledger_rows, Weights, WeightsError};
 use crate::config::{process_env, Config};
@@ -69,8 +69,9 @@ pub enum RouterCommand {
         /// The seed of the cross-validation folds.
         #[arg(long, default_value_t = 17)]
         seed: u64,
+        // Boxed, so the command line's enum stays small.
         #[command(flatten)]
-        fit: FitArgs,
+        fit: Box<FitArgs>,
     },
     /// Measure routing quality on outcome rows: K-fold cross-validation grouped by
     /// prompt, each held-out prompt planned by the gateway's own router.
@@ -105,7 +106,7 @@ pub enum RouterCommand {
         #[arg(long)]
         train_extra: Option<PathBuf>,
         #[command(flatten)]
-        fit: FitArgs,
+        fit: Box<FitArgs>,
     },
 }
 
@@ -137,6 +138,16 @@ pub struct FitArgs {
     /// L2 strength on the projection and the models' factors.
     #[arg(long, value_delimiter = ',')]
     pub l2_factors: Vec<f64>,
+    /// What the rows' `weight` column weighs: `all` (default: one fit, every term), or
+    /// `grams`: a fit with every prompt at weight 1, then only the word-gram weights
+    /// refitted with the rows' weights, the shape features' weights and each model's
+    /// bias held (prompts of shapes the rows lack are predicted as unweighted).
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub row_weights: Vec<RowWeights>,
+    /// With `--row-weights grams`: the L2 strength on the shared gram weights in the
+    /// second stage (default: `--l2-shared`).
+    #[arg(long, value_delimiter = ',')]
+    pub refit_l2_shared: Vec<f64>,
 }
 
 /// Every setting of `grid` with each of `values` in turn (unchanged when none is given).
@@ -170,7 +181,9 @@ impl FitArgs {
         let g = expand(g, &self.l2_dense, |s, v| s.l2_dense = v);
         let g = expand(g, &self.iterations, |s, v| s.iterations = v);
         let g = expand(g, &self.rank, |s, v| s.rank = v);
-        expand(g, &self.l2_factors, |s, v| s.l2_factors = v)
+        let g = expand(g, &self.l2_factors, |s, v| s.l2_factors = v);
+        let g = expand(g, &self.row_weights, |s, v| s.row_weights = v);
+        expand(g, &self.refit_l2_shared, |s, v| s.refit_l2_shared = Some(v))
     }
 
     /// Every combination, each checked.

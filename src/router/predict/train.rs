@@ -2,7 +2,9 @@
 //! stacked design (shared difficulty weights + per-model weights and bias, each model
 //! offset by the logit of its base rate; with `rank` > 0 also a learned prompt
 //! projection times a vector per model, the matrix-factorisation form), minimised with
-//! L-BFGS. Deterministic: same rows and settings, same bytes out. Single-threaded; no I/O.
+//! L-BFGS; optionally in two stages, the rows' weights counting only when the word-gram
+//! weights are refitted (`RowWeights::Grams`). Deterministic: same rows and settings,
+//! same bytes out. Single-threaded; no I/O.
 
 use super::features::{self, Features, DENSE};
 use super::rows::Outcomes;
@@ -36,6 +38,26 @@ pub struct Settings {
     /// are scored by the models' terms and their shape features alone. Below about 1 %
     /// a shape weighs too little in the fit for its grams to mean anything of its own.
     pub min_share: f64,
+    /// Which terms the rows' `weight` column weighs (`RowWeights`).
+    pub row_weights: RowWeights,
+    /// With `RowWeights::Grams`: the L2 strength on the shared gram weights in the
+    /// second stage (`l2_shared` when `None`).
+    pub refit_l2_shared: Option<f64>,
+}
+
+/// Which terms of a fit the rows' weights (`rows::Outcome::weight`) count in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum RowWeights {
+    /// One fit of every term with the rows' weights.
+    #[default]
+    All,
+    /// Two stages: every term fitted with each prompt at weight 1, then only the word-gram
+    /// weights (shared and per model) refitted with the rows' weights from there, the
+    /// shape features' weights, each model's bias and base rate (and any projection)
+    /// held as the first stage left them. A prompt whose grams are gated off (a shape
+    /// the rows lack) is predicted as the unweighted fit predicts it; the weights move
+    /// only what the grams say within the shapes the rows know.
+    Grams,
 }
 
 impl Default for Settings {
@@ -50,6 +72,8 @@ impl Default for Settings {
             rank: 0,
             l2_factors: 1e-4,
             min_share: 0.01,
+            row_weights: RowWeights::All,
+            refit_l2_shared: None,
         }
     }
 }
@@ -67,6 +91,12 @@ impl Settings {
             self.iterations,
             self.min_share
         );
+        if self.row_weights == RowWeights::Grams {
+            s.push_str(" row_weights=grams");
+            if let Some(l2) = self.refit_l2_shared {
+                s.push_str(&format!(" refit_l2_shared={l2}"));
+            }
+        }
         if self.rank > 0 {
             s.push_str(&format!(
                 " rank={} l2_factors={}",
@@ -97,6 +127,9 @@ struct Problem {
     offsets: Vec<f64>,
     n_pairs: f64,
     settings: Settings,
+    /// Only the word-gram weights move (`RowWeights::Grams`' second stage): the gradient
+    /// of every other parameter is held at 0.
+    grams_only: bool,
 }
 
 impl Problem {
@@ -122,6 +155,21 @@ impl Problem {
 
     fn rank(&self) -> usize {
         self.settings.rank as usize
+    }
+
+    /// Zeroes the gradient of every parameter but the word-gram weights: the shape
+    /// features' weights, each model's bias and factors, and the projection. L-BFGS then
+    /// never moves them (its direction is built from gradients and steps that are 0 there).
+    fn hold(&self, g: &mut [f64]) {
+        let (w, b, rank) = (self.width, self.buckets, self.rank());
+        g[b..w].fill(0.0);
+        for m in 0..self.offsets.len() {
+            let at = self.model_at(m);
+            g[at] = 0.0;
+            g[at + 1 + b..at + 1 + w + rank].fill(0.0);
+        }
+        let proj = self.projection_at();
+        g[proj..].fill(0.0);
     }
 
     /// Parameters: shared weights, then per model its bias, weights and factors, then the
@@ -201,6 +249,9 @@ impl Problem {
             let v = x[i];
             loss += 0.5 * s.l2_factors * v * v;
             g[i] += s.l2_factors * v;
+        }
+        if self.grams_only {
+            self.hold(g);
         }
         loss
     }
@@ -295,7 +346,6 @@ pub fn fit(
     let all: Vec<usize> = (0..outcomes.prompts.len()).collect();
     let subset = subset.unwrap_or(&all);
     let n_models = outcomes.models.len();
-    let mut sums = vec![(0.0, 0.0); n_models];
     let mut feats = Vec::with_capacity(subset.len());
     let mut pairs = Vec::with_capacity(subset.len());
     let mut weights = Vec::with_capacity(subset.len());
@@ -313,12 +363,27 @@ pub fn fit(
             .enumerate()
             .filter_map(|(m, s)| s.map(|s| (m, s)))
             .collect();
-        for &(m, s) in &observed {
-            sums[m].0 += o.weight * s;
-            sums[m].1 += o.weight;
-        }
         pairs.push(observed);
     }
+    // The first (or only) fit's prompt weights: the rows' own, or 1 each when the rows'
+    // weights are for the grams' second stage.
+    let first = match settings.row_weights {
+        RowWeights::All => weights.clone(),
+        RowWeights::Grams => vec![1.0; weights.len()],
+    };
+    // Per model, the weighted sum of its scores and of its rows' weights.
+    let sums_of = |pairs: &[Vec<(usize, f64)>], w: &[f64]| {
+        let mut sums = vec![(0.0, 0.0); n_models];
+        for (observed, weight) in pairs.iter().zip(w) {
+            for &(m, s) in observed {
+                sums[m].0 += weight * s;
+                sums[m].1 += weight;
+            }
+        }
+        sums
+    };
+    let pair_weight = |sums: &[(f64, f64)]| sums.iter().map(|(_, n)| n).sum::<f64>().max(1e-12);
+    let sums = sums_of(&pairs, &first);
     // Which shapes the rows know; the others' grams are dropped here as when routing.
     let mut support = [0u32; SHAPES];
     for f in &feats {
@@ -335,19 +400,20 @@ pub fn fit(
         .iter()
         .map(|(s, n)| if *n > 0.0 { s / n } else { 0.5 })
         .collect();
-    let problem = Problem {
+    let mut problem = Problem {
         width,
         buckets: buckets as usize,
         features: feats,
-        n_pairs: sums.iter().map(|(_, n)| n).sum::<f64>().max(1e-12),
+        n_pairs: pair_weight(&sums),
         pairs,
-        weights,
+        weights: first,
         offsets: base.iter().map(|b| logit(*b)).collect(),
         settings: Settings {
             buckets,
             rank: settings.rank.min(MAX_RANK),
             ..settings
         },
+        grams_only: false,
     };
     let rank = settings.rank.min(MAX_RANK) as usize;
     let mut x = vec![0.0; problem.projection_at() + rank * width];
@@ -359,6 +425,19 @@ pub fn fit(
         *v = ((super::splitmix(&mut state) >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 0.2;
     }
     lbfgs(&problem, &mut x);
+    if settings.row_weights == RowWeights::Grams {
+        // The second stage: the grams alone, from where the first left them, with the
+        // rows' weights; the base rates stay the first stage's (the biases are fitted
+        // against them), and the centring below weighs the prompts as the first did.
+        let first = std::mem::replace(&mut problem.weights, weights);
+        problem.n_pairs = pair_weight(&sums_of(&problem.pairs, &problem.weights));
+        problem.grams_only = true;
+        if let Some(l2) = settings.refit_l2_shared {
+            problem.settings.l2_shared = l2;
+        }
+        lbfgs(&problem, &mut x);
+        problem.weights = first;
+    }
     // Centre the shared term so a model the weights do not know sits at its prior on an
     // average (weighted) training prompt; known models keep the same predictions.
     let total: f64 = problem.weights.iter().sum();
@@ -533,6 +612,71 @@ mod tests {
         assert_eq!(back, w);
         let top = w.top_features(math, a, 3);
         assert!(top[0].1 < 0.0, "{top:?}");
+    }
+
+    /// The toy rows with the chit-chat prompts weighted 5 and a third kind of prompt, of a
+    /// shape no other row has, that the weak model fails.
+    fn toy_weighted() -> Outcomes {
+        let mut csv = String::from("prompt,model,score,weight\n");
+        for i in 0..40 {
+            let math = format!("solve the equation {i} x + 3 = 7 ?");
+            let chat = format!("say hello to friend number {i} and {}", i + 1);
+            csv.push_str(&format!(
+                "\"{math}\",strong,1,1\n\"{math}\",weak,{},1\n",
+                i % 3 / 2
+            ));
+            csv.push_str(&format!(
+                "\"{chat}\",strong,1,5\n\"{chat}\",weak,{},5\n",
+                i % 4 / 3
+            ));
+        }
+        csv.push_str("\"Write a note\",strong,1,1\n\"Write a note\",weak,0,1\n");
+        rows::parse(&csv).unwrap()
+    }
+
+    #[test]
+    fn weighted_grams_leave_the_shape_features_and_the_unweighted_fits_terms_as_they_were() {
+        let o = toy_weighted();
+        // A toy set of 81 prompts: the note's shape (one prompt) is under a 5 % gate.
+        let s = Settings {
+            min_share: 0.05,
+            buckets: 1 << 10,
+            ..Settings::default()
+        };
+        let grams = Settings {
+            row_weights: RowWeights::Grams,
+            ..s
+        };
+        let mut unit = o.clone();
+        unit.prompts.iter_mut().for_each(|p| p.weight = 1.0);
+        let (first, two) = (fit(&unit, None, s, "toy"), fit(&o, None, grams, "toy"));
+        let b = first.buckets as usize;
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&first.shared[b..]), bits(&two.shared[b..]));
+        for (a, m) in first.models.iter().zip(&two.models) {
+            assert_eq!(bits(&a.weights[b..]), bits(&m.weights[b..]));
+            assert_eq!(a.prior.to_bits(), m.prior.to_bits());
+            // The bias differs only by the shared term's centring.
+            let centred =
+                |w: &Weights, t: &ModelTerms| f64::from(t.bias) + f64::from(w.shared_bias);
+            assert!((centred(&first, a) - centred(&two, m)).abs() < 1e-6);
+        }
+        // The grams moved, and the note (a shape under the gate) is predicted as before.
+        assert_ne!(bits(&first.shared[..b]), bits(&two.shared[..b]));
+        let weak = (first.model_index(&["weak"]), two.model_index(&["weak"]));
+        let q = |w: &Weights, m, t: &str| w.predict(&w.score_prompt(t), m, None).quality;
+        let note = (
+            q(&first, weak.0, "Write a note"),
+            q(&two, weak.1, "Write a note"),
+        );
+        assert!((note.0 - note.1).abs() < 1e-4, "{note:?}");
+        let chat = "say hello to friend number 7 and 8";
+        assert_ne!(q(&first, weak.0, chat), q(&two, weak.1, chat));
+        // Same rows, same settings: same bytes.
+        assert_eq!(fit(&o, None, grams, "toy").to_bytes(), two.to_bytes());
+        // Counted in one fit (`RowWeights::All`), the rows' weights move them too.
+        let all = fit(&o, None, s, "toy");
+        assert_ne!(bits(&first.shared[b..]), bits(&all.shared[b..]));
     }
 
     #[test]
