@@ -146,7 +146,10 @@ impl Pool {
             }
             let (conn, kept) = match self.checkout(&origin).await {
                 Some(conn) => (conn, true),
-                None => match self.connect(&origin, request.uri()).await? {
+                // Boxed: opening a connection (TLS, a proxy's tunnel, either handshake)
+                // is a future of kilobytes that a call on a kept connection never runs,
+                // and every future that awaits this one would otherwise be that large.
+                None => match Box::pin(self.connect(&origin, request.uri())).await? {
                     Opened::H1(conn) => (conn, false),
                     Opened::H2(h2) => return self.send_h2(h2, request).await,
                 },
