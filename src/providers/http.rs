@@ -384,6 +384,14 @@ pub fn meta(headers: &HeaderMap) -> UpstreamMeta {
         HeaderName::from_static("x-ratelimit-remaining-tokens"),
         HeaderName::from_static("anthropic-ratelimit-tokens-remaining"),
     ];
+    // Most replies carry none: one pass over the names, without hashing any, says so.
+    let any = headers.keys().any(|name| {
+        let name = name.as_str();
+        name.starts_with("x-ratelimit-remaining-") || name.starts_with("anthropic-ratelimit-")
+    });
+    if !any {
+        return UpstreamMeta::default();
+    }
     let num = |names: &[HeaderName; 2]| {
         names.iter().find_map(|name| {
             headers
@@ -537,6 +545,45 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::providers::UpstreamKind;
+
+    #[test]
+    fn remaining_quota_is_read_from_either_spelling_and_absent_without_one() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            for (name, value) in pairs {
+                map.insert(
+                    HeaderName::from_static(name),
+                    HeaderValue::from_static(value),
+                );
+            }
+            map
+        };
+        let read = |pairs| {
+            let m = meta(&headers(pairs));
+            (m.remaining_requests, m.remaining_tokens)
+        };
+        assert_eq!(read(&[]), (None, None));
+        assert_eq!(read(&[("x-ratelimit-limit-requests", "10")]), (None, None));
+        assert_eq!(
+            read(&[
+                ("x-ratelimit-remaining-requests", " 7 "),
+                ("x-ratelimit-remaining-tokens", "900")
+            ]),
+            (Some(7), Some(900))
+        );
+        assert_eq!(
+            read(&[
+                ("anthropic-ratelimit-requests-remaining", "3"),
+                ("anthropic-ratelimit-tokens-remaining", "many")
+            ]),
+            (Some(3), None)
+        );
+        assert_eq!(
+            read(&[("anthropic-ratelimit-tokens-remaining", "12")]),
+            (None, Some(12))
+        );
+    }
 
     /// A TLS handshake that never completes is a connect timeout (`timeouts.connect`
     /// covers TCP and TLS), not a wait for the first-byte timeout.
