@@ -33,6 +33,10 @@ pub struct ModelTarget {
     pub known: KnownSlot,
     /// This backend's metric series, found on its first call through this config.
     pub series: SeriesSlot,
+    /// The reply's `x-bazaar-backend` value (`provider/upstream`) and its
+    /// `x-bazaar-route` value for a call to this model by its id, made by the server on
+    /// the first call this target serves.
+    pub headers: Slot<[Option<http::HeaderValue>; 2]>,
 }
 
 /// A value a config target keeps for one owner (the gateway's `Stats`, `Metrics` or the
@@ -198,6 +202,7 @@ pub(super) fn resolve_models(
                         stats: StatsSlot::default(),
                         known: KnownSlot::default(),
                         series: SeriesSlot::default(),
+                        headers: Slot::default(),
                     })),
                 }
             }
@@ -259,6 +264,7 @@ fn add_target(models: &mut Models, model: &str, provider: usize, upstream: &str,
         stats: StatsSlot::default(),
         known: KnownSlot::default(),
         series: SeriesSlot::default(),
+        headers: Slot::default(),
     }));
 }
 

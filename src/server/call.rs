@@ -386,7 +386,7 @@ fn route_headers(runtime: &Runtime, route: &str, candidate: &Candidate) -> Route
         .get(candidate.provider)
         .map(|p| p.id.as_str())
         .unwrap_or("");
-    RouteHeaders::new(provider, &candidate.upstream, route)
+    RouteHeaders::of_target(provider, candidate, route)
 }
 
 /// The `x-bazaar-cost-usd` header value: USD with nine decimals (as `usd` writes it),
@@ -440,5 +440,23 @@ mod tests {
         assert_eq!(h.backend.unwrap(), "groq/llama-3.1-8b");
         assert_eq!(h.route.unwrap(), "cheap");
         assert!(RouteHeaders::new("p", "m", "bad\nroute").route.is_none());
+    }
+
+    #[test]
+    fn a_targets_headers_are_made_once_and_name_the_route_asked() {
+        let toml = "[providers.p]\nbase_url = \"http://127.0.0.1:1/v1\"\ntier = \"local\"\nmodels = [\"m1\"]\ncatalog = false\n";
+        let config = crate::config::Config::from_toml(toml, &|_| None).unwrap();
+        let target = &config.models["m1"][0];
+        for _ in 0..2 {
+            let h = RouteHeaders::of_target("p", target, "m1");
+            assert_eq!(h.backend.unwrap(), "p/m1");
+            assert_eq!(h.route.unwrap(), "m1");
+        }
+        let h = RouteHeaders::of_target("p", target, "cheap");
+        assert_eq!(h.backend.unwrap(), "p/m1");
+        assert_eq!(h.route.unwrap(), "cheap");
+        assert!(RouteHeaders::of_target("p", target, "bad\nroute")
+            .route
+            .is_none());
     }
 }

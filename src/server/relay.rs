@@ -17,6 +17,7 @@ use crate::api::rewrite::with_usage_cost;
 use crate::api::{ApiError, Usage};
 use crate::billing::cost::usd_number;
 use crate::billing::meter::{Billed, BodyShape, SentText};
+use crate::config::ModelTarget;
 use crate::providers::{Chunk, ChunkStream, UpstreamError};
 
 /// Routing outcome headers every served response carries (a value that is not a valid
@@ -45,6 +46,31 @@ impl RouteHeaders {
             // The string's buffer becomes the value's: no second copy.
             backend: HeaderValue::from_maybe_shared(Bytes::from(backend)).ok(),
             route: HeaderValue::from_str(route).ok(),
+        }
+    }
+
+    /// The headers of a call `target` (on `provider`) serves for the route (or model)
+    /// `route`: the target's own made on its first call and kept in its slot, so a call
+    /// writes no `provider/upstream` text (a route's name is still copied).
+    pub fn of_target(provider: &str, target: &ModelTarget, route: &str) -> RouteHeaders {
+        // The values depend on the config alone: every reader of the slot may share them.
+        const ANY: u64 = 0;
+        let [backend, model] = match target.headers.get(ANY) {
+            Some(kept) => kept.clone(),
+            None => {
+                let made = RouteHeaders::new(provider, &target.upstream, &target.model);
+                let kept = [made.backend, made.route];
+                target.headers.fill(ANY, kept.clone());
+                kept
+            }
+        };
+        RouteHeaders {
+            backend,
+            route: if route == &*target.model {
+                model
+            } else {
+                HeaderValue::from_str(route).ok()
+            },
         }
     }
 
