@@ -205,9 +205,10 @@ pub fn build_plan(
     }
 
     // The targets are borrowed from the config; a `Candidate` (its shared ids and facts)
-    // is made only for those the plan keeps.
-    let mut all: Vec<&Arc<ModelTarget>> = Vec::new();
-    match route {
+    // is made only for those the plan keeps. A concrete model's own targets are walked
+    // where they are; only a route's models and the `models` fallbacks are gathered.
+    let mut gathered: Vec<&Arc<ModelTarget>> = Vec::new();
+    let own: &[Arc<ModelTarget>] = match route {
         Some(r) => {
             let models = if r.models.is_empty() {
                 &config.chat_models
@@ -215,18 +216,19 @@ pub fn build_plan(
                 &r.models
             };
             for m in models {
-                all.extend(candidates::targets(config, m));
+                gathered.extend(candidates::targets(config, m));
             }
+            &[]
         }
         None => {
             let own = own.unwrap_or(&[]);
             if own.is_empty() {
                 return Err(ApiError::model_not_found(call.model));
             }
-            all.extend(own);
+            own
         }
-    }
-    let primary = all.len();
+    };
+    let primary = own.len() + gathered.len();
     for (i, m) in prefs.models.iter().enumerate() {
         if m == call.model {
             continue;
@@ -239,7 +241,7 @@ pub fn build_plan(
                 code: Some("model_not_found"),
             });
         }
-        all.extend(extra);
+        gathered.extend(extra);
     }
 
     let task = classify(call.prompt_head, call.prompt_tokens);
@@ -260,9 +262,9 @@ pub fn build_plan(
             .map(|p| p.id.as_str())
             .unwrap_or("")
     };
-    let mut survivors: Vec<Survivor> = Vec::with_capacity(all.len());
+    let mut survivors: Vec<Survivor> = Vec::with_capacity(own.len() + gathered.len());
     let mut rejected = Vec::new();
-    for (i, target) in all.iter().enumerate() {
+    for (i, target) in own.iter().chain(gathered.iter().copied()).enumerate() {
         let facts = &*target.facts;
         let provider_id = provider_id(target.provider);
         let snapshot = state
@@ -332,7 +334,6 @@ pub fn build_plan(
     let mut predictor = call_predictor(weights_on, call.predict_view);
     // Each survivor's entry of the plan is made here, its utility filled in once scored.
     let mut scored: Vec<Scored> = Vec::with_capacity(survivors.len());
-    let mut terms: Vec<Terms> = Vec::with_capacity(survivors.len());
     for s in &survivors {
         let prediction = predictor.quality(&s.candidate, task);
         let (ttft_prior, tps_prior) = priors(s.candidate.facts.tier);
@@ -355,7 +356,6 @@ pub fn build_plan(
             quality: prediction.quality,
             in_flight: s.in_flight,
         };
-        terms.push(t);
         scored.push(Scored {
             candidate: s.candidate.clone(),
             terms: t,
@@ -364,38 +364,45 @@ pub fn build_plan(
             sticky: s.sticky,
         });
     }
-    let utilities = score::utilities(&terms, &weights);
-    let floor = floor.filter(|_| policy == Policy::CheapestAboveQuality);
-    let mut draws = prefs.tie_seed.unwrap_or_else(rand::random);
-    let mut order = score::order_by(policy, &terms, &utilities, &weights, floor, |n| {
-        (super::predict::splitmix(&mut draws) % n.max(1) as u64) as usize
-    });
-    // Fallback models (`models`) come after the requested one, whatever their score.
-    if survivors.iter().any(|s| !s.primary) {
-        order.sort_by_key(|&i| !survivors[i].primary);
-    }
-    // Provider order the caller asked for first; a sticky backend before the rest.
-    if !prefs.order.is_empty() {
-        let rank = |i: usize| {
-            let id = provider_id(survivors[i].candidate.provider);
-            prefs
-                .order
-                .iter()
-                .position(|p| p == id)
-                .unwrap_or(usize::MAX)
-        };
-        order.sort_by_key(|&i| (!survivors[i].primary, rank(i)));
-    } else if let Some(pos) = order.iter().position(|&i| survivors[i].sticky) {
-        order[..=pos].rotate_right(1);
+    if let [only] = &mut scored[..] {
+        // Nothing to order: the utility is its own (`utilities` of one), without the
+        // vectors and the tie-break draw an order needs.
+        only.utility = score::utility(&only.terms, only.terms.cost_nanos.unwrap_or(0), &weights);
+    } else {
+        let terms: Vec<Terms> = scored.iter().map(|s| s.terms).collect();
+        let utilities = score::utilities(&terms, &weights);
+        let floor = floor.filter(|_| policy == Policy::CheapestAboveQuality);
+        let mut draws = prefs.tie_seed.unwrap_or_else(rand::random);
+        let mut order = score::order_by(policy, &terms, &utilities, &weights, floor, |n| {
+            (super::predict::splitmix(&mut draws) % n.max(1) as u64) as usize
+        });
+        // Fallback models (`models`) come after the requested one, whatever their score.
+        if survivors.iter().any(|s| !s.primary) {
+            order.sort_by_key(|&i| !survivors[i].primary);
+        }
+        // Provider order the caller asked for first; a sticky backend before the rest.
+        if !prefs.order.is_empty() {
+            let rank = |i: usize| {
+                let id = provider_id(survivors[i].candidate.provider);
+                prefs
+                    .order
+                    .iter()
+                    .position(|p| p == id)
+                    .unwrap_or(usize::MAX)
+            };
+            order.sort_by_key(|&i| (!survivors[i].primary, rank(i)));
+        } else if let Some(pos) = order.iter().position(|&i| survivors[i].sticky) {
+            order[..=pos].rotate_right(1);
+        }
+        for (s, utility) in scored.iter_mut().zip(utilities) {
+            s.utility = utility;
+        }
+        permute(&mut scored, &order);
     }
     let mut limit = config.router.max_attempts as usize;
     if !prefs.allow_fallbacks {
         limit = 1;
     }
-    for (s, utility) in scored.iter_mut().zip(utilities) {
-        s.utility = utility;
-    }
-    permute(&mut scored, &order);
     let candidates = scored
         .iter()
         .take(limit)

@@ -52,12 +52,14 @@ const NANOS_PER_USD_PER_1K_CALLS: f64 = 1e6;
 /// in `all` (0 when none is known).
 pub fn utilities(all: &[Terms], w: &Weights) -> Vec<f64> {
     let worst = all.iter().filter_map(|t| t.cost_nanos).max().unwrap_or(0);
-    all.iter()
-        .map(|t| {
-            let cost = t.cost_nanos.unwrap_or(worst) as f64 / NANOS_PER_USD_PER_1K_CALLS;
-            w.quality * t.quality - w.cost * cost - w.latency * t.latency_ms / 1000.0
-        })
-        .collect()
+    all.iter().map(|t| utility(t, worst, w)).collect()
+}
+
+/// One candidate's balanced utility (see `utilities`), its unknown cost counted as
+/// `worst` nano-dollars.
+pub fn utility(t: &Terms, worst: u64, w: &Weights) -> f64 {
+    let cost = t.cost_nanos.unwrap_or(worst) as f64 / NANOS_PER_USD_PER_1K_CALLS;
+    w.quality * t.quality - w.cost * cost - w.latency * t.latency_ms / 1000.0
 }
 
 fn cmp_f64(a: f64, b: f64) -> Ordering {
