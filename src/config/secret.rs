@@ -11,6 +11,30 @@ use super::problems::ValueError;
 /// The SHA-256 of a gateway key; the only form in which a key is kept or compared.
 pub type KeyHash = [u8; 32];
 
+/// A `Hasher` for keys that are already uniform digests (a `KeyHash`, a keyed 64-bit
+/// fingerprint): the hash is the first eight bytes of the last value written, not a
+/// second hash of the digest. Only for maps whose keys no caller can choose freely:
+/// a digest of a secret, or a fingerprint under a per-process random key.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // A slice is written as its length, then its bytes: the bytes win.
+        let mut head = [0u8; 8];
+        let n = bytes.len().min(8);
+        head[..n].copy_from_slice(&bytes[..n]);
+        self.0 = u64::from_le_bytes(head);
+    }
+}
+
+/// Builds `DigestHasher`s: the map hasher of `Config::keys` and the key store.
+pub type DigestState = std::hash::BuildHasherDefault<DigestHasher>;
+
 /// Hashes a presented or configured gateway key.
 pub fn hash_key(key: &str) -> KeyHash {
     Sha256::digest(key.as_bytes()).into()

@@ -5,7 +5,9 @@
 //! their own tables (migrations 1002 and 1004). Keeping a prompt is an in-memory insert and a channel
 //! send; a writer task persists prompts in batches. Nothing here routes or trains.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashSet, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
 use sqlx::{AnyPool, Row};
@@ -14,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Backend, Ledger, LedgerError};
 use crate::billing::Clock;
+use crate::config::secret::DigestState;
 
 /// Our migrations, recorded in the ledger's `bazaar_migrations` under their own numbers.
 const MIGRATIONS: &[(i64, &[&str])] = &[
@@ -65,41 +68,30 @@ struct Kept {
     prompt: String,
 }
 
-/// Recent calls, oldest first out, each as its `call_key`.
+/// Recent calls, oldest first out, each as its `call_key` fingerprint.
 #[derive(Debug, Default)]
 struct Recent {
-    calls: HashSet<Arc<[u8]>>,
-    order: VecDeque<Arc<[u8]>>,
+    calls: HashSet<u64, DigestState>,
+    order: VecDeque<u64>,
 }
 
-/// A call's (request id, key id) in one allocation, shared by the set and the order:
-/// the request id's length, then both ids (so no two pairs make the same key).
-fn call_key(request_id: &str, key_id: &str) -> Arc<[u8]> {
-    let parts = [
-        &(request_id.len() as u64).to_le_bytes()[..],
-        request_id.as_bytes(),
-        key_id.as_bytes(),
-    ];
-    // Joined on the stack when it fits, so the `Arc` is the only allocation.
-    let mut buf = [0u8; 192];
-    let n = parts.iter().map(|p| p.len()).sum::<usize>();
-    match buf.get_mut(..n) {
-        Some(joined) => {
-            let mut at = 0;
-            for p in parts {
-                joined[at..at + p.len()].copy_from_slice(p);
-                at += p.len();
-            }
-            Arc::from(&*joined)
-        }
-        None => Arc::from(parts.concat()),
-    }
+/// A call's (request id, key id) as a 64-bit fingerprint under `keys`, the store's
+/// random SipHash keys: one hash a call, no allocation, and the recent-call set keyed
+/// by the fingerprint itself. Two calls share one only by a collision no caller can aim
+/// at without the keys (one in 2^52 per guess against a full set); a collision's only
+/// effect is that a score posted for a call it does not own is stored, which no
+/// training row ever reads (`training_rows` joins a score to its own call's row).
+fn call_key(keys: &RandomState, request_id: &str, key_id: &str) -> u64 {
+    // Each `str` is written with a terminator, so no two pairs hash the same text.
+    keys.hash_one((request_id, key_id))
 }
 
 /// The store: the ledger's pool, the recent calls, and the prompt writer's queue.
 pub struct LearnStore {
     pool: AnyPool,
     recent: Mutex<Recent>,
+    /// The keys of the recent calls' fingerprints (`call_key`).
+    keys: RandomState,
     queue: mpsc::Sender<Kept>,
     clock: Clock,
     /// Prompts written (or given up on) so far.
@@ -150,6 +142,7 @@ pub async fn start(
     let store = Arc::new(LearnStore {
         pool: ledger.pool().clone(),
         recent: Mutex::new(Recent::default()),
+        keys: RandomState::new(),
         queue,
         clock,
         written: tokio::sync::watch::Sender::new(0),
@@ -176,10 +169,10 @@ impl LearnStore {
     /// its ledger row is written) and, when `prompt` is given, queues its head for the
     /// database. Never waits.
     pub fn note_call(&self, request_id: &str, key_id: &str, prompt: Option<&str>) {
-        let call = call_key(request_id, key_id);
+        let call = call_key(&self.keys, request_id, key_id);
         {
             let mut recent = self.recent();
-            if recent.calls.insert(call.clone()) {
+            if recent.calls.insert(call) {
                 recent.order.push_back(call);
                 if recent.order.len() > RECENT {
                     if let Some(old) = recent.order.pop_front() {
@@ -207,7 +200,8 @@ impl LearnStore {
 
     /// Whether the key with id `key_id` made the call `request_id`.
     async fn made(&self, request_id: &str, key_id: &str) -> Result<bool, sqlx::Error> {
-        if self.recent().calls.contains(&call_key(request_id, key_id)) {
+        let call = call_key(&self.keys, request_id, key_id);
+        if self.recent().calls.contains(&call) {
             return Ok(true);
         }
         let row = sqlx::query("SELECT 1 FROM ledger WHERE request_id = $1 AND key_id = $2 LIMIT 1")
@@ -334,9 +328,16 @@ mod tests {
 
     #[test]
     fn a_call_key_tells_the_ids_apart() {
-        assert_ne!(call_key("ab", "c"), call_key("a", "bc"));
-        assert_eq!(call_key("r1", "key_1"), call_key("r1", "key_1"));
-        assert_eq!(call_key("r1", "key_1").len(), 8 + 2 + 5);
+        let keys = RandomState::new();
+        assert_ne!(call_key(&keys, "ab", "c"), call_key(&keys, "a", "bc"));
+        assert_ne!(
+            call_key(&keys, "r1", "key_1"),
+            call_key(&keys, "r1", "key_2")
+        );
+        assert_eq!(
+            call_key(&keys, "r1", "key_1"),
+            call_key(&keys, "r1", "key_1")
+        );
     }
 
     #[test]
