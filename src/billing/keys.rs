@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::ledger::{GroupBy, Ledger, LedgerError};
+use crate::config::secret::DigestState;
 /// Re-exported from `config::secret`, where key hashing lives; kept so
 /// `billing::keys::{hash_key, KeyHash}` still name them.
 pub use crate::config::secret::{hash_key, KeyHash};
@@ -123,7 +124,7 @@ impl NewTeam {
 
 /// Live virtual keys by hash, with when each expires. Shared: a call holds its key
 /// without copying it.
-type LiveKeys = HashMap<KeyHash, (Arc<KeyConfig>, Option<i64>)>;
+type LiveKeys = HashMap<KeyHash, (Arc<KeyConfig>, Option<i64>), DigestState>;
 
 /// Virtual keys and teams in the database, and their in-memory cache.
 #[derive(Debug, Default)]
@@ -188,7 +189,7 @@ impl KeyStore {
         let rows = sqlx::query("SELECT hash, name, team, budget, rpm, tpm, models, tiers, markup_bp, expires_ms, id FROM virtual_keys WHERE revoked = 0")
             .fetch_all(ledger.pool())
             .await?;
-        let mut keys = HashMap::new();
+        let mut keys = LiveKeys::default();
         for r in rows {
             let Some(hash) = unhex(&r.try_get::<String, _>(0)?) else {
                 continue;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::problems::{under, Problems, ValueError};
 use super::raw::{RawKey, RawTeam};
-use super::secret::{self, KeyHash};
+use super::secret::{self, DigestState, KeyHash};
 use crate::catalog::Tier;
 
 /// A gateway key clients may present.
@@ -214,8 +214,8 @@ pub(super) fn resolve_keys(
     master_key: Option<KeyHash>,
     env: &dyn Fn(&str) -> Option<String>,
     problems: &mut Problems,
-) -> HashMap<KeyHash, Arc<KeyConfig>> {
-    let mut keys = HashMap::new();
+) -> HashMap<KeyHash, Arc<KeyConfig>, DigestState> {
+    let mut keys = HashMap::default();
     for (i, k) in raw.iter().enumerate() {
         let path = format!("keys[{i}]");
         let hash = match secret::resolve(&k.key, env) {

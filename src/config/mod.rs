@@ -48,7 +48,8 @@ pub struct Config {
     pub models: Models,
     /// The ids of `models` that serve chat, in id order: what a route without `models` spans.
     pub chat_models: Vec<String>,
-    pub keys: HashMap<KeyHash, Arc<KeyConfig>>,
+    /// Keys by their SHA-256, hashed by the digest's own bytes (`DigestState`).
+    pub keys: HashMap<KeyHash, Arc<KeyConfig>, secret::DigestState>,
     pub teams: BTreeMap<String, TeamConfig>,
     pub router: RouterConfig,
     /// Named routes, including the built-in `auto`, `cheap` and `fast` unless redefined.
