@@ -27,6 +27,17 @@ pub fn cost_nanos(usage: &Usage, price: &Price, markup_bp: u32) -> Option<u64> {
         // u64 × u64 fits in u128; only the sum of five can overflow.
         total = total.saturating_add(tokens as u128 * per_mtok? as u128);
     }
+    // Every call's sum fits in 64 bits: its divisions need no 128-bit arithmetic, and
+    // without a markup there is nothing to multiply (the same result either way).
+    if let Ok(total) = u64::try_from(total) {
+        let base = total.div_ceil(1000);
+        if markup_bp == 0 {
+            return Some(base);
+        }
+        if let Some(scaled) = base.checked_mul(10_000 + u64::from(markup_bp)) {
+            return Some(scaled / 10_000);
+        }
+    }
     let base = total.div_ceil(1000);
     let marked = base.saturating_mul(10_000 + markup_bp as u128) / 10_000;
     Some(u64::try_from(marked).unwrap_or(u64::MAX))
@@ -163,6 +174,20 @@ mod tests {
             more[bucket] += extra;
             let b = u(more[0], more[1], more[2], more[3], more[4]);
             prop_assert!(cost_nanos(&b, &price, markup).unwrap() >= cost_nanos(&a, &price, markup).unwrap());
+        }
+
+        /// The 64-bit path costs what 128-bit arithmetic does, near its limits too.
+        #[test]
+        fn the_64_bit_path_costs_what_128_bit_arithmetic_does(
+            tokens in proptest::array::uniform5(prop_oneof![0u64..1_000_000, Just(u64::MAX / 3), any::<u64>()]),
+            prices in proptest::array::uniform5(prop_oneof![0u64..100_000_000, any::<u64>()]),
+            markup in prop_oneof![Just(0u32), 0u32..5_000, any::<u32>()],
+        ) {
+            let price = Price { input: Some(prices[0]), cached_input: Some(prices[1]), cache_write: Some(prices[2]), output: Some(prices[3]), reasoning: Some(prices[4]) };
+            let usage = u(tokens[0], tokens[1], tokens[2], tokens[3], tokens[4]);
+            let total = tokens.iter().zip(prices).fold(0u128, |t, (n, p)| t.saturating_add(*n as u128 * p as u128));
+            let wide = total.div_ceil(1000).saturating_mul(10_000 + markup as u128) / 10_000;
+            prop_assert_eq!(cost_nanos(&usage, &price, markup), Some(u64::try_from(wide).unwrap_or(u64::MAX)));
         }
     }
 }
