@@ -35,6 +35,7 @@ pub fn unservable_routes(config: &Config) -> Vec<(String, String)> {
         prompt_head: "Hello, how are you?",
         predict_view: "Hello, how are you?",
         user: None,
+        headers: None,
     };
     config
         .routes

@@ -32,6 +32,9 @@ pub struct CallShape<'a> {
     /// What the quality predictor reads (`ChatRequest::predict_view`).
     pub predict_view: &'a str,
     pub user: Option<&'a str>,
+    /// The request's headers, read only when the plan has a tie to break and the prefs
+    /// give no seed: `x-request-id` seeds the draw (`prefs::request_seed`).
+    pub headers: Option<&'a http::HeaderMap>,
 }
 
 impl<'a> CallShape<'a> {
@@ -45,6 +48,7 @@ impl<'a> CallShape<'a> {
             prompt_head: &req.prompt_head,
             predict_view: &req.predict_view,
             user: req.user.as_deref(),
+            headers: None,
         }
     }
 }
@@ -372,7 +376,10 @@ pub fn build_plan(
         let terms: Vec<Terms> = scored.iter().map(|s| s.terms).collect();
         let utilities = score::utilities(&terms, &weights);
         let floor = floor.filter(|_| policy == Policy::CheapestAboveQuality);
-        let mut draws = prefs.tie_seed.unwrap_or_else(rand::random);
+        let mut draws = prefs
+            .tie_seed
+            .or_else(|| call.headers.and_then(super::prefs::request_seed))
+            .unwrap_or_else(rand::random);
         let mut order = score::order_by(policy, &terms, &utilities, &weights, floor, |n| {
             (super::predict::splitmix(&mut draws) % n.max(1) as u64) as usize
         });

@@ -48,8 +48,8 @@ pub struct Prefs {
     pub quality_floor: Option<f64>,
     /// Weights of the `balanced` utility for this request (`bazaar.weights`).
     pub weights: Option<Weights>,
-    /// Seed of the draw that breaks ties: from the request id, so explaining a request
-    /// with the same `x-request-id` gives the same plan. `None`: a fresh random draw.
+    /// Seed of the draw that breaks ties. `None`: the request id's (`request_seed`, read
+    /// by `build_plan` only when a plan has a tie to break), else a fresh random draw.
     pub tie_seed: Option<u64>,
 }
 
@@ -176,6 +176,17 @@ fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
+/// The tie-break seed of a request with `x-request-id`, so explaining a request with the
+/// same id gives the same plan.
+pub fn request_seed(headers: &HeaderMap) -> Option<u64> {
+    header(headers, &X_REQUEST_ID).map(|id| {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut h);
+        h.finish()
+    })
+}
+
 fn parse_tiers(list: &[String], param: &str) -> Result<BTreeSet<Tier>, ApiError> {
     list.iter()
         .map(|t| {
@@ -300,12 +311,6 @@ impl Prefs {
             }
             prefs.quality_floor = Some(floor);
         }
-        prefs.tie_seed = header(headers, &X_REQUEST_ID).map(|id| {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            id.hash(&mut h);
-            h.finish()
-        });
         if let Some(w) = bazaar.weights {
             let all = [w.cost, w.latency, w.quality];
             if all.iter().any(|v| !v.is_finite() || *v < 0.0) || all.iter().all(|v| *v == 0.0) {

@@ -89,7 +89,10 @@ pub fn plan_chat(
         .map(|p| p.id.as_str())
         .collect();
     let prefs = Prefs::parse(&req.fields, headers, &provider_ids)?;
-    let call = CallShape::of(req);
+    let call = CallShape {
+        headers: Some(headers),
+        ..CallShape::of(req)
+    };
     router::build_plan(
         &runtime.config,
         &state.router,

@@ -42,6 +42,7 @@ pub fn plan_passthrough(
         prompt_head: "",
         predict_view: "",
         user: None,
+        headers: None,
     };
     router::build_plan(
         &runtime.config,
