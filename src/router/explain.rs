@@ -148,7 +148,7 @@ pub fn explain(plan: &RoutePlan, config: &Config, prompt_tokens: u64, prompt: &s
         });
     }
     Explanation {
-        route: plan.route.clone(),
+        route: plan.route.to_string(),
         policy: plan.policy.to_string(),
         task: plan.task.to_string(),
         estimated_prompt_tokens: prompt_tokens,

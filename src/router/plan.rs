@@ -118,8 +118,9 @@ pub struct Rejected {
 /// The candidates of one call, best first; the fallback loop walks them in order.
 #[derive(Debug, Clone)]
 pub struct RoutePlan {
-    /// The route label: the route name, or the model id for a concrete model.
-    pub route: String,
+    /// The route label: the route name, or the model id for a concrete model (its
+    /// targets' shared id, not a copy).
+    pub route: Arc<str>,
     pub policy: Policy,
     pub task: Task,
     pub candidates: Vec<Candidate>,
@@ -416,9 +417,11 @@ pub fn build_plan(
         .map(|s| s.candidate.clone())
         .collect();
     Ok(RoutePlan {
-        route: route
-            .map(|r| r.name.clone())
-            .unwrap_or_else(|| requested.to_string()),
+        route: match (route, own.first()) {
+            (Some(r), _) => r.name.as_str().into(),
+            (None, Some(target)) => target.model.clone(),
+            (None, None) => requested.into(),
+        },
         policy,
         task,
         candidates,
@@ -614,7 +617,7 @@ mod tests {
             let expected_route = config
                 .route(requested)
                 .map_or(requested, |r| r.name.as_str());
-            assert_eq!(plan.route, expected_route, "{name}");
+            assert_eq!(&*plan.route, expected_route, "{name}");
             let models: BTreeSet<&str> = plan.scored.iter().map(|s| &*s.candidate.model).collect();
             let expected: BTreeSet<&str> = match config.route(requested) {
                 Some(r) => r.models.iter().map(String::as_str).collect(),
@@ -636,7 +639,7 @@ mod tests {
         // A route named like an alias is still the alias (as `canonical` says).
         config.aliases.insert("pair".into(), target.clone());
         let plan = plan_of(&config, &request("pair", "hi"));
-        assert_eq!(plan.route, target);
+        assert_eq!(*plan.route, *target);
     }
 
     const WORD_PROBLEM: &str = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether?";
