@@ -40,7 +40,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-DATA = os.path.join(REPO, "..", "..", "shared", "router-data")
+DATA = os.path.join(REPO, "..", "shared", "router-data")
 MASK = (1 << 64) - 1
 MASTER = "bzr-routecheck-master"
 
