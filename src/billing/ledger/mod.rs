@@ -947,6 +947,16 @@ mod tests {
         let _ = std::fs::remove_file(&path);
     }
 
+    /// Runs one migration on a scratch ledger and records it as applied, as `open` would.
+    async fn apply_migration(pool: &sqlx::AnyPool, version: i64, sql: &str) {
+        sqlx::query(sql).execute(pool).await.unwrap();
+        sqlx::query("INSERT INTO bazaar_migrations (version) VALUES ($1)")
+            .bind(version)
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+
     /// An empty SQLite file named for `tag` with only the migrations table, for a test to
     /// build an older schema in; one connection, as another one's schema would be stale
     /// after a migration's DROP TABLE and RENAME.
@@ -997,12 +1007,7 @@ mod tests {
                         .unwrap();
                 }
             }
-            sqlx::query(&sql).execute(&pool).await.unwrap();
-            sqlx::query("INSERT INTO bazaar_migrations (version) VALUES ($1)")
-                .bind(version)
-                .execute(&pool)
-                .await
-                .unwrap();
+            apply_migration(&pool, version, &sql).await;
         }
         for (id, created, revoked) in [("key_old", 0, 1), ("key_new", 5_000, 0)] {
             sqlx::query("INSERT INTO virtual_keys (id, hash, name, models, tiers, markup_bp, revoked, created_ms) VALUES ($1, $2, 'a', '', '', 0, $3, $4)")
@@ -1172,12 +1177,7 @@ mod tests {
             .into_iter()
             .filter(|(v, _)| *v <= 16)
         {
-            sqlx::query(&sql).execute(&pool).await.unwrap();
-            sqlx::query("INSERT INTO bazaar_migrations (version) VALUES ($1)")
-                .bind(version)
-                .execute(&pool)
-                .await
-                .unwrap();
+            apply_migration(&pool, version, &sql).await;
         }
         let ledger = Ledger {
             pool: pool.clone(),
