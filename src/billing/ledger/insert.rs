@@ -268,11 +268,16 @@ impl WriteSql {
                 .collect();
             list.join(", ")
         };
+        // `OR FAIL`: a constraint a row breaks (a NOT NULL column) ends the statement
+        // without undoing its earlier rows, so SQLite keeps no statement journal (a copy
+        // of each page the statement first touches, in every 128-row execution of a
+        // batch's transaction); the error still fails the batch, whose transaction is then
+        // rolled back whole.
         // One combination: its dimensions are the SELECT list's parameters, which come
         // first in the text and so are bound first.
         let shared = |w: usize| {
             format!(
-                "INSERT INTO ledger ({COLUMNS}) SELECT {} FROM (VALUES {}) WHERE column1 IS NOT NULL",
+                "INSERT OR FAIL INTO ledger ({COLUMNS}) SELECT {} FROM (VALUES {}) WHERE column1 IS NOT NULL",
                 select(&|o| format!("column{o}"), &|_| "?".into()),
                 values(N_OWN, w)
             )
@@ -284,7 +289,7 @@ impl WriteSql {
         // index on the materialized combinations.
         let joined = |w: usize| {
             format!(
-                "INSERT INTO ledger ({COLUMNS}) SELECT {} FROM (VALUES {}) r
+                "INSERT OR FAIL INTO ledger ({COLUMNS}) SELECT {} FROM (VALUES {}) r
                  CROSS JOIN (VALUES {}) d ON d.column1 = r.column{} WHERE r.column1 IS NOT NULL",
                 select(&|o| format!("r.column{o}"), &|d| format!(
                     "d.column{}",
