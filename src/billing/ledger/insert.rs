@@ -63,11 +63,16 @@ fn row_dims(r: &LedgerRow) -> Dims<'_> {
     ]
 }
 
-/// Whether two rows' dimensions are the same texts: a row's texts are mostly shared with
-/// the key's settings and the catalog, so the same text is usually the same pointer.
+/// Whether two texts are the same: a row's texts are mostly shared with the key's
+/// settings and the catalog, so the same text is usually the same pointer.
+fn same_text(a: &str, b: &str) -> bool {
+    a.len() == b.len() && (a.as_ptr() == b.as_ptr() || a == b)
+}
+
+/// Whether two rows' dimensions are the same texts.
 fn same_dims(a: &Dims<'_>, b: &Dims<'_>) -> bool {
     a.iter().zip(b).all(|(a, b)| match (a, b) {
-        (Some(a), Some(b)) => a.len() == b.len() && (a.as_ptr() == b.as_ptr() || a == b),
+        (Some(a), Some(b)) => same_text(a, b),
         (None, None) => true,
         _ => false,
     })
@@ -479,7 +484,7 @@ pub(super) async fn insert_rows(
     sql: &WriteSql,
     rows: &[LedgerRow],
 ) -> Result<(), LedgerError> {
-    let groups: Vec<(RollupKey<'_>, Aggregate)> = rollup(rows).into_iter().collect();
+    let groups = rollup(rows);
     insert_chunks(tx, sql, rows).await?;
     execute_chunks(tx, &sql.rollups, &groups, |(k, a)| rollup_cells(k, a)).await?;
     Ok(())
@@ -550,23 +555,50 @@ type RollupKey<'a> = (
     &'a str,
 );
 
+/// A row's rollup group: its hour and dimensions.
+fn rollup_key(r: &LedgerRow) -> RollupKey<'_> {
+    (
+        r.ts_ms - r.ts_ms.rem_euclid(HOUR_MS),
+        &r.key_id,
+        &r.key_name,
+        r.team.as_deref().unwrap_or_default(),
+        &r.route,
+        &r.provider,
+        &r.model,
+        &r.tier,
+    )
+}
+
+/// Whether two rollup groups are the same (`same_text` on each dimension).
+fn same_group(a: &RollupKey<'_>, b: &RollupKey<'_>) -> bool {
+    a.0 == b.0
+        && same_text(a.1, b.1)
+        && same_text(a.2, b.2)
+        && same_text(a.3, b.3)
+        && same_text(a.4, b.4)
+        && same_text(a.5, b.5)
+        && same_text(a.6, b.6)
+        && same_text(a.7, b.7)
+}
+
 /// A batch's rows summed per hour and dimensions, in key order (so concurrent writers
-/// on PostgreSQL upsert shared groups in the same order and cannot deadlock).
-fn rollup(rows: &[LedgerRow]) -> std::collections::BTreeMap<RollupKey<'_>, Aggregate> {
-    let mut out: std::collections::BTreeMap<RollupKey<'_>, Aggregate> =
+/// on PostgreSQL upsert shared groups in the same order and cannot deadlock). A row of
+/// the same group as the row before it (the usual case: a batch's rows come in runs of
+/// one key and model within an hour) is added to that group without a lookup.
+fn rollup(rows: &[LedgerRow]) -> Vec<(RollupKey<'_>, Aggregate)> {
+    let mut groups: Vec<(RollupKey<'_>, Aggregate)> = Vec::new();
+    let mut places: std::collections::BTreeMap<RollupKey<'_>, usize> =
         std::collections::BTreeMap::new();
+    let mut last = usize::MAX;
     for r in rows {
-        let key = (
-            r.ts_ms - r.ts_ms.rem_euclid(HOUR_MS),
-            &*r.key_id,
-            &*r.key_name,
-            r.team.as_deref().unwrap_or_default(),
-            &*r.route,
-            &*r.provider,
-            &*r.model,
-            &*r.tier,
-        );
-        let a = out.entry(key).or_default();
+        let key = rollup_key(r);
+        if groups.get(last).is_none_or(|(k, _)| !same_group(k, &key)) {
+            last = *places.entry(key).or_insert_with(|| {
+                groups.push((key, Aggregate::default()));
+                groups.len() - 1
+            });
+        }
+        let a = &mut groups[last].1;
         a.requests += 1;
         a.errors += i64::from(r.status >= 400);
         a.cost_nanos += r.cost_nanos.unwrap_or(0);
@@ -584,7 +616,10 @@ fn rollup(rows: &[LedgerRow]) -> std::collections::BTreeMap<RollupKey<'_>, Aggre
         }
         a.fallbacks += i64::from(r.fallbacks);
     }
-    out
+    places
+        .into_values()
+        .map(|i| std::mem::take(&mut groups[i]))
+        .collect()
 }
 
 #[cfg(test)]

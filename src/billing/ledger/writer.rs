@@ -298,7 +298,6 @@ pub fn start(
         spill,
         settings,
         degraded: false,
-        batch: Vec::new(),
         written,
     };
     (sink, writer.run(queue, stop))
@@ -399,7 +398,6 @@ struct Writer {
     settings: WriterSettings,
     /// The database failed: batches go straight to the spill file until a replay succeeds.
     degraded: bool,
-    batch: Vec<LedgerRow>,
     /// Rows inserted into the database, for `LedgerSink::written`.
     written: tokio::sync::watch::Sender<u64>,
 }
@@ -478,20 +476,20 @@ impl Writer {
         );
     }
 
-    /// Writes `rows` (leaving it empty) in batches of at most `batch` rows.
+    /// Writes `rows` (leaving it empty) in batches of at most `batch` rows, each a slice
+    /// of `rows`: a writer that took several batches' rows at once does not move the rest
+    /// down after each one.
     async fn write(&mut self, rows: &mut Vec<LedgerRow>) {
-        let size = self.settings.batch.max(1);
-        while !rows.is_empty() {
-            let n = rows.len().min(size);
-            self.batch.extend(rows.drain(..n));
-            self.flush().await;
+        for batch in rows.chunks(self.settings.batch.max(1)) {
+            self.flush(batch).await;
         }
+        rows.clear();
     }
 
-    /// Writes the batch, retrying briefly; when the database keeps failing (or the
-    /// writer is already in spill mode) the batch is spilled so the rows survive.
-    async fn flush(&mut self) {
-        if self.batch.is_empty() {
+    /// Writes `batch`, retrying briefly; when the database keeps failing (or the writer
+    /// is already in spill mode) the batch is spilled so the rows survive.
+    async fn flush(&mut self, batch: &[LedgerRow]) {
+        if batch.is_empty() {
             return;
         }
         if !self.degraded {
@@ -499,25 +497,20 @@ impl Writer {
             let attempts = 2;
             for attempt in 0..attempts {
                 let started = Instant::now();
-                let result = self.ledger.insert(&self.batch).await;
+                let result = self.ledger.insert(batch).await;
                 if let Some(h) = &self.settings.write_seconds {
                     h.with_label_values(&[if result.is_ok() { "ok" } else { "error" }])
                         .observe(started.elapsed().as_secs_f64());
                 }
                 match result {
                     Ok(()) => {
-                        tracing::debug!(rows = self.batch.len(), "Ledger batch written.");
-                        let rows = self.batch.len() as u64;
+                        tracing::debug!(rows = batch.len(), "Ledger batch written.");
+                        let rows = batch.len() as u64;
                         self.written.send_modify(|w| *w += rows);
-                        self.batch.clear();
                         return;
                     }
                     Err(e) => {
-                        tracing::warn!(
-                            rows = self.batch.len(),
-                            attempt,
-                            "Ledger write failed: {e}"
-                        );
+                        tracing::warn!(rows = batch.len(), attempt, "Ledger write failed: {e}");
                         if attempt + 1 < attempts {
                             tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
                         }
@@ -527,8 +520,7 @@ impl Writer {
             self.degraded = true;
             tracing::warn!(file = %self.spill.path.display(), "Ledger database unavailable; rows go to the spill file until it answers.");
         }
-        spill_rows(&self.spill, &self.batch);
-        self.batch.clear();
+        spill_rows(&self.spill, batch);
     }
 
     async fn replay(&mut self) {
