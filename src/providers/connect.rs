@@ -2,10 +2,13 @@
 //! the Mozilla roots for `https`, through the provider's HTTP proxy when it has one (a
 //! CONNECT tunnel for `https` upstreams, a plain connection to the proxy carrying
 //! absolute-form requests for `http` ones), all under one limit, `timeouts.connect`.
-//! It only opens connections: `providers::pool` keeps and reuses them.
+//! It only opens connections: `providers::pool` keeps and reuses them. The TCP socket
+//! under each one can move to another request thread's I/O driver (`Moves`).
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -24,6 +27,7 @@ use crate::config::ProviderConfig;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Connecting = Pin<Box<dyn Future<Output = Result<UpstreamIo, BoxError>> + Send>>;
+type TcpConnecting = Pin<Box<dyn Future<Output = Result<Tcp, BoxError>> + Send>>;
 
 /// The connector of one provider's pool (`UpstreamClient`).
 #[derive(Clone)]
@@ -35,13 +39,13 @@ pub struct Connector {
 
 #[derive(Clone)]
 enum Route {
-    Direct(HttpsConnector<HttpConnector>),
+    Direct(HttpsConnector<TcpConnector>),
     Proxied {
         /// `https` upstreams: TLS with the upstream inside a CONNECT tunnel (boxed: it
         /// is the larger variant, and only proxied providers pay for it).
-        tunnel: Box<HttpsConnector<Tunnel<HttpConnector>>>,
+        tunnel: Box<HttpsConnector<Tunnel<TcpConnector>>>,
         /// `http` upstreams: a connection to the proxy itself.
-        plain: HttpConnector,
+        plain: TcpConnector,
         proxy: Uri,
     },
 }
@@ -49,9 +53,10 @@ enum Route {
 impl Connector {
     /// The connector for `config`: its proxy, if any, and its connect limit.
     pub fn new(config: &ProviderConfig) -> Result<Connector, BuildError> {
-        let mut tcp = HttpConnector::new();
-        tcp.set_nodelay(true);
-        tcp.enforce_http(false);
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let tcp = TcpConnector(http);
         let route = match &config.proxy {
             None => Route::Direct(tls(tcp)?),
             Some(proxy) => {
@@ -129,16 +134,159 @@ impl tower::Service<Uri> for Connector {
     }
 }
 
+/// hyper's TCP connector, its sockets wrapped in `Tcp`.
+#[derive(Clone)]
+struct TcpConnector(HttpConnector);
+
+impl tower::Service<Uri> for TcpConnector {
+    type Response = Tcp;
+    type Error = BoxError;
+    type Future = TcpConnecting;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.0.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> TcpConnecting {
+        let connecting = self.0.call(uri);
+        Box::pin(async move {
+            Ok(Tcp {
+                stream: Some(connecting.await?),
+                moves: Moves::default(),
+            })
+        })
+    }
+}
+
+/// Asks an open connection's socket to move to the I/O driver of the thread that reads
+/// or writes it next: set by the pool when a call on another request thread takes the
+/// connection, so that its readiness wakes the thread that now uses it.
+#[derive(Debug, Clone, Default)]
+pub struct Moves(Arc<AtomicBool>);
+
+impl Moves {
+    /// The socket's next read or write registers it with the runtime that makes it.
+    pub fn ask(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The TCP connection under an upstream connection (and its TLS).
+struct Tcp {
+    /// `None` only after a move failed (the connection then fails its calls).
+    stream: Option<TokioIo<TcpStream>>,
+    moves: Moves,
+}
+
+impl Tcp {
+    /// The stream, registered with the current runtime's I/O driver first if asked
+    /// (`Moves`). Inlined: it runs on every read and write of a call.
+    #[inline]
+    fn stream(&mut self) -> io::Result<Pin<&mut TokioIo<TcpStream>>> {
+        if self.moves.0.load(Ordering::Relaxed) {
+            self.move_here();
+        }
+        match &mut self.stream {
+            Some(stream) => Ok(Pin::new(stream)),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    /// Deregisters the socket from its old driver and registers it with this one; if
+    /// either fails the connection is closed (its calls fail, and the pool drops it).
+    #[cold]
+    #[inline(never)]
+    fn move_here(&mut self) {
+        self.moves.0.store(false, Ordering::Relaxed);
+        self.stream = self.stream.take().and_then(|stream| {
+            let std = stream.into_inner().into_std().ok()?;
+            TcpStream::from_std(std).ok().map(TokioIo::new)
+        });
+    }
+}
+
+impl Connection for Tcp {
+    fn connected(&self) -> Connected {
+        match &self.stream {
+            Some(stream) => stream.connected(),
+            None => Connected::new(),
+        }
+    }
+}
+
+impl Read for Tcp {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut().stream() {
+            Ok(stream) => stream.poll_read(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl Write for Tcp {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut().stream() {
+            Ok(stream) => stream.poll_write(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut().stream() {
+            Ok(stream) => stream.poll_flush(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut().stream() {
+            Ok(stream) => stream.poll_shutdown(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.as_ref().is_some_and(Write::is_write_vectored)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut().stream() {
+            Ok(stream) => stream.poll_write_vectored(cx, bufs),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
 /// An open connection to an upstream, or to the proxy that forwards `http` requests to it.
 pub struct UpstreamIo {
-    io: MaybeHttpsStream<TokioIo<TcpStream>>,
+    io: MaybeHttpsStream<Tcp>,
     /// Requests on it go in absolute form (`POST http://host/path`), to a proxy.
     to_proxy: bool,
 }
 
 impl UpstreamIo {
-    fn new(io: MaybeHttpsStream<TokioIo<TcpStream>>, to_proxy: bool) -> UpstreamIo {
+    fn new(io: MaybeHttpsStream<Tcp>, to_proxy: bool) -> UpstreamIo {
         UpstreamIo { io, to_proxy }
+    }
+
+    /// Moves its socket to another runtime's I/O driver (`Moves`).
+    pub fn moves(&self) -> Moves {
+        match &self.io {
+            MaybeHttpsStream::Http(tcp) => tcp.moves.clone(),
+            MaybeHttpsStream::Https(tls) => tls.inner().get_ref().0.inner().moves.clone(),
+        }
     }
 }
 

@@ -28,7 +28,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 use tower::Service as _;
 
-use super::connect::{Connector, UpstreamIo};
+use super::connect::{Connector, Moves, UpstreamIo};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type H1Connection = http1::Connection<UpstreamIo, Full<Bytes>>;
@@ -188,7 +188,10 @@ impl Pool {
         }
     }
 
-    /// The most recently used idle connection to `origin` that is still open.
+    /// An idle connection to `origin` that is still open: this thread's most recently
+    /// used one, or else another thread's least recently used one, moved to this thread
+    /// (`Moves`) rather than a new one opened: a provider then keeps as many connections
+    /// as it had calls in flight at once, not that many per request thread.
     async fn checkout(&self, origin: &Origin) -> Option<Box<H1>> {
         let home = home();
         loop {
@@ -196,7 +199,9 @@ impl Pool {
                 let mut idle = self.lock_idle();
                 let at = idle
                     .iter()
-                    .rposition(|i| i.conn.home == home && &i.conn.origin == origin)?;
+                    .rposition(|i| i.conn.home == home && &i.conn.origin == origin)
+                    // The other threads reuse their most recent ones first.
+                    .or_else(|| idle.iter().position(|i| &i.conn.origin == origin))?;
                 idle.remove(at)?
             };
             if conn.since.elapsed() >= self.idle_for {
@@ -204,6 +209,10 @@ impl Pool {
                 continue;
             }
             let mut conn = conn.conn;
+            if conn.home != home {
+                conn.moves.ask();
+                conn.home = home;
+            }
             // One poll reads what came while it was idle: a close, or bytes no request
             // asked for (both end it).
             if poll_fn(|cx| Poll::Ready(conn.alive(cx))).await {
@@ -235,6 +244,7 @@ impl Pool {
             .await
             .map_err(SendError::Connect)?;
         let connected = io.connected();
+        let moves = io.moves();
         if connected.is_negotiated_h2() {
             let (sender, conn) = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
@@ -261,6 +271,7 @@ impl Pool {
             origin: origin.clone(),
             to_proxy: connected.is_proxied(),
             home: home(),
+            moves,
         })))
     }
 
@@ -369,13 +380,17 @@ struct H1 {
     to_proxy: bool,
     /// The request thread whose runtime drives its socket (`home`).
     home: Option<ThreadId>,
+    /// Moves its socket to the runtime of a call on another thread that takes it.
+    moves: Moves,
 }
 
 /// The thread a connection opened now belongs to. Under a current-thread runtime (the
 /// request threads, `server::threads`) only that thread's runtime reads its socket's
-/// readiness, so the connection is reused on that thread only: used from another, each
-/// wake-up would cross threads, and wait for the owner's driver. Under the
-/// multi-thread runtime every worker shares one driver: `None`, reused by any.
+/// readiness, so the connection is reused on that thread first: used from another as it
+/// is, each wake-up would cross threads and wait for the owner's driver, so another
+/// thread takes it only when it has none of its own, and moves its socket to its own
+/// driver first (`Moves`). Under the multi-thread runtime every worker shares one
+/// driver: `None`, reused by any.
 fn home() -> Option<ThreadId> {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread => {
@@ -714,6 +729,39 @@ mod tests {
             }
         });
         (addr, accepts)
+    }
+
+    /// A request thread with no idle connection of its own takes another thread's
+    /// rather than opening one, and moves its socket to its own runtime: the connection
+    /// still works once the runtime that opened it is gone.
+    #[test]
+    fn another_thread_takes_an_idle_connection_and_moves_it() {
+        let upstream_runtime = tokio::runtime::Runtime::new().unwrap();
+        let (addr, mut accepts) = upstream_runtime.block_on(upstream("pong", After::KeepOpen));
+        let pool = pool_for(&addr);
+        // Each call on a thread of its own with a current-thread runtime, as request
+        // threads are; the runtime ends with its thread.
+        let call_on_a_thread = || {
+            let (pool, addr) = (pool.clone(), addr.clone());
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async { call(&pool, &addr).await })
+            })
+            .join()
+            .unwrap()
+        };
+        for _ in 0..3 {
+            assert_eq!(call_on_a_thread(), "pong");
+            assert_eq!(pool.idle(), 1);
+        }
+        upstream_runtime.block_on(accepts.recv()).unwrap();
+        assert!(
+            accepts.try_recv().is_err(),
+            "one connection for three threads"
+        );
     }
 
     #[tokio::test]
