@@ -22,7 +22,7 @@ use tokio::time::{timeout_at, Instant};
 
 use super::connect::Connector;
 pub use super::pool::UpstreamBody;
-use super::pool::{Pool, SendError};
+use super::pool::{IdleLimits, Pool, SendError};
 use super::presets::AuthStyle;
 use super::sse::{SseDecoder, SseEvent};
 use super::{
@@ -30,9 +30,16 @@ use super::{
 };
 use crate::config::ProviderConfig;
 
-/// How long an idle pooled connection is kept, and how many per host.
-const POOL_IDLE: Duration = Duration::from_secs(90);
-const POOL_MAX_IDLE: usize = 256;
+/// Idle connections per provider: the 8 most recently used are kept up to 90 s (hyper's
+/// and Go's keep-alive); those a burst opened beyond them close 5 s after their last use
+/// (HAProxy's `pool-purge-delay`), so a burst's connections and their buffers do not
+/// outlive it; never more than 256.
+const POOL_IDLE: IdleLimits = IdleLimits {
+    keep: 8,
+    surplus_for: Duration::from_secs(5),
+    idle_for: Duration::from_secs(90),
+    max: 256,
+};
 
 /// One provider's pooled HTTP/1.1 and HTTP/2 (by ALPN) client over TCP, TLS by rustls
 /// with the Mozilla roots for `https`, through the provider's proxy if it has one
@@ -48,7 +55,7 @@ impl UpstreamClient {
     pub fn new(config: &ProviderConfig) -> Result<UpstreamClient, BuildError> {
         let connector = Connector::new(config)?;
         Ok(UpstreamClient {
-            pool: Pool::new(connector, POOL_IDLE, POOL_MAX_IDLE),
+            pool: Pool::new(connector, POOL_IDLE),
         })
     }
 

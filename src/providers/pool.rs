@@ -2,14 +2,15 @@
 //! driven by the task that makes the call: polled while the request goes out and while
 //! the reply body is read, then put back once the reply is read in full, so a call hands
 //! nothing to a connection task and back. HTTP/2 (by ALPN) multiplexes calls on one
-//! connection, which runs as its own task. Only sends and keeps: timeouts and what a
-//! failure means are the caller's (`providers::http`).
+//! connection, which runs as its own task. Idle connections past the few most recently
+//! used are closed soon after a burst (`IdleLimits`). Only sends and keeps: timeouts and
+//! what a failure means are the caller's (`providers::http`).
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::ThreadId;
@@ -88,14 +89,29 @@ impl Origin {
     }
 }
 
+/// How many idle HTTP/1.1 connections a pool keeps, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct IdleLimits {
+    /// The most recently used ones, kept up to `idle_for`.
+    pub keep: usize,
+    /// Any other is closed once unused this long: the connections a burst opened beyond
+    /// `keep` (each holds its buffers, ≈ 35 KB) do not outlive it by much.
+    pub surplus_for: Duration,
+    /// No idle connection is reused after this long.
+    pub idle_for: Duration,
+    /// Nor more kept at once.
+    pub max: usize,
+}
+
 /// The connections of one provider (`UpstreamClient`): idle HTTP/1.1 connections, most
 /// recently used last, and the shared HTTP/2 connection if the upstream chose HTTP/2.
 pub struct Pool {
     connector: Connector,
-    /// An idle connection older than this is closed instead of reused.
-    idle_for: Duration,
-    max_idle: usize,
+    limits: IdleLimits,
     idle: Mutex<VecDeque<Idle>>,
+    /// A sweeper task is waiting to close surplus idle connections (`sweep_later`);
+    /// changed with `idle` locked.
+    sweeping: AtomicBool,
     h2: Mutex<Option<(Origin, http2::SendRequest<Full<Bytes>>)>>,
     /// The `Host` header of the last origin asked for (a provider has one).
     host: Mutex<Option<(Origin, HeaderValue)>>,
@@ -115,14 +131,14 @@ struct Idle {
 }
 
 impl Pool {
-    /// An empty pool opening connections through `connector`; at most `max_idle` idle
-    /// connections are kept, each for at most `idle_for`.
-    pub fn new(connector: Connector, idle_for: Duration, max_idle: usize) -> Arc<Pool> {
+    /// An empty pool opening connections through `connector`, keeping idle ones within
+    /// `limits`.
+    pub fn new(connector: Connector, limits: IdleLimits) -> Arc<Pool> {
         Arc::new(Pool {
             connector,
-            idle_for,
-            max_idle,
+            limits,
             idle: Mutex::new(VecDeque::new()),
+            sweeping: AtomicBool::new(false),
             h2: Mutex::new(None),
             host: Mutex::new(None),
         })
@@ -204,7 +220,7 @@ impl Pool {
                     .or_else(|| idle.iter().position(|i| &i.conn.origin == origin))?;
                 idle.remove(at)?
             };
-            if conn.since.elapsed() >= self.idle_for {
+            if conn.since.elapsed() >= self.limits.idle_for {
                 // Older ones are before it: the next checkin prunes them.
                 continue;
             }
@@ -221,19 +237,96 @@ impl Pool {
         }
     }
 
-    fn checkin(&self, conn: Box<H1>) {
+    fn checkin(self: &Arc<Self>, conn: Box<H1>) {
         let mut idle = self.lock_idle();
         let now = Instant::now();
-        while idle
-            .front()
-            .is_some_and(|i| now.duration_since(i.since) >= self.idle_for)
-        {
-            idle.pop_front();
-        }
-        if idle.len() >= self.max_idle {
-            idle.pop_front();
+        let mut closed = self.prune(&mut idle, now);
+        if idle.len() >= self.limits.max {
+            closed.extend(idle.pop_front());
         }
         idle.push_back(Idle { conn, since: now });
+        // Armed with `idle` locked, so a sweeper that is just stopping is not missed.
+        let arm = idle.len() > self.limits.keep && !self.sweeping.load(Ordering::Relaxed);
+        if arm {
+            self.sweeping.store(true, Ordering::Relaxed);
+        }
+        drop(idle);
+        drop(closed);
+        if arm {
+            self.sweep_later();
+        }
+    }
+
+    /// Takes out the idle connections past their time: any after `idle_for`, those
+    /// beyond the `keep` most recent after `surplus_for`. Oldest first, as they are kept.
+    fn prune(&self, idle: &mut VecDeque<Idle>, now: Instant) -> Vec<Idle> {
+        let IdleLimits {
+            keep,
+            surplus_for,
+            idle_for,
+            ..
+        } = self.limits;
+        let mut closed = Vec::new();
+        while let Some(oldest) = idle.front() {
+            let unused = now.duration_since(oldest.since);
+            if unused < idle_for && (idle.len() <= keep || unused < surplus_for) {
+                break;
+            }
+            closed.extend(idle.pop_front());
+        }
+        closed
+    }
+
+    /// When the oldest surplus idle connection is due to close, or `None` (and the
+    /// sweeper stops) when there is no surplus.
+    fn next_sweep(&self) -> Option<Instant> {
+        let idle = self.lock_idle();
+        match idle.front() {
+            Some(oldest) if idle.len() > self.limits.keep => {
+                Some(oldest.since + self.limits.surplus_for)
+            }
+            _ => {
+                self.sweeping.store(false, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Closes surplus idle connections when they are due, while there are any: a pool
+    /// no call uses any more (a provider whose traffic stopped) lets them go too. Not
+    /// tracked for shutdown: it only closes idle connections, and ends with its runtime
+    /// or its pool.
+    fn sweep_later(self: &Arc<Self>) {
+        /// The sweeper's pool. Dropped before the sweeper stopped by itself (its runtime
+        /// shutting down), it lets a later checkin arm another.
+        struct Sweeper(Option<Weak<Pool>>);
+        impl Drop for Sweeper {
+            fn drop(&mut self) {
+                if let Some(pool) = self.0.take().and_then(|p| p.upgrade()) {
+                    pool.sweeping.store(false, Ordering::Relaxed);
+                }
+            }
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.sweeping.store(false, Ordering::Relaxed);
+            return;
+        };
+        let mut sweeper = Sweeper(Some(Arc::downgrade(self)));
+        runtime.spawn(async move {
+            while let Some(pool) = sweeper.0.as_ref().and_then(Weak::upgrade) {
+                let Some(at) = pool.next_sweep() else {
+                    // Stopped with the pool locked: nothing for `Drop` to undo.
+                    sweeper.0.take();
+                    return;
+                };
+                drop(pool);
+                tokio::time::sleep_until(at).await;
+                if let Some(pool) = sweeper.0.as_ref().and_then(Weak::upgrade) {
+                    let closed = pool.prune(&mut pool.lock_idle(), Instant::now());
+                    drop(closed);
+                }
+            }
+        });
     }
 
     async fn connect(&self, origin: &Origin, uri: &Uri) -> Result<Opened, SendError> {
@@ -651,8 +744,15 @@ mod tests {
         );
         let config = Config::from_toml(&toml, &|_| None).unwrap();
         let connector = Connector::new(&config.providers[0]).unwrap();
-        Pool::new(connector, Duration::from_secs(90), 4)
+        Pool::new(connector, LIMITS)
     }
+
+    const LIMITS: IdleLimits = IdleLimits {
+        keep: 2,
+        surplus_for: Duration::from_secs(5),
+        idle_for: Duration::from_secs(90),
+        max: 4,
+    };
 
     fn get(addr: &str) -> Request<Full<Bytes>> {
         let mut request = Request::new(Full::new(Bytes::new()));
@@ -762,6 +862,37 @@ mod tests {
             accepts.try_recv().is_err(),
             "one connection for three threads"
         );
+    }
+
+    /// After a burst, the idle connections past the most recent `keep` close once unused
+    /// for `surplus_for`, without a call to the pool; the kept ones stay.
+    #[tokio::test]
+    async fn a_bursts_surplus_connections_close_after_a_while() {
+        let (addr, mut accepts) = upstream("pong", After::KeepOpen).await;
+        let pool = pool_for(&addr);
+        // Four calls at once: four connections.
+        let burst = futures_util::future::join_all((0..4).map(|_| call(&pool, &addr))).await;
+        assert!(burst.iter().all(|reply| reply == "pong"));
+        assert_eq!(pool.idle(), 4);
+        tokio::time::pause();
+        tokio::time::advance(LIMITS.surplus_for / 2).await;
+        assert_eq!(pool.idle(), 4, "not yet");
+        tokio::time::advance(LIMITS.surplus_for).await;
+        // The sweeper runs once this task yields.
+        for _ in 0..8 {
+            if pool.idle() == LIMITS.keep {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(pool.idle(), LIMITS.keep);
+        tokio::time::resume();
+        // The kept ones are reused.
+        assert_eq!(call(&pool, &addr).await, "pong");
+        for _ in 0..4 {
+            accepts.recv().await.unwrap();
+        }
+        assert!(accepts.try_recv().is_err(), "no new connection");
     }
 
     #[tokio::test]
