@@ -105,6 +105,10 @@ pub enum RouterCommand {
         /// Rows added to every training fold, never evaluated.
         #[arg(long)]
         train_extra: Option<PathBuf>,
+        /// Also print every router's figures on each `task` label's prompts alone (the
+        /// same decisions, from fits on all the rows' folds).
+        #[arg(long)]
+        by_task: bool,
         #[command(flatten)]
         fit: Box<FitArgs>,
     },
@@ -319,6 +323,7 @@ pub fn run(command: RouterCommand) -> Result<String, RouterError> {
             seed,
             weights,
             train_extra,
+            by_task,
             fit,
         } => {
             let outcomes = read_rows(&data)?;
@@ -350,6 +355,7 @@ pub fn run(command: RouterCommand) -> Result<String, RouterError> {
                 } else {
                     Vec::new()
                 },
+                by_task,
             };
             let report = eval::evaluate(&outcomes, &cfg, &options)?;
             Ok(report.to_string())

@@ -243,6 +243,9 @@ pub struct Options {
     pub extra: Option<Outcomes>,
     /// Cost weights swept under `balanced` (empty: no balanced sweep).
     pub cost_weights: Vec<f64>,
+    /// Also every router's figures on the prompts of each `task` label alone (the same
+    /// decisions: the folds' fits over all the rows).
+    pub by_task: bool,
 }
 
 /// `outcomes` followed by `extra`'s prompts, over the union of their models.
@@ -428,6 +431,17 @@ pub struct Report {
     pub folds: usize,
     pub settings: String,
     pub singles: Vec<(f64, f64)>,
+    /// Every router's figures on all the prompts.
+    pub whole: Panel,
+    /// With `Options::by_task`: per `task` label (sorted), its prompts and the figures
+    /// of `Panel` on them alone.
+    pub by_task: Vec<(String, usize, Panel)>,
+    pub decisions: Decisions,
+}
+
+/// Every router's figures on one set of prompts.
+#[derive(Debug, Clone)]
+pub struct Panel {
     pub router: Figures,
     pub task_label: Figures,
     /// The same under `balanced` with the cost weight swept (`None` without a sweep).
@@ -435,7 +449,6 @@ pub struct Report {
     pub task_label_balanced: Option<Figures>,
     pub oracle: Figures,
     pub random: Figures,
-    pub decisions: Decisions,
 }
 
 fn interval(mut v: Vec<f64>, point: f64) -> [f64; 3] {
@@ -448,14 +461,15 @@ fn interval(mut v: Vec<f64>, point: f64) -> [f64; 3] {
     [point, at(0.025), at(0.975)]
 }
 
-/// Metrics of a router given its points over `sample`.
+/// Metrics of a router given its points over `sample`: on the prompts `all`, with
+/// intervals from the bootstrap `samples` of them.
 fn figures(
     table: &Table<'_>,
     pair: Option<(usize, usize)>,
     points: &dyn Fn(&[usize]) -> Vec<Point>,
+    all: &[usize],
     samples: &[Vec<usize>],
 ) -> Figures {
-    let all: Vec<usize> = (0..table.outcomes.prompts.len()).collect();
     let n_models = table.outcomes.models.len();
     let compute = |s: &[usize]| -> (Option<(f64, f64, f64)>, f64, Option<f64>) {
         let pts3 = points(s);
@@ -487,7 +501,7 @@ fn figures(
         });
         (two, aiq_v, at_best)
     };
-    let (two, a, at_best) = compute(&all);
+    let (two, a, at_best) = compute(all);
     let boots: Vec<_> = samples.iter().map(|s| compute(s)).collect();
     let pick = |f: &dyn Fn(&(f64, f64, f64)) -> f64| -> Option<[f64; 3]> {
         two.as_ref().map(|t| {
@@ -623,16 +637,17 @@ pub fn evaluate(
         .collect();
 
     let n_floors = options.floors.len();
-    let sweep = |choice: &[Vec<usize>], range: std::ops::Range<usize>| {
+    let sweep = |choice: &[Vec<usize>],
+                 range: std::ops::Range<usize>,
+                 all: &[usize],
+                 samples: &[Vec<usize>]| {
         let part = &choice[range];
         let points = |sample: &[usize]| -> Vec<Point> {
             part.iter().map(|c| table.point(c, sample)).collect()
         };
-        figures(&table, pair, &points, &samples)
+        figures(&table, pair, &points, all, samples)
     };
-    let router = sweep(&choice, 0..n_floors);
     let balanced = !options.cost_weights.is_empty();
-    let router_balanced = balanced.then(|| sweep(&choice, n_floors..knobs.len()));
 
     let labels: Vec<String> = outcomes
         .prompts
@@ -647,8 +662,6 @@ pub fn evaluate(
     for k in 0..options.folds.max(2) {
         task_router(&table, &labels, &fold, k, &knobs, &mut task_choice);
     }
-    let task_label = sweep(&task_choice, 0..n_floors);
-    let task_label_balanced = balanced.then(|| sweep(&task_choice, n_floors..knobs.len()));
 
     // The oracle: per prompt, the cheapest model with the best score; its points are
     // the budgets between the single models (for a pair: the gains first, losses last).
@@ -689,11 +702,40 @@ pub fn evaluate(
         }
         pts
     };
-    let oracle = figures(&table, pair, &oracle_points, &samples);
     let random_points = |sample: &[usize]| -> Vec<Point> {
         (0..n_models).map(|m| table.single(m, sample)).collect()
     };
-    let random = figures(&table, pair, &random_points, &samples);
+    let floors = 0..n_floors;
+    let weights = n_floors..knobs.len();
+    let panel = |all: &[usize], samples: &[Vec<usize>]| Panel {
+        router: sweep(&choice, floors.clone(), all, samples),
+        task_label: sweep(&task_choice, floors.clone(), all, samples),
+        router_balanced: balanced.then(|| sweep(&choice, weights.clone(), all, samples)),
+        task_label_balanced: balanced.then(|| sweep(&task_choice, weights.clone(), all, samples)),
+        oracle: figures(&table, pair, &oracle_points, all, samples),
+        random: figures(&table, pair, &random_points, all, samples),
+    };
+    let whole = panel(&all, &samples);
+    let mut by_task = Vec::new();
+    if options.by_task {
+        let mut tasks: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (p, o) in outcomes.prompts.iter().enumerate() {
+            if let Some(t) = &o.task {
+                tasks.entry(t.as_str()).or_default().push(p);
+            }
+        }
+        for (task, prompts) in tasks {
+            let m = prompts.len() as u64;
+            let samples: Vec<Vec<usize>> = (0..options.bootstrap)
+                .map(|_| {
+                    (0..prompts.len())
+                        .map(|_| prompts[(splitmix(&mut s) % m) as usize])
+                        .collect()
+                })
+                .collect();
+            by_task.push((task.to_string(), prompts.len(), panel(&prompts, &samples)));
+        }
+    }
     Ok(Report {
         prompts: n,
         models: outcomes.models.clone(),
@@ -704,12 +746,8 @@ pub fn evaluate(
             .map(|w| w.note.clone())
             .unwrap_or_else(|| options.settings.describe()),
         singles,
-        router,
-        task_label,
-        router_balanced,
-        task_label_balanced,
-        oracle,
-        random,
+        whole,
+        by_task,
         decisions: Decisions {
             floors: options.floors.clone(),
             balanced: choice.split_off(n_floors),
@@ -729,6 +767,41 @@ fn ci(f: &Option<[f64; 3]>, pct: bool) -> String {
     }
 }
 
+/// One line per router: APGR, CPT and AIQ for a pair (`two`), else AIQ and the cost at
+/// the best single model's quality.
+fn write_rows(f: &mut fmt::Formatter<'_>, two: bool, p: &Panel) -> fmt::Result {
+    let rows = [
+        ("predictor", Some(&p.router)),
+        ("task-label", Some(&p.task_label)),
+        ("predictor, balanced", p.router_balanced.as_ref()),
+        ("task-label, balanced", p.task_label_balanced.as_ref()),
+        ("random", Some(&p.random)),
+        ("oracle", Some(&p.oracle)),
+    ];
+    for (name, fig) in rows
+        .iter()
+        .filter_map(|(name, fig)| fig.map(|f| (*name, f)))
+    {
+        let aiq = ci(&Some(fig.aiq), false);
+        if two {
+            writeln!(
+                f,
+                "{name:<22} {:<24} {:<24} {:<24} {aiq:<24}",
+                ci(&fig.apgr, false),
+                ci(&fig.cpt50, true),
+                ci(&fig.cpt80, true)
+            )?;
+        } else {
+            let at = fig
+                .cost_at_best
+                .map(|c| format!("${c:.3}"))
+                .unwrap_or_else(|| "not reached".into());
+            writeln!(f, "{name:<22} {aiq:<24} {at}")?;
+        }
+    }
+    Ok(())
+}
+
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
@@ -745,7 +818,7 @@ impl fmt::Display for Report {
         for (m, (c, q)) in self.models.iter().zip(&self.singles) {
             writeln!(f, "  {m:<28} ${:>9.4}  {q:.4}", c * 1000.0)?;
         }
-        let two = self.router.apgr.is_some();
+        let two = self.whole.router.apgr.is_some();
         writeln!(f)?;
         if two {
             writeln!(
@@ -760,34 +833,10 @@ impl fmt::Display for Report {
                 "router", "AIQ"
             )?;
         }
-        let rows = [
-            ("predictor", Some(&self.router)),
-            ("task-label", Some(&self.task_label)),
-            ("predictor, balanced", self.router_balanced.as_ref()),
-            ("task-label, balanced", self.task_label_balanced.as_ref()),
-            ("random", Some(&self.random)),
-            ("oracle", Some(&self.oracle)),
-        ];
-        for (name, fig) in rows
-            .iter()
-            .filter_map(|(name, fig)| fig.map(|f| (*name, f)))
-        {
-            let aiq = ci(&Some(fig.aiq), false);
-            if two {
-                writeln!(
-                    f,
-                    "{name:<22} {:<24} {:<24} {:<24} {aiq:<24}",
-                    ci(&fig.apgr, false),
-                    ci(&fig.cpt50, true),
-                    ci(&fig.cpt80, true)
-                )?;
-            } else {
-                let at = fig
-                    .cost_at_best
-                    .map(|c| format!("${c:.3}"))
-                    .unwrap_or_else(|| "not reached".into());
-                writeln!(f, "{name:<22} {aiq:<24} {at}")?;
-            }
+        write_rows(f, two, &self.whole)?;
+        for (task, prompts, panel) in &self.by_task {
+            writeln!(f, "\ntask {task} ({prompts} prompts):")?;
+            write_rows(f, two, panel)?;
         }
         Ok(())
     }
@@ -921,5 +970,57 @@ mod tests {
             let size = f.iter().filter(|x| **x == k).count();
             assert!((20..=21).contains(&size));
         }
+    }
+
+    #[test]
+    fn by_task_reports_each_tasks_prompts_alone_and_leaves_the_whole_as_it_was() {
+        // Models a ($0.1 per Mtok) and b ($10); on task x both are always right, on task
+        // y only b is.
+        let mut csv = String::from("prompt,model,score,cost,task\n");
+        for i in 0..8 {
+            let (task, a) = if i % 2 == 0 { ("x", 1) } else { ("y", 0) };
+            csv.push_str(&format!("question {i} about {task}?,a,{a},0.0001,{task}\n"));
+            csv.push_str(&format!("question {i} about {task}?,b,1,0.01,{task}\n"));
+        }
+        let outcomes = super::super::rows::parse(&csv).unwrap();
+        let toml = "[providers.p]\nbase_url = \"http://127.0.0.1:9/v1\"\ntier = \"open-hosted\"\n\
+            [[models]]\nid = \"a\"\nprovider = \"p\"\ninput_price = 0.1\noutput_price = 0.1\nquality = 50\n\
+            [[models]]\nid = \"b\"\nprovider = \"p\"\ninput_price = 10.0\noutput_price = 10.0\nquality = 100\n\
+            [routes.eval]\nmodels = [\"a\", \"b\"]\npolicy = \"cheapest-above-quality\"\nquality_floor = 50\n";
+        let config = Config::from_toml(toml, &|_| None).unwrap();
+        let options = |by_task| Options {
+            route: "eval".into(),
+            folds: 2,
+            floors: vec![0.0, 50.0, 100.0],
+            bootstrap: 20,
+            seed: 3,
+            settings: Settings::default(),
+            fixed: None,
+            extra: None,
+            cost_weights: vec![0.0, 1.0],
+            by_task,
+        };
+        let plain = evaluate(&outcomes, &config, &options(false)).unwrap();
+        assert!(plain.by_task.is_empty());
+        let report = evaluate(&outcomes, &config, &options(true)).unwrap();
+        assert_eq!(format!("{:?}", report.whole), format!("{:?}", plain.whole));
+        let tasks: Vec<(&str, usize)> = report
+            .by_task
+            .iter()
+            .map(|(t, n, _)| (t.as_str(), *n))
+            .collect();
+        assert_eq!(tasks, [("x", 4), ("y", 4)]);
+        // On x every router is right on every prompt: AIQ 1 with tight intervals.
+        let x = &report.by_task[0].2;
+        for fig in [&x.router, &x.task_label, &x.random, &x.oracle] {
+            assert_eq!(fig.aiq, [1.0, 1.0, 1.0]);
+        }
+        // On y only b is right, so even the oracle is the line from a (0) to b (1): 0.5.
+        let y = &report.by_task[1].2;
+        for fig in [&y.random, &y.oracle] {
+            assert!((fig.aiq[0] - 0.5).abs() < 1e-9, "{:?}", fig.aiq);
+        }
+        let text = report.to_string();
+        assert!(text.contains("task x (4 prompts):") && text.contains("task y (4 prompts):"));
     }
 }
