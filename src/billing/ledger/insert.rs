@@ -725,7 +725,10 @@ mod tests {
             assert!(!shared.contains("SEARCH"), "{shared}");
         }
         ledger.close().await;
-        let _ = std::fs::remove_file(&path);
+        // The file and what WAL mode keeps beside it.
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
     }
 
     #[test]
