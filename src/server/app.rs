@@ -113,12 +113,10 @@ pub fn router(state: Arc<AppState>) -> App {
 impl App {
     /// Answers one request: an oversized head is refused first (`server::limits`), then
     /// the request context (id, span, metrics, the error log) runs around the routes.
-    pub async fn call(self, mut req: Request) -> Response {
+    pub async fn call(self, req: Request) -> Response {
         if let Some(refused) = super::limits::oversized_head(req.headers()) {
             return refused;
         }
-        // Bodies are bounded by our own extractor (`server::body`), not axum's default.
-        axum::extract::DefaultBodyLimit::disable().apply(&mut req);
         let at = endpoint_at(&self.0.patterns, req.uri().path());
         let endpoint = at
             .and_then(|i| self.0.patterns.get(i).copied())
@@ -128,7 +126,7 @@ impl App {
             label: endpoint,
             durations,
         };
-        request_context(&self.0.state, call, req, self.0.routes.clone()).await
+        request_context(&self.0.state, call, req, &self.0.routes).await
     }
 }
 
@@ -292,27 +290,38 @@ async fn metrics(
 }
 
 async fn request_context(
-    state: &AppState,
+    state: &Arc<AppState>,
     endpoint: Endpoint<'_>,
     mut req: Request,
-    routes: Router,
+    routes: &Router,
 ) -> Response {
     let started = tokio::time::Instant::now();
     let id: Arc<str> = match req.headers().get(X_REQUEST_ID).and_then(valid_request_id) {
         Some(s) => s.into(),
         None => new_request_id(),
     };
-    req.extensions_mut().insert(RequestId(id.clone()));
     let header = id_header(&id);
     // Handlers see the effective id in the headers too (routing seeds its tie-break draw from it).
     if let Some(v) = header.clone() {
         req.headers_mut().insert(X_REQUEST_ID, v);
     }
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
-    let mut response = match routes.oneshot(req).instrument(span.clone()).await {
-        Ok(response) => response,
-        Err(never) => match never {},
-    };
+    // The chat endpoint, the one most calls take, is answered by its handler directly
+    // (`chat::completions_routed`).
+    let mut response =
+        if endpoint.label == "/v1/chat/completions" && req.method() == http::Method::POST {
+            chat::completions_routed(state.clone(), RequestId(id.clone()), req)
+                .instrument(span.clone())
+                .await
+        } else {
+            req.extensions_mut().insert(RequestId(id.clone()));
+            // Bodies are bounded by our own extractor (`server::body`), not axum's default.
+            axum::extract::DefaultBodyLimit::disable().apply(&mut req);
+            match routes.clone().oneshot(req).instrument(span.clone()).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        };
     if let Some(v) = header {
         response.headers_mut().insert(X_REQUEST_ID, v);
     }

@@ -33,20 +33,30 @@ pub struct Incoming {
 impl FromRequest<Arc<AppState>> for Incoming {
     type Rejection = Refused;
 
-    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Incoming, Refused> {
+    async fn from_request(mut req: Request, state: &Arc<AppState>) -> Result<Incoming, Refused> {
+        let request_id = req.extensions_mut().remove::<RequestId>();
+        Incoming::read(req, state, request_id).await
+    }
+}
+
+impl Incoming {
+    /// What `from_request` makes of `req`, with its id (a request `server::app` hands
+    /// straight to its handler has it given, not in its extensions).
+    pub async fn read(
+        req: Request,
+        state: &Arc<AppState>,
+        request_id: Option<RequestId>,
+    ) -> Result<Incoming, Refused> {
         // The head is taken apart rather than copied: the call keeps the headers.
-        let (mut parts, body) = req.into_parts();
+        let (parts, body) = req.into_parts();
         let anthropic = is_anthropic(&parts.uri);
         let (caller, runtime, body) = read(&parts.headers, body, state)
             .await
             .map_err(|error| Refused { error, anthropic })?;
-        let request_id = parts
-            .extensions
-            .remove::<RequestId>()
-            .ok_or_else(|| Refused {
-                error: ApiError::Internal("the request has no id".into()),
-                anthropic,
-            })?;
+        let request_id = request_id.ok_or_else(|| Refused {
+            error: ApiError::Internal("the request has no id".into()),
+            anthropic,
+        })?;
         Ok(Incoming {
             request_id,
             headers: parts.headers,

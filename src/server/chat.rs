@@ -3,6 +3,8 @@
 //! its stream for `call::serve`. `plan_chat` builds the plan of a chat request (also for
 //! `/v1/messages`, whose request is a chat request inside).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -17,6 +19,7 @@ use super::call::{self, Asked, Planning, Shape};
 use super::embeddings::plan_passthrough;
 use super::relay;
 use super::state::{AppState, Runtime};
+use super::RequestId;
 use crate::api::openai::{ChatRequest, PassthroughRequest};
 use crate::api::rewrite::UsageAt;
 use crate::api::ApiError;
@@ -31,6 +34,25 @@ pub async fn completions(State(state): State<Arc<AppState>>, incoming: Incoming)
     call::handle(&state, incoming, parse)
         .await
         .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `completions` for a `POST /v1/chat/completions` that `server::app` hands over itself,
+/// its id given, instead of through axum's router (which, per call, matches the path
+/// again, stores the matched path and an empty parameter list in the request's
+/// extensions, boxes the route's service and future, and formats `Content-Length`,
+/// which hyper writes itself): the same extractor, handler and answer.
+pub fn completions_routed(
+    state: Arc<AppState>,
+    request_id: RequestId,
+    req: axum::extract::Request,
+) -> Pin<Box<dyn Future<Output = Response> + Send>> {
+    // Made in its box, as axum makes a handler's future: the call's future is large.
+    Box::pin(async move {
+        match Incoming::read(req, &state, Some(request_id)).await {
+            Ok(incoming) => completions(State(state), incoming).await,
+            Err(refused) => refused.into_response(),
+        }
+    })
 }
 
 /// `POST /v1/route/explain`: the plan a chat request would get, without calling any
