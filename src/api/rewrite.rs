@@ -16,7 +16,9 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use super::openai::{RawObject, GATEWAY_FIELDS};
-use super::valid;
+use super::responses::scan::value_end;
+use super::usage::{CompletionDetails, OpenAiUsage, PromptDetails};
+use super::valid::{self, members, once};
 
 /// The top-level members of a JSON object as far as billing reads them, borrowed from
 /// the body.
@@ -82,15 +84,130 @@ impl<'a> Members<'a> {
     /// bytes of its `usage` object, when the body is plain and its usage is a plain,
     /// non-empty object with no `cost` of its own. `None`: the full rewrite applies.
     pub fn usage_range(&self, text: &str) -> Option<Range<usize>> {
-        let usage = self.usage.filter(|_| self.plain)?;
-        let inner = Members::of(usage)?;
+        let inner = Members::of(self.usage.filter(|_| self.plain)?)?;
         if !inner.plain || inner.len == 0 || inner.cost {
             return None;
         }
+        self.usage_span(text)
+    }
+
+    /// `usage_range` for a usage object already found spliceable (`PlainUsage`).
+    pub fn usage_span(&self, text: &str) -> Option<Range<usize>> {
+        let usage = self.usage.filter(|_| self.plain)?;
         let start = (usage.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
         let end = start + usage.len();
         (text.get(start..end) == Some(usage) && usage.ends_with('}')).then_some(start..end)
     }
+}
+
+/// A reply's `usage` object read in one pass: its counts as serde reads `OpenAiUsage`,
+/// and whether the call's cost can be spliced into it (what `Members::usage_range` asks
+/// of the object itself), without reading it once for each.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PlainUsage {
+    pub usage: OpenAiUsage,
+    /// A non-empty object with no `cost`, nothing the full rewrite would change.
+    pub spliceable: bool,
+}
+
+impl PlainUsage {
+    /// Reads `text`, an object already found valid JSON (the reply's `usage` member as
+    /// its scan handed it on). `None` unless every member `OpenAiUsage` reads (and every
+    /// member of its details objects) is `null` or an integer written plainly (digits, no
+    /// sign, no leading zero, within 64 bits), none of them is given twice and no key is
+    /// escaped: anything else is left to serde, whose answer then stands
+    /// (property-tested against serde below).
+    pub fn read(text: &str) -> Option<PlainUsage> {
+        // Which of `OpenAiUsage`'s members were given, a bit each (a repeat is serde's
+        // `duplicate field` error).
+        let mut seen = 0u8;
+        let mut usage = OpenAiUsage::default();
+        let mut m = Members::new();
+        let mut model = false;
+        let b = text.as_bytes();
+        let end = members(text, 0, |key, at| {
+            let (bit, slot) = match key {
+                "prompt_tokens" => (0, &mut usage.prompt_tokens),
+                "completion_tokens" => (1, &mut usage.completion_tokens),
+                "total_tokens" => (2, &mut usage.total_tokens),
+                "cache_creation_input_tokens" => (3, &mut usage.cache_creation_input_tokens),
+                "prompt_cache_hit_tokens" => (4, &mut usage.prompt_cache_hit_tokens),
+                "cached_tokens" => (5, &mut usage.cached_tokens),
+                "prompt_tokens_details" => {
+                    once(&mut seen, 6)?;
+                    let (found, end) = details(text, at, "cached_tokens")?;
+                    usage.prompt_tokens_details =
+                        found.map(|cached_tokens| PromptDetails { cached_tokens });
+                    m.member(key, true, "", &mut model);
+                    return Some(end);
+                }
+                "completion_tokens_details" => {
+                    once(&mut seen, 7)?;
+                    let (found, end) = details(text, at, "reasoning_tokens")?;
+                    usage.completion_tokens_details =
+                        found.map(|reasoning_tokens| CompletionDetails { reasoning_tokens });
+                    m.member(key, true, "", &mut model);
+                    return Some(end);
+                }
+                _ => {
+                    let end = value_end(b, at)?;
+                    m.member(key, true, text.get(at..end)?, &mut model);
+                    return Some(end);
+                }
+            };
+            once(&mut seen, bit)?;
+            let (value, end) = count(b, at)?;
+            *slot = value;
+            m.member(key, true, "", &mut model);
+            Some(end)
+        })?;
+        (end == text.len()).then_some(PlainUsage {
+            usage,
+            spliceable: m.plain && m.len > 0 && !m.cost,
+        })
+    }
+}
+
+/// The count at byte `at` of valid JSON `b` as `PlainUsage::read` takes it (`null`, or
+/// digits without a leading zero that fit in 64 bits), and where it ends; `None` for
+/// anything else.
+fn count(b: &[u8], at: usize) -> Option<(Option<u64>, usize)> {
+    if b.get(at..at + 4) == Some(&b"null"[..]) {
+        return Some((None, at + 4));
+    }
+    let mut n = 0u64;
+    let mut i = at;
+    while let Some(d) = b.get(i).filter(|d| d.is_ascii_digit()) {
+        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        i += 1;
+    }
+    let leading_zero = b.get(at) == Some(&b'0') && i > at + 1;
+    // Valid JSON: a number that goes on past its digits has a fraction or an exponent.
+    let more = matches!(b.get(i), Some(b'.' | b'e' | b'E'));
+    (i > at && !leading_zero && !more).then_some((Some(n), i))
+}
+
+/// A details object at byte `at` of `text` (`null`, or an object whose member `name` is
+/// a count as `count` takes it, given at most once, the others ignored) and where it
+/// ends: `None` for `null`, else its `name`.
+fn details(text: &str, at: usize, name: &str) -> Option<(Option<Option<u64>>, usize)> {
+    let b = text.as_bytes();
+    if b.get(at..at + 4) == Some(&b"null"[..]) {
+        return Some((None, at + 4));
+    }
+    let (mut found, mut given) = (None, false);
+    let end = members(text, at, |key, at| {
+        if key != name {
+            return value_end(b, at);
+        }
+        if std::mem::replace(&mut given, true) {
+            return None;
+        }
+        let (value, end) = count(b, at)?;
+        found = value;
+        Some(end)
+    })?;
+    Some((Some(found), end))
 }
 
 /// A member's name: borrowed from the body, or unescaped (and so not plain).
@@ -307,6 +424,58 @@ mod tests {
         assert!(Members::of(&deep).is_some());
     }
 
+    #[test]
+    fn a_usage_object_is_read_once_or_left_to_serde() {
+        let usage = r#"{"completion_tokens":11,"completion_tokens_details":{"reasoning_tokens":0},"prompt_tokens":25,"prompt_tokens_details":{"cached_tokens":0},"total_tokens":36}"#;
+        let plain = PlainUsage::read(usage).unwrap();
+        assert_eq!(
+            plain.usage,
+            serde_json::from_str::<OpenAiUsage>(usage).unwrap()
+        );
+        assert!(plain.spliceable);
+        let reply = format!(r#"{{"id":"c","model":"m","usage":{usage}}}"#);
+        let members = Members::of(&reply).unwrap();
+        assert_eq!(members.usage_span(&reply), members.usage_range(&reply));
+        assert!(members.usage_range(&reply).is_some());
+        for (text, spliceable) in [
+            ("{}", false),
+            (r#"{"prompt_tokens":1,"cost":0.1}"#, false),
+            (r#"{"prompt_tokens":1,"provider":"x"}"#, false),
+            (
+                r#"{"prompt_tokens":null,"prompt_tokens_details":null}"#,
+                true,
+            ),
+            (
+                r#"{"prompt_tokens_details":{"cached_tokens":null,"x":[1,{"cached_tokens":1}]}}"#,
+                true,
+            ),
+            (r#"{"total_tokens":18446744073709551615}"#, true),
+        ] {
+            let plain = PlainUsage::read(text).unwrap();
+            assert_eq!(Some(plain.usage), serde_json::from_str(text).ok(), "{text}");
+            assert_eq!(plain.spliceable, spliceable, "{text}");
+        }
+        // Left to serde: what it reads otherwise, or refuses.
+        for text in [
+            r#"{"prompt_tokens":1,"prompt_tokens":1}"#,
+            r#"{"prompt_tokens_details":{"cached_tokens":1,"cached_tokens":2}}"#,
+            r#"{"prompt_tokens_details":{},"prompt_tokens_details":{}}"#,
+            r#"{"prompt_tokens":-0}"#,
+            r#"{"prompt_tokens":1.0}"#,
+            r#"{"prompt_tokens":1e2}"#,
+            r#"{"prompt_tokens":01}"#,
+            r#"{"prompt_tokens":"1"}"#,
+            r#"{"prompt_tokens":18446744073709551616}"#,
+            r#"{"prompt\u005ftokens":1}"#,
+            r#"{"prompt_tokens_details":[1]}"#,
+            r#"{"prompt_tokens_details":{"cached\u005ftokens":1}}"#,
+            "[1,2]",
+            "null",
+        ] {
+            assert_eq!(PlainUsage::read(text), None, "{text}");
+        }
+    }
+
     mod scanned {
         use super::*;
         use crate::api::valid::tests::json;
@@ -336,6 +505,27 @@ mod tests {
             text
         }
 
+        /// A usage member's value: counts of every form, `null`, other scalars, and
+        /// details objects of counts.
+        fn usage_value() -> impl Strategy<Value = serde_json::Value> {
+            use serde_json::Value;
+            let count = prop_oneof![
+                any::<u64>().prop_map(Value::from),
+                (0u64..100).prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                (-1e3f64..1e3).prop_map(Value::from),
+                Just(Value::Null),
+                Just(Value::from("7")),
+                Just(Value::from(true)),
+            ];
+            let details = prop::collection::vec(
+                ("cached_tokens|reasoning_tokens|[a-z]{0,2}", count.clone()),
+                0..3,
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect()));
+            prop_oneof![4 => count, 2 => details, 1 => json()]
+        }
+
         proptest! {
             #[test]
             fn objects_are_scanned_as_serde_reads_them(
@@ -351,6 +541,40 @@ mod tests {
                 if let Some(scanned) = scanned {
                     prop_assert_eq!(&scanned, serde.as_ref().unwrap());
                     prop_assert_eq!(scanned.usage_range(&text), serde.unwrap().usage_range(&text));
+                }
+            }
+
+            #[test]
+            fn usage_is_read_in_one_pass_as_serde_and_the_scan_read_it(
+                members in prop::collection::vec((
+                    "prompt_tokens|completion_tokens|total_tokens|cache_creation_input_tokens|prompt_cache_hit_tokens|cached_tokens|prompt_tokens_details|completion_tokens_details|cost|model|usage|error|provider|[a-z\"]{0,3}",
+                    usage_value(),
+                ), 0..7),
+                wide in any::<bool>(),
+            ) {
+                let text = written(&members, wide);
+                let serde = serde_json::from_str::<OpenAiUsage>(&text).ok();
+                let plain = PlainUsage::read(&text);
+                if let Some(plain) = &plain {
+                    prop_assert_eq!(Some(&plain.usage), serde.as_ref());
+                    let inner = Members::of(&text).unwrap();
+                    prop_assert_eq!(plain.spliceable, inner.plain && inner.len > 0 && !inner.cost);
+                }
+                // Counts written plainly, each once, are read in the one pass.
+                let plainly = |v: &serde_json::Value| v.is_null() || v.is_u64();
+                let mut keys: Vec<&str> = members.iter().map(|(k, _)| k.as_str()).collect();
+                keys.sort_unstable();
+                let once = keys.windows(2).all(|w| w[0] != w[1]);
+                let simple = members.iter().all(|(k, v)| !k.contains('"') && match k.as_str() {
+                    "prompt_tokens_details" | "completion_tokens_details" => v.is_null()
+                        || v.as_object().is_some_and(|o| o.values().all(plainly)),
+                    "prompt_tokens" | "completion_tokens" | "total_tokens"
+                    | "cache_creation_input_tokens" | "prompt_cache_hit_tokens"
+                    | "cached_tokens" => plainly(v),
+                    _ => true,
+                });
+                if once && simple {
+                    prop_assert!(plain.is_some(), "{}", text);
                 }
             }
 

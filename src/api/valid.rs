@@ -55,6 +55,47 @@ pub fn object<'a>(
     (space(b, i) == b.len()).then_some(())
 }
 
+/// Reads the members of the object at byte `at` of `text`, which is valid JSON:
+/// `member` gets each key and the byte its value starts at, and returns where the value
+/// ends (having read it), or `None`, as the whole read is then. `None` too for an
+/// escaped key. Where the object ends.
+pub fn members<'a>(
+    text: &'a str,
+    at: usize,
+    mut member: impl FnMut(&'a str, usize) -> Option<usize>,
+) -> Option<usize> {
+    let b = text.as_bytes();
+    if b.get(at) != Some(&b'{') {
+        return None;
+    }
+    let mut i = space(b, at + 1);
+    if b.get(i) == Some(&b'}') {
+        return Some(i + 1);
+    }
+    loop {
+        let (end, escaped) = string_end(b, i)?;
+        if escaped {
+            return None;
+        }
+        let key = text.get(i + 1..end - 1)?;
+        // Past the colon, to the value.
+        i = space(b, space(b, end) + 1);
+        i = space(b, member(key, i)?);
+        match b.get(i)? {
+            b',' => i = space(b, i + 1),
+            b'}' => return Some(i + 1),
+            _ => return None,
+        }
+    }
+}
+
+/// Marks member `bit` as given; `None` when it was already.
+pub fn once(seen: &mut u8, bit: u8) -> Option<()> {
+    let had = *seen & 1 << bit != 0;
+    *seen |= 1 << bit;
+    (!had).then_some(())
+}
+
 /// Where the number starting at `at` ends; `None` unless it is a JSON number.
 fn number_end(b: &[u8], at: usize) -> Option<usize> {
     let digits = |mut i: usize| {

@@ -41,7 +41,7 @@ pub(crate) fn string_end(b: &[u8], at: usize) -> Option<(usize, bool)> {
 }
 
 /// Where the JSON value starting at `at` ends.
-fn value_end(b: &[u8], at: usize) -> Option<usize> {
+pub(crate) fn value_end(b: &[u8], at: usize) -> Option<usize> {
     match *b.get(at)? {
         b'"' => string_end(b, at).map(|(end, _)| end),
         b'{' | b'[' => {

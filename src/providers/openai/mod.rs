@@ -23,7 +23,7 @@ use super::{
     UpstreamMeta,
 };
 use crate::api::openai::{ChatRequest, PassthroughRequest, RawObject, GATEWAY_FIELDS};
-use crate::api::rewrite::{Members, UsageAt};
+use crate::api::rewrite::{Members, PlainUsage, UsageAt};
 use crate::api::usage::{Buckets, OpenAiUsage};
 use crate::api::Usage;
 use crate::config::{ProviderConfig, WireFormat};
@@ -381,8 +381,19 @@ pub fn read_reply_usage(
     if let Some(error) = present(members.error) {
         return Err(error_event(provider, error, "an error in place of a reply"));
     }
-    let usage = present(members.usage)
-        .map(|u| read_usage(provider, u, quirks.reasoning_outside_completion));
+    let reasoning_apart = quirks.reasoning_outside_completion;
+    let usage_text = present(members.usage);
+    // Most usage objects are read in one pass, for their counts and whether the cost
+    // fits in them; the rest as before.
+    if let Some(plain) = usage_text.and_then(PlainUsage::read) {
+        let usage_at = plain
+            .spliceable
+            .then(|| members.usage_span(text))
+            .flatten()
+            .map(|range| UsageAt::new(body, range));
+        return Ok((Some(usage_of(&plain.usage, reasoning_apart)), usage_at));
+    }
+    let usage = usage_text.map(|u| read_usage(provider, u, reasoning_apart));
     let usage_at = members
         .usage_range(text)
         .map(|range| UsageAt::new(body, range));
@@ -423,10 +434,14 @@ fn read_usage(provider: &str, raw: &str, reasoning_apart: bool) -> Usage {
         );
         return Usage::default().lacking(Buckets::ALL);
     };
+    usage_of(&raw, reasoning_apart)
+}
+
+fn usage_of(raw: &OpenAiUsage, reasoning_apart: bool) -> Usage {
     if reasoning_apart {
-        Usage::from_openai_reasoning_apart(&raw)
+        Usage::from_openai_reasoning_apart(raw)
     } else {
-        Usage::from_openai(&raw)
+        Usage::from_openai(raw)
     }
 }
 
