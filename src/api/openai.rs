@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::error::ApiError;
+use super::responses::scan::{self, space, string_end, value_end};
 use super::valid;
 use crate::catalog::predictor::view::ViewBuilder;
 
@@ -529,6 +530,76 @@ struct MessageView<'a> {
     tool_calls: Option<&'a RawValue>,
 }
 
+/// A message as the parse reads it: its role, and its content and tool calls as JSON text.
+#[derive(Debug, Default, PartialEq)]
+struct Message<'a> {
+    role: Option<Cow<'a, str>>,
+    content: Option<&'a str>,
+    tool_calls: Option<&'a str>,
+}
+
+impl<'a> From<MessageView<'a>> for Message<'a> {
+    fn from(m: MessageView<'a>) -> Message<'a> {
+        Message {
+            role: m.role,
+            content: m.content.map(RawValue::get),
+            tool_calls: m.tool_calls.map(RawValue::get),
+        }
+    }
+}
+
+/// `messages` (JSON text already found valid: the body's scan checked it) read as serde
+/// reads `Vec<MessageView>`, without its calls per field; `None` for what it does not
+/// read plainly (not an array of objects, an escaped key or role, a role neither a
+/// string nor `null`, a field given twice), which serde then reads or refuses.
+fn plain_messages(text: &str) -> Option<Vec<Message<'_>>> {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(4);
+    let mut i = space(b, 0);
+    if b.get(i) != Some(&b'[') {
+        return None;
+    }
+    i = space(b, i + 1);
+    if b.get(i) == Some(&b']') {
+        return (space(b, i + 1) == b.len()).then_some(out);
+    }
+    loop {
+        let mut message = Message::default();
+        let mut seen = 0u8;
+        i = valid::members(text, i, |key, at| {
+            let (bit, slot) = match key {
+                "role" => {
+                    valid::once(&mut seen, 0)?;
+                    return match b.get(at)? {
+                        b'"' => {
+                            let (end, escaped) = string_end(b, at)?;
+                            message.role = Some(Cow::Borrowed(text.get(at + 1..end - 1)?));
+                            (!escaped).then_some(end)
+                        }
+                        b'n' => Some(at + 4),
+                        _ => None,
+                    };
+                }
+                "content" => (1, &mut message.content),
+                "tool_calls" => (2, &mut message.tool_calls),
+                _ => return value_end(b, at),
+            };
+            valid::once(&mut seen, bit)?;
+            let end = value_end(b, at)?;
+            *slot = Some(text.get(at..end)?).filter(|v| *v != "null");
+            Some(end)
+        })?;
+        out.push(message);
+        i = space(b, i);
+        match b.get(i)? {
+            b',' => i = space(b, i + 1),
+            b']' => break,
+            _ => return None,
+        }
+    }
+    (space(b, i + 1) == b.len()).then_some(out)
+}
+
 #[derive(Deserialize)]
 struct PartView<'a> {
     #[serde(borrow, rename = "type")]
@@ -689,12 +760,19 @@ impl ChatRequest {
         let messages = fields
             .get("messages")
             .ok_or_else(|| ApiError::invalid("messages", "`messages` is required."))?;
-        let messages: Vec<MessageView> = serde_json::from_str(messages.get()).map_err(|_| {
-            ApiError::invalid(
-                "messages",
-                "`messages` must be an array of message objects, each with a `role`.",
-            )
-        })?;
+        let messages = match plain_messages(messages.get()) {
+            Some(messages) => messages,
+            None => serde_json::from_str::<Vec<MessageView>>(messages.get())
+                .map_err(|_| {
+                    ApiError::invalid(
+                        "messages",
+                        "`messages` must be an array of message objects, each with a `role`.",
+                    )
+                })?
+                .into_iter()
+                .map(Message::from)
+                .collect(),
+        };
         if messages.is_empty() {
             return Err(ApiError::invalid(
                 "messages",
@@ -719,26 +797,25 @@ impl ChatRequest {
                 ));
             }
             if let Some(calls) = message.tool_calls {
-                prompt.json(calls.get().len());
+                prompt.json(calls.len());
             }
             let Some(content) = message.content else {
                 continue;
             };
             let param = || format!("messages[{i}].content");
-            match content.get().as_bytes().first() {
+            match content.as_bytes().first() {
                 Some(b'"') => {
-                    let Text(text) = serde_json::from_str(content.get())
-                        .map_err(|_| ApiError::invalid(param(), "invalid string"))?;
+                    let text = scan::text(content)
+                        .ok_or_else(|| ApiError::invalid(param(), "invalid string"))?;
                     prompt.text(i, role, &text);
                 }
                 Some(b'[') => {
-                    let parts: Vec<PartView> =
-                        serde_json::from_str(content.get()).map_err(|_| {
-                            ApiError::invalid(
-                                param(),
-                                format!("`{}` parts must be objects with a `type`.", param()),
-                            )
-                        })?;
+                    let parts: Vec<PartView> = serde_json::from_str(content).map_err(|_| {
+                        ApiError::invalid(
+                            param(),
+                            format!("`{}` parts must be objects with a `type`.", param()),
+                        )
+                    })?;
                     for part in parts {
                         match part.kind.as_ref() {
                             "text" | "input_text" => {
@@ -940,6 +1017,40 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// `messages` as serde alone reads them.
+    fn messages_by_serde(text: &str) -> Option<Vec<Message<'_>>> {
+        serde_json::from_str::<Vec<MessageView>>(text)
+            .ok()
+            .map(|m| m.into_iter().map(Message::from).collect())
+    }
+
+    #[test]
+    fn messages_are_read_plainly_or_left_to_serde() {
+        for text in [
+            "[]",
+            r#" [ {"role":"system","content":"You are terse."} , {"role":"user","content":"Say \"hi\"","x":[1,{"role":2}]} ] "#,
+            r#"[{"role":null,"content":null,"tool_calls":null},{}]"#,
+            r#"[{"content":[{"type":"text","text":"a"}],"tool_calls":[{"id":"c"}],"role":"assistant"}]"#,
+        ] {
+            let plain = plain_messages(text);
+            assert!(plain.is_some(), "{text}");
+            assert_eq!(plain, messages_by_serde(text), "{text}");
+        }
+        for text in [
+            "{}",
+            "[1]",
+            r#"[["user","hi"]]"#,
+            r#"[{"role":"user","role":"user"}]"#,
+            r#"[{"role":"us\u0065r"}]"#,
+            r#"[{"r\u006fle":"user"}]"#,
+            r#"[{"role":1}]"#,
+            r#"[{"content":"a","content":"b"}]"#,
+        ] {
+            assert_eq!(plain_messages(text), None, "{text}");
+        }
+        assert!(messages_by_serde(r#"[["user","hi"]]"#).is_some());
+    }
+
     #[test]
     fn nesting_past_the_limit_is_a_400_and_brackets_in_strings_do_not_count() {
         let nested =
@@ -1134,6 +1245,36 @@ mod tests {
         assert_eq!(p.text.as_deref(), Some("a\"b"));
         let p: PartView = serde_json::from_str(r#"{"type":"text","text":"ab"}"#).unwrap();
         assert!(matches!(p.text, Some(Cow::Borrowed("ab"))));
+    }
+
+    /// A message of `messages`: objects of the fields the parse reads (any JSON value in
+    /// them, keys possibly repeated or escaped), or another value.
+    fn message() -> impl Strategy<Value = String> {
+        let value = crate::api::valid::tests::json();
+        let member = ("role|content|tool_calls|name|r\\u006fle|[a-z]{0,2}", value)
+            .prop_map(|(k, v)| format!("\"{k}\":{}", serde_json::to_string(&v).unwrap()));
+        let role = "system|user|assistant|us\\u0065r|".prop_map(|r| format!("\"role\":\"{r}\""));
+        let object = prop::collection::vec(prop_oneof![member, role], 0..4)
+            .prop_map(|m| format!("{{{}}}", m.join(",")));
+        prop_oneof![
+            4 => object,
+            1 => crate::api::valid::tests::json().prop_map(|v| serde_json::to_string(&v).unwrap()),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn messages_are_read_as_serde_reads_them(
+            messages in prop::collection::vec(message(), 0..4),
+            wide in any::<bool>(),
+        ) {
+            let sep = if wide { " \n" } else { "" };
+            let text = format!("[{sep}{}{sep}]", messages.join(&format!(",{sep}")));
+            prop_assume!(serde_json::from_str::<serde_json::Value>(&text).is_ok());
+            if let Some(plain) = plain_messages(&text) {
+                prop_assert_eq!(Some(plain), messages_by_serde(&text), "{}", text);
+            }
+        }
     }
 
     proptest! {

@@ -129,7 +129,7 @@ fn string(text: &str, at: usize) -> Option<(Cow<'_, str>, usize)> {
 }
 
 /// The text of the JSON string `json` (`None` when `json` is not a string).
-pub(super) fn text(json: &str) -> Option<Cow<'_, str>> {
+pub(crate) fn text(json: &str) -> Option<Cow<'_, str>> {
     match json.as_bytes().first() {
         Some(b'"') => string(json, 0).map(|(s, _)| s),
         _ => None,
