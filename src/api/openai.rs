@@ -689,7 +689,11 @@ pub struct ChatParts {
 /// Reads `model`: a non-empty string of at most `MAX_IDENTIFIER_BYTES`, else a 400.
 pub fn read_model(raw: Option<&RawValue>) -> Result<String, ApiError> {
     let model = match raw {
-        Some(raw) => read_typed::<String>("model", raw, "a string")?,
+        // A string (the text is valid JSON) is its text, as serde reads it.
+        Some(raw) => match scan::text(raw.get()) {
+            Some(text) => Some(text.into_owned()),
+            None => read_typed::<String>("model", raw, "a string")?,
+        },
         None => None,
     };
     match model {

@@ -11,6 +11,7 @@ use super::policy::{Policy, Weights};
 use crate::api::openai::{check_identifier, RawObject};
 use crate::api::ApiError;
 use crate::catalog::{parse_usd_micros, Tier};
+use crate::config::ProviderConfig;
 
 /// The most fallback models (`models`) one request may list.
 const MAX_FALLBACK_MODELS: usize = 32;
@@ -197,13 +198,31 @@ fn parse_tiers(list: &[String], param: &str) -> Result<BTreeSet<Tier>, ApiError>
         .collect()
 }
 
+/// A configured provider as `Prefs::parse` checks slugs against it: its id.
+pub trait ProviderId {
+    fn provider_id(&self) -> &str;
+}
+
+impl ProviderId for &str {
+    fn provider_id(&self) -> &str {
+        self
+    }
+}
+
+/// The config's providers themselves, so a call gathers no list of their ids.
+impl ProviderId for ProviderConfig {
+    fn provider_id(&self) -> &str {
+        &self.id
+    }
+}
+
 impl Prefs {
     /// Reads the request's routing controls; anything malformed is a 400 naming it.
     /// `provider_ids` are the configured providers: unknown slugs are a 400 listing them.
-    pub fn parse(
+    pub fn parse<P: ProviderId>(
         fields: &RawObject,
         headers: &HeaderMap,
-        provider_ids: &[&str],
+        provider_ids: &[P],
     ) -> Result<Prefs, ApiError> {
         let mut prefs = Prefs::default();
         let bazaar: BazaarObject = fields
@@ -333,7 +352,10 @@ impl Prefs {
             ("provider.order", &provider.order),
         ] {
             for slug in list.iter().flatten() {
-                if !provider_ids.contains(&slug.as_str()) {
+                if !provider_ids
+                    .iter()
+                    .any(|p| p.provider_id() == slug.as_str())
+                {
                     unknown.push(format!("{param}: `{slug}`"));
                 }
             }
@@ -344,7 +366,11 @@ impl Prefs {
                 format!(
                     "Unknown provider slugs ({}); this gateway has: {}.",
                     unknown.join(", "),
-                    provider_ids.join(", ")
+                    provider_ids
+                        .iter()
+                        .map(ProviderId::provider_id)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
         }

@@ -104,13 +104,7 @@ pub fn plan_chat(
     headers: &HeaderMap,
     caller: &Caller,
 ) -> Result<RoutePlan, ApiError> {
-    let provider_ids: Vec<&str> = runtime
-        .config
-        .providers
-        .iter()
-        .map(|p| p.id.as_str())
-        .collect();
-    let prefs = Prefs::parse(&req.fields, headers, &provider_ids)?;
+    let prefs = Prefs::parse(&req.fields, headers, &runtime.config.providers)?;
     let call = CallShape {
         headers: Some(headers),
         ..CallShape::of(req)
