@@ -685,8 +685,29 @@ impl Row {
     }
 }
 
+/// What `--help` prints.
+const USAGE: &str = "\
+load: the gateway against nginx and a direct call to the same mock, per scenario
+  --only NAME          one case by its name (chat, \"chat stream\", embeddings, route+fallback, \"route 50 cand.\",
+                       anthropic), or every case whose name starts with NAME (e.g. route)
+  --concurrency N      one level of concurrency only (1, 16 or 64)
+  --requests N         calls a scenario (default 20,000; --quick 600)
+  --quick              a short run (also BAZAAR_BENCH_QUICK)
+  --gateway PATH       measure another build of the gateway against the same mocks
+  --counters           system calls, futex calls, context switches and migrations per call (perf stat)
+  --help               this text
+";
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(refused) = usage_error(&args[1..]) {
+        if refused.is_empty() {
+            print!("{USAGE}");
+            return;
+        }
+        eprint!("load: {refused}\n{USAGE}");
+        std::process::exit(2);
+    }
     let quick = args.iter().any(|a| a == "--quick") || std::env::var("BAZAAR_BENCH_QUICK").is_ok();
     let only: Option<String> = args
         .iter()
@@ -975,4 +996,24 @@ fn main() {
         .unwrap_or(0);
     println!("  after SIGTERM: {sent_to_bazaar} calls sent to bazaar, {in_db} ledger rows, {in_spill} rows left in spill files");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `Some("")` when `--help` was asked for, `Some(reason)` for an argument the bench does
+/// not know (a typo would otherwise run the whole bench with its defaults), else `None`.
+/// `--bench` is what `cargo bench` passes to every bench.
+fn usage_error(args: &[String]) -> Option<String> {
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--help" | "-h" => return Some(String::new()),
+            "--quick" | "--counters" | "--bench" => {}
+            "--only" | "--requests" | "--concurrency" | "--gateway" => {
+                if args.next().is_none() {
+                    return Some(format!("{arg} needs a value"));
+                }
+            }
+            other => return Some(format!("unknown argument `{other}`")),
+        }
+    }
+    None
 }
