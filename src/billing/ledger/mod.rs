@@ -390,9 +390,7 @@ impl Ledger {
             tx.commit().await?;
             return Ok(());
         }
-        let mut tx = self.writes().begin().await?;
-        insert_rows(&mut tx, &self.sql, rows).await?;
-        tx.commit().await?;
+        self.sqlite_write(None, rows).await?;
         Ok(())
     }
 
@@ -410,15 +408,43 @@ impl Ledger {
             tx.commit().await?;
             return Ok(true);
         }
-        let mut tx = self.writes().begin().await?;
-        let claim = sqlx::query(CLAIM_MARKER).bind(marker).bind(n);
-        if claim.execute(&mut *tx).await?.rows_affected() == 0 {
-            return Ok(false);
-        }
-        insert_rows(&mut tx, &self.sql, rows).await?;
-        tx.commit().await?;
-        Ok(true)
+        self.sqlite_write(Some(marker), rows).await
     }
+
+    /// `insert` (or `insert_once` with `marker`) on SQLite's write connection. A
+    /// connection whose write failed is closed, not handed back to the pool: on some
+    /// errors (the file full, mid-statement or at COMMIT) SQLite rolls the transaction
+    /// back itself and sqlx's ROLLBACK then fails, so sqlx would count the transaction as
+    /// still open, begin the next one as a SAVEPOINT, and after one more failure leave a
+    /// transaction open in which every later batch "commits" without ever being written.
+    async fn sqlite_write(
+        &self,
+        marker: Option<&str>,
+        rows: &[LedgerRow],
+    ) -> Result<bool, LedgerError> {
+        let mut conn = self.writes().acquire().await?;
+        let written = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            if let Some(marker) = marker {
+                let claim = sqlx::query(CLAIM_MARKER)
+                    .bind(marker)
+                    .bind(rows.len() as i64);
+                if claim.execute(&mut *tx).await?.rows_affected() == 0 {
+                    return Ok(false);
+                }
+            }
+            insert_rows(&mut tx, &self.sql, rows).await?;
+            tx.commit().await?;
+            Ok::<bool, LedgerError>(true)
+        }
+        .await;
+        if written.is_err() {
+            // The write's error is the one to report, not a failure to close.
+            let _ = conn.close().await;
+        }
+        written
+    }
+
     /// Rows matching `filter`, newest first (the spend API's calls and CSV export).
     pub async fn calls(
         &self,
@@ -1277,6 +1303,59 @@ mod tests {
         );
         ledger.close().await;
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// A batch that fails part way (the file full: SQLite then rolls back the whole
+    /// transaction itself), then one that fails before writing (another connection holds
+    /// the write lock), then one that succeeds: the last one's rows are committed, seen
+    /// by another connection, and none of the failed batches' rows are.
+    #[tokio::test]
+    async fn a_batch_after_failed_ones_commits_its_rows() {
+        let path =
+            std::env::temp_dir().join(format!("bazaar-failed-{}.sqlite", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let ledger = Ledger::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let rows = |from: i64, n: i64| -> Vec<LedgerRow> {
+            (from..from + n)
+                .map(|i| row(i, &format!("k{}", i % 3), Some(i)))
+                .collect()
+        };
+        ledger.insert(&rows(0, 10)).await.unwrap();
+        let pragma = |sql: &'static str| sqlx::query(sql).execute(ledger.writes());
+        let pages: i64 = sqlx::query("PRAGMA page_count")
+            .fetch_one(ledger.writes())
+            .await
+            .unwrap()
+            .get(0);
+        sqlx::query(&format!("PRAGMA max_page_count={pages}"))
+            .execute(ledger.writes())
+            .await
+            .unwrap();
+        assert!(ledger.insert(&rows(1_000, 2_000)).await.is_err(), "full");
+        pragma("PRAGMA max_page_count=1073741823").await.unwrap();
+        pragma("PRAGMA busy_timeout=0").await.unwrap();
+        let mut other = ledger.pool().acquire().await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        assert!(ledger.insert(&rows(5_000, 10)).await.is_err(), "locked");
+        sqlx::query("ROLLBACK").execute(&mut *other).await.unwrap();
+        drop(other);
+        ledger.insert(&rows(9_000, 10)).await.unwrap();
+        let mut want: Vec<String> = rows(0, 10)
+            .iter()
+            .chain(&rows(9_000, 10))
+            .map(|r| r.request_id.to_string())
+            .collect();
+        want.sort();
+        assert_eq!(sorted_request_ids(&ledger).await, want);
+        ledger.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
     }
 
     #[tokio::test]
