@@ -193,13 +193,23 @@ impl Tcp {
     }
 
     /// Deregisters the socket from its old driver and registers it with this one; if
-    /// either fails the connection is closed (its calls fail, and the pool drops it).
+    /// either fails, or the socket already holds a close or bytes no request asked for,
+    /// the connection is closed (its calls fail, and the pool drops it). The check is
+    /// made here because a new registration knows nothing of what arrived before it: the
+    /// pool's one poll for a close (`Pool::checkout`) would not see it.
     #[cold]
     #[inline(never)]
     fn move_here(&mut self) {
         self.moves.0.store(false, Ordering::Relaxed);
         self.stream = self.stream.take().and_then(|stream| {
             let std = stream.into_inner().into_std().ok()?;
+            // Non-blocking (as `into_std` leaves it): only "nothing yet" keeps it.
+            match std.peek(&mut [0; 1]) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                _ => return None,
+            }
+            // Always reached from a poll on a runtime; `from_std` would panic off one.
+            tokio::runtime::Handle::try_current().ok()?;
             TcpStream::from_std(std).ok().map(TokioIo::new)
         });
     }

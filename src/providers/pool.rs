@@ -688,6 +688,9 @@ mod tests {
         KeepOpen,
         /// Says `connection: close` in the reply, then closes.
         Close,
+        /// Says nothing of closing, then closes 50 ms later: an upstream whose
+        /// keep-alive time is shorter than the pool's.
+        CloseUnsaid,
     }
 
     /// A minimal HTTP/1.1 upstream: answers each request on a connection with `reply`,
@@ -716,7 +719,7 @@ mod tests {
             while let Some(end) = read.windows(4).position(|w| w == b"\r\n\r\n") {
                 read.drain(..end + 4);
                 let close = match after {
-                    After::KeepOpen => "",
+                    After::KeepOpen | After::CloseUnsaid => "",
                     After::Close => "connection: close\r\n",
                 };
                 // Head and body in one write: they arrive together.
@@ -727,8 +730,13 @@ mod tests {
                 if socket.write_all(whole.as_bytes()).await.is_err() {
                     return;
                 }
-                if let After::Close = after {
-                    return;
+                match after {
+                    After::KeepOpen => {}
+                    After::Close => return,
+                    After::CloseUnsaid => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        return;
+                    }
                 }
             }
             match socket.read(&mut buf).await {
@@ -831,6 +839,24 @@ mod tests {
         (addr, accepts)
     }
 
+    /// One call on a thread of its own with a current-thread runtime, as request threads
+    /// are; the runtime ends with its thread.
+    fn call_on_a_thread(pool: &Arc<Pool>, addr: &str) -> Result<Bytes, SendError> {
+        let (pool, addr) = (pool.clone(), addr.to_string());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let response = pool.send(get(&addr)).await?;
+                Ok(response.into_body().collect().await.unwrap().to_bytes())
+            })
+        })
+        .join()
+        .unwrap()
+    }
+
     /// A request thread with no idle connection of its own takes another thread's
     /// rather than opening one, and moves its socket to its own runtime: the connection
     /// still works once the runtime that opened it is gone.
@@ -839,22 +865,8 @@ mod tests {
         let upstream_runtime = tokio::runtime::Runtime::new().unwrap();
         let (addr, mut accepts) = upstream_runtime.block_on(upstream("pong", After::KeepOpen));
         let pool = pool_for(&addr);
-        // Each call on a thread of its own with a current-thread runtime, as request
-        // threads are; the runtime ends with its thread.
-        let call_on_a_thread = || {
-            let (pool, addr) = (pool.clone(), addr.clone());
-            std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async { call(&pool, &addr).await })
-            })
-            .join()
-            .unwrap()
-        };
         for _ in 0..3 {
-            assert_eq!(call_on_a_thread(), "pong");
+            assert_eq!(call_on_a_thread(&pool, &addr).unwrap(), "pong");
             assert_eq!(pool.idle(), 1);
         }
         upstream_runtime.block_on(accepts.recv()).unwrap();
@@ -862,6 +874,23 @@ mod tests {
             accepts.try_recv().is_err(),
             "one connection for three threads"
         );
+    }
+
+    /// A connection the upstream closed while it sat idle is not taken by another
+    /// thread: the close is seen before the socket moves, so the call opens a new one
+    /// instead of failing on the dead one.
+    #[test]
+    fn a_connection_closed_while_idle_is_not_moved_to_another_thread() {
+        let upstream_runtime = tokio::runtime::Runtime::new().unwrap();
+        let (addr, mut accepts) = upstream_runtime.block_on(upstream("pong", After::CloseUnsaid));
+        let pool = pool_for(&addr);
+        assert_eq!(call_on_a_thread(&pool, &addr).unwrap(), "pong");
+        assert_eq!(pool.idle(), 1);
+        // The upstream's close reaches this end while the connection is idle.
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(call_on_a_thread(&pool, &addr).unwrap(), "pong");
+        upstream_runtime.block_on(accepts.recv()).unwrap();
+        upstream_runtime.block_on(accepts.recv()).unwrap();
     }
 
     /// After a burst, the idle connections past the most recent `keep` close once unused
