@@ -306,22 +306,26 @@ async fn request_context(
         req.headers_mut().insert(X_REQUEST_ID, v);
     }
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
-    // The chat endpoint, the one most calls take, is answered by its handler directly
-    // (`chat::completions_routed`).
-    let mut response =
-        if endpoint.label == "/v1/chat/completions" && req.method() == http::Method::POST {
-            chat::completions_routed(state.clone(), RequestId(id.clone()), req)
-                .instrument(span.clone())
-                .await
-        } else {
-            req.extensions_mut().insert(RequestId(id.clone()));
-            // Bodies are bounded by our own extractor (`server::body`), not axum's default.
-            axum::extract::DefaultBodyLimit::disable().apply(&mut req);
-            match routes.clone().oneshot(req).instrument(span.clone()).await {
-                Ok(response) => response,
-                Err(never) => match never {},
-            }
-        };
+    // Chat and embeddings calls, which most calls are, are answered by their handlers
+    // directly (`chat::completions_routed`, `chat::embeddings_routed`).
+    let post = req.method() == http::Method::POST;
+    let mut response = if post && endpoint.label == "/v1/chat/completions" {
+        chat::completions_routed(state.clone(), RequestId(id.clone()), req)
+            .instrument(span.clone())
+            .await
+    } else if post && endpoint.label == "/v1/embeddings" {
+        chat::embeddings_routed(state.clone(), RequestId(id.clone()), req)
+            .instrument(span.clone())
+            .await
+    } else {
+        req.extensions_mut().insert(RequestId(id.clone()));
+        // Bodies are bounded by our own extractor (`server::body`), not axum's default.
+        axum::extract::DefaultBodyLimit::disable().apply(&mut req);
+        match routes.clone().oneshot(req).instrument(span.clone()).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    };
     if let Some(v) = header {
         response.headers_mut().insert(X_REQUEST_ID, v);
     }

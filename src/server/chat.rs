@@ -36,24 +36,40 @@ pub async fn completions(State(state): State<Arc<AppState>>, incoming: Incoming)
         .unwrap_or_else(IntoResponse::into_response)
 }
 
-/// `completions` for a `POST /v1/chat/completions` that `server::app` hands over itself,
-/// its id given, instead of through axum's router (which, per call, matches the path
-/// again, stores the matched path and an empty parameter list in the request's
-/// extensions, boxes the route's service and future, and formats `Content-Length`,
-/// which hyper writes itself): the same extractor, handler and answer.
-pub fn completions_routed(
-    state: Arc<AppState>,
-    request_id: RequestId,
-    req: axum::extract::Request,
-) -> Pin<Box<dyn Future<Output = Response> + Send>> {
-    // Made in its box, as axum makes a handler's future: the call's future is large.
-    Box::pin(async move {
-        match Incoming::read(req, &state, Some(request_id)).await {
-            Ok(incoming) => completions(State(state), incoming).await,
-            Err(refused) => refused.into_response(),
+/// A call endpoint's handler for a request that `server::app` hands over itself, its id
+/// given, instead of through axum's router (which, per call, matches the path again,
+/// stores the matched path and an empty parameter list in the request's extensions,
+/// boxes the route's service and future, and formats `Content-Length`, which hyper
+/// writes itself): the same extractor, handler and answer. One function per endpoint,
+/// not one generic over the handler, whose future copied the handler's into itself
+/// (docs/performance.md).
+macro_rules! routed {
+    ($(#[$doc:meta])* $name:ident => $handler:path) => {
+        $(#[$doc])*
+        pub fn $name(
+            state: Arc<AppState>,
+            request_id: RequestId,
+            req: axum::extract::Request,
+        ) -> Pin<Box<dyn Future<Output = Response> + Send>> {
+            // Made in its box, as axum makes a handler's future: the call's future is large.
+            Box::pin(async move {
+                match Incoming::read(req, &state, Some(request_id)).await {
+                    Ok(incoming) => $handler(State(state), incoming).await,
+                    Err(refused) => refused.into_response(),
+                }
+            })
         }
-    })
+    };
 }
+
+routed!(
+    /// `completions` for `POST /v1/chat/completions`.
+    completions_routed => completions
+);
+routed!(
+    /// `embeddings::embeddings` for `POST /v1/embeddings`.
+    embeddings_routed => super::embeddings::embeddings
+);
 
 /// `POST /v1/route/explain`: the plan a chat request would get, without calling any
 /// backend. A Responses body (`input` and no `messages`) is planned as `/v1/responses`
