@@ -281,7 +281,13 @@ async fn metrics(
         m.ledger_queue_depth.set(b.sink.queued() as i64);
         m.ledger_spilled_rows.set(b.sink.spilled() as i64);
     }
-    let mut response = m.render().into_response();
+    // Family by family: hyper writes a few families' texts at a time, so a scrape never
+    // holds the whole exposition (hundreds of KB with many backends) at once.
+    let families = m
+        .families()
+        .map(|text| Ok::<_, std::convert::Infallible>(Bytes::from(text)));
+    let mut response =
+        axum::body::Body::from_stream(futures_util::stream::iter(families)).into_response();
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

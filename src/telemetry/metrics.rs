@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 use crate::api::error::ErrorLabel;
 use crate::config::{Config, Slot};
 use prometheus::{
-    Counter, Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    core::Collector, Counter, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
     IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -225,26 +225,7 @@ impl Metrics {
                 NEXT.fetch_add(1, Ordering::Relaxed)
             },
         };
-        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
-            Box::new(m.request_duration.clone()),
-            Box::new(m.errors.clone()),
-            Box::new(m.upstream_duration.clone()),
-            Box::new(m.upstream_ttft.clone()),
-            Box::new(m.upstream_failures.clone()),
-            Box::new(m.fallbacks.clone()),
-            Box::new(m.tokens.clone()),
-            Box::new(m.cost_usd.clone()),
-            Box::new(m.unpriced.clone()),
-            Box::new(m.breaker_state.clone()),
-            Box::new(m.upstream_in_flight.clone()),
-            Box::new(m.ledger_queue_depth.clone()),
-            Box::new(m.ledger_spilled_rows.clone()),
-            Box::new(m.ledger_write_duration.clone()),
-            Box::new(m.config_reloads.clone()),
-            Box::new(m.savings_usd.clone()),
-            Box::new(m.up.clone()),
-        ];
-        for c in collectors {
+        for c in m.collectors() {
             if let Err(e) = m.registry.register(c) {
                 tracing::error!("A metric could not be registered: {e}");
             }
@@ -319,14 +300,70 @@ impl Metrics {
         }
     }
 
+    /// Every family's collector (each exports one family).
+    fn collectors(&self) -> Vec<Box<dyn Collector>> {
+        vec![
+            Box::new(self.request_duration.clone()),
+            Box::new(self.errors.clone()),
+            Box::new(self.upstream_duration.clone()),
+            Box::new(self.upstream_ttft.clone()),
+            Box::new(self.upstream_failures.clone()),
+            Box::new(self.fallbacks.clone()),
+            Box::new(self.tokens.clone()),
+            Box::new(self.cost_usd.clone()),
+            Box::new(self.unpriced.clone()),
+            Box::new(self.breaker_state.clone()),
+            Box::new(self.upstream_in_flight.clone()),
+            Box::new(self.ledger_queue_depth.clone()),
+            Box::new(self.ledger_spilled_rows.clone()),
+            Box::new(self.ledger_write_duration.clone()),
+            Box::new(self.config_reloads.clone()),
+            Box::new(self.savings_usd.clone()),
+            Box::new(self.up.clone()),
+        ]
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
-            tracing::warn!("Encoding metrics failed: {e}");
-        }
-        String::from_utf8(buf).unwrap_or_default()
+        self.families().collect()
     }
+
+    /// The Prometheus text exposition family by family, each its own text: what
+    /// `Registry::gather` and `TextEncoder` would write at once (families in name order,
+    /// series in label-value order, empty families left out), byte for byte, but only one
+    /// family's series are collected and encoded at a time, so a scrape's peak memory is
+    /// its largest family's, not all of them (which stayed in the allocator's arenas).
+    pub fn families(&self) -> impl Iterator<Item = String> + Send + 'static {
+        let mut collectors = self.collectors();
+        collectors.sort_by(|a, b| family_name(&**a).cmp(family_name(&**b)));
+        collectors
+            .into_iter()
+            .flat_map(|c| c.collect())
+            .filter_map(|mut family| {
+                if family.get_metric().is_empty() {
+                    return None;
+                }
+                family.mut_metric().sort_by(|a, b| {
+                    let (a, b) = (a.get_label(), b.get_label());
+                    a.len()
+                        .cmp(&b.len())
+                        .then_with(|| a.iter().map(|l| l.value()).cmp(b.iter().map(|l| l.value())))
+                });
+                let mut text = String::new();
+                match TextEncoder::new().encode_utf8(std::slice::from_ref(&family), &mut text) {
+                    Ok(()) => Some(text),
+                    Err(e) => {
+                        tracing::warn!("Encoding metrics failed: {e}");
+                        None
+                    }
+                }
+            })
+    }
+}
+
+/// The name of the one family a collector of `Metrics` exports.
+fn family_name(c: &dyn Collector) -> &str {
+    c.desc().first().map_or("", |d| d.fq_name.as_str())
 }
 
 impl Default for Metrics {
@@ -443,6 +480,7 @@ fn unreachable_metric<T>() -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prometheus::Encoder;
 
     fn value(metrics: &Metrics, line_start: &str) -> Option<String> {
         metrics
@@ -450,6 +488,39 @@ mod tests {
             .lines()
             .find(|l| l.starts_with(line_start))
             .map(|l| l.rsplit(' ').next().unwrap_or("").to_string())
+    }
+
+    #[test]
+    fn the_exposition_is_the_registry_encoders_byte_for_byte() {
+        let toml = "[providers.b]\ntier = \"local\"\nbase_url = \"http://127.0.0.1:1/v1\"\n\
+            catalog = false\n[providers.a]\ntier = \"frontier\"\n\
+            base_url = \"http://127.0.0.1:2/v1\"\ncatalog = false\n\
+            [[models]]\nid = \"zeta\"\nprovider = \"b\"\n\
+            [[models]]\nid = \"alpha\"\nprovider = \"a\"\n\
+            [[models]]\nid = \"alpha\"\nprovider = \"b\"\n\
+            [routes.fast]\nmodels = [\"zeta\", \"alpha\"]\n";
+        let config = Config::from_toml(toml, &|_| None).unwrap();
+        let metrics = Metrics::new();
+        metrics.declare(&config);
+        let slot = SeriesSlot::default();
+        let series = metrics.target_series(&slot, "b", &"zeta".into(), "local");
+        series.upstream_duration.observe(0.07);
+        series.route(&metrics, "fast").tokens[1].inc_by(3);
+        series.route(&metrics, "fast").cost_usd.inc_by(0.125);
+        metrics
+            .errors
+            .with_label_values(&["rate_limit_error"])
+            .inc();
+        metrics.ledger_queue_depth.set(4);
+        metrics.savings_usd.set(1.5);
+        let mut old = Vec::new();
+        TextEncoder::new()
+            .encode(&metrics.registry.gather(), &mut old)
+            .unwrap();
+        let old = String::from_utf8(old).unwrap();
+        assert!(old.contains("bazaar_tokens_total{bucket=\"cached_input\",model=\"zeta\""));
+        assert_eq!(metrics.render(), old);
+        assert_eq!(metrics.families().count(), 17);
     }
 
     #[test]
