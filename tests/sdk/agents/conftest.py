@@ -12,7 +12,6 @@ import os
 import pathlib
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
@@ -126,8 +125,10 @@ key = "env:AGENTS_OTHER_KEY"
 
 
 @pytest.fixture()
-def workdir():
-    return tempfile.mkdtemp(prefix="bazaar-agents-")
+def workdir(tmp_path):
+    """The test's own directory (config, ledger, logs): pytest's, which keeps the last
+    three runs' for a look after a failure and removes older ones."""
+    return str(tmp_path)
 
 
 @pytest.fixture()

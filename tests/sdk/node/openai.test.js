@@ -3,7 +3,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
@@ -24,7 +24,7 @@ const validate = (name, body) => {
 };
 
 const KEY = "bzr-node-client-key";
-let sim, gateway, client, baseURL;
+let sim, gateway, client, baseURL, dir;
 
 const freePort = () =>
   new Promise((resolve) => {
@@ -40,7 +40,7 @@ before(async () => {
     sim.stdout.once("data", (d) => resolve(d.toString().trim().replace("listening on ", ""))),
   );
   const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), "bazaar-node-"));
+  dir = mkdtempSync(join(tmpdir(), "bazaar-node-"));
   const config = join(dir, "bazaar.toml");
   writeFileSync(
     config,
@@ -57,9 +57,13 @@ before(async () => {
   client = new OpenAI({ baseURL, apiKey: KEY, maxRetries: 0 });
 });
 
-after(() => {
+after(async () => {
+  // The gateway flushes its ledger into `dir` as it stops: the directory goes after it.
+  const exited = gateway && gateway.exitCode === null ? new Promise((r) => gateway.once("exit", r)) : null;
   gateway?.kill("SIGTERM");
   sim?.kill("SIGTERM");
+  await exited;
+  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 test("chat, plain", async () => {

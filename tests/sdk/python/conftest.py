@@ -5,7 +5,6 @@ import os
 import pathlib
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
@@ -35,9 +34,10 @@ class Gateway:
 
 
 @pytest.fixture(scope="session")
-def gateway():
+def gateway(tmp_path_factory):
     sim, sim_addr = start_sim("--require-key", PROVIDER_KEY)
-    tmp = tempfile.mkdtemp(prefix="bazaar-sdk-")
+    # pytest's directory: the last three runs' are kept for a look, older ones removed.
+    tmp = tmp_path_factory.mktemp("bazaar-sdk")
     port = free_port()
     config = pathlib.Path(tmp, "bazaar.toml")
     config.write_text(f"""

@@ -7,7 +7,6 @@ import json
 import os
 import pathlib
 import subprocess
-import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -57,11 +56,12 @@ class MockAnthropic(BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def gateway():
+def gateway(tmp_path_factory):
     sim, sim_addr = start_sim()
     mock = ThreadingHTTPServer(("127.0.0.1", 0), MockAnthropic)
     threading.Thread(target=mock.serve_forever, daemon=True).start()
-    tmp = tempfile.mkdtemp(prefix="bazaar-anthropic-sdk-")
+    # pytest's directory: the last three runs' are kept for a look, older ones removed.
+    tmp = tmp_path_factory.mktemp("bazaar-anthropic-sdk")
     port = free_port()
     config = pathlib.Path(tmp, "bazaar.toml")
     config.write_text(f"""
