@@ -28,7 +28,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  gateway?.stop();
+  await gateway?.stop();
 });
 
 // What the page drew: the series, and the x scale uPlot actually used.

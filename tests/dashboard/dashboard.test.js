@@ -35,7 +35,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  gateway?.stop();
+  await gateway?.stop();
 });
 
 const open = (key) => openDashboard(browser, base, key);

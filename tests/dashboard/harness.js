@@ -2,7 +2,7 @@
 // ledger seeded with known calls (through the spill file the ledger replays at start),
 // and Debian's chromium driven by playwright-core.
 import { spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
@@ -36,7 +36,8 @@ function row(call, i) {
 }
 
 /// Starts the gateway on a ledger holding exactly `calls`; resolves once the spend API
-/// counts them all. Returns { base, stop }.
+/// counts them all. Returns { base, stop }; `stop` resolves once the gateway has exited
+/// and its directory is removed.
 export async function startGateway(calls) {
   const dir = mkdtempSync(join(tmpdir(), "bazaar-dash-"));
   const port = await freePort();
@@ -52,7 +53,13 @@ export async function startGateway(calls) {
     } catch {}
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { base, stop: () => gateway.kill("SIGTERM") };
+  const stop = async () => {
+    const exited = gateway.exitCode === null ? new Promise((r) => gateway.once("exit", r)) : null;
+    gateway.kill("SIGTERM");
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return { base, stop };
 }
 
 export function launchBrowser() {
