@@ -460,6 +460,8 @@ struct Served {
     addr: std::net::SocketAddr,
     /// Its SQLite ledger's URL.
     ledger: String,
+    /// Its config and ledger, removed when it is dropped.
+    dir: std::path::PathBuf,
 }
 
 impl Served {
@@ -503,6 +505,7 @@ impl Served {
             child,
             addr,
             ledger,
+            dir,
         }
     }
 
@@ -520,6 +523,7 @@ impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
