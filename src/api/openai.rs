@@ -1266,6 +1266,83 @@ mod tests {
         ]
     }
 
+    /// A message as a hostile client writes it, as text: keys escaped (`"\u0072ole"`),
+    /// repeated, not ASCII; roles escaped, empty, of other types; contents with lone
+    /// surrogates, escapes, non-ASCII text, numbers out of range, nesting past serde's
+    /// recursion limit; odd whitespace.
+    fn hostile_message() -> impl Strategy<Value = String> {
+        let key = prop::sample::select(vec![
+            r#""role""#,
+            r#""content""#,
+            r#""tool_calls""#,
+            r#""\u0072ole""#,
+            r#""c\u006fntent""#,
+            r#""r\u00f4le""#,
+            "\"r\u{f4}le\"",
+            r#""name""#,
+            r#""""#,
+        ]);
+        let value = prop::sample::select(vec![
+            r#""user""#,
+            r#""assistant""#,
+            r#""us\u0065r""#,
+            r#""""#,
+            "\"\u{e9}\u{1F600}\"",
+            r#""\ud800""#,
+            r#""\ud83d\ude00 \"q\" \\ \/""#,
+            "null",
+            "true",
+            "1e400",
+            "-0",
+            "18446744073709551616",
+            r#"[{"type":"text","text":"a"}]"#,
+            r#"[{"type":"text","text":"\ud800"}]"#,
+            r#"{"role":"user"}"#,
+            "[]",
+            "{}",
+        ])
+        .prop_map(str::to_string);
+        let deep = (100usize..200).prop_map(|n| format!("{}{}", "[".repeat(n), "]".repeat(n)));
+        let member =
+            (key, prop_oneof![8 => value, 1 => deep]).prop_map(|(k, v)| format!("{k}:{v}"));
+        prop_oneof![
+            6 => prop::collection::vec(member, 0..4).prop_map(|m| format!("{{{}}}", m.join(","))),
+            1 => Just(r#"["user","hi"]"#.to_string()),
+            1 => Just("null".to_string()),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn hostile_messages_are_read_as_serde_reads_them(
+            messages in prop::collection::vec(hostile_message(), 0..4),
+            space in prop::sample::select(vec!["", " ", "\t\r\n"]),
+        ) {
+            let text = format!("[{space}{}{space}]", messages.join(&format!("{space},{space}")));
+            prop_assume!(serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok());
+            if let Some(plain) = plain_messages(&text) {
+                prop_assert_eq!(Some(plain), messages_by_serde(&text), "{}", text);
+            }
+        }
+
+        /// A whole chat body around hostile messages: the parse never panics, and a body
+        /// serde refuses as a JSON object is refused.
+        #[test]
+        fn hostile_chat_bodies_parse_or_are_refused(
+            messages in prop::collection::vec(hostile_message(), 0..4),
+            escaped in any::<bool>(),
+        ) {
+            let key = if escaped { r#""\u006dessages""# } else { r#""messages""# };
+            let body = format!(r#"{{"model":"m",{key}:[{}]}}"#, messages.join(","));
+            let parsed = ChatRequest::parse(body.as_bytes());
+            if serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&body).is_err()
+                && serde_json::from_str::<serde::de::IgnoredAny>(&body).is_err()
+            {
+                prop_assert!(parsed.is_err(), "{}", body);
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn messages_are_read_as_serde_reads_them(

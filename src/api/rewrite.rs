@@ -526,6 +526,80 @@ mod tests {
             prop_oneof![4 => count, 2 => details, 1 => json()]
         }
 
+        /// A usage member's key as JSON text: the names read, escaped or not, and others.
+        fn hostile_key() -> impl Strategy<Value = String> {
+            prop::sample::select(vec![
+                r#""prompt_tokens""#,
+                r#""completion_tokens""#,
+                r#""total_tokens""#,
+                r#""cached_tokens""#,
+                r#""prompt_cache_hit_tokens""#,
+                r#""cache_creation_input_tokens""#,
+                r#""prompt_tokens_details""#,
+                r#""completion_tokens_details""#,
+                r#""prompt\u005ftokens""#,
+                r#""\u0070rompt_tokens_details""#,
+                r#""pr\u00f6mpt_tokens""#,
+                "\"pr\u{f6}mpt_tokens\"",
+                "\"\u{1F600}\"",
+                r#""\ud83d\ude00""#,
+                r#""cost""#,
+                r#""model""#,
+                r#""usage""#,
+                r#""bazaar""#,
+                r#""""#,
+            ])
+            .prop_map(str::to_string)
+        }
+
+        /// A usage member's value as JSON text: counts of every hostile form, details
+        /// objects of them, and deep or odd values.
+        fn hostile_value() -> impl Strategy<Value = String> {
+            let count = prop::sample::select(vec![
+                "0",
+                "7",
+                "00",
+                "-0",
+                "-1",
+                "1.0",
+                "1e2",
+                "1E+2",
+                "0.5e-3",
+                "1e400",
+                "-1e400",
+                "18446744073709551615",
+                "18446744073709551616",
+                "99999999999999999999999999999",
+                "9223372036854775808",
+                "null",
+                "true",
+                r#""7""#,
+                r#""\ud800""#,
+                "{}",
+                "[]",
+                "[7]",
+            ])
+            .prop_map(str::to_string);
+            let details = prop::collection::vec(
+                (
+                    prop::sample::select(vec![
+                        r#""cached_tokens""#,
+                        r#""reasoning_tokens""#,
+                        r#""cached\u005ftokens""#,
+                        r#""audio_tokens""#,
+                    ]),
+                    count.clone(),
+                ),
+                0..3,
+            )
+            .prop_map(|m| {
+                let members: Vec<String> = m.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+                format!("{{{}}}", members.join(","))
+            });
+            let deep = (1usize..200).prop_map(|n| format!("{}{}", "[".repeat(n), "]".repeat(n)));
+            prop_oneof![5 => count, 3 => details, 1 => deep]
+        }
+
         proptest! {
             #[test]
             fn objects_are_scanned_as_serde_reads_them(
@@ -575,6 +649,33 @@ mod tests {
                 });
                 if once && simple {
                     prop_assert!(plain.is_some(), "{}", text);
+                }
+            }
+
+            /// Usage objects as a broken or hostile upstream writes them, as text (serde
+            /// cannot write most of these): counts past 64 bits, negative, fractional or
+            /// out of any float's range, keys escaped, repeated or not ASCII, members
+            /// nested past serde's recursion limit, odd whitespace. The one pass reads
+            /// each exactly as serde does, or leaves it to serde.
+            #[test]
+            fn hostile_usage_is_read_as_serde_reads_it(
+                members in prop::collection::vec((hostile_key(), hostile_value()), 0..7),
+                space in prop::sample::select(vec!["", " ", "\t", "\r\n", " \n\t "]),
+            ) {
+                let text = format!(
+                    "{{{space}{}{space}}}",
+                    members
+                        .iter()
+                        .map(|(k, v)| format!("{k}{space}:{space}{v}"))
+                        .collect::<Vec<_>>()
+                        .join(&format!("{space},{space}"))
+                );
+                prop_assume!(serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok());
+                let serde = serde_json::from_str::<OpenAiUsage>(&text).ok();
+                if let Some(plain) = PlainUsage::read(&text) {
+                    prop_assert_eq!(Some(&plain.usage), serde.as_ref(), "{}", text);
+                    let inner = Members::of(&text).unwrap();
+                    prop_assert_eq!(plain.spliceable, inner.plain && inner.len > 0 && !inner.cost, "{}", text);
                 }
             }
 

@@ -823,17 +823,31 @@ mod tests {
 
     /// An upstream that answers its first request with `bytes` and then only reads.
     async fn upstream_raw(bytes: &'static [u8]) -> (String, mpsc::UnboundedReceiver<()>) {
+        listen(move |mut socket| async move {
+            let mut buf = [0u8; 4096];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket.write_all(bytes).await;
+            while matches!(socket.read(&mut buf).await, Ok(n) if n > 0) {}
+        })
+        .await
+    }
+
+    /// A test upstream on 127.0.0.1:0 that runs `each` on every connection it accepts
+    /// (in a task of its own), and reports each accepted connection on the channel.
+    async fn listen<F, Fut>(each: F) -> (String, mpsc::UnboundedReceiver<()>)
+    where
+        F: Fn(TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let (accepted, accepts) = mpsc::unbounded_channel();
         #[allow(clippy::disallowed_methods)]
         tokio::task::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
+            while let Ok((socket, _)) = listener.accept().await {
                 let _ = accepted.send(());
-                let mut buf = [0u8; 4096];
-                let _ = socket.read(&mut buf).await;
-                let _ = socket.write_all(bytes).await;
-                while matches!(socket.read(&mut buf).await, Ok(n) if n > 0) {}
+                #[allow(clippy::disallowed_methods)]
+                tokio::task::spawn(each(socket));
             }
         });
         (addr, accepts)
@@ -891,6 +905,82 @@ mod tests {
         assert_eq!(call_on_a_thread(&pool, &addr).unwrap(), "pong");
         upstream_runtime.block_on(accepts.recv()).unwrap();
         upstream_runtime.block_on(accepts.recv()).unwrap();
+    }
+
+    /// What a hostile or broken upstream does to a connection once its first reply is
+    /// sent and the connection sits idle.
+    #[derive(Clone, Copy, Debug)]
+    enum Idly {
+        /// Sends bytes no request asked for (a second, unasked reply).
+        Talks,
+        /// Shuts its sending half (FIN) but keeps reading: half-closed.
+        HalfCloses,
+    }
+
+    /// An upstream that answers each connection's first request with "pong", then does
+    /// `idly`, then answers nothing more on it.
+    async fn upstream_idly(idly: Idly) -> (String, mpsc::UnboundedReceiver<()>) {
+        listen(move |mut socket| async move {
+            let mut buf = [0u8; 4096];
+            let _ = socket.read(&mut buf).await;
+            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\npong";
+            let _ = socket.write_all(reply).await;
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            match idly {
+                Idly::Talks => {
+                    let unasked = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nextra";
+                    let _ = socket.write_all(unasked).await;
+                }
+                Idly::HalfCloses => {
+                    let _ = socket.shutdown().await;
+                }
+            }
+            while matches!(socket.read(&mut buf).await, Ok(n) if n > 0) {}
+        })
+        .await
+    }
+
+    /// An idle connection the upstream talked on or half-closed is not used again, on
+    /// the thread that opened it or on another: the next call opens a new connection and
+    /// gets its reply, not the unasked bytes and not an error.
+    #[test]
+    fn an_idle_connection_the_upstream_spoiled_is_not_reused() {
+        let upstream_runtime = tokio::runtime::Runtime::new().unwrap();
+        for idly in [Idly::Talks, Idly::HalfCloses] {
+            // Same thread: one runtime makes both calls.
+            let (addr, mut accepts) = upstream_runtime.block_on(upstream_idly(idly));
+            let pool = pool_for(&addr);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                assert_eq!(call(&pool, &addr).await, "pong", "{idly:?}");
+                assert_eq!(pool.idle(), 1, "{idly:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let second = pool.send(get(&addr)).await;
+                let body = match second {
+                    Ok(r) => r.into_body().collect().await.map(|b| b.to_bytes()),
+                    Err(e) => panic!("{idly:?}: same thread: {e:?}"),
+                };
+                assert_eq!(body.unwrap(), "pong", "{idly:?}: same thread");
+            });
+            upstream_runtime.block_on(accepts.recv()).unwrap();
+            upstream_runtime.block_on(accepts.recv()).unwrap();
+
+            // Another thread takes it.
+            let (addr, mut accepts) = upstream_runtime.block_on(upstream_idly(idly));
+            let pool = pool_for(&addr);
+            assert_eq!(call_on_a_thread(&pool, &addr).unwrap(), "pong");
+            assert_eq!(pool.idle(), 1);
+            std::thread::sleep(Duration::from_millis(200));
+            match call_on_a_thread(&pool, &addr) {
+                Ok(body) => assert_eq!(body, "pong", "{idly:?}: moved"),
+                Err(e) => panic!("{idly:?}: moved: {e:?}"),
+            }
+            upstream_runtime.block_on(accepts.recv()).unwrap();
+            upstream_runtime.block_on(accepts.recv()).unwrap();
+        }
     }
 
     /// After a burst, the idle connections past the most recent `keep` close once unused

@@ -20,6 +20,7 @@ mod chat;
 mod config_examples;
 mod conformance;
 mod errors;
+mod fastpath;
 mod feedback;
 mod first_hour;
 mod fuzz;

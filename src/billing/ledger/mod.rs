@@ -880,6 +880,153 @@ mod tests {
         }
     }
 
+    /// A ledger in a fresh SQLite file named after `name`, and the file's path.
+    async fn temp_ledger(name: &str) -> (Ledger, std::path::PathBuf) {
+        let path =
+            std::env::temp_dir().join(format!("bazaar-{name}-{}.sqlite", std::process::id()));
+        remove_sqlite(&path);
+        let ledger = Ledger::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        (ledger, path)
+    }
+
+    /// Removes a SQLite file and its `-wal` and `-shm`.
+    fn remove_sqlite(path: &std::path::Path) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+
+    /// The ledger holds exactly the rows of `batches`, and its rollup their sums (none
+    /// of a failed batch's).
+    async fn assert_only_written(ledger: &Ledger, batches: &[Vec<LedgerRow>]) {
+        let mut want: Vec<String> = batches
+            .iter()
+            .flatten()
+            .map(|r| r.request_id.to_string())
+            .collect();
+        want.sort();
+        assert_eq!(sorted_request_ids(ledger).await, want);
+        let (summed, kept) = rollup_against_rows(ledger).await;
+        assert_eq!(kept, summed);
+    }
+
+    /// The rollup table as the ledger's rows sum up (`rollup_fill`'s query) and as it
+    /// is, each sorted.
+    async fn rollup_against_rows(ledger: &Ledger) -> (Vec<String>, Vec<String>) {
+        let read = |sql: String| async move {
+            let rows = sqlx::query(&sql).fetch_all(ledger.pool()).await.unwrap();
+            let mut out: Vec<String> = rows
+                .iter()
+                .map(|r| {
+                    (0..r.len())
+                        .map(|i| match r.try_get::<i64, _>(i) {
+                            Ok(n) => n.to_string(),
+                            Err(_) => r.try_get::<String, _>(i).unwrap(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("|")
+                })
+                .collect();
+            out.sort();
+            out
+        };
+        let summed = read(format!(
+            "SELECT ts_ms - (ts_ms % 3600000), COALESCE(key_id, ''), key_name, COALESCE(team, ''), route, provider, model, tier, {ROLLUP_SUMS_CAST}
+             FROM ledger GROUP BY 1, 2, 3, 4, 5, 6, 7, 8"
+        ))
+        .await;
+        let kept = read(format!(
+            "SELECT {ROLLUP_KEY_COLUMNS}, {ROLLUP_COLUMNS} FROM ledger_hourly"
+        ))
+        .await;
+        (summed, kept)
+    }
+
+    /// Rows in no order, one group's rows interleaved with others' and split across
+    /// batches, texts equal but not shared (as rows made apart have them), `None` and
+    /// `Some("")` teams: the rollup holds exactly the sums of the rows written.
+    #[tokio::test]
+    async fn the_rollup_sums_unsorted_rows_and_groups_split_across_batches() {
+        let (mut ledger, path) = temp_ledger("rollup-runs").await;
+        ledger.set_rows_per_statement(3);
+        // A fixed shuffle: i * 7919 mod 101 visits 0..101 once each.
+        let rows: Vec<LedgerRow> = (0..101i64)
+            .map(|i| (i * 7919) % 101)
+            .map(|i| {
+                let mut r = row(
+                    (i % 3) * HOUR_MS + i,
+                    ["a", "b", "a"][i as usize % 3],
+                    (i % 4 != 0).then_some(i),
+                );
+                r.request_id = format!("r{i}").into();
+                r.model = format!("m{}", i % 2).into();
+                r.team = match i % 5 {
+                    0 => None,
+                    1 => Some("".into()),
+                    _ => Some("web".into()),
+                };
+                r.status = if i % 6 == 0 { 502 } else { 200 };
+                r.input_tokens = i;
+                r.fallbacks = (i % 2) as i32;
+                r
+            })
+            .collect();
+        for batch in rows.chunks(17) {
+            ledger.insert(batch).await.unwrap();
+        }
+        let (summed, kept) = rollup_against_rows(&ledger).await;
+        assert!(!summed.is_empty());
+        assert_eq!(kept, summed);
+        ledger.close().await;
+        remove_sqlite(&path);
+    }
+
+    /// A batch in which one row fails a constraint (here a trigger refusing it, in the
+    /// middle of a statement whose earlier rows `INSERT OR FAIL` keeps), or whose rollup
+    /// fails after its rows were inserted, writes nothing: not its earlier rows, not its
+    /// rollup; the next batch is written whole.
+    #[tokio::test]
+    async fn a_batch_with_one_failing_row_writes_none_of_its_rows() {
+        let (mut ledger, path) = temp_ledger("row-fails").await;
+        ledger.set_rows_per_statement(8);
+        let rows = |from: i64, n: i64| -> Vec<LedgerRow> {
+            (from..from + n)
+                .map(|i| row(i, &format!("k{}", i % 3), Some(i)))
+                .collect()
+        };
+        ledger.insert(&rows(0, 5)).await.unwrap();
+        let exec = |sql: &'static str| sqlx::query(sql).execute(ledger.pool());
+        // Each trigger refuses one batch, then goes.
+        for (trigger, drop, batch, what) in [
+            (
+                "CREATE TRIGGER refuse_row BEFORE INSERT ON ledger WHEN NEW.request_id = 'r1005'
+                 BEGIN SELECT RAISE(FAIL, 'refused'); END",
+                "DROP TRIGGER refuse_row",
+                rows(1_000, 12),
+                "a row refused mid-statement",
+            ),
+            // Its groups exist already: the upsert updates, and fails, after the rows
+            // went in.
+            (
+                "CREATE TRIGGER refuse_rollup BEFORE UPDATE ON ledger_hourly
+                 BEGIN SELECT RAISE(FAIL, 'refused'); END",
+                "DROP TRIGGER refuse_rollup",
+                rows(2_000, 6),
+                "the rollup refused",
+            ),
+        ] {
+            exec(trigger).await.unwrap();
+            assert!(ledger.insert(&batch).await.is_err(), "{what}");
+            exec(drop).await.unwrap();
+        }
+        ledger.insert(&rows(3_000, 4)).await.unwrap();
+        assert_only_written(&ledger, &[rows(0, 5), rows(3_000, 4)]).await;
+        ledger.close().await;
+        remove_sqlite(&path);
+    }
+
     #[tokio::test]
     async fn every_sqlite_statement_shape_writes_the_same_rows_and_rollup() {
         let mut seen = Vec::new();
@@ -1345,17 +1492,9 @@ mod tests {
         sqlx::query("ROLLBACK").execute(&mut *other).await.unwrap();
         drop(other);
         ledger.insert(&rows(9_000, 10)).await.unwrap();
-        let mut want: Vec<String> = rows(0, 10)
-            .iter()
-            .chain(&rows(9_000, 10))
-            .map(|r| r.request_id.to_string())
-            .collect();
-        want.sort();
-        assert_eq!(sorted_request_ids(&ledger).await, want);
+        assert_only_written(&ledger, &[rows(0, 10), rows(9_000, 10)]).await;
         ledger.close().await;
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
+        remove_sqlite(&path);
     }
 
     #[tokio::test]
