@@ -203,6 +203,33 @@ async fn the_fast_paths_refuse_what_the_router_refuses_alike() {
     assert!(mock.received().is_empty(), "no call reached the upstream");
 }
 
+/// A method other than POST on a call endpoint is refused as on every route: 405 with
+/// an `Allow` header naming POST, in OpenAI's shape.
+#[tokio::test]
+async fn a_wrong_method_on_a_call_endpoint_is_a_405() {
+    let mock = MockUpstream::start().await;
+    let gw = gateway(&mock).await;
+    for path in FAST.into_iter().chain([ROUTED, "/v1/responses"]) {
+        for method in [Method::GET, Method::PUT, Method::DELETE] {
+            let response = gw
+                .client
+                .request(method.clone(), gw.url(path))
+                .bearer_auth(KEY)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                response.headers().get("allow").map(|v| v.to_str().unwrap()),
+                Some("POST"),
+                "{method} {path}"
+            );
+            let e = expect_error(response, 405).await;
+            assert_eq!(e["code"], "method_not_allowed", "{method} {path}: {e}");
+            assert_eq!(e["type"], "invalid_request_error", "{method} {path}: {e}");
+        }
+    }
+}
+
 /// A query string does not change what a call endpoint answers, and a request id the
 /// client gave comes back on every answer, served or refused.
 #[tokio::test]
