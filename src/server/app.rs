@@ -176,8 +176,9 @@ async fn not_found(req: Request) -> Response {
     .into_response()
 }
 
+/// 405, as OpenAI answers a wrong method, in its error shape (axum adds `Allow`).
 async fn method_not_allowed(req: Request) -> Response {
-    ApiError::InvalidRequest {
+    let mut response = ApiError::InvalidRequest {
         message: format!(
             "Method {} is not allowed on `{}`.",
             req.method(),
@@ -186,7 +187,9 @@ async fn method_not_allowed(req: Request) -> Response {
         param: None,
         code: Some("method_not_allowed"),
     }
-    .into_response()
+    .into_response();
+    *response.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
+    response
 }
 
 fn valid_request_id(v: &HeaderValue) -> Option<&str> {

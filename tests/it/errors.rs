@@ -255,7 +255,7 @@ async fn unknown_path_and_wrong_method_are_json() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.status(), 405);
     let v: serde_json::Value = resp.json().await.unwrap();
     assert!(v["error"]["message"].is_string());
 }
