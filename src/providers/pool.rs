@@ -983,6 +983,23 @@ mod tests {
         }
     }
 
+    /// An upstream whose reply carries a second, unasked reply right behind it (in the
+    /// same write): the connection is not kept, so the next call never gets the unasked
+    /// reply as its own.
+    #[tokio::test]
+    async fn a_reply_followed_by_unasked_bytes_does_not_answer_the_next_call() {
+        let (addr, mut accepts) = upstream_raw(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\npongHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nextra",
+        )
+        .await;
+        let pool = pool_for(&addr);
+        assert_eq!(call(&pool, &addr).await, "pong");
+        assert_eq!(pool.idle(), 0, "the connection is not kept");
+        assert_eq!(call(&pool, &addr).await, "pong");
+        accepts.recv().await.unwrap();
+        accepts.recv().await.unwrap();
+    }
+
     /// After a burst, the idle connections past the most recent `keep` close once unused
     /// for `surplus_for`, without a call to the pool; the kept ones stay.
     #[tokio::test]

@@ -1027,6 +1027,35 @@ mod tests {
         remove_sqlite(&path);
     }
 
+    /// A replayed chunk is written once: a second replay of the same marker writes
+    /// nothing (rows and rollup not counted twice), and a replay whose batch failed left
+    /// its marker unclaimed, so the next replay of it writes it.
+    #[tokio::test]
+    async fn a_replayed_chunk_is_written_once_and_a_failed_one_again() {
+        let (ledger, path) = temp_ledger("replay-once").await;
+        let rows = |from: i64| -> Vec<LedgerRow> {
+            (from..from + 6)
+                .map(|i| row(i, &format!("k{}", i % 2), Some(i)))
+                .collect()
+        };
+        assert!(ledger.insert_once("spill#0", &rows(0)).await.unwrap());
+        assert!(!ledger.insert_once("spill#0", &rows(0)).await.unwrap());
+        let exec = |sql: &'static str| sqlx::query(sql).execute(ledger.pool());
+        exec(
+            "CREATE TRIGGER refuse_row BEFORE INSERT ON ledger WHEN NEW.request_id = 'r103'
+             BEGIN SELECT RAISE(FAIL, 'refused'); END",
+        )
+        .await
+        .unwrap();
+        assert!(ledger.insert_once("spill#1", &rows(100)).await.is_err());
+        exec("DROP TRIGGER refuse_row").await.unwrap();
+        assert!(ledger.insert_once("spill#1", &rows(100)).await.unwrap());
+        assert!(!ledger.insert_once("spill#1", &rows(100)).await.unwrap());
+        assert_only_written(&ledger, &[rows(0), rows(100)]).await;
+        ledger.close().await;
+        remove_sqlite(&path);
+    }
+
     #[tokio::test]
     async fn every_sqlite_statement_shape_writes_the_same_rows_and_rollup() {
         let mut seen = Vec::new();
