@@ -169,33 +169,44 @@ fn cases() -> Vec<(&'static str, Send)> {
 }
 
 /// Every request the router would refuse on a routed endpoint is refused the same way
-/// on the two endpoints answered without it: same status, same error type, code, param
-/// and message (but for the path), a request id, a JSON body.
+/// on the two endpoints answered without it, over HTTP/1.1 and HTTP/2 (prior
+/// knowledge): same status, same error type, code, param and message (but for the
+/// path), a request id, a JSON body.
 #[tokio::test]
 async fn the_fast_paths_refuse_what_the_router_refuses_alike() {
     let mock = MockUpstream::start().await;
-    let gw = gateway(&mock).await;
+    let mut gw = gateway(&mock).await;
     let mut differ = Vec::new();
-    for (name, send) in cases() {
-        let routed = seen(send(&gw, ROUTED).send().await.unwrap(), ROUTED).await;
-        assert!(routed.request_id, "{name}: {routed:?}");
-        assert!(routed.status >= 400, "{name}: {routed:?}");
-        if name != "HEAD with a key" {
-            assert!(routed.error.is_some(), "{name}: {routed:?}");
+    for http2 in [false, true] {
+        if http2 {
+            gw.client = reqwest::Client::builder()
+                .http2_prior_knowledge()
+                .build()
+                .unwrap();
         }
-        for path in FAST {
-            let fast = seen(send(&gw, path).send().await.unwrap(), path).await;
-            // The one difference allowed: an unknown model is named by its endpoint's
-            // own message.
-            let same = if name == "an unknown model" {
-                fast.status == routed.status
-                    && fast.error.as_ref().map(|e| (&e["type"], &e["code"]))
-                        == routed.error.as_ref().map(|e| (&e["type"], &e["code"]))
-            } else {
-                fast == routed
-            };
-            if !same {
-                differ.push(format!("{name} on {path}: {fast:?}\n  routed: {routed:?}"));
+        for (name, send) in cases() {
+            let routed = seen(send(&gw, ROUTED).send().await.unwrap(), ROUTED).await;
+            assert!(routed.request_id, "{name}: {routed:?}");
+            assert!(routed.status >= 400, "{name}: {routed:?}");
+            if name != "HEAD with a key" {
+                assert!(routed.error.is_some(), "{name}: {routed:?}");
+            }
+            for path in FAST {
+                let fast = seen(send(&gw, path).send().await.unwrap(), path).await;
+                // The one difference allowed: an unknown model is named by its
+                // endpoint's own message.
+                let same = if name == "an unknown model" {
+                    fast.status == routed.status
+                        && fast.error.as_ref().map(|e| (&e["type"], &e["code"]))
+                            == routed.error.as_ref().map(|e| (&e["type"], &e["code"]))
+                } else {
+                    fast == routed
+                };
+                if !same {
+                    differ.push(format!(
+                        "{name} on {path} (HTTP/2 {http2}): {fast:?}\n  routed: {routed:?}"
+                    ));
+                }
             }
         }
     }
