@@ -80,6 +80,37 @@ impl Connector {
     }
 }
 
+impl Connector {
+    /// A direct connector for `config` that trusts `root` alone (tests: an upstream
+    /// with a certificate of their own).
+    #[cfg(test)]
+    pub(crate) fn trusting(
+        config: &ProviderConfig,
+        root: rustls::pki_types::CertificateDer<'static>,
+    ) -> Connector {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(root).unwrap();
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(TcpConnector(http));
+        Connector {
+            route: Route::Direct(https),
+            limit: config.timeouts.connect,
+        }
+    }
+}
+
 /// `inner` with TLS for `https` (HTTP/1.1 or HTTP/2 by ALPN), plain for `http`.
 fn tls<C>(inner: C) -> Result<HttpsConnector<C>, BuildError> {
     Ok(hyper_rustls::HttpsConnectorBuilder::new()

@@ -856,14 +856,22 @@ mod tests {
     /// One call on a thread of its own with a current-thread runtime, as request threads
     /// are; the runtime ends with its thread.
     fn call_on_a_thread(pool: &Arc<Pool>, addr: &str) -> Result<Bytes, SendError> {
-        let (pool, addr) = (pool.clone(), addr.to_string());
+        send_on_a_thread(pool, get(addr))
+    }
+
+    /// `call_on_a_thread` with its request given.
+    fn send_on_a_thread(
+        pool: &Arc<Pool>,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Bytes, SendError> {
+        let pool = pool.clone();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
             runtime.block_on(async {
-                let response = pool.send(get(&addr)).await?;
+                let response = pool.send(request).await?;
                 Ok(response.into_body().collect().await.unwrap().to_bytes())
             })
         })
@@ -998,6 +1006,180 @@ mod tests {
         assert_eq!(call(&pool, &addr).await, "pong");
         accepts.recv().await.unwrap();
         accepts.recv().await.unwrap();
+    }
+
+    mod tls {
+        //! Upstreams over TLS, HTTP/1.1 and HTTP/2 by ALPN, with a certificate of a test
+        //! CA the pool's connector trusts (`Connector::trusting`).
+
+        use super::*;
+        use hyper::service::service_fn;
+        use hyper_util::rt::TokioIo;
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+        const CA: &str = "-----BEGIN CERTIFICATE-----
+MIIBmTCCAT+gAwIBAgIUbDWb/9mX5Tt+0IVJNSjvfQWr18swCgYIKoZIzj0EAwIw
+GTEXMBUGA1UEAwwOYmF6YWFyIHRlc3QgQ0EwIBcNMjYxMjAxMTQ1MzMyWhgPMjEy
+NjExMDcxNDUzMzJaMBkxFzAVBgNVBAMMDmJhemFhciB0ZXN0IENBMFkwEwYHKoZI
+zj0CAQYIKoZIzj0DAQcDQgAExp7XdO82xcLQZb9dTCZ0vqb3sBny/eBmoUk1sIG6
+DngJCCUfI6z4UEdYTa/FlfKcesRQfxXyuVj/i29gEh8jRaNjMGEwHQYDVR0OBBYE
+FFhn/as4ufdaSX02CtnDkqhZmef/MB8GA1UdIwQYMBaAFFhn/as4ufdaSX02CtnD
+kqhZmef/MA8GA1UdEwEB/wQFMAMBAf8wDgYDVR0PAQH/BAQDAgIEMAoGCCqGSM49
+BAMCA0gAMEUCIQDYmGc6dftWDSTzQQr43/6Cnm8V7uQX5qrYdhggjKVhYAIgOzPm
+soJSoT3nTaA6OFkAGSLtzIbzx9eEOS1NjM1H158=
+-----END CERTIFICATE-----";
+        /// For `localhost` and 127.0.0.1, signed by `CA`, valid until 2126.
+        const LEAF: &str = "-----BEGIN CERTIFICATE-----
+MIIBvjCCAWSgAwIBAgIUWX7uaq3K/j+fCCXtGvcYX9sBbEUwCgYIKoZIzj0EAwIw
+GTEXMBUGA1UEAwwOYmF6YWFyIHRlc3QgQ0EwIBcNMjYxMjAxMTQ1MzMyWhgPMjEy
+NjExMDcxNDUzMzJaMBQxEjAQBgNVBAMMCWxvY2FsaG9zdDBZMBMGByqGSM49AgEG
+CCqGSM49AwEHA0IABCXvxckJhkW+BO5DDvQYnMFcsUhnLRhjOsv3MSXpsWOfnNzf
+vGFUo8HqPqk3diyR+UksLhEB6MOCi1Itg+PSMMOjgYwwgYkwGgYDVR0RBBMwEYIJ
+bG9jYWxob3N0hwR/AAABMAkGA1UdEwQCMAAwCwYDVR0PBAQDAgeAMBMGA1UdJQQM
+MAoGCCsGAQUFBwMBMB0GA1UdDgQWBBQXyjHuBLAxqDGmWyYBTP1JDdYsyTAfBgNV
+HSMEGDAWgBRYZ/2rOLn3Wkl9NgrZw5KoWZnn/zAKBggqhkjOPQQDAgNIADBFAiEA
+peMdrbUHbW9S+2+RHLAQkLi0wbHy8vUFGbhyk/tz264CIDn37PqdXVOrJyRX7j7L
+xP7uQ7g92n2dKS4UOaYcL2sd
+-----END CERTIFICATE-----";
+        const LEAF_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgNkz4MczhfVTT/KBZ
+2w5qIZ2ibOFC7VfAvGdvtYbaPTWhRANCAAQl78XJCYZFvgTuQw70GJzBXLFIZy0Y
+YzrL9zEl6bFjn5zc37xhVKPB6j6pN3YskflJLC4RAejDgotSLYPj0jDD
+-----END PRIVATE KEY-----";
+
+        fn acceptor(alpn: &[u8]) -> tokio_rustls::TlsAcceptor {
+            let cert = CertificateDer::from_pem_slice(LEAF.as_bytes()).unwrap();
+            let key = PrivateKeyDer::from_pem_slice(LEAF_KEY.as_bytes()).unwrap();
+            let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+            config.alpn_protocols = vec![alpn.to_vec()];
+            tokio_rustls::TlsAcceptor::from(Arc::new(config))
+        }
+
+        fn tls_pool(addr: &str) -> Arc<Pool> {
+            let toml = format!(
+                "[providers.p]\ntier = \"local\"\nbase_url = \"https://{addr}/v1\"\ncatalog = false\n"
+            );
+            let config = Config::from_toml(&toml, &|_| None).unwrap();
+            let root = CertificateDer::from_pem_slice(CA.as_bytes()).unwrap();
+            Pool::new(Connector::trusting(&config.providers[0], root), LIMITS)
+        }
+
+        fn get_tls(addr: &str) -> Request<Full<Bytes>> {
+            let mut request = Request::new(Full::new(Bytes::new()));
+            *request.uri_mut() = Uri::try_from(format!("https://{addr}/v1/ping")).unwrap();
+            request
+        }
+
+        /// Whether the first request on each connection is held back (`slow`) while the
+        /// upstream says it is going away (HTTP/2's GOAWAY); every other one is "pong".
+        type Hold = Option<mpsc::UnboundedSender<()>>;
+
+        /// A TLS upstream speaking HTTP/1.1 or HTTP/2 (by ALPN) with keep-alive. With
+        /// `hold`, each connection's first request is reported on it, the connection
+        /// starts its graceful shutdown (GOAWAY), and the reply, "slow", comes 300 ms
+        /// later.
+        async fn tls_upstream(h2: bool, hold: Hold) -> (String, mpsc::UnboundedReceiver<()>) {
+            let acceptor = acceptor(if h2 { b"h2" } else { b"http/1.1" });
+            listen(move |socket| {
+                let (acceptor, hold) = (acceptor.clone(), hold.clone());
+                async move {
+                    let Ok(tls) = acceptor.accept(socket).await else {
+                        return;
+                    };
+                    let (going, gone) = tokio::sync::oneshot::channel::<()>();
+                    let going = Arc::new(Mutex::new(Some(going)));
+                    let service = service_fn(move |_req| {
+                        let first = going.lock().unwrap().take();
+                        let hold = hold.clone();
+                        async move {
+                            let body = match (first, hold) {
+                                (Some(going), Some(hold)) => {
+                                    let _ = hold.send(());
+                                    let _ = going.send(());
+                                    tokio::time::sleep(Duration::from_millis(300)).await;
+                                    "slow"
+                                }
+                                _ => "pong",
+                            };
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                                Bytes::from(body),
+                            )))
+                        }
+                    });
+                    let io = TokioIo::new(tls);
+                    if h2 {
+                        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                            .serve_connection(io, service);
+                        let mut conn = std::pin::pin!(conn);
+                        tokio::select! {
+                            _ = conn.as_mut() => return,
+                            _ = gone => conn.as_mut().graceful_shutdown(),
+                        }
+                        let _ = conn.await;
+                    } else {
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, service)
+                            .await;
+                    }
+                }
+            })
+            .await
+        }
+
+        /// A TLS connection (HTTP/1.1) moves to the thread that takes it, as a plain
+        /// one does: one connection serves three threads, each gone before the next.
+        #[test]
+        fn a_tls_connection_moves_between_threads() {
+            let upstream_runtime = tokio::runtime::Runtime::new().unwrap();
+            let (addr, mut accepts) = upstream_runtime.block_on(tls_upstream(false, None));
+            let pool = tls_pool(&addr);
+            for _ in 0..3 {
+                assert_eq!(send_on_a_thread(&pool, get_tls(&addr)).unwrap(), "pong");
+                assert_eq!(pool.idle(), 1);
+            }
+            upstream_runtime.block_on(accepts.recv()).unwrap();
+            assert!(
+                accepts.try_recv().is_err(),
+                "one connection for three threads"
+            );
+        }
+
+        /// An HTTP/2 upstream: calls share one connection; once it says it is going
+        /// away (GOAWAY, with a call still in flight on it), a new call goes on a new
+        /// connection and is answered, and the call in flight finishes.
+        #[tokio::test]
+        async fn an_http2_upstream_going_away_does_not_fail_the_next_call() {
+            let (held, mut holds) = mpsc::unbounded_channel();
+            let (addr, mut accepts) = tls_upstream(true, Some(held)).await;
+            let pool = tls_pool(&addr);
+            let slow = {
+                let (pool, addr) = (pool.clone(), addr.clone());
+                #[allow(clippy::disallowed_methods)]
+                tokio::task::spawn(async move {
+                    let response = pool.send(get_tls(&addr)).await.unwrap();
+                    response.into_body().collect().await.unwrap().to_bytes()
+                })
+            };
+            holds.recv().await.unwrap();
+            // The GOAWAY reaches the client while the first call waits for its reply.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let next = match pool.send(get_tls(&addr)).await {
+                Ok(response) => response.into_body().collect().await.unwrap().to_bytes(),
+                Err(e) => panic!("the call after GOAWAY failed: {e:?}"),
+            };
+            assert_eq!(next, "slow", "the new connection's first call is held too");
+            assert_eq!(slow.await.unwrap(), "slow");
+            accepts.recv().await.unwrap();
+            accepts.recv().await.unwrap();
+        }
     }
 
     /// After a burst, the idle connections past the most recent `keep` close once unused
