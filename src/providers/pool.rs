@@ -161,16 +161,30 @@ impl Pool {
     /// Sends `request` (its URI absolute) on a kept connection to its origin, or a new
     /// one, and returns the reply once its head has come. A kept connection the upstream
     /// closed meanwhile is dropped for the next; a request that a kept connection could
-    /// not start (it closed as the request went out, nothing was written) is sent again
-    /// on another, as hyper's pooled client does.
+    /// not start (it closed as the request went out, nothing was written; an HTTP/2 one
+    /// closed or is going away) is sent again on another, as hyper's pooled client does.
     pub async fn send(
         self: &Arc<Self>,
         mut request: Request<Full<Bytes>>,
     ) -> Result<Response<UpstreamBody>, SendError> {
         let origin = Origin::of(request.uri());
+        let mut resent = false;
         loop {
             if let Some(h2) = self.h2_for(&origin) {
-                return self.send_h2(h2, request).await;
+                match self.send_h2(h2, request).await {
+                    Ok(response) => return Ok(response),
+                    // The connection closed, or is going away (the upstream's GOAWAY, its
+                    // calls in flight still finishing), before the request went out: it is
+                    // sent once more, on a new connection.
+                    Err(mut e) => match e.take_message() {
+                        Some(unsent) if !resent && e.error().is_canceled() => {
+                            self.forget_h2(&origin);
+                            (request, resent) = (unsent, true);
+                            continue;
+                        }
+                        _ => return Err(SendError::Send(e.into_error())),
+                    },
+                }
             }
             let (conn, kept) = match self.checkout(&origin).await {
                 Some(conn) => (conn, true),
@@ -179,7 +193,12 @@ impl Pool {
                 // and every future that awaits this one would otherwise be that large.
                 None => match Box::pin(self.connect(&origin, request.uri())).await? {
                     Opened::H1(conn) => (conn, false),
-                    Opened::H2(h2) => return self.send_h2(h2, request).await,
+                    Opened::H2(h2) => {
+                        return self
+                            .send_h2(h2, request)
+                            .await
+                            .map_err(|e| SendError::Send(e.into_error()))
+                    }
                 },
             };
             match self.send_h1(conn, request).await {
@@ -189,6 +208,15 @@ impl Pool {
                     _ => return Err(SendError::Send(e.into_error())),
                 },
             }
+        }
+    }
+
+    /// Forgets the HTTP/2 connection to `origin` (one a request could not start on): the
+    /// next call opens another. Its calls in flight go on until they end.
+    fn forget_h2(&self, origin: &Origin) {
+        let mut h2 = self.lock_h2();
+        if matches!(&*h2, Some((o, _)) if o == origin) {
+            *h2 = None;
         }
     }
 
@@ -372,12 +400,10 @@ impl Pool {
         &self,
         mut sender: http2::SendRequest<Full<Bytes>>,
         mut request: Request<Full<Bytes>>,
-    ) -> Result<Response<UpstreamBody>, SendError> {
+    ) -> Result<Response<UpstreamBody>, hyper::client::conn::TrySendError<Request<Full<Bytes>>>>
+    {
         *request.version_mut() = Version::HTTP_2;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(SendError::Send)?;
+        let response = sender.try_send_request(request).await?;
         Ok(response.map(|body| UpstreamBody {
             body,
             conn: None,
