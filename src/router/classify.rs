@@ -166,14 +166,15 @@ impl Markers {
         }
         // Rows: the states ending a marker first.
         states.sort_by_key(|s| !dfa.is_match(*s));
-        let mut row_of: Vec<usize> = Vec::new();
-        for (i, s) in states.iter().enumerate() {
-            if row_of.len() <= s.as_usize() {
-                row_of.resize(s.as_usize() + 1, 0);
-            }
-            row_of[s.as_usize()] = i;
-        }
-        let row = |s: StateID| row_of.get(s.as_usize()).copied();
+        // Each state's row by id, a sorted list: the ids are premultiplied, so a table
+        // indexed by them would take 393 KB for 295 states.
+        let mut row_of: Vec<(StateID, usize)> =
+            states.iter().enumerate().map(|(i, s)| (*s, i)).collect();
+        row_of.sort_unstable();
+        let row = |s: StateID| {
+            let at = row_of.binary_search_by_key(&s, |&(id, _)| id).ok()?;
+            row_of.get(at).map(|&(_, i)| i)
+        };
         // Bytes whose transitions agree in every state share a column.
         let mut columns: Vec<Vec<usize>> = Vec::new();
         let mut column = [0u8; 256];

@@ -11,8 +11,8 @@ use std::sync::{Arc, RwLock};
 use crate::api::error::ErrorLabel;
 use crate::config::{Config, Slot};
 use prometheus::{
-    core::Collector, Counter, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
-    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    core::Collector, proto::MetricFamily, Counter, Gauge, GaugeVec, Histogram, HistogramOpts,
+    HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric bazaar exports.
@@ -328,37 +328,78 @@ impl Metrics {
         self.families().collect()
     }
 
-    /// The Prometheus text exposition family by family, each its own text: what
-    /// `Registry::gather` and `TextEncoder` would write at once (families in name order,
-    /// series in label-value order, empty families left out), byte for byte, but only one
-    /// family's series are collected and encoded at a time, so a scrape's peak memory is
-    /// its largest family's, not all of them (which stayed in the allocator's arenas).
+    /// The Prometheus text exposition in pieces: what `Registry::gather` and
+    /// `TextEncoder` would write at once (families in name order, series in label-value
+    /// order, empty families left out), byte for byte, but only one family's series are
+    /// collected at a time and its text is encoded and handed out in pieces of about
+    /// `PIECE` bytes, so a scrape holds its largest family's series and a piece or two
+    /// of text, and none of its blocks is big enough for the allocator to map on its own.
     pub fn families(&self) -> impl Iterator<Item = String> + Send + 'static {
         let mut collectors = self.collectors();
         collectors.sort_by(|a, b| family_name(&**a).cmp(family_name(&**b)));
         collectors
             .into_iter()
             .flat_map(|c| c.collect())
-            .filter_map(|mut family| {
-                if family.get_metric().is_empty() {
-                    return None;
-                }
-                family.mut_metric().sort_by(|a, b| {
-                    let (a, b) = (a.get_label(), b.get_label());
-                    a.len()
-                        .cmp(&b.len())
-                        .then_with(|| a.iter().map(|l| l.value()).cmp(b.iter().map(|l| l.value())))
-                });
-                let mut text = String::new();
-                match TextEncoder::new().encode_utf8(std::slice::from_ref(&family), &mut text) {
-                    Ok(()) => Some(text),
-                    Err(e) => {
-                        tracing::warn!("Encoding metrics failed: {e}");
-                        None
-                    }
-                }
-            })
+            .flat_map(pieces)
     }
+}
+
+/// The text a scrape hands out at a time, in bytes (a piece ends at the first series
+/// past it): far below glibc's 128 KiB mmap threshold. A block above that threshold is
+/// mapped on its own, and once such a block is freed glibc raises the threshold to its
+/// size, so every later block that size stays in the request thread's arena.
+const PIECE: usize = 16 * 1024;
+
+/// Series encoded at a time within a piece.
+const SERIES_AT_A_TIME: usize = 8;
+
+/// One family's text in pieces of about `PIECE` bytes, its series sorted by label values
+/// (in place: a stable sort would allocate a buffer as large as the series). The first
+/// piece starts with the family's `# HELP` and `# TYPE` lines; the encoder writes them
+/// for each group of series, so they are cut from all groups but the first.
+fn pieces(mut family: MetricFamily) -> impl Iterator<Item = String> + Send {
+    let mut series = family.take_metric();
+    series.sort_unstable_by(|a, b| {
+        let (a, b) = (a.get_label(), b.get_label());
+        a.len()
+            .cmp(&b.len())
+            .then_with(|| a.iter().map(|l| l.value()).cmp(b.iter().map(|l| l.value())))
+    });
+    let mut series = series.into_iter();
+    let mut first = true;
+    let mut group = String::new();
+    std::iter::from_fn(move || {
+        let mut piece = String::new();
+        while piece.len() < PIECE {
+            let next: Vec<_> = series.by_ref().take(SERIES_AT_A_TIME).collect();
+            if next.is_empty() {
+                break;
+            }
+            family.set_metric(next);
+            group.clear();
+            if let Err(e) =
+                TextEncoder::new().encode_utf8(std::slice::from_ref(&family), &mut group)
+            {
+                tracing::warn!("Encoding metrics failed: {e}");
+                return None;
+            }
+            let body = if first {
+                0
+            } else {
+                // After the two header lines.
+                group
+                    .match_indices('\n')
+                    .nth(1)
+                    .map_or(group.len(), |(at, _)| at + 1)
+            };
+            first = false;
+            if piece.capacity() == 0 {
+                piece.reserve_exact(PIECE + PIECE / 4);
+            }
+            piece.push_str(&group[body..]);
+        }
+        (!piece.is_empty()).then_some(piece)
+    })
 }
 
 /// The name of the one family a collector of `Metrics` exports.
@@ -521,6 +562,31 @@ mod tests {
         assert!(old.contains("bazaar_tokens_total{bucket=\"cached_input\",model=\"zeta\""));
         assert_eq!(metrics.render(), old);
         assert_eq!(metrics.families().count(), 17);
+    }
+
+    #[test]
+    fn a_large_family_is_handed_out_in_pieces_that_make_the_encoders_text() {
+        let metrics = Metrics::new();
+        for i in 0..400 {
+            let model = format!("model-{i:03}");
+            metrics
+                .upstream_duration
+                .with_label_values(&["p", &model, "local"])
+                .observe(0.01 * f64::from(i));
+            metrics
+                .upstream_failures
+                .with_label_values(&["p", &model, "timeout"])
+                .inc();
+        }
+        let mut old = Vec::new();
+        TextEncoder::new()
+            .encode(&metrics.registry.gather(), &mut old)
+            .unwrap();
+        let pieces: Vec<String> = metrics.families().collect();
+        assert!(pieces.len() > 4, "{} pieces", pieces.len());
+        // A piece passes `PIECE` by at most one group of series.
+        assert!(pieces.iter().all(|p| p.len() < 2 * PIECE + PIECE / 2));
+        assert_eq!(pieces.concat(), String::from_utf8(old).unwrap());
     }
 
     #[test]
