@@ -360,6 +360,8 @@ mod tests {
     /// counts are plain counts.
     #[test]
     fn markers_are_those_a_substring_search_finds() {
+        // The table is built (else `markers_in` searches, and this compares it with itself).
+        assert!(markers().is_some());
         let pieces: Vec<&str> = CODE_MARKERS
             .iter()
             .chain(MATH_MARKERS)
