@@ -30,6 +30,7 @@ mod hostile_more;
 mod ledger;
 mod lifecycle;
 mod messages;
+mod meter_matrix;
 mod metering;
 mod predictor;
 mod reload;

@@ -16,7 +16,7 @@ use crate::common::*;
 const PROMPT: &str = "Explain how a gateway meters a call whose stream was cut.";
 /// The key's markup (`markup_percent = 10`), in basis points.
 const MARKUP_BP: u128 = 1_000;
-const BUCKETS: [&str; 5] = [
+pub const BUCKETS: [&str; 5] = [
     "input",
     "cached_input",
     "cache_write",
@@ -283,7 +283,7 @@ fn request(case: &Case) -> (String, Value) {
 }
 
 /// The five buckets of an OpenAI `usage` object.
-fn openai_buckets(u: &Value) -> [u64; 5] {
+pub fn openai_buckets(u: &Value) -> [u64; 5] {
     let n = |v: &Value| v.as_u64().unwrap_or(0);
     let cached = n(&u["prompt_tokens_details"]["cached_tokens"]);
     let write = n(&u["cache_creation_input_tokens"]);
@@ -297,23 +297,36 @@ fn openai_buckets(u: &Value) -> [u64; 5] {
     ]
 }
 
-async fn run(gw: &TestGateway, mock: &MockUpstream, i: usize, case: &Case) -> Seen {
-    mock.script([case.step.clone()]);
-    let (path, body) = request(case);
+/// Posts `body` to `path` with the test key as request `id`, expecting a 200 (`name`
+/// says which case failed): the `x-bazaar-cost-usd` header and the response.
+pub async fn call(
+    gw: &TestGateway,
+    path: &str,
+    id: &str,
+    body: &Value,
+    name: &str,
+) -> (Option<String>, reqwest::Response) {
     let resp = gw
         .client
-        .post(gw.url(&path))
+        .post(gw.url(path))
         .bearer_auth(KEY)
-        .header("x-request-id", format!("metering-{i}"))
-        .json(&body)
+        .header("x-request-id", id)
+        .json(body)
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200, "{}", case.name);
+    assert_eq!(resp.status(), 200, "{name}");
     let header = resp
         .headers()
         .get("x-bazaar-cost-usd")
         .map(|v| v.to_str().unwrap().to_string());
+    (header, resp)
+}
+
+async fn run(gw: &TestGateway, mock: &MockUpstream, i: usize, case: &Case) -> Seen {
+    mock.script([case.step.clone()]);
+    let (path, body) = request(case);
+    let (header, resp) = call(gw, &path, &format!("metering-{i}"), &body, &case.name).await;
     if !case.stream {
         let body: Value = resp.json().await.unwrap();
         return Seen {
@@ -372,7 +385,7 @@ fn body_buckets(front: Front, usage: &Value) -> [u64; 5] {
     }
 }
 
-fn usd(nanos: u64) -> String {
+pub fn usd(nanos: u64) -> String {
     format!("{}.{:09}", nanos / 1_000_000_000, nanos % 1_000_000_000)
 }
 
