@@ -195,7 +195,8 @@ impl Config {
         let router = routes::resolve_router(&raw.router, &catalog, &models, p);
         let ledger = ledger::resolve(&raw.ledger, env, p);
         let responses_ttl = ledger::resolve_responses_ttl(&raw.responses, p);
-        let routes = routes::resolve_routes(&raw.routes, &router, &models, &aliases, p);
+        let mut routes = routes::resolve_routes(&raw.routes, &router, &models, &aliases, p);
+        routes::resolve_targets(&mut routes, &models, &chat_models);
         problems.finish(Config {
             server,
             providers,

@@ -6,9 +6,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::models::Models;
+use super::models::{ModelTarget, Models};
 use super::problems::{Problems, ValueError};
 use super::raw::{RawRoute, RawRouter, RawWeights};
 use crate::catalog::{Catalog, Tier};
@@ -141,6 +142,9 @@ pub struct RouteConfig {
     /// Empty means all tiers.
     pub tiers: Vec<Tier>,
     pub reference: Option<String>,
+    /// The targets of `models` (of every chat model when it is empty), in order, found
+    /// once at load (`resolve_targets`) rather than by name on every call.
+    pub targets: Vec<Arc<ModelTarget>>,
 }
 
 /// Resolves `[router]`; its savings reference must be a catalog or served model.
@@ -262,10 +266,33 @@ pub(super) fn resolve_routes(
                 quality_floor: route.quality_floor,
                 tiers,
                 reference: route.reference.clone(),
+                targets: Vec::new(),
             },
         );
     }
     routes
+}
+
+/// Fills each route's `targets`: those of its models, or of `chat_models` for a route
+/// over every chat model, in order (a model no target serves adds none).
+pub(super) fn resolve_targets(
+    routes: &mut BTreeMap<String, RouteConfig>,
+    models: &Models,
+    chat_models: &[String],
+) {
+    for route in routes.values_mut() {
+        let names = if route.models.is_empty() {
+            chat_models
+        } else {
+            &route.models
+        };
+        route.targets = names
+            .iter()
+            .filter_map(|m| models.get(m))
+            .flatten()
+            .cloned()
+            .collect();
+    }
 }
 
 /// `auto` (balanced), `cheap` (cheapest) and `fast` (fastest) over every chat model.
@@ -287,6 +314,7 @@ fn builtin_routes(router: &RouterConfig) -> BTreeMap<String, RouteConfig> {
                 quality_floor: None,
                 tiers: Vec::new(),
                 reference: None,
+                targets: Vec::new(),
             },
         )
     })

@@ -193,20 +193,23 @@ pub fn check(
     if prefs.deny_data_collection && facts.trains_on_prompts == Some(true) {
         return Err(FilterReason::DataPolicy);
     }
-    for (kind, price, max) in [
-        ("input", facts.price.input, prefs.max_price.input),
-        ("output", facts.price.output, prefs.max_price.output),
-    ] {
-        match (price, max) {
-            (Some(p), Some(m)) if p > m => {
-                return Err(FilterReason::OverMaxPrice {
-                    kind,
-                    price_micros_per_mtok: p,
-                    max_micros_per_mtok: m,
-                });
+    // Without a `max_price`, no price is over it and none needs to be known.
+    if prefs.max_price.input.is_some() || prefs.max_price.output.is_some() {
+        for (kind, price, max) in [
+            ("input", facts.price.input, prefs.max_price.input),
+            ("output", facts.price.output, prefs.max_price.output),
+        ] {
+            match (price, max) {
+                (Some(p), Some(m)) if p > m => {
+                    return Err(FilterReason::OverMaxPrice {
+                        kind,
+                        price_micros_per_mtok: p,
+                        max_micros_per_mtok: m,
+                    });
+                }
+                (None, Some(_)) => return Err(FilterReason::UnknownPriceWithMaxPrice),
+                _ => {}
             }
-            (None, Some(_)) => return Err(FilterReason::UnknownPriceWithMaxPrice),
-            _ => {}
         }
     }
     if let Some(allowed) = &prefs.quantizations {

@@ -210,21 +210,12 @@ pub fn build_plan(
     }
 
     // The targets are borrowed from the config; a `Candidate` (its shared ids and facts)
-    // is made only for those the plan keeps. A concrete model's own targets are walked
-    // where they are; only a route's models and the `models` fallbacks are gathered.
+    // is made only for those the plan keeps. A concrete model's own targets and a
+    // route's (found at load) are walked where they are; only the `models` fallbacks
+    // are gathered.
     let mut gathered: Vec<&Arc<ModelTarget>> = Vec::new();
     let own: &[Arc<ModelTarget>] = match route {
-        Some(r) => {
-            let models = if r.models.is_empty() {
-                &config.chat_models
-            } else {
-                &r.models
-            };
-            for m in models {
-                gathered.extend(candidates::targets(config, m));
-            }
-            &[]
-        }
+        Some(r) => &r.targets,
         None => {
             let own = own.unwrap_or(&[]);
             if own.is_empty() {
@@ -640,6 +631,27 @@ mod tests {
         config.aliases.insert("pair".into(), target.clone());
         let plan = plan_of(&config, &request("pair", "hi"));
         assert_eq!(*plan.route, *target);
+    }
+
+    /// A route's targets, found at load, are those of its models (every chat model's
+    /// for a built-in route) in order, as a search by name finds them.
+    #[test]
+    fn a_routes_targets_are_its_models_targets_in_order() {
+        let config = predictor_config();
+        for r in config.routes.values() {
+            let names = if r.models.is_empty() {
+                &config.chat_models
+            } else {
+                &r.models
+            };
+            let found: Vec<&Arc<ModelTarget>> = names
+                .iter()
+                .flat_map(|m| candidates::targets(&config, m))
+                .collect();
+            assert_eq!(r.targets.iter().collect::<Vec<_>>(), found, "{}", r.name);
+            assert!(r.targets.iter().zip(found).all(|(a, b)| Arc::ptr_eq(a, b)));
+        }
+        assert_eq!(config.routes["pair"].targets.len(), 2);
     }
 
     const WORD_PROBLEM: &str = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether?";

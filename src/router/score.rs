@@ -99,12 +99,17 @@ pub fn order_by(
     };
     // Equal keys keep the plan's order: the index is the last term (what a stable sort
     // gives, without its buffer). Keys are compared as integers unless a term is NaN.
-    let keyed: Option<Vec<([u64; 4], usize)>> = (0..all.len())
-        .map(|i| Some((ordered_key(&key(i))?, i)))
-        .collect();
+    let mut keyed: Vec<([u64; 4], usize)> = Vec::with_capacity(all.len());
+    for i in 0..all.len() {
+        match ordered_key(&key(i)) {
+            Some(k) => keyed.push((k, i)),
+            None => break,
+        }
+    }
+    let keyed = Some(keyed).filter(|k| k.len() == all.len());
     let (mut idx, leaders) = match keyed {
         Some(mut keyed) => {
-            keyed.sort_unstable();
+            keyed.sort_unstable_by(cmp_keyed);
             let idx: Vec<usize> = keyed.iter().map(|&(_, i)| i).collect();
             let leaders = keyed.first().map_or(0, |&(best_key, best)| {
                 keyed
@@ -149,6 +154,18 @@ fn pick_among_leaders(
             idx[..=at].rotate_right(1);
         }
     }
+}
+
+/// The order of `([u64; 4], usize)` (what `Ord` derives: term by term, then the
+/// index), compared one integer after another rather than through the slice
+/// comparison `Ord` for arrays goes through.
+fn cmp_keyed(a: &([u64; 4], usize), b: &([u64; 4], usize)) -> Ordering {
+    let ((x, i), (y, j)) = (a, b);
+    x[0].cmp(&y[0])
+        .then_with(|| x[1].cmp(&y[1]))
+        .then_with(|| x[2].cmp(&y[2]))
+        .then_with(|| x[3].cmp(&y[3]))
+        .then_with(|| i.cmp(j))
 }
 
 /// An order-preserving integer for each term of `key` (`-0` as `0`), or `None` if one
@@ -572,6 +589,15 @@ mod tests {
                     "{}", policy
                 );
             }
+        }
+
+        /// `cmp_keyed` is the derived order of `([u64; 4], usize)`.
+        #[test]
+        fn cmp_keyed_is_the_derived_order(
+            a in (proptest::array::uniform4(0u64..3), 0usize..3),
+            b in (proptest::array::uniform4(0u64..3), 0usize..3),
+        ) {
+            prop_assert_eq!(cmp_keyed(&a, &b), a.cmp(&b));
         }
 
         /// A policy never picks a candidate that another dominates on every term it weighs.

@@ -59,11 +59,20 @@ pub struct CallPredictor<'a> {
     terms: Vec<Option<f64>>,
     /// The predictions made so far, by known model and prior (the bits of the prior):
     /// candidates of one model on several providers share theirs, and every model the
-    /// weights do not know is its prior moved by the prompt's difficulty.
-    made: Vec<(Option<usize>, Option<u64>, Prediction)>,
-    /// Where in `made` the last prediction was found: the candidates of one model on
-    /// several providers come one after another and share it.
-    last_made: usize,
+    /// weights do not know is its prior moved by the prompt's difficulty. One place per
+    /// key (`made_at`), the last prediction made for a key that falls there: a lookup is
+    /// one comparison, and a prediction not found is made again, the same.
+    made: Vec<Option<Made>>,
+}
+
+/// A prediction `CallPredictor` remembers, with its key (known model, prior's bits).
+type Made = (Option<usize>, Option<u64>, Prediction);
+
+/// Where in `CallPredictor::made` the prediction for `key` is kept.
+fn made_at(key: (Option<usize>, Option<u64>)) -> usize {
+    let known = key.0.map_or(u64::MAX, |k| k as u64);
+    let h = key.1.unwrap_or(u64::MAX) ^ known.rotate_left(32);
+    (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 60) as usize % REMEMBERED
 }
 
 /// A config target's index among the predictor's models (`Weights::model_index` of its
@@ -95,8 +104,11 @@ impl<'a> CallPredictor<'a> {
             weights,
             prompt: weights.map(|w| w.score_prompt(text)),
             terms: vec![None; weights.map_or(0, |w| w.models.len())],
-            made: Vec::with_capacity(if weights.is_some() { REMEMBERED } else { 0 }),
-            last_made: 0,
+            made: if weights.is_some() {
+                vec![None; REMEMBERED]
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -109,22 +121,19 @@ impl<'a> CallPredictor<'a> {
             (Some(w), Some(p)) => {
                 let known = known_index(w, candidate);
                 let key = (known, prior.map(f64::to_bits));
-                let same = |(k, q, _): &(Option<usize>, Option<u64>, Prediction)| (*k, *q) == key;
-                if let Some((.., made)) = self.made.get(self.last_made).filter(|m| same(m)) {
-                    return *made;
-                }
-                if let Some(at) = self.made.iter().position(same) {
-                    self.last_made = at;
-                    return self.made[at].2;
+                let at = made_at(key);
+                if let Some(Some((k, q, made))) = self.made.get(at) {
+                    if (*k, *q) == key {
+                        return *made;
+                    }
                 }
                 let term = known.and_then(|i| {
                     let slot = self.terms.get_mut(i)?;
                     Some(*slot.get_or_insert_with(|| w.model_term(p, i)))
                 });
                 let made = w.predict_with(p, known, prior, term);
-                if self.made.len() < REMEMBERED {
-                    self.last_made = self.made.len();
-                    self.made.push((key.0, key.1, made));
+                if let Some(slot) = self.made.get_mut(at) {
+                    *slot = Some((key.0, key.1, made));
                 }
                 made
             }
