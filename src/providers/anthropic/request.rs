@@ -17,6 +17,9 @@ use crate::api::openai::{ChatRequest, GATEWAY_FIELDS};
 
 /// `max_tokens` is required by the Messages API; this is sent when the client set none.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+/// Room for a Messages body's fields beside its messages (model, `max_tokens`, the
+/// fields' names), so the usual body is written without growing its buffer.
+const BODY_HEAD: usize = 256;
 /// The forced tool that carries a `response_format` reply.
 pub const JSON_TOOL: &str = "json_response";
 
@@ -392,13 +395,21 @@ pub fn build(
     let raw_messages = fields
         .get("messages")
         .ok_or_else(|| unsupported(provider, "messages", "is required"))?;
-    let messages = chat::messages(raw_messages, provider)?;
+    // Read in one pass; a list that does not read is read again message by message,
+    // for the refusal's path.
+    let messages = serde_json::from_str::<Vec<MessageIn>>(raw_messages.get())
+        .or_else(|_| chat::messages(raw_messages, provider))?;
     let (system, messages) = turns(&messages, provider)?;
     body.system = system;
     body.messages = messages;
-    let body = serde_json::to_vec(&body)
+    // About the size of the messages it carries, written into one buffer of that size.
+    let mut out = Vec::with_capacity(BODY_HEAD + raw_messages.get().len());
+    serde_json::to_writer(&mut out, &body)
         .map_err(|e| unsupported(provider, "messages", format!("cannot be written: {e}")))?;
-    Ok(Built { body, json_mode })
+    Ok(Built {
+        body: out,
+        json_mode,
+    })
 }
 
 /// The tool schema a `response_format` asks for, or `None` for plain text.
@@ -501,28 +512,30 @@ fn turns<'a>(
     let mut system_turns = 0usize;
     let mut out: Vec<Turn<'a>> = Vec::new();
     for (i, m) in messages.iter().enumerate() {
-        let path = format!("messages[{i}]");
+        // A field's path (`messages[i]...`) is written only for a refusal.
         if m.audio.is_some() {
             return Err(unsupported(
                 provider,
-                format!("{path}.audio"),
+                format!("messages[{i}].audio"),
                 "Anthropic takes no audio",
             ));
         }
         if m.function_call.is_some() {
             return Err(unsupported(
                 provider,
-                format!("{path}.function_call"),
+                format!("messages[{i}].function_call"),
                 "the legacy function_call cannot be expressed; use tool_calls",
             ));
         }
-        let content = chat::content(m.content, provider, &format!("{path}.content"))?;
+        // Read with an empty path, and again with its own to refuse it.
+        let content = chat::content(m.content, provider, "")
+            .or_else(|_| chat::content(m.content, provider, &format!("messages[{i}].content")))?;
         let (role, blocks, plain) = match m.role.as_ref() {
             "system" | "developer" => {
                 system_turns += 1;
                 let is_plain = matches!(content, ContentIn::Text(_)) && m.cache_control.is_none();
                 system_plain += usize::from(is_plain);
-                let blocks = user_blocks(content, m.cache_control, provider, &path, true)?;
+                let blocks = user_blocks(content, m.cache_control, provider, i, true)?;
                 system.extend(blocks);
                 continue;
             }
@@ -530,23 +543,27 @@ fn turns<'a>(
                 let plain = matches!(content, ContentIn::Text(_)) && m.cache_control.is_none();
                 (
                     "user",
-                    user_blocks(content, m.cache_control, provider, &path, false)?,
+                    user_blocks(content, m.cache_control, provider, i, false)?,
                     plain,
                 )
             }
             "assistant" => {
-                let (blocks, plain) = assistant_blocks(m, content, provider, &path)?;
+                let (blocks, plain) = assistant_blocks(m, content, provider, i)?;
                 ("assistant", blocks, plain)
             }
             "tool" => {
                 let id = m.tool_call_id.clone().ok_or_else(|| {
-                    unsupported(provider, format!("{path}.tool_call_id"), "is required")
+                    unsupported(
+                        provider,
+                        format!("messages[{i}].tool_call_id"),
+                        "is required",
+                    )
                 })?;
                 let inner = match content {
                     ContentIn::Text(t) => Content::Text(t),
                     ContentIn::None => Content::Text(Cow::Borrowed("")),
                     parts @ ContentIn::Parts(_) => {
-                        Content::Blocks(user_blocks(parts, None, provider, &path, false)?)
+                        Content::Blocks(user_blocks(parts, None, provider, i, false)?)
                     }
                 };
                 let block = Block::ToolResult {
@@ -559,7 +576,7 @@ fn turns<'a>(
             other => {
                 return Err(unsupported(
                     provider,
-                    format!("{path}.role"),
+                    format!("messages[{i}].role"),
                     format!("`{other}` turns cannot be expressed"),
                 ))
             }
@@ -588,12 +605,13 @@ fn turns<'a>(
     Ok((system, out.into_iter().map(Turn::into_message).collect()))
 }
 
-/// Blocks of a user (or system) turn; a message-level `cache_control` lands on its last block.
+/// Blocks of a user (or system) turn, `messages[i]`; a message-level `cache_control`
+/// lands on its last block.
 fn user_blocks<'a>(
     content: ContentIn<'a>,
     cache_control: Option<&'a RawValue>,
     provider: &str,
-    path: &str,
+    i: usize,
     text_only: bool,
 ) -> Result<Vec<Block<'a>>, UpstreamError> {
     let mut blocks = match content {
@@ -605,12 +623,12 @@ fn user_blocks<'a>(
         ContentIn::Parts(parts) => {
             let mut blocks = Vec::with_capacity(parts.len());
             for (j, part) in parts.into_iter().enumerate() {
-                let field = format!("{path}.content[{j}]");
+                let field = || format!("messages[{i}].content[{j}]");
                 let block = part_block(part, provider, &field)?;
                 if text_only && !matches!(block, Block::Text { .. }) {
                     return Err(unsupported(
                         provider,
-                        field,
+                        field(),
                         "Anthropic's system prompt takes text only",
                     ));
                 }
@@ -632,10 +650,11 @@ fn user_blocks<'a>(
     Ok(blocks)
 }
 
+/// One part of a content array; `field` writes its path, for a refusal.
 fn part_block<'a>(
     part: PartIn<'a>,
     provider: &str,
-    field: &str,
+    field: &dyn Fn() -> String,
 ) -> Result<Block<'a>, UpstreamError> {
     let cache_control = part.cache_control;
     match part.kind.as_ref() {
@@ -645,7 +664,7 @@ fn part_block<'a>(
         }),
         "image_url" => {
             let url = part.image_url().ok_or_else(|| {
-                unsupported(provider, format!("{field}.image_url"), "needs a url")
+                unsupported(provider, format!("{}.image_url", field()), "needs a url")
             })?;
             let source = source(url, provider, field)?;
             Ok(Block::Image {
@@ -656,11 +675,11 @@ fn part_block<'a>(
         "file" => {
             let file = part
                 .file
-                .ok_or_else(|| unsupported(provider, format!("{field}.file"), "is required"))?;
+                .ok_or_else(|| unsupported(provider, format!("{}.file", field()), "is required"))?;
             let data = file.file_data.ok_or_else(|| {
                 unsupported(
                     provider,
-                    format!("{field}.file.file_id"),
+                    format!("{}.file.file_id", field()),
                     "uploaded file ids cannot be expressed; send file_data as a data: URL",
                 )
             })?;
@@ -673,14 +692,18 @@ fn part_block<'a>(
         }
         other => Err(unsupported(
             provider,
-            format!("{field}.type"),
+            format!("{}.type", field()),
             format!("`{other}` content cannot be expressed in the Anthropic Messages API"),
         )),
     }
 }
 
 /// A media source: a `data:` URL becomes base64, an http(s) URL stays a URL.
-fn source<'a>(url: Cow<'a, str>, provider: &str, field: &str) -> Result<Source<'a>, UpstreamError> {
+fn source<'a>(
+    url: Cow<'a, str>,
+    provider: &str,
+    field: &dyn Fn() -> String,
+) -> Result<Source<'a>, UpstreamError> {
     match split_data_url(url) {
         Ok((media_type, data)) => Ok(Source::Base64 { media_type, data }),
         Err(url) if url.starts_with("https://") || url.starts_with("http://") => {
@@ -688,21 +711,22 @@ fn source<'a>(url: Cow<'a, str>, provider: &str, field: &str) -> Result<Source<'
         }
         Err(_) => Err(unsupported(
             provider,
-            field,
+            field(),
             "media must be a base64 data: URL or an http(s) URL",
         )),
     }
 }
 
+/// Blocks of an assistant turn, `messages[i]`.
 fn assistant_blocks<'a>(
     m: &MessageIn<'a>,
     content: ContentIn<'a>,
     provider: &str,
-    path: &str,
+    i: usize,
 ) -> Result<(Vec<Block<'a>>, bool), UpstreamError> {
     let mut blocks = Vec::new();
     for (j, t) in m.thinking_blocks.iter().flatten().enumerate() {
-        let field = || format!("{path}.thinking_blocks[{j}]");
+        let field = || format!("messages[{i}].thinking_blocks[{j}]");
         blocks.push(match t.kind.as_ref() {
             "thinking" => Block::Thinking {
                 thinking: t.thinking.clone().unwrap_or_default(),
@@ -747,7 +771,7 @@ fn assistant_blocks<'a>(
                     other => {
                         return Err(unsupported(
                             provider,
-                            format!("{path}.content[{j}].type"),
+                            format!("messages[{i}].content[{j}].type"),
                             format!("`{other}` content cannot be expressed in an assistant turn"),
                         ))
                     }
@@ -778,7 +802,7 @@ fn assistant_blocks<'a>(
             .ok_or_else(|| {
                 unsupported(
                     provider,
-                    format!("{path}.tool_calls[{j}].function.arguments"),
+                    format!("messages[{i}].tool_calls[{j}].function.arguments"),
                     "must be a JSON object for Anthropic",
                 )
             })?;

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 
+use bytes::Bytes;
 use serde::Deserialize;
 
 use super::super::chat::opt_cow;
@@ -13,7 +14,7 @@ use super::super::http::ErrorReply;
 use super::super::shape::{self, Choice, FunctionCall, Message, ThinkingBlock, ToolCall};
 use super::super::{Reply, StatusReply, UpstreamError, UpstreamMeta};
 use super::request::JSON_TOOL;
-use crate::api::usage::AnthropicUsage;
+use crate::api::usage::{AnthropicUsage, OpenAiUsage};
 use crate::api::Usage;
 
 /// A content block of a reply (or of a stream's `content_block_start`).
@@ -144,6 +145,19 @@ pub fn parse_reply(
         None => None,
     };
     let usage = reply.usage.as_ref().map(Usage::from_anthropic);
+    if let (Some(text), None, true, true) = (
+        &content,
+        &reasoning,
+        tool_calls.is_empty(),
+        thinking_blocks.is_empty(),
+    ) {
+        return Ok(Reply {
+            body: text_reply_body(&reply.id, created, &reply.model, text, finish, usage),
+            usage,
+            meta,
+            usage_at: None,
+        });
+    }
     let choices = [Choice {
         index: 0,
         message: Message {
@@ -162,6 +176,92 @@ pub fn parse_reply(
         meta,
         usage_at: None,
     })
+}
+
+/// Room for a text reply's fields beside its id, model and text.
+const TEXT_REPLY_HEAD: usize = 320;
+
+/// `shape::reply_body` of a reply whose one choice is text only (no reasoning, tool
+/// calls or thinking blocks), written directly rather than through serde's structs:
+/// the same bytes, its strings escaped by serde_json as there.
+fn text_reply_body(
+    id: &str,
+    created: u64,
+    model: &str,
+    text: &str,
+    finish: Option<&str>,
+    usage: Option<Usage>,
+) -> Bytes {
+    let mut out = Vec::with_capacity(TEXT_REPLY_HEAD + id.len() + model.len() + text.len());
+    out.extend_from_slice(br#"{"id":"#);
+    string(&mut out, id);
+    out.extend_from_slice(br#","object":"chat.completion","created":"#);
+    number(&mut out, Some(created));
+    out.extend_from_slice(br#","model":"#);
+    string(&mut out, model);
+    out.extend_from_slice(br#","choices":[{"index":0,"message":{"role":"assistant","content":"#);
+    string(&mut out, text);
+    out.extend_from_slice(br#"},"finish_reason":"#);
+    match finish {
+        Some(f) => string(&mut out, f),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(br#","logprobs":null}]"#);
+    if let Some(u) = usage {
+        out.extend_from_slice(br#","usage":"#);
+        openai_usage(&mut out, &u.to_openai());
+    }
+    out.push(b'}');
+    Bytes::from(out)
+}
+
+/// `usage` as serde writes `OpenAiUsage` (its `null`s and left-out fields alike).
+fn openai_usage(out: &mut Vec<u8>, u: &OpenAiUsage) {
+    out.extend_from_slice(br#"{"prompt_tokens":"#);
+    number(out, u.prompt_tokens);
+    if let Some(n) = u.completion_tokens {
+        out.extend_from_slice(br#","completion_tokens":"#);
+        number(out, Some(n));
+    }
+    out.extend_from_slice(br#","total_tokens":"#);
+    number(out, u.total_tokens);
+    if let Some(d) = &u.prompt_tokens_details {
+        out.extend_from_slice(br#","prompt_tokens_details":{"cached_tokens":"#);
+        number(out, d.cached_tokens);
+        out.push(b'}');
+    }
+    if let Some(d) = &u.completion_tokens_details {
+        out.extend_from_slice(br#","completion_tokens_details":{"reasoning_tokens":"#);
+        number(out, d.reasoning_tokens);
+        out.push(b'}');
+    }
+    for (name, n) in [
+        (
+            &br#","cache_creation_input_tokens":"#[..],
+            u.cache_creation_input_tokens,
+        ),
+        (br#","prompt_cache_hit_tokens":"#, u.prompt_cache_hit_tokens),
+        (br#","cached_tokens":"#, u.cached_tokens),
+    ] {
+        if n.is_some() {
+            out.extend_from_slice(name);
+            number(out, n);
+        }
+    }
+    out.push(b'}');
+}
+
+fn number(out: &mut Vec<u8>, n: Option<u64>) {
+    match n {
+        Some(n) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// A JSON string as serde_json writes it.
+fn string(out: &mut Vec<u8>, s: &str) {
+    // Writing into a vector cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 #[derive(Deserialize)]
@@ -237,4 +337,88 @@ pub fn stream_error(provider: &str, error: &ErrorBody<'_>) -> UpstreamError {
             retry_after: None,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn usage() -> impl Strategy<Value = Option<Usage>> {
+        proptest::option::of(any::<[u64; 5]>().prop_map(|n| {
+            let mut u = Usage::default();
+            [
+                u.input,
+                u.cached_input,
+                u.cache_write,
+                u.output,
+                u.reasoning,
+            ] = n;
+            // A cache write is written only when there is one.
+            u.cache_write %= 3;
+            u
+        }))
+    }
+
+    proptest! {
+        /// A text reply is written byte for byte as `shape::reply_body` writes it.
+        #[test]
+        fn text_reply_body_is_shapes(
+            id in "\\PC{0,12}|[\"\\\\\u{0}-\u{1f}a-z]{0,6}",
+            model in "\\PC{0,12}",
+            text in "\\PC{0,40}|[\"\\\\\u{0}-\u{1f}\u{7f}-\u{a0}\u{2028}a-z]{0,12}",
+            created in any::<u64>(),
+            finish in proptest::option::of(prop_oneof![Just("stop"), Just("length"), Just("tool_calls")]),
+            usage in usage(),
+        ) {
+            let choices = [Choice {
+                index: 0,
+                message: Message {
+                    role: "assistant",
+                    content: Some(Cow::Borrowed(text.as_str())),
+                    reasoning_content: None,
+                    tool_calls: Vec::new(),
+                    thinking_blocks: Vec::new(),
+                },
+                finish_reason: finish,
+                logprobs: None,
+            }];
+            let expected = shape::reply_body(&id, created, &model, &choices, usage);
+            let written = text_reply_body(&id, created, &model, &text, finish, usage);
+            prop_assert_eq!(
+                String::from_utf8_lossy(&written),
+                String::from_utf8_lossy(&expected)
+            );
+        }
+
+        /// So is every usage `OpenAiUsage` can hold, its absent fields included.
+        #[test]
+        fn openai_usage_is_serdes(
+            fields in proptest::collection::vec(proptest::option::of(any::<u64>()), 8),
+            details in (any::<bool>(), any::<bool>()),
+        ) {
+            let u = OpenAiUsage {
+                prompt_tokens: fields[0],
+                completion_tokens: fields[1],
+                total_tokens: fields[2],
+                prompt_tokens_details: details.0.then_some(crate::api::usage::PromptDetails {
+                    cached_tokens: fields[3],
+                }),
+                completion_tokens_details: details.1.then_some(
+                    crate::api::usage::CompletionDetails {
+                        reasoning_tokens: fields[4],
+                    },
+                ),
+                cache_creation_input_tokens: fields[5],
+                prompt_cache_hit_tokens: fields[6],
+                cached_tokens: fields[7],
+            };
+            let mut out = Vec::new();
+            openai_usage(&mut out, &u);
+            prop_assert_eq!(
+                String::from_utf8_lossy(&out),
+                serde_json::to_string(&u).unwrap()
+            );
+        }
+    }
 }
