@@ -517,3 +517,43 @@ async fn an_upstream_error_after_usage_bills_what_was_reported() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// Gemini's `batchEmbedContents` reports no usage: every bucket is estimated, and the
+/// client's `usage`, the cost header and the ledger row show the same estimate.
+#[tokio::test]
+async fn gemini_embeddings_show_the_client_what_the_ledger_bills() {
+    let mock = MockUpstream::start().await;
+    let gw = TestGateway::start(&gateway_toml(
+        &provider("gem", "gemini", &mock.gemini_base_url()),
+        &model("m-gem-embed", "gem", &[("input_price", EMBED_PRICE)]),
+        25,
+    ))
+    .await;
+    let body = json!({"model": "m-gem-embed", "input": ["meter this call", "and this one"]});
+    let (header, resp) = call(
+        &gw,
+        "/v1/embeddings",
+        "gem-embed",
+        &body,
+        "gemini embeddings",
+    )
+    .await;
+    let usage = resp.json::<Value>().await.unwrap()["usage"].clone();
+    let row = row_of(&gw, "gem-embed").await;
+    let tokens = BUCKETS.map(|b| row["tokens"][b].as_u64().unwrap_or(0));
+    let nanos = row["cost_nanos"].as_u64().unwrap();
+    assert!(tokens[0] > 0, "{row}");
+    assert_eq!(row["estimated_buckets"], json!(BUCKETS), "{row}");
+    assert_eq!(nanos, cost(tokens, true), "{row}");
+    assert_eq!(header.as_deref(), Some(usd(nanos).as_str()));
+    assert_eq!(
+        openai_buckets(&usage),
+        tokens,
+        "client usage {usage}, row {row}"
+    );
+    assert_eq!(
+        usage["cost"].as_f64().map(|c| (c * 1e9).round() as u64),
+        Some(nanos),
+        "{usage}"
+    );
+}
