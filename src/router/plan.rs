@@ -82,9 +82,10 @@ pub struct Scored {
 }
 
 /// A candidate that passed the filters, before scoring, with the live stats it is
-/// scored on.
-struct Survivor {
-    candidate: Candidate,
+/// scored on: its target borrowed from the config (the plan's `Candidate` is made once,
+/// for its entry, not once here and again there).
+struct Survivor<'c> {
+    target: &'c Arc<ModelTarget>,
     ttft_ms: Option<f64>,
     /// Measured and above zero.
     tokens_per_sec: Option<f64>,
@@ -291,7 +292,7 @@ pub fn build_plan(
                         == Some(&*target.upstream)
                 });
                 survivors.push(Survivor {
-                    candidate: Candidate::of(target),
+                    target,
                     ttft_ms: snapshot.ttft_ms,
                     tokens_per_sec: snapshot.tokens_per_sec.filter(|t| *t > 0.0),
                     in_flight: snapshot.in_flight,
@@ -331,8 +332,9 @@ pub fn build_plan(
     // Each survivor's entry of the plan is made here, its utility filled in once scored.
     let mut scored: Vec<Scored> = Vec::with_capacity(survivors.len());
     for s in &survivors {
-        let prediction = predictor.quality(&s.candidate, task);
-        let (ttft_prior, tps_prior) = priors(s.candidate.facts.tier);
+        let candidate = Candidate::of(s.target);
+        let prediction = predictor.quality(&candidate, task);
+        let (ttft_prior, tps_prior) = priors(s.target.facts.tier);
         let ttft = s.ttft_ms.or(best_ttft).unwrap_or(ttft_prior);
         let tps = s.tokens_per_sec.or(best_tps).unwrap_or(tps_prior);
         let load = 1.0 + s.in_flight.max(0) as f64 / 8.0;
@@ -343,7 +345,7 @@ pub fn build_plan(
         };
         let t = Terms {
             cost_nanos: expected_cost(
-                &s.candidate.facts.price,
+                &s.target.facts.price,
                 call.prompt_tokens,
                 cached,
                 expected_output,
@@ -353,7 +355,7 @@ pub fn build_plan(
             in_flight: s.in_flight,
         };
         scored.push(Scored {
-            candidate: s.candidate.clone(),
+            candidate,
             terms: t,
             prediction,
             utility: 0.0,
@@ -382,7 +384,7 @@ pub fn build_plan(
         // Provider order the caller asked for first; a sticky backend before the rest.
         if !prefs.order.is_empty() {
             let rank = |i: usize| {
-                let id = provider_id(survivors[i].candidate.provider);
+                let id = provider_id(survivors[i].target.provider);
                 prefs
                     .order
                     .iter()

@@ -75,20 +75,44 @@ fn made_at(key: (Option<usize>, Option<u64>)) -> usize {
     (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 60) as usize % REMEMBERED
 }
 
-/// A config target's index among the predictor's models (`Weights::model_index` of its
-/// public id, then its upstream id), kept for the weights it was found in (by address:
-/// the target's own config's, which live as long as the target). Another `Weights` (a
-/// test's) looks the ids up as before.
-pub type KnownSlot = Slot<Option<usize>>;
+/// What a config target keeps for the predictor (`Known`), for the weights it was found
+/// in (by address: the target's own config's, which live as long as the target).
+/// Another `Weights` (a test's) works it out as before, per call.
+pub type KnownSlot = Slot<Known>;
 
-/// The index of `candidate` among the models of `weights`: from its slot when these
-/// weights filled it, else matched by id (and kept, the first time).
-fn known_index(weights: &Weights, candidate: &Candidate) -> Option<usize> {
+/// A target's index among the predictor's models (`Weights::model_index` of its public
+/// id, then its upstream id), and the log-odds a prediction starts from for each of
+/// its quality priors (`prior_for`), worked out once rather than per call.
+#[derive(Debug, Clone, Copy)]
+pub struct Known {
+    index: Option<usize>,
+    /// `logit` of the prior (clamped to 0–100, as `predict_with` clamps it) for the
+    /// tasks `task_at` numbers; `None` where the target has no prior.
+    log_odds: [Option<f64>; 3],
+}
+
+/// Where `Known::log_odds` keeps a task's: the tasks `prior_for` reads one prior for.
+fn task_at(task: Task) -> usize {
+    match task {
+        Task::General | Task::LongContext => 0,
+        Task::Code => 1,
+        Task::Math => 2,
+    }
+}
+
+/// What `candidate` keeps for `weights`: from its slot when these weights filled it,
+/// else worked out (and kept, the first time).
+fn known_of(weights: &Weights, candidate: &Candidate) -> Known {
     let at = std::ptr::from_ref(weights) as usize as u64;
     if let Some(known) = candidate.known.get(at) {
         return *known;
     }
-    let known = weights.model_index(&[&candidate.model, &candidate.upstream]);
+    let log_odds = [Task::General, Task::Code, Task::Math]
+        .map(|task| prior_for(&candidate.facts, task).map(|p| logit(p.clamp(0.0, 100.0) / 100.0)));
+    let known = Known {
+        index: weights.model_index(&[&candidate.model, &candidate.upstream]),
+        log_odds,
+    };
     candidate.known.fill(at, known);
     known
 }
@@ -119,7 +143,8 @@ impl<'a> CallPredictor<'a> {
         let prior = prior_for(&candidate.facts, task);
         match (self.weights, &self.prompt) {
             (Some(w), Some(p)) => {
-                let known = known_index(w, candidate);
+                let Known { index, log_odds } = known_of(w, candidate);
+                let known = index;
                 let key = (known, prior.map(f64::to_bits));
                 let at = made_at(key);
                 if let Some(Some((k, q, made))) = self.made.get(at) {
@@ -131,7 +156,7 @@ impl<'a> CallPredictor<'a> {
                     let slot = self.terms.get_mut(i)?;
                     Some(*slot.get_or_insert_with(|| w.model_term(p, i)))
                 });
-                let made = w.predict_with(p, known, prior, term);
+                let made = w.predict_with(p, known, prior, term, log_odds[task_at(task)]);
                 if let Some(slot) = self.made.get_mut(at) {
                     *slot = Some((key.0, key.1, made));
                 }
@@ -219,7 +244,7 @@ impl Weights {
         let term = known
             .filter(|i| *i < self.models.len())
             .map(|i| self.model_term(prompt, i));
-        self.predict_with(prompt, known, prior, term)
+        self.predict_with(prompt, known, prior, term, None)
     }
 
     /// The learned part of known model `i`'s log-odds on `prompt`: its bias plus its
@@ -237,20 +262,23 @@ impl Weights {
         })
     }
 
-    /// `predict` with the known model's `model_term` already computed.
+    /// `predict` with the known model's `model_term` already computed, and `prior`'s
+    /// log-odds when they were (`Known::log_odds`, the same value).
     fn predict_with(
         &self,
         prompt: &PromptScore,
         known: Option<usize>,
         prior: Option<f64>,
         term: Option<f64>,
+        prior_log_odds: Option<f64>,
     ) -> Prediction {
         let terms = known.and_then(|i| self.models.get(i));
+        let log_odds = prior_log_odds.filter(|_| prior.is_some());
         let prior = prior
             .or_else(|| terms.map(|t| f64::from(t.prior) * 100.0))
             .unwrap_or(50.0)
             .clamp(0.0, 100.0);
-        let mut z = logit(prior / 100.0) + prompt.difficulty;
+        let mut z = log_odds.unwrap_or_else(|| logit(prior / 100.0)) + prompt.difficulty;
         if let (Some(_), Some(term)) = (terms, term) {
             z += term;
         }
