@@ -411,7 +411,7 @@ fn run_catalog(command: CatalogCommand) -> anyhow::Result<String> {
         CatalogCommand::Show { model, config } => {
             let catalog = match config {
                 Some(path) => Config::load_offline(&path, &process_env)?.catalog,
-                None => std::sync::Arc::new(bazaar::catalog::builtin::builtin().clone()),
+                None => bazaar::catalog::builtin::shared().clone(),
             };
             bazaar::catalog::show(&catalog, model.as_deref()).map_err(anyhow::Error::msg)
         }

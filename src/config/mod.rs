@@ -206,7 +206,7 @@ impl Config {
             teams,
             router,
             routes,
-            catalog: Arc::new(catalog),
+            catalog,
             aliases,
             ledger,
             responses_ttl,
