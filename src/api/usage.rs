@@ -88,6 +88,10 @@ pub struct Usage {
     pub input: u64,
     pub cached_input: u64,
     pub cache_write: u64,
+    /// Of `cache_write`, the tokens written for an hour (Anthropic's 1-hour cache),
+    /// which are billed at their own price; not a bucket of their own.
+    #[serde(default)]
+    pub cache_write_1h: u64,
     pub output: u64,
     pub reasoning: u64,
     /// Buckets whose count is not the backend's. In an adapter's running report of a
@@ -168,6 +172,7 @@ impl Usage {
             input: prompt - cached - cache_write,
             cached_input: cached,
             cache_write,
+            cache_write_1h: 0,
             output,
             reasoning,
             estimated: Buckets::NONE,
@@ -244,6 +249,18 @@ pub struct AnthropicUsage {
     pub cache_creation_input_tokens: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_read_input_tokens: Option<u64>,
+    /// The cache writes by lifetime; `cache_creation_input_tokens` is their sum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_creation: Option<CacheCreation>,
+}
+
+/// Anthropic's `usage.cache_creation`: cache writes for five minutes and for an hour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheCreation {
+    #[serde(default)]
+    pub ephemeral_5m_input_tokens: Option<u64>,
+    #[serde(default)]
+    pub ephemeral_1h_input_tokens: Option<u64>,
 }
 
 impl AnthropicUsage {
@@ -265,16 +282,26 @@ impl AnthropicUsage {
             &mut self.cache_read_input_tokens,
             later.cache_read_input_tokens,
         );
+        if later.cache_creation.is_some() {
+            self.cache_creation = later.cache_creation;
+        }
     }
 }
 
 impl Usage {
     /// Reads Anthropic's `usage`.
     pub fn from_anthropic(raw: &AnthropicUsage) -> Usage {
+        let cache_write = raw.cache_creation_input_tokens.unwrap_or(0);
+        let cache_write_1h = raw
+            .cache_creation
+            .and_then(|c| c.ephemeral_1h_input_tokens)
+            .unwrap_or(0)
+            .min(cache_write);
         Usage {
             input: raw.input_tokens.unwrap_or(0),
             cached_input: raw.cache_read_input_tokens.unwrap_or(0),
-            cache_write: raw.cache_creation_input_tokens.unwrap_or(0),
+            cache_write,
+            cache_write_1h,
             output: raw.output_tokens.unwrap_or(0),
             reasoning: 0,
             estimated: Buckets::NONE,
@@ -303,12 +330,49 @@ impl Usage {
             output_tokens: Some(self.completion_tokens()),
             cache_creation_input_tokens: Some(self.cache_write),
             cache_read_input_tokens: Some(self.cached_input),
+            cache_creation: (self.cache_write_1h > 0).then(|| CacheCreation {
+                ephemeral_5m_input_tokens: Some(self.cache_write - self.cache_write_1h),
+                ephemeral_1h_input_tokens: Some(self.cache_write_1h),
+            }),
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn anthropic_cache_writes_keep_the_hour_apart() {
+        let raw: AnthropicUsage = serde_json::from_str(
+            r#"{"input_tokens":10,"cache_creation_input_tokens":3000,"cache_creation":{"ephemeral_5m_input_tokens":1000,"ephemeral_1h_input_tokens":2000},"output_tokens":20}"#,
+        )
+        .unwrap();
+        let u = Usage::from_anthropic(&raw);
+        assert_eq!((u.cache_write, u.cache_write_1h), (3000, 2000));
+        // A stream's `message_delta` without the split keeps `message_start`'s.
+        let mut merged = raw;
+        merged.merge(&AnthropicUsage {
+            output_tokens: Some(30),
+            ..Default::default()
+        });
+        assert_eq!(Usage::from_anthropic(&merged).cache_write_1h, 2000);
+        // Written back for an Anthropic client with the split.
+        let back = serde_json::to_value(u.to_anthropic()).unwrap();
+        assert_eq!(back["cache_creation"]["ephemeral_5m_input_tokens"], 1000);
+        assert_eq!(back["cache_creation"]["ephemeral_1h_input_tokens"], 2000);
+        // Without an hour's writes nothing new is written.
+        let plain = Usage::from_anthropic(&AnthropicUsage {
+            cache_creation_input_tokens: Some(5),
+            ..Default::default()
+        });
+        assert!(serde_json::to_value(plain.to_anthropic()).unwrap()["cache_creation"].is_null());
+        // An hour's count past the sum is held to it.
+        let odd: AnthropicUsage = serde_json::from_str(
+            r#"{"cache_creation_input_tokens":5,"cache_creation":{"ephemeral_1h_input_tokens":9}}"#,
+        )
+        .unwrap();
+        assert_eq!(Usage::from_anthropic(&odd).cache_write_1h, 5);
+    }
+
     use super::*;
 
     #[test]
@@ -348,6 +412,7 @@ mod tests {
             input: 5,
             cached_input: 3,
             cache_write: 7,
+            cache_write_1h: 0,
             output: 2,
             reasoning: 0,
             estimated: Buckets::NONE,

@@ -14,7 +14,14 @@ pub fn cost_nanos(usage: &Usage, price: &Price, markup_bp: u32) -> Option<u64> {
     let buckets = [
         (usage.input, input),
         (usage.cached_input, price.cached_input.or(input)),
-        (usage.cache_write, price.cache_write.or(input)),
+        (
+            usage.cache_write - usage.cache_write_1h.min(usage.cache_write),
+            price.cache_write.or(input),
+        ),
+        (
+            usage.cache_write_1h.min(usage.cache_write),
+            price.cache_write_1h.or(input.map(|p| p.saturating_mul(2))),
+        ),
         (usage.output, output),
         (usage.reasoning, price.reasoning.or(output)),
     ];
@@ -24,7 +31,7 @@ pub fn cost_nanos(usage: &Usage, price: &Price, markup_bp: u32) -> Option<u64> {
         if tokens == 0 {
             continue;
         }
-        // u64 × u64 fits in u128; only the sum of five can overflow.
+        // u64 × u64 fits in u128; only the sum of six can overflow.
         total = total.saturating_add(tokens as u128 * per_mtok? as u128);
     }
     // Every call's sum fits in 64 bits: its divisions need no 128-bit arithmetic, and
@@ -56,6 +63,32 @@ pub fn usd_number(nanos: u64) -> serde_json::Number {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_hours_cache_writes_have_their_own_price_twice_input_when_unset() {
+        let usage = Usage {
+            cache_write: 3_000,
+            cache_write_1h: 2_000,
+            ..Default::default()
+        };
+        let mut price = Price::flat(3_000_000, 15_000_000);
+        price.cache_write = Some(3_750_000);
+        // 1,000 × $3.75 + 2,000 × $6 per million tokens, in nano-dollars.
+        let want = (1_000 * 3_750_000 + 2_000 * 6_000_000) / 1000;
+        assert_eq!(cost_nanos(&usage, &price, 0), Some(want));
+        price.cache_write_1h = Some(5_000_000);
+        let want = (1_000 * 3_750_000 + 2_000 * 5_000_000) / 1000;
+        assert_eq!(cost_nanos(&usage, &price, 0), Some(want));
+        // Without an hour's writes the price of an hour plays no part.
+        let five_minutes = Usage {
+            cache_write_1h: 0,
+            ..usage
+        };
+        assert_eq!(
+            cost_nanos(&five_minutes, &price, 0),
+            Some(3_000 * 3_750_000 / 1000)
+        );
+    }
+
     use super::*;
     use proptest::prelude::*;
 
@@ -65,6 +98,7 @@ mod tests {
             input: Some(u64::MAX),
             cached_input: None,
             cache_write: None,
+            cache_write_1h: None,
             output: Some(u64::MAX),
             reasoning: None,
         };
@@ -85,6 +119,7 @@ mod tests {
             input,
             cached_input: cached,
             cache_write: write,
+            cache_write_1h: 0,
             output,
             reasoning,
             estimated: Default::default(),
@@ -98,6 +133,7 @@ mod tests {
             input: Some(2_500_000),
             cached_input: Some(1_250_000),
             cache_write: None,
+            cache_write_1h: None,
             output: Some(10_000_000),
             reasoning: None,
         };
@@ -110,6 +146,7 @@ mod tests {
             input: Some(3_000_000),
             cached_input: Some(300_000),
             cache_write: Some(3_750_000),
+            cache_write_1h: None,
             output: Some(15_000_000),
             reasoning: None,
         };
@@ -122,6 +159,7 @@ mod tests {
             input: Some(300_000),
             cached_input: Some(30_000),
             cache_write: None,
+            cache_write_1h: None,
             output: Some(2_500_000),
             reasoning: None,
         };
@@ -134,6 +172,7 @@ mod tests {
             input: Some(2_000_000),
             cached_input: Some(500_000),
             cache_write: None,
+            cache_write_1h: None,
             output: Some(8_000_000),
             reasoning: None,
         };
@@ -154,6 +193,7 @@ mod tests {
             input: Some(1_000_000),
             cached_input: None,
             cache_write: None,
+            cache_write_1h: None,
             output: None,
             reasoning: None,
         };
@@ -168,7 +208,7 @@ mod tests {
         #[test]
         fn cost_is_monotonic(base in proptest::array::uniform5(0u64..1_000_000), bucket in 0usize..5, extra in 1u64..1_000_000,
                              prices in proptest::array::uniform5(0u64..100_000_000), markup in 0u32..5_000) {
-            let price = Price { input: Some(prices[0]), cached_input: Some(prices[1]), cache_write: Some(prices[2]), output: Some(prices[3]), reasoning: Some(prices[4]) };
+            let price = Price { input: Some(prices[0]), cached_input: Some(prices[1]), cache_write: Some(prices[2]), cache_write_1h: None, output: Some(prices[3]), reasoning: Some(prices[4]) };
             let a = u(base[0], base[1], base[2], base[3], base[4]);
             let mut more = base;
             more[bucket] += extra;
@@ -183,7 +223,7 @@ mod tests {
             prices in proptest::array::uniform5(prop_oneof![0u64..100_000_000, any::<u64>()]),
             markup in prop_oneof![Just(0u32), 0u32..5_000, any::<u32>()],
         ) {
-            let price = Price { input: Some(prices[0]), cached_input: Some(prices[1]), cache_write: Some(prices[2]), output: Some(prices[3]), reasoning: Some(prices[4]) };
+            let price = Price { input: Some(prices[0]), cached_input: Some(prices[1]), cache_write: Some(prices[2]), cache_write_1h: None, output: Some(prices[3]), reasoning: Some(prices[4]) };
             let usage = u(tokens[0], tokens[1], tokens[2], tokens[3], tokens[4]);
             let total = tokens.iter().zip(prices).fold(0u128, |t, (n, p)| t.saturating_add(*n as u128 * p as u128));
             let wide = total.div_ceil(1000).saturating_mul(10_000 + markup as u128) / 10_000;

@@ -206,6 +206,7 @@ pub fn local_price(provider: &ProviderConfig, tokens_per_sec: f64) -> Option<Pri
         input: Some(0),
         cached_input: Some(0),
         cache_write: Some(0),
+        cache_write_1h: Some(0),
         output: Some(per_mtok),
         reasoning: Some(per_mtok),
     })

@@ -58,6 +58,10 @@ pub struct Price {
     /// Cache writes; falls back to `input` when unknown.
     #[serde(default)]
     pub cache_write: Option<u64>,
+    /// Cache writes that last an hour (Anthropic's 1-hour cache); falls back to twice
+    /// `input`, Anthropic's rate for them, when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_1h: Option<u64>,
     pub output: Option<u64>,
     /// Reasoning tokens; falls back to `output` when unknown.
     #[serde(default)]
@@ -71,6 +75,7 @@ impl Price {
             input: Some(input),
             cached_input: None,
             cache_write: None,
+            cache_write_1h: None,
             output: Some(output),
             reasoning: None,
         }

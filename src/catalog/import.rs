@@ -162,6 +162,9 @@ fn litellm(value: &Value, origin: &str) -> Result<BTreeMap<String, ModelEntry>, 
             cache_write: entry
                 .get("cache_creation_input_token_cost")
                 .and_then(per_token_micros),
+            cache_write_1h: entry
+                .get("cache_creation_input_token_cost_above_1hr")
+                .and_then(per_token_micros),
             output: entry
                 .get("output_cost_per_token")
                 .and_then(per_token_micros),
@@ -211,6 +214,7 @@ fn openrouter(value: &Value, origin: &str) -> Result<BTreeMap<String, ModelEntry
             input: pricing.get("prompt").and_then(per_token_micros),
             cached_input: pricing.get("input_cache_read").and_then(per_token_micros),
             cache_write: pricing.get("input_cache_write").and_then(per_token_micros),
+            cache_write_1h: None,
             output: pricing.get("completion").and_then(per_token_micros),
             reasoning: pricing
                 .get("internal_reasoning")
@@ -322,6 +326,7 @@ fn models_dev(value: &Value, origin: &str) -> Result<BTreeMap<String, ModelEntry
                 input: cost.get("input").and_then(per_mtok_micros),
                 cached_input: cost.get("cache_read").and_then(per_mtok_micros),
                 cache_write: cost.get("cache_write").and_then(per_mtok_micros),
+                cache_write_1h: None,
                 output: cost.get("output").and_then(per_mtok_micros),
                 reasoning: cost.get("reasoning").and_then(per_mtok_micros),
             };

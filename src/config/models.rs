@@ -303,6 +303,11 @@ fn apply_overrides(facts: &mut Facts, m: &RawModel, path: &str, problems: &mut P
         &m.cache_write_price,
         &mut facts.price.cache_write,
     );
+    price(
+        "cache_write_1h_price",
+        &m.cache_write_1h_price,
+        &mut facts.price.cache_write_1h,
+    );
     price("output_price", &m.output_price, &mut facts.price.output);
     price(
         "reasoning_price",

@@ -438,6 +438,9 @@ pub struct RawModel {
     pub cached_input_price: Option<RawPrice>,
     #[serde(default)]
     pub cache_write_price: Option<RawPrice>,
+    /// Cache writes that last an hour (Anthropic's 1-hour cache).
+    #[serde(default)]
+    pub cache_write_1h_price: Option<RawPrice>,
     #[serde(default)]
     pub output_price: Option<RawPrice>,
     #[serde(default)]

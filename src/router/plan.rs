@@ -727,6 +727,7 @@ mod tests {
             input: Some(2_500_000),
             cached_input: Some(1_250_000),
             cache_write: None,
+            cache_write_1h: None,
             output: Some(10_000_000),
             reasoning: None,
         };

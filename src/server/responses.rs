@@ -598,7 +598,7 @@ mod tests {
             let usage = |c: [u64; 5], estimated: u8| Usage {
                 input: c[0],
                 cached_input: c[1],
-                cache_write: c[2],
+                cache_write: c[2], cache_write_1h: 0,
                 output: c[3],
                 reasoning: c[4],
                 estimated: Buckets::from_bits(estimated),
@@ -733,6 +733,7 @@ mod tests {
                 input: 41,
                 cached_input: 3,
                 cache_write: 2,
+                cache_write_1h: 0,
                 output: 19,
                 reasoning: 4,
                 estimated: Buckets::OUTPUT,

@@ -427,11 +427,9 @@ async fn meter_matrix_endpoints_streams_spend_and_counters_agree() {
 
 /// Anthropic bills a cache write by its time to live: 1.25× the input price for 5
 /// minutes, 2× for an hour (`usage.cache_creation.ephemeral_5m_input_tokens` /
-/// `ephemeral_1h_input_tokens`; `cache_creation_input_tokens` is their sum). The
-/// gateway has one cache-write bucket at one price, so an hour's writes are billed at
-/// the 5-minute rate: this cell fails until the two are priced apart.
+/// `ephemeral_1h_input_tokens`; `cache_creation_input_tokens` is their sum). An hour's
+/// writes are billed at the model's 1-hour price, twice the input price when unset.
 #[tokio::test]
-#[ignore = "1h cache writes billed at the 5m cache-write price (docs/billing.md)"]
 async fn anthropic_cache_writes_are_billed_by_their_time_to_live() {
     let mock = MockUpstream::start().await;
     let prices = [
@@ -456,6 +454,31 @@ async fn anthropic_cache_writes_are_billed_by_their_time_to_live() {
     // 10 × $3 + 1,000 × $3.75 + 2,000 × $6 (2 × input) + 20 × $15, per million.
     let want = (10 * 3_000_000 + 1_000 * 3_750_000 + 2_000 * 6_000_000 + 20 * 15_000_000u64) / 1000;
     assert_eq!(header.as_deref(), Some(usd(want).as_str()));
+    assert_eq!(row_of(&gw, "cache-ttl").await["cost_nanos"], want);
+    // The same usage in a stream, asked for as chat: the split comes in `message_start`.
+    let start = r#"{"type":"message_start","message":{"id":"msg_2","type":"message","role":"assistant","model":"claude-up","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":10,"cache_creation_input_tokens":3000,"cache_creation":{"ephemeral_5m_input_tokens":1000,"ephemeral_1h_input_tokens":2000},"cache_read_input_tokens":0,"output_tokens":1}}}"#;
+    let sse = format!(
+        "event: message_start\ndata: {start}\n\n\
+         event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{{\"type\":\"text\",\"text\":\"\"}}}}\n\n\
+         event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"Cached.\"}}}}\n\n\
+         event: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":0}}\n\n\
+         event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\",\"stop_sequence\":null}},\"usage\":{{\"output_tokens\":20}}}}\n\n\
+         event: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n"
+    );
+    mock.script([raw(sse, true)]);
+    let body = json!({"model": "m-claude", "stream": true,
+                      "messages": [{"role": "user", "content": "cache me"}]});
+    let (_, resp) = call(
+        &gw,
+        "/v1/chat/completions",
+        "cache-ttl-stream",
+        &body,
+        "1h stream",
+    )
+    .await;
+    let text = resp.text().await.unwrap();
+    let row = row_of(&gw, "cache-ttl-stream").await;
+    assert_eq!(row["cost_nanos"], want, "{row}\n{text}");
 }
 
 /// An upstream error after the backend reported usage: the call is billed what was

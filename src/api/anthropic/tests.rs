@@ -135,6 +135,7 @@ fn replies_become_messages() {
         input: 10,
         cached_input: 5,
         cache_write: 0,
+        cache_write_1h: 0,
         output: 7,
         reasoning: 3,
         estimated: Default::default(),

@@ -107,6 +107,7 @@ impl UsageMetadata {
             input: prompt - cached + self.tool_use_prompt_token_count.unwrap_or(0),
             cached_input: cached,
             cache_write: 0,
+            cache_write_1h: 0,
             output: self.candidates_token_count.unwrap_or(0),
             reasoning: self.thoughts_token_count.unwrap_or(0),
             estimated: Buckets::NONE,
