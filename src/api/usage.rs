@@ -115,6 +115,13 @@ impl Usage {
         }
     }
 
+    /// The cache writes as (five-minute, one-hour): the hour's share held to the whole,
+    /// so a count an upstream got wrong can neither underflow nor bill twice.
+    pub fn cache_writes(&self) -> (u64, u64) {
+        let hour = self.cache_write_1h.min(self.cache_write);
+        (self.cache_write - hour, hour)
+    }
+
     /// All prompt-side tokens, as OpenAI's `prompt_tokens` counts them.
     pub fn prompt_tokens(&self) -> u64 {
         self.input
@@ -291,17 +298,14 @@ impl AnthropicUsage {
 impl Usage {
     /// Reads Anthropic's `usage`.
     pub fn from_anthropic(raw: &AnthropicUsage) -> Usage {
-        let cache_write = raw.cache_creation_input_tokens.unwrap_or(0);
-        let cache_write_1h = raw
-            .cache_creation
-            .and_then(|c| c.ephemeral_1h_input_tokens)
-            .unwrap_or(0)
-            .min(cache_write);
         Usage {
             input: raw.input_tokens.unwrap_or(0),
             cached_input: raw.cache_read_input_tokens.unwrap_or(0),
-            cache_write,
-            cache_write_1h,
+            cache_write: raw.cache_creation_input_tokens.unwrap_or(0),
+            cache_write_1h: raw
+                .cache_creation
+                .and_then(|c| c.ephemeral_1h_input_tokens)
+                .unwrap_or(0),
             output: raw.output_tokens.unwrap_or(0),
             reasoning: 0,
             estimated: Buckets::NONE,
@@ -330,16 +334,21 @@ impl Usage {
             output_tokens: Some(self.completion_tokens()),
             cache_creation_input_tokens: Some(self.cache_write),
             cache_read_input_tokens: Some(self.cached_input),
-            cache_creation: (self.cache_write_1h > 0).then(|| CacheCreation {
-                ephemeral_5m_input_tokens: Some(self.cache_write - self.cache_write_1h),
-                ephemeral_1h_input_tokens: Some(self.cache_write_1h),
-            }),
+            cache_creation: match self.cache_writes() {
+                (_, 0) => None,
+                (minutes, hour) => Some(CacheCreation {
+                    ephemeral_5m_input_tokens: Some(minutes),
+                    ephemeral_1h_input_tokens: Some(hour),
+                }),
+            },
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn anthropic_cache_writes_keep_the_hour_apart() {
         let raw: AnthropicUsage = serde_json::from_str(
@@ -370,10 +379,10 @@ mod tests {
             r#"{"cache_creation_input_tokens":5,"cache_creation":{"ephemeral_1h_input_tokens":9}}"#,
         )
         .unwrap();
-        assert_eq!(Usage::from_anthropic(&odd).cache_write_1h, 5);
+        assert_eq!(Usage::from_anthropic(&odd).cache_writes(), (0, 5));
+        let back = serde_json::to_value(Usage::from_anthropic(&odd).to_anthropic()).unwrap();
+        assert_eq!(back["cache_creation"]["ephemeral_5m_input_tokens"], 0);
     }
-
-    use super::*;
 
     #[test]
     fn openai_buckets_are_disjoint() {

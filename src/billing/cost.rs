@@ -11,15 +11,13 @@ use crate::catalog::Price;
 pub fn cost_nanos(usage: &Usage, price: &Price, markup_bp: u32) -> Option<u64> {
     let input = price.input;
     let output = price.output;
+    let (writes, writes_1h) = usage.cache_writes();
     let buckets = [
         (usage.input, input),
         (usage.cached_input, price.cached_input.or(input)),
+        (writes, price.cache_write.or(input)),
         (
-            usage.cache_write - usage.cache_write_1h.min(usage.cache_write),
-            price.cache_write.or(input),
-        ),
-        (
-            usage.cache_write_1h.min(usage.cache_write),
+            writes_1h,
             price.cache_write_1h.or(input.map(|p| p.saturating_mul(2))),
         ),
         (usage.output, output),
@@ -63,6 +61,9 @@ pub fn usd_number(nanos: u64) -> serde_json::Number {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
     #[test]
     fn an_hours_cache_writes_have_their_own_price_twice_input_when_unset() {
         let usage = Usage {
@@ -88,9 +89,6 @@ mod tests {
             Some(3_000 * 3_750_000 / 1000)
         );
     }
-
-    use super::*;
-    use proptest::prelude::*;
 
     #[test]
     fn an_absurd_usage_costs_the_most_not_nothing() {

@@ -105,6 +105,7 @@ impl CallMeter {
         }
         if lacking.contains(Buckets::CACHE_WRITE) {
             usage.cache_write = 0;
+            usage.cache_write_1h = 0;
         }
         if lacking.intersects(Buckets::OUTPUT | Buckets::REASONING) {
             let (output, reasoning) = ending.sent.tokens();
