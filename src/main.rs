@@ -476,12 +476,15 @@ fn run_serve(path: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()
         println!("No gateway key is configured; this run accepts: {key}");
     }
     // Calls are served on request threads, one current-thread runtime each (default:
-    // one per core), so a call wakes no other thread; this thread's runtime accepts,
-    // handles signals and runs the background work.
+    // one per core but one), so a call wakes no other thread; this thread's runtime
+    // accepts, handles signals and runs the background work.
     let request_threads = process_env("BAZAAR_WORKER_THREADS")
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|n| *n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+        .unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            bazaar::server::threads::default_count(cores)
+        });
     let threads = bazaar::server::threads::RequestThreads::start(request_threads)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
