@@ -11,7 +11,7 @@ use std::fmt;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::ThreadId;
 use std::time::Duration;
@@ -113,8 +113,13 @@ pub struct Pool {
     /// changed with `idle` locked.
     sweeping: AtomicBool,
     h2: Mutex<Option<(Origin, http2::SendRequest<Full<Bytes>>)>>,
-    /// The `Host` header of the last origin asked for (a provider has one).
-    host: Mutex<Option<(Origin, HeaderValue)>>,
+    /// An HTTP/2 connection was ever kept in `h2`: until then a call does not lock it.
+    /// Read by every call on both request threads, written once, so its cache line is
+    /// not moved between their cores per call as the lock's would be.
+    had_h2: AtomicBool,
+    /// The `Host` header of the first origin asked for (a provider has one), set once and
+    /// read without a lock; another origin's is built per call.
+    host: OnceLock<(Origin, HeaderValue)>,
 }
 
 impl fmt::Debug for Pool {
@@ -128,6 +133,9 @@ impl fmt::Debug for Pool {
 struct Idle {
     conn: Box<H1>,
     since: Instant,
+    /// `conn.home`, kept beside it: a checkout looks for its own thread's connections
+    /// without reading the boxes of the other thread's, last written on another core.
+    home: Option<ThreadId>,
 }
 
 impl Pool {
@@ -140,7 +148,8 @@ impl Pool {
             idle: Mutex::new(VecDeque::new()),
             sweeping: AtomicBool::new(false),
             h2: Mutex::new(None),
-            host: Mutex::new(None),
+            had_h2: AtomicBool::new(false),
+            host: OnceLock::new(),
         })
     }
 
@@ -221,6 +230,9 @@ impl Pool {
     }
 
     fn h2_for(&self, origin: &Origin) -> Option<http2::SendRequest<Full<Bytes>>> {
+        if !self.had_h2.load(Ordering::Acquire) {
+            return None;
+        }
         let mut h2 = self.lock_h2();
         match &*h2 {
             Some((o, sender)) if o == origin && !sender.is_closed() => Some(sender.clone()),
@@ -243,7 +255,7 @@ impl Pool {
                 let mut idle = self.lock_idle();
                 let at = idle
                     .iter()
-                    .rposition(|i| i.conn.home == home && &i.conn.origin == origin)
+                    .rposition(|i| i.home == home && &i.conn.origin == origin)
                     // The other threads reuse their most recent ones first.
                     .or_else(|| idle.iter().position(|i| &i.conn.origin == origin))?;
                 idle.remove(at)?
@@ -272,7 +284,12 @@ impl Pool {
         if idle.len() >= self.limits.max {
             closed.extend(idle.pop_front());
         }
-        idle.push_back(Idle { conn, since: now });
+        let home = conn.home;
+        idle.push_back(Idle {
+            conn,
+            since: now,
+            home,
+        });
         // Armed with `idle` locked, so a sweeper that is just stopping is not missed.
         let arm = idle.len() > self.limits.keep && !self.sweeping.load(Ordering::Relaxed);
         if arm {
@@ -377,6 +394,7 @@ impl Pool {
                 let _ = conn.await;
             });
             *self.lock_h2() = Some((origin.clone(), sender.clone()));
+            self.had_h2.store(true, Ordering::Release);
             return Ok(Opened::H2(sender));
         }
         let (sender, conn) = http1::Builder::new()
@@ -459,10 +477,10 @@ impl Pool {
         }
     }
 
-    /// The `Host` header for `origin`, built once per origin.
+    /// The `Host` header for `origin`: the pool's first origin's built once, any other's
+    /// per call.
     fn host(&self, origin: &Origin) -> Option<HeaderValue> {
-        let mut host = self.host.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((o, value)) = &*host {
+        if let Some((o, value)) = self.host.get() {
             if o == origin {
                 return Some(value.clone());
             }
@@ -479,7 +497,7 @@ impl Pool {
             }
             _ => HeaderValue::from_str(authority.host()).ok()?,
         };
-        *host = Some((origin.clone(), value.clone()));
+        let _ = self.host.set((origin.clone(), value.clone()));
         Some(value)
     }
 }
