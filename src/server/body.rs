@@ -154,22 +154,27 @@ async fn read(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large(limit));
     }
-    let deadline = Instant::now() + settings.body_read_timeout;
-    let _turn = tokio::time::timeout_at(deadline, state.bodies.acquire())
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .ok_or_else(|| ApiError::Unavailable {
-            message: "Too many request bodies are being received right now; try again.".into(),
-            retry_after: Some(std::time::Duration::from_secs(1)),
-        })?;
+    let read_timeout = settings.body_read_timeout;
+    // One timer for both waits, made once: each is raced against it, the turn first.
+    let expired = tokio::time::sleep_until(Instant::now() + read_timeout);
+    tokio::pin!(expired);
+    let turn = tokio::select! {
+        biased;
+        turn = state.bodies.acquire() => turn.ok(),
+        () = &mut expired => None,
+    };
+    let _turn = turn.ok_or_else(|| ApiError::Unavailable {
+        message: "Too many request bodies are being received right now; try again.".into(),
+        retry_after: Some(std::time::Duration::from_secs(1)),
+    })?;
     let read = read_body(body, limit, declared.unwrap_or(0));
-    match tokio::time::timeout_at(deadline, read).await {
-        Ok(result) => result.map(|body| (caller, runtime.clone(), body)),
-        Err(_) => Err(ApiError::InvalidRequest {
+    tokio::select! {
+        biased;
+        result = read => result.map(|body| (caller, runtime, body)),
+        () = &mut expired => Err(ApiError::InvalidRequest {
             message: format!(
                 "The request body was not received within {} s.",
-                settings.body_read_timeout.as_secs_f64()
+                read_timeout.as_secs_f64()
             ),
             param: None,
             code: Some("body_read_timeout"),
