@@ -118,6 +118,15 @@ fn check_depth(text: &str) -> Result<(), ApiError> {
 #[derive(Debug, Clone, Default)]
 pub struct RawObject {
     fields: Vec<(FieldName, Box<RawValue>)>,
+    /// One bit per length of the keys present (modulo 64): `get` answers a key of a
+    /// length no field has without comparing it to each (a chat body's parse looks up
+    /// some 17 names, most of them absent).
+    lengths: u64,
+}
+
+/// `key`'s bit in `RawObject::lengths`.
+fn length_bit(key: &str) -> u64 {
+    1 << (key.len() % 64)
 }
 
 /// Field names of OpenAI request and reply bodies that parsing keeps as static strings
@@ -235,6 +244,11 @@ impl<'de> Deserialize<'de> for FieldName {
 }
 
 impl RawObject {
+    fn of(fields: Vec<(FieldName, Box<RawValue>)>) -> RawObject {
+        let lengths = fields.iter().fold(0, |m, (k, _)| m | length_bit(k));
+        RawObject { fields, lengths }
+    }
+
     /// Parses a body that must be a JSON object; the error says what is wrong with it.
     pub fn parse(body: &[u8]) -> Result<RawObject, ApiError> {
         let text = std::str::from_utf8(body)
@@ -266,7 +280,7 @@ impl RawObject {
             fields.push((FieldName::of(key), raw_value(value)?));
             Some(())
         })?;
-        Some(RawObject { fields })
+        Some(RawObject::of(fields))
     }
 
     /// 400 naming the first field given twice. The gateway reads one of the values and
@@ -309,12 +323,12 @@ impl RawObject {
     /// An object of fields already written (a translated body, each value valid JSON),
     /// in the order given.
     pub fn from_fields(fields: Vec<(String, Box<RawValue>)>) -> RawObject {
-        RawObject {
-            fields: fields
+        RawObject::of(
+            fields
                 .into_iter()
                 .map(|(k, v)| (FieldName(Cow::Owned(k)), v))
                 .collect(),
-        }
+        )
     }
 
     /// An object of no fields yet, with room for `n`: a translated body built field by
@@ -322,16 +336,21 @@ impl RawObject {
     pub fn with_capacity(n: usize) -> RawObject {
         RawObject {
             fields: Vec::with_capacity(n),
+            lengths: 0,
         }
     }
 
     /// Appends field `key`, a name known when compiling (not copied), set to `value`.
     pub fn push_static(&mut self, key: &'static str, value: Box<RawValue>) {
+        self.lengths |= length_bit(key);
         self.fields.push((FieldName(Cow::Borrowed(key)), value));
     }
 
     /// The raw value of `key`, if present (the last one wins on duplicates).
     pub fn get(&self, key: &str) -> Option<&RawValue> {
+        if self.lengths & length_bit(key) == 0 {
+            return None;
+        }
         self.fields
             .iter()
             .rev()
@@ -472,7 +491,7 @@ impl<'de> Deserialize<'de> for RawObject {
                 while let Some((k, v)) = map.next_entry::<FieldName, Box<RawValue>>()? {
                     fields.push((k, v));
                 }
-                Ok(RawObject { fields })
+                Ok(RawObject::of(fields))
             }
         }
         deserializer.deserialize_map(ObjectVisitor)
@@ -1020,6 +1039,36 @@ fn text_input_chars(raw: &RawValue, field: &str) -> Result<usize, ApiError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_field_is_found_whatever_the_lengths_of_the_others() {
+        let long = "k".repeat(69);
+        let body = format!(r#"{{"model":"m","top_p":1,"{long}":2,"a":3}}"#);
+        let parsed = RawObject::parse(body.as_bytes()).unwrap();
+        let mut built = RawObject::with_capacity(2);
+        built.push_static("model", RawValue::from_string("\"m\"".into()).unwrap());
+        let copied = RawObject::from_fields(vec![(
+            "top_p".into(),
+            RawValue::from_string("1".into()).unwrap(),
+        )]);
+        for fields in [&parsed, &parsed.clone()] {
+            assert_eq!(fields.get("model").unwrap().get(), r#""m""#);
+            assert_eq!(fields.get("top_p").unwrap().get(), "1");
+            assert_eq!(fields.get(&long).unwrap().get(), "2");
+            assert_eq!(fields.get("a").unwrap().get(), "3");
+            // Absent, of a length present (5, 69 % 64) and of one that is not.
+            for absent in ["tools", "stream", "kkkkk", "n"] {
+                assert!(fields.get(absent).is_none(), "{absent}");
+            }
+        }
+        assert_eq!(built.get("model").unwrap().get(), r#""m""#);
+        assert!(built.get("top_p").is_none());
+        assert_eq!(copied.get("top_p").unwrap().get(), "1");
+        assert!(copied.get("model").is_none());
+        let served: RawObject = serde_json::from_str(r#"{"id":"x","usage":{}}"#).unwrap();
+        assert_eq!(served.get("usage").unwrap().get(), "{}");
+        assert!(RawObject::default().get("model").is_none());
+    }
 
     /// `messages` as serde alone reads them.
     fn messages_by_serde(text: &str) -> Option<Vec<Message<'_>>> {
