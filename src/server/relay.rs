@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::rewrite::with_usage_cost;
 use crate::api::{ApiError, Usage};
 use crate::billing::cost::usd_number;
-use crate::billing::meter::{Billed, BodyShape, SentText};
+use crate::billing::meter::{plausible, Billed, BodyShape, SentText};
 use crate::config::ModelTarget;
 use crate::providers::{Chunk, ChunkStream, UpstreamError};
 
@@ -229,6 +229,8 @@ struct Relay<F: FnOnce(StreamEnd) -> Billed, R: Framer> {
     framer: R,
     usage_cost: UsageCost,
     end: StreamEnd,
+    /// Chunks sent and not yet read for their text.
+    unread: Unread,
     on_end: Option<F>,
     finished: bool,
 }
@@ -237,13 +239,81 @@ impl<F: FnOnce(StreamEnd) -> Billed, R: Framer> Relay<F, R> {
     /// Counts the text sent, off the async workers, unless the backend reported it all.
     async fn count_unreported(&mut self) {
         if !self.end.usage.is_some_and(|u| u.is_reported()) {
+            self.settle_sent();
             self.end.sent.count_off_worker().await;
+        }
+    }
+
+    /// Reads the chunks' text into `end.sent`, unless the backend's last report makes
+    /// it unneeded (complete and plausible: billing takes it whole).
+    fn settle_sent(&mut self) {
+        let billed_as_reported = self
+            .end
+            .usage
+            .is_some_and(|u| u.is_reported() && plausible(&u));
+        if billed_as_reported {
+            self.unread.clear();
+        } else {
+            self.unread
+                .read_into(&mut self.end.sent, self.framer.text_shape());
         }
     }
 
     fn finish(&mut self) -> Option<Billed> {
         let on_end = self.on_end.take()?;
+        self.settle_sent();
         Some(on_end(std::mem::take(&mut self.end)))
+    }
+}
+
+/// The data of chunks sent to the client, kept as bytes until the stream's end says
+/// whether their text is needed: a backend that reports usage (nearly every stream)
+/// leaves it unread. Bounded: past `Unread::MAX` bytes they are read and dropped.
+#[derive(Debug, Default)]
+struct Unread {
+    /// Each chunk's length (4 bytes, little-endian), then its data: one buffer, one
+    /// allocation for a short stream's chunks.
+    bytes: Vec<u8>,
+}
+
+impl Unread {
+    /// Bytes held before they are read: a long stream's text is read as it goes.
+    const MAX: usize = 16 * 1024;
+
+    fn keep(&mut self, data: &[u8], sent: &mut SentText, shape: BodyShape) {
+        let Ok(len) = u32::try_from(data.len()).map(u32::to_le_bytes) else {
+            self.read_into(sent, shape);
+            sent.push(shape, data);
+            return;
+        };
+        if self.bytes.len() + 4 + data.len() > Unread::MAX {
+            self.read_into(sent, shape);
+            if 4 + data.len() > Unread::MAX {
+                sent.push(shape, data);
+                return;
+            }
+        }
+        if self.bytes.capacity() == 0 {
+            self.bytes.reserve(4096);
+        }
+        self.bytes.extend_from_slice(&len);
+        self.bytes.extend_from_slice(data);
+    }
+
+    /// Reads every kept chunk's text into `sent`, in order, one chunk at a time (as
+    /// `SentText::push` was given them), and drops them.
+    fn read_into(&mut self, sent: &mut SentText, shape: BodyShape) {
+        let mut rest = &self.bytes[..];
+        while let Some((len, after)) = rest.split_first_chunk::<4>() {
+            let (data, after) = after.split_at(u32::from_le_bytes(*len) as usize);
+            sent.push(shape, data);
+            rest = after;
+        }
+        self.clear();
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
     }
 }
 
@@ -285,6 +355,7 @@ where
         framer,
         usage_cost,
         end: StreamEnd::default(),
+        unread: Unread::default(),
         on_end: Some(on_end),
         finished: false,
     };
@@ -303,7 +374,8 @@ where
             match next {
                 Some(Ok(chunk)) => {
                     if !chunk.usage_only {
-                        r.end.sent.push(r.framer.text_shape(), &chunk.data);
+                        let shape = r.framer.text_shape();
+                        r.unread.keep(&chunk.data, &mut r.end.sent, shape);
                     }
                     if chunk.usage.is_some() {
                         r.end.usage = chunk.usage;
@@ -351,4 +423,38 @@ where
 
 fn error_event(error: &ApiError) -> Vec<u8> {
     error.to_json()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Chunks kept unread, then read, give the text they gave when read one by one as
+    /// they were sent: short streams, long ones read as they go, and a chunk longer
+    /// than the bound.
+    #[test]
+    fn unread_chunks_read_as_the_chunks_did() {
+        let chunk = |i: usize, words: usize| {
+            format!(
+                r#"{{"id":"x","choices":[{{"index":0,"delta":{{"content":"{}","reasoning_content":"r{i} "}}}}]}}"#,
+                "w ".repeat(words)
+            )
+        };
+        for (count, words) in [(0, 1), (1, 1), (20, 3), (400, 5), (3, 20_000)] {
+            let chunks: Vec<String> = (0..count).map(|i| chunk(i, words)).collect();
+            let mut one_by_one = SentText::default();
+            for c in &chunks {
+                one_by_one.push(BodyShape::OpenAi, c.as_bytes());
+            }
+            let mut sent = SentText::default();
+            let mut unread = Unread::default();
+            for c in &chunks {
+                unread.keep(c.as_bytes(), &mut sent, BodyShape::OpenAi);
+                assert!(unread.bytes.len() <= Unread::MAX);
+            }
+            unread.read_into(&mut sent, BodyShape::OpenAi);
+            assert_eq!(sent, one_by_one, "{count} chunks of {words} words");
+            assert!(unread.bytes.is_empty());
+        }
+    }
 }
