@@ -5,8 +5,11 @@
 
 pub mod responses;
 
+use std::sync::LazyLock;
+
 use bytes::Bytes;
 use http::header::HeaderMap;
+use memchr::memmem::Finder;
 use http::{Response, Uri};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -478,6 +481,11 @@ struct ChoicePeek<'a> {
     usage: Option<&'a RawValue>,
 }
 
+/// The keys that send a chunk to the full read, their searchers built once: building
+/// one costs more than searching a chunk with it.
+static CHUNK_KEYS: LazyLock<[Finder<'static>; 2]> =
+    LazyLock::new(|| [Finder::new(b"\"usage\""), Finder::new(b"\"error\"")]);
+
 /// Turns one upstream SSE event into zero or one chunk; `Ok(None)` also for `[DONE]`.
 pub fn openai_chunk(provider: &str, event: SseEvent) -> Result<Option<Chunk>, UpstreamError> {
     openai_chunk_with(provider, event, false)
@@ -506,10 +514,8 @@ fn openai_chunk_with(
         }
     }
     // Most chunks carry neither usage nor an error: forward them without a full parse.
-    let finder = memchr::memmem::find;
-    if finder(data.as_bytes(), b"\"usage\"").is_none()
-        && finder(data.as_bytes(), b"\"error\"").is_none()
-    {
+    let [usage, error] = &*CHUNK_KEYS;
+    if usage.find(data.as_bytes()).is_none() && error.find(data.as_bytes()).is_none() {
         return Ok(Some(Chunk {
             data: Bytes::from(data),
             usage: None,
