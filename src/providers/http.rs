@@ -471,7 +471,9 @@ where
         /// No more bytes will be read; drain `ready`, then end.
         finished: bool,
     }
-    let state = State {
+    // Boxed: the stream moves its state into each item's future and back out, a
+    // pointer rather than the whole state (the provider's config, the decoder's buffers).
+    let state = Box::new(State {
         body,
         failed,
         decoder: SseDecoder::new(),
@@ -482,7 +484,7 @@ where
         deadline: deadline.min(Instant::now() + config.timeouts.total),
         translator,
         finished: false,
-    };
+    });
     let stream = futures_util::stream::unfold(state, |mut s| async move {
         loop {
             if let Some(item) = s.ready.pop_front() {

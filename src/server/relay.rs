@@ -349,7 +349,9 @@ where
     F: FnOnce(StreamEnd) -> Billed + Send + 'static,
     R: Framer,
 {
-    let relay = Relay {
+    // Boxed: the stream moves its state into each write's future and back out, a
+    // pointer rather than the whole relay (the chunk held, the end, the callback).
+    let relay = Box::new(Relay {
         first: Some(first),
         rest,
         framer,
@@ -358,7 +360,7 @@ where
         unread: Unread::default(),
         on_end: Some(on_end),
         finished: false,
-    };
+    });
     let stream = futures_util::stream::unfold(relay, |mut r| async move {
         if r.finished {
             return None;
