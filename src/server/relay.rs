@@ -231,6 +231,8 @@ struct Relay<F: FnOnce(StreamEnd) -> Billed, R: Framer> {
     end: StreamEnd,
     /// Chunks sent and not yet read for their text.
     unread: Unread,
+    /// The buffer writes are split off.
+    out: BytesMut,
     on_end: Option<F>,
     finished: bool,
 }
@@ -327,6 +329,9 @@ impl<F: FnOnce(StreamEnd) -> Billed, R: Framer> Drop for Relay<F, R> {
     }
 }
 
+/// The relay's write buffer at its start: a few chunks' frames.
+const OUT_START: usize = 2048;
+
 fn put_frame(out: &mut BytesMut, data: &[u8]) {
     out.reserve(data.len() + 8);
     out.put_slice(b"data: ");
@@ -358,6 +363,7 @@ where
         usage_cost,
         end: StreamEnd::default(),
         unread: Unread::default(),
+        out: BytesMut::new(),
         on_end: Some(on_end),
         finished: false,
     });
@@ -366,8 +372,13 @@ where
             return None;
         }
         // Wait for the next chunk, then take whatever else has already arrived without
-        // waiting, so one upstream read becomes one write (nothing is held back).
-        let mut out = BytesMut::new();
+        // waiting, so one upstream read becomes one write (nothing is held back). The
+        // frames go into the relay's one buffer: a write's bytes are split off it, and
+        // once the connection has sent and dropped them their room is written again.
+        let mut out = std::mem::take(&mut r.out);
+        if out.capacity() == 0 {
+            out.reserve(OUT_START);
+        }
         let mut next = match r.first.take() {
             Some(chunk) => Some(Ok(chunk)),
             None => r.rest.next().await,
@@ -413,7 +424,9 @@ where
                 None => break,
             };
         }
-        Some((Ok::<Bytes, Infallible>(out.freeze()), r))
+        let write = out.split().freeze();
+        r.out = out;
+        Some((Ok::<Bytes, Infallible>(write), r))
     });
     let mut response = Response::new(Body::from_stream(stream));
     let headers = response.headers_mut();
