@@ -9,8 +9,8 @@ use std::sync::LazyLock;
 
 use bytes::Bytes;
 use http::header::HeaderMap;
-use memchr::memmem::Finder;
 use http::{Response, Uri};
+use memchr::memmem::Finder;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -28,6 +28,7 @@ use super::{
 use crate::api::openai::{ChatRequest, PassthroughRequest, RawObject, GATEWAY_FIELDS};
 use crate::api::rewrite::{Members, PlainUsage, UsageAt};
 use crate::api::usage::{Buckets, OpenAiUsage};
+use crate::api::valid::{self, once};
 use crate::api::Usage;
 use crate::config::{ProviderConfig, WireFormat};
 
@@ -522,7 +523,25 @@ fn openai_chunk_with(
             usage_only: false,
         }));
     }
-    let peek: ChunkPeek = serde_json::from_str(&data).map_err(|e| {
+    let (usage, no_choices) = match PlainChunk::read(&data) {
+        Some(plain) => plain.usage(provider, reasoning_apart)?,
+        None => chunk_by_serde(provider, &data, reasoning_apart)?,
+    };
+    Ok(Some(Chunk {
+        data: Bytes::from(data),
+        usage,
+        usage_only: usage.is_some() && no_choices,
+    }))
+}
+
+/// A chunk's usage and whether it has no choices, as serde reads it (`ChunkPeek`); an
+/// `error` member is the stream's failure.
+fn chunk_by_serde(
+    provider: &str,
+    data: &str,
+    reasoning_apart: bool,
+) -> Result<(Option<Usage>, bool), UpstreamError> {
+    let peek: ChunkPeek = serde_json::from_str(data).map_err(|e| {
         UpstreamError::protocol(provider, format!("a stream event is not JSON ({e})"))
     })?;
     if let Some(error) = peek.error {
@@ -537,11 +556,71 @@ fn openai_chunk_with(
         .usage
         .or_else(|| peek.choices.into_iter().flatten().find_map(|c| c.usage));
     let usage = raw_usage.map(|u| read_usage(provider, u.get(), reasoning_apart));
-    Ok(Some(Chunk {
-        data: Bytes::from(data),
-        usage,
-        usage_only: usage.is_some() && no_choices,
-    }))
+    Ok((usage, no_choices))
+}
+
+/// A chunk with no choices (the usage chunk, an error event) as one scan reads it,
+/// without serde's calls: its `usage` and `error` values (`null` read as absent).
+struct PlainChunk<'a> {
+    usage: Option<&'a str>,
+    error: Option<&'a str>,
+}
+
+impl<'a> PlainChunk<'a> {
+    /// Containers nested below the chunk's members that the scan reads; deeper is
+    /// serde's to read.
+    const DEPTH: u32 = 64;
+
+    /// `None` unless `data` is one valid JSON object whose `choices` is absent, `null`
+    /// or `[]`, with no key escaped at its top and none of `usage`, `error` and
+    /// `choices` given twice: anything else is read by serde, whose answer then stands
+    /// (property-tested against it below).
+    fn read(data: &'a str) -> Option<PlainChunk<'a>> {
+        let mut seen = 0u8;
+        let mut chunk = PlainChunk {
+            usage: None,
+            error: None,
+        };
+        let given = |value: &'a str| (value != "null").then_some(value);
+        valid::object(data, PlainChunk::DEPTH, |key, value| {
+            match key {
+                "usage" => {
+                    once(&mut seen, 0)?;
+                    chunk.usage = given(value);
+                }
+                "error" => {
+                    once(&mut seen, 1)?;
+                    chunk.error = given(value);
+                }
+                "choices" => {
+                    once(&mut seen, 2)?;
+                    if value != "null" && value != "[]" {
+                        return None;
+                    }
+                }
+                _ => {}
+            }
+            Some(())
+        })?;
+        Some(chunk)
+    }
+
+    /// What `chunk_by_serde` says of the same chunk: its usage (no choices), or its
+    /// error.
+    fn usage(
+        self,
+        provider: &str,
+        reasoning_apart: bool,
+    ) -> Result<(Option<Usage>, bool), UpstreamError> {
+        if let Some(error) = self.error {
+            return Err(error_event(provider, error, "error event in the stream"));
+        }
+        let usage = self.usage.map(|u| match PlainUsage::read(u) {
+            Some(plain) => usage_of(&plain.usage, reasoning_apart),
+            None => read_usage(provider, u, reasoning_apart),
+        });
+        Ok((usage, true))
+    }
 }
 
 /// The OpenAI stream translator: chunks pass through; `[DONE]` is the last event.
@@ -785,6 +864,103 @@ mod tests {
         let body = Bytes::from_static(br#"{"model":"m","usage":{"prompt_tokens":3}}"#);
         let (_, at) = read_reply_usage("p", &body, &quirks).unwrap();
         assert!(at.is_some(), "a plain reply says where its usage is");
+    }
+
+    /// A chunk's outcome, comparable: its usage and mark, or the error's text.
+    fn outcome(
+        read: Result<(Option<Usage>, bool), UpstreamError>,
+    ) -> Result<(Option<Usage>, bool), String> {
+        read.map_err(|e| e.to_string())
+    }
+
+    /// Chunks built of the members billing reads, values of every kind (usage objects
+    /// plain and not, errors, choices with Kimi's usage), duplicates, escaped keys,
+    /// whitespace, and text cut short or broken.
+    fn chunk_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let value = prop_oneof![
+            crate::api::valid::tests::json().prop_map(|v| v.to_string()),
+            Just("null".to_string()),
+            Just("[]".to_string()),
+            Just("[ ]".to_string()),
+            Just("7".to_string()),
+            Just(r#""x""#.to_string()),
+            Just(r#"{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}"#.to_string()),
+            Just(r#"{"prompt_tokens":9,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":2},"completion_tokens_details":{"reasoning_tokens":1}}"#.to_string()),
+            Just(r#"{"prompt_tokens":-1}"#.to_string()),
+            Just(r#"{"prompt_tokens":1.5,"completion_tokens":"2"}"#.to_string()),
+            Just(r#"{"prompt_tokens":3,"prompt_tokens":4}"#.to_string()),
+            Just(r#"{}"#.to_string()),
+            Just(r#"{"message":"overloaded","code":"busy"}"#.to_string()),
+            Just(r#"[{"index":0,"delta":{},"finish_reason":"stop","usage":{"prompt_tokens":7,"completion_tokens":3}}]"#.to_string()),
+            Just(r#"[{"index":0,"delta":{"content":"usage"}}]"#.to_string()),
+        ];
+        let key = prop_oneof![
+            Just("usage"),
+            Just("error"),
+            Just("choices"),
+            Just("id"),
+            Just("model"),
+            Just(r"us\u0061ge"),
+            Just(r"err\u006fr"),
+        ];
+        let space = prop_oneof![Just(""), Just(" "), Just("\n\t")];
+        (
+            prop::collection::vec((key, space.clone(), value), 0..6),
+            space,
+            0u8..8,
+            any::<prop::sample::Index>(),
+        )
+            .prop_map(|(members, outer, mutation, at)| {
+                let body: Vec<String> = members
+                    .iter()
+                    .map(|(key, space, value)| format!("\"{key}\"{space}:{space}{value}"))
+                    .collect();
+                let mut text = format!("{outer}{{{}}}{outer}", body.join(","));
+                let mut at = at.index(text.len() + 1);
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                match mutation {
+                    0 => text.truncate(at),
+                    1 => text.insert(at, '"'),
+                    2 => text.insert(at, '}'),
+                    3 => text.push_str(" x"),
+                    _ => {}
+                }
+                text
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_chunk_reads_as_serde_read_it(data in chunk_text(), reasoning_apart: bool) {
+            if let Some(plain) = PlainChunk::read(&data) {
+                proptest::prop_assert_eq!(
+                    outcome(plain.usage("p", reasoning_apart)),
+                    outcome(chunk_by_serde("p", &data, reasoning_apart)),
+                    "{}", data
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn plain_chunks_are_read_without_serde() {
+        let usage = r#"{"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
+        let plain = PlainChunk::read(usage).unwrap();
+        assert_eq!(
+            plain.usage,
+            Some(r#"{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}"#)
+        );
+        assert!(plain.error.is_none());
+        for kimi in [
+            r#"{"choices":[{"index":0,"usage":{"prompt_tokens":1}}]}"#,
+            r#"{"usage":null,"usage":{"prompt_tokens":1}}"#,
+            r#"{"us\u0061ge":{"prompt_tokens":1}}"#,
+        ] {
+            assert!(PlainChunk::read(kimi).is_none(), "{kimi}");
+        }
     }
 
     #[test]
