@@ -6,8 +6,9 @@
 //! its own HTTP/1.1 connection), shared by every wire format, with targets built once
 //! per provider (no URL parsing, redirect or retry layer per call).
 
-use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -415,7 +416,7 @@ pub fn meta(headers: &HeaderMap) -> UpstreamMeta {
 
 /// One wire format's stream translation: a small state machine fed one SSE event at a
 /// time. Pure: no I/O, no clock; the caller owns timeouts.
-pub trait StreamTranslator: Send + 'static {
+pub trait StreamTranslator: Send + Unpin + 'static {
     /// Translates one event, appending the chunks it yields to `out`. Returns true when
     /// this was the stream's last event; later bytes are not read.
     fn event(&mut self, event: SseEvent, out: &mut Vec<Chunk>) -> Result<bool, UpstreamError>;
@@ -458,79 +459,140 @@ where
     E: Send + 'static,
     T: StreamTranslator,
 {
-    struct State<S, E, T> {
-        body: S,
-        failed: fn(&ProviderConfig, &E) -> UpstreamError,
-        decoder: SseDecoder,
-        events: Vec<SseEvent>,
-        ready: VecDeque<Result<Chunk, UpstreamError>>,
-        scratch: Vec<Chunk>,
-        config: ProviderConfig,
-        deadline: Instant,
-        translator: T,
-        /// No more bytes will be read; drain `ready`, then end.
-        finished: bool,
-    }
-    // Boxed: the stream moves its state into each item's future and back out, a
-    // pointer rather than the whole state (the provider's config, the decoder's buffers).
-    let state = Box::new(State {
+    let deadline = deadline.min(Instant::now() + config.timeouts.total);
+    Box::pin(SseChunks {
         body,
         failed,
         decoder: SseDecoder::new(),
         events: Vec::new(),
-        ready: VecDeque::new(),
-        scratch: Vec::new(),
+        ready: Vec::new(),
+        failure: None,
         config: config.clone(),
-        deadline: deadline.min(Instant::now() + config.timeouts.total),
+        deadline,
         translator,
         finished: false,
-    });
-    let stream = futures_util::stream::unfold(state, |mut s| async move {
+        waiting_since: None,
+        timer: Box::pin(tokio::time::sleep_until(deadline)),
+        timer_set: false,
+    })
+}
+
+/// `chunk_stream`'s state.
+struct SseChunks<B, E, T> {
+    body: B,
+    failed: fn(&ProviderConfig, &E) -> UpstreamError,
+    decoder: SseDecoder,
+    events: Vec<SseEvent>,
+    /// Chunks translated and not yet taken, last first.
+    ready: Vec<Chunk>,
+    /// The failure that ends the stream, after `ready`.
+    failure: Option<UpstreamError>,
+    config: ProviderConfig,
+    deadline: Instant,
+    translator: T,
+    /// No more bytes will be read; drain `ready`, then end.
+    finished: bool,
+    /// When the wait for the body's next bytes began.
+    waiting_since: Option<Instant>,
+    /// One timer for the whole stream, set for a wait's limit when the wait finds it
+    /// unset, and set again only when it fires before the current wait's limit: a read
+    /// sets no timer of its own.
+    timer: Pin<Box<tokio::time::Sleep>>,
+    timer_set: bool,
+}
+
+impl<B, E, T> SseChunks<B, E, T>
+where
+    B: Stream<Item = Result<Bytes, E>> + Unpin,
+    T: StreamTranslator,
+{
+    /// The current wait's limit and its phase: the idle timeout since the wait began,
+    /// or the call's deadline if that is sooner.
+    fn limit(&self, since: Instant) -> (Instant, &'static str) {
+        let idle = since + self.config.timeouts.idle;
+        if idle < self.deadline {
+            (idle, "idle")
+        } else {
+            (self.deadline, "total")
+        }
+    }
+
+    /// Reads the body until it has chunks, fails, ends or has nothing yet.
+    fn read(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, UpstreamError>> {
+        let since = *self.waiting_since.get_or_insert_with(Instant::now);
+        let item = match self.body.poll_next_unpin(cx) {
+            Poll::Ready(item) => item,
+            Poll::Pending => loop {
+                let (limit, phase) = self.limit(since);
+                if !self.timer_set {
+                    self.timer.as_mut().reset(limit);
+                    self.timer_set = true;
+                }
+                if self.timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                // The timer was set for an earlier wait: set it for this one.
+                self.timer_set = false;
+                if Instant::now() >= limit {
+                    return Poll::Ready(Err(timeout(&self.config, phase)));
+                }
+            },
+        };
+        self.waiting_since = None;
+        Poll::Ready(match item {
+            Some(Ok(bytes)) => {
+                self.decoder.push(&bytes, &mut self.events);
+                let fed = feed(&mut self.translator, &mut self.events, &mut self.ready);
+                // An event that never ends (a line without a newline, data lines
+                // without a blank one) is bounded like a whole reply.
+                match fed {
+                    Ok(false) if self.decoder.pending() > self.config.max_reply_bytes => {
+                        Err(too_large(&self.config, "stream event"))
+                    }
+                    fed => fed,
+                }
+            }
+            Some(Err(e)) => Err((self.failed)(&self.config, &e)),
+            None => {
+                self.decoder.finish();
+                self.translator.end(&mut self.ready).map(|()| true)
+            }
+        })
+    }
+}
+
+impl<B, E, T> Stream for SseChunks<B, E, T>
+where
+    B: Stream<Item = Result<Bytes, E>> + Unpin,
+    T: StreamTranslator,
+{
+    type Item = Result<Chunk, UpstreamError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let s = self.get_mut();
         loop {
-            if let Some(item) = s.ready.pop_front() {
-                return Some((item, s));
+            if let Some(chunk) = s.ready.pop() {
+                return Poll::Ready(Some(Ok(chunk)));
+            }
+            if let Some(e) = s.failure.take() {
+                return Poll::Ready(Some(Err(e)));
             }
             if s.finished {
-                return None;
+                return Poll::Ready(None);
             }
-            let idle = Instant::now() + s.config.timeouts.idle;
-            let (limit, phase) = if idle < s.deadline {
-                (idle, "idle")
-            } else {
-                (s.deadline, "total")
-            };
-            let outcome = match timeout_at(limit, s.body.next()).await {
-                Err(_) => Err(timeout(&s.config, phase)),
-                Ok(Some(Ok(bytes))) => {
-                    s.decoder.push(&bytes, &mut s.events);
-                    let fed = feed(&mut s.translator, &mut s.events, &mut s.scratch);
-                    // An event that never ends (a line without a newline, data lines
-                    // without a blank one) is bounded like a whole reply.
-                    match fed {
-                        Ok(false) if s.decoder.pending() > s.config.max_reply_bytes => {
-                            Err(too_large(&s.config, "stream event"))
-                        }
-                        fed => fed,
-                    }
-                }
-                Ok(Some(Err(e))) => Err((s.failed)(&s.config, &e)),
-                Ok(None) => {
-                    s.decoder.finish();
-                    s.translator.end(&mut s.scratch).map(|()| true)
-                }
-            };
-            s.ready.extend(s.scratch.drain(..).map(Ok));
+            let outcome = std::task::ready!(s.read(cx));
+            // Taken from the end: the chunks in the order they were translated.
+            s.ready.reverse();
             match outcome {
                 Ok(last) => s.finished = last,
                 Err(e) => {
                     // An error event's message is upstream text, like an error body's.
-                    s.ready.push_back(Err(e.scrubbed(&s.config)));
+                    s.failure = Some(e.scrubbed(&s.config));
                     s.finished = true;
                 }
             }
         }
-    });
-    Box::pin(stream) as std::pin::Pin<Box<dyn Stream<Item = _> + Send>>
+    }
 }
 
 /// Feeds decoded events to the translator until one is the last or fails.
