@@ -279,8 +279,9 @@ struct Unread {
 }
 
 impl Unread {
-    /// Bytes held before they are read: a long stream's text is read as it goes.
-    const MAX: usize = 16 * 1024;
+    /// Bytes held before they are read (a short stream's chunks, all in the one
+    /// allocation made at the first): a long stream's text is read as it goes.
+    const MAX: usize = 4 * 1024;
 
     fn keep(&mut self, data: &[u8], sent: &mut SentText, shape: BodyShape) {
         let Ok(len) = u32::try_from(data.len()).map(u32::to_le_bytes) else {
@@ -296,7 +297,7 @@ impl Unread {
             }
         }
         if self.bytes.capacity() == 0 {
-            self.bytes.reserve(4096);
+            self.bytes.reserve(Unread::MAX);
         }
         self.bytes.extend_from_slice(&len);
         self.bytes.extend_from_slice(data);
