@@ -107,6 +107,15 @@ impl Queue {
         std::mem::replace(&mut self.lock().rows, spare)
     }
 
+    /// The whole batches waiting (`wake_at` rows each), oldest first; the rows past them
+    /// stay queued, moved into `spare` (a few rows, under the lock).
+    fn take_batches(&self, mut spare: Vec<LedgerRow>) -> Vec<LedgerRow> {
+        let mut waiting = self.lock();
+        let whole = waiting.rows.len() / self.wake_at * self.wake_at;
+        spare.extend(waiting.rows.drain(whole..));
+        std::mem::replace(&mut waiting.rows, spare)
+    }
+
     /// The rows set aside because the queue was full.
     fn take_overflow(&self) -> Vec<LedgerRow> {
         std::mem::take(&mut self.lock().overflow)
@@ -451,8 +460,16 @@ impl Writer {
                 _ = queue.ready.notified() => false,
                 _ = ticker.tick() => true,
             };
-            // Whatever waits goes out, in batches of at most `batch` rows.
-            let mut rows = queue.take(spare);
+            // Woken by a full batch, the writer takes the whole batches waiting and leaves
+            // the few rows queued behind them for the next one: under load they would be a
+            // transaction of their own (a few rows, the same commit and round trips to
+            // SQLite's thread as a full batch's). At its tick whatever waits goes out, in
+            // batches of at most `batch` rows, so no row waits longer than before.
+            let mut rows = if tick {
+                queue.take(spare)
+            } else {
+                queue.take_batches(spare)
+            };
             self.write(&mut rows).await;
             spare = rows;
             if tick {
@@ -770,6 +787,38 @@ mod tests {
             stop,
             task,
         }
+    }
+
+    /// Woken by a full batch, the writer writes the whole batches waiting and leaves the
+    /// rows behind them queued for the next batch (or its tick, or the stop), rather than
+    /// writing them as a small transaction of their own.
+    #[tokio::test]
+    async fn a_full_batch_wakes_the_writer_for_whole_batches_only() {
+        let w = quiet_writer("whole-batches", 100, 4).await;
+        // The writer's first tick is immediate: let it pass on an empty queue.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for i in 0..6 {
+            w.sink.record(row(i));
+        }
+        assert_eq!(w.sink.written(4).await, 4);
+        assert_eq!(w.sink.queued(), 2, "the two rows past the batch wait");
+        assert_eq!(w.ledger.count().await.unwrap(), 4);
+        for i in 6..8 {
+            w.sink.record(row(i));
+        }
+        assert_eq!(w.sink.written(8).await, 8);
+        assert_eq!(w.sink.queued(), 0);
+        for i in 8..11 {
+            w.sink.record(row(i));
+        }
+        w.stop.cancel();
+        w.task.await.unwrap();
+        assert_eq!(w.ledger.count().await.unwrap(), 11);
+        assert_eq!(w.sink.spilled(), 0);
+        let mut want: Vec<String> = (0..11).map(|i| format!("r{i}")).collect();
+        want.sort();
+        assert_eq!(super::super::sorted_request_ids(&w.ledger).await, want);
+        std::fs::remove_dir_all(&w.dir).ok();
     }
 
     #[tokio::test]
